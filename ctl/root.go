@@ -1,0 +1,66 @@
+package ctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// Version is set at build time with -ldflags "-X github.com/deepwall/deepwall/ctl.Version=…".
+var Version = "dev"
+
+// exitError carries a specific exit status out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// Main runs the command line with args and returns the process exit status.
+func Main(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := NewRootCommand()
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "deepwall: %v\n", err)
+	if ee := (*exitError)(nil); errors.As(err, &ee) {
+		return ee.code
+	}
+	return 1
+}
+
+// NewRootCommand builds the deepwall command tree.
+func NewRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "deepwall",
+		Short: "Inline deep packet inspection firewall for containers",
+		Long: `deepwall is an inline firewall for containers that inspects traffic up to
+layer 7. XDP programs on a container's veth ports send undecided traffic to
+AF_XDP sockets, where a multi-core DPI engine parses protocols and applies
+WAF/DLP rules; flows whose verdict is final are allowed or dropped in the
+kernel fast path.`,
+		Version:       Version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	for _, add := range subcommands {
+		root.AddCommand(add())
+	}
+	return root
+}
+
+// subcommands lists the constructors of the top-level commands; each
+// command's file registers itself in an init function so that adding a
+// command touches one file.
+var subcommands []func() *cobra.Command

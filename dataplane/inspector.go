@@ -1,0 +1,84 @@
+package dataplane
+
+import "github.com/deepwall/deepwall/xdp"
+
+// Side names a port of a pair.
+type Side uint8
+
+const (
+	// Inner is the port facing the protected container.
+	Inner Side = 0
+	// Outer is the port facing the bridge or the host stack.
+	Outer Side = 1
+)
+
+func (s Side) String() string {
+	if s == Inner {
+		return "inner"
+	}
+	return "outer"
+}
+
+// Peer returns the other side.
+func (s Side) Peer() Side { return s ^ 1 }
+
+// Action is what the dataplane does with a judged frame.
+type Action uint8
+
+const (
+	// Forward transmits the frame on the peer port.
+	Forward Action = iota
+	// Drop recycles the frame without transmitting it.
+	Drop
+)
+
+func (a Action) String() string {
+	if a == Forward {
+		return "forward"
+	}
+	return "drop"
+}
+
+// Verdict is an Inspector's judgement on one frame.
+type Verdict struct {
+	Action Action
+	// Final means the flow's fate is settled: the dataplane writes it into
+	// the kernel's flow map (ALLOW for Forward, DROP for Drop) so that the
+	// flow's later packets never leave the kernel.
+	Final bool
+	// Reset, with Drop on a TCP frame, resets both ends of the connection so
+	// neither side hangs.
+	Reset bool
+}
+
+// Frame is one received frame handed to an Inspector.
+type Frame struct {
+	// Data is the frame from its Ethernet header on. It points into UMEM and
+	// is valid only during the Inspect call: implementations must copy what
+	// they keep.
+	Data []byte
+	// Ingress is the port the frame arrived on.
+	Ingress Side
+	// Key is the frame's normalised 5-tuple, Dir which endpoint sent it.
+	// Key is the zero value for frames that are not IPv4/IPv6.
+	Key xdp.FlowKey
+	Dir xdp.Direction
+	// Timestamp is CLOCK_MONOTONIC in nanoseconds at receive time.
+	Timestamp int64
+}
+
+// Inspector judges frames that the kernel could not decide. The DPI engine
+// implements it; tests use small ones of their own.
+//
+// Inspect is called concurrently for distinct workers, serially for one
+// worker. Both directions of a flow always reach the same worker, in order,
+// so per-worker state needs no locking.
+type Inspector interface {
+	Inspect(worker int, f *Frame) Verdict
+}
+
+// InspectorFunc adapts a function to Inspector.
+type InspectorFunc func(worker int, f *Frame) Verdict
+
+// Inspect calls fn.
+func (fn InspectorFunc) Inspect(worker int, f *Frame) Verdict { return fn(worker, f) }

@@ -1,0 +1,47 @@
+package testnet
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// Listen opens a listener inside ns, closed at cleanup.
+func Listen(tb testing.TB, ns *NS, network string, addr netip.AddrPort) net.Listener {
+	tb.Helper()
+	var ln net.Listener
+	ns.MustDo(tb, func() error {
+		var err error
+		ln, err = net.Listen(network, addr.String())
+		return err
+	})
+	tb.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// ListenPacket opens a packet socket inside ns, closed at cleanup.
+func ListenPacket(tb testing.TB, ns *NS, network string, addr netip.AddrPort) net.PacketConn {
+	tb.Helper()
+	var pc net.PacketConn
+	ns.MustDo(tb, func() error {
+		var err error
+		pc, err = net.ListenPacket(network, addr.String())
+		return err
+	})
+	tb.Cleanup(func() { pc.Close() })
+	return pc
+}
+
+// Dial connects from inside ns, closed at cleanup. It fails tb after 5s.
+func Dial(tb testing.TB, ns *NS, network string, addr netip.AddrPort) net.Conn {
+	tb.Helper()
+	var c net.Conn
+	ns.MustDo(tb, func() error {
+		var err error
+		c, err = net.DialTimeout(network, addr.String(), 5*time.Second)
+		return err
+	})
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
