@@ -15,7 +15,7 @@ all: build
 
 ## generate: rebuild the eBPF objects with bpf2go (needs clang and llvm-strip)
 generate:
-	$(GO) generate ./xdp/...
+	$(GO) generate ./xdp/... ./bench/refxdp/...
 
 ## build: the deepwall binary in bin/
 build:

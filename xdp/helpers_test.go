@@ -1,0 +1,243 @@
+package xdp
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+
+	"github.com/deepwall/deepwall/internal/testnet"
+)
+
+// XDP return codes (enum xdp_action).
+const (
+	xdpAborted  = 0
+	xdpDrop     = 1
+	xdpPass     = 2
+	xdpRedirect = 4
+)
+
+func actionName(a uint32) string {
+	switch a {
+	case xdpAborted:
+		return "XDP_ABORTED"
+	case xdpDrop:
+		return "XDP_DROP"
+	case xdpPass:
+		return "XDP_PASS"
+	case 3:
+		return "XDP_TX"
+	case xdpRedirect:
+		return "XDP_REDIRECT"
+	}
+	return "?"
+}
+
+// loIfindex is the ingress ifindex BPF_PROG_TEST_RUN reports without a
+// context: the loopback device of the caller's namespace.
+const loIfindex = 1
+
+// harness is a program loaded without pins, configured for the loopback
+// ingress of BPF_PROG_TEST_RUN.
+type harness struct {
+	tb testing.TB
+	p  *Program
+}
+
+func newHarness(tb testing.TB, cfg PortConfig) *harness {
+	tb.Helper()
+	testnet.RequirePrivileged(tb)
+	p, err := Load(Options{MaxFlows: 4096})
+	if err != nil {
+		tb.Fatalf("load: %v", err)
+	}
+	tb.Cleanup(func() { _ = p.Close() })
+	if cfg.Peer == 0 {
+		cfg.Peer = loIfindex
+	}
+	if err := p.SetPort(loIfindex, cfg); err != nil {
+		tb.Fatalf("port config: %v", err)
+	}
+	return &harness{tb: tb, p: p}
+}
+
+// run runs the program once on frame and returns its action and what it
+// added to the counters.
+func (h *harness) run(frame []byte) (uint32, Stats) {
+	h.tb.Helper()
+	before := h.stats()
+	ret, err := h.p.XDPProgram().Run(&ebpf.RunOptions{Data: frame})
+	if err != nil {
+		h.tb.Fatalf("prog run (%d bytes): %v", len(frame), err)
+	}
+	return ret, h.stats().sub(before)
+}
+
+func (h *harness) stats() Stats {
+	h.tb.Helper()
+	s, err := h.p.Stats()
+	if err != nil {
+		h.tb.Fatalf("stats: %v", err)
+	}
+	return s
+}
+
+func (h *harness) setACL(acl ACL) {
+	h.tb.Helper()
+	if err := h.p.SetACL(acl); err != nil {
+		h.tb.Fatalf("set acl: %v", err)
+	}
+}
+
+func (s Stats) sub(o Stats) Stats {
+	a, b := s.counters(), o.counters()
+	var d Stats
+	dc := d.counters()
+	for i := range a {
+		*dc[i] = *a[i] - *b[i]
+	}
+	return d
+}
+
+// Frames used throughout the tests.
+var (
+	cli4 = netip.MustParseAddrPort("198.18.0.1:40000")
+	srv4 = netip.MustParseAddrPort("198.18.0.2:80")
+	cli6 = netip.MustParseAddrPort("[2001:2::1]:40000")
+	srv6 = netip.MustParseAddrPort("[2001:2::2]:80")
+)
+
+func frame(tb testing.TB, src, dst netip.AddrPort, proto uint8, mod ...func(*testnet.FrameSpec)) []byte {
+	tb.Helper()
+	spec := testnet.FrameSpec{Src: src, Dst: dst, Proto: proto, Flags: testnet.ACK, Payload: []byte("payload")}
+	switch proto {
+	case testnet.ProtoICMPv6:
+		// testnet's ICMPv6 layer is the 4-byte header: the echo id and
+		// sequence come from the payload.
+		spec.Payload = []byte{0x12, 0x34, 0x00, 0x01, 'p', 'i', 'n', 'g'}
+	case protoSCTP:
+		// testnet has no SCTP layer: the common header is the payload.
+		hdr := binary.BigEndian.AppendUint16(nil, src.Port())
+		hdr = binary.BigEndian.AppendUint16(hdr, dst.Port())
+		spec.Payload = append(hdr, 0, 0, 0, 1, 0, 0, 0, 0, 'd', 'a', 't', 'a')
+	}
+	for _, m := range mod {
+		m(&spec)
+	}
+	return testnet.Frame(tb, spec)
+}
+
+func arpFrame(tb testing.TB) []byte {
+	tb.Helper()
+	eth := &layers.Ethernet{SrcMAC: testnet.MACA, DstMAC: layers.EthernetBroadcast, EthernetType: layers.EthernetTypeARP}
+	arp := &layers.ARP{
+		AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4,
+		HwAddressSize: 6, ProtAddressSize: 4, Operation: layers.ARPRequest,
+		SourceHwAddress: testnet.MACA, SourceProtAddress: cli4.Addr().AsSlice(),
+		DstHwAddress: make([]byte, 6), DstProtAddress: srv4.Addr().AsSlice(),
+	}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true}, eth, arp); err != nil {
+		tb.Fatalf("arp frame: %v", err)
+	}
+	return buf.Bytes()
+}
+
+// lldpFrame is a minimal LLDPDU (chassis id, port id, ttl, end) to the
+// nearest-bridge group address.
+func lldpFrame() []byte {
+	f := []byte{0x01, 0x80, 0xc2, 0x00, 0x00, 0x0e}
+	f = append(f, testnet.MACA...)
+	f = append(f, 0x88, 0xcc)
+	f = append(f, 0x02, 0x07, 0x04, 0x02, 0xdd, 0, 0, 0, 0x01) // chassis id: MAC
+	f = append(f, 0x04, 0x02, 0x07, '1')                       // port id: local "1"
+	f = append(f, 0x06, 0x02, 0x00, 0x78)                      // ttl 120
+	f = append(f, 0x00, 0x00)                                  // end
+	return f
+}
+
+const protoSCTP = 132
+
+// Byte offsets in an untagged frame.
+const (
+	ethLen  = 14
+	ipv4Len = 20
+	ipv6Len = 40
+)
+
+// withTags inserts 802.1Q/802.1ad tags (outermost first) after the MACs.
+func withTags(f []byte, tpids ...uint16) []byte {
+	out := append([]byte{}, f[:12]...)
+	for i, tpid := range tpids {
+		out = binary.BigEndian.AppendUint16(out, tpid)
+		out = binary.BigEndian.AppendUint16(out, uint16(100+i)) // VLAN id
+	}
+	return append(out, f[12:]...)
+}
+
+// withIPv4Options pads the IPv4 header of an untagged frame with n words
+// of NOP options, fixing IHL and the total length.
+func withIPv4Options(f []byte, words int) []byte {
+	opts := make([]byte, 4*words)
+	for i := range opts {
+		opts[i] = 1 // NOP
+	}
+	out := append([]byte{}, f[:ethLen+ipv4Len]...)
+	out = append(out, opts...)
+	out = append(out, f[ethLen+ipv4Len:]...)
+	ip := out[ethLen:]
+	ip[0] = 0x40 | byte(5+words)
+	binary.BigEndian.PutUint16(ip[2:], binary.BigEndian.Uint16(ip[2:])+uint16(len(opts)))
+	return out
+}
+
+// ipv6Ext is an extension header to insert: its type and body (without
+// the next-header byte, which withIPv6Ext fills in).
+type ipv6Ext struct {
+	typ  uint8
+	body []byte
+}
+
+var (
+	extHop     = ipv6Ext{0, []byte{0, 1, 4, 0, 0, 0, 0}}              // PadN
+	extDst     = ipv6Ext{60, []byte{0, 1, 4, 0, 0, 0, 0}}             // PadN
+	extRouting = ipv6Ext{43, []byte{0, 0, 0, 0, 0, 0, 0}}             // type 0, segments left 0
+	extAtomic  = ipv6Ext{44, []byte{0, 0, 0, 0, 0, 0, 1}}             // offset 0, M 0
+	extFragMF  = ipv6Ext{44, []byte{0, 0, 1, 0, 0, 0, 1}}             // offset 0, M 1
+	extFragOff = ipv6Ext{44, []byte{0, 0, 0xb8, 0, 0, 0, 1}}          // offset 185*8, M 0
+	extAH      = ipv6Ext{51, []byte{1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1}} // len 1: 12 bytes
+)
+
+// withIPv6Ext inserts extension headers after the IPv6 header of an
+// untagged frame, chaining next-header values and fixing the payload length.
+func withIPv6Ext(f []byte, exts ...ipv6Ext) []byte {
+	ip := f[ethLen : ethLen+ipv6Len]
+	out := append([]byte{}, f[:ethLen+ipv6Len]...)
+	last := ip[6]
+	var added int
+	for i, e := range exts {
+		next := last
+		if i+1 < len(exts) {
+			next = exts[i+1].typ
+		}
+		out = append(out, next)
+		out = append(out, e.body...)
+		added += 1 + len(e.body)
+	}
+	out = append(out, f[ethLen+ipv6Len:]...)
+	if len(exts) > 0 {
+		out[ethLen+6] = exts[0].typ
+	}
+	binary.BigEndian.PutUint16(out[ethLen+4:], binary.BigEndian.Uint16(ip[4:])+uint16(added))
+	return out
+}
+
+// patch returns a copy of f with fn applied.
+func patch(f []byte, fn func([]byte)) []byte {
+	out := append([]byte{}, f...)
+	fn(out)
+	return out
+}
