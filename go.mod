@@ -6,6 +6,7 @@ require (
 	github.com/cilium/ebpf v0.22.0 // indirect
 	github.com/corazawaf/libinjection-go v0.3.5 // indirect
 	github.com/coreos/go-iptables v0.8.0 // indirect
+	github.com/dlclark/regexp2 v1.11.5 // indirect
 	github.com/flier/gohs v1.2.2 // indirect
 	github.com/florianl/go-nfqueue/v2 v2.0.2 // indirect
 	github.com/google/go-cmp v0.7.0 // indirect

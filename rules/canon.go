@@ -1,0 +1,155 @@
+package rules
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"net/netip"
+	"strconv"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Canonical renders the set as normalised YAML: includes expanded, every
+// rule with its keys in one order, defaults written out, addresses and
+// names in canonical form, comments dropped. Parsing it gives back an
+// equal set, and two files that mean the same rules give the same bytes.
+func (s *Set) Canonical() []byte {
+	root := &yaml.Node{Kind: yaml.MappingNode}
+	def := "allow"
+	if s.ACLDefault == ActionBlock {
+		def = "block"
+	}
+	addKV(root, "acl_default", str(def))
+	rules := &yaml.Node{Kind: yaml.SequenceNode}
+	for _, r := range s.Rules {
+		rules.Content = append(rules.Content, canonicalRule(r))
+	}
+	if len(s.Rules) == 0 {
+		rules.Style = yaml.FlowStyle
+	}
+	addKV(root, "rules", rules)
+	doc := &yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{root}}
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(doc); err != nil {
+		// yaml.v3 encodes any tree of scalars; an error here is a bug.
+		panic("rules: canonical yaml: " + err.Error())
+	}
+	_ = enc.Close()
+	return b.Bytes()
+}
+
+// Hash is the SHA-256 of the canonical form: it identifies what the rules
+// say, not how the file was written.
+func (s *Set) Hash() [32]byte { return sha256.Sum256(s.Canonical()) }
+
+func canonicalRule(r *Rule) *yaml.Node {
+	n := &yaml.Node{Kind: yaml.MappingNode}
+	addKV(n, "id", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.FormatUint(uint64(r.ID), 10)})
+	if r.Name != "" {
+		addKV(n, "name", str(r.Name))
+	}
+	if r.Description != "" {
+		addKV(n, "description", str(r.Description))
+	}
+	addKV(n, "action", str(r.Action.String()))
+	sev := r.Severity
+	if sev == 0 {
+		sev = SeverityMedium
+	}
+	addKV(n, "severity", str(sev.String()))
+	if r.Category != "" {
+		addKV(n, "category", str(r.Category))
+	}
+	if r.Disabled {
+		addKV(n, "enabled", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "false"})
+	}
+	if r.Proto != 0 {
+		addKV(n, "proto", str(ProtoString(r.Proto)))
+	}
+	addPrefixes(n, "src", r.Src)
+	addPrefixes(n, "dst", r.Dst)
+	addPorts(n, "src_port", r.SrcPorts)
+	addPorts(n, "dst_port", r.DstPorts)
+	addStrings(n, "app_proto", r.AppProto)
+	addStrings(n, "app_proto_not", r.AppProtoNot)
+	if m := r.Match; m != nil {
+		mn := &yaml.Node{Kind: yaml.MappingNode}
+		addKV(mn, "field", str(m.Field.String()))
+		if m.Regex != "" {
+			addKV(mn, "regex", str(m.Regex))
+		}
+		if m.Detect != "" {
+			addKV(mn, "detect", str(m.Detect))
+		}
+		var flags []string
+		if m.Caseless {
+			flags = append(flags, "caseless")
+		}
+		if m.DotAll {
+			flags = append(flags, "dotall")
+		}
+		if m.Multiline {
+			flags = append(flags, "multiline")
+		}
+		if m.UTF8 {
+			flags = append(flags, "utf8")
+		}
+		addStrings(mn, "flags", flags)
+		ts := make([]string, len(m.Transforms))
+		for i, t := range m.Transforms {
+			ts[i] = t.String()
+		}
+		addStrings(mn, "transforms", ts)
+		if m.Validate != "" {
+			addKV(mn, "validate", str(m.Validate))
+		}
+		addKV(n, "match", mn)
+	}
+	return n
+}
+
+func str(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s} }
+
+func addKV(m *yaml.Node, k string, v *yaml.Node) {
+	m.Content = append(m.Content, str(k), v)
+}
+
+func addStrings(m *yaml.Node, k string, vs []string) {
+	if len(vs) == 0 {
+		return
+	}
+	seq := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
+	for _, v := range vs {
+		seq.Content = append(seq.Content, str(v))
+	}
+	addKV(m, k, seq)
+}
+
+func addPrefixes(m *yaml.Node, k string, ps []netip.Prefix) {
+	vs := make([]string, len(ps))
+	for i, p := range ps {
+		if p.IsSingleIP() {
+			vs[i] = p.Addr().String()
+		} else {
+			vs[i] = p.String()
+		}
+	}
+	addStrings(m, k, vs)
+}
+
+func addPorts(m *yaml.Node, k string, ps []PortRange) {
+	if len(ps) == 0 {
+		return
+	}
+	seq := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
+	for _, p := range ps {
+		n := str(p.String())
+		if p.Lo == p.Hi {
+			n.Tag = "!!int"
+		}
+		seq.Content = append(seq.Content, n)
+	}
+	addKV(m, k, seq)
+}

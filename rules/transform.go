@@ -1,0 +1,920 @@
+package rules
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"unicode/utf8"
+)
+
+// Transform is a normalisation applied to a field before matching, to
+// undo the encodings attackers use to hide a payload.
+//
+// Every transform is non-expanding: its output is never longer than its
+// input, so Append never allocates when dst has len(src) spare capacity.
+type Transform uint8
+
+// The transforms of the rule language.
+const (
+	URLDecode          Transform = iota + 1 // %XX, %uXXXX (IIS full-width and slash/dot look-alikes folded to ASCII), '+' → space
+	Lowercase                               // ASCII A-Z → a-z
+	HTMLEntityDecode                        // &#NN; &#xHH; and common named entities, ';' optional for numeric ones
+	RemoveNulls                             // drop NUL bytes
+	CompressWhitespace                      // runs of ASCII whitespace → one space
+	RemoveWhitespace                        // drop ASCII whitespace
+	NormalizePath                           // collapse //, resolve /./ and /../ (block fields only)
+	NormalizePathWin                        // '\' → '/', then NormalizePath (block fields only)
+	Base64Decode                            // standard and URL-safe alphabet; other bytes skipped
+	HexDecode                               // pairs of hex digits → byte; other bytes kept
+	JSDecode                                // \xHH \uHHHH \u{H..} \NNN \n \t \\ \" ... (JavaScript/JSON escapes; other \c kept as is)
+	CmdLine                                 // shell de-obfuscation: drop \ " ' ^, ',;' → space, squeeze spaces, no space before / or (, lower case
+	ReplaceComments                         // /* ... */ → space; MySQL /*!NNNNN ... */ keeps its content
+	Trim                                    // drop leading and trailing whitespace (block fields only)
+	numTransforms
+)
+
+// maxCarry bounds the bytes a streaming transform holds back at a chunk
+// boundary because they may start an escape completed by the next chunk.
+const maxCarry = 16
+
+// tstate is a streaming transform's state between chunks.
+type tstate struct {
+	mode uint8
+	acc  uint32
+	n    uint8
+}
+
+type transformInfo struct {
+	name      string
+	blockOnly bool // needs the whole value at once
+}
+
+// Each transform's step function transforms src onto dst. With final false
+// it may leave a tail of at most maxCarry bytes unconsumed (an escape that
+// the next chunk may complete) and returns how much it consumed; with final
+// true it consumes everything.
+var transforms = [numTransforms]transformInfo{
+	URLDecode:          {name: "url_decode"},
+	Lowercase:          {name: "lowercase"},
+	HTMLEntityDecode:   {name: "html_entity_decode"},
+	RemoveNulls:        {name: "remove_nulls"},
+	CompressWhitespace: {name: "compress_whitespace"},
+	RemoveWhitespace:   {name: "remove_whitespace"},
+	NormalizePath:      {name: "normalize_path", blockOnly: true},
+	NormalizePathWin:   {name: "normalize_path_win", blockOnly: true},
+	Base64Decode:       {name: "base64_decode"},
+	HexDecode:          {name: "hex_decode"},
+	JSDecode:           {name: "js_decode"},
+	CmdLine:            {name: "cmd_line"},
+	ReplaceComments:    {name: "replace_comments"},
+	Trim:               {name: "trim", blockOnly: true},
+}
+
+func (t Transform) valid() bool { return t > 0 && t < numTransforms }
+
+// String gives the transform's name in the rule language.
+func (t Transform) String() string {
+	if t.valid() {
+		return transforms[t].name
+	}
+	return fmt.Sprintf("transform(%d)", uint8(t))
+}
+
+// BlockOnly reports whether the transform needs the whole value at once and
+// so cannot be used on stream fields (bodies, payload).
+func (t Transform) BlockOnly() bool { return t.valid() && transforms[t].blockOnly }
+
+// Append appends the transform of src to dst and returns the extended
+// slice. The output is never longer than src, so Append does not allocate
+// when cap(dst)-len(dst) >= len(src). src and dst must not overlap.
+func (t Transform) Append(dst, src []byte) []byte {
+	if !t.valid() {
+		return append(dst, src...)
+	}
+	var st tstate
+	out, _ := t.step(dst, src, &st, true)
+	return out
+}
+
+// step dispatches statically: an indirect call through transforms[t].step
+// would make st escape and cost an allocation per call.
+func (t Transform) step(dst, src []byte, st *tstate, final bool) ([]byte, int) {
+	switch t {
+	case URLDecode:
+		return urlDecodeStep(dst, src, st, final)
+	case Lowercase:
+		return lowercaseStep(dst, src, st, final)
+	case HTMLEntityDecode:
+		return htmlEntityStep(dst, src, st, final)
+	case RemoveNulls:
+		return removeNullsStep(dst, src, st, final)
+	case CompressWhitespace:
+		return compressWSStep(dst, src, st, final)
+	case RemoveWhitespace:
+		return removeWSStep(dst, src, st, final)
+	case NormalizePath:
+		return normalizePathStep(dst, src, st, final)
+	case NormalizePathWin:
+		return normalizePathWinStep(dst, src, st, final)
+	case Base64Decode:
+		return base64Step(dst, src, st, final)
+	case HexDecode:
+		return hexDecodeStep(dst, src, st, final)
+	case JSDecode:
+		return jsDecodeStep(dst, src, st, final)
+	case CmdLine:
+		return cmdLineStep(dst, src, st, final)
+	case ReplaceComments:
+		return replaceCommentsStep(dst, src, st, final)
+	case Trim:
+		return trimStep(dst, src, st, final)
+	}
+	return append(dst, src...), len(src)
+}
+
+// ParseTransform reads a transform name.
+func ParseTransform(s string) (Transform, error) {
+	for t := Transform(1); t < numTransforms; t++ {
+		if transforms[t].name == s {
+			return t, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown transform %q", s)
+}
+
+// TransformNames lists the transform names of the rule language.
+func TransformNames() []string {
+	out := make([]string, 0, numTransforms-1)
+	for t := Transform(1); t < numTransforms; t++ {
+		out = append(out, transforms[t].name)
+	}
+	return out
+}
+
+// Transformer applies a transform chain to whole values with two reusable
+// buffers: after the buffers have grown to the largest input it does not
+// allocate. Not safe for concurrent use; the DPI engine keeps one per worker.
+type Transformer struct {
+	a, b []byte
+}
+
+// Apply runs chain over src. The result aliases src when chain is empty and
+// is otherwise valid until the next call.
+func (t *Transformer) Apply(chain []Transform, src []byte) []byte {
+	in := src
+	for i, tr := range chain {
+		buf := &t.a
+		if i%2 == 1 {
+			buf = &t.b
+		}
+		if cap(*buf) < len(in) {
+			*buf = make([]byte, 0, len(in)+len(in)/4)
+		}
+		*buf = tr.Append((*buf)[:0], in)
+		in = *buf
+	}
+	return in
+}
+
+// StreamTransformer applies a transform chain to a stream that arrives in
+// chunks: concatenating its outputs gives the same bytes as applying the
+// chain to the whole stream at once, including escapes split between
+// chunks. Block-only transforms (normalize_path, normalize_path_win, trim)
+// are not allowed on stream fields and are applied per chunk here.
+type StreamTransformer struct {
+	chain  []Transform
+	stages [MaxChainLen]stage
+	a, b   []byte
+	in     []byte
+}
+
+type stage struct {
+	st     tstate
+	carry  [maxCarry]byte
+	ncarry int
+}
+
+// NewStreamTransformer returns a transformer for chain (at most MaxChainLen
+// transforms are used).
+func NewStreamTransformer(chain []Transform) *StreamTransformer {
+	if len(chain) > MaxChainLen {
+		chain = chain[:MaxChainLen]
+	}
+	return &StreamTransformer{chain: chain}
+}
+
+// Reset prepares the transformer for a new stream with the same chain.
+func (s *StreamTransformer) Reset() {
+	for i := range s.stages {
+		s.stages[i] = stage{}
+	}
+}
+
+// Write transforms the next chunk; the result is valid until the next call.
+func (s *StreamTransformer) Write(chunk []byte) []byte { return s.run(chunk, false) }
+
+// Close flushes the bytes held back at the end of the stream and resets
+// the transformer; the result is valid until the next call.
+func (s *StreamTransformer) Close() []byte {
+	out := s.run(nil, true)
+	for i := range s.stages {
+		s.stages[i] = stage{}
+	}
+	return out
+}
+
+func (s *StreamTransformer) run(chunk []byte, final bool) []byte {
+	in := chunk
+	for i, tr := range s.chain {
+		stg := &s.stages[i]
+		src := in
+		if stg.ncarry > 0 {
+			// Join the held-back tail with the new input.
+			need := stg.ncarry + len(in)
+			if cap(s.in) < need {
+				s.in = make([]byte, 0, need+need/4)
+			}
+			s.in = append(append(s.in[:0], stg.carry[:stg.ncarry]...), in...)
+			src = s.in
+		}
+		buf := &s.a
+		if i%2 == 1 {
+			buf = &s.b
+		}
+		if cap(*buf) < len(src) {
+			*buf = make([]byte, 0, len(src)+len(src)/4)
+		}
+		var n int
+		*buf, n = tr.step((*buf)[:0], src, &stg.st, final)
+		rest := src[n:]
+		if len(rest) > maxCarry { // a step broke its contract: never lose data
+			*buf = append(*buf, rest...)
+			rest = nil
+		}
+		stg.ncarry = copy(stg.carry[:], rest)
+		in = *buf
+	}
+	return in
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0'
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10
+	}
+	return 0
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
+}
+
+// hexRun counts hex digits at the start of b, up to max.
+func hexRun(b []byte, max int) int {
+	n := 0
+	for n < len(b) && n < max && isHex(b[n]) {
+		n++
+	}
+	return n
+}
+
+// appendRune appends r as UTF-8. With fold it maps full-width ASCII
+// (U+FF01..U+FF5E) and the slash and dot look-alikes IIS's best-fit mapping
+// turns into path separators (U+2215, U+2216, U+2024, U+FE52) to ASCII.
+// Invalid runes are not appended and ok is false.
+func appendRune(dst []byte, r rune, fold bool) ([]byte, bool) {
+	if fold {
+		switch {
+		case r >= 0xff01 && r <= 0xff5e:
+			r -= 0xfee0
+		case r == 0x2215:
+			r = '/'
+		case r == 0x2216:
+			r = '\\'
+		case r == 0x2024 || r == 0xfe52:
+			r = '.'
+		}
+	}
+	if r < 0 || r > utf8.MaxRune || (r >= 0xd800 && r <= 0xdfff) {
+		return dst, false
+	}
+	return utf8.AppendRune(dst, r), true
+}
+
+func urlDecodeStep(dst, src []byte, _ *tstate, final bool) ([]byte, int) {
+	i := 0
+	for i < len(src) {
+		// Copy the run up to the next '%' or '+' in one go.
+		j := i
+		for j < len(src) && src[j] != '%' && src[j] != '+' {
+			j++
+		}
+		dst = append(dst, src[i:j]...)
+		if i = j; i >= len(src) {
+			break
+		}
+		if src[i] == '+' {
+			dst = append(dst, ' ')
+			i++
+			continue
+		}
+		rest := src[i+1:]
+		if len(rest) >= 2 && isHex(rest[0]) && isHex(rest[1]) {
+			dst = append(dst, unhex(rest[0])<<4|unhex(rest[1]))
+			i += 3
+			continue
+		}
+		if len(rest) >= 5 && (rest[0] == 'u' || rest[0] == 'U') && hexRun(rest[1:], 4) == 4 {
+			r := rune(unhex(rest[1]))<<12 | rune(unhex(rest[2]))<<8 | rune(unhex(rest[3]))<<4 | rune(unhex(rest[4]))
+			var ok bool
+			if dst, ok = appendRune(dst, r, true); ok {
+				i += 6
+				continue
+			}
+		}
+		if !final && urlEscapePrefix(rest) {
+			return dst, i // may complete with the next chunk
+		}
+		dst = append(dst, '%')
+		i++
+	}
+	return dst, i
+}
+
+// urlEscapePrefix reports whether rest (what follows a '%' at the end of a
+// chunk) could still become a complete escape.
+func urlEscapePrefix(rest []byte) bool {
+	switch {
+	case len(rest) == 0:
+		return true
+	case len(rest) == 1:
+		return isHex(rest[0]) || rest[0] == 'u' || rest[0] == 'U'
+	case rest[0] == 'u' || rest[0] == 'U':
+		return len(rest) < 5 && hexRun(rest[1:], 4) == len(rest)-1
+	}
+	return false
+}
+
+var lowerTable = func() (t [256]byte) {
+	for i := range t {
+		t[i] = byte(i)
+		if i >= 'A' && i <= 'Z' {
+			t[i] += 'a' - 'A'
+		}
+	}
+	return t
+}()
+
+func lowercaseStep(dst, src []byte, _ *tstate, _ bool) ([]byte, int) {
+	n := len(dst)
+	dst = slices.Grow(dst, len(src))[:n+len(src)]
+	out := dst[n:]
+	for i, c := range src {
+		out[i] = lowerTable[c]
+	}
+	return dst, len(src)
+}
+
+func removeNullsStep(dst, src []byte, _ *tstate, _ bool) ([]byte, int) {
+	for rest := src; len(rest) > 0; {
+		i := bytes.IndexByte(rest, 0)
+		if i < 0 {
+			dst = append(dst, rest...)
+			break
+		}
+		dst = append(dst, rest[:i]...)
+		rest = rest[i+1:]
+	}
+	return dst, len(src)
+}
+
+func removeWSStep(dst, src []byte, _ *tstate, _ bool) ([]byte, int) {
+	for _, c := range src {
+		if !isSpace(c) {
+			dst = append(dst, c)
+		}
+	}
+	return dst, len(src)
+}
+
+// compressWSStep: st.mode 1 means the last byte emitted was the space of a
+// whitespace run, so a run continuing into the next chunk emits nothing.
+func compressWSStep(dst, src []byte, st *tstate, _ bool) ([]byte, int) {
+	for _, c := range src {
+		if isSpace(c) {
+			if st.mode == 0 {
+				dst = append(dst, ' ')
+				st.mode = 1
+			}
+			continue
+		}
+		st.mode = 0
+		dst = append(dst, c)
+	}
+	return dst, len(src)
+}
+
+func trimStep(dst, src []byte, _ *tstate, _ bool) ([]byte, int) {
+	lo, hi := 0, len(src)
+	for lo < hi && isSpace(src[lo]) {
+		lo++
+	}
+	for hi > lo && isSpace(src[hi-1]) {
+		hi--
+	}
+	return append(dst, src[lo:hi]...), len(src)
+}
+
+// cmdLineStep follows ModSecurity's t:cmdLine. st.mode 1 means a space is
+// pending: it is emitted before the next byte unless that byte is '/' or '('.
+func cmdLineStep(dst, src []byte, st *tstate, final bool) ([]byte, int) {
+	for _, c := range src {
+		switch {
+		case c == '\\' || c == '"' || c == '\'' || c == '^':
+			continue
+		case c == ',' || c == ';' || isSpace(c):
+			st.mode = 1
+			continue
+		}
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if st.mode == 1 && c != '/' && c != '(' {
+			dst = append(dst, ' ')
+		}
+		st.mode = 0
+		dst = append(dst, c)
+	}
+	if final && st.mode == 1 {
+		dst = append(dst, ' ')
+		st.mode = 0
+	}
+	return dst, len(src)
+}
+
+// hexDecodeStep decodes pairs of hex digits; st.mode 1 holds a pending
+// first digit in st.acc.
+func hexDecodeStep(dst, src []byte, st *tstate, final bool) ([]byte, int) {
+	for _, c := range src {
+		if isHex(c) {
+			if st.mode == 1 {
+				dst = append(dst, byte(st.acc)<<4|unhex(c))
+				st.mode = 0
+			} else {
+				st.acc, st.mode = uint32(unhex(c)), 1
+				st.n = c
+			}
+			continue
+		}
+		if st.mode == 1 {
+			dst = append(dst, st.n)
+			st.mode = 0
+		}
+		dst = append(dst, c)
+	}
+	if final && st.mode == 1 {
+		dst = append(dst, st.n)
+		st.mode = 0
+	}
+	return dst, len(src)
+}
+
+func b64val(c byte) (byte, bool) {
+	switch {
+	case c >= 'A' && c <= 'Z':
+		return c - 'A', true
+	case c >= 'a' && c <= 'z':
+		return c - 'a' + 26, true
+	case c >= '0' && c <= '9':
+		return c - '0' + 52, true
+	case c == '+' || c == '-':
+		return 62, true
+	case c == '/' || c == '_':
+		return 63, true
+	}
+	return 0, false
+}
+
+// base64Step accumulates sextets in st.acc (st.n of them); '=' ends a
+// quantum, bytes outside both alphabets are skipped.
+func base64Step(dst, src []byte, st *tstate, final bool) ([]byte, int) {
+	for _, c := range src {
+		if c == '=' {
+			dst = b64flush(dst, st)
+			continue
+		}
+		v, ok := b64val(c)
+		if !ok {
+			continue
+		}
+		st.acc = st.acc<<6 | uint32(v)
+		st.n++
+		if st.n == 4 {
+			dst = append(dst, byte(st.acc>>16), byte(st.acc>>8), byte(st.acc))
+			st.acc, st.n = 0, 0
+		}
+	}
+	if final {
+		dst = b64flush(dst, st)
+	}
+	return dst, len(src)
+}
+
+func b64flush(dst []byte, st *tstate) []byte {
+	switch st.n {
+	case 2:
+		dst = append(dst, byte(st.acc>>4))
+	case 3:
+		dst = append(dst, byte(st.acc>>10), byte(st.acc>>2))
+	}
+	st.acc, st.n = 0, 0
+	return dst
+}
+
+// jsDecodeStep decodes JavaScript string escapes.
+func jsDecodeStep(dst, src []byte, _ *tstate, final bool) ([]byte, int) {
+	i := 0
+	for i < len(src) {
+		if src[i] != '\\' {
+			j := bytes.IndexByte(src[i:], '\\')
+			if j < 0 {
+				j = len(src) - i
+			}
+			dst = append(dst, src[i:i+j]...)
+			i += j
+			continue
+		}
+		rest := src[i+1:]
+		if len(rest) == 0 {
+			if !final {
+				return dst, i
+			}
+			dst = append(dst, '\\')
+			i++
+			continue
+		}
+		switch e := rest[0]; {
+		case e == 'x':
+			if len(rest) >= 3 && isHex(rest[1]) && isHex(rest[2]) {
+				dst = append(dst, unhex(rest[1])<<4|unhex(rest[2]))
+				i += 4
+				continue
+			}
+			if !final && len(rest) < 3 && hexRun(rest[1:], 2) == len(rest)-1 {
+				return dst, i
+			}
+		case e == 'u':
+			if len(rest) >= 5 && hexRun(rest[1:], 4) == 4 {
+				r := rune(unhex(rest[1]))<<12 | rune(unhex(rest[2]))<<8 | rune(unhex(rest[3]))<<4 | rune(unhex(rest[4]))
+				var ok bool
+				if dst, ok = appendRune(dst, r, false); ok {
+					i += 6
+					continue
+				}
+			} else if len(rest) >= 2 && rest[1] == '{' {
+				n := hexRun(rest[2:], 6)
+				if n > 0 && len(rest) > 2+n && rest[2+n] == '}' {
+					var r rune
+					for _, h := range rest[2 : 2+n] {
+						r = r<<4 | rune(unhex(h))
+					}
+					var ok bool
+					if dst, ok = appendRune(dst, r, false); ok {
+						i += 4 + n
+						continue
+					}
+				} else if !final && len(rest) == 2+n && n <= 6 {
+					return dst, i
+				}
+			} else if !final && len(rest) < 5 && (len(rest) == 1 || hexRun(rest[1:], 4) == len(rest)-1 || (len(rest) == 2 && rest[1] == '{')) {
+				return dst, i
+			}
+		case e >= '0' && e <= '7':
+			// Up to three octal digits, value at most 0377.
+			n, v := 0, 0
+			for n < 3 && n < len(rest) && rest[n] >= '0' && rest[n] <= '7' && v*8+int(rest[n]-'0') <= 0377 {
+				v = v*8 + int(rest[n]-'0')
+				n++
+			}
+			if !final && n == len(rest) && n < 3 && v*8 <= 0377 {
+				return dst, i // more digits may follow
+			}
+			dst = append(dst, byte(v))
+			i += 1 + n
+			continue
+		default:
+			switch e {
+			case 'n':
+				dst = append(dst, '\n')
+			case 't':
+				dst = append(dst, '\t')
+			case 'r':
+				dst = append(dst, '\r')
+			case 'b':
+				dst = append(dst, '\b')
+			case 'f':
+				dst = append(dst, '\f')
+			case 'v':
+				dst = append(dst, '\v')
+			case '\\', '"', '\'', '/', '`':
+				dst = append(dst, e)
+			default:
+				// Not a JavaScript escape we decode: keep both bytes, so
+				// Windows paths (..\win.ini) survive for detection.
+				dst = append(dst, '\\', e)
+			}
+			i += 2
+			continue
+		}
+		// Not a valid escape: keep the backslash and go on.
+		dst = append(dst, '\\')
+		i++
+	}
+	return dst, i
+}
+
+// replaceCommentsStep: st.mode 0 outside comments, 1 inside /* */, 2 after
+// /*! skipping its version digits, 3 inside the executed body of /*! */.
+func replaceCommentsStep(dst, src []byte, st *tstate, final bool) ([]byte, int) {
+	i := 0
+	for i < len(src) {
+		c := src[i]
+		switch st.mode {
+		case 0, 3:
+			if c == '/' {
+				if i+1 >= len(src) || (src[i+1] == '*' && i+2 >= len(src)) {
+					if !final {
+						return dst, i
+					}
+				}
+				if i+1 < len(src) && src[i+1] == '*' {
+					dst = append(dst, ' ')
+					if i+2 < len(src) && src[i+2] == '!' {
+						st.mode = 2
+						i += 3
+					} else {
+						st.mode = 1
+						i += 2
+					}
+					continue
+				}
+			}
+			if st.mode == 3 && c == '*' {
+				if i+1 >= len(src) && !final {
+					return dst, i
+				}
+				if i+1 < len(src) && src[i+1] == '/' {
+					dst = append(dst, ' ')
+					st.mode = 0
+					i += 2
+					continue
+				}
+			}
+			dst = append(dst, c)
+			i++
+		case 1:
+			if c == '*' {
+				if i+1 >= len(src) && !final {
+					return dst, i
+				}
+				if i+1 < len(src) && src[i+1] == '/' {
+					st.mode = 0
+					i += 2
+					continue
+				}
+			}
+			i++
+		case 2:
+			if c >= '0' && c <= '9' {
+				i++
+				continue
+			}
+			st.mode = 3
+		default:
+			st.mode = 0
+		}
+	}
+	if final {
+		st.mode = 0
+	}
+	return dst, i
+}
+
+func normalizePathStep(dst, src []byte, _ *tstate, _ bool) ([]byte, int) {
+	start := len(dst)
+	dst = append(dst, src...)
+	n := normalizeInPlace(dst[start:])
+	return dst[:start+n], len(src)
+}
+
+func normalizePathWinStep(dst, src []byte, _ *tstate, _ bool) ([]byte, int) {
+	start := len(dst)
+	for _, c := range src {
+		if c == '\\' {
+			c = '/'
+		}
+		dst = append(dst, c)
+	}
+	n := normalizeInPlace(dst[start:])
+	return dst[:start+n], len(src)
+}
+
+// normalizeInPlace collapses repeated slashes and resolves "." and ".."
+// segments of b in place and returns the new length. A leading '/' and a
+// trailing '/' are kept; ".." that climbs above a relative start is kept,
+// above the root it is dropped (as a server resolves it).
+func normalizeInPlace(b []byte) int {
+	if len(b) == 0 {
+		return 0
+	}
+	abs := b[0] == '/'
+	w := 0    // write index
+	base := 0 // segments before base cannot be popped (leading ".." of relative paths)
+	if abs {
+		w, base = 1, 1
+	}
+	r := w
+	trailing := false
+	for r < len(b) {
+		// Skip slashes.
+		for r < len(b) && b[r] == '/' {
+			r++
+		}
+		if r >= len(b) {
+			trailing = true
+			break
+		}
+		segStart := r
+		for r < len(b) && b[r] != '/' {
+			r++
+		}
+		seg := b[segStart:r]
+		trailing = r < len(b)
+		switch {
+		case len(seg) == 1 && seg[0] == '.':
+			trailing = true
+			continue
+		case len(seg) == 2 && seg[0] == '.' && seg[1] == '.':
+			trailing = true
+			if w > base {
+				// Pop the last segment and the slash before it.
+				j := w
+				for j > base && b[j-1] != '/' {
+					j--
+				}
+				if j > base {
+					j--
+				}
+				w = j
+				continue
+			}
+			if abs {
+				continue // above the root
+			}
+			if w > 0 && b[w-1] != '/' {
+				b[w] = '/'
+				w++
+			}
+			b[w], b[w+1] = '.', '.'
+			w += 2
+			base = w
+			continue
+		}
+		if w > 0 && b[w-1] != '/' {
+			b[w] = '/'
+			w++
+		}
+		w += copy(b[w:], seg)
+	}
+	if trailing && w > 0 && w < len(b) && b[w-1] != '/' {
+		b[w] = '/'
+		w++
+	}
+	return w
+}
+
+// htmlEntityStep decodes numeric character references and the named ones
+// in htmlEntities.
+func htmlEntityStep(dst, src []byte, _ *tstate, final bool) ([]byte, int) {
+	i := 0
+	for i < len(src) {
+		if src[i] != '&' {
+			j := bytes.IndexByte(src[i:], '&')
+			if j < 0 {
+				j = len(src) - i
+			}
+			dst = append(dst, src[i:i+j]...)
+			i += j
+			continue
+		}
+		var used int
+		var more bool
+		if dst, used, more = decodeEntity(dst, src[i:], final); used > 0 {
+			i += used
+			continue
+		}
+		if more && !final && len(src)-i <= maxCarry {
+			return dst, i
+		}
+		dst = append(dst, '&')
+		i++
+	}
+	return dst, i
+}
+
+// decodeEntity decodes the reference at the start of b ("&...") onto dst
+// (at most 4 bytes, never more than it consumed) and returns how many
+// bytes it consumed, or used == 0 when b does not start with a reference;
+// more reports that b ends inside what could still become one.
+// At the end of the input (final) a reference without ';' is decoded as
+// browsers do.
+func decodeEntity(dst, b []byte, final bool) (_ []byte, used int, more bool) {
+	if len(b) < 2 {
+		return dst, 0, true
+	}
+	if b[1] == '#' {
+		j := 2
+		hexa := false
+		if j < len(b) && (b[j] == 'x' || b[j] == 'X') {
+			hexa = true
+			j++
+		}
+		digits := j
+		var v rune
+	scan:
+		for ; j < len(b); j++ {
+			d := b[j]
+			switch {
+			case hexa && isHex(d):
+				v = v<<4 | rune(unhex(d))
+			case !hexa && d >= '0' && d <= '9':
+				v = v*10 + rune(d-'0')
+			default:
+				break scan
+			}
+			if v > utf8.MaxRune {
+				return dst, 0, false
+			}
+		}
+		if j == len(b) && !final {
+			return dst, 0, true // more digits or the ';' may follow
+		}
+		if j == digits || v == 0 || (v >= 0xd800 && v <= 0xdfff) {
+			return dst, 0, false
+		}
+		if j < len(b) && b[j] == ';' {
+			j++
+		}
+		return utf8.AppendRune(dst, v), j, false
+	}
+	// Named reference: letters, then ';' (optional for legacy names).
+	j := 1
+	for j < len(b) && j <= maxEntityName && (b[j] >= 'a' && b[j] <= 'z' || b[j] >= 'A' && b[j] <= 'Z') {
+		j++
+	}
+	if j == len(b) && !final {
+		return dst, 0, j <= maxEntityName
+	}
+	name := b[1:j]
+	semi := j < len(b) && b[j] == ';'
+	for _, e := range htmlEntities {
+		if e.name == string(name) && (semi || e.legacy) {
+			if semi {
+				j++
+			}
+			return append(dst, e.val...), j, false
+		}
+	}
+	return dst, 0, false
+}
+
+const maxEntityName = 12
+
+// htmlEntities are the named references attackers use to hide markup and
+// script syntax; legacy ones also decode without ';' as browsers do.
+var htmlEntities = []struct {
+	name   string
+	val    string
+	legacy bool
+}{
+	{"lt", "<", true}, {"LT", "<", true}, {"gt", ">", true}, {"GT", ">", true},
+	{"amp", "&", true}, {"AMP", "&", true}, {"quot", "\"", true}, {"QUOT", "\"", true},
+	{"apos", "'", false}, {"nbsp", "\u00a0", true}, {"Tab", "\t", false}, {"NewLine", "\n", false},
+	{"colon", ":", false}, {"semi", ";", false}, {"lpar", "(", false}, {"rpar", ")", false},
+	{"sol", "/", false}, {"bsol", "\\", false}, {"excl", "!", false}, {"num", "#", false},
+	{"dollar", "$", false}, {"percnt", "%", false}, {"plus", "+", false}, {"comma", ",", false},
+	{"period", ".", false}, {"equals", "=", false}, {"quest", "?", false}, {"commat", "@", false},
+	{"lsqb", "[", false}, {"rsqb", "]", false}, {"lbrack", "[", false}, {"rbrack", "]", false},
+	{"lcub", "{", false}, {"rcub", "}", false}, {"lbrace", "{", false}, {"rbrace", "}", false},
+	{"grave", "`", false}, {"Hat", "^", false}, {"verbar", "|", false}, {"vert", "|", false},
+	{"VerticalLine", "|", false}, {"ast", "*", false}, {"midast", "*", false}, {"lowbar", "_", false},
+	{"UnderBar", "_", false}, {"hyphen", "-", false}, {"dash", "-", false},
+}
