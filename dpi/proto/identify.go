@@ -1,0 +1,945 @@
+package proto
+
+import "bytes"
+
+// Status is the answer of identification.
+type Status uint8
+
+const (
+	// NeedMore: the bytes so far start like one or more protocols; feed
+	// more (up to MaxIdentifyBytes per direction).
+	NeedMore Status = iota
+	// Identified: the protocol is known.
+	Identified
+	// NotIdentified: no protocol matches, or MaxIdentifyBytes went by
+	// without a decision. The protocol is Unknown.
+	NotIdentified
+)
+
+// String returns "need-more", "identified" or "not-identified".
+func (s Status) String() string {
+	switch s {
+	case NeedMore:
+		return "need-more"
+	case Identified:
+		return "identified"
+	}
+	return "not-identified"
+}
+
+// MaxIdentifyBytes bounds how many bytes of each stream direction
+// identification looks at (and Identifier buffers). A direction that is still
+// undecided at this many bytes is NotIdentified. It covers the longest
+// prefix any detector needs: a DNS-over-TCP question (2+12+255+4 bytes) and
+// an SMTP/FTP greeting line.
+const MaxIdentifyBytes = 512
+
+// verdict is one detector's answer on a prefix.
+type verdict uint8
+
+const (
+	no verdict = iota
+	maybe
+	yes
+)
+
+// IdentifyStream identifies the protocol of a TCP stream from the first
+// bytes b sent in direction dir (b must start at the stream's first byte).
+// It never reports NeedMore once len(b) >= MaxIdentifyBytes.
+//
+// Some greetings are ambiguous on their own (an FTP server's "220 " without
+// the word FTP); Identifier resolves them with the other direction.
+func IdentifyStream(dir Dir, b []byte) (Protocol, Status) {
+	if len(b) > MaxIdentifyBytes {
+		b = b[:MaxIdentifyBytes]
+	}
+	if len(b) == 0 {
+		return Unknown, NeedMore
+	}
+	var dets []streamDetector
+	if dir == ToServer {
+		dets = clientDetectors[:]
+	} else {
+		dets = serverDetectors[:]
+	}
+	pending := false
+	for _, d := range dets {
+		switch d.fn(b) {
+		case yes:
+			return d.proto, Identified
+		case maybe:
+			pending = true
+		}
+	}
+	if pending && len(b) < MaxIdentifyBytes {
+		return Unknown, NeedMore
+	}
+	return Unknown, NotIdentified
+}
+
+// IdentifyDatagram identifies the protocol of a UDP flow from one whole
+// datagram sent in direction dir. It never reports NeedMore.
+func IdentifyDatagram(dir Dir, b []byte) (Protocol, Status) {
+	if isDNSMessage(dir, b, false) == yes {
+		return DNS, Identified
+	}
+	if isQUIC(dir, b) {
+		return QUIC, Identified
+	}
+	return Unknown, NotIdentified
+}
+
+type streamDetector struct {
+	proto Protocol
+	fn    func([]byte) verdict
+}
+
+var clientDetectors = [...]streamDetector{
+	{HTTP1, isHTTPRequest},
+	{HTTP2, isHTTP2Preface},
+	{TLS, isTLSClientHello},
+	{TLS, isSSLv2ClientHello},
+	{SSH, isSSHBanner},
+	{DNS, func(b []byte) verdict { return isDNSMessage(ToServer, b, true) }},
+	{SMTP, isSMTPClient},
+	{Redis, isRedisCommand},
+	{PostgreSQL, isPostgresStartup},
+	{HTTP1, isHTTPExtensionRequest},
+}
+
+var serverDetectors = [...]streamDetector{
+	{HTTP1, isHTTPResponse},
+	{TLS, isTLSServerFirst},
+	{SSH, isSSHBanner},
+	{DNS, func(b []byte) verdict { return isDNSMessage(ToClient, b, true) }},
+	{SMTP, func(b []byte) verdict { return is220Greeting(b, "SMTP") }},
+	{FTP, func(b []byte) verdict { return is220Greeting(b, "FTP") }},
+	{POP3, isPOP3Greeting},
+	{IMAP, isIMAPGreeting},
+	{MySQL, isMySQLGreeting},
+}
+
+// hasPrefix compares b with the start of p: yes when b holds all of p,
+// maybe when b is a shorter prefix of p.
+func hasPrefix(b []byte, p string) verdict {
+	if len(b) >= len(p) {
+		if string(b[:len(p)]) == p {
+			return yes
+		}
+		return no
+	}
+	if string(b) == p[:len(b)] {
+		return maybe
+	}
+	return no
+}
+
+// hasPrefixFold is hasPrefix with ASCII case folding; p is upper case.
+func hasPrefixFold(b []byte, p string) verdict {
+	n := min(len(b), len(p))
+	for i := 0; i < n; i++ {
+		c := b[i]
+		if c >= 'a' && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		if c != p[i] {
+			return no
+		}
+	}
+	if n < len(p) {
+		return maybe
+	}
+	return yes
+}
+
+// httpMethods are the request methods that identify HTTP/1.x on their own:
+// RFC 9110, WebDAV (RFC 4918, 3253, 3648, 3744, 5323, 5842, 4791, 4437) and
+// a few common extensions.
+var httpMethods = [...]string{
+	"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+	"PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK",
+	"SEARCH", "REPORT", "MKACTIVITY", "CHECKOUT", "CHECKIN", "UNCHECKOUT", "MERGE",
+	"VERSION-CONTROL", "BASELINE-CONTROL", "MKWORKSPACE", "UPDATE", "LABEL",
+	"MKCALENDAR", "ACL", "ORDERPATCH", "BIND", "UNBIND", "REBIND",
+	"MKREDIRECTREF", "UPDATEREDIRECTREF", "PURGE", "LINK", "UNLINK", "QUERY",
+}
+
+// methodsByFirst indexes httpMethods by first byte.
+var methodsByFirst = func() (t [256][]string) {
+	for _, m := range httpMethods {
+		t[m[0]] = append(t[m[0]], m)
+	}
+	return t
+}()
+
+// isHTTPRequest matches a known method, a space (or a tab, which some
+// servers accept and the HTTP parser reports), and the first byte of a
+// request-target.
+func isHTTPRequest(b []byte) verdict {
+	best := no
+	for _, m := range methodsByFirst[b[0]] {
+		switch hasPrefix(b, m) {
+		case yes:
+			if len(b) == len(m) {
+				best = maybe
+				continue
+			}
+			if c := b[len(m)]; c != ' ' && c != '\t' {
+				continue
+			}
+			if len(b) == len(m)+1 {
+				best = maybe
+				continue
+			}
+			switch b[len(m)+1] {
+			case '\r', '\n', 0:
+				continue
+			}
+			return yes
+		case maybe:
+			best = maybe
+		}
+	}
+	return best
+}
+
+// isTokenChar reports whether c may appear in an HTTP token (RFC 9110 5.6.2).
+func isTokenChar(c byte) bool { return tokenChars[c] }
+
+var tokenChars = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// maxExtensionMethod bounds the method of a request line that
+// isHTTPExtensionRequest accepts.
+const maxExtensionMethod = 32
+
+// isHTTPExtensionRequest matches a request line with a method that is not
+// in httpMethods (or is not upper case): a token, one space, a target
+// without spaces, one space and "HTTP/1.x" at the line end. It needs the
+// whole line.
+func isHTTPExtensionRequest(b []byte) verdict {
+	i := 0
+	for i < len(b) && i < maxExtensionMethod && isTokenChar(b[i]) {
+		i++
+	}
+	if i == len(b) && i < maxExtensionMethod {
+		return maybe
+	}
+	if i == 0 || i == maxExtensionMethod || b[i] != ' ' {
+		return no
+	}
+	eol := bytes.IndexByte(b, '\n')
+	if eol < 0 {
+		return maybe
+	}
+	line := bytes.TrimSuffix(b[i+1:eol], []byte{'\r'})
+	sp := bytes.IndexByte(line, ' ')
+	if sp <= 0 {
+		return no
+	}
+	v := line[sp+1:]
+	if len(v) == 8 && string(v[:7]) == "HTTP/1." && v[7] >= '0' && v[7] <= '9' {
+		return yes
+	}
+	return no
+}
+
+// isHTTPResponse matches "HTTP/1.x NNN".
+func isHTTPResponse(b []byte) verdict {
+	if v := hasPrefix(b, "HTTP/1."); v != yes {
+		return v
+	}
+	// "HTTP/1." d SP d d d
+	const n = 12
+	for i := 7; i < n && i < len(b); i++ {
+		switch i {
+		case 8:
+			if b[i] != ' ' {
+				return no
+			}
+		default:
+			if b[i] < '0' || b[i] > '9' {
+				return no
+			}
+		}
+	}
+	if len(b) < n {
+		return maybe
+	}
+	return yes
+}
+
+// h2Preface is the HTTP/2 client connection preface (RFC 9113 3.4).
+const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+func isHTTP2Preface(b []byte) verdict { return hasPrefix(b, h2Preface) }
+
+// maxTLSRecord is the largest legal TLSCiphertext length (2^14 + 2048).
+const maxTLSRecord = 1<<14 + 2048
+
+// isTLSRecordStart checks a handshake record header and the handshake
+// message header that follows: the message type, a plausible length, and a
+// hello's version (SSL 3.0 to TLS 1.2 as legacy_version).
+func isTLSHandshake(b []byte, msgType byte) verdict {
+	// record: type(1)=22 version(2)=03 0x len(2); handshake: type(1) len(3) version(2)
+	const need = 11
+	for i := 0; i < need && i < len(b); i++ {
+		c := b[i]
+		switch i {
+		case 0:
+			if c != 22 {
+				return no
+			}
+		case 1, 9:
+			if c != 3 {
+				return no
+			}
+		case 2, 10:
+			if c > 4 {
+				return no
+			}
+		case 4:
+			n := int(b[3])<<8 | int(c)
+			if n < 4 || n > maxTLSRecord {
+				return no
+			}
+		case 5:
+			if c != msgType {
+				return no
+			}
+		case 8:
+			// A hello is at least 38 bytes and at most 2^24 (we only
+			// need it to be sane, not bufferable).
+			n := int(b[6])<<16 | int(b[7])<<8 | int(c)
+			if n < 38 {
+				return no
+			}
+		}
+	}
+	if len(b) < need {
+		return maybe
+	}
+	return yes
+}
+
+func isTLSClientHello(b []byte) verdict { return isTLSHandshake(b, 1) }
+
+// isTLSServerFirst matches a ServerHello, or an alert record (a server
+// that refuses the ClientHello).
+func isTLSServerFirst(b []byte) verdict {
+	if v := isTLSHandshake(b, 2); v != no {
+		return v
+	}
+	// alert: 21 03 0x 00 02 level(1|2) description
+	const need = 6
+	for i := 0; i < need && i < len(b); i++ {
+		c := b[i]
+		switch {
+		case i == 0 && c != 21, i == 1 && c != 3, i == 2 && c > 4, i == 3 && c != 0, i == 4 && c != 2,
+			i == 5 && c != 1 && c != 2:
+			return no
+		}
+	}
+	if len(b) < need {
+		return maybe
+	}
+	return yes
+}
+
+// isSSLv2ClientHello matches the SSLv2-compatible ClientHello that old
+// clients send (RFC 5246 appendix E.2): the lengths must add up exactly.
+func isSSLv2ClientHello(b []byte) verdict {
+	const need = 11
+	if len(b) > 0 && b[0]&0x80 == 0 {
+		return no
+	}
+	if len(b) > 2 && b[2] != 1 {
+		return no
+	}
+	if len(b) > 4 {
+		v := int(b[3])<<8 | int(b[4])
+		if v != 0x0002 && (v < 0x0300 || v > 0x0303) {
+			return no
+		}
+	}
+	if len(b) < need {
+		return maybe
+	}
+	n := int(b[0]&0x7f)<<8 | int(b[1])
+	cs := int(b[5])<<8 | int(b[6])
+	sid := int(b[7])<<8 | int(b[8])
+	ch := int(b[9])<<8 | int(b[10])
+	if cs == 0 || cs%3 != 0 || (sid != 0 && sid != 16) || ch < 16 || ch > 32 || 9+cs+sid+ch != n {
+		return no
+	}
+	return yes
+}
+
+// isSSHBanner matches "SSH-<digits>.<digits>-".
+func isSSHBanner(b []byte) verdict {
+	if v := hasPrefix(b, "SSH-"); v != yes {
+		return v
+	}
+	digits, dot := 0, false
+	for i := 4; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case c >= '0' && c <= '9':
+			digits++
+			if digits > 3 {
+				return no
+			}
+		case c == '.' && !dot && digits > 0:
+			dot, digits = true, 0
+		case c == '-' && dot && digits > 0:
+			return yes
+		default:
+			return no
+		}
+	}
+	return maybe
+}
+
+// isSMTPClient matches EHLO or HELO (any case) and a space.
+func isSMTPClient(b []byte) verdict {
+	v := hasPrefixFold(b, "EHLO ")
+	if v == no {
+		v = hasPrefixFold(b, "HELO ")
+	}
+	return v
+}
+
+// firstLine returns b's first line without its line end, and whether the
+// line end was seen.
+func firstLine(b []byte) ([]byte, bool) {
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return b, false
+	}
+	return bytes.TrimSuffix(b[:i], []byte{'\r'}), true
+}
+
+// containsFold reports whether s (upper case) occurs in b, ignoring case.
+func containsFold(b []byte, s string) bool {
+	for i := 0; i+len(s) <= len(b); i++ {
+		if hasPrefixFold(b[i:], s) == yes {
+			return true
+		}
+	}
+	return false
+}
+
+// is220Greeting matches a "220 " or "220-" greeting line that names word
+// (SMTP or FTP; a line that names both is SMTP). It decides only at the line
+// end, so that the answer does not depend on where the stream was cut. A
+// greeting that names neither is no for both; Identifier then decides from
+// the client's first command.
+func is220Greeting(b []byte, word string) verdict {
+	v := hasPrefix(b, "220")
+	if v != yes {
+		return v
+	}
+	if len(b) > 3 && b[3] != ' ' && b[3] != '-' {
+		return no
+	}
+	line, done := firstLine(b)
+	if !done {
+		return maybe
+	}
+	if word == "FTP" && containsFold(line, "SMTP") {
+		return no
+	}
+	if containsFold(line, word) {
+		return yes
+	}
+	return no
+}
+
+// isPOP3Greeting matches "+OK" and a space or the line end.
+func isPOP3Greeting(b []byte) verdict {
+	v := hasPrefix(b, "+OK")
+	if v != yes {
+		return v
+	}
+	if len(b) == 3 {
+		return maybe
+	}
+	if b[3] == ' ' || b[3] == '\r' || b[3] == '\n' {
+		return yes
+	}
+	return no
+}
+
+// isIMAPGreeting matches "* OK ", "* PREAUTH " or "* BYE " (RFC 9051 7.1).
+func isIMAPGreeting(b []byte) verdict {
+	best := no
+	for _, g := range [...]string{"* OK ", "* PREAUTH ", "* BYE "} {
+		switch hasPrefixFold(b, g) {
+		case yes:
+			return yes
+		case maybe:
+			best = maybe
+		}
+	}
+	return best
+}
+
+// isRedisCommand matches a RESP array of bulk strings, the form every
+// Redis client sends: "*<n>\r\n$<len>\r\n".
+func isRedisCommand(b []byte) verdict {
+	i := 0
+	num := func(lead byte, maxDigits int) verdict {
+		if i == len(b) {
+			return maybe
+		}
+		if b[i] != lead {
+			return no
+		}
+		i++
+		d := 0
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+			d++
+			if d > maxDigits {
+				return no
+			}
+		}
+		if i == len(b) {
+			return maybe
+		}
+		if d == 0 || b[i] != '\r' {
+			return no
+		}
+		i++
+		if i == len(b) {
+			return maybe
+		}
+		if b[i] != '\n' {
+			return no
+		}
+		i++
+		return yes
+	}
+	if v := num('*', 7); v != yes {
+		return v
+	}
+	return num('$', 9)
+}
+
+// PostgreSQL protocol codes in the startup packet (protocol.h).
+const (
+	pgProtocol3    = 3 << 16
+	pgSSLRequest   = 80877103
+	pgGSSRequest   = 80877104
+	pgCancelCode   = 80877102
+	pgMaxStartup   = 10000
+	pgStartupFixed = 8
+)
+
+// isPostgresStartup matches a StartupMessage (protocol 3.x with a
+// "user" parameter), an SSLRequest, a GSSENCRequest or a CancelRequest.
+func isPostgresStartup(b []byte) verdict {
+	if len(b) < pgStartupFixed {
+		// The length is big-endian and below 10000: two zero bytes.
+		for i := 0; i < len(b) && i < 2; i++ {
+			if b[i] != 0 {
+				return no
+			}
+		}
+		return maybe
+	}
+	n := int(b[0])<<24 | int(b[1])<<16 | int(b[2])<<8 | int(b[3])
+	code := int(b[4])<<24 | int(b[5])<<16 | int(b[6])<<8 | int(b[7])
+	switch {
+	case (code == pgSSLRequest || code == pgGSSRequest) && n == 8:
+		return yes
+	case code == pgCancelCode && n == 16:
+		return yes
+	case code>>16 == 3 && code&0xffff <= 2 && n > pgStartupFixed && n <= pgMaxStartup:
+		// Parameters are NUL-terminated name/value pairs ending in an
+		// empty name; look at what we have of them.
+		params := b[pgStartupFixed:min(len(b), n)]
+		if len(params) == 0 {
+			return maybe
+		}
+		for _, c := range params {
+			if c != 0 && (c < 0x20 || c > 0x7e) {
+				return no
+			}
+		}
+		if len(b) < n {
+			if len(b) < MaxIdentifyBytes {
+				return maybe
+			}
+			return yes
+		}
+		if params[len(params)-1] != 0 {
+			return no
+		}
+		return yes
+	}
+	return no
+}
+
+// isMySQLGreeting matches a MySQL protocol-10 server greeting: the packet
+// header with sequence 0, version 10, a printable version string that
+// starts with a digit and ends in NUL, the connection id, 8 bytes of
+// scramble and a zero filler.
+func isMySQLGreeting(b []byte) verdict {
+	if len(b) > 3 && b[3] != 0 {
+		return no
+	}
+	if len(b) > 4 && b[4] != 10 {
+		return no
+	}
+	if len(b) > 5 && (b[5] < '0' || b[5] > '9') {
+		return no
+	}
+	if len(b) >= 3 {
+		n := int(b[0]) | int(b[1])<<8 | int(b[2])<<16
+		if n < 40 || n > 1024 {
+			return no
+		}
+	}
+	if len(b) < 6 {
+		return maybe
+	}
+	for i := 5; i < len(b); i++ {
+		c := b[i]
+		if c == 0 {
+			// version NUL, thread id(4), scramble(8), filler(1)=0
+			f := i + 1 + 4 + 8
+			if f >= len(b) {
+				return maybe
+			}
+			if b[f] != 0 {
+				return no
+			}
+			return yes
+		}
+		if c < 0x20 || c > 0x7e || i-5 > 64 {
+			return no
+		}
+	}
+	return maybe
+}
+
+// dnsClasses are the classes a question may ask for: IN, CH, HS, NONE, ANY.
+func dnsClassOK(c int) bool { return c == 1 || c == 3 || c == 4 || c == 254 || c == 255 }
+
+// maxDNSTCPQuery bounds the length of a DNS-over-TCP message a client
+// sends first. Queries are far smaller (a question and an OPT record); the
+// bound also keeps any printable first byte (0x20 and up) from looking like
+// a length prefix, so text protocols are not held back waiting for a DNS
+// header.
+const maxDNSTCPQuery = 0x2000 - 1
+
+// isDNSMessage checks a DNS message header and its first question. With
+// tcp, b starts with the two-byte length prefix and may be a prefix of the
+// message (maybe); without, b is the whole datagram. A query must travel
+// ToServer and a response ToClient.
+func isDNSMessage(dir Dir, b []byte, tcp bool) verdict {
+	m := b
+	short := false // more bytes of the message may follow
+	if tcp {
+		if len(b) < 2 {
+			return maybe
+		}
+		n := int(b[0])<<8 | int(b[1])
+		if n < 12+5 || dir == ToServer && n > maxDNSTCPQuery {
+			return no
+		}
+		m = b[2:]
+		if len(m) > n {
+			m = m[:n]
+		}
+		short = len(m) < n
+	}
+	if len(m) < 12 {
+		if !short {
+			return no
+		}
+		// Check what is there of the header.
+		if len(m) > 2 && (m[2]>>7 == 1) != (dir == ToClient) {
+			return no
+		}
+		if len(m) > 5 && (m[4] != 0 || m[5] != 1) {
+			return no
+		}
+		return maybe
+	}
+	qr := m[2]>>7 == 1
+	opcode := m[2] >> 3 & 0xf
+	rcode := m[3] & 0xf
+	z := m[3] >> 6 & 1
+	qd := int(m[4])<<8 | int(m[5])
+	an := int(m[6])<<8 | int(m[7])
+	ns := int(m[8])<<8 | int(m[9])
+	ar := int(m[10])<<8 | int(m[11])
+	if qr != (dir == ToClient) || qd != 1 || z != 0 {
+		return no
+	}
+	switch opcode {
+	case 0, 2, 4, 5:
+	default:
+		return no
+	}
+	if !qr && (rcode != 0 || (opcode == 0 && (an != 0 || ns != 0))) {
+		return no
+	}
+	if ar > 64 || an+ns+ar > 1024 {
+		return no
+	}
+	// First question: uncompressed labels, then type and class.
+	i := 12
+	for {
+		if i >= len(m) {
+			if short {
+				return maybe
+			}
+			return no
+		}
+		l := int(m[i])
+		if l == 0 {
+			i++
+			break
+		}
+		if l > 63 {
+			return no
+		}
+		i += 1 + l
+		if i-12 > 255 {
+			return no
+		}
+	}
+	if i+4 > len(m) {
+		if short {
+			return maybe
+		}
+		return no
+	}
+	qtype := int(m[i])<<8 | int(m[i+1])
+	if qtype == 0 || !dnsClassOK(int(m[i+2])<<8|int(m[i+3])) {
+		return no
+	}
+	// Every further record needs at least 11 bytes (root name, fixed
+	// part). Only a datagram is checked: a stream prefix must give the same
+	// answer as the whole stream.
+	if !tcp && len(m)-i-4 < 11*(an+ns+ar) {
+		return no
+	}
+	return yes
+}
+
+// QUIC versions accepted as QUIC: v1 (RFC 9000), v2 (RFC 9369), the IETF
+// drafts (0xff0000xx) and version negotiation (0).
+const (
+	quicV1          = 0x00000001
+	quicV2          = 0x6b3343cf
+	quicDraftMask   = 0xffffff00
+	quicDraft       = 0xff000000
+	quicMinDatagram = 1200 // RFC 9000 14.1: datagrams carrying Initial packets
+	quicMaxCID      = 20
+)
+
+// isQUIC matches a QUIC long-header Initial packet in a datagram of at
+// least 1200 bytes (or, from the server, a Version Negotiation packet):
+// header form and fixed bits, a known version, connection IDs of legal
+// length (a client's first DCID has at least 8 bytes), and a Length that
+// fits the datagram.
+func isQUIC(dir Dir, b []byte) bool {
+	if len(b) < 7 || b[0]&0x80 == 0 {
+		return false
+	}
+	v := uint32(b[1])<<24 | uint32(b[2])<<16 | uint32(b[3])<<8 | uint32(b[4])
+	dcid := int(b[5])
+	if dcid > quicMaxCID || 6+dcid >= len(b) {
+		return false
+	}
+	i := 6 + dcid
+	scid := int(b[i])
+	if scid > quicMaxCID || i+1+scid > len(b) {
+		return false
+	}
+	i += 1 + scid
+	if v == 0 {
+		// Version Negotiation: only from the server, a non-empty list
+		// of 4-byte versions, none of them 0.
+		rest := b[i:]
+		if dir != ToClient || len(rest) == 0 || len(rest)%4 != 0 {
+			return false
+		}
+		for j := 0; j < len(rest); j += 4 {
+			if rest[j]|rest[j+1]|rest[j+2]|rest[j+3] == 0 {
+				return false
+			}
+		}
+		return true
+	}
+	if b[0]&0x40 == 0 || len(b) < quicMinDatagram {
+		return false
+	}
+	typ := b[0] >> 4 & 3
+	switch {
+	case v == quicV1 || v&quicDraftMask == quicDraft:
+		if typ != 0 {
+			return false
+		}
+	case v == quicV2:
+		if typ != 1 {
+			return false
+		}
+	default:
+		return false
+	}
+	if dir == ToServer && dcid < 8 {
+		return false
+	}
+	tok, n := quicVarint(b[i:])
+	if n == 0 || tok > uint64(len(b)) {
+		return false
+	}
+	i += n + int(tok)
+	if i > len(b) {
+		return false
+	}
+	length, n := quicVarint(b[i:])
+	if n == 0 || length < 1+16 || length > uint64(len(b)-i-n) {
+		return false
+	}
+	return true
+}
+
+// quicVarint decodes a QUIC variable-length integer; n is 0 if b is short.
+func quicVarint(b []byte) (v uint64, n int) {
+	if len(b) == 0 {
+		return 0, 0
+	}
+	n = 1 << (b[0] >> 6)
+	if len(b) < n {
+		return 0, 0
+	}
+	v = uint64(b[0] & 0x3f)
+	for i := 1; i < n; i++ {
+		v = v<<8 | uint64(b[i])
+	}
+	return v, n
+}
+
+// Identifier identifies a TCP flow from both directions' first bytes. It
+// keeps the bytes of each direction that came before the deciding chunk
+// (at most MaxIdentifyBytes per direction, allocated only when a decision
+// spans chunks) so that the engine can replay them into the protocol's
+// parser: Pending. The zero value is ready; Reset makes it reusable.
+type Identifier struct {
+	buf     [2][]byte
+	dropped [2]bool
+	state   [2]Status
+	proto   Protocol
+	done    Status
+	saw220  bool // the server greeted with "220" without naming SMTP or FTP
+}
+
+// Reset forgets the flow, keeping buffers for reuse.
+func (id *Identifier) Reset() {
+	b0, b1 := id.buf[0][:0], id.buf[1][:0]
+	*id = Identifier{}
+	id.buf[0], id.buf[1] = b0, b1
+}
+
+// Feed gives the identifier the next in-order chunk of direction dir and
+// returns the flow's protocol once known. A flow is NotIdentified when
+// both directions are undecidable (a client-first protocol may still be
+// named by the server's answer, a server-first one by the client's
+// command). Once decided, Feed returns the decision without looking at
+// chunk, and the chunk that decided is not part of Pending.
+func (id *Identifier) Feed(dir Dir, chunk []byte) (Protocol, Status) {
+	if id.done != NeedMore {
+		return id.proto, id.done
+	}
+	d := dir & 1
+	if len(chunk) == 0 {
+		return Unknown, NeedMore
+	}
+	before := len(id.buf[d])
+	if id.state[d] == NeedMore {
+		data := chunk
+		if before > 0 {
+			id.keep(d, chunk)
+			data = id.buf[d]
+		}
+		p, st := IdentifyStream(d, data)
+		if st == NotIdentified && d == ToClient {
+			if line, _ := firstLine(data); hasPrefix(line, "220") == yes {
+				id.saw220 = true
+			}
+		}
+		if st == NotIdentified && d == ToServer && id.saw220 && isFTPCommand(data) == yes {
+			p, st = FTP, Identified
+		}
+		id.state[d] = st
+		if st == Identified {
+			id.buf[d] = id.buf[d][:before]
+			id.proto, id.done = p, Identified
+			return p, Identified
+		}
+		if before == 0 {
+			id.keep(d, chunk)
+		}
+	} else {
+		id.keep(d, chunk)
+	}
+	if id.state[0] == NotIdentified && id.state[1] == NotIdentified {
+		id.done = NotIdentified
+		return Unknown, NotIdentified
+	}
+	return Unknown, NeedMore
+}
+
+// keep appends what fits of chunk to the direction's buffer.
+func (id *Identifier) keep(d Dir, chunk []byte) {
+	if cap(id.buf[d]) == 0 {
+		id.buf[d] = make([]byte, 0, MaxIdentifyBytes)
+	}
+	room := MaxIdentifyBytes - len(id.buf[d])
+	if len(chunk) > room {
+		chunk = chunk[:room]
+		id.dropped[d] = true
+	}
+	id.buf[d] = append(id.buf[d], chunk...)
+}
+
+// Pending returns the bytes of direction dir fed before the chunk that
+// decided the protocol: the engine replays them into the protocol's
+// parser (ToServer first, then ToClient, then the deciding chunk), since
+// parsers need each direction from its first byte. It is complete unless
+// Dropped(dir); a direction that was still undecided is always complete,
+// as it never held more than MaxIdentifyBytes.
+func (id *Identifier) Pending(dir Dir) []byte { return id.buf[dir&1] }
+
+// Dropped reports whether bytes of direction dir did not fit Pending.
+func (id *Identifier) Dropped(dir Dir) bool { return id.dropped[dir&1] }
+
+// isFTPCommand matches the commands an FTP client sends first.
+func isFTPCommand(b []byte) verdict {
+	best := no
+	for _, c := range [...]string{"USER ", "AUTH TLS", "AUTH SSL", "FEAT", "SYST", "OPTS "} {
+		switch hasPrefixFold(b, c) {
+		case yes:
+			return yes
+		case maybe:
+			best = maybe
+		}
+	}
+	return best
+}
