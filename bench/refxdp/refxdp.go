@@ -19,21 +19,36 @@ import (
 // Forwarder is the loaded reference program and the ports it is attached to.
 type Forwarder struct {
 	objs  refxdpObjects
+	prog  *ebpf.Program // the variant Attach uses
 	mu    sync.Mutex
 	links map[int]link.Link
 }
 
 // Load loads the program and its devmap; it attaches nothing.
-func Load() (*Forwarder, error) {
+func Load() (*Forwarder, error) { return loadVariant(false) }
+
+// LoadFrags is Load for the multi-buffer variant (SEC("xdp.frags")): the
+// same forwarder, declared able to take frames that span several buffers.
+// A veth accepts it when its peer's MTU exceeds what fits in a page
+// (jumbo frames), where it refuses the plain one; like the plain one, it
+// takes TSO away from the peer (BenchmarkVethGSO, TestPrivilegedFrags…).
+func LoadFrags() (*Forwarder, error) { return loadVariant(true) }
+
+func loadVariant(frags bool) (*Forwarder, error) {
 	f := &Forwarder{links: map[int]link.Link{}}
 	if err := loadRefxdpObjects(&f.objs, nil); err != nil {
 		return nil, fmt.Errorf("load refxdp: %w", err)
 	}
+	f.prog = f.objs.RefxdpRedirect
+	if frags {
+		f.prog = f.objs.RefxdpRedirectFrags
+	}
 	return f, nil
 }
 
-// Program returns the XDP program, for BPF_PROG_TEST_RUN; it stays owned by f.
-func (f *Forwarder) Program() *ebpf.Program { return f.objs.RefxdpRedirect }
+// Program returns the XDP program Attach uses, for BPF_PROG_TEST_RUN; it
+// stays owned by f.
+func (f *Forwarder) Program() *ebpf.Program { return f.prog }
 
 // Attach makes every frame received on in leave on out: it writes the
 // devmap entry and attaches the program to in (native XDP). Forwarding both
@@ -51,7 +66,7 @@ func (f *Forwarder) Attach(in, out int) error {
 	if _, ok := f.links[in]; ok {
 		return nil
 	}
-	l, err := link.AttachXDP(link.XDPOptions{Program: f.objs.RefxdpRedirect, Interface: in, Flags: link.XDPDriverMode})
+	l, err := link.AttachXDP(link.XDPOptions{Program: f.prog, Interface: in, Flags: link.XDPDriverMode})
 	if err != nil {
 		return fmt.Errorf("refxdp attach %d → %d: %w", in, out, err)
 	}

@@ -16,8 +16,9 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	refxdpMapRefPeers        = "ref_peers"
-	refxdpProgRefxdpRedirect = "refxdp_redirect"
+	refxdpMapRefPeers             = "ref_peers"
+	refxdpProgRefxdpRedirect      = "refxdp_redirect"
+	refxdpProgRefxdpRedirectFrags = "refxdp_redirect_frags"
 )
 
 // loadRefxdp returns the embedded CollectionSpec for refxdp.
@@ -62,7 +63,8 @@ type refxdpSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type refxdpProgramSpecs struct {
-	RefxdpRedirect *ebpf.ProgramSpec `ebpf:"refxdp_redirect"`
+	RefxdpRedirect      *ebpf.ProgramSpec `ebpf:"refxdp_redirect"`
+	RefxdpRedirectFrags *ebpf.ProgramSpec `ebpf:"refxdp_redirect_frags"`
 }
 
 // refxdpMapSpecs contains maps before they are loaded into the kernel.
@@ -117,12 +119,14 @@ type refxdpVariables struct {
 //
 // It can be passed to loadRefxdpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type refxdpPrograms struct {
-	RefxdpRedirect *ebpf.Program `ebpf:"refxdp_redirect"`
+	RefxdpRedirect      *ebpf.Program `ebpf:"refxdp_redirect"`
+	RefxdpRedirectFrags *ebpf.Program `ebpf:"refxdp_redirect_frags"`
 }
 
 func (p *refxdpPrograms) Close() error {
 	return _RefxdpClose(
 		p.RefxdpRedirect,
+		p.RefxdpRedirectFrags,
 	)
 }
 

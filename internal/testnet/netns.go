@@ -106,9 +106,25 @@ func (ns *NS) Start(tb testing.TB, cmd *exec.Cmd) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
-	// Die with the test binary even if cleanup never runs.
+	// Die with the test binary even if cleanup never runs. Pdeathsig fires
+	// when the forking *thread* exits, so that thread (locked, inside ns)
+	// stays parked until cleanup instead of exiting as ns.Do's would.
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-	if err := ns.Do(cmd.Start); err != nil {
+	started := make(chan error, 1)
+	release := make(chan struct{})
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with this goroutine
+		if err := netns.Set(ns.handle); err != nil {
+			started <- fmt.Errorf("enter netns %s: %w", ns.Name, err)
+			return
+		}
+		err := cmd.Start()
+		started <- err
+		if err == nil {
+			<-release
+		}
+	}()
+	if err := <-started; err != nil {
 		tb.Fatalf("start %s in %s: %v", cmd.Path, ns.Name, err)
 	}
 	tb.Cleanup(func() {
@@ -116,6 +132,7 @@ func (ns *NS) Start(tb testing.TB, cmd *exec.Cmd) {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 		}
+		close(release)
 	})
 }
 
