@@ -1,0 +1,290 @@
+package dataplane_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/deepwall/deepwall/bench/refxdp"
+	"github.com/deepwall/deepwall/dataplane"
+	"github.com/deepwall/deepwall/dataplane/afxdp/afxdptest"
+	"github.com/deepwall/deepwall/internal/testnet"
+	"github.com/deepwall/deepwall/xdp"
+)
+
+// benchDuration is how long each measurement runs; DEEPWALL_BENCH_DURATION
+// (a Go duration) overrides it.
+func benchDuration(tb testing.TB) time.Duration {
+	if s := os.Getenv("DEEPWALL_BENCH_DURATION"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			tb.Fatalf("DEEPWALL_BENCH_DURATION: %v", err)
+		}
+		return d
+	}
+	return 5 * time.Second
+}
+
+// iperf runs one iperf3 TCP stream from client to server for d and
+// returns the receiver's rate in Gbit/s.
+func iperf(b *testing.B, topo *testnet.Topology, port int, d time.Duration) float64 {
+	b.Helper()
+	if _, err := exec.LookPath("iperf3"); err != nil {
+		b.Skip("iperf3 not installed")
+	}
+	srv := exec.Command("iperf3", "-s", "-1", "-p", fmt.Sprint(port))
+	topo.Server.Start(b, srv)
+	defer func() {
+		_ = srv.Process.Kill()
+		_ = srv.Wait()
+	}()
+	var r struct {
+		Error string `json:"error"`
+		End   struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	// Retried until the server listens: iperf3 -J reports a refused
+	// connection in its JSON, not always in its exit status.
+	var err error
+	for try := 0; try < 50; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), d+20*time.Second)
+		var out []byte
+		out, err = topo.Client.Run(exec.CommandContext(ctx, "iperf3", "-c", testnet.ServerIP.String(), "-p", fmt.Sprint(port),
+			"-t", fmt.Sprint(max(1, int(d.Seconds()))), "-J", "--connect-timeout", "1000"))
+		cancel()
+		r.Error = ""
+		if jerr := json.Unmarshal(out, &r); jerr != nil && err == nil {
+			err = fmt.Errorf("parse iperf3 output: %w", jerr)
+		}
+		if err == nil && r.Error != "" {
+			err = errors.New(r.Error)
+		}
+		if err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		b.Fatalf("iperf3 client: %v", err)
+	}
+	return r.End.SumReceived.BitsPerSecond / 1e9
+}
+
+// pps64 sends 60-byte frames (64 on the wire with the FCS) of benchFlows
+// UDP flows from the client for d, counts what reaches the server's sink
+// and returns received and offered Mpps.
+func pps64(b *testing.B, topo *testnet.Topology, gen *afxdptest.Generator, sink *afxdptest.Sink, d time.Duration) (got, offered float64) {
+	b.Helper()
+	before, _ := sink.Count(b)
+	sent := gen.Run(d)
+	time.Sleep(100 * time.Millisecond)
+	after, _ := sink.Count(b)
+	return float64(after-before) / d.Seconds() / 1e6, float64(sent) / d.Seconds() / 1e6
+}
+
+const benchFlows = 16
+
+func benchFrames(tb testing.TB, topo *testnet.Topology) ([][]byte, []xdp.FlowKey) {
+	var frames [][]byte
+	var keys []xdp.FlowKey
+	for i := 0; i < benchFlows; i++ {
+		src := netip.AddrPortFrom(testnet.ClientIP, uint16(10000+i))
+		dst := netip.AddrPortFrom(testnet.ServerIP, 9)
+		frames = append(frames, testnet.Frame(tb, testnet.FrameSpec{SrcMAC: topo.ClientMAC, DstMAC: topo.ServerMAC,
+			Src: src, Dst: dst, Proto: testnet.ProtoUDP, Payload: make([]byte, 18)}))
+		k, _ := xdp.MakeFlowKey(src.Addr(), dst.Addr(), src.Port(), dst.Port(), testnet.ProtoUDP)
+		keys = append(keys, k)
+	}
+	return frames, keys
+}
+
+// modeInspector forwards everything; in allow mode it also makes every
+// verdict final, so a flow leaves user space after its first packet.
+type modeInspector struct{ allow atomic.Bool }
+
+func (m *modeInspector) Inspect(_ int, _ *dataplane.Frame) dataplane.Verdict {
+	return dataplane.Verdict{Action: dataplane.Forward, Final: m.allow.Load()}
+}
+
+// BenchmarkDataplane measures, on one topology, TCP throughput (one
+// iperf3 stream) and the 64-byte frame rate through three paths: the plain
+// in-kernel redirect of bench/refxdp (the reference), deepwall's fast path
+// (flows marked ALLOW) and deepwall's AF_XDP path with a pass-through
+// inspector. It reports figures and ratios to the reference; it asserts
+// nothing about them.
+func BenchmarkDataplane(b *testing.B) {
+	topo := testnet.NewTopology(b, testnet.TopologyOptions{})
+	d := benchDuration(b)
+	dir, state := pinDir(b), b.TempDir()
+	insp := &modeInspector{}
+	cfg := dataplane.PairConfig{Inner: testnet.InnerIf, Outer: testnet.OuterIf, PinDir: dir, StateDir: state, Inspector: insp}
+
+	// Let deepwall prepare the port peers, then take it off again: the
+	// reference runs with the same peer settings (GRO on, TX checksum
+	// offload off), which it needs to work at all.
+	topo.FW.MustDo(b, func() error {
+		p, err := dataplane.OpenPair(cfg)
+		if err != nil {
+			return err
+		}
+		return p.Close()
+	})
+	removePins(b, dir)
+
+	frames, keys := benchFrames(b, topo)
+	gen := afxdptest.NewGenerator(b, topo.Client, testnet.EndpointIf, frames)
+	sinkProg := afxdptest.NewSink(b)
+	serverEth := afxdptest.LinkIndex(b, topo.Server, testnet.EndpointIf)
+	withSink := func(b *testing.B, fn func(*afxdptest.Sink)) {
+		l := afxdptest.Attach(b, topo.Server, serverEth, sinkProg.Program)
+		defer l.Close()
+		fn(sinkProg)
+	}
+
+	var refTCP, refPPS float64
+	port := 5201
+	b.Run("tcp/redirect", func(b *testing.B) {
+		f, err := refxdp.Load()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		topo.FW.MustDo(b, func() error {
+			if err := f.Attach(topo.InnerIndex, topo.OuterIndex); err != nil {
+				return err
+			}
+			return f.Attach(topo.OuterIndex, topo.InnerIndex)
+		})
+		port++
+		refTCP = iperf(b, topo, port, d)
+		b.ReportMetric(refTCP, "Gbit/s")
+	})
+	b.Run("pps64/redirect", func(b *testing.B) {
+		f, err := refxdp.Load()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		topo.FW.MustDo(b, func() error { return f.Attach(topo.InnerIndex, topo.OuterIndex) })
+		withSink(b, func(s *afxdptest.Sink) {
+			var offered float64
+			refPPS, offered = pps64(b, topo, gen, s, d)
+			b.ReportMetric(refPPS, "Mpps")
+			b.ReportMetric(offered, "offered-Mpps")
+		})
+	})
+
+	ratio := func(b *testing.B, v, ref float64) {
+		if ref > 0 {
+			b.ReportMetric(v/ref, "x-redirect")
+		}
+	}
+	// open runs a pair until the returned stop; stop closes it (pins and
+	// peer settings stay for the next one, the last cleanup removes them).
+	open := func(b *testing.B, c dataplane.PairConfig) (*dataplane.Pair, func()) {
+		var p *dataplane.Pair
+		topo.FW.MustDo(b, func() error {
+			var err error
+			p, err = dataplane.OpenPair(c)
+			return err
+		})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		return p, func() {
+			cancel()
+			if err := <-done; err != nil {
+				b.Errorf("run: %v", err)
+			}
+			if err := p.Close(); err != nil {
+				b.Errorf("close: %v", err)
+			}
+		}
+	}
+
+	p, stop := open(b, cfg)
+	b.Run("tcp/fastpath", func(b *testing.B) {
+		insp.allow.Store(true)
+		port++
+		g := iperf(b, topo, port, d)
+		b.ReportMetric(g, "Gbit/s")
+		ratio(b, g, refTCP)
+	})
+	b.Run("pps64/fastpath", func(b *testing.B) {
+		for _, k := range keys {
+			if err := p.Program().SetFlow(k, xdp.VerdictAllow, 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+		withSink(b, func(s *afxdptest.Sink) {
+			got, offered := pps64(b, topo, gen, s, d)
+			b.ReportMetric(got, "Mpps")
+			b.ReportMetric(offered, "offered-Mpps")
+			ratio(b, got, refPPS)
+		})
+		for _, k := range keys {
+			if err := p.Program().DeleteFlow(k); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	insp.allow.Store(false)
+	stop()
+
+	// The AF_XDP path in three setups: the default (runtime.NumCPU()
+	// workers), one worker judging on the I/O loop, and busy polling.
+	for _, v := range []struct {
+		name string
+		mod  func(*dataplane.PairConfig)
+	}{
+		{"afxdp", func(*dataplane.PairConfig) {}},
+		{"afxdp-1worker", func(c *dataplane.PairConfig) { c.Workers = 1 }},
+		{"afxdp-busypoll", func(c *dataplane.PairConfig) { c.BusyPoll = true }},
+	} {
+		c := cfg
+		v.mod(&c)
+		p, stop := open(b, c)
+		b.Run("tcp/"+v.name, func(b *testing.B) {
+			port++
+			before := p.Stats()
+			g := iperf(b, topo, port, d)
+			after := p.Stats()
+			b.ReportMetric(g, "Gbit/s")
+			ratio(b, g, refTCP)
+			b.ReportMetric(float64(after.Inner.Inspected+after.Outer.Inspected-before.Inner.Inspected-before.Outer.Inspected)/d.Seconds()/1e6, "inspected-Mpps")
+		})
+		b.Run("pps64/"+v.name, func(b *testing.B) {
+			withSink(b, func(s *afxdptest.Sink) {
+				before, cpu0 := p.Stats(), p.LoopCPU()
+				got, offered := pps64(b, topo, gen, s, d)
+				after, cpu1 := p.Stats(), p.LoopCPU()
+				b.ReportMetric(got, "Mpps")
+				b.ReportMetric(offered, "offered-Mpps")
+				ratio(b, got, refPPS)
+				rx := float64(after.Inner.RxFrames-before.Inner.RxFrames) / d.Seconds() / 1e6
+				b.ReportMetric(rx, "rx-Mpps")
+				// The I/O loop's share of a core (its TX syscalls
+				// included; with one worker it is all the user-space work).
+				b.ReportMetric(float64(after.Inner.KernelDrops-before.Inner.KernelDrops)/d.Seconds()/1e6, "xsk-drop-Mpps")
+				if k := after.TxKicks - before.TxKicks; k > 0 {
+					b.ReportMetric(float64(after.Outer.TxFrames-before.Outer.TxFrames)/float64(k), "frames/kick")
+				}
+				if util := (cpu1 - cpu0).Seconds() / d.Seconds(); util > 0 {
+					b.ReportMetric(util, "loop-cores")
+					b.ReportMetric(rx/util, "Mpps/loop-core")
+				}
+			})
+		})
+		stop()
+	}
+}

@@ -1,0 +1,65 @@
+package dataplane
+
+import (
+	"testing"
+
+	"github.com/deepwall/deepwall/dataplane/afxdp"
+	"github.com/deepwall/deepwall/internal/testnet"
+)
+
+// TestJudgeNoAllocs: a worker judging a batch (parse results, Inspect,
+// checksum completion) allocates nothing per frame.
+func TestJudgeNoAllocs(t *testing.T) {
+	u, err := afxdp.NewUmem(afxdp.UmemConfig{NumFrames: 64})
+	if err != nil {
+		t.Skipf("umem: %v", err)
+	}
+	defer u.Close()
+	seen := 0
+	p := &Pair{cfg: PairConfig{Workers: 1, Inspector: InspectorFunc(func(_ int, f *Frame) Verdict {
+		seen += len(f.Data)
+		return Verdict{Action: Forward}
+	})}}
+	l := &ioLoop{p: p, umem: u}
+	w := newWorker(p, 0)
+	b := &batch{loop: l, items: make([]item, 32)}
+	frame := testnet.Frame(t, testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoTCP, Flags: testnet.ACK, Payload: make([]byte, 1000)})
+	for i := range b.items {
+		addr := uint64(i) * uint64(u.FrameSize())
+		copy(u.Chunk(addr), frame)
+		it := &b.items[i]
+		it.desc = afxdp.Desc{Addr: addr, Len: uint32(len(frame))}
+		ParsePacket(frame, &it.pkt)
+	}
+	b.n = len(b.items)
+	if n := testing.AllocsPerRun(100, func() { w.judge(b) }); n != 0 {
+		t.Fatalf("judge allocates %.1f times per batch", n)
+	}
+	if seen == 0 || w.forwarded[Inner].Load() == 0 {
+		t.Fatal("inspector not called")
+	}
+}
+
+func BenchmarkJudge(b *testing.B) {
+	u, err := afxdp.NewUmem(afxdp.UmemConfig{NumFrames: 64})
+	if err != nil {
+		b.Skip(err)
+	}
+	defer u.Close()
+	p := &Pair{cfg: PairConfig{Workers: 1, Inspector: InspectorFunc(func(int, *Frame) Verdict { return Verdict{} })}}
+	w := newWorker(p, 0)
+	bt := &batch{loop: &ioLoop{p: p, umem: u}, items: make([]item, 64)}
+	frame := testnet.Frame(b, testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoUDP, Payload: make([]byte, 18)})
+	for i := range bt.items {
+		addr := uint64(i) * uint64(u.FrameSize())
+		copy(u.Chunk(addr), frame)
+		bt.items[i].desc = afxdp.Desc{Addr: addr, Len: uint32(len(frame))}
+		ParsePacket(frame, &bt.items[i].pkt)
+	}
+	bt.n = len(bt.items)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += bt.n {
+		w.judge(bt)
+	}
+}

@@ -1,0 +1,291 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+
+	"github.com/deepwall/deepwall/internal/testnet"
+	"github.com/deepwall/deepwall/xdp"
+)
+
+var (
+	a4 = netip.MustParseAddrPort("198.18.0.1:40000")
+	b4 = netip.MustParseAddrPort("198.18.0.2:80")
+	a6 = netip.MustParseAddrPort("[2001:2::1]:40000")
+	b6 = netip.MustParseAddrPort("[2001:2::2]:53")
+)
+
+// withIPv6Ext inserts n hop-by-hop/destination-options headers (8 bytes
+// each) after the IPv6 header of an untagged frame.
+func withIPv6Ext(tb testing.TB, frame []byte, n int) []byte {
+	tb.Helper()
+	const l3 = ethHeaderLen
+	out := append([]byte(nil), frame[:l3+ipv6HeaderLen]...)
+	nh := out[l3+6]
+	for i := 0; i < n; i++ {
+		typ := uint8(protoDstOpts)
+		if i == 0 {
+			typ = protoHopOpts
+		}
+		if i == 0 {
+			out[l3+6] = typ
+		} else {
+			out[len(out)-8] = typ
+		}
+		out = append(out, 0, 0, 1, 4, 0, 0, 0, 0) // next header patched later, len 0 (8 bytes), PadN
+	}
+	out[len(out)-8] = nh
+	out = append(out, frame[l3+ipv6HeaderLen:]...)
+	binary.BigEndian.PutUint16(out[l3+4:], binary.BigEndian.Uint16(frame[l3+4:])+uint16(8*n))
+	return out
+}
+
+func TestParsePacket(t *testing.T) {
+	tcp4 := testnet.Frame(t, testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoTCP, Flags: testnet.ACK | testnet.PSH, Seq: 1000, Ack: 2000, Payload: []byte("hello")})
+	udp6 := testnet.Frame(t, testnet.FrameSpec{Src: a6, Dst: b6, Proto: testnet.ProtoUDP, VLAN: 7, Payload: []byte("q")})
+	frag4 := append([]byte(nil), tcp4...)
+	binary.BigEndian.PutUint16(frag4[ethHeaderLen+6:], 0x2000) // MF
+	long4 := append([]byte(nil), tcp4...)
+	binary.BigEndian.PutUint16(long4[ethHeaderLen+2:], 1000)
+	qinq3 := append([]byte(nil), udp6[:12]...)
+	for i := 0; i < 3; i++ {
+		qinq3 = append(qinq3, 0x81, 0x00, 0, 7)
+	}
+	qinq3 = append(qinq3, udp6[16:]...)
+	// SCTP: an IPv4 header carrying a 12-byte common header (ports 5000 →
+	// 38412) and nothing else; the builder has no SCTP layer.
+	sctp := append([]byte(nil), testnet.Frame(t, testnet.FrameSpec{Src: a4, Dst: b4, Proto: 132, Payload: []byte{0x13, 0x88, 0x96, 0x0c, 0, 0, 0, 1, 0, 0, 0, 0}})...)
+	arp := make([]byte, 42)
+	binary.BigEndian.PutUint16(arp[12:], 0x0806)
+	tcp6 := testnet.Frame(t, testnet.FrameSpec{Src: a6, Dst: b6, Proto: testnet.ProtoTCP, Flags: testnet.SYN, Seq: 7})
+
+	for _, tc := range []struct {
+		name        string
+		frame       []byte
+		kind        Kind
+		keyed, frag bool
+		src, dst    netip.AddrPort
+		proto       uint8
+		l4len       int
+	}{
+		{"tcp4", tcp4, KindIP, true, false, a4, b4, protoTCP, 25},
+		{"tcp4 padded", append(append([]byte(nil), tcp4...), 0, 0, 0, 0), KindIP, true, false, a4, b4, protoTCP, 25},
+		{"udp6 vlan", udp6, KindIP, true, false, a6, b6, protoUDP, 9},
+		{"icmp4 echo", testnet.Frame(t, testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoICMP}), KindIP, true, false,
+			netip.AddrPortFrom(a4.Addr(), 1), netip.AddrPortFrom(b4.Addr(), 1), protoICMP, 8},
+		{"icmp4 unreachable", testnet.Frame(t, testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoICMP, ICMPType: 3, ICMPCode: 1}), KindIP, true, false,
+			netip.AddrPortFrom(a4.Addr(), 0), netip.AddrPortFrom(b4.Addr(), 0), protoICMP, 8},
+		{"icmp6 echo", testnet.Frame(t, testnet.FrameSpec{Src: a6, Dst: b6, Proto: testnet.ProtoICMPv6, Payload: []byte{0, 9, 0, 1}}), KindIP, true, false,
+			netip.AddrPortFrom(a6.Addr(), 9), netip.AddrPortFrom(b6.Addr(), 9), protoICMPv6, 8},
+		{"icmp6 neighbour solicitation", testnet.Frame(t, testnet.FrameSpec{Src: a6, Dst: b6, Proto: testnet.ProtoICMPv6, ICMPType: 135, Payload: make([]byte, 20)}), KindOther, false, false,
+			netip.AddrPort{}, netip.AddrPort{}, 0, 0},
+		{"tcp6 hop-by-hop", withIPv6Ext(t, tcp6, 1), KindIP, true, false, a6, b6, protoTCP, 20},
+		{"tcp6 four ext headers", withIPv6Ext(t, tcp6, 4), KindIP, true, false, a6, b6, protoTCP, 20},
+		{"tcp6 five ext headers", withIPv6Ext(t, tcp6, 5), KindIP, false, false,
+			netip.AddrPortFrom(a6.Addr(), 0), netip.AddrPortFrom(b6.Addr(), 0), protoDstOpts, 0},
+		{"ipv4 fragment", frag4, KindIP, false, true, netip.AddrPortFrom(a4.Addr(), 0), netip.AddrPortFrom(b4.Addr(), 0), protoTCP, 0},
+		{"sctp4", sctp, KindIP, true, false, netip.AddrPortFrom(a4.Addr(), 5000), netip.AddrPortFrom(b4.Addr(), 38412), protoSCTP, 12},
+		{"sctp4 truncated", sctp[:ethHeaderLen+ipv4HeaderLen+8], KindMalformed, false, false, netip.AddrPort{}, netip.AddrPort{}, 0, 0},
+		{"arp", arp, KindOther, false, false, netip.AddrPort{}, netip.AddrPort{}, 0, 0},
+		{"ipv4 longer than frame", long4, KindMalformed, false, false, netip.AddrPort{}, netip.AddrPort{}, 0, 0},
+		{"truncated tcp", tcp4[:ethHeaderLen+ipv4HeaderLen+10], KindMalformed, false, false, netip.AddrPort{}, netip.AddrPort{}, 0, 0},
+		{"three vlan tags", qinq3, KindMalformed, false, false, netip.AddrPort{}, netip.AddrPort{}, 0, 0},
+		{"runt", tcp4[:10], KindMalformed, false, false, netip.AddrPort{}, netip.AddrPort{}, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var p Packet
+			if k := ParsePacket(tc.frame, &p); k != tc.kind {
+				t.Fatalf("kind = %v, want %v", k, tc.kind)
+			}
+			if tc.kind != KindIP {
+				return
+			}
+			if p.Keyed != tc.keyed || p.Fragment != tc.frag || p.Proto != tc.proto {
+				t.Fatalf("keyed %v fragment %v proto %d, want %v %v %d", p.Keyed, p.Fragment, p.Proto, tc.keyed, tc.frag, tc.proto)
+			}
+			wantKey, wantDir := xdp.MakeFlowKey(tc.src.Addr(), tc.dst.Addr(), tc.src.Port(), tc.dst.Port(), tc.proto)
+			if p.Key != wantKey || p.Dir != wantDir {
+				t.Fatalf("key %v dir %v, want %v %v", p.Key, p.Dir, wantKey, wantDir)
+			}
+			if tc.keyed && p.L4Len != tc.l4len {
+				t.Fatalf("l4 length %d, want %d", p.L4Len, tc.l4len)
+			}
+		})
+	}
+
+	var p Packet
+	ParsePacket(tcp4, &p)
+	if p.Seq != 1000 || p.Ack != 2000 || p.TCPFlags != tcpFlagACK|0x08 || p.PayloadLen() != 5 {
+		t.Fatalf("tcp fields: seq %d ack %d flags %#x payload %d", p.Seq, p.Ack, p.TCPFlags, p.PayloadLen())
+	}
+}
+
+func TestParsePacketSymmetricKey(t *testing.T) {
+	for _, pair := range [][2]netip.AddrPort{{a4, b4}, {a6, b6}} {
+		fwd := testnet.Frame(t, testnet.FrameSpec{Src: pair[0], Dst: pair[1], Proto: testnet.ProtoUDP})
+		rev := testnet.Frame(t, testnet.FrameSpec{Src: pair[1], Dst: pair[0], Proto: testnet.ProtoUDP})
+		var p, q Packet
+		ParsePacket(fwd, &p)
+		ParsePacket(rev, &q)
+		if p.Key != q.Key || p.Dir == q.Dir || p.Key.Hash() != q.Key.Hash() {
+			t.Fatalf("%v: keys %v/%v dirs %v/%v", pair, p.Key, q.Key, p.Dir, q.Dir)
+		}
+	}
+}
+
+func TestParsePacketNoAllocs(t *testing.T) {
+	f := testnet.Frame(t, testnet.FrameSpec{Src: a6, Dst: b6, Proto: testnet.ProtoTCP, VLAN: 3, Payload: make([]byte, 100)})
+	var p Packet
+	if n := testing.AllocsPerRun(100, func() { ParsePacket(f, &p) }); n != 0 {
+		t.Fatalf("ParsePacket allocates %.1f times", n)
+	}
+}
+
+// refSum is RFC 1071 done the slow way, 16 bits at a time.
+func refSum(b []byte) uint16 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	if len(b)%2 == 1 {
+		s += uint32(b[len(b)-1]) << 8
+	}
+	for s>>16 != 0 {
+		s = s>>16 + s&0xffff
+	}
+	return uint16(s)
+}
+
+func TestCsumAddMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 2000; i++ {
+		b := make([]byte, rng.IntN(200))
+		for j := range b {
+			b[j] = byte(rng.UintN(256))
+			if i%3 == 0 {
+				b[j] = 0xff // long carry chains
+			}
+		}
+		if got, want := csumFold(csumAdd(0, b)), refSum(b); got != want {
+			t.Fatalf("len %d: sum %#x, want %#x", len(b), got, want)
+		}
+	}
+}
+
+func TestCompletePartialChecksum(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		spec testnet.FrameSpec
+	}{
+		{"tcp4", testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoTCP, Flags: testnet.ACK, Payload: []byte("some payload, odd length")}},
+		{"tcp6", testnet.FrameSpec{Src: a6, Dst: b6, Proto: testnet.ProtoTCP, Flags: testnet.ACK, Payload: make([]byte, 1400)}},
+		{"udp4", testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoUDP, Payload: []byte("x")}},
+		{"udp6 vlan", testnet.FrameSpec{Src: a6, Dst: b6, Proto: testnet.ProtoUDP, VLAN: 9, Payload: []byte("dns?")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			good := testnet.Frame(t, tc.spec)
+			var p Packet
+			ParsePacket(good, &p)
+			off := l4ChecksumOffset(&p)
+			if !l4ChecksumOK(good, &p) {
+				t.Fatal("builder produced a bad checksum")
+			}
+			f := append([]byte(nil), good...)
+			if CompletePartialChecksum(f, &p) || string(f) != string(good) {
+				t.Fatal("changed a correct checksum")
+			}
+			// What a sender with TX checksum offload hands over.
+			binary.BigEndian.PutUint16(f[off:], csumFold(pseudoSum(f, &p)))
+			if !CompletePartialChecksum(f, &p) {
+				t.Fatal("partial checksum not recognised")
+			}
+			if string(f) != string(good) {
+				t.Fatalf("completed checksum %#x, want %#x", binary.BigEndian.Uint16(f[off:]), binary.BigEndian.Uint16(good[off:]))
+			}
+			// A wrong checksum stays wrong.
+			binary.BigEndian.PutUint16(f[off:], binary.BigEndian.Uint16(good[off:])^0x1234)
+			bad := append([]byte(nil), f...)
+			if CompletePartialChecksum(f, &p) || string(f) != string(bad) {
+				t.Fatal("rewrote a wrong checksum")
+			}
+		})
+	}
+	// IPv4 UDP with checksum 0 means "none": left alone.
+	f := testnet.Frame(t, testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoUDP})
+	var p Packet
+	ParsePacket(f, &p)
+	binary.BigEndian.PutUint16(f[l4ChecksumOffset(&p):], 0)
+	if CompletePartialChecksum(f, &p) {
+		t.Fatal("filled in an absent UDP checksum")
+	}
+}
+
+func BenchmarkParsePacket(b *testing.B) {
+	f := testnet.Frame(b, testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoTCP, Flags: testnet.ACK, Payload: make([]byte, 1400)})
+	var p Packet
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		ParsePacket(f, &p)
+	}
+}
+
+func BenchmarkChecksum1500(b *testing.B) {
+	buf := make([]byte, 1500)
+	b.SetBytes(1500)
+	for i := 0; i < b.N; i++ {
+		csumAdd(0, buf)
+	}
+}
+
+func seedFrames(tb testing.TB) [][]byte {
+	tb.Helper()
+	var out [][]byte
+	for _, s := range []testnet.FrameSpec{
+		{Src: a4, Dst: b4, Proto: testnet.ProtoTCP, Flags: testnet.SYN, Seq: 1},
+		{Src: a4, Dst: b4, Proto: testnet.ProtoTCP, Flags: testnet.ACK | testnet.FIN, Seq: 5, Ack: 9, Payload: []byte("bye")},
+		{Src: a6, Dst: b6, Proto: testnet.ProtoTCP, Flags: testnet.ACK, VLAN: 4, Payload: []byte("GET / HTTP/1.1\r\n")},
+		{Src: a6, Dst: b6, Proto: testnet.ProtoUDP, Payload: []byte("x")},
+		{Src: a4, Dst: b4, Proto: testnet.ProtoICMP},
+		{Src: a6, Dst: b6, Proto: testnet.ProtoICMPv6, Payload: []byte{0, 1, 0, 1}},
+	} {
+		out = append(out, testnet.Frame(tb, s))
+	}
+	tcp6 := testnet.Frame(tb, testnet.FrameSpec{Src: a6, Dst: b6, Proto: testnet.ProtoTCP, Flags: testnet.ACK, Seq: 3})
+	out = append(out, withIPv6Ext(tb, tcp6, 2), withIPv6Ext(tb, tcp6, 5))
+	return out
+}
+
+func FuzzParsePacket(f *testing.F) {
+	for _, s := range seedFrames(f) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		var p Packet
+		k := ParsePacket(frame, &p)
+		if k != KindIP {
+			return
+		}
+		if p.L3Off < ethHeaderLen || p.L3Off >= len(frame) {
+			t.Fatalf("l3 offset %d in %d bytes", p.L3Off, len(frame))
+		}
+		rk, rd := xdp.MakeFlowKey16(p.Dst, p.Src, p.DstPort, p.SrcPort, p.Proto)
+		if rk != p.Key || (rd == p.Dir && !(p.Src == p.Dst && p.SrcPort == p.DstPort)) {
+			t.Fatalf("key not symmetric: %v %v vs %v %v", p.Key, p.Dir, rk, rd)
+		}
+		if !p.Keyed {
+			return
+		}
+		if p.L4Off <= p.L3Off || p.L4Off+p.L4Len > len(frame) {
+			t.Fatalf("l4 %d+%d outside %d bytes", p.L4Off, p.L4Len, len(frame))
+		}
+		if p.Proto == protoTCP && (p.TCPHdr < tcpHeaderLen || p.TCPHdr > p.L4Len) {
+			t.Fatalf("tcp header %d of %d", p.TCPHdr, p.L4Len)
+		}
+		c := append([]byte(nil), frame...)
+		if CompletePartialChecksum(c, &p) && !l4ChecksumOK(c, &p) {
+			t.Fatal("completed checksum does not verify")
+		}
+	})
+}
