@@ -1,0 +1,317 @@
+package dpi
+
+import (
+	"github.com/deepwall/deepwall/dpi/flow"
+	"github.com/deepwall/deepwall/dpi/proto"
+	"github.com/deepwall/deepwall/dpi/proto/dns"
+	"github.com/deepwall/deepwall/dpi/proto/http"
+	"github.com/deepwall/deepwall/dpi/proto/ssh"
+	"github.com/deepwall/deepwall/dpi/proto/tls"
+	"github.com/deepwall/deepwall/rules"
+)
+
+// onData receives the in-order bytes of direction d of the current TCP
+// flow from the reassembler.
+func (w *worker) onData(d flow.Dir, chunk []byte) {
+	if w.stopped() || len(chunk) == 0 {
+		return
+	}
+	ctx := w.ctxOf(w.cur)
+	st := w.cst
+	if k := payloadKind(d); w.rs.stream[k].used() {
+		w.streamWrite(ctx, k, chunk, &ctx.flow, d)
+		w.settle(&ctx.flow, d)
+		if w.stopped() {
+			return
+		}
+	}
+	if st.ident == identDone {
+		w.feed(ctx, d, chunk)
+		return
+	}
+	p, s := ctx.ident.Feed(proto.Dir(d), chunk)
+	switch s {
+	case proto.NeedMore:
+		return
+	case proto.NotIdentified:
+		w.identified(proto.Unknown, d)
+		return
+	}
+	w.identified(p, d)
+	if w.stopped() || ctx.parser == parserNone {
+		return
+	}
+	// The parser needs each direction from its first byte: replay what
+	// identification held back, then the deciding chunk.
+	w.feed(ctx, flow.ToServer, ctx.ident.Pending(proto.ToServer))
+	w.feed(ctx, flow.ToClient, ctx.ident.Pending(proto.ToClient))
+	w.feed(ctx, d, chunk)
+}
+
+// identified records the flow's application protocol, evaluates the rules
+// that waited for it, and decides whether the flow still needs
+// inspecting; if so it starts the protocol's parser when a rule uses its
+// fields.
+func (w *worker) identified(p proto.Protocol, d flow.Dir) {
+	st := w.cst
+	ctx := w.cctx
+	st.ident, st.app = identDone, p
+	if int(p) < numProtos {
+		w.st.apps[p]++
+	}
+	ctx.rflow.App = p.String()
+	rs := w.rs
+	for _, r := range rs.appOnly {
+		if r.MatchFlow(ctx.rflow) {
+			w.candidate(r, rules.Field{}, nil, false, &ctx.flow, d)
+		}
+	}
+	for i := range ctx.unresolved {
+		u := &ctx.unresolved[i]
+		if u.r.MatchFlow(ctx.rflow) {
+			w.candidate(u.r, u.field, u.text[:u.n], u.sens, &ctx.flow, u.dir)
+		}
+	}
+	ctx.unresolved = ctx.unresolved[:0]
+	w.settle(&ctx.flow, d)
+	if w.stopped() {
+		return
+	}
+	if !rs.needs(p, ctx.rflow, false) {
+		w.allowFinal(0)
+		return
+	}
+	if ctx.rflow.Proto != 6 || int(p) >= numProtos || !rs.apps[p].fields && p != proto.SSH {
+		// Raw payload rules only (SSH banners are parsed for events), or
+		// a datagram flow (DNS datagrams use the worker's parser).
+		return
+	}
+	switch p {
+	case proto.HTTP1:
+		if ctx.http == nil {
+			ctx.http = http.NewParser(w, w.httpSc)
+		} else {
+			ctx.http.Reset(w, w.httpSc)
+		}
+		ctx.parser = parserHTTP
+	case proto.TLS:
+		if ctx.tls == nil {
+			ctx.tls = tls.NewParser(w)
+		} else {
+			ctx.tls.Reset(w)
+		}
+		ctx.parser = parserTLS
+	case proto.DNS:
+		if ctx.dns == nil {
+			ctx.dns = dns.NewParser(w, dns.Config{})
+		} else {
+			ctx.dns.Reset(w, dns.Config{})
+		}
+		ctx.parser = parserDNS
+	case proto.SSH:
+		if ctx.ssh == nil {
+			ctx.ssh = ssh.NewParser(w)
+		} else {
+			ctx.ssh.Reset(w)
+		}
+		ctx.parser = parserSSH
+	}
+}
+
+// feed gives an in-order chunk to the flow's parser.
+func (w *worker) feed(ctx *flowCtx, d flow.Dir, b []byte) {
+	if len(b) == 0 || w.stopped() {
+		return
+	}
+	switch ctx.parser {
+	case parserHTTP:
+		if ctx.tunnel[d] {
+			return
+		}
+		n := ctx.http.Feed(proto.Dir(d), b)
+		if n < len(b) && ctx.http.State(proto.Dir(d)) == http.StateTunnel {
+			// CONNECT or Upgrade: the rest is another protocol, left to
+			// the raw payload rules.
+			ctx.tunnel[d] = true
+			if ctx.tunnel[d^1] && !w.rs.needs(proto.Unknown, ctx.rflow, true) {
+				w.allowFinal(0)
+			}
+		}
+	case parserTLS:
+		done := ctx.tls.Feed(proto.Dir(d), b)
+		if (done || ctx.helloSeen) && !w.stopped() && !w.rs.needs(proto.TLS, ctx.rflow, true) {
+			// The ClientHello was inspected; the rest is encrypted.
+			w.allowFinal(0)
+		}
+	case parserSSH:
+		if ctx.ssh.Feed(proto.Dir(d), b) && !w.rs.needs(proto.SSH, ctx.rflow, true) {
+			w.allowFinal(0)
+		}
+	case parserDNS:
+		ctx.dns.Feed(proto.Dir(d), b)
+	}
+}
+
+// RequestHeaders implements http.Sink.
+func (w *worker) RequestHeaders(r *http.Request) {
+	if w.stopped() {
+		return
+	}
+	ctx := w.cctx
+	t := ctx.txnFor(r.Seq)
+	t.start(r.Seq, r)
+	ctx.reqSeq = r.Seq
+	sc := &t.scope
+	rs := w.rs
+	const d = flow.ToServer
+	w.scanBlock(rs.block[rules.FieldHTTPMethod], r.Method, sc, d)
+	w.scanBlock(rs.block[rules.FieldHTTPURI], r.URI, sc, d)
+	w.scanBlock(rs.block[rules.FieldHTTPPath], r.Path, sc, d)
+	w.scanBlock(rs.block[rules.FieldHTTPArgs], r.ArgsBuf, sc, d)
+	w.scanBlock(rs.block[rules.FieldHTTPHeaders], r.HeaderBlock, sc, d)
+	for _, fp := range rs.headers {
+		if v := r.Header(fp.field.Name); v != nil {
+			w.scanBlock(fp, v, sc, d)
+		}
+	}
+	w.settle(sc, d)
+}
+
+// RequestBody implements http.Sink.
+func (w *worker) RequestBody(chunk []byte, end bool) {
+	w.body(skReqBody, w.cctx.reqSeq, flow.ToServer, chunk, end)
+}
+
+// ResponseHeaders implements http.Sink.
+func (w *worker) ResponseHeaders(r *http.Response) {
+	if w.stopped() {
+		return
+	}
+	ctx := w.cctx
+	t := ctx.txnOf(r.Seq)
+	if !r.Interim {
+		t.status = r.Status
+		ctx.rspSeq = r.Seq
+	}
+	w.scanBlock(w.rs.block[rules.FieldHTTPResponseHeaders], r.HeaderBlock, &t.scope, flow.ToClient)
+	w.settle(&t.scope, flow.ToClient)
+}
+
+// ResponseBody implements http.Sink.
+func (w *worker) ResponseBody(chunk []byte, end bool) {
+	w.body(skRespBody, w.cctx.rspSeq, flow.ToClient, chunk, end)
+}
+
+func (w *worker) body(k streamKind, seq int64, d flow.Dir, chunk []byte, end bool) {
+	if w.stopped() || !w.rs.stream[k].used() {
+		return
+	}
+	ctx := w.cctx
+	sc := &ctx.txnOf(seq).scope
+	w.streamWrite(ctx, k, chunk, sc, d)
+	if end && !w.stopped() {
+		w.endStreams(ctx, k, sc, d)
+	}
+	w.settle(sc, d)
+}
+
+// Finding implements the parsers' sinks. A fatal HTTP finding stops the
+// parser for the whole connection: its later requests could not be
+// inspected, so the flow is blocked (smuggling attempts and oversized or
+// broken heads alike). A flow picked up mid-stream is the exception: its
+// first bytes may sit inside a message, so a parse failure there says
+// nothing about the peers; HTTP inspection just ends for it. Other
+// findings are counted.
+func (w *worker) Finding(f proto.Finding) {
+	w.st.findings++
+	if !f.Fatal || w.stopped() || w.cctx == nil || w.cctx.parser != parserHTTP {
+		return
+	}
+	if w.cur.Flags&flow.FlagMidstream != 0 || w.cst.dir[f.Dir&1].Midstream() {
+		w.cctx.parser = parserNone
+		if !w.rs.needs(proto.Unknown, w.cctx.rflow, true) {
+			w.allowFinal(0)
+		}
+		return
+	}
+	reason := f.Kind.String()
+	w.dropProto(reason, f.Dir)
+	w.blockFlow(0, reason)
+}
+
+// dropProto reports a flow blocked by a protocol violation.
+func (w *worker) dropProto(reason string, d proto.Dir) {
+	st := w.cst
+	if st.dropEv&(1<<dropProtocol) != 0 || !w.dropAllowed(dropProtocol) {
+		return
+	}
+	st.dropEv |= 1 << dropProtocol
+	ev := w.newEvent(EventDrop, flow.Dir(d))
+	ev.Drop = &Drop{Reason: reason, Len: len(w.pkt.Payload)}
+	if w.cctx != nil && w.cctx.reqSeq >= 0 {
+		w.addSections(ev, &w.cctx.txnOf(w.cctx.reqSeq).scope)
+	}
+	w.emit(ev)
+}
+
+// ClientHello implements tls.Sink.
+func (w *worker) ClientHello(h *tls.ClientHello) {
+	if w.stopped() {
+		return
+	}
+	ctx := w.cctx
+	ctx.helloSeen = true
+	ctx.sni = appendBounded(ctx.sni[:0], h.SNI, maxHostname)
+	ctx.tlsVersion = h.Version
+	w.scanBlock(w.rs.block[rules.FieldTLSSNI], h.SNI, &ctx.flow, flow.ToServer)
+	w.settle(&ctx.flow, flow.ToServer)
+}
+
+// ServerHello implements tls.Sink.
+func (w *worker) ServerHello(h *tls.ServerHello) {
+	if !h.HelloRetry {
+		w.cctx.tlsVersion = h.Version
+	}
+}
+
+// Message implements dns.Sink, for UDP datagrams and TCP streams.
+func (w *worker) Message(dir proto.Dir, m *dns.Message) {
+	if w.stopped() {
+		return
+	}
+	ctx := w.cctx
+	sc, info := &w.msg, &w.msgDNS
+	if ctx.parser == parserDNS {
+		sc, info = &ctx.msg, &ctx.dnsMsg
+		sc.reset(nil, info)
+	} else {
+		sc.dns = info
+	}
+	info.query = !m.Response
+	info.rrname, info.rrtype = info.rrname[:0], 0
+	if len(m.Questions) > 0 {
+		q := &m.Questions[0]
+		info.rrtype = q.Type
+		// dns.query is matched lower case (names are case-insensitive).
+		for _, c := range q.Name {
+			if c >= 'A' && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			info.rrname = append(info.rrname, c)
+		}
+	}
+	if info.query && len(info.rrname) > 0 {
+		w.scanBlock(w.rs.block[rules.FieldDNSQuery], info.rrname, sc, flow.Dir(dir))
+	}
+	if ctx.parser == parserDNS {
+		w.settle(sc, flow.Dir(dir))
+	}
+}
+
+// Banner implements ssh.Sink.
+func (w *worker) Banner(dir proto.Dir, b *ssh.Banner) {
+	ctx := w.cctx
+	d := dir & 1
+	ctx.sshSW[d] = appendBounded(ctx.sshSW[d][:0], b.Software, 64)
+	ctx.sshProto[d] = appendBounded(ctx.sshProto[d][:0], b.ProtoVersion, 16)
+}

@@ -1,0 +1,485 @@
+package dpi
+
+import (
+	"slices"
+	"unsafe"
+
+	"github.com/deepwall/deepwall/dpi/flow"
+	"github.com/deepwall/deepwall/rules"
+)
+
+// Bounds on matching work and memory.
+const (
+	// maxPend bounds the hits decided together (the rest still count
+	// through their scope, without an event of their own).
+	maxPend = 64
+	// maskInput is the matched text kept per hit for the event (what Mask
+	// reads at most).
+	maskInput = 4 * MaxMatched
+	// matchWindow is the text reported for a hit whose pattern gives no
+	// start of match: the bytes before its end.
+	matchWindow = 64
+	// maxConfirmPatterns bounds the patterns whose hits one scan or stream
+	// confirms (each with its own budget, Pattern.Attempts); hits of
+	// further patterns that need confirming are dropped.
+	maxConfirmPatterns = 32
+)
+
+// confirmState tracks, per pattern that needs confirming, how many
+// confirmations were tried and whether one succeeded, over one scan or
+// one stream.
+type confirmState struct {
+	n       int
+	ids     [maxConfirmPatterns]uint32
+	tries   [maxConfirmPatterns]uint16
+	seen    [maxConfirmPatterns]bool
+	dropped uint32
+}
+
+func (c *confirmState) reset() { c.n = 0 }
+
+// entry returns the index of pattern id, adding it; -1 when full.
+func (c *confirmState) entry(id uint32) int {
+	for i := 0; i < c.n; i++ {
+		if c.ids[i] == id {
+			return i
+		}
+	}
+	if c.n == maxConfirmPatterns {
+		c.dropped++
+		return -1
+	}
+	i := c.n
+	c.n++
+	c.ids[i], c.tries[i], c.seen[i] = id, 0, false
+	return i
+}
+
+// chainBufs holds one buffer per transform step, so that groups of a field
+// whose chains share a prefix reuse its result.
+type chainBufs struct {
+	step  [rules.MaxChainLen][]byte
+	valid int // steps of the previous group's chain valid for the current value
+}
+
+// transform applies gp's chain to value, reusing the steps it shares with
+// the previous group of the field (first: value is new).
+func (w *worker) transform(value []byte, gp *groupPlan, first bool) []byte {
+	cb := &w.chain
+	if first {
+		cb.valid = 0
+	}
+	k := min(gp.shared, cb.valid)
+	in := value
+	if k > 0 {
+		in = cb.step[k-1]
+	}
+	for i := k; i < len(gp.chain) && i < rules.MaxChainLen; i++ {
+		buf := cb.step[i]
+		if cap(buf) < len(in) {
+			buf = make([]byte, 0, max(len(in)+len(in)/4, 512))
+		}
+		buf = gp.chain[i].Append(buf[:0], in)
+		cb.step[i] = buf
+		in = buf
+	}
+	cb.valid = len(gp.chain)
+	return in
+}
+
+// pendHit is a hit waiting to be decided with the others of its moment.
+type pendHit struct {
+	r     *rules.Rule
+	sc    *scope
+	field rules.Field
+	dir   flow.Dir
+	sens  bool
+	a     int // slot of the matched text in the worker's arena
+	n     int // matched bytes
+}
+
+// matcher is the hs.Handler of the worker's scans: it confirms hits that
+// need it and turns them into candidate rule hits.
+type matcher struct {
+	w    *worker
+	gp   *groupPlan
+	data []byte      // the scanned value (block) or the current write (stream)
+	sl   *streamSlot // nil in block mode
+	cf   *confirmState
+	sc   *scope
+	dir  flow.Dir
+}
+
+// Match implements hs.Handler.
+func (m *matcher) Match(id uint, from, to uint64) {
+	gp := m.gp
+	if int(id) >= len(gp.g.Rules) {
+		return
+	}
+	p := &gp.g.Patterns[id]
+	var text []byte
+	if p.NeedsConfirm() {
+		i := m.cf.entry(uint32(id))
+		if i < 0 || m.cf.seen[i] || int(m.cf.tries[i]) >= p.Attempts() {
+			return
+		}
+		m.cf.tries[i]++
+		start := p.ConfirmStart(from, to)
+		ok := true
+		if m.sl == nil {
+			if !p.SOM {
+				start = 0 // the whole value is at hand
+			}
+			if to > uint64(len(m.data)) || start > to {
+				return
+			}
+			text = m.data[start:to]
+		} else if text, ok = m.text(start, to); !ok {
+			return
+		}
+		if !p.Confirm(text) {
+			return
+		}
+		m.cf.seen[i] = true
+		if !p.SOM {
+			text = tail(text, matchWindow)
+		}
+	} else if m.sl == nil {
+		if to <= uint64(len(m.data)) {
+			text = tail(m.data[:to], matchWindow)
+		}
+	} else {
+		start := uint64(0)
+		if to > matchWindow {
+			start = to - matchWindow
+		}
+		text, _ = m.text(max(start, m.sl.off-uint64(len(m.sl.hist))), to)
+	}
+	m.w.candidate(gp.g.Rules[id], gp.g.Field, text, gp.sens[id], m.sc, m.dir)
+}
+
+// text returns the stream's bytes [start, end) from the slot's history
+// and the current write, or false when they are no longer kept.
+func (m *matcher) text(start, end uint64) ([]byte, bool) {
+	sl := m.sl
+	histStart := sl.off - uint64(len(sl.hist))
+	curEnd := sl.off + uint64(len(m.data))
+	if start < histStart || end > curEnd || start > end {
+		return nil, false
+	}
+	if start >= sl.off {
+		return m.data[start-sl.off : end-sl.off], true
+	}
+	if end <= sl.off {
+		return sl.hist[start-histStart : end-histStart], true
+	}
+	j := append(append(m.w.joined[:0], sl.hist[start-histStart:]...), m.data[:end-sl.off]...)
+	m.w.joined = j
+	return j, true
+}
+
+// scanBlock inspects one value of a block field with every group and
+// libinjection rule of fp; hits go to scope sc.
+func (w *worker) scanBlock(fp *fieldPlan, value []byte, sc *scope, d flow.Dir) {
+	if fp == nil || len(value) == 0 {
+		return
+	}
+	for i, gp := range fp.groups {
+		data := w.transform(value, gp, i == 0)
+		w.blockCF.reset()
+		w.mh = matcher{w: w, gp: gp, data: data, cf: &w.blockCF, sc: sc, dir: d}
+		if err := w.scanner.Scan(gp.db, w.scratch, data, &w.mh); err != nil {
+			w.st.scanErrors++
+		}
+		if w.stopped() {
+			return
+		}
+	}
+	for _, r := range fp.detect {
+		if hit, fpr := w.det.Match(r.Match, value); hit {
+			w.candidate(r, fp.field, unsafe.Slice(unsafe.StringData(fpr), len(fpr)), isSensitive(r), sc, d)
+		}
+	}
+}
+
+// streamWrite feeds the next chunk of stream field k to every group of
+// it, opening the flow's streams on first use.
+func (w *worker) streamWrite(ctx *flowCtx, k streamKind, chunk []byte, sc *scope, d flow.Dir) {
+	fp := w.rs.stream[k]
+	if fp == nil || len(chunk) == 0 {
+		return
+	}
+	slots := ctx.slots[k]
+	for i, gp := range fp.groups {
+		if i >= len(slots) {
+			break
+		}
+		sl := &slots[i]
+		if !w.openSlot(sl, gp) {
+			continue
+		}
+		data := chunk
+		if sl.tr != nil {
+			data = sl.tr.Write(chunk)
+		}
+		w.scanStream(sl, gp, data, sc, d)
+		if w.stopped() {
+			return
+		}
+	}
+	if k == skReqBody && len(fp.detect) > 0 && !ctx.bodyFull {
+		room := maxDetectBody - len(ctx.body)
+		if len(chunk) > room {
+			chunk, ctx.bodyFull = chunk[:room], true
+		}
+		ctx.body = append(ctx.body, chunk...)
+	}
+}
+
+// openSlot opens the slot's stream if needed.
+func (w *worker) openSlot(sl *streamSlot, gp *groupPlan) bool {
+	if !sl.st.Open() {
+		st, err := w.scanner.Open(gp.db)
+		if err != nil {
+			w.st.scanErrors++
+			return false
+		}
+		sl.st = st
+		sl.off, sl.hist, sl.used = 0, sl.hist[:0], false
+		sl.cf.reset()
+		w.st.openStreams++
+		if len(gp.chain) > 0 && sl.tr == nil {
+			sl.tr = rules.NewStreamTransformer(gp.chain)
+		}
+	}
+	sl.used = true
+	return true
+}
+
+// scanStream scans one write of a slot and keeps the history its
+// confirmations need.
+func (w *worker) scanStream(sl *streamSlot, gp *groupPlan, data []byte, sc *scope, d flow.Dir) {
+	if len(data) == 0 {
+		return
+	}
+	w.mh = matcher{w: w, gp: gp, data: data, sl: sl, cf: &sl.cf, sc: sc, dir: d}
+	if err := w.scanner.ScanStream(sl.st, w.scratch, data, &w.mh); err != nil {
+		w.st.scanErrors++
+	}
+	if keep := gp.keep; keep > 0 {
+		if cap(sl.hist) < keep {
+			sl.hist = make([]byte, 0, keep)
+		}
+		if len(data) >= keep {
+			sl.hist = append(sl.hist[:0], data[len(data)-keep:]...)
+		} else {
+			drop := max(0, len(sl.hist)+len(data)-keep)
+			sl.hist = append(sl.hist[:copy(sl.hist, sl.hist[drop:])], data...)
+		}
+	}
+	sl.off += uint64(len(data))
+}
+
+// endStreams ends the current message of stream field k: transformers
+// flush what they held back, and patterns anchored at the end of data
+// report. The streams stay open for the flow's next message.
+func (w *worker) endStreams(ctx *flowCtx, k streamKind, sc *scope, d flow.Dir) {
+	fp := w.rs.stream[k]
+	if fp == nil {
+		return
+	}
+	slots := ctx.slots[k]
+	for i, gp := range fp.groups {
+		if i >= len(slots) {
+			break
+		}
+		w.endSlot(&slots[i], gp, sc, d)
+		if w.stopped() {
+			return
+		}
+	}
+	if k == skReqBody && len(fp.detect) > 0 {
+		if len(ctx.body) > 0 {
+			for _, r := range fp.detect {
+				if hit, fpr := w.det.Match(r.Match, ctx.body); hit {
+					w.candidate(r, fp.field, unsafe.Slice(unsafe.StringData(fpr), len(fpr)), isSensitive(r), sc, d)
+				}
+			}
+		}
+		ctx.body, ctx.bodyFull = ctx.body[:0], false
+	}
+}
+
+func (w *worker) endSlot(sl *streamSlot, gp *groupPlan, sc *scope, d flow.Dir) {
+	if !sl.st.Open() || !sl.used {
+		return
+	}
+	if sl.tr != nil {
+		if rest := sl.tr.Close(); len(rest) > 0 {
+			w.scanStream(sl, gp, rest, sc, d)
+		}
+	}
+	w.mh = matcher{w: w, gp: gp, sl: sl, cf: &sl.cf, sc: sc, dir: d}
+	if err := w.scanner.Reset(sl.st, w.scratch, &w.mh); err != nil {
+		w.st.scanErrors++
+	}
+	sl.off, sl.hist, sl.used = 0, sl.hist[:0], false
+	sl.cf.reset()
+}
+
+// closeKind closes the flow's streams of field k (no end-of-data reports:
+// callers end them first when those matter).
+func (w *worker) closeKind(ctx *flowCtx, k streamKind) {
+	for i := range ctx.slots[k] {
+		w.closeSlot(&ctx.slots[k][i])
+	}
+}
+
+func (w *worker) closeSlot(sl *streamSlot) {
+	if sl.st.Open() {
+		_ = w.scanner.CloseStream(&sl.st, nil, nil)
+		w.st.openStreams--
+	}
+	if sl.tr != nil {
+		sl.tr.Reset()
+	}
+	sl.off, sl.hist, sl.used = 0, sl.hist[:0], false
+}
+
+// closeStreams closes every stream of a context.
+func (w *worker) closeStreams(ctx *flowCtx) {
+	for k := range ctx.slots {
+		w.closeKind(ctx, streamKind(k))
+	}
+}
+
+func (w *worker) closeUDPStreams() {
+	for k := range w.dgram {
+		for i := range w.dgram[k] {
+			w.closeSlot(&w.dgram[k][i])
+			w.dgram[k][i].tr = nil
+		}
+		w.dgram[k] = w.dgram[k][:0]
+	}
+}
+
+// scanDatagram scans one UDP datagram with the stream groups of the raw
+// payload field k, as a stream of its own (the worker's streams are reset
+// after each datagram).
+func (w *worker) scanDatagram(k streamKind, fp *fieldPlan, payload []byte, d flow.Dir) {
+	if len(w.dgram[k]) != len(fp.groups) {
+		for i := range w.dgram[k] {
+			w.closeSlot(&w.dgram[k][i])
+		}
+		w.dgram[k] = make([]streamSlot, len(fp.groups))
+	}
+	for i, gp := range fp.groups {
+		sl := &w.dgram[k][i]
+		if !w.openSlot(sl, gp) {
+			continue
+		}
+		data := payload
+		if sl.tr != nil {
+			data = sl.tr.Write(payload)
+		}
+		w.scanStream(sl, gp, data, &w.msg, d)
+		w.endSlot(sl, gp, &w.msg, d)
+		if w.stopped() {
+			return
+		}
+	}
+}
+
+// candidate records a confirmed match of rule r in field: it counts once
+// the rule's flow conditions hold (rules with app_proto conditions wait
+// for identification).
+func (w *worker) candidate(r *rules.Rule, field rules.Field, text []byte, sens bool, sc *scope, d flow.Dir) {
+	ctx := w.cctx
+	if ctx == nil || w.res.block {
+		return
+	}
+	if !r.MatchFlow(ctx.rflow) {
+		if ctx.rflow.App == "" && hasAppCond(r) {
+			ctx.addUnresolved(r, field, text, sens, d)
+		}
+		return
+	}
+	if hasRule(sc.hits, r) || hasRule(ctx.flow.hits, r) {
+		return
+	}
+	if len(sc.hits) < maxHits {
+		sc.hits = append(sc.hits, r)
+	}
+	if len(w.pend) < maxPend {
+		i := len(w.pend)
+		n := copy(w.arena[i][:], text)
+		w.pend = append(w.pend, pendHit{r: r, sc: sc, field: field, dir: d, sens: sens, a: i, n: n})
+	} else if r.Action == rules.ActionBlock {
+		// No room for an event; the block must still happen.
+		w.hitBuf = append(w.hitBuf[:0], r)
+		if dec := w.rs.c.Decide(append(w.hitBuf, w.scopeHits(sc)...)); dec.Block != nil {
+			w.blockFlow(dec.Block.ID, "rule")
+		}
+	}
+}
+
+// scopeHits returns the hits that decide together with scope sc: the
+// flow's and sc's.
+func (w *worker) scopeHits(sc *scope) []*rules.Rule {
+	hits := append(w.hitBuf[:0], w.cctx.flow.hits...)
+	if sc != &w.cctx.flow {
+		hits = append(hits, sc.hits...)
+	}
+	w.hitBuf = hits
+	return hits
+}
+
+// settle decides the pending hits of scope sc: events for the hits that
+// count, then the flow's fate (any block wins; an exempting allow may end
+// the flow's inspection).
+func (w *worker) settle(sc *scope, d flow.Dir) {
+	if len(w.pend) == 0 || w.cctx == nil {
+		w.pend = w.pend[:0]
+		return
+	}
+	c := w.rs.c
+	dec := c.Decide(w.scopeHits(sc))
+	// Events in rule order, whatever order the fields were scanned in.
+	slices.SortStableFunc(w.pend, func(a, b pendHit) int { return c.Index(a.r) - c.Index(b.r) })
+	for i := range w.pend {
+		if ph := &w.pend[i]; ph.sens {
+			ph.sc.mask |= maskOf(ph.field) | maskMatched
+			w.cctx.flow.mask |= maskMatched // texts reported later on the flow are masked too
+		}
+	}
+	for i := range w.pend {
+		ph := &w.pend[i]
+		r := ph.r
+		if r.Action == rules.ActionAllow || !c.Counts(dec, r) || hasRule(ph.sc.emitted, r) {
+			continue
+		}
+		ph.sc.emitted = append(ph.sc.emitted, r)
+		action := "allowed"
+		if r.Action == rules.ActionBlock && dec.Block != nil {
+			action = "blocked"
+		}
+		w.emitAlertRule(r, ph.dir, ph, action)
+	}
+	w.pend = w.pend[:0]
+	if dec.Block != nil {
+		w.blockFlow(dec.Block.ID, "rule")
+		return
+	}
+	if dec.Exempt == nil || w.cst.ident != identDone {
+		return
+	}
+	// A flow-wide exemption that covers every rule the flow can still
+	// meet ends its inspection.
+	fdec := dec
+	if sc != &w.cctx.flow {
+		fdec = c.Decide(w.cctx.flow.hits)
+	}
+	if fdec.Exempt != nil && c.Index(fdec.Exempt) <= w.rs.apps[min(int(w.cst.app), numProtos-1)].first {
+		w.allowFinal(fdec.Exempt.ID)
+	}
+}

@@ -1,0 +1,436 @@
+package dpi
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/deepwall/deepwall/dpi/internal/hs"
+	"github.com/deepwall/deepwall/dpi/proto"
+	"github.com/deepwall/deepwall/rules"
+)
+
+// streamKind names the four stream-mode fields; a flow holds one
+// Hyperscan stream per (stream kind, group) it feeds.
+type streamKind uint8
+
+const (
+	skReqBody         streamKind = iota // http.body
+	skRespBody                          // http.response_body
+	skPayload                           // payload (client to server)
+	skPayloadToClient                   // payload.to_client
+	numStreamKinds
+)
+
+// numFieldKinds bounds rules.FieldKind values (the rules package numbers
+// them from 1).
+const numFieldKinds = 32
+
+// numProtos bounds proto.Protocol values.
+const numProtos = 32
+
+// groupPlan is one Hyperscan database with what the engine needs to drive
+// it: the borrowed C database, the transform chain, and for block fields
+// how much of the chain the previous group of the same field already
+// computed.
+type groupPlan struct {
+	g      *rules.Group
+	db     hs.DB
+	chain  []rules.Transform
+	shared int    // leading transforms equal to the previous group's (block fields, sorted by chain)
+	keep   int    // bytes of stream history confirmations need (stream fields)
+	sens   []bool // per pattern: a DLP rule or one with a validator (mask what it matched)
+}
+
+// fieldPlan is everything that inspects one field: its Hyperscan groups
+// and its libinjection rules.
+type fieldPlan struct {
+	field  rules.Field
+	groups []*groupPlan
+	detect []*rules.Rule
+}
+
+func (f *fieldPlan) used() bool { return f != nil && (len(f.groups) > 0 || len(f.detect) > 0) }
+
+// appPlan says which rules can still need a flow of one application
+// protocol once it is identified: rules on that protocol's fields or on the
+// raw payload whose app_proto conditions accept it.
+type appPlan struct {
+	// fields: some rule inspects a field of this protocol (the parser is
+	// worth running).
+	fields bool
+	// any/anyCond: a rule without address or port conditions needs the
+	// flow; else the rules with such conditions to check against it.
+	any     bool
+	anyCond []*rules.Rule
+	// pay/payCond: the same, for raw payload rules only (what a TLS or SSH
+	// flow still needs after its handshake).
+	pay     bool
+	payCond []*rules.Rule
+	// first is the lowest rules.Compiled.L7 index of a rule that can need
+	// the flow: an allow rule at or above it that exempts the flow leaves
+	// nothing to inspect.
+	first int
+}
+
+// ruleset is a rules.Compiled prepared for the packet path: per field the
+// groups and detectors that inspect it, the rules evaluated when a flow
+// starts or is identified, and the facts that let a flow's verdict become
+// final early. It is shared read-only by the workers; each worker owns one
+// scratch space of it.
+type ruleset struct {
+	c   *rules.Compiled
+	gen uint64
+
+	block   [numFieldKinds]*fieldPlan // block-mode fields except http.header.<name>
+	headers []*fieldPlan              // http.header.<name>, one per name
+	stream  [numStreamKinds]*fieldPlan
+	groups  int // number of groups (stream slots are indexed per kind)
+
+	// alertL4 are layer-7 rules without a match or app_proto condition
+	// (alerts on addresses and ports): evaluated when a flow starts.
+	alertL4 []*rules.Rule
+	// appOnly are rules without a match but with app_proto conditions:
+	// evaluated when identification ends.
+	appOnly []*rules.Rule
+
+	// Rules that need a flow inspected (a match, or app_proto conditions),
+	// split into those without address/port conditions — per transport
+	// class, any tells whether one exists — and the others.
+	any  [numTransports]bool
+	cond []*rules.Rule
+
+	apps [numProtos]appPlan
+
+	witness map[*rules.Rule]string // an app protocol that satisfies the rule's app conditions
+	sens    map[*rules.Rule]bool   // DLP or validated rules: what they match is masked
+
+	// scratch holds one scratch space per worker (index = worker id).
+	scratch []*hs.Scratch
+
+	// users counts the workers using the set; guarded by Engine.switchMu.
+	users    int
+	released bool
+	once     sync.Once
+}
+
+// Transport classes for rule applicability.
+const (
+	tpTCP = iota
+	tpUDP
+	tpOther
+	numTransports
+)
+
+func transportOf(p uint8) int {
+	switch p {
+	case 6:
+		return tpTCP
+	case 17:
+		return tpUDP
+	}
+	return tpOther
+}
+
+// fieldTransports says which transports a rule's match can see: HTTP and
+// TLS fields only exist over TCP, DNS and the raw payload over both; rules
+// without a match (app_proto only) need identification, which only TCP
+// and UDP flows get.
+func fieldTransports(r *rules.Rule) (tcp, udp bool) {
+	if r.Match == nil {
+		return true, true
+	}
+	switch r.Match.Field.AppProto() {
+	case "http", "tls", "ssh":
+		return true, false
+	}
+	return true, true
+}
+
+func hasL4Cond(r *rules.Rule) bool {
+	return r.Proto != 0 || len(r.Src) > 0 || len(r.Dst) > 0 || len(r.SrcPorts) > 0 || len(r.DstPorts) > 0
+}
+
+func hasAppCond(r *rules.Rule) bool { return len(r.AppProto) > 0 || len(r.AppProtoNot) > 0 }
+
+// appAccepts reports whether r's app_proto conditions hold for app.
+func appAccepts(r *rules.Rule, app string) bool {
+	if len(r.AppProto) > 0 && !slices.Contains(r.AppProto, app) {
+		return false
+	}
+	return !slices.Contains(r.AppProtoNot, app)
+}
+
+// isSensitive reports rules whose matches are secrets: category dlp, or a
+// validator (card numbers, SSNs, IBANs, JWTs).
+func isSensitive(r *rules.Rule) bool {
+	return r.Category == "dlp" || (r.Match != nil && r.Match.Validate != "")
+}
+
+// newRuleset prepares c for workers workers: borrows every database,
+// plans fields and applicability, and allocates one scratch per worker. On
+// error nothing is kept.
+func newRuleset(c *rules.Compiled, gen uint64, workers int) (rs *ruleset, err error) {
+	if c == nil {
+		return nil, errors.New("no compiled rules")
+	}
+	rs = &ruleset{c: c, gen: gen, witness: map[*rules.Rule]string{}, sens: map[*rules.Rule]bool{}}
+	defer func() {
+		if err != nil {
+			rs.freeScratch()
+		}
+	}()
+	plan := func(f rules.Field) *fieldPlan {
+		if f.Kind == rules.FieldHTTPHeader {
+			for _, h := range rs.headers {
+				if h.field == f {
+					return h
+				}
+			}
+			h := &fieldPlan{field: f}
+			rs.headers = append(rs.headers, h)
+			return h
+		}
+		if f.Stream() {
+			k := streamKindOf(f.Kind)
+			if rs.stream[k] == nil {
+				rs.stream[k] = &fieldPlan{field: f}
+			}
+			return rs.stream[k]
+		}
+		if int(f.Kind) >= numFieldKinds {
+			return nil
+		}
+		if rs.block[f.Kind] == nil {
+			rs.block[f.Kind] = &fieldPlan{field: f}
+		}
+		return rs.block[f.Kind]
+	}
+	for _, g := range c.Groups {
+		gp := &groupPlan{g: g, chain: g.Transforms, sens: make([]bool, len(g.Rules))}
+		switch {
+		case g.Stream && g.Streaming != nil:
+			gp.db, err = hs.Stream(g.Streaming)
+		case !g.Stream && g.Block != nil:
+			gp.db, err = hs.Block(g.Block)
+		default:
+			// Compile never returns such a group: the set was closed.
+			return nil, fmt.Errorf("%s has no Hyperscan database (closed rule set?)", g.Field)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("prepare %s: %w", g.Field, err)
+		}
+		for i := range g.Patterns {
+			if p := &g.Patterns[i]; p.NeedsConfirm() {
+				gp.keep = max(gp.keep, p.Window())
+			}
+			gp.sens[i] = isSensitive(g.Rules[i])
+		}
+		fp := plan(g.Field)
+		if fp == nil {
+			continue
+		}
+		fp.groups = append(fp.groups, gp)
+		rs.groups++
+	}
+	for _, r := range c.Detect {
+		if fp := plan(r.Match.Field); fp != nil {
+			fp.detect = append(fp.detect, r)
+		}
+	}
+	// Sort each block field's groups by chain so that consecutive groups
+	// share the longest prefix of transforms: the field is transformed
+	// once per distinct step, not once per group.
+	sortChains := func(fp *fieldPlan) {
+		if fp == nil || fp.field.Stream() {
+			return
+		}
+		slices.SortStableFunc(fp.groups, func(a, b *groupPlan) int { return slices.Compare(a.chain, b.chain) })
+		for i, gp := range fp.groups {
+			gp.shared = 0
+			if i > 0 {
+				prev := fp.groups[i-1].chain
+				for gp.shared < len(prev) && gp.shared < len(gp.chain) && prev[gp.shared] == gp.chain[gp.shared] {
+					gp.shared++
+				}
+			}
+		}
+	}
+	for _, fp := range rs.block {
+		sortChains(fp)
+	}
+	for _, fp := range rs.headers {
+		sortChains(fp)
+	}
+
+	for p := range rs.apps {
+		rs.apps[p].first = len(c.L7)
+	}
+	for i, r := range c.L7 {
+		rs.sens[r] = isSensitive(r)
+		rs.witness[r] = witnessApp(r)
+		if r.Match == nil && !hasAppCond(r) {
+			rs.alertL4 = append(rs.alertL4, r)
+			continue
+		}
+		if r.Match == nil {
+			rs.appOnly = append(rs.appOnly, r)
+		}
+		tcp, udp := fieldTransports(r)
+		if hasL4Cond(r) {
+			rs.cond = append(rs.cond, r)
+		} else {
+			rs.any[tpTCP] = rs.any[tpTCP] || tcp
+			rs.any[tpUDP] = rs.any[tpUDP] || udp
+		}
+		if r.Match == nil {
+			continue
+		}
+		fieldApp := r.Match.Field.AppProto()
+		payload := fieldApp == ""
+		for p := proto.Protocol(0); int(p) < numProtos; p++ {
+			name := p.String()
+			if p != proto.Unknown && name == "unknown" {
+				continue // not a protocol Identify names
+			}
+			if !payload && fieldApp != name || !appAccepts(r, name) {
+				continue
+			}
+			ap := &rs.apps[p]
+			ap.first = min(ap.first, i)
+			if !payload {
+				ap.fields = true
+			}
+			if hasL4Cond(r) {
+				ap.anyCond = append(ap.anyCond, r)
+				if payload {
+					ap.payCond = append(ap.payCond, r)
+				}
+			} else {
+				ap.any = true
+				ap.pay = ap.pay || payload
+			}
+		}
+	}
+
+	sc, err := c.NewScratch()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if sc != nil {
+			_ = sc.Free()
+		}
+	}()
+	rs.scratch = make([]*hs.Scratch, workers)
+	for i := range rs.scratch {
+		if rs.scratch[i], err = hs.CloneScratch(sc); err != nil {
+			return nil, fmt.Errorf("scratch for worker %d: %w", i, err)
+		}
+	}
+	return rs, nil
+}
+
+func streamKindOf(k rules.FieldKind) streamKind {
+	switch k {
+	case rules.FieldHTTPBody:
+		return skReqBody
+	case rules.FieldHTTPResponseBody:
+		return skRespBody
+	case rules.FieldPayload:
+		return skPayload
+	}
+	return skPayloadToClient
+}
+
+// witnessApp returns an application protocol that satisfies r's app_proto
+// conditions, so that MatchFlow with it tests only the address and port
+// conditions.
+func witnessApp(r *rules.Rule) string {
+	if len(r.AppProto) > 0 {
+		return r.AppProto[0]
+	}
+	for _, a := range rules.AppProtocols {
+		if !slices.Contains(r.AppProtoNot, a) {
+			return a
+		}
+	}
+	return "unknown"
+}
+
+// mayApply reports whether some rule that needs inspection can apply to a
+// new flow: its address and port conditions hold (app_proto conditions
+// cannot be ruled out before identification) and its field exists over
+// the flow's transport.
+func (rs *ruleset) mayApply(f rules.Flow) bool {
+	tp := transportOf(f.Proto)
+	if tp == tpOther {
+		return false
+	}
+	if rs.any[tp] {
+		return true
+	}
+	for _, r := range rs.cond {
+		tcp, udp := fieldTransports(r)
+		if tp == tpTCP && !tcp || tp == tpUDP && !udp {
+			continue
+		}
+		f.App = rs.witness[r]
+		if r.MatchFlow(f) {
+			return true
+		}
+	}
+	return false
+}
+
+// needs reports whether, once identified as app, the flow still needs
+// inspecting: some rule on app's fields or on the raw payload applies to
+// it (payloadOnly: only payload rules count).
+func (rs *ruleset) needs(app proto.Protocol, f rules.Flow, payloadOnly bool) bool {
+	if int(app) >= numProtos {
+		app = proto.Unknown
+	}
+	ap := &rs.apps[app]
+	any, cond := ap.any, ap.anyCond
+	if payloadOnly {
+		any, cond = ap.pay, ap.payCond
+	}
+	if any {
+		return true
+	}
+	f.App = app.String()
+	for _, r := range cond {
+		if r.MatchFlow(f) {
+			return true
+		}
+	}
+	return false
+}
+
+func (rs *ruleset) freeScratch() {
+	for i, s := range rs.scratch {
+		s.Free()
+		rs.scratch[i] = nil
+	}
+}
+
+// release frees the set once no worker uses it: scratch spaces, private
+// database copies and the Hyperscan databases of the Compiled.
+func (rs *ruleset) release() {
+	rs.once.Do(func() {
+		rs.released = true
+		rs.freeScratch()
+		for _, fps := range [][]*fieldPlan{rs.block[:], rs.headers, rs.stream[:]} {
+			for _, fp := range fps {
+				if fp == nil {
+					continue
+				}
+				for _, gp := range fp.groups {
+					gp.db.Release()
+				}
+			}
+		}
+		_ = rs.c.Close()
+	})
+}
