@@ -78,7 +78,7 @@ func OpenEventLog(cfg EventLogConfig) (*EventLog, error) {
 		done:   make(chan struct{}),
 	}
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), logDirMode); err != nil {
-		return nil, fmt.Errorf("event log: %w", err)
+		return nil, fmt.Errorf("verdict log %s: cannot create its directory: %w", cfg.Path, err)
 	}
 	if err := l.open(); err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -27,13 +28,21 @@ func (e *exitError) Unwrap() error { return e.err }
 func Main(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	return execute(ctx, args, os.Stdout, os.Stderr)
+}
+
+// execute runs one command line with the given output streams; an error
+// is one line on errw, "deepwall: " and the message.
+func execute(ctx context.Context, args []string, out, errw io.Writer) int {
 	root := NewRootCommand()
 	root.SetArgs(args)
+	root.SetOut(out)
+	root.SetErr(errw)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintf(os.Stderr, "deepwall: %v\n", err)
+	fmt.Fprintf(errw, "deepwall: %v\n", err)
 	if ee := (*exitError)(nil); errors.As(err, &ee) {
 		return ee.code
 	}

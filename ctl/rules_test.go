@@ -2,7 +2,7 @@ package ctl
 
 import (
 	"bytes"
-	"errors"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,18 +14,7 @@ import (
 func runCLI(tb testing.TB, args ...string) (code int, stdout, stderr string) {
 	tb.Helper()
 	var out, errw bytes.Buffer
-	root := NewRootCommand()
-	root.SetArgs(args)
-	root.SetOut(&out)
-	root.SetErr(&errw)
-	err := root.Execute()
-	switch ee := (*exitError)(nil); {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.code
-	default:
-		code = 1
-	}
+	code = execute(context.Background(), args, &out, &errw)
 	return code, out.String(), errw.String()
 }
 

@@ -1,0 +1,216 @@
+package ctl
+
+import (
+	"encoding/hex"
+	"errors"
+	"time"
+
+	"github.com/deepwall/deepwall/rules"
+)
+
+// The JSON documents of the agent's API (see readme-agent.md). The CLI
+// decodes the same types it prints with -o json, so the two never drift.
+
+// APIError is the body of every failed API call.
+type APIError struct {
+	Error   string        `json:"error"`
+	Details []ErrorDetail `json:"details,omitempty"`
+}
+
+// ErrorDetail is one problem of a rule file: where it is and what it is.
+type ErrorDetail struct {
+	File    string `json:"file,omitempty"`
+	Line    int    `json:"line,omitempty"`
+	Col     int    `json:"col,omitempty"`
+	Rule    uint32 `json:"rule,omitempty"`
+	Message string `json:"message"`
+}
+
+// String formats the detail as `deepwall rules validate` does.
+func (d ErrorDetail) String() string {
+	e := rules.Error{Pos: rules.Position{File: d.File, Line: d.Line, Column: d.Col}, RuleID: d.Rule, Msg: d.Message}
+	return e.Error()
+}
+
+// errorDetails converts a rules.ErrorList (if err holds one) into details.
+func errorDetails(err error) []ErrorDetail {
+	var list rules.ErrorList
+	if !errors.As(err, &list) {
+		return nil
+	}
+	out := make([]ErrorDetail, 0, len(list))
+	for _, e := range list {
+		out = append(out, ErrorDetail{File: e.Pos.File, Line: e.Pos.Line, Col: e.Pos.Column, Rule: e.RuleID, Message: e.Msg})
+	}
+	return out
+}
+
+// RulesRequest carries a rule file and the files it includes, for add and
+// apply. Names are slash paths relative to one root; Main names the
+// top-level file. The agent reads nothing else: includes resolve inside
+// Files only.
+type RulesRequest struct {
+	Main    string            `json:"main"`
+	Files   map[string]string `json:"files"`
+	Comment string            `json:"comment,omitempty"`
+}
+
+// RuleSetInfo identifies the running rule set.
+type RuleSetInfo struct {
+	Version    uint64    `json:"version"`
+	Hash       string    `json:"hash"`
+	Rules      int       `json:"rules"`
+	Disabled   int       `json:"disabled"`
+	ACL        int       `json:"acl"`
+	Layer7     int       `json:"layer7"`
+	ACLDefault string    `json:"acl_default"`
+	Stored     time.Time `json:"stored"`
+	Applied    time.Time `json:"applied"`
+	Comment    string    `json:"comment,omitempty"`
+}
+
+// RuleSummary is one rule as `rules list` shows it.
+type RuleSummary struct {
+	ID       uint32 `json:"id"`
+	Name     string `json:"name,omitempty"`
+	Action   string `json:"action"`
+	Severity string `json:"severity"`
+	Category string `json:"category,omitempty"`
+	Kind     string `json:"kind"` // acl | l7
+	Field    string `json:"field,omitempty"`
+	Enabled  bool   `json:"enabled"`
+}
+
+// RuleList is the body of GET /v1/rules.
+type RuleList struct {
+	RuleSet RuleSetInfo   `json:"ruleset"`
+	Rules   []RuleSummary `json:"rules"`
+}
+
+// RuleDetail is the body of GET /v1/rules/{id}.
+type RuleDetail struct {
+	RuleSummary
+	Version uint64 `json:"version"`
+	YAML    string `json:"yaml"`
+}
+
+// ChangeResult is the body of a successful rule change.
+type ChangeResult struct {
+	Op          string `json:"op"`
+	Changed     bool   `json:"changed"`
+	FromVersion uint64 `json:"from_version"`
+	ToVersion   uint64 `json:"to_version"`
+	Hash        string `json:"hash"`
+	Rules       int    `json:"rules"`
+	// IDs are the rules added or deleted.
+	IDs []uint32 `json:"ids,omitempty"`
+	// Revoked counts fast-path verdicts sent back to inspection.
+	Revoked     int     `json:"revoked"`
+	CompileSecs float64 `json:"compile_seconds"`
+	Cached      bool    `json:"cached"`
+}
+
+// VersionInfo is one stored rule-set version.
+type VersionInfo struct {
+	Version uint64    `json:"version"`
+	Hash    string    `json:"hash"`
+	Time    time.Time `json:"time"`
+	Rules   int       `json:"rules"`
+	Comment string    `json:"comment,omitempty"`
+	Current bool      `json:"current"`
+}
+
+// PortInfo describes one port of the pair.
+type PortInfo struct {
+	Side    string `json:"side"`
+	Name    string `json:"name"`
+	Ifindex int    `json:"ifindex"`
+	Queues  int    `json:"queues"`
+}
+
+// Status is the body of GET /v1/status.
+type Status struct {
+	Version    string      `json:"version"`
+	PID        int         `json:"pid"`
+	Started    time.Time   `json:"started"`
+	UptimeSecs float64     `json:"uptime_seconds"`
+	Ports      []PortInfo  `json:"ports"`
+	NetNS      string      `json:"netns,omitempty"`
+	Mode       string      `json:"mode"`
+	FailClosed bool        `json:"fail_closed"`
+	Workers    int         `json:"workers"`
+	RuleSet    RuleSetInfo `json:"ruleset"`
+	Counters   Counters    `json:"counters"`
+	Events     EventCounts `json:"events"`
+	Flows      int         `json:"flows"`
+}
+
+// Counters are the packet counters of status.
+type Counters struct {
+	// Kernel fast path: flows whose verdict is final.
+	FastPathAllowed uint64 `json:"fast_path_allowed"`
+	FastPathDropped uint64 `json:"fast_path_dropped"`
+	// Frames the kernel sent to user space, and what became of them.
+	ToUserSpace    uint64 `json:"to_user_space"`
+	Inspected      uint64 `json:"inspected"`
+	InspectedBytes uint64 `json:"inspected_bytes"`
+	Forwarded      uint64 `json:"forwarded"`
+	NonIP          uint64 `json:"non_ip"`
+	Resets         uint64 `json:"resets"`
+	Alerts         uint64 `json:"alerts"`
+	Blocks         uint64 `json:"blocks"`
+	// Drops counts dropped packets by reason.
+	Drops map[string]uint64 `json:"drops"`
+}
+
+// EventCounts are the verdict log's counters.
+type EventCounts struct {
+	Path      string `json:"path"`
+	Written   uint64 `json:"written"`
+	Dropped   uint64 `json:"dropped"`
+	Rotations uint64 `json:"rotations"`
+	Errors    uint64 `json:"errors"`
+}
+
+// FlowRow is one live flow.
+type FlowRow struct {
+	Proto   string `json:"proto"`
+	Client  string `json:"client"`
+	Server  string `json:"server"`
+	App     string `json:"app_proto,omitempty"`
+	Verdict string `json:"verdict"` // inspect | pass | drop
+	// Bypassed: the kernel fast path carries the flow.
+	Bypassed      bool    `json:"bypassed"`
+	RuleID        uint32  `json:"rule_id,omitempty"`
+	PktsToServer  uint64  `json:"pkts_toserver"`
+	PktsToClient  uint64  `json:"pkts_toclient"`
+	BytesToServer uint64  `json:"bytes_toserver"`
+	BytesToClient uint64  `json:"bytes_toclient"`
+	AgeSecs       float64 `json:"age_seconds"`
+	IdleSecs      float64 `json:"idle_seconds"`
+}
+
+// FlowList is the body of GET /v1/flows.
+type FlowList struct {
+	Total     int       `json:"total"` // flows matching the filter
+	Truncated bool      `json:"truncated"`
+	Flows     []FlowRow `json:"flows"`
+}
+
+func hexHash(h [32]byte) string { return hex.EncodeToString(h[:]) }
+
+// ruleSummary describes r for rules list.
+func ruleSummary(r *rules.Rule) RuleSummary {
+	s := RuleSummary{ID: r.ID, Name: r.Name, Action: r.Action.String(), Severity: r.Severity.String(),
+		Category: r.Category, Kind: "l7", Enabled: !r.Disabled}
+	if r.Severity == 0 {
+		s.Severity = rules.SeverityMedium.String()
+	}
+	if r.IsACL() {
+		s.Kind = "acl"
+	}
+	if r.Match != nil {
+		s.Field = r.Match.Field.String()
+	}
+	return s
+}

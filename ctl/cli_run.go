@@ -1,0 +1,148 @@
+package ctl
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/deepwall/deepwall/rules"
+)
+
+func init() { subcommands = append(subcommands, newRunCommand, newAuditCommand) }
+
+func newRunCommand() *cobra.Command {
+	var cfg AgentConfig
+	var level string
+	cmd := &cobra.Command{
+		Use:   "run --inner IFACE --outer IFACE",
+		Short: "Run the agent inline between two ports until SIGINT/SIGTERM",
+		Long: `run puts deepwall inline between two interfaces: the XDP program on both,
+an AF_XDP socket on every queue, the DPI engine with the rule set, final
+verdicts written back to the kernel's flow map. It serves the API on a unix
+socket (deepwall status, flows, rules ...), writes the verdict log (EVE JSON)
+and the audit log, and optionally Prometheus metrics.
+
+Rules: --rules FILE replaces the stored rule set at start; without it the
+stored set is used (the default pack when the store is empty). Every change
+is a new version in the store (a bbolt file in --state), and survives
+restarts.
+
+On SIGINT or SIGTERM the agent detaches from both ports and removes its pins.
+If it is killed (SIGKILL, crash) the XDP program stays: ports fail open
+(forward uninspected traffic) or, with --fail-closed, drop it, until an agent
+starts again and takes over the pinned flows. SIGHUP reopens the verdict log
+(for logrotate).
+
+Every problem found at start (missing interface, no native XDP, another agent
+on a port, unwritable log, corrupt store or audit log) is one line on stderr
+and exit status 1, with nothing left attached.`,
+		Example: `  deepwall run --inner veth-app1 --outer veth-app1-br
+  deepwall run --netns app1 --inner eth1 --outer eth2 --rules /etc/deepwall/rules.yaml --metrics 127.0.0.1:9464
+  deepwall run --inner in0 --outer out0 --fail-closed --admin-group deepwall --viewer-group adm`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var lv slog.Level
+			if err := lv.UnmarshalText([]byte(level)); err != nil {
+				return fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lv}))
+			if cfg.RulesFile != "" {
+				if _, err := os.Stat(cfg.RulesFile); err != nil {
+					return fmt.Errorf("--rules: %w", err)
+				}
+			}
+			a, err := OpenAgent(cfg)
+			var list rules.ErrorList
+			if errors.As(err, &list) {
+				// As rules validate prints them: one problem per line.
+				for _, e := range list {
+					fmt.Fprintln(cmd.ErrOrStderr(), e.Error())
+				}
+				return fmt.Errorf("rule set invalid (%d %s); nothing started", len(list), plural(len(list), "problem"))
+			}
+			if err != nil {
+				return err
+			}
+			return a.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Inner, "inner", "", "the port facing the protected container (required)")
+	f.StringVar(&cfg.Outer, "outer", "", "the port facing the bridge or host (required)")
+	f.StringVar(&cfg.NetNS, "netns", "", "network namespace of the ports: a name in /run/netns or a path (default: the agent's own)")
+	f.StringVar(&cfg.RulesFile, "rules", "", "rule file that replaces the stored rule set at start")
+	f.StringVar(&cfg.LogPath, "log", DefaultLogPath, "verdict log (EVE JSON lines)")
+	f.Int64Var(&cfg.LogMaxBytes, "log-max-size", DefaultLogMaxBytes, "rotate the verdict log past this many bytes")
+	f.IntVar(&cfg.LogKeep, "log-keep", DefaultLogKeep, "rotated verdict logs kept")
+	f.StringVar(&cfg.AuditPath, "audit-log", "", "audit log of rule changes (default: audit.json beside --log)")
+	f.StringVar(&cfg.Socket, "socket", DefaultSocket, "API socket")
+	f.StringVar(&cfg.StateDir, "state", DefaultStateDir, "state directory: rule store, compiled rules cache")
+	f.BoolVar(&cfg.FailClosed, "fail-closed", false, "while no agent runs, drop uninspected traffic instead of forwarding it")
+	f.IntVar(&cfg.Workers, "workers", 0, "DPI workers (default: one per CPU)")
+	f.StringVar(&cfg.MetricsAddr, "metrics", "", "serve Prometheus metrics on this address, e.g. 127.0.0.1:9464 (default off)")
+	f.StringVar(&cfg.AdminGroup, "admin-group", "", "group (name or gid) allowed to change rules besides root")
+	f.StringVar(&cfg.ViewerGroup, "viewer-group", "", "group (name or gid) allowed read-only API calls")
+	f.StringVar(&level, "log-level", "info", "agent log level on stderr: debug, info, warn, error")
+	f.StringVar(&cfg.RunDir, "run-dir", DefaultRunDir, "runtime directory (port locks, port records)")
+	f.StringVar(&cfg.BPFFS, "bpffs", "", "bpf filesystem for the pins (mounted when needed; default /sys/fs/bpf)")
+	_ = f.MarkHidden("run-dir")
+	_ = f.MarkHidden("bpffs")
+	return cmd
+}
+
+func newAuditCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Work with the audit log of rule changes",
+	}
+	var path, state string
+	verify := &cobra.Command{
+		Use:   "verify",
+		Short: "Check the audit log's hash chain",
+		Long: `verify reads the audit log (no agent needed) and checks that every entry
+carries the SHA-256 of the one before it, and that the last entry is the one
+the agent recorded in its state directory. It reports the first broken link:
+an edited, removed, inserted or reordered line.
+
+Exit status: 0 when the chain holds, 1 when it is broken or unreadable.`,
+		Example: `  deepwall audit verify
+  deepwall audit verify --file /var/log/deepwall/audit.json --state /var/lib/deepwall`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			head := ""
+			if state != "" {
+				b, err := os.ReadFile(filepath.Join(state, auditHeadFile))
+				switch {
+				case err == nil:
+					head = strings.TrimSpace(string(b))
+				case !errors.Is(err, os.ErrNotExist):
+					return fmt.Errorf("audit head: %w", err)
+				}
+			}
+			res, err := VerifyAudit(path, head)
+			if err != nil {
+				return err
+			}
+			if res.Broken != nil {
+				return &exitError{code: 1, err: fmt.Errorf("audit log %s: chain broken at line %d: %s (%d entries before it verify)",
+					path, res.Broken.Line, res.Broken.Reason, res.Entries)}
+			}
+			anchored := "not checked against the agent's record (no --state head)"
+			if head != "" {
+				anchored = "last entry matches the agent's record"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "audit log %s: %d %s, chain intact, %s (head %s)\n", path, res.Entries,
+				map[bool]string{true: "entry", false: "entries"}[res.Entries == 1], anchored, short(res.Head))
+			return nil
+		},
+	}
+	verify.Flags().StringVar(&path, "file", filepath.Join(filepath.Dir(DefaultLogPath), "audit.json"), "the audit log")
+	verify.Flags().StringVar(&state, "state", DefaultStateDir, "the agent's state directory, holding the chain's recorded head (\"\" to skip)")
+	cmd.AddCommand(verify)
+	return cmd
+}

@@ -1,0 +1,214 @@
+package ctl
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func init() { subcommands = append(subcommands, newStatusCommand, newFlowsCommand) }
+
+func newStatusCommand() *cobra.Command {
+	var sock, out string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the running agent: ports, mode, rules, counters",
+		Long: `status asks the running agent for its ports, mode, rule-set version and hash,
+uptime and counters: packets the kernel fast path carried, packets sent to
+user space and inspected, drops by reason, and the verdict log's events
+(written, and dropped because the writer fell behind).`,
+		Example: `  deepwall status
+  deepwall status -o json | jq .counters.drops`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			var st Status
+			if err := newClient(sock).do(cmd.Context(), http.MethodGet, "/v1/status", nil, nil, &st); err != nil {
+				return err
+			}
+			if out == "json" {
+				return printJSON(cmd.OutOrStdout(), st)
+			}
+			printStatus(cmd.OutOrStdout(), &st)
+			return nil
+		},
+	}
+	socketFlag(cmd, &sock)
+	outputFlag(cmd, &out)
+	return cmd
+}
+
+func printStatus(w io.Writer, st *Status) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	up := (time.Duration(st.UptimeSecs * 1e9)).Round(time.Second)
+	fmt.Fprintf(tw, "agent\tdeepwall %s, pid %d, up %s (since %s)\n", st.Version, st.PID, up, st.Started.UTC().Format(time.RFC3339))
+	var ports []string
+	for _, p := range st.Ports {
+		ports = append(ports, fmt.Sprintf("%s %s (ifindex %d)", p.Side, p.Name, p.Ifindex))
+	}
+	ns := ""
+	if st.NetNS != "" {
+		ns = ", netns " + st.NetNS
+	}
+	queues := 0
+	if len(st.Ports) > 0 {
+		queues = st.Ports[0].Queues
+	}
+	fmt.Fprintf(tw, "ports\t%s; %d %s each%s\n", strings.Join(ports, " <-> "), queues, plural(queues, "queue"), ns)
+	fail := "fail-open"
+	if st.FailClosed {
+		fail = "fail-closed"
+	}
+	fmt.Fprintf(tw, "mode\t%s, %d %s, %s\n", st.Mode, st.Workers, plural(st.Workers, "worker"), fail)
+	rs := &st.RuleSet
+	fmt.Fprintf(tw, "rules\tversion %d, sha256 %s, %d rules (%d disabled): %d ACL, %d layer-7; acl_default %s\n",
+		rs.Version, short(rs.Hash), rs.Rules, rs.Disabled, rs.ACL, rs.Layer7, rs.ACLDefault)
+	fmt.Fprintf(tw, "\tapplied %s%s\n", rs.Applied.UTC().Format(time.RFC3339), quoted(rs.Comment))
+	fmt.Fprintf(tw, "flows\t%d tracked\n", st.Flows)
+	ev := &st.Events
+	fmt.Fprintf(tw, "events\t%d written, %d dropped (writer behind), %d %s, %d write %s (%s)\n", ev.Written, ev.Dropped,
+		ev.Rotations, plural(int(ev.Rotations), "rotation"), ev.Errors, plural(int(ev.Errors), "error"), ev.Path)
+	tw.Flush()
+
+	c := &st.Counters
+	row := func(name string, v uint64) { fmt.Fprintf(w, "  %-28s %14d\n", name, v) }
+	fmt.Fprintln(w, "\npackets")
+	row("fast path allowed", c.FastPathAllowed)
+	row("fast path dropped", c.FastPathDropped)
+	row("to user space", c.ToUserSpace)
+	row("inspected", c.Inspected)
+	row("inspected bytes", c.InspectedBytes)
+	row("forwarded from user space", c.Forwarded)
+	row("non-IP", c.NonIP)
+	row("alerts", c.Alerts)
+	row("blocks", c.Blocks)
+	row("resets sent", c.Resets)
+	fmt.Fprintln(w, "\ndrops by reason")
+	reasons := make([]string, 0, len(c.Drops))
+	for r := range c.Drops {
+		reasons = append(reasons, r)
+	}
+	slices.Sort(reasons)
+	for _, r := range reasons {
+		row(r, c.Drops[r])
+	}
+}
+
+func quoted(s string) string {
+	if s == "" {
+		return ""
+	}
+	return fmt.Sprintf(": %q", s)
+}
+
+func newFlowsCommand() *cobra.Command {
+	var sock, out, proto, ip string
+	var f FlowFilter
+	cmd := &cobra.Command{
+		Use:   "flows",
+		Short: "List the agent's live flows",
+		Long: `flows lists the flows the agent tracks, oldest first: protocol, client and
+server, application protocol, verdict (inspect: still inspected in user space;
+pass or drop: final), whether the kernel fast path carries it (bypassed),
+packets and bytes each way and age. Filters combine.`,
+		Example: `  deepwall flows
+  deepwall flows --verdict drop
+  deepwall flows --proto tcp --port 443 --app tls -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			if proto != "" {
+				p, err := parseProto(proto)
+				if err != nil {
+					return err
+				}
+				f.Proto = p
+			}
+			if ip != "" {
+				a, err := netip.ParseAddr(ip)
+				if err != nil {
+					return fmt.Errorf("--ip %q: %w", ip, err)
+				}
+				f.Addr = a
+			}
+			if f.Verdict != "" && !slices.Contains(flowVerdicts, f.Verdict) {
+				return fmt.Errorf("--verdict %q: want one of %s", f.Verdict, strings.Join(flowVerdicts, ", "))
+			}
+			var fl FlowList
+			if err := newClient(sock).do(cmd.Context(), http.MethodGet, "/v1/flows", f.Query(), nil, &fl); err != nil {
+				return err
+			}
+			if out == "json" {
+				return printJSON(cmd.OutOrStdout(), fl)
+			}
+			printFlows(cmd.OutOrStdout(), &fl)
+			return nil
+		},
+	}
+	socketFlag(cmd, &sock)
+	outputFlag(cmd, &out)
+	cmd.Flags().StringVar(&proto, "proto", "", "only this IP protocol (tcp, udp, icmp, icmpv6, sctp or a number)")
+	cmd.Flags().StringVar(&ip, "ip", "", "only flows with this address at either end")
+	cmd.Flags().Uint16Var(&f.Port, "port", 0, "only flows with this port at either end")
+	cmd.Flags().StringVar(&f.Verdict, "verdict", "", "only flows with this verdict: inspect, pass or drop")
+	cmd.Flags().StringVar(&f.App, "app", "", "only flows of this application protocol (http, tls, dns...)")
+	cmd.Flags().IntVar(&f.Limit, "limit", defFlowLimit, fmt.Sprintf("at most this many rows (1 to %d)", maxFlowLimit))
+	return cmd
+}
+
+func printFlows(w io.Writer, fl *FlowList) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROTO\tCLIENT\tSERVER\tAPP\tVERDICT\tBYPASSED\tPKTS >/<\tBYTES >/<\tAGE\tIDLE\tRULE")
+	for _, r := range fl.Flows {
+		byp := "no"
+		if r.Bypassed {
+			byp = "yes"
+		}
+		rule := "-"
+		if r.RuleID != 0 {
+			rule = fmt.Sprint(r.RuleID)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s/%s\t%s\t%s\t%s\n", r.Proto, r.Client, r.Server, dash(r.App), r.Verdict, byp,
+			r.PktsToServer, r.PktsToClient, humanBytes(r.BytesToServer), humanBytes(r.BytesToClient), secs(r.AgeSecs), secs(r.IdleSecs), rule)
+	}
+	tw.Flush()
+	if fl.Truncated {
+		fmt.Fprintf(w, "(%d of %d flows shown; --limit shows more)\n", len(fl.Flows), fl.Total)
+	} else {
+		fmt.Fprintf(w, "(%d %s)\n", fl.Total, plural(fl.Total, "flow"))
+	}
+}
+
+func secs(s float64) string {
+	d := time.Duration(s * 1e9)
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	default:
+		return d.Round(time.Second).String()
+	}
+}
+
+func humanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,335 @@
+package ctl
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/deepwall/deepwall/dpi"
+	"github.com/deepwall/deepwall/internal/testnet"
+)
+
+// The end-to-end tests run the real deepwall binary as the agent in the
+// fw namespace of a testnet topology, a Go HTTP server in the server
+// namespace, and clients in the client namespace.
+
+var (
+	binOnce sync.Once
+	binDir  string
+	binPath string
+	binErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// agentBinary builds cmd/deepwall once per test binary.
+func agentBinary(tb testing.TB) string {
+	tb.Helper()
+	binOnce.Do(func() {
+		binDir, binErr = os.MkdirTemp("", "deepwall-e2e-")
+		if binErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "deepwall")
+		args := []string{"build", "-o", binPath}
+		if os.Getenv("DEEPWALL_E2E_RACE") != "" {
+			args = append(args, "-race") // the agent under the race detector
+		}
+		out, err := exec.Command("go", append(args, "github.com/deepwall/deepwall/cmd/deepwall")...).CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("build deepwall: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		tb.Fatal(binErr)
+	}
+	return binPath
+}
+
+// agentProc is one `deepwall run` in a topology's fw namespace.
+type agentProc struct {
+	topo               *testnet.Topology
+	dir                string
+	sock, state, log   string
+	audit, metricsAddr string
+	cmd                *exec.Cmd
+	stderr             *lockedBuffer
+	waitErr            chan error
+}
+
+// startAgent runs the agent with files under dir and waits until its API
+// answers.
+func startAgent(tb testing.TB, topo *testnet.Topology, dir string, extra ...string) *agentProc {
+	tb.Helper()
+	a := &agentProc{topo: topo, dir: dir, sock: filepath.Join(dir, "api.sock"), state: filepath.Join(dir, "state"),
+		log: filepath.Join(dir, "log", "eve.json"), audit: filepath.Join(dir, "log", "audit.json"),
+		metricsAddr: "127.0.0.1:9464", stderr: &lockedBuffer{}, waitErr: make(chan error, 1)}
+	args := append([]string{"run", "--inner", testnet.InnerIf, "--outer", testnet.OuterIf, "--socket", a.sock,
+		"--state", a.state, "--log", a.log, "--workers", "2", "--metrics", a.metricsAddr}, extra...)
+	a.cmd = exec.Command(agentBinary(tb), args...)
+	a.cmd.Stdout, a.cmd.Stderr = a.stderr, a.stderr
+	topo.FW.Start(tb, a.cmd)
+	go func() { a.waitErr <- a.cmd.Wait() }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var st Status
+		err := newClient(a.sock).do(context.Background(), http.MethodGet, "/v1/status", nil, nil, &st)
+		if err == nil {
+			return a
+		}
+		select {
+		case werr := <-a.waitErr:
+			tb.Fatalf("agent exited (%v) before it answered:\n%s", werr, a.stderr.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("agent did not answer in time: %v\n%s", err, a.stderr.String())
+		}
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (a *agentProc) stop(tb testing.TB) {
+	tb.Helper()
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		tb.Fatalf("signal agent: %v", err)
+	}
+	select {
+	case err := <-a.waitErr:
+		if err != nil {
+			tb.Fatalf("agent exit: %v\n%s", err, a.stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		tb.Fatalf("agent did not stop in time:\n%s", a.stderr.String())
+	}
+}
+
+// cli runs a deepwall command against this agent, in process.
+func (a *agentProc) cli(tb testing.TB, args ...string) (int, string, string) {
+	tb.Helper()
+	return runCLI(tb, append(args, "--socket", a.sock)...)
+}
+
+func (a *agentProc) status(tb testing.TB) Status {
+	tb.Helper()
+	var st Status
+	if err := newClient(a.sock).do(context.Background(), http.MethodGet, "/v1/status", nil, nil, &st); err != nil {
+		tb.Fatalf("status: %v", err)
+	}
+	return st
+}
+
+// events reads every event of the verdict log and its rotated files.
+func (a *agentProc) events(tb testing.TB) []dpi.Event {
+	tb.Helper()
+	return readEveFiles(tb, a.log)
+}
+
+func readEveFiles(tb testing.TB, path string) []dpi.Event {
+	tb.Helper()
+	files, _ := filepath.Glob(path + ".*")
+	files = append(files, path)
+	var out []dpi.Event
+	for _, name := range files {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			continue
+		}
+		for _, line := range bytes.Split(data, []byte("\n")) {
+			if len(line) == 0 {
+				continue
+			}
+			var ev dpi.Event
+			if err := json.Unmarshal(line, &ev); err != nil {
+				continue // a line being written
+			}
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// waitEvents polls the log until ok says it holds what the test needs.
+func (a *agentProc) waitEvents(tb testing.TB, what string, ok func([]dpi.Event) bool) []dpi.Event {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		evs := a.events(tb)
+		if ok(evs) {
+			return evs
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("verdict log never had %s (%d events)", what, len(evs))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// blockedIDs returns the signature ids of blocked alerts of the flow from
+// client port port.
+func blockedIDs(evs []dpi.Event, port uint16) []uint32 {
+	var ids []uint32
+	for _, ev := range evs {
+		if ev.Alert != nil && ev.Alert.Action == "blocked" && (ev.SrcPort == port || ev.DestPort == port) {
+			ids = append(ids, ev.Alert.SignatureID)
+		}
+	}
+	return ids
+}
+
+// testServer serves deterministic content in the server namespace:
+// /bytes?n=N&seed=S (N pseudo-random bytes), /echo (the request body),
+// /account (a page with a card number), anything else "ok <path>".
+func testServer(tb testing.TB, topo *testnet.Topology) netip.AddrPort {
+	tb.Helper()
+	addr := netip.AddrPortFrom(testnet.ServerIP, 80)
+	ln := testnet.Listen(tb, topo.Server, "tcp", addr)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/bytes", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		seed, _ := strconv.ParseUint(r.URL.Query().Get("seed"), 10, 64)
+		w.Header().Set("Content-Length", strconv.Itoa(n))
+		_, _ = w.Write(pseudoBytes(n, seed))
+	})
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		_, _ = w.Write(body)
+	})
+	mux.HandleFunc("/account", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "<p>Card on file: %s</p>\n", demoCard)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "ok %s", r.URL.Path)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	tb.Cleanup(func() { srv.Close() })
+	return addr
+}
+
+// pseudoBytes is n bytes from seed; benign traffic must not contain
+// attack patterns, so they are restricted to lower-case letters and
+// digits... which could spell a card number: bytes are letters only.
+func pseudoBytes(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte('a' + r.IntN(26))
+	}
+	return b
+}
+
+// nsHTTPClient dials from inside ns.
+func nsHTTPClient(ns *testnet.NS, keepAlive bool) *http.Client {
+	tr := &http.Transport{
+		DisableKeepAlives: !keepAlive,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var c net.Conn
+			err := ns.Do(func() error {
+				var err error
+				c, err = (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
+				return err
+			})
+			return c, err
+		},
+	}
+	return &http.Client{Transport: tr, Timeout: 20 * time.Second}
+}
+
+// rawResult is what became of one raw HTTP request.
+type rawResult struct {
+	port   uint16 // the client's port
+	status int
+	body   []byte
+	reset  bool // the connection was reset
+	hang   bool // nothing came back in time
+	err    error
+}
+
+// rawRequest sends req (a whole HTTP/1.1 request) on a new connection from
+// the client namespace and reads the answer.
+func rawRequest(tb testing.TB, topo *testnet.Topology, server netip.AddrPort, req string) rawResult {
+	tb.Helper()
+	// No tb.Fatal here: attackers run in goroutines of their own.
+	var c net.Conn
+	if err := topo.Client.Do(func() error {
+		var err error
+		c, err = net.DialTimeout("tcp", server.String(), 5*time.Second)
+		return err
+	}); err != nil {
+		return rawResult{err: err}
+	}
+	defer c.Close()
+	res := rawResult{port: uint16(c.LocalAddr().(*net.TCPAddr).Port)}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, err := io.WriteString(c, req)
+	if err == nil {
+		var resp *http.Response
+		resp, err = http.ReadResponse(bufio.NewReader(c), nil)
+		if err == nil {
+			res.status = resp.StatusCode
+			res.body, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+	}
+	var ne net.Error
+	switch {
+	case err == nil:
+	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
+		res.reset = true
+	case errors.As(err, &ne) && ne.Timeout():
+		res.hang = true
+	default:
+		res.err = err
+	}
+	return res
+}
+
+func get(target string, headers ...string) string {
+	return request("GET", target, "", headers...)
+}
+
+func post(target, body string, headers ...string) string {
+	return request("POST", target, body, append(headers, "Content-Type: application/x-www-form-urlencoded")...)
+}
+
+func request(method, target, body string, headers ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: 198.18.0.2\r\nUser-Agent: deepwall-e2e/1.0\r\nAccept: */*\r\n", method, target)
+	for _, h := range headers {
+		b.WriteString(h + "\r\n")
+	}
+	if body != "" {
+		fmt.Fprintf(&b, "Content-Length: %d\r\n", len(body))
+	}
+	b.WriteString("Connection: close\r\n\r\n")
+	b.WriteString(body)
+	return b.String()
+}
+
+func sum(b []byte) [32]byte { return sha256.Sum256(b) }

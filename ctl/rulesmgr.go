@@ -1,0 +1,568 @@
+package ctl
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing/fstest"
+	"time"
+
+	"github.com/deepwall/deepwall/dpi"
+	"github.com/deepwall/deepwall/rules"
+	"github.com/deepwall/deepwall/xdp"
+)
+
+// Limits of a rules request.
+const (
+	MaxRequestFiles = 256
+	MaxRequestBytes = 32 << 20 // all files together
+	// revokeSettle is how long after the swap the second revocation pass
+	// runs: a worker that was inside Inspect with the old rules when they
+	// were swapped may still write a final verdict the old rules decided.
+	revokeSettle = 100 * time.Millisecond
+)
+
+// runningSetName names the running set in rule positions.
+const runningSetName = "running-rules"
+
+// Sentinel errors of rule changes; the API maps them to status codes.
+var (
+	// ErrForbidden: the caller may not do this.
+	ErrForbidden = errors.New("forbidden")
+	// ErrBadRequest: the request is malformed (not a rule problem).
+	ErrBadRequest = errors.New("bad request")
+	// ErrNoRule: no rule with that id.
+	ErrNoRule = errors.New("no such rule")
+)
+
+// flowTable is the kernel side of a rule change: the XDP ACL and the
+// flow verdict map (*xdp.Program).
+type flowTable interface {
+	SetACL(xdp.ACL) error
+	Flows(fn func(xdp.FlowKey, xdp.FlowValue) bool) error
+	SetFlow(k xdp.FlowKey, v xdp.Verdict, ruleID uint32) error
+}
+
+// ruleState is the running rule set.
+type ruleState struct {
+	set      *rules.Set
+	version  rules.Version
+	compiled *rules.Compiled
+	l7       [32]byte // hash of the enabled layer-7 rules: what inspection decides with
+	applied  time.Time
+}
+
+func (s *ruleState) info() RuleSetInfo {
+	info := RuleSetInfo{Version: s.version.Number, Hash: hexHash(s.version.Hash), Rules: len(s.set.Rules),
+		Disabled: len(s.set.Rules) - len(s.set.Enabled()), ACLDefault: s.set.ACLDefault.String(),
+		Stored: s.version.Time, Applied: s.applied, Comment: s.version.Comment}
+	if s.compiled != nil {
+		info.ACL, info.Layer7 = len(s.compiled.ACL), len(s.compiled.L7)
+	}
+	return info
+}
+
+// l7Hash identifies what the engine decides with: the enabled layer-7
+// rules in order. A change that leaves it alone (an ACL edit, a disabled
+// rule) cannot change a layer-7 verdict.
+func l7Hash(c *rules.Compiled) [32]byte {
+	return (&rules.Set{Rules: c.L7}).Hash()
+}
+
+// ruleManager owns the rule set of a running agent: the store, the
+// compiled set, the swap into the engine and the kernel, and the audit
+// trail. Changes are serialised by mu; readers use cur without locking.
+type ruleManager struct {
+	mu        sync.Mutex
+	store     *rules.Store
+	audit     *AuditLog
+	headFile  string // where the audit chain's head is kept
+	cacheFile string
+	engine    Engine
+	kernel    flowTable // nil until the pair is open
+	log       *slog.Logger
+	settle    time.Duration
+	cur       atomic.Pointer[ruleState]
+}
+
+// Caller is who asks for a change (from SO_PEERCRED).
+type Caller struct {
+	UID, GID, PID int
+	Groups        []int
+}
+
+// validationError is a rule set that does not validate or compile.
+type validationError struct{ err error }
+
+func (e *validationError) Error() string { return e.err.Error() }
+func (e *validationError) Unwrap() error { return e.err }
+
+// loadInitial decides the rule set the agent starts with: file (replacing
+// the stored set), else the stored set, else the default pack. It stores
+// it as needed and compiles it. who is the agent's own identity for the
+// audit log.
+func (m *ruleManager) loadInitial(file string, who Caller) (*ruleState, error) {
+	var set *rules.Set
+	var op, comment string
+	_, cur, err := m.store.Current()
+	switch {
+	case file != "":
+		if set, err = rules.ParseFile(file); err != nil {
+			return nil, fmt.Errorf("rules %s: %w", file, err)
+		}
+		op, comment = "start --rules", "deepwall run --rules "+file
+	case err == nil:
+		set, cur, err = m.store.Current()
+		if err != nil {
+			return nil, err
+		}
+	case errors.Is(err, rules.ErrNoRules):
+		if set, err = rules.DefaultPack(); err != nil {
+			return nil, fmt.Errorf("default pack: %w", err)
+		}
+		op, comment = "start default-pack", "default pack (empty store)"
+	default:
+		return nil, err
+	}
+	c, err := m.compile(set)
+	if err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	st := &ruleState{set: set, compiled: c, version: cur, l7: l7Hash(c), applied: time.Now().UTC()}
+	if op != "" {
+		v, changed, err := m.store.Put(set, comment)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		st.version = v
+		if changed {
+			e := AuditEntry{UID: who.UID, GID: who.GID, PID: who.PID, Op: op, FromVersion: cur.Number,
+				ToVersion: v.Number, RulesHash: hexHash(v.Hash), Detail: comment, OK: true}
+			if err := m.appendAudit(e); err != nil {
+				c.Close()
+				return nil, err
+			}
+		}
+	}
+	m.cur.Store(st)
+	return st, nil
+}
+
+// compile compiles set, using and refreshing the cache file.
+func (m *ruleManager) compile(set *rules.Set) (*rules.Compiled, error) {
+	c, _, err := rules.LoadOrCompile(set, m.cacheFile)
+	if errors.Is(err, rules.ErrCacheWrite) {
+		m.log.Warn("compiled rules not cached", "error", err)
+		err = nil
+	}
+	return c, err
+}
+
+// attachKernel installs the running set's ACL on the opened pair and
+// revokes fast-path verdicts an earlier agent left (they were decided by
+// rules this agent may not share, and it has no state for those flows).
+func (m *ruleManager) attachKernel(k flowTable) (revoked int, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := m.cur.Load()
+	acl, err := kernelACL(st.compiled)
+	if err != nil {
+		return 0, err
+	}
+	if err := k.SetACL(acl); err != nil {
+		return 0, fmt.Errorf("set kernel acl: %w", err)
+	}
+	m.kernel = k
+	return m.revoke(nil, st.compiled), nil
+}
+
+// current returns the running rule set.
+func (m *ruleManager) current() *ruleState { return m.cur.Load() }
+
+// requestFS checks a request's files and returns them as a file system.
+func requestFS(req *RulesRequest) (fs.FS, error) {
+	if req.Main == "" {
+		return nil, fmt.Errorf("%w: no main file named", ErrBadRequest)
+	}
+	if len(req.Files) == 0 || len(req.Files) > MaxRequestFiles {
+		return nil, fmt.Errorf("%w: %d files, want 1 to %d", ErrBadRequest, len(req.Files), MaxRequestFiles)
+	}
+	if len(req.Comment) > rules.MaxComment {
+		return nil, fmt.Errorf("%w: comment longer than %d bytes", ErrBadRequest, rules.MaxComment)
+	}
+	mfs := fstest.MapFS{}
+	total := 0
+	for name, data := range req.Files {
+		if !fs.ValidPath(name) || name == "." {
+			return nil, fmt.Errorf("%w: file name %q is not a relative slash path", ErrBadRequest, name)
+		}
+		total += len(data)
+		if total > MaxRequestBytes {
+			return nil, fmt.Errorf("%w: files larger than %d bytes", ErrBadRequest, MaxRequestBytes)
+		}
+		mfs[name] = &fstest.MapFile{Data: []byte(data), Mode: 0o644}
+	}
+	if _, ok := mfs[req.Main]; !ok {
+		return nil, fmt.Errorf("%w: main file %q is not among the files", ErrBadRequest, req.Main)
+	}
+	return mfs, nil
+}
+
+// Apply replaces the whole rule set with the request's.
+func (m *ruleManager) Apply(req *RulesRequest, who Caller) (ChangeResult, error) {
+	return m.change("apply", who, req.Comment, func(cur *ruleState) (*rules.Set, []uint32, error) {
+		fsys, err := requestFS(req)
+		if err != nil {
+			return nil, nil, err
+		}
+		set, err := rules.ParseFS(fsys, req.Main)
+		if err != nil {
+			return nil, nil, &validationError{err}
+		}
+		return set, nil, nil
+	})
+}
+
+// Add appends the request's rules to the running set.
+func (m *ruleManager) Add(req *RulesRequest, who Caller) (ChangeResult, error) {
+	return m.change("add", who, req.Comment, func(cur *ruleState) (*rules.Set, []uint32, error) {
+		fsys, err := requestFS(req)
+		if err != nil {
+			return nil, nil, err
+		}
+		add, err := rules.ParseFS(fsys, req.Main)
+		if err != nil {
+			return nil, nil, &validationError{err}
+		}
+		if len(add.Rules) == 0 {
+			return nil, nil, &validationError{fmt.Errorf("%s holds no rules", req.Main)}
+		}
+		if add.ACLDefault != cur.set.ACLDefault && add.ACLDefault != rules.ActionAllow {
+			return nil, nil, &validationError{fmt.Errorf("%s sets acl_default: %s; the default changes only with rules apply", req.Main, add.ACLDefault)}
+		}
+		merged := &rules.Set{Rules: append(slices.Clip(cur.set.Rules), add.Rules...), ACLDefault: cur.set.ACLDefault}
+		if err := merged.Validate(); err != nil {
+			return nil, nil, &validationError{err}
+		}
+		ids := make([]uint32, len(add.Rules))
+		for i, r := range add.Rules {
+			ids[i] = r.ID
+		}
+		return merged, ids, nil
+	})
+}
+
+// Delete removes the rule with id from the running set.
+func (m *ruleManager) Delete(id uint32, comment string, who Caller) (ChangeResult, error) {
+	return m.change("delete", who, comment, func(cur *ruleState) (*rules.Set, []uint32, error) {
+		i := slices.IndexFunc(cur.set.Rules, func(r *rules.Rule) bool { return r.ID == id })
+		if i < 0 {
+			return nil, nil, fmt.Errorf("rule %d: %w", id, ErrNoRule)
+		}
+		rs := slices.Delete(slices.Clone(cur.set.Rules), i, i+1)
+		return &rules.Set{Rules: rs, ACLDefault: cur.set.ACLDefault}, []uint32{id}, nil
+	})
+}
+
+// change runs one rule change: build the new set from the running one,
+// compile it beside the old, swap it into the engine and the kernel ACL,
+// revoke fast-path verdicts it could change, store it and audit it. Any
+// failure before the store write leaves everything as it was; later
+// failures roll the engine and the ACL back.
+func (m *ruleManager) change(op string, who Caller, comment string, build func(*ruleState) (*rules.Set, []uint32, error)) (res ChangeResult, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur := m.cur.Load()
+	res = ChangeResult{Op: op, FromVersion: cur.version.Number, ToVersion: cur.version.Number,
+		Hash: hexHash(cur.version.Hash), Rules: len(cur.set.Rules)}
+	entry := AuditEntry{UID: who.UID, GID: who.GID, PID: who.PID, Op: op, FromVersion: cur.version.Number,
+		ToVersion: cur.version.Number, Detail: comment}
+	// Every attempt is audited, refused ones too.
+	defer func() {
+		if err == nil {
+			return
+		}
+		entry.Error = err.Error()
+		if len(entry.Error) > 4096 {
+			entry.Error = entry.Error[:4096] + "..."
+		}
+		if aerr := m.appendAudit(entry); aerr != nil {
+			m.log.Error("audit a refused rule change", "error", aerr)
+		}
+	}()
+
+	set, ids, err := build(cur)
+	if err != nil {
+		return res, err
+	}
+	// Run the set as the store will give it back: positions then name the
+	// running set, not the files of one request.
+	if set, err = rules.Parse(runningSetName, set.Canonical()); err != nil {
+		return res, fmt.Errorf("re-read the new rule set: %w", err)
+	}
+	res.IDs = ids
+	if len(ids) > 0 {
+		entry.Detail = fmt.Sprintf("rules %v", ids)
+		if comment != "" {
+			entry.Detail += ": " + comment
+		}
+	}
+	if bytes.Equal(set.Canonical(), cur.set.Canonical()) {
+		entry.OK, entry.RulesHash = true, res.Hash
+		entry.Detail = joinDetail(entry.Detail, "unchanged")
+		if err := m.appendAudit(entry); err != nil {
+			return res, err
+		}
+		return res, nil
+	}
+	if comment == "" {
+		comment = op
+		if len(ids) > 0 {
+			comment = fmt.Sprintf("%s %v", op, ids)
+		}
+	}
+
+	// The engine owns the running compiled set and closes it when it is
+	// replaced, so keep it serialised: a rollback restores it from here.
+	oldBlob, berr := cur.compiled.MarshalBinary()
+	if berr != nil {
+		m.log.Warn("serialise the running rules for rollback", "error", berr)
+	}
+	start := time.Now()
+	c, cached, err := rules.LoadOrCompile(set, m.cacheFile)
+	if errors.Is(err, rules.ErrCacheWrite) {
+		m.log.Warn("compiled rules not cached", "error", err)
+		err = nil
+	}
+	if err != nil {
+		return res, &validationError{err}
+	}
+	res.CompileSecs, res.Cached = time.Since(start).Seconds(), cached
+	acl, err := kernelACL(c)
+	if err != nil {
+		c.Close()
+		return res, &validationError{err}
+	}
+	oldACL, _ := kernelACL(cur.compiled)
+
+	// Swap: the kernel ACL, then the engine; each side swaps atomically on
+	// its own, so every packet meets one whole ACL and one whole rule set.
+	if m.kernel != nil {
+		if err := m.kernel.SetACL(acl); err != nil {
+			c.Close()
+			return res, &validationError{fmt.Errorf("kernel acl: %w", err)}
+		}
+	}
+	undoACL := func() {
+		if m.kernel != nil {
+			if rerr := m.kernel.SetACL(oldACL); rerr != nil {
+				m.log.Error("roll back the kernel acl", "error", rerr)
+			}
+		}
+	}
+	if err := m.engine.SetRules(c); err != nil {
+		c.Close()
+		undoACL()
+		return res, fmt.Errorf("swap rules into the engine: %w", err)
+	}
+	// rollback puts the old set back into the engine (rebuilt from its
+	// serialisation: the engine freed the running copy) and the kernel.
+	rollback := func() {
+		old, rerr := restoreCompiled(cur.set, oldBlob)
+		if rerr == nil {
+			if rerr = m.engine.SetRules(old); rerr != nil {
+				old.Close()
+			}
+		}
+		if rerr != nil {
+			// Should not happen: the old set compiled before. Say what runs.
+			m.log.Error("roll back the engine rules: the engine keeps the new, unstored set", "error", rerr)
+			st := *cur
+			st.set, st.compiled, st.l7 = set, c, l7Hash(c)
+			st.version.Comment = "rollback failed: running an unstored set"
+			m.cur.Store(&st)
+			return
+		}
+		undoACL()
+		st := *cur
+		st.compiled = old
+		m.cur.Store(&st)
+	}
+	v, _, err := m.store.Put(set, comment)
+	if err != nil {
+		rollback()
+		return res, err
+	}
+	entry.ToVersion, entry.RulesHash, entry.OK = v.Number, hexHash(v.Hash), true
+	if err := m.appendAudit(entry); err != nil {
+		// The change cannot be recorded, so it must not stand.
+		rollback()
+		if _, _, perr := m.store.Put(cur.set, "rollback: audit log write failed"); perr != nil {
+			m.log.Error("roll back the rule store", "error", perr)
+		}
+		entry.OK, entry.ToVersion = false, cur.version.Number
+		return res, fmt.Errorf("rules not changed: %w", err)
+	}
+	next := &ruleState{set: set, version: v, compiled: c, l7: l7Hash(c), applied: time.Now().UTC()}
+	m.cur.Store(next)
+	res.Revoked = m.revoke(cur.compiled, c)
+	if m.settle > 0 && m.kernel != nil && next.l7 != cur.l7 {
+		time.Sleep(m.settle)
+		res.Revoked += m.revoke(cur.compiled, c)
+	}
+	res.Changed, res.ToVersion, res.Hash, res.Rules = true, v.Number, hexHash(v.Hash), len(set.Rules)
+	m.log.Info("rules changed", "op", op, "from", cur.version.Number, "to", v.Number, "rules", len(set.Rules),
+		"revoked", res.Revoked, "uid", who.UID, "pid", who.PID)
+	return res, nil
+}
+
+// restoreCompiled rebuilds a compiled set from its serialised form, or
+// compiles it again when that is missing or unusable.
+func restoreCompiled(set *rules.Set, blob []byte) (*rules.Compiled, error) {
+	if blob != nil {
+		if c, err := rules.UnmarshalCompiled(set, blob); err == nil {
+			return c, nil
+		}
+	}
+	return rules.Compile(set)
+}
+
+func joinDetail(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
+
+// revoke sends back to inspection the fast-path verdicts that the change
+// from old to next could change: every ALLOW when the layer-7 rules
+// changed (a new signature may match the flow's next bytes), and every
+// DROP decided by a rule that no longer blocks. ACL edits need nothing
+// here: the XDP program applies the ACL before the flow map, to bypassed
+// flows too. old nil means "unknown rules" (verdicts left by an earlier
+// agent). It returns how many entries it changed.
+func (m *ruleManager) revoke(old, next *rules.Compiled) int {
+	if m.kernel == nil {
+		return 0
+	}
+	l7Changed := old == nil || l7Hash(old) != l7Hash(next)
+	stillBlocks := func(id uint32) bool {
+		r := next.Set.Rule(id)
+		return r != nil && !r.Disabled && r.Action == rules.ActionBlock
+	}
+	var keys, anonDrops []xdp.FlowKey
+	err := m.kernel.Flows(func(k xdp.FlowKey, v xdp.FlowValue) bool {
+		switch {
+		case v.Verdict == xdp.VerdictAllow && l7Changed:
+			keys = append(keys, k)
+		case v.Verdict == xdp.VerdictDrop && v.RuleID != 0:
+			if !stillBlocks(v.RuleID) {
+				keys = append(keys, k)
+			}
+		case v.Verdict == xdp.VerdictDrop:
+			anonDrops = append(anonDrops, k)
+		}
+		return true
+	})
+	if err != nil {
+		m.log.Warn("revoke verdicts: iterate the flow map", "error", err)
+	}
+	if len(anonDrops) > 0 && m.engine != nil {
+		// The kernel entry does not name the rule (the dataplane writes
+		// none); the engine remembers which rule blocked the flow. A drop
+		// no rule explains (evasion, malformed) stays.
+		byRule := make(map[xdp.FlowKey]uint32, len(anonDrops))
+		m.engine.Flows(func(fi dpi.FlowInfo) bool {
+			if fi.Verdict == "drop" && fi.RuleID != 0 {
+				byRule[fi.Key] = fi.RuleID
+			}
+			return true
+		})
+		for _, k := range anonDrops {
+			if id, ok := byRule[k]; ok && !stillBlocks(id) {
+				keys = append(keys, k)
+			}
+		}
+	}
+	n := 0
+	for _, k := range keys {
+		if err := m.kernel.SetFlow(k, xdp.VerdictInspect, 0); err != nil {
+			m.log.Warn("revoke verdict", "flow", k.String(), "error", err)
+			continue
+		}
+		n++
+	}
+	return n
+}
+
+// appendAuditLocked is appendAudit for callers outside a change.
+func (m *ruleManager) appendAuditLocked(e AuditEntry) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.appendAudit(e)
+}
+
+// appendAudit appends e and records the new head beside the store, so
+// that removing or editing the last entries is noticed too.
+func (m *ruleManager) appendAudit(e AuditEntry) error {
+	if err := m.audit.Append(e); err != nil {
+		return err
+	}
+	if m.headFile == "" {
+		return nil
+	}
+	if err := writeFileAtomic(m.headFile, []byte(m.audit.Head()+"\n"), 0o600); err != nil {
+		return fmt.Errorf("audit head %s: %w", m.headFile, err)
+	}
+	return nil
+}
+
+// History lists the stored versions, newest first.
+func (m *ruleManager) History() ([]VersionInfo, error) {
+	vs, err := m.store.History()
+	if err != nil {
+		return nil, err
+	}
+	cur := m.cur.Load().version.Number
+	out := make([]VersionInfo, len(vs))
+	for i, v := range vs {
+		out[i] = VersionInfo{Version: v.Number, Hash: hexHash(v.Hash), Time: v.Time, Rules: v.Rules,
+			Comment: v.Comment, Current: v.Number == cur}
+	}
+	return out, nil
+}
+
+// writeFileAtomic writes data beside path and renames it over path.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	_, werr := tmp.Write(data)
+	serr := tmp.Sync()
+	cerr := tmp.Close()
+	if err := errors.Join(werr, serr, cerr, os.Chmod(tmp.Name(), mode)); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return nil
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
+}
