@@ -136,6 +136,42 @@ func TestPrivilegedFlowClosing(t *testing.T) {
 	}
 }
 
+// TestPrivilegedFlowSynReopen: a SYN (without ACK) on a decided entry is a
+// new connection on a reused 5-tuple; it must not inherit the old verdict.
+func TestPrivilegedFlowSynReopen(t *testing.T) {
+	h := newHarness(t, PortConfig{})
+	k, _ := keyOf(cli4, srv4, testnet.ProtoTCP)
+	for _, tc := range []struct {
+		name    string
+		verdict Verdict
+		flags   uint8
+		reopen  bool
+	}{
+		{"syn on allow", VerdictAllow, testnet.SYN, true},
+		{"syn on drop", VerdictDrop, testnet.SYN, true},
+		{"syn-ack on allow", VerdictAllow, testnet.SYN | testnet.ACK, false},
+		{"ack on allow", VerdictAllow, testnet.ACK, false},
+		{"syn on inspect", VerdictInspect, testnet.SYN, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_ = h.p.DeleteFlow(k)
+			h.setFlow(k, tc.verdict, 3)
+			f := frame(t, cli4, srv4, testnet.ProtoTCP, func(s *testnet.FrameSpec) { s.Flags = tc.flags })
+			_, stats := h.run(f)
+			v := h.flow(k)
+			if tc.reopen {
+				if v.Verdict != VerdictInspect || stats.SynReopen != 1 || stats.ToUser+stats.FailOpen+stats.FailClosed != 1 {
+					t.Fatalf("verdict %v, stats %+v: want INSPECT and the SYN in user space", v.Verdict, stats)
+				}
+				return
+			}
+			if v.Verdict != tc.verdict || stats.SynReopen != 0 {
+				t.Fatalf("verdict %v, stats %+v: want %v unchanged", v.Verdict, stats, tc.verdict)
+			}
+		})
+	}
+}
+
 // TestPrivilegedFlowKeyDifferential checks that the program normalises a
 // packet into exactly the key xdp.MakeFlowKey computes, for random tuples
 // including equal addresses and equal ports, and ICMP echo.

@@ -83,7 +83,7 @@ func TestHeaderConstants(t *testing.T) {
 		"CNT_TO_USER": cntToUser, "CNT_FAIL_OPEN": cntFailOpen, "CNT_FAIL_CLOSED": cntFailClosed,
 		"CNT_NON_IP": cntNonIP, "CNT_PARSE_ERR": cntParseErr, "CNT_UNCONFIGURED": cntUnconfigured,
 		"CNT_REDIRECT_ERR": cntRedirectErr, "CNT_FRAGMENT": cntFragment, "CNT_HDR_LIMIT": cntHdrLimit,
-		"CNT_FLOW_MISS": cntFlowMiss, "CNT_QUEUE_RANGE": cntQueueRange, "CNT_MAX": cntMax,
+		"CNT_FLOW_MISS": cntFlowMiss, "CNT_QUEUE_RANGE": cntQueueRange, "CNT_SYN_REOPEN": cntSynReopen, "CNT_MAX": cntMax,
 	}
 	f, err := os.Open("bpf/deepwall.h")
 	if err != nil {

@@ -18,6 +18,7 @@ const (
 	cntHdrLimit
 	cntFlowMiss
 	cntQueueRange
+	cntSynReopen
 	cntMax
 )
 
@@ -40,6 +41,7 @@ type Stats struct {
 	HeaderLimit    uint64 // VLAN or IPv6 extension header limit reached
 	FlowMiss       uint64 // no flow entry: to user space (or fail policy)
 	QueueRange     uint64 // rx queue >= MaxQueues: fail policy applied
+	SynReopen      uint64 // SYN on an ALLOW/DROP entry: 5-tuple reused, entry back to INSPECT
 }
 
 // Packets is the number of packets the program judged (the sum of the
@@ -72,6 +74,6 @@ func (s *Stats) counters() [cntMax]*uint64 {
 	return [cntMax]*uint64{
 		&s.FastAllow, &s.FastDrop, &s.ACLDrop, &s.ToUser, &s.FailOpen, &s.FailClosed,
 		&s.NonIP, &s.Errors, &s.Unconfigured, &s.RedirectErrors,
-		&s.Fragments, &s.HeaderLimit, &s.FlowMiss, &s.QueueRange,
+		&s.Fragments, &s.HeaderLimit, &s.FlowMiss, &s.QueueRange, &s.SynReopen,
 	}
 }

@@ -212,7 +212,9 @@ struct icmp_echo_hdr {
 #define IPV4_FRAG_MASK 0x3fff /* MF + fragment offset */
 #define IPV6_FRAG_MASK 0xfff9 /* fragment offset + M */
 #define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
 #define TCP_FLAG_RST 0x04
+#define TCP_FLAG_ACK 0x10
 
 /* struct pkt is what the later stages need to know of a packet. */
 struct pkt {
@@ -728,6 +730,19 @@ static __always_inline int flow_verdict(struct xdp_md *ctx, const struct port_co
 
 	if (!v) {
 		count(CNT_FLOW_MISS);
+		return to_user(ctx, port, ifindex);
+	}
+	/* A SYN without ACK opens a connection. On a decided entry it means the
+	 * 5-tuple is being reused (the old connection ended, or its end was
+	 * never seen): the old verdict must not carry over, or the new
+	 * connection would ride an earlier one's ALLOW uninspected (or be
+	 * black-holed by its DROP). The entry goes back to INSPECT and the SYN
+	 * to user space, which decides the new connection afresh. */
+	if (p->proto == IPPROTO_TCP && v->verdict != VERDICT_INSPECT &&
+	    (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN) {
+		v->verdict = VERDICT_INSPECT;
+		v->flags = 0;
+		count(CNT_SYN_REOPEN);
 		return to_user(ctx, port, ifindex);
 	}
 	switch (v->verdict) {

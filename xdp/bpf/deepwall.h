@@ -74,7 +74,8 @@
 #define CNT_HDR_LIMIT 11   /* VLAN or IPv6 extension header limit reached */
 #define CNT_FLOW_MISS 12   /* no flow entry, sent to user space */
 #define CNT_QUEUE_RANGE 13 /* rx queue >= MAX_QUEUES, fail policy applied */
-#define CNT_MAX 14
+#define CNT_SYN_REOPEN 14  /* SYN on a decided flow: entry back to INSPECT, to user space */
+#define CNT_MAX 15
 
 /* struct flow_key names a flow in both directions (xdp.FlowKey): the
  * endpoint that sorts lower (address bytes, then port) is "lo". Addresses are
