@@ -337,6 +337,13 @@ func (d *Decoder) Decode(frame []byte, p *Packet) error {
 		if hasL4(p.IPVersion, p.Proto) {
 			return d.fail(ReasonMissingL4, ipLayer(p.IPVersion), nil)
 		}
+		if p.Proto == protoSCTP {
+			if len(p.Payload) < sctpCommonLen {
+				return d.fail(ReasonTruncated, ipLayer(p.IPVersion), nil)
+			}
+			p.SrcPort = binary.BigEndian.Uint16(p.Payload)
+			p.DstPort = binary.BigEndian.Uint16(p.Payload[2:])
+		}
 		if (p.Proto == protoICMPv4 || p.Proto == protoICMPv6) && len(p.Payload) < 8 {
 			// ICMP of the other IP version is not decoded, but the kernel
 			// still requires its 8-byte header.

@@ -23,7 +23,13 @@ const (
 	protoAH       = 51
 	protoICMPv6   = 58
 	protoDestOpts = 60
+	protoSCTP     = 132
 )
+
+// sctpCommonLen is SCTP's common header: ports first, as in UDP, then the
+// verification tag and checksum. The decoder reads only the ports, so SCTP
+// flows get the same key the kernel gives them.
+const sctpCommonLen = 12
 
 // errJumbo: an IPv6 payload length of 0 announces a jumbogram, which
 // cannot occur on deepwall's links; the kernel's parser rejects it too.
