@@ -370,9 +370,13 @@ type worker struct {
 	in     chan *batch
 	frame  Frame // reused for every Inspect call: no allocation per frame
 	finals map[xdp.FlowKey]finalEntry
+	// epoch is the Pair's verdict epoch the finals belong to; when
+	// ForgetVerdicts moves the Pair's on, the worker drops them all.
+	epoch uint64
 
-	inspected, forwarded, dropped           [2]atomic.Uint64 // by ingress side
-	finalsSet, cacheHits, flowErrors, csums atomic.Uint64
+	inspected, forwarded, dropped             [2]atomic.Uint64 // by ingress side
+	finalsSet, flowErrors, csums              atomic.Uint64
+	cacheForwarded, cacheDropped, epochClears atomic.Uint64
 }
 
 // finalEntry remembers a final verdict for frames of the flow that were
@@ -407,14 +411,27 @@ func (w *worker) run() {
 func (w *worker) judge(b *batch) {
 	u := b.loop.umem
 	insp := w.p.cfg.Inspector
+	if e := w.p.epoch.Load(); e != w.epoch {
+		// Verdicts were revoked (a rule change): none remembered before
+		// may judge another frame.
+		w.epoch = e
+		if len(w.finals) > 0 {
+			clear(w.finals)
+			w.epochClears.Add(1)
+		}
+	}
 	var inspected, forwarded, dropped [2]uint64
-	var cs uint64
+	var cs, cacheFwd, cacheDrop uint64
 	for i := range b.items[:b.n] {
 		it := &b.items[i]
 		frame := u.Frame(it.desc.Addr, it.desc.Len)
 		if e, ok := w.final(&it.pkt); ok && b.ts < e.until {
 			it.act, it.reset = e.act, false
-			w.cacheHits.Add(1)
+			if e.act == Forward {
+				cacheFwd++
+			} else {
+				cacheDrop++
+			}
 		} else {
 			w.frame = Frame{Data: frame, Ingress: it.side, Key: it.pkt.Key, Dir: it.pkt.Dir, Timestamp: b.ts}
 			v := insp.Inspect(w.id, &w.frame)
@@ -422,7 +439,7 @@ func (w *worker) judge(b *batch) {
 			it.act = v.Action
 			it.reset = v.Reset && v.Action == Drop && it.pkt.Keyed && it.pkt.Proto == protoTCP
 			if v.Final && it.pkt.Keyed {
-				w.setFinal(it.pkt.Key, v.Action, b.ts)
+				w.setFinal(it.pkt.Key, v.Action, v.RuleID, b.ts)
 			}
 		}
 		if it.act == Forward {
@@ -443,6 +460,12 @@ func (w *worker) judge(b *batch) {
 	if cs > 0 {
 		w.csums.Add(cs)
 	}
+	if cacheFwd > 0 {
+		w.cacheForwarded.Add(cacheFwd)
+	}
+	if cacheDrop > 0 {
+		w.cacheDropped.Add(cacheDrop)
+	}
 }
 
 // final returns the remembered final verdict of a keyed packet's flow.
@@ -454,15 +477,15 @@ func (w *worker) final(p *Packet) (finalEntry, bool) {
 	return e, ok
 }
 
-// setFinal writes a final verdict into the kernel's flow map so that the
-// flow's next packets stay in the kernel, and remembers it for the frames
-// already in flight.
-func (w *worker) setFinal(k xdp.FlowKey, act Action, now int64) {
+// setFinal writes a final verdict, with the rule that decided it, into the
+// kernel's flow map so that the flow's next packets stay in the kernel,
+// and remembers it for the frames already in flight.
+func (w *worker) setFinal(k xdp.FlowKey, act Action, ruleID uint32, now int64) {
 	v := xdp.VerdictAllow
 	if act == Drop {
 		v = xdp.VerdictDrop
 	}
-	if err := w.p.prog.SetFlow(k, v, 0); err != nil {
+	if err := w.p.prog.SetFlow(k, v, ruleID); err != nil {
 		if w.flowErrors.Add(1) == 1 {
 			w.p.log.Error("write flow verdict", "flow", k.String(), "verdict", v.String(), "error", err)
 		}

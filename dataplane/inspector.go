@@ -49,6 +49,11 @@ type Verdict struct {
 	// Reset, with Drop on a TCP frame, resets both ends of the connection so
 	// neither side hangs.
 	Reset bool
+	// RuleID names the rule that decided a Final verdict (0: none, e.g. an
+	// evasion drop or a flow no rule can apply to). The dataplane stores it
+	// with the kernel's verdict so that a rule change can tell which
+	// verdicts it affects without asking the Inspector.
+	RuleID uint32
 }
 
 // Frame is one received frame handed to an Inspector.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -92,6 +93,9 @@ type AgingConfig struct {
 	Interval time.Duration
 	// Disabled turns the reaper off.
 	Disabled bool
+	// OnFlowEnd, if set, hears of every entry the reaper removes (the
+	// agent turns them into flow events with the fast-path counters).
+	OnFlowEnd FlowEndFunc
 }
 
 func (a *AgingConfig) setDefaults() {
@@ -172,6 +176,9 @@ type Pair struct {
 	cancelRun context.CancelFunc
 	closed    bool
 	reaper    reaperStats
+	// epoch moves on with every ForgetVerdicts; workers compare it once
+	// per batch with the one their remembered verdicts belong to.
+	epoch atomic.Uint64
 }
 
 type portInfo struct {
@@ -196,11 +203,14 @@ func OpenPair(cfg PairConfig) (_ *Pair, err error) {
 
 	p := &Pair{cfg: cfg, log: cfg.Logger.With("inner", cfg.Inner, "outer", cfg.Outer), stopFD: -1,
 		state: stateFile(cfg.StateDir, cfg.PinDir)}
+	// What this call creates, so that a failure undoes exactly that and
+	// leaves alone what an earlier agent left for a live pair (adopted
+	// pins and links, its peer records).
+	var undo openUndo
 	defer func() {
 		if err != nil {
-			_ = p.teardown(false)
-			if p.ns.IsOpen() {
-				p.ns.Close()
+			if uerr := p.abortOpen(&undo); uerr != nil {
+				p.log.Error("open pair failed and could not undo everything it did", "error", uerr)
 			}
 		}
 	}()
@@ -236,12 +246,17 @@ func OpenPair(cfg PairConfig) (_ *Pair, err error) {
 		return nil, fmt.Errorf("open pair: %d queues, at most %d: %w", p.ports[0].queues, xdp.MaxQueues, ErrQueues)
 	}
 
+	if undo.peers, err = loadState(p.state); err != nil {
+		return nil, fmt.Errorf("open pair: %w", err)
+	}
+	undo.peersTouched = true
 	if err := p.preparePeers(h); err != nil {
 		return nil, fmt.Errorf("open pair: %w", err)
 	}
 	if err := xdp.EnsureBPFFS(cfg.BPFFS); err != nil {
 		return nil, fmt.Errorf("open pair: %w", err)
 	}
+	undo.freshPins = !hasPins(cfg.PinDir)
 	if p.prog, err = xdp.Load(xdp.Options{PinDir: cfg.PinDir}); err != nil {
 		return nil, fmt.Errorf("open pair: %w", err)
 	}
@@ -268,14 +283,91 @@ func OpenPair(cfg PairConfig) (_ *Pair, err error) {
 	// Sockets first, program second: on a fresh pair no frame meets the
 	// fail policy; on an adopted one the program is already there.
 	for i, port := range p.ports {
+		_, adopted, err := p.prog.Port(port.ifindex)
+		if err != nil {
+			return nil, fmt.Errorf("open pair: %w", err)
+		}
 		pc := xdp.PortConfig{Slot: uint32(i), Peer: p.ports[1-i].ifindex, FailClosed: cfg.FailClosed}
 		if err := p.prog.Attach(port.ifindex, pc); err != nil {
 			return nil, fmt.Errorf("open pair: %w", err)
 		}
+		if !adopted {
+			undo.attached = append(undo.attached, port.ifindex)
+		}
 	}
 	p.log.Info("port pair open", "queues", len(p.loops), "workers", cfg.Workers, "pin_dir", cfg.PinDir,
-		"fail_closed", cfg.FailClosed, "zero_copy", p.loops[0].socks[0].ZeroCopy())
+		"fail_closed", cfg.FailClosed, "zero_copy", p.loops[0].socks[0].ZeroCopy(), "adopted_pins", !undo.freshPins)
 	return p, nil
+}
+
+// openUndo records what one OpenPair call created.
+type openUndo struct {
+	// freshPins: the pin directory held no pins before; everything in it
+	// is this call's.
+	freshPins bool
+	// attached lists the ports this call attached (not adopted).
+	attached []int
+	// peers is the port state file as it was before this call;
+	// peersTouched says preparePeers may have changed peers since.
+	peers        *portState
+	peersTouched bool
+}
+
+// hasPins reports whether dir holds any of deepwall's map pins.
+func hasPins(dir string) bool {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "dw_") {
+			return true
+		}
+	}
+	return false
+}
+
+// abortOpen undoes a failed OpenPair: sockets closed and unregistered, the
+// ports it attached detached, the pins it created removed (adopted ones
+// kept, with the links of a live pair), the peer settings it changed put
+// back.
+func (p *Pair) abortOpen(u *openUndo) error {
+	var errs []error
+	if p.prog != nil {
+		for _, l := range p.loops {
+			for side := range l.socks {
+				if l.socks[side] != nil {
+					errs = append(errs, p.prog.UnregisterXSK(uint32(side), l.q))
+				}
+			}
+		}
+	}
+	for _, l := range p.loops {
+		errs = append(errs, l.close())
+	}
+	if p.prog != nil {
+		if u.freshPins {
+			errs = append(errs, p.prog.Remove())
+		} else {
+			for _, ifindex := range u.attached {
+				errs = append(errs, p.prog.Detach(ifindex))
+			}
+			errs = append(errs, p.prog.Close())
+		}
+		p.prog = nil
+	}
+	if u.peersTouched && p.ns.IsOpen() {
+		errs = append(errs, p.unpreparePeers(u.peers))
+	}
+	if p.stopFD >= 0 {
+		errs = append(errs, unix.Close(p.stopFD))
+		p.stopFD = -1
+	}
+	if p.ns.IsOpen() {
+		errs = append(errs, p.ns.Close())
+		p.ns = netns.None()
+	}
+	return errors.Join(errs...)
 }
 
 // preparePeers finds both ports' veth peers and sets what the XDP and
@@ -306,6 +398,45 @@ func (p *Pair) preparePeers(h *netlink.Handle) error {
 	return nil
 }
 
+// unpreparePeers puts back the peer settings changed since the port state
+// was before (the settings recorded now but not then), and the state file
+// as it was.
+func (p *Pair) unpreparePeers(before *portState) error {
+	now, err := loadState(p.state)
+	if err != nil {
+		return err
+	}
+	h, err := netlink.NewHandleAt(p.ns)
+	if err != nil {
+		return fmt.Errorf("undo peer changes: netlink: %w", err)
+	}
+	defer h.Close()
+	var errs []error
+	for _, port := range p.ports {
+		if port.name == "" {
+			continue
+		}
+		pr, err := findPeer(h, p.ns, port.name)
+		if err != nil {
+			continue
+		}
+		if rec := now.find(port.name, pr.ifindex, pr.nsInode); rec != nil {
+			changed := peerRecord{Port: rec.Port, Peer: rec.Peer}
+			prev := before.find(port.name, pr.ifindex, pr.nsInode)
+			for _, f := range peerFeatures {
+				o := *f.orig(&rec.Original)
+				if o != nil && (prev == nil || *f.orig(&prev.Original) == nil) {
+					*f.orig(&changed.Original) = o
+				}
+			}
+			errs = append(errs, restorePeer(p.log, pr, &changed))
+		}
+		pr.close()
+	}
+	errs = append(errs, saveState(p.state, before))
+	return errors.Join(errs...)
+}
+
 // restorePeers undoes preparePeers for peers that still exist.
 func (p *Pair) restorePeers() error {
 	st, err := loadState(p.state)
@@ -334,8 +465,16 @@ func (p *Pair) restorePeers() error {
 	return saveState(p.state, &portState{})
 }
 
-// Program returns the pair's XDP program (flows, ACL, counters).
+// Program returns the pair's XDP program (flows, ACL, counters), nil
+// once the pair is closed.
 func (p *Pair) Program() *xdp.Program { return p.prog }
+
+// ForgetVerdicts makes every worker forget the final verdicts it
+// remembers for frames in flight, before it judges its next batch. Call
+// it after revoking kernel verdicts (a rule change): otherwise frames of a
+// revoked flow already in user space would still be forwarded or dropped
+// by the old verdict, unseen by the Inspector, for up to finalTTL.
+func (p *Pair) ForgetVerdicts() { p.epoch.Add(1) }
 
 // Queues returns the number of queue pairs (sockets per port).
 func (p *Pair) Queues() int { return len(p.loops) }
@@ -380,7 +519,7 @@ func (p *Pair) Run(ctx context.Context) error {
 	}
 	if !p.cfg.Aging.Disabled {
 		lwg.Add(1)
-		go func() { defer lwg.Done(); p.reap(ctx) }()
+		go func() { defer lwg.Done(); reapTicker(ctx, p.cfg.Aging.Interval, p.reapOnce) }()
 	}
 	select {
 	case <-ctx.Done():

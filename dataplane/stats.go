@@ -2,15 +2,11 @@ package dataplane
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
-
-	"github.com/deepwall/deepwall/xdp"
 )
 
 // SideStats are one port's user-space counters, summed over its queues.
@@ -36,14 +32,24 @@ type WorkerStats struct {
 	Dropped    uint64 // frames judged Drop
 	Finals     uint64 // final verdicts written to the flow map
 	CacheHits  uint64 // in-flight frames judged by a final verdict, not inspected
-	FlowErrors uint64 // flow map writes that failed
-	Checksums  uint64 // partial TCP/UDP checksums completed
-	QueueDepth int    // batches waiting in the worker's input
+	// CacheForwarded and CacheDropped split CacheHits by action: frames of
+	// a flow whose final verdict was written moments before, already in
+	// user space, forwarded or dropped by it without the Inspector.
+	CacheForwarded, CacheDropped uint64
+	// VerdictForgets counts the times the worker dropped its remembered
+	// verdicts after Pair.ForgetVerdicts.
+	VerdictForgets uint64
+	FlowErrors     uint64 // flow map writes that failed
+	Checksums      uint64 // partial TCP/UDP checksums completed
+	QueueDepth     int    // batches waiting in the worker's input
 }
 
 // ReaperStats count the flow reaper's work.
 type ReaperStats struct {
 	Passes, Idle, Closing, Errors uint64
+	// Gone: entries the kernel removed by itself between passes (NFQUEUE
+	// mode: conntrack's own timeouts).
+	Gone uint64
 }
 
 // PairStats are a snapshot of the pair's counters.
@@ -100,12 +106,15 @@ func (p *Pair) Stats() PairStats {
 	p.mu.Unlock()
 	for _, w := range p.work {
 		ws := WorkerStats{
-			Finals:     w.finalsSet.Load(),
-			CacheHits:  w.cacheHits.Load(),
-			FlowErrors: w.flowErrors.Load(),
-			Checksums:  w.csums.Load(),
-			QueueDepth: len(w.in),
+			Finals:         w.finalsSet.Load(),
+			CacheForwarded: w.cacheForwarded.Load(),
+			CacheDropped:   w.cacheDropped.Load(),
+			VerdictForgets: w.epochClears.Load(),
+			FlowErrors:     w.flowErrors.Load(),
+			Checksums:      w.csums.Load(),
+			QueueDepth:     len(w.in),
 		}
+		ws.CacheHits = ws.CacheForwarded + ws.CacheDropped
 		for side := range 2 {
 			ws.Inspected += w.inspected[side].Load()
 			ws.Forwarded += w.forwarded[side].Load()
@@ -114,80 +123,8 @@ func (p *Pair) Stats() PairStats {
 		}
 		st.Workers = append(st.Workers, ws)
 	}
-	st.Reaper = ReaperStats{Passes: p.reaper.passes.Load(), Idle: p.reaper.idle.Load(),
-		Closing: p.reaper.closing.Load(), Errors: p.reaper.errors.Load()}
+	st.Reaper = p.reaper.snapshot()
 	return st
-}
-
-type reaperStats struct {
-	passes, idle, closing, errors atomic.Uint64
-}
-
-// maxReapPerPass bounds the deletions collected in one pass; the rest wait
-// for the next.
-const maxReapPerPass = 16384
-
-// reap deletes flow entries that are idle past their protocol's timeout,
-// and entries of flows that saw FIN or RST once they are idle past the
-// closing grace, until ctx is done.
-func (p *Pair) reap(ctx context.Context) {
-	t := time.NewTicker(p.cfg.Aging.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		p.reapOnce(uint64(monoNow()))
-	}
-}
-
-// reapOnce is one pass at time now (CLOCK_MONOTONIC ns).
-func (p *Pair) reapOnce(now uint64) {
-	a := &p.cfg.Aging
-	var victims []xdp.FlowKey
-	var idle, closing uint64
-	err := p.prog.Flows(func(k xdp.FlowKey, v xdp.FlowValue) bool {
-		age := time.Duration(0)
-		if now > v.LastSeen {
-			age = time.Duration(now - v.LastSeen)
-		}
-		switch {
-		case v.Flags&xdp.FlowFlagClosing != 0 && age > a.Closing:
-			closing++
-		case age > a.timeout(k.Proto):
-			idle++
-		default:
-			return true
-		}
-		victims = append(victims, k)
-		return len(victims) < maxReapPerPass
-	})
-	p.reaper.passes.Add(1)
-	if err != nil {
-		p.reaper.errors.Add(1)
-		p.log.Warn("flow reaper: iterate", "error", err)
-	}
-	for _, k := range victims {
-		if err := p.prog.DeleteFlow(k); err != nil {
-			p.reaper.errors.Add(1)
-		}
-	}
-	p.reaper.idle.Add(idle)
-	p.reaper.closing.Add(closing)
-}
-
-func (a *AgingConfig) timeout(proto uint8) time.Duration {
-	switch proto {
-	case protoTCP:
-		return a.TCP
-	case protoUDP:
-		return a.UDP
-	case protoICMP, protoICMPv6:
-		return a.ICMP
-	}
-	return a.Other
 }
 
 // QueueRx returns the frames received per queue (both ports), to see how
