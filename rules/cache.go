@@ -17,9 +17,11 @@ import (
 // layout or the way patterns are planned changes, so old caches recompile.
 const (
 	cacheMagic  = "DWRULES\x00"
-	cacheFormat = 1
+	cacheFormat = 2
 	// maxCacheSize bounds what UnmarshalCompiled accepts.
 	maxCacheSize = 1 << 30
+	// sharedDB marks a group whose database is an earlier group's.
+	sharedDB = 0xFFFFFFFF
 )
 
 // cacheKey names what a serialised Compiled is valid for: the rule set's
@@ -49,12 +51,15 @@ func (c *Compiled) MarshalBinary() ([]byte, error) {
 	putU32(&b, cacheFormat)
 	b.Write(c.Key[:])
 	putU32(&b, uint32(len(c.Groups)))
-	for _, g := range c.Groups {
+	owner := map[hyperscan.Database]int{}
+	for gi, g := range c.Groups {
 		putStr(&b, groupKey(g.Field, g.Transforms))
 		putU32(&b, uint32(len(g.Rules)))
 		for i, r := range g.Rules {
 			p := &g.Patterns[i]
 			putU32(&b, r.ID)
+			putU32(&b, uint32(p.Cond))
+			putU32(&b, uint32(p.Phrase+1))
 			putU32(&b, uint32(p.Flags))
 			putU32(&b, p.MaxWidth)
 			var bits byte
@@ -74,6 +79,14 @@ func (c *Compiled) MarshalBinary() ([]byte, error) {
 			putU32(&b, 0)
 			continue
 		}
+		// A database shared with an earlier group is written once:
+		// 0xFFFFFFFF and the owner's index.
+		if o, ok := owner[db]; ok {
+			putU32(&b, sharedDB)
+			putU32(&b, uint32(o))
+			continue
+		}
+		owner[db] = gi
 		raw, err := db.Marshal()
 		if err != nil {
 			return nil, fmt.Errorf("serialise hyperscan database of %s: %w", groupKey(g.Field, g.Transforms), err)
@@ -171,7 +184,7 @@ func UnmarshalCompiled(set *Set, data []byte) (*Compiled, error) {
 	if r.err == nil && int(n) != len(c.Groups) {
 		return nil, fmt.Errorf("load compiled rules: %d groups, the set has %d: %w", n, len(c.Groups), ErrStale)
 	}
-	for _, g := range c.Groups {
+	for gi, g := range c.Groups {
 		name := string(r.bytes(r.u32()))
 		if r.err != nil {
 			break
@@ -182,29 +195,41 @@ func UnmarshalCompiled(set *Set, data []byte) (*Compiled, error) {
 		if np := r.u32(); r.err == nil && int(np) != len(g.Rules) {
 			return nil, fmt.Errorf("load compiled rules: group %s has %d patterns, want %d: %w", name, np, len(g.Rules), ErrStale)
 		}
-		g.Patterns = make([]Pattern, len(g.Rules))
 		for i, rule := range g.Rules {
-			id, flags, width, bits := r.u32(), r.u32(), r.u32(), r.byte1()
+			id, cond, phrase, flags, width, bits := r.u32(), r.u32(), r.u32(), r.u32(), r.u32(), r.byte1()
 			if r.err != nil {
 				break
 			}
-			if id != rule.ID {
-				return nil, fmt.Errorf("load compiled rules: pattern %d of %s is rule %d, want %d: %w", i, name, id, rule.ID, ErrStale)
+			p := &g.Patterns[i]
+			if id != rule.ID || int(cond) != p.Cond || int(phrase)-1 != p.Phrase {
+				return nil, fmt.Errorf("load compiled rules: pattern %d of %s is rule %d condition %d, want %d condition %d: %w", i, name, id, cond, rule.ID, p.Cond, ErrStale)
 			}
-			p := Pattern{Flags: hyperscan.CompileFlag(flags), MaxWidth: width, SOM: bits&1 != 0, Prefilter: bits&2 != 0}
-			if rule.Match.Validate != "" {
-				p.validate, _ = LookupValidator(rule.Match.Validate)
+			p.Flags, p.MaxWidth, p.SOM, p.Prefilter = hyperscan.CompileFlag(flags), width, bits&1 != 0, bits&2 != 0
+			m := g.Cond(i)
+			if m.Validate != "" {
+				p.validate, _ = LookupValidator(m.Validate)
 			}
 			if bits&4 != 0 {
-				cf, err := newConfirmer(rule.Match)
+				cf, err := newConfirmer(m)
 				if err != nil {
 					return nil, fmt.Errorf("load compiled rules: rule %d: %v: %w", rule.ID, err, ErrStale)
 				}
 				p.confirm = cf
 			}
-			g.Patterns[i] = p
 		}
-		raw := r.bytes(r.u32())
+		n := r.u32()
+		if n == sharedDB {
+			o := r.u32()
+			if r.err != nil {
+				break
+			}
+			if int(o) >= gi || c.Groups[o].Stream != g.Stream || c.Groups[o].database() == nil {
+				return nil, fmt.Errorf("load compiled rules: group %s shares the database of group %d: %w", name, o, ErrCorrupt)
+			}
+			g.Block, g.Streaming, g.shared = c.Groups[o].Block, c.Groups[o].Streaming, true
+			continue
+		}
+		raw := r.bytes(n)
 		if r.err != nil {
 			break
 		}

@@ -20,6 +20,9 @@ func (s *Set) Canonical() []byte {
 		def = "block"
 	}
 	addKV(root, "acl_default", str(def))
+	if s.Level() > 1 {
+		addKV(root, "paranoia_level", intNode(s.Level()))
+	}
 	rules := &yaml.Node{Kind: yaml.SequenceNode}
 	for _, r := range s.Rules {
 		rules.Content = append(rules.Content, canonicalRule(r))
@@ -74,40 +77,97 @@ func canonicalRule(r *Rule) *yaml.Node {
 	addPorts(n, "dst_port", r.DstPorts)
 	addStrings(n, "app_proto", r.AppProto)
 	addStrings(n, "app_proto_not", r.AppProtoNot)
-	if m := r.Match; m != nil {
-		mn := &yaml.Node{Kind: yaml.MappingNode}
-		addKV(mn, "field", str(m.Field.String()))
-		if m.Regex != "" {
-			addKV(mn, "regex", str(m.Regex))
+	if r.Score > 0 {
+		addKV(n, "score", intNode(r.Score))
+	}
+	if r.Paranoia > 1 {
+		addKV(n, "paranoia", intNode(r.Paranoia))
+	}
+	if t := r.Anomaly; t != nil {
+		an := &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
+		addKV(an, "direction", str(t.Direction.String()))
+		addKV(an, "threshold", intNode(t.Score))
+		addKV(n, "anomaly", an)
+	}
+	switch conds := r.Conditions(); len(conds) {
+	case 0:
+	case 1:
+		addKV(n, "match", canonicalMatch(conds[0]))
+	default:
+		seq := &yaml.Node{Kind: yaml.SequenceNode}
+		for _, m := range conds {
+			seq.Content = append(seq.Content, canonicalMatch(m))
 		}
-		if m.Detect != "" {
-			addKV(mn, "detect", str(m.Detect))
-		}
-		var flags []string
-		if m.Caseless {
-			flags = append(flags, "caseless")
-		}
-		if m.DotAll {
-			flags = append(flags, "dotall")
-		}
-		if m.Multiline {
-			flags = append(flags, "multiline")
-		}
-		if m.UTF8 {
-			flags = append(flags, "utf8")
-		}
-		addStrings(mn, "flags", flags)
-		ts := make([]string, len(m.Transforms))
-		for i, t := range m.Transforms {
-			ts[i] = t.String()
-		}
-		addStrings(mn, "transforms", ts)
-		if m.Validate != "" {
-			addKV(mn, "validate", str(m.Validate))
-		}
-		addKV(n, "match", mn)
+		addKV(n, "match", seq)
 	}
 	return n
+}
+
+func canonicalMatch(m *Match) *yaml.Node {
+	mn := &yaml.Node{Kind: yaml.MappingNode}
+	if fs := m.AllFields(); len(fs) > 1 {
+		names := make([]string, len(fs))
+		for i, f := range fs {
+			names[i] = f.String()
+		}
+		addStrings(mn, "fields", names)
+	} else {
+		addKV(mn, "field", str(m.Field.String()))
+	}
+	if m.Regex != "" {
+		addKV(mn, "regex", str(m.Regex))
+	}
+	if len(m.Phrases) > 0 {
+		seq := &yaml.Node{Kind: yaml.SequenceNode}
+		for _, p := range m.Phrases {
+			seq.Content = append(seq.Content, str(p))
+		}
+		addKV(mn, "phrases", seq)
+	}
+	if m.Detect != "" {
+		addKV(mn, "detect", str(m.Detect))
+	}
+	if m.Count != nil {
+		addKV(mn, "count", str(m.Count.String()))
+	}
+	if m.Not {
+		addKV(mn, "not", boolNode(true))
+	}
+	var flags []string
+	if m.Caseless {
+		flags = append(flags, "caseless")
+	}
+	if m.DotAll {
+		flags = append(flags, "dotall")
+	}
+	if m.Multiline {
+		flags = append(flags, "multiline")
+	}
+	if m.UTF8 {
+		flags = append(flags, "utf8")
+	}
+	addStrings(mn, "flags", flags)
+	ts := make([]string, len(m.Transforms))
+	for i, t := range m.Transforms {
+		ts[i] = t.String()
+	}
+	addStrings(mn, "transforms", ts)
+	if m.MultiMatch {
+		addKV(mn, "multi_match", boolNode(true))
+	}
+	if m.Validate != "" {
+		addKV(mn, "validate", str(m.Validate))
+	}
+	addStrings(mn, "except", m.Except)
+	return mn
+}
+
+func intNode(v int) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.Itoa(v)}
+}
+
+func boolNode(v bool) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: strconv.FormatBool(v)}
 }
 
 func str(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s} }

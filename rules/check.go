@@ -3,6 +3,7 @@ package rules
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -35,8 +36,51 @@ func checkRule(r *Rule, sink *errorSink, regex bool) {
 			}
 		}
 	}
-	if r.Match != nil {
-		checkMatch(r, sink, regex)
+	conds := r.Conditions()
+	if len(conds) > MaxConds {
+		sink.errorf(at("match"), r, "match has more than %d conditions", MaxConds)
+	}
+	for _, m := range conds {
+		if m != nil {
+			checkMatch(r, m, sink, regex)
+		}
+	}
+	if r.Score > 0 {
+		switch {
+		case r.Score > MaxScore:
+			sink.errorf(at("score"), r, "score %d is above %d", r.Score, MaxScore)
+		case r.Action == ActionAllow:
+			sink.errorf(at("score"), r, "an allow rule cannot add to the anomaly score; use action alert (the threshold rule decides) or block")
+		case len(conds) == 0:
+			sink.errorf(at("score"), r, "score needs a match: whose hits it counts")
+		}
+	}
+	if r.Score < 0 {
+		sink.errorf(at("score"), r, "score must not be negative")
+	}
+	if r.Paranoia < 0 || r.Paranoia > MaxParanoia {
+		sink.errorf(at("paranoia"), r, "paranoia must be 1 to %d", MaxParanoia)
+	}
+	if t := r.Anomaly; t != nil {
+		switch {
+		case len(conds) > 0:
+			sink.errorf(at("anomaly"), r, "a threshold rule (anomaly:) has no match:; it hits when the transaction's score reaches the threshold")
+		case r.Score > 0:
+			sink.errorf(at("score"), r, "a threshold rule (anomaly:) has no score of its own")
+		case r.Action == ActionAllow:
+			sink.errorf(at("action"), r, "a threshold rule blocks or alerts; allow is not possible")
+		}
+		if t.Direction != Inbound && t.Direction != Outbound {
+			sink.errorf(at("anomaly.direction"), r, "anomaly direction must be inbound or outbound")
+		}
+		if t.Score < 1 || t.Score > MaxScore {
+			sink.errorf(at("anomaly.threshold"), r, "anomaly threshold must be 1 to %d", MaxScore)
+		}
+		for _, p := range r.AppProto {
+			if p != "http" {
+				sink.errorf(at("app_proto"), r, "anomaly scores are kept per HTTP transaction, but app_proto is %s", p)
+			}
+		}
 	}
 }
 
@@ -70,64 +114,119 @@ func protoList(ps []uint8) string {
 	return strings.Join(s, " or ")
 }
 
-func checkMatch(r *Rule, sink *errorSink, regex bool) {
-	m := r.Match
-	at := r.posOf
-	// The field's protocol against the rule's other conditions (a field of
-	// kind 0 was reported by the loader as unknown or missing).
-	if app := m.Field.AppProto(); m.Field.Kind == 0 {
-	} else if app != "" {
-		if len(r.AppProto) > 0 && !contains(r.AppProto, app) {
-			sink.errorf(at("app_proto"), r, "field %s belongs to %s, but app_proto is %s, so the rule can never match", m.Field, app, strings.Join(r.AppProto, ", "))
-		}
-		if contains(r.AppProtoNot, app) {
-			sink.errorf(at("app_proto_not"), r, "field %s belongs to %s, but app_proto_not excludes %s, so the rule can never match", m.Field, app, app)
-		}
-		if r.Proto != 0 {
-			if ts := appTransport[app]; !containsProto(ts, r.Proto) {
-				sink.errorf(at("proto"), r, "field %s needs %s, but proto is %s", m.Field, protoList(ts), ProtoString(r.Proto))
-			}
-		}
-	} else if r.Proto != 0 && r.Proto != ProtoTCP && r.Proto != ProtoUDP {
-		sink.errorf(at("proto"), r, "field %s needs TCP or UDP payload, but proto is %s", m.Field, ProtoString(r.Proto))
+func checkMatch(r *Rule, m *Match, sink *errorSink, regex bool) {
+	at := func(key string) Position { return m.posOf(r, key) }
+	fields := m.AllFields()
+	if len(fields) > MaxCondFields {
+		sink.errorf(at("fields"), r, "fields lists more than %d fields", MaxCondFields)
 	}
-	_, regexKey := r.at["match.regex"]
-	_, detectKey := r.at["match.detect"]
+	stream := false
+	for _, fld := range fields {
+		stream = stream || fld.Stream()
+		checkField(r, m, fld, sink)
+	}
+	ops := 0
+	for _, set := range []bool{m.Regex != "", len(m.Phrases) > 0, m.Detect != "", m.Count != nil} {
+		if set {
+			ops++
+		}
+	}
+	_, regexKey := m.at["regex"]
+	_, detectKey := m.at["detect"]
+	_, phraseKey := m.at["phrases"]
+	_, countKey := m.at["count"]
 	switch {
 	case regexKey && m.Regex == "":
-		sink.errorf(at("match.regex"), r, "regex is empty")
-	case m.Regex == "" && m.Detect == "" && !detectKey:
-		sink.errorf(at("match"), r, "match needs regex: or detect:")
-	case m.Regex != "" && m.Detect != "":
-		sink.errorf(at("match.detect"), r, "match has both regex: and detect:; use one per rule")
+		sink.errorf(at("regex"), r, "regex is empty")
+	case ops == 0 && !detectKey && !phraseKey && !countKey:
+		sink.errorf(at(""), r, "match needs regex:, phrases:, detect: or count:")
+	case ops > 1:
+		second := ""
+		for _, k := range []string{"count", "detect", "phrases", "regex"} {
+			if _, ok := m.at[k]; ok {
+				second = k
+				break
+			}
+		}
+		sink.errorf(at(second), r, "match has more than one of regex:, phrases:, detect: and count:; use one per condition (a list of conditions for several)")
 	}
 	if m.Validate != "" && m.Regex == "" {
-		sink.errorf(at("match.validate"), r, "validate needs a regex: whose matches it checks")
+		sink.errorf(at("validate"), r, "validate needs a regex: whose matches it checks")
 	}
-	if m.Detect != "" && m.Field.Kind != 0 && !detectFields[m.Field.Kind] {
-		sink.errorf(at("match.field"), r, "detect: %s works on http.uri, http.path, http.args, http.headers, http.header.<name> and http.body, not %s", m.Detect, m.Field)
+	if m.Detect != "" {
+		if !knownDetector(m.Detect) {
+			sink.errorf(at("detect"), r, "unknown detector %q", m.Detect)
+		}
+		for _, fld := range fields {
+			if fld.Kind != 0 && !detectFields[fld.Kind] {
+				sink.errorf(at("field"), r, "detect: %s works on request fields other than http.method (http.uri, http.args, http.arg, http.header.<name>, http.body, ...), not %s", m.Detect, fld)
+			}
+		}
 	}
-	if (m.Caseless || m.DotAll || m.Multiline || m.UTF8) && m.Regex == "" && m.Detect != "" {
-		sink.errorf(at("match.flags"), r, "flags apply to regex:, and this match uses detect:")
+	if (m.Caseless || m.DotAll || m.Multiline || m.UTF8) && m.Regex == "" && len(m.Phrases) == 0 && (m.Detect != "" || m.Count != nil) {
+		sink.errorf(at("flags"), r, "flags apply to regex: and phrases:")
+	}
+	if (m.DotAll || m.Multiline) && len(m.Phrases) > 0 {
+		sink.errorf(at("flags"), r, "phrases take only the caseless and utf8 flags")
+	}
+	if m.Not {
+		switch {
+		case m.Regex == "" && len(m.Phrases) == 0:
+			sink.errorf(at("not"), r, "not: applies to regex: and phrases: (write the opposite comparison for count:)")
+		case stream:
+			sink.errorf(at("not"), r, "not: needs whole values; it cannot apply to stream fields (http.body, http.response_body, payload)")
+		case m.Validate != "":
+			sink.errorf(at("not"), r, "not: and validate: do not combine")
+		}
+	}
+	if m.MultiMatch && (m.Regex == "" && len(m.Phrases) == 0 || len(m.Transforms) == 0) {
+		sink.errorf(at("multi_match"), r, "multi_match needs a regex: or phrases: and transforms")
+	}
+	if m.Count != nil {
+		if m.Count.Op < CountEQ || m.Count.Op > CountGE || m.Count.N < 0 {
+			sink.errorf(at("count"), r, "invalid count %v", m.Count)
+		}
+		if stream {
+			sink.errorf(at("count"), r, "count: counts the values of request and response fields; stream fields (bodies, payload) have no values to count")
+		}
+		if len(m.Transforms) > 0 {
+			sink.errorf(at("transforms"), r, "count: counts values; transforms do not apply")
+		}
+	}
+	if len(m.Except) > 0 && !slices.Contains(fields, Field{Kind: FieldHTTPHeaderValue}) {
+		sink.errorf(at("except"), r, "except: names headers an http.header_value condition skips, and this condition has no http.header_value field")
+	}
+	for _, p := range m.Phrases {
+		if p == "" || len(p) > MaxPhraseLen {
+			sink.errorf(at("phrases"), r, "phrases must be 1 to %d bytes", MaxPhraseLen)
+			break
+		}
+		if !utf8.ValidString(p) {
+			sink.errorf(at("phrases"), r, "phrase %q is not valid UTF-8 (use a regex with \\xHH escapes for bytes)", p)
+			break
+		}
+	}
+	if len(m.Phrases) > MaxPhrases {
+		sink.errorf(at("phrases"), r, "phrases has more than %d entries", MaxPhrases)
 	}
 	if len(m.Transforms) > MaxChainLen {
-		sink.errorf(at("match.transforms"), r, "more than %d transforms in one chain", MaxChainLen)
+		sink.errorf(at("transforms"), r, "more than %d transforms in one chain", MaxChainLen)
 	}
 	for _, t := range m.Transforms {
 		if !t.valid() {
-			sink.errorf(at("match.transforms"), r, "invalid transform %d", t)
-		} else if t.BlockOnly() && m.Field.Stream() {
-			sink.errorf(at("match.transforms"), r, "transform %s needs the whole value and cannot run on stream field %s", t, m.Field)
+			sink.errorf(at("transforms"), r, "invalid transform %d", t)
+		} else if t.BlockOnly() && stream {
+			sink.errorf(at("transforms"), r, "transform %s needs the whole value and cannot run on stream field %s", t, streamField(fields))
 		}
 	}
 	if m.Validate != "" {
 		if _, ok := LookupValidator(m.Validate); !ok {
-			sink.errorf(at("match.validate"), r, "unknown validator %q", m.Validate)
+			sink.errorf(at("validate"), r, "unknown validator %q", m.Validate)
 		}
 	}
 	if m.Regex != "" && regex {
 		if _, rerr := planRegex(m); rerr != nil {
-			pos := at("match.regex")
+			pos := at("regex")
 			if rerr.off >= 0 && m.src.src != nil {
 				pos = m.src.pos(rerr.off)
 			}
@@ -137,6 +236,43 @@ func checkMatch(r *Rule, sink *errorSink, regex bool) {
 			}
 			sink.add(&Error{Pos: pos, RuleID: r.ID, Rule: r.index, Msg: "regex: " + rerr.msg + where, Err: rerr.cause})
 		}
+	}
+}
+
+func streamField(fs []Field) Field {
+	for _, f := range fs {
+		if f.Stream() {
+			return f
+		}
+	}
+	return Field{}
+}
+
+// checkField checks one field of a condition against the rule's other
+// conditions: its protocol, transport and app_proto.
+func checkField(r *Rule, m *Match, fld Field, sink *errorSink) {
+	at := func(key string) Position {
+		if key == "app_proto" || key == "app_proto_not" || key == "proto" {
+			return r.posOf(key)
+		}
+		return m.posOf(r, key)
+	}
+	// A field of kind 0 was reported by the loader as unknown or missing.
+	if app := fld.AppProto(); fld.Kind == 0 {
+	} else if app != "" {
+		if len(r.AppProto) > 0 && !contains(r.AppProto, app) {
+			sink.errorf(at("app_proto"), r, "field %s belongs to %s, but app_proto is %s, so the rule can never match", fld, app, strings.Join(r.AppProto, ", "))
+		}
+		if contains(r.AppProtoNot, app) {
+			sink.errorf(at("app_proto_not"), r, "field %s belongs to %s, but app_proto_not excludes %s, so the rule can never match", fld, app, app)
+		}
+		if r.Proto != 0 {
+			if ts := appTransport[app]; !containsProto(ts, r.Proto) {
+				sink.errorf(at("proto"), r, "field %s needs %s, but proto is %s", fld, protoList(ts), ProtoString(r.Proto))
+			}
+		}
+	} else if r.Proto != 0 && r.Proto != ProtoTCP && r.Proto != ProtoUDP {
+		sink.errorf(at("proto"), r, "field %s needs TCP or UDP payload, but proto is %s", fld, ProtoString(r.Proto))
 	}
 }
 
@@ -153,6 +289,9 @@ func (s *Set) validate(regex bool) error {
 	}
 	if len(s.Rules) > MaxRules {
 		sink.errorf(Position{}, nil, "more than %d rules in one set", MaxRules)
+	}
+	if s.ParanoiaLevel < 0 || s.ParanoiaLevel > MaxParanoia {
+		sink.errorf(Position{}, nil, "paranoia_level must be 1 to %d", MaxParanoia)
 	}
 	for _, r := range s.Rules {
 		if r == nil {
@@ -180,18 +319,45 @@ func (s *Set) validate(regex bool) error {
 			}
 		}
 		if !utf8.ValidString(r.Name) || !utf8.ValidString(r.Description) || !utf8.ValidString(r.Category) ||
-			(r.Match != nil && !utf8.ValidString(r.Match.Regex)) {
+			!condsUTF8(r) {
 			sink.errorf(r.Pos, r, "name, description, category and regex must be valid UTF-8 (write bytes as \\xHH in a regex)")
 		}
-		if r.Match != nil {
-			if r.Match.Field.Kind == 0 || r.Match.Field.info().name == "" {
-				sink.errorf(r.Pos, r, "match has no valid field")
+		for i, m := range r.Conditions() {
+			if m == nil {
+				sink.errorf(r.Pos, r, "condition %d is nil", i+1)
+				continue
 			}
-			if r.Match.Detect != "" && r.Match.Detect != DetectSQLi && r.Match.Detect != DetectXSS {
-				sink.errorf(r.Pos, r, "unknown detector %q", r.Match.Detect)
+			if i == 0 && len(r.Conds) > 0 && m != r.Match {
+				sink.errorf(r.Pos, r, "Conds[0] must be Match")
+			}
+			for _, fld := range m.AllFields() {
+				if fld.Kind == 0 || fld.info().name == "" {
+					sink.errorf(r.Pos, r, "match has no valid field")
+				}
+			}
+			if len(m.Fields) > 0 && m.Fields[0] != m.Field {
+				sink.errorf(r.Pos, r, "Match.Fields[0] must be Match.Field")
 			}
 		}
 		checkRule(r, &sink, regex)
 	}
 	return sink.err()
+}
+
+// condsUTF8 reports whether every regex and phrase of r is valid UTF-8.
+func condsUTF8(r *Rule) bool {
+	for _, m := range r.Conditions() {
+		if m == nil {
+			continue
+		}
+		if !utf8.ValidString(m.Regex) {
+			return false
+		}
+		for _, p := range m.Phrases {
+			if !utf8.ValidString(p) {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -13,17 +13,38 @@ import (
 type Compiled struct {
 	Set        *Set
 	ACL        []*Rule  // L3/L4-only allow/block rules, in file order (also compiled into XDP)
-	L7         []*Rule  // every other enabled rule, in file order
-	Groups     []*Group // one per (field, transform chain); all its regexes in one Hyperscan database
-	Detect     []*Rule  // L7 rules with match.detect (libinjection), evaluated with a Detector
+	L7         []*Rule  // every other active rule (enabled, within the paranoia level), in file order
+	Groups     []*Group // one per (field, transform chain); all its regexes and phrases in one Hyperscan database
+	Detect     []*Rule  // L7 rules with a detect: condition, evaluated with a Detector
 	ACLDefault Action   // verdict when no ACL rule matches
 	Key        [32]byte // identifies set + Hyperscan version + platform (see MarshalBinary)
+
+	// DetectConds are the detect: conditions, one per (rule, condition,
+	// field); CountConds the count: conditions, likewise.
+	DetectConds []CondRef
+	CountConds  []CondRef
+	// Thresholds are the threshold rules (anomaly:), in L7 order.
+	Thresholds []*Rule
+	// Scored reports whether some rule has a score.
+	Scored bool
 
 	l7index map[*Rule]int
 }
 
-// Group is the Hyperscan database of every regex on one field with one
-// transform chain: the engine transforms the field once and scans it once.
+// CondRef names one condition of a rule on one of its fields.
+type CondRef struct {
+	Rule  *Rule
+	Cond  int // index in Rule.Conditions()
+	Field Field
+}
+
+// Match returns the condition.
+func (c CondRef) Match() *Match { return c.Rule.Conditions()[c.Cond] }
+
+// Group is the Hyperscan database of every regex and phrase on one field
+// with one transform chain: the engine transforms each value of the field
+// once and scans it once. Groups whose pattern lists are identical share
+// one database.
 type Group struct {
 	Field      Field
 	Transforms []Transform
@@ -31,20 +52,36 @@ type Group struct {
 	Block      hyperscan.BlockDatabase  // set when !Stream
 	Streaming  hyperscan.StreamDatabase // set when Stream
 	Rules      []*Rule                  // Hyperscan pattern id i reports Rules[i]
-	Patterns   []Pattern                // how Rules[i]'s regex was compiled
+	Patterns   []Pattern                // how pattern i was compiled, and which condition it serves
+	// Negated lists the ids of patterns of negated (not:) conditions: the
+	// condition holds for a scanned value such a pattern did not match.
+	Negated []int
+	// Multi reports whether a pattern serves a rule of several conditions,
+	// or a negated one: its hits go through Compiled.Cond.
+	Multi bool
+
+	shared bool // the database belongs to an earlier group of the same Compiled
 }
 
-// Pattern says how one regex went into its group's database and how its
-// hits are confirmed.
+// Pattern says how one regex or phrase went into its group's database, how
+// its hits are confirmed and which condition it serves.
 type Pattern struct {
 	Flags     hyperscan.CompileFlag // as given to Hyperscan
 	SOM       bool                  // reports the leftmost start: confirm with the bytes from..to
 	Prefilter bool                  // Hyperscan matches a superset: confirm with the bytes before to
 	MaxWidth  uint32                // longest match (math.MaxUint32 = unbounded)
+	Cond      int                   // the condition's index in the rule's Conditions()
+	Phrase    int                   // index in the condition's Phrases, -1 for its regex
+	Not       bool                  // the condition is negated
 
+	expr     string // the expression given to Hyperscan
 	confirm  confirmer
 	validate Validator
 }
+
+// Expression is the pattern as given to Hyperscan (a regex, or a phrase
+// escaped).
+func (p *Pattern) Expression() string { return p.expr }
 
 // NeedsConfirm reports whether the hit must pass Confirm before it counts.
 func (p *Pattern) NeedsConfirm() bool { return p.SOM || p.confirm != nil }
@@ -117,8 +154,9 @@ func Compile(set *Set) (*Compiled, error) {
 	}
 	c := layout(set)
 	var sink errorSink
+	cache := dbCache{}
 	for _, g := range c.Groups {
-		g.build(&sink)
+		g.build(&sink, cache)
 	}
 	if err := sink.err(); err != nil {
 		c.Close()
@@ -128,14 +166,15 @@ func Compile(set *Set) (*Compiled, error) {
 	return c, nil
 }
 
-// layout splits the enabled rules of set into ACL, layer-7 and detect
-// rules and groups the regex rules by field and transform chain, in first
-// appearance order; databases are not built.
+// layout splits the active rules of set into ACL and layer-7 rules and
+// gives every regex and phrase condition a pattern in the group of each
+// (field, transform chain) it inspects, in first appearance order;
+// databases are not built.
 func layout(set *Set) *Compiled {
 	c := &Compiled{Set: set, ACLDefault: set.ACLDefault, l7index: map[*Rule]int{}}
 	byKey := map[string]*Group{}
 	for _, r := range set.Rules {
-		if r.Disabled {
+		if !set.Active(r) {
 			continue
 		}
 		if r.IsACL() {
@@ -144,24 +183,95 @@ func layout(set *Set) *Compiled {
 		}
 		c.l7index[r] = len(c.L7)
 		c.L7 = append(c.L7, r)
-		m := r.Match
-		switch {
-		case m == nil:
-		case m.Detect != "":
-			c.Detect = append(c.Detect, r)
-		default:
-			key := groupKey(m.Field, m.Transforms)
-			g := byKey[key]
-			if g == nil {
-				g = &Group{Field: m.Field, Transforms: m.Transforms, Stream: m.Field.Stream()}
-				byKey[key] = g
-				c.Groups = append(c.Groups, g)
+		if r.Anomaly != nil {
+			c.Thresholds = append(c.Thresholds, r)
+		}
+		c.Scored = c.Scored || r.Score > 0
+		conds := r.Conditions()
+		multi := len(conds) > 1
+		hasDetect := false
+		for ci, m := range conds {
+			for _, f := range m.AllFields() {
+				switch {
+				case m.Detect != "":
+					hasDetect = true
+					c.DetectConds = append(c.DetectConds, CondRef{Rule: r, Cond: ci, Field: f})
+				case m.Count != nil:
+					c.CountConds = append(c.CountConds, CondRef{Rule: r, Cond: ci, Field: f})
+				default:
+					for _, chain := range m.Chains() {
+						key := groupKey(f, chain)
+						g := byKey[key]
+						if g == nil {
+							g = &Group{Field: f, Transforms: chain, Stream: f.Stream()}
+							byKey[key] = g
+							c.Groups = append(c.Groups, g)
+						}
+						g.add(r, ci, m, multi)
+					}
+				}
 			}
-			g.Rules = append(g.Rules, r)
+		}
+		if hasDetect {
+			c.Detect = append(c.Detect, r)
 		}
 	}
 	return c
 }
+
+// add appends the patterns of condition ci of r: its regex, or one per
+// phrase.
+func (g *Group) add(r *Rule, ci int, m *Match, multi bool) {
+	g.Multi = g.Multi || multi || m.Not
+	if m.Regex != "" {
+		if m.Not {
+			g.Negated = append(g.Negated, len(g.Rules))
+		}
+		g.Rules = append(g.Rules, r)
+		g.Patterns = append(g.Patterns, Pattern{Cond: ci, Phrase: -1, Not: m.Not, expr: m.Regex})
+		return
+	}
+	for pi, ph := range m.Phrases {
+		if m.Not {
+			g.Negated = append(g.Negated, len(g.Rules))
+		}
+		g.Rules = append(g.Rules, r)
+		g.Patterns = append(g.Patterns, Pattern{Cond: ci, Phrase: pi, Not: m.Not, expr: escapePhrase(ph, m.UTF8)})
+	}
+}
+
+// escapePhrase writes a phrase as a Hyperscan expression matching it
+// literally: letters and digits as they are, every other byte (or, in
+// UTF-8 mode, every other code point) as an escape.
+func escapePhrase(p string, utf8Mode bool) string {
+	var b strings.Builder
+	b.Grow(len(p) * 2)
+	const hexd = "0123456789abcdef"
+	if utf8Mode {
+		for _, c := range p {
+			if c < 0x80 && (c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+				b.WriteRune(c)
+				continue
+			}
+			fmt.Fprintf(&b, "\\x{%x}", c)
+		}
+		return b.String()
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteString("\\x")
+		b.WriteByte(hexd[c>>4])
+		b.WriteByte(hexd[c&15])
+	}
+	return b.String()
+}
+
+// Cond returns the condition pattern i serves.
+func (g *Group) Cond(i int) *Match { return g.Rules[i].Conditions()[g.Patterns[i].Cond] }
 
 func groupKey(f Field, chain []Transform) string {
 	var b strings.Builder
@@ -173,33 +283,49 @@ func groupKey(f Field, chain []Transform) string {
 	return b.String()
 }
 
+// dbCache shares databases between groups of one Compile whose pattern
+// lists are identical (the same rules on several fields with one chain).
+type dbCache map[string]*Group
+
 // build plans every pattern of the group and compiles its database. A
 // pattern Hyperscan rejects at build time is reported against its rule and
-// left out, so one build finds every bad pattern of the group.
-func (g *Group) build(sink *errorSink) {
-	g.Patterns = make([]Pattern, len(g.Rules))
+// left out, so one build finds every bad pattern of the group. A pattern
+// too large for Hyperscan to build exactly goes in in prefilter mode,
+// confirmed in Go.
+func (g *Group) build(sink *errorSink, cache dbCache) {
 	ok := make([]bool, len(g.Rules))
 	for i, r := range g.Rules {
-		p, err := planPattern(r.Match)
-		if err != nil {
-			reportRegex(sink, r, err)
+		m := g.Cond(i)
+		p := &g.Patterns[i]
+		if p.Phrase >= 0 {
+			p.Flags = hsFlags(m)&^(hyperscan.DotAll|hyperscan.MultiLine) | hyperscan.SingleMatch
+			p.MaxWidth = uint32(len(m.Phrases[p.Phrase]))
+			ok[i] = true
 			continue
 		}
-		g.Patterns[i], ok[i] = p, true
+		plan, err := planPattern(m)
+		if err != nil {
+			reportRegex(sink, r, m, err)
+			continue
+		}
+		plan.Cond, plan.Phrase, plan.Not, plan.expr = p.Cond, p.Phrase, p.Not, p.expr
+		*p, ok[i] = plan, true
 	}
 	for attempt := 0; attempt <= len(g.Rules); attempt++ {
 		var pats hyperscan.Patterns
 		var idx []int
 		som := false
+		var key strings.Builder
 		for i := range g.Rules {
 			if !ok[i] {
 				continue
 			}
-			p := hyperscan.NewPattern(g.Rules[i].Match.Regex, g.Patterns[i].Flags)
-			p.Id = i
-			pats = append(pats, p)
+			pt := hyperscan.NewPattern(g.Patterns[i].expr, g.Patterns[i].Flags)
+			pt.Id = i
+			pats = append(pats, pt)
 			idx = append(idx, i)
 			som = som || g.Patterns[i].SOM
+			fmt.Fprintf(&key, "%d:%d:%s\x00", i, g.Patterns[i].Flags, g.Patterns[i].expr)
 		}
 		if len(pats) == 0 {
 			return
@@ -211,6 +337,11 @@ func (g *Group) build(sink *errorSink) {
 				mode |= hyperscan.SomHorizonSmallMode
 			}
 		}
+		ck := fmt.Sprintf("%d|%s", mode, key.String())
+		if prev := cache[ck]; prev != nil {
+			g.Block, g.Streaming, g.shared = prev.Block, prev.Streaming, true
+			return
+		}
 		db, err := (&hyperscan.DatabaseBuilder{Patterns: pats, Mode: mode}).Build()
 		if err == nil {
 			if g.Stream {
@@ -218,27 +349,44 @@ func (g *Group) build(sink *errorSink) {
 			} else {
 				g.Block = db.(hyperscan.BlockDatabase)
 			}
+			if cache != nil {
+				cache[ck] = g
+			}
 			return
 		}
 		var ce *hyperscan.CompileError
 		if !errors.As(err, &ce) || ce.Expression < 0 || ce.Expression >= len(idx) {
 			r := g.Rules[idx[0]]
-			sink.add(&Error{Pos: r.posOf("match.field"), RuleID: r.ID, Rule: r.index, Msg: fmt.Sprintf("hyperscan: cannot build the database of %s: %v", groupKey(g.Field, g.Transforms), err), Err: err})
+			sink.add(&Error{Pos: g.Cond(idx[0]).posOf(r, "field"), RuleID: r.ID, Rule: r.index, Msg: fmt.Sprintf("hyperscan: cannot build the database of %s: %v", groupKey(g.Field, g.Transforms), err), Err: err})
 			return
 		}
 		i := idx[ce.Expression]
 		p := &g.Patterns[i]
+		m := g.Cond(i)
 		if p.SOM {
 			// Start-of-match is too costly for this pattern: confirm from a
 			// window before the hit's end instead.
-			if cf, cerr := newConfirmer(g.Rules[i].Match); cerr == nil {
+			if cf, cerr := newConfirmer(m); cerr == nil {
 				p.SOM, p.confirm = false, cf
 				p.Flags &^= hyperscan.SomLeftMost
 				continue
 			}
 		}
+		if !p.Prefilter && p.Phrase < 0 {
+			// Too large to build exactly ("Pattern is too large"): a
+			// prefilter approximation confirmed in Go.
+			if cf, cerr := newConfirmer(m); cerr == nil {
+				if info, ierr := hyperscan.NewPattern(p.expr, p.Flags&^hyperscan.SingleMatch|hyperscan.PrefilterMode).Info(); ierr == nil && info.MinWidth > 0 {
+					p.Prefilter, p.confirm = true, cf
+					p.Flags = p.Flags&^(hyperscan.SingleMatch|hyperscan.SomLeftMost) | hyperscan.PrefilterMode
+					p.SOM = false
+					p.MaxWidth = uint32(min(info.MaxWidth, unbounded))
+					continue
+				}
+			}
+		}
 		r := g.Rules[i]
-		sink.add(&Error{Pos: r.posOf("match.regex"), RuleID: r.ID, Rule: r.index, Msg: "regex: hyperscan: " + strings.TrimSuffix(ce.Message, "."), Err: err})
+		sink.add(&Error{Pos: m.posOf(r, "regex"), RuleID: r.ID, Rule: r.index, Msg: "regex: hyperscan: " + strings.TrimSuffix(ce.Message, "."), Err: err})
 		ok[i] = false
 	}
 }
@@ -255,7 +403,7 @@ func planPattern(m *Match) (Pattern, *regexError) {
 	if rerr != nil {
 		return Pattern{}, rerr
 	}
-	p := Pattern{Flags: plan.flags, MaxWidth: uint32(min(plan.maxWidth, unbounded))}
+	p := Pattern{Flags: plan.flags, MaxWidth: uint32(min(plan.maxWidth, unbounded)), Phrase: -1, expr: m.Regex}
 	if m.Validate != "" {
 		p.validate, _ = LookupValidator(m.Validate)
 	}
@@ -276,13 +424,19 @@ func planPattern(m *Match) (Pattern, *regexError) {
 	return p, nil
 }
 
-func reportRegex(sink *errorSink, r *Rule, rerr *regexError) {
-	sink.add(&Error{Pos: r.posOf("match.regex"), RuleID: r.ID, Rule: r.index, Msg: "regex: " + rerr.msg, Err: rerr.cause})
+func reportRegex(sink *errorSink, r *Rule, m *Match, rerr *regexError) {
+	sink.add(&Error{Pos: m.posOf(r, "regex"), RuleID: r.ID, Rule: r.index, Msg: "regex: " + rerr.msg, Err: rerr.cause})
 }
 
 // Close frees the Hyperscan databases.
 func (c *Compiled) Close() error {
 	var errs []error
+	for _, g := range c.Groups {
+		if g.shared {
+			g.Block, g.Streaming = nil, nil // freed with the group that owns it
+			continue
+		}
+	}
 	for _, g := range c.Groups {
 		if g.Block != nil {
 			errs = append(errs, g.Block.Close())

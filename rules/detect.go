@@ -2,6 +2,8 @@ package rules
 
 import (
 	"bytes"
+	"slices"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/corazawaf/libinjection-go"
@@ -9,9 +11,16 @@ import (
 
 // Detectors of match.detect.
 const (
-	DetectSQLi = "sqli"
-	DetectXSS  = "xss"
+	DetectSQLi               = "sqli"                 // libinjection's SQL injection tokenizer
+	DetectXSS                = "xss"                  // libinjection's HTML5 XSS detector
+	DetectInvalidUTF8        = "invalid_utf8"         // the value is not valid UTF-8
+	DetectInvalidURLEncoding = "invalid_url_encoding" // a '%' not followed by two hex digits
 )
+
+// Detectors lists the detector names match.detect accepts.
+var Detectors = []string{DetectSQLi, DetectXSS, DetectInvalidUTF8, DetectInvalidURLEncoding}
+
+func knownDetector(s string) bool { return slices.Contains(Detectors, s) }
 
 // Bounds on libinjection work per field value.
 const (
@@ -24,6 +33,10 @@ const (
 var detectFields = map[FieldKind]bool{
 	FieldHTTPURI: true, FieldHTTPPath: true, FieldHTTPArgs: true,
 	FieldHTTPHeaders: true, FieldHTTPHeader: true, FieldHTTPBody: true,
+	FieldHTTPArg: true, FieldHTTPArgName: true, FieldHTTPCookie: true, FieldHTTPCookieName: true,
+	FieldHTTPHeaderValue: true, FieldHTTPHeaderName: true, FieldHTTPFilename: true,
+	FieldHTTPBasename: true, FieldHTTPRequestLine: true, FieldHTTPQuery: true,
+	FieldHTTPFile: true, FieldHTTPFileField: true, FieldHTTPPartHeader: true,
 }
 
 // IsSQLi runs libinjection's SQL injection tokenizer over b and returns its
@@ -55,6 +68,15 @@ type Detector struct {
 // Match reports whether a detect rule fires on value, the untransformed
 // field the rule names; fingerprint is libinjection's SQLi fingerprint.
 func (d *Detector) Match(m *Match, value []byte) (hit bool, fingerprint string) {
+	if m == nil {
+		return false, ""
+	}
+	return d.MatchField(m, m.Field, value)
+}
+
+// MatchField is Match for a condition with several fields: value is one
+// value of field f.
+func (d *Detector) MatchField(m *Match, f Field, value []byte) (hit bool, fingerprint string) {
 	if m == nil || m.Detect == "" {
 		return false, ""
 	}
@@ -76,11 +98,30 @@ func (d *Detector) Match(m *Match, value []byte) (hit bool, fingerprint string) 
 			}
 		case DetectXSS:
 			hit = IsXSS(p)
+		case DetectInvalidUTF8:
+			hit = !utf8.Valid(p)
+		case DetectInvalidURLEncoding:
+			hit = invalidURLEncoding(p)
 		}
 		return hit
 	}
-	splitField(m.Field, value, visit)
+	splitField(f, value, visit)
 	return hit, fingerprint
+}
+
+// invalidURLEncoding reports a '%' that is not followed by two hex digits.
+func invalidURLEncoding(b []byte) bool {
+	for i := bytes.IndexByte(b, '%'); i >= 0; {
+		if i+2 >= len(b) || !isHex(b[i+1]) || !isHex(b[i+2]) {
+			return true
+		}
+		j := bytes.IndexByte(b[i+3:], '%')
+		if j < 0 {
+			return false
+		}
+		i += 3 + j
+	}
+	return false
 }
 
 // harmlessFingerprint reports libinjection fingerprints that cannot change

@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,10 +21,11 @@ import (
 
 // Keys of the rule language, by level.
 var (
-	topKeys   = []string{"rules", "include", "acl_default"}
-	ruleKeys  = []string{"id", "name", "description", "action", "severity", "category", "enabled", "proto", "src", "dst", "src_port", "dst_port", "app_proto", "app_proto_not", "match"}
-	matchKeys = []string{"field", "regex", "flags", "transforms", "validate", "detect"}
-	flagNames = []string{"caseless", "dotall", "multiline", "utf8"}
+	topKeys     = []string{"rules", "include", "acl_default", "paranoia_level"}
+	ruleKeys    = []string{"id", "name", "description", "action", "severity", "category", "enabled", "proto", "src", "dst", "src_port", "dst_port", "app_proto", "app_proto_not", "match", "score", "paranoia", "anomaly"}
+	matchKeys   = []string{"field", "fields", "regex", "phrases", "flags", "transforms", "multi_match", "validate", "detect", "not", "count", "except"}
+	anomalyKeys = []string{"direction", "threshold"}
+	flagNames   = []string{"caseless", "dotall", "multiline", "utf8"}
 )
 
 var categoryRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
@@ -138,8 +140,8 @@ func (l *loader) run(name string, data []byte) (*Set, error) {
 	l.seen[l.abs(name)] = Position{}
 	l.file(name, data, 0)
 	for _, r := range l.set.Rules {
-		if r.Match != nil {
-			r.Match.src.src = nil // the file's bytes were needed only to place errors
+		for _, m := range r.Conditions() {
+			m.src.src = nil // the file's bytes were needed only to place errors
 		}
 	}
 	if err := l.errs.err(); err != nil {
@@ -321,6 +323,14 @@ func (l *loader) file(name string, data []byte, depth int) {
 		case "include":
 			for _, n := range l.list(f, kv.val, nil, "include") {
 				l.include(f, n)
+			}
+		case "paranoia_level":
+			if depth > 0 {
+				l.errs.errorf(f.pos(kv.keyNode), nil, "paranoia_level may only be set in the top-level rule file")
+				continue
+			}
+			if v, ok := l.smallInt(f, kv.val, nil, "paranoia_level", 1, MaxParanoia); ok {
+				l.set.ParanoiaLevel = v
 			}
 		case "acl_default":
 			if depth > 0 {
@@ -732,7 +742,17 @@ func (l *loader) rule(f *fileCtx, item *yaml.Node) {
 				r.AppProtoNot = out
 			}
 		case "match":
-			r.Match = l.match(f, kv.val, r)
+			l.matches(f, kv.val, r)
+		case "score":
+			if v, ok := l.smallInt(f, kv.val, r, "score", 1, MaxScore); ok {
+				r.Score = v
+			}
+		case "paranoia":
+			if v, ok := l.smallInt(f, kv.val, r, "paranoia", 1, MaxParanoia); ok {
+				r.Paranoia = v
+			}
+		case "anomaly":
+			r.Anomaly = l.anomaly(f, kv.val, r)
 		}
 	}
 	if _, ok := r.at["id"]; !ok {
@@ -883,36 +903,241 @@ func parsePort(s string) (int, error) {
 	return int(v), nil
 }
 
-func (l *loader) match(f *fileCtx, n *yaml.Node, r *Rule) *Match {
+// smallInt reads a whole number in [lo, hi].
+func (l *loader) smallInt(f *fileCtx, n *yaml.Node, r *Rule, key string, lo, hi int) (int, bool) {
+	n = l.resolve(f, n)
+	if n == nil {
+		return 0, false
+	}
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
+		l.errs.errorf(f.pos(n), r, "%s must be a whole number from %d to %d", key, lo, hi)
+		return 0, false
+	}
+	v, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, 32)
+	if err != nil || v < int64(lo) || v > int64(hi) {
+		l.errs.errorf(f.pos(n), r, "%s %s is out of range %d to %d", key, n.Value, lo, hi)
+		return 0, false
+	}
+	return int(v), true
+}
+
+// anomaly reads a threshold rule's anomaly: mapping.
+func (l *loader) anomaly(f *fileCtx, n *yaml.Node, r *Rule) *Threshold {
 	n = l.resolve(f, n)
 	if n == nil {
 		return nil
 	}
 	if n.Kind != yaml.MappingNode {
-		l.errs.errorf(f.pos(n), r, "match must be a mapping with field: and regex: (or detect:)")
+		l.errs.errorf(f.pos(n), r, "anomaly must be a mapping with direction: and threshold:")
 		return nil
 	}
-	m := &Match{}
-	var haveField bool
-	for _, kv := range l.pairs(f, n, r, matchKeys, "match:") {
-		r.at["match."+kv.key] = f.pos(kv.val)
+	t := &Threshold{}
+	for _, kv := range l.pairs(f, n, r, anomalyKeys, "anomaly:") {
+		r.at["anomaly."+kv.key] = f.pos(kv.val)
 		switch kv.key {
-		case "field":
-			v, ok := l.scalar(f, kv.val, r, "field")
+		case "direction":
+			v, ok := l.scalar(f, kv.val, r, "direction")
 			if !ok {
 				continue
 			}
-			haveField = true
-			fld, err := ParseField(v)
-			if err != nil {
-				msg := err.Error() + didYouMean(v, FieldNames())
-				if !strings.HasPrefix(v, "http.header.") {
-					msg += "; known: " + strings.Join(FieldNames(), ", ")
-				}
-				l.errs.errorf(f.pos(kv.val), r, "%s", msg)
+			switch v {
+			case "inbound":
+				t.Direction = Inbound
+			case "outbound":
+				t.Direction = Outbound
+			default:
+				l.errs.errorf(f.pos(kv.val), r, "anomaly direction must be inbound or outbound, not %q", v)
+			}
+		case "threshold":
+			if v, ok := l.smallInt(f, kv.val, r, "threshold", 1, MaxScore); ok {
+				t.Score = v
+			}
+		}
+	}
+	if _, ok := r.at["anomaly.direction"]; !ok {
+		l.errs.errorf(f.pos(n), r, "anomaly has no direction: (inbound or outbound)")
+	}
+	if _, ok := r.at["anomaly.threshold"]; !ok {
+		l.errs.errorf(f.pos(n), r, "anomaly has no threshold:")
+	}
+	return t
+}
+
+// matches reads match:, one condition (a mapping) or a list of conditions
+// that must all hold.
+func (l *loader) matches(f *fileCtx, n *yaml.Node, r *Rule) {
+	n = l.resolve(f, n)
+	if n == nil {
+		return
+	}
+	if n.Kind != yaml.SequenceNode {
+		r.Match = l.match(f, n, r, 0)
+		return
+	}
+	switch {
+	case len(n.Content) == 0:
+		l.errs.errorf(f.pos(n), r, "match is an empty list; give at least one condition")
+		return
+	case len(n.Content) > MaxConds:
+		l.errs.errorf(f.pos(n), r, "match has more than %d conditions", MaxConds)
+		return
+	}
+	for i, c := range n.Content {
+		if m := l.match(f, c, r, i); m != nil {
+			r.Conds = append(r.Conds, m)
+		}
+	}
+	if len(r.Conds) > 0 {
+		r.Match = r.Conds[0]
+	}
+	if len(r.Conds) == 1 {
+		r.Conds = nil
+	}
+}
+
+// parseFieldName reads one field name, reporting unknown ones.
+func (l *loader) parseFieldName(f *fileCtx, n *yaml.Node, r *Rule) (Field, bool) {
+	fld, err := ParseField(n.Value)
+	if err != nil {
+		v := n.Value
+		msg := err.Error() + didYouMean(v, FieldNames())
+		if !strings.HasPrefix(v, "http.header.") {
+			msg += "; known: " + strings.Join(FieldNames(), ", ")
+		}
+		l.errs.errorf(f.pos(n), r, "%s", msg)
+		return Field{}, false
+	}
+	return fld, true
+}
+
+// boolValue reads true or false.
+func (l *loader) boolValue(f *fileCtx, n *yaml.Node, r *Rule, key string) (bool, bool) {
+	n = l.resolve(f, n)
+	if n == nil {
+		return false, false
+	}
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
+		l.errs.errorf(f.pos(n), r, "%s must be true or false", key)
+		return false, false
+	}
+	b, _ := strconv.ParseBool(n.Value)
+	return b, true
+}
+
+// match reads one condition; i is its index in the rule's list.
+func (l *loader) match(f *fileCtx, n *yaml.Node, r *Rule, i int) *Match {
+	n = l.resolve(f, n)
+	if n == nil {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		l.errs.errorf(f.pos(n), r, "match must be a mapping with field: and regex: (or phrases:, detect:, count:), or a list of them")
+		return nil
+	}
+	m := &Match{at: map[string]Position{"": f.pos(n)}}
+	var haveField bool
+	for _, kv := range l.pairs(f, n, r, matchKeys, "match:") {
+		m.at[kv.key] = f.pos(kv.val)
+		if i == 0 {
+			r.at["match."+kv.key] = f.pos(kv.val)
+		}
+		switch kv.key {
+		case "field":
+			v := l.resolve(f, kv.val)
+			if v == nil {
 				continue
 			}
-			m.Field = fld
+			if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
+				l.errs.errorf(f.pos(v), r, "field must be a single field name (use fields: for a list)")
+				continue
+			}
+			haveField = true
+			if fld, ok := l.parseFieldName(f, v, r); ok {
+				if len(m.Fields) > 0 {
+					l.errs.errorf(f.pos(kv.keyNode), r, "match has both field: and fields:; use one")
+					continue
+				}
+				m.Field = fld
+			}
+		case "fields":
+			items := l.list(f, kv.val, r, "fields")
+			haveField = haveField || len(items) > 0
+			if len(items) > MaxCondFields {
+				l.errs.errorf(f.pos(kv.val), r, "fields lists more than %d fields", MaxCondFields)
+				continue
+			}
+			if _, dup := m.at["field"]; dup {
+				l.errs.errorf(f.pos(kv.keyNode), r, "match has both field: and fields:; use one")
+				continue
+			}
+			for _, a := range items {
+				fld, ok := l.parseFieldName(f, a, r)
+				if !ok {
+					continue
+				}
+				if slices.Contains(m.Fields, fld) {
+					l.errs.errorf(f.pos(a), r, "fields lists %s twice", fld)
+					continue
+				}
+				m.Fields = append(m.Fields, fld)
+			}
+			if len(m.Fields) > 0 {
+				m.Field = m.Fields[0]
+			}
+		case "phrases":
+			v := l.resolve(f, kv.val)
+			if v == nil {
+				continue
+			}
+			if v.Kind != yaml.SequenceNode || len(v.Content) == 0 {
+				l.errs.errorf(f.pos(v), r, "phrases must be a non-empty list of strings")
+				continue
+			}
+			if len(v.Content) > MaxPhrases {
+				l.errs.errorf(f.pos(v), r, "phrases has more than %d entries", MaxPhrases)
+				continue
+			}
+			for _, c := range v.Content {
+				c = l.resolve(f, c)
+				if c == nil {
+					continue
+				}
+				switch {
+				case c.Kind != yaml.ScalarNode || c.Tag == "!!null":
+					l.errs.errorf(f.pos(c), r, "entries of phrases must be strings")
+				case c.Value == "":
+					l.errs.errorf(f.pos(c), r, "a phrase is empty, so it would match every value")
+				case len(c.Value) > MaxPhraseLen:
+					l.errs.errorf(f.pos(c), r, "a phrase is longer than %d bytes", MaxPhraseLen)
+				default:
+					m.Phrases = append(m.Phrases, c.Value)
+				}
+			}
+		case "not":
+			if b, ok := l.boolValue(f, kv.val, r, "not"); ok {
+				m.Not = b
+			}
+		case "multi_match":
+			if b, ok := l.boolValue(f, kv.val, r, "multi_match"); ok {
+				m.MultiMatch = b
+			}
+		case "count":
+			if v, ok := l.scalar(f, kv.val, r, "count"); ok {
+				c, err := ParseCount(v)
+				if err != nil {
+					l.errs.errorf(f.pos(kv.val), r, "%v", err)
+					continue
+				}
+				m.Count = c
+			}
+		case "except":
+			for _, a := range l.list(f, kv.val, r, "except") {
+				if !validHeaderName(a.Value) {
+					l.errs.errorf(f.pos(a), r, "except: %q is not a header name", a.Value)
+					continue
+				}
+				m.Except = append(m.Except, strings.ToLower(a.Value))
+			}
 		case "regex":
 			v := l.resolve(f, kv.val)
 			if v == nil {
@@ -963,8 +1188,8 @@ func (l *loader) match(f *fileCtx, n *yaml.Node, r *Rule) *Match {
 			}
 		case "detect":
 			if v, ok := l.scalar(f, kv.val, r, "detect"); ok {
-				if v != DetectSQLi && v != DetectXSS {
-					l.errs.errorf(f.pos(kv.val), r, "unknown detector %q: detect is sqli or xss", v)
+				if !knownDetector(v) {
+					l.errs.errorf(f.pos(kv.val), r, "unknown detector %q%s: detect is one of %s", v, didYouMean(v, Detectors), strings.Join(Detectors, ", "))
 					continue
 				}
 				m.Detect = v
@@ -975,4 +1200,16 @@ func (l *loader) match(f *fileCtx, n *yaml.Node, r *Rule) *Match {
 		l.errs.errorf(f.pos(n), r, "match has no field:")
 	}
 	return m
+}
+
+// posOf returns the position recorded for a key of the condition, or the
+// condition's own (the rule's for conditions built in Go).
+func (m *Match) posOf(r *Rule, key string) Position {
+	if p, ok := m.at[key]; ok {
+		return p
+	}
+	if p, ok := m.at[""]; ok {
+		return p
+	}
+	return r.posOf("match")
 }

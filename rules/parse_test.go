@@ -41,6 +41,7 @@ func TestParseExample(t *testing.T) {
 	}
 	got := *r.Match
 	got.src = scalarSource{}
+	got.at = nil
 	if !reflect.DeepEqual(&got, want) {
 		t.Errorf("rule 942100 match = %+v, want %+v", got, *want)
 	}
@@ -196,12 +197,12 @@ func TestParseErrors(t *testing.T) {
 		{"field", "rules:\n  - id: 1\n    action: block\n    match: {field: http.bodyy, regex: x}\n", `t.yaml:4:20: rule 1: unknown field "http.bodyy" (did you mean "http.body"?)`},
 		{"header name", "rules:\n  - id: 1\n    action: block\n    match: {field: \"http.header.a b\", regex: x}\n", `t.yaml:4:20: rule 1: invalid header name "a b" in field "http.header.a b"`},
 		{"no field", "rules:\n  - id: 1\n    action: block\n    match: {regex: x}\n", `t.yaml:4:12: rule 1: match has no field:`},
-		{"match not map", "rules:\n  - id: 1\n    action: block\n    match: x\n", `t.yaml:4:12: rule 1: match must be a mapping with field: and regex: (or detect:)`},
+		{"match not map", "rules:\n  - id: 1\n    action: block\n    match: x\n", `t.yaml:4:12: rule 1: match must be a mapping with field: and regex: (or phrases:, detect:, count:), or a list of them`},
 		{"flag", "rules:\n  - id: 1\n    action: block\n    match: {field: http.uri, regex: x, flags: [nocase]}\n", `t.yaml:4:48: rule 1: unknown flag "nocase"; known: caseless, dotall, multiline, utf8`},
 		{"transform", "rules:\n  - id: 1\n    action: block\n    match: {field: http.uri, regex: x, transforms: [urldecode]}\n", `t.yaml:4:53: rule 1: unknown transform "urldecode" (did you mean "url_decode"?)`},
 		{"too many transforms", "rules:\n  - id: 1\n    action: block\n    match: {field: http.uri, regex: x, transforms: [lowercase, lowercase, lowercase, lowercase, lowercase, lowercase, lowercase, lowercase, lowercase]}\n", `t.yaml:4:52: rule 1: more than 8 transforms in one chain`},
 		{"validator", "rules:\n  - id: 1\n    action: alert\n    match: {field: http.body, regex: x, validate: luhnn}\n", `t.yaml:4:51: rule 1: unknown validator "luhnn" (did you mean "luhn"?)`},
-		{"detector", "rules:\n  - id: 1\n    action: block\n    match: {field: http.args, detect: sqlinjection}\n", `t.yaml:4:39: rule 1: unknown detector "sqlinjection": detect is sqli or xss`},
+		{"detector", "rules:\n  - id: 1\n    action: block\n    match: {field: http.args, detect: sqlinjection}\n", `t.yaml:4:39: rule 1: unknown detector "sqlinjection": detect is one of sqli, xss, invalid_utf8, invalid_url_encoding`},
 		{"acl default", "acl_default: deny\n", `t.yaml:1:14: acl_default must be allow or block, not "deny"`},
 		{"rules not list", "rules: {id: 1}\n", `t.yaml:1:8: rules: must be a list of rules (each starting with '- ')`},
 		{"rule not map", "rules:\n  - 5\n", `t.yaml:2:5: rule #1: a rule must be a mapping of keys (id:, action:, ...)`},
@@ -219,10 +220,10 @@ func TestParseErrors(t *testing.T) {
 		{"ports vs proto", "rules:\n  - id: 1\n    action: block\n    proto: icmp\n    dst_port: 80\n", `t.yaml:4:12: rule 1: src_port/dst_port need proto tcp, udp or sctp, but proto is icmp`},
 		{"families", "rules:\n  - id: 1\n    action: block\n    src: 198.18.0.1\n    dst: 2001:2::1\n", `t.yaml:5:10: rule 1: src and dst are of different IP families (IPv4 and IPv6), so the rule can never match`},
 		{"stream transform", "rules:\n  - id: 1\n    action: alert\n    match: {field: http.response_body, regex: x, transforms: [trim]}\n", `t.yaml:4:62: rule 1: transform trim needs the whole value and cannot run on stream field http.response_body`},
-		{"detect field", "rules:\n  - id: 1\n    action: block\n    match: {field: dns.query, detect: xss}\n", `t.yaml:4:20: rule 1: detect: xss works on http.uri, http.path, http.args, http.headers, http.header.<name> and http.body, not dns.query`},
+		{"detect field", "rules:\n  - id: 1\n    action: block\n    match: {field: dns.query, detect: xss}\n", `t.yaml:4:20: rule 1: detect: xss works on request fields other than http.method (http.uri, http.args, http.arg, http.header.<name>, http.body, ...), not dns.query`},
 		{"validate without regex", "rules:\n  - id: 1\n    action: alert\n    match: {field: http.body, detect: sqli, validate: ssn}\n", `t.yaml:4:55: rule 1: validate needs a regex: whose matches it checks`},
-		{"regex and detect", "rules:\n  - id: 1\n    action: block\n    match: {field: http.args, regex: x, detect: sqli}\n", `t.yaml:4:49: rule 1: match has both regex: and detect:; use one per rule`},
-		{"neither", "rules:\n  - id: 1\n    action: block\n    match: {field: http.args}\n", `t.yaml:4:12: rule 1: match needs regex: or detect:`},
+		{"regex and detect", "rules:\n  - id: 1\n    action: block\n    match: {field: http.args, regex: x, detect: sqli}\n", `t.yaml:4:49: rule 1: match has more than one of regex:, phrases:, detect: and count:; use one per condition (a list of conditions for several)`},
+		{"neither", "rules:\n  - id: 1\n    action: block\n    match: {field: http.args}\n", `t.yaml:4:12: rule 1: match needs regex:, phrases:, detect: or count:`},
 		// Regexes: the column points into the pattern.
 		{"regex plain", "rules:\n  - id: 1\n    action: block\n    match:\n      field: http.args\n      regex: union(select\n", `t.yaml:6:19: rule 1: regex: hyperscan: Missing close parenthesis for group started at index 5`},
 		{"regex single quoted", "rules:\n  - id: 1\n    action: block\n    match:\n      field: http.args\n      regex: 'it''s [z-a]'\n", `t.yaml:6:24: rule 1: regex: hyperscan: Range out of order in character class at index 8`},

@@ -10,9 +10,14 @@ import (
 // Transform is a normalisation applied to a field before matching, to
 // undo the encodings attackers use to hide a payload.
 //
-// Every transform is non-expanding: its output is never longer than its
-// input, so Append never allocates when dst has len(src) spare capacity.
+// Every transform but Utf8ToUnicode is non-expanding: its output is never
+// longer than its input, so Append never allocates when dst has len(src)
+// spare capacity. Utf8ToUnicode writes at most MaxExpansion bytes per input
+// byte and is allowed on block fields only.
 type Transform uint8
+
+// MaxExpansion is the most bytes any transform writes per input byte.
+const MaxExpansion = 6
 
 // The transforms of the rule language.
 const (
@@ -30,6 +35,10 @@ const (
 	CmdLine                                 // shell de-obfuscation: drop \ " ' ^, ',;' → space, squeeze spaces, no space before / or (, lower case
 	ReplaceComments                         // /* ... */ → space; MySQL /*!NNNNN ... */ keeps its content
 	Trim                                    // drop leading and trailing whitespace (block fields only)
+	CSSDecode                               // CSS escapes: \HHHHHH (and one whitespace after), \c → c
+	EscapeSeqDecode                         // ANSI C escapes: \n \t ... \xHH \NNN
+	RemoveCommentsChar                      // drop the markers /* */ -- <!-- --> # themselves
+	Utf8ToUnicode                           // non-ASCII characters → %uHHHH (expanding; block fields only)
 	numTransforms
 )
 
@@ -68,6 +77,10 @@ var transforms = [numTransforms]transformInfo{
 	CmdLine:            {name: "cmd_line"},
 	ReplaceComments:    {name: "replace_comments"},
 	Trim:               {name: "trim", blockOnly: true},
+	CSSDecode:          {name: "css_decode"},
+	EscapeSeqDecode:    {name: "escape_seq_decode"},
+	RemoveCommentsChar: {name: "remove_comments_char"},
+	Utf8ToUnicode:      {name: "utf8_to_unicode", blockOnly: true},
 }
 
 func (t Transform) valid() bool { return t > 0 && t < numTransforms }
@@ -85,8 +98,9 @@ func (t Transform) String() string {
 func (t Transform) BlockOnly() bool { return t.valid() && transforms[t].blockOnly }
 
 // Append appends the transform of src to dst and returns the extended
-// slice. The output is never longer than src, so Append does not allocate
-// when cap(dst)-len(dst) >= len(src). src and dst must not overlap.
+// slice. The output is never longer than src (Utf8ToUnicode: at most
+// MaxExpansion times), so Append does not allocate when cap(dst)-len(dst)
+// >= len(src) (MaxExpansion*len(src)). src and dst must not overlap.
 func (t Transform) Append(dst, src []byte) []byte {
 	if !t.valid() {
 		return append(dst, src...)
@@ -128,6 +142,14 @@ func (t Transform) step(dst, src []byte, st *tstate, final bool) ([]byte, int) {
 		return replaceCommentsStep(dst, src, st, final)
 	case Trim:
 		return trimStep(dst, src, st, final)
+	case CSSDecode:
+		return cssDecodeStep(dst, src, st, final)
+	case EscapeSeqDecode:
+		return escapeSeqDecodeStep(dst, src, st, final)
+	case RemoveCommentsChar:
+		return removeCommentsCharStep(dst, src, st, final)
+	case Utf8ToUnicode:
+		return utf8ToUnicodeStep(dst, src, st, final)
 	}
 	return append(dst, src...), len(src)
 }

@@ -66,6 +66,17 @@ func TestTransforms(t *testing.T) {
 		{ReplaceComments, "/*!50000select*/ 1", " select  1"},
 		{ReplaceComments, "a/b*c", "a/b*c"},
 		{Trim, " \t a b \n", "a b"},
+		{CSSDecode, `\3c script\3E`, "<script>"},
+		{CSSDecode, `j\61vascript:\000061lert`, "javascript:alert"},
+		{CSSDecode, "a\\\nb" + `\x\ff1c\0`, "abx<\x00"},
+		{CSSDecode, `\e9 \110000`, "é\ufffd"},
+		{CSSDecode, `tail\`, "tail"},
+		{EscapeSeqDecode, `\x41\101\n\t\q\\`, "AA\n\tq\\"},
+		{EscapeSeqDecode, `\x4g\777\`, "x4g\xff\\"},
+		{RemoveCommentsChar, "se/*x*/lect--1#2<!--a-->", "sexlect12a"},
+		{RemoveCommentsChar, "a-b*c/d", "a-b*c/d"},
+		{Utf8ToUnicode, "aé€\U0001F600\xff", "a%u00e9%u20ac%u1f600%ufffd"},
+		{Utf8ToUnicode, "plain", "plain"},
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("%s/%q", tc.t, tc.in), func(t *testing.T) {
@@ -95,8 +106,8 @@ func TestParseTransformNames(t *testing.T) {
 // TestTransformNoAlloc checks the contract: no allocation when dst has
 // len(src) spare capacity.
 func TestTransformNoAlloc(t *testing.T) {
-	src := []byte(`%3Cscript%3E &lt;b&gt; \x41\u0042 /a/../b//c/* x */ aGVsbG8= 414243 C^a"t /etc ` + "\x00 \t ")
-	dst := make([]byte, 0, len(src))
+	src := []byte(`%3Cscript%3E &lt;b&gt; \x41\u0042 /a/../b//c/* x */ aGVsbG8= 414243 C^a"t /etc \3c é-- ` + "\x00 \t ")
+	dst := make([]byte, 0, MaxExpansion*len(src))
 	for tr := Transform(1); tr < numTransforms; tr++ {
 		allocs := testing.AllocsPerRun(100, func() { dst = tr.Append(dst[:0], src) })
 		if allocs != 0 {
@@ -151,9 +162,12 @@ func TestStreamTransformerSplits(t *testing.T) {
 		"aGVsbG8gd29ybGQ=YWI",
 		"41 42 4",
 		"A\x00B",
+		`\3c scr\69 pt\\x\`,
+		`\x41\10\n--<!--#/*`,
+		"aé€\xe2\x82",
 	}
 	for tr := Transform(1); tr < numTransforms; tr++ {
-		if tr.BlockOnly() {
+		if tr.BlockOnly() && tr != Utf8ToUnicode {
 			continue
 		}
 		for _, in := range inputs {
@@ -188,10 +202,10 @@ func FuzzTransforms(f *testing.F) {
 			if string(out[:2]) != "xy" {
 				t.Fatalf("%s clobbered dst's prefix", tr)
 			}
-			if len(out)-2 > len(src) {
-				t.Fatalf("%s grew %d bytes to %d", tr, len(src), len(out)-2)
+			if grow := len(out) - 2; grow > len(src) && (tr != Utf8ToUnicode || grow > MaxExpansion*len(src)) {
+				t.Fatalf("%s grew %d bytes to %d", tr, len(src), grow)
 			}
-			if !tr.BlockOnly() {
+			if !tr.BlockOnly() || tr == Utf8ToUnicode {
 				c := int(cut) % (len(src) + 1)
 				streamEqual(t, []Transform{tr}, src, []int{c, c + int(cut%7)})
 			}
@@ -212,12 +226,13 @@ func BenchmarkTransformChain(b *testing.B) {
 
 func TestTransformRandomStream(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	alphabet := []byte("%uU0123456789abcdefxX&#;lt{}\\/*!. \t=+^'\"")
+	alphabet := []byte("%uU0123456789abcdefxX&#;lt{}\\/*!. \t=+^'\"-<>\n")
 	chains := [][]Transform{
 		{URLDecode, HTMLEntityDecode, JSDecode},
 		{URLDecode, URLDecode, ReplaceComments, CompressWhitespace, Lowercase},
 		{HexDecode, Base64Decode},
 		{CmdLine, RemoveWhitespace},
+		{CSSDecode, EscapeSeqDecode, RemoveCommentsChar},
 	}
 	for i := 0; i < 2000; i++ {
 		n := r.IntN(40)

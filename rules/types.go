@@ -20,6 +20,12 @@ const (
 	MaxNameLen      = 256      // bytes of a rule name
 	MaxTextLen      = 4096     // bytes of a description
 	MaxChainLen     = 8        // transforms in one chain
+	MaxConds        = 8        // conditions of one rule (match: as a list)
+	MaxCondFields   = 32       // fields of one condition
+	MaxPhrases      = 16384    // phrases of one condition
+	MaxPhraseLen    = 1024     // bytes of one phrase
+	MaxScore        = 1000     // anomaly score of one rule, and a threshold
+	MaxParanoia     = 4        // paranoia levels are 1 to MaxParanoia
 	maxYAMLNodes    = 1 << 21  // YAML nodes visited in one file (aliases included)
 )
 
@@ -84,29 +90,69 @@ const (
 	FieldDNSQuery                                 // query name, dotted, lower case
 	FieldPayload                                  // raw TCP/UDP payload from the client (stream)
 	FieldPayloadToClient                          // raw payload from the server (stream)
+
+	// Per-value fields: the engine matches each value on its own (anchors
+	// apply to the value), as ModSecurity matches each member of a
+	// collection.
+	FieldHTTPArg                 // each argument value: query, url-encoded or multipart form, JSON body
+	FieldHTTPArgName             // each argument name
+	FieldHTTPCookie              // each cookie value
+	FieldHTTPCookieName          // each cookie name
+	FieldHTTPHeaderValue         // each request header value
+	FieldHTTPHeaderName          // each request header name
+	FieldHTTPFilename            // path part of the target, percent-decoded once, not normalised
+	FieldHTTPBasename            // last segment of http.filename
+	FieldHTTPRequestLine         // "METHOD target VERSION"
+	FieldHTTPProtocol            // version as sent ("HTTP/1.1")
+	FieldHTTPQuery               // query string as sent (not decoded)
+	FieldHTTPFile                // each uploaded file's name (multipart filename=)
+	FieldHTTPFileField           // each uploaded file's form field name
+	FieldHTTPPartHeader          // each multipart part header line, "Name: value"
+	FieldHTTPStatus              // response status code, three digits
+	FieldHTTPResponseHeaderValue // each response header value
 )
 
 type fieldInfo struct {
-	name   string
-	app    string // application protocol the field belongs to; "" = any
-	stream bool   // Hyperscan stream mode: the field arrives in pieces
-	tcp    bool   // only over TCP
+	name     string
+	app      string // application protocol the field belongs to; "" = any
+	stream   bool   // Hyperscan stream mode: the field arrives in pieces
+	tcp      bool   // only over TCP
+	multi    bool   // several values, each matched on its own
+	response bool   // a part of the response (outbound anomaly score)
+	body     bool   // known only once the request body is complete
 }
 
 var fieldInfos = [...]fieldInfo{
-	FieldHTTPMethod:          {"http.method", "http", false, true},
-	FieldHTTPURI:             {"http.uri", "http", false, true},
-	FieldHTTPPath:            {"http.path", "http", false, true},
-	FieldHTTPArgs:            {"http.args", "http", false, true},
-	FieldHTTPHeaders:         {"http.headers", "http", false, true},
-	FieldHTTPHeader:          {"http.header.", "http", false, true},
-	FieldHTTPBody:            {"http.body", "http", true, true},
-	FieldHTTPResponseBody:    {"http.response_body", "http", true, true},
-	FieldHTTPResponseHeaders: {"http.response_headers", "http", false, true},
-	FieldTLSSNI:              {"tls.sni", "tls", false, true},
-	FieldDNSQuery:            {"dns.query", "dns", false, false},
-	FieldPayload:             {"payload", "", true, false},
-	FieldPayloadToClient:     {"payload.to_client", "", true, false},
+	FieldHTTPMethod:          {name: "http.method", app: "http", tcp: true},
+	FieldHTTPURI:             {name: "http.uri", app: "http", tcp: true},
+	FieldHTTPPath:            {name: "http.path", app: "http", tcp: true},
+	FieldHTTPArgs:            {name: "http.args", app: "http", tcp: true},
+	FieldHTTPHeaders:         {name: "http.headers", app: "http", tcp: true},
+	FieldHTTPHeader:          {name: "http.header.", app: "http", tcp: true, multi: true},
+	FieldHTTPBody:            {name: "http.body", app: "http", stream: true, tcp: true, body: true},
+	FieldHTTPResponseBody:    {name: "http.response_body", app: "http", stream: true, tcp: true, response: true},
+	FieldHTTPResponseHeaders: {name: "http.response_headers", app: "http", tcp: true, response: true},
+	FieldTLSSNI:              {name: "tls.sni", app: "tls", tcp: true},
+	FieldDNSQuery:            {name: "dns.query", app: "dns"},
+	FieldPayload:             {name: "payload", stream: true},
+	FieldPayloadToClient:     {name: "payload.to_client", stream: true, response: true},
+
+	FieldHTTPArg:                 {name: "http.arg", app: "http", tcp: true, multi: true, body: true},
+	FieldHTTPArgName:             {name: "http.arg_name", app: "http", tcp: true, multi: true, body: true},
+	FieldHTTPCookie:              {name: "http.cookie", app: "http", tcp: true, multi: true},
+	FieldHTTPCookieName:          {name: "http.cookie_name", app: "http", tcp: true, multi: true},
+	FieldHTTPHeaderValue:         {name: "http.header_value", app: "http", tcp: true, multi: true},
+	FieldHTTPHeaderName:          {name: "http.header_name", app: "http", tcp: true, multi: true},
+	FieldHTTPFilename:            {name: "http.filename", app: "http", tcp: true},
+	FieldHTTPBasename:            {name: "http.basename", app: "http", tcp: true},
+	FieldHTTPRequestLine:         {name: "http.request_line", app: "http", tcp: true},
+	FieldHTTPProtocol:            {name: "http.protocol", app: "http", tcp: true},
+	FieldHTTPQuery:               {name: "http.query", app: "http", tcp: true},
+	FieldHTTPFile:                {name: "http.file", app: "http", tcp: true, multi: true, body: true},
+	FieldHTTPFileField:           {name: "http.file_field", app: "http", tcp: true, multi: true, body: true},
+	FieldHTTPPartHeader:          {name: "http.part_header", app: "http", tcp: true, multi: true, body: true},
+	FieldHTTPStatus:              {name: "http.status", app: "http", tcp: true, response: true},
+	FieldHTTPResponseHeaderValue: {name: "http.response_header_value", app: "http", tcp: true, multi: true, response: true},
 }
 
 // Field is a match target: a kind, plus the header name for FieldHTTPHeader.
@@ -140,6 +186,19 @@ func (f Field) Stream() bool { return f.info().stream }
 // AppProto is the application protocol the field belongs to ("" for the
 // raw payload fields, which exist for every protocol).
 func (f Field) AppProto() string { return f.info().app }
+
+// Multi reports whether the field has several values that are matched
+// one by one (every argument, cookie, header...). http.header.<name> is
+// multi too: every field with that name is matched.
+func (f Field) Multi() bool { return f.info().multi }
+
+// Response reports whether the field is a part of the response: its
+// rules' scores count toward the outbound anomaly score.
+func (f Field) Response() bool { return f.info().response }
+
+// Body reports whether the field's values are complete only once the
+// request body is (body arguments, uploaded files, the body itself).
+func (f Field) Body() bool { return f.info().body }
 
 // ParseField reads a field name of the rule language.
 func ParseField(s string) (Field, error) {
@@ -304,7 +363,23 @@ type Rule struct {
 	AppProto           []string       // flow's app protocol must be one of these
 	AppProtoNot        []string       // ... and none of these
 
-	Match *Match // nil for L3/L4/app-proto-only rules
+	Match *Match // nil for L3/L4/app-proto-only rules; the first condition of a chain
+	// Conds are all the rule's conditions, Match first, when match: is a
+	// list: the rule hits once every one held within one scope (an HTTP
+	// transaction, a DNS message, the flow). Nil or of length 1 for a
+	// single condition. Use Conditions() to iterate.
+	Conds []*Match
+
+	// Score is the rule's anomaly score (0: none): when the rule hits it
+	// adds Score to the transaction's inbound score, or outbound score
+	// for rules on response fields, which threshold rules compare.
+	Score int
+	// Paranoia is the paranoia level the rule belongs to (0 = 1): rules
+	// above the set's ParanoiaLevel are not compiled.
+	Paranoia int
+	// Anomaly makes the rule a threshold rule: it hits when a
+	// transaction's score in that direction reaches the threshold.
+	Anomaly *Threshold
 
 	Pos Position // the rule's "- " entry
 
@@ -312,10 +387,65 @@ type Rule struct {
 	index int                 // 1-based position in its file (0 when built in Go)
 }
 
-// Layer7 reports whether the rule needs the DPI engine: it has a match or
-// an app_proto condition.
+// Layer7 reports whether the rule needs the DPI engine: it has a match,
+// an app_proto condition or an anomaly threshold.
 func (r *Rule) Layer7() bool {
-	return r.Match != nil || len(r.AppProto) > 0 || len(r.AppProtoNot) > 0
+	return r.Match != nil || len(r.AppProto) > 0 || len(r.AppProtoNot) > 0 || r.Anomaly != nil
+}
+
+// Conditions returns the rule's conditions (Match first), nil when it has
+// none.
+func (r *Rule) Conditions() []*Match {
+	if len(r.Conds) > 0 {
+		return r.Conds
+	}
+	if r.Match != nil {
+		return []*Match{r.Match}
+	}
+	return nil
+}
+
+// Outbound reports whether the rule's score counts toward the outbound
+// (response) anomaly score: some condition inspects a response field.
+func (r *Rule) Outbound() bool {
+	for _, m := range r.Conditions() {
+		for _, f := range m.AllFields() {
+			if f.Response() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Level is the rule's paranoia level (1 when not set).
+func (r *Rule) Level() int { return max(r.Paranoia, 1) }
+
+// Direction says which anomaly score a threshold rule compares.
+type Direction uint8
+
+// Anomaly score directions.
+const (
+	Inbound  Direction = iota + 1 // request fields; checked when the request is complete
+	Outbound                      // response fields; checked as soon as the score changes
+)
+
+// String names the direction as rule files write it.
+func (d Direction) String() string {
+	switch d {
+	case Inbound:
+		return "inbound"
+	case Outbound:
+		return "outbound"
+	}
+	return "direction(" + strconv.Itoa(int(d)) + ")"
+}
+
+// Threshold is a threshold rule's condition: the transaction's anomaly
+// score in Direction has reached Score.
+type Threshold struct {
+	Direction Direction
+	Score     int
 }
 
 // IsACL reports whether the rule is an ordered first-match ACL entry (no
@@ -330,20 +460,154 @@ func (r *Rule) posOf(key string) Position {
 	return r.Pos
 }
 
-// Match is a rule's layer-7 condition: a regex (optionally confirmed by a
-// validator) or a libinjection detector over one transformed field.
+// Match is one layer-7 condition of a rule: a regex (optionally confirmed
+// by a validator), a phrase list, a detector or a count over one or more
+// transformed fields. Exactly one of Regex, Phrases, Detect and Count is
+// set.
 type Match struct {
 	Field      Field
-	Regex      string // Hyperscan (PCRE) syntax; "" when Detect is set
+	Fields     []Field // every field the condition inspects, Field first; nil = just Field
+	Regex      string  // Hyperscan (PCRE) syntax; "" when another operator is set
+	Phrases    []string
 	Caseless   bool
 	DotAll     bool
 	Multiline  bool
 	UTF8       bool // pattern and input are UTF-8 (Hyperscan UTF8|UCP)
 	Transforms []Transform
+	// MultiMatch: the regex or phrases are matched against the value
+	// before the chain and after each of its steps (ModSecurity's
+	// multiMatch).
+	MultiMatch bool
 	Validate   string // validator the matched text must pass ("" = none): luhn, ssn, iban, jwt
-	Detect     string // "sqli" | "xss": libinjection instead of a regex
+	Detect     string // "sqli" | "xss" | "invalid_utf8" | "invalid_url_encoding": a detector instead of a regex
+	// Not inverts a regex or phrase condition: it holds when some value of
+	// the field does not match (a field without values never holds).
+	Not bool
+	// Count compares the number of values of the field (every header of
+	// that name, every argument...) instead of matching them.
+	Count *Count
+	// Except names request headers (lower case) whose values an
+	// http.header_value condition skips.
+	Except []string
 
-	src scalarSource // where Regex came from, to place errors inside it
+	src scalarSource        // where Regex came from, to place errors inside it
+	at  map[string]Position // positions of the condition's keys, for errors
+}
+
+// AllFields returns every field the condition inspects.
+func (m *Match) AllFields() []Field {
+	if len(m.Fields) > 0 {
+		return m.Fields
+	}
+	return []Field{m.Field}
+}
+
+// Chains returns the transform chains the condition is matched under:
+// the chain, or with MultiMatch every prefix of it (the empty one first).
+func (m *Match) Chains() [][]Transform {
+	if !m.MultiMatch || len(m.Transforms) == 0 {
+		return [][]Transform{m.Transforms}
+	}
+	out := make([][]Transform, 0, len(m.Transforms)+1)
+	for i := 0; i <= len(m.Transforms); i++ {
+		out = append(out, m.Transforms[:i:i])
+	}
+	return out
+}
+
+// Excluded reports whether an http.header_value condition skips the
+// values of header name (ASCII case-insensitive).
+func (m *Match) Excluded(name []byte) bool {
+	for _, e := range m.Except {
+		if len(e) == len(name) && equalFoldASCII(name, e) {
+			return true
+		}
+	}
+	return false
+}
+
+func equalFoldASCII(b []byte, s string) bool {
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// CountOp compares a count with a number.
+type CountOp uint8
+
+// Count comparisons.
+const (
+	CountEQ CountOp = iota + 1
+	CountNE
+	CountLT
+	CountLE
+	CountGT
+	CountGE
+)
+
+var countOpNames = [...]string{CountEQ: "==", CountNE: "!=", CountLT: "<", CountLE: "<=", CountGT: ">", CountGE: ">="}
+
+// String gives the operator as rule files write it.
+func (o CountOp) String() string {
+	if o >= CountEQ && int(o) < len(countOpNames) {
+		return countOpNames[o]
+	}
+	return "op(" + strconv.Itoa(int(o)) + ")"
+}
+
+// Count is a count condition: the number of values Op N.
+type Count struct {
+	Op CountOp
+	N  int
+}
+
+// Holds reports whether n values satisfy the comparison.
+func (c *Count) Holds(n int) bool {
+	switch c.Op {
+	case CountEQ:
+		return n == c.N
+	case CountNE:
+		return n != c.N
+	case CountLT:
+		return n < c.N
+	case CountLE:
+		return n <= c.N
+	case CountGT:
+		return n > c.N
+	case CountGE:
+		return n >= c.N
+	}
+	return false
+}
+
+// String formats the comparison as rule files write it: "== 0".
+func (c *Count) String() string { return c.Op.String() + " " + strconv.Itoa(c.N) }
+
+// ParseCount reads a count comparison such as "== 0" or ">1".
+func ParseCount(s string) (*Count, error) {
+	t := strings.TrimSpace(s)
+	var op CountOp
+	for _, o := range []CountOp{CountEQ, CountNE, CountLE, CountGE, CountLT, CountGT} {
+		if name := countOpNames[o]; strings.HasPrefix(t, name) {
+			op, t = o, strings.TrimSpace(t[len(name):])
+			break
+		}
+	}
+	if op == 0 {
+		return nil, fmt.Errorf("count %q must start with ==, !=, <, <=, > or >=", s)
+	}
+	n, err := strconv.ParseUint(t, 10, 31)
+	if err != nil {
+		return nil, fmt.Errorf("count %q: %q is not a whole number", s, t)
+	}
+	return &Count{Op: op, N: int(n)}, nil
 }
 
 // Set is a validated rule set in file order (includes expanded in place).
@@ -351,7 +615,17 @@ type Set struct {
 	Rules      []*Rule
 	ACLDefault Action   // ActionAllow (default) or ActionBlock
 	Files      []string // files read, top-level first
+	// ParanoiaLevel: rules whose paranoia is above it are not compiled
+	// (0 = 1).
+	ParanoiaLevel int
 }
+
+// Level is the set's paranoia level (1 when not set).
+func (s *Set) Level() int { return max(s.ParanoiaLevel, 1) }
+
+// Active reports whether r is compiled: enabled and within the paranoia
+// level.
+func (s *Set) Active(r *Rule) bool { return !r.Disabled && r.Level() <= s.Level() }
 
 // Enabled returns the rules that are not switched off, in order.
 func (s *Set) Enabled() []*Rule {
