@@ -27,11 +27,11 @@ type SideStats struct {
 
 // WorkerStats are one worker's counters.
 type WorkerStats struct {
-	Inspected  uint64 // frames given to the Inspector
-	Forwarded  uint64 // frames judged Forward (inspected or by a final verdict)
-	Dropped    uint64 // frames judged Drop
-	Finals     uint64 // final verdicts written to the flow map
-	CacheHits  uint64 // in-flight frames judged by a final verdict, not inspected
+	Inspected uint64 // frames given to the Inspector
+	Forwarded uint64 // frames judged Forward (inspected or by a final verdict)
+	Dropped   uint64 // frames judged Drop
+	Finals    uint64 // final verdicts written to the flow map
+	CacheHits uint64 // in-flight frames judged by a final verdict, not inspected
 	// CacheForwarded and CacheDropped split CacheHits by action: frames of
 	// a flow whose final verdict was written moments before, already in
 	// user space, forwarded or dropped by it without the Inspector.
