@@ -9,7 +9,7 @@ LDFLAGS := -X github.com/deepwall/deepwall/ctl.Version=$(VERSION)
 # DEEPWALL_REQUIRE_PRIVILEGED=1, fail) otherwise.
 TESTFLAGS ?= -count=1 -timeout 45m
 
-.PHONY: all generate build test vet fuzz-smoke bench bench-quick demo check-generate clean
+.PHONY: all generate build test vet fuzz-smoke bench bench-harness bench-packages bench-quick bench-smoke detect demo check-generate clean
 
 all: build
 
@@ -41,13 +41,36 @@ fuzz-smoke:
 		done; \
 	done
 
-## bench: the Go benchmarks with figures and ratios
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
+## bench: the harness (bench/, every scenario, 5 rounds of 10 s: about an hour;
+## results in bench/results/<date>-<host>.{json,md,png}), then every package's own
+## Go benchmarks (micro-benchmarks and dataplane/refxdp experiments, printed only)
+bench: bench-harness bench-packages
 
-## bench-quick: a short pass over every benchmark
+bench-harness:
+	DEEPWALL_BENCH_MODE=full $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 240m ./bench
+
+bench-packages:
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 120m $$($(GO) list ./... | grep -v '/bench$$')
+
+## bench-quick: the harness only, 3 rounds of 2 s (under 10 minutes on 2 cores),
+## results in bench/results/
 bench-quick:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 10m ./...
+	DEEPWALL_BENCH_MODE=quick $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./bench
+
+## bench-smoke: every benchmark once with tiny sizes (the harness writes to a
+## temporary directory), so that none of them rots; for CI
+bench-smoke:
+	DEEPWALL_BENCH_MODE=smoke DEEPWALL_BENCH_ROUNDS=1 DEEPWALL_BENCH_DURATION=1s \
+		$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
+
+## detect: the detection harness (bench/detect): the CRS regression suite and a
+## benign corpus through deepwall (default pack, imported CRS) and Coraza v3;
+## tables on stdout and in bench/detect/out/detect.{md,json}. As root it also
+## runs the suite through the live inline path (bench/detect/out/live.json).
+detect:
+	$(GO) run ./bench/detect/cmd/detect -out bench/detect/out
+	@if [ "$$(id -u)" = 0 ]; then DEEPWALL_REQUIRE_PRIVILEGED=1 DETECT_LIVE_OUT=$(CURDIR)/bench/detect/out/live.json \
+		$(GO) test -count=1 -timeout 20m -run TestPrivilegedDetectLive -v ./bench/detect | grep -v '^=== RUN'; fi
 
 ## demo: build deepwall and run it inline in a namespace topology
 demo: build

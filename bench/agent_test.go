@@ -91,10 +91,10 @@ func (s *syncBuffer) String() string {
 }
 
 // startAgent runs the agent on topo's fw ports with the rule file
-// rulesPath and workers DPI workers (0: the agent's default, one per CPU),
-// waits until its API answers, and stops it (SIGTERM: it detaches and
-// restores the ports) at cleanup.
-func startAgent(tb testing.TB, topo *testnet.Topology, rulesPath string, workers int) *agent {
+// rulesPath, workers DPI workers (0: the agent's default, one per CPU) and
+// --mode mode ("": the agent's default), waits until its API answers, and
+// stops it (SIGTERM: it detaches and restores the ports) at cleanup.
+func startAgent(tb testing.TB, topo *testnet.Topology, rulesPath string, workers int, mode string) *agent {
 	tb.Helper()
 	dir := tb.TempDir()
 	a := &agent{dir: dir, sock: filepath.Join(dir, "api.sock"), out: &syncBuffer{}, done: make(chan error, 1)}
@@ -103,6 +103,9 @@ func startAgent(tb testing.TB, topo *testnet.Topology, rulesPath string, workers
 		"--run-dir", filepath.Join(dir, "run"), "--rules", rulesPath, "--log-level", "warn"}
 	if workers > 0 {
 		args = append(args, "--workers", fmt.Sprint(workers))
+	}
+	if mode != "" {
+		args = append(args, "--mode", mode)
 	}
 	a.cmd = exec.Command(agentBinary(tb), args...)
 	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out

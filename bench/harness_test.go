@@ -16,6 +16,7 @@ package bench
 // temporary directory for smoke runs, which are not worth keeping).
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -94,12 +95,20 @@ type harness struct {
 	start  time.Time
 
 	progressMu sync.Mutex
-	ran        bool // some scenario recorded something
+	ran        bool      // some scenario recorded something
+	current    *Scenario // the scenario running, for its load average
 }
 
 var h *harness
 
 func TestMain(m *testing.M) {
+	// The harness runs only for benchmarks (-bench, as `make bench` and
+	// `make bench-quick` run it): a plain `go test ./...` runs this
+	// package's tests alone, quickly, and writes no report.
+	flag.Parse()
+	if f := flag.Lookup("test.bench"); f == nil || f.Value.String() == "" {
+		os.Exit(m.Run())
+	}
 	cfg, err := loadConfig()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -164,8 +173,10 @@ func (h *harness) scenario(id string) *Scenario {
 			sc := h.report.Scenario(s.id, s.title, s.what)
 			sc.mu.Lock()
 			sc.Skipped = ""
+			sc.LoadStart, sc.LoadEnd = LoadAverage(), 0
 			sc.mu.Unlock()
 			h.ran = true
+			h.current = sc
 			return sc
 		}
 	}
@@ -197,6 +208,11 @@ func (h *harness) steps(name string, total int) *steps {
 // step reports one finished measurement.
 func (s *steps) step(format string, args ...any) {
 	s.done++
+	if sc := s.h.current; sc != nil {
+		sc.mu.Lock()
+		sc.LoadEnd = LoadAverage()
+		sc.mu.Unlock()
+	}
 	left := ""
 	if s.done < s.total {
 		per := time.Since(s.start) / time.Duration(s.done)
@@ -209,8 +225,16 @@ func recordVersions(r *Report) {
 	r.SetVersion("go", runtime.Version())
 	r.SetVersion("deepwall", deepwallVersion())
 	r.SetVersion("hyperscan", hyperscan.Version())
-	for p, v := range ModuleVersions("github.com/corazawaf/coraza/v3", "github.com/corazawaf/coraza-coreruleset/v4",
-		"github.com/valyala/fasthttp", "github.com/cilium/ebpf", "github.com/flier/gohs", "gonum.org/v1/plot") {
+	mods := []string{"github.com/corazawaf/coraza/v3", "github.com/corazawaf/coraza-coreruleset/v4",
+		"github.com/valyala/fasthttp", "github.com/cilium/ebpf", "github.com/flier/gohs", "gonum.org/v1/plot"}
+	found := ModuleVersions(mods...)
+	for _, p := range mods {
+		v := found[p]
+		if v == "" || v == "(devel)" {
+			// Test binaries may lack dependency build info: ask the
+			// module graph the binary was built from.
+			v = FirstLine("go", "list", "-m", "-f", "{{.Version}}", p)
+		}
 		r.SetVersion(p, v)
 	}
 	if v := DebianPackageVersion("libndpi-bin"); v != "" {

@@ -10,9 +10,11 @@ const (
 	SysDPI           = "deepwall DPI"
 	SysDPI1          = "deepwall DPI, 1 worker"
 	SysDPI2          = "deepwall DPI, 2 workers"
+	SysNFQueue       = "deepwall NFQUEUE"
 	SysEngine        = "deepwall engine"
 	SysHyperscan     = "Hyperscan alone"
 	SysGoRegexp      = "Go regexp"
 	SysCoraza        = "Coraza + CRS"
+	SysCorazaNoResp  = "Coraza + CRS, no response bodies"
 	SysNDPI          = "nDPI"
 )

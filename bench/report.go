@@ -43,6 +43,10 @@ type Scenario struct {
 	What string `json:"what"`
 	// Notes are method and fairness notes that apply to the whole scenario.
 	Notes []string `json:"notes,omitempty"`
+	// LoadStart and LoadEnd are the machine's 1-minute load averages when
+	// the scenario started and at its last measurement.
+	LoadStart float64 `json:"load_start,omitempty"`
+	LoadEnd   float64 `json:"load_end,omitempty"`
 	// Skipped says why the scenario did not run at all.
 	Skipped string    `json:"skipped,omitempty"`
 	Results []*Result `json:"results"`
@@ -162,6 +166,15 @@ func (s *Scenario) result(c, system, metric, unit string) *Result {
 	r := &Result{Case: c, System: system, Metric: metric, Unit: unit}
 	s.Results = append(s.Results, r)
 	return r
+}
+
+// Declare creates the result (case, system, metric) without a sample, so
+// that rows and charts list systems in the order declared, whatever order
+// their first samples come in.
+func (s *Scenario) Declare(c, system, metric, unit string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.result(c, system, metric, unit)
 }
 
 // Add records one sample. Metrics added with AddRatio get a ratio column.
@@ -398,6 +411,8 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		fmt.Fprintf(&b, "## %d. %s\n\n%s\n\n", i+1, s.Title, s.What)
 		if s.Skipped != "" {
 			fmt.Fprintf(&b, "**Not measured:** %s\n\n", s.Skipped)
+		} else if s.LoadStart > 0 || s.LoadEnd > 0 {
+			fmt.Fprintf(&b, "Load average %.2f at the start, %.2f at the last measurement.\n\n", s.LoadStart, s.LoadEnd)
 		}
 		writeTable(&b, s)
 		for _, n := range s.Notes {

@@ -62,14 +62,16 @@ type AgentConfig struct {
 	AdminGroup  string // name or gid; "" = root only
 	ViewerGroup string // name or gid; "" = admins only
 	BPFFS       string // default dataplane.DefaultBPFFS
-	Logger      *slog.Logger
+	// Mode is the dataplane: auto (probe), xdp or nfqueue (mode.go).
+	Mode   string
+	Logger *slog.Logger
 }
 
 func (c *AgentConfig) setDefaults() error {
-	if c.Inner == "" || c.Outer == "" {
-		return errors.New("--inner and --outer are required")
+	if (c.Inner == "") != (c.Outer == "") {
+		return errors.New("--inner and --outer go together (leave both out to start with no ports and protect containers)")
 	}
-	if c.Inner == c.Outer {
+	if c.Inner != "" && c.Inner == c.Outer {
 		return fmt.Errorf("--inner and --outer are both %q: a pair needs two ports", c.Inner)
 	}
 	if c.Socket == "" {
@@ -118,7 +120,11 @@ type Agent struct {
 	rules   *ruleManager
 	engine  Engine
 	timed   *timedInspector
-	pair    *dataplane.Pair
+	blocks  blockRules // rule ids of final drops (engine.go)
+	prot    *protector // protected containers (protect.go)
+	kset    *kernelSet // every pair's kernel side (protect_kernel.go)
+	pair    packetPath // the --inner/--outer pair: AF_XDP or NFQUEUE (mode.go)
+	mode    modeChoice
 	ports   [2]PortInfo
 	api     *APIServer
 	apiLn   net.Listener
@@ -151,11 +157,13 @@ func OpenAgent(cfg AgentConfig) (_ *Agent, err error) {
 	if err := a.openNetNS(); err != nil {
 		return nil, err
 	}
-	if err := a.checkPorts(); err != nil {
-		return nil, err
-	}
-	if err := a.lockPorts(); err != nil {
-		return nil, err
+	if cfg.Inner != "" {
+		if err := a.checkPorts(); err != nil {
+			return nil, err
+		}
+		if err := a.lockPorts(); err != nil {
+			return nil, err
+		}
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
@@ -177,7 +185,11 @@ func OpenAgent(cfg AgentConfig) (_ *Agent, err error) {
 		return nil, err
 	}
 	events := a.events
-	a.engine, err = newEngine(engineConfig(st.compiled, cfg.Workers, func(ev *dpi.Event) { events.Emit(ev) }))
+	a.engine, err = newEngine(engineConfig(st.compiled, cfg.Workers, func(ev *dpi.Event) {
+		a.prot.annotate(ev)
+		a.blocks.noteEvent(ev)
+		events.Emit(ev)
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("dpi engine: %w", err)
 	}
@@ -195,11 +207,20 @@ func OpenAgent(cfg AgentConfig) (_ *Agent, err error) {
 		a.metrics = newMetricsServer(a)
 	}
 
-	if err := a.openPair(); err != nil {
+	if cfg.Inner != "" {
+		if err := a.openPair(); err != nil {
+			return nil, err
+		}
+	}
+	if err := a.openProtector(); err != nil {
 		return nil, err
 	}
-	revoked, err := a.rules.attachKernel(a.pair.Program())
+	a.rules.forget = a.kset.forgetVerdicts
+	revoked, err := a.rules.attachKernel(a.kset)
 	if err != nil {
+		return nil, err
+	}
+	if err := a.prot.restore(); err != nil {
 		return nil, err
 	}
 	a.log.Info("deepwall agent ready", "inner", cfg.Inner, "outer", cfg.Outer, "netns", a.nsName,
@@ -431,12 +452,25 @@ func (a *Agent) openPair() error {
 	pinDir := a.pinDir()
 	_, statErr := os.Stat(pinDir)
 	preexisting := statErr == nil
-	cfg := dataplane.PairConfig{Inner: a.cfg.Inner, Outer: a.cfg.Outer, PinDir: pinDir, BPFFS: a.cfg.BPFFS,
-		StateDir: a.cfg.RunDir, FailClosed: a.cfg.FailClosed, Workers: a.cfg.Workers, Inspector: a.timed,
-		Logger: a.log, Aging: dataplane.AgingConfig{Disabled: true}} // reaped by the agent: see reaper.go
-	err := a.inNS(func() error {
+	if err := a.inNS(func() error {
 		var err error
-		a.pair, err = dataplane.OpenPair(cfg)
+		a.mode, err = chooseMode(a.cfg.Mode, []int{a.ports[0].Ifindex, a.ports[1].Ifindex})
+		return err
+	}); err != nil {
+		return err
+	}
+	a.log.Info("dataplane mode", "mode", a.mode.Mode, "why", a.mode.Reason)
+	if a.mode.Mode == DataplaneNFQueue {
+		return a.openNFQueue()
+	}
+	cfg := dataplane.PairConfig{Inner: a.cfg.Inner, Outer: a.cfg.Outer, PinDir: pinDir, BPFFS: a.cfg.BPFFS,
+		StateDir: a.cfg.RunDir, FailClosed: a.cfg.FailClosed, Workers: a.cfg.Workers, Inspector: ruleInspector{a.timed, &a.blocks},
+		Logger: a.log, Aging: dataplane.AgingConfig{OnFlowEnd: a.kernelFlowEnded}}
+	err := a.inNS(func() error {
+		p, err := dataplane.OpenPair(cfg)
+		if err == nil {
+			a.pair = xdpPath{p}
+		}
 		return err
 	})
 	if err == nil {
@@ -489,9 +523,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 	}
 	pairDone := make(chan error, 1)
-	go func() { pairDone <- a.pair.Run(ctx) }()
-	reaperDone := make(chan struct{})
-	go func() { defer close(reaperDone); a.reap(ctx, defaultReaper) }()
+	if a.pair != nil {
+		go func() { pairDone <- a.pair.Run(ctx) }()
+	} else {
+		go func() { <-ctx.Done(); pairDone <- nil }()
+	}
+	a.prot.start(ctx)
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -528,7 +565,6 @@ loop:
 	if err := <-pairDone; err != nil && runErr == nil {
 		runErr = fmt.Errorf("dataplane: %w", err)
 	}
-	<-reaperDone
 	a.endKernelFlows()
 	if err := a.Close(); err != nil && runErr == nil {
 		runErr = err
@@ -540,7 +576,7 @@ loop:
 // engine as ended, so their flow events carry the fast-path counters
 // before the pair (and its flow map) goes away.
 func (a *Agent) endKernelFlows() {
-	if a.pair == nil || a.pair.Program() == nil {
+	if a.pair == nil || a.pair.Kernel() == nil {
 		return
 	}
 	type entry struct {
@@ -548,7 +584,7 @@ func (a *Agent) endKernelFlows() {
 		v xdp.FlowValue
 	}
 	var all []entry
-	_ = a.pair.Program().Flows(func(k xdp.FlowKey, v xdp.FlowValue) bool {
+	_ = a.pair.Kernel().Flows(func(k xdp.FlowKey, v xdp.FlowValue) bool {
 		// INSPECT entries too: a revoked flow keeps its fast-path counters.
 		all = append(all, entry{k, v})
 		return true
@@ -576,6 +612,9 @@ func (a *Agent) Close() error {
 		}
 		if a.metLn != nil {
 			_ = a.metLn.Close()
+		}
+		if a.prot != nil {
+			errs = append(errs, a.prot.close())
 		}
 		if a.pair != nil {
 			errs = append(errs, a.inNS(a.pair.Detach))

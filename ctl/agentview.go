@@ -26,10 +26,7 @@ type snapshot struct {
 func (a *Agent) snapshot() snapshot {
 	var s snapshot
 	if a.pair != nil {
-		s.pair = a.pair.Stats()
-		if prog := a.pair.Program(); prog != nil {
-			s.kernel, s.kerr = prog.Stats()
-		}
+		s.pair, s.kernel, s.kerr = a.pair.Stats()
 	}
 	if a.engine != nil {
 		s.engine = a.engine.Stats()
@@ -41,6 +38,7 @@ func (a *Agent) snapshot() snapshot {
 		s.latency = a.timed.snapshot()
 	}
 	s.fast = a.fast.total(a.pair)
+	a.prot.addStats(&s) // protect_stats.go
 	return s
 }
 
@@ -84,8 +82,8 @@ func (a *Agent) Status() Status {
 	s := a.snapshot()
 	st := Status{Version: Version, PID: os.Getpid(), Started: a.started.UTC(),
 		UptimeSecs: time.Since(a.started).Seconds(), Ports: a.ports[:], NetNS: a.nsName,
-		Mode: "xdp native, af_xdp", FailClosed: a.cfg.FailClosed, Workers: a.cfg.Workers,
-		Counters: s.counters(), Flows: s.engine.Flows,
+		Mode: a.modeName(), ModeReason: a.mode.Reason, FailClosed: a.cfg.FailClosed, Workers: a.cfg.Workers,
+		Counters: s.counters(), Flows: s.engine.Flows, Protected: len(a.prot.portsOf()),
 		Events: EventCounts{Path: a.cfg.LogPath, Written: s.events.Written, Dropped: s.events.Dropped,
 			Rotations: s.events.Rotations, Errors: s.events.Errors}}
 	if a.rules != nil && a.rules.current() != nil {
@@ -97,8 +95,10 @@ func (a *Agent) Status() Status {
 // Flows implements agentView.
 func (a *Agent) Flows(f FlowFilter) FlowList {
 	var kern flowTable
-	if a.pair != nil && a.pair.Program() != nil {
-		kern = a.pair.Program()
+	if a.kset != nil { // every pair's flows: the static pair's and the protected ones'
+		kern = a.kset
+	} else if a.pair != nil && a.pair.Kernel() != nil {
+		kern = a.pair.Kernel()
 	}
 	return mergeFlows(a.engine, kern, f, monoNow(), time.Now())
 }
@@ -110,8 +110,14 @@ type fastBytes struct {
 	endedPkts, endedBytes atomic.Uint64
 }
 
-// flowEnded is the reaper's report of a kernel entry it removed: count
-// its fast-path traffic and let the engine emit the flow's event.
+// kernelFlowEnded is the dataplane reaper's report of a kernel entry it
+// removed (dataplane.AgingConfig.OnFlowEnd).
+func (a *Agent) kernelFlowEnded(k xdp.FlowKey, v xdp.FlowValue, _ dataplane.EndReason) {
+	a.flowEnded(k, v)
+}
+
+// flowEnded is the report of a kernel entry that is gone: count its
+// fast-path traffic and let the engine emit the flow's event.
 func (a *Agent) flowEnded(k xdp.FlowKey, v xdp.FlowValue) {
 	a.fast.ended(v)
 	if a.engine != nil {
@@ -124,12 +130,12 @@ func (f *fastBytes) ended(v xdp.FlowValue) {
 	f.endedBytes.Add(v.Bytes[0] + v.Bytes[1])
 }
 
-func (f *fastBytes) total(p *dataplane.Pair) [2]uint64 {
+func (f *fastBytes) total(p packetPath) [2]uint64 {
 	out := [2]uint64{f.endedPkts.Load(), f.endedBytes.Load()}
-	if p == nil || p.Program() == nil {
+	if p == nil || p.Kernel() == nil {
 		return out
 	}
-	_ = p.Program().Flows(func(_ xdp.FlowKey, v xdp.FlowValue) bool {
+	_ = p.Kernel().Flows(func(_ xdp.FlowKey, v xdp.FlowValue) bool {
 		out[0] += v.Packets[0] + v.Packets[1]
 		out[1] += v.Bytes[0] + v.Bytes[1]
 		return true

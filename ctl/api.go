@@ -241,6 +241,7 @@ func (s *APIServer) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/rules", admin(s.addRules))
 	mux.HandleFunc("PUT /v1/rules", admin(s.applyRules))
 	mux.HandleFunc("DELETE /v1/rules/{id}", admin(s.deleteRule))
+	s.portRoutes(mux, view, admin) // ports_api.go
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no endpoint %s %s", r.Method, r.URL.Path))
 	})
@@ -264,7 +265,7 @@ func (s *APIServer) guard(need access, h func(http.ResponseWriter, *http.Request
 			}
 			err := fmt.Errorf("%w: uid %d gid %d: %s", ErrForbidden, cr.c.UID, cr.c.GID, what)
 			if need == accessAdmin {
-				e := AuditEntry{UID: cr.c.UID, GID: cr.c.GID, PID: cr.c.PID, Op: opName(r), Error: err.Error()}
+				e := AuditEntry{UID: cr.c.UID, GID: cr.c.GID, PID: cr.c.PID, Op: s.mutationOp(r), Error: err.Error()}
 				cur := s.rules.current()
 				e.FromVersion, e.ToVersion = cur.version.Number, cur.version.Number
 				if aerr := s.rules.appendAuditLocked(e); aerr != nil {

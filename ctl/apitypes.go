@@ -130,13 +130,18 @@ type PortInfo struct {
 
 // Status is the body of GET /v1/status.
 type Status struct {
-	Version    string      `json:"version"`
-	PID        int         `json:"pid"`
-	Started    time.Time   `json:"started"`
-	UptimeSecs float64     `json:"uptime_seconds"`
-	Ports      []PortInfo  `json:"ports"`
-	NetNS      string      `json:"netns,omitempty"`
-	Mode       string      `json:"mode"`
+	Version    string     `json:"version"`
+	PID        int        `json:"pid"`
+	Started    time.Time  `json:"started"`
+	UptimeSecs float64    `json:"uptime_seconds"`
+	Ports      []PortInfo `json:"ports"`
+	// Protected is how many containers the agent protects (deepwall
+	// ports lists them); Counters include their pairs.
+	Protected int    `json:"protected"`
+	NetNS     string `json:"netns,omitempty"`
+	Mode      string `json:"mode"`
+	// ModeReason says why the agent runs this dataplane (--mode auto's probe).
+	ModeReason string      `json:"mode_reason,omitempty"`
 	FailClosed bool        `json:"fail_closed"`
 	Workers    int         `json:"workers"`
 	RuleSet    RuleSetInfo `json:"ruleset"`

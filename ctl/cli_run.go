@@ -43,7 +43,8 @@ on a port, unwritable log, corrupt store or audit log) is one line on stderr
 and exit status 1, with nothing left attached.`,
 		Example: `  deepwall run --inner veth-app1 --outer veth-app1-br
   deepwall run --netns app1 --inner eth1 --outer eth2 --rules /etc/deepwall/rules.yaml --metrics 127.0.0.1:9464
-  deepwall run --inner in0 --outer out0 --fail-closed --admin-group deepwall --viewer-group adm`,
+  deepwall run --inner in0 --outer out0 --fail-closed --admin-group deepwall --viewer-group adm
+  deepwall run --inner eth1 --outer eth2 --mode nfqueue   # no XDP: iptables NFQUEUE, same rules and events`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var lv slog.Level
@@ -74,6 +75,7 @@ and exit status 1, with nothing left attached.`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.Inner, "inner", "", "the port facing the protected container (required)")
 	f.StringVar(&cfg.Outer, "outer", "", "the port facing the bridge or host (required)")
+	f.StringVar(&cfg.Mode, "mode", DataplaneAuto, "dataplane: auto (XDP when the ports and kernel support it, else NFQUEUE), xdp, or nfqueue (iptables; set "+HideXDPEnv+"=1 to make auto skip XDP, for tests)")
 	f.StringVar(&cfg.NetNS, "netns", "", "network namespace of the ports: a name in /run/netns or a path (default: the agent's own)")
 	f.StringVar(&cfg.RulesFile, "rules", "", "rule file that replaces the stored rule set at start")
 	f.StringVar(&cfg.LogPath, "log", DefaultLogPath, "verdict log (EVE JSON lines)")

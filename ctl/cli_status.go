@@ -63,12 +63,20 @@ func printStatus(w io.Writer, st *Status) {
 	if len(st.Ports) > 0 {
 		queues = st.Ports[0].Queues
 	}
-	fmt.Fprintf(tw, "ports\t%s; %d %s each%s\n", strings.Join(ports, " <-> "), queues, plural(queues, "queue"), ns)
+	if len(ports) > 0 {
+		fmt.Fprintf(tw, "ports\t%s; %d %s each%s\n", strings.Join(ports, " <-> "), queues, plural(queues, "queue"), ns)
+	}
+	if st.Protected > 0 || len(ports) == 0 {
+		fmt.Fprintf(tw, "protected\t%d %s (deepwall ports); counters below include them\n", st.Protected, plural(st.Protected, "container"))
+	}
 	fail := "fail-open"
 	if st.FailClosed {
 		fail = "fail-closed"
 	}
 	fmt.Fprintf(tw, "mode\t%s, %d %s, %s\n", st.Mode, st.Workers, plural(st.Workers, "worker"), fail)
+	if st.ModeReason != "" {
+		fmt.Fprintf(tw, "mode chosen\t%s\n", st.ModeReason)
+	}
 	rs := &st.RuleSet
 	fmt.Fprintf(tw, "rules\tversion %d, sha256 %s, %d rules (%d disabled): %d ACL, %d layer-7; acl_default %s\n",
 		rs.Version, short(rs.Hash), rs.Rules, rs.Disabled, rs.ACL, rs.Layer7, rs.ACLDefault)

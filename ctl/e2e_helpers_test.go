@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -90,6 +91,7 @@ func startAgent(tb testing.TB, topo *testnet.Topology, dir string, extra ...stri
 		metricsAddr: "127.0.0.1:9464", stderr: &lockedBuffer{}, waitErr: make(chan error, 1)}
 	args := append([]string{"run", "--inner", testnet.InnerIf, "--outer", testnet.OuterIf, "--socket", a.sock,
 		"--state", a.state, "--log", a.log, "--workers", "2", "--metrics", a.metricsAddr}, extra...)
+	args = append(args, modeArgs(topo)...)
 	a.cmd = exec.Command(agentBinary(tb), args...)
 	a.cmd.Stdout, a.cmd.Stderr = a.stderr, a.stderr
 	topo.FW.Start(tb, a.cmd)
@@ -333,3 +335,69 @@ func request(method, target, body string, headers ...string) string {
 }
 
 func sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// agentMode is one dataplane the end-to-end tests run the agent with:
+// XDP on the plain topology, NFQUEUE on a bridged one (br_netfilter).
+type agentMode struct {
+	name string
+	topo testnet.TopologyOptions
+	args []string
+}
+
+var agentModes = []agentMode{
+	{"xdp", testnet.TopologyOptions{}, []string{"--mode", "xdp"}},
+	{"nfqueue", testnet.TopologyOptions{Bridge: true}, []string{"--mode", "nfqueue"}},
+}
+
+// forModes runs fn once per dataplane mode.
+func forModes(t *testing.T, fn func(*testing.T, agentMode)) {
+	for _, m := range agentModes {
+		t.Run(m.name, func(t *testing.T) { fn(t, m) })
+	}
+}
+
+// topoModes remembers the mode each topology was built for, so that
+// startAgent passes its --mode.
+var topoModes sync.Map // *testnet.Topology → []string
+
+func (m agentMode) topology(tb testing.TB) *testnet.Topology {
+	tb.Helper()
+	topo := testnet.NewTopology(tb, m.topo)
+	topoModes.Store(topo, m.args)
+	tb.Cleanup(func() { topoModes.Delete(topo) })
+	return topo
+}
+
+func modeArgs(topo *testnet.Topology) []string {
+	if v, ok := topoModes.Load(topo); ok {
+		return v.([]string)
+	}
+	return nil
+}
+
+// rules is iptables-save and ip6tables-save of the fw namespace without
+// counters and comment lines ("" in XDP mode, which adds none).
+func (m agentMode) rules(tb testing.TB, topo *testnet.Topology) string {
+	tb.Helper()
+	return iptablesSnapshot(tb, topo.FW)
+}
+
+var saveCounters = regexp.MustCompile(`\[\d+:\d+\]`)
+
+func iptablesSnapshot(tb testing.TB, ns *testnet.NS) string {
+	tb.Helper()
+	var b strings.Builder
+	for _, tool := range []string{"iptables-save", "ip6tables-save"} {
+		out, err := ns.Run(exec.Command(tool))
+		if err != nil {
+			tb.Fatalf("%s: %v %s", tool, err, out)
+		}
+		for _, l := range strings.Split(string(out), "\n") {
+			if l == "" || strings.HasPrefix(l, "#") {
+				continue
+			}
+			b.WriteString(saveCounters.ReplaceAllString(l, "[0:0]") + "\n")
+		}
+	}
+	return b.String()
+}

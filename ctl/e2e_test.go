@@ -99,8 +99,10 @@ var packAttacks = []struct {
 // of the default pack is blocked with a reset and logged with its
 // signature, a card number in a response is logged, and status, flows and
 // metrics report it.
-func TestPrivilegedAgentTraffic(t *testing.T) {
-	topo := testnet.NewTopology(t, testnet.TopologyOptions{})
+func TestPrivilegedAgentTraffic(t *testing.T) { forModes(t, testAgentTraffic) }
+
+func testAgentTraffic(t *testing.T, m agentMode) {
+	topo := m.topology(t)
 	server := testServer(t, topo)
 	a := startAgent(t, topo, t.TempDir())
 	t.Cleanup(func() { a.stop(t) })
@@ -229,8 +231,10 @@ func TestPrivilegedAgentTraffic(t *testing.T) {
 // a request that passed a moment before, without a restart and without
 // breaking an open keep-alive connection; an invalid set changes nothing;
 // rules survive a restart; the audit chain verifies and catches an edit.
-func TestPrivilegedAgentRuleChanges(t *testing.T) {
-	topo := testnet.NewTopology(t, testnet.TopologyOptions{})
+func TestPrivilegedAgentRuleChanges(t *testing.T) { forModes(t, testAgentRuleChanges) }
+
+func testAgentRuleChanges(t *testing.T, m agentMode) {
+	topo := m.topology(t)
 	server := testServer(t, topo)
 	dir := t.TempDir()
 	base := writeFile(t, dir, "base.yaml", testRules)
@@ -367,8 +371,10 @@ func asCallError(err error, into **callError) bool {
 
 // TestPrivilegedAgentLogRotation: under load the verdict log rotates and
 // no event is lost; SIGHUP reopens the file.
-func TestPrivilegedAgentLogRotation(t *testing.T) {
-	topo := testnet.NewTopology(t, testnet.TopologyOptions{})
+func TestPrivilegedAgentLogRotation(t *testing.T) { forModes(t, testAgentLogRotation) }
+
+func testAgentLogRotation(t *testing.T, m agentMode) {
+	topo := m.topology(t)
 	server := testServer(t, topo)
 	dir := t.TempDir()
 	rulesFile := writeFile(t, dir, "rules.yaml", "rules:\n  - {id: 600, name: load marker, action: alert, match: {field: http.uri, regex: 'marker-\\d+'}}\n")
@@ -443,8 +449,10 @@ func countMarkers(evs []dpi.Event) int {
 
 // TestPrivilegedAgentBadInput: each start-up problem is one line and a
 // non-zero exit, and leaves no XDP program or pin behind.
-func TestPrivilegedAgentBadInput(t *testing.T) {
-	topo := testnet.NewTopology(t, testnet.TopologyOptions{})
+func TestPrivilegedAgentBadInput(t *testing.T) { forModes(t, testAgentBadInput) }
+
+func testAgentBadInput(t *testing.T, m agentMode) {
+	topo := m.topology(t)
 	nl := topo.FW.Netlink(t)
 	for _, name := range []string{"nxa", "nxb"} {
 		if out, err := topo.FW.Run(execCommand("ip", "link", "add", name, "type", "bridge")); err != nil {
@@ -465,9 +473,10 @@ func TestPrivilegedAgentBadInput(t *testing.T) {
 	t.Cleanup(func() { live.stop(t) })
 
 	base := func(d string) []string {
-		return []string{"run", "--socket", filepath.Join(d, "s.sock"), "--state", filepath.Join(d, "state"),
-			"--log", filepath.Join(d, "eve.json"), "--log-level", "error"}
+		return append([]string{"run", "--socket", filepath.Join(d, "s.sock"), "--state", filepath.Join(d, "state"),
+			"--log", filepath.Join(d, "eve.json"), "--log-level", "error"}, m.args...)
 	}
+	rulesBefore := m.rules(t, topo)
 	tests := []struct {
 		name string
 		args []string
@@ -482,6 +491,9 @@ func TestPrivilegedAgentBadInput(t *testing.T) {
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "no XDP support" && m.name != "xdp" {
+				t.Skip("NFQUEUE needs no XDP")
+			}
 			d := filepath.Join(dir, fmt.Sprint(i))
 			args := append(base(d), tc.args...)
 			cmd := execCommand(agentBinary(t), args...)
@@ -519,6 +531,9 @@ func TestPrivilegedAgentBadInput(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(d, "s.sock")); err == nil {
 				t.Errorf("socket left")
 			}
+			if after := m.rules(t, topo); after != rulesBefore {
+				t.Errorf("iptables rules changed:\n%s\n---\n%s", rulesBefore, after)
+			}
 		})
 	}
 	// The live agent is untouched by all this.
@@ -541,8 +556,10 @@ func mustDefaultPack(tb testing.TB) *rules.Set {
 // TestPrivilegedAgentBypass: a TLS flow goes to the kernel fast path after
 // its hellos; a rule change sends it back to inspection without breaking
 // it; when it ends, its flow event carries the kernel's counters.
-func TestPrivilegedAgentBypass(t *testing.T) {
-	topo := testnet.NewTopology(t, testnet.TopologyOptions{})
+func TestPrivilegedAgentBypass(t *testing.T) { forModes(t, testAgentBypass) }
+
+func testAgentBypass(t *testing.T, m agentMode) {
+	topo := m.topology(t)
 	a := startAgent(t, topo, t.TempDir())
 	stopped := false
 	t.Cleanup(func() {
@@ -621,11 +638,8 @@ func TestPrivilegedAgentBypass(t *testing.T) {
 		t.Errorf("no fast-path packets in status: %+v", st.Counters)
 	}
 
-	// A new layer-7 rule revokes the verdict; the connection goes on.
-	// The dataplane keeps final verdicts for frames in flight for 2 s and
-	// forwards a revoked flow's frames by them meanwhile (reported to the
-	// dataplane); let that pass first.
-	time.Sleep(2500 * time.Millisecond)
+	// A new layer-7 rule revokes the verdict at once (the dataplane
+	// forgets its in-flight finals too); the connection goes on.
 	add := writeFile(t, a.dir, "tls-rule.yaml", "rules:\n  - {id: 4431, action: block, match: {field: tls.sni, regex: 'evil\\.example'}}\n")
 	code, out, errs := a.cli(t, "rules", "add", add, "-o", "json")
 	res := mustJSON[ChangeResult](t, []byte(out))
@@ -681,8 +695,10 @@ func selfSigned(tb testing.TB) tls.Certificate {
 // TestPrivilegedAgentKilled: a killed fail-closed agent leaves its ports
 // dropping uninspected traffic; the next agent takes the pinned program
 // over and inspects again.
-func TestPrivilegedAgentKilled(t *testing.T) {
-	topo := testnet.NewTopology(t, testnet.TopologyOptions{})
+func TestPrivilegedAgentKilled(t *testing.T) { forModes(t, testAgentKilled) }
+
+func testAgentKilled(t *testing.T, m agentMode) {
+	topo := m.topology(t)
 	server := testServer(t, topo)
 	dir := t.TempDir()
 	a := startAgent(t, topo, dir, "--fail-closed")
@@ -717,8 +733,10 @@ func TestPrivilegedAgentKilled(t *testing.T) {
 // TestPrivilegedAgentReloadUnderLoad: while rule sets are swapped again
 // and again, benign keep-alive traffic never fails or changes, and an
 // attack never gets through.
-func TestPrivilegedAgentReloadUnderLoad(t *testing.T) {
-	topo := testnet.NewTopology(t, testnet.TopologyOptions{})
+func TestPrivilegedAgentReloadUnderLoad(t *testing.T) { forModes(t, testAgentReloadUnderLoad) }
+
+func testAgentReloadUnderLoad(t *testing.T, m agentMode) {
+	topo := m.topology(t)
 	server := testServer(t, topo)
 	dir := t.TempDir()
 	a := startAgent(t, topo, dir)

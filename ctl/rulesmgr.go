@@ -87,9 +87,18 @@ type ruleManager struct {
 	cacheFile string
 	engine    Engine
 	kernel    flowTable // nil until the pair is open
-	log       *slog.Logger
-	settle    time.Duration
-	cur       atomic.Pointer[ruleState]
+	// forget makes the dataplane drop what it remembers of final
+	// verdicts for packets in flight (dataplane.Pair.ForgetVerdicts); it
+	// runs after every revocation pass, once the kernel's verdicts are
+	// revoked, so no in-flight packet of a revoked flow escapes the
+	// engine. nil: nothing to forget.
+	forget func()
+	// containers resolves container selectors (protect_kernel.go); nil:
+	// they match nothing.
+	containers rules.ContainerAddrs
+	log        *slog.Logger
+	settle     time.Duration
+	cur        atomic.Pointer[ruleState]
 }
 
 // Caller is who asks for a change (from SO_PEERCRED).
@@ -158,7 +167,7 @@ func (m *ruleManager) loadInitial(file string, who Caller) (*ruleState, error) {
 
 // compile compiles set, using and refreshing the cache file.
 func (m *ruleManager) compile(set *rules.Set) (*rules.Compiled, error) {
-	c, _, err := rules.LoadOrCompile(set, m.cacheFile)
+	c, _, err := m.loadOrCompile(set)
 	if errors.Is(err, rules.ErrCacheWrite) {
 		m.log.Warn("compiled rules not cached", "error", err)
 		err = nil
@@ -336,8 +345,11 @@ func (m *ruleManager) change(op string, who Caller, comment string, build func(*
 	if berr != nil {
 		m.log.Warn("serialise the running rules for rollback", "error", berr)
 	}
+	// What was compiled: the stored set with its container selectors
+	// resolved (protect_kernel.go), which the blob's key names.
+	oldCompiledSet := cur.compiled.Set
 	start := time.Now()
-	c, cached, err := rules.LoadOrCompile(set, m.cacheFile)
+	c, cached, err := m.loadOrCompile(set)
 	if errors.Is(err, rules.ErrCacheWrite) {
 		m.log.Warn("compiled rules not cached", "error", err)
 		err = nil
@@ -376,7 +388,7 @@ func (m *ruleManager) change(op string, who Caller, comment string, build func(*
 	// rollback puts the old set back into the engine (rebuilt from its
 	// serialisation: the engine freed the running copy) and the kernel.
 	rollback := func() {
-		old, rerr := restoreCompiled(cur.set, oldBlob)
+		old, rerr := restoreCompiled(oldCompiledSet, oldBlob)
 		if rerr == nil {
 			if rerr = m.engine.SetRules(old); rerr != nil {
 				old.Close()
@@ -499,6 +511,9 @@ func (m *ruleManager) revoke(old, next *rules.Compiled) int {
 			continue
 		}
 		n++
+	}
+	if m.forget != nil {
+		m.forget()
 	}
 	return n
 }

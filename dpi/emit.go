@@ -183,6 +183,18 @@ func (w *worker) emitAlertRule(r *rules.Rule, d flow.Dir, ph *pendHit, action st
 			}
 		}
 	}
+	if r.Anomaly != nil && sc != nil {
+		i := 0
+		if r.Anomaly.Direction == rules.Outbound {
+			i = 1
+		}
+		a.Score = sc.score[i]
+		for _, c := range sc.contrib {
+			if c.Outbound() == (i == 1) {
+				a.Rules = append(a.Rules, c.ID)
+			}
+		}
+	}
 	w.addSections(ev, sc)
 	w.cst.flags |= fAlerted
 	w.st.alerts++

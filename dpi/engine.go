@@ -93,6 +93,11 @@ type Config struct {
 	// Now returns the current time on the frame clock, for FlowEnded and
 	// Flush (CLOCK_MONOTONIC live; the last frame's time offline).
 	Now func() int64
+	// ScoreEvents: alert rules with an anomaly score emit an event of
+	// their own when they hit. Without it they are only named in the
+	// event of the threshold rule they push over its threshold (one
+	// event per blocked request, as the Core Rule Set logs).
+	ScoreEvents bool
 }
 
 // Engine is the DPI engine: it decodes frames, tracks flows, reassembles

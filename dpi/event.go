@@ -58,6 +58,14 @@ type Alert struct {
 	// Matched is the text that matched, bounded; for DLP rules it is masked
 	// (see Mask) and never carries the full secret.
 	Matched string `json:"matched,omitempty"`
+	// Score is the transaction's anomaly score that made a threshold
+	// rule hit, Rules the scored rules that made it up, in hit order.
+	Score int      `json:"score,omitempty"`
+	Rules []uint32 `json:"rules,omitempty"`
+	// WouldBlock marks an alert that would have blocked the flow on a
+	// port in monitor or discover mode, which blocks nothing (Action is
+	// then "allowed").
+	WouldBlock bool `json:"would_block,omitempty"`
 }
 
 // Drop is EVE's drop section, for drops that no signature explains.

@@ -26,8 +26,15 @@ const (
 	// still being identified.
 	maxUnresolved = 16
 	// maxDetectBody bounds the request body kept for libinjection rules
-	// on http.body.
+	// on http.body and for the body arguments (form, JSON, multipart)
+	// of http.arg, http.arg_name, http.file and http.part_header.
 	maxDetectBody = 64 << 10
+	// maxCondRules bounds the rules of several conditions tracked per
+	// scope; conditions of further rules are not remembered.
+	maxCondRules = 256
+	// maxContrib bounds the scored rules named per scope (the score
+	// itself has no bound but MaxScore per rule).
+	maxContrib = 64
 )
 
 // Parsers a flow can use.
@@ -84,11 +91,29 @@ type scope struct {
 	mask    uint8
 	txn     *txn
 	dns     *dnsInfo
+	// conds tracks rules of several conditions (or negated ones) whose
+	// conditions held so far in the scope: a rule hits once all did.
+	conds []condHeld
+	// score is the anomaly score per direction (0 inbound, 1 outbound);
+	// contrib the scored rules that added to it, in hit order.
+	score   [2]int
+	contrib []*rules.Rule
+	// over: the threshold rule of that direction already hit.
+	over [2]bool
+}
+
+// condHeld is the conditions of one rule that held in a scope (bit i =
+// condition i).
+type condHeld struct {
+	r    *rules.Rule
+	mask uint32
 }
 
 func (s *scope) reset(t *txn, d *dnsInfo) {
 	s.hits, s.emitted = s.hits[:0], s.emitted[:0]
 	s.mask, s.txn, s.dns = 0, t, d
+	s.conds, s.contrib = s.conds[:0], s.contrib[:0]
+	s.score, s.over = [2]int{}, [2]bool{}
 }
 
 // txn is one HTTP transaction: its hits and the request's details for
@@ -170,8 +195,12 @@ type flowCtx struct {
 
 	slots [numStreamKinds][]streamSlot
 
-	body     []byte // request body for libinjection rules (bounded)
+	body     []byte // request body for libinjection rules and body arguments (bounded)
 	bodyFull bool
+	// queryArgs is the query's argument count of the request being
+	// parsed, reqCT its Content-Type (bounded), for requestEnd.
+	queryArgs int
+	reqCT     []byte
 
 	unresolved []unresolvedHit
 

@@ -29,6 +29,14 @@ const fuzzRules = `rules:
   - {id: 14, action: alert, match: {field: payload.to_client, regex: 'BANNER'}}
   - {id: 15, action: block, dst_port: 8080, app_proto_not: http}
   - {id: 16, action: alert, app_proto: ssh, match: {field: payload, regex: 'SSH-1'}}
+  - {id: 17, action: alert, score: 3, match: {field: http.arg, regex: '^x+$'}}
+  - {id: 18, action: alert, score: 3, match: [{field: http.cookie, phrases: [evil, bad]}, {field: http.header.accept, count: '== 0'}]}
+  - {id: 19, action: alert, score: 2, match: {fields: [http.arg_name, http.file, http.part_header, http.filename, http.basename], regex: 'php', not: false}}
+  - {id: 20, action: alert, match: {field: http.header_value, regex: '^[a-z]+$', not: true, except: [host]}}
+  - {id: 21, action: alert, match: {fields: [http.request_line, http.query, http.header_name, http.cookie_name, http.file_field], detect: sqli}}
+  - {id: 22, action: alert, score: 4, match: [{field: http.status, regex: '^5'}, {field: http.response_header_value, regex: 'php'}]}
+  - {id: 23, action: block, anomaly: {direction: inbound, threshold: 5}}
+  - {id: 24, action: block, anomaly: {direction: outbound, threshold: 4}}
 `
 
 var fuzzEngine struct {

@@ -169,11 +169,7 @@ func (w *worker) RequestHeaders(r *http.Request) {
 	w.scanBlock(rs.block[rules.FieldHTTPPath], r.Path, sc, d)
 	w.scanBlock(rs.block[rules.FieldHTTPArgs], r.ArgsBuf, sc, d)
 	w.scanBlock(rs.block[rules.FieldHTTPHeaders], r.HeaderBlock, sc, d)
-	for _, fp := range rs.headers {
-		if v := r.Header(fp.field.Name); v != nil {
-			w.scanBlock(fp, v, sc, d)
-		}
-	}
+	w.requestFields(ctx, r, sc)
 	w.settle(sc, d)
 }
 
@@ -194,6 +190,8 @@ func (w *worker) ResponseHeaders(r *http.Response) {
 		ctx.rspSeq = r.Seq
 	}
 	w.scanBlock(w.rs.block[rules.FieldHTTPResponseHeaders], r.HeaderBlock, &t.scope, flow.ToClient)
+	w.responseFields(r, &t.scope)
+	w.checkScore(&t.scope, 1, flow.ToClient)
 	w.settle(&t.scope, flow.ToClient)
 }
 
@@ -203,14 +201,34 @@ func (w *worker) ResponseBody(chunk []byte, end bool) {
 }
 
 func (w *worker) body(k streamKind, seq int64, d flow.Dir, chunk []byte, end bool) {
-	if w.stopped() || !w.rs.stream[k].used() {
+	rs := w.rs
+	used := rs.stream[k].used()
+	reqEnd := k == skReqBody && rs.reqEnd
+	if w.stopped() || !used && !reqEnd && (k != skRespBody || len(rs.thresholds[1]) == 0) {
 		return
 	}
 	ctx := w.cctx
 	sc := &ctx.txnOf(seq).scope
-	w.streamWrite(ctx, k, chunk, sc, d)
-	if end && !w.stopped() {
-		w.endStreams(ctx, k, sc, d)
+	if used {
+		w.streamWrite(ctx, k, chunk, sc, d)
+		if end && !w.stopped() {
+			w.endStreams(ctx, k, sc, d)
+		}
+	}
+	if reqEnd {
+		if rs.bufBody && !ctx.bodyFull && len(chunk) > 0 {
+			room := maxDetectBody - len(ctx.body)
+			if len(chunk) > room {
+				chunk, ctx.bodyFull = chunk[:room], true
+			}
+			ctx.body = append(ctx.body, chunk...)
+		}
+		if end {
+			w.requestEnd(ctx, sc)
+		}
+	}
+	if k == skRespBody && !w.stopped() {
+		w.checkScore(sc, 1, d)
 	}
 	w.settle(sc, d)
 }

@@ -108,6 +108,7 @@ type matcher struct {
 	cf   *confirmState
 	sc   *scope
 	dir  flow.Dir
+	name []byte // the value's header name (http.header_value except:)
 }
 
 // Match implements hs.Handler.
@@ -117,6 +118,12 @@ func (m *matcher) Match(id uint, from, to uint64) {
 		return
 	}
 	p := &gp.g.Patterns[id]
+	if gp.exc && m.name != nil && gp.g.Cond(int(id)).Excluded(m.name) {
+		return
+	}
+	if gp.multi && p.Not && m.sl == nil && m.w.fired[id] {
+		return // already known to match this value
+	}
 	var text []byte
 	if p.NeedsConfirm() {
 		i := m.cf.entry(uint32(id))
@@ -128,7 +135,20 @@ func (m *matcher) Match(id uint, from, to uint64) {
 		ok := true
 		if m.sl == nil {
 			if !p.SOM {
-				start = 0 // the whole value is at hand
+				// The whole value is at hand: one confirmation over all
+				// of it decides the pattern for this value (a regex
+				// either matches the value or not), so later hits of the
+				// pattern are not confirmed again.
+				if to > uint64(len(m.data)) {
+					return
+				}
+				if !p.Confirm(m.data) {
+					m.cf.tries[i] = uint16(min(p.Attempts(), 1<<16-1))
+					return
+				}
+				m.cf.seen[i] = true
+				m.confirmed(id, gp, p, tail(m.data[:to], matchWindow))
+				return
 			}
 			if to > uint64(len(m.data)) || start > to {
 				return
@@ -155,7 +175,23 @@ func (m *matcher) Match(id uint, from, to uint64) {
 		}
 		text, _ = m.text(max(start, m.sl.off-uint64(len(m.sl.hist))), to)
 	}
-	m.w.candidate(gp.g.Rules[id], gp.g.Field, text, gp.sens[id], m.sc, m.dir)
+	m.confirmed(id, gp, p, text)
+}
+
+// confirmed turns a confirmed hit of pattern id into a rule candidate or
+// a condition that held.
+func (m *matcher) confirmed(id uint, gp *groupPlan, p *rules.Pattern, text []byte) {
+	if !gp.multi {
+		m.w.candidate(gp.g.Rules[id], gp.g.Field, text, gp.sens[id], m.sc, m.dir)
+		return
+	}
+	if p.Not {
+		// A negated condition holds for the values its pattern misses:
+		// decided after the scan.
+		m.w.fired[id] = true
+		return
+	}
+	m.w.condHit(gp.g.Rules[id], p.Cond, gp.g.Field, text, gp.sens[id], m.sc, m.dir)
 }
 
 // text returns the stream's bytes [start, end) from the slot's history
@@ -181,24 +217,130 @@ func (m *matcher) text(start, end uint64) ([]byte, bool) {
 // scanBlock inspects one value of a block field with every group and
 // libinjection rule of fp; hits go to scope sc.
 func (w *worker) scanBlock(fp *fieldPlan, value []byte, sc *scope, d flow.Dir) {
-	if fp == nil || len(value) == 0 {
+	w.scanValue(fp, nil, value, sc, d)
+}
+
+// scanValue is scanBlock for one value of a multi-value field; name is
+// the header (argument, cookie) name it belongs to, for except:.
+func (w *worker) scanValue(fp *fieldPlan, name, value []byte, sc *scope, d flow.Dir) {
+	if fp == nil {
 		return
 	}
-	for i, gp := range fp.groups {
-		data := w.transform(value, gp, i == 0)
-		w.blockCF.reset()
-		w.mh = matcher{w: w, gp: gp, data: data, cf: &w.blockCF, sc: sc, dir: d}
-		if err := w.scanner.Scan(gp.db, w.scratch, data, &w.mh); err != nil {
-			w.st.scanErrors++
+	if len(value) > 0 {
+		for i, gp := range fp.groups {
+			data := w.transform(value, gp, i == 0)
+			w.blockCF.reset()
+			w.mh = matcher{w: w, gp: gp, data: data, cf: &w.blockCF, sc: sc, dir: d, name: name}
+			if gp.neg {
+				w.clearFired(gp)
+			}
+			if len(data) > 0 {
+				if err := w.scanner.Scan(gp.db, w.scratch, data, &w.mh); err != nil {
+					w.st.scanErrors++
+				}
+			}
+			if gp.neg {
+				w.negated(gp, name, sc, d)
+			}
+			if w.stopped() {
+				return
+			}
 		}
-		if w.stopped() {
+	} else {
+		// An empty value matches only the patterns that match the empty
+		// string: the other negated conditions hold.
+		for _, gp := range fp.groups {
+			if gp.neg {
+				w.clearFired(gp)
+				for _, id := range gp.g.Negated {
+					w.fired[id] = gp.g.Patterns[id].Empty
+				}
+				w.negated(gp, name, sc, d)
+			}
+		}
+	}
+	for _, ref := range fp.detect {
+		m := ref.Match()
+		if name != nil && fp.field.Kind == rules.FieldHTTPHeaderValue && m.Excluded(name) {
+			continue
+		}
+		if hit, fpr := w.det.MatchField(m, ref.Field, value); hit {
+			w.condHit(ref.Rule, ref.Cond, fp.field, unsafe.Slice(unsafe.StringData(fpr), len(fpr)), isSensitive(ref.Rule), sc, d)
+		}
+	}
+}
+
+// clearFired prepares the negated patterns of gp for a new value.
+func (w *worker) clearFired(gp *groupPlan) {
+	if len(w.fired) < len(gp.g.Rules) {
+		w.fired = make([]bool, len(gp.g.Rules))
+	}
+	for _, id := range gp.g.Negated {
+		w.fired[id] = false
+	}
+}
+
+// negated holds the negated conditions of gp whose pattern missed the
+// value just scanned.
+func (w *worker) negated(gp *groupPlan, name []byte, sc *scope, d flow.Dir) {
+	for _, id := range gp.g.Negated {
+		if w.fired[id] {
+			continue
+		}
+		if gp.exc && name != nil && gp.g.Cond(id).Excluded(name) {
+			continue
+		}
+		w.condHit(gp.g.Rules[id], gp.g.Patterns[id].Cond, gp.g.Field, nil, gp.sens[id], sc, d)
+	}
+}
+
+// counts evaluates the count: conditions of fp over n values (values of
+// http.header_value excluded by a condition's except: are not counted:
+// names lists every value's name for them).
+func (w *worker) counts(fp *fieldPlan, n int, names func(yield func([]byte) bool), sc *scope, d flow.Dir) {
+	if fp == nil {
+		return
+	}
+	for _, ref := range fp.count {
+		m := ref.Match()
+		k := n
+		if len(m.Except) > 0 && names != nil {
+			k = 0
+			for nm := range names {
+				if !m.Excluded(nm) {
+					k++
+				}
+			}
+		}
+		if m.Count.Holds(k) {
+			w.condHit(ref.Rule, ref.Cond, fp.field, nil, false, sc, d)
+		}
+	}
+}
+
+// condHit records that condition ci of r held in scope sc: a rule of one
+// condition is a candidate at once, a rule of several once all held.
+func (w *worker) condHit(r *rules.Rule, ci int, field rules.Field, text []byte, sens bool, sc *scope, d flow.Dir) {
+	n := len(r.Conds)
+	if n <= 1 {
+		w.candidate(r, field, text, sens, sc, d)
+		return
+	}
+	full := uint32(1)<<n - 1
+	for i := range sc.conds {
+		if c := &sc.conds[i]; c.r == r {
+			if c.mask == full {
+				return
+			}
+			c.mask |= 1 << ci
+			if c.mask == full {
+				w.candidate(r, field, text, sens, sc, d)
+			}
 			return
 		}
 	}
-	for _, r := range fp.detect {
-		if hit, fpr := w.det.Match(r.Match, value); hit {
-			w.candidate(r, fp.field, unsafe.Slice(unsafe.StringData(fpr), len(fpr)), isSensitive(r), sc, d)
-		}
+	if len(sc.conds) < maxCondRules {
+		sc.conds = append(sc.conds, condHeld{r: r, mask: 1 << ci})
 	}
 }
 
@@ -226,13 +368,6 @@ func (w *worker) streamWrite(ctx *flowCtx, k streamKind, chunk []byte, sc *scope
 		if w.stopped() {
 			return
 		}
-	}
-	if k == skReqBody && len(fp.detect) > 0 && !ctx.bodyFull {
-		room := maxDetectBody - len(ctx.body)
-		if len(chunk) > room {
-			chunk, ctx.bodyFull = chunk[:room], true
-		}
-		ctx.body = append(ctx.body, chunk...)
 	}
 }
 
@@ -297,16 +432,6 @@ func (w *worker) endStreams(ctx *flowCtx, k streamKind, sc *scope, d flow.Dir) {
 		if w.stopped() {
 			return
 		}
-	}
-	if k == skReqBody && len(fp.detect) > 0 {
-		if len(ctx.body) > 0 {
-			for _, r := range fp.detect {
-				if hit, fpr := w.det.Match(r.Match, ctx.body); hit {
-					w.candidate(r, fp.field, unsafe.Slice(unsafe.StringData(fpr), len(fpr)), isSensitive(r), sc, d)
-				}
-			}
-		}
-		ctx.body, ctx.bodyFull = ctx.body[:0], false
 	}
 }
 
@@ -390,6 +515,23 @@ func (w *worker) scanDatagram(k streamKind, fp *fieldPlan, payload []byte, d flo
 	}
 }
 
+// checkScore lets the threshold rules of direction i (0 inbound, 1
+// outbound) hit once sc's score reaches theirs.
+func (w *worker) checkScore(sc *scope, i int, d flow.Dir) {
+	if sc.score[i] == 0 || sc.over[i] {
+		return
+	}
+	all := true
+	for _, r := range w.rs.thresholds[i] {
+		if sc.score[i] >= r.Anomaly.Score {
+			w.candidate(r, rules.Field{}, nil, false, sc, d)
+		} else {
+			all = false
+		}
+	}
+	sc.over[i] = all
+}
+
 // candidate records a confirmed match of rule r in field: it counts once
 // the rule's flow conditions hold (rules with app_proto conditions wait
 // for identification).
@@ -409,6 +551,16 @@ func (w *worker) candidate(r *rules.Rule, field rules.Field, text []byte, sens b
 	}
 	if len(sc.hits) < maxHits {
 		sc.hits = append(sc.hits, r)
+	}
+	if r.Score > 0 {
+		i := 0
+		if r.Outbound() {
+			i = 1
+		}
+		sc.score[i] += r.Score
+		if len(sc.contrib) < maxContrib {
+			sc.contrib = append(sc.contrib, r)
+		}
 	}
 	if len(w.pend) < maxPend {
 		i := len(w.pend)
@@ -457,6 +609,9 @@ func (w *worker) settle(sc *scope, d flow.Dir) {
 		r := ph.r
 		if r.Action == rules.ActionAllow || !c.Counts(dec, r) || hasRule(ph.sc.emitted, r) {
 			continue
+		}
+		if r.Score > 0 && r.Action == rules.ActionAlert && !w.e.cfg.ScoreEvents {
+			continue // named by the threshold rule's event
 		}
 		ph.sc.emitted = append(ph.sc.emitted, r)
 		action := "allowed"

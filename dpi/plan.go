@@ -41,6 +41,12 @@ type groupPlan struct {
 	shared int    // leading transforms equal to the previous group's (block fields, sorted by chain)
 	keep   int    // bytes of stream history confirmations need (stream fields)
 	sens   []bool // per pattern: a DLP rule or one with a validator (mask what it matched)
+	// multi: some pattern serves a rule of several conditions or a
+	// negated one (hits go through the scope's condition state); neg:
+	// the group has negated patterns (a value they miss holds them).
+	multi, neg bool
+	// exc: some pattern's condition skips header values by name (except:).
+	exc bool
 }
 
 // fieldPlan is everything that inspects one field: its Hyperscan groups
@@ -48,10 +54,17 @@ type groupPlan struct {
 type fieldPlan struct {
 	field  rules.Field
 	groups []*groupPlan
-	detect []*rules.Rule
+	detect []rules.CondRef // detect: conditions on the field
+	count  []rules.CondRef // count: conditions on the field
 }
 
-func (f *fieldPlan) used() bool { return f != nil && (len(f.groups) > 0 || len(f.detect) > 0) }
+func (f *fieldPlan) used() bool {
+	return f != nil && (len(f.groups) > 0 || len(f.detect) > 0 || len(f.count) > 0)
+}
+
+// matched reports whether values of the field are scanned (count
+// conditions aside).
+func (f *fieldPlan) matched() bool { return f != nil && (len(f.groups) > 0 || len(f.detect) > 0) }
 
 // appPlan says which rules can still need a flow of one application
 // protocol once it is identified: rules on that protocol's fields or on the
@@ -102,6 +115,17 @@ type ruleset struct {
 	cond []*rules.Rule
 
 	apps [numProtos]appPlan
+
+	// thresholds are the anomaly threshold rules per direction (0
+	// inbound, 1 outbound).
+	thresholds [2][]*rules.Rule
+	// bufBody: the request body is kept (bounded) for libinjection on
+	// http.body or for the body arguments; bodyArgs: some rule inspects
+	// body arguments (http.arg, http.arg_name, http.file, ...).
+	bufBody, bodyArgs bool
+	// reqEnd: something is evaluated when a request is complete (body
+	// arguments, counts, the inbound threshold).
+	reqEnd bool
 
 	witness map[*rules.Rule]string // an app protocol that satisfies the rule's app conditions
 	sens    map[*rules.Rule]bool   // DLP or validated rules: what they match is masked
@@ -221,6 +245,10 @@ func newRuleset(c *rules.Compiled, gen uint64, workers int) (rs *ruleset, err er
 		if err != nil {
 			return nil, fmt.Errorf("prepare %s: %w", g.Field, err)
 		}
+		gp.multi, gp.neg = g.Multi, len(g.Negated) > 0
+		for i := range g.Patterns {
+			gp.exc = gp.exc || g.Field.Kind == rules.FieldHTTPHeaderValue && len(g.Cond(i).Except) > 0
+		}
 		for i := range g.Patterns {
 			if p := &g.Patterns[i]; p.NeedsConfirm() {
 				gp.keep = max(gp.keep, p.Window())
@@ -234,11 +262,33 @@ func newRuleset(c *rules.Compiled, gen uint64, workers int) (rs *ruleset, err er
 		fp.groups = append(fp.groups, gp)
 		rs.groups++
 	}
-	for _, r := range c.Detect {
-		if fp := plan(r.Match.Field); fp != nil {
-			fp.detect = append(fp.detect, r)
+	for _, ref := range c.DetectConds {
+		if fp := plan(ref.Field); fp != nil {
+			fp.detect = append(fp.detect, ref)
 		}
 	}
+	for _, ref := range c.CountConds {
+		if fp := plan(ref.Field); fp != nil {
+			fp.count = append(fp.count, ref)
+		}
+	}
+	for _, k := range bodyArgKinds {
+		if rs.block[k].used() {
+			rs.bodyArgs = true
+		}
+	}
+	if fp := rs.stream[skReqBody]; fp != nil && len(fp.detect) > 0 {
+		rs.bufBody = true
+	}
+	rs.bufBody = rs.bufBody || rs.bodyArgs
+	for _, r := range c.Thresholds {
+		i := 0
+		if r.Anomaly.Direction == rules.Outbound {
+			i = 1
+		}
+		rs.thresholds[i] = append(rs.thresholds[i], r)
+	}
+	rs.reqEnd = rs.bufBody || len(rs.thresholds[0]) > 0
 	// Sort each block field's groups by chain so that consecutive groups
 	// share the longest prefix of transforms: the field is transformed
 	// once per distinct step, not once per group.
@@ -270,6 +320,11 @@ func newRuleset(c *rules.Compiled, gen uint64, workers int) (rs *ruleset, err er
 	for i, r := range c.L7 {
 		rs.sens[r] = isSensitive(r)
 		rs.witness[r] = witnessApp(r)
+		if r.Anomaly != nil {
+			// A threshold rule hits through the scores of the others;
+			// it needs no inspection of its own.
+			continue
+		}
 		if r.Match == nil && !hasAppCond(r) {
 			rs.alertL4 = append(rs.alertL4, r)
 			continue
@@ -331,6 +386,11 @@ func newRuleset(c *rules.Compiled, gen uint64, workers int) (rs *ruleset, err er
 	}
 	return rs, nil
 }
+
+// bodyArgKinds are the block fields whose values come (also) from the
+// request body's arguments.
+var bodyArgKinds = [...]rules.FieldKind{rules.FieldHTTPArg, rules.FieldHTTPArgName,
+	rules.FieldHTTPFile, rules.FieldHTTPFileField, rules.FieldHTTPPartHeader}
 
 func streamKindOf(k rules.FieldKind) streamKind {
 	switch k {

@@ -154,6 +154,8 @@ type worker struct {
 	arena   [maxPend][maskInput]byte
 	hitBuf  []*rules.Rule
 	joined  []byte
+	fired   []bool // per pattern of the group being scanned: a negated pattern matched the value
+	req     reqBufs
 	msg     scope // DNS message or UDP datagram being inspected
 	msgDNS  dnsInfo
 	dgram   [numStreamKinds][]streamSlot // per-datagram payload streams

@@ -205,6 +205,7 @@ func UnmarshalCompiled(set *Set, data []byte) (*Compiled, error) {
 				return nil, fmt.Errorf("load compiled rules: pattern %d of %s is rule %d condition %d, want %d condition %d: %w", i, name, id, cond, rule.ID, p.Cond, ErrStale)
 			}
 			p.Flags, p.MaxWidth, p.SOM, p.Prefilter = hyperscan.CompileFlag(flags), width, bits&1 != 0, bits&2 != 0
+			p.Empty = p.Flags&hyperscan.AllowEmpty != 0
 			m := g.Cond(i)
 			if m.Validate != "" {
 				p.validate, _ = LookupValidator(m.Validate)

@@ -71,8 +71,8 @@ func canonicalRule(r *Rule) *yaml.Node {
 	if r.Proto != 0 {
 		addKV(n, "proto", str(ProtoString(r.Proto)))
 	}
-	addPrefixes(n, "src", r.Src)
-	addPrefixes(n, "dst", r.Dst)
+	addPrefixes(n, "src", r.Src, r.SrcContainers)
+	addPrefixes(n, "dst", r.Dst, r.DstContainers)
 	addPorts(n, "src_port", r.SrcPorts)
 	addPorts(n, "dst_port", r.DstPorts)
 	addStrings(n, "app_proto", r.AppProto)
@@ -187,8 +187,8 @@ func addStrings(m *yaml.Node, k string, vs []string) {
 	addKV(m, k, seq)
 }
 
-func addPrefixes(m *yaml.Node, k string, ps []netip.Prefix) {
-	vs := make([]string, len(ps))
+func addPrefixes(m *yaml.Node, k string, ps []netip.Prefix, containers []string) {
+	vs := make([]string, len(ps), len(ps)+len(containers))
 	for i, p := range ps {
 		if p.IsSingleIP() {
 			vs[i] = p.Addr().String()
@@ -196,7 +196,7 @@ func addPrefixes(m *yaml.Node, k string, ps []netip.Prefix) {
 			vs[i] = p.String()
 		}
 	}
-	addStrings(m, k, vs)
+	addStrings(m, k, append(vs, selectorStrings(containers)...))
 }
 
 func addPorts(m *yaml.Node, k string, ps []PortRange) {

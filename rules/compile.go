@@ -73,6 +73,9 @@ type Pattern struct {
 	Cond      int                   // the condition's index in the rule's Conditions()
 	Phrase    int                   // index in the condition's Phrases, -1 for its regex
 	Not       bool                  // the condition is negated
+	// Empty: the pattern matches the empty string (negated conditions
+	// only): an empty value does not hold the condition.
+	Empty bool
 
 	expr     string // the expression given to Hyperscan
 	confirm  confirmer
@@ -403,7 +406,7 @@ func planPattern(m *Match) (Pattern, *regexError) {
 	if rerr != nil {
 		return Pattern{}, rerr
 	}
-	p := Pattern{Flags: plan.flags, MaxWidth: uint32(min(plan.maxWidth, unbounded)), Phrase: -1, expr: m.Regex}
+	p := Pattern{Flags: plan.flags, MaxWidth: uint32(min(plan.maxWidth, unbounded)), Phrase: -1, expr: m.Regex, Empty: plan.empty}
 	if m.Validate != "" {
 		p.validate, _ = LookupValidator(m.Validate)
 	}

@@ -701,6 +701,9 @@ func (l *loader) rule(f *fileCtx, item *yaml.Node) {
 		case "src", "dst":
 			var out []netip.Prefix
 			for _, a := range l.list(f, kv.val, r, kv.key) {
+				if l.containerRef(f, a, r, kv.key) {
+					continue
+				}
 				if p, ok := l.prefix(f, a, r, kv.key); ok {
 					out = append(out, p)
 				}

@@ -43,6 +43,7 @@ type regexPlan struct {
 	flags     hyperscan.CompileFlag // caseless, dotall, multiline, utf8
 	prefilter bool                  // Hyperscan refuses the exact pattern: compile an approximation and confirm
 	maxWidth  uint                  // longest match, math.MaxUint32 when unbounded
+	empty     bool                  // matches the empty string (allowed for negated conditions only)
 }
 
 // regexError is a problem with a regex: off is the byte offset in the
@@ -90,7 +91,13 @@ func planRegex(m *Match) (regexPlan, *regexError) {
 	info, err := hyperscan.NewPattern(expr, p.flags).Info()
 	if err == nil {
 		if info.MinWidth == 0 {
-			return p, &regexError{off: -1, msg: "regex can match the empty string, so it would hit on every input"}
+			if !m.Not {
+				return p, &regexError{off: -1, msg: "regex can match the empty string, so it would hit on every input"}
+			}
+			// A negated condition holds for values the pattern misses:
+			// matching the empty string is meaningful there.
+			p.flags |= hyperscan.AllowEmpty
+			p.empty = true
 		}
 		p.maxWidth = info.MaxWidth
 		return p, nil
@@ -108,7 +115,11 @@ func planRegex(m *Match) (regexPlan, *regexError) {
 		return p, re
 	}
 	if pinfo.MinWidth == 0 {
-		return p, &regexError{off: -1, msg: "regex can match the empty string, so it would hit on every input"}
+		if !m.Not {
+			return p, &regexError{off: -1, msg: "regex can match the empty string, so it would hit on every input"}
+		}
+		p.flags |= hyperscan.AllowEmpty
+		p.empty = true
 	}
 	p.prefilter = true
 	p.maxWidth = pinfo.MaxWidth

@@ -16,7 +16,7 @@ const (
 	MaxIncludeDepth = 8        // nesting of include:
 	MaxIncludes     = 256      // files in one set
 	MaxListLen      = 1024     // addresses, ports or app protocols in one list
-	MaxRegexLen     = 8192     // bytes of one regex
+	MaxRegexLen     = 64 << 10 // bytes of one regex (the Core Rule Set has regexes of 20 KiB)
 	MaxNameLen      = 256      // bytes of a rule name
 	MaxTextLen      = 4096     // bytes of a description
 	MaxChainLen     = 8        // transforms in one chain
@@ -363,6 +363,10 @@ type Rule struct {
 	AppProto           []string       // flow's app protocol must be one of these
 	AppProtoNot        []string       // ... and none of these
 
+	// SrcContainers and DstContainers are container selectors
+	// (container:NAME, see container.go), resolved by the agent.
+	SrcContainers, DstContainers []string
+
 	Match *Match // nil for L3/L4/app-proto-only rules; the first condition of a chain
 	// Conds are all the rule's conditions, Match first, when match: is a
 	// list: the rule hits once every one held within one scope (an HTTP
@@ -631,7 +635,7 @@ func (s *Set) Active(r *Rule) bool { return !r.Disabled && r.Level() <= s.Level(
 func (s *Set) Enabled() []*Rule {
 	out := make([]*Rule, 0, len(s.Rules))
 	for _, r := range s.Rules {
-		if !r.Disabled {
+		if !r.Disabled && !r.HasContainers() { // unresolved selectors match nothing
 			out = append(out, r)
 		}
 	}

@@ -35,6 +35,12 @@ type TopologyOptions struct {
 	// Bridge enslaves inner and outer to a Linux bridge in fw, the
 	// kernel's own forwarding path, for reference measurements.
 	Bridge bool
+	// Routed makes fw a router between the two sides: the endpoints get
+	// host addresses (/32, /128) and reach each other through fw (proxy
+	// ARP and proxy NDP on inner and outer, forwarding on, a host route
+	// per endpoint), so packets cross fw's IP stack (FORWARD). Exclusive
+	// with Bridge.
+	Routed bool
 }
 
 // Topology is the test topology of DESIGN.md:
@@ -85,7 +91,50 @@ func NewTopology(tb testing.TB, opts TopologyOptions) *Topology {
 	if opts.Bridge {
 		t.addBridge(tb, nl)
 	}
+	if opts.Routed {
+		t.addRouting(tb, nl)
+	}
 	return t
+}
+
+// addRouting makes fw route between the endpoints (TopologyOptions.Routed).
+func (t *Topology) addRouting(tb testing.TB, nl *netlink.Handle) {
+	tb.Helper()
+	t.FW.MustDo(tb, func() error {
+		for _, k := range []string{"ipv4/ip_forward", "ipv6/conf/all/forwarding", "ipv6/conf/all/proxy_ndp"} {
+			if err := writeSysctl(k, "1"); err != nil {
+				return err
+			}
+		}
+		for _, ifn := range []string{InnerIf, OuterIf} {
+			if err := writeSysctl("ipv4/conf/"+ifn+"/proxy_arp", "1"); err != nil {
+				return err
+			}
+			if err := writeSysctl("ipv4/neigh/"+ifn+"/proxy_delay", "0"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for _, r := range []struct {
+		idx, other int
+		ips        []netip.Addr
+	}{{t.InnerIndex, t.OuterIndex, []netip.Addr{ClientIP, ClientIP6}}, {t.OuterIndex, t.InnerIndex, []netip.Addr{ServerIP, ServerIP6}}} {
+		for _, ip := range r.ips {
+			dst := &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(ip.BitLen(), ip.BitLen())}
+			if err := nl.RouteAdd(&netlink.Route{LinkIndex: r.idx, Dst: dst, Scope: netlink.SCOPE_LINK}); err != nil {
+				tb.Fatalf("fw: route %s: %v", ip, err)
+			}
+			if ip.Is6() {
+				// Answer neighbour solicitations for this endpoint on the
+				// other side's port.
+				n := &netlink.Neigh{LinkIndex: r.other, Family: netlink.FAMILY_V6, IP: ip.AsSlice(), Flags: netlink.NTF_PROXY}
+				if err := nl.NeighAdd(n); err != nil {
+					tb.Fatalf("fw: proxy ndp %s: %v", ip, err)
+				}
+			}
+		}
+	}
 }
 
 // addEndpoint creates the veth pair fwName (in fw) ↔ eth0 (in ns) directly
@@ -123,10 +172,14 @@ func (t *Topology) addEndpoint(tb testing.TB, ns *NS, fwName string, ip4, ip6 ne
 	if err != nil {
 		tb.Fatalf("%s %s: %v", ns.Name, EndpointIf, err)
 	}
+	bits4, bits6 := 24, 64
+	if opts.Routed {
+		bits4, bits6 = 32, 128
+	}
 	for _, a := range []struct {
 		ip   netip.Addr
 		bits int
-	}{{ip4, 24}, {ip6, 64}} {
+	}{{ip4, bits4}, {ip6, bits6}} {
 		addr := &netlink.Addr{IPNet: &net.IPNet{IP: a.ip.AsSlice(), Mask: net.CIDRMask(a.bits, a.ip.BitLen())}}
 		if a.ip.Is6() {
 			// No duplicate address detection: the address is usable at once.
@@ -138,6 +191,16 @@ func (t *Topology) addEndpoint(tb testing.TB, ns *NS, fwName string, ip4, ip6 ne
 	}
 	if err := nl.LinkSetUp(l); err != nil {
 		tb.Fatalf("%s %s up: %v", ns.Name, EndpointIf, err)
+	}
+	if opts.Routed {
+		// Everything of the test ranges is on the link: fw answers for the
+		// other side (proxy ARP/NDP) and routes.
+		for _, p := range []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("2001:2::/48")} {
+			dst := &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+			if err := nl.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Dst: dst, Scope: netlink.SCOPE_LINK}); err != nil {
+				tb.Fatalf("%s: route %s: %v", ns.Name, p, err)
+			}
+		}
 	}
 	return l.Attrs().HardwareAddr
 }

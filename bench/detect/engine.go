@@ -1,0 +1,175 @@
+package detect
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"net/netip"
+	"time"
+
+	coreruleset "github.com/corazawaf/coraza-coreruleset/v4"
+
+	"github.com/deepwall/deepwall/dataplane"
+	"github.com/deepwall/deepwall/dpi"
+	"github.com/deepwall/deepwall/internal/testnet"
+	"github.com/deepwall/deepwall/rules"
+	"github.com/deepwall/deepwall/rules/crs"
+)
+
+// Outcome is what an engine did with one request.
+type Outcome struct {
+	IDs     map[uint32]bool // rules that matched (threshold rules included)
+	Blocked bool            // the request (or its response) was blocked
+}
+
+// Runner inspects one request and its response.
+type Runner interface {
+	Name() string
+	Run(req []byte) Outcome
+	Close() error
+}
+
+// CRSRules translates the embedded Core Rule Set at paranoia level pl.
+func CRSRules(pl int) (*rules.Set, *crs.Result, error) {
+	sub, err := fs.Sub(coreruleset.FS, "@owasp_crs")
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := crs.Import(sub, crs.Options{ParanoiaLevel: pl, NoCompile: true})
+	if err != nil {
+		return nil, nil, err
+	}
+	set, err := rules.Parse("crs.yaml", res.YAML)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse imported crs: %w", err)
+	}
+	return set, res, nil
+}
+
+// Offline runs requests through deepwall's engine (one worker, offline
+// clock) as reassembled TCP flows: handshake, the request in MSS-sized
+// segments, the backend's response, FIN both ways.
+type Offline struct {
+	name   string
+	e      *dpi.Engine
+	events []*dpi.Event
+	port   uint16
+	now    int64
+	n      int
+}
+
+// NewOffline starts an engine over set (compiled here).
+func NewOffline(name string, set *rules.Set) (*Offline, error) {
+	c, err := rules.Compile(set)
+	if err != nil {
+		return nil, fmt.Errorf("compile %s: %w", name, err)
+	}
+	o := &Offline{name: name, port: 20000, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()}
+	o.e, err = dpi.New(dpi.Config{Rules: c, Offline: true, ScoreEvents: true, Emit: func(ev *dpi.Event) { o.events = append(o.events, ev) }})
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return o, nil
+}
+
+// Name implements Runner.
+func (o *Offline) Name() string { return o.name }
+
+// Close implements Runner.
+func (o *Offline) Close() error { return o.e.Close() }
+
+var (
+	clientIP = netip.MustParseAddr("198.18.0.1")
+	serverIP = netip.MustParseAddr("198.18.0.2")
+)
+
+const mss = 1448
+
+// Run implements Runner.
+func (o *Offline) Run(req []byte) Outcome {
+	o.port++
+	if o.port < 20000 {
+		o.port = 20000
+	}
+	cli, srv := netip.AddrPortFrom(clientIP, o.port), netip.AddrPortFrom(serverIP, 80)
+	o.events = o.events[:0]
+	seq := [2]uint32{1000, 900000}
+	blocked := false
+	send := func(toClient bool, flags uint8, payload []byte) {
+		s := testnet.FrameSpec{Src: cli, Dst: srv, Proto: testnet.ProtoTCP, Flags: flags, Payload: payload}
+		d, side := 0, dataplane.Inner
+		if toClient {
+			s.Src, s.Dst, d, side = srv, cli, 1, dataplane.Outer
+		}
+		s.Seq = seq[d]
+		if flags&testnet.SYN == 0 || toClient {
+			s.Flags |= testnet.ACK
+			s.Ack = seq[d^1]
+		}
+		frame, err := testnet.BuildFrame(s)
+		if err != nil {
+			return
+		}
+		o.now += int64(100 * time.Microsecond)
+		v := o.e.Inspect(0, &dataplane.Frame{Data: frame, Ingress: side, Timestamp: o.now})
+		if v.Action == dataplane.Drop && v.Final {
+			blocked = true
+		}
+		seq[d] += uint32(len(payload))
+		if flags&(testnet.SYN|testnet.FIN) != 0 {
+			seq[d]++
+		}
+	}
+	send(false, testnet.SYN, nil)
+	send(true, testnet.SYN, nil)
+	send(false, 0, nil)
+	for b := req; len(b) > 0 && !blocked; {
+		n := min(len(b), mss)
+		send(false, testnet.PSH, b[:n])
+		b = b[n:]
+	}
+	if !blocked {
+		resp := backendResponse(req)
+		for b := resp; len(b) > 0 && !blocked; {
+			n := min(len(b), mss)
+			send(true, testnet.PSH, b[:n])
+			b = b[n:]
+		}
+		send(true, testnet.FIN, nil)
+		send(false, testnet.FIN, nil)
+		send(true, 0, nil)
+	}
+	out := Outcome{IDs: map[uint32]bool{}, Blocked: blocked}
+	for _, ev := range o.events {
+		if ev.Alert == nil {
+			continue
+		}
+		out.IDs[ev.Alert.SignatureID] = true
+		for _, id := range ev.Alert.Rules {
+			out.IDs[id] = true
+		}
+		if ev.Alert.Action == "blocked" {
+			out.Blocked = true
+		}
+	}
+	if o.n++; o.n%512 == 0 {
+		o.e.Flush()
+	}
+	return out
+}
+
+// backendResponse is the test backend's answer to a raw request.
+func backendResponse(req []byte) []byte {
+	r, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(req)))
+	if err != nil {
+		return Response("GET", "/", nil)
+	}
+	var body bytes.Buffer
+	if r.Body != nil {
+		_, _ = body.ReadFrom(http.MaxBytesReader(nil, r.Body, MaxBody))
+	}
+	return Response(r.Method, r.URL.RequestURI(), body.Bytes())
+}

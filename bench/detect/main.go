@@ -1,0 +1,180 @@
+package detect
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/deepwall/deepwall/rules"
+)
+
+// Config is what Main measures.
+type Config struct {
+	Tests    string // go-ftw tests directory; "" = the coraza-coreruleset module's
+	Out      string // output directory
+	Benign   int    // benign requests
+	NoCoraza bool
+	MaxPL    int // highest paranoia level for the false-positive table
+}
+
+// Report is everything Main measured (detect.json).
+type Report struct {
+	Date      string         `json:"date"`
+	Machine   string         `json:"machine"`
+	Tests     int            `json:"tests"`
+	Skipped   int            `json:"tests_without_log_expectations"`
+	Suite     []*SuiteResult `json:"suite"`
+	Benign    []*FPResult    `json:"benign"`
+	Imported  int            `json:"crs_rules_translated"`
+	Untrans   int            `json:"crs_rules_untranslated"`
+	DefaultPk FamilyStats    `json:"default_pack_930_944"`
+}
+
+// TestsDir finds the CRS tests of the coraza-coreruleset module in the
+// module cache.
+func TestsDir() (string, error) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/corazawaf/coraza-coreruleset/v4").Output()
+	if err != nil {
+		return "", fmt.Errorf("find the coraza-coreruleset module (go list): %w", err)
+	}
+	return filepath.Join(strings.TrimSpace(string(out)), "tests"), nil
+}
+
+// Main runs the whole harness and writes the report.
+func Main(cfg Config, w io.Writer) error {
+	if cfg.Tests == "" {
+		d, err := TestsDir()
+		if err != nil {
+			return err
+		}
+		cfg.Tests = d
+	}
+	cfg.MaxPL = min(max(cfg.MaxPL, 1), rules.MaxParanoia)
+	tests, skipped, err := LoadSuite(cfg.Tests)
+	if err != nil {
+		return err
+	}
+	rep := &Report{Date: time.Now().UTC().Format("2006-01-02"), Machine: fmt.Sprintf("%s/%s, %d CPUs", runtime.GOOS, runtime.GOARCH, runtime.NumCPU()),
+		Tests: len(tests), Skipped: skipped}
+	corpus := BenignCorpus(cfg.Benign)
+	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
+
+	// The default pack: an attack test is caught when the request is blocked.
+	pack, err := rules.DefaultPack()
+	if err != nil {
+		return err
+	}
+	dp, err := NewOffline("deepwall-default", pack)
+	if err != nil {
+		return err
+	}
+	logf("default pack: %d tests", len(tests))
+	dpRes := RunSuite(dp, tests, true)
+	dpFP := RunBenign(dp, corpus)
+	dp.Close()
+	rep.DefaultPk = dpRes.Subtotal("930", "931", "932", "933", "934", "941", "942", "943", "944")
+	rep.Benign = append(rep.Benign, dpFP)
+
+	// Imported CRS at each paranoia level (suite at PL1), Coraza beside it.
+	var crsPL1 *SuiteResult
+	for pl := 1; pl <= cfg.MaxPL; pl++ {
+		set, res, err := CRSRules(pl)
+		if err != nil {
+			return err
+		}
+		rep.Imported, rep.Untrans = res.Translated, len(res.Untranslated)
+		o, err := NewOffline(fmt.Sprintf("deepwall-crs-pl%d", pl), set)
+		if err != nil {
+			return err
+		}
+		if pl == 1 {
+			logf("imported crs pl1: %d tests", len(tests))
+			crsPL1 = RunSuite(o, tests, false)
+			rep.Suite = append(rep.Suite, crsPL1)
+		}
+		logf("imported crs pl%d: benign", pl)
+		rep.Benign = append(rep.Benign, RunBenign(o, corpus))
+		o.Close()
+	}
+	if !cfg.NoCoraza {
+		for pl := 1; pl <= cfg.MaxPL; pl++ {
+			c, err := NewCoraza(pl)
+			if err != nil {
+				return err
+			}
+			if pl == 1 {
+				logf("coraza pl1: %d tests", len(tests))
+				rep.Suite = append(rep.Suite, RunSuite(c, tests, false))
+			}
+			logf("coraza pl%d: benign", pl)
+			rep.Benign = append(rep.Benign, RunBenign(c, corpus))
+		}
+	}
+	rep.Suite = append(rep.Suite, dpRes)
+
+	var md bytes.Buffer
+	WriteMarkdown(&md, rep)
+	if cfg.Out != "" {
+		if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+			return err
+		}
+		js, _ := json.MarshalIndent(rep, "", "  ")
+		if err := os.WriteFile(filepath.Join(cfg.Out, "detect.json"), js, 0o644); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(cfg.Out, "detect.md"), md.Bytes(), 0o644); err != nil {
+			return err
+		}
+	}
+	_, err = w.Write(md.Bytes())
+	return err
+}
+
+// WriteMarkdown writes the report's tables.
+func WriteMarkdown(w io.Writer, rep *Report) {
+	fmt.Fprintf(w, "## Detection (%s, %s)\n\n", rep.Date, rep.Machine)
+	fmt.Fprintf(w, "CRS regression suite: %d tests with log expectations (%d status-only tests left out); imported CRS: %d rules translated, %d not.\n\n",
+		rep.Tests, rep.Skipped, rep.Imported, rep.Untrans)
+	var ids []*SuiteResult
+	for _, s := range rep.Suite {
+		if s.Runner != "deepwall-default" {
+			ids = append(ids, s)
+		}
+	}
+	if len(ids) > 0 {
+		fmt.Fprintf(w, "### CRS suite at paranoia level 1 (passed = every expected rule logged and no unexpected one)\n\n")
+		WriteSuiteTable(w, ids)
+		fmt.Fprintln(w)
+	}
+	d := rep.DefaultPk
+	fmt.Fprintf(w, "### Default pack: attack tests of families 930-944 blocked: %d/%d (%s)\n\n", d.Caught, d.Expected, pct(d.Caught, d.Expected))
+	for _, s := range rep.Suite {
+		if s.Runner == "deepwall-default" {
+			fmt.Fprintf(w, "| family | attack tests blocked |\n|---|---|\n")
+			for _, f := range s.Families {
+				fmt.Fprintf(w, "| %s | %d/%d (%s) |\n", f.Family, f.Caught, f.Expected, pct(f.Caught, f.Expected))
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	fmt.Fprintf(w, "### Benign corpus (%d requests): false positives (blocked requests)\n\n| rule set | blocked | rate | requests/s (1 core) | rules that matched (top) |\n|---|---|---|---|---|\n", rep.Benign[0].Requests)
+	for _, b := range rep.Benign {
+		fmt.Fprintf(w, "| %s | %d | %.2f%% | %.0f | %s |\n", b.Runner, b.Blocked, 100*b.Rate, b.ReqPerS, b.TopRules(6))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "### Inspection rate on the suite (requests/s, one core)\n\n| runner | requests/s |\n|---|---|\n")
+	for _, s := range rep.Suite {
+		fmt.Fprintf(w, "| %s | %.0f |\n", s.Runner, s.ReqPerS)
+	}
+	fmt.Fprintln(w)
+	for _, s := range rep.Suite {
+		WriteMisses(w, s, 40)
+	}
+}

@@ -1,0 +1,183 @@
+package detect
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Judgement is one runner's result on one test.
+type Judgement struct {
+	Caught   bool // every expect_ids rule matched (default pack: the request was blocked)
+	Silent   bool // no no_expect_ids rule matched
+	Passed   bool // both
+	Expected bool // the test expects detections
+	Quiet    bool // the test expects silences
+}
+
+// Judge compares an outcome with a test's expectations. With byBlock
+// (a rule set whose ids are not CRS's, the default pack) an attack test
+// is caught when the request is blocked and silences are not judged.
+func Judge(t *Test, o Outcome, byBlock bool) Judgement {
+	j := Judgement{Expected: len(t.Stage.Expect) > 0, Quiet: len(t.Stage.NoExpect) > 0, Caught: true, Silent: true}
+	if byBlock {
+		j.Quiet = false
+		j.Caught = !j.Expected || o.Blocked
+		j.Passed = j.Caught
+		return j
+	}
+	for _, id := range t.Stage.Expect {
+		j.Caught = j.Caught && o.IDs[id]
+	}
+	for _, id := range t.Stage.NoExpect {
+		j.Silent = j.Silent && !o.IDs[id]
+	}
+	j.Passed = j.Caught && j.Silent
+	return j
+}
+
+// FamilyStats counts one runner's results for one family.
+type FamilyStats struct {
+	Family   string   `json:"family"`
+	Tests    int      `json:"tests"`
+	Passed   int      `json:"passed"`
+	Expected int      `json:"expected_detections"`
+	Caught   int      `json:"caught"`
+	Quiet    int      `json:"expected_silences"`
+	Kept     int      `json:"silences_kept"`
+	Misses   []string `json:"misses,omitempty"` // test ids whose detections were missed
+	Noisy    []string `json:"noisy,omitempty"`  // test ids where an unexpected rule matched
+}
+
+// SuiteResult is one runner over the suite.
+type SuiteResult struct {
+	Runner   string         `json:"runner"`
+	Families []*FamilyStats `json:"families"`
+	Total    FamilyStats    `json:"total"`
+	Seconds  float64        `json:"seconds"`
+	ReqPerS  float64        `json:"requests_per_second"`
+}
+
+// RunSuite runs every test through r.
+func RunSuite(r Runner, tests []Test, byBlock bool) *SuiteResult {
+	res := &SuiteResult{Runner: r.Name(), Total: FamilyStats{Family: "all"}}
+	byFam := map[string]*FamilyStats{}
+	for _, f := range Families {
+		fs := &FamilyStats{Family: f}
+		byFam[f] = fs
+		res.Families = append(res.Families, fs)
+	}
+	other := &FamilyStats{Family: "other"}
+	res.Families = append(res.Families, other)
+	start := time.Now()
+	for i := range tests {
+		t := &tests[i]
+		o := r.Run(t.Stage.Request())
+		j := Judge(t, o, byBlock)
+		fs := byFam[t.Family]
+		if fs == nil {
+			fs = other
+		}
+		for _, s := range []*FamilyStats{fs, &res.Total} {
+			s.Tests++
+			if j.Passed {
+				s.Passed++
+			}
+			if j.Expected {
+				s.Expected++
+				if j.Caught {
+					s.Caught++
+				} else {
+					s.Misses = append(s.Misses, t.ID)
+				}
+			}
+			if j.Quiet {
+				s.Quiet++
+				if j.Silent {
+					s.Kept++
+				} else {
+					s.Noisy = append(s.Noisy, t.ID)
+				}
+			}
+		}
+	}
+	res.Seconds = time.Since(start).Seconds()
+	if res.Seconds > 0 {
+		res.ReqPerS = float64(len(tests)) / res.Seconds
+	}
+	res.Total.Misses, res.Total.Noisy = nil, nil
+	return res
+}
+
+// Subtotal sums the families named.
+func (r *SuiteResult) Subtotal(fams ...string) FamilyStats {
+	s := FamilyStats{Family: strings.Join(fams, "+")}
+	for _, f := range r.Families {
+		if slices.Contains(fams, f.Family) {
+			s.Tests += f.Tests
+			s.Passed += f.Passed
+			s.Expected += f.Expected
+			s.Caught += f.Caught
+			s.Quiet += f.Quiet
+			s.Kept += f.Kept
+		}
+	}
+	return s
+}
+
+func pct(a, b int) string {
+	if b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f%%", 100*float64(a)/float64(b))
+}
+
+// WriteSuiteTable writes the per-family table of several runners side by
+// side: for each, passed/tests, caught/expected, kept/quiet.
+func WriteSuiteTable(w io.Writer, rs []*SuiteResult) {
+	fmt.Fprintf(w, "| family |")
+	for _, r := range rs {
+		fmt.Fprintf(w, " %s passed | caught | silences kept |", r.Runner)
+	}
+	fmt.Fprintf(w, "\n|---|")
+	for range rs {
+		fmt.Fprintf(w, "---|---|---|")
+	}
+	fmt.Fprintln(w)
+	rows := len(rs[0].Families)
+	for i := 0; i <= rows; i++ {
+		name := "**all**"
+		if i < rows {
+			name = rs[0].Families[i].Family
+		}
+		fmt.Fprintf(w, "| %s |", name)
+		for _, r := range rs {
+			f := &r.Total
+			if i < rows {
+				f = r.Families[i]
+			}
+			fmt.Fprintf(w, " %d/%d (%s) | %d/%d | %d/%d |", f.Passed, f.Tests, pct(f.Passed, f.Tests), f.Caught, f.Expected, f.Kept, f.Quiet)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// WriteMisses lists each family's missed tests for one runner.
+func WriteMisses(w io.Writer, r *SuiteResult, limit int) {
+	fmt.Fprintf(w, "Missed detections (%s):\n\n", r.Runner)
+	for _, f := range r.Families {
+		if len(f.Misses) == 0 {
+			continue
+		}
+		m := f.Misses
+		more := ""
+		if len(m) > limit {
+			more = fmt.Sprintf(" … (+%d)", len(m)-limit)
+			m = m[:limit]
+		}
+		fmt.Fprintf(w, "- %s (%d): %s%s\n", f.Family, len(f.Misses), strings.Join(m, " "), more)
+	}
+	fmt.Fprintln(w)
+}

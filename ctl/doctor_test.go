@@ -1,0 +1,47 @@
+package ctl
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestDoctorDecideAndPrint(t *testing.T) {
+	flags := cpuFlags(strings.NewReader("processor\t: 0\nflags\t\t: fpu sse2 ssse3 avx2\n\nprocessor\t: 1\nflags\t: fpu\n"))
+	if !flags["ssse3"] || !flags["avx2"] || flags["avx512f"] {
+		t.Errorf("flags %v", flags)
+	}
+	ok := DoctorCheck{OK: true}
+	base := Doctor{Kernel: "6.1", AFXDP: ok, BPFMaps: ok, Interfaces: []DoctorIface{{Name: "a", Native: true}, {Name: "b", Native: true}}}
+	tests := []struct {
+		name string
+		mod  func(*Doctor)
+		want string
+	}{
+		{"all there", func(*Doctor) {}, DataplaneXDP},
+		{"no af_xdp", func(d *Doctor) { d.AFXDP.OK = false }, DataplaneNFQueue},
+		{"no maps", func(d *Doctor) { d.BPFMaps.OK = false }, DataplaneNFQueue},
+		{"no native anywhere", func(d *Doctor) { d.Interfaces[0].Native, d.Interfaces[1].Native = false, false }, DataplaneNFQueue},
+		{"some native", func(d *Doctor) { d.Interfaces[1].Native = false }, DataplaneXDP},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := base
+			d.Interfaces = append([]DoctorIface(nil), base.Interfaces...)
+			tc.mod(&d)
+			d.Uses = decide(&d)
+			if d.Uses.Mode != tc.want || d.Uses.Reason == "" {
+				t.Errorf("uses %+v, want %s", d.Uses, tc.want)
+			}
+			var b bytes.Buffer
+			if err := d.print(&b); err != nil || !strings.Contains(b.String(), "deepwall uses") {
+				t.Errorf("print: %v %s", err, b.String())
+			}
+			js, _ := json.Marshal(d)
+			if !bytes.Contains(js, []byte(`"deepwall_uses":{"mode":"`+tc.want)) {
+				t.Errorf("json %s", js)
+			}
+		})
+	}
+}

@@ -1,0 +1,183 @@
+package ctl
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/deepwall/deepwall/dataplane"
+	"github.com/deepwall/deepwall/dpi"
+	"github.com/deepwall/deepwall/rules"
+	"github.com/deepwall/deepwall/xdp"
+)
+
+// maxSeenFlows bounds the flows one worker of a monitoring port remembers
+// having checked against the ACL; the set is cleared when full (a flow is
+// then checked, and possibly reported, once more).
+const maxSeenFlows = 1 << 14
+
+// modeInspector applies a protected port's protection mode to the
+// engine's verdicts. In protect mode it is the engine. In monitor and
+// discover modes nothing is dropped: a Drop becomes a Forward (keeping
+// Final, so the kernel carries the flow from then on), and since the
+// kernel ACL of such a port denies nothing, the ACL is evaluated here once
+// per flow and what it would block is logged.
+type modeInspector struct {
+	p    *protector
+	port *protectedPort
+	next dataplane.Inspector
+	seen []seenFlows // per worker
+	// emit writes a would-block event (the agent's verdict log).
+	emit func(*dpi.Event) bool
+}
+
+type seenFlows struct {
+	mu sync.Mutex // uncontended: one worker per index and pair
+	m  map[xdp.FlowKey]struct{}
+	_  [40]byte
+}
+
+func newModeInspector(p *protector, pp *protectedPort, next dataplane.Inspector) *modeInspector {
+	m := &modeInspector{p: p, port: pp, next: next, seen: make([]seenFlows, max(p.a.cfg.Workers, 1))}
+	if p.a.events != nil {
+		m.emit = p.a.events.Emit
+	}
+	return m
+}
+
+// Inspect implements dataplane.Inspector.
+func (m *modeInspector) Inspect(w int, f *dataplane.Frame) dataplane.Verdict {
+	if m.port.protectionMode() == ModeProtect {
+		return m.next.Inspect(w, f)
+	}
+	if f.Key != (xdp.FlowKey{}) && uint(w) < uint(len(m.seen)) && m.firstSight(w, f.Key) {
+		m.checkACL(f)
+	}
+	v := m.next.Inspect(w, f)
+	if v.Action == dataplane.Drop {
+		v = dataplane.Verdict{Action: dataplane.Forward, Final: v.Final}
+	}
+	return v
+}
+
+func (m *modeInspector) firstSight(w int, k xdp.FlowKey) bool {
+	s := &m.seen[w]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.m[k]; ok {
+		return false
+	}
+	if s.m == nil || len(s.m) >= maxSeenFlows {
+		s.m = make(map[xdp.FlowKey]struct{})
+	}
+	s.m[k] = struct{}{}
+	return true
+}
+
+// forgetSeen makes every flow be checked again (the ACL changed).
+func (m *modeInspector) forgetSeen() {
+	for i := range m.seen {
+		s := &m.seen[i]
+		s.mu.Lock()
+		s.m = nil
+		s.mu.Unlock()
+	}
+}
+
+// checkACL logs a would-block alert when the running ACL would drop f.
+func (m *modeInspector) checkACL(f *dataplane.Frame) {
+	st := m.p.a.rules.current()
+	if st == nil || st.compiled == nil {
+		return
+	}
+	src, dst := f.Key.Lo(), f.Key.Hi()
+	if f.Dir == xdp.FromHi {
+		src, dst = dst, src
+	}
+	act, id := st.compiled.ACLVerdict(f.Key.Proto, src, dst)
+	if act != rules.ActionBlock {
+		return
+	}
+	ev := &dpi.Event{Timestamp: dpi.EveTime(time.Now()), EventType: dpi.EventAlert, InIface: m.port.rec.Wire.Inner.Name,
+		SrcIP: src.Addr().String(), SrcPort: src.Port(), DestIP: dst.Addr().String(), DestPort: dst.Port(),
+		Proto: protoEVE(f.Key.Proto), Alert: &dpi.Alert{Action: "allowed", WouldBlock: true, SignatureID: id,
+			Signature: "acl default", Severity: 3, Category: "acl"}}
+	if r := st.compiled.Set.Rule(id); r != nil {
+		ev.Alert.Signature, ev.Alert.Category = r.Name, r.Category
+		if ev.Alert.Category == "" {
+			ev.Alert.Category = "acl"
+		}
+	}
+	if m.emit != nil {
+		m.emit(ev)
+	}
+}
+
+func protoEVE(p uint8) string {
+	switch p {
+	case 6:
+		return "TCP"
+	case 17:
+		return "UDP"
+	case 1:
+		return "ICMP"
+	case 58:
+		return "IPv6-ICMP"
+	}
+	return xdp.ProtoName(p)
+}
+
+// portFor returns the protected port owning addr, if any.
+func (p *protector) portFor(addr netip.Addr) *protectedPort {
+	for _, pp := range p.portsOf() {
+		if as := pp.addrs.Load(); as != nil {
+			for _, a := range *as {
+				if a == addr {
+					return pp
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// annotate adjusts an engine event for the protected ports: an alert the
+// engine reports as blocked on a flow whose protected endpoint is in
+// monitor or discover mode (and no endpoint in protect mode) was let
+// through: action "allowed", would_block true. It names the inner port
+// in in_iface. Flow events feed discovery.
+func (p *protector) annotate(ev *dpi.Event) {
+	if p == nil || len(p.portsOf()) == 0 {
+		return
+	}
+	src, err1 := netip.ParseAddr(ev.SrcIP)
+	dst, err2 := netip.ParseAddr(ev.DestIP)
+	if err1 != nil || err2 != nil {
+		return
+	}
+	ps, pd := p.portFor(src.Unmap()), p.portFor(dst.Unmap())
+	if ev.EventType == dpi.EventFlow {
+		if proto, ok := protoNumber(ev.Proto); ok {
+			p.learn.observe(netip.AddrPortFrom(src.Unmap(), ev.SrcPort), netip.AddrPortFrom(dst.Unmap(), ev.DestPort), proto, ev.AppProto)
+		}
+	}
+	port := pd
+	if port == nil {
+		port = ps
+	}
+	if port == nil {
+		return
+	}
+	if ev.InIface == "" {
+		ev.InIface = port.rec.Wire.Inner.Name
+	}
+	if ev.Alert == nil || ev.Alert.Action != "blocked" {
+		return
+	}
+	for _, pp := range []*protectedPort{ps, pd} {
+		if pp != nil && pp.protectionMode() == ModeProtect {
+			return
+		}
+	}
+	ev.Alert.Action, ev.Alert.WouldBlock = "allowed", true
+}

@@ -1,0 +1,348 @@
+package dpi
+
+import (
+	"bytes"
+
+	"github.com/deepwall/deepwall/dpi/flow"
+	"github.com/deepwall/deepwall/dpi/proto"
+	"github.com/deepwall/deepwall/dpi/proto/http"
+	"github.com/deepwall/deepwall/rules"
+)
+
+// Bounds on the per-value fields.
+const (
+	// maxContentType bounds the request Content-Type kept until the body
+	// ends (to parse its arguments).
+	maxContentType = 256
+	// maxBodyArgs bounds the arguments taken from one request body.
+	maxBodyArgs = 1024
+	// maxCookies bounds the cookies split from one request.
+	maxCookies = 256
+)
+
+// reqBufs are the worker's buffers for fields it builds from a request
+// or response (valid while the message is inspected).
+type reqBufs struct {
+	line   []byte // http.request_line
+	fname  []byte // http.filename
+	status [3]byte
+	args   []byte // decoded body arguments
+	sink   bodySink
+	found  proto.KindSet
+}
+
+// bodySink receives a request body's arguments (http.BodyArgs) and scans
+// them.
+type bodySink struct {
+	w                          *worker
+	sc                         *scope
+	args, files, parts, fields int
+}
+
+// Arg implements http.BodyArgs.
+func (b *bodySink) Arg(name, value []byte) {
+	w, rs := b.w, b.w.rs
+	b.args++
+	if w.stopped() {
+		return
+	}
+	if fp := rs.block[rules.FieldHTTPArg]; fp.matched() {
+		w.scanValue(fp, name, value, b.sc, flow.ToServer)
+	}
+	if fp := rs.block[rules.FieldHTTPArgName]; fp.matched() {
+		w.scanValue(fp, nil, name, b.sc, flow.ToServer)
+	}
+}
+
+// File implements http.BodyArgs.
+func (b *bodySink) File(field, filename []byte) {
+	w, rs := b.w, b.w.rs
+	b.files++
+	if w.stopped() {
+		return
+	}
+	if fp := rs.block[rules.FieldHTTPFile]; fp.matched() {
+		w.scanValue(fp, field, filename, b.sc, flow.ToServer)
+	}
+	if fp := rs.block[rules.FieldHTTPFileField]; fp.matched() {
+		w.scanValue(fp, nil, field, b.sc, flow.ToServer)
+	}
+}
+
+// PartHeader implements http.BodyArgs.
+func (b *bodySink) PartHeader(line []byte) {
+	w := b.w
+	b.parts++
+	if fp := w.rs.block[rules.FieldHTTPPartHeader]; fp.matched() && !w.stopped() {
+		w.scanValue(fp, nil, line, b.sc, flow.ToServer)
+	}
+}
+
+// single evaluates a single-valued block field: its groups over the value
+// and its count: conditions (1 value when not empty).
+func (w *worker) single(k rules.FieldKind, v []byte, sc *scope, d flow.Dir) {
+	fp := w.rs.block[k]
+	if fp == nil || w.stopped() {
+		return
+	}
+	if len(v) > 0 {
+		w.scanValue(fp, nil, v, sc, d)
+	}
+	if len(fp.count) > 0 {
+		n := 0
+		if len(v) > 0 {
+			n = 1
+		}
+		w.counts(fp, n, nil, sc, d)
+	}
+}
+
+// requestFields evaluates the request fields beyond the classic ones:
+// every header of a name, every argument, cookie and header value and
+// name, the file name, the request line. Body arguments come at the end
+// of the body (requestEnd).
+func (w *worker) requestFields(ctx *flowCtx, r *http.Request, sc *scope) {
+	rs := w.rs
+	const d = flow.ToServer
+	for _, fp := range rs.headers {
+		n := 0
+		for i := range r.Headers {
+			if h := &r.Headers[i]; equalFold(h.Name, fp.field.Name) {
+				n++
+				w.scanValue(fp, nil, h.Value, sc, d)
+			}
+		}
+		w.counts(fp, n, nil, sc, d)
+	}
+	if fp := rs.block[rules.FieldHTTPArg]; fp.matched() {
+		for i := range r.Args {
+			w.scanValue(fp, r.Args[i].Name, r.Args[i].Value, sc, d)
+		}
+	}
+	if fp := rs.block[rules.FieldHTTPArgName]; fp.matched() {
+		for i := range r.Args {
+			w.scanValue(fp, nil, r.Args[i].Name, sc, d)
+		}
+	}
+	ctx.queryArgs = len(r.Args)
+	if rs.bodyArgs {
+		ctx.reqCT = appendBounded(ctx.reqCT[:0], r.Header("content-type"), maxContentType)
+	}
+	if fc, fn := rs.block[rules.FieldHTTPCookie], rs.block[rules.FieldHTTPCookieName]; fc.used() || fn.used() {
+		n := 0
+		for i := range r.Headers {
+			h := &r.Headers[i]
+			if !equalFold(h.Name, "cookie") {
+				continue
+			}
+			for v := h.Value; len(v) > 0 && n < maxCookies; {
+				c := v
+				if j := bytes.IndexByte(v, ';'); j >= 0 {
+					c, v = v[:j], v[j+1:]
+				} else {
+					v = nil
+				}
+				c = bytes.TrimSpace(c)
+				if len(c) == 0 {
+					continue
+				}
+				n++
+				name, val := c, []byte(nil)
+				if j := bytes.IndexByte(c, '='); j >= 0 {
+					name, val = c[:j], c[j+1:]
+				}
+				if fc.matched() {
+					w.scanValue(fc, name, val, sc, d)
+				}
+				if fn.matched() {
+					w.scanValue(fn, nil, name, sc, d)
+				}
+			}
+		}
+		w.counts(fc, n, nil, sc, d)
+		w.counts(fn, n, nil, sc, d)
+	}
+	if fp := rs.block[rules.FieldHTTPHeaderValue]; fp.used() {
+		for i := range r.Headers {
+			w.scanValue(fp, r.Headers[i].Name, r.Headers[i].Value, sc, d)
+		}
+		w.counts(fp, len(r.Headers), func(yield func([]byte) bool) {
+			for i := range r.Headers {
+				if !yield(r.Headers[i].Name) {
+					return
+				}
+			}
+		}, sc, d)
+	}
+	if fp := rs.block[rules.FieldHTTPHeaderName]; fp.used() {
+		for i := range r.Headers {
+			w.scanValue(fp, nil, r.Headers[i].Name, sc, d)
+		}
+		w.counts(fp, len(r.Headers), nil, sc, d)
+	}
+	if rs.block[rules.FieldHTTPFilename] != nil || rs.block[rules.FieldHTTPBasename] != nil {
+		w.req.fname = decodeOnce(w.req.fname[:0], targetPath(r))
+		w.single(rules.FieldHTTPFilename, w.req.fname, sc, d)
+		base := w.req.fname
+		if i := bytes.LastIndexByte(base, '/'); i >= 0 {
+			base = base[i+1:]
+		}
+		w.single(rules.FieldHTTPBasename, base, sc, d)
+	}
+	if rs.block[rules.FieldHTTPRequestLine] != nil {
+		l := append(w.req.line[:0], r.Method...)
+		l = append(append(l, ' '), r.URI...)
+		l = append(append(l, ' '), r.Proto...)
+		w.req.line = l
+		w.single(rules.FieldHTTPRequestLine, l, sc, d)
+	}
+	w.single(rules.FieldHTTPProtocol, r.Proto, sc, d)
+	w.single(rules.FieldHTTPQuery, r.Query, sc, d)
+	// Counts of the classic single-valued fields (scanned by the caller).
+	for _, k := range [...]rules.FieldKind{rules.FieldHTTPMethod, rules.FieldHTTPURI, rules.FieldHTTPPath, rules.FieldHTTPArgs, rules.FieldHTTPHeaders} {
+		if fp := rs.block[k]; fp != nil && len(fp.count) > 0 {
+			var v []byte
+			switch k {
+			case rules.FieldHTTPMethod:
+				v = r.Method
+			case rules.FieldHTTPURI:
+				v = r.URI
+			case rules.FieldHTTPPath:
+				v = r.Path
+			case rules.FieldHTTPArgs:
+				v = r.ArgsBuf
+			default:
+				v = r.HeaderBlock
+			}
+			n := 0
+			if len(v) > 0 {
+				n = 1
+			}
+			w.counts(fp, n, nil, sc, d)
+		}
+	}
+}
+
+// requestEnd evaluates what needs the whole request: libinjection on the
+// body, the body's arguments, the counts of fields that include them, and
+// the inbound anomaly threshold.
+func (w *worker) requestEnd(ctx *flowCtx, sc *scope) {
+	rs := w.rs
+	const d = flow.ToServer
+	if rs.bufBody && !w.stopped() {
+		if fp := rs.stream[skReqBody]; fp != nil && len(ctx.body) > 0 {
+			for _, ref := range fp.detect {
+				if hit, fpr := w.det.MatchField(ref.Match(), ref.Field, ctx.body); hit {
+					w.condHit(ref.Rule, ref.Cond, fp.field, []byte(fpr), isSensitive(ref.Rule), sc, d)
+				}
+			}
+		}
+		bs := &w.req.sink
+		*bs = bodySink{w: w, sc: sc}
+		if rs.bodyArgs && len(ctx.body) > 0 && !w.stopped() {
+			k, boundary := http.BodyKindOf(ctx.reqCT)
+			w.req.found = proto.KindSet{}
+			w.req.args = http.ParseBody(k, boundary, ctx.body, w.req.args, maxBodyArgs, bs, &w.req.found)
+		}
+		if !w.stopped() {
+			n := ctx.queryArgs + bs.args
+			w.counts(rs.block[rules.FieldHTTPArg], n, nil, sc, d)
+			w.counts(rs.block[rules.FieldHTTPArgName], n, nil, sc, d)
+			w.counts(rs.block[rules.FieldHTTPFile], bs.files, nil, sc, d)
+			w.counts(rs.block[rules.FieldHTTPFileField], bs.files, nil, sc, d)
+			w.counts(rs.block[rules.FieldHTTPPartHeader], bs.parts, nil, sc, d)
+		}
+	}
+	ctx.body, ctx.bodyFull = ctx.body[:0], false
+	if !w.stopped() {
+		w.checkScore(sc, 0, d)
+	}
+}
+
+// responseFields evaluates the response fields beyond the header block:
+// the status and every header value.
+func (w *worker) responseFields(r *http.Response, sc *scope) {
+	rs := w.rs
+	const d = flow.ToClient
+	if rs.block[rules.FieldHTTPStatus] != nil && r.Status >= 0 && r.Status <= 999 {
+		s := &w.req.status
+		s[0], s[1], s[2] = byte('0'+r.Status/100), byte('0'+r.Status/10%10), byte('0'+r.Status%10)
+		w.single(rules.FieldHTTPStatus, s[:], sc, d)
+	}
+	if fp := rs.block[rules.FieldHTTPResponseHeaderValue]; fp.used() {
+		for i := range r.Headers {
+			w.scanValue(fp, r.Headers[i].Name, r.Headers[i].Value, sc, d)
+		}
+		w.counts(fp, len(r.Headers), nil, sc, d)
+	}
+}
+
+// targetPath returns the path part of a request target as sent: up to
+// '?' or '#', without the scheme and authority of an absolute-form
+// target.
+func targetPath(r *http.Request) []byte {
+	t := r.URI
+	if len(t) > 0 && t[0] != '/' {
+		if i := bytes.Index(t, []byte("://")); i >= 0 {
+			t = t[i+3:]
+			if j := bytes.IndexByte(t, '/'); j >= 0 {
+				t = t[j:]
+			} else {
+				t = nil
+			}
+		} else {
+			return r.Path
+		}
+	}
+	if i := bytes.IndexAny(t, "?#"); i >= 0 {
+		t = t[:i]
+	}
+	return t
+}
+
+// decodeOnce appends src with its %XX escapes decoded once ('+' stays).
+func decodeOnce(dst, src []byte) []byte {
+	for i := 0; i < len(src); i++ {
+		c := src[i]
+		if c == '%' && i+2 < len(src) {
+			if h, ok := unhexByte(src[i+1]); ok {
+				if l, ok := unhexByte(src[i+2]); ok {
+					dst = append(dst, h<<4|l)
+					i += 2
+					continue
+				}
+			}
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+func unhexByte(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// equalFold compares b with the lower-case ASCII s, ignoring case.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}
