@@ -20,9 +20,6 @@ case "$*" in
 *generate*) pkgs="$pkgs clang llvm libbpf-dev" ;;
 esac
 case "$*" in
-*bench*) pkgs="$pkgs libndpi-bin" ;; # nDPI's ndpiReader, a peer of the offline scenario
-esac
-case "$*" in
 *bench*) pkgs="$pkgs libndpi-bin" ;;
 esac
 missing=""
