@@ -33,12 +33,15 @@ The host side of the container's veth becomes deepwall's inner port; a new
 veth pair dwo<N>/dwp<N> is created and dwp<N> takes the old veth's place: on
 the same bridge with the same port settings, or with its routes, neighbour
 entries, addresses and sysctls (routed setups such as Calico). The container
-keeps eth0, its MAC and its IP; established connections survive.
+keeps eth0, its MAC and its IP; established connections survive. An agent in
+NFQUEUE mode (no XDP) also joins the two ports with a bridge dwb<N> and
+queues what crosses it.
 
 --mode: protect (enforce, default), monitor (evaluate every rule, log what
 would be blocked, block nothing) or discover (learn the container's flows
-into proposed allow rules, block nothing). On a container already protected,
-protect --mode changes its mode without dropping traffic.`,
+into proposed allow rules, block nothing). On a container already protected
+(TARGET may then be its protected name), protect --mode changes its mode
+without dropping traffic.`,
 		Example: `  deepwall protect web
   deepwall protect docker:shop-db --mode monitor
   deepwall protect /proc/4242/ns/net --iface eth1 --name api --fail-closed
