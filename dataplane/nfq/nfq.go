@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	nfqueue "github.com/florianl/go-nfqueue/v2"
 	"github.com/mdlayher/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -104,9 +103,7 @@ type Pair struct {
 	aclSets []string
 	closed  bool
 	done    chan struct{} // closed by Close: Run returns
-	qctx    context.Context
-	qcancel context.CancelFunc
-	errc    chan error // queue receive errors
+	errc    chan error    // queue receive errors
 	ctDel   chan xdp.FlowKey
 
 	ctMu      sync.Mutex
@@ -201,7 +198,6 @@ func Open(cfg Config) (_ *Pair, err error) {
 	}
 	// Queues bound (and configured) first, rules second: no packet is
 	// queued while a socket is still being configured, none to nobody.
-	p.qctx, p.qcancel = context.WithCancel(context.Background())
 	p.errc = make(chan error, cfg.Workers)
 	for q := range cfg.Workers {
 		qu, err := p.openQueue(p.cfg.QueueBase + uint16(q))
@@ -209,7 +205,7 @@ func Open(cfg Config) (_ *Pair, err error) {
 			return nil, err
 		}
 		p.queues = append(p.queues, qu)
-		if err := qu.register(p.qctx, p.errc); err != nil {
+		if err := qu.register(p.errc); err != nil {
 			return nil, err
 		}
 	}
@@ -350,9 +346,6 @@ func (p *Pair) Close() error {
 	}
 	p.closed = true
 	close(p.done)
-	if p.qcancel != nil {
-		p.qcancel()
-	}
 	var errs []error
 	for _, q := range p.queues {
 		errs = append(errs, q.close())
@@ -382,9 +375,6 @@ func (p *Pair) Detach() error {
 // teardown removes the rules, sets and sysctl changes (Open's undo too).
 func (p *Pair) teardown() error {
 	var errs []error
-	if p.qcancel != nil {
-		p.qcancel()
-	}
 	for _, q := range p.queues {
 		errs = append(errs, q.close())
 	}
@@ -417,11 +407,3 @@ var monoBase, monoBaseTime = func() (int64, time.Time) {
 
 // monoNow is CLOCK_MONOTONIC in ns without a syscall (see dataplane).
 func monoNow() int64 { return monoBase + int64(time.Since(monoBaseTime)) }
-
-// nfqueue logger adapter: the library's own messages at debug level.
-type nfLogger struct{ l *slog.Logger }
-
-func (n nfLogger) Debugf(f string, a ...any) { n.l.Debug(fmt.Sprintf(f, a...)) }
-func (n nfLogger) Errorf(f string, a ...any) { n.l.Debug(fmt.Sprintf(f, a...)) }
-
-var _ nfqueue.Logger = nfLogger{}

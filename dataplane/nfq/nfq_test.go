@@ -29,6 +29,7 @@ import (
 // first payload, and forwards everything else packet by packet.
 type testInspector struct {
 	inspected atomic.Uint64
+	maxFrame  atomic.Int64 // the longest frame inspected
 	mu        sync.Mutex
 	seen      map[xdp.FlowKey]int
 }
@@ -37,6 +38,11 @@ const bypassPort = 7001
 
 func (ti *testInspector) Inspect(_ int, f *dataplane.Frame) dataplane.Verdict {
 	ti.inspected.Add(1)
+	for n := int64(len(f.Data)); n > ti.maxFrame.Load(); {
+		if ti.maxFrame.CompareAndSwap(ti.maxFrame.Load(), n) {
+			break
+		}
+	}
 	if bytes.Contains(f.Data, []byte("BLOCKME")) {
 		return dataplane.Verdict{Action: dataplane.Drop, Final: true, Reset: true, RuleID: 42}
 	}
@@ -160,6 +166,26 @@ func serve(ln net.Listener) {
 	}
 }
 
+// blockedBody is the size of serveBlocked's response.
+const blockedBody = 4 << 20
+
+// serveBlocked answers every connection on ln with blockedBody bytes
+// with BLOCKME in the middle, written at once (TSO makes GSO packets).
+func serveBlocked(ln net.Listener) {
+	body := pseudo(blockedBody, 7)
+	copy(body[blockedBody/2:], "BLOCKME")
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			c.Write(body)
+		}()
+	}
+}
+
 func fetch(tb testing.TB, ns *testnet.NS, addr netip.AddrPort, n int) error {
 	tb.Helper()
 	var c net.Conn
@@ -262,6 +288,22 @@ func TestPrivilegedNFQueue(t *testing.T) {
 				if !errors.Is(err, syscall.ECONNRESET) {
 					t.Errorf("blocked flow to %s: %v, want a reset", srv, err)
 				}
+			}
+			// The same for a server's bulk response (the endpoints keep
+			// TSO: GSO packets, queued whole): the client, the receiver,
+			// is reset too.
+			for _, srv := range []netip.Addr{testnet.ServerIP, testnet.ServerIP6} {
+				ln := testnet.Listen(t, topo.Server, "tcp", netip.AddrPortFrom(srv, 7002))
+				go serveBlocked(ln)
+				c := testnet.Dial(t, topo.Client, "tcp", netip.AddrPortFrom(srv, 7002))
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				n, err := io.Copy(io.Discard, c)
+				if !errors.Is(err, syscall.ECONNRESET) || n >= blockedBody {
+					t.Errorf("blocked response from %s: %d bytes, %v, want a reset", srv, n, err)
+				}
+			}
+			if insp.maxFrame.Load() <= 1514 {
+				t.Logf("no GSO packet queued (longest frame %d)", insp.maxFrame.Load())
 			}
 			st, _, _ := p.Stats()
 			// The receiver's reset (the rewritten packet) always goes; the

@@ -1,16 +1,14 @@
 package nfq
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
 
-	nfqueue "github.com/florianl/go-nfqueue/v2"
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/deepwall/deepwall/dataplane"
@@ -32,20 +30,23 @@ const (
 	protoTCP        = 6
 )
 
-// queue is one NFQUEUE queue: its socket, the goroutine the library runs
-// its callback on, and that goroutine's buffers.
+// queue is one NFQUEUE queue: its socket, the goroutine that reads it
+// and judges what it reads, and that goroutine's buffers.
 type queue struct {
 	p    *Pair
 	num  uint16
-	nf   *nfqueue.Nfqueue
+	nl   *nlSock
 	raw  int // AF_PACKET socket for resets to the sender; -1 if none
 	once sync.Once
+	done chan struct{} // closed when the reader returns; nil before register
 
-	frame []byte // synthetic Ethernet header + packet
-	pkt   dataplane.Packet
-	fr    dataplane.Frame
-	rst   []byte
-	msg   []byte
+	cur nfqPacket
+	pkt dataplane.Packet
+	rst []byte
+	// peerMAC is the MAC address the judged packet's receiver sent its
+	// own packets of the flow from (set by judge when known).
+	peerMAC     [6]byte
+	havePeerMAC bool
 
 	side [2]sideCounters
 }
@@ -55,20 +56,11 @@ type sideCounters struct {
 }
 
 func (p *Pair) openQueue(num uint16) (*queue, error) {
-	flags := uint32(0)
-	if !p.cfg.FailClosed {
-		// A full queue accepts instead of dropping.
-		flags |= nfqueue.NfQaCfgFlagFailOpen
-	}
-	nf, err := nfqueue.Open(&nfqueue.Config{NfQueue: num, MaxPacketLen: maxPacket, MaxQueueLen: p.cfg.QueueLen,
-		Copymode: nfqueue.NfQnlCopyPacket, Flags: flags, Logger: nfLogger{p.log}})
+	nl, err := openNLSock(num, sockBuf)
 	if err != nil {
 		return nil, fmt.Errorf("nfqueue %d: %w", num, err)
 	}
-	q := &queue{p: p, num: num, nf: nf, raw: -1, frame: make([]byte, ethLen+maxPacket),
-		rst: make([]byte, dataplane.MaxRSTLen+64), msg: make([]byte, 0, 128)}
-	_ = nf.SetOption(netlink.NoENOBUFS, true)
-	_ = nf.Con.SetReadBuffer(sockBuf)
+	q := &queue{p: p, num: num, nl: nl, raw: -1, rst: make([]byte, dataplane.MaxRSTLen+64)}
 	// Resets to a blocked flow's sender go out of its ingress port.
 	if fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0); err == nil {
 		q.raw = fd
@@ -78,36 +70,101 @@ func (p *Pair) openQueue(num uint16) (*queue, error) {
 	return q, nil
 }
 
-// register binds the queue and starts its callback; errors that end it
-// go to errc.
-func (q *queue) register(ctx context.Context, errc chan<- error) error {
-	err := q.nf.RegisterWithErrorFunc(ctx, q.handle, func(err error) int {
-		if ctx.Err() != nil {
-			return 1
-		}
-		var op *netlink.OpError
-		if errors.As(err, &op) && (op.Timeout() || errors.Is(op.Err, unix.ENOBUFS)) {
-			return 0
-		}
-		if errors.Is(err, unix.ENOBUFS) {
-			return 0
-		}
-		errc <- fmt.Errorf("nfqueue %d: receive: %w", q.num, err)
-		return 1
-	})
+// register binds the queue and starts its reader; an error that ends
+// the reader goes to errc.
+func (q *queue) register(errc chan<- error) error {
+	flags, v := uint32(0), uint32(nfAccept)
+	if !q.p.cfg.FailClosed {
+		// A full queue accepts instead of dropping.
+		flags |= nfqaCfgFFailOpen
+	} else {
+		v = nfDrop
+	}
+	// GSO packets queued whole, not cut into segments by the kernel first
+	// (one verdict per up to 64 KiB instead of one per segment); kernels
+	// without the flag queue segments.
+	err := q.nl.bind(maxPacket, q.p.cfg.QueueLen, flags|nfqaCfgFGSO, v)
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL) {
+		err = q.nl.bind(maxPacket, q.p.cfg.QueueLen, flags, v)
+	}
 	if err != nil {
 		if errors.Is(err, syscall.EBUSY) {
 			return fmt.Errorf("nfqueue %d: %w", q.num, ErrQueueBusy)
 		}
-		return fmt.Errorf("nfqueue %d: bind: %w", q.num, err)
+		return fmt.Errorf("nfqueue %d: %w", q.num, err)
 	}
+	q.done = make(chan struct{})
+	go q.read(errc)
 	return nil
+}
+
+// read receives batches of queued packets, judges each and sends the
+// batch's verdicts together, until the socket is closed.
+func (q *queue) read(errc chan<- error) {
+	defer close(q.done)
+	for {
+		n, err := q.nl.recv()
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return
+			}
+			if errors.Is(err, unix.ENOBUFS) {
+				q.side[0].errors.Add(1)
+				continue
+			}
+			select {
+			case errc <- fmt.Errorf("nfqueue %d: receive: %w", q.num, err):
+			default:
+			}
+			return
+		}
+		for i := range n {
+			q.datagram(q.nl.bufs[i][:q.nl.hdrs[i].Len], q.nl.hdrs[i].Hdr.Flags&unix.MSG_TRUNC != 0)
+		}
+		if err := q.nl.flush(); err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return
+			}
+			q.side[0].errors.Add(1)
+		}
+	}
+}
+
+// datagram judges the packets of one datagram (one, from the kernel's
+// queue) and counts the errors the kernel reports for verdicts.
+func (q *queue) datagram(b []byte, truncated bool) {
+	for off := 0; ; {
+		m, next, ok := nextNLMsg(b, off)
+		if !ok {
+			// Cannot happen with recvBufLen above the copy range; if it
+			// did, the packet still gets a verdict (its id comes first).
+			if truncated && off == 0 && len(b) > nlmsgHdrLen {
+				if parseNFQPacket(b[nlmsgHdrLen:], nlmsgHdrLen, &q.cur); q.cur.HaveID {
+					q.side[0].malformed.Add(1)
+					q.verdict(q.cur.ID, nfDrop, 0, 0, nil)
+				}
+			}
+			return
+		}
+		off = next
+		switch m.Type {
+		case nfnlSubsysQueue<<8 | nfqnlMsgPacket:
+			q.handle(b, m)
+		case nlmsgError:
+			if nlErrno(m.Body) != 0 {
+				q.side[0].errors.Add(1)
+			}
+		}
+	}
 }
 
 func (q *queue) close() error {
 	var err error
 	q.once.Do(func() {
-		err = q.nf.Close()
+		err = q.nl.close()
+		if q.done != nil {
+			<-q.done
+		}
 		if q.raw >= 0 {
 			unix.Close(q.raw)
 			q.raw = -1
@@ -116,47 +173,56 @@ func (q *queue) close() error {
 	return err
 }
 
-// side tells which port a packet came in on.
-func (q *queue) sideOf(a *nfqueue.Attribute) dataplane.Side {
-	dev := a.InDev
+// sideOf tells which port a packet came in on.
+func (q *queue) sideOf(a *nfqPacket) dataplane.Side {
+	dev, ok := a.InDev, a.HaveIn
 	if q.p.bridged {
-		dev = a.PhysInDev
+		dev, ok = a.PhysInDev, a.HavePhysIn
 	}
-	if dev != nil && int32(*dev) == q.p.ports[dataplane.Outer].ifindex {
+	if ok && int32(dev) == q.p.ports[dataplane.Outer].ifindex {
 		return dataplane.Outer
 	}
 	return dataplane.Inner
 }
 
-// handle judges one queued packet: the flow table's verdict for decided
-// flows, else the Inspector's. It always returns 0 (keep receiving).
-func (q *queue) handle(a nfqueue.Attribute) int {
-	if a.PacketID == nil {
-		return 0
+// handle judges one queued packet (message m of datagram b): the flow
+// table's verdict for decided flows, else the Inspector's. The frame the
+// Inspector gets is the payload in place in b with a synthetic Ethernet
+// header written over the attributes before it (already decoded).
+func (q *queue) handle(b []byte, m nlMsg) {
+	a := &q.cur
+	if err := parseNFQPacket(m.Body, m.BodyOff, a); err != nil {
+		if a.HaveID {
+			q.side[0].malformed.Add(1)
+			q.verdict(a.ID, nfDrop, 0, 0, nil)
+		}
+		return
 	}
-	id := *a.PacketID
-	if a.Payload == nil || len(*a.Payload) == 0 {
+	id := a.ID
+	if len(a.Payload) == 0 {
 		q.verdict(id, nfAccept, 0, 0, nil)
-		return 0
+		return
 	}
-	pl := *a.Payload
-	var pm uint32
-	if a.Mark != nil {
-		pm = *a.Mark
-	}
-	side := q.sideOf(&a)
+	pl, pm := a.Payload, a.Mark
+	side := q.sideOf(a)
 	c := &q.side[side]
 	c.rx.Add(1)
-	n := copy(q.frame[ethLen:], pl)
-	frame := q.frame[:ethLen+n]
+	if a.PayloadOff < ethLen {
+		c.malformed.Add(1)
+		c.dropped.Add(1)
+		q.verdict(id, nfDrop, 0, 0, nil)
+		return
+	}
+	frame := b[a.PayloadOff-ethLen : a.PayloadOff+len(pl)]
 	// A synthetic Ethernet header: destination the ingress port, source
 	// the sender's MAC when the kernel gives it (a reset to the sender is
 	// addressed back to it).
 	copy(frame[0:6], q.p.ports[side].mac[:])
 	clear(frame[6:12])
-	if a.HwAddr != nil && len(*a.HwAddr) >= 6 {
-		copy(frame[6:12], (*a.HwAddr)[:6])
+	if a.HaveHwAddr {
+		copy(frame[6:12], a.HwAddr[:])
 	}
+	clear(frame[12:14])
 	switch pl[0] >> 4 {
 	case 4:
 		binary.BigEndian.PutUint16(frame[12:], etherTypeIPv4)
@@ -168,12 +234,12 @@ func (q *queue) handle(a nfqueue.Attribute) int {
 		c.nonIP.Add(1)
 		c.accepted.Add(1)
 		q.verdict(id, nfAccept, 0, 0, nil)
-		return 0
+		return
 	case dataplane.KindMalformed:
 		c.malformed.Add(1)
 		c.dropped.Add(1)
 		q.verdict(id, nfDrop, 0, 0, nil)
-		return 0
+		return
 	}
 	w := q.p.work[q.pkt.Key.Hash()%uint32(len(q.p.work))]
 	w.mu.Lock()
@@ -182,15 +248,61 @@ func (q *queue) handle(a nfqueue.Attribute) int {
 	if act == dataplane.Forward {
 		c.accepted.Add(1)
 		q.verdict(id, nfAccept, mk, pm, nil)
-		return 0
+		return
 	}
 	c.dropped.Add(1)
 	if reset {
-		q.reset(id, frame, side, mk, pm)
-		return 0
+		if a.GSO && q.havePeerMAC && q.raw >= 0 {
+			q.resetGSO(id, frame, side, mk, pm)
+		} else {
+			q.reset(id, frame, side, mk, pm)
+		}
+		return
 	}
 	q.verdict(id, nfDrop, mk, pm, nil)
-	return 0
+}
+
+// resetGSO is reset for a packet the kernel queued as GSO: replacing its
+// payload would leave the kernel a GSO packet shorter than one segment
+// (dropped, with a warning, by software segmentation on a port without
+// TSO), so it is dropped, with the flow's drop mark, and both resets go
+// out on the packet socket, the receiver's addressed to the MAC its own
+// packets of the flow came from.
+func (q *queue) resetGSO(id uint32, frame []byte, side dataplane.Side, mk, pm uint32) {
+	q.verdict(id, nfDrop, mk, pm, nil)
+	select {
+	case q.p.ctDel <- q.pkt.Key:
+	default:
+	}
+	out := side.Peer()
+	if n, err := dataplane.BuildRST(q.rst, frame, &q.pkt, false); err == nil {
+		copy(q.rst[0:6], q.peerMAC[:])
+		copy(q.rst[6:12], q.p.ports[out].mac[:])
+		if q.sendRaw(q.rst[:n], out, frame) {
+			q.side[out].resets.Add(1)
+		}
+	}
+	if n, err := dataplane.BuildRST(q.rst, frame, &q.pkt, true); err == nil {
+		if q.sendRaw(q.rst[:n], side, frame) {
+			q.side[side].resets.Add(1)
+		}
+	}
+}
+
+// sendRaw sends frame f out of port side on the packet socket, after
+// the verdicts judged before it: a reset must not overtake the segments
+// before it (the receiver takes a reset only at the sequence it expects).
+func (q *queue) sendRaw(f []byte, side dataplane.Side, orig []byte) bool {
+	if err := q.nl.flush(); err != nil {
+		q.side[0].errors.Add(1)
+	}
+	sa := &unix.SockaddrLinklayer{Ifindex: int(q.p.ports[side].ifindex), Halen: 6, Protocol: htons(binary.BigEndian.Uint16(orig[12:]))}
+	copy(sa.Addr[:6], f[0:6])
+	if err := unix.Sendto(q.raw, f, 0, sa); err != nil {
+		q.side[side].errors.Add(1)
+		return false
+	}
+	return true
 }
 
 // reset answers a dropped TCP segment with a reset to each end: the
@@ -231,62 +343,24 @@ func (q *queue) reset(id uint32, frame []byte, side dataplane.Side, mk, pm uint3
 	if err != nil {
 		return
 	}
-	sa := &unix.SockaddrLinklayer{Ifindex: int(q.p.ports[side].ifindex), Halen: 6, Protocol: htons(binary.BigEndian.Uint16(frame[12:]))}
-	copy(sa.Addr[:6], q.rst[0:6])
-	if err := unix.Sendto(q.raw, q.rst[:n], 0, sa); err != nil {
-		c.errors.Add(1)
-		return
+	if q.sendRaw(q.rst[:n], side, frame) {
+		c.resets.Add(1)
 	}
-	c.resets.Add(1)
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-// verdict sends one verdict. With mk (a decided flow's mark) the packet
-// goes back to the chain (NF_REPEAT) carrying mk in deepwall's bits of its
-// packet mark (the others kept from pktMark), where a CONNMARK rule gives
-// it to the connection and the fast-path rule accepts or drops it. With
-// payload the packet is replaced (a reset) and accepted.
+// verdict queues one verdict (sent with the rest of the batch). With mk
+// (a decided flow's mark) the packet goes back to the chain (NF_REPEAT)
+// carrying mk in deepwall's bits of its packet mark (the others kept from
+// pktMark), where a CONNMARK rule gives it to the connection and the
+// fast-path rule accepts or drops it. With payload the packet is replaced
+// (a reset) and accepted.
 func (q *queue) verdict(id uint32, v uint32, mk, pktMark uint32, payload []byte) {
-	b := q.msg[:0]
-	b = append(b, unix.AF_UNSPEC, 0, byte(q.num>>8), byte(q.num))
 	if mk != 0 && payload == nil {
 		v = nfRepeat
 	}
-	b = appendAttr(b, nfqaVerdictHdr, be32(v), be32(id))
-	if v == nfRepeat {
-		b = appendAttr(b, nfqaMark, be32(pktMark&^MarkMask|mk))
-	}
-	if payload != nil {
-		b = appendAttr(b, nfqaPayload, payload)
-	}
-	q.msg = b[:0]
-	_, err := q.nf.Con.Send(netlink.Message{
-		Header: netlink.Header{Type: netlink.HeaderType(nfnlSubsysQueue<<8 | nfqnlMsgVerdict), Flags: netlink.Request},
-		Data:   b,
-	})
-	if err != nil {
-		q.side[0].errors.Add(1)
-	}
-}
-
-func be32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
-
-// appendAttr appends a netlink attribute made of parts, padded to 4.
-func appendAttr(b []byte, typ uint16, parts ...[]byte) []byte {
-	l := 4
-	for _, p := range parts {
-		l += len(p)
-	}
-	b = binary.NativeEndian.AppendUint16(b, uint16(l))
-	b = binary.NativeEndian.AppendUint16(b, typ)
-	for _, p := range parts {
-		b = append(b, p...)
-	}
-	for len(b)%4 != 0 {
-		b = append(b, 0)
-	}
-	return b
+	q.nl.appendVerdict(id, v, pktMark&^MarkMask|mk, v == nfRepeat, payload)
 }
 
 // worker is one inspection worker: Inspect for it runs under mu (queues
@@ -313,10 +387,14 @@ type entry struct {
 	ruleID  uint32
 	// kernel: the flow had a final verdict (or a revoked one), so it is
 	// listed as a kernel flow and reported when it ends.
-	kernel  bool
-	queued  [2][2]uint64 // [dir][packets, bytes] through the queue
-	ct      [2][2]uint64 // conntrack totals, last read
-	last    int64        // last packet through the queue (mono ns)
+	kernel bool
+	queued [2][2]uint64 // [dir][packets, bytes] through the queue
+	ct     [2][2]uint64 // conntrack totals, last read
+	last   int64        // last packet through the queue (mono ns)
+	// mac is the source MAC of each direction's packets (the senders'),
+	// for resets sent on the packet socket.
+	mac     [2][6]byte
+	haveMAC [2]bool
 	created int64
 	ctSeen  int64 // last sweep that found it in conntrack
 }
@@ -328,6 +406,7 @@ func (w *worker) judge(q *queue, frame []byte, side dataplane.Side) (dataplane.A
 	pk := &q.pkt
 	now := monoNow()
 	var e *entry
+	q.havePeerMAC = false
 	if pk.Keyed {
 		e = w.flows[pk.Key]
 		if e == nil {
@@ -343,6 +422,10 @@ func (w *worker) judge(q *queue, frame []byte, side dataplane.Side) (dataplane.A
 		e.queued[pk.Dir][0]++
 		e.queued[pk.Dir][1] += uint64(len(frame) - ethLen)
 		e.last = now
+		if a := &q.cur; a.HaveHwAddr {
+			e.mac[pk.Dir], e.haveMAC[pk.Dir] = a.HwAddr, true
+		}
+		q.peerMAC, q.havePeerMAC = e.mac[1-pk.Dir], e.haveMAC[1-pk.Dir]
 		if e.verdict != xdp.VerdictInspect {
 			w.cacheHits.Add(1)
 			mk := mark(e.verdict, w.p.gen.Load())
