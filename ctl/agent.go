@@ -309,7 +309,7 @@ func (a *Agent) openNetNS() error {
 		path = filepath.Join("/run/netns", path)
 	}
 	a.nsName = a.cfg.NetNS
-	a.ns, err = netns.GetFromPath(path)
+	a.ns, err = openNetns(path) // refuses files that are not network namespaces (FIFOs, devices) before opening them
 	if err != nil {
 		a.ns = netns.None()
 		if errors.Is(err, os.ErrNotExist) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -28,6 +29,12 @@ const (
 	learnedDenyBase = 3_900_000_000
 	// learnedCategory tags promoted rules.
 	learnedCategory = "learned"
+	// maxLearnedSeq is the last learned rule number: its reply rule's id
+	// stays below learnedDenyBase.
+	maxLearnedSeq = (learnedDenyBase-learnedIDBase)/2 - 1
+	// maxLearnedBytes bounds the stored learned flows (MaxLearned rules
+	// of ~300 bytes of JSON each, with room).
+	maxLearnedBytes = 8 << 20
 )
 
 // learnKey identifies a learned flow: who talks to whom on which port.
@@ -46,6 +53,7 @@ type learner struct {
 	m     map[learnKey]*LearnedRule
 	seq   uint32
 	dirty bool
+	full  bool // a flow was not learned: the table or the ids ran out (logged once)
 }
 
 func newLearner(p *protector) *learner { return &learner{p: p, m: map[learnKey]*LearnedRule{}} }
@@ -53,10 +61,8 @@ func newLearner(p *protector) *learner { return &learner{p: p, m: map[learnKey]*
 // observe records a flow from client to server if either end is a
 // container in discover mode.
 func (l *learner) observe(client, server netip.AddrPort, proto uint8, app string) {
-	if proto != 6 && proto != 17 && proto != 132 {
-		if proto != 1 && proto != 58 {
-			return
-		}
+	if !learnable(proto) {
+		return
 	}
 	for _, pp := range l.p.portsOf() {
 		if pp.protectionMode() != ModeDiscover {
@@ -73,6 +79,12 @@ func (l *learner) observe(client, server netip.AddrPort, proto uint8, app string
 			l.add(learnKey{Container: pp.name(), Dir: "out", Peer: server.Addr(), Proto: proto, Port: server.Port()}, app)
 		}
 	}
+}
+
+// learnable reports whether discover learns flows of proto: TCP, UDP,
+// SCTP, ICMP and ICMPv6.
+func learnable(proto uint8) bool {
+	return proto == 6 || proto == 17 || proto == 132 || proto == 1 || proto == 58
 }
 
 func (l *learner) add(k learnKey, app string) {
@@ -93,7 +105,12 @@ func (l *learner) add(k learnKey, app string) {
 		}
 		return
 	}
-	if len(l.m) >= MaxLearned {
+	if len(l.m) >= MaxLearned || l.seq >= maxLearnedSeq {
+		if !l.full {
+			l.full = true
+			l.p.log.Warn("discover: learned flows table full, new flows are not learned",
+				"max", MaxLearned, "container", k.Container)
+		}
 		return
 	}
 	l.seq++
@@ -155,33 +172,66 @@ func (l *learner) flush() {
 
 // load reads the learned flows back from the store.
 func (l *learner) load() error {
+	file := filepath.Join(l.p.a.cfg.StateDir, portsDB)
 	var data []byte
 	if err := l.p.db.View(func(tx *bolt.Tx) error {
-		data = slices.Clone(tx.Bucket(bucketLearned).Get([]byte("all")))
+		v := tx.Bucket(bucketLearned).Get([]byte("all"))
+		if len(v) > maxLearnedBytes {
+			return fmt.Errorf("%d bytes, at most %d", len(v), maxLearnedBytes)
+		}
+		data = slices.Clone(v)
 		return nil
-	}); err != nil || data == nil {
-		return err
+	}); err != nil {
+		return fmt.Errorf("learned flows in %s: %w", file, err)
 	}
+	if data == nil {
+		return nil
+	}
+	m, seq, skipped, err := decodeLearned(data)
+	if err != nil {
+		return fmt.Errorf("learned flows in %s: %w", file, err)
+	}
+	if skipped > 0 {
+		l.p.log.Warn("learned flows: invalid entries ignored", "file", file, "ignored", skipped, "kept", len(m))
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.m, l.seq = m, seq
+	return nil
+}
+
+// decodeLearned reads the stored learned flows: at most MaxLearned
+// entries, each checked as add would have made it (container name,
+// direction, address, protocol, an id of its own), the protocol in the
+// form promote renders; others are counted in skipped. seq is at least
+// the highest number in use, so that new flows get fresh ids.
+func decodeLearned(data []byte) (m map[learnKey]*LearnedRule, seq uint32, skipped int, err error) {
 	var st struct {
 		Seq   uint32        `json:"seq"`
 		Rules []LearnedRule `json:"rules"`
 	}
 	if err := json.Unmarshal(data, &st); err != nil {
-		return fmt.Errorf("learned flows: %w", err)
+		return nil, 0, 0, err
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.seq = st.Seq
+	m = map[learnKey]*LearnedRule{}
+	ids := map[uint32]bool{}
+	seq = min(st.Seq, maxLearnedSeq)
 	for i := range st.Rules {
 		r := st.Rules[i]
 		peer, err := netip.ParseAddr(r.Peer)
 		proto, perr := parseProto(r.Proto)
-		if err != nil || perr != nil || len(l.m) >= MaxLearned {
+		n := (int64(r.ID) - learnedIDBase) / 2
+		k := learnKey{Container: r.Container, Dir: r.Direction, Peer: peer.Unmap(), Proto: proto, Port: r.Port}
+		if err != nil || perr != nil || !learnable(proto) || !containerNameRE.MatchString(r.Container) || r.Direction != "in" && r.Direction != "out" ||
+			r.ID%2 != 0 || n < 1 || n > maxLearnedSeq || ids[r.ID] || m[k] != nil || len(m) >= MaxLearned || len(r.App) > 64 {
+			skipped++
 			continue
 		}
-		l.m[learnKey{Container: r.Container, Dir: r.Direction, Peer: peer, Proto: proto, Port: r.Port}] = &r
+		r.Peer, r.Proto = k.Peer.String(), rules.ProtoString(proto)
+		ids[r.ID], m[k] = true, &r
+		seq = max(seq, uint32(n))
 	}
-	return nil
+	return m, seq, skipped, nil
 }
 
 func (l *learner) listLocked() []LearnedRule {

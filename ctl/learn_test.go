@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/deepwall/deepwall/dataplane/wire"
 	"github.com/deepwall/deepwall/rules"
@@ -239,4 +242,135 @@ func TestLearnerPersist(t *testing.T) {
 	if len(l.Rules) != 2 || l.Rules[1].ID == l.Rules[0].ID {
 		t.Errorf("new flow after reopening: %+v", l)
 	}
+}
+
+// TestDecodeLearned: stored learned flows are taken back only as add
+// would have made them; the sequence moves past every id in use.
+func TestDecodeLearned(t *testing.T) {
+	rule := func(id uint32, c, dir, peer, proto string) string {
+		return fmt.Sprintf(`{"id":%d,"container":%q,"direction":%q,"peer":%q,"proto":%q,"port":80,"flows":1}`, id, c, dir, peer, proto)
+	}
+	const base = learnedIDBase
+	for _, tc := range []struct {
+		name    string
+		data    string
+		kept    int
+		skipped int
+		seq     uint32
+		err     bool
+	}{
+		{name: "valid", data: `{"seq":2,"rules":[` + rule(base+2, "web", "in", "198.18.0.1", "tcp") + `,` + rule(base+4, "web", "out", "2001:2::1", "udp") + `]}`,
+			kept: 2, seq: 2},
+		{name: "seq behind the ids", data: `{"seq":0,"rules":[` + rule(base+20, "web", "in", "198.18.0.1", "tcp") + `]}`, kept: 1, seq: 10},
+		{name: "seq past the id space", data: `{"seq":4000000000,"rules":[]}`, seq: maxLearnedSeq},
+		{name: "proto as a number", data: `{"seq":1,"rules":[` + rule(base+2, "web", "in", "198.18.0.1", "6") + `]}`, kept: 1, seq: 1},
+		{name: "proto not learnable", data: `{"seq":1,"rules":[` + rule(base+2, "web", "in", "198.18.0.1", "47") + `]}`, skipped: 1, seq: 1},
+		{name: "proto injects yaml", data: `{"seq":1,"rules":[` + rule(base+2, "web", "in", "198.18.0.1", "tcp\n  - id: 1") + `]}`, skipped: 1, seq: 1},
+		{name: "container name", data: `{"seq":1,"rules":[` + rule(base+2, "web\"\n- x", "in", "198.18.0.1", "tcp") + `]}`, skipped: 1, seq: 1},
+		{name: "direction", data: `{"seq":1,"rules":[` + rule(base+2, "web", "sideways", "198.18.0.1", "tcp") + `]}`, skipped: 1, seq: 1},
+		{name: "peer", data: `{"seq":1,"rules":[` + rule(base+2, "web", "in", "any", "tcp") + `]}`, skipped: 1, seq: 1},
+		{name: "odd id", data: `{"seq":1,"rules":[` + rule(base+3, "web", "in", "198.18.0.1", "tcp") + `]}`, skipped: 1, seq: 1},
+		{name: "id below the base", data: `{"seq":1,"rules":[` + rule(100, "web", "in", "198.18.0.1", "tcp") + `]}`, skipped: 1, seq: 1},
+		{name: "id in the deny range", data: `{"seq":1,"rules":[` + rule(learnedDenyBase, "web", "in", "198.18.0.1", "tcp") + `]}`, skipped: 1, seq: 1},
+		{name: "duplicate id", data: `{"seq":2,"rules":[` + rule(base+2, "web", "in", "198.18.0.1", "tcp") + `,` + rule(base+2, "web", "in", "198.18.0.9", "tcp") + `]}`,
+			kept: 1, skipped: 1, seq: 2},
+		{name: "duplicate flow", data: `{"seq":2,"rules":[` + rule(base+2, "web", "in", "198.18.0.1", "tcp") + `,` + rule(base+4, "web", "in", "198.18.0.1", "tcp") + `]}`,
+			kept: 1, skipped: 1, seq: 2},
+		{name: "not json", data: `{"seq":`, err: true},
+		{name: "wrong shape", data: `{"rules":{"a":1}}`, err: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, seq, skipped, err := decodeLearned([]byte(tc.data))
+			if tc.err {
+				if err == nil {
+					t.Fatal("decoded")
+				}
+				return
+			}
+			if err != nil || len(m) != tc.kept || skipped != tc.skipped || seq != tc.seq {
+				t.Fatalf("%d kept, %d skipped, seq %d, %v; want %d, %d, %d", len(m), skipped, seq, err, tc.kept, tc.skipped, tc.seq)
+			}
+			for _, r := range m {
+				if _, err := parseProto(r.Proto); err != nil || r.Proto != rules.ProtoString(mustProto(t, r.Proto)) {
+					t.Errorf("proto %q not in canonical form", r.Proto)
+				}
+			}
+		})
+	}
+}
+
+func mustProto(tb testing.TB, s string) uint8 {
+	tb.Helper()
+	p, err := parseProto(s)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// TestLearnerLoadCorrupt: a corrupt learned-flows entry in ports.db is a
+// clear error naming the file; the protector still opens.
+func TestLearnerLoadCorrupt(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{
+		{"garbage", []byte("\x00\xff{{{")},
+		{"too large", []byte(`"` + strings.Repeat("x", maxLearnedBytes) + `"`)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, _, _ := testProtector(t, modeRules)
+			if err := p.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketLearned).Put([]byte("all"), tc.data) }); err != nil {
+				t.Fatal(err)
+			}
+			err := p.learn.load()
+			if err == nil || !strings.Contains(err.Error(), filepath.Join(p.a.cfg.StateDir, portsDB)) {
+				t.Fatalf("load: %v, want an error naming the file", err)
+			}
+			if err := p.db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if p, err = openProtector(p.a); err != nil {
+				t.Fatalf("reopen with a corrupt entry: %v", err)
+			}
+			p.db.Close()
+		})
+	}
+}
+
+// FuzzDecodeLearned: whatever the store holds, decoding never panics,
+// keeps at most MaxLearned flows, each with its own id below the deny
+// ids and a protocol promote renders safely.
+func FuzzDecodeLearned(f *testing.F) {
+	f.Add([]byte(`{"seq":2,"rules":[{"id":3000000002,"container":"web","direction":"in","peer":"198.18.0.1","proto":"tcp","port":80,"flows":1}]}`))
+	f.Add([]byte(`{"seq":4294967295,"rules":[{"id":3000000003,"container":"w","direction":"out","peer":"::ffff:1.2.3.4","proto":"58"}]}`))
+	f.Add([]byte(`{"rules":null}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, seq, _, err := decodeLearned(data)
+		if err != nil {
+			return
+		}
+		if len(m) > MaxLearned || seq > maxLearnedSeq {
+			t.Fatalf("%d flows, seq %d", len(m), seq)
+		}
+		ids := map[uint32]bool{}
+		for k, r := range m {
+			if ids[r.ID] || r.ID < learnedIDBase+2 || r.ID+1 >= learnedDenyBase || (r.ID-learnedIDBase)/2 > seq {
+				t.Fatalf("id %d (seq %d)", r.ID, seq)
+			}
+			ids[r.ID] = true
+			if r.Proto != rules.ProtoString(k.Proto) || !learnable(k.Proto) || !containerNameRE.MatchString(r.Container) {
+				t.Fatalf("accepted %+v", r)
+			}
+		}
+		if len(m) > 0 {
+			list := make([]LearnedRule, 0, len(m))
+			for _, r := range m {
+				list = append(list, *r)
+			}
+			if _, err := rules.Parse("promote", []byte(promotedRules(list))); err != nil {
+				t.Fatalf("promoted rules of accepted flows do not parse: %v", err)
+			}
+		}
+	})
 }

@@ -73,13 +73,17 @@ func (s *APIServer) listPorts(w http.ResponseWriter, _ *http.Request, _ Caller) 
 	writeJSON(w, http.StatusOK, p.Ports())
 }
 
+// readJSONBody decodes one JSON document of at most maxPortBody bytes:
+// unknown fields and trailing data are refused, an oversized body is
+// 413 as for rule changes.
 func readJSONBody(w http.ResponseWriter, r *http.Request, into any) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPortBody))
-	if err != nil {
-		return fmt.Errorf("%w: body: %v", ErrBadRequest, err)
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxPortBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(into); err != nil {
+		return bodyError(err)
 	}
-	if err := json.Unmarshal(body, into); err != nil {
-		return fmt.Errorf("%w: body: %v", ErrBadRequest, err)
+	if dec.More() {
+		return fmt.Errorf("%w: trailing data after the JSON body", ErrBadRequest)
 	}
 	return nil
 }
@@ -147,6 +151,10 @@ func (s *APIServer) promoteRules(w http.ResponseWriter, r *http.Request, who Cal
 	}
 	if len(req.Comment) > rules.MaxComment {
 		writeAPIError(w, fmt.Errorf("%w: comment longer than %d bytes", ErrBadRequest, rules.MaxComment))
+		return
+	}
+	if len(req.IDs) > MaxLearned { // more cannot name distinct learned flows
+		writeAPIError(w, fmt.Errorf("%w: %d ids, at most %d", ErrBadRequest, len(req.IDs), MaxLearned))
 		return
 	}
 	res, err := p.learn.Promote(req, who)

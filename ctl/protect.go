@@ -35,6 +35,9 @@ const (
 	watchInterval = time.Second
 	// DefaultIface is the container interface protect takes by default.
 	DefaultIface = "eth0"
+	// maxPortRecord bounds one stored protected container (a record
+	// holding wire's limits of routes and neighbours is about 1 MiB).
+	maxPortRecord = 4 << 20
 )
 
 var (
@@ -182,6 +185,36 @@ func compareStrings(a, b string) int {
 	return 0
 }
 
+// decodePortRecord reads a stored protected container back and checks
+// it before anything acts on it: the file is another run's, and a record
+// names links to delete, a pin directory to remove and a namespace file
+// to open every second.
+func decodePortRecord(key, v []byte) (portRecord, error) {
+	var r portRecord
+	if len(v) > maxPortRecord {
+		return r, fmt.Errorf("%d bytes, at most %d", len(v), maxPortRecord)
+	}
+	if err := json.Unmarshal(v, &r); err != nil {
+		return r, err
+	}
+	switch {
+	case r.Wire == nil:
+		return r, errors.New("no wiring recorded")
+	case !containerNameRE.MatchString(r.Target.Name) || string(key) != r.Target.Name:
+		return r, fmt.Errorf("name %.64q under key %.64q", r.Target.Name, key)
+	case !filepath.IsAbs(r.Target.Path) || filepath.Clean(r.Target.Path) != r.Target.Path:
+		return r, fmt.Errorf("namespace path %.128q", r.Target.Path)
+	case !slices.Contains(ProtectionModes, r.Mode):
+		return r, fmt.Errorf("mode %.32q", r.Mode)
+	case len(r.Iface) >= unix.IFNAMSIZ || !containerNameRE.MatchString(r.Iface) || r.Iface != r.Wire.ContainerIface:
+		return r, fmt.Errorf("interface %.32q", r.Iface)
+	}
+	if err := r.Wire.Validate(); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
 func (p *protector) save(rec portRecord) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
@@ -209,11 +242,18 @@ func (p *protector) pinDir(inner string) string {
 // they are, so their flows never stop); vanished ones are cleaned up.
 func (p *protector) restore() error {
 	var recs []portRecord
+	file := filepath.Join(p.a.cfg.StateDir, portsDB)
 	err := p.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketPorts).ForEach(func(_, v []byte) error {
-			var r portRecord
-			if err := json.Unmarshal(v, &r); err != nil || r.Wire == nil {
-				p.log.Warn("protected set: unreadable record skipped", "error", err)
+		return tx.Bucket(bucketPorts).ForEach(func(k, v []byte) error {
+			r, err := decodePortRecord(k, v)
+			if err == nil && len(recs) >= MaxProtected {
+				err = fmt.Errorf("more than %d protected containers", MaxProtected)
+			}
+			if err != nil {
+				// Left in place, wiring and all: acting on it could
+				// break what it does not describe.
+				p.log.Error("protected set: invalid record ignored, its container left as it is", "file", file,
+					"key", fmt.Sprintf("%.64q", k), "error", err)
 				return nil
 			}
 			recs = append(recs, r)
@@ -221,7 +261,7 @@ func (p *protector) restore() error {
 		})
 	})
 	if err != nil {
-		return fmt.Errorf("protected set: %w", err)
+		return fmt.Errorf("protected set %s: %w", file, err)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -430,7 +470,7 @@ func (p *protector) refreshAddrs(pp *protectedPort) bool {
 // containerAddrs reads the addresses of the container interface through
 // its namespace file, checking it is still the namespace protected.
 func (p *protector) containerAddrs(pp *protectedPort) ([]netip.Addr, error) {
-	h, err := netns.GetFromPath(pp.rec.Target.Path)
+	h, err := openNetns(pp.rec.Target.Path)
 	if err != nil {
 		return nil, err
 	}
@@ -473,13 +513,16 @@ func (p *protector) Protect(ctx context.Context, req ProtectRequest, who Caller)
 		t, err = p.resolver.resolve(ctx, req.Target)
 	}
 	if err != nil {
-		if errors.Is(err, ErrNoTarget) || errors.Is(err, ErrAmbiguous) {
+		if errors.Is(err, ErrNoTarget) || errors.Is(err, ErrAmbiguous) || errors.Is(err, ErrNotNetns) {
 			err = fmt.Errorf("%w: %w", ErrBadRequest, err)
 		}
 		return st, err
 	}
 	if req.Name != "" {
 		t.Name = req.Name
+	}
+	if !containerNameRE.MatchString(t.Name) { // a netns name may be anything ip netns accepts
+		return st, fmt.Errorf("%w: target %q: name %.64q cannot be used in rules: give a --name", ErrBadRequest, t.Spec, t.Name)
 	}
 	defer func() {
 		detail := fmt.Sprintf("%s (%s) iface %s mode %s", t.Spec, t.Name, req.Iface, req.Mode)
@@ -493,14 +536,17 @@ func (p *protector) Protect(ctx context.Context, req ProtectRequest, who Caller)
 		p.audit(op, t.Name, detail, who, err)
 	}()
 
-	cns, err := netns.GetFromPath(t.Path)
+	cns, err := openNetns(t.Path)
 	if err != nil {
-		return st, fmt.Errorf("%w: target %s: open %s: %v", ErrBadRequest, t.Spec, t.Path, err)
+		return st, fmt.Errorf("%w: target %q: %v", ErrBadRequest, t.Spec, err)
 	}
 	defer cns.Close()
 	var cst unix.Stat_t
 	if err := unix.Fstat(int(cns), &cst); err != nil {
 		return st, err
+	}
+	if cns.Equal(p.a.ns) {
+		return st, fmt.Errorf("%w: target %q is the agent's own network namespace, not a container's", ErrBadRequest, t.Spec)
 	}
 
 	p.mu.Lock()

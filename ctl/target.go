@@ -15,6 +15,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Target is a container to protect, resolved to its network namespace.
@@ -39,6 +43,9 @@ type targetResolver struct {
 	DockerSocket    string // Engine API over a unix socket
 	DockerRoot      string // containers/<id>/config.v2.json
 	ContainerdState string // <namespace>/<id>/init.pid of the v2 runtime shim
+	// isNetns checks a namespace file; nil is checkNetns (tests of the
+	// resolution steps put plain files where namespaces would be).
+	isNetns func(path string) error
 }
 
 var defaultResolver = targetResolver{NetnsDir: "/run/netns", ProcDir: "/proc", DockerSocket: "/var/run/docker.sock",
@@ -50,13 +57,29 @@ var (
 	ErrNoTarget = errors.New("no such container or network namespace")
 	// ErrAmbiguous: the name matches several containers.
 	ErrAmbiguous = errors.New("ambiguous container name")
+	// ErrNotNetns: the target's namespace file is not a network namespace.
+	ErrNotNetns = errors.New("not a network namespace")
 )
 
 // Limits of target resolution (what it reads is another program's).
 const (
-	maxTargetLen     = 256
-	maxStateFile     = 4 << 20
-	maxRuntimeScan   = 65536
+	maxTargetLen = 256
+	// maxStateFile bounds a config.v2.json or an Engine API answer (a
+	// container with many labels and mounts is tens of KiB).
+	maxStateFile = 4 << 20
+	// maxPIDFile bounds a shim's init.pid (a decimal number).
+	maxPIDFile = 64
+	// maxRuntimeScan bounds the entries of a runtime's state directory read.
+	maxRuntimeScan = 65536
+	// maxAPIHeader bounds the Engine API's response header.
+	maxAPIHeader = 64 << 10
+	// maxErrorEcho bounds what of a runtime's error answer ours quotes.
+	maxErrorEcho = 200
+	// maxContainerID bounds an id or name read from a runtime.
+	maxContainerID = 256
+	// maxPID is the kernel's PID_MAX_LIMIT (64-bit): no process has a
+	// larger pid.
+	maxPID           = 1 << 22
 	dockerAPITimeout = 3 * time.Second
 )
 
@@ -69,8 +92,8 @@ var containerNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 // or containerd id or name (Docker first).
 func (r targetResolver) resolve(ctx context.Context, spec string) (Target, error) {
 	t := Target{Spec: spec}
-	if spec == "" || len(spec) > maxTargetLen || strings.ContainsAny(spec, "\x00\n") {
-		return t, fmt.Errorf("target %q: want a netns name or path, a pid, or a container id or name", spec)
+	if spec == "" || len(spec) > maxTargetLen || strings.ContainsFunc(spec, unicode.IsControl) {
+		return t, fmt.Errorf("target %.300q: want a netns name or path, a pid, or a container id or name", spec)
 	}
 	if kind, rest, ok := strings.Cut(spec, ":"); ok && (kind == "docker" || kind == "containerd") {
 		var err error
@@ -94,11 +117,11 @@ func (r targetResolver) resolve(ctx context.Context, spec string) (Target, error
 		t.Kind, t.Path, t.Name = "pid", filepath.Join(r.ProcDir, spec, "ns", "net"), "pid-"+spec
 		return t, r.checkNS(t)
 	}
-	if !strings.Contains(spec, "/") {
+	if !strings.Contains(spec, "/") && spec != "." && spec != ".." {
 		p := filepath.Join(r.NetnsDir, spec)
-		if _, err := os.Stat(p); err == nil {
+		if _, err := os.Lstat(p); err == nil {
 			t.Kind, t.Path, t.Name = "netns", p, spec
-			return t, nil
+			return t, r.checkNS(t)
 		}
 	}
 	dt, derr := r.docker(ctx, spec)
@@ -119,19 +142,63 @@ func (r targetResolver) resolve(ctx context.Context, spec string) (Target, error
 	return t, fmt.Errorf("target %q: %w (looked in %s, docker and containerd)", spec, ErrNoTarget, r.NetnsDir)
 }
 
+// checkNS checks that the target's path is a network namespace: what
+// is not (a TARGET like /etc/shadow, a FIFO, a device) is refused
+// naming the target, never read.
 func (r targetResolver) checkNS(t Target) error {
-	if _, err := os.Stat(t.Path); err != nil {
+	check := r.isNetns
+	if check == nil {
+		check = checkNetns
+	}
+	if err := check(t.Path); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("target %s: %s: %w", t.Spec, t.Path, ErrNoTarget)
+			return fmt.Errorf("target %q: %s: %w", t.Spec, t.Path, ErrNoTarget)
 		}
-		return fmt.Errorf("target %s: %w", t.Spec, err)
+		return fmt.Errorf("target %q: %w", t.Spec, err)
 	}
 	return nil
 }
 
+// checkNetns reports whether path is a network namespace file.
+func checkNetns(path string) error {
+	h, err := openNetns(path)
+	if err != nil {
+		return err
+	}
+	return h.Close()
+}
+
+// openNetns opens the network namespace file path. A file that is not on
+// nsfs is refused before it is opened: opening a device node can act
+// (a watchdog, a tape) and opening a FIFO blocks. The open file must be
+// a network namespace (not a mount or pid one).
+func openNetns(path string) (netns.NsHandle, error) {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(path, &fs); err != nil {
+		return netns.None(), &os.PathError{Op: "statfs", Path: path, Err: err}
+	}
+	if fs.Type != unix.NSFS_MAGIC {
+		return netns.None(), fmt.Errorf("%s: %w", path, ErrNotNetns)
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	if err != nil {
+		return netns.None(), &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	// Checked again on what was opened: path may have changed since.
+	if unix.Fstatfs(fd, &fs) != nil || fs.Type != unix.NSFS_MAGIC {
+		unix.Close(fd)
+		return netns.None(), fmt.Errorf("%s: %w", path, ErrNotNetns)
+	}
+	if typ, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE); err != nil || typ != unix.CLONE_NEWNET {
+		unix.Close(fd)
+		return netns.None(), fmt.Errorf("%s: %w", path, ErrNotNetns)
+	}
+	return netns.NsHandle(fd), nil
+}
+
 func isPID(s string) bool {
 	n, err := strconv.Atoi(s)
-	return err == nil && n > 0 && strconv.Itoa(n) == s
+	return err == nil && n > 0 && n <= maxPID && strconv.Itoa(n) == s
 }
 
 func pidFromPath(proc, p string) (int, bool) {
@@ -169,6 +236,30 @@ type dockerContainer struct {
 	} `json:"State"`
 }
 
+// parseDockerContainer decodes a config.v2.json or an Engine API answer
+// (at most maxStateFile bytes, read by the caller) into the few fields
+// deepwall uses, and checks them: a pid the kernel could have, bounded
+// id and name.
+func parseDockerContainer(b []byte) (*dockerContainer, error) {
+	var c dockerContainer
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, err
+	}
+	if c.State.Pid < 0 || c.State.Pid > maxPID {
+		return nil, fmt.Errorf("pid %d out of range", c.State.Pid)
+	}
+	if len(c.ID) > maxContainerID || len(c.ID2) > maxContainerID || len(c.Name) > maxContainerID {
+		return nil, fmt.Errorf("id or name longer than %d bytes", maxContainerID)
+	}
+	return &c, nil
+}
+
+// answers reports whether c is the container ref names (id, id prefix or
+// name): a socket that answers with another container is not believed.
+func (c *dockerContainer) answers(ref string) bool {
+	return strings.HasPrefix(c.id(), ref) || strings.TrimPrefix(c.Name, "/") == ref
+}
+
 func (c *dockerContainer) id() string {
 	if c.ID != "" {
 		return c.ID
@@ -180,7 +271,7 @@ func (c *dockerContainer) id() string {
 // Engine API when its socket answers, else through the state files.
 func (r targetResolver) docker(ctx context.Context, ref string) (Target, error) {
 	t := Target{Kind: "docker"}
-	if ref == "" || strings.ContainsAny(ref, "/?#%") {
+	if ref == "" || ref == "." || ref == ".." || strings.ContainsAny(ref, "/?#%") || strings.ContainsFunc(ref, unicode.IsControl) {
 		return t, fmt.Errorf("docker container %q: %w", ref, ErrNoTarget)
 	}
 	c, err := r.dockerAPI(ctx, ref)
@@ -216,33 +307,55 @@ func (r targetResolver) dockerAPI(ctx context.Context, ref string) (*dockerConta
 	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", r.DockerSocket)
-	}}
+	}, MaxResponseHeaderBytes: maxAPIHeader, DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/containers/"+url.PathEscape(ref)+"/json", nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := (&http.Client{Transport: tr}).Do(req)
+	client := &http.Client{Transport: tr, Timeout: dockerAPITimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, errNoRuntime // socket present but nobody answers: try the files
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxStateFile))
+	body, err := readAllBounded(resp.Body, maxStateFile)
 	if err != nil {
-		return nil, fmt.Errorf("docker api: %w", err)
+		return nil, fmt.Errorf("docker api: container %q: %w", ref, err)
 	}
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusNotFound:
 		return nil, fmt.Errorf("docker container %q: %w", ref, ErrNoTarget)
 	default:
-		return nil, fmt.Errorf("docker api: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+		return nil, fmt.Errorf("docker api: %d: %q", resp.StatusCode, echo(body))
 	}
-	var c dockerContainer
-	if err := json.Unmarshal(body, &c); err != nil {
-		return nil, fmt.Errorf("docker api: container %s: %w", ref, err)
+	c, err := parseDockerContainer(body)
+	if err != nil {
+		return nil, fmt.Errorf("docker api: container %q: %w", ref, err)
 	}
-	return &c, nil
+	if !c.answers(ref) {
+		return nil, fmt.Errorf("docker api: asked for container %q, got %.64q", ref, c.id())
+	}
+	return c, nil
+}
+
+// echo is what an error quotes of a runtime's answer: Docker's message,
+// or the start of the body.
+func echo(body []byte) string {
+	var m struct {
+		Message string `json:"message"`
+	}
+	s := string(body)
+	if json.Unmarshal(body, &m) == nil && m.Message != "" {
+		s = m.Message
+	}
+	s = strings.TrimSpace(s)
+	if len(s) > maxErrorEcho {
+		s = s[:maxErrorEcho] + "..."
+	}
+	return s
 }
 
 // dockerFiles finds the container among DockerRoot/containers/*/config.v2.json
@@ -261,12 +374,12 @@ func (r targetResolver) dockerFiles(ref string) (*dockerContainer, error) {
 		if i >= maxRuntimeScan {
 			break
 		}
-		b, err := readBounded(filepath.Join(dir, e.Name(), "config.v2.json"))
+		b, err := readBounded(filepath.Join(dir, e.Name(), "config.v2.json"), maxStateFile)
 		if err != nil {
 			continue
 		}
-		var c dockerContainer
-		if json.Unmarshal(b, &c) != nil {
+		c, err := parseDockerContainer(b)
+		if err != nil {
 			continue
 		}
 		id := c.id()
@@ -275,9 +388,9 @@ func (r targetResolver) dockerFiles(ref string) (*dockerContainer, error) {
 		}
 		switch {
 		case id == ref || strings.TrimPrefix(c.Name, "/") == ref:
-			return &c, nil
+			return c, nil
 		case len(ref) >= 4 && strings.HasPrefix(id, ref):
-			found = append(found, &c)
+			found = append(found, c)
 		}
 	}
 	switch len(found) {
@@ -300,7 +413,8 @@ func (r targetResolver) containerd(ref string) (Target, error) {
 	if !ok {
 		ns, id = "", ref
 	}
-	if id == "" || strings.ContainsAny(id, "/\\") || id == "." || id == ".." || ns == "." || ns == ".." {
+	if id == "" || strings.ContainsAny(id, "/\\") || id == "." || id == ".." || ns == "." || ns == ".." ||
+		strings.ContainsFunc(ref, unicode.IsControl) {
 		return t, fmt.Errorf("containerd container %q: %w", ref, ErrNoTarget)
 	}
 	var namespaces []string
@@ -311,18 +425,21 @@ func (r targetResolver) containerd(ref string) (Target, error) {
 		if err != nil {
 			return t, fmt.Errorf("containerd container %q: %w", ref, ErrNoTarget)
 		}
-		for _, e := range entries {
+		for i, e := range entries {
+			if i >= maxRuntimeScan {
+				break
+			}
 			namespaces = append(namespaces, e.Name())
 		}
 	}
 	var pids []int
 	for _, n := range namespaces {
-		b, err := readBounded(filepath.Join(r.ContainerdState, n, id, "init.pid"))
+		b, err := readBounded(filepath.Join(r.ContainerdState, n, id, "init.pid"), maxPIDFile)
 		if err != nil {
 			continue
 		}
-		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err == nil && pid > 0 {
+		if s := strings.TrimSpace(string(b)); isPID(s) {
+			pid, _ := strconv.Atoi(s)
 			pids = append(pids, pid)
 		}
 	}
@@ -351,11 +468,44 @@ func shortID(id string) string {
 	return "container"
 }
 
-func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
+// errTooBig: a runtime's file or answer is larger than deepwall reads.
+var errTooBig = errors.New("larger than the limit")
+
+// readBounded reads a runtime's state file of at most limit bytes. Only
+// a regular file is opened (never a device or a FIFO), and not through
+// a symbolic link of its own.
+func readBounded(path string, limit int64) ([]byte, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, maxStateFile))
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	b, err := readAllBounded(f, limit)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return b, nil
+}
+
+// readAllBounded reads r to its end, failing past limit bytes instead of
+// cutting (a cut JSON document would be misread or misreported).
+func readAllBounded(r io.Reader, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w of %d bytes", errTooBig, limit)
+	}
+	return b, nil
 }

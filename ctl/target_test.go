@@ -6,9 +6,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // fakeResolver reads testdata/targets: named namespaces, a /proc with
@@ -20,7 +25,19 @@ func fakeResolver(tb testing.TB) targetResolver {
 		tb.Fatal(err)
 	}
 	return targetResolver{NetnsDir: filepath.Join(root, "netns"), ProcDir: filepath.Join(root, "proc"),
-		DockerRoot: filepath.Join(root, "docker"), ContainerdState: filepath.Join(root, "containerd")}
+		DockerRoot: filepath.Join(root, "docker"), ContainerdState: filepath.Join(root, "containerd"), isNetns: plainFileNS}
+}
+
+// plainFileNS stands in for checkNetns on testdata's plain files.
+func plainFileNS(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s: %w", path, ErrNotNetns)
+	}
+	return nil
 }
 
 func TestResolveTarget(t *testing.T) {
@@ -117,4 +134,319 @@ func TestResolveNoRuntimes(t *testing.T) {
 	if _, err := r.resolve(context.Background(), "web"); !errors.Is(err, ErrNoTarget) {
 		t.Fatalf("resolve: %v, want ErrNoTarget", err)
 	}
+}
+
+// TestResolveHostileTarget: what is not a network namespace is refused
+// naming the target, without reading it (its content never shows), and
+// without blocking on a FIFO.
+func TestResolveHostileTarget(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "shadow")
+	if err := os.WriteFile(secret, []byte("root:SECRET-HASH:19000::::::\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(secret, link); err != nil {
+		t.Fatal(err)
+	}
+	netnsDir := filepath.Join(dir, "netns")
+	if err := os.Mkdir(netnsDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(netnsDir, "stale"), nil, 0o600); err != nil { // a netns whose mount is gone
+		t.Fatal(err)
+	}
+	// The real check: no isNetns stand-in.
+	r := targetResolver{NetnsDir: netnsDir, ProcDir: "/proc", DockerRoot: dir + "/docker", ContainerdState: dir + "/containerd"}
+	for _, tc := range []struct {
+		spec string
+		err  error // nil: resolves
+	}{
+		{spec: "/proc/self/ns/net"},
+		{spec: "/proc/self/ns/../ns/net"},
+		{spec: secret, err: ErrNotNetns},
+		{spec: "/etc/shadow", err: ErrNotNetns},
+		{spec: link, err: ErrNotNetns},
+		{spec: fifo, err: ErrNotNetns},
+		{spec: "/dev/null", err: ErrNotNetns},
+		{spec: dir, err: ErrNotNetns},
+		{spec: "/proc/self/ns/mnt", err: ErrNotNetns},
+		{spec: dir + "/../" + filepath.Base(dir) + "/shadow", err: ErrNotNetns},
+		{spec: dir + "/absent", err: ErrNoTarget},
+		{spec: "stale", err: ErrNotNetns},
+		{spec: "..", err: ErrNoTarget},
+		{spec: "99999999", err: ErrNoTarget}, // beyond any pid: a name, and nothing has it
+		{spec: "web\x1b[2J", err: errAny},
+		{spec: "web\rx", err: errAny},
+		{spec: "docker:..", err: ErrNoTarget},
+		{spec: "containerd:k8s.io\x00/x", err: errAny},
+	} {
+		t.Run(tc.spec, func(t *testing.T) {
+			done := make(chan struct{})
+			var got Target
+			var err error
+			go func() {
+				defer close(done)
+				got, err = r.resolve(context.Background(), tc.spec)
+			}()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("resolve blocked")
+			}
+			switch {
+			case tc.err == nil && err != nil:
+				t.Fatalf("resolve: %v", err)
+			case tc.err == nil:
+				if got.Path == "" {
+					t.Fatalf("resolved without a path: %+v", got)
+				}
+				return
+			case err == nil:
+				t.Fatalf("resolved %+v, want an error", got)
+			case tc.err != errAny && !errors.Is(err, tc.err):
+				t.Fatalf("resolve: %v, want %v", err, tc.err)
+			}
+			if strings.Contains(err.Error(), "SECRET") {
+				t.Fatalf("error shows the file's content: %v", err)
+			}
+			if tc.err == ErrNotNetns && !strings.Contains(err.Error(), fmt.Sprintf("%q", tc.spec)) {
+				t.Errorf("error does not name the target: %v", err)
+			}
+		})
+	}
+}
+
+// errAny: any error will do.
+var errAny = errors.New("any error")
+
+// TestOpenNetns opens the network namespace it is given and nothing else.
+func TestOpenNetns(t *testing.T) {
+	h, err := openNetns("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	self, err := netns.GetFromPath("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer self.Close()
+	if !h.Equal(self) {
+		t.Error("opened another namespace than /proc/self/ns/net")
+	}
+	if init, err := netns.GetFromPath("/proc/1/ns/net"); err == nil {
+		defer init.Close()
+		if h2, err := openNetns("/proc/1/ns/net"); err != nil || !h2.Equal(init) {
+			t.Errorf("/proc/1/ns/net: %v", err)
+		} else {
+			h2.Close()
+		}
+	}
+	for _, p := range []string{"/proc/self/ns/uts", "/proc/self/status", "/dev/zero", "/"} {
+		if h, err := openNetns(p); !errors.Is(err, ErrNotNetns) {
+			h.Close()
+			t.Errorf("openNetns(%s): %v, want ErrNotNetns", p, err)
+		}
+	}
+}
+
+// TestReadBounded: only regular files, not through a symbolic link, not
+// past the limit.
+func TestReadBounded(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "init.pid")
+	if err := os.WriteFile(file, []byte("4242\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big")
+	if err := os.WriteFile(big, make([]byte, maxPIDFile+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(file, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path string
+		ok   bool
+		err  error
+	}{
+		{path: file, ok: true},
+		{path: big, err: errTooBig},
+		{path: fifo},
+		{path: link},
+		{path: dir},
+		{path: "/dev/zero"},
+		{path: dir + "/absent", err: os.ErrNotExist},
+	} {
+		t.Run(filepath.Base(tc.path), func(t *testing.T) {
+			b, err := readBounded(tc.path, maxPIDFile)
+			if tc.ok {
+				if err != nil || string(b) != "4242\n" {
+					t.Fatalf("%q, %v", b, err)
+				}
+				return
+			}
+			if err == nil || tc.err != nil && !errors.Is(err, tc.err) {
+				t.Fatalf("read %d bytes, %v; want an error (%v)", len(b), err, tc.err)
+			}
+		})
+	}
+}
+
+func TestParseDockerContainer(t *testing.T) {
+	for _, tc := range []struct {
+		name, json string
+		pid        int
+		ok         bool
+	}{
+		{"api answer", `{"Id":"77aa","Name":"/web","State":{"Running":true,"Pid":4343}}`, 4343, true},
+		{"config.v2.json", `{"ID":"77aa","Name":"/web","State":{"Running":true,"Pid":1}}`, 1, true},
+		{"stopped", `{"ID":"77aa","State":{"Running":false,"Pid":0}}`, 0, true},
+		{"negative pid", `{"ID":"77aa","State":{"Running":true,"Pid":-1}}`, 0, false},
+		{"pid beyond the kernel's", `{"ID":"77aa","State":{"Running":true,"Pid":4194305}}`, 0, false},
+		{"pid overflow", `{"ID":"77aa","State":{"Running":true,"Pid":99999999999999999999}}`, 0, false},
+		{"long name", `{"ID":"77aa","Name":"/` + strings.Repeat("a", maxContainerID) + `"}`, 0, false},
+		{"not json", `{"ID":`, 0, false},
+		{"wrong type", `{"State":"running"}`, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := parseDockerContainer([]byte(tc.json))
+			if (err == nil) != tc.ok {
+				t.Fatalf("parse: %+v, %v; want ok=%v", c, err, tc.ok)
+			}
+			if tc.ok && c.State.Pid != tc.pid {
+				t.Fatalf("pid %d, want %d", c.State.Pid, tc.pid)
+			}
+		})
+	}
+}
+
+// TestResolveDockerAPIHostile: a socket that answers too much, with
+// another container, or not at all, is survived within the time limit
+// and quoted only briefly.
+func TestResolveDockerAPIHostile(t *testing.T) {
+	r := fakeResolver(t)
+	r.DockerSocket = filepath.Join(t.TempDir(), "docker.sock")
+	ln, err := net.Listen("unix", r.DockerSocket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		switch req.URL.Path {
+		case "/containers/huge/json":
+			fmt.Fprint(w, `{"Id":"huge","State":{"Running":true,"Pid":4343},"X":"`)
+			chunk := strings.Repeat("x", 64<<10)
+			for range maxStateFile/len(chunk) + 2 {
+				if _, err := fmt.Fprint(w, chunk); err != nil {
+					return
+				}
+			}
+		case "/containers/other/json":
+			fmt.Fprint(w, `{"Id":"5555","Name":"/someone-else","State":{"Running":true,"Pid":4343}}`)
+		case "/containers/loud/json":
+			http.Error(w, strings.Repeat("\x1b[2J boom ", 10000), http.StatusInternalServerError)
+		case "/containers/hostpid/json":
+			fmt.Fprint(w, `{"Id":"hostpid","State":{"Running":true,"Pid":-7}}`)
+		case "/containers/slow/json":
+			<-req.Context().Done()
+		default:
+			http.Error(w, `{"message":"No such container"}`, http.StatusNotFound)
+		}
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	for _, tc := range []struct {
+		spec string
+		err  error
+	}{
+		{"docker:huge", errTooBig},
+		{"docker:other", errAny},
+		{"docker:loud", errAny},
+		{"docker:hostpid", errAny},
+		{"docker:slow", ErrNoTarget}, // no answer: the state files, which do not know it
+	} {
+		t.Run(tc.spec, func(t *testing.T) {
+			start := time.Now()
+			got, err := r.resolve(context.Background(), tc.spec)
+			if err == nil {
+				t.Fatalf("resolved %+v", got)
+			}
+			if tc.err != errAny && !errors.Is(err, tc.err) {
+				t.Fatalf("resolve: %v, want %v", err, tc.err)
+			}
+			if len(err.Error()) > 2*maxErrorEcho+200 || strings.Contains(err.Error(), "\x1b") {
+				t.Errorf("error quotes too much of the answer (%d bytes): %.300q", len(err.Error()), err)
+			}
+			if d := time.Since(start); d > dockerAPITimeout+2*time.Second {
+				t.Errorf("took %v", d)
+			}
+		})
+	}
+}
+
+// FuzzDockerContainer: any config.v2.json or Engine API answer decodes
+// without panicking into a bounded container, or is refused; an error
+// quotes at most maxErrorEcho bytes of it. Seeds: the state files of
+// testdata/targets.
+func FuzzDockerContainer(f *testing.F) {
+	files, _ := filepath.Glob("testdata/targets/docker/containers/*/config.v2.json")
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, "shop-db")
+	}
+	f.Add([]byte(`{"Id":"77aa","Name":"/frontend","State":{"Running":true,"Pid":4343}}`), "77")
+	f.Add([]byte(`{"message":"No such container: x"}`), "x")
+	f.Fuzz(func(t *testing.T, body []byte, ref string) {
+		if e := echo(body); len(e) > maxErrorEcho+3 {
+			t.Fatalf("echo of %d bytes", len(e))
+		}
+		c, err := parseDockerContainer(body)
+		if err != nil {
+			return
+		}
+		if c.State.Pid < 0 || c.State.Pid > maxPID || len(c.id()) > maxContainerID || len(c.Name) > maxContainerID {
+			t.Fatalf("accepted %+v", c)
+		}
+		_ = c.answers(ref)
+	})
+}
+
+// FuzzResolveTarget: no target that is not an absolute path resolves to
+// a file outside the runtime directories resolution reads (testdata
+// here), and none panics.
+func FuzzResolveTarget(f *testing.F) {
+	for _, s := range []string{"web", "4242", "docker:shop-db", "containerd:k8s.io/api-7", "redis-1", "3f4e5a6b",
+		"../../etc/passwd", "docker:../x", "containerd:../k8s.io/api-7", "..", ".", "containerd:/api-7", "0", "-1", "+4242"} {
+		f.Add(s)
+	}
+	r := fakeResolver(f)
+	root, err := filepath.Abs("testdata/targets")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		got, err := r.resolve(context.Background(), spec)
+		if err != nil || filepath.IsAbs(spec) {
+			return
+		}
+		if !strings.HasPrefix(got.Path, root+"/") || filepath.Clean(got.Path) != got.Path {
+			t.Fatalf("%q resolved to %+v, outside %s", spec, got, root)
+		}
+		if !containerNameRE.MatchString(got.Name) && got.Kind != "netns" {
+			t.Fatalf("%q resolved to the name %q", spec, got.Name)
+		}
+	})
 }

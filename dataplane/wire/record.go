@@ -20,9 +20,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Stage says how far a swap has gone.
@@ -49,6 +52,12 @@ const (
 	MaxNeigh  = 4096
 	MaxAddrs  = 256
 	MaxVLANs  = 4096
+	// MaxQueues bounds a recorded queue count (the kernel's veth limit).
+	MaxQueues = 4096
+	// maxSysctlValue bounds a recorded sysctl value (all are integers).
+	maxSysctlValue = 24
+	// minMTU and maxMTU are a veth's MTU range (ETH_MIN_MTU, ETH_MAX_MTU).
+	minMTU, maxMTU = 68, 65535
 )
 
 // Name prefixes of the new veth pair: dwo<N> is deepwall's outer port,
@@ -75,6 +84,9 @@ var (
 	ErrStage = errors.New("wrong stage")
 	// ErrLimit: the veth carries more state than the recording takes.
 	ErrLimit = errors.New("too much state on the veth")
+	// ErrInvalid: a record (read back from a file) is not one Find and
+	// Plug could have written; nothing acts on it.
+	ErrInvalid = errors.New("invalid wiring record")
 )
 
 // Link names one interface of the host namespace.
@@ -280,4 +292,135 @@ func jointName(ifindex int) string { return JointPrefix + strconv.Itoa(ifindex) 
 func newNames(ifindex int) (outer, place string) {
 	n := strconv.Itoa(ifindex)
 	return OuterPrefix + n, PlacePrefix + n
+}
+
+// Validate checks a record read back (a file an earlier agent wrote)
+// before anything acts on it: every name is a valid interface name (a
+// record names pin directories and links to delete), the new pair's
+// names are those derived from the old veth's ifindex, counts are within
+// the recording's limits, and every address, route, neighbour and
+// sysctl value parses. It cannot know whether the routes are the ones
+// that were there; the links are also checked against the kernel when
+// used (innerLink, placeLink, jointLink, masterLink).
+func (r *Record) Validate() error {
+	if err := r.validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return nil
+}
+
+func (r *Record) validate() error {
+	if r.Version != RecordVersion {
+		return fmt.Errorf("version %d, want %d", r.Version, RecordVersion)
+	}
+	if r.Stage != StageFound && r.Stage != StagePlugged && r.Stage != StageCut {
+		return fmt.Errorf("stage %.32q", r.Stage)
+	}
+	if !validIfname(r.ContainerIface) {
+		return fmt.Errorf("container interface %.32q", r.ContainerIface)
+	}
+	if err := r.Inner.validate("inner", ""); err != nil {
+		return err
+	}
+	if strings.HasPrefix(r.Inner.Name, OuterPrefix) || strings.HasPrefix(r.Inner.Name, PlacePrefix) || strings.HasPrefix(r.Inner.Name, JointPrefix) {
+		return fmt.Errorf("inner %s is deepwall's own link", r.Inner.Name)
+	}
+	if _, err := net.ParseMAC(r.InnerMAC); err != nil {
+		return fmt.Errorf("inner mac: %w", err)
+	}
+	if r.MTU < minMTU || r.MTU > maxMTU {
+		return fmt.Errorf("mtu %d", r.MTU)
+	}
+	if r.Queues < 0 || r.Queues > MaxQueues {
+		return fmt.Errorf("%d queues", r.Queues)
+	}
+	outer, place := newNames(r.Inner.Ifindex)
+	if r.Stage != StageFound {
+		if err := r.Outer.validate("outer", outer); err != nil {
+			return err
+		}
+		if err := r.Place.validate("place", place); err != nil {
+			return err
+		}
+	}
+	if r.Joint != nil {
+		if !r.Joined {
+			return errors.New("a joint bridge on a record not joined")
+		}
+		if err := r.Joint.validate("joint", jointName(r.Inner.Ifindex)); err != nil {
+			return err
+		}
+	}
+	if m := r.Master; m != nil {
+		if err := m.Link.validate("master", ""); err != nil {
+			return err
+		}
+		if m.Kind != "bridge" {
+			return fmt.Errorf("master kind %.32q", m.Kind)
+		}
+		if len(m.VLANs) > MaxVLANs {
+			return fmt.Errorf("%d vlans: %w", len(m.VLANs), ErrLimit)
+		}
+		for _, v := range m.VLANs {
+			if v.VID < 1 || v.VID > 4094 {
+				return fmt.Errorf("vlan %d", v.VID)
+			}
+		}
+	}
+	if len(r.Addrs) > MaxAddrs || len(r.Routes) > MaxRoutes || len(r.Neigh) > MaxNeigh {
+		return fmt.Errorf("%d addresses, %d routes, %d neighbours: %w", len(r.Addrs), len(r.Routes), len(r.Neigh), ErrLimit)
+	}
+	for _, a := range r.Addrs {
+		if _, err := a.netlink(); err != nil {
+			return err
+		}
+	}
+	for _, rt := range r.Routes {
+		if rt.Family != unix.AF_INET && rt.Family != unix.AF_INET6 {
+			return fmt.Errorf("route %.64q: family %d", rt.Dst, rt.Family)
+		}
+		if _, err := rt.netlink(1); err != nil {
+			return err
+		}
+	}
+	for _, n := range r.Neigh {
+		if _, err := n.netlink(1, n.State); err != nil {
+			return err
+		}
+	}
+	for k, v := range r.Sysctls {
+		if !slices.Contains(sysctls, k) {
+			return fmt.Errorf("sysctl %.64q", k)
+		}
+		if _, err := strconv.Atoi(v); err != nil || len(v) > maxSysctlValue {
+			return fmt.Errorf("sysctl %s value %.32q", k, v)
+		}
+	}
+	return nil
+}
+
+// validate checks a recorded link: a valid interface name (want, if
+// given) and an ifindex.
+func (l Link) validate(what, want string) error {
+	if !validIfname(l.Name) || want != "" && l.Name != want {
+		return fmt.Errorf("%s name %.32q", what, l.Name)
+	}
+	if l.Ifindex <= 0 {
+		return fmt.Errorf("%s %s: ifindex %d", what, l.Name, l.Ifindex)
+	}
+	return nil
+}
+
+// validIfname is the kernel's dev_valid_name, and no control bytes: a
+// name can then never leave the directory it is joined to.
+func validIfname(s string) bool {
+	if s == "" || len(s) >= unix.IFNAMSIZ || s == "." || s == ".." {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == 0x7f || c == '/' || c == ':' {
+			return false
+		}
+	}
+	return true
 }

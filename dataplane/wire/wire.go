@@ -305,6 +305,9 @@ func addJoint(h *netlink.Handle, ifindex, mtu int, outer netlink.Link) (*Link, e
 // joinBridge makes l a port of the recorded bridge with the recorded
 // port settings and VLANs.
 func joinBridge(h *netlink.Handle, l netlink.Link, m *Master) error {
+	if err := masterLink(h, m); err != nil {
+		return err
+	}
 	if err := h.LinkSetMasterByIndex(l, m.Ifindex); err != nil {
 		return fmt.Errorf("join bridge %s: %w", m.Name, err)
 	}
@@ -349,7 +352,8 @@ func joinBridge(h *netlink.Handle, l netlink.Link, m *Master) error {
 // Cut moves the old veth's role to the new place end: its addresses,
 // neighbour entries and routes (replaced in place, so no packet meets a
 // missing route), and its bridge membership. Call it once deepwall
-// forwards between the old veth (inner port) and the outer end.
+// forwards between the old veth (inner port) and the outer end. On an
+// error what moved is moved back: the old veth keeps its place.
 func Cut(host netns.NsHandle, rec *Record) error {
 	if rec.Stage != StagePlugged {
 		return fmt.Errorf("cut %s: at stage %s: %w", rec.Inner.Name, rec.Stage, ErrStage)
@@ -363,22 +367,29 @@ func Cut(host netns.NsHandle, rec *Record) error {
 	if err != nil {
 		return fmt.Errorf("cut: %w", err)
 	}
-	place, err := h.LinkByIndex(rec.Place.Ifindex)
+	place, err := placeLink(h, rec)
 	if err != nil {
-		return fmt.Errorf("cut %s: %s: %w", rec.Inner.Name, rec.Place.Name, err)
-	}
-	if err := moveL3(h, rec, inner, place); err != nil {
 		return fmt.Errorf("cut %s: %w", rec.Inner.Name, err)
+	}
+	if rec.Joint != nil {
+		if err := jointLink(h, rec); err != nil {
+			return fmt.Errorf("cut %s: %w", rec.Inner.Name, err)
+		}
+	}
+	if moved, err := moveL3(h, rec, inner, place); err != nil {
+		return fmt.Errorf("cut %s: %w", rec.Inner.Name, putBack(h, moved, place, inner, err))
 	}
 	switch {
 	case rec.Joint != nil:
 		// One call moves it from its bridge (if any) to the joint.
 		if err := h.LinkSetMasterByIndex(inner, rec.Joint.Ifindex); err != nil {
-			return fmt.Errorf("cut %s: join %s: %w", rec.Inner.Name, rec.Joint.Name, err)
+			err = fmt.Errorf("join %s: %w", rec.Joint.Name, err)
+			return fmt.Errorf("cut %s: %w", rec.Inner.Name, putBack(h, rec, place, inner, err))
 		}
 	case rec.Master != nil:
 		if err := h.LinkSetNoMaster(inner); err != nil {
-			return fmt.Errorf("cut %s: leave bridge %s: %w", rec.Inner.Name, rec.Master.Name, err)
+			err = fmt.Errorf("leave bridge %s: %w", rec.Master.Name, err)
+			return fmt.Errorf("cut %s: %w", rec.Inner.Name, putBack(h, rec, place, inner, err))
 		}
 	}
 	rec.Stage = StageCut
@@ -388,6 +399,8 @@ func Cut(host netns.NsHandle, rec *Record) error {
 // Uncut puts the old veth back in its place: on its bridge with its port
 // settings, with its addresses, neighbour entries and routes. Traffic then
 // no longer needs deepwall; the caller detaches it and calls Unplug.
+// On an error the old veth leaves its bridge again and what moved is
+// moved back: deepwall stays inline, and Uncut can be tried again.
 func Uncut(host netns.NsHandle, rec *Record) error {
 	if rec.Stage != StageCut {
 		return nil
@@ -401,39 +414,75 @@ func Uncut(host netns.NsHandle, rec *Record) error {
 	if err != nil {
 		return fmt.Errorf("uncut: %w", err)
 	}
-	place, err := h.LinkByIndex(rec.Place.Ifindex)
+	place, err := placeLink(h, rec)
 	if err != nil {
-		return fmt.Errorf("uncut %s: %s: %w", rec.Inner.Name, rec.Place.Name, err)
+		return fmt.Errorf("uncut %s: %w", rec.Inner.Name, err)
+	}
+	if rec.Joint != nil {
+		if err := jointLink(h, rec); err != nil {
+			return fmt.Errorf("uncut %s: %w", rec.Inner.Name, err)
+		}
+	}
+	if rec.Master != nil {
+		if err := masterLink(h, rec.Master); err != nil {
+			return fmt.Errorf("uncut %s: %w", rec.Inner.Name, err)
+		}
+	}
+	// recut puts the old veth back where Cut left it.
+	recut := func(err error) error {
+		var uerr error
+		switch {
+		case rec.Joint != nil:
+			uerr = h.LinkSetMasterByIndex(inner, rec.Joint.Ifindex)
+		case rec.Master != nil:
+			uerr = h.LinkSetNoMaster(inner)
+		}
+		if uerr != nil {
+			return fmt.Errorf("%w (putting it back: %v)", err, uerr)
+		}
+		return err
 	}
 	switch {
 	case rec.Master != nil:
 		if err := joinBridge(h, inner, rec.Master); err != nil {
-			return fmt.Errorf("uncut %s: %w", rec.Inner.Name, err)
+			return fmt.Errorf("uncut %s: %w", rec.Inner.Name, recut(err))
 		}
 	case rec.Joint != nil:
 		if err := h.LinkSetNoMaster(inner); err != nil {
 			return fmt.Errorf("uncut %s: leave %s: %w", rec.Inner.Name, rec.Joint.Name, err)
 		}
 	}
-	if err := moveL3(h, rec, place, inner); err != nil {
-		return fmt.Errorf("uncut %s: %w", rec.Inner.Name, err)
+	if moved, err := moveL3(h, rec, place, inner); err != nil {
+		return fmt.Errorf("uncut %s: %w", rec.Inner.Name, recut(putBack(h, moved, inner, place, err)))
 	}
 	rec.Stage = StagePlugged
 	return nil
 }
 
+// putBack moves back what a failed moveL3 (or a later step) had moved
+// from one link to the other, and returns err with what failed of that.
+func putBack(h *netlink.Handle, moved *Record, from, to netlink.Link, err error) error {
+	if _, uerr := moveL3(h, moved, from, to); uerr != nil {
+		return fmt.Errorf("%w (putting it back: %v)", err, uerr)
+	}
+	return err
+}
+
 // moveL3 moves the recorded addresses, neighbour entries and routes from
 // one link to the other: each is added to the target first, routes are
-// replaced in place, then what the source held is removed.
-func moveL3(h *netlink.Handle, rec *Record, from, to netlink.Link) error {
+// replaced in place, then what the source held is removed. moved is what
+// it changed, for putBack when it fails halfway.
+func moveL3(h *netlink.Handle, rec *Record, from, to netlink.Link) (moved *Record, err error) {
+	moved = &Record{}
 	for _, a := range rec.Addrs {
 		na, err := a.netlink()
 		if err != nil {
-			return err
+			return moved, err
 		}
 		if err := h.AddrReplace(to, na); err != nil {
-			return fmt.Errorf("address %s on %s: %w", a.Prefix, to.Attrs().Name, err)
+			return moved, fmt.Errorf("address %s on %s: %w", a.Prefix, to.Attrs().Name, err)
 		}
+		moved.Addrs = append(moved.Addrs, a)
 	}
 	for _, n := range rec.Neigh {
 		state := n.State
@@ -442,40 +491,42 @@ func moveL3(h *netlink.Handle, rec *Record, from, to netlink.Link) error {
 		}
 		nn, err := n.netlink(to.Attrs().Index, state)
 		if err != nil {
-			return err
+			return moved, err
 		}
 		if err := h.NeighSet(nn); err != nil {
-			return fmt.Errorf("neighbour %s on %s: %w", n.IP, to.Attrs().Name, err)
+			return moved, fmt.Errorf("neighbour %s on %s: %w", n.IP, to.Attrs().Name, err)
 		}
+		moved.Neigh = append(moved.Neigh, n)
 	}
 	for _, r := range rec.Routes {
 		nr, err := r.netlink(to.Attrs().Index)
 		if err != nil {
-			return err
+			return moved, err
 		}
 		if err := h.RouteReplace(nr); err != nil {
-			return fmt.Errorf("route %s on %s: %w", routeName(r), to.Attrs().Name, err)
+			return moved, fmt.Errorf("route %s on %s: %w", routeName(r), to.Attrs().Name, err)
 		}
+		moved.Routes = append(moved.Routes, r)
 	}
 	for _, n := range rec.Neigh {
 		nn, err := n.netlink(from.Attrs().Index, n.State)
 		if err != nil {
-			return err
+			return moved, err
 		}
 		if err := h.NeighDel(nn); err != nil && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("neighbour %s on %s: %w", n.IP, from.Attrs().Name, err)
+			return moved, fmt.Errorf("neighbour %s on %s: %w", n.IP, from.Attrs().Name, err)
 		}
 	}
 	for _, a := range rec.Addrs {
 		na, err := a.netlink()
 		if err != nil {
-			return err
+			return moved, err
 		}
 		if err := h.AddrDel(from, na); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
-			return fmt.Errorf("address %s on %s: %w", a.Prefix, from.Attrs().Name, err)
+			return moved, fmt.Errorf("address %s on %s: %w", a.Prefix, from.Attrs().Name, err)
 		}
 	}
-	return nil
+	return moved, nil
 }
 
 func routeName(r Route) string {
@@ -544,6 +595,47 @@ func innerLink(h *netlink.Handle, rec *Record) (netlink.Link, error) {
 			l.Attrs().Name, l.Type(), ErrGone)
 	}
 	return l, nil
+}
+
+// placeLink returns the new place end, checking it is still the
+// recorded one (a stale record's ifindex may name another link now).
+func placeLink(h *netlink.Handle, rec *Record) (netlink.Link, error) {
+	l, err := h.LinkByIndex(rec.Place.Ifindex)
+	if err != nil {
+		return nil, fmt.Errorf("%s (ifindex %d): %w", rec.Place.Name, rec.Place.Ifindex, err)
+	}
+	if _, place := newNames(rec.Inner.Ifindex); l.Attrs().Name != place || l.Attrs().Name != rec.Place.Name || l.Type() != "veth" {
+		return nil, fmt.Errorf("ifindex %d is %s (%s), not the recorded %s: %w", rec.Place.Ifindex, l.Attrs().Name, l.Type(),
+			rec.Place.Name, ErrInvalid)
+	}
+	return l, nil
+}
+
+// jointLink checks that the record's joint bridge is still the one Plug made.
+func jointLink(h *netlink.Handle, rec *Record) error {
+	l, err := h.LinkByIndex(rec.Joint.Ifindex)
+	if err != nil {
+		return fmt.Errorf("%s (ifindex %d): %w", rec.Joint.Name, rec.Joint.Ifindex, err)
+	}
+	if l.Attrs().Name != jointName(rec.Inner.Ifindex) || l.Attrs().Name != rec.Joint.Name || l.Type() != "bridge" {
+		return fmt.Errorf("ifindex %d is %s (%s), not the recorded %s: %w", rec.Joint.Ifindex, l.Attrs().Name, l.Type(),
+			rec.Joint.Name, ErrInvalid)
+	}
+	return nil
+}
+
+// masterLink checks that the recorded bridge is still there under its
+// ifindex: a re-created docker0 has a new one, and the old one may name
+// another link by now.
+func masterLink(h *netlink.Handle, m *Master) error {
+	l, err := h.LinkByIndex(m.Ifindex)
+	if err != nil {
+		return fmt.Errorf("bridge %s (ifindex %d): %w", m.Name, m.Ifindex, err)
+	}
+	if l.Attrs().Name != m.Name || l.Type() != "bridge" {
+		return fmt.Errorf("bridge %s: ifindex %d is %s (%s) now: %w", m.Name, m.Ifindex, l.Attrs().Name, l.Type(), ErrInvalid)
+	}
+	return nil
 }
 
 func isNotFound(err error) bool {

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/deepwall/deepwall/dataplane"
@@ -307,7 +308,7 @@ func TestPrivilegedSwap(t *testing.T) {
 	echoServer(t, web.NS, web.IP, 7)
 	echoServer(t, routed.NS, routed.IP, 7)
 
-	hostBefore, webBefore, routedBefore := Dump(t, host.NS), Dump(t, web.NS), Dump(t, routed.NS)
+	hostBefore, webBefore, routedBefore := settledDump(t, host.NS), settledDump(t, web.NS), settledDump(t, routed.NS)
 	toWeb := startTraffic(t, client.NS, web.IP, 7)
 	toRouted := startTraffic(t, client.NS, routed.IP, 7)
 	defer toWeb.finish(t)
@@ -424,5 +425,131 @@ func TestRecordJSON(t *testing.T) {
 	b2, _ := json.Marshal(back)
 	if !bytes.Equal(b, b2) {
 		t.Fatalf("round trip differs:\n%s\n%s", b, b2)
+	}
+}
+
+// settledDump is Dump once it holds still: links just brought up get
+// their IPv6 link-local routes a moment later.
+func settledDump(tb testing.TB, ns *testnet.NS) string {
+	tb.Helper()
+	d := Dump(tb, ns)
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		next := Dump(tb, ns)
+		if next == d {
+			return d
+		}
+		d = next
+	}
+	tb.Fatal("host wiring does not settle")
+	return ""
+}
+
+// TestPrivilegedCutUndo: a Cut or an Uncut that fails halfway (on a
+// route the kernel refuses, after the address, neighbour and first route
+// moved) leaves the host wired as before the call, and can be retried.
+func TestPrivilegedCutUndo(t *testing.T) {
+	testnet.RequirePrivileged(t)
+	host := testnet.NewHost(t)
+	routed := host.AddRouted(t, "routed", netip.MustParseAddr("198.18.1.1"))
+	web := host.AddBridged(t, "web", netip.MustParseAddr("198.18.0.2"))
+	hn := host.NS.Handle()
+	before := settledDump(t, host.NS)
+	// Refused by the kernel: no link reaches its gateway.
+	bogus := wire.Route{Family: unix.AF_INET, Dst: "198.19.200.0/24", Gw: "198.19.254.254", Table: unix.RT_TABLE_MAIN,
+		Protocol: unix.RTPROT_STATIC, Type: unix.RTN_UNICAST}
+	for _, c := range []*testnet.Container{routed, web} {
+		t.Run(c.NS.Name, func(t *testing.T) {
+			rec, err := wire.Find(hn, c.NS.Handle(), testnet.EndpointIf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := wire.Plug(hn, rec); err != nil {
+				t.Fatal(err)
+			}
+			good := rec.Routes
+			spoiled := append(slices.Clone(good), bogus)
+
+			plugged := settledDump(t, host.NS)
+			rec.Routes = spoiled
+			if err := wire.Cut(hn, rec); err == nil || rec.Stage != wire.StagePlugged {
+				t.Fatalf("Cut with a refused route: %v, stage %s", err, rec.Stage)
+			} else {
+				t.Logf("cut: %v", err)
+			}
+			if d := Dump(t, host.NS); d != plugged {
+				t.Errorf("a failed Cut changed the host:\n--- before\n%s\n--- after\n%s", plugged, d)
+			}
+			rec.Routes = good
+			if err := wire.Cut(hn, rec); err != nil {
+				t.Fatalf("Cut after a failed one: %v", err)
+			}
+
+			cut := settledDump(t, host.NS)
+			rec.Routes = spoiled
+			if err := wire.Uncut(hn, rec); err == nil || rec.Stage != wire.StageCut {
+				t.Fatalf("Uncut with a refused route: %v, stage %s", err, rec.Stage)
+			} else {
+				t.Logf("uncut: %v", err)
+			}
+			if d := Dump(t, host.NS); d != cut {
+				t.Errorf("a failed Uncut changed the host:\n--- before\n%s\n--- after\n%s", cut, d)
+			}
+			rec.Routes = good
+			if err := wire.Uncut(hn, rec); err != nil {
+				t.Fatalf("Uncut after a failed one: %v", err)
+			}
+			if err := wire.Unplug(hn, rec); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	if after := Dump(t, host.NS); after != before {
+		t.Errorf("host wiring differs:\n--- before\n%s\n--- after\n%s", before, after)
+	}
+}
+
+// TestPrivilegedStaleRecord: a record whose links are not what it says
+// any more (an ifindex now naming another link, a bridge re-created) is
+// refused before anything changes.
+func TestPrivilegedStaleRecord(t *testing.T) {
+	testnet.RequirePrivileged(t)
+	host := testnet.NewHost(t)
+	web := host.AddBridged(t, "web", netip.MustParseAddr("198.18.0.2"))
+	other := host.AddBridged(t, "other", netip.MustParseAddr("198.18.0.3"))
+	hn := host.NS.Handle()
+	rec, err := wire.Find(hn, web.NS.Handle(), testnet.EndpointIf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wire.Plug(hn, rec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = wire.Unplug(hn, rec) })
+	before := settledDump(t, host.NS)
+	for _, tc := range []struct {
+		name  string
+		spoil func(r *wire.Record)
+		step  func(netns.NsHandle, *wire.Record) error
+	}{
+		{"place ifindex names the other container's veth", func(r *wire.Record) { r.Place.Ifindex = other.HostIndex }, wire.Cut},
+		{"place ifindex names the bridge", func(r *wire.Record) { r.Place.Ifindex = r.Master.Ifindex }, wire.Cut},
+		{"joint ifindex names the bridge", func(r *wire.Record) {
+			r.Joined, r.Joint = true, &wire.Link{Name: "dwb" + fmt.Sprint(r.Inner.Ifindex), Ifindex: r.Master.Ifindex}
+		}, wire.Cut},
+		{"bridge ifindex names a veth", func(r *wire.Record) { r.Stage, r.Master.Ifindex = wire.StageCut, other.HostIndex }, wire.Uncut},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := *rec
+			m := *rec.Master
+			r.Master = &m
+			tc.spoil(&r)
+			if err := tc.step(hn, &r); !errors.Is(err, wire.ErrInvalid) {
+				t.Fatalf("%v, want ErrInvalid", err)
+			}
+			if d := Dump(t, host.NS); d != before {
+				t.Errorf("the host changed:\n--- before\n%s\n--- after\n%s", before, d)
+			}
+		})
 	}
 }
