@@ -24,6 +24,7 @@ import (
 
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dpi"
+	"github.com/deepwall/deepwall/internal/nsexec"
 	"github.com/deepwall/deepwall/rules"
 	"github.com/deepwall/deepwall/xdp"
 )
@@ -429,21 +430,8 @@ func (a *Agent) pinDir() string {
 	return filepath.Join(a.cfg.BPFFS, "deepwall", name)
 }
 
-// inNS runs fn on a thread inside the ports' namespace. The thread is
-// discarded afterwards (never unlocked), so no other goroutine inherits
-// the namespace.
-func (a *Agent) inNS(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := netns.Set(a.ns); err != nil {
-			errc <- fmt.Errorf("enter network namespace: %w", err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
+// inNS runs fn on a thread inside the ports' namespace.
+func (a *Agent) inNS(fn func() error) error { return nsexec.Do(a.ns, fn) }
 
 // openPair attaches XDP and binds the sockets. A failure removes what
 // this attempt created (the dataplane keeps pins on error so that a live

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"unsafe"
 
+	"github.com/deepwall/deepwall/internal/nsexec"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -75,28 +76,15 @@ func rxQueues(fd int, ifname string) (n int, ok bool) {
 }
 
 // socketIn opens a datagram socket in the network namespace ns, for ioctls
-// on that namespace's devices. It enters ns on a locked thread that is
-// thrown away afterwards (the goroutine exits without unlocking), so no
-// other goroutine ever runs in the wrong namespace.
+// on that namespace's devices.
 func socketIn(ns netns.NsHandle) (int, error) {
-	type result struct {
-		fd  int
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		// Deliberately no UnlockOSThread: the thread dies with the goroutine.
-		if err := netns.Set(ns); err != nil {
-			ch <- result{-1, fmt.Errorf("enter netns: %w", err)}
-			return
+	fd := -1
+	err := nsexec.Do(ns, func() error {
+		var err error
+		if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0); err != nil {
+			return fmt.Errorf("socket in netns: %w", err)
 		}
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			err = fmt.Errorf("socket in netns: %w", err)
-		}
-		ch <- result{fd, err}
-	}()
-	r := <-ch
-	return r.fd, r.err
+		return nil
+	})
+	return fd, err
 }

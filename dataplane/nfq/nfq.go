@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/deepwall/deepwall/dataplane"
+	"github.com/deepwall/deepwall/internal/nsexec"
 	"github.com/deepwall/deepwall/xdp"
 )
 
@@ -292,19 +293,8 @@ func (p *Pair) QueueRange() (uint16, uint16) {
 func (p *Pair) Generation() uint32 { return p.gen.Load() }
 
 // inNS runs fn on a thread in the ports' namespace (iptables and ipset
-// are processes that inherit it); the thread is thrown away afterwards.
-func (p *Pair) inNS(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := netns.Set(p.ns); err != nil {
-			errc <- fmt.Errorf("enter network namespace: %w", err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
+// are processes that inherit it).
+func (p *Pair) inNS(fn func() error) error { return nsexec.Do(p.ns, fn) }
 
 // Run serves the queues and checks conntrack for ended flows until ctx
 // is done or Detach. It returns nil on a clean stop.

@@ -7,10 +7,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 
+	"github.com/deepwall/deepwall/internal/nsexec"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -719,18 +719,6 @@ func sysctlPath(key, iface string) string {
 	return filepath.Join("/proc/sys/net", fmt.Sprintf(key, iface))
 }
 
-// inNS runs fn on a thread inside ns; the thread is thrown away after
-// (never unlocked), so no other goroutine inherits the namespace.
-// /proc/sys/net follows the namespace of the thread that opens it.
-func inNS(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := netns.Set(ns); err != nil {
-			errc <- fmt.Errorf("enter network namespace: %w", err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
+// inNS runs fn on a thread inside ns (/proc/sys/net follows the namespace
+// of the thread that opens it).
+func inNS(ns netns.NsHandle, fn func() error) error { return nsexec.Do(ns, fn) }

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/deepwall/deepwall/internal/nsexec"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -45,7 +46,18 @@ func NewNS(tb testing.TB, role string) *NS {
 	RequirePrivileged(tb)
 	sweepStale()
 	name := fmt.Sprintf("%s%d-%s-%d", namePrefix, os.Getpid(), role, nsSeq.Add(1))
-	h, err := onFreshThread(func() (netns.NsHandle, error) { return netns.NewNamed(name) })
+	// NewNamed unshares the calling thread into the new namespace;
+	// nsexec.Do brings the thread home afterwards.
+	var h netns.NsHandle
+	home, err := netns.Get()
+	if err == nil {
+		err = nsexec.Do(home, func() error {
+			var err error
+			h, err = netns.NewNamed(name)
+			return err
+		})
+		home.Close()
+	}
 	if err != nil {
 		tb.Fatalf("create netns %s: %v", name, err)
 	}
@@ -70,13 +82,10 @@ func (ns *NS) Handle() netns.NsHandle { return ns.handle }
 // AF_XDP bind, listening sockets) must be done inside Do; file descriptors
 // created there remain usable from any goroutine.
 func (ns *NS) Do(fn func() error) error {
-	_, err := onFreshThread(func() (struct{}, error) {
-		if err := netns.Set(ns.handle); err != nil {
-			return struct{}{}, fmt.Errorf("enter netns %s: %w", ns.Name, err)
-		}
-		return struct{}{}, fn()
-	})
-	return err
+	if err := nsexec.Do(ns.handle, fn); err != nil {
+		return fmt.Errorf("in netns %s: %w", ns.Name, err)
+	}
+	return nil
 }
 
 // MustDo is Do that fails tb on error.
@@ -113,15 +122,25 @@ func (ns *NS) Start(tb testing.TB, cmd *exec.Cmd) {
 	started := make(chan error, 1)
 	release := make(chan struct{})
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with this goroutine
+		runtime.LockOSThread()
+		home, err := netns.Get()
+		if err != nil {
+			started <- fmt.Errorf("current netns: %w", err)
+			return // exits locked: the thread dies
+		}
+		defer home.Close()
 		if err := netns.Set(ns.handle); err != nil {
 			started <- fmt.Errorf("enter netns %s: %w", ns.Name, err)
 			return
 		}
-		err := cmd.Start()
+		err = cmd.Start()
 		started <- err
 		if err == nil {
 			<-release
+		}
+		// Home before the scheduler may reuse the thread (see nsexec).
+		if netns.Set(home) == nil {
+			runtime.UnlockOSThread()
 		}
 	}()
 	if err := <-started; err != nil {
@@ -153,24 +172,6 @@ func (ns *NS) delete(tb testing.TB) {
 	if err := netns.DeleteNamed(ns.Name); err != nil && !errors.Is(err, os.ErrNotExist) {
 		tb.Errorf("delete netns %s: %v", ns.Name, err)
 	}
-}
-
-// onFreshThread runs fn on a locked OS thread and never unlocks it, so the
-// runtime destroys the thread (and whatever namespace it entered) when the
-// goroutine returns.
-func onFreshThread[T any](fn func() (T, error)) (T, error) {
-	type result struct {
-		v   T
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		v, err := fn()
-		ch <- result{v, err}
-	}()
-	r := <-ch
-	return r.v, r.err
 }
 
 // sweepStale removes test namespaces whose creating process is gone (a test
