@@ -92,7 +92,7 @@ func Import(fsys fs.FS, opts Options) (*Result, error) {
 	if len(files) == 0 {
 		return nil, errors.New("import crs: no .conf files found")
 	}
-	t := &translator{fsys: fsys, opts: opts, tx: map[string]string{}, data: map[string][]string{}}
+	t := &translator{fsys: fsys, opts: opts, tx: map[string]string{}, data: map[string][]string{}, captures: map[string]*capture{}}
 	if t.opts.InboundThreshold <= 0 {
 		t.opts.InboundThreshold = DefaultInboundThreshold
 	}
@@ -108,7 +108,7 @@ func Import(fsys fs.FS, opts Options) (*Result, error) {
 		if parsed[i], err = ParseSecLang(f, b); err != nil {
 			return nil, fmt.Errorf("import crs: %w", err)
 		}
-		t.collectDefaults(parsed[i])
+		t.collectDefaults(f, parsed[i])
 	}
 	for i, f := range files {
 		t.file(f, parsed[i])
@@ -147,22 +147,28 @@ type draft struct {
 	line  int
 	rule  yRule
 	notes []string // approximations
+	// folded is the line of the capturing rule the last condition folded
+	// a tx comparison into (0 = none).
+	folded int
 }
 
 type translator struct {
-	fsys    fs.FS
-	opts    Options
-	tx      map[string]string   // tx.* defaults set by the rule set itself (901 initialisation)
-	data    map[string][]string // .data files read
-	out     []*draft
-	skipped []Note
-	approx  []Note
+	fsys fs.FS
+	opts Options
+	tx   map[string]string   // tx.* defaults set by the rule set itself (901 initialisation)
+	data map[string][]string // .data files read
+	// captures are the tx variables rules set from a capture (key without
+	// "tx.", nil = set by several rules), see capture.go.
+	captures map[string]*capture
+	out      []*draft
+	skipped  []Note
+	approx   []Note
 }
 
 // collectDefaults records the tx variables the rule set initialises with
 // a plain assignment (setvar:'tx.name=value'), first assignment winning,
 // so that operators can expand %{tx.name}.
-func (t *translator) collectDefaults(ds []Directive) {
+func (t *translator) collectDefaults(file string, ds []Directive) {
 	for _, d := range ds {
 		if !strings.EqualFold(d.Name, "SecRule") && !strings.EqualFold(d.Name, "SecAction") {
 			continue
@@ -174,6 +180,7 @@ func (t *translator) collectDefaults(ds []Directive) {
 		if err != nil {
 			continue
 		}
+		t.collectCapture(file, d, acts)
 		for _, a := range acts {
 			if a.Name != "setvar" {
 				continue
@@ -369,7 +376,7 @@ func (t *translator) rule(file string, links []Directive, level int) {
 		return
 	}
 	var prev *yMatch
-	for _, l := range links {
+	for li, l := range links {
 		if len(l.Args) < 2 {
 			t.skip(file, l.Line, id, "chained SecRule needs variables and an operator")
 			return
@@ -378,10 +385,18 @@ func (t *translator) rule(file string, links []Directive, level int) {
 		if len(l.Args) < 3 {
 			la = nil
 		}
+		d.folded = 0
 		m, err := t.condition(d, l, la, prev)
 		if err != nil {
 			t.skip(file, l.Line, id, err.Error())
 			return
+		}
+		if li > 0 && d.folded != 0 && d.folded == links[li-1].Line {
+			// The comparison folded into the previous link's pattern,
+			// which it implies: it replaces that link's condition.
+			r.Match[len(r.Match)-1] = m
+			prev = m
+			continue
 		}
 		r.Match = append(r.Match, m)
 		prev = m
@@ -463,8 +478,11 @@ func (t *translator) condition(d *draft, l Directive, acts []Action, prev *yMatc
 		name, param = op[:i], strings.TrimSpace(op[i+1:])
 	}
 	// Variables.
-	counting := false
+	counting, matchedVars, length, tlength := false, false, false, false
 	var fields []string
+	if sel, ok := txSelector(l.Args[0]); ok {
+		return t.captured(d, sel, name, param, not, acts)
+	}
 	for _, v := range strings.Split(l.Args[0], "|") {
 		v = strings.TrimSpace(v)
 		if v == "" {
@@ -491,10 +509,18 @@ func (t *translator) condition(d *draft, l Directive, acts []Action, prev *yMatc
 				return nil, fmt.Errorf("variable %s outside a chain", base)
 			}
 			fields = append(fields, prev.allFields()...)
+			matchedVars = true
 			d.notes = append(d.notes, base+" matched as the fields of the previous condition")
 			continue
 		case "XML":
 			d.notes = append(d.notes, "XML:/* not matched (XML bodies are not parsed into values)")
+			continue
+		case "REQUEST_BODY_LENGTH":
+			// The body's length: compared through a pattern on the body.
+			length = true
+			if !slices.Contains(fields, "http.body") {
+				fields = append(fields, "http.body")
+			}
 			continue
 		}
 		f, ok := varFields[base]
@@ -534,8 +560,17 @@ func (t *translator) condition(d *draft, l Directive, acts []Action, prev *yMatc
 			continue
 		}
 		tr := strings.ToLower(strings.TrimSpace(a.Value))
+		if tlength {
+			return nil, fmt.Errorf("transformation t:%s after t:length is not supported", a.Value)
+		}
 		if tr == "none" {
 			chain = chain[:0]
+			continue
+		}
+		if tr == "length" {
+			// The value's length: compared through a pattern on the
+			// transformed value.
+			length, tlength = true, true
 			continue
 		}
 		x, ok := transformOf[tr]
@@ -546,6 +581,11 @@ func (t *translator) condition(d *draft, l Directive, acts []Action, prev *yMatc
 			continue // no effect on matching (t:length is handled by the operator check below)
 		}
 		chain = append(chain, x)
+	}
+	if matchedVars {
+		// MATCHED_VARS holds the values as the previous link transformed
+		// them; this link's own transformations apply on top.
+		chain = append(slices.Clone(prev.Transforms), chain...)
 	}
 	if len(chain) > rules.MaxChainLen {
 		return nil, fmt.Errorf("%d transformations (limit %d)", len(chain), rules.MaxChainLen)
@@ -576,6 +616,17 @@ func (t *translator) condition(d *draft, l Directive, acts []Action, prev *yMatc
 	param, err := t.expand(param)
 	if err != nil {
 		return nil, err
+	}
+	if length && counting {
+		return nil, errors.New("a length of a count is not supported")
+	}
+	if length {
+		re, neg, err := lengthOf(name, param, not)
+		if err != nil {
+			return nil, err
+		}
+		m.Regex, m.Not, m.MultiMatch = re, neg, false
+		return m, nil
 	}
 	if counting {
 		c, err := countOf(name, param, not)
@@ -775,6 +826,59 @@ func countOf(op, param string, not bool) (string, error) {
 		o = neg[o]
 	}
 	return o + " " + strconv.FormatUint(n, 10), nil
+}
+
+// maxLengthCompared bounds the lengths a comparison on t:length or
+// REQUEST_BODY_LENGTH may name (the pattern repeats a byte that often).
+const maxLengthCompared = 4096
+
+// lengthOf translates a comparison of a value's length with a number
+// into a pattern on the value: "at least n bytes" is ^[\s\S]{n}, and
+// the other comparisons are it or its negation (a value has a length
+// of exactly n when it has n bytes and not n+1).
+func lengthOf(op, param string, not bool) (string, bool, error) {
+	n, err := strconv.ParseUint(strings.TrimSpace(param), 10, 31)
+	if err != nil {
+		return "", false, fmt.Errorf("length compared with %q, not a whole number", param)
+	}
+	if n >= maxLengthCompared {
+		return "", false, fmt.Errorf("length compared with %d (limit %d)", n, maxLengthCompared-1)
+	}
+	atLeast := func(k uint64) string {
+		if k == 1 {
+			return `[\s\S]`
+		}
+		return `^[\s\S]{` + strconv.FormatUint(k, 10) + `}`
+	}
+	var re string
+	var neg bool
+	switch strings.ToLower(op) {
+	case "@gt": // >= n+1
+		re = atLeast(n + 1)
+	case "@ge":
+		if n == 0 {
+			return "", false, errors.New("length @ge 0 always holds")
+		}
+		re = atLeast(n)
+	case "@lt": // not >= n
+		if n == 0 {
+			return "", false, errors.New("length @lt 0 never holds")
+		}
+		re, neg = atLeast(n), true
+	case "@le": // not >= n+1
+		re, neg = atLeast(n+1), true
+	case "@eq":
+		if n != 0 {
+			return "", false, errors.New("length @eq N (N > 0) is not supported")
+		}
+		re, neg = atLeast(1), true
+	default:
+		return "", false, fmt.Errorf("operator %s on a length is not supported", op)
+	}
+	if not {
+		neg = !neg
+	}
+	return re, neg, nil
 }
 
 // byteClass turns @validateByteRange's allowed ranges ("1-255", "9,10,13,32-126")
