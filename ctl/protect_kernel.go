@@ -156,9 +156,15 @@ func (m *ruleManager) resolveSet(set *rules.Set) *rules.Set {
 	return set.ResolveContainers(m.containers)
 }
 
-// loadOrCompile compiles set (resolved) with the cache.
+// loadOrCompile compiles set (resolved) with the cache, copying the
+// databases of groups the change left alone from the running set (callers
+// hold m.mu, so the engine cannot have replaced and freed it).
 func (m *ruleManager) loadOrCompile(set *rules.Set) (*rules.Compiled, bool, error) {
-	return rules.LoadOrCompile(m.resolveSet(set), m.cacheFile)
+	var prev *rules.Compiled
+	if cur := m.cur.Load(); cur != nil {
+		prev = cur.compiled
+	}
+	return rules.LoadOrCompileFrom(m.resolveSet(set), m.cacheFile, prev)
 }
 
 // recompileContainers compiles the running set again with the containers'

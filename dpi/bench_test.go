@@ -250,8 +250,10 @@ func BenchmarkRawHyperscan(b *testing.B) {
 					if toClient(g.Field) != (d == 1) {
 						continue
 					}
-					for i, r := range g.Rules {
-						pt := hyperscan.NewPattern(r.Match.Regex, g.Patterns[i].Flags)
+					for i := range g.Patterns {
+						// The expression, not the rule's regex: phrase
+						// patterns have none (an empty pattern).
+						pt := hyperscan.NewPattern(g.Patterns[i].Expression(), g.Patterns[i].Flags)
 						pt.Id = len(pats)
 						pats = append(pats, pt)
 					}

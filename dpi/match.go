@@ -55,36 +55,78 @@ func (c *confirmState) entry(id uint32) int {
 	return i
 }
 
-// chainBufs holds one buffer per transform step, so that groups of a field
-// whose chains share a prefix reuse its result.
-type chainBufs struct {
-	step  [rules.MaxChainLen][]byte
-	valid int // steps of the previous group's chain valid for the current value
+// maxChainMemo bounds the transformed forms of one value kept for the
+// groups of its field (distinct effective prefixes; beyond it results go
+// to two spare buffers and are not shared).
+const maxChainMemo = 32
+
+// chainStep is one transformed form of the current value: the result of
+// the steps key[:n] that changed it (rules.Transform.Effect).
+type chainStep struct {
+	key [rules.MaxChainLen]rules.Transform
+	n   int
+	out []byte
+	cls rules.ByteClasses // classes of out
 }
 
-// transform applies gp's chain to value, reusing the steps it shares with
-// the previous group of the field (first: value is new).
-func (w *worker) transform(value []byte, gp *groupPlan, first bool) []byte {
+// chainBufs holds the transformed forms of the value being scanned, so that
+// groups whose chains act alike on it (a shared prefix, or steps that do
+// nothing to this value) transform it once.
+type chainBufs struct {
+	memo  [maxChainMemo]chainStep
+	bufs  [maxChainMemo][]byte // owned by memo[i]
+	nm    int
+	spare [2][]byte
+	vcls  rules.ByteClasses // classes of the value
+}
+
+// transform applies gp's chain to value (first: value is new) and returns
+// the result and its byte classes. Steps that cannot change their input
+// (rules.Transform.Identity: url_decode without '%' or '+', lowercase
+// without A-Z, ...) are skipped without a copy, and a form of the value
+// already computed for an earlier group of the field is reused.
+func (w *worker) transform(value []byte, gp *groupPlan, first bool) ([]byte, rules.ByteClasses) {
 	cb := &w.chain
 	if first {
-		cb.valid = 0
+		cb.nm = 0
+		cb.vcls = rules.ClassesOf(value)
 	}
-	k := min(gp.shared, cb.valid)
-	in := value
-	if k > 0 {
-		in = cb.step[k-1]
-	}
-	for i := k; i < len(gp.chain) && i < rules.MaxChainLen; i++ {
-		buf := cb.step[i]
-		if cap(buf) < len(in) {
-			buf = make([]byte, 0, max(len(in)+len(in)/4, 512))
+	in, cls := value, cb.vcls
+	var key [rules.MaxChainLen]rules.Transform
+	n, spare := 0, -1 // spare: the spare buffer in holds, if any
+	chain := gp.chain[:min(len(gp.chain), rules.MaxChainLen)]
+steps:
+	for _, tr := range chain {
+		eff := tr.Effect(cls)
+		if eff == 0 {
+			continue
 		}
-		buf = gp.chain[i].Append(buf[:0], in)
-		cb.step[i] = buf
-		in = buf
+		key[n] = eff
+		n++
+		for j := 0; j < cb.nm; j++ {
+			if m := &cb.memo[j]; m.n == n && m.key == key {
+				in, cls, spare = m.out, m.cls, -1
+				continue steps
+			}
+		}
+		var buf *[]byte
+		if cb.nm < maxChainMemo {
+			buf = &cb.bufs[cb.nm]
+		} else {
+			spare = (spare + 1) % 2 // never the buffer in holds
+			buf = &cb.spare[spare]
+		}
+		if cap(*buf) < len(in) {
+			*buf = make([]byte, 0, max(len(in)+len(in)/4, 512))
+		}
+		*buf = eff.Append((*buf)[:0], in)
+		in, cls = *buf, rules.ClassesOf(*buf)
+		if cb.nm < maxChainMemo {
+			cb.memo[cb.nm] = chainStep{key: key, n: n, out: in, cls: cls}
+			cb.nm++
+		}
 	}
-	cb.valid = len(gp.chain)
-	return in
+	return in, cls
 }
 
 // pendHit is a hit waiting to be decided with the others of its moment.
@@ -227,8 +269,23 @@ func (w *worker) scanValue(fp *fieldPlan, name, value []byte, sc *scope, d flow.
 		return
 	}
 	if len(value) > 0 {
-		for i, gp := range fp.groups {
-			data := w.transform(value, gp, i == 0)
+		first := true
+	groups:
+		for _, gp := range fp.groups {
+			if name != nil {
+				for _, s := range gp.skip {
+					if equalFold(name, s) {
+						continue groups // every pattern excludes this header
+					}
+				}
+			}
+			data, cls := w.transform(value, gp, first)
+			first = false
+			if !gp.neg && cls&^gp.alpha == 0 {
+				// No pattern of the group can match bytes of these
+				// classes only (an empty value matches none either).
+				continue
+			}
 			w.blockCF.reset()
 			w.mh = matcher{w: w, gp: gp, data: data, cf: &w.blockCF, sc: sc, dir: d, name: name}
 			if gp.neg {

@@ -31,22 +31,27 @@ const numFieldKinds = 32
 const numProtos = 32
 
 // groupPlan is one Hyperscan database with what the engine needs to drive
-// it: the borrowed C database, the transform chain, and for block fields
-// how much of the chain the previous group of the same field already
-// computed.
+// it: the borrowed C database, the transform chain, and what lets the
+// worker skip it.
 type groupPlan struct {
-	g      *rules.Group
-	db     hs.DB
-	chain  []rules.Transform
-	shared int    // leading transforms equal to the previous group's (block fields, sorted by chain)
-	keep   int    // bytes of stream history confirmations need (stream fields)
-	sens   []bool // per pattern: a DLP rule or one with a validator (mask what it matched)
+	g     *rules.Group
+	db    hs.DB
+	chain []rules.Transform
+	keep  int    // bytes of stream history confirmations need (stream fields)
+	sens  []bool // per pattern: a DLP rule or one with a validator (mask what it matched)
 	// multi: some pattern serves a rule of several conditions or a
 	// negated one (hits go through the scope's condition state); neg:
 	// the group has negated patterns (a value they miss holds them).
 	multi, neg bool
 	// exc: some pattern's condition skips header values by name (except:).
 	exc bool
+	// alpha: byte classes over which no pattern of the group can match
+	// (groupAlphabet); a transformed value within them is not scanned.
+	alpha rules.ByteClasses
+	// skip: header names (lower case) every pattern's condition excludes
+	// (http.header_value except:): such values are neither transformed
+	// nor scanned.
+	skip []string
 }
 
 // fieldPlan is everything that inspects one field: its Hyperscan groups
@@ -231,8 +236,12 @@ func newRuleset(c *rules.Compiled, gen uint64, workers int) (rs *ruleset, err er
 		}
 		return rs.block[f.Kind]
 	}
+	alphabets := alphabetCache{}
 	for _, g := range c.Groups {
 		gp := &groupPlan{g: g, chain: g.Transforms, sens: make([]bool, len(g.Rules))}
+		if !g.Stream {
+			gp.alpha = groupAlphabet(g, alphabets)
+		}
 		switch {
 		case g.Stream && g.Streaming != nil:
 			gp.db, err = hs.Stream(g.Streaming)
@@ -248,6 +257,9 @@ func newRuleset(c *rules.Compiled, gen uint64, workers int) (rs *ruleset, err er
 		gp.multi, gp.neg = g.Multi, len(g.Negated) > 0
 		for i := range g.Patterns {
 			gp.exc = gp.exc || g.Field.Kind == rules.FieldHTTPHeaderValue && len(g.Cond(i).Except) > 0
+		}
+		if gp.exc {
+			gp.skip = commonExcept(g)
 		}
 		for i := range g.Patterns {
 			if p := &g.Patterns[i]; p.NeedsConfirm() {
@@ -289,23 +301,14 @@ func newRuleset(c *rules.Compiled, gen uint64, workers int) (rs *ruleset, err er
 		rs.thresholds[i] = append(rs.thresholds[i], r)
 	}
 	rs.reqEnd = rs.bufBody || len(rs.thresholds[0]) > 0
-	// Sort each block field's groups by chain so that consecutive groups
-	// share the longest prefix of transforms: the field is transformed
-	// once per distinct step, not once per group.
+	// Sort each block field's groups by chain (a stable scan order; the
+	// worker shares transformed forms of a value between groups whatever
+	// their order, see worker.transform).
 	sortChains := func(fp *fieldPlan) {
 		if fp == nil || fp.field.Stream() {
 			return
 		}
 		slices.SortStableFunc(fp.groups, func(a, b *groupPlan) int { return slices.Compare(a.chain, b.chain) })
-		for i, gp := range fp.groups {
-			gp.shared = 0
-			if i > 0 {
-				prev := fp.groups[i-1].chain
-				for gp.shared < len(prev) && gp.shared < len(gp.chain) && prev[gp.shared] == gp.chain[gp.shared] {
-					gp.shared++
-				}
-			}
-		}
 	}
 	for _, fp := range rs.block {
 		sortChains(fp)
@@ -493,4 +496,21 @@ func (rs *ruleset) release() {
 		}
 		_ = rs.c.Close()
 	})
+}
+
+// commonExcept returns the header names every pattern of g excludes.
+func commonExcept(g *rules.Group) []string {
+	var common []string
+	for i := range g.Patterns {
+		ex := g.Cond(i).Except
+		if i == 0 {
+			common = slices.Clone(ex)
+		} else {
+			common = slices.DeleteFunc(common, func(s string) bool { return !slices.Contains(ex, s) })
+		}
+		if len(common) == 0 {
+			return nil
+		}
+	}
+	return common
 }

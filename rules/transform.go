@@ -180,20 +180,34 @@ type Transformer struct {
 	a, b []byte
 }
 
-// Apply runs chain over src. The result aliases src when chain is empty and
-// is otherwise valid until the next call.
+// Apply runs chain over src. The result may alias src (an empty chain, or
+// no step changes the value) and is valid until the next call.
 func (t *Transformer) Apply(chain []Transform, src []byte) []byte {
 	in := src
-	for i, tr := range chain {
+	if len(chain) == 0 {
+		return in
+	}
+	// Steps that cannot change the value (Identity) are skipped; known is
+	// false once a step changed it and its classes must be taken again.
+	m, known := ClassesOf(src), true
+	n := 0 // steps applied: the next one writes to a if even, b if odd
+	for _, tr := range chain {
+		if !known {
+			m, known = ClassesOf(in), true
+		}
+		if tr.Identity(m) {
+			continue
+		}
 		buf := &t.a
-		if i%2 == 1 {
+		if n%2 == 1 {
 			buf = &t.b
 		}
+		n++
 		if cap(*buf) < len(in) {
 			*buf = make([]byte, 0, len(in)+len(in)/4)
 		}
 		*buf = tr.Append((*buf)[:0], in)
-		in = *buf
+		in, known = *buf, false
 	}
 	return in
 }
