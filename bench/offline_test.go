@@ -346,8 +346,13 @@ func newRawScan(c *rules.Compiled, capt *Capture) (*rawScan, error) {
 			if toClientField(g.Field) != (d == 1) {
 				continue
 			}
-			for i, rl := range g.Rules {
-				p := hyperscan.NewPattern(rl.Match.Regex, g.Patterns[i].Flags)
+			for i := range g.Patterns {
+				// The expression as the engine compiled it: phrase
+				// patterns have no regex of their own.
+				if g.Patterns[i].Empty {
+					continue // matches the empty buffer: nothing to scan for
+				}
+				p := hyperscan.NewPattern(g.Patterns[i].Expression(), g.Patterns[i].Flags)
 				p.Id = len(pats)
 				pats = append(pats, p)
 			}
