@@ -24,6 +24,7 @@ import (
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dpi"
 	"github.com/deepwall/deepwall/dpi/pcapio"
+	"github.com/deepwall/deepwall/internal/rulegen"
 	"github.com/deepwall/deepwall/rules"
 )
 
@@ -59,11 +60,11 @@ func BenchmarkOffline(b *testing.B) {
 	sets := []ruleSet{{"default pack", rules.DefaultPackYAML()}}
 	for _, n := range cfg.ruleSizes {
 		if n >= 1000 {
-			sets = append(sets, ruleSet{fmt.Sprintf("%s generated rules", groupDigits(n)), GenRules(n, 0)})
+			sets = append(sets, ruleSet{fmt.Sprintf("%s generated rules", groupDigits(n)), rulegen.Generate(n, 0)})
 		}
 	}
 	if cfg.mode == "smoke" {
-		sets = append(sets, ruleSet{fmt.Sprintf("%d generated rules", cfg.ruleSizes[len(cfg.ruleSizes)-1]), GenRules(cfg.ruleSizes[len(cfg.ruleSizes)-1], 0)})
+		sets = append(sets, ruleSet{fmt.Sprintf("%d generated rules", cfg.ruleSizes[len(cfg.ruleSizes)-1]), rulegen.Generate(cfg.ruleSizes[len(cfg.ruleSizes)-1], 0)})
 	}
 
 	type trial struct {

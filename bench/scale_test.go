@@ -11,6 +11,7 @@ import (
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dpi"
 	"github.com/deepwall/deepwall/dpi/flow"
+	"github.com/deepwall/deepwall/internal/rulegen"
 	"github.com/deepwall/deepwall/internal/testnet"
 	"github.com/deepwall/deepwall/rules"
 )
@@ -135,7 +136,7 @@ func scaleRules(b *testing.B, s *Scenario) {
 	for round := range h.cfg.rounds {
 		for _, i := range Rotate(len(sizes), round) {
 			n := sizes[i]
-			data := GenRules(n, uint64(100+round))
+			data := rulegen.Generate(n, uint64(100+round))
 			start := time.Now()
 			c, err := CompileYAML("gen.yaml", data)
 			el := time.Since(start)
@@ -163,7 +164,7 @@ func scaleReload(b *testing.B, s *Scenario) {
 	for round := range h.cfg.rounds {
 		for _, i := range Rotate(len(sizes), round) {
 			n := sizes[i]
-			res, el, err := e.agent.apply(GenRules(n, uint64(200+round)))
+			res, el, err := e.agent.apply(rulegen.Generate(n, uint64(200+round)))
 			if err != nil {
 				s.NotMeasured(rulesCase(n), sys, "reload s", "s", err.Error())
 				b.Errorf("reload %d rules: %v", n, err)

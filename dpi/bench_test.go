@@ -13,6 +13,7 @@ import (
 	"github.com/deepwall/deepwall/dpi/decode"
 	"github.com/deepwall/deepwall/dpi/flow"
 	"github.com/deepwall/deepwall/dpi/internal/hs"
+	"github.com/deepwall/deepwall/internal/rulegen"
 	"github.com/deepwall/deepwall/rules"
 )
 
@@ -120,48 +121,11 @@ func httpTraffic(tb testing.TB, conns, exchanges int) *capture {
 	return c
 }
 
-// genRules writes n regex rules spread over fields and transform chains,
-// shaped like WAF signatures (the rules package's benchmark generator).
-func genRules(n int) string {
-	fields := []struct{ field, chain string }{
-		{"http.args", "[url_decode, lowercase]"},
-		{"http.uri", "[url_decode, lowercase]"},
-		{"http.headers", "[lowercase]"},
-		{"http.body", "[url_decode, lowercase]"},
-		{"http.response_body", ""},
-		{"payload", ""},
-	}
-	words := []string{"select", "union", "script", "alert", "passwd", "eval", "exec", "cmd", "jndi", "ldap", "admin", "token", "cookie", "shell", "wget", "curl", "system", "base64", "window", "document"}
-	var b strings.Builder
-	b.WriteString("rules:\n")
-	for i := 0; i < n; i++ {
-		f := fields[i%len(fields)]
-		w1, w2 := words[i%len(words)], words[(i/len(words))%len(words)]
-		var re string
-		switch i % 4 {
-		case 0:
-			re = fmt.Sprintf(`%s[\s/*_-]+%s%d`, w1, w2, i)
-		case 1:
-			re = fmt.Sprintf(`(?:%s|%s)\(\s*[a-z0-9]{1,8}\s*,\s*%d\)`, w1, w2, i)
-		case 2:
-			re = fmt.Sprintf(`%s%d=[^&]{0,16}%s`, w1, i, w2)
-		default:
-			re = fmt.Sprintf(`\b%s\.%s\.v%d\b`, w1, w2, i)
-		}
-		chain := ""
-		if f.chain != "" {
-			chain = ", transforms: " + f.chain
-		}
-		fmt.Fprintf(&b, "  - {id: %d, action: block, match: {field: %s, regex: '%s'%s}}\n", i+1, f.field, re, chain)
-	}
-	return b.String()
-}
-
 // benchSets compiles the rule sets of the benchmarks once.
 var benchSets = map[string]func(tb testing.TB) *rules.Compiled{
 	"default": defaultPack,
-	"1k":      func(tb testing.TB) *rules.Compiled { return compileRules(tb, genRules(1000)) },
-	"10k":     func(tb testing.TB) *rules.Compiled { return compileRules(tb, genRules(10000)) },
+	"1k":      func(tb testing.TB) *rules.Compiled { return compileRules(tb, string(rulegen.Generate(1000, 0))) },
+	"10k":     func(tb testing.TB) *rules.Compiled { return compileRules(tb, string(rulegen.Generate(10000, 0))) },
 }
 
 func captureBytes(c *capture) (frames, payload int64) {

@@ -8,51 +8,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deepwall/deepwall/internal/rulegen"
 	"github.com/flier/gohs/hyperscan"
 )
 
-// genRules writes n regex rules spread over fields and transform chains,
-// each pattern distinct, shaped like WAF signatures (keywords, classes,
-// bounded repeats, alternations).
-func genRules(n int) []byte {
-	fields := []struct{ field, chain string }{
-		{"http.args", "[url_decode, lowercase]"},
-		{"http.uri", "[url_decode, lowercase]"},
-		{"http.headers", "[lowercase]"},
-		{"http.body", "[url_decode, lowercase]"},
-		{"http.response_body", ""},
-		{"payload", ""},
-	}
-	words := []string{"select", "union", "script", "alert", "passwd", "eval", "exec", "cmd", "jndi", "ldap", "admin", "token", "cookie", "shell", "wget", "curl", "system", "base64", "window", "document"}
-	var b strings.Builder
-	b.WriteString("rules:\n")
-	for i := 0; i < n; i++ {
-		f := fields[i%len(fields)]
-		w1, w2 := words[i%len(words)], words[(i/len(words))%len(words)]
-		var re string
-		switch i % 4 {
-		case 0:
-			re = fmt.Sprintf(`%s[\s/*_-]+%s%d`, w1, w2, i)
-		case 1:
-			re = fmt.Sprintf(`(?:%s|%s)\(\s*[a-z0-9]{1,8}\s*,\s*%d\)`, w1, w2, i)
-		case 2:
-			re = fmt.Sprintf(`%s%d=[^&]{0,16}%s`, w1, i, w2)
-		default:
-			re = fmt.Sprintf(`\b%s\.%s\.v%d\b`, w1, w2, i)
-		}
-		chain := ""
-		if f.chain != "" {
-			chain = ", transforms: " + f.chain
-		}
-		fmt.Fprintf(&b, "  - {id: %d, action: block, match: {field: %s, regex: '%s'%s}}\n", i+1, f.field, re, chain)
-	}
-	return []byte(b.String())
-}
-
+// The generated sets are internal/rulegen's, the same as the dpi
+// benchmarks' and the harness's.
 func BenchmarkCompile(b *testing.B) {
 	for _, n := range []int{100, 1000, 10000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			set, err := Parse("gen.yaml", genRules(n))
+			set, err := Parse("gen.yaml", rulegen.Generate(n, 0))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -70,7 +35,7 @@ func BenchmarkCompile(b *testing.B) {
 }
 
 func BenchmarkParse(b *testing.B) {
-	data := genRules(1000)
+	data := rulegen.Generate(1000, 0)
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
 		if _, err := Parse("gen.yaml", data); err != nil {
