@@ -2,12 +2,8 @@ package dataplane_test
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,54 +26,6 @@ func benchDuration(tb testing.TB) time.Duration {
 		return d
 	}
 	return 5 * time.Second
-}
-
-// iperf runs one iperf3 TCP stream from client to server for d and
-// returns the receiver's rate in Gbit/s.
-func iperf(b *testing.B, topo *testnet.Topology, port int, d time.Duration) float64 {
-	b.Helper()
-	if _, err := exec.LookPath("iperf3"); err != nil {
-		b.Skip("iperf3 not installed")
-	}
-	srv := exec.Command("iperf3", "-s", "-1", "-p", fmt.Sprint(port))
-	topo.Server.Start(b, srv)
-	defer func() {
-		_ = srv.Process.Kill()
-		_ = srv.Wait()
-	}()
-	var r struct {
-		Error string `json:"error"`
-		End   struct {
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-		} `json:"end"`
-	}
-	// Retried until the server listens: iperf3 -J reports a refused
-	// connection in its JSON, not always in its exit status.
-	var err error
-	for try := 0; try < 50; try++ {
-		ctx, cancel := context.WithTimeout(context.Background(), d+20*time.Second)
-		var out []byte
-		out, err = topo.Client.Run(exec.CommandContext(ctx, "iperf3", "-c", testnet.ServerIP.String(), "-p", fmt.Sprint(port),
-			"-t", fmt.Sprint(max(1, int(d.Seconds()))), "-J", "--connect-timeout", "1000"))
-		cancel()
-		r.Error = ""
-		if jerr := json.Unmarshal(out, &r); jerr != nil && err == nil {
-			err = fmt.Errorf("parse iperf3 output: %w", jerr)
-		}
-		if err == nil && r.Error != "" {
-			err = errors.New(r.Error)
-		}
-		if err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		b.Fatalf("iperf3 client: %v", err)
-	}
-	return r.End.SumReceived.BitsPerSecond / 1e9
 }
 
 // pps64 sends 60-byte frames (64 on the wire with the FCS) of benchFlows
@@ -166,7 +114,7 @@ func BenchmarkDataplane(b *testing.B) {
 			return f.Attach(topo.OuterIndex, topo.InnerIndex)
 		})
 		port++
-		refTCP = iperf(b, topo, port, d)
+		refTCP = topo.Iperf(b, port, d)
 		b.ReportMetric(refTCP, "Gbit/s")
 	})
 	b.Run("pps64/redirect", func(b *testing.B) {
@@ -216,7 +164,7 @@ func BenchmarkDataplane(b *testing.B) {
 	b.Run("tcp/fastpath", func(b *testing.B) {
 		insp.allow.Store(true)
 		port++
-		g := iperf(b, topo, port, d)
+		g := topo.Iperf(b, port, d)
 		b.ReportMetric(g, "Gbit/s")
 		ratio(b, g, refTCP)
 	})
@@ -257,7 +205,7 @@ func BenchmarkDataplane(b *testing.B) {
 		b.Run("tcp/"+v.name, func(b *testing.B) {
 			port++
 			before := p.Stats()
-			g := iperf(b, topo, port, d)
+			g := topo.Iperf(b, port, d)
 			after := p.Stats()
 			b.ReportMetric(g, "Gbit/s")
 			ratio(b, g, refTCP)

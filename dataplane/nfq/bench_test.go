@@ -1,9 +1,6 @@
 package nfq
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -36,54 +33,6 @@ type passInspector struct{}
 
 func (passInspector) Inspect(int, *dataplane.Frame) dataplane.Verdict {
 	return dataplane.Verdict{Action: dataplane.Forward}
-}
-
-// runIperf runs iperf3 from the client to the server for d with args
-// added (UDP options, streams) and returns the receiver's payload rate in
-// Gbit/s.
-func runIperf(b *testing.B, topo *testnet.Topology, port int, d time.Duration, args ...string) float64 {
-	b.Helper()
-	if _, err := exec.LookPath("iperf3"); err != nil {
-		b.Skip("iperf3 not installed")
-	}
-	srv := exec.Command("iperf3", "-s", "-1", "-p", fmt.Sprint(port))
-	topo.Server.Start(b, srv)
-	defer func() {
-		_ = srv.Process.Kill()
-		_ = srv.Wait()
-	}()
-	var r struct {
-		Error string `json:"error"`
-		End   struct {
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-		} `json:"end"`
-	}
-	var err error
-	for try := 0; try < 50; try++ {
-		ctx, cancel := context.WithTimeout(context.Background(), d+20*time.Second)
-		cargs := append([]string{"-c", testnet.ServerIP.String(), "-p", fmt.Sprint(port),
-			"-t", fmt.Sprint(max(1, int(d.Seconds()))), "-J", "--connect-timeout", "1000"}, args...)
-		var out []byte
-		out, err = topo.Client.Run(exec.CommandContext(ctx, "iperf3", cargs...))
-		cancel()
-		r.Error = ""
-		if jerr := json.Unmarshal(out, &r); jerr != nil && err == nil {
-			err = fmt.Errorf("parse iperf3 output: %w", jerr)
-		}
-		if err == nil && r.Error != "" {
-			err = errors.New(r.Error)
-		}
-		if err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		b.Fatalf("iperf3 client: %v", err)
-	}
-	return r.End.SumReceived.BitsPerSecond / 1e9
 }
 
 // cpuTimes is this process's user and system CPU time: the pair's
@@ -144,7 +93,7 @@ func BenchmarkNFQueue(b *testing.B) {
 					st0, _, _ := p.Stats()
 					u0, s0 := cpuTimes(b)
 					start := time.Now()
-					gbps := runIperf(b, topo, port, d, c.args...)
+					gbps := topo.Iperf(b, port, d, c.args...)
 					el := time.Since(start)
 					u1, s1 := cpuTimes(b)
 					st1, _, _ := p.Stats()
