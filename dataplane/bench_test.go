@@ -1,7 +1,6 @@
 package dataplane_test
 
 import (
-	"context"
 	"net/netip"
 	"os"
 	"sync/atomic"
@@ -31,7 +30,7 @@ func benchDuration(tb testing.TB) time.Duration {
 // pps64 sends 60-byte frames (64 on the wire with the FCS) of benchFlows
 // UDP flows from the client for d, counts what reaches the server's sink
 // and returns received and offered Mpps.
-func pps64(b *testing.B, topo *testnet.Topology, gen *afxdptest.Generator, sink *afxdptest.Sink, d time.Duration) (got, offered float64) {
+func pps64(b *testing.B, gen *afxdptest.Generator, sink *afxdptest.Sink, d time.Duration) (got, offered float64) {
 	b.Helper()
 	before, _ := sink.Count(b)
 	sent := gen.Run(d)
@@ -126,7 +125,7 @@ func BenchmarkDataplane(b *testing.B) {
 		topo.FW.MustDo(b, func() error { return f.Attach(topo.InnerIndex, topo.OuterIndex) })
 		withSink(b, func(s *afxdptest.Sink) {
 			var offered float64
-			refPPS, offered = pps64(b, topo, gen, s, d)
+			refPPS, offered = pps64(b, gen, s, d)
 			b.ReportMetric(refPPS, "Mpps")
 			b.ReportMetric(offered, "offered-Mpps")
 		})
@@ -140,18 +139,9 @@ func BenchmarkDataplane(b *testing.B) {
 	// open runs a pair until the returned stop; stop closes it (pins and
 	// peer settings stay for the next one, the last cleanup removes them).
 	open := func(b *testing.B, c dataplane.PairConfig) (*dataplane.Pair, func()) {
-		var p *dataplane.Pair
-		topo.FW.MustDo(b, func() error {
-			var err error
-			p, err = dataplane.OpenPair(c)
-			return err
-		})
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- p.Run(ctx) }()
+		p, run := startPair(b, topo, c)
 		return p, func() {
-			cancel()
-			if err := <-done; err != nil {
+			if err := run(); err != nil {
 				b.Errorf("run: %v", err)
 			}
 			if err := p.Close(); err != nil {
@@ -175,7 +165,7 @@ func BenchmarkDataplane(b *testing.B) {
 			}
 		}
 		withSink(b, func(s *afxdptest.Sink) {
-			got, offered := pps64(b, topo, gen, s, d)
+			got, offered := pps64(b, gen, s, d)
 			b.ReportMetric(got, "Mpps")
 			b.ReportMetric(offered, "offered-Mpps")
 			ratio(b, got, refPPS)
@@ -214,7 +204,7 @@ func BenchmarkDataplane(b *testing.B) {
 		b.Run("pps64/"+v.name, func(b *testing.B) {
 			withSink(b, func(s *afxdptest.Sink) {
 				before, cpu0 := p.Stats(), p.LoopCPU()
-				got, offered := pps64(b, topo, gen, s, d)
+				got, offered := pps64(b, gen, s, d)
 				after, cpu1 := p.Stats(), p.LoopCPU()
 				b.ReportMetric(got, "Mpps")
 				b.ReportMetric(offered, "offered-Mpps")

@@ -49,13 +49,17 @@ func csumFold(sum uint64) uint16 {
 // pseudoSum is the running sum of the TCP/UDP pseudo-header of a keyed
 // packet: addresses, protocol and L4 length.
 func pseudoSum(frame []byte, p *Packet) uint64 {
-	var sum uint64
-	if p.IPv6 {
-		sum = csumAdd(0, frame[p.L3Off+8:p.L3Off+40])
-	} else {
-		sum = csumAdd(0, frame[p.L3Off+12:p.L3Off+20])
+	return pseudoHeaderSum(frame[p.L3Off:], p.IPv6, p.Proto, p.L4Len)
+}
+
+// pseudoHeaderSum is the running sum of a pseudo-header whose addresses
+// are those of the IP header at the start of ip.
+func pseudoHeaderSum(ip []byte, ipv6 bool, proto uint8, l4Len int) uint64 {
+	addrs := ip[12:20]
+	if ipv6 {
+		addrs = ip[8:40]
 	}
-	return uint64(csumFold(sum)) + uint64(p.Proto) + uint64(p.L4Len)
+	return uint64(csumFold(csumAdd(0, addrs))) + uint64(proto) + uint64(l4Len)
 }
 
 // l4ChecksumOffset returns where the TCP or UDP checksum field is, or -1.

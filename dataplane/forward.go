@@ -51,19 +51,19 @@ type ioLoop struct {
 	// hand-offs per batch.
 	inline bool
 
-	rx          []afxdp.Desc
-	txq         [2][]afxdp.Desc // staged for each side's TX ring
-	open        []*batch        // batch being filled, per worker
-	pool        []*batch        // empty batches
-	results     chan *batch
-	outstanding int
-	pollFDs     []unix.PollFd
-	scratch     Packet
-	txMore      bool // a TX ring has frames left after this turn's kick
+	rx      []afxdp.Desc
+	txq     [2][]afxdp.Desc // staged for each side's TX ring
+	open    []*batch        // batch being filled, per worker
+	pool    []*batch        // empty batches
+	results chan *batch
+	pollFDs []unix.PollFd
+	scratch Packet
 
-	side        [2]sideCounters
-	kicks       atomic.Uint64
-	outstandAtm atomic.Int64
+	side  [2]sideCounters
+	kicks atomic.Uint64
+	// outstanding counts the batches handed to workers and not finished;
+	// atomic only so that Stats can read it.
+	outstanding atomic.Int64
 	tid         atomic.Int32 // thread running the loop, 0 when not running
 }
 
@@ -90,7 +90,7 @@ func newIOLoop(p *Pair, q int) (*ioLoop, error) {
 		l.txq[side] = make([]afxdp.Desc, 0, nf)
 	}
 	l.inline = len(p.work) == 1 && p.ports[0].queues == 1
-	nb := 4*len(p.work) + 4
+	nb := batchesPerLoop(len(p.work))
 	l.results = make(chan *batch, nb)
 	l.open = make([]*batch, len(p.work))
 	for i := 0; i < nb; i++ {
@@ -108,6 +108,10 @@ func newIOLoop(p *Pair, q int) (*ioLoop, error) {
 	}
 	return l, nil
 }
+
+// batchesPerLoop is how many batches an I/O loop has: more than workers,
+// so that one is free while every worker holds one.
+func batchesPerLoop(workers int) int { return 4*workers + 4 }
 
 func (l *ioLoop) close() error {
 	var errs []error
@@ -145,15 +149,15 @@ func (l *ioLoop) run() error {
 		}
 		l.dispatch()
 		progress += l.collect()
-		l.txMore = false
-		if err := l.flush(); err != nil {
+		txMore, err := l.flush()
+		if err != nil {
 			return err
 		}
-		if progress > 0 || l.txMore {
+		if progress > 0 || txMore {
 			idle = 0
 			continue
 		}
-		if l.outstanding > 0 {
+		if l.outstanding.Load() > 0 {
 			// Workers hold frames: their results are the next thing to do.
 			if b, ok := <-l.results; ok {
 				l.finish(b)
@@ -239,16 +243,13 @@ func (l *ioLoop) getBatch() *batch {
 func (l *ioLoop) send(w int) {
 	b := l.open[w]
 	l.open[w] = nil
+	l.outstanding.Add(1)
 	if l.inline {
 		// The only worker of the only loop: judge here, no hand-off.
 		l.p.work[w].judge(b)
-		l.outstanding++
-		l.outstandAtm.Add(1)
 		l.finish(b)
 		return
 	}
-	l.outstanding++
-	l.outstandAtm.Add(1)
 	l.p.work[w].in <- b
 }
 
@@ -299,8 +300,7 @@ func (l *ioLoop) finish(b *batch) {
 		}
 	}
 	b.n = 0
-	l.outstanding--
-	l.outstandAtm.Add(-1)
+	l.outstanding.Add(-1)
 	l.pool = append(l.pool, b)
 }
 
@@ -329,7 +329,8 @@ func (l *ioLoop) sendResets(it *item) {
 }
 
 // flush puts staged frames on the TX rings and kicks the kernel once per
-// ring. Frames that do not fit stay staged for the next turn.
+// ring. Frames that do not fit stay staged for the next turn. more reports
+// that a TX ring has frames left after this turn's kick.
 //
 // One sendto per ring and turn: copy mode sends at most XDP_MAX_TX_SKB_BUDGET
 // frames per call and each takes about a microsecond, so looping here until
@@ -337,7 +338,7 @@ func (l *ioLoop) sendResets(it *item) {
 // milliseconds and the kernel would drop received frames meanwhile; the
 // next turn kicks again. Holding kicks back to fill larger batches (tried:
 // at most 32 frames or 50 µs) saved no CPU and cost throughput.
-func (l *ioLoop) flush() error {
+func (l *ioLoop) flush() (more bool, err error) {
 	for side, s := range l.socks {
 		q := l.txq[side]
 		if len(q) > 0 {
@@ -352,15 +353,13 @@ func (l *ioLoop) flush() error {
 			continue
 		}
 		l.kicks.Add(1)
-		more, err := s.Kick()
+		left, err := s.Kick()
 		if err != nil {
-			return err
+			return false, err
 		}
-		if more {
-			l.txMore = true
-		}
+		more = more || left
 	}
-	return nil
+	return more, nil
 }
 
 // worker inspects the frames of the flows that hash to it.
@@ -397,7 +396,7 @@ const (
 
 func newWorker(p *Pair, id int) *worker {
 	// Room for every batch of every loop: a loop never blocks on a send.
-	return &worker{id: id, p: p, in: make(chan *batch, (4*p.cfg.Workers+4)*max(p.ports[0].queues, 1)),
+	return &worker{id: id, p: p, in: make(chan *batch, batchesPerLoop(p.cfg.Workers)*max(p.ports[0].queues, 1)),
 		finals: make(map[xdp.FlowKey]finalEntry)}
 }
 

@@ -16,22 +16,10 @@ func TestJudgeNoAllocs(t *testing.T) {
 	}
 	defer u.Close()
 	seen := 0
-	p := &Pair{cfg: PairConfig{Workers: 1, Inspector: InspectorFunc(func(_ int, f *Frame) Verdict {
+	w, b := judgeBatch(u, func(_ int, f *Frame) Verdict {
 		seen += len(f.Data)
 		return Verdict{Action: Forward}
-	})}}
-	l := &ioLoop{p: p, umem: u}
-	w := newWorker(p, 0)
-	b := &batch{loop: l, items: make([]item, 32)}
-	frame := testnet.Frame(t, testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoTCP, Flags: testnet.ACK, Payload: make([]byte, 1000)})
-	for i := range b.items {
-		addr := uint64(i) * uint64(u.FrameSize())
-		copy(u.Chunk(addr), frame)
-		it := &b.items[i]
-		it.desc = afxdp.Desc{Addr: addr, Len: uint32(len(frame))}
-		ParsePacket(frame, &it.pkt)
-	}
-	b.n = len(b.items)
+	}, 32, testnet.Frame(t, testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoTCP, Flags: testnet.ACK, Payload: make([]byte, 1000)}))
 	if n := testing.AllocsPerRun(100, func() { w.judge(b) }); n != 0 {
 		t.Fatalf("judge allocates %.1f times per batch", n)
 	}
@@ -46,20 +34,26 @@ func BenchmarkJudge(b *testing.B) {
 		b.Skip(err)
 	}
 	defer u.Close()
-	p := &Pair{cfg: PairConfig{Workers: 1, Inspector: InspectorFunc(func(int, *Frame) Verdict { return Verdict{} })}}
-	w := newWorker(p, 0)
-	bt := &batch{loop: &ioLoop{p: p, umem: u}, items: make([]item, 64)}
-	frame := testnet.Frame(b, testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoUDP, Payload: make([]byte, 18)})
-	for i := range bt.items {
-		addr := uint64(i) * uint64(u.FrameSize())
-		copy(u.Chunk(addr), frame)
-		bt.items[i].desc = afxdp.Desc{Addr: addr, Len: uint32(len(frame))}
-		ParsePacket(frame, &bt.items[i].pkt)
-	}
-	bt.n = len(bt.items)
+	w, bt := judgeBatch(u, func(int, *Frame) Verdict { return Verdict{} }, 64,
+		testnet.Frame(b, testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoUDP, Payload: make([]byte, 18)}))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i += bt.n {
 		w.judge(bt)
 	}
+}
+
+// judgeBatch makes a one-worker pair judging with fn and a batch of n
+// copies of frame in u, parsed as the I/O loop parses them.
+func judgeBatch(u *afxdp.Umem, fn InspectorFunc, n int, frame []byte) (*worker, *batch) {
+	p := &Pair{cfg: PairConfig{Workers: 1, Inspector: fn}}
+	b := &batch{loop: &ioLoop{p: p, umem: u}, items: make([]item, n), n: n}
+	for i := range b.items {
+		addr := uint64(i) * uint64(u.FrameSize())
+		copy(u.Chunk(addr), frame)
+		it := &b.items[i]
+		it.desc = afxdp.Desc{Addr: addr, Len: uint32(len(frame))}
+		ParsePacket(frame, &it.pkt)
+	}
+	return newWorker(p, 0), b
 }

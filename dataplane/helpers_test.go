@@ -123,7 +123,27 @@ func runPair(tb testing.TB, topo *testnet.Topology, cfg dataplane.PairConfig) *d
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{tb}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
-	var p *dataplane.Pair
+	p, stop := startPair(tb, topo, cfg)
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			tb.Logf("pair stats: %+v", p.Stats())
+			tb.Logf("xdp stats: %+v", xdpStats(tb, p))
+			tb.Logf("sockets: %s", p.Diagnostics())
+		}
+		if err := stop(); err != nil {
+			tb.Errorf("run pair: %v", err)
+		}
+		if err := p.Detach(); err != nil {
+			tb.Errorf("detach pair: %v", err)
+		}
+	})
+	return p
+}
+
+// startPair opens a pair with cfg inside the fw namespace and runs it
+// until stop, which returns Run's error.
+func startPair(tb testing.TB, topo *testnet.Topology, cfg dataplane.PairConfig) (p *dataplane.Pair, stop func() error) {
+	tb.Helper()
 	topo.FW.MustDo(tb, func() error {
 		var err error
 		p, err = dataplane.OpenPair(cfg)
@@ -132,21 +152,10 @@ func runPair(tb testing.TB, topo *testnet.Topology, cfg dataplane.PairConfig) *d
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	tb.Cleanup(func() {
-		if tb.Failed() {
-			tb.Logf("pair stats: %+v", p.Stats())
-			tb.Logf("xdp stats: %+v", xdpStats(tb, p))
-			tb.Logf("sockets: %s", p.Diagnostics())
-		}
+	return p, func() error {
 		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("run pair: %v", err)
-		}
-		if err := p.Detach(); err != nil {
-			tb.Errorf("detach pair: %v", err)
-		}
-	})
-	return p
+		return <-done
+	}
 }
 
 // testWriter sends log lines to the test log.

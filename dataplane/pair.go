@@ -332,16 +332,7 @@ func hasPins(dir string) bool {
 // kept, with the links of a live pair), the peer settings it changed put
 // back.
 func (p *Pair) abortOpen(u *openUndo) error {
-	var errs []error
-	if p.prog != nil {
-		for _, l := range p.loops {
-			for side := range l.socks {
-				if l.socks[side] != nil {
-					errs = append(errs, p.prog.UnregisterXSK(uint32(side), l.q))
-				}
-			}
-		}
-	}
+	errs := p.unregisterXSKs()
 	for _, l := range p.loops {
 		errs = append(errs, l.close())
 	}
@@ -368,6 +359,23 @@ func (p *Pair) abortOpen(u *openUndo) error {
 		p.ns = netns.None()
 	}
 	return errors.Join(errs...)
+}
+
+// unregisterXSKs takes the loops' open sockets out of the program's
+// XSKMAP.
+func (p *Pair) unregisterXSKs() []error {
+	if p.prog == nil {
+		return nil
+	}
+	var errs []error
+	for _, l := range p.loops {
+		for side, s := range l.socks {
+			if s != nil {
+				errs = append(errs, p.prog.UnregisterXSK(uint32(side), l.q))
+			}
+		}
+	}
+	return errs
 }
 
 // preparePeers finds both ports' veth peers and sets what the XDP and
@@ -601,15 +609,7 @@ func (p *Pair) teardown(detach bool) error {
 		}
 		p.prog = prog
 	}
-	if p.prog != nil {
-		for _, l := range p.loops {
-			for side := range l.socks {
-				if l.socks[side] != nil {
-					errs = append(errs, p.prog.UnregisterXSK(uint32(side), l.q))
-				}
-			}
-		}
-	}
+	errs = append(errs, p.unregisterXSKs()...)
 	// The loops stay in p.loops, socketless, so Stats still reads their
 	// counters after Close. p.mu keeps Stats off sockets being closed.
 	p.mu.Lock()
@@ -670,3 +670,7 @@ var monoBase, monoBaseTime = func() (int64, time.Time) {
 // monoNow is CLOCK_MONOTONIC in nanoseconds (Frame.Timestamp's clock and
 // bpf_ktime_get_ns's).
 func monoNow() int64 { return monoBase + int64(time.Since(monoBaseTime)) }
+
+// MonoNow is monoNow for the NFQUEUE pair: its frames' timestamps and
+// flow times are on the same clock.
+func MonoNow() int64 { return monoNow() }

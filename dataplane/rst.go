@@ -106,9 +106,7 @@ func BuildRST(dst, frame []byte, p *Packet, toSender bool) (int, error) {
 	tcp[12], tcp[13] = (tcpHeaderLen/4)<<4, flags
 	binary.BigEndian.PutUint32(tcp[14:], 0) // window 0, checksum 0
 	binary.BigEndian.PutUint16(tcp[18:], 0) // urgent pointer
-	sum := csumAdd(0, src)
-	sum = csumAdd(sum, dstAddr)
-	sum = uint64(csumFold(sum)) + protoTCP + tcpHeaderLen
+	sum := pseudoHeaderSum(ip, p.IPv6, protoTCP, tcpHeaderLen)
 	binary.BigEndian.PutUint16(tcp[16:], ^csumFold(csumAdd(sum, tcp)))
 
 	if n < minFrameLen {

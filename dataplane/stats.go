@@ -88,7 +88,7 @@ func (p *Pair) Stats() PairStats {
 			out.TxFull += c.txFull.Load()
 		}
 		st.TxKicks += l.kicks.Load()
-		st.InFlight += int(l.outstandAtm.Load())
+		st.InFlight += int(l.outstanding.Load())
 	}
 	p.mu.Lock()
 	for _, l := range p.loops {

@@ -112,23 +112,31 @@ func (a *Allocator) violate(msg string) {
 
 // Alloc takes a frame off the free list into user hands and returns its
 // base address; ok is false when none is free.
-func (a *Allocator) Alloc() (addr uint64, ok bool) {
+func (a *Allocator) Alloc() (addr uint64, ok bool) { return a.take(PlaceUser) }
+
+// take pops a frame off the free list straight into place to (one move,
+// where Alloc then handOver would make two).
+func (a *Allocator) take(to Place) (addr uint64, ok bool) {
 	n := len(a.free)
 	if n == 0 {
 		return 0, false
 	}
 	addr = a.free[n-1]
 	a.free = a.free[:n-1]
-	a.move(addr, PlaceFree, PlaceUser)
+	a.move(addr, PlaceFree, to)
 	return addr, true
 }
 
 // Free returns a frame in user hands to the free list. addr may carry a
 // data offset. It reports false (and counts a violation) when the frame was
 // not in user hands.
-func (a *Allocator) Free(addr uint64) bool {
+func (a *Allocator) Free(addr uint64) bool { return a.release(addr, PlaceUser) }
+
+// release puts the frame holding addr, which must be in place from, back
+// on the free list.
+func (a *Allocator) release(addr uint64, from Place) bool {
 	addr = a.Base(addr)
-	if !a.move(addr, PlaceUser, PlaceFree) {
+	if !a.move(addr, from, PlaceFree) {
 		return false
 	}
 	a.free = append(a.free, addr)
@@ -147,14 +155,7 @@ func (a *Allocator) takeBack(addr uint64, from Place) bool {
 }
 
 // reclaim moves a completed TX frame straight to the free list.
-func (a *Allocator) reclaim(addr uint64) bool {
-	addr = a.Base(addr)
-	if !a.move(addr, PlaceTx, PlaceFree) {
-		return false
-	}
-	a.free = append(a.free, addr)
-	return true
-}
+func (a *Allocator) reclaim(addr uint64) bool { return a.release(addr, PlaceTx) }
 
 // Violations returns how many inconsistent moves were seen.
 func (a *Allocator) Violations() int { return a.violations }

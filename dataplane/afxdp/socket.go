@@ -289,8 +289,7 @@ func (s *Socket) Refill(target int) int {
 	}
 	idx, got := s.Fill.Reserve(uint32(want))
 	for i := uint32(0); i < got; i++ {
-		addr, _ := a.Alloc()
-		a.handOver(addr, PlaceFill)
+		addr, _ := a.take(PlaceFill)
 		s.Fill.Set(idx+i, addr)
 	}
 	if got > 0 {
