@@ -75,6 +75,17 @@ func rxQueues(fd int, ifname string) (n int, ok bool) {
 	return n, n > 0
 }
 
+// RxQueues is rxQueues for iface in the network namespace ns (package
+// wire records the old veth's count for the new pair).
+func RxQueues(ns netns.NsHandle, iface string) (n int, ok bool) {
+	fd, err := socketIn(ns)
+	if err != nil {
+		return 0, false
+	}
+	defer unix.Close(fd)
+	return rxQueues(fd, iface)
+}
+
 // socketIn opens a datagram socket in the network namespace ns, for ioctls
 // on that namespace's devices.
 func socketIn(ns netns.NsHandle) (int, error) {

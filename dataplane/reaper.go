@@ -129,6 +129,14 @@ func (p *Pair) reapOnce(now uint64) {
 	}
 }
 
+// SetDefaults fills a's zero fields with the defaults (for the NFQUEUE
+// pair, whose reaper keeps the same timeouts).
+func (a *AgingConfig) SetDefaults() { a.setDefaults() }
+
+// Timeout is the idle timeout of a flow of protocol proto (after
+// SetDefaults).
+func (a *AgingConfig) Timeout(proto uint8) time.Duration { return a.timeout(proto) }
+
 func (a *AgingConfig) timeout(proto uint8) time.Duration {
 	switch proto {
 	case protoTCP:

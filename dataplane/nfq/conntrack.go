@@ -198,39 +198,28 @@ func ctDeleteMsg(k xdp.FlowKey) []byte {
 	a16, b16 := k.AddrLo, k.AddrHi
 	src, dst := a16[16-alen:], b16[16-alen:]
 	var ip, proto []byte
-	ip = appendNLA(ip, srcT, src)
-	ip = appendNLA(ip, dstT, dst)
-	proto = appendNLA(proto, ctaProtoNum, []byte{k.Proto})
+	ip = appendNLAttr(ip, srcT, src)
+	ip = appendNLAttr(ip, dstT, dst)
+	proto = appendNLAttr(proto, ctaProtoNum, []byte{k.Proto})
 	switch k.Proto {
 	case 1, 58:
 		t := uint16(ctaProtoICMPID)
 		if k.Proto == 58 {
 			t = ctaProtoICMPv6ID
 		}
-		proto = appendNLA(proto, t, binary.BigEndian.AppendUint16(nil, lo.Port()))
+		proto = appendNLAttr(proto, t, binary.BigEndian.AppendUint16(nil, lo.Port()))
 	default:
-		proto = appendNLA(proto, ctaProtoSrcPort, binary.BigEndian.AppendUint16(nil, lo.Port()))
-		proto = appendNLA(proto, ctaProtoDstPort, binary.BigEndian.AppendUint16(nil, hi.Port()))
+		proto = appendNLAttr(proto, ctaProtoSrcPort, binary.BigEndian.AppendUint16(nil, lo.Port()))
+		proto = appendNLAttr(proto, ctaProtoDstPort, binary.BigEndian.AppendUint16(nil, hi.Port()))
 	}
 	var tuple []byte
-	tuple = appendNLA(tuple, ctaTupleIP|nlaNested, ip)
-	tuple = appendNLA(tuple, ctaTupleProto|nlaNested, proto)
+	tuple = appendNLAttr(tuple, ctaTupleIP|nlaNested, ip)
+	tuple = appendNLAttr(tuple, ctaTupleProto|nlaNested, proto)
 	b := []byte{fam, 0, 0, 0}
-	return appendNLA(b, ctaTupleOrig|nlaNested, tuple)
+	return appendNLAttr(b, ctaTupleOrig|nlaNested, tuple)
 }
 
 const nlaNested = 0x8000
-
-// appendNLA appends one netlink attribute, padded to 4 bytes.
-func appendNLA(b []byte, typ uint16, data []byte) []byte {
-	b = binary.NativeEndian.AppendUint16(b, uint16(4+len(data)))
-	b = binary.NativeEndian.AppendUint16(b, typ)
-	b = append(b, data...)
-	for len(b)%4 != 0 {
-		b = append(b, 0)
-	}
-	return b
-}
 
 // forgetConntrack deletes flow k's conntrack entry (a reset flow), so it
 // ends now rather than when an established entry times out.

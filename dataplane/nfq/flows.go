@@ -70,7 +70,7 @@ func (p *Pair) SetFlow(k xdp.FlowKey, v xdp.Verdict, ruleID uint32) error {
 	w.mu.Lock()
 	e := w.flows[k]
 	if e == nil {
-		e = &entry{created: monoNow()}
+		e = &entry{created: dataplane.MonoNow()}
 		w.flows[k] = e
 	}
 	if e.verdict != xdp.VerdictInspect && v == xdp.VerdictInspect {
@@ -118,7 +118,7 @@ func (p *Pair) sweep() {
 	p.ctMu.Lock()
 	ctErr := p.ctErr
 	p.ctMu.Unlock()
-	now := monoNow()
+	now := dataplane.MonoNow()
 	type ended struct {
 		k      xdp.FlowKey
 		v      xdp.FlowValue
@@ -132,7 +132,7 @@ func (p *Pair) sweep() {
 			switch {
 			case ctErr == nil && e.ctSeen != p.lastSweep && now-e.created > int64(goneGrace):
 				reason = dataplane.EndGone
-			case ctErr != nil && now-e.last > int64(p.timeout(k.Proto)):
+			case ctErr != nil && now-e.last > int64(p.cfg.Aging.Timeout(k.Proto)):
 				reason = dataplane.EndIdle
 			default:
 				continue
@@ -164,7 +164,7 @@ func (p *Pair) readCT() error {
 	if p.ct == nil {
 		return errNoConntrack
 	}
-	stamp := monoNow()
+	stamp := dataplane.MonoNow()
 	err := dumpConntrack(p.ct, func(c *ctEntry) {
 		w := p.work[c.Key.Hash()%uint32(len(p.work))]
 		w.mu.Lock()
@@ -180,25 +180,6 @@ func (p *Pair) readCT() error {
 		p.lastSweep = stamp
 	}
 	return err
-}
-
-func (p *Pair) timeout(proto uint8) time.Duration {
-	a := p.cfg.Aging
-	def := func(d, v time.Duration) time.Duration {
-		if d <= 0 {
-			return v
-		}
-		return d
-	}
-	switch proto {
-	case 6:
-		return def(a.TCP, 10*time.Minute)
-	case 17:
-		return def(a.UDP, time.Minute)
-	case 1, 58:
-		return def(a.ICMP, 30*time.Second)
-	}
-	return def(a.Other, time.Minute)
 }
 
 // errNoConntrack: conntrack could not be opened.

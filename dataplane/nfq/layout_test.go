@@ -105,25 +105,25 @@ func TestMarksAndNames(t *testing.T) {
 func ctMessage(src, dst netip.Addr, sport, dport uint16, proto uint8, mark uint32, orig, reply [2]uint64) []byte {
 	ip := []byte{}
 	if src.Is4() {
-		ip = appendNLA(ip, ctaIPv4Src, src.AsSlice())
-		ip = appendNLA(ip, ctaIPv4Dst, dst.AsSlice())
+		ip = appendNLAttr(ip, ctaIPv4Src, src.AsSlice())
+		ip = appendNLAttr(ip, ctaIPv4Dst, dst.AsSlice())
 	} else {
-		ip = appendNLA(ip, ctaIPv6Src, src.AsSlice())
-		ip = appendNLA(ip, ctaIPv6Dst, dst.AsSlice())
+		ip = appendNLAttr(ip, ctaIPv6Src, src.AsSlice())
+		ip = appendNLAttr(ip, ctaIPv6Dst, dst.AsSlice())
 	}
-	pr := appendNLA(nil, ctaProtoNum, []byte{proto})
-	pr = appendNLA(pr, ctaProtoSrcPort, binary.BigEndian.AppendUint16(nil, sport))
-	pr = appendNLA(pr, ctaProtoDstPort, binary.BigEndian.AppendUint16(nil, dport))
-	tuple := appendNLA(appendNLA(nil, ctaTupleIP|nlaNested, ip), ctaTupleProto|nlaNested, pr)
+	pr := appendNLAttr(nil, ctaProtoNum, []byte{proto})
+	pr = appendNLAttr(pr, ctaProtoSrcPort, binary.BigEndian.AppendUint16(nil, sport))
+	pr = appendNLAttr(pr, ctaProtoDstPort, binary.BigEndian.AppendUint16(nil, dport))
+	tuple := appendNLAttr(appendNLAttr(nil, ctaTupleIP|nlaNested, ip), ctaTupleProto|nlaNested, pr)
 	cnt := func(c [2]uint64) []byte {
-		b := appendNLA(nil, ctaCountersPackets, binary.BigEndian.AppendUint64(nil, c[0]))
-		return appendNLA(b, ctaCountersBytes, binary.BigEndian.AppendUint64(nil, c[1]))
+		b := appendNLAttr(nil, ctaCountersPackets, binary.BigEndian.AppendUint64(nil, c[0]))
+		return appendNLAttr(b, ctaCountersBytes, binary.BigEndian.AppendUint64(nil, c[1]))
 	}
 	b := []byte{2, 0, 0, 0}
-	b = appendNLA(b, ctaTupleOrig|nlaNested, tuple)
-	b = appendNLA(b, ctaMark, binary.BigEndian.AppendUint32(nil, mark))
-	b = appendNLA(b, ctaCountersOrig|nlaNested, cnt(orig))
-	return appendNLA(b, ctaCountersReply|nlaNested, cnt(reply))
+	b = appendNLAttr(b, ctaTupleOrig|nlaNested, tuple)
+	b = appendNLAttr(b, ctaMark, binary.BigEndian.AppendUint32(nil, mark))
+	b = appendNLAttr(b, ctaCountersOrig|nlaNested, cnt(orig))
+	return appendNLAttr(b, ctaCountersReply|nlaNested, cnt(reply))
 }
 
 func TestParseCT(t *testing.T) {

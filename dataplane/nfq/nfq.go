@@ -70,7 +70,7 @@ type Config struct {
 	Logger     *slog.Logger
 	// Aging: OnFlowEnd hears of decided flows that end (EndGone when
 	// conntrack forgot them; EndIdle by the timeouts when conntrack cannot
-	// be read); Interval paces the check.
+	// be read); Interval paces the check. Defaults as for the AF_XDP pair.
 	Aging dataplane.AgingConfig
 	// MaxFlows bounds the flow table; default DefaultMaxFlows.
 	MaxFlows int
@@ -154,9 +154,7 @@ func Open(cfg Config) (_ *Pair, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Aging.Interval <= 0 {
-		cfg.Aging.Interval = 2500 * time.Millisecond
-	}
+	cfg.Aging.SetDefaults()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	p := &Pair{cfg: cfg, log: cfg.Logger.With("inner", cfg.Inner, "outer", cfg.Outer, "mode", "nfqueue"),
@@ -187,7 +185,9 @@ func Open(cfg Config) (_ *Pair, err error) {
 		}
 		p.fams = append(p.fams, &family4or6{ipt: ipt, v6: v6})
 	}
-	old, err := p.removeLeftovers()
+	// What an instance with the same tag left (a killed agent), and the
+	// generation it used (0: none).
+	old, err := p.removeRules()
 	if err != nil {
 		return nil, fmt.Errorf("nfqueue: remove an earlier instance's rules: %w", err)
 	}
@@ -388,12 +388,3 @@ func (p *Pair) teardown() error {
 	}
 	return errors.Join(errs...)
 }
-
-var monoBase, monoBaseTime = func() (int64, time.Time) {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return ts.Nano(), time.Now()
-}()
-
-// monoNow is CLOCK_MONOTONIC in ns without a syscall (see dataplane).
-func monoNow() int64 { return monoBase + int64(time.Since(monoBaseTime)) }

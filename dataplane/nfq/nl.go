@@ -199,6 +199,15 @@ type nlSock struct {
 	iov  [recvBatch]unix.Iovec
 	hdrs [recvBatch]unix.Mmsghdr
 	out  []byte // verdicts waiting for flush
+
+	// readFn and writeFn are the callbacks recv and write give rc, made
+	// once (a closure per call is allocated per batch), with what they
+	// pass back.
+	readFn, writeFn func(fd uintptr) bool
+	rn              int
+	rerr            error
+	wb              []byte
+	werr            error
 }
 
 // openNLSock opens a netlink socket for queue num (not yet bound).
@@ -225,6 +234,7 @@ func openNLSock(num uint16, rcvbuf int) (*nlSock, error) {
 		s.f.Close()
 		return nil, fmt.Errorf("netlink socket: %w", err)
 	}
+	s.readFn, s.writeFn = s.recvmmsg, s.writeOnce
 	for i := range s.bufs {
 		s.bufs[i] = make([]byte, recvBufLen)
 		s.iov[i].Base = &s.bufs[i][0]
@@ -322,26 +332,25 @@ func (s *nlSock) bind(maxPacket, maxLen, flags uint32, v uint32) error {
 // recv waits for at least one datagram and reads up to recvBatch; the
 // i-th is s.bufs[i][:s.hdrs[i].Len].
 func (s *nlSock) recv() (int, error) {
-	var n int
-	var serr error
-	err := s.rc.Read(func(fd uintptr) bool {
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), recvBatch, unix.MSG_DONTWAIT, 0, 0)
-		if e == unix.EAGAIN {
-			return false
-		}
-		if e == unix.EINTR {
-			return false
-		}
-		n = int(r)
-		if e != 0 {
-			serr = e
-		}
-		return true
-	})
-	if err != nil {
+	s.rn, s.rerr = 0, nil
+	if err := s.rc.Read(s.readFn); err != nil {
 		return 0, err
 	}
-	return n, serr
+	return s.rn, s.rerr
+}
+
+// recvmmsg is recv's callback: false (wait for the poller) while there is
+// nothing to read.
+func (s *nlSock) recvmmsg(fd uintptr) bool {
+	r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), recvBatch, unix.MSG_DONTWAIT, 0, 0)
+	if e == unix.EAGAIN || e == unix.EINTR {
+		return false
+	}
+	s.rn = int(r)
+	if e != 0 {
+		s.rerr = e
+	}
+	return true
 }
 
 // appendVerdict queues a verdict for packet id: v, with the packet mark
@@ -382,15 +391,19 @@ func (s *nlSock) flush() error {
 }
 
 func (s *nlSock) write(b []byte) error {
-	var werr error
-	err := s.rc.Write(func(fd uintptr) bool {
-		_, werr = unix.Write(int(fd), b)
-		return werr != unix.EAGAIN && werr != unix.EINTR
-	})
+	s.wb, s.werr = b, nil
+	err := s.rc.Write(s.writeFn)
+	s.wb = nil
 	if err != nil {
 		return err
 	}
-	return werr
+	return s.werr
+}
+
+// writeOnce is write's callback.
+func (s *nlSock) writeOnce(fd uintptr) bool {
+	_, s.werr = unix.Write(int(fd), s.wb)
+	return s.werr != unix.EAGAIN && s.werr != unix.EINTR
 }
 
 // close closes the socket; the kernel unbinds the queue and drops what

@@ -42,6 +42,7 @@ type queue struct {
 
 	cur nfqPacket
 	pkt dataplane.Packet
+	now int64 // when the batch being judged was received (mono ns)
 	rst []byte
 	// peerMAC is the MAC address the judged packet's receiver sent its
 	// own packets of the flow from (set by judge when known).
@@ -118,6 +119,7 @@ func (q *queue) read(errc chan<- error) {
 			}
 			return
 		}
+		q.now = dataplane.MonoNow()
 		for i := range n {
 			q.datagram(q.nl.bufs[i][:q.nl.hdrs[i].Len], q.nl.hdrs[i].Hdr.Flags&unix.MSG_TRUNC != 0)
 		}
@@ -404,7 +406,7 @@ type entry struct {
 // follow the table and are marked again; the others go to the Inspector.
 func (w *worker) judge(q *queue, frame []byte, side dataplane.Side) (dataplane.Action, bool, uint32) {
 	pk := &q.pkt
-	now := monoNow()
+	now := q.now
 	var e *entry
 	q.havePeerMAC = false
 	if pk.Keyed {

@@ -41,12 +41,6 @@ func newIPTables(v6 bool) (ipTables, error) {
 	return ipt, nil
 }
 
-// removeLeftovers removes what an instance with the same tag left (a
-// killed agent) and returns the generation it used (0: none).
-func (p *Pair) removeLeftovers() (uint32, error) {
-	return p.removeRules()
-}
-
 // removeRules deletes this instance's jumps from FORWARD, its chains and
 // its sets, in every family, and returns the fast-path generation found.
 // Nothing else is touched: rules are matched by their target chain name.

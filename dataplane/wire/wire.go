@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/internal/nsexec"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -78,7 +79,7 @@ func Find(host, container netns.NsHandle, iface string) (*Record, error) {
 	rec := &Record{Version: RecordVersion, Stage: StageFound, ContainerIface: iface, ContainerIfindex: ca.Index,
 		ContainerMAC: ca.HardwareAddr.String(), Inner: Link{Name: pa.Name, Ifindex: pa.Index},
 		InnerMAC: pa.HardwareAddr.String(), MTU: pa.MTU, Queues: 1}
-	if n, ok := rxQueues(host, pa.Name); ok {
+	if n, ok := dataplane.RxQueues(host, pa.Name); ok {
 		rec.Queues = n
 	}
 	var st unix.Stat_t
