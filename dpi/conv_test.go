@@ -58,7 +58,6 @@ type conv struct {
 	next     [2]uint32 // next sequence number per direction (ToServer, ToClient)
 	mss      int
 	acks     bool // the receiver acknowledges every data segment
-	finSent  [2]bool
 }
 
 // tcp starts a connection (no frames yet).

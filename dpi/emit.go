@@ -94,11 +94,6 @@ func (w *worker) dropOnce(r dropReason, reason string, fr *dataplane.Frame) {
 	w.emit(ev)
 }
 
-// dropEvent reports a drop that blocks the flow.
-func (w *worker) dropEvent(r dropReason, reason string, fr *dataplane.Frame) {
-	w.dropOnce(r, reason, fr)
-}
-
 // aclBlocked reports a flow refused by the ACL: an alert for the rule
 // that refused it, or a drop event when the ACL's default did.
 func (w *worker) aclBlocked(f *flow.Flow[flowState], d flow.Dir, id uint32, fr *dataplane.Frame) {

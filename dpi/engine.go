@@ -28,7 +28,8 @@ const (
 	// DefaultDropEventsPerSecond bounds the drop events (malformed frames,
 	// fragments, full tables) one worker emits per second per reason.
 	DefaultDropEventsPerSecond = 10
-	// MaxTxnInfo bounds the HTTP fields copied for events (URL, user agent).
+	// maxURL, maxUserAgent, maxHostname and maxMethod bound the HTTP
+	// fields copied for events.
 	maxURL       = 2048
 	maxUserAgent = 512
 	maxHostname  = 255

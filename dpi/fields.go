@@ -34,38 +34,35 @@ type reqBufs struct {
 // bodySink receives a request body's arguments (http.BodyArgs) and scans
 // them.
 type bodySink struct {
-	w                          *worker
-	sc                         *scope
-	args, files, parts, fields int
+	w                  *worker
+	sc                 *scope
+	args, files, parts int
 }
 
 // Arg implements http.BodyArgs.
 func (b *bodySink) Arg(name, value []byte) {
-	w, rs := b.w, b.w.rs
 	b.args++
-	if w.stopped() {
-		return
-	}
-	if fp := rs.block[rules.FieldHTTPArg]; fp.matched() {
-		w.scanValue(fp, name, value, b.sc, flow.ToServer)
-	}
-	if fp := rs.block[rules.FieldHTTPArgName]; fp.matched() {
-		w.scanValue(fp, nil, name, b.sc, flow.ToServer)
+	if !b.w.stopped() {
+		b.w.scanNamed(rules.FieldHTTPArg, rules.FieldHTTPArgName, name, value, b.sc)
 	}
 }
 
 // File implements http.BodyArgs.
 func (b *bodySink) File(field, filename []byte) {
-	w, rs := b.w, b.w.rs
 	b.files++
-	if w.stopped() {
-		return
+	if !b.w.stopped() {
+		b.w.scanNamed(rules.FieldHTTPFile, rules.FieldHTTPFileField, field, filename, b.sc)
 	}
-	if fp := rs.block[rules.FieldHTTPFile]; fp.matched() {
-		w.scanValue(fp, field, filename, b.sc, flow.ToServer)
+}
+
+// scanNamed scans one named value of a request: the value in field vk (the
+// name given for except:), the name in field nk.
+func (w *worker) scanNamed(vk, nk rules.FieldKind, name, value []byte, sc *scope) {
+	if fp := w.rs.block[vk]; fp.matched() {
+		w.scanValue(fp, name, value, sc, flow.ToServer)
 	}
-	if fp := rs.block[rules.FieldHTTPFileField]; fp.matched() {
-		w.scanValue(fp, nil, field, b.sc, flow.ToServer)
+	if fp := w.rs.block[nk]; fp.matched() {
+		w.scanValue(fp, nil, name, sc, flow.ToServer)
 	}
 }
 
@@ -89,11 +86,7 @@ func (w *worker) single(k rules.FieldKind, v []byte, sc *scope, d flow.Dir) {
 		w.scanValue(fp, nil, v, sc, d)
 	}
 	if len(fp.count) > 0 {
-		n := 0
-		if len(v) > 0 {
-			n = 1
-		}
-		w.counts(fp, n, nil, sc, d)
+		w.counts(fp, min(len(v), 1), nil, sc, d)
 	}
 }
 
@@ -151,12 +144,7 @@ func (w *worker) requestFields(ctx *flowCtx, r *http.Request, sc *scope) {
 				if j := bytes.IndexByte(c, '='); j >= 0 {
 					name, val = c[:j], c[j+1:]
 				}
-				if fc.matched() {
-					w.scanValue(fc, name, val, sc, d)
-				}
-				if fn.matched() {
-					w.scanValue(fn, nil, name, sc, d)
-				}
+				w.scanNamed(rules.FieldHTTPCookie, rules.FieldHTTPCookieName, name, val, sc)
 			}
 		}
 		w.counts(fc, n, nil, sc, d)
@@ -166,13 +154,7 @@ func (w *worker) requestFields(ctx *flowCtx, r *http.Request, sc *scope) {
 		for i := range r.Headers {
 			w.scanValue(fp, r.Headers[i].Name, r.Headers[i].Value, sc, d)
 		}
-		w.counts(fp, len(r.Headers), func(yield func([]byte) bool) {
-			for i := range r.Headers {
-				if !yield(r.Headers[i].Name) {
-					return
-				}
-			}
-		}, sc, d)
+		w.counts(fp, len(r.Headers), r.Headers, sc, d)
 	}
 	if fp := rs.block[rules.FieldHTTPHeaderName]; fp.used() {
 		for i := range r.Headers {
@@ -199,26 +181,15 @@ func (w *worker) requestFields(ctx *flowCtx, r *http.Request, sc *scope) {
 	w.single(rules.FieldHTTPProtocol, r.Proto, sc, d)
 	w.single(rules.FieldHTTPQuery, r.Query, sc, d)
 	// Counts of the classic single-valued fields (scanned by the caller).
-	for _, k := range [...]rules.FieldKind{rules.FieldHTTPMethod, rules.FieldHTTPURI, rules.FieldHTTPPath, rules.FieldHTTPArgs, rules.FieldHTTPHeaders} {
-		if fp := rs.block[k]; fp != nil && len(fp.count) > 0 {
-			var v []byte
-			switch k {
-			case rules.FieldHTTPMethod:
-				v = r.Method
-			case rules.FieldHTTPURI:
-				v = r.URI
-			case rules.FieldHTTPPath:
-				v = r.Path
-			case rules.FieldHTTPArgs:
-				v = r.ArgsBuf
-			default:
-				v = r.HeaderBlock
-			}
-			n := 0
-			if len(v) > 0 {
-				n = 1
-			}
-			w.counts(fp, n, nil, sc, d)
+	for _, f := range [...]struct {
+		k rules.FieldKind
+		v []byte
+	}{
+		{rules.FieldHTTPMethod, r.Method}, {rules.FieldHTTPURI, r.URI}, {rules.FieldHTTPPath, r.Path},
+		{rules.FieldHTTPArgs, r.ArgsBuf}, {rules.FieldHTTPHeaders, r.HeaderBlock},
+	} {
+		if fp := rs.block[f.k]; fp != nil && len(fp.count) > 0 {
+			w.counts(fp, min(len(f.v), 1), nil, sc, d)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"unsafe"
 
 	"github.com/deepwall/deepwall/dpi/flow"
+	"github.com/deepwall/deepwall/dpi/proto/http"
 	"github.com/deepwall/deepwall/rules"
 )
 
@@ -353,8 +354,10 @@ func (w *worker) negated(gp *groupPlan, name []byte, sc *scope, d flow.Dir) {
 
 // counts evaluates the count: conditions of fp over n values (values of
 // http.header_value excluded by a condition's except: are not counted:
-// names lists every value's name for them).
-func (w *worker) counts(fp *fieldPlan, n int, names func(yield func([]byte) bool), sc *scope, d flow.Dir) {
+// names are the headers whose names except: tests). A plain slice, not an
+// iterator: a range-over-func body would move the count to the heap on
+// every request.
+func (w *worker) counts(fp *fieldPlan, n int, names []http.Header, sc *scope, d flow.Dir) {
 	if fp == nil {
 		return
 	}
@@ -363,8 +366,8 @@ func (w *worker) counts(fp *fieldPlan, n int, names func(yield func([]byte) bool
 		k := n
 		if len(m.Except) > 0 && names != nil {
 			k = 0
-			for nm := range names {
-				if !m.Excluded(nm) {
+			for i := range names {
+				if !m.Excluded(names[i].Name) {
 					k++
 				}
 			}

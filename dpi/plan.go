@@ -104,7 +104,6 @@ type ruleset struct {
 	block   [numFieldKinds]*fieldPlan // block-mode fields except http.header.<name>
 	headers []*fieldPlan              // http.header.<name>, one per name
 	stream  [numStreamKinds]*fieldPlan
-	groups  int // number of groups (stream slots are indexed per kind)
 
 	// alertL4 are layer-7 rules without a match or app_proto condition
 	// (alerts on addresses and ports): evaluated when a flow starts.
@@ -117,7 +116,7 @@ type ruleset struct {
 	// split into those without address/port conditions — per transport
 	// class, any tells whether one exists — and the others.
 	any  [numTransports]bool
-	cond []*rules.Rule
+	cond []condRule
 
 	apps [numProtos]appPlan
 
@@ -132,16 +131,20 @@ type ruleset struct {
 	// arguments, counts, the inbound threshold).
 	reqEnd bool
 
-	witness map[*rules.Rule]string // an app protocol that satisfies the rule's app conditions
-	sens    map[*rules.Rule]bool   // DLP or validated rules: what they match is masked
-
 	// scratch holds one scratch space per worker (index = worker id).
 	scratch []*hs.Scratch
 
 	// users counts the workers using the set; guarded by Engine.switchMu.
-	users    int
-	released bool
-	once     sync.Once
+	users int
+	once  sync.Once
+}
+
+// condRule is a rule with address or port conditions, prepared for
+// mayApply when a flow starts.
+type condRule struct {
+	r   *rules.Rule
+	app string              // witnessApp(r)
+	on  [numTransports]bool // the transports its field exists over (fieldTransports)
 }
 
 // Transport classes for rule applicability.
@@ -204,7 +207,7 @@ func newRuleset(c *rules.Compiled, gen uint64, workers int) (rs *ruleset, err er
 	if c == nil {
 		return nil, errors.New("no compiled rules")
 	}
-	rs = &ruleset{c: c, gen: gen, witness: map[*rules.Rule]string{}, sens: map[*rules.Rule]bool{}}
+	rs = &ruleset{c: c, gen: gen}
 	defer func() {
 		if err != nil {
 			rs.freeScratch()
@@ -272,7 +275,6 @@ func newRuleset(c *rules.Compiled, gen uint64, workers int) (rs *ruleset, err er
 			continue
 		}
 		fp.groups = append(fp.groups, gp)
-		rs.groups++
 	}
 	for _, ref := range c.DetectConds {
 		if fp := plan(ref.Field); fp != nil {
@@ -321,8 +323,6 @@ func newRuleset(c *rules.Compiled, gen uint64, workers int) (rs *ruleset, err er
 		rs.apps[p].first = len(c.L7)
 	}
 	for i, r := range c.L7 {
-		rs.sens[r] = isSensitive(r)
-		rs.witness[r] = witnessApp(r)
 		if r.Anomaly != nil {
 			// A threshold rule hits through the scores of the others;
 			// it needs no inspection of its own.
@@ -337,7 +337,7 @@ func newRuleset(c *rules.Compiled, gen uint64, workers int) (rs *ruleset, err er
 		}
 		tcp, udp := fieldTransports(r)
 		if hasL4Cond(r) {
-			rs.cond = append(rs.cond, r)
+			rs.cond = append(rs.cond, condRule{r: r, app: witnessApp(r), on: [numTransports]bool{tpTCP: tcp, tpUDP: udp}})
 		} else {
 			rs.any[tpTCP] = rs.any[tpTCP] || tcp
 			rs.any[tpUDP] = rs.any[tpUDP] || udp
@@ -434,13 +434,13 @@ func (rs *ruleset) mayApply(f rules.Flow) bool {
 	if rs.any[tp] {
 		return true
 	}
-	for _, r := range rs.cond {
-		tcp, udp := fieldTransports(r)
-		if tp == tpTCP && !tcp || tp == tpUDP && !udp {
+	for i := range rs.cond {
+		c := &rs.cond[i]
+		if !c.on[tp] {
 			continue
 		}
-		f.App = rs.witness[r]
-		if r.MatchFlow(f) {
+		f.App = c.app
+		if c.r.MatchFlow(f) {
 			return true
 		}
 	}
@@ -482,7 +482,6 @@ func (rs *ruleset) freeScratch() {
 // database copies and the Hyperscan databases of the Compiled.
 func (rs *ruleset) release() {
 	rs.once.Do(func() {
-		rs.released = true
 		rs.freeScratch()
 		for _, fps := range [][]*fieldPlan{rs.block[:], rs.headers, rs.stream[:]} {
 			for _, fp := range fps {

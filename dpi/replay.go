@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -56,39 +57,24 @@ const replayBatch = 256
 func Replay(e *Engine, r FrameReader) (Summary, error) {
 	start := time.Now()
 	before := e.Stats()
-	var first, last time.Time
-	var frames uint64
-	var rerr error
-	n := e.Workers()
-	if n == 1 {
+	src := &replaySource{r: r}
+	if e.Workers() == 1 {
 		var fr dataplane.Frame
-		for {
-			f, err := r.Next()
-			if err != nil {
-				if !errors.Is(err, io.EOF) {
-					rerr = err
-				}
-				break
-			}
-			if frames == 0 {
-				first = f.Timestamp
-			}
-			last = f.Timestamp
-			frames++
+		for f, ok := src.next(); ok; f, ok = src.next() {
 			fr = dataplane.Frame{Data: f.Data, Timestamp: f.Timestamp.UnixNano()}
 			e.Inspect(0, &fr)
 		}
 	} else {
-		first, last, frames, rerr = replayParallel(e, r)
+		replayParallel(e, src)
 	}
 	e.Flush()
 	after := e.Stats()
 	s := Summary{
-		Frames: frames, Bytes: after.Bytes - before.Bytes,
+		Frames: src.frames, Bytes: after.Bytes - before.Bytes,
 		Forwarded: after.Forwarded - before.Forwarded, Dropped: after.Dropped - before.Dropped,
 		Flows: after.FlowsCreated - before.FlowsCreated,
 		Apps:  map[string]uint64{}, Drops: map[string]uint64{},
-		First: first, Last: last, Elapsed: time.Since(start),
+		First: src.first, Last: src.last, Elapsed: time.Since(start),
 	}
 	for k, v := range after.Apps {
 		if d := v - before.Apps[k]; d > 0 {
@@ -103,7 +89,7 @@ func Replay(e *Engine, r FrameReader) (Summary, error) {
 	set := e.Rules().Set
 	for id, v := range after.Signatures {
 		if d := v - before.Signatures[id]; d > 0 {
-			sc := SignatureCount{ID: id, Count: d, Signature: "rule " + itoa32(id)}
+			sc := SignatureCount{ID: id, Count: d, Signature: "rule " + strconv.FormatUint(uint64(id), 10)}
 			if r := set.Rule(id); r != nil {
 				sc.Signature = signature(r)
 			}
@@ -116,24 +102,36 @@ func Replay(e *Engine, r FrameReader) (Summary, error) {
 		}
 		return int(a.ID) - int(b.ID)
 	})
-	return s, rerr
+	return s, src.err
 }
 
-func itoa32(n uint32) string {
-	var b [10]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			return string(b[i:])
+// replaySource reads a capture, noting what the Summary reports of it.
+type replaySource struct {
+	r           FrameReader
+	first, last time.Time
+	frames      uint64
+	err         error // the read error that ended the capture (not io.EOF)
+}
+
+// next returns the next frame, or false at the end of the capture.
+func (s *replaySource) next() (pcapio.Frame, bool) {
+	f, err := s.r.Next()
+	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			s.err = err
 		}
+		return f, false
 	}
+	if s.frames == 0 {
+		s.first = f.Timestamp
+	}
+	s.last = f.Timestamp
+	s.frames++
+	return f, true
 }
 
 // replayParallel dispatches frames to one goroutine per worker.
-func replayParallel(e *Engine, r FrameReader) (first, last time.Time, frames uint64, rerr error) {
+func replayParallel(e *Engine, src *replaySource) {
 	n := e.Workers()
 	type batch []dataplane.Frame
 	chans := make([]chan batch, n)
@@ -153,19 +151,7 @@ func replayParallel(e *Engine, r FrameReader) (first, last time.Time, frames uin
 	open := make([]batch, n)
 	dec := decode.NewDecoder()
 	var p decode.Packet
-	for {
-		f, err := r.Next()
-		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				rerr = err
-			}
-			break
-		}
-		if frames == 0 {
-			first = f.Timestamp
-		}
-		last = f.Timestamp
-		frames++
+	for f, ok := src.next(); ok; f, ok = src.next() {
 		w := 0
 		if dec.Decode(f.Data, &p) == nil {
 			w = int(p.Key.Hash() % uint32(n))
@@ -183,5 +169,4 @@ func replayParallel(e *Engine, r FrameReader) (first, last time.Time, frames uin
 		close(chans[w])
 	}
 	wg.Wait()
-	return first, last, frames, rerr
 }

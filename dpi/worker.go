@@ -1,7 +1,6 @@
 package dpi
 
 import (
-	"errors"
 	"net/netip"
 	"sync"
 	"unsafe"
@@ -240,9 +239,10 @@ func (w *worker) inspect(fr *dataplane.Frame) dataplane.Verdict {
 	w.st.bytes += uint64(len(fr.Data))
 	p := &w.pkt
 	if err := w.dec.Decode(fr.Data, p); err != nil {
+		// Decode returns its *Error unwrapped; errors.As would move the
+		// target to the heap on every malformed frame.
 		reason := "decode"
-		var de *decode.Error
-		if errors.As(err, &de) {
+		if de, ok := err.(*decode.Error); ok {
 			reason = decodeReasons[de.Reason]
 		}
 		return w.dropStray(dropDecode, reason, fr)
@@ -511,7 +511,7 @@ func (w *worker) tcp(fr *dataplane.Frame, f *flow.Flow[flowState], d flow.Dir) {
 	case reasm.StatusConflict:
 		// Different bytes for a range already seen: the receiver could
 		// assemble something the DPI did not inspect. Evasion: block.
-		w.dropEvent(dropConflict, "tcp.overlap_conflict", fr)
+		w.dropOnce(dropConflict, "tcp.overlap_conflict", fr)
 		w.blockFlow(0, "tcp.overlap_conflict")
 		return
 	case reasm.StatusOutOfWindow:
@@ -580,10 +580,7 @@ func (w *worker) udp(f *flow.Flow[flowState], d flow.Dir) {
 			return
 		}
 	}
-	k := skPayload
-	if d == flow.ToClient {
-		k = skPayloadToClient
-	}
+	k := payloadKind(d)
 	if fp := rs.stream[k]; fp.used() {
 		w.scanDatagram(k, fp, payload, d)
 	}
@@ -605,12 +602,12 @@ func (w *worker) dirEnd(d flow.Dir, depth bool) {
 	if ctx == nil {
 		return
 	}
-	switch {
-	case ctx.http != nil && ctx.parser == parserHTTP:
+	switch ctx.parser {
+	case parserHTTP:
 		ctx.http.Close(proto.Dir(d))
-	case ctx.tls != nil && ctx.parser == parserTLS:
+	case parserTLS:
 		ctx.tls.Close(proto.Dir(d))
-	case ctx.ssh != nil && ctx.parser == parserSSH:
+	case parserSSH:
 		ctx.ssh.Close(proto.Dir(d))
 	}
 	if w.stopped() {
@@ -679,22 +676,36 @@ func (w *worker) onEnd(f *flow.Flow[flowState], r flow.Reason) {
 	if st.flags&fKernelEnd != 0 {
 		reason = "kernel"
 	}
-	state := f.TCP.String()
-	if f.Key.Proto != 6 {
-		state = "new"
-		if f.Flags&flow.FlagReplied != 0 {
-			state = "established"
-		}
-	}
+	pk := w.record(f)
+	w.emitFlow(&f.Key, &pk, stateName(f), reason, f.LastSeen)
+}
+
+// record is what a flow's end event and its parked record need of it,
+// counters merged.
+func (w *worker) record(f *flow.Flow[flowState]) parked {
+	st := &f.State
 	pk := parked{
-		fid: st.fid, start: st.start, last: f.LastSeen, client: f.ClientSide(),
-		final: st.final, app: st.app, ident: st.ident, flags: st.flags, rule: st.rule,
+		fid: st.fid, start: st.start, last: f.LastSeen, client: f.ClientSide(), tcp: f.TCP,
+		replied: f.Flags&flow.FlagReplied != 0, final: st.final, app: st.app, ident: st.ident,
+		flags: st.flags, rule: st.rule, gen: w.rs.gen,
 	}
 	for i := range 2 {
 		pk.pkts[i] = f.Packets[i] + st.base[i]
 		pk.bytes[i] = f.Bytes[i] + st.baseB[i]
 	}
-	w.emitFlow(&f.Key, &pk, state, reason, f.LastSeen)
+	return pk
+}
+
+// stateName is the flow's state for events and listings: the TCP state,
+// or "new"/"established" for other protocols.
+func stateName(f *flow.Flow[flowState]) string {
+	if f.Key.Proto == 6 {
+		return f.TCP.String()
+	}
+	if f.Flags&flow.FlagReplied != 0 {
+		return "established"
+	}
+	return "new"
 }
 
 func endReason(r flow.Reason) string {
@@ -711,16 +722,7 @@ func endReason(r flow.Reason) string {
 // parked records: the kernel carries it now, and its table entry would
 // only expire for lack of frames.
 func (w *worker) park(f *flow.Flow[flowState]) {
-	st := &f.State
-	pk := parked{
-		fid: st.fid, start: st.start, last: f.LastSeen, client: f.ClientSide(), tcp: f.TCP,
-		replied: f.Flags&flow.FlagReplied != 0, final: st.final, app: st.app, ident: st.ident,
-		flags: st.flags, rule: st.rule, gen: w.rs.gen,
-	}
-	for i := range 2 {
-		pk.pkts[i] = f.Packets[i] + st.base[i]
-		pk.bytes[i] = f.Bytes[i] + st.baseB[i]
-	}
+	pk := w.record(f)
 	for len(w.parked) >= w.e.cfg.MaxParked && w.popParked(w.now, true) {
 	}
 	w.parked[f.Key] = pk
@@ -736,7 +738,7 @@ func (w *worker) park(f *flow.Flow[flowState]) {
 		w.parkQ, w.parkQH = q, 0
 	}
 	w.parkQ = append(w.parkQ, parkEntry{key: f.Key, fid: pk.fid, start: pk.start})
-	st.flags |= fParking
+	f.State.flags |= fParking
 	w.flows.Remove(f)
 }
 
@@ -926,25 +928,15 @@ func (w *worker) listFlows(fn func(FlowInfo) bool) bool {
 	ok := true
 	w.flows.Range(func(f *flow.Flow[flowState]) bool {
 		st := &f.State
+		pk := w.record(f)
 		fi := FlowInfo{
 			Key: f.Key, FlowID: st.fid, Worker: w.id, Client: f.Client(), Server: f.Server(), Proto: f.Key.Proto,
 			Start: w.e.wall(st.start), Last: w.e.wall(f.LastSeen), RuleID: st.rule,
 			Bypassed: st.flags&fBypassed != 0, Alerted: st.flags&fAlerted != 0,
-			Verdict: verdictName(st.final),
+			Verdict: verdictName(st.final), State: stateName(f), Packets: pk.pkts, Bytes: pk.bytes,
 		}
 		if st.ident == identDone {
 			fi.App = st.app.String()
-		}
-		fi.State = f.TCP.String()
-		if f.Key.Proto != 6 {
-			fi.State = "new"
-			if f.Flags&flow.FlagReplied != 0 {
-				fi.State = "established"
-			}
-		}
-		for i := range 2 {
-			fi.Packets[i] = f.Packets[i] + st.base[i]
-			fi.Bytes[i] = f.Bytes[i] + st.baseB[i]
 		}
 		ok = fn(fi)
 		return ok

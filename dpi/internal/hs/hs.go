@@ -174,9 +174,6 @@ type DB struct {
 	own bool // a private copy, freed by Release
 }
 
-// Valid reports whether d holds a database.
-func (d DB) Valid() bool { return d.p != nil }
-
 // Block returns the database of a gohs block-mode database.
 func Block(db hyperscan.BlockDatabase) (DB, error) { return borrow(db) }
 
@@ -316,7 +313,6 @@ type Scanner struct {
 	ctx  *C.dw_ctx
 	slot int
 	h    Handler
-	err  bool
 }
 
 var (
