@@ -172,10 +172,9 @@ type extLayer struct {
 func (l *extLayer) CanDecode() gopacket.LayerClass { return ipv6ExtClass }
 
 func (l *extLayer) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
-	if l.d.exts >= MaxExtHeaders {
-		return ErrTooManyExt
+	if err := l.d.countExt(); err != nil {
+		return err
 	}
-	l.d.exts++
 	if len(data) < 2 || len(data) < (int(data[1])+1)*8 {
 		df.SetTruncated()
 		return ErrTruncated
@@ -183,13 +182,26 @@ func (l *extLayer) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) erro
 	return l.IPv6ExtensionSkipper.DecodeFromBytes(data, df)
 }
 
-func (l *extLayer) NextLayerType() gopacket.LayerType {
-	if l.NextHeader == protoHopByHop {
-		// RFC 8200 4.1: hop-by-hop only directly after the IPv6 header.
-		l.d.lateHopByHop = true
+func (l *extLayer) NextLayerType() gopacket.LayerType { return l.d.nextExt(uint8(l.NextHeader)) }
+
+// countExt counts one more extension header against MaxExtHeaders.
+func (d *Decoder) countExt() error {
+	if d.exts >= MaxExtHeaders {
+		return ErrTooManyExt
+	}
+	d.exts++
+	return nil
+}
+
+// nextExt is next6 for the header after an extension header, where
+// hop-by-hop is out of order (RFC 8200 4.1: only directly after the IPv6
+// header).
+func (d *Decoder) nextExt(nh uint8) gopacket.LayerType {
+	if nh == protoHopByHop {
+		d.lateHopByHop = true
 		return gopacket.LayerTypeZero
 	}
-	return next6(uint8(l.NextHeader))
+	return next6(nh)
 }
 
 // ahLayer skips an IPv6 authentication header to the protocol it protects,
@@ -201,20 +213,13 @@ type ahLayer struct {
 }
 
 func (l *ahLayer) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
-	if l.d.exts >= MaxExtHeaders {
-		return ErrTooManyExt
+	if err := l.d.countExt(); err != nil {
+		return err
 	}
-	l.d.exts++
 	return l.IPSecAH.DecodeFromBytes(data, df)
 }
 
-func (l *ahLayer) NextLayerType() gopacket.LayerType {
-	if l.NextHeader == protoHopByHop {
-		l.d.lateHopByHop = true
-		return gopacket.LayerTypeZero
-	}
-	return next6(uint8(l.NextHeader))
-}
+func (l *ahLayer) NextLayerType() gopacket.LayerType { return l.d.nextExt(uint8(l.NextHeader)) }
 
 type frag6Layer struct {
 	layers.IPv6Fragment
@@ -222,10 +227,9 @@ type frag6Layer struct {
 }
 
 func (l *frag6Layer) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
-	if l.d.exts >= MaxExtHeaders {
-		return ErrTooManyExt
+	if err := l.d.countExt(); err != nil {
+		return err
 	}
-	l.d.exts++
 	return l.IPv6Fragment.DecodeFromBytes(data, df)
 }
 
@@ -235,11 +239,7 @@ func (l *frag6Layer) NextLayerType() gopacket.LayerType {
 	if l.fragmented() {
 		return gopacket.LayerTypeFragment
 	}
-	if l.NextHeader == protoHopByHop {
-		l.d.lateHopByHop = true
-		return gopacket.LayerTypeZero
-	}
-	return next6(uint8(l.NextHeader))
+	return l.d.nextExt(uint8(l.NextHeader))
 }
 
 // tcpLayer decodes a TCP header and the options the stream layer uses. It

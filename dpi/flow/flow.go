@@ -129,10 +129,7 @@ type Flow[S any] struct {
 	synSeq uint32        // sequence number of a SYN seen on a live connection
 	tag    uint32        // low 32 bits of the key's hash
 	self   int32         // slot of this entry
-	prev   int32         // class list
-	next   int32         // class list; free list when unused
-	aprev  int32         // age list (creation order)
-	anext  int32
+	link   [2]link       // places in its class list (free list when unused) and in the age list
 
 	// State is the engine's per-flow state, zero when the flow is created
 	// and zeroed again after the end callback. Keep it free of pointers
@@ -163,6 +160,16 @@ func (f *Flow[S]) Server() netip.AddrPort {
 
 // DirOf converts a key-relative direction into a client-relative one.
 func (f *Flow[S]) DirOf(d xdp.Direction) Dir { return Dir(d ^ f.client) }
+
+// A flow is on two lists, each a doubly linked list of slots: the list of
+// its timeout class (the free list when unused) and the age list (creation
+// order). Flow.link holds its place in each, indexed by these.
+const (
+	classLink = iota
+	ageLink
+)
+
+type link struct{ prev, next int32 }
 
 // Timeout classes: one list each, kept in last-seen order.
 const (

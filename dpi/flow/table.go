@@ -124,7 +124,7 @@ type Table[S any] struct {
 
 	chunks [][]Flow[S]
 	used   int32 // slots handed out of the chunks so far
-	free   int32 // free list head, linked through Flow.next
+	free   int32 // free list head, linked through Flow.link[classLink].next
 	n      int
 
 	lists  [numClasses]list
@@ -336,7 +336,7 @@ func (t *Table[S]) create(p *decode.Packet, h uint64, now int64) (*Flow[S], erro
 	// eviction shifted entries)
 	_, pos := t.find(&p.Key, h)
 	t.index[pos] = uint64(f.tag)<<32 | uint64(slot+1)
-	t.push(&t.age, slot, true)
+	t.push(&t.age, slot, ageLink)
 	t.n++
 	t.stats.Created++
 	return f, nil
@@ -345,7 +345,7 @@ func (t *Table[S]) create(p *decode.Packet, h uint64, now int64) (*Flow[S], erro
 func (t *Table[S]) alloc() int32 {
 	if t.free >= 0 {
 		slot := t.free
-		t.free = t.at(slot).next
+		t.free = t.at(slot).link[classLink].next
 		return slot
 	}
 	slot := t.used
@@ -364,7 +364,7 @@ func (t *Table[S]) update(f *Flow[S], d Dir, p *decode.Packet, now int64) {
 	if f.Packets[ToServer] > 0 && f.Packets[ToClient] > 0 {
 		f.Flags |= FlagReplied
 	}
-	if f.Key.Proto == 6 && isTCP(p) {
+	if isTCP(p) {
 		t.trackTCP(f, d, p)
 	}
 	c := f.classify()
@@ -372,10 +372,10 @@ func (t *Table[S]) update(f *Flow[S], d Dir, p *decode.Packet, now int64) {
 		return
 	}
 	if f.class != noClass {
-		t.unlink(&t.lists[f.class], f)
+		t.unlink(&t.lists[f.class], f, classLink)
 	}
 	f.class, f.queued = c, now
-	t.push(&t.lists[c], f.self, false)
+	t.push(&t.lists[c], f.self, classLink)
 }
 
 func (t *Table[S]) trackTCP(f *Flow[S], d Dir, p *decode.Packet) {
@@ -570,7 +570,7 @@ func (t *Table[S]) Range(fn func(f *Flow[S]) bool) {
 	defer func() { t.busy = false }()
 	for s := t.age.head; s >= 0; {
 		f := t.at(s)
-		s = f.anext
+		s = f.link[ageLink].next
 		if !fn(f) {
 			return
 		}
@@ -599,12 +599,12 @@ func (t *Table[S]) end(f *Flow[S], r Reason) {
 	}
 	t.deleteIndex(f)
 	if f.class != noClass {
-		t.unlink(&t.lists[f.class], f)
+		t.unlink(&t.lists[f.class], f, classLink)
 	}
-	t.unlinkAge(f)
+	t.unlink(&t.age, f, ageLink)
 	slot := f.self
 	*f = Flow[S]{}
-	f.self, f.next = slot, t.free
+	f.self, f.link[classLink].next = slot, t.free
 	t.free = slot
 	t.n--
 }
@@ -633,51 +633,28 @@ func (t *Table[S]) deleteIndex(f *Flow[S]) {
 	t.index[i] = 0
 }
 
-// push appends slot to l (the age list when age is true, else a class
-// list).
-func (t *Table[S]) push(l *list, slot int32, age bool) {
-	f := t.at(slot)
-	if age {
-		f.aprev, f.anext = l.tail, -1
-		if l.tail >= 0 {
-			t.at(l.tail).anext = slot
-		} else {
-			l.head = slot
-		}
+// push appends slot to l, which is the list of kind k (classLink, ageLink).
+func (t *Table[S]) push(l *list, slot int32, k int) {
+	t.at(slot).link[k] = link{prev: l.tail, next: -1}
+	if l.tail >= 0 {
+		t.at(l.tail).link[k].next = slot
 	} else {
-		f.prev, f.next = l.tail, -1
-		if l.tail >= 0 {
-			t.at(l.tail).next = slot
-		} else {
-			l.head = slot
-		}
+		l.head = slot
 	}
 	l.tail = slot
 }
 
-func (t *Table[S]) unlink(l *list, f *Flow[S]) {
-	if f.prev >= 0 {
-		t.at(f.prev).next = f.next
+// unlink removes f from l, which is the list of kind k.
+func (t *Table[S]) unlink(l *list, f *Flow[S], k int) {
+	lk := f.link[k]
+	if lk.prev >= 0 {
+		t.at(lk.prev).link[k].next = lk.next
 	} else {
-		l.head = f.next
+		l.head = lk.next
 	}
-	if f.next >= 0 {
-		t.at(f.next).prev = f.prev
+	if lk.next >= 0 {
+		t.at(lk.next).link[k].prev = lk.prev
 	} else {
-		l.tail = f.prev
-	}
-}
-
-func (t *Table[S]) unlinkAge(f *Flow[S]) {
-	l := &t.age
-	if f.aprev >= 0 {
-		t.at(f.aprev).anext = f.anext
-	} else {
-		l.head = f.anext
-	}
-	if f.anext >= 0 {
-		t.at(f.anext).aprev = f.aprev
-	} else {
-		l.tail = f.aprev
+		l.tail = lk.prev
 	}
 }

@@ -474,7 +474,7 @@ func TestTableModel(t *testing.T) {
 			}
 			n := 0
 			for c := range numClasses {
-				for s := tb.lists[c].head; s >= 0; s = tb.at(s).next {
+				for s := tb.lists[c].head; s >= 0; s = tb.at(s).link[classLink].next {
 					if tb.at(s).class != uint8(c) {
 						t.Fatalf("flow in list %d has class %d", c, tb.at(s).class)
 					}

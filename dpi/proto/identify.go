@@ -152,6 +152,21 @@ func hasPrefixFold(b []byte, p string) verdict {
 	return yes
 }
 
+// hasAnyPrefixFold is hasPrefixFold for several prefixes: yes when one of
+// them matches, maybe when b may still become one of them.
+func hasAnyPrefixFold(b []byte, ps ...string) verdict {
+	best := no
+	for _, p := range ps {
+		switch hasPrefixFold(b, p) {
+		case yes:
+			return yes
+		case maybe:
+			best = maybe
+		}
+	}
+	return best
+}
+
 // httpMethods are the request methods that identify HTTP/1.x on their own:
 // RFC 9110, WebDAV (RFC 4918, 3253, 3648, 3744, 5323, 5842, 4791, 4437) and
 // a few common extensions.
@@ -411,13 +426,7 @@ func isSSHBanner(b []byte) verdict {
 }
 
 // isSMTPClient matches EHLO or HELO (any case) and a space.
-func isSMTPClient(b []byte) verdict {
-	v := hasPrefixFold(b, "EHLO ")
-	if v == no {
-		v = hasPrefixFold(b, "HELO ")
-	}
-	return v
-}
+func isSMTPClient(b []byte) verdict { return hasAnyPrefixFold(b, "EHLO ", "HELO ") }
 
 // firstLine returns b's first line without its line end, and whether the
 // line end was seen.
@@ -482,16 +491,7 @@ func isPOP3Greeting(b []byte) verdict {
 
 // isIMAPGreeting matches "* OK ", "* PREAUTH " or "* BYE " (RFC 9051 7.1).
 func isIMAPGreeting(b []byte) verdict {
-	best := no
-	for _, g := range [...]string{"* OK ", "* PREAUTH ", "* BYE "} {
-		switch hasPrefixFold(b, g) {
-		case yes:
-			return yes
-		case maybe:
-			best = maybe
-		}
-	}
-	return best
+	return hasAnyPrefixFold(b, "* OK ", "* PREAUTH ", "* BYE ")
 }
 
 // isRedisCommand matches a RESP array of bulk strings, the form every
@@ -932,14 +932,5 @@ func (id *Identifier) Dropped(dir Dir) bool { return id.dropped[dir&1] }
 
 // isFTPCommand matches the commands an FTP client sends first.
 func isFTPCommand(b []byte) verdict {
-	best := no
-	for _, c := range [...]string{"USER ", "AUTH TLS", "AUTH SSL", "FEAT", "SYST", "OPTS "} {
-		switch hasPrefixFold(b, c) {
-		case yes:
-			return yes
-		case maybe:
-			best = maybe
-		}
-	}
-	return best
+	return hasAnyPrefixFold(b, "USER ", "AUTH TLS", "AUTH SSL", "FEAT", "SYST", "OPTS ")
 }

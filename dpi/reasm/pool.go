@@ -167,30 +167,20 @@ func (q *queue) reset(p *pool) {
 	*q = queue{}
 }
 
-// equal reports whether the bytes at [at, at+len(b)) of the queue equal b.
+// equal reports whether the bytes at [at, at+len(b)) of the queue equal b;
+// the caller keeps at+len(b) within q.n.
 func (q *queue) equal(p *pool, at int, b []byte) bool {
-	id, off := q.head, int(q.headOff)+at
-	for off >= blockSize {
-		id, off = p.link[id], off-blockSize
-	}
-	for len(b) > 0 {
-		end := blockSize
-		if id == q.tail {
-			end = int(q.tailLen)
-		}
-		c := min(end-off, len(b))
-		if string(p.buf(id)[off:off+c]) != string(b[:c]) {
-			return false
-		}
-		b = b[c:]
-		id, off = p.link[id], 0
-	}
-	return true
+	return p.chainEqual(q.head, int(q.headOff)+at, b)
 }
 
 // nodeEqual reports whether the bytes of node nd at [at, at+len(b)) equal b.
 func (p *pool) nodeEqual(nd *node, at int, b []byte) bool {
-	id, off := nd.blk, int(nd.off)+at
+	return p.chainEqual(nd.blk, int(nd.off)+at, b)
+}
+
+// chainEqual reports whether the bytes of the block chain starting at
+// block id, offset off, equal b; the chain holds at least off+len(b) bytes.
+func (p *pool) chainEqual(id int32, off int, b []byte) bool {
 	for off >= blockSize {
 		id, off = p.link[id], off-blockSize
 	}

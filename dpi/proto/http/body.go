@@ -184,21 +184,9 @@ func (j *jsonWalker) value(name []byte, depth int) {
 			}
 			j.pos++
 			j.value(key, depth+1)
-			j.ws()
-			if j.bad || j.pos >= len(j.in) {
-				j.bad = true
+			if !j.more('}') {
 				return
 			}
-			if j.in[j.pos] == ',' {
-				j.pos++
-				continue
-			}
-			if j.in[j.pos] == '}' {
-				j.pos++
-				return
-			}
-			j.bad = true
-			return
 		}
 	case '[':
 		j.pos++
@@ -209,21 +197,9 @@ func (j *jsonWalker) value(name []byte, depth int) {
 				return
 			}
 			j.value(name, depth+1)
-			j.ws()
-			if j.bad || j.pos >= len(j.in) {
-				j.bad = true
+			if !j.more(']') {
 				return
 			}
-			if j.in[j.pos] == ',' {
-				j.pos++
-				continue
-			}
-			if j.in[j.pos] == ']' {
-				j.pos++
-				return
-			}
-			j.bad = true
-			return
 		}
 	case '"':
 		v := j.str()
@@ -239,6 +215,24 @@ func (j *jsonWalker) value(name []byte, depth int) {
 		}
 		j.emit(name, j.in[s:j.pos])
 	}
+}
+
+// more consumes the ',' or the closing byte after a member or element and
+// reports whether another one follows; anything else makes the walk bad.
+func (j *jsonWalker) more(closing byte) bool {
+	j.ws()
+	if !j.bad && j.pos < len(j.in) {
+		switch j.in[j.pos] {
+		case ',':
+			j.pos++
+			return true
+		case closing:
+			j.pos++
+			return false
+		}
+	}
+	j.bad = true
+	return false
 }
 
 func (j *jsonWalker) emit(name, value []byte) {

@@ -39,14 +39,13 @@ type Sink interface {
 }
 
 type dirState struct {
-	dir     proto.Dir
-	done    bool
-	line    [MaxLine]byte // a line spanning chunks
-	n       int
-	lines   int   // lines before the identification line
-	offset  int64 // stream offset of the next byte
-	start   int64 // stream offset of the current line
-	tooLong bool
+	dir    proto.Dir
+	done   bool
+	line   [MaxLine]byte // a line spanning chunks
+	n      int
+	lines  int   // lines before the identification line
+	offset int64 // stream offset of the next byte
+	start  int64 // stream offset of the current line
 }
 
 // Parser parses both directions of one SSH connection.
