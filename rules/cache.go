@@ -32,9 +32,10 @@ func cacheKey(set *Set) [32]byte {
 	sum := set.Hash()
 	h.Write(sum[:])
 	fmt.Fprintf(h, "|%s|%s|%d", hyperscan.Version(), runtime.GOARCH, cacheFormat)
-	if p := hyperscan.PopulatePlatform(); p != nil {
-		fmt.Fprintf(h, "|tune=%d|cpu=%d", p.Tune(), p.CpuFeatures())
-	}
+	// hs_populate_platform only reads CPUID and cannot fail, so gohs's
+	// PopulatePlatform, which drops the error, always has a value.
+	p := hyperscan.PopulatePlatform()
+	fmt.Fprintf(h, "|tune=%d|cpu=%d", p.Tune(), p.CpuFeatures())
 	var k [32]byte
 	h.Sum(k[:0])
 	return k

@@ -66,7 +66,7 @@ func canonicalRule(r *Rule) *yaml.Node {
 		addKV(n, "category", str(r.Category))
 	}
 	if r.Disabled {
-		addKV(n, "enabled", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "false"})
+		addKV(n, "enabled", boolNode(false))
 	}
 	if r.Proto != 0 {
 		addKV(n, "proto", str(ProtoString(r.Proto)))

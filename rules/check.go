@@ -25,13 +25,13 @@ func checkRule(r *Rule, sink *errorSink, regex bool) {
 		sink.errorf(at("dst"), r, "src and dst are of different IP families (IPv4 and IPv6), so the rule can never match")
 	}
 	for _, p := range r.AppProto {
-		if contains(r.AppProtoNot, p) {
+		if slices.Contains(r.AppProtoNot, p) {
 			sink.errorf(at("app_proto_not"), r, "app_proto and app_proto_not both list %q, so the rule can never match", p)
 		}
 	}
 	if r.Proto != 0 {
 		for _, p := range r.AppProto {
-			if ts, ok := appTransport[p]; ok && !containsProto(ts, r.Proto) {
+			if ts, ok := appTransport[p]; ok && !slices.Contains(ts, r.Proto) {
 				sink.errorf(at("app_proto"), r, "app_proto %s runs over %s, but proto is %s", p, protoList(ts), ProtoString(r.Proto))
 			}
 		}
@@ -95,15 +95,6 @@ func fam(ps []netip.Prefix) uint8 {
 		}
 	}
 	return f
-}
-
-func containsProto(ps []uint8, p uint8) bool {
-	for _, v := range ps {
-		if v == p {
-			return true
-		}
-	}
-	return false
 }
 
 func protoList(ps []uint8) string {
@@ -260,14 +251,14 @@ func checkField(r *Rule, m *Match, fld Field, sink *errorSink) {
 	// A field of kind 0 was reported by the loader as unknown or missing.
 	if app := fld.AppProto(); fld.Kind == 0 {
 	} else if app != "" {
-		if len(r.AppProto) > 0 && !contains(r.AppProto, app) {
+		if len(r.AppProto) > 0 && !slices.Contains(r.AppProto, app) {
 			sink.errorf(at("app_proto"), r, "field %s belongs to %s, but app_proto is %s, so the rule can never match", fld, app, strings.Join(r.AppProto, ", "))
 		}
-		if contains(r.AppProtoNot, app) {
+		if slices.Contains(r.AppProtoNot, app) {
 			sink.errorf(at("app_proto_not"), r, "field %s belongs to %s, but app_proto_not excludes %s, so the rule can never match", fld, app, app)
 		}
 		if r.Proto != 0 {
-			if ts := appTransport[app]; !containsProto(ts, r.Proto) {
+			if ts := appTransport[app]; !slices.Contains(ts, r.Proto) {
 				sink.errorf(at("proto"), r, "field %s needs %s, but proto is %s", fld, protoList(ts), ProtoString(r.Proto))
 			}
 		}

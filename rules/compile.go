@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/flier/gohs/hyperscan"
@@ -643,10 +644,10 @@ func (r *Rule) MatchFlow(f Flow) bool {
 		if f.App == "" {
 			return false
 		}
-		if len(r.AppProto) > 0 && !contains(r.AppProto, f.App) {
+		if len(r.AppProto) > 0 && !slices.Contains(r.AppProto, f.App) {
 			return false
 		}
-		if contains(r.AppProtoNot, f.App) {
+		if slices.Contains(r.AppProtoNot, f.App) {
 			return false
 		}
 	}

@@ -472,7 +472,7 @@ func (l *loader) pairs(f *fileCtx, n *yaml.Node, r *Rule, known []string, where 
 			continue
 		}
 		first[k.Value] = k
-		if !contains(known, k.Value) {
+		if !slices.Contains(known, k.Value) {
 			l.errs.errorf(f.pos(k), r, "%s", unknownKey(k.Value, known, where))
 			continue
 		}
@@ -481,21 +481,12 @@ func (l *loader) pairs(f *fileCtx, n *yaml.Node, r *Rule, known []string, where 
 	return out
 }
 
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
 func unknownKey(k string, known []string, where string) string {
 	msg := fmt.Sprintf("unknown key %q in %s", k, where)
 	switch {
-	case where == "a rule" && contains(matchKeys, k):
+	case where == "a rule" && slices.Contains(matchKeys, k):
 		return msg + fmt.Sprintf("; %q belongs under match:", k)
-	case where == "match:" && contains(ruleKeys, k):
+	case where == "match:" && slices.Contains(ruleKeys, k):
 		return msg + fmt.Sprintf("; %q belongs to the rule, not under match:", k)
 	}
 	if s := closest(k, known); s != "" {
@@ -686,16 +677,9 @@ func (l *loader) rule(f *fileCtx, item *yaml.Node) {
 				r.Category = v
 			}
 		case "enabled":
-			v := l.resolve(f, kv.val)
-			if v == nil {
-				continue
+			if b, ok := l.boolValue(f, kv.val, r, "enabled"); ok {
+				r.Disabled = !b
 			}
-			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" {
-				l.errs.errorf(f.pos(v), r, "enabled must be true or false")
-				continue
-			}
-			b, _ := strconv.ParseBool(v.Value)
-			r.Disabled = !b
 		case "proto":
 			l.proto(f, kv.val, r)
 		case "src", "dst":
@@ -733,7 +717,7 @@ func (l *loader) rule(f *fileCtx, item *yaml.Node) {
 					l.errs.errorf(f.pos(a), r, "unknown application protocol %q in %s%s; known: %s", a.Value, kv.key, didYouMean(v, AppProtocols), strings.Join(AppProtocols, ", "))
 					continue
 				}
-				if contains(out, v) {
+				if slices.Contains(out, v) {
 					l.errs.errorf(f.pos(a), r, "%s lists %q twice", kv.key, v)
 					continue
 				}

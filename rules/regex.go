@@ -89,40 +89,31 @@ func planRegex(m *Match) (regexPlan, *regexError) {
 		return p, &regexError{off: i, msg: `regex contains a NUL byte; write \x00`}
 	}
 	info, err := hyperscan.NewPattern(expr, p.flags).Info()
-	if err == nil {
-		if info.MinWidth == 0 {
-			if !m.Not {
-				return p, &regexError{off: -1, msg: "regex can match the empty string, so it would hit on every input"}
-			}
-			// A negated condition holds for values the pattern misses:
-			// matching the empty string is meaningful there.
-			p.flags |= hyperscan.AllowEmpty
-			p.empty = true
+	if err != nil {
+		// Hyperscan refuses it as written (back-references, lookaround,
+		// atomic groups...): try prefilter mode, where Hyperscan matches a
+		// superset that a backtracking engine then confirms.
+		pinfo, perr := hyperscan.NewPattern(expr, p.flags|hyperscan.PrefilterMode).Info()
+		if perr != nil {
+			return p, hsRegexError(expr, err)
 		}
-		p.maxWidth = info.MaxWidth
-		return p, nil
+		if _, cerr := newConfirmer(m); cerr != nil {
+			re := hsRegexError(expr, err)
+			re.msg += "; prefilter mode would need a confirming regex, but " + cerr.Error()
+			return p, re
+		}
+		info, p.prefilter = pinfo, true
 	}
-	// Hyperscan refuses it as written (back-references, lookaround, atomic
-	// groups...): try prefilter mode, where Hyperscan matches a superset
-	// that a backtracking engine then confirms.
-	pinfo, perr := hyperscan.NewPattern(expr, p.flags|hyperscan.PrefilterMode).Info()
-	if perr != nil {
-		return p, hsRegexError(expr, err)
-	}
-	if _, cerr := newConfirmer(m); cerr != nil {
-		re := hsRegexError(expr, err)
-		re.msg += "; prefilter mode would need a confirming regex, but " + cerr.Error()
-		return p, re
-	}
-	if pinfo.MinWidth == 0 {
+	if info.MinWidth == 0 {
 		if !m.Not {
 			return p, &regexError{off: -1, msg: "regex can match the empty string, so it would hit on every input"}
 		}
+		// A negated condition holds for values the pattern misses:
+		// matching the empty string is meaningful there.
 		p.flags |= hyperscan.AllowEmpty
 		p.empty = true
 	}
-	p.prefilter = true
-	p.maxWidth = pinfo.MaxWidth
+	p.maxWidth = info.MaxWidth
 	return p, nil
 }
 

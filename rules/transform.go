@@ -322,6 +322,25 @@ func hexRun(b []byte, max int) int {
 	return n
 }
 
+// hexValue returns the value of the hex digits b (at most eight).
+func hexValue(b []byte) rune {
+	var r rune
+	for _, h := range b {
+		r = r<<4 | rune(unhex(h))
+	}
+	return r
+}
+
+// plainLen returns the length of src before its first esc (all of it
+// when there is none): the run a decoder copies as it is before its next
+// escape.
+func plainLen(src []byte, esc byte) int {
+	if n := bytes.IndexByte(src, esc); n >= 0 {
+		return n
+	}
+	return len(src)
+}
+
 // appendRune appends r as UTF-8. With fold it maps full-width ASCII
 // (U+FF01..U+FF5E) and the slash and dot look-alikes IIS's best-fit mapping
 // turns into path separators (U+2215, U+2216, U+2024, U+FE52) to ASCII.
@@ -369,9 +388,8 @@ func urlDecodeStep(dst, src []byte, _ *tstate, final bool) ([]byte, int) {
 			continue
 		}
 		if len(rest) >= 5 && (rest[0] == 'u' || rest[0] == 'U') && hexRun(rest[1:], 4) == 4 {
-			r := rune(unhex(rest[1]))<<12 | rune(unhex(rest[2]))<<8 | rune(unhex(rest[3]))<<4 | rune(unhex(rest[4]))
 			var ok bool
-			if dst, ok = appendRune(dst, r, true); ok {
+			if dst, ok = appendRune(dst, hexValue(rest[1:5]), true); ok {
 				i += 6
 				continue
 			}
@@ -580,12 +598,9 @@ func jsDecodeStep(dst, src []byte, _ *tstate, final bool) ([]byte, int) {
 	i := 0
 	for i < len(src) {
 		if src[i] != '\\' {
-			j := bytes.IndexByte(src[i:], '\\')
-			if j < 0 {
-				j = len(src) - i
-			}
-			dst = append(dst, src[i:i+j]...)
-			i += j
+			n := plainLen(src[i:], '\\')
+			dst = append(dst, src[i:i+n]...)
+			i += n
 			continue
 		}
 		rest := src[i+1:]
@@ -609,21 +624,16 @@ func jsDecodeStep(dst, src []byte, _ *tstate, final bool) ([]byte, int) {
 			}
 		case e == 'u':
 			if len(rest) >= 5 && hexRun(rest[1:], 4) == 4 {
-				r := rune(unhex(rest[1]))<<12 | rune(unhex(rest[2]))<<8 | rune(unhex(rest[3]))<<4 | rune(unhex(rest[4]))
 				var ok bool
-				if dst, ok = appendRune(dst, r, false); ok {
+				if dst, ok = appendRune(dst, hexValue(rest[1:5]), false); ok {
 					i += 6
 					continue
 				}
 			} else if len(rest) >= 2 && rest[1] == '{' {
 				n := hexRun(rest[2:], 6)
 				if n > 0 && len(rest) > 2+n && rest[2+n] == '}' {
-					var r rune
-					for _, h := range rest[2 : 2+n] {
-						r = r<<4 | rune(unhex(h))
-					}
 					var ok bool
-					if dst, ok = appendRune(dst, r, false); ok {
+					if dst, ok = appendRune(dst, hexValue(rest[2:2+n]), false); ok {
 						i += 4 + n
 						continue
 					}
@@ -843,12 +853,9 @@ func htmlEntityStep(dst, src []byte, _ *tstate, final bool) ([]byte, int) {
 	i := 0
 	for i < len(src) {
 		if src[i] != '&' {
-			j := bytes.IndexByte(src[i:], '&')
-			if j < 0 {
-				j = len(src) - i
-			}
-			dst = append(dst, src[i:i+j]...)
-			i += j
+			n := plainLen(src[i:], '&')
+			dst = append(dst, src[i:i+n]...)
+			i += n
 			continue
 		}
 		var used int

@@ -18,12 +18,9 @@ func cssDecodeStep(dst, src []byte, _ *tstate, final bool) ([]byte, int) {
 	i := 0
 	for i < len(src) {
 		if src[i] != '\\' {
-			j := i
-			for j < len(src) && src[j] != '\\' {
-				j++
-			}
-			dst = append(dst, src[i:j]...)
-			i = j
+			n := plainLen(src[i:], '\\')
+			dst = append(dst, src[i:i+n]...)
+			i += n
 			continue
 		}
 		rest := src[i+1:]
@@ -42,11 +39,7 @@ func cssDecodeStep(dst, src []byte, _ *tstate, final bool) ([]byte, int) {
 			if !final && n == len(rest) {
 				return dst, i
 			}
-			var r rune
-			for _, h := range rest[:n] {
-				r = r<<4 | rune(unhex(h))
-			}
-			switch {
+			switch r := hexValue(rest[:n]); {
 			case r == 0:
 				dst = append(dst, 0)
 			case r >= 0xff01 && r <= 0xff5e:
@@ -78,12 +71,9 @@ func escapeSeqDecodeStep(dst, src []byte, _ *tstate, final bool) ([]byte, int) {
 	i := 0
 	for i < len(src) {
 		if src[i] != '\\' {
-			j := i
-			for j < len(src) && src[j] != '\\' {
-				j++
-			}
-			dst = append(dst, src[i:j]...)
-			i = j
+			n := plainLen(src[i:], '\\')
+			dst = append(dst, src[i:i+n]...)
+			i += n
 			continue
 		}
 		rest := src[i+1:]

@@ -1,6 +1,9 @@
 package rules
 
-import "sort"
+import (
+	"bytes"
+	"sort"
+)
 
 // Validator confirms that the text a regex matched is what the rule is
 // after (a card number with a valid check digit, not any 16 digits). It is
@@ -209,10 +212,5 @@ func ValidJWT(b []byte) bool {
 	if i >= len(hdr) || hdr[i] != '{' {
 		return false
 	}
-	for j := i; j+5 <= len(hdr); j++ {
-		if hdr[j] == '"' && hdr[j+1] == 'a' && hdr[j+2] == 'l' && hdr[j+3] == 'g' && hdr[j+4] == '"' {
-			return true
-		}
-	}
-	return false
+	return bytes.Contains(hdr[i:], []byte(`"alg"`))
 }

@@ -95,28 +95,12 @@ func splitArgs(s string) ([]string, error) {
 			return nil, fmt.Errorf("%w: more than %d arguments", ErrSyntax, MaxArgs)
 		}
 		if c == '"' {
-			var b strings.Builder
-			j := i + 1
-			closed := false
-			for j < len(s) {
-				if s[j] == '\\' && j+1 < len(s) && s[j+1] == '"' {
-					b.WriteByte('"')
-					j += 2
-					continue
-				}
-				if s[j] == '"' {
-					closed = true
-					j++
-					break
-				}
-				b.WriteByte(s[j])
-				j++
-			}
-			if !closed {
+			arg, n, ok := unquote(s[i:])
+			if !ok {
 				return nil, fmt.Errorf("%w: unterminated quoted argument", ErrSyntax)
 			}
-			args = append(args, b.String())
-			i = j
+			args = append(args, arg)
+			i += n
 			continue
 		}
 		j := i
@@ -130,6 +114,27 @@ func splitArgs(s string) ([]string, error) {
 		return nil, fmt.Errorf("%w: empty directive", ErrSyntax)
 	}
 	return args, nil
+}
+
+// unquote reads the quoted string at the start of s, whose first byte is
+// the quote; a backslash before the quote escapes it. It returns the text
+// between the quotes, the bytes read, and false when the quote is not
+// closed.
+func unquote(s string) (string, int, bool) {
+	q := s[0]
+	var b strings.Builder
+	for j := 1; j < len(s); j++ {
+		switch {
+		case s[j] == '\\' && j+1 < len(s) && s[j+1] == q:
+			b.WriteByte(q)
+			j++
+		case s[j] == q:
+			return b.String(), j + 1, true
+		default:
+			b.WriteByte(s[j])
+		}
+	}
+	return "", 0, false
 }
 
 // ParseActions splits a rule's action list: actions are separated by
@@ -159,28 +164,12 @@ func ParseActions(s string) ([]Action, error) {
 				i++
 			}
 			if i < len(s) && s[i] == '\'' {
-				var b strings.Builder
-				j := i + 1
-				closed := false
-				for j < len(s) {
-					if s[j] == '\\' && j+1 < len(s) && s[j+1] == '\'' {
-						b.WriteByte('\'')
-						j += 2
-						continue
-					}
-					if s[j] == '\'' {
-						closed = true
-						j++
-						break
-					}
-					b.WriteByte(s[j])
-					j++
-				}
-				if !closed {
+				v, n, ok := unquote(s[i:])
+				if !ok {
 					return nil, fmt.Errorf("%w: unterminated quoted value of action %q", ErrSyntax, a.Name)
 				}
-				a.Value = b.String()
-				i = j
+				a.Value = v
+				i += n
 			} else {
 				j := i
 				for j < len(s) && s[j] != ',' {
