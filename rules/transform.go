@@ -849,9 +849,25 @@ func normalizeInPlace(b []byte) int {
 
 // htmlEntityStep decodes numeric character references and the named ones
 // in htmlEntities.
-func htmlEntityStep(dst, src []byte, _ *tstate, final bool) ([]byte, int) {
+//
+// Leading zeros make a numeric reference as long as an attacker likes
+// (&#0000000000000060; is '<' to a browser), longer than the maxCarry
+// bytes a stream step may hold back. So in a stream a reference's leading
+// zeros are consumed into st (the prefix in st.mode, their count in
+// st.acc) and the reference is judged once its significant digits arrive,
+// exactly as decodeEntity judges the whole value.
+func htmlEntityStep(dst, src []byte, st *tstate, final bool) ([]byte, int) {
 	i := 0
-	for i < len(src) {
+	for i < len(src) || (final && st.mode != 0) {
+		if st.mode != 0 {
+			var n int
+			var done bool
+			if dst, n, done = resumeEntity(dst, src[i:], st, final); !done {
+				return dst, i + n // waiting for more digits (n bytes kept as zeros)
+			}
+			i += n
+			continue
+		}
 		if src[i] != '&' {
 			n := plainLen(src[i:], '&')
 			dst = append(dst, src[i:i+n]...)
@@ -864,13 +880,82 @@ func htmlEntityStep(dst, src []byte, _ *tstate, final bool) ([]byte, int) {
 			i += used
 			continue
 		}
-		if more && !final && len(src)-i <= maxCarry {
-			return dst, i
+		if more && !final {
+			if len(src)-i <= maxCarry {
+				return dst, i
+			}
+			if p := entityZeros(src[i:]); p > 0 {
+				// &#[x]000…: keep the prefix and the zeros in st.
+				st.mode, st.acc = src[i+p-1], 0
+				if src[i+2] == 'x' || src[i+2] == 'X' {
+					st.mode = src[i+2]
+				}
+				i += p
+				for i < len(src) && src[i] == '0' && st.acc < 1<<31 {
+					st.acc++
+					i++
+				}
+				continue
+			}
 		}
 		dst = append(dst, '&')
 		i++
 	}
 	return dst, i
+}
+
+// entityZeros returns the length of the "&#" or "&#x" prefix of b when a
+// zero follows it, else 0.
+func entityZeros(b []byte) int {
+	p := 2
+	if len(b) > p && (b[p] == 'x' || b[p] == 'X') {
+		p++
+	}
+	if len(b) > p && b[1] == '#' && b[p] == '0' {
+		return p
+	}
+	return 0
+}
+
+// resumeEntity continues a numeric reference whose prefix and leading
+// zeros htmlEntityStep kept in st: it skips further zeros, then judges
+// "&#[x]0" + what follows as decodeEntity would the whole reference, and
+// writes the reference out as text when it is none. It returns the bytes
+// of src it consumed, and done false when src ended among the zeros or
+// the digits (the caller carries what was not consumed).
+func resumeEntity(dst, src []byte, st *tstate, final bool) (_ []byte, n int, done bool) {
+	for n < len(src) && src[n] == '0' {
+		if st.acc < 1<<31 {
+			st.acc++
+		}
+		n++
+	}
+	// One zero stands for all of them: the value is the same.
+	var buf [4 + maxCarry]byte
+	b := append(buf[:0], '&', '#')
+	if st.mode != '#' {
+		b = append(b, st.mode)
+	}
+	b = append(b, '0')
+	p := len(b)
+	rest := src[n:]
+	b = append(b, rest[:min(len(rest), maxCarry)]...)
+	whole := final && len(rest) <= maxCarry
+	out, used, more := decodeEntity(dst, b, whole)
+	switch {
+	case used > 0:
+		st.mode, st.acc = 0, 0
+		return out, n + used - p, true
+	case more && !whole:
+		return dst, n, false // more digits may follow: carry them
+	}
+	// Not a reference: the prefix and every zero are text.
+	dst = append(dst, b[:p-1]...)
+	for range st.acc {
+		dst = append(dst, '0')
+	}
+	st.mode, st.acc = 0, 0
+	return dst, n, true
 }
 
 // decodeEntity decodes the reference at the start of b ("&...") onto dst

@@ -31,6 +31,8 @@ func TestTransforms(t *testing.T) {
 		{HTMLEntityDecode, "&colon &unknown; &#; &#x; & x", "&colon &unknown; &#; &#x; & x"},
 		{HTMLEntityDecode, "&#0;&#xd800;&#x110000;", "&#0;&#xd800;&#x110000;"},
 		{HTMLEntityDecode, "&nbsp;", "\u00a0"},
+		{HTMLEntityDecode, "&#0000000000000000060;x&#x00000000000000000041", "<xA"},
+		{HTMLEntityDecode, "&#00000000000000000000;&#x000000000000000000g", "&#00000000000000000000;&#x000000000000000000g"},
 		{RemoveNulls, "a\x00b\x00\x00c", "abc"},
 		{CompressWhitespace, "a  \t\n b \r\n", "a b "},
 		{RemoveWhitespace, " a \tb\nc ", "abc"},
@@ -165,6 +167,8 @@ func TestStreamTransformerSplits(t *testing.T) {
 		`\3c scr\69 pt\\x\`,
 		`\x41\10\n--<!--#/*`,
 		"aé€\xe2\x82",
+		// Leading zeros longer than a stream step may hold back.
+		"&#0000000000000000060;x&#x00000000000000000041 &#00000000000000000000;&#0000000000000000000",
 	}
 	for tr := Transform(1); tr < numTransforms; tr++ {
 		if tr.BlockOnly() && tr != Utf8ToUnicode {
