@@ -20,7 +20,7 @@ type snapshot struct {
 	engine  dpi.Stats
 	events  EventLogStats
 	latency histSnapshot
-	fast    [2]uint64 // fast-path packets and bytes of live kernel flows and ended ones
+	fast    uint64 // fast-path bytes of live kernel flows and ended ones
 }
 
 func (a *Agent) snapshot() snapshot {
@@ -37,7 +37,7 @@ func (a *Agent) snapshot() snapshot {
 	if a.timed != nil {
 		s.latency = a.timed.snapshot()
 	}
-	s.fast = a.fast.total(a.pair)
+	s.fast = a.fast.total(a.kernelFlows())
 	a.prot.addStats(&s) // protect_stats.go
 	return s
 }
@@ -94,20 +94,26 @@ func (a *Agent) Status() Status {
 
 // Flows implements agentView.
 func (a *Agent) Flows(f FlowFilter) FlowList {
-	var kern flowTable
-	if a.kset != nil { // every pair's flows: the static pair's and the protected ones'
-		kern = a.kset
-	} else if a.pair != nil && a.pair.Kernel() != nil {
-		kern = a.pair.Kernel()
-	}
-	return mergeFlows(a.engine, kern, f, monoNow(), time.Now())
+	return mergeFlows(a.engine, a.kernelFlows(), f, monoNow(), time.Now())
 }
 
-// fastBytes accounts the kernel fast path, which counts per flow only:
+// kernelFlows is every pair's kernel side: the static pair's and the
+// protected ones' (nil: none).
+func (a *Agent) kernelFlows() flowTable {
+	if a.kset != nil {
+		return a.kset
+	}
+	if a.pair != nil && a.pair.Kernel() != nil {
+		return a.pair.Kernel()
+	}
+	return nil
+}
+
+// fastBytes accounts the kernel fast path's bytes, counted per flow only:
 // the ended flows' counters are added up as they end, the live ones are
 // summed when asked.
 type fastBytes struct {
-	endedPkts, endedBytes atomic.Uint64
+	ended atomic.Uint64
 }
 
 // kernelFlowEnded is the dataplane reaper's report of a kernel entry it
@@ -119,25 +125,19 @@ func (a *Agent) kernelFlowEnded(k xdp.FlowKey, v xdp.FlowValue, _ dataplane.EndR
 // flowEnded is the report of a kernel entry that is gone: count its
 // fast-path traffic and let the engine emit the flow's event.
 func (a *Agent) flowEnded(k xdp.FlowKey, v xdp.FlowValue) {
-	a.fast.ended(v)
+	a.fast.ended.Add(v.Bytes[0] + v.Bytes[1])
 	if a.engine != nil {
 		a.engine.FlowEnded(k, v.Packets, v.Bytes)
 	}
 }
 
-func (f *fastBytes) ended(v xdp.FlowValue) {
-	f.endedPkts.Add(v.Packets[0] + v.Packets[1])
-	f.endedBytes.Add(v.Bytes[0] + v.Bytes[1])
-}
-
-func (f *fastBytes) total(p packetPath) [2]uint64 {
-	out := [2]uint64{f.endedPkts.Load(), f.endedBytes.Load()}
-	if p == nil || p.Kernel() == nil {
+func (f *fastBytes) total(kern flowTable) uint64 {
+	out := f.ended.Load()
+	if kern == nil {
 		return out
 	}
-	_ = p.Kernel().Flows(func(_ xdp.FlowKey, v xdp.FlowValue) bool {
-		out[0] += v.Packets[0] + v.Packets[1]
-		out[1] += v.Bytes[0] + v.Bytes[1]
+	_ = kern.Flows(func(_ xdp.FlowKey, v xdp.FlowValue) bool {
+		out += v.Bytes[0] + v.Bytes[1]
 		return true
 	})
 	return out
@@ -213,6 +213,12 @@ type histSnapshot struct {
 
 func (t *timedInspector) snapshot() histSnapshot {
 	var s histSnapshot
+	t.addTo(&s)
+	return s
+}
+
+// addTo adds t's histogram to s.
+func (t *timedInspector) addTo(s *histSnapshot) {
 	for i := range t.hist {
 		h := &t.hist[i]
 		for b := range h.counts {
@@ -221,7 +227,6 @@ func (t *timedInspector) snapshot() histSnapshot {
 		s.sum += time.Duration(h.sum.Load())
 		s.n += h.inspect.Load()
 	}
-	return s
 }
 
 // cumulative returns the histogram as Prometheus wants it.

@@ -61,7 +61,7 @@ func (m *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(m.packets, k.FailClosed, "fail_closed")
 	counter(m.packets, k.NonIP, "non_ip")
 	counter(m.packets, k.ACLDrop, "acl_drop")
-	counter(m.bytes, s.fast[1], "fast")
+	counter(m.bytes, s.fast, "fast")
 	counter(m.bytes, s.engine.Bytes, "user")
 	counter(m.verdicts, s.engine.Alerts, "alert")
 	counter(m.verdicts, s.engine.Blocks, "block")

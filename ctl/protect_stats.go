@@ -3,8 +3,6 @@ package ctl
 import (
 	"reflect"
 	"slices"
-
-	"github.com/deepwall/deepwall/xdp"
 )
 
 // addStats adds every protected pair's counters to s, so that status and
@@ -19,6 +17,9 @@ func (p *protector) addStats(s *snapshot) {
 	}
 	s.pair.Workers = slices.Clone(s.pair.Workers) // never add into a pair's own slice
 	for _, pp := range ports {
+		if pp.timed != nil {
+			pp.timed.addTo(&s.latency)
+		}
 		pair := pp.pair
 		if pair == nil {
 			continue
@@ -43,14 +44,6 @@ func (p *protector) addStats(s *snapshot) {
 			continue
 		}
 		addCounters(&s.kernel, &ks)
-		if pair.Kernel() == nil {
-			continue
-		}
-		_ = pair.Kernel().Flows(func(_ xdp.FlowKey, v xdp.FlowValue) bool {
-			s.fast[0] += v.Packets[0] + v.Packets[1]
-			s.fast[1] += v.Bytes[0] + v.Bytes[1]
-			return true
-		})
 	}
 }
 
