@@ -421,13 +421,26 @@ func lockFile(path string) (*os.File, error) {
 	return nil, fmt.Errorf("lock %s: the file keeps changing", path)
 }
 
-// pinDir is the pair's bpffs directory, unique per namespace.
-func (a *Agent) pinDir() string {
-	name := a.cfg.Inner
+// pinDir is the bpffs directory of the pair whose inner port is inner
+// (the static pair's or a protected container's), unique per namespace.
+func (a *Agent) pinDir(inner string) string {
+	name := inner
 	if id := a.nsID(); id != "" {
-		name = "ns" + id + "-" + a.cfg.Inner
+		name = "ns" + id + "-" + inner
 	}
 	return filepath.Join(a.cfg.BPFFS, "deepwall", name)
+}
+
+// removePins removes the XDP program pinned in dir from its ports and
+// the pins (in the ports' namespace).
+func (a *Agent) removePins(dir string) error {
+	return a.inNS(func() error {
+		prog, err := xdp.Load(xdp.Options{PinDir: dir})
+		if err != nil {
+			return err
+		}
+		return prog.Remove()
+	})
 }
 
 // inNS runs fn on a thread inside the ports' namespace.
@@ -437,7 +450,7 @@ func (a *Agent) inNS(fn func() error) error { return nsexec.Do(a.ns, fn) }
 // this attempt created (the dataplane keeps pins on error so that a live
 // pair survives an agent crash; a pair that never ran has nothing to keep).
 func (a *Agent) openPair() error {
-	pinDir := a.pinDir()
+	pinDir := a.pinDir(a.cfg.Inner)
 	_, statErr := os.Stat(pinDir)
 	preexisting := statErr == nil
 	if err := a.inNS(func() error {
@@ -467,17 +480,8 @@ func (a *Agent) openPair() error {
 		}
 		return nil
 	}
-	if !preexisting {
-		_ = a.inNS(func() error {
-			if _, err := os.Stat(pinDir); err != nil {
-				return nil
-			}
-			prog, err := xdp.Load(xdp.Options{PinDir: pinDir})
-			if err != nil {
-				return err
-			}
-			return prog.Remove()
-		})
+	if _, serr := os.Stat(pinDir); !preexisting && serr == nil {
+		_ = a.removePins(pinDir)
 	}
 	if errors.Is(err, unix.EOPNOTSUPP) {
 		name := a.cfg.Inner + " or " + a.cfg.Outer

@@ -87,8 +87,6 @@ type APIServer struct {
 	auth  Authorizer
 	log   *slog.Logger
 	srv   *http.Server
-	ln    net.Listener
-	path  string
 	// peer reads a connection's credentials; tests replace it.
 	peer func(net.Conn) (Caller, error)
 }
@@ -210,7 +208,6 @@ func listenUnix(path string, gid int) (net.Listener, error) {
 
 // Serve serves on ln until Shutdown.
 func (s *APIServer) Serve(ln net.Listener) error {
-	s.ln = ln
 	if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

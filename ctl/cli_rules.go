@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -144,22 +145,32 @@ func newRulesChangeCommand(use, method, short, long, example string) *cobra.Comm
 				printRuleErrors(cmd.ErrOrStderr(), err, nil)
 				return &exitError{code: 1, err: fmt.Errorf("%s: invalid, rules not changed", args[0])}
 			}
-			var res ChangeResult
-			err = newClient(sock).do(cmd.Context(), method, "/v1/rules", nil, req, &res)
-			if err != nil {
-				return changeError(cmd.ErrOrStderr(), err, names)
-			}
-			if out == "json" {
-				return printJSON(cmd.OutOrStdout(), res)
-			}
-			printChange(cmd.OutOrStdout(), &res)
-			return nil
+			return runChange(cmd, sock, out, method, "/v1/rules", nil, req, names)
 		},
 	}
-	socketFlag(cmd, &sock)
-	outputFlag(cmd, &out)
-	cmd.Flags().StringVarP(&comment, "message", "m", "", "comment stored with the new version and in the audit log")
+	changeFlags(cmd, &sock, &out, &comment)
 	return cmd
+}
+
+// changeFlags adds the flags of a rule change: --socket, -o and -m.
+func changeFlags(cmd *cobra.Command, sock, out, comment *string) {
+	socketFlag(cmd, sock)
+	outputFlag(cmd, out)
+	cmd.Flags().StringVarP(comment, "message", "m", "", "comment stored with the new version and in the audit log")
+}
+
+// runChange sends a rule change (in: the body, nil for none) and prints
+// its result; names maps request file names to local paths.
+func runChange(cmd *cobra.Command, sock, out, method, path string, q url.Values, in any, names map[string]string) error {
+	var res ChangeResult
+	if err := newClient(sock).do(cmd.Context(), method, path, q, in, &res); err != nil {
+		return changeError(cmd.ErrOrStderr(), err, names)
+	}
+	if out == "json" {
+		return printJSON(cmd.OutOrStdout(), res)
+	}
+	printChange(cmd.OutOrStdout(), &res)
+	return nil
 }
 
 func newRulesAddCommand() *cobra.Command {
@@ -306,24 +317,14 @@ func newRulesDeleteCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			q := map[string][]string{}
+			q := url.Values{}
 			if comment != "" {
 				q["comment"] = []string{comment}
 			}
-			var res ChangeResult
-			if err := newClient(sock).do(cmd.Context(), http.MethodDelete, "/v1/rules/"+strconv.FormatUint(uint64(id), 10), q, nil, &res); err != nil {
-				return changeError(cmd.ErrOrStderr(), err, nil)
-			}
-			if out == "json" {
-				return printJSON(cmd.OutOrStdout(), res)
-			}
-			printChange(cmd.OutOrStdout(), &res)
-			return nil
+			return runChange(cmd, sock, out, http.MethodDelete, "/v1/rules/"+strconv.FormatUint(uint64(id), 10), q, nil, nil)
 		},
 	}
-	socketFlag(cmd, &sock)
-	outputFlag(cmd, &out)
-	cmd.Flags().StringVarP(&comment, "message", "m", "", "comment stored with the new version and in the audit log")
+	changeFlags(cmd, &sock, &out, &comment)
 	return cmd
 }
 

@@ -86,22 +86,35 @@ type agentProc struct {
 // answers.
 func startAgent(tb testing.TB, topo *testnet.Topology, dir string, extra ...string) *agentProc {
 	tb.Helper()
-	a := &agentProc{topo: topo, dir: dir, sock: filepath.Join(dir, "api.sock"), state: filepath.Join(dir, "state"),
+	a := newAgentProc(dir)
+	a.topo = topo
+	args := append([]string{"--inner", testnet.InnerIf, "--outer", testnet.OuterIf}, extra...)
+	a.launch(tb, topo.FW, append(args, modeArgs(topo)...)...)
+	return a
+}
+
+// newAgentProc is an agent keeping its files under dir.
+func newAgentProc(dir string) *agentProc {
+	return &agentProc{dir: dir, sock: filepath.Join(dir, "api.sock"), state: filepath.Join(dir, "state"),
 		log: filepath.Join(dir, "log", "eve.json"), audit: filepath.Join(dir, "log", "audit.json"),
 		metricsAddr: "127.0.0.1:9464", stderr: &lockedBuffer{}, waitErr: make(chan error, 1)}
-	args := append([]string{"run", "--inner", testnet.InnerIf, "--outer", testnet.OuterIf, "--socket", a.sock,
-		"--state", a.state, "--log", a.log, "--workers", "2", "--metrics", a.metricsAddr}, extra...)
-	args = append(args, modeArgs(topo)...)
-	a.cmd = exec.Command(agentBinary(tb), args...)
+}
+
+// launch starts `deepwall run` with the agent's files and extra in ns and
+// waits until its API answers.
+func (a *agentProc) launch(tb testing.TB, ns *testnet.NS, extra ...string) {
+	tb.Helper()
+	a.cmd = exec.Command(agentBinary(tb), append([]string{"run", "--socket", a.sock, "--state", a.state, "--log", a.log,
+		"--workers", "2", "--metrics", a.metricsAddr}, extra...)...)
 	a.cmd.Stdout, a.cmd.Stderr = a.stderr, a.stderr
-	topo.FW.Start(tb, a.cmd)
+	ns.Start(tb, a.cmd)
 	go func() { a.waitErr <- a.cmd.Wait() }()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		var st Status
 		err := newClient(a.sock).do(context.Background(), http.MethodGet, "/v1/status", nil, nil, &st)
 		if err == nil {
-			return a
+			return
 		}
 		select {
 		case werr := <-a.waitErr:

@@ -215,20 +215,10 @@ to protect mode, exactly the promoted traffic passes.`,
 				}
 				req.IDs = append(req.IDs, id)
 			}
-			var res ChangeResult
-			if err := newClient(sock).do(cmd.Context(), http.MethodPost, "/v1/rules/promote", nil, &req, &res); err != nil {
-				return changeError(cmd.ErrOrStderr(), err, nil)
-			}
-			if out == "json" {
-				return printJSON(cmd.OutOrStdout(), res)
-			}
-			printChange(cmd.OutOrStdout(), &res)
-			return nil
+			return runChange(cmd, sock, out, http.MethodPost, "/v1/rules/promote", nil, &req, nil)
 		},
 	}
 	cmd.Flags().BoolVar(&req.All, "all", false, "promote every learned flow not promoted yet")
-	cmd.Flags().StringVarP(&req.Comment, "message", "m", "", "comment stored with the new version and in the audit log")
-	socketFlag(cmd, &sock)
-	outputFlag(cmd, &out)
+	changeFlags(cmd, &sock, &out, &req.Comment)
 	return cmd
 }

@@ -227,16 +227,6 @@ func (p *protector) forget(name string) error {
 	return p.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPorts).Delete([]byte(name)) })
 }
 
-// pinDir is a protected pair's bpffs directory (as Agent.pinDir names the
-// static pair's).
-func (p *protector) pinDir(inner string) string {
-	name := inner
-	if id := p.a.nsID(); id != "" {
-		name = "ns" + id + "-" + inner
-	}
-	return filepath.Join(p.a.cfg.BPFFS, "deepwall", name)
-}
-
 // restore takes back the protected set an earlier agent left: pairs of
 // containers still there are adopted (their pins and wiring stay as
 // they are, so their flows never stop); vanished ones are cleaned up.
@@ -307,16 +297,9 @@ func (p *protector) restore() error {
 // namespace is gone: the pins (detaching from what ports remain) and the
 // new veth pair; then its record.
 func (p *protector) cleanupRecord(r portRecord) {
-	dir := p.pinDir(r.Wire.Inner.Name)
+	dir := p.a.pinDir(r.Wire.Inner.Name)
 	if _, err := os.Stat(dir); err == nil {
-		err := p.a.inNS(func() error {
-			prog, err := xdp.Load(xdp.Options{PinDir: dir})
-			if err != nil {
-				return err
-			}
-			return prog.Remove()
-		})
-		if err != nil {
+		if err := p.a.removePins(dir); err != nil {
 			p.log.Warn("remove pins of a vanished container", "name", r.Target.Name, "pin_dir", dir, "error", err)
 			_ = os.RemoveAll(dir)
 		}
@@ -352,7 +335,7 @@ func (p *protector) attach(pp *protectedPort) error {
 			return err
 		}
 		xp, err := dataplane.OpenPair(dataplane.PairConfig{Inner: w.Inner.Name, Outer: w.Outer.Name,
-			PinDir: p.pinDir(w.Inner.Name), BPFFS: a.cfg.BPFFS, StateDir: a.cfg.RunDir,
+			PinDir: a.pinDir(w.Inner.Name), BPFFS: a.cfg.BPFFS, StateDir: a.cfg.RunDir,
 			FailClosed: pp.rec.FailClosed, Workers: a.cfg.Workers, Inspector: pp.insp, Logger: a.log, Aging: aging})
 		if err == nil {
 			pp.pair = xdpPath{xp}

@@ -1,7 +1,6 @@
 package ctl
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -30,34 +28,14 @@ import (
 // startHostAgent runs `deepwall run` with no ports in the host namespace.
 func startHostAgent(tb testing.TB, host *testnet.Host, dir string, extra ...string) *agentProc {
 	tb.Helper()
-	a := &agentProc{dir: dir, sock: filepath.Join(dir, "api.sock"), state: filepath.Join(dir, "state"),
-		log: filepath.Join(dir, "log", "eve.json"), audit: filepath.Join(dir, "log", "audit.json"),
-		metricsAddr: "127.0.0.1:9464", stderr: &lockedBuffer{}, waitErr: make(chan error, 1)}
-	a.cmd = exec.Command(agentBinary(tb), append([]string{"run", "--socket", a.sock, "--state", a.state, "--log", a.log,
-		"--workers", "2", "--metrics", a.metricsAddr}, extra...)...)
-	a.cmd.Stdout, a.cmd.Stderr = a.stderr, a.stderr
+	a := newAgentProc(dir)
 	// An agent stopped with containers protected keeps their pins (the
 	// next agent adopts them); once the test's host namespace is gone
 	// nobody will, so remove them. Registered first, it runs after
 	// NS.Start's cleanup has killed an agent still running.
 	tb.Cleanup(func() { removeHostPins(tb, host) })
-	host.NS.Start(tb, a.cmd)
-	go func() { a.waitErr <- a.cmd.Wait() }()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var st Status
-		if err := newClient(a.sock).do(context.Background(), http.MethodGet, "/v1/status", nil, nil, &st); err == nil {
-			return a
-		}
-		select {
-		case werr := <-a.waitErr:
-			tb.Fatalf("agent exited (%v) before it answered:\n%s", werr, a.stderr.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("agent did not answer in time:\n%s", a.stderr.String())
-		}
-	}
+	a.launch(tb, host.NS, extra...)
+	return a
 }
 
 // removeHostPins removes the pin directories of the host namespace's
@@ -202,18 +180,44 @@ func hostDump(tb testing.TB, ns *testnet.NS) string {
 	return strings.Join(out, "\n")
 }
 
+// protectHost is a host with a bridged client, and a bridged and a routed
+// container serving webServer: the topology of the protect tests.
+func protectHost(t *testing.T) (host *testnet.Host, client, web, routed *testnet.Container) {
+	t.Helper()
+	testnet.RequirePrivileged(t)
+	host = testnet.NewHost(t)
+	client = host.AddBridged(t, "client", netip.MustParseAddr("198.18.0.1"))
+	web = host.AddBridged(t, "web", netip.MustParseAddr("198.18.0.2"))
+	routed = host.AddRouted(t, "routed", netip.MustParseAddr("198.18.1.1"))
+	webServer(t, web.NS, web.IP)
+	webServer(t, routed.NS, routed.IP)
+	return host, client, web, routed
+}
+
+// unprotectAll unprotects cs, stops the loads running to them (which
+// must not have failed) and checks that the host's wiring is as before.
+func unprotectAll(t *testing.T, a *agentProc, host *testnet.Host, before string, cs []*testnet.Container, loads map[string]*load) {
+	t.Helper()
+	for _, c := range cs {
+		if code, _, errOut := a.cli(t, "unprotect", c.NS.Name); code != 0 {
+			t.Fatalf("unprotect %s: %s", c.NS.Name, errOut)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	for name, l := range loads {
+		l.finish(t, name)
+	}
+	if after := hostDump(t, host.NS); after != before {
+		t.Errorf("host wiring differs after unprotect:\n--- before\n%s\n--- after\n%s", before, after)
+	}
+}
+
 // TestPrivilegedProtect protects a bridged and a routed container while
 // keep-alive and bulk HTTP run to each, checks attacks get blocked, that
 // a restarted agent brings them back, that unprotect restores the host's
 // wiring, and that a vanished container is cleaned up.
 func TestPrivilegedProtect(t *testing.T) {
-	testnet.RequirePrivileged(t)
-	host := testnet.NewHost(t)
-	client := host.AddBridged(t, "client", netip.MustParseAddr("198.18.0.1"))
-	web := host.AddBridged(t, "web", netip.MustParseAddr("198.18.0.2"))
-	routed := host.AddRouted(t, "routed", netip.MustParseAddr("198.18.1.1"))
-	webServer(t, web.NS, web.IP)
-	webServer(t, routed.NS, routed.IP)
+	host, client, web, routed := protectHost(t)
 	before := hostDump(t, host.NS)
 	if !attack(client.NS, web.IP) || !attack(client.NS, routed.IP) {
 		t.Fatal("attack not answered before protection: the topology does not work")
@@ -258,17 +262,7 @@ func TestPrivilegedProtect(t *testing.T) {
 		t.Error("attack answered after restart")
 	}
 
-	for _, c := range []*testnet.Container{web, routed} {
-		if code, _, errOut := a.cli(t, "unprotect", c.NS.Name); code != 0 {
-			t.Fatalf("unprotect %s: %s", c.NS.Name, errOut)
-		}
-	}
-	time.Sleep(300 * time.Millisecond)
-	toWeb.finish(t, "web")
-	toRouted.finish(t, "routed")
-	if after := hostDump(t, host.NS); after != before {
-		t.Errorf("host wiring differs after unprotect:\n--- before\n%s\n--- after\n%s", before, after)
-	}
+	unprotectAll(t, a, host, before, []*testnet.Container{web, routed}, map[string]*load{"web": toWeb, "routed": toRouted})
 	if !attack(client.NS, web.IP) {
 		t.Error("unprotected container unreachable")
 	}

@@ -206,7 +206,7 @@ func (m *ruleManager) recompileContainers() error {
 	next := *cur
 	next.compiled, next.l7, next.applied = c, l7Hash(c), time.Now().UTC()
 	m.cur.Store(&next)
-	n := m.revoke(old, c)
+	n := m.revoke(next.l7 != cur.l7, c)
 	m.log.Info("rules recompiled for container addresses", "version", cur.version.Number, "revoked", n)
 	return nil
 }

@@ -2,7 +2,7 @@ package ctl
 
 import (
 	"net/netip"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/deepwall/deepwall/dataplane"
@@ -27,14 +27,19 @@ type modeInspector struct {
 	port *protectedPort
 	next dataplane.Inspector
 	seen []seenFlows // per worker
+	// gen counts ACL changes: a worker whose set is of an older
+	// generation starts it again.
+	gen atomic.Uint64
 	// emit writes a would-block event (the agent's verdict log).
 	emit func(*dpi.Event) bool
 }
 
+// seenFlows is one worker's set: only that worker touches it (one worker
+// per index and pair).
 type seenFlows struct {
-	mu sync.Mutex // uncontended: one worker per index and pair
-	m  map[xdp.FlowKey]struct{}
-	_  [40]byte
+	gen uint64
+	m   map[xdp.FlowKey]struct{}
+	_   [48]byte
 }
 
 func newModeInspector(p *protector, pp *protectedPort, next dataplane.Inspector) *modeInspector {
@@ -62,8 +67,9 @@ func (m *modeInspector) Inspect(w int, f *dataplane.Frame) dataplane.Verdict {
 
 func (m *modeInspector) firstSight(w int, k xdp.FlowKey) bool {
 	s := &m.seen[w]
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	if g := m.gen.Load(); s.gen != g {
+		s.gen, s.m = g, nil
+	}
 	if _, ok := s.m[k]; ok {
 		return false
 	}
@@ -75,14 +81,7 @@ func (m *modeInspector) firstSight(w int, k xdp.FlowKey) bool {
 }
 
 // forgetSeen makes every flow be checked again (the ACL changed).
-func (m *modeInspector) forgetSeen() {
-	for i := range m.seen {
-		s := &m.seen[i]
-		s.mu.Lock()
-		s.m = nil
-		s.mu.Unlock()
-	}
-}
+func (m *modeInspector) forgetSeen() { m.gen.Add(1) }
 
 // checkACL logs a would-block alert when the running ACL would drop f.
 func (m *modeInspector) checkACL(f *dataplane.Frame) {
@@ -100,7 +99,7 @@ func (m *modeInspector) checkACL(f *dataplane.Frame) {
 	}
 	ev := &dpi.Event{Timestamp: dpi.EveTime(time.Now()), EventType: dpi.EventAlert, InIface: m.port.rec.Wire.Inner.Name,
 		SrcIP: src.Addr().String(), SrcPort: src.Port(), DestIP: dst.Addr().String(), DestPort: dst.Port(),
-		Proto: protoEVE(f.Key.Proto), Alert: &dpi.Alert{Action: "allowed", WouldBlock: true, SignatureID: id,
+		Proto: xdp.ProtoName(f.Key.Proto), Alert: &dpi.Alert{Action: "allowed", WouldBlock: true, SignatureID: id,
 			Signature: "acl default", Severity: 3, Category: "acl"}}
 	if r := st.compiled.Set.Rule(id); r != nil {
 		ev.Alert.Signature, ev.Alert.Category = r.Name, r.Category
@@ -111,20 +110,6 @@ func (m *modeInspector) checkACL(f *dataplane.Frame) {
 	if m.emit != nil {
 		m.emit(ev)
 	}
-}
-
-func protoEVE(p uint8) string {
-	switch p {
-	case 6:
-		return "TCP"
-	case 17:
-		return "UDP"
-	case 1:
-		return "ICMP"
-	case 58:
-		return "IPv6-ICMP"
-	}
-	return xdp.ProtoName(p)
 }
 
 // portFor returns the protected port owning addr, if any.

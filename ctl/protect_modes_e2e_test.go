@@ -525,13 +525,7 @@ func checkProtectedCounters(t *testing.T, a *agentProc, host *testnet.Host, c *t
 // ports: connections survive, attacks are blocked, a restart keeps them,
 // unprotect restores the host's wiring.
 func TestPrivilegedProtectNFQueue(t *testing.T) {
-	testnet.RequirePrivileged(t)
-	host := testnet.NewHost(t)
-	client := host.AddBridged(t, "client", netip.MustParseAddr("198.18.0.1"))
-	web := host.AddBridged(t, "web", netip.MustParseAddr("198.18.0.2"))
-	routed := host.AddRouted(t, "routed", netip.MustParseAddr("198.18.1.1"))
-	webServer(t, web.NS, web.IP)
-	webServer(t, routed.NS, routed.IP)
+	host, client, web, routed := protectHost(t)
 	before := hostDump(t, host.NS)
 
 	dir := t.TempDir()
@@ -565,17 +559,7 @@ func TestPrivilegedProtectNFQueue(t *testing.T) {
 	if attack(client.NS, web.IP) {
 		t.Error("attack answered after restart (nfqueue)")
 	}
-	for _, c := range []*testnet.Container{web, routed} {
-		if code, _, errOut := a.cli(t, "unprotect", c.NS.Name); code != 0 {
-			t.Fatalf("unprotect %s: %s", c.NS.Name, errOut)
-		}
-	}
-	time.Sleep(300 * time.Millisecond)
-	toWeb.finish(t, "web")
-	toRouted.finish(t, "routed")
-	if after := hostDump(t, host.NS); after != before {
-		t.Errorf("host wiring differs after unprotect:\n--- before\n%s\n--- after\n%s", before, after)
-	}
+	unprotectAll(t, a, host, before, []*testnet.Container{web, routed}, map[string]*load{"web": toWeb, "routed": toRouted})
 	if !attack(client.NS, web.IP) {
 		t.Error("unprotected container unreachable")
 	}

@@ -190,7 +190,7 @@ func (m *ruleManager) attachKernel(k flowTable) (revoked int, err error) {
 		return 0, fmt.Errorf("set kernel acl: %w", err)
 	}
 	m.kernel = k
-	return m.revoke(nil, st.compiled), nil
+	return m.revoke(true, st.compiled), nil
 }
 
 // current returns the running rule set.
@@ -425,10 +425,11 @@ func (m *ruleManager) change(op string, who Caller, comment string, build func(*
 	}
 	next := &ruleState{set: set, version: v, compiled: c, l7: l7Hash(c), applied: time.Now().UTC()}
 	m.cur.Store(next)
-	res.Revoked = m.revoke(cur.compiled, c)
-	if m.settle > 0 && m.kernel != nil && next.l7 != cur.l7 {
+	l7Changed := next.l7 != cur.l7
+	res.Revoked = m.revoke(l7Changed, c)
+	if m.settle > 0 && m.kernel != nil && l7Changed {
 		time.Sleep(m.settle)
-		res.Revoked += m.revoke(cur.compiled, c)
+		res.Revoked += m.revoke(l7Changed, c)
 	}
 	res.Changed, res.ToVersion, res.Hash, res.Rules = true, v.Number, hexHash(v.Hash), len(set.Rules)
 	m.log.Info("rules changed", "op", op, "from", cur.version.Number, "to", v.Number, "rules", len(set.Rules),
@@ -454,18 +455,17 @@ func joinDetail(a, b string) string {
 	return a + "; " + b
 }
 
-// revoke sends back to inspection the fast-path verdicts that the change
-// from old to next could change: every ALLOW when the layer-7 rules
-// changed (a new signature may match the flow's next bytes), and every
-// DROP decided by a rule that no longer blocks. ACL edits need nothing
-// here: the XDP program applies the ACL before the flow map, to bypassed
-// flows too. old nil means "unknown rules" (verdicts left by an earlier
-// agent). It returns how many entries it changed.
-func (m *ruleManager) revoke(old, next *rules.Compiled) int {
+// revoke sends back to inspection the fast-path verdicts that a change
+// to next could change: every ALLOW when the layer-7 rules changed (a new
+// signature may match the flow's next bytes; also when the rules before
+// are unknown: verdicts left by an earlier agent), and every DROP decided
+// by a rule that no longer blocks. ACL edits need nothing here: the XDP
+// program applies the ACL before the flow map, to bypassed flows too. It
+// returns how many entries it changed.
+func (m *ruleManager) revoke(l7Changed bool, next *rules.Compiled) int {
 	if m.kernel == nil {
 		return 0
 	}
-	l7Changed := old == nil || l7Hash(old) != l7Hash(next)
 	stillBlocks := func(id uint32) bool {
 		r := next.Set.Rule(id)
 		return r != nil && !r.Disabled && r.Action == rules.ActionBlock

@@ -91,16 +91,25 @@ func TestResolveTarget(t *testing.T) {
 	}
 }
 
-// TestResolveDockerAPI answers from a fake Engine API on a unix socket,
-// which wins over the state files.
-func TestResolveDockerAPI(t *testing.T) {
-	r := fakeResolver(t)
+// fakeDockerAPI serves h as the Docker Engine API on a unix socket that
+// r then uses, until cleanup.
+func fakeDockerAPI(t *testing.T, r *targetResolver, h http.HandlerFunc) {
+	t.Helper()
 	r.DockerSocket = filepath.Join(t.TempDir(), "docker.sock")
 	ln, err := net.Listen("unix", r.DockerSocket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+}
+
+// TestResolveDockerAPI answers from a fake Engine API on a unix socket,
+// which wins over the state files.
+func TestResolveDockerAPI(t *testing.T) {
+	r := fakeResolver(t)
+	fakeDockerAPI(t, &r, func(w http.ResponseWriter, req *http.Request) {
 		switch req.URL.Path {
 		case "/containers/frontend/json":
 			fmt.Fprint(w, `{"Id":"77aa","Name":"/frontend","State":{"Running":true,"Pid":4343}}`)
@@ -109,9 +118,7 @@ func TestResolveDockerAPI(t *testing.T) {
 		default:
 			http.Error(w, `{"message":"No such container"}`, http.StatusNotFound)
 		}
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	})
 
 	got, err := r.resolve(context.Background(), "frontend")
 	if err != nil || got.Kind != "docker" || got.Name != "frontend" || got.PID != 4343 {
@@ -336,12 +343,7 @@ func TestParseDockerContainer(t *testing.T) {
 // and quoted only briefly.
 func TestResolveDockerAPIHostile(t *testing.T) {
 	r := fakeResolver(t)
-	r.DockerSocket = filepath.Join(t.TempDir(), "docker.sock")
-	ln, err := net.Listen("unix", r.DockerSocket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	fakeDockerAPI(t, &r, func(w http.ResponseWriter, req *http.Request) {
 		switch req.URL.Path {
 		case "/containers/huge/json":
 			fmt.Fprint(w, `{"Id":"huge","State":{"Running":true,"Pid":4343},"X":"`)
@@ -362,9 +364,7 @@ func TestResolveDockerAPIHostile(t *testing.T) {
 		default:
 			http.Error(w, `{"message":"No such container"}`, http.StatusNotFound)
 		}
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	})
 	for _, tc := range []struct {
 		spec string
 		err  error
