@@ -2,6 +2,7 @@ package bench
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -310,7 +311,7 @@ func (r *Report) Write(dir string) ([]string, error) {
 			c := &s.Charts[i]
 			name := fmt.Sprintf("%s-%s-%s.png", r.BaseName(), s.ID, c.Name)
 			if err := DrawChart(s, *c, filepath.Join(dir, name)); err != nil {
-				if strings.Contains(err.Error(), errNoData.Error()) {
+				if errors.Is(err, errNoData) {
 					continue
 				}
 				return written, fmt.Errorf("chart %s: %w", name, err)

@@ -283,9 +283,8 @@ func BuildCapture(exchanges []*Exchange, conns int) (*Capture, error) {
 	c := &Capture{Exchanges: exchanges, Conns: conns, Start: CaptureStart, Streams: make([][]byte, 2*conns)}
 	ts := CaptureStart
 	type conn struct {
-		cli, srv       netip.AddrPort
-		cseq, sseq     uint32
-		unackedSegment int
+		cli, srv   netip.AddrPort
+		cseq, sseq uint32
 	}
 	cs := make([]*conn, conns)
 	emit := func(cn *conn, toServer bool, flags uint8, payload []byte) error {

@@ -9,6 +9,8 @@ import (
 
 	coreruleset "github.com/corazawaf/coraza-coreruleset/v4"
 	"github.com/corazawaf/coraza/v3"
+
+	"github.com/deepwall/deepwall/internal/testnet"
 )
 
 // Coraza runs requests through Coraza v3 with the embedded Core Rule Set
@@ -59,7 +61,7 @@ func (c *Coraza) Run(req []byte) Outcome {
 	}
 	tx := c.waf.NewTransaction()
 	defer tx.Close()
-	tx.ProcessConnection(clientIP.String(), 20000, serverIP.String(), 80)
+	tx.ProcessConnection(testnet.ClientIP.String(), 20000, testnet.ServerIP.String(), 80)
 	tx.ProcessURI(r.RequestURI, r.Method, r.Proto)
 	for name, vs := range r.Header {
 		for _, v := range vs {

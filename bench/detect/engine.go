@@ -81,11 +81,6 @@ func (o *Offline) Name() string { return o.name }
 // Close implements Runner.
 func (o *Offline) Close() error { return o.e.Close() }
 
-var (
-	clientIP = netip.MustParseAddr("198.18.0.1")
-	serverIP = netip.MustParseAddr("198.18.0.2")
-)
-
 const mss = 1448
 
 // Run implements Runner.
@@ -94,7 +89,7 @@ func (o *Offline) Run(req []byte) Outcome {
 	if o.port < 20000 {
 		o.port = 20000
 	}
-	cli, srv := netip.AddrPortFrom(clientIP, o.port), netip.AddrPortFrom(serverIP, 80)
+	cli, srv := netip.AddrPortFrom(testnet.ClientIP, o.port), netip.AddrPortFrom(testnet.ServerIP, 80)
 	o.events = o.events[:0]
 	seq := [2]uint32{1000, 900000}
 	blocked := false
@@ -126,24 +121,34 @@ func (o *Offline) Run(req []byte) Outcome {
 	send(false, testnet.SYN, nil)
 	send(true, testnet.SYN, nil)
 	send(false, 0, nil)
-	for b := req; len(b) > 0 && !blocked; {
-		n := min(len(b), mss)
-		send(false, testnet.PSH, b[:n])
-		b = b[n:]
-	}
-	if !blocked {
-		resp := backendResponse(req)
-		for b := resp; len(b) > 0 && !blocked; {
+	// sendData sends b in MSS-sized segments until the flow is blocked.
+	sendData := func(toClient bool, b []byte) {
+		for len(b) > 0 && !blocked {
 			n := min(len(b), mss)
-			send(true, testnet.PSH, b[:n])
+			send(toClient, testnet.PSH, b[:n])
 			b = b[n:]
 		}
+	}
+	sendData(false, req)
+	if !blocked {
+		sendData(true, backendResponse(req))
 		send(true, testnet.FIN, nil)
 		send(false, testnet.FIN, nil)
 		send(true, 0, nil)
 	}
+	out := outcomeOf(o.events, blocked)
+	if o.n++; o.n%512 == 0 {
+		o.e.Flush()
+	}
+	return out
+}
+
+// outcomeOf is the outcome of one request from the engine's events for
+// its flow: the rules their alerts name, and blocked when the flow was
+// dropped or an alert says so.
+func outcomeOf(evs []*dpi.Event, blocked bool) Outcome {
 	out := Outcome{IDs: map[uint32]bool{}, Blocked: blocked}
-	for _, ev := range o.events {
+	for _, ev := range evs {
 		if ev.Alert == nil {
 			continue
 		}
@@ -154,9 +159,6 @@ func (o *Offline) Run(req []byte) Outcome {
 		if ev.Alert.Action == "blocked" {
 			out.Blocked = true
 		}
-	}
-	if o.n++; o.n%512 == 0 {
-		o.e.Flush()
 	}
 	return out
 }

@@ -47,9 +47,6 @@ type Stage struct {
 	Expect, NoExpect     []uint32
 }
 
-// Attack reports whether the test expects detections.
-func (t *Test) Attack() bool { return len(t.Stage.Expect) > 0 }
-
 // ftwFile is the go-ftw YAML shape (the fields the harness reads).
 type ftwFile struct {
 	RuleID uint32 `yaml:"rule_id"`

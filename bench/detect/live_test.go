@@ -51,7 +51,6 @@ func (l *liveRunner) emit(ev *dpi.Event) {
 }
 
 func (l *liveRunner) Run(req []byte) Outcome {
-	out := Outcome{IDs: map[uint32]bool{}}
 	var c net.Conn
 	err := l.topo.Client.Do(func() error {
 		var err error
@@ -60,7 +59,7 @@ func (l *liveRunner) Run(req []byte) Outcome {
 	})
 	if err != nil {
 		l.t.Logf("dial: %v", err)
-		return out
+		return Outcome{IDs: map[uint32]bool{}}
 	}
 	port := uint16(c.LocalAddr().(*net.TCPAddr).Port)
 	_ = c.SetDeadline(time.Now().Add(time.Second))
@@ -70,26 +69,11 @@ func (l *liveRunner) Run(req []byte) Outcome {
 	// The engine emits before it forwards or drops the frame that decided,
 	// so the connection's events are in once the response ended; a reset
 	// or a timeout means the flow was dropped.
-	if rerr != nil {
-		out.Blocked = true
-	}
 	l.mu.Lock()
 	evs := l.events[port]
 	delete(l.events, port)
 	l.mu.Unlock()
-	for _, ev := range evs {
-		if ev.Alert == nil {
-			continue
-		}
-		out.IDs[ev.Alert.SignatureID] = true
-		for _, id := range ev.Alert.Rules {
-			out.IDs[id] = true
-		}
-		if ev.Alert.Action == "blocked" {
-			out.Blocked = true
-		}
-	}
-	return out
+	return outcomeOf(evs, rerr != nil)
 }
 
 // serveBackend answers every request like the CRS test backend (albedo):

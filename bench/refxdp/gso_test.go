@@ -171,13 +171,13 @@ func BenchmarkVethGSO(b *testing.B) {
 // measure runs one iperf3 stream over p and collects its counters.
 func measure(tb testing.TB, p *gsoPath, port, cport int, d time.Duration) gsoRun {
 	tb.Helper()
-	c0, s0 := csumErrors(tb, p.topo.Client), csumErrors(tb, p.topo.Server)
+	c0, s0 := csumErrors(tb, p.topo.Client, "Tcp:"), csumErrors(tb, p.topo.Server, "Tcp:")
 	var allow0 uint64
 	if p.prog != nil {
 		allow0 = stats(tb, p.prog).FastAllow
 	}
 	run := iperf3(tb, p.topo, port, cport, d)
-	run.csumErrs = csumErrors(tb, p.topo.Client) - c0 + csumErrors(tb, p.topo.Server) - s0
+	run.csumErrs = csumErrors(tb, p.topo.Client, "Tcp:") - c0 + csumErrors(tb, p.topo.Server, "Tcp:") - s0
 	if p.prog != nil {
 		run.fastAllow = stats(tb, p.prog).FastAllow - allow0
 	}
@@ -330,9 +330,9 @@ func listening(tb testing.TB, ns *testnet.NS, port int) bool {
 	return found
 }
 
-// csumErrors reads TcpInCsumErrors of ns: segments its TCP dropped because
-// their checksum was wrong.
-func csumErrors(tb testing.TB, ns *testnet.NS) uint64 {
+// csumErrors reads InCsumErrors of proto ("Tcp:", "Udp:") in ns: what its
+// TCP or UDP dropped because the checksum was wrong.
+func csumErrors(tb testing.TB, ns *testnet.NS, proto string) uint64 {
 	tb.Helper()
 	var v uint64
 	ns.MustDo(tb, func() error {
@@ -340,7 +340,7 @@ func csumErrors(tb testing.TB, ns *testnet.NS) uint64 {
 		if err != nil {
 			return err
 		}
-		v, err = snmpField(data, "Tcp:", "InCsumErrors")
+		v, err = snmpField(data, proto, "InCsumErrors")
 		return err
 	})
 	return v
@@ -547,11 +547,11 @@ func TestPrivilegedFragsJumbo(t *testing.T) {
 		t.Fatalf("8000-byte datagram, checksum filled in: received %d bytes", got)
 	}
 	ethtoolK(t, topo.Client, "tx", "on")
-	bad := udpCsumErrors(t, topo.Server)
+	bad := csumErrors(t, topo.Server, "Udp:")
 	if got := exchange(t, conn, pc, 8000); got != 0 {
 		t.Errorf("8000-byte datagram, checksum offloaded: received %d bytes, want a checksum drop", got)
 	}
-	if n := udpCsumErrors(t, topo.Server) - bad; n == 0 {
+	if n := csumErrors(t, topo.Server, "Udp:") - bad; n == 0 {
 		t.Error("checksum offloaded: no UDP InCsumErrors at the server")
 	}
 }
@@ -621,20 +621,6 @@ func exchange(tb testing.TB, conn net.Conn, pc net.PacketConn, size int) int {
 		tb.Fatalf("datagram of %d bytes arrived corrupted", n)
 	}
 	return n
-}
-
-func udpCsumErrors(tb testing.TB, ns *testnet.NS) uint64 {
-	tb.Helper()
-	var v uint64
-	ns.MustDo(tb, func() error {
-		data, err := os.ReadFile("/proc/thread-self/net/snmp")
-		if err != nil {
-			return err
-		}
-		v, err = snmpField(data, "Udp:", "InCsumErrors")
-		return err
-	})
-	return v
 }
 
 // vethStat reads one ethtool -S counter of a veth in ns.
