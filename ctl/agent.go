@@ -550,7 +550,7 @@ loop:
 				a.log.Info("event log reopened", "path", a.cfg.LogPath)
 			}
 		case <-tick.C:
-			a.engine.Tick(monoNow())
+			a.engine.Tick(dataplane.MonoNow())
 		}
 	}
 	cancel()

@@ -94,7 +94,7 @@ func (a *Agent) Status() Status {
 
 // Flows implements agentView.
 func (a *Agent) Flows(f FlowFilter) FlowList {
-	return mergeFlows(a.engine, a.kernelFlows(), f, monoNow(), time.Now())
+	return mergeFlows(a.engine, a.kernelFlows(), f, dataplane.MonoNow(), time.Now())
 }
 
 // kernelFlows is every pair's kernel side: the static pair's and the

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/deepwall/deepwall/dpi"
 	"github.com/deepwall/deepwall/rules"
 	"github.com/deepwall/deepwall/xdp"
@@ -135,14 +133,6 @@ func (f FlowFilter) match(r *FlowRow, proto uint8, client, server netip.AddrPort
 		return false
 	}
 	return true
-}
-
-// monoNow is CLOCK_MONOTONIC in nanoseconds, the clock of the engine's
-// and the kernel's flow times.
-func monoNow() int64 {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return ts.Nano()
 }
 
 func kernelVerdict(v xdp.Verdict) string {

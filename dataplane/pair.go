@@ -671,6 +671,7 @@ var monoBase, monoBaseTime = func() (int64, time.Time) {
 // bpf_ktime_get_ns's).
 func monoNow() int64 { return monoBase + int64(time.Since(monoBaseTime)) }
 
-// MonoNow is monoNow for the NFQUEUE pair: its frames' timestamps and
-// flow times are on the same clock.
+// MonoNow is the clock of frame timestamps (CLOCK_MONOTONIC in ns),
+// for everything that compares times with them: the NFQUEUE pair, the
+// agent's engine ticks and flow ages.
 func MonoNow() int64 { return monoNow() }
