@@ -61,7 +61,8 @@ type Config struct {
 	// runtime.NumCPU().
 	Workers int
 	// QueueBase is the first queue number; default 256·(inner ifindex
-	// mod 250), so instances in one namespace do not collide.
+	// mod 250), or the next free block of 256 when another program holds
+	// that one, so instances in one namespace do not collide.
 	QueueBase uint16
 	// FailClosed: while no agent listens, drop what would be queued
 	// (without it, --queue-bypass accepts it, and a full queue too).
@@ -172,8 +173,9 @@ func Open(cfg Config) (_ *Pair, err error) {
 	if err := p.findPorts(); err != nil {
 		return nil, err
 	}
-	if cfg.QueueBase == 0 {
-		p.cfg.QueueBase = uint16(p.ports[0].ifindex%250) * 256
+	defaultBase := cfg.QueueBase == 0
+	if defaultBase {
+		p.cfg.QueueBase = uint16(p.ports[0].ifindex%queueBases) * 256
 	}
 	if err := p.prepareSysctls(); err != nil {
 		return nil, err
@@ -199,16 +201,8 @@ func Open(cfg Config) (_ *Pair, err error) {
 	}
 	// Queues bound (and configured) first, rules second: no packet is
 	// queued while a socket is still being configured, none to nobody.
-	p.errc = make(chan error, cfg.Workers)
-	for q := range cfg.Workers {
-		qu, err := p.openQueue(p.cfg.QueueBase + uint16(q))
-		if err != nil {
-			return nil, err
-		}
-		p.queues = append(p.queues, qu)
-		if err := qu.register(p.errc); err != nil {
-			return nil, err
-		}
+	if err := p.bindQueues(defaultBase); err != nil {
+		return nil, err
 	}
 	if p.ct, err = netlink.Dial(unix.NETLINK_NETFILTER, nil); err != nil {
 		p.log.Warn("conntrack unavailable: decided flows end by idle timeouts", "error", err)
@@ -220,6 +214,49 @@ func Open(cfg Config) (_ *Pair, err error) {
 	p.log.Info("nfqueue pair open", "bridged", p.bridged, "queues", fmt.Sprintf("%d-%d", p.cfg.QueueBase, int(p.cfg.QueueBase)+cfg.Workers-1),
 		"chain", p.c.scope(), "generation", p.gen.Load(), "fail_closed", cfg.FailClosed, "leftovers_removed", old != 0)
 	return p, nil
+}
+
+// queueBases is how many 256-queue blocks the default QueueBase chooses
+// from (the inner port's ifindex modulo it).
+const queueBases = 250
+
+// bindQueues opens and binds the pair's queues from p.cfg.QueueBase on.
+// With the default base, a block another program holds (another pair in
+// the namespace whose inner ifindex is equal modulo queueBases, on a host
+// with many veths) is skipped for the next free one; an explicit base is
+// the user's choice and its failure is reported.
+func (p *Pair) bindQueues(defaultBase bool) error {
+	for try := 0; ; try++ {
+		err := p.bindQueuesAt()
+		if err == nil {
+			return nil
+		}
+		for _, q := range p.queues {
+			q.close()
+		}
+		p.queues = nil
+		if !defaultBase || !errors.Is(err, ErrQueueBusy) || try == queueBases-1 {
+			return err
+		}
+		next := uint16((int(p.cfg.QueueBase)/256+1)%queueBases) * 256
+		p.log.Info("nfqueue block busy, trying the next", "busy", p.cfg.QueueBase, "next", next)
+		p.cfg.QueueBase = next
+	}
+}
+
+func (p *Pair) bindQueuesAt() error {
+	p.errc = make(chan error, p.cfg.Workers)
+	for q := range p.cfg.Workers {
+		qu, err := p.openQueue(p.cfg.QueueBase + uint16(q))
+		if err != nil {
+			return err
+		}
+		p.queues = append(p.queues, qu)
+		if err := qu.register(p.errc); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // findPorts resolves both ports and decides routed or bridged.

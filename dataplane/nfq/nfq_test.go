@@ -424,3 +424,41 @@ func TestPrivilegedNFQueueLeftovers(t *testing.T) {
 		t.Errorf("rules after detach differ:\n--- before\n%s--- after\n%s", before, after)
 	}
 }
+
+// TestPrivilegedNFQueueBusyBase: another program holding the default
+// queue block moves the pair to the next free one; an explicit base that
+// is held is an error naming the cause.
+func TestPrivilegedNFQueueBusyBase(t *testing.T) {
+	topo := testnet.NewTopology(t, testnet.TopologyOptions{Bridge: true})
+	ln := testnet.Listen(t, topo.Server, "tcp", netip.AddrPortFrom(testnet.ServerIP, 7000))
+	go serve(ln)
+	var busy uint16
+	topo.FW.MustDo(t, func() error {
+		ifi, err := net.InterfaceByName(testnet.InnerIf)
+		if err != nil {
+			return err
+		}
+		busy = uint16(ifi.Index%queueBases) * 256
+		s, err := openNLSock(busy, 1<<16)
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { s.close() })
+		return s.bind(maxPacket, 16, 0, nfAccept)
+	})
+	topo.FW.MustDo(t, func() error {
+		_, err := Open(Config{Inner: testnet.InnerIf, Outer: testnet.OuterIf, Workers: 1, QueueBase: busy,
+			Inspector: &testInspector{seen: map[xdp.FlowKey]int{}}})
+		if !errors.Is(err, ErrQueueBusy) {
+			return fmt.Errorf("explicit busy base %d: got %v, want ErrQueueBusy", busy, err)
+		}
+		return nil
+	})
+	p, _ := openPair(t, topo, &testInspector{seen: map[xdp.FlowKey]int{}}, nil)
+	if first, _ := p.QueueRange(); first == busy {
+		t.Fatalf("pair bound the busy block %d", busy)
+	}
+	if err := fetch(t, topo.Client, netip.AddrPortFrom(testnet.ServerIP, 7000), 1000); err != nil {
+		t.Errorf("through the moved queues: %v", err)
+	}
+}

@@ -89,7 +89,10 @@ func (q *queue) register(errc chan<- error) error {
 		err = q.nl.bind(maxPacket, q.p.cfg.QueueLen, flags, v)
 	}
 	if err != nil {
-		if errors.Is(err, syscall.EBUSY) {
+		// The kernel answers EPERM when another socket holds the queue
+		// (EBUSY only when this one does); EPERM is also its answer to a
+		// caller without CAP_NET_ADMIN, which is told apart here.
+		if errors.Is(err, syscall.EBUSY) || errors.Is(err, syscall.EPERM) && haveNetAdmin() {
 			return fmt.Errorf("nfqueue %d: %w", q.num, ErrQueueBusy)
 		}
 		return fmt.Errorf("nfqueue %d: %w", q.num, err)
@@ -461,4 +464,15 @@ func (w *worker) judge(q *queue, frame []byte, side dataplane.Side) (dataplane.A
 	}
 	w.dropped.Add(1)
 	return dataplane.Drop, v.Reset && pk.Keyed && pk.Proto == protoTCP, mk
+}
+
+// haveNetAdmin reports whether the calling thread has CAP_NET_ADMIN in
+// its effective set.
+func haveNetAdmin() bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if unix.Capget(&hdr, &data[0]) != nil {
+		return false
+	}
+	return data[unix.CAP_NET_ADMIN/32].Effective&(1<<(unix.CAP_NET_ADMIN%32)) != 0
 }
