@@ -26,6 +26,7 @@ import (
 
 	"github.com/deepwall/deepwall/dpi"
 	"github.com/deepwall/deepwall/internal/testnet"
+	"github.com/deepwall/deepwall/rules"
 )
 
 // The end-to-end tests run the real deepwall binary as the agent in the
@@ -100,10 +101,49 @@ func newAgentProc(dir string) *agentProc {
 		metricsAddr: "127.0.0.1:9464", stderr: &lockedBuffer{}, waitErr: make(chan error, 1)}
 }
 
+var (
+	seedOnce sync.Once
+	seedData []byte
+)
+
+// seedCompiled puts the default pack's compiled databases into a new
+// agent's state directory, compiled once per test binary: most e2e agents
+// start with the default pack, and its compile (seconds) would otherwise
+// be paid by each. The cache carries its rule set's key, so an agent
+// started with other rules compiles them as it always does.
+func seedCompiled(tb testing.TB, state string) {
+	tb.Helper()
+	seedOnce.Do(func() {
+		set, err := rules.DefaultPack()
+		if err != nil {
+			tb.Fatalf("default pack: %v", err)
+		}
+		c, err := rules.Compile(set)
+		if err != nil {
+			tb.Fatalf("compile the default pack: %v", err)
+		}
+		defer c.Close()
+		if seedData, err = c.MarshalBinary(); err != nil {
+			tb.Fatalf("serialise the default pack: %v", err)
+		}
+	})
+	file := filepath.Join(state, compiledCache)
+	if _, err := os.Stat(file); err == nil {
+		return // an agent restarted on its own state
+	}
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(file, seedData, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // launch starts `deepwall run` with the agent's files and extra in ns and
 // waits until its API answers.
 func (a *agentProc) launch(tb testing.TB, ns *testnet.NS, extra ...string) {
 	tb.Helper()
+	seedCompiled(tb, a.state)
 	a.cmd = exec.Command(agentBinary(tb), append([]string{"run", "--socket", a.sock, "--state", a.state, "--log", a.log,
 		"--workers", "2", "--metrics", a.metricsAddr}, extra...)...)
 	a.cmd.Stdout, a.cmd.Stderr = a.stderr, a.stderr
