@@ -348,7 +348,7 @@ func (p *Pair) abortOpen(u *openUndo) error {
 		p.prog = nil
 	}
 	if u.peersTouched && p.ns.IsOpen() {
-		errs = append(errs, p.unpreparePeers(u.peers))
+		errs = append(errs, p.restorePeers(u.peers))
 	}
 	if p.stopFD >= 0 {
 		errs = append(errs, unix.Close(p.stopFD))
@@ -406,17 +406,18 @@ func (p *Pair) preparePeers(h *netlink.Handle) error {
 	return nil
 }
 
-// unpreparePeers puts back the peer settings changed since the port state
-// was before (the settings recorded now but not then), and the state file
-// as it was.
-func (p *Pair) unpreparePeers(before *portState) error {
+// restorePeers puts back the peer settings recorded in the port state
+// but not in before (every recorded one when before is empty: Detach),
+// for peers that still exist, and then saves before as the state. On an
+// error the state file is kept, so that a later Detach can try again.
+func (p *Pair) restorePeers(before *portState) error {
 	now, err := loadState(p.state)
 	if err != nil {
 		return err
 	}
 	h, err := netlink.NewHandleAt(p.ns)
 	if err != nil {
-		return fmt.Errorf("undo peer changes: netlink: %w", err)
+		return fmt.Errorf("restore peers: netlink: %w", err)
 	}
 	defer h.Close()
 	var errs []error
@@ -426,7 +427,7 @@ func (p *Pair) unpreparePeers(before *portState) error {
 		}
 		pr, err := findPeer(h, p.ns, port.name)
 		if err != nil {
-			continue
+			continue // port or peer gone: nothing left to restore
 		}
 		if rec := now.find(port.name, pr.ifindex, pr.nsInode); rec != nil {
 			changed := peerRecord{Port: rec.Port, Peer: rec.Peer}
@@ -441,36 +442,10 @@ func (p *Pair) unpreparePeers(before *portState) error {
 		}
 		pr.close()
 	}
-	errs = append(errs, saveState(p.state, before))
-	return errors.Join(errs...)
-}
-
-// restorePeers undoes preparePeers for peers that still exist.
-func (p *Pair) restorePeers() error {
-	st, err := loadState(p.state)
-	if err != nil {
-		return err
-	}
-	h, err := netlink.NewHandleAt(p.ns)
-	if err != nil {
-		return fmt.Errorf("restore peers: netlink: %w", err)
-	}
-	defer h.Close()
-	var errs []error
-	for _, port := range p.ports {
-		pr, err := findPeer(h, p.ns, port.name)
-		if err != nil {
-			continue // port or peer gone: nothing left to restore
-		}
-		if rec := st.find(port.name, pr.ifindex, pr.nsInode); rec != nil {
-			errs = append(errs, restorePeer(p.log, pr, rec))
-		}
-		pr.close()
-	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	return saveState(p.state, &portState{})
+	return saveState(p.state, before)
 }
 
 // Program returns the pair's XDP program (flows, ACL, counters), nil
@@ -626,7 +601,7 @@ func (p *Pair) teardown(detach bool) error {
 		p.prog = nil
 	}
 	if detach && p.ns.IsOpen() {
-		errs = append(errs, p.restorePeers())
+		errs = append(errs, p.restorePeers(&portState{}))
 	}
 	if p.stopFD >= 0 {
 		errs = append(errs, unix.Close(p.stopFD))
