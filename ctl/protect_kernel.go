@@ -189,19 +189,9 @@ func (m *ruleManager) recompileContainers() error {
 		c.Close()
 		return err
 	}
-	if m.kernel != nil {
-		if err := m.kernel.SetACL(acl); err != nil {
-			c.Close()
-			return fmt.Errorf("kernel acl: %w", err)
-		}
-	}
-	old := cur.compiled
-	if err := m.engine.SetRules(c); err != nil {
-		c.Close()
-		if oldACL, aerr := kernelACL(old); aerr == nil && m.kernel != nil {
-			_ = m.kernel.SetACL(oldACL)
-		}
-		return fmt.Errorf("swap rules into the engine: %w", err)
+	oldACL, _ := kernelACL(cur.compiled)
+	if _, err := m.swapIn(c, acl, oldACL); err != nil {
+		return err
 	}
 	next := *cur
 	next.compiled, next.l7, next.applied = c, l7Hash(c), time.Now().UTC()

@@ -281,6 +281,37 @@ func (m *ruleManager) Delete(id uint32, comment string, who Caller) (ChangeResul
 	})
 }
 
+// swapIn installs acl in the kernel, then c in the engine: each side
+// swaps atomically on its own, so every packet meets one whole ACL and one
+// whole rule set. When the engine refuses c the kernel gets oldACL back.
+// On failure c is closed, and aclRefused says whether the kernel refused
+// the ACL (a property of the rules) rather than the engine the set.
+func (m *ruleManager) swapIn(c *rules.Compiled, acl, oldACL xdp.ACL) (aclRefused bool, err error) {
+	if m.kernel != nil {
+		if err := m.kernel.SetACL(acl); err != nil {
+			c.Close()
+			return true, fmt.Errorf("kernel acl: %w", err)
+		}
+	}
+	if err := m.engine.SetRules(c); err != nil {
+		c.Close()
+		m.setACL(oldACL)
+		return false, fmt.Errorf("swap rules into the engine: %w", err)
+	}
+	return false, nil
+}
+
+// setACL puts a running set's ACL back into the kernel (a rollback: the
+// ACL was in the kernel before, so a failure is only logged).
+func (m *ruleManager) setACL(acl xdp.ACL) {
+	if m.kernel == nil {
+		return
+	}
+	if err := m.kernel.SetACL(acl); err != nil {
+		m.log.Error("roll back the kernel acl", "error", err)
+	}
+}
+
 // change runs one rule change: build the new set from the running one,
 // compile it beside the old, swap it into the engine and the kernel ACL,
 // revoke fast-path verdicts it could change, store it and audit it. Any
@@ -365,25 +396,11 @@ func (m *ruleManager) change(op string, who Caller, comment string, build func(*
 	}
 	oldACL, _ := kernelACL(cur.compiled)
 
-	// Swap: the kernel ACL, then the engine; each side swaps atomically on
-	// its own, so every packet meets one whole ACL and one whole rule set.
-	if m.kernel != nil {
-		if err := m.kernel.SetACL(acl); err != nil {
-			c.Close()
-			return res, &validationError{fmt.Errorf("kernel acl: %w", err)}
+	if aclRefused, err := m.swapIn(c, acl, oldACL); err != nil {
+		if aclRefused {
+			err = &validationError{err}
 		}
-	}
-	undoACL := func() {
-		if m.kernel != nil {
-			if rerr := m.kernel.SetACL(oldACL); rerr != nil {
-				m.log.Error("roll back the kernel acl", "error", rerr)
-			}
-		}
-	}
-	if err := m.engine.SetRules(c); err != nil {
-		c.Close()
-		undoACL()
-		return res, fmt.Errorf("swap rules into the engine: %w", err)
+		return res, err
 	}
 	// rollback puts the old set back into the engine (rebuilt from its
 	// serialisation: the engine freed the running copy) and the kernel.
@@ -403,7 +420,7 @@ func (m *ruleManager) change(op string, who Caller, comment string, build func(*
 			m.cur.Store(&st)
 			return
 		}
-		undoACL()
+		m.setACL(oldACL)
 		st := *cur
 		st.compiled = old
 		m.cur.Store(&st)
