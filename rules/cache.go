@@ -212,7 +212,11 @@ func UnmarshalCompiled(set *Set, data []byte) (*Compiled, error) {
 				p.validate, _ = LookupValidator(m.Validate)
 			}
 			if bits&4 != 0 {
-				cf, err := newConfirmer(m)
+				confirm := newConfirmer
+				if p.Prefilter && p.Flags&hyperscan.PrefilterMode != 0 {
+					confirm = prefilterConfirmer // a split database for a pattern too large
+				}
+				cf, err := confirm(m)
 				if err != nil {
 					return nil, fmt.Errorf("load compiled rules: rule %d: %v: %w", rule.ID, err, ErrStale)
 				}

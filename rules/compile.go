@@ -383,6 +383,11 @@ func (g *Group) build(sink *errorSink, cache dbCache) {
 		}
 		plan.Cond, plan.Phrase, plan.Not, plan.expr = p.Cond, p.Phrase, p.Not, p.expr
 		*p, ok[i] = plan, true
+		if !p.Prefilter && !p.SOM && splitConfirmers.tooLarge(g.mode(false), p.Flags, p.expr) {
+			// Found too large before (on another field, or by an earlier
+			// compile): skip the failing build.
+			p.toPrefilter(m, g.mode(false))
+		}
 	}
 	for attempt := 0; attempt <= len(g.Rules); attempt++ {
 		var pats hyperscan.Patterns
@@ -444,15 +449,12 @@ func (g *Group) build(sink *errorSink, cache dbCache) {
 		}
 		if !p.Prefilter && p.Phrase < 0 {
 			// Too large to build exactly ("Pattern is too large"): a
-			// prefilter approximation confirmed in Go.
-			if cf, cerr := newConfirmer(m); cerr == nil {
-				if info, ierr := hyperscan.NewPattern(p.expr, p.Flags&^hyperscan.SingleMatch|hyperscan.PrefilterMode).Info(); ierr == nil && info.MinWidth > 0 {
-					p.Prefilter, p.confirm = true, cf
-					p.Flags = p.Flags&^(hyperscan.SingleMatch|hyperscan.SomLeftMost) | hyperscan.PrefilterMode
-					p.SOM = false
-					p.MaxWidth = uint32(min(info.MaxWidth, unbounded))
-					continue
-				}
+			// prefilter (an exact suffix of it, or Hyperscan's
+			// approximation) whose hits are confirmed exactly.
+			flags, expr := p.Flags, p.expr
+			if p.toPrefilter(m, g.mode(false)) {
+				splitConfirmers.markTooLarge(g.mode(false), flags, expr)
+				continue
 			}
 		}
 		r := g.Rules[i]
@@ -502,6 +504,7 @@ func reportRegex(sink *errorSink, r *Rule, m *Match, rerr *regexError) {
 func (c *Compiled) Close() error {
 	var errs []error
 	for _, g := range c.Groups {
+		g.releaseConfirmers()
 		if g.shared {
 			g.Block, g.Streaming = nil, nil // freed with the group that owns it
 			continue

@@ -3,12 +3,18 @@ package rules
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"math/rand"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"regexp/syntax"
 	"strings"
+	"sync"
 	"testing"
+	"unicode"
 
 	"github.com/flier/gohs/hyperscan"
 )
@@ -631,5 +637,452 @@ rules:
 	// test timeout); no match is confirmed.
 	if got := evalField(t, c, s, Field{Kind: FieldPayload}, []byte(strings.Repeat("a", 3000)+"b"), 0); len(got) != 0 {
 		t.Errorf("pathological input confirmed: %v", ruleIDs(got))
+	}
+}
+
+// hasSplittable reports whether e has an alternation splitRegex may split.
+func hasSplittable(e string) bool {
+	groups, err := parseGroups(e)
+	if err != nil {
+		return false
+	}
+	for _, g := range groups {
+		if g.splittable {
+			return true
+		}
+	}
+	return false
+}
+
+// genFromRegex appends to b a string built by walking re, choosing
+// alternatives and repeat counts with r: mostly members of re's language
+// (assertions are not enforced, so some are not).
+func genFromRegex(r *rand.Rand, re *syntax.Regexp, b *strings.Builder) {
+	switch re.Op {
+	case syntax.OpLiteral:
+		for _, c := range re.Rune {
+			if re.Flags&syntax.FoldCase != 0 && c < 0x80 && r.Intn(2) == 0 {
+				c = unicode.SimpleFold(c)
+			}
+			b.WriteRune(c)
+		}
+	case syntax.OpCharClass:
+		var ascii [][2]rune
+		for i := 0; i+1 < len(re.Rune); i += 2 {
+			if lo := re.Rune[i]; lo < 0x80 {
+				ascii = append(ascii, [2]rune{lo, min(re.Rune[i+1], 0x7f)})
+			}
+		}
+		if len(ascii) > 0 {
+			rg := ascii[r.Intn(len(ascii))]
+			b.WriteRune(rg[0] + rune(r.Intn(int(rg[1]-rg[0])+1)))
+		}
+	case syntax.OpAnyChar, syntax.OpAnyCharNotNL:
+		b.WriteByte(byte(' ' + r.Intn(95)))
+	case syntax.OpCapture:
+		genFromRegex(r, re.Sub[0], b)
+	case syntax.OpConcat:
+		for _, s := range re.Sub {
+			genFromRegex(r, s, b)
+		}
+	case syntax.OpAlternate:
+		genFromRegex(r, re.Sub[r.Intn(len(re.Sub))], b)
+	case syntax.OpStar, syntax.OpPlus, syntax.OpQuest, syntax.OpRepeat:
+		lo, hi := re.Min, re.Max
+		switch re.Op {
+		case syntax.OpStar:
+			lo, hi = 0, 3
+		case syntax.OpPlus:
+			lo, hi = 1, 3
+		case syntax.OpQuest:
+			lo, hi = 0, 1
+		}
+		if hi < 0 || hi > lo+3 {
+			hi = lo + 3
+		}
+		for n := lo + r.Intn(hi-lo+1); n > 0; n-- {
+			genFromRegex(r, re.Sub[0], b)
+		}
+	}
+}
+
+// regexInputs returns generated members of expr's language (parsed by
+// Go with the given flags), mutated copies of them (a byte changed,
+// inserted or cut, a prefix or suffix added) and the extra inputs.
+func regexInputs(tb testing.TB, expr string, caseless bool, n int, extra ...string) []string {
+	tb.Helper()
+	flags := syntax.Perl
+	if caseless {
+		flags |= syntax.FoldCase
+	}
+	re, err := syntax.Parse(expr, flags)
+	if err != nil {
+		tb.Fatalf("go cannot parse %q: %v", expr, err)
+	}
+	r := rand.New(rand.NewSource(int64(len(expr))))
+	const noise = "ab\n x;|&$'\"\\()-_.09Zz"
+	in := append([]string{""}, extra...)
+	for range n {
+		var b strings.Builder
+		genFromRegex(r, re, &b)
+		s := b.String()
+		in = append(in, s)
+		m := []byte(s)
+		switch k := r.Intn(5); {
+		case k == 0 && len(m) > 0:
+			m[r.Intn(len(m))] = noise[r.Intn(len(noise))]
+		case k == 1:
+			i := r.Intn(len(m) + 1)
+			m = append(m[:i], append([]byte{noise[r.Intn(len(noise))]}, m[i:]...)...)
+		case k == 2 && len(m) > 0:
+			i := r.Intn(len(m))
+			m = append(m[:i], m[i+1:]...)
+		case k == 3:
+			m = append([]byte(noise[r.Intn(len(noise)):]), m...)
+		default:
+			m = append(m, noise[:r.Intn(len(noise))]...)
+		}
+		in = append(in, string(m))
+	}
+	return in
+}
+
+// hsBlockDB builds a block database of exprs, all with id 0.
+func hsBlockDB(tb testing.TB, flags hyperscan.CompileFlag, exprs ...string) hyperscan.BlockDatabase {
+	tb.Helper()
+	var pats hyperscan.Patterns
+	for _, e := range exprs {
+		pats = append(pats, hyperscan.NewPattern(e, flags|hyperscan.SingleMatch))
+	}
+	db, err := hyperscan.NewBlockDatabase(pats...)
+	if err != nil {
+		tb.Fatalf("build %q: %v", exprs, err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	return db
+}
+
+func hsHits(tb testing.TB, db hyperscan.BlockDatabase, s *hyperscan.Scratch, data string) int {
+	tb.Helper()
+	n := 0
+	err := db.Scan([]byte(data), s, func(uint, uint64, uint64, uint, any) error { n++; return nil }, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
+// TestSplitRegex: splitting as far as it goes gives the expected parts,
+// and Hyperscan matches the parts (one id, single match) exactly where it
+// matches the whole expression, on generated members of its language and
+// near misses.
+func TestSplitRegex(t *testing.T) {
+	for _, tc := range []struct {
+		expr  string
+		flags hyperscan.CompileFlag
+		parts int // 0: cannot be split
+		extra []string
+	}{
+		{expr: `^(?:ab|cd)$`, parts: 2, extra: []string{"ab", "cd", "ab\n", "xab", "abcd"}},
+		{expr: `(?i)(?:^|x)(?:cat|dog|bird)\b`, parts: 6, extra: []string{"CAT", "xdogs", "a bird", "xBird."}},
+		{expr: `foo(?:bar|baz(?:qux|quux)?)end`, parts: 3, extra: []string{"foobazend", "foobazquuxend", "foobarquxend"}},
+		{expr: `(a|b(c|d))?e`, parts: 3, extra: []string{"e", "bde", "bcd"}},
+		{expr: `(?i:ab|CD)x|Y`, parts: 3, extra: []string{"ABx", "cdX", "y", "Y"}},
+		{expr: `a\|b|c\(`, parts: 2, extra: []string{"a|b", "c(", "ab"}},
+		{expr: `[(|)]x|y\)`, parts: 2, extra: []string{"|x", "(x", "y)", "y"}},
+		{expr: `[]|]z|[^]|]w`, parts: 2, extra: []string{"]z", "|z", "aw", "]w"}},
+		{expr: `(?:ab|c){1}d|(?:e|f){0,1}g`, parts: 4, extra: []string{"abd", "cd", "g", "eg", "efg"}},
+		{expr: `(?P<n>ab|cd)e|(?<m>x|y)z`, parts: 4, extra: []string{"abe", "cde", "xz", "yz"}},
+		{expr: `(?s)a.(?:b|c)`, parts: 2, extra: []string{"a\nb", "a\nc", "axc"}},
+		{expr: `(?m)^(?:a|b)$`, flags: hyperscan.MultiLine, parts: 2, extra: []string{"x\na\ny", "b", "ab"}},
+		{expr: `x(?:a{2}|b{1,3})y`, parts: 2, extra: []string{"xaay", "xbbby", "xbbbby"}},
+		{expr: `\x28(?:\x7c|[\x5d\x5b])`, parts: 2, extra: []string{"(|", "([", "(]", "(a"}},
+		{expr: `(?:a(?i)b|c)d`}, // (?i) carries into the next alternative
+		{expr: `(?i)ab|cd`},     // ... and at the top level
+		{expr: `(?:a|b)+c`},     // repeated
+		{expr: `(?:a|b){2}c`},
+		{expr: `(?:x(?:a|b))*y`},
+		{expr: `abc`},
+		{expr: `\Q(a|b)\E`},
+		{expr: `(?x) a | b`},
+		{expr: `(?#c|d)ab|e`},
+		{expr: `(?=a|b)\w`},
+	} {
+		t.Run(tc.expr, func(t *testing.T) {
+			parts := splitRegex(tc.expr, func(e string) bool { return !hasSplittable(e) })
+			if len(parts) != tc.parts {
+				t.Fatalf("%d parts %q, want %d", len(parts), parts, tc.parts)
+			}
+			if parts == nil {
+				return
+			}
+			whole := hsBlockDB(t, tc.flags, tc.expr)
+			split := hsBlockDB(t, tc.flags, parts...)
+			s, err := hyperscan.NewScratch(whole)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Free()
+			if err := s.Realloc(split); err != nil {
+				t.Fatal(err)
+			}
+			matched := 0
+			for _, in := range regexInputs(t, tc.expr, false, 300, tc.extra...) {
+				w, p := hsHits(t, whole, s, in), hsHits(t, split, s, in)
+				if p > 1 {
+					t.Errorf("%q: %d reports of the parts, want at most 1 (single match, one id)", in, p)
+				}
+				if w != p {
+					t.Errorf("%q: whole %d, parts %d", in, w, p)
+				}
+				matched += w
+			}
+			if matched == 0 {
+				t.Error("no input matched: the comparison proves nothing")
+			}
+		})
+	}
+}
+
+// suffixFixture is CRS rule 932235, whole, on a block and a stream field.
+var suffixFixture = sync.OnceValues(func() (*splitCase, error) {
+	return compileFixture("crs-932235.re")
+})
+
+// splitFixture is a part of CRS rule 932230 (Unix commands with the CRS
+// evasion classes between letters) that Hyperscan refuses as "Pattern is
+// too large", compiled on a block and a stream field, with Go's regexp of
+// the same expression.
+var splitFixture = sync.OnceValues(func() (*splitCase, error) {
+	return compileFixture("crs-932230-part.re")
+})
+
+// compileFixture compiles the regex of testdata/split/name, which
+// Hyperscan must find too large, on http.args and payload.
+func compileFixture(name string) (*splitCase, error) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "split", name))
+	if err != nil {
+		return nil, err
+	}
+	expr := strings.TrimSpace(string(raw))
+	if db, err := hyperscan.NewBlockDatabase(hyperscan.NewPattern(expr, hyperscan.SingleMatch)); err == nil {
+		db.Close()
+		return nil, fmt.Errorf("%s builds whole: it no longer tests a pattern too large", name)
+	}
+	q := strings.ReplaceAll(expr, "'", "''")
+	set, err := Parse("t.yaml", []byte("rules:\n"+
+		"  - {id: 1, action: block, match: {field: http.args, regex: '"+q+"'}}\n"+
+		"  - {id: 2, action: block, match: {field: payload, regex: '"+q+"'}}\n"))
+	if err != nil {
+		return nil, err
+	}
+	c, err := Compile(set)
+	if err != nil {
+		return nil, err
+	}
+	return &splitCase{expr: expr, c: c, re: regexp.MustCompile(expr)}, nil
+}
+
+type splitCase struct {
+	expr string
+	c    *Compiled
+	re   *regexp.Regexp
+}
+
+// check compares the pattern's parts (its confirmer, over the whole
+// input) with Go's regexp, then the compiled rules (prefilter and
+// confirmation, ScanBlock and GroupStream) where the prefilter's hits are
+// within the confirmation budget (past it later hits are dropped, as
+// documented). Inputs are ASCII: Go folds case over Unicode, Hyperscan
+// without utf8 over bytes.
+func (sc *splitCase) check(tb testing.TB, s *hyperscan.Scratch, in []byte) bool {
+	tb.Helper()
+	want := sc.re.Match(in)
+	for _, g := range sc.c.Groups {
+		p := &g.Patterns[0]
+		if got := p.Confirm(in); got != want {
+			tb.Fatalf("parts of the pattern %q: hyperscan %v, go regexp %v", in, got, want)
+		}
+		if g.Stream {
+			continue
+		}
+		hits := 0
+		if err := g.Block.Scan(in, s, func(uint, uint64, uint64, uint, any) error { hits++; return nil }, nil); err != nil {
+			tb.Fatal(err)
+		}
+		if hits > p.Attempts() {
+			return want
+		}
+	}
+	for _, f := range []struct {
+		field Field
+		chunk int
+	}{{Field{Kind: FieldHTTPArgs}, 0}, {Field{Kind: FieldPayload}, 0}} {
+		got := len(evalField(tb, sc.c, s, f.field, in, f.chunk)) > 0
+		if got != want {
+			tb.Errorf("%s (chunks of %d) %q: hyperscan %v, go regexp %v", f.field, f.chunk, in, got, want)
+		}
+	}
+	return want
+}
+
+// overBudget reports whether the block prefilter of c hits in more often
+// than its confirmation budget (past it hits are dropped, as documented).
+func overBudget(tb testing.TB, c *Compiled, s *hyperscan.Scratch, in []byte) bool {
+	tb.Helper()
+	for _, g := range c.Groups {
+		if g.Stream {
+			continue
+		}
+		hits := 0
+		if err := g.Block.Scan(in, s, func(uint, uint64, uint64, uint, any) error { hits++; return nil }, nil); err != nil {
+			tb.Fatal(err)
+		}
+		if hits > g.Patterns[0].Attempts() {
+			return true
+		}
+	}
+	return false
+}
+
+// TestSplitTooLarge: a regex Hyperscan finds too large is a prefilter
+// confirmed by a Hyperscan database of its parts (one for all the groups
+// it is in, released with the last), and matches exactly what Go's
+// regexp matches, in block and stream mode.
+func TestSplitTooLarge(t *testing.T) {
+	sc, err := splitFixture()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hc *hsConfirmer
+	for _, g := range sc.c.Groups {
+		p := &g.Patterns[0]
+		c, ok := p.confirm.(*hsConfirmer)
+		if !p.Prefilter || !ok || (hc != nil && c != hc) {
+			t.Fatalf("%s: prefilter %v, confirmer %T (shared: %v)", g.Field, p.Prefilter, p.confirm, c == hc)
+		}
+		hc = c
+	}
+	if hc.refs != len(sc.c.Groups) {
+		t.Errorf("confirmer held %d times, want %d", hc.refs, len(sc.c.Groups))
+	}
+	// Loaded from the cache, the patterns share the same database; closed,
+	// the copy gives its holds back.
+	raw, err := sc.c.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := UnmarshalCompiled(sc.c.Set, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range loaded.Groups {
+		if c, ok := g.Patterns[0].confirm.(*hsConfirmer); !ok || c != hc {
+			t.Errorf("%s after the cache: confirmer %T", g.Field, g.Patterns[0].confirm)
+		}
+	}
+	if hc.refs != 2*len(sc.c.Groups) {
+		t.Errorf("confirmer held %d times with the cached copy, want %d", hc.refs, 2*len(sc.c.Groups))
+	}
+	loaded.Close()
+	if hc.refs != len(sc.c.Groups) || splitConfirmers.live[hc.key] != hc {
+		t.Errorf("after closing the copy: held %d times, live %v", hc.refs, splitConfirmers.live[hc.key] == hc)
+	}
+	s := scratch(t, sc.c)
+	matched, inputs := 0, regexInputs(t, sc.expr, true, 400,
+		"busybox ", "b'u's\"y\\box x", "command -v", "eval(", "env|", "watch x", "gcc -o", "aa-exec x", "arj x", "dbx x", "not a command")
+	for _, in := range inputs {
+		if sc.check(t, s, []byte(in)) {
+			matched++
+		}
+	}
+	if matched < len(inputs)/10 || matched > len(inputs)*9/10 {
+		t.Errorf("%d of %d inputs matched: the inputs do not exercise both outcomes", matched, len(inputs))
+	}
+}
+
+// FuzzSplitTooLarge compares the split pattern (and the suffix-filtered
+// 932235) with Go's regexp of the whole on any ASCII input.
+func FuzzSplitTooLarge(f *testing.F) {
+	for _, s := range []string{"busybox x", "b'u's\"y\\box|", "command", "eval ", "x; gcc -c", "$(env)", "; adduser x"} {
+		f.Add([]byte(s))
+	}
+	sc, err := splitFixture()
+	if err != nil {
+		f.Fatal(err)
+	}
+	suf, err := suffixFixture()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		for _, c := range in {
+			if c >= 0x80 {
+				t.Skip("non-ASCII: Go folds case over Unicode")
+			}
+		}
+		s, err := sc.c.NewScratch()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Free()
+		sc.check(t, s, in)
+		s2, err := suf.c.NewScratch()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s2.Free()
+		want := suf.re.Match(in)
+		for _, f := range []Field{{Kind: FieldHTTPArgs}, {Kind: FieldPayload}} {
+			if got := len(evalField(t, suf.c, s2, f, in, 0)) > 0; got != want && !overBudget(t, suf.c, s2, in) {
+				t.Errorf("932235 %s %q: hyperscan %v, go regexp %v", f, in, got, want)
+			}
+		}
+	})
+}
+
+// TestSuffixFilter: CRS 932235 (a prefix-command list, separators, then a
+// command list; too large for Hyperscan) is prefiltered by its suffix from
+// the command list on, built exactly, so only values that hold a command
+// are confirmed; the rule matches exactly what Go's regexp of the whole
+// matches, in block and stream mode.
+func TestSuffixFilter(t *testing.T) {
+	sc, err := suffixFixture()
+	if err != nil {
+		t.Fatal(err)
+	}
+	expr, c := sc.expr, sc.c
+	for _, g := range c.Groups {
+		p := &g.Patterns[0]
+		if !p.Prefilter || p.Flags&hyperscan.PrefilterMode != 0 || p.Expression() == expr || !strings.HasPrefix(p.Expression(), "(?i)(?:") || !strings.HasSuffix(expr, p.Expression()[len("(?i)"):]) {
+			t.Fatalf("%s: prefilter %v, flags %v, expression %.40q", g.Field, p.Prefilter, p.Flags, p.Expression())
+		}
+	}
+	re := sc.re
+	s := scratch(t, c)
+	inputs := regexInputs(t, expr, true, 500, "; cat /etc/passwd", "x=1 wget http://a", "select comfort mattress", "a|nc -e sh", "$(whoami)", "`id`", "; adduser bob", "${IFS}addgroup x", "; zypper in x", "HEAD /")
+	matched := 0
+	for _, in := range inputs {
+		want := re.MatchString(in)
+		for _, f := range []Field{{Kind: FieldHTTPArgs}, {Kind: FieldPayload}} {
+			if got := len(evalField(t, c, s, f, []byte(in), 0)) > 0; got != want {
+				t.Errorf("%s %q: hyperscan %v, go regexp %v", f, in, got, want)
+			}
+		}
+		if want {
+			matched++
+		}
+	}
+	if matched < len(inputs)/10 || matched > len(inputs)*9/10 {
+		t.Errorf("%d of %d inputs matched: the inputs do not exercise both outcomes", matched, len(inputs))
+	}
+	// The suffix is the filter: a value without a command is not confirmed.
+	g := c.Groups[0]
+	hits := 0
+	if err := g.Block.Scan([]byte("session=0a1b2c3d; theme=dark; consent={\"ads\":false}"), s, func(uint, uint64, uint64, uint, any) error { hits++; return nil }, nil); err != nil {
+		t.Fatal(err)
+	}
+	if hits != 0 {
+		t.Errorf("the suffix filter hit %d times on a cookie header", hits)
 	}
 }
