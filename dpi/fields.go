@@ -29,6 +29,9 @@ type reqBufs struct {
 	args   []byte // decoded body arguments
 	sink   bodySink
 	found  proto.KindSet
+	// head is the request whose head is being inspected (set during
+	// RequestHeaders only): the values compare: conditions read.
+	head *http.Request
 }
 
 // bodySink receives a request body's arguments (http.BodyArgs) and scans
@@ -63,6 +66,18 @@ func (w *worker) scanNamed(vk, nk rules.FieldKind, name, value []byte, sc *scope
 	}
 	if fp := w.rs.block[nk]; fp.matched() {
 		w.scanValue(fp, nil, name, sc, flow.ToServer)
+	}
+}
+
+// XMLText implements http.XMLValues.
+func (b *bodySink) XMLText(v []byte) { b.xml(rules.FieldHTTPXMLText, v) }
+
+// XMLAttr implements http.XMLValues.
+func (b *bodySink) XMLAttr(v []byte) { b.xml(rules.FieldHTTPXMLAttr, v) }
+
+func (b *bodySink) xml(k rules.FieldKind, v []byte) {
+	if fp := b.w.rs.block[k]; fp.matched() && !b.w.stopped() {
+		b.w.scanValue(fp, nil, v, b.sc, flow.ToServer)
 	}
 }
 
@@ -215,6 +230,9 @@ func (w *worker) requestEnd(ctx *flowCtx, sc *scope) {
 			w.req.found = proto.KindSet{}
 			w.req.args = http.ParseBody(k, boundary, ctx.body, w.req.args, maxBodyArgs, bs, &w.req.found)
 		}
+		if rs.block[rules.FieldHTTPPlainBody] != nil && isPlainBody(ctx.reqCT) && !w.stopped() {
+			w.single(rules.FieldHTTPPlainBody, ctx.body, sc, d)
+		}
 		if !w.stopped() {
 			n := ctx.queryArgs + bs.args
 			w.counts(rs.block[rules.FieldHTTPArg], n, nil, sc, d)
@@ -228,6 +246,38 @@ func (w *worker) requestEnd(ctx *flowCtx, sc *scope) {
 	if !w.stopped() {
 		w.checkScore(sc, 0, d)
 	}
+}
+
+// isPlainBody reports whether a request body with Content-Type ct (the
+// first) is http.plain_body: not parsed as XML, JSON or multipart. These
+// are the body processors Coraza's recommended set-up selects
+// (`^(?:application(?:/soap\+|/)|text/)xml`, `^application/json`,
+// `^application/[a-z0-9.-]+[+]json` in any case, multipart/form-data
+// after white space); for every other type CRS forces the URLENCODED
+// processor (rule 901340), which fills REQUEST_BODY.
+func isPlainBody(ct []byte) bool {
+	for _, p := range [...]string{"application/xml", "application/soap+xml", "text/xml", "application/json"} {
+		if hasPrefixFold(ct, p) {
+			return false
+		}
+	}
+	if hasPrefixFold(ct, "application/") {
+		// application/<subtype>+json...
+		i := len("application/")
+		for i < len(ct) && (ct[i] >= 'a' && ct[i] <= 'z' || ct[i] >= 'A' && ct[i] <= 'Z' || ct[i] >= '0' && ct[i] <= '9' || ct[i] == '.' || ct[i] == '-') {
+			i++
+		}
+		if i > len("application/") && hasPrefixFold(ct[i:], "+json") {
+			return false
+		}
+	}
+	return !hasPrefixFold(bytes.TrimSpace(ct), "multipart/form-data")
+}
+
+// hasPrefixFold reports whether b begins with the lower-case ASCII p,
+// ignoring case.
+func hasPrefixFold(b []byte, p string) bool {
+	return len(b) >= len(p) && equalFold(b[:len(p)], p)
 }
 
 // responseFields evaluates the response fields beyond the header block:

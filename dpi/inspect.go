@@ -164,12 +164,14 @@ func (w *worker) RequestHeaders(r *http.Request) {
 	sc := &t.scope
 	rs := w.rs
 	const d = flow.ToServer
+	w.req.head = r // for compare: conditions (compare.go)
 	w.scanBlock(rs.block[rules.FieldHTTPMethod], r.Method, sc, d)
 	w.scanBlock(rs.block[rules.FieldHTTPURI], r.URI, sc, d)
 	w.scanBlock(rs.block[rules.FieldHTTPPath], r.Path, sc, d)
 	w.scanBlock(rs.block[rules.FieldHTTPArgs], r.ArgsBuf, sc, d)
 	w.scanBlock(rs.block[rules.FieldHTTPHeaders], r.HeaderBlock, sc, d)
 	w.requestFields(ctx, r, sc)
+	w.req.head = nil
 	w.settle(sc, d)
 }
 

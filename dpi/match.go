@@ -152,10 +152,12 @@ type matcher struct {
 	sc   *scope
 	dir  flow.Dir
 	name []byte // the value's header name (http.header_value except:)
+	raw  int    // matches Hyperscan reported (the value is not quiet)
 }
 
 // Match implements hs.Handler.
 func (m *matcher) Match(id uint, from, to uint64) {
+	m.raw++
 	gp := m.gp
 	if int(id) >= len(gp.g.Rules) {
 		return
@@ -224,6 +226,9 @@ func (m *matcher) Match(id uint, from, to uint64) {
 // confirmed turns a confirmed hit of pattern id into a rule candidate or
 // a condition that held.
 func (m *matcher) confirmed(id uint, gp *groupPlan, p *rules.Pattern, text []byte) {
+	if c := gp.g.Cond(int(id)); c.Compare != nil && !m.w.compareHolds(c, m.data) {
+		return // compare.go
+	}
 	if !gp.multi {
 		m.w.candidate(gp.g.Rules[id], gp.g.Field, text, gp.sens[id], m.sc, m.dir)
 		return
@@ -265,9 +270,26 @@ func (w *worker) scanBlock(fp *fieldPlan, value []byte, sc *scope, d flow.Dir) {
 
 // scanValue is scanBlock for one value of a multi-value field; name is
 // the header (argument, cookie) name it belongs to, for except:.
+//
+// A short value found quiet (no pattern match, no detector hit) is
+// remembered in the worker's quietCache and not inspected again under the
+// same rules: only its negated conditions, which hold for a quiet value,
+// are replayed. A value is remembered only when its result did not depend
+// on name: no group or detector was skipped for it.
 func (w *worker) scanValue(fp *fieldPlan, name, value []byte, sc *scope, d flow.Dir) {
 	if fp == nil {
 		return
+	}
+	// quiet: the value is short enough to remember and nothing so far
+	// hit or depended on name.
+	quiet := len(value) > 0 && len(value) <= quietMaxLen && (len(fp.groups) > 0 || len(fp.detect) > 0)
+	var qh uint64
+	if quiet {
+		qh = w.quiet.hash(value)
+		if w.quiet.has(qh, w.rs.gen, fp.id, value) {
+			w.replayQuiet(fp, name, sc, d)
+			return
+		}
 	}
 	if len(value) > 0 {
 		first := true
@@ -276,6 +298,7 @@ func (w *worker) scanValue(fp *fieldPlan, name, value []byte, sc *scope, d flow.
 			if name != nil {
 				for _, s := range gp.skip {
 					if equalFold(name, s) {
+						quiet = false
 						continue groups // every pattern excludes this header
 					}
 				}
@@ -295,7 +318,9 @@ func (w *worker) scanValue(fp *fieldPlan, name, value []byte, sc *scope, d flow.
 			if len(data) > 0 {
 				if err := w.scanner.Scan(gp.db, w.scratch, data, &w.mh); err != nil {
 					w.st.scanErrors++
+					quiet = false
 				}
+				quiet = quiet && w.mh.raw == 0
 			}
 			if gp.neg {
 				w.negated(gp, name, sc, d)
@@ -320,10 +345,31 @@ func (w *worker) scanValue(fp *fieldPlan, name, value []byte, sc *scope, d flow.
 	for _, ref := range fp.detect {
 		m := ref.Match()
 		if name != nil && fp.field.Kind == rules.FieldHTTPHeaderValue && m.Excluded(name) {
+			quiet = false
 			continue
 		}
 		if hit, fpr := w.det.MatchField(m, ref.Field, value); hit {
+			quiet = false
 			w.condHit(ref.Rule, ref.Cond, fp.field, unsafe.Slice(unsafe.StringData(fpr), len(fpr)), isSensitive(ref.Rule), sc, d)
+		}
+	}
+	if quiet && !w.stopped() {
+		w.quiet.add(qh, w.rs.gen, fp.id, value)
+	}
+}
+
+// replayQuiet gives a value known to be quiet the result scanValue gave
+// it: no pattern matched, so the negated conditions of every group hold
+// (as they did, save those except: excludes by name).
+func (w *worker) replayQuiet(fp *fieldPlan, name []byte, sc *scope, d flow.Dir) {
+	for _, gp := range fp.groups {
+		if !gp.neg {
+			continue
+		}
+		w.clearFired(gp)
+		w.negated(gp, name, sc, d)
+		if w.stopped() {
+			return
 		}
 	}
 }

@@ -25,7 +25,7 @@ const (
 
 // numFieldKinds bounds rules.FieldKind values (the rules package numbers
 // them from 1).
-const numFieldKinds = 32
+const numFieldKinds = 40
 
 // numProtos bounds proto.Protocol values.
 const numProtos = 32
@@ -58,6 +58,7 @@ type groupPlan struct {
 // and its libinjection rules.
 type fieldPlan struct {
 	field  rules.Field
+	id     uint32 // unique within the ruleset (the worker's quiet-value cache key)
 	groups []*groupPlan
 	detect []rules.CondRef // detect: conditions on the field
 	count  []rules.CondRef // count: conditions on the field
@@ -213,6 +214,11 @@ func newRuleset(c *rules.Compiled, gen uint64, workers int) (rs *ruleset, err er
 			rs.freeScratch()
 		}
 	}()
+	nplans := uint32(0)
+	newPlan := func(f rules.Field) *fieldPlan {
+		nplans++
+		return &fieldPlan{field: f, id: nplans}
+	}
 	plan := func(f rules.Field) *fieldPlan {
 		if f.Kind == rules.FieldHTTPHeader {
 			for _, h := range rs.headers {
@@ -220,14 +226,14 @@ func newRuleset(c *rules.Compiled, gen uint64, workers int) (rs *ruleset, err er
 					return h
 				}
 			}
-			h := &fieldPlan{field: f}
+			h := newPlan(f)
 			rs.headers = append(rs.headers, h)
 			return h
 		}
 		if f.Stream() {
 			k := streamKindOf(f.Kind)
 			if rs.stream[k] == nil {
-				rs.stream[k] = &fieldPlan{field: f}
+				rs.stream[k] = newPlan(f)
 			}
 			return rs.stream[k]
 		}
@@ -235,7 +241,7 @@ func newRuleset(c *rules.Compiled, gen uint64, workers int) (rs *ruleset, err er
 			return nil
 		}
 		if rs.block[f.Kind] == nil {
-			rs.block[f.Kind] = &fieldPlan{field: f}
+			rs.block[f.Kind] = newPlan(f)
 		}
 		return rs.block[f.Kind]
 	}
@@ -393,7 +399,8 @@ func newRuleset(c *rules.Compiled, gen uint64, workers int) (rs *ruleset, err er
 // bodyArgKinds are the block fields whose values come (also) from the
 // request body's arguments.
 var bodyArgKinds = [...]rules.FieldKind{rules.FieldHTTPArg, rules.FieldHTTPArgName,
-	rules.FieldHTTPFile, rules.FieldHTTPFileField, rules.FieldHTTPPartHeader}
+	rules.FieldHTTPFile, rules.FieldHTTPFileField, rules.FieldHTTPPartHeader, rules.FieldHTTPPlainBody,
+	rules.FieldHTTPXMLText, rules.FieldHTTPXMLAttr}
 
 func streamKindOf(k rules.FieldKind) streamKind {
 	switch k {

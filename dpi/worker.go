@@ -153,7 +153,8 @@ type worker struct {
 	arena   [maxPend][maskInput]byte
 	hitBuf  []*rules.Rule
 	joined  []byte
-	fired   []bool // per pattern of the group being scanned: a negated pattern matched the value
+	fired   []bool      // per pattern of the group being scanned: a negated pattern matched the value
+	quiet   *quietCache // short values known to draw no match (quiet.go)
 	req     reqBufs
 	msg     scope // DNS message or UDP datagram being inspected
 	msgDNS  dnsInfo
@@ -178,7 +179,7 @@ type workerStats struct {
 
 func newWorker(e *Engine, id int, rs *ruleset) (*worker, error) {
 	w := &worker{e: e, id: id, rs: rs, scratch: rs.scratch[id], dec: decode.NewDecoder(),
-		parked: map[xdp.FlowKey]parked{}}
+		parked: map[xdp.FlowKey]parked{}, quiet: newQuietCache()}
 	w.st.drops = map[string]uint64{}
 	w.st.sigs = map[uint32]uint64{}
 	var err error

@@ -159,6 +159,20 @@ func canonicalMatch(m *Match) *yaml.Node {
 		addKV(mn, "validate", str(m.Validate))
 	}
 	addStrings(mn, "except", m.Except)
+	if c := m.Compare; c != nil {
+		cn := &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
+		addKV(cn, "group", intNode(c.Group))
+		addKV(cn, "op", str(c.Op.String()))
+		if c.WithGroup != 0 {
+			addKV(cn, "with_group", intNode(c.WithGroup))
+		} else {
+			addKV(cn, "field", str(c.With.String()))
+		}
+		if c.Not {
+			addKV(cn, "not", boolNode(true))
+		}
+		addKV(mn, "compare", cn)
+	}
 	return mn
 }
 

@@ -184,6 +184,9 @@ func checkMatch(r *Rule, m *Match, sink *errorSink, regex bool) {
 			sink.errorf(at("transforms"), r, "count: counts values; transforms do not apply")
 		}
 	}
+	if m.Compare != nil {
+		checkCompare(r, m, sink, regex)
+	}
 	if len(m.Except) > 0 && !slices.Contains(fields, Field{Kind: FieldHTTPHeaderValue}) {
 		sink.errorf(at("except"), r, "except: names headers an http.header_value condition skips, and this condition has no http.header_value field")
 	}
@@ -226,6 +229,62 @@ func checkMatch(r *Rule, m *Match, sink *errorSink, regex bool) {
 				where = fmt.Sprintf(" (at offset %d)", rerr.off)
 			}
 			sink.add(&Error{Pos: pos, RuleID: r.ID, Rule: r.index, Msg: "regex: " + rerr.msg + where, Err: rerr.cause})
+		}
+	}
+}
+
+// checkCompare checks a condition's compare: its regex, the fields it
+// captures from and the field it compares with.
+func checkCompare(r *Rule, m *Match, sink *errorSink, regex bool) {
+	c := m.Compare
+	at := func(key string) Position {
+		if p, ok := c.at[key]; ok {
+			return p
+		}
+		return m.posOf(r, "compare")
+	}
+	switch {
+	case m.Regex == "":
+		sink.errorf(at(""), r, "compare needs a regex: whose capture it compares (not phrases:, detect: or count:)")
+	case m.Not:
+		sink.errorf(m.posOf(r, "not"), r, "not: and compare: do not combine; negate the comparison with compare: {not: true}")
+	case m.Validate != "":
+		sink.errorf(m.posOf(r, "validate"), r, "validate: and compare: do not combine")
+	}
+	for _, fld := range m.AllFields() {
+		switch {
+		case fld.Kind == 0:
+		case fld.Stream():
+			sink.errorf(m.posOf(r, "field"), r, "compare: needs whole values; it cannot apply to stream fields (%s)", fld)
+		case c.WithGroup == 0 && (fld.Body() || fld.Response() || fld.AppProto() != "http"):
+			// The other field is read from the request head being
+			// inspected.
+			sink.errorf(m.posOf(r, "field"), r, "compare: with a field captures from request-head fields (headers, cookies, the request line and its parts), not %s", fld)
+		}
+	}
+	// A compare: read from a file without op: or field: was reported by
+	// the loader; one built in Go (no positions) is reported here.
+	built := c.at == nil
+	if (c.Op != 0 || built) && (c.Op < CompareEquals || c.Op > CompareGE) {
+		sink.errorf(at("op"), r, "compare op must be one of %s", strings.Join(compareOpNames[1:], ", "))
+	}
+	if c.Group < 0 || c.Group > MaxCompareGroup {
+		sink.errorf(at("group"), r, "compare group must be 0 to %d", MaxCompareGroup)
+	}
+	if c.WithGroup < 0 || c.WithGroup > MaxCompareGroup {
+		sink.errorf(at("with_group"), r, "compare with_group must be 1 to %d", MaxCompareGroup)
+	}
+	switch {
+	case c.With.Kind != 0 && c.WithGroup != 0 && built:
+		sink.errorf(at("field"), r, "compare has both a field and a group to compare with")
+	case c.With.Kind == 0 && c.WithGroup == 0 && built:
+		sink.errorf(at("field"), r, "compare has no field (or with_group)")
+	case c.With.Kind != 0 && !compareWith(c.With):
+		sink.errorf(at("field"), r, "compare field %s: compare: compares with one of %s", c.With, strings.Join(CompareFields, ", "))
+	}
+	if regex && m.Regex != "" && c.Group >= 0 && c.Group <= MaxCompareGroup {
+		if err := c.prepare(m); err != nil {
+			sink.errorf(at("group"), r, "compare: %v", err)
 		}
 	}
 }

@@ -36,7 +36,8 @@ var detectFields = map[FieldKind]bool{
 	FieldHTTPArg: true, FieldHTTPArgName: true, FieldHTTPCookie: true, FieldHTTPCookieName: true,
 	FieldHTTPHeaderValue: true, FieldHTTPHeaderName: true, FieldHTTPFilename: true,
 	FieldHTTPBasename: true, FieldHTTPRequestLine: true, FieldHTTPQuery: true,
-	FieldHTTPFile: true, FieldHTTPFileField: true, FieldHTTPPartHeader: true,
+	FieldHTTPFile: true, FieldHTTPFileField: true, FieldHTTPPartHeader: true, FieldHTTPPlainBody: true,
+	FieldHTTPXMLText: true, FieldHTTPXMLAttr: true,
 }
 
 // IsSQLi runs libinjection's SQL injection tokenizer over b and returns its
@@ -174,7 +175,7 @@ func splitField(f Field, value []byte, visit func([]byte) bool) {
 			return
 		}
 		splitPairs(query, '&', visit)
-	case FieldHTTPBody:
+	case FieldHTTPBody, FieldHTTPPlainBody:
 		v := bytes.TrimLeft(value, " \t\r\n")
 		if len(v) > 0 && (v[0] == '{' || v[0] == '[') {
 			splitJSONStrings(v, visit)

@@ -23,7 +23,8 @@ import (
 var (
 	topKeys     = []string{"rules", "include", "acl_default", "paranoia_level"}
 	ruleKeys    = []string{"id", "name", "description", "action", "severity", "category", "enabled", "proto", "src", "dst", "src_port", "dst_port", "app_proto", "app_proto_not", "match", "score", "paranoia", "anomaly"}
-	matchKeys   = []string{"field", "fields", "regex", "phrases", "flags", "transforms", "multi_match", "validate", "detect", "not", "count", "except"}
+	matchKeys   = []string{"field", "fields", "regex", "phrases", "flags", "transforms", "multi_match", "validate", "detect", "not", "count", "except", "compare"}
+	compareKeys = []string{"group", "op", "field", "with_group", "not"}
 	anomalyKeys = []string{"direction", "threshold"}
 	flagNames   = []string{"caseless", "dotall", "multiline", "utf8"}
 )
@@ -1117,6 +1118,8 @@ func (l *loader) match(f *fileCtx, n *yaml.Node, r *Rule, i int) *Match {
 				}
 				m.Count = c
 			}
+		case "compare":
+			m.Compare = l.compare(f, kv.val, r)
 		case "except":
 			for _, a := range l.list(f, kv.val, r, "except") {
 				if !validHeaderName(a.Value) {
@@ -1187,6 +1190,71 @@ func (l *loader) match(f *fileCtx, n *yaml.Node, r *Rule, i int) *Match {
 		l.errs.errorf(f.pos(n), r, "match has no field:")
 	}
 	return m
+}
+
+// compare reads a condition's compare: mapping (group, op, field, not).
+func (l *loader) compare(f *fileCtx, n *yaml.Node, r *Rule) *Compare {
+	n = l.resolve(f, n)
+	if n == nil {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		l.errs.errorf(f.pos(n), r, "compare must be a mapping with group:, op:, field: or with_group: (and not:)")
+		return nil
+	}
+	c := &Compare{at: map[string]Position{"": f.pos(n)}}
+	for _, kv := range l.pairs(f, n, r, compareKeys, "compare:") {
+		c.at[kv.key] = f.pos(kv.val)
+		switch kv.key {
+		case "group":
+			if v, ok := l.smallInt(f, kv.val, r, "compare group", 0, MaxCompareGroup); ok {
+				c.Group = v
+			}
+		case "op":
+			if v, ok := l.scalar(f, kv.val, r, "compare op"); ok {
+				op, err := ParseCompareOp(v)
+				if err != nil {
+					l.errs.errorf(f.pos(kv.val), r, "compare op: %v", err)
+					continue
+				}
+				c.Op = op
+			}
+		case "field":
+			v := l.resolve(f, kv.val)
+			if v == nil {
+				continue
+			}
+			if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
+				l.errs.errorf(f.pos(v), r, "compare field must be a single field name")
+				continue
+			}
+			if fld, ok := l.parseFieldName(f, v, r); ok {
+				c.With = fld
+			}
+		case "with_group":
+			if v, ok := l.smallInt(f, kv.val, r, "compare with_group", 1, MaxCompareGroup); ok {
+				c.WithGroup = v
+			}
+		case "not":
+			if b, ok := l.boolValue(f, kv.val, r, "compare not"); ok {
+				c.Not = b
+			}
+		}
+	}
+	for _, k := range []string{"group", "op"} {
+		if _, ok := c.at[k]; !ok {
+			l.errs.errorf(f.pos(n), r, "compare has no %s:", k)
+		}
+	}
+	_, hasField := c.at["field"]
+	_, hasGroup := c.at["with_group"]
+	switch {
+	case hasField && hasGroup:
+		l.errs.errorf(c.at["with_group"], r, "compare has both field: and with_group:; use one")
+	case !hasField && !hasGroup:
+		l.errs.errorf(f.pos(n), r, "compare has no field: (or with_group:)")
+	}
+	return c
 }
 
 // posOf returns the position recorded for a key of the condition, or the

@@ -366,6 +366,109 @@ func TestEditDistance(t *testing.T) {
 // FuzzParse feeds arbitrary YAML to the loader: it must not panic, must
 // return either a set or an ErrorList with positions, and a set must
 // survive a round trip through its canonical form.
+func TestParseCompare(t *testing.T) {
+	s, err := ParseFile("testdata/compare.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.Rule(943110).Conds[1].Compare
+	if c == nil || c.Group != 1 || c.Op != CompareEndsWith || c.With != (Field{Kind: FieldHTTPHeader, Name: "host"}) || !c.Not || c.WithGroup != 0 {
+		t.Fatalf("943110 compare = %+v", c)
+	}
+	if c := s.Rule(920190).Match.Compare; c == nil || c.Group != 2 || c.Op != CompareLT || c.WithGroup != 1 || c.With.Kind != 0 {
+		t.Fatalf("920190 compare = %+v", c)
+	}
+	if fs := s.Rule(944100).Match.AllFields(); len(fs) != 3 || fs[0].Kind != FieldHTTPPlainBody || fs[1].Kind != FieldHTTPXMLText || fs[2].Kind != FieldHTTPXMLAttr {
+		t.Fatalf("944100 fields = %v", fs)
+	}
+	canon := s.Canonical()
+	for _, want := range []string{"compare: {group: 1, op: ends_with, field: http.header.host, not: true}", "compare: {group: 2, op: lt, with_group: 1}"} {
+		if !strings.Contains(string(canon), want) {
+			t.Errorf("canonical form lacks %q:\n%s", want, canon)
+		}
+	}
+	// Capture and comparison, as the engine evaluates them.
+	m := s.Rule(943110).Conds[1]
+	tests := []struct {
+		referer, host string
+		holds, match  bool
+	}{
+		{"http://www.attackersite.com/test", "localhost", true, true},
+		{"https://localhost/", "localhost", false, true},
+		{"https://app.example.com/x", "example.com", false, true}, // ends with the host
+		{"https://example.com.evil/x", "example.com", true, true},
+		{"ftp:/nothing", "localhost", false, false},
+	}
+	for _, tc := range tests {
+		capture, _, ok := m.Compare.Capture(m, []byte(tc.referer))
+		if ok != tc.match {
+			t.Errorf("Capture(%q) matched = %v, want %v", tc.referer, ok, tc.match)
+			continue
+		}
+		if ok && m.Compare.Holds(capture, []byte(tc.host)) != tc.holds {
+			t.Errorf("%q vs Host %q: holds = %v, want %v", tc.referer, tc.host, !tc.holds, tc.holds)
+		}
+	}
+	r := s.Rule(920190).Match
+	for _, tc := range []struct {
+		v     string
+		holds bool
+	}{{"bytes=0-,5-0,5-1", true}, {"bytes=0-100", false}, {"bytes=10-9", true}, {"bytes=10-10", false}} {
+		capture, with, ok := r.Compare.Capture(r, []byte(tc.v))
+		if !ok || r.Compare.Holds(capture, with) != tc.holds {
+			t.Errorf("920190 on %q: ok %v holds %v, want %v", tc.v, ok, r.Compare.Holds(capture, with), tc.holds)
+		}
+	}
+}
+
+func TestParseCompareErrors(t *testing.T) {
+	const head = "rules:\n  - id: 1\n    action: alert\n    match:\n"
+	tests := []struct {
+		name, match, want string
+	}{
+		{"no regex", "      field: http.header.referer\n      phrases: [x]\n      compare: {group: 0, op: equals, field: http.header.host}\n",
+			"t.yaml:7:16: rule 1: compare needs a regex: whose capture it compares"},
+		{"unknown op", "      field: http.header.referer\n      regex: '(a)'\n      compare: {group: 1, op: endswith, field: http.header.host}\n",
+			`t.yaml:7:31: rule 1: compare op: unknown comparison "endswith" (did you mean "ends_with"?)`},
+		{"group too high", "      field: http.header.referer\n      regex: '(a)'\n      compare: {group: 2, op: equals, field: http.header.host}\n",
+			"t.yaml:7:24: rule 1: compare: group 2: the regex has 1 capturing groups"},
+		{"group range", "      field: http.header.referer\n      regex: '(a)'\n      compare: {group: 100, op: equals, field: http.header.host}\n",
+			"t.yaml:7:24: rule 1: compare group 100 is out of range 0 to 99"},
+		{"body field", "      field: http.arg\n      regex: '(a)'\n      compare: {group: 1, op: equals, field: http.header.host}\n",
+			"t.yaml:5:14: rule 1: compare: with a field captures from request-head fields (headers, cookies, the request line and its parts), not http.arg"},
+		{"stream field", "      field: http.body\n      regex: '(a)(b)'\n      compare: {group: 1, op: equals, with_group: 2}\n",
+			"t.yaml:5:14: rule 1: compare: needs whole values; it cannot apply to stream fields (http.body)"},
+		{"with field", "      field: http.header.referer\n      regex: '(a)'\n      compare: {group: 1, op: equals, field: http.arg}\n",
+			"t.yaml:7:46: rule 1: compare field http.arg: compare: compares with one of http.method"},
+		{"both", "      field: http.header.referer\n      regex: '(a)(b)'\n      compare: {group: 1, op: lt, field: http.uri, with_group: 2}\n",
+			"t.yaml:7:64: rule 1: compare has both field: and with_group:; use one"},
+		{"neither", "      field: http.header.referer\n      regex: '(a)'\n      compare: {group: 1, op: lt}\n",
+			"t.yaml:7:16: rule 1: compare has no field: (or with_group:)"},
+		{"no op", "      field: http.header.referer\n      regex: '(a)'\n      compare: {group: 1, field: http.uri}\n",
+			"t.yaml:7:16: rule 1: compare has no op:"},
+		{"not and compare", "      field: http.header.referer\n      regex: '(a)'\n      not: true\n      compare: {group: 1, op: equals, field: http.uri}\n",
+			"t.yaml:7:12: rule 1: not: and compare: do not combine"},
+		{"unknown key", "      field: http.header.referer\n      regex: '(a)'\n      compare: {group: 1, op: equals, feild: http.uri}\n",
+			`t.yaml:7:39: rule 1: unknown key "feild" in compare:; did you mean "field"?`},
+		{"not a map", "      field: http.header.referer\n      regex: '(a)'\n      compare: [1]\n",
+			"t.yaml:7:16: rule 1: compare must be a mapping"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("t.yaml", []byte(head+tc.match))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, e := range strings.Split(err.Error(), "\n") {
+				if strings.HasPrefix(e, tc.want) {
+					return
+				}
+			}
+			t.Errorf("errors:\n%v\nwant one starting with:\n%s", err, tc.want)
+		})
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	seeds, _ := filepath.Glob("testdata/*.yaml")
 	bad, _ := filepath.Glob("testdata/bad/*.yaml")

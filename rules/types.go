@@ -1,10 +1,16 @@
 package rules
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
+
+	"github.com/dlclark/regexp2"
 )
 
 // Limits on what a rule file may contain. Rule files come from users and
@@ -110,6 +116,13 @@ const (
 	FieldHTTPPartHeader          // each multipart part header line, "Name: value"
 	FieldHTTPStatus              // response status code, three digits
 	FieldHTTPResponseHeaderValue // each response header value
+	// FieldHTTPPlainBody is the request body when it is not parsed as
+	// JSON, XML or multipart (form bodies and bodies of any other type):
+	// the REQUEST_BODY of ModSecurity and Coraza with the Core Rule Set's
+	// body processor set-up. One value, the body as kept for inspection.
+	FieldHTTPPlainBody
+	FieldHTTPXMLText // each text between two tags of an XML body, trimmed (Coraza's XML:/*)
+	FieldHTTPXMLAttr // each attribute value of an XML body (XML://@*)
 )
 
 type fieldInfo struct {
@@ -153,6 +166,9 @@ var fieldInfos = [...]fieldInfo{
 	FieldHTTPPartHeader:          {name: "http.part_header", app: "http", tcp: true, multi: true, body: true},
 	FieldHTTPStatus:              {name: "http.status", app: "http", tcp: true, response: true},
 	FieldHTTPResponseHeaderValue: {name: "http.response_header_value", app: "http", tcp: true, multi: true, response: true},
+	FieldHTTPPlainBody:           {name: "http.plain_body", app: "http", tcp: true, body: true},
+	FieldHTTPXMLText:             {name: "http.xml_text", app: "http", tcp: true, multi: true, body: true},
+	FieldHTTPXMLAttr:             {name: "http.xml_attr", app: "http", tcp: true, multi: true, body: true},
 }
 
 // Field is a match target: a kind, plus the header name for FieldHTTPHeader.
@@ -493,6 +509,10 @@ type Match struct {
 	// Except names request headers (lower case) whose values an
 	// http.header_value condition skips.
 	Except []string
+	// Compare, on a regex condition, also requires a capture group of the
+	// regex's first match in the value to compare with another request
+	// field's value (compare.go).
+	Compare *Compare
 
 	src scalarSource        // where Regex came from, to place errors inside it
 	at  map[string]Position // positions of the condition's keys, for errors
@@ -650,4 +670,221 @@ func (s *Set) Rule(id uint32) *Rule {
 		}
 	}
 	return nil
+}
+
+// MaxCompareGroup bounds the capture group a compare: names.
+const MaxCompareGroup = 99
+
+// CompareOp is how a compare: condition option compares a capture with
+// another field's value.
+type CompareOp uint8
+
+// Comparisons of a capture with a field's value (byte for byte, case
+// sensitive, as ModSecurity's @streq, @beginsWith, @endsWith and
+// @contains).
+const (
+	CompareEquals     CompareOp = iota + 1 // the capture is the value
+	CompareBeginsWith                      // the capture begins with the value
+	CompareEndsWith                        // the capture ends with the value
+	CompareContains                        // the value occurs in the capture
+	// Numeric comparisons (ModSecurity's @lt @le @gt @ge): both sides
+	// read as whole numbers, a side that is not one counting as 0.
+	CompareLT // the capture is below the value
+	CompareLE
+	CompareGT
+	CompareGE
+)
+
+var compareOpNames = [...]string{CompareEquals: "equals", CompareBeginsWith: "begins_with", CompareEndsWith: "ends_with", CompareContains: "contains",
+	CompareLT: "lt", CompareLE: "le", CompareGT: "gt", CompareGE: "ge"}
+
+// String gives the comparison as rule files write it.
+func (o CompareOp) String() string {
+	if o >= CompareEquals && int(o) < len(compareOpNames) {
+		return compareOpNames[o]
+	}
+	return "compare(" + strconv.Itoa(int(o)) + ")"
+}
+
+// ParseCompareOp reads a comparison name.
+func ParseCompareOp(s string) (CompareOp, error) {
+	for o, n := range compareOpNames {
+		if n != "" && n == s {
+			return CompareOp(o), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown comparison %q%s; known: %s", s, didYouMean(s, compareOpNames[1:]), strings.Join(compareOpNames[1:], ", "))
+}
+
+// Compare is a regex condition's comparison between a part of the value
+// it matched and another field of the same request: the condition holds
+// for a value when the regex matches it and capture group Group of the
+// first match (0 = the whole match; a group that took no part is empty),
+// compared with With's value by Op, gives true (false with Not). With's
+// value is the first value of the field in the request ("" when it has
+// none), untransformed; or, with WithGroup, another capture group of the
+// same match. This is SecLang's `capture` followed by a comparison of
+// TX:N with a macro such as %{request_headers.host} (943110) or with
+// %{tx.M} (920190).
+type Compare struct {
+	Group int
+	Op    CompareOp
+	With  Field // zero when WithGroup is set
+	// WithGroup is the capture group (1 or more) compared with, when not
+	// 0; exclusive with With.
+	WithGroup int
+	Not       bool
+
+	once sync.Once
+	re   *regexp.Regexp      // Go's engine when it accepts the pattern
+	re2  *regexp2.Regexp     // else the backtracking one
+	err  error               // neither accepts it
+	at   map[string]Position // positions of the compare: keys, for errors (nil when built in Go)
+}
+
+// CompareFields are the fields a compare: may name as With: request-head
+// fields with one value (the first, for a header).
+var CompareFields = []string{"http.method", "http.uri", "http.path", "http.args", "http.protocol", "http.query", "http.header.<name>"}
+
+// compareWith reports whether f may be a Compare's With.
+func compareWith(f Field) bool {
+	switch f.Kind {
+	case FieldHTTPMethod, FieldHTTPURI, FieldHTTPPath, FieldHTTPArgs, FieldHTTPProtocol, FieldHTTPQuery, FieldHTTPHeader:
+		return true
+	}
+	return false
+}
+
+// compareTimeout bounds one capture by the backtracking engine.
+const compareTimeout = 5 * time.Millisecond
+
+// prepare compiles m's regex for captures once (Go's regexp, else
+// regexp2 for lookaround and back-references).
+func (c *Compare) prepare(m *Match) error {
+	c.once.Do(func() {
+		var fl string
+		if m.Caseless {
+			fl += "i"
+		}
+		if m.DotAll {
+			fl += "s"
+		}
+		if m.Multiline {
+			fl += "m"
+		}
+		expr := m.Regex
+		if fl != "" {
+			expr = "(?" + fl + ")" + expr
+		}
+		groups := 0
+		if re, err := regexp.Compile(expr); err == nil {
+			c.re, groups = re, re.NumSubexp()
+		} else {
+			re2, err2 := regexp2.Compile(expr, regexp2.None)
+			if err2 != nil {
+				c.err = fmt.Errorf("the regex cannot be run to capture: %w", err2)
+				return
+			}
+			re2.MatchTimeout = compareTimeout
+			c.re2, groups = re2, len(re2.GetGroupNumbers())-1
+		}
+		if g := max(c.Group, c.WithGroup); g > groups {
+			c.err = fmt.Errorf("group %d: the regex has %d capturing groups", g, groups)
+			c.re, c.re2 = nil, nil
+		}
+	})
+	return c.err
+}
+
+// Capture returns capture group Group of the first match of m's regex in
+// value (nil when the group took no part) and group WithGroup (nil when
+// not set or when it took no part), and false when the regex does not
+// match (or cannot be run: a pattern the rule set's validation refused,
+// a regexp2 timeout).
+func (c *Compare) Capture(m *Match, value []byte) (capture, with []byte, ok bool) {
+	if c.prepare(m) != nil {
+		return nil, nil, false
+	}
+	if c.re != nil {
+		loc := c.re.FindSubmatchIndex(value)
+		if loc == nil {
+			return nil, nil, false
+		}
+		group := func(g int) []byte {
+			if s, e := loc[2*g], loc[2*g+1]; s >= 0 {
+				return value[s:e]
+			}
+			return nil
+		}
+		if c.WithGroup > 0 {
+			with = group(c.WithGroup)
+		}
+		return group(c.Group), with, true
+	}
+	mt, err := c.re2.FindStringMatch(string(value))
+	if err != nil || mt == nil {
+		return nil, nil, false
+	}
+	group := func(n int) []byte {
+		g := mt.GroupByNumber(n)
+		if g == nil || len(g.Captures) == 0 {
+			return nil
+		}
+		return []byte(g.String())
+	}
+	if c.WithGroup > 0 {
+		with = group(c.WithGroup)
+	}
+	return group(c.Group), with, true
+}
+
+// Holds reports whether the comparison holds between capture and the
+// other field's value.
+func (c *Compare) Holds(capture, value []byte) bool {
+	var r bool
+	switch c.Op {
+	case CompareEquals:
+		r = bytes.Equal(capture, value)
+	case CompareBeginsWith:
+		r = bytes.HasPrefix(capture, value)
+	case CompareEndsWith:
+		r = bytes.HasSuffix(capture, value)
+	case CompareContains:
+		r = bytes.Contains(capture, value)
+	case CompareLT:
+		r = number(capture) < number(value)
+	case CompareLE:
+		r = number(capture) <= number(value)
+	case CompareGT:
+		r = number(capture) > number(value)
+	case CompareGE:
+		r = number(capture) >= number(value)
+	default:
+		return false
+	}
+	return r != c.Not
+}
+
+// number reads a whole number as ModSecurity's numeric operators do: an
+// optional sign and digits (at most 18), anything else 0.
+func number(b []byte) int64 {
+	b = bytes.TrimSpace(b)
+	neg := false
+	if len(b) > 0 && (b[0] == '-' || b[0] == '+') {
+		neg, b = b[0] == '-', b[1:]
+	}
+	if len(b) == 0 || len(b) > 18 {
+		return 0
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		return -n
+	}
+	return n
 }

@@ -31,7 +31,13 @@ type Runner interface {
 	Close() error
 }
 
-// CRSRules translates the embedded Core Rule Set at paranoia level pl.
+// CRSRules translates the embedded Core Rule Set at paranoia level pl,
+// in detection-only form: the threshold rules (949110, 959100) alert
+// instead of blocking, as Coraza beside it runs with SecRuleEngine
+// DetectionOnly, so that a request over the inbound threshold still has
+// its response inspected (the suite's response-side tests expect CRS's
+// outbound rules to run on such exchanges). Outcome.Blocked is set when a
+// threshold rule logs (DetectionOnly), as for Coraza.
 func CRSRules(pl int) (*rules.Set, *crs.Result, error) {
 	sub, err := fs.Sub(coreruleset.FS, "@owasp_crs")
 	if err != nil {
@@ -45,7 +51,35 @@ func CRSRules(pl int) (*rules.Set, *crs.Result, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("parse imported crs: %w", err)
 	}
+	DetectionOnly(set)
 	return set, res, nil
+}
+
+// DetectionOnly makes CRS's blocking evaluation rules in set (949110,
+// 959100) alert instead of block (SecRuleEngine DetectionOnly); runners
+// count their hits as blocked requests (detectionBlocks).
+func DetectionOnly(set *rules.Set) {
+	for _, r := range set.Rules {
+		if r.Anomaly != nil && blockingEvaluation(r.ID) {
+			r.Action = rules.ActionAlert
+		}
+	}
+}
+
+func blockingEvaluation(id uint32) bool {
+	return id == crs.InboundThresholdID || id == crs.OutboundThresholdID
+}
+
+// detectionBlocks returns the ids of the blocking evaluation rules of set
+// that only alert: their hits stand for blocked requests.
+func detectionBlocks(set *rules.Set) map[uint32]bool {
+	m := map[uint32]bool{}
+	for _, r := range set.Rules {
+		if r.Anomaly != nil && r.Action == rules.ActionAlert && blockingEvaluation(r.ID) {
+			m[r.ID] = true
+		}
+	}
+	return m
 }
 
 // Offline runs requests through deepwall's engine (one worker, offline
@@ -58,6 +92,7 @@ type Offline struct {
 	port   uint16
 	now    int64
 	n      int
+	blocks map[uint32]bool // threshold rules that only alert (DetectionOnly)
 }
 
 // NewOffline starts an engine over set (compiled here).
@@ -66,7 +101,7 @@ func NewOffline(name string, set *rules.Set) (*Offline, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile %s: %w", name, err)
 	}
-	o := &Offline{name: name, port: 20000, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()}
+	o := &Offline{name: name, port: 20000, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano(), blocks: detectionBlocks(set)}
 	o.e, err = dpi.New(dpi.Config{Rules: c, Offline: true, ScoreEvents: true, Emit: func(ev *dpi.Event) { o.events = append(o.events, ev) }})
 	if err != nil {
 		c.Close()
@@ -136,7 +171,7 @@ func (o *Offline) Run(req []byte) Outcome {
 		send(false, testnet.FIN, nil)
 		send(true, 0, nil)
 	}
-	out := outcomeOf(o.events, blocked)
+	out := outcomeOf(o.events, blocked, o.blocks)
 	if o.n++; o.n%512 == 0 {
 		o.e.Flush()
 	}
@@ -146,7 +181,7 @@ func (o *Offline) Run(req []byte) Outcome {
 // outcomeOf is the outcome of one request from the engine's events for
 // its flow: the rules their alerts name, and blocked when the flow was
 // dropped or an alert says so.
-func outcomeOf(evs []*dpi.Event, blocked bool) Outcome {
+func outcomeOf(evs []*dpi.Event, blocked bool, blocks map[uint32]bool) Outcome {
 	out := Outcome{IDs: map[uint32]bool{}, Blocked: blocked}
 	for _, ev := range evs {
 		if ev.Alert == nil {
@@ -156,7 +191,7 @@ func outcomeOf(evs []*dpi.Event, blocked bool) Outcome {
 		for _, id := range ev.Alert.Rules {
 			out.IDs[id] = true
 		}
-		if ev.Alert.Action == "blocked" {
+		if ev.Alert.Action == "blocked" || blocks[ev.Alert.SignatureID] {
 			out.Blocked = true
 		}
 	}

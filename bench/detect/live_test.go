@@ -33,6 +33,7 @@ type liveRunner struct {
 	topo   *testnet.Topology
 	mu     sync.Mutex
 	events map[uint16][]*dpi.Event // by client port
+	blocks map[uint32]bool         // threshold rules that only alert (DetectionOnly)
 }
 
 func (l *liveRunner) Name() string { return "deepwall-crs-pl1-live" }
@@ -73,7 +74,7 @@ func (l *liveRunner) Run(req []byte) Outcome {
 	evs := l.events[port]
 	delete(l.events, port)
 	l.mu.Unlock()
-	return outcomeOf(evs, rerr != nil)
+	return outcomeOf(evs, rerr != nil, l.blocks)
 }
 
 // serveBackend answers every request like the CRS test backend (albedo):
@@ -133,7 +134,7 @@ func TestPrivilegedDetectLive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	live := &liveRunner{t: t, topo: topo, events: map[uint16][]*dpi.Event{}}
+	live := &liveRunner{t: t, topo: topo, events: map[uint16][]*dpi.Event{}, blocks: detectionBlocks(set)}
 	e, err := dpi.New(dpi.Config{Workers: 1, Rules: c, Emit: live.emit, KernelACL: true, Bypass: true, ScoreEvents: true})
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/deepwall/deepwall/rules"
 )
 
 // A capture is a SecRule (or chain link) that captures a part of a value
@@ -331,4 +333,109 @@ func groupBoundary(g string) (string, error) {
 		return "", fmt.Errorf("captured group %q is not a repeated character class", g)
 	}
 	return "(?!" + c + ")", nil
+}
+
+// compareOps are the SecLang operators a captured value may be compared
+// with a request field by, and their compare: op.
+var compareOps = map[string]string{"@streq": "equals", "@beginswith": "begins_with", "@endswith": "ends_with", "@contains": "contains",
+	"@lt": "lt", "@le": "le", "@gt": "gt", "@ge": "ge"}
+
+// macroFields are the macros naming a request field a compare: can read
+// (request_headers.<name> aside).
+var macroFields = map[string]string{"request_method": "http.method", "request_uri": "http.uri", "request_uri_raw": "http.uri",
+	"request_protocol": "http.protocol", "query_string": "http.query"}
+
+// capturedCompare recognises link l as a comparison of TX:N, which the
+// previous link (prevLink, translated as prev) captured with `capture`
+// and @rx, with a macro naming a request field (`TX:1 "!@endsWith
+// %{request_headers.host}"`, 943110) or another group of the same
+// capture (`TX:2 "@lt %{tx.1}"`, 920190), and turns it into a compare:
+// of prev. It reports false for any other link.
+func (t *translator) capturedCompare(l Directive, acts []Action, prevLink Directive, prev *yMatch) (bool, error) {
+	sel, ok := txSelector(l.Args[0])
+	if !ok || len(sel) != 1 || sel[0] < '0' || sel[0] > '9' {
+		return false, nil
+	}
+	op := strings.TrimSpace(l.Args[1])
+	not := strings.HasPrefix(op, "!")
+	op = strings.TrimSpace(strings.TrimPrefix(op, "!"))
+	name, param, _ := strings.Cut(op, " ")
+	cop, ok := compareOps[strings.ToLower(name)]
+	param = strings.TrimSpace(param)
+	if !ok || !strings.HasPrefix(param, "%{") || !strings.HasSuffix(param, "}") || strings.Count(param, "%{") != 1 {
+		return false, nil
+	}
+	macro := strings.ToLower(param[2 : len(param)-1])
+	withGroup := 0
+	if g, isTx := strings.CutPrefix(macro, "tx."); isTx && len(g) == 1 && g[0] >= '1' && g[0] <= '9' {
+		withGroup = int(g[0] - '0')
+	}
+	field, ok := macroFields[macro]
+	if withGroup > 0 {
+		field, ok = "", true
+	}
+	if h, isHeader := strings.CutPrefix(macro, "request_headers."); isHeader && h != "" {
+		field, ok = "http.header."+h, true
+	}
+	if !ok {
+		return false, fmt.Errorf("TX:%s compared with %s: only request_headers.<name>, request_method, request_uri, request_protocol and query_string can be compared with a capture", sel, param)
+	}
+	pa, err := ParseActions(last(prevLink.Args))
+	if err != nil || len(prevLink.Args) < 3 || !hasAction(pa, "capture") || prev == nil {
+		return false, fmt.Errorf("TX:%s is not captured by the previous link of the chain", sel)
+	}
+	if p := strings.TrimSpace(prevLink.Args[1]); strings.HasPrefix(p, "!") || strings.HasPrefix(p, "@") && !strings.HasPrefix(strings.ToLower(p), "@rx ") {
+		return false, fmt.Errorf("TX:%s is captured by %q, not @rx", sel, p)
+	}
+	if prev.Regex == "" || prev.Not || prev.Compare != nil {
+		return false, fmt.Errorf("TX:%s: the capturing condition is not a plain regex", sel)
+	}
+	for _, a := range acts {
+		if a.Name == "t" && !strings.EqualFold(strings.TrimSpace(a.Value), "none") {
+			return false, fmt.Errorf("TX:%s: t:%s on a captured value is not supported", sel, a.Value)
+		}
+	}
+	prev.Compare = &yCompare{Group: int(sel[0] - '0'), Op: cop, Field: field, WithGroup: withGroup, Not: not}
+	return true, nil
+}
+
+// ReportingID is CRS's reporting rule (980170, a SecAction of phase 5
+// that logs the scores of every transaction that scored).
+const ReportingID = 980170
+
+// reporting translates CRS's reporting SecAction: it logs every
+// transaction whose anomaly score is above 0, which deepwall's threshold
+// rule of 1 does (inbound only: a transaction whose only scores are
+// outbound is not reported).
+func (t *translator) reporting(file string, line int, acts []Action) {
+	name := actionValue(acts, "msg")
+	if i := strings.IndexByte(name, '('); i > 0 {
+		name = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(name[:i]), ":"))
+	}
+	t.out = append(t.out, &draft{file: file, line: line, notes: []string{"reports transactions with an inbound score only"},
+		rule: yRule{yHead: yHead{ID: ReportingID, Name: bound(name, rules.MaxNameLen), Action: "alert", Severity: "low",
+			Category: "anomaly", Anomaly: &yAnomaly{Direction: "inbound", Threshold: 1}}}})
+}
+
+// jsonContentType is the Content-Type header line that makes Coraza's
+// recommended set-up parse a body as JSON (rules 200001 and 200006), on
+// http.headers (caseless, multiline).
+const jsonContentType = `^content-type:[ \t]*application/(?:json|[a-z0-9.-]+\+json)`
+
+// bodyProcessorSkip recognises `SecRule REQBODY_PROCESSOR "@streq JSON"
+// ... skip:1` (920539) and returns the condition the next rule gets: no
+// JSON Content-Type header.
+func bodyProcessorSkip(d Directive) (*yMatch, bool) {
+	if len(d.Args) < 3 || !strings.EqualFold(strings.TrimSpace(d.Args[0]), "REQBODY_PROCESSOR") {
+		return nil, false
+	}
+	acts, err := ParseActions(last(d.Args))
+	if err != nil || actionValue(acts, "skip") != "1" || hasAction(acts, "chain") {
+		return nil, false
+	}
+	op := strings.Fields(d.Args[1])
+	if len(op) != 2 || !strings.EqualFold(op[0], "@streq") || op[1] != "JSON" {
+		return nil, false
+	}
+	return &yMatch{Field: "http.headers", Regex: jsonContentType, Flags: []string{"caseless", "multiline"}, Not: true}, true
 }

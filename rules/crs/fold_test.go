@@ -130,8 +130,8 @@ func TestLengthAndMatchedVars(t *testing.T) {
 		{"length equal", acceptEnc, 1, map[string][]string{"http.header.accept-encoding": {"0123456789"}}, false},
 		{"length below", shortUA, 2, map[string][]string{"http.header.user-agent": {"ab"}}, true},
 		{"length not below", shortUA, 2, map[string][]string{"http.header.user-agent": {"abc"}}, false},
-		{"body without content type", bodyNoType, 3, map[string][]string{"http.body": {"x"}}, true},
-		{"body with content type", bodyNoType, 3, map[string][]string{"http.body": {"x"}, "http.header.content-type": {"text/plain"}}, false},
+		{"body without content type", bodyNoType, 3, map[string][]string{"http.plain_body": {"x"}}, true},
+		{"body with content type", bodyNoType, 3, map[string][]string{"http.plain_body": {"x"}, "http.header.content-type": {"text/plain"}}, false},
 		{"empty body", bodyNoType, 3, map[string][]string{"http.header.host": {"a"}}, false},
 		{"matched vars lowercased", matched, 4, map[string][]string{"http.arg": {"ProcessBuilder.CloneTransformer"}}, true},
 		{"matched vars miss", matched, 4, map[string][]string{"http.arg": {"x.CloneTransformer"}}, false},
@@ -148,8 +148,12 @@ func TestLengthAndMatchedVars(t *testing.T) {
 // with a reason.
 func TestFoldRefused(t *testing.T) {
 	for _, tc := range []struct{ src, reason string }{
-		{`SecRule REQUEST_HEADERS:Range "@rx (\d+)-(\d+)" "id:1,block,capture,chain"
-  SecRule TX:2 "@lt %{tx.1}" "` + score + `"`, "computed by other rules"},
+		{`SecRule REQUEST_HEADERS:Range "@rx (\d+)-(\d+)" "id:1,block,chain"
+  SecRule TX:2 "@lt %{tx.1}" "` + score + `"`, "not captured by the previous link"},
+		{`SecRule REQUEST_HEADERS:Referer "@rx ^https?://(.*?)/" "id:4,block,capture,chain"
+  SecRule TX:1 "!@endsWith %{request_filename}" "` + score + `"`, "only request_headers.<name>"},
+		{`SecRule REQUEST_HEADERS:Referer "@rx ^https?://(.*?)/" "id:5,block,capture,chain"
+  SecRule TX:1 "!@endsWith %{request_headers.host}" "t:lowercase,` + score + `"`, "t:lowercase on a captured value"},
 		{`SecRule REQUEST_HEADERS:Referer "@rx ^https?://(.*?)/" "id:2,block,capture,setvar:'tx.ref=%{tx.1}',chain"
   SecRule TX:ref "!@endsWith %{request_headers.host}" "` + score + `"`, "not a repeated character class"},
 		{`SecRule REQUEST_HEADERS:X "@gt 99999" "id:3,block,t:length,` + score + `"`, "limit"},
@@ -160,6 +164,33 @@ func TestFoldRefused(t *testing.T) {
 		}
 		if len(res.Untranslated) != 1 || !strings.Contains(res.Untranslated[0].Reason, tc.reason) {
 			t.Errorf("%s: untranslated %v, want a reason with %q", tc.src, res.Untranslated, tc.reason)
+		}
+	}
+}
+
+// TestCaptureCompare: a capture compared with a request field or another
+// group of the same match becomes a compare: of the capturing condition
+// (the engine evaluates it: dpi TestCompareAndBodyFields).
+func TestCaptureCompare(t *testing.T) {
+	for _, tc := range []struct{ src, want string }{
+		{`SecRule ARGS_NAMES "@rx ^jsessionid$" "id:1,block,capture,t:none,t:lowercase,chain"
+  SecRule REQUEST_HEADERS:Referer "@rx ^(?:ht|f)tps?://(.*?)/" "capture,chain"
+    SecRule TX:1 "!@endsWith %{request_headers.host}" "` + score + `"`,
+			"compare: {group: 1, op: ends_with, field: http.header.host, not: true}"},
+		{`SecRule REQUEST_HEADERS:Range "@rx (\d+)-(\d+)" "id:2,block,capture,chain"
+  SecRule TX:2 "@lt %{tx.1}" "` + score + `"`, "compare: {group: 2, op: lt, with_group: 1}"},
+		{`SecRule REQUEST_METHOD "@rx ^(\w+)$" "id:3,block,capture,chain"
+  SecRule TX:1 "@streq %{request_protocol}" "` + score + `"`, "compare: {group: 1, op: equals, field: http.protocol}"},
+	} {
+		res, err := Import(fstest.MapFS{"t.conf": &fstest.MapFile{Data: []byte(tc.src)}}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Untranslated) != 0 || !strings.Contains(string(res.YAML), tc.want) {
+			t.Errorf("%s:\nuntranslated %v\n%s\nwant %q", tc.src, res.Untranslated, res.YAML, tc.want)
+		}
+		if strings.Contains(string(res.YAML), "TX:") {
+			t.Errorf("a TX link was kept:\n%s", res.YAML)
 		}
 	}
 }

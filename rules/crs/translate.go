@@ -163,6 +163,9 @@ type translator struct {
 	out      []*draft
 	skipped  []Note
 	approx   []Note
+	// unless is a condition the next rule gets because a skip:1 rule
+	// before it skips it when the negation holds (920539 on JSON bodies).
+	unless *yMatch
 }
 
 // collectDefaults records the tx variables the rule set initialises with
@@ -208,10 +211,19 @@ func (t *translator) file(name string, ds []Directive) {
 		if !strings.EqualFold(d.Name, "SecRule") {
 			if strings.EqualFold(d.Name, "SecAction") {
 				if acts, err := ParseActions(last(d.Args)); err == nil {
-					if id := actionID(acts); id != 0 {
+					if id := actionID(acts); id == ReportingID {
+						t.reporting(name, d.Line, acts)
+					} else if id != 0 {
 						t.skip(name, d.Line, id, "SecAction: sets CRS variables only (deepwall scores without them)")
 					}
 				}
+			}
+			continue
+		}
+		if c, ok := bodyProcessorSkip(d); ok {
+			t.unless = c
+			if acts, err := ParseActions(last(d.Args)); err == nil {
+				t.skip(name, d.Line, actionID(acts), "skip:1 on a JSON body processor: folded into the next rule as a condition on Content-Type")
 			}
 			continue
 		}
@@ -292,6 +304,9 @@ var anomalySetvar = regexp.MustCompile(`(?i)^tx\.(inbound|outbound)_anomaly_scor
 
 // rule translates one SecRule with its chain links.
 func (t *translator) rule(file string, links []Directive, level int) {
+	// A skip:1 before this rule applies to it, translated or not.
+	unless := t.unless
+	t.unless = nil
 	head := links[0]
 	if len(head.Args) < 2 {
 		t.skip(file, head.Line, 0, "SecRule needs variables and an operator")
@@ -385,6 +400,18 @@ func (t *translator) rule(file string, links []Directive, level int) {
 		if len(l.Args) < 3 {
 			la = nil
 		}
+		if li > 0 {
+			// TX:N compared with a request field, N captured by the
+			// previous link: a compare: of that link's condition.
+			ok, err := t.capturedCompare(l, la, links[li-1], prev)
+			if err != nil {
+				t.skip(file, l.Line, id, err.Error())
+				return
+			}
+			if ok {
+				continue
+			}
+		}
 		d.folded = 0
 		m, err := t.condition(d, l, la, prev)
 		if err != nil {
@@ -400,6 +427,10 @@ func (t *translator) rule(file string, links []Directive, level int) {
 		}
 		r.Match = append(r.Match, m)
 		prev = m
+	}
+	if unless != nil {
+		r.Match = append(r.Match, unless)
+		d.notes = append(d.notes, "REQBODY_PROCESSOR JSON (skip:1 of the rule before) taken as a JSON Content-Type header")
 	}
 	if len(r.Match) > rules.MaxConds {
 		t.skip(file, head.Line, id, fmt.Sprintf("chain of %d rules (deepwall allows %d conditions)", len(r.Match), rules.MaxConds))
@@ -448,7 +479,7 @@ var varFields = map[string]string{
 	"ARGS_NAMES": "http.arg_name", "ARGS_GET_NAMES": "http.arg_name", "ARGS_POST_NAMES": "http.arg_name",
 	"REQUEST_URI": "http.uri", "REQUEST_URI_RAW": "http.uri", "REQUEST_FILENAME": "http.filename",
 	"REQUEST_BASENAME": "http.basename", "REQUEST_HEADERS": "http.header_value", "REQUEST_HEADERS_NAMES": "http.header_name",
-	"REQUEST_COOKIES": "http.cookie", "REQUEST_COOKIES_NAMES": "http.cookie_name", "REQUEST_BODY": "http.body",
+	"REQUEST_COOKIES": "http.cookie", "REQUEST_COOKIES_NAMES": "http.cookie_name", "REQUEST_BODY": "http.plain_body",
 	"REQUEST_LINE": "http.request_line", "REQUEST_METHOD": "http.method", "REQUEST_PROTOCOL": "http.protocol",
 	"QUERY_STRING": "http.query", "RESPONSE_BODY": "http.response_body", "RESPONSE_HEADERS": "http.response_header_value",
 	"RESPONSE_STATUS": "http.status", "FILES": "http.file", "FILES_NAMES": "http.file_field",
@@ -513,13 +544,22 @@ func (t *translator) condition(d *draft, l Directive, acts []Action, prev *yMatc
 			d.notes = append(d.notes, base+" matched as the fields of the previous condition")
 			continue
 		case "XML":
-			d.notes = append(d.notes, "XML:/* not matched (XML bodies are not parsed into values)")
+			// Coraza's XML body processor: XML:/* the texts, XML://@*
+			// the attribute values.
+			xf := map[string]string{"/*": "http.xml_text", "//@*": "http.xml_attr"}[sel]
+			if xf == "" {
+				d.notes = append(d.notes, v+" not matched (only XML:/* and XML://@* are)")
+				continue
+			}
+			if !slices.Contains(fields, xf) {
+				fields = append(fields, xf)
+			}
 			continue
 		case "REQUEST_BODY_LENGTH":
 			// The body's length: compared through a pattern on the body.
 			length = true
-			if !slices.Contains(fields, "http.body") {
-				fields = append(fields, "http.body")
+			if !slices.Contains(fields, "http.plain_body") {
+				fields = append(fields, "http.plain_body")
 			}
 			continue
 		}
@@ -642,6 +682,9 @@ func (t *translator) condition(d *draft, l Directive, acts []Action, prev *yMatc
 			return nil, errors.New("@rx with an empty pattern")
 		}
 		m.Regex = param
+		// Coraza compiles @rx with (?s), as ModSecurity with
+		// PCRE_DOTALL: '.' matches a newline.
+		m.Flags = []string{"dotall"}
 		if param == "^$" {
 			// "The value is empty": no byte at all.
 			m.Regex, not = `[\s\S]`, !not
@@ -664,6 +707,16 @@ func (t *translator) condition(d *draft, l Directive, acts []Action, prev *yMatc
 		}
 		m.Phrases = dedupe(ph)
 		m.Flags = []string{"caseless"}
+		if not && len(m.Phrases) <= maxNegatedPhrases {
+			// "None of the phrases": one pattern, so that the negation
+			// is over the whole list (a negated phrase list holds for a
+			// value some phrase misses).
+			q := make([]string, len(m.Phrases))
+			for i, p := range m.Phrases {
+				q[i] = quoteMeta(p)
+			}
+			m.Regex, m.Phrases = "(?:"+strings.Join(q, "|")+")", nil
+		}
 	case "@detectsqli":
 		m.Detect = "sqli"
 	case "@detectxss":
@@ -720,6 +773,10 @@ func (t *translator) condition(d *draft, l Directive, acts []Action, prev *yMatc
 	}
 	return m, nil
 }
+
+// maxNegatedPhrases bounds the phrases of a negated @pm written as one
+// alternation.
+const maxNegatedPhrases = 256
 
 // transformOf maps ModSecurity transformations to deepwall transforms; ""
 // means the transformation does not change what is matched.
@@ -956,17 +1013,27 @@ type yAnomaly struct {
 }
 
 type yMatch struct {
-	Field      string   `yaml:"field,omitempty"`
-	Fields     []string `yaml:"fields,omitempty"`
-	Regex      string   `yaml:"regex,omitempty"`
-	Phrases    []string `yaml:"phrases,omitempty,flow"`
-	Detect     string   `yaml:"detect,omitempty"`
-	Count      string   `yaml:"count,omitempty"`
-	Not        bool     `yaml:"not,omitempty"`
-	Flags      []string `yaml:"flags,omitempty,flow"`
-	Transforms []string `yaml:"transforms,omitempty,flow"`
-	MultiMatch bool     `yaml:"multi_match,omitempty"`
-	Except     []string `yaml:"except,omitempty,flow"`
+	Field      string    `yaml:"field,omitempty"`
+	Fields     []string  `yaml:"fields,omitempty"`
+	Regex      string    `yaml:"regex,omitempty"`
+	Phrases    []string  `yaml:"phrases,omitempty,flow"`
+	Detect     string    `yaml:"detect,omitempty"`
+	Count      string    `yaml:"count,omitempty"`
+	Not        bool      `yaml:"not,omitempty"`
+	Flags      []string  `yaml:"flags,omitempty,flow"`
+	Transforms []string  `yaml:"transforms,omitempty,flow"`
+	MultiMatch bool      `yaml:"multi_match,omitempty"`
+	Except     []string  `yaml:"except,omitempty,flow"`
+	Compare    *yCompare `yaml:"compare,omitempty,flow"`
+}
+
+// yCompare is a condition's compare: option.
+type yCompare struct {
+	Group     int    `yaml:"group"`
+	Op        string `yaml:"op"`
+	Field     string `yaml:"field,omitempty"`
+	WithGroup int    `yaml:"with_group,omitempty"`
+	Not       bool   `yaml:"not,omitempty"`
 }
 
 func (m *yMatch) setFields(fs []string) {

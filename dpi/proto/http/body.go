@@ -18,18 +18,27 @@ const (
 	BodyForm                      // application/x-www-form-urlencoded
 	BodyJSON                      // application/json, */*+json
 	BodyMultipart                 // multipart/form-data with a boundary
+	BodyXML                       // application/xml, text/xml, application/soap+xml
 )
 
 // Bounds on body argument parsing.
 const (
-	MaxBoundary  = 70  // RFC 2046 bounds a boundary to 70 characters
-	MaxJSONDepth = 64  // nesting followed in a JSON body; deeper values are skipped
-	MaxBodyParts = 256 // multipart parts parsed
+	MaxBoundary  = 70   // RFC 2046 bounds a boundary to 70 characters
+	MaxJSONDepth = 64   // nesting followed in a JSON body; deeper values are skipped
+	MaxBodyParts = 256  // multipart parts parsed
+	MaxXMLValues = 4096 // XML text and attribute values reported from one body
 )
 
 // BodyKindOf classifies a Content-Type value and returns the multipart
 // boundary (a slice of ct) for BodyMultipart.
 func BodyKindOf(ct []byte) (BodyKind, []byte) {
+	// Coraza's recommended set-up parses XML for a Content-Type matching
+	// ^(?:application(?:/soap\+|/)|text/)xml in any case.
+	for _, p := range [...]string{"application/xml", "application/soap+xml", "text/xml"} {
+		if len(ct) >= len(p) && equalFold(ct[:len(p)], p) {
+			return BodyXML, nil
+		}
+	}
 	mt := ct
 	if i := bytes.IndexByte(mt, ';'); i >= 0 {
 		mt = mt[:i]
@@ -51,30 +60,123 @@ func BodyKindOf(ct []byte) (BodyKind, []byte) {
 }
 
 // param returns the value of parameter name of a header value such as
-// `multipart/form-data; boundary="x"`, unquoted, or nil.
+// `multipart/form-data; boundary="x"` (a quoted value as sent, between
+// its quotes, escapes kept), or nil. A ';' inside quotes does not end a
+// parameter.
 func param(v []byte, name string) []byte {
-	for {
-		i := bytes.IndexByte(v, ';')
-		if i < 0 {
-			return nil
+	val, _ := paramQuoted(v, name)
+	return val
+}
+
+// paramQuoted is param, also reporting whether the value was quoted.
+func paramQuoted(v []byte, name string) ([]byte, bool) {
+	for i := 0; i < len(v); {
+		// Skip to the next ';' outside quotes.
+		for i < len(v) && v[i] != ';' {
+			if v[i] == '"' {
+				i = quotedEnd(v, i)
+			}
+			i++
 		}
-		v = v[i+1:]
-		p := trimOWS(v)
-		if j := bytes.IndexByte(p, ';'); j >= 0 {
-			p = p[:j]
+		if i >= len(v) {
+			return nil, false
 		}
-		eq := bytes.IndexByte(p, '=')
-		if eq < 0 || !equalFold(trimOWS(p[:eq]), name) {
+		i++
+		j := i
+		for j < len(v) && v[j] != ';' && v[j] != '=' {
+			j++
+		}
+		if j >= len(v) || v[j] != '=' || !equalFold(trimOWS(v[i:j]), name) {
 			continue
 		}
-		val := trimOWS(p[eq+1:])
-		if len(val) >= 2 && val[0] == '"' {
-			if k := bytes.IndexByte(val[1:], '"'); k >= 0 {
-				return val[1 : 1+k]
+		k := j + 1
+		for k < len(v) && (v[k] == ' ' || v[k] == '\t') {
+			k++
+		}
+		if k < len(v) && v[k] == '"' {
+			e := quotedEnd(v, k)
+			if e < len(v) {
+				return v[k+1 : e], true
+			}
+			return v[k+1:], true
+		}
+		e := k
+		for e < len(v) && v[e] != ';' {
+			e++
+		}
+		return trimOWS(v[k:e]), false
+	}
+	return nil, false
+}
+
+// quotedEnd returns the index of the '"' closing the quoted string opened
+// at v[i] (a backslash escapes the next byte), or len(v).
+func quotedEnd(v []byte, i int) int {
+	for j := i + 1; j < len(v); j++ {
+		switch v[j] {
+		case '\\':
+			j++
+		case '"':
+			return j
+		}
+	}
+	return len(v)
+}
+
+// unquote appends quoted-string content q to dst as Go's mime package
+// reads it (what Coraza's multipart parser uses): a backslash before one
+// of the tspecials ()<>@,;:\"/[]?= stands for that byte, any other
+// backslash is kept.
+func unquote(dst, q []byte) []byte {
+	for i := 0; i < len(q); i++ {
+		if q[i] == '\\' && i+1 < len(q) && strings.IndexByte(`()<>@,;:\"/[]?=`, q[i+1]) >= 0 {
+			i++
+		}
+		dst = append(dst, q[i])
+	}
+	return dst
+}
+
+// dispParam returns parameter name of a Content-Disposition value,
+// unquoted into buf when quoted with escapes (the value and buf).
+func dispParam(v []byte, name string, buf []byte) ([]byte, []byte) {
+	val, quoted := paramQuoted(v, name)
+	if !quoted || bytes.IndexByte(val, '\\') < 0 {
+		return val, buf
+	}
+	s := len(buf)
+	buf = unquote(buf, val)
+	return buf[s:len(buf):len(buf)], buf
+}
+
+// filenameStar decodes an RFC 2231/5987 extended value
+// (charset'language'percent-encoded) into buf, as Coraza does for
+// filename*= (the text after the second quote, %XX decoded, other bytes
+// kept); ok is false when it has no two quotes.
+func filenameStar(v, buf []byte) ([]byte, []byte, bool) {
+	a := bytes.IndexByte(v, '\'')
+	if a < 0 {
+		return nil, buf, false
+	}
+	b := bytes.IndexByte(v[a+1:], '\'')
+	if b < 0 {
+		return nil, buf, false
+	}
+	v = v[a+1+b+1:]
+	s := len(buf)
+	for i := 0; i < len(v); i++ {
+		if v[i] == '%' && i+2 < len(v) {
+			if h, ok := unhex(v[i+1]); ok {
+				if l, ok := unhex(v[i+2]); ok {
+					buf = append(buf, h<<4|l)
+					i += 2
+					continue
+				}
 			}
 		}
-		return val
+		buf = append(buf, v[i])
 	}
+	return buf[s:len(buf):len(buf)], buf, true
 }
 
 // BodyArgs receives what ParseBody finds. Slices are valid only during the
@@ -88,6 +190,16 @@ type BodyArgs interface {
 	File(field, filename []byte)
 	// PartHeader is one header line of a multipart part, "Name: value".
 	PartHeader(line []byte)
+}
+
+// XMLValues receives the values of an XML body, when the BodyArgs given
+// to ParseBody implements it too. Slices are valid only during the call.
+type XMLValues interface {
+	// XMLText is the text between two tags (CDATA included), trimmed of
+	// white space, when not empty (Coraza's XML:/*).
+	XMLText(v []byte)
+	// XMLAttr is an attribute value (XML://@*).
+	XMLAttr(v []byte)
 }
 
 // ParseBody finds the arguments of a request body of kind k. buf is a
@@ -128,7 +240,11 @@ func ParseBody(k BodyKind, boundary, body, buf []byte, maxArgs int, sink BodyArg
 		j.value(nil, 0)
 		buf = j.buf
 	case BodyMultipart:
-		parseMultipart(body, boundary, maxArgs, sink)
+		buf = parseMultipart(body, boundary, buf, maxArgs, sink)
+	case BodyXML:
+		if xs, ok := sink.(XMLValues); ok {
+			parseXML(body, xs)
+		}
 	}
 	return buf
 }
@@ -299,19 +415,19 @@ func (j *jsonWalker) str() []byte {
 }
 
 // parseMultipart reports the parts of a multipart/form-data body.
-func parseMultipart(body, boundary []byte, maxArgs int, sink BodyArgs) {
+func parseMultipart(body, boundary, buf []byte, maxArgs int, sink BodyArgs) []byte {
 	var delim [2 + MaxBoundary]byte
 	d := append(append(delim[:0], '-', '-'), boundary...)
 	i := bytes.Index(body, d)
 	for parts := 0; i >= 0 && parts < MaxBodyParts; parts++ {
 		rest := body[i+len(d):]
 		if bytes.HasPrefix(rest, []byte("--")) {
-			return // closing delimiter
+			return buf // closing delimiter
 		}
 		// The part's headers start on the next line.
 		nl := bytes.IndexByte(rest, '\n')
 		if nl < 0 {
-			return
+			return buf
 		}
 		rest = rest[nl+1:]
 		end := bytes.Index(rest, d)
@@ -338,9 +454,18 @@ func parseMultipart(body, boundary []byte, maxArgs int, sink BodyArgs) {
 			}
 			sink.PartHeader(line)
 			if c := bytes.IndexByte(line, ':'); c > 0 && equalFold(trimOWS(line[:c]), "content-disposition") {
+				// Names and file names as Coraza reads them (Go's mime
+				// quoting; filename*= decoded and preferred).
 				v := line[c+1:]
-				name = param(v, "name")
-				if fn := param(v, "filename"); fn != nil || bytes.Contains(v, []byte("filename")) {
+				name, buf = dispParam(v, "name", buf)
+				var fn []byte
+				fn, buf = dispParam(v, "filename", buf)
+				if star, ok := paramQuoted(v, "filename*"); star != nil || ok {
+					if dec, b, ok := filenameStar(star, buf); ok {
+						fn, buf = dec, b
+					}
+				}
+				if fn != nil || bytes.Contains(v, []byte("filename")) {
 					filename, hasFile = fn, true
 				}
 			}
@@ -354,4 +479,124 @@ func parseMultipart(body, boundary []byte, maxArgs int, sink BodyArgs) {
 			sink.Arg(name, part)
 		}
 	}
+	return buf
 }
+
+// parseXML reports the text and attribute values of an XML body the way
+// Coraza's lenient XML reader sees them: text between tags trimmed of
+// white space (CDATA sections are text), attribute values quoted with "
+// or ' (or unquoted), processing instructions, comments and declarations
+// skipped. Entities are not decoded. At most MaxXMLValues values; a
+// malformed document ends the walk.
+func parseXML(body []byte, sink XMLValues) {
+	n := 0
+	text := func(v []byte) {
+		if v = bytes.TrimSpace(v); len(v) > 0 && n < MaxXMLValues {
+			n++
+			sink.XMLText(v)
+		}
+	}
+	for i := 0; i < len(body) && n < MaxXMLValues; {
+		lt := bytes.IndexByte(body[i:], '<')
+		if lt < 0 {
+			text(body[i:])
+			return
+		}
+		text(body[i : i+lt])
+		i += lt
+		rest := body[i:]
+		switch {
+		case bytes.HasPrefix(rest, []byte("<!--")):
+			e := bytes.Index(rest[4:], []byte("-->"))
+			if e < 0 {
+				return
+			}
+			i += 4 + e + 3
+		case bytes.HasPrefix(rest, []byte("<![CDATA[")):
+			e := bytes.Index(rest[9:], []byte("]]>"))
+			if e < 0 {
+				text(rest[9:])
+				return
+			}
+			text(rest[9 : 9+e])
+			i += 9 + e + 3
+		case bytes.HasPrefix(rest, []byte("<?")):
+			e := bytes.Index(rest[2:], []byte("?>"))
+			if e < 0 {
+				return
+			}
+			i += 2 + e + 2
+		case bytes.HasPrefix(rest, []byte("<!")), bytes.HasPrefix(rest, []byte("</")):
+			e := bytes.IndexByte(rest, '>')
+			if e < 0 {
+				return
+			}
+			i += e + 1
+		default:
+			e, ok := xmlTag(rest, sink, &n)
+			if !ok {
+				return
+			}
+			i += e
+		}
+	}
+}
+
+// xmlTag reads the start tag at the beginning of t (t[0] == '<'),
+// reporting its attribute values, and returns its length.
+func xmlTag(t []byte, sink XMLValues, n *int) (int, bool) {
+	i := 1
+	for i < len(t) && !xmlSpace(t[i]) && t[i] != '>' && t[i] != '/' {
+		i++
+	}
+	for i < len(t) {
+		for i < len(t) && (xmlSpace(t[i]) || t[i] == '/') {
+			i++
+		}
+		if i >= len(t) {
+			return 0, false
+		}
+		if t[i] == '>' {
+			return i + 1, true
+		}
+		// An attribute name, then = and a value.
+		for i < len(t) && !xmlSpace(t[i]) && t[i] != '=' && t[i] != '>' && t[i] != '/' {
+			i++
+		}
+		for i < len(t) && xmlSpace(t[i]) {
+			i++
+		}
+		if i >= len(t) || t[i] != '=' {
+			continue
+		}
+		i++
+		for i < len(t) && xmlSpace(t[i]) {
+			i++
+		}
+		if i >= len(t) {
+			return 0, false
+		}
+		var v []byte
+		if q := t[i]; q == '"' || q == '\'' {
+			e := bytes.IndexByte(t[i+1:], q)
+			if e < 0 {
+				return 0, false
+			}
+			v = t[i+1 : i+1+e]
+			i += e + 2
+		} else {
+			s := i
+			for i < len(t) && !xmlSpace(t[i]) && t[i] != '>' && t[i] != '/' {
+				i++
+			}
+			v = t[s:i]
+		}
+		if *n < MaxXMLValues {
+			*n++
+			sink.XMLAttr(v)
+		}
+	}
+	return 0, false
+}
+
+func xmlSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }

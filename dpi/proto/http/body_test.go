@@ -17,6 +17,55 @@ func (b *bodyRec) File(field, filename []byte) {
 	b.got = append(b.got, "file:"+string(field)+"="+string(filename))
 }
 func (b *bodyRec) PartHeader(line []byte) { b.got = append(b.got, "hdr:"+string(line)) }
+func (b *bodyRec) XMLText(v []byte)       { b.got = append(b.got, "text:"+string(v)) }
+func (b *bodyRec) XMLAttr(v []byte)       { b.got = append(b.got, "attr:"+string(v)) }
+
+// TestParseBodyNames checks multipart names and file names as Coraza reads
+// them (Go's mime quoting, RFC 2231 filename*) and XML values.
+func TestParseBodyNames(t *testing.T) {
+	part := func(disp string) string {
+		return "--b\r\nContent-Disposition: form-data; " + disp + "\r\n\r\nv\r\n--b--\r\n"
+	}
+	files := func(got []string) []string {
+		var out []string
+		for _, g := range got {
+			if !strings.HasPrefix(g, "hdr:") {
+				out = append(out, g)
+			}
+		}
+		return out
+	}
+	tests := []struct {
+		name, ct, body string
+		want           []string
+	}{
+		{"semicolon in quotes", "multipart/form-data; boundary=b", part(`name="zzz&auml;&euml;zzz"; filename="test"`), []string{"file:zzz&auml;&euml;zzz=test"}},
+		{"entity file name", "multipart/form-data; boundary=b", part(`name="a"; filename="zzz&amp;zzz"`), []string{"file:a=zzz&amp;zzz"}},
+		{"escaped quote", "multipart/form-data; boundary=b", part(`name="a\"b"; filename="x"`), []string{`file:a"b=x`}},
+		{"backslash kept", "multipart/form-data; boundary=b", part(`name="test"; filename="1.j\s\p"`), []string{`file:test=1.j\s\p`}},
+		{"filename star", "multipart/form-data; boundary=b", part(`name="f"; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf`), []string{"file:f=résumé.pdf"}},
+		{"filename star wins", "multipart/form-data; boundary=b", part(`name="f"; filename="plain.txt"; filename*=utf-8'en'star.txt`), []string{"file:f=star.txt"}},
+		{"unquoted", "multipart/form-data; boundary=b", part(`name=f; filename=a.txt`), []string{"file:f=a.txt"}},
+		{"quoted boundary with semicolon", `multipart/form-data; boundary="b;x"`, "--b;x\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--b;x--\r\n", []string{"arg:a=1"}},
+		{"xml", "application/xml", `<?xml version="1.0"?><!DOCTYPE a><a x="1" y='two'>  hi <b z=3/><!-- no --><![CDATA[c d]]></a>`,
+			[]string{"attr:1", "attr:two", "text:hi", "attr:3", "text:c d"}},
+		{"text/xml", "Text/XML; charset=utf-8", "<a>t</a>", []string{"text:t"}},
+		{"soap", "application/soap+xml", "<e:Envelope><e:Body>x</e:Body></e:Envelope>", []string{"text:x"}},
+		{"xml truncated", "application/xml", `<a b="1">text<c d="`, []string{"attr:1", "text:text"}},
+		{"xml not a type", "application/xhtml+xml", "<a>t</a>", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			k, b := BodyKindOf([]byte(tc.ct))
+			var r bodyRec
+			var found proto.KindSet
+			ParseBody(k, b, []byte(tc.body), nil, 100, &r, &found)
+			if got := files(r.got); !slices.Equal(got, tc.want) {
+				t.Errorf("got %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
 
 func TestParseBody(t *testing.T) {
 	mp := "preamble\r\n--b1\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\ny\r\n--b1\r\nContent-Disposition: form-data; name=\"f\"; filename=\"../x.php\"\r\nContent-Type: text/plain\r\n\r\ndata\r\n--b1--\r\n"
@@ -72,8 +121,10 @@ func FuzzParseBody(f *testing.F) {
 	f.Add(uint8(2), `{"a":[1,{"b":"\ud800"}],"c":"\u12"}`, "")
 	f.Add(uint8(3), "--b\r\nContent-Disposition: form-data; name=x; filename=\r\n\r\nv\r\n--b--", "b")
 	f.Add(uint8(3), "--b\nContent-Disposition: form-data; name=\"x\"\n\nv\n--b\n", "b")
+	f.Add(uint8(3), "--b\r\nContent-Disposition: form-data; name=\"a;\\\"b\"; filename*=UTF-8''%41%zz%\r\n\r\nv\r\n--b--", "b")
+	f.Add(uint8(4), `<?xml version="1.0"?><a x="1" y='2' z=3><!-- c --><![CDATA[d]]>e<f/></a`, "")
 	f.Fuzz(func(t *testing.T, kind uint8, body, boundary string) {
-		k := BodyKind(kind % 4)
+		k := BodyKind(kind % 5)
 		if len(boundary) > MaxBoundary {
 			boundary = boundary[:MaxBoundary]
 		}
