@@ -35,6 +35,9 @@ type Report struct {
 	Imported  int            `json:"crs_rules_translated"`
 	Untrans   int            `json:"crs_rules_untranslated"`
 	DefaultPk FamilyStats    `json:"default_pack_930_944"`
+	// DefaultPL splits DefaultPk by the paranoia level of the CRS rule
+	// each attack test targets (PL1..PL4, all).
+	DefaultPL []FamilyStats `json:"default_pack_930_944_by_paranoia"`
 }
 
 // TestsDir finds the CRS tests of the coraza-coreruleset module in the
@@ -79,7 +82,13 @@ func Main(cfg Config, w io.Writer) error {
 	dpRes := RunSuite(dp, tests, true)
 	dpFP := RunBenign(dp, corpus)
 	dp.Close()
-	rep.DefaultPk = dpRes.Subtotal("930", "931", "932", "933", "934", "941", "942", "943", "944")
+	attackFams := []string{"930", "931", "932", "933", "934", "941", "942", "943", "944"}
+	rep.DefaultPk = dpRes.Subtotal(attackFams...)
+	plOf, err := CRSParanoia()
+	if err != nil {
+		return err
+	}
+	rep.DefaultPL = ByParanoia(dpRes, tests, plOf, attackFams...)
 	rep.Benign = append(rep.Benign, dpFP)
 
 	// Imported CRS at each paranoia level (suite at PL1), Coraza beside it.
@@ -164,6 +173,9 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 			fmt.Fprintln(w)
 		}
 	}
+	if len(rep.DefaultPL) > 0 {
+		writeParanoiaTable(w, rep)
+	}
 	fmt.Fprintf(w, "### Benign corpus (%d requests): false positives (blocked requests)\n\n| rule set | blocked | rate | requests/s (1 core) | rules that matched (top) |\n|---|---|---|---|---|\n", rep.Benign[0].Requests)
 	for _, b := range rep.Benign {
 		fmt.Fprintf(w, "| %s | %d | %.2f%% | %.0f | %s |\n", b.Runner, b.Blocked, 100*b.Rate, b.ReqPerS, b.TopRules(6))
@@ -177,4 +189,30 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 	for _, s := range rep.Suite {
 		WriteMisses(w, s, 40)
 	}
+}
+
+// writeParanoiaTable writes the default pack's 930-944 catch rate by the
+// paranoia level of the CRS rule each attack test targets, beside the
+// imported CRS's false-positive rate at that level (when measured): what
+// blocking that level's tests costs CRS on the benign corpus.
+func writeParanoiaTable(w io.Writer, rep *Report) {
+	fp := map[string]string{}
+	for _, b := range rep.Benign {
+		if pl, ok := strings.CutPrefix(b.Runner, "deepwall-crs-pl"); ok {
+			fp["PL"+pl] = fmt.Sprintf("%d/%d (%.2f%%)", b.Blocked, b.Requests, 100*b.Rate)
+		}
+	}
+	fmt.Fprintf(w, "#### Default pack by the paranoia level of the tested CRS rule (families 930-944)\n\n")
+	fmt.Fprintf(w, "| CRS paranoia level | attack tests blocked | misses | imported CRS at this level: benign blocked |\n|---|---|---|---|\n")
+	for _, r := range rep.DefaultPL {
+		name, f := r.Family, fp[r.Family]
+		if name == "all" {
+			name = "**all**"
+		}
+		if f == "" {
+			f = "-"
+		}
+		fmt.Fprintf(w, "| %s | %d/%d (%s) | %d | %s |\n", name, r.Caught, r.Expected, pct(r.Caught, r.Expected), r.Expected-r.Caught, f)
+	}
+	fmt.Fprintln(w)
 }

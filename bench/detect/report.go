@@ -3,9 +3,15 @@ package detect
 import (
 	"fmt"
 	"io"
+	"io/fs"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	coreruleset "github.com/corazawaf/coraza-coreruleset/v4"
+
+	"github.com/deepwall/deepwall/rules/crs"
 )
 
 // Judgement is one runner's result on one test.
@@ -180,4 +186,104 @@ func WriteMisses(w io.Writer, r *SuiteResult, limit int) {
 		fmt.Fprintf(w, "- %s (%d): %s%s\n", f.Family, len(f.Misses), strings.Join(m, " "), more)
 	}
 	fmt.Fprintln(w)
+}
+
+// CRSParanoia maps every rule id of the embedded Core Rule Set to its
+// paranoia level: the `paranoia-level/N` tag of the rule (the first rule
+// of a chain carries it). Rules without the tag (bookkeeping) are left
+// out.
+func CRSParanoia() (map[uint32]int, error) {
+	sub, err := fs.Sub(coreruleset.FS, "@owasp_crs")
+	if err != nil {
+		return nil, err
+	}
+	files, err := fs.Glob(sub, "*.conf")
+	if err != nil {
+		return nil, err
+	}
+	out := map[uint32]int{}
+	for _, name := range files {
+		data, err := fs.ReadFile(sub, name)
+		if err != nil {
+			return nil, fmt.Errorf("read crs %s: %w", name, err)
+		}
+		dirs, err := crs.ParseSecLang(name, data)
+		if err != nil {
+			return nil, fmt.Errorf("crs paranoia levels: %w", err)
+		}
+		for _, d := range dirs {
+			if !strings.EqualFold(d.Name, "SecRule") || len(d.Args) < 3 {
+				continue
+			}
+			acts, err := crs.ParseActions(d.Args[2])
+			if err != nil {
+				continue
+			}
+			var id uint32
+			pl := 0
+			for _, a := range acts {
+				switch a.Name {
+				case "id":
+					if v, err := strconv.ParseUint(a.Value, 10, 32); err == nil {
+						id = uint32(v)
+					}
+				case "tag":
+					if n, ok := strings.CutPrefix(a.Value, "paranoia-level/"); ok {
+						if v, err := strconv.Atoi(n); err == nil {
+							pl = v
+						}
+					}
+				}
+			}
+			if id != 0 && pl > 0 {
+				out[id] = pl
+			}
+		}
+	}
+	return out, nil
+}
+
+// ByParanoia regroups a byBlock runner's attack tests of the families
+// named by the paranoia level of the CRS rule each test targets (plOf):
+// rows "PL1".."PL4", "PL?" for a rule without a level (only when there
+// are some), and "all". A test is caught when it is not in its family's
+// misses.
+func ByParanoia(r *SuiteResult, tests []Test, plOf map[uint32]int, fams ...string) []FamilyStats {
+	missed := map[string]bool{}
+	for _, f := range r.Families {
+		if slices.Contains(fams, f.Family) {
+			for _, id := range f.Misses {
+				missed[id] = true
+			}
+		}
+	}
+	rows := make([]FamilyStats, 6)
+	for i := range 4 {
+		rows[i].Family = fmt.Sprintf("PL%d", i+1)
+	}
+	rows[4].Family, rows[5].Family = "PL?", "all"
+	for i := range tests {
+		t := &tests[i]
+		if len(t.Stage.Expect) == 0 || !slices.Contains(fams, t.Family) {
+			continue
+		}
+		row := 4
+		if pl := plOf[t.RuleID]; pl >= 1 && pl <= 4 {
+			row = pl - 1
+		}
+		for _, s := range []*FamilyStats{&rows[row], &rows[5]} {
+			s.Tests++
+			s.Expected++
+			if missed[t.ID] {
+				s.Misses = append(s.Misses, t.ID)
+			} else {
+				s.Caught++
+			}
+		}
+	}
+	rows[5].Misses = nil
+	if rows[4].Tests == 0 {
+		rows = slices.Delete(rows, 4, 5)
+	}
+	return rows
 }
