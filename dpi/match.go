@@ -163,7 +163,7 @@ func (m *matcher) Match(id uint, from, to uint64) {
 		return
 	}
 	p := &gp.g.Patterns[id]
-	if gp.exc && m.name != nil && gp.g.Cond(int(id)).Excluded(m.name) {
+	if gp.exc && skipsName(gp.g.Cond(int(id)), gp.g.Field.Kind, m.name) {
 		return
 	}
 	if gp.multi && p.Not && m.sl == nil && m.w.fired[id] {
@@ -344,7 +344,10 @@ func (w *worker) scanValue(fp *fieldPlan, name, value []byte, sc *scope, d flow.
 	}
 	for _, ref := range fp.detect {
 		m := ref.Match()
-		if name != nil && fp.field.Kind == rules.FieldHTTPHeaderValue && m.Excluded(name) {
+		if skipsName(m, fp.field.Kind, name) {
+			// The result depends on the name: a quiet verdict must not
+			// be replayed for the same value under a name the
+			// condition selects.
 			quiet = false
 			continue
 		}
@@ -391,11 +394,21 @@ func (w *worker) negated(gp *groupPlan, name []byte, sc *scope, d flow.Dir) {
 		if w.fired[id] {
 			continue
 		}
-		if gp.exc && name != nil && gp.g.Cond(id).Excluded(name) {
+		if gp.exc && skipsName(gp.g.Cond(id), gp.g.Field.Kind, name) {
 			continue
 		}
 		w.condHit(gp.g.Rules[id], gp.g.Patterns[id].Cond, gp.g.Field, nil, gp.sens[id], sc, d)
 	}
+}
+
+// skipsName reports whether condition c does not apply to a value of
+// field k named name: except: leaves out a header value by its header
+// name, name:/name_regex: keep only the values of some names.
+func skipsName(c *rules.Match, k rules.FieldKind, name []byte) bool {
+	if c.NameFilter() && !c.Selects(name) {
+		return true
+	}
+	return name != nil && k == rules.FieldHTTPHeaderValue && c.Excluded(name)
 }
 
 // counts evaluates the count: conditions of fp over n values (values of

@@ -265,9 +265,10 @@ func newRuleset(c *rules.Compiled, gen uint64, workers int) (rs *ruleset, err er
 		}
 		gp.multi, gp.neg = g.Multi, len(g.Negated) > 0
 		for i := range g.Patterns {
-			gp.exc = gp.exc || g.Field.Kind == rules.FieldHTTPHeaderValue && len(g.Cond(i).Except) > 0
+			c := g.Cond(i)
+			gp.exc = gp.exc || g.Field.Kind == rules.FieldHTTPHeaderValue && len(c.Except) > 0 || c.NameFilter()
 		}
-		if gp.exc {
+		if gp.exc && g.Field.Kind == rules.FieldHTTPHeaderValue {
 			gp.skip = commonExcept(g)
 		}
 		for i := range g.Patterns {

@@ -164,3 +164,41 @@ func TestQuietReload(t *testing.T) {
 		t.Errorf("after reload: alerts %v", got)
 	}
 }
+
+// TestQuietNamed checks that a condition selecting values by name
+// (name:) is not bypassed by the quiet-value cache: a value inspected
+// first under a name the condition does not select (so its detector was
+// skipped) must not be replayed as quiet under a name it selects.
+func TestQuietNamed(t *testing.T) {
+	tests := []struct {
+		name   string
+		rules  string
+		reqs   []string
+		alerts []string
+	}{
+		{"detect by name", "  - {id: 1, action: block, match: {field: http.arg, detect: sqli, name: [q]}}\n",
+			[]string{"GET /?x=1%27%20or%20%271%27%3D%271 HTTP/1.1\r\nHost: a\r\n\r\n", "GET /?Q=1%27%20or%20%271%27%3D%271 HTTP/1.1\r\nHost: a\r\n\r\n"},
+			[]string{"blocked:1"}},
+		{"regex by name", "  - {id: 1, action: block, match: {field: http.cookie, regex: '^1$', name_regex: '\\x22?\\x24version'}}\n",
+			[]string{"GET / HTTP/1.1\r\nHost: a\r\nCookie: MyVersion=1\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\r\nCookie: $Version=1\r\n\r\n"},
+			[]string{"blocked:1"}},
+		{"negated by name", "  - {id: 1, action: alert, match: {field: http.arg, regex: '^utf-8$', not: true, name: [_charset_]}}\n",
+			[]string{"GET /?a=utf-7 HTTP/1.1\r\nHost: a\r\n\r\n", "GET /?_charset_=utf-7 HTTP/1.1\r\nHost: a\r\n\r\n", "GET /?_charset_=utf-8 HTTP/1.1\r\nHost: a\r\n\r\n"},
+			[]string{"allowed:1"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, compileRules(t, "rules:\n"+tc.rules), Config{Workers: 1})
+			c := newCapture(t)
+			for i, req := range tc.reqs {
+				c.tcp(fmt.Sprintf("198.18.0.1:%d", 41000+i), srv).handshake().send(flow.ToServer, req)
+			}
+			h.run(c)
+			evs := h.take()
+			if got := alerts(evs); !slices.Equal(got, tc.alerts) {
+				dumpEvents(t, evs)
+				t.Errorf("alerts %v, want %v", got, tc.alerts)
+			}
+		})
+	}
+}

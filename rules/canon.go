@@ -159,6 +159,10 @@ func canonicalMatch(m *Match) *yaml.Node {
 		addKV(mn, "validate", str(m.Validate))
 	}
 	addStrings(mn, "except", m.Except)
+	addStrings(mn, "name", m.Names)
+	if m.NameRegex != "" {
+		addKV(mn, "name_regex", str(m.NameRegex))
+	}
 	if c := m.Compare; c != nil {
 		cn := &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
 		addKV(cn, "group", intNode(c.Group))

@@ -190,6 +190,9 @@ func checkMatch(r *Rule, m *Match, sink *errorSink, regex bool) {
 	if len(m.Except) > 0 && !slices.Contains(fields, Field{Kind: FieldHTTPHeaderValue}) {
 		sink.errorf(at("except"), r, "except: names headers an http.header_value condition skips, and this condition has no http.header_value field")
 	}
+	if m.NameFilter() {
+		checkNames(r, m, fields, sink, at)
+	}
 	for _, p := range m.Phrases {
 		if p == "" || len(p) > MaxPhraseLen {
 			sink.errorf(at("phrases"), r, "phrases must be 1 to %d bytes", MaxPhraseLen)
@@ -235,6 +238,48 @@ func checkMatch(r *Rule, m *Match, sink *errorSink, regex bool) {
 
 // checkCompare checks a condition's compare: its regex, the fields it
 // captures from and the field it compares with.
+// checkNames checks a condition's name: and name_regex: (a Match built
+// by hand gets its names lower-cased and its regex compiled here).
+func checkNames(r *Rule, m *Match, fields []Field, sink *errorSink, at func(string) Position) {
+	key := "name"
+	if len(m.Names) == 0 {
+		key = "name_regex"
+	}
+	for _, fld := range fields {
+		if !slices.Contains(NamedFields, fld.Kind) {
+			names := make([]string, len(NamedFields))
+			for i, k := range NamedFields {
+				names[i] = Field{Kind: k}.String()
+			}
+			sink.errorf(at(key), r, "%s: selects values by their name, which only %s have, not %s", key, strings.Join(names, ", "), fld)
+			return
+		}
+	}
+	if m.Count != nil {
+		sink.errorf(at(key), r, "%s: does not combine with count: (counting the values of one name is not supported)", key)
+	}
+	if len(m.Names) > MaxNames {
+		sink.errorf(at("name"), r, "name: lists more than %d names", MaxNames)
+	}
+	for i, n := range m.Names {
+		if n == "" || len(n) > MaxValueNameLen {
+			sink.errorf(at("name"), r, "name: entries must be 1 to %d bytes", MaxValueNameLen)
+			break
+		}
+		if l := strings.ToLower(n); l != n {
+			m.Names[i] = l // only when needed: the engine may be reading m
+		}
+	}
+	if m.NameRegex != "" && m.nameRx == nil {
+		re, err := compileNameRegex(m.NameRegex)
+		if err != nil {
+			sink.errorf(at("name_regex"), r, "%v", err)
+			return
+		}
+		m.nameRx = re
+	}
+}
+
 func checkCompare(r *Rule, m *Match, sink *errorSink, regex bool) {
 	c := m.Compare
 	at := func(key string) Position {

@@ -23,7 +23,7 @@ import (
 var (
 	topKeys     = []string{"rules", "include", "acl_default", "paranoia_level"}
 	ruleKeys    = []string{"id", "name", "description", "action", "severity", "category", "enabled", "proto", "src", "dst", "src_port", "dst_port", "app_proto", "app_proto_not", "match", "score", "paranoia", "anomaly"}
-	matchKeys   = []string{"field", "fields", "regex", "phrases", "flags", "transforms", "multi_match", "validate", "detect", "not", "count", "except", "compare"}
+	matchKeys   = []string{"field", "fields", "regex", "phrases", "flags", "transforms", "multi_match", "validate", "detect", "not", "count", "except", "name", "name_regex", "compare"}
 	compareKeys = []string{"group", "op", "field", "with_group", "not"}
 	anomalyKeys = []string{"direction", "threshold"}
 	flagNames   = []string{"caseless", "dotall", "multiline", "utf8"}
@@ -1127,6 +1127,33 @@ func (l *loader) match(f *fileCtx, n *yaml.Node, r *Rule, i int) *Match {
 					continue
 				}
 				m.Except = append(m.Except, strings.ToLower(a.Value))
+			}
+		case "name":
+			items := l.list(f, kv.val, r, "name")
+			if len(items) > MaxNames {
+				l.errs.errorf(f.pos(kv.val), r, "name: lists more than %d names", MaxNames)
+				continue
+			}
+			for _, a := range items {
+				switch {
+				case a.Value == "":
+					l.errs.errorf(f.pos(a), r, "name: an empty name selects nothing")
+				case len(a.Value) > MaxValueNameLen:
+					l.errs.errorf(f.pos(a), r, "name: an entry is longer than %d bytes", MaxValueNameLen)
+				case slices.Contains(m.Names, strings.ToLower(a.Value)):
+					l.errs.errorf(f.pos(a), r, "name: %q is listed twice (names are case-insensitive)", a.Value)
+				default:
+					m.Names = append(m.Names, strings.ToLower(a.Value))
+				}
+			}
+		case "name_regex":
+			if v, ok := l.scalar(f, kv.val, r, "name_regex"); ok {
+				re, err := compileNameRegex(v)
+				if err != nil {
+					l.errs.errorf(f.pos(kv.val), r, "%v", err)
+					continue
+				}
+				m.NameRegex, m.nameRx = v, re
 			}
 		case "regex":
 			v := l.resolve(f, kv.val)

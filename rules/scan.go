@@ -261,7 +261,7 @@ func (c *Compiled) EvalValues(fields Values, s *hyperscan.Scratch) ([]*Rule, err
 				if fired[id] == p.Not {
 					continue
 				}
-				if g.Field.Kind == FieldHTTPHeaderValue && g.Cond(id).Excluded(v.Name) {
+				if g.Field.Kind == FieldHTTPHeaderValue && g.Cond(id).Excluded(v.Name) || !g.Cond(id).Selects(v.Name) {
 					continue
 				}
 				hold(r, p.Cond)
@@ -271,7 +271,7 @@ func (c *Compiled) EvalValues(fields Values, s *hyperscan.Scratch) ([]*Rule, err
 	var d Detector
 	for _, ref := range c.DetectConds {
 		for _, v := range fields[ref.Field] {
-			if ref.Field.Kind == FieldHTTPHeaderValue && ref.Match().Excluded(v.Name) {
+			if ref.Field.Kind == FieldHTTPHeaderValue && ref.Match().Excluded(v.Name) || !ref.Match().Selects(v.Name) {
 				continue
 			}
 			if h, _ := d.MatchField(ref.Match(), ref.Field, v.Data); h {

@@ -30,6 +30,8 @@ const (
 	MaxCondFields   = 32       // fields of one condition
 	MaxPhrases      = 16384    // phrases of one condition
 	MaxPhraseLen    = 1024     // bytes of one phrase
+	MaxNames        = 64       // entries of one condition's name:
+	MaxValueNameLen = 256      // bytes of one name: entry or of name_regex:
 	MaxScore        = 1000     // anomaly score of one rule, and a threshold
 	MaxParanoia     = 4        // paranoia levels are 1 to MaxParanoia
 	maxYAMLNodes    = 1 << 21  // YAML nodes visited in one file (aliases included)
@@ -509,6 +511,15 @@ type Match struct {
 	// Except names request headers (lower case) whose values an
 	// http.header_value condition skips.
 	Except []string
+	// Names (lower case) and NameRegex select, on a field of named values
+	// (NamedFields: arguments, cookies, header values, files), the values
+	// the condition applies to: those whose name is one of Names or
+	// matches NameRegex, ASCII case-insensitively (SecLang's ARGS:name,
+	// REQUEST_COOKIES:/regex/, as Coraza's case-insensitive collections).
+	// Both empty: every value.
+	Names     []string
+	NameRegex string
+	nameRx    *regexp.Regexp // NameRegex compiled, (?i) and unanchored
 	// Compare, on a regex condition, also requires a capture group of the
 	// regex's first match in the value to compare with another request
 	// field's value (compare.go).
@@ -538,6 +549,52 @@ func (m *Match) Chains() [][]Transform {
 	}
 	return out
 }
+
+// NameFilter reports whether the condition applies only to values of
+// some names (name: or name_regex:).
+func (m *Match) NameFilter() bool { return len(m.Names) > 0 || m.NameRegex != "" }
+
+// Selects reports whether the condition applies to a value named name: no
+// name filter, or name is one of Names or matches NameRegex. A value
+// without a name (nil) is selected only when there is no filter.
+func (m *Match) Selects(name []byte) bool {
+	if !m.NameFilter() {
+		return true
+	}
+	if name == nil {
+		return false
+	}
+	for _, n := range m.Names {
+		if len(n) == len(name) && equalFoldASCII(name, n) {
+			return true
+		}
+	}
+	if m.NameRegex == "" {
+		return false
+	}
+	if m.nameRx == nil {
+		// Parse and Validate compile it; a Match built by hand and never
+		// validated selects nothing rather than everything.
+		return false
+	}
+	return m.nameRx.Match(name)
+}
+
+// compileNameRegex compiles NameRegex as the engine matches it.
+func compileNameRegex(s string) (*regexp.Regexp, error) {
+	if len(s) > MaxValueNameLen {
+		return nil, fmt.Errorf("name_regex is longer than %d bytes", MaxValueNameLen)
+	}
+	re, err := regexp.Compile("(?i)" + s)
+	if err != nil {
+		return nil, fmt.Errorf("name_regex: %w", err)
+	}
+	return re, nil
+}
+
+// NamedFields are the fields whose values have a name that name: and
+// name_regex: select on.
+var NamedFields = []FieldKind{FieldHTTPArg, FieldHTTPCookie, FieldHTTPHeaderValue, FieldHTTPFile, FieldHTTPResponseHeaderValue}
 
 // Excluded reports whether an http.header_value condition skips the
 // values of header name (ASCII case-insensitive).

@@ -23,6 +23,7 @@ type capture struct {
 	acts     []Action // its actions (transformations)
 	group    int      // N of %{tx.N}
 	pre, suf string   // what the setvar puts around the captured text
+	whole    bool     // the whole value of vars copied (%{ARGS.name}), not a capture
 	line     int
 	file     string
 }
@@ -39,7 +40,11 @@ func txSelector(vars string) (string, bool) {
 
 // collectCapture records d when it captures into a tx variable.
 func (t *translator) collectCapture(file string, d Directive, acts []Action) {
-	if len(d.Args) < 3 || !hasAction(acts, "capture") {
+	if len(d.Args) < 3 {
+		return
+	}
+	t.collectNamed(file, d, acts)
+	if !hasAction(acts, "capture") {
 		return
 	}
 	for _, a := range acts {
@@ -71,6 +76,48 @@ func (t *translator) collectCapture(file string, d Directive, acts []Action) {
 		key = strings.TrimPrefix(key, "tx.")
 		c := &capture{vars: d.Args[0], op: d.Args[1], acts: acts, group: n, pre: v[:i], suf: v[i+j+1:], line: d.Line, file: file}
 		if old, seen := t.captures[key]; seen && (old.vars != c.vars || old.op != c.op) {
+			t.captures[key] = nil // set by two different rules: ambiguous
+			continue
+		}
+		t.captures[key] = c
+	}
+}
+
+// collectNamed records a setvar that copies one named argument into a
+// tx variable (`setvar:'tx.922100_charset=|%{ARGS._charset_}|'`) as a
+// capture of that argument's whole value: a later comparison of the
+// variable is then folded into a condition on the argument (name:).
+func (t *translator) collectNamed(file string, d Directive, acts []Action) {
+	for _, a := range acts {
+		if a.Name != "setvar" {
+			continue
+		}
+		k, v, ok := strings.Cut(a.Value, "=")
+		if !ok || strings.Contains(k, "%{") {
+			continue
+		}
+		i := strings.Index(strings.ToLower(v), "%{args.")
+		if i < 0 {
+			continue
+		}
+		j := strings.IndexByte(v[i:], '}')
+		if j < 0 || strings.Contains(v[i+j+1:], "%{") || strings.Contains(v[:i], "%{") {
+			continue
+		}
+		arg := v[i+len("%{args.") : i+j]
+		if arg == "" || strings.ContainsAny(arg, `|:/!&\"`) {
+			continue
+		}
+		key := strings.TrimPrefix(strings.ToLower(k), "tx.")
+		// Only the transformations apply to the copied value.
+		var ts []Action
+		for _, x := range acts {
+			if x.Name == "t" {
+				ts = append(ts, x)
+			}
+		}
+		c := &capture{vars: "ARGS:" + arg, op: "@rx ^(.*)$", acts: ts, group: 1, pre: v[:i], suf: v[i+j+1:], whole: true, line: d.Line, file: file}
+		if old, seen := t.captures[key]; seen && (old == nil || old.vars != c.vars || old.op != c.op) {
 			t.captures[key] = nil // set by two different rules: ambiguous
 			continue
 		}
@@ -173,6 +220,25 @@ func (t *translator) captured(d *draft, sel, op, param string, not bool, acts []
 			return nil, fmt.Errorf("variable TX:%s: @within list has no word of the captured form", sel)
 		}
 		inner = "(?:" + strings.Join(alts, "|") + ")"
+		if c.whole {
+			// The whole value copied (collectNamed): it is (not) one
+			// of the words, a negation over the whole value.
+			if lower {
+				inner = "(?i:" + inner + ")"
+			}
+			op := "@rx "
+			if not {
+				op = "!@rx "
+			}
+			d.folded = c.line
+			syn := Directive{Name: "SecRule", Line: c.line, Args: []string{c.vars, op + "^" + inner + "$", ""}}
+			d.notes = append(d.notes, fmt.Sprintf("TX:%s @within folded into a condition on %s", sel, c.vars))
+			m, err := t.condition(d, syn, c.acts, nil)
+			if err != nil {
+				return nil, fmt.Errorf("variable TX:%s (set at %s:%d): %w", sel, c.file, c.line, err)
+			}
+			return m, nil
+		}
 		if post == "" || not {
 			// Where nothing follows the group, the lookahead ends the word
 			// where the group's repetition would.

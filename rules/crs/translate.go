@@ -486,6 +486,10 @@ var varFields = map[string]string{
 	"MULTIPART_PART_HEADERS": "http.part_header",
 }
 
+// namedVars are the collections whose selection by name (ARGS:x,
+// REQUEST_COOKIES:/re/) becomes name: or name_regex:.
+var namedVars = map[string]bool{"ARGS": true, "ARGS_GET": true, "ARGS_POST": true, "REQUEST_COOKIES": true, "FILES": true}
+
 // approximate variables: translated to a broader field.
 var varApprox = map[string]string{
 	"ARGS_GET":       "ARGS_GET matched as ARGS (query and body arguments)",
@@ -511,6 +515,8 @@ func (t *translator) condition(d *draft, l Directive, acts []Action, prev *yMatc
 	// Variables.
 	counting, matchedVars, length, tlength := false, false, false, false
 	var fields []string
+	var names []string // named selections (ARGS:x): name: / name_regex:
+	nameRx, named, vars := "", 0, 0
 	if sel, ok := txSelector(l.Args[0]); ok {
 		return t.captured(d, sel, name, param, not, acts)
 	}
@@ -534,6 +540,7 @@ func (t *translator) condition(d *draft, l Directive, acts []Action, prev *yMatc
 		}
 		base, sel, hasSel := strings.Cut(v, ":")
 		base = strings.ToUpper(base)
+		vars++
 		switch base {
 		case "MATCHED_VAR", "MATCHED_VARS":
 			if prev == nil {
@@ -575,6 +582,19 @@ func (t *translator) condition(d *draft, l Directive, acts []Action, prev *yMatc
 				return nil, fmt.Errorf("variable %s: header selection by regex is not supported", v)
 			case counting && base == "ARGS" || counting && base == "REQUEST_COOKIES" || counting && base == "FILES":
 				return nil, fmt.Errorf("variable &%s: counting one named value is not supported", v)
+			case namedVars[base] && !counting:
+				// ARGS:x, REQUEST_COOKIES:/re/...: the values of those
+				// names only (Coraza's collections: case-insensitive).
+				if rx, ok := strings.CutPrefix(sel, "/"); ok {
+					rx = strings.TrimSuffix(rx, "/")
+					if nameRx != "" && nameRx != rx {
+						return nil, fmt.Errorf("variable %s: two name regexes in one condition", v)
+					}
+					nameRx = rx
+				} else if !slices.Contains(names, strings.ToLower(sel)) {
+					names = append(names, strings.ToLower(sel))
+				}
+				named++
 			default:
 				d.notes = append(d.notes, fmt.Sprintf("%s matched as every value of %s", v, base))
 			}
@@ -588,6 +608,15 @@ func (t *translator) condition(d *draft, l Directive, acts []Action, prev *yMatc
 	}
 	if len(fields) == 0 {
 		return nil, fmt.Errorf("no variable deepwall can inspect in %q", l.Args[0])
+	}
+	switch {
+	case named == 0:
+	case named == vars:
+		m.Names, m.NameRegex = names, nameRx
+	default:
+		// Named and whole variables together (ARGS:x|REQUEST_HEADERS):
+		// one condition cannot select names on some fields only.
+		d.notes = append(d.notes, fmt.Sprintf("named variables of %q matched as every value", l.Args[0]))
 	}
 	if len(fields) > rules.MaxCondFields {
 		return nil, fmt.Errorf("%d fields (limit %d)", len(fields), rules.MaxCondFields)
@@ -1024,6 +1053,8 @@ type yMatch struct {
 	Transforms []string  `yaml:"transforms,omitempty,flow"`
 	MultiMatch bool      `yaml:"multi_match,omitempty"`
 	Except     []string  `yaml:"except,omitempty,flow"`
+	Names      []string  `yaml:"name,omitempty,flow"`
+	NameRegex  string    `yaml:"name_regex,omitempty"`
 	Compare    *yCompare `yaml:"compare,omitempty,flow"`
 }
 

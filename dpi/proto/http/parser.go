@@ -931,11 +931,20 @@ func (p *Parser) request(d *dirState, line, rest []byte) {
 		}
 		return
 	}
-	if major != 1 {
-		p.fatal(d, proto.HTTPInvalidVersion)
-		return
-	}
-	if minor > 1 {
+	unknown := major != 1
+	if unknown {
+		// "HTTP/4.0", "HTTP/2.0" on an HTTP/1 request line: no such
+		// version uses this syntax, but the line is well-formed, so the
+		// head is parsed (as HTTP/1.1, HTTP/1.0 for "HTTP/0.x") and
+		// given to the sink for inspection — Coraza's 920430 logs the
+		// version — before the parser stops on it as before: what
+		// follows cannot be framed with any confidence. Malformed
+		// versions stop at once (above).
+		minor = 1
+		if major == 0 {
+			minor = 0
+		}
+	} else if minor > 1 {
 		p.report(d, proto.HTTPUnknownMinorVersion)
 	}
 	var f framing
@@ -1013,6 +1022,10 @@ func (p *Parser) request(d *dirState, line, rest []byte) {
 	p.pLen++
 	p.reqSeq++
 	p.sink.RequestHeaders(r)
+	if unknown {
+		p.fatal(d, proto.HTTPInvalidVersion)
+		return
+	}
 	switch {
 	case kind == reqConnect:
 		p.body(d, nil, true)

@@ -327,6 +327,9 @@ func TestRequestFindings(t *testing.T) {
 		{"http/0.9", "GET /index.html\r\n\r\n", nil, proto.HTTP09Request},
 		{"space in target", "GET /a b HTTP/1.1\r\n" + h + "\r\n", []proto.FindingKind{proto.HTTPURIInvalidChar}, none},
 		{"http/2.0 in request line", "GET / HTTP/2.0\r\n" + h + "\r\n", nil, proto.HTTPInvalidVersion},
+		{"unknown major version", "GET / HTTP/4.0\r\n" + h + "\r\n", nil, proto.HTTPInvalidVersion},
+		{"http/0.9 with a version", "GET / HTTP/0.9\r\n\r\n", nil, proto.HTTPInvalidVersion},
+		{"two-digit major", "GET / HTTP/11.1\r\n" + h + "\r\n", nil, proto.HTTPInvalidVersion},
 		{"lower-case version", "GET / http/1.1\r\n" + h + "\r\n", nil, proto.HTTP09Request},
 		{"version with junk", "GET / HTTP/1.1x\r\n" + h + "\r\n", nil, proto.HTTPInvalidVersion},
 		{"http/1.2", "GET / HTTP/1.2\r\n" + h + "\r\n", []proto.FindingKind{proto.HTTPUnknownMinorVersion}, none},
@@ -786,5 +789,37 @@ func TestPathIsNormal(t *testing.T) {
 		if string(got) != string(raw) || s != (proto.KindSet{}) {
 			t.Fatalf("pathIsNormal(%q) but NormalizePath gives %q, %v", raw, got, setKinds(&s))
 		}
+	}
+}
+
+// TestUnknownMajorVersion checks that a well-formed request line with a
+// version deepwall does not know is given to the sink for inspection
+// before the parser stops on it, and that a malformed one is not.
+func TestUnknownMajorVersion(t *testing.T) {
+	tests := []struct {
+		name, in string
+		head     bool // the head reaches the sink
+	}{
+		{"http/4.0", "GET /a?x=1 HTTP/4.0\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n", true},
+		{"http/0.9 versioned", "GET /a HTTP/0.9\r\n\r\n", true},
+		{"two-digit major", "GET /a HTTP/10.0\r\nHost: h\r\n\r\n", false},
+		{"letter minor", "GET /a HTTP/4.x\r\nHost: h\r\n\r\n", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRecorder(t)
+			p := NewParser(r, NewScratch(Limits{}))
+			p.Feed(proto.ToServer, []byte(tc.in))
+			log := r.String()
+			if got := strings.Contains(log, `uri="/a`); got != tc.head {
+				t.Errorf("head given to the sink: %v, want %v; log:\n%s", got, tc.head, log)
+			}
+			if strings.Contains(log, `uri="/b"`) {
+				t.Errorf("a request after the unknown version was parsed; log:\n%s", log)
+			}
+			if p.State(proto.ToServer) != StateStopped {
+				t.Errorf("state %v, want stopped", p.State(proto.ToServer))
+			}
+		})
 	}
 }
