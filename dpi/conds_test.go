@@ -27,7 +27,7 @@ func TestValueFields(t *testing.T) {
 		{"http.arg anchored miss", block("1", "http.arg", "^admin$"), httpConv("GET /?user=xadmin HTTP/1.1\r\nHost: a\r\n\r\n", ""), nil},
 		{"http.arg form body", block("1", "http.arg", "^1 or 1=1$"), postConv("application/x-www-form-urlencoded", "a=b&q=1+or+1%3D1"), []string{"blocked:1"}},
 		{"http.arg json body", block("1", "http.arg", "^drop table$"), postConv("application/json", `{"a":{"b":["x","drop table"]},"n":1}`), []string{"blocked:1"}},
-		{"http.arg_name json", block("1", "http.arg_name", "^role$"), postConv("application/json", `{"user":{"role":"admin"}}`), []string{"blocked:1"}},
+		{"http.arg_name json", block("1", "http.arg_name", `^json\.user\.role$`), postConv("application/json", `{"user":{"role":"admin"}}`), []string{"blocked:1"}},
 		{"http.arg multipart", block("1", "http.arg", "<script"), postConv("multipart/form-data; boundary=XyZ", mp), []string{"blocked:1"}},
 		{"http.file multipart", block("1", "http.file", "\\.php$"), postConv("multipart/form-data; boundary=\"XyZ\"", mp), []string{"blocked:1"}},
 		{"http.file_field", block("1", "http.file_field", "^upload$"), postConv("multipart/form-data; boundary=XyZ", mp), []string{"blocked:1"}},

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -211,6 +212,18 @@ func TestParseErrors(t *testing.T) {
 		{"two documents", "rules: []\n---\nrules: []\n", `t.yaml:2:1: a rule file holds one YAML document; remove the second '---'`},
 		{"merge key", "rules:\n  - id: 1\n    <<: {action: block}\n", `t.yaml:3:5: rule 1: merge keys (<<) are not supported`},
 		{"name too long", "rules:\n  - id: 1\n    action: block\n    name: " + strings.Repeat("x", MaxNameLen+1) + "\n", `t.yaml:4:11: rule 1: name is longer than 256 bytes`},
+		// name: and name_regex: (more in testdata/bad/names.yaml).
+		{"name empty", "rules:\n  - id: 1\n    action: block\n    match: {field: http.arg, regex: x, name: ''}\n", `t.yaml:4:46: rule 1: name: an empty name selects nothing`},
+		{"name entry too long", "rules:\n  - id: 1\n    action: block\n    match: {field: http.arg, regex: x, name: " + strings.Repeat("n", MaxValueNameLen+1) + "}\n", `t.yaml:4:46: rule 1: name: an entry is longer than 256 bytes`},
+		{"name twice", "rules:\n  - id: 1\n    action: block\n    match: {field: http.cookie, regex: x, name: [sid, SID]}\n", `t.yaml:4:55: rule 1: name: "SID" is listed twice (names are case-insensitive)`},
+		{"name too many", "rules:\n  - id: 1\n    action: block\n    match: {field: http.arg, regex: x, name: [" + strings.Repeat("a, ", MaxNames) + "b]}\n", `t.yaml:4:46: rule 1: name: lists more than 64 names`},
+		{"name_regex bad", "rules:\n  - id: 1\n    action: block\n    match: {field: http.arg, regex: x, name_regex: 'a('}\n", "t.yaml:4:52: rule 1: name_regex: missing closing ): `a(`"},
+		{"name_regex too long", "rules:\n  - id: 1\n    action: block\n    match: {field: http.arg, regex: x, name_regex: " + strings.Repeat("r", MaxValueNameLen+1) + "}\n", `t.yaml:4:52: rule 1: name_regex is longer than 256 bytes`},
+		{"name on unnamed field", "rules:\n  - id: 1\n    action: block\n    match: {fields: [http.arg, http.body], regex: x, name: id}\n", `t.yaml:4:60: rule 1: name: selects values by their name, which only http.arg, http.cookie, http.header_value, http.file, http.response_header_value have, not http.body`},
+		{"name_regex on unnamed field", "rules:\n  - id: 1\n    action: block\n    match: {field: http.arg_name, regex: x, name_regex: id}\n", `t.yaml:4:57: rule 1: name_regex: selects values by their name, which only http.arg, http.cookie, http.header_value, http.file, http.response_header_value have, not http.arg_name`},
+		{"name with count", "rules:\n  - id: 1\n    action: block\n    match: {field: http.arg, count: '> 3', name: id}\n", `t.yaml:4:50: rule 1: name: does not combine with count: (counting the values of one name is not supported)`},
+		{"name_regex with count", "rules:\n  - id: 1\n    action: block\n    match: {field: http.cookie, count: '> 3', name_regex: id}\n", `t.yaml:4:59: rule 1: name_regex: does not combine with count:`},
+		{"name mapping", "rules:\n  - id: 1\n    action: block\n    match: {field: http.arg, regex: x, name: {a: b}}\n", `t.yaml:4:46: rule 1: name must be a value or a list of values, not a mapping`},
 		// Contradictions.
 		{"app proto both", "rules:\n  - id: 1\n    action: block\n    app_proto: [http, tls]\n    app_proto_not: [tls]\n", `t.yaml:5:20: rule 1: app_proto and app_proto_not both list "tls", so the rule can never match`},
 		{"field vs app proto", "rules:\n  - id: 1\n    action: block\n    app_proto: dns\n    match: {field: http.uri, regex: x}\n", `t.yaml:4:16: rule 1: field http.uri belongs to http, but app_proto is dns, so the rule can never match`},
@@ -279,6 +292,10 @@ func TestParseValidSnippets(t *testing.T) {
 		{"header case", "rules:\n  - {id: 1, action: alert, match: {field: http.header.User-Agent, regex: x}}\n", func(s *Set) bool { return s.Rules[0].Match.Field.Name == "user-agent" }},
 		{"backreference prefilter", "rules:\n  - {id: 1, action: block, match: {field: http.args, regex: '(\\w+)=\\1'}}\n", func(s *Set) bool { return true }},
 		{"lookahead prefilter", "rules:\n  - {id: 1, action: block, match: {field: http.args, regex: 'foo(?=bar)'}}\n", func(s *Set) bool { return true }},
+		{"names", "rules:\n  - {id: 1, action: block, match: {field: http.arg, regex: x, name: [_Charset_, id], name_regex: '^q\\d$'}}\n", func(s *Set) bool {
+			m := s.Rules[0].Match
+			return slices.Equal(m.Names, []string{"_charset_", "id"}) && m.NameRegex == `^q\d$` && m.Selects([]byte("ID")) && m.Selects([]byte("q1")) && !m.Selects([]byte("q"))
+		}},
 		{"alert l4", "rules:\n  - {id: 1, action: alert, proto: tcp, dst_port: 22}\n", func(s *Set) bool { return !s.Rules[0].IsACL() && !s.Rules[0].Layer7() }},
 	}
 	for _, tc := range tests {

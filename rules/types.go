@@ -2,9 +2,11 @@ package rules
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
+	"regexp/syntax"
 	"strconv"
 	"strings"
 	"sync"
@@ -584,6 +586,15 @@ func (m *Match) Selects(name []byte) bool {
 func compileNameRegex(s string) (*regexp.Regexp, error) {
 	if len(s) > MaxValueNameLen {
 		return nil, fmt.Errorf("name_regex is longer than %d bytes", MaxValueNameLen)
+	}
+	// The user's pattern alone first, so an error quotes what they wrote
+	// (not the (?i) added here) without regexp's own prefix.
+	if _, err := syntax.Parse(s, syntax.Perl); err != nil {
+		var se *syntax.Error
+		if errors.As(err, &se) {
+			return nil, fmt.Errorf("name_regex: %s: `%s`", se.Code, se.Expr)
+		}
+		return nil, fmt.Errorf("name_regex: %w", err)
 	}
 	re, err := regexp.Compile("(?i)" + s)
 	if err != nil {

@@ -2,6 +2,7 @@ package http
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -182,8 +183,8 @@ func filenameStar(v, buf []byte) ([]byte, []byte, bool) {
 // BodyArgs receives what ParseBody finds. Slices are valid only during the
 // call.
 type BodyArgs interface {
-	// Arg is one argument: a form field, a JSON value (named by its key;
-	// array members by the array's key), a multipart field that is not a
+	// Arg is one argument: a form field, a JSON value (named by its path
+	// as Coraza names it, see jsonWalker), a multipart field that is not a
 	// file.
 	Arg(name, value []byte)
 	// File is an uploaded file's field name and file name.
@@ -202,13 +203,19 @@ type XMLValues interface {
 	XMLAttr(v []byte)
 }
 
+// jsonPathSlack is what a JSON argument's path and value can take beyond
+// the body's own length: the "json" prefix and a root scalar's ".0", and
+// one byte per array level (".0" is two bytes for the one of '[').
+const jsonPathSlack = len("json.0") + MaxJSONDepth + 1
+
 // ParseBody finds the arguments of a request body of kind k. buf is a
-// scratch buffer for decoded text (reused and returned; with
-// len(body) spare capacity nothing is allocated); decoding problems are
-// added to found. At most maxArgs arguments are reported.
+// scratch buffer for decoded text and JSON paths (reused and returned;
+// with len(body)+jsonPathSlack spare capacity, which it allocates when
+// short, nothing is allocated); decoding problems are added to found. At
+// most maxArgs arguments are reported.
 func ParseBody(k BodyKind, boundary, body, buf []byte, maxArgs int, sink BodyArgs, found *proto.KindSet) []byte {
-	if cap(buf) < len(body) {
-		buf = make([]byte, 0, len(body))
+	if cap(buf) < len(body)+jsonPathSlack {
+		buf = make([]byte, 0, len(body)+jsonPathSlack)
 	}
 	buf = buf[:0]
 	switch k {
@@ -236,9 +243,9 @@ func ParseBody(k BodyKind, boundary, body, buf []byte, maxArgs int, sink BodyArg
 			n++
 		}
 	case BodyJSON:
-		j := jsonWalker{in: body, buf: buf, sink: sink, max: maxArgs}
-		j.value(nil, 0)
-		buf = j.buf
+		j := jsonWalker{in: body, buf: append(buf, "json"...), sink: sink, max: maxArgs}
+		j.root()
+		buf = j.buf[:0]
 	case BodyMultipart:
 		buf = parseMultipart(body, boundary, buf, maxArgs, sink)
 	case BodyXML:
@@ -249,9 +256,21 @@ func ParseBody(k BodyKind, boundary, body, buf []byte, maxArgs int, sink BodyArg
 	return buf
 }
 
-// jsonWalker reports the scalar values of a JSON document, each named by
-// the key of the member holding it (array members: the array's key).
-// Malformed input ends the walk; what was reported stays reported.
+// jsonWalker reports the scalar values of a JSON document named by their
+// path, as Coraza's JSON body processor fills ARGS_POST, so that
+// ARGS_NAMES rules see the same names: "json", then ".key" for an object
+// member (the key unescaped, dots in it kept) and ".N" for the N-th array
+// element from 0 ({"a":{"b":[1]}} gives json.a.b.0=1). Like Coraza it adds
+// one argument per non-empty array, named by the array's path, whose
+// value is its length (json.a.b=1), reports null as an empty value and
+// numbers and booleans as written, and takes a scalar document as a
+// one-element array (json.0, json=1). Malformed input ends the walk; what
+// was reported stays reported (Coraza also keeps what it read), but the
+// length of an array not closed is not reported.
+//
+// buf holds the path of the current value, a stack grown on the way down
+// and cut back on the way up; a leaf's decoded value goes after it for the
+// call to Arg only.
 type jsonWalker struct {
 	in   []byte
 	pos  int
@@ -273,7 +292,38 @@ func (j *jsonWalker) ws() {
 	}
 }
 
-func (j *jsonWalker) value(name []byte, depth int) {
+// root walks the document.
+func (j *jsonWalker) root() {
+	j.ws()
+	if j.pos < len(j.in) && (j.in[j.pos] == '{' || j.in[j.pos] == '[') {
+		j.value(0)
+		return
+	}
+	j.element(0, 0)
+	j.length(1)
+}
+
+// element walks the i-th element of an array, at depth.
+func (j *jsonWalker) element(i, depth int) {
+	pl := len(j.buf)
+	j.buf = strconv.AppendInt(append(j.buf, '.'), int64(i), 10)
+	j.value(depth)
+	j.buf = j.buf[:pl]
+}
+
+// length reports the length of the array whose path is buf.
+func (j *jsonWalker) length(n int) {
+	if n == 0 || j.bad {
+		return
+	}
+	pl := len(j.buf)
+	j.buf = strconv.AppendInt(j.buf, int64(n), 10)
+	j.emit(j.buf[:pl:pl], j.buf[pl:])
+	j.buf = j.buf[:pl]
+}
+
+// value walks the value at pos, whose path is buf.
+func (j *jsonWalker) value(depth int) {
 	j.ws()
 	if j.bad || j.pos >= len(j.in) || depth > MaxJSONDepth {
 		j.bad = true
@@ -292,34 +342,41 @@ func (j *jsonWalker) value(name []byte, depth int) {
 				j.bad = true
 				return
 			}
-			key := j.str()
+			pl := len(j.buf)
+			j.buf = append(j.buf, '.')
+			j.str()
 			j.ws()
 			if j.bad || j.pos >= len(j.in) || j.in[j.pos] != ':' {
 				j.bad = true
 				return
 			}
 			j.pos++
-			j.value(key, depth+1)
+			j.value(depth + 1)
+			j.buf = j.buf[:pl]
 			if !j.more('}') {
 				return
 			}
 		}
 	case '[':
 		j.pos++
-		for {
+		for n := 0; ; n++ {
 			j.ws()
 			if j.pos < len(j.in) && j.in[j.pos] == ']' {
 				j.pos++
+				j.length(n)
 				return
 			}
-			j.value(name, depth+1)
+			j.element(n, depth+1)
 			if !j.more(']') {
+				j.length(n + 1)
 				return
 			}
 		}
 	case '"':
+		pl := len(j.buf)
 		v := j.str()
-		j.emit(name, v)
+		j.emit(j.buf[:pl:pl], v)
+		j.buf = j.buf[:pl]
 	default:
 		s := j.pos
 		for j.pos < len(j.in) && strings.IndexByte(",]} \t\r\n", j.in[j.pos]) < 0 {
@@ -329,7 +386,11 @@ func (j *jsonWalker) value(name []byte, depth int) {
 			j.bad = true
 			return
 		}
-		j.emit(name, j.in[s:j.pos])
+		v := j.in[s:j.pos]
+		if string(v) == "null" {
+			v = v[:0]
+		}
+		j.emit(j.buf[:len(j.buf):len(j.buf)], v)
 	}
 }
 

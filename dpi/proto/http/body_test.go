@@ -75,9 +75,10 @@ func TestParseBody(t *testing.T) {
 	}{
 		{"application/x-www-form-urlencoded", "a=1&b=%27x+y&&c", []string{"arg:a=1", "arg:b='x y", "arg:c="}},
 		{"Application/X-WWW-Form-Urlencoded; charset=utf-8", "q=%E2%82%AC", []string{"arg:q=€"}},
-		{"application/json", `{"a":"x\"y","b":[1,true,null,{"c":"\u00e9"}],"d":{}}`, []string{`arg:a=x"y`, "arg:b=1", "arg:b=true", "arg:b=null", "arg:c=é"}},
-		{"application/vnd.api+json", `["top"]`, []string{"arg:=top"}},
-		{"application/json", `{"a":"ok","b":`, []string{"arg:a=ok"}},
+		{"application/json", `{"a":"x\"y","b":[1,true,null,{"c":"\u00e9"}],"d":{}}`,
+			[]string{`arg:json.a=x"y`, "arg:json.b.0=1", "arg:json.b.1=true", "arg:json.b.2=", "arg:json.b.3.c=é", "arg:json.b=4"}},
+		{"application/vnd.api+json", `["top"]`, []string{"arg:json.0=top", "arg:json=1"}},
+		{"application/json", `{"a":"ok","b":`, []string{"arg:json.a=ok"}},
 		{"multipart/form-data; boundary=b1", mp, []string{"hdr:Content-Disposition: form-data; name=\"a\"", "arg:a=x\r\ny",
 			"hdr:Content-Disposition: form-data; name=\"f\"; filename=\"../x.php\"", "hdr:Content-Type: text/plain", "file:f=../x.php"}},
 		{"text/plain", "a=1", nil},
@@ -96,9 +97,71 @@ func TestParseBody(t *testing.T) {
 	}
 }
 
+// TestParseBodyJSONNames checks JSON argument names against Coraza v3's
+// JSON body processor (internal/bodyprocessors/json.go and its tests):
+// the path from "json", array elements by index, one argument per
+// non-empty array holding its length.
+func TestParseBodyJSONNames(t *testing.T) {
+	tests := []struct {
+		name, body string
+		want       []string
+	}{
+		{"crs 934130-2", `{"text":"a","title":{"__proto__":{"where":{"name":"sqlinjection","where":null}}}}`,
+			[]string{"json.text=a", "json.title.__proto__.where.name=sqlinjection", "json.title.__proto__.where.where="}},
+		{"coraza map", `{"a": 1, "b": 2, "c": [1, 2, 3], "d": {"a": {"b": 1}}, "e": [{"a": 1}], "f": [[[{"z": "abc"}]]]}`,
+			[]string{"json.a=1", "json.b=2", "json.c.0=1", "json.c.1=2", "json.c.2=3", "json.c=3", "json.d.a.b=1",
+				"json.e.0.a=1", "json.e=1", "json.f.0.0.0.z=abc", "json.f.0.0=1", "json.f.0=1", "json.f=1"}},
+		{"top array", `[[[{"q": 1}]], {"a": 1}]`, []string{"json.0.0.0.q=1", "json.0.0=1", "json.0=1", "json.1.a=1", "json=2"}},
+		{"index past 9", `{"a":[0,1,2,3,4,5,6,7,8,9,"x"]}`,
+			[]string{"json.a.0=0", "json.a.1=1", "json.a.2=2", "json.a.3=3", "json.a.4=4", "json.a.5=5", "json.a.6=6",
+				"json.a.7=7", "json.a.8=8", "json.a.9=9", "json.a.10=x", "json.a=11"}},
+		{"empty containers", `{"a":[],"b":{},"c":[{}]}`, []string{"json.c=1"}},
+		{"key unescaped, dots kept", `{"a.b":{"\u0063":"v"},"":"e"}`, []string{"json.a.b.c=v", "json.=e"}},
+		{"scalar document", `"s"`, []string{"json.0=s", "json=1"}},
+		{"number document", ` 12 `, []string{"json.0=12", "json=1"}},
+		{"trailing comma", `{"a":[1,],}`, []string{"json.a.0=1", "json.a=1"}},
+		{"unclosed array: no length", `{"a":[1,2`, []string{"json.a.0=1", "json.a.1=2"}},
+		{"bad after a value", `{"a":"x" "b":"y"}`, []string{"json.a=x"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var r bodyRec
+			var found proto.KindSet
+			ParseBody(BodyJSON, nil, []byte(tc.body), nil, 100, &r, &found)
+			want := make([]string, len(tc.want))
+			for i, w := range tc.want {
+				want[i] = "arg:" + w
+			}
+			if !slices.Equal(r.got, want) {
+				t.Errorf("got %q\nwant %q", r.got, want)
+			}
+		})
+	}
+}
+
+// TestParseBodyJSONDeep checks that the path of the deepest value followed
+// fits the scratch buffer ParseBody sizes (no growth while walking).
+func TestParseBodyJSONDeep(t *testing.T) {
+	body := []byte(strings.Repeat("[", MaxJSONDepth) + "1" + strings.Repeat("]", MaxJSONDepth))
+	var r bodyRec
+	var found proto.KindSet
+	buf := ParseBody(BodyJSON, nil, body, nil, 100, &r, &found)
+	if len(r.got) == 0 || r.got[0] != "arg:json"+strings.Repeat(".0", MaxJSONDepth)+"=1" {
+		t.Fatalf("got %q", r.got)
+	}
+	if cap(buf) != len(body)+jsonPathSlack {
+		t.Errorf("buffer grew to %d, sized %d", cap(buf), len(body)+jsonPathSlack)
+	}
+	r.got = nil
+	ParseBody(BodyJSON, nil, append([]byte("["), body...), nil, 100, &r, &found)
+	if len(r.got) != 0 {
+		t.Errorf("deeper than MaxJSONDepth: got %q", r.got)
+	}
+}
+
 func TestParseBodyAllocs(t *testing.T) {
 	body := []byte(`{"items":[{"sku":"A-1234","qty":2}],"note":"leave \u00e9 at the door"}`)
-	buf := make([]byte, 0, len(body))
+	buf := make([]byte, 0, len(body)+jsonPathSlack)
 	var r nopArgs
 	var found proto.KindSet
 	n := testing.AllocsPerRun(100, func() { buf = ParseBody(BodyJSON, nil, body, buf, 100, &r, &found) })
@@ -119,6 +182,7 @@ func (a *nopArgs) PartHeader(line []byte)      { a.n += len(line) }
 func FuzzParseBody(f *testing.F) {
 	f.Add(uint8(1), "a=1&b=%zz&c=%u0041+x", "")
 	f.Add(uint8(2), `{"a":[1,{"b":"\ud800"}],"c":"\u12"}`, "")
+	f.Add(uint8(2), `[[[{"a.b":[null,true,{"":[]}]}]],"x",]`, "")
 	f.Add(uint8(3), "--b\r\nContent-Disposition: form-data; name=x; filename=\r\n\r\nv\r\n--b--", "b")
 	f.Add(uint8(3), "--b\nContent-Disposition: form-data; name=\"x\"\n\nv\n--b\n", "b")
 	f.Add(uint8(3), "--b\r\nContent-Disposition: form-data; name=\"a;\\\"b\"; filename*=UTF-8''%41%zz%\r\n\r\nv\r\n--b--", "b")
@@ -136,7 +200,7 @@ func FuzzParseBody(f *testing.F) {
 			if strings.HasPrefix(g, "arg:") {
 				args++
 			}
-			if len(g) > len(body)+8 {
+			if len(g) > len(body)+len("arg:=")+jsonPathSlack {
 				t.Fatalf("reported %d bytes from a %d-byte body", len(g), len(body))
 			}
 		}
