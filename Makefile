@@ -31,13 +31,21 @@ test: vet
 	$(GO) test $(TESTFLAGS) ./...
 	$(MAKE) fuzz-smoke
 
-## fuzz-smoke: each fuzz target for FUZZTIME (default 10s)
+## fuzz-smoke: each fuzz target for FUZZTIME (default 10s). Go 1.26's fuzz
+## coordinator can fail a target with a bare "context deadline exceeded" as
+## the time runs out (go.dev/issue/75804, fixed in Go 1.27): such a failure
+## that wrote no failing input is run once more; any other failure stops.
 FUZZTIME ?= 10s
 fuzz-smoke:
 	@set -e; for pkg in $$($(GO) list ./...); do \
 		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 			echo "fuzz $$pkg $$f"; \
-			out=$$($(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg 2>&1) || { echo "$$out" | tail -40; exit 1; }; \
+			out=$$($(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg 2>&1) && continue; \
+			if echo "$$out" | grep -q '^    context deadline exceeded$$' && ! echo "$$out" | grep -q 'Failing input written'; then \
+				echo "fuzz $$pkg $$f: the coordinator's deadline race (go.dev/issue/75804), no failing input: once more"; \
+				out=$$($(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg 2>&1) && continue; \
+			fi; \
+			echo "$$out" | tail -40; exit 1; \
 		done; \
 	done
 
