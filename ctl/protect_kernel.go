@@ -189,7 +189,13 @@ func (m *ruleManager) recompileContainers() error {
 		c.Close()
 		return err
 	}
-	oldACL, _ := kernelACL(cur.compiled)
+	// The rollback ACL; the running set built it before, so an error
+	// here is a bug, and nothing is swapped rather than risk an empty ACL.
+	oldACL, err := kernelACL(cur.compiled)
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("the running rules' acl: %w", err)
+	}
 	if _, err := m.swapIn(c, acl, oldACL); err != nil {
 		return err
 	}

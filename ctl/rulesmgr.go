@@ -394,7 +394,13 @@ func (m *ruleManager) change(op string, who Caller, comment string, build func(*
 		c.Close()
 		return res, &validationError{err}
 	}
-	oldACL, _ := kernelACL(cur.compiled)
+	// The rollback ACL; the running set built it before, so an error
+	// here is a bug, and nothing is swapped rather than risk an empty ACL.
+	oldACL, err := kernelACL(cur.compiled)
+	if err != nil {
+		c.Close()
+		return res, fmt.Errorf("the running rules' acl: %w", err)
+	}
 
 	if aclRefused, err := m.swapIn(c, acl, oldACL); err != nil {
 		if aclRefused {

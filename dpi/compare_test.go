@@ -41,6 +41,10 @@ func TestCompareAndBodyFields(t *testing.T) {
 		{"plain body anchored", block("3", "http.plain_body", "^a=1&b=2$"), postConv("application/x-www-form-urlencoded", "a=1&b=2"), []string{"blocked:3"}},
 		{"plain body not json", block("3", "http.plain_body", "ProcessBuilder"), postConv("application/json", `{"a":"java.lang.ProcessBuilder"}`), nil},
 		{"plain body not xml", block("3", "http.plain_body", "ProcessBuilder"), postConv("text/xml", xml), nil},
+		// A type deepwall does not parse into arguments is plain, whatever
+		// Coraza's looser prefixes would do: no body goes unseen.
+		{"plain body json-like type", block("3", "http.plain_body", "ProcessBuilder"), postConv("application/jsonx", `{"a":"java.lang.ProcessBuilder"}`), []string{"blocked:3"}},
+		{"plain body multipart without boundary", block("3", "http.plain_body", "ProcessBuilder"), postConv("multipart/form-data", "java.lang.ProcessBuilder"), []string{"blocked:3"}},
 		{"xml text", block("4", "http.xml_text", "^java\\.lang\\.ProcessBuilder$"), postConv("application/xml", xml), []string{"blocked:4"}},
 		{"xml comment is no text", block("4", "http.xml_text", "Runtime"), postConv("application/xml", xml), nil},
 		{"xml attribute", block("5", "http.xml_attr", "^java\\.lang\\.Runtime$"), postConv("application/soap+xml; charset=utf-8", xml), []string{"blocked:5"}},

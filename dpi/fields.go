@@ -249,35 +249,20 @@ func (w *worker) requestEnd(ctx *flowCtx, sc *scope) {
 }
 
 // isPlainBody reports whether a request body with Content-Type ct (the
-// first) is http.plain_body: not parsed as XML, JSON or multipart. These
-// are the body processors Coraza's recommended set-up selects
-// (`^(?:application(?:/soap\+|/)|text/)xml`, `^application/json`,
-// `^application/[a-z0-9.-]+[+]json` in any case, multipart/form-data
-// after white space); for every other type CRS forces the URLENCODED
-// processor (rule 901340), which fills REQUEST_BODY.
+// first) is http.plain_body: a body that is not parsed into arguments as
+// XML, JSON or multipart. That is Coraza's REQUEST_BODY under CRS's
+// set-up (rule 901340 forces the URLENCODED processor on every type no
+// other processor takes). It is decided by http.BodyKindOf, the function
+// that decides the parsing, so that every body is seen either as
+// arguments or whole: a type Coraza would parse by its looser prefixes
+// (application/jsonx, a multipart body without a usable boundary) and
+// deepwall does not parse is plain here.
 func isPlainBody(ct []byte) bool {
-	for _, p := range [...]string{"application/xml", "application/soap+xml", "text/xml", "application/json"} {
-		if hasPrefixFold(ct, p) {
-			return false
-		}
+	switch k, _ := http.BodyKindOf(ct); k {
+	case http.BodyXML, http.BodyJSON, http.BodyMultipart:
+		return false
 	}
-	if hasPrefixFold(ct, "application/") {
-		// application/<subtype>+json...
-		i := len("application/")
-		for i < len(ct) && (ct[i] >= 'a' && ct[i] <= 'z' || ct[i] >= 'A' && ct[i] <= 'Z' || ct[i] >= '0' && ct[i] <= '9' || ct[i] == '.' || ct[i] == '-') {
-			i++
-		}
-		if i > len("application/") && hasPrefixFold(ct[i:], "+json") {
-			return false
-		}
-	}
-	return !hasPrefixFold(bytes.TrimSpace(ct), "multipart/form-data")
-}
-
-// hasPrefixFold reports whether b begins with the lower-case ASCII p,
-// ignoring case.
-func hasPrefixFold(b []byte, p string) bool {
-	return len(b) >= len(p) && equalFold(b[:len(p)], p)
+	return true
 }
 
 // responseFields evaluates the response fields beyond the header block:

@@ -500,7 +500,7 @@ func parseMultipart(body, boundary, buf []byte, maxArgs int, sink BodyArgs) []by
 			i = -1
 		}
 		part = bytes.TrimSuffix(bytes.TrimSuffix(part, []byte("\n")), []byte("\r"))
-		var name, filename []byte
+		var name, filename, plain []byte // plain: filename= beside a different filename*=
 		hasFile := false
 		for {
 			ln := bytes.IndexByte(part, '\n')
@@ -521,8 +521,14 @@ func parseMultipart(body, boundary, buf []byte, maxArgs int, sink BodyArgs) []by
 				name, buf = dispParam(v, "name", buf)
 				var fn []byte
 				fn, buf = dispParam(v, "filename", buf)
+				plain = nil
 				if star, ok := paramQuoted(v, "filename*"); star != nil || ok {
 					if dec, b, ok := filenameStar(star, buf); ok {
+						// A backend that ignores filename* (or refuses
+						// its charset) takes filename=: both are files.
+						if fn != nil && !bytes.Equal(fn, dec) {
+							plain = fn
+						}
 						fn, buf = dec, b
 					}
 				}
@@ -533,6 +539,9 @@ func parseMultipart(body, boundary, buf []byte, maxArgs int, sink BodyArgs) []by
 		}
 		if hasFile {
 			sink.File(name, filename)
+			if plain != nil {
+				sink.File(name, plain)
+			}
 			continue
 		}
 		if maxArgs > 0 {

@@ -44,7 +44,11 @@ func TestParseBodyNames(t *testing.T) {
 		{"escaped quote", "multipart/form-data; boundary=b", part(`name="a\"b"; filename="x"`), []string{`file:a"b=x`}},
 		{"backslash kept", "multipart/form-data; boundary=b", part(`name="test"; filename="1.j\s\p"`), []string{`file:test=1.j\s\p`}},
 		{"filename star", "multipart/form-data; boundary=b", part(`name="f"; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf`), []string{"file:f=résumé.pdf"}},
-		{"filename star wins", "multipart/form-data; boundary=b", part(`name="f"; filename="plain.txt"; filename*=utf-8'en'star.txt`), []string{"file:f=star.txt"}},
+		{"filename star and plain", "multipart/form-data; boundary=b", part(`name="f"; filename="plain.txt"; filename*=utf-8'en'star.txt`), []string{"file:f=star.txt", "file:f=plain.txt"}},
+		// Go's mime drops a filename* whose charset it does not know, and
+		// backends that ignore filename* read filename=: both are seen.
+		{"filename star odd charset", "multipart/form-data; boundary=b", part(`name="f"; filename="evil.php"; filename*=x''safe.txt`), []string{"file:f=safe.txt", "file:f=evil.php"}},
+		{"filename star same as plain", "multipart/form-data; boundary=b", part(`name="f"; filename="a.txt"; filename*=utf-8''a.txt`), []string{"file:f=a.txt"}},
 		{"unquoted", "multipart/form-data; boundary=b", part(`name=f; filename=a.txt`), []string{"file:f=a.txt"}},
 		{"quoted boundary with semicolon", `multipart/form-data; boundary="b;x"`, "--b;x\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--b;x--\r\n", []string{"arg:a=1"}},
 		{"xml", "application/xml", `<?xml version="1.0"?><!DOCTYPE a><a x="1" y='two'>  hi <b z=3/><!-- no --><![CDATA[c d]]></a>`,
