@@ -11,14 +11,7 @@ import (
 // default pack against Hyperscan itself: random values over the alphabet,
 // built from the pack's own literals where they fit, never match.
 func TestGroupAlphabet(t *testing.T) {
-	set, err := rules.DefaultPack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := rules.Compile(set)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := defaultPack(t)
 	defer c.Close()
 	sc, err := c.NewScratch()
 	if err != nil {

@@ -48,11 +48,7 @@ func compareValue(r *http.Request, f rules.Field) []byte {
 	case rules.FieldHTTPQuery:
 		return r.Query
 	case rules.FieldHTTPHeader:
-		for i := range r.Headers {
-			if equalFold(r.Headers[i].Name, f.Name) {
-				return r.Headers[i].Value
-			}
-		}
+		return r.Header(f.Name)
 	}
 	return nil
 }

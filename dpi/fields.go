@@ -70,12 +70,13 @@ func (w *worker) scanNamed(vk, nk rules.FieldKind, name, value []byte, sc *scope
 }
 
 // XMLText implements http.XMLValues.
-func (b *bodySink) XMLText(v []byte) { b.xml(rules.FieldHTTPXMLText, v) }
+func (b *bodySink) XMLText(v []byte) { b.scan(rules.FieldHTTPXMLText, v) }
 
 // XMLAttr implements http.XMLValues.
-func (b *bodySink) XMLAttr(v []byte) { b.xml(rules.FieldHTTPXMLAttr, v) }
+func (b *bodySink) XMLAttr(v []byte) { b.scan(rules.FieldHTTPXMLAttr, v) }
 
-func (b *bodySink) xml(k rules.FieldKind, v []byte) {
+// scan evaluates one unnamed value of the body's per-value field k.
+func (b *bodySink) scan(k rules.FieldKind, v []byte) {
 	if fp := b.w.rs.block[k]; fp.matched() && !b.w.stopped() {
 		b.w.scanValue(fp, nil, v, b.sc, flow.ToServer)
 	}
@@ -83,11 +84,8 @@ func (b *bodySink) xml(k rules.FieldKind, v []byte) {
 
 // PartHeader implements http.BodyArgs.
 func (b *bodySink) PartHeader(line []byte) {
-	w := b.w
 	b.parts++
-	if fp := w.rs.block[rules.FieldHTTPPartHeader]; fp.matched() && !w.stopped() {
-		w.scanValue(fp, nil, line, b.sc, flow.ToServer)
-	}
+	b.scan(rules.FieldHTTPPartHeader, line)
 }
 
 // single evaluates a single-valued block field: its groups over the value
@@ -225,12 +223,12 @@ func (w *worker) requestEnd(ctx *flowCtx, sc *scope) {
 		}
 		bs := &w.req.sink
 		*bs = bodySink{w: w, sc: sc}
+		k, boundary := http.BodyKindOf(ctx.reqCT)
 		if rs.bodyArgs && len(ctx.body) > 0 && !w.stopped() {
-			k, boundary := http.BodyKindOf(ctx.reqCT)
 			w.req.found = proto.KindSet{}
 			w.req.args = http.ParseBody(k, boundary, ctx.body, w.req.args, maxBodyArgs, bs, &w.req.found)
 		}
-		if rs.block[rules.FieldHTTPPlainBody] != nil && isPlainBody(ctx.reqCT) && !w.stopped() {
+		if isPlainBody(k) {
 			w.single(rules.FieldHTTPPlainBody, ctx.body, sc, d)
 		}
 		if !w.stopped() {
@@ -248,8 +246,8 @@ func (w *worker) requestEnd(ctx *flowCtx, sc *scope) {
 	}
 }
 
-// isPlainBody reports whether a request body with Content-Type ct (the
-// first) is http.plain_body: a body that is not parsed into arguments as
+// isPlainBody reports whether a request body of kind k (from its first
+// Content-Type) is http.plain_body: a body that is not parsed into arguments as
 // XML, JSON or multipart. That is Coraza's REQUEST_BODY under CRS's
 // set-up (rule 901340 forces the URLENCODED processor on every type no
 // other processor takes). It is decided by http.BodyKindOf, the function
@@ -257,8 +255,8 @@ func (w *worker) requestEnd(ctx *flowCtx, sc *scope) {
 // arguments or whole: a type Coraza would parse by its looser prefixes
 // (application/jsonx, a multipart body without a usable boundary) and
 // deepwall does not parse is plain here.
-func isPlainBody(ct []byte) bool {
-	switch k, _ := http.BodyKindOf(ct); k {
+func isPlainBody(k http.BodyKind) bool {
+	switch k {
 	case http.BodyXML, http.BodyJSON, http.BodyMultipart:
 		return false
 	}

@@ -413,7 +413,7 @@ func (g *Group) build(sink *errorSink, cache dbCache) {
 		if src, ok := cache[ck]; ok && !src.other {
 			g.Block, g.Streaming, g.shared = src.g.Block, src.g.Streaming, true
 			return
-		} else if ok && src.g.Stream == g.Stream && g.copyDatabase(src.g) == nil {
+		} else if ok && g.copyDatabase(src.g) == nil {
 			cache[ck] = dbSource{g: g}
 			return
 		}

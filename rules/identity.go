@@ -94,9 +94,6 @@ var classTable = func() (t [256]ByteClasses) {
 	return t
 }()
 
-// ClassOf returns the class of byte c.
-func ClassOf(c byte) ByteClasses { return classTable[c] }
-
 // ClassesOf returns the classes of the bytes of b.
 func ClassesOf(b []byte) ByteClasses {
 	var m ByteClasses

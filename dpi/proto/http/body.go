@@ -522,15 +522,14 @@ func parseMultipart(body, boundary, buf []byte, maxArgs int, sink BodyArgs) []by
 				var fn []byte
 				fn, buf = dispParam(v, "filename", buf)
 				plain = nil
-				if star, ok := paramQuoted(v, "filename*"); star != nil || ok {
-					if dec, b, ok := filenameStar(star, buf); ok {
-						// A backend that ignores filename* (or refuses
-						// its charset) takes filename=: both are files.
-						if fn != nil && !bytes.Equal(fn, dec) {
-							plain = fn
-						}
-						fn, buf = dec, b
+				star, _ := paramQuoted(v, "filename*")
+				if dec, b, ok := filenameStar(star, buf); ok {
+					// A backend that ignores filename* (or refuses its
+					// charset) takes filename=: both are files.
+					if fn != nil && !bytes.Equal(fn, dec) {
+						plain = fn
 					}
+					fn, buf = dec, b
 				}
 				if fn != nil || bytes.Contains(v, []byte("filename")) {
 					filename, hasFile = fn, true
