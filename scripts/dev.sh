@@ -1,8 +1,9 @@
 #!/bin/sh
 # dev.sh — set up a fresh Debian machine for deepwall and run one make target.
+# Run it as root from the clone:
 #
-#   sudo scripts/dev.sh demo    # the self-contained demo (namespaces, traffic, rules)
-#   sudo scripts/dev.sh test    # every test, privileged ones included
+#   scripts/dev.sh demo    # the self-contained demo (namespaces, traffic, rules)
+#   scripts/dev.sh test    # every test, privileged ones included
 #
 # It installs what the target needs (Debian packages, and Go from the Go
 # module proxy when the machine has no Go >= 1.26), then runs `make TARGET`.
@@ -13,7 +14,7 @@ GO_VERSION=1.26.8
 cd "$(dirname "$0")/.."
 
 [ "$(id -u)" -eq 0 ] || { echo "dev.sh: run as root (namespaces, XDP and AF_XDP need it)" >&2; exit 1; }
-[ $# -ge 1 ] || { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 pkgs="make gcc libc6-dev pkg-config libhyperscan-dev iproute2 ethtool iperf3 iptables ipset kmod ca-certificates curl unzip git"
 case "$*" in
