@@ -21,13 +21,14 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/flier/gohs/hyperscan"
+
+	"github.com/deepwall/deepwall/internal/testutil"
 )
 
 // config is the size of a harness run.
@@ -70,19 +71,12 @@ func loadConfig() (config, error) {
 		return c, fmt.Errorf("DEEPWALL_BENCH_MODE=%q: want full, quick or smoke", c.mode)
 	}
 	c.streams, c.httpConns = 4, 64
-	if s := os.Getenv("DEEPWALL_BENCH_ROUNDS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			return c, fmt.Errorf("DEEPWALL_BENCH_ROUNDS=%q: want a positive number", s)
-		}
-		c.rounds = n
+	var err error
+	if c.rounds, err = testutil.LookupBenchRounds(c.rounds); err != nil {
+		return c, err
 	}
-	if s := os.Getenv("DEEPWALL_BENCH_DURATION"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil || d < 100*time.Millisecond {
-			return c, fmt.Errorf("DEEPWALL_BENCH_DURATION=%q: want a Go duration of at least 100ms", s)
-		}
-		c.dur = d
+	if c.dur, err = testutil.LookupBenchDuration(c.dur); err != nil {
+		return c, err
 	}
 	c.out = os.Getenv("DEEPWALL_BENCH_OUT")
 	return c, nil

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/deepwall/deepwall/internal/testnet"
+	"github.com/deepwall/deepwall/internal/testutil"
 )
 
 // bpffsDir mounts a private bpffs on a temporary directory, unmounted at
@@ -131,10 +132,12 @@ func TestPrivilegedAttachPinAdopt(t *testing.T) {
 		_, err = c.Write([]byte("wake up arp"))
 		return err
 	})
-	waitFor(t, "ARP through the program", func() bool {
+	if !testutil.WaitFor(3*time.Second, func() bool {
 		s, err := p.Stats()
 		return err == nil && s.NonIP > 0
-	})
+	}) {
+		t.Fatal("timed out waiting for ARP through the program")
+	}
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -326,15 +329,4 @@ func countMounts(tb testing.TB, path string) int {
 		}
 	}
 	return n
-}
-
-func waitFor(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

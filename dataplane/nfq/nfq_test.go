@@ -21,6 +21,7 @@ import (
 
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/internal/testnet"
+	"github.com/deepwall/deepwall/internal/testutil"
 	"github.com/deepwall/deepwall/xdp"
 )
 
@@ -367,11 +368,7 @@ func TestPrivilegedNFQueue(t *testing.T) {
 
 			// Flow end: conntrack forgets closed flows (TIME_WAIT aside, the
 			// reset ones go at once); at least the blocked ones end.
-			deadline := time.Now().Add(15 * time.Second)
-			for ended.Load() == 0 && time.Now().Before(deadline) {
-				time.Sleep(200 * time.Millisecond)
-			}
-			if ended.Load() == 0 {
+			if !testutil.WaitFor(15*time.Second, func() bool { return ended.Load() > 0 }) {
 				t.Errorf("no flow ended from conntrack")
 			}
 

@@ -27,6 +27,7 @@ import (
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dataplane/wire"
 	"github.com/deepwall/deepwall/internal/testnet"
+	"github.com/deepwall/deepwall/internal/testutil"
 )
 
 var pinSeq atomic.Uint32
@@ -226,12 +227,8 @@ func (t *traffic) finish(tb testing.TB) {
 func (t *traffic) progress(tb testing.TB) {
 	tb.Helper()
 	p, b := t.pings.Load(), t.bulk.Load()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if t.pings.Load() > p+5 && t.bulk.Load() > b+1<<20 {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
+	if testutil.WaitFor(5*time.Second, func() bool { return t.pings.Load() > p+5 && t.bulk.Load() > b+1<<20 }) {
+		return
 	}
 	tb.Fatalf("traffic stalled: pings %d -> %d, bulk %d -> %d", p, t.pings.Load(), b, t.bulk.Load())
 }
@@ -386,12 +383,8 @@ func TestPrivilegedContainerGone(t *testing.T) {
 	if err := wh.LinkDel(el); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(3 * time.Second)
-	for !wire.Gone(host.NS.Handle(), rec) {
-		if time.Now().After(deadline) {
-			t.Fatal("old veth still there after the container's eth0 was deleted")
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testutil.WaitFor(3*time.Second, func() bool { return wire.Gone(host.NS.Handle(), rec) }) {
+		t.Fatal("old veth still there after the container's eth0 was deleted")
 	}
 	if err := wire.Unplug(host.NS.Handle(), rec); err != nil {
 		t.Fatal(err)
