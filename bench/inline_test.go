@@ -44,7 +44,7 @@ func BenchmarkInline(b *testing.B) {
 		}
 	}
 	s.note("Every system has its own topology (client ns ↔ fw ns ↔ server ns, veth pairs, MTU 1500); the systems are set up once and measured in turn, the order rotating each round. Gbit/s counts response body bytes received by the client over the measurement (%s each).", cfg.dur)
-	s.note("%s, for every system except \"%s\", which shows what the bridge reaches when the endpoints keep TSO and checksum offload (no XDP path can: an XDP program on a veth takes its peer's TSO away, see readme-frags).", offloadNote, sysBridgeDefault)
+	s.note("%s, for every system except \"%s\", which shows what the bridge reaches when the endpoints keep TSO and checksum offload (no XDP path can: an XDP program on a veth takes its peer's TSO away, see docs/performance.md).", offloadNote, sysBridgeDefault)
 	s.note("deepwall fast path: the agent with an L3/L4-only rule set, every flow's verdict is final at its SYN and the kernel carries the rest. deepwall DPI: the agent with the default pack and no inspection depth, every frame of the HTTP flows goes through AF_XDP and the engine (request and response bodies scanned); the share of frames inspected is written beside the figures.")
 	s.addChart(chart{Name: "throughput", Title: "Inline TCP throughput (HTTP bulk download)", Metric: "Gbit/s"})
 

@@ -153,7 +153,8 @@ func writeRules(tb testing.TB, k ruleKind) string {
 // endpointOffloads are the features every system but "bridge, default
 // offloads" runs with on both endpoints' eth0: what deepwall's dataplane
 // sets on its ports' peers (TX checksum offload off, and with it TSO; GRO
-// on), without which no XDP path works on veth (DESIGN.md). Setting them
+// on), without which no XDP path works on veth (docs/architecture.md,
+// measured facts). Setting them
 // here, before any system starts, makes the comparison one of forwarding
 // paths under the same endpoint settings; the agent then finds nothing to
 // change.

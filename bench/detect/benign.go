@@ -17,7 +17,7 @@ type benign struct {
 }
 
 // The benign corpus is generated from these templates (documented in
-// readme-detect.md); each draws its values from the word lists below with
+// docs/detection.md); each draws its values from the word lists below with
 // a fixed seed, so the corpus is the same on every machine.
 var benignTemplates = []struct {
 	name string

@@ -2,7 +2,7 @@ package refxdp_test
 
 // The GSO experiment: does a multi-buffer (xdp.frags) program let the XDP
 // fast path keep GSO/TSO on veth, and so approach the Linux bridge? The
-// answer on kernel 6.18 is no; readme-frags.md has the figures and the
+// answer on kernel 6.18 is no; docs/performance.md has the figures and the
 // kernel code path. BenchmarkVethGSO measures every path on its own
 // topology in interleaved rounds; the TestPrivilegedFrags… tests pin down
 // the kernel behaviour the answer rests on, so both can be rerun on another
@@ -37,7 +37,8 @@ import (
 // the client and server namespaces.
 var (
 	// redirectNeeds is what a redirect into a veth needs at the receiving
-	// end: NAPI, which GRO provides (DESIGN.md, measured facts).
+	// end: NAPI, which GRO provides; without it the kernel drops every
+	// redirected frame (docs/architecture.md, measured facts).
 	redirectNeeds = []string{"gro", "on"}
 	// checksumsDone also makes the senders fill in TCP checksums, which an
 	// XDP redirect cannot carry as CHECKSUM_PARTIAL.
