@@ -116,7 +116,7 @@ func TestPrivilegedAttachPinAdopt(t *testing.T) {
 
 	// Real traffic reaches the program: the client's ARP requests enter
 	// inner and are forwarded as non-IP.
-	k, _ := keyOf(cli4, srv4, testnet.ProtoTCP)
+	k, _ := keyOf(testnet.Client4, testnet.Server4, testnet.ProtoTCP)
 	if err := p.SetFlow(k, VerdictAllow, 5); err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func TestPrivilegedAttachPinAdopt(t *testing.T) {
 
 	// Queues beyond MaxQueues get the fail policy; a socket on a queue
 	// takes its traffic.
-	tcp := frame(t, cli4, srv4, testnet.ProtoTCP, func(s *testnet.FrameSpec) { s.Src = netip.MustParseAddrPort("198.18.0.7:1") })
+	tcp := frame(t, testnet.Client4, testnet.Server4, testnet.ProtoTCP, func(s *testnet.FrameSpec) { s.Src = netip.MustParseAddrPort("198.18.0.7:1") })
 	runOn := func(ifindex, queue int) (uint32, Stats) {
 		t.Helper()
 		before, _ := p2.Stats()

@@ -1,6 +1,8 @@
 // Package testnet owns the test fixtures that touch the network: the
 // privilege gate, network namespaces, veth pairs, the client ↔ fw ↔ server
-// topology, and frame builders for crafted packets.
+// topology, and crafted frames: FrameSpec for well-formed ones, raw header
+// builders and IPv6 extension headers for what FrameSpec cannot express,
+// and the seed frames every parser's fuzz target starts from.
 //
 // Every test that needs a namespace, a veth or a crafted frame uses this
 // package instead of building its own, so that cleanup, naming and the
