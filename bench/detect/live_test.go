@@ -77,27 +77,18 @@ func (l *liveRunner) Run(req []byte) outcome {
 	return outcomeOf(evs, rerr != nil, l.blocks)
 }
 
-// serveBackend answers every request like the CRS test backend (albedo):
+// answerBackend answers a request like the CRS test backend (albedo):
 // /reflect returns the response its JSON body describes.
-func serveBackend(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-			r, err := http.ReadRequest(bufio.NewReader(c))
-			if err != nil {
-				_, _ = c.Write([]byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
-				return
-			}
-			var body bytes.Buffer
-			_, _ = body.ReadFrom(io.LimitReader(r.Body, maxBody))
-			_, _ = c.Write(response(r.Method, r.URL.RequestURI(), body.Bytes()))
-		}()
+func answerBackend(c net.Conn) {
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	r, err := http.ReadRequest(bufio.NewReader(c))
+	if err != nil {
+		_, _ = c.Write([]byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+		return
 	}
+	var body bytes.Buffer
+	_, _ = body.ReadFrom(io.LimitReader(r.Body, maxBody))
+	_, _ = c.Write(response(r.Method, r.URL.RequestURI(), body.Bytes()))
 }
 
 // TestPrivilegedDetectLive runs the CRS regression suite with the
@@ -161,7 +152,7 @@ func TestPrivilegedDetectLive(t *testing.T) {
 		}
 	})
 	ln := testnet.Listen(t, topo.Server, "tcp", netip.AddrPortFrom(testnet.ServerIP, 80))
-	go serveBackend(ln)
+	go testnet.Serve(ln, answerBackend)
 
 	off, err := newOffline("deepwall-crs-pl1", set)
 	if err != nil {

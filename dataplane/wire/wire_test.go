@@ -102,15 +102,7 @@ func Dump(tb testing.TB, ns *testnet.NS) string {
 // echoServer echoes every connection on ip:port inside ns.
 func echoServer(tb testing.TB, ns *testnet.NS, ip netip.Addr, port uint16) {
 	ln := testnet.Listen(tb, ns, "tcp", netip.AddrPortFrom(ip, port))
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
+	go testnet.Serve(ln, func(c net.Conn) { _, _ = io.Copy(c, c) })
 }
 
 // traffic runs a ping-pong on one connection (a keep-alive client) and a
