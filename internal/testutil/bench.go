@@ -12,15 +12,15 @@ import (
 // benchmarks of single packages so that one setting means the same
 // everywhere.
 const (
-	EnvBenchDuration = "DEEPWALL_BENCH_DURATION"
-	EnvBenchRounds   = "DEEPWALL_BENCH_ROUNDS"
+	envBenchDuration = "DEEPWALL_BENCH_DURATION"
+	envBenchRounds   = "DEEPWALL_BENCH_ROUNDS"
 )
 
 // Defaults of a package benchmark; the harness in bench/ has its own per
 // mode.
 const (
-	DefaultBenchDuration = 5 * time.Second
-	DefaultBenchRounds   = 3
+	defaultBenchDuration = 5 * time.Second
+	defaultBenchRounds   = 3
 )
 
 // Limits of the knobs. A measurement runs whole seconds because the
@@ -35,13 +35,13 @@ const (
 // runs: def when it is unset, an error naming the variable and its value
 // when it is not a Go duration of at least one second.
 func LookupBenchDuration(def time.Duration) (time.Duration, error) {
-	s := os.Getenv(EnvBenchDuration)
+	s := os.Getenv(envBenchDuration)
 	if s == "" {
 		return def, nil
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d < minBenchDuration {
-		return 0, fmt.Errorf("%s=%q: want a Go duration of at least %v", EnvBenchDuration, s, minBenchDuration)
+		return 0, fmt.Errorf("%s=%q: want a Go duration of at least %v", envBenchDuration, s, minBenchDuration)
 	}
 	return d, nil
 }
@@ -50,22 +50,22 @@ func LookupBenchDuration(def time.Duration) (time.Duration, error) {
 // measurement repeats: def when it is unset, an error naming the variable
 // and its value when it is not a number from 1 to 20.
 func LookupBenchRounds(def int) (int, error) {
-	s := os.Getenv(EnvBenchRounds)
+	s := os.Getenv(envBenchRounds)
 	if s == "" {
 		return def, nil
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 || n > maxBenchRounds {
-		return 0, fmt.Errorf("%s=%q: want a number from 1 to %d", EnvBenchRounds, s, maxBenchRounds)
+		return 0, fmt.Errorf("%s=%q: want a number from 1 to %d", envBenchRounds, s, maxBenchRounds)
 	}
 	return n, nil
 }
 
 // BenchDuration is how long one measurement of a package benchmark runs:
-// DEEPWALL_BENCH_DURATION, or DefaultBenchDuration. A bad value fails tb.
+// DEEPWALL_BENCH_DURATION, or 5s. A bad value fails tb.
 func BenchDuration(tb testing.TB) time.Duration {
 	tb.Helper()
-	d, err := LookupBenchDuration(DefaultBenchDuration)
+	d, err := LookupBenchDuration(defaultBenchDuration)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -73,11 +73,11 @@ func BenchDuration(tb testing.TB) time.Duration {
 }
 
 // BenchRounds is how many times a package benchmark repeats its
-// measurements: DEEPWALL_BENCH_ROUNDS, or DefaultBenchRounds. A bad value
+// measurements: DEEPWALL_BENCH_ROUNDS, or 3. A bad value
 // fails tb.
 func BenchRounds(tb testing.TB) int {
 	tb.Helper()
-	n, err := LookupBenchRounds(DefaultBenchRounds)
+	n, err := LookupBenchRounds(defaultBenchRounds)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -20,10 +20,10 @@ func TestLookupBenchDuration(t *testing.T) {
 		{"-3s", 0, true},
 		{"soon", 0, true},
 	} {
-		t.Setenv(EnvBenchDuration, tc.env)
+		t.Setenv(envBenchDuration, tc.env)
 		d, err := LookupBenchDuration(7 * time.Second)
 		if tc.bad {
-			if err == nil || !strings.Contains(err.Error(), EnvBenchDuration) || !strings.Contains(err.Error(), tc.env) {
+			if err == nil || !strings.Contains(err.Error(), envBenchDuration) || !strings.Contains(err.Error(), tc.env) {
 				t.Errorf("%q: error %v, want one naming the variable and the value", tc.env, err)
 			}
 			continue
@@ -47,10 +47,10 @@ func TestLookupBenchRounds(t *testing.T) {
 		{"21", 0, true},
 		{"three", 0, true},
 	} {
-		t.Setenv(EnvBenchRounds, tc.env)
+		t.Setenv(envBenchRounds, tc.env)
 		n, err := LookupBenchRounds(4)
 		if tc.bad {
-			if err == nil || !strings.Contains(err.Error(), EnvBenchRounds) || !strings.Contains(err.Error(), tc.env) {
+			if err == nil || !strings.Contains(err.Error(), envBenchRounds) || !strings.Contains(err.Error(), tc.env) {
 				t.Errorf("%q: error %v, want one naming the variable and the value", tc.env, err)
 			}
 			continue
