@@ -20,20 +20,20 @@ var errNoData = errors.New("no data to chart")
 // systems get fixed ones (references grey, deepwall blue), others a colour
 // picked by name.
 var palette = map[string]color.RGBA{
-	SysBridgeDefault: {0xb0, 0xb0, 0xb0, 0xff},
-	SysBridge:        {0x80, 0x80, 0x80, 0xff},
-	SysRedirect:      {0x4d, 0x4d, 0x4d, 0xff},
-	SysGenerator:     {0xd0, 0xd0, 0xd0, 0xff},
-	SysFastPath:      {0x6b, 0xae, 0xd6, 0xff},
-	SysDPI:           {0x21, 0x66, 0xac, 0xff},
-	SysDPI1:          {0x42, 0x92, 0xc6, 0xff},
-	SysDPI2:          {0x08, 0x45, 0x94, 0xff},
-	SysNFQueue:       {0x7b, 0x3f, 0x9e, 0xff},
-	SysHyperscan:     {0xfd, 0xae, 0x61, 0xff},
-	SysGoRegexp:      {0xd7, 0x30, 0x27, 0xff},
-	SysCoraza:        {0x99, 0x34, 0x04, 0xff},
-	SysCorazaNoResp:  {0xcc, 0x4c, 0x02, 0xff},
-	SysNDPI:          {0x1a, 0x98, 0x50, 0xff},
+	sysBridgeDefault: {0xb0, 0xb0, 0xb0, 0xff},
+	sysBridge:        {0x80, 0x80, 0x80, 0xff},
+	sysRedirect:      {0x4d, 0x4d, 0x4d, 0xff},
+	sysGenerator:     {0xd0, 0xd0, 0xd0, 0xff},
+	sysFastPath:      {0x6b, 0xae, 0xd6, 0xff},
+	sysDPI:           {0x21, 0x66, 0xac, 0xff},
+	sysDPI1:          {0x42, 0x92, 0xc6, 0xff},
+	sysDPI2:          {0x08, 0x45, 0x94, 0xff},
+	sysNFQueue:       {0x7b, 0x3f, 0x9e, 0xff},
+	sysHyperscan:     {0xfd, 0xae, 0x61, 0xff},
+	sysGoRegexp:      {0xd7, 0x30, 0x27, 0xff},
+	sysCoraza:        {0x99, 0x34, 0x04, 0xff},
+	sysCorazaNoResp:  {0xcc, 0x4c, 0x02, 0xff},
+	sysNDPI:          {0x1a, 0x98, 0x50, 0xff},
 }
 
 var extraColours = []color.RGBA{
@@ -79,7 +79,7 @@ func (b *bars) Plot(c draw.Canvas, plt *plot.Plot) {
 			c.StrokeLine2(line, hi, y-half/2, hi, y+half/2)
 			end = max(end, hi)
 		}
-		c.FillText(b.label, vg.Point{X: end + vg.Points(3), Y: y}, FormatValue(v))
+		c.FillText(b.label, vg.Point{X: end + vg.Points(3), Y: y}, formatValue(v))
 	}
 }
 
@@ -100,14 +100,14 @@ func (b *bars) DataRange() (xmin, xmax, ymin, ymax float64) {
 	return xmin, xmax, -0.5, float64(len(b.vals)) - 0.5
 }
 
-// DrawChart draws chart ch of scenario s as a PNG at path: one bar per
+// drawChart draws chart ch of scenario s as a PNG at path: one bar per
 // (case, system) with a result for ch.Metric, grouped by case, coloured by
 // system.
-func DrawChart(s *Scenario, ch Chart, path string) error {
+func drawChart(s *scenario, ch chart, path string) error {
 	type row struct {
 		label  string
 		system string
-		res    *Result
+		res    *result
 	}
 	var rows []row
 	var cases []string

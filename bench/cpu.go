@@ -12,9 +12,9 @@ import (
 // (USER_HZ, 100 on every Linux architecture Go supports).
 const userHZ = 100
 
-// CPUSample is a reading of the machine's and one process's CPU time, for
+// cpuSample is a reading of the machine's and one process's CPU time, for
 // turning a measurement into work per core.
-type CPUSample struct {
+type cpuSample struct {
 	At time.Time
 	// Busy is the CPU time of all cores not idle (user, nice, system,
 	// irq, softirq, steal), in seconds.
@@ -24,10 +24,10 @@ type CPUSample struct {
 	Proc float64
 }
 
-// ReadCPU reads the machine's busy time and, when pid > 0, that process's
+// readCPU reads the machine's busy time and, when pid > 0, that process's
 // CPU time.
-func ReadCPU(pid int) (CPUSample, error) {
-	s := CPUSample{At: time.Now()}
+func readCPU(pid int) (cpuSample, error) {
+	s := cpuSample{At: time.Now()}
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return s, fmt.Errorf("read cpu time: %w", err)
@@ -65,9 +65,9 @@ func ReadCPU(pid int) (CPUSample, error) {
 	return s, nil
 }
 
-// Cores returns how many cores were busy between a and b on average (the
+// cores returns how many cores were busy between a and b on average (the
 // whole machine) and how many the process used.
-func Cores(a, b CPUSample) (machine, proc float64) {
+func cores(a, b cpuSample) (machine, proc float64) {
 	d := b.At.Sub(a.At).Seconds()
 	if d <= 0 {
 		return 0, 0

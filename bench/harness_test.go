@@ -21,13 +21,14 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/flier/gohs/hyperscan"
+
+	"github.com/deepwall/deepwall/internal/testutil"
 )
 
 // config is the size of a harness run.
@@ -70,19 +71,12 @@ func loadConfig() (config, error) {
 		return c, fmt.Errorf("DEEPWALL_BENCH_MODE=%q: want full, quick or smoke", c.mode)
 	}
 	c.streams, c.httpConns = 4, 64
-	if s := os.Getenv("DEEPWALL_BENCH_ROUNDS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			return c, fmt.Errorf("DEEPWALL_BENCH_ROUNDS=%q: want a positive number", s)
-		}
-		c.rounds = n
+	var err error
+	if c.rounds, err = testutil.LookupBenchRounds(c.rounds); err != nil {
+		return c, err
 	}
-	if s := os.Getenv("DEEPWALL_BENCH_DURATION"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil || d < 100*time.Millisecond {
-			return c, fmt.Errorf("DEEPWALL_BENCH_DURATION=%q: want a Go duration of at least 100ms", s)
-		}
-		c.dur = d
+	if c.dur, err = testutil.LookupBenchDuration(c.dur); err != nil {
+		return c, err
 	}
 	c.out = os.Getenv("DEEPWALL_BENCH_OUT")
 	return c, nil
@@ -91,12 +85,12 @@ func loadConfig() (config, error) {
 // harness is the state of one run, shared by the scenario benchmarks.
 type harness struct {
 	cfg    config
-	report *Report
+	report *report
 	start  time.Time
 
 	progressMu sync.Mutex
 	ran        bool      // some scenario recorded something
-	current    *Scenario // the scenario running, for its load average
+	current    *scenario // the scenario running, for its load average
 }
 
 var h *harness
@@ -114,16 +108,16 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
 	}
-	h = &harness{cfg: cfg, report: NewReport(cfg.mode, cfg.rounds, cfg.dur), start: time.Now()}
-	h.report.Machine = DescribeMachine()
+	h = &harness{cfg: cfg, report: newReport(cfg.mode, cfg.rounds, cfg.dur), start: time.Now()}
+	h.report.Machine = describeMachine()
 	// The scenarios in the order, so the report always lists all
 	// five, saying which did not run.
 	for _, s := range scenarioTitles {
-		h.report.Scenario(s.id, s.title, s.what).Skip("not run: not selected (-bench) in this run")
+		h.report.scenario(s.id, s.title, s.what).skip("not run: not selected (-bench) in this run")
 	}
 	code := m.Run()
 	if h.ran {
-		h.report.Machine.LoadEnd = LoadAverage()
+		h.report.Machine.LoadEnd = loadAverage()
 		recordVersions(h.report)
 		out := cfg.out
 		if out == "" {
@@ -138,7 +132,7 @@ func TestMain(m *testing.M) {
 		}
 		if err == nil {
 			var files []string
-			files, err = h.report.Write(out)
+			files, err = h.report.write(out)
 			for _, f := range files {
 				abs, _ := filepath.Abs(f)
 				fmt.Fprintf(os.Stderr, "bench: wrote %s\n", abs)
@@ -167,13 +161,13 @@ var scenarioTitles = []struct{ id, title, what string }{
 }
 
 // scenario returns the scenario id of the report, marked as run.
-func (h *harness) scenario(id string) *Scenario {
+func (h *harness) scenario(id string) *scenario {
 	for _, s := range scenarioTitles {
 		if s.id == id {
-			sc := h.report.Scenario(s.id, s.title, s.what)
+			sc := h.report.scenario(s.id, s.title, s.what)
 			sc.mu.Lock()
 			sc.Skipped = ""
-			sc.LoadStart, sc.LoadEnd = LoadAverage(), 0
+			sc.LoadStart, sc.LoadEnd = loadAverage(), 0
 			sc.mu.Unlock()
 			h.ran = true
 			h.current = sc
@@ -210,7 +204,7 @@ func (s *steps) step(format string, args ...any) {
 	s.done++
 	if sc := s.h.current; sc != nil {
 		sc.mu.Lock()
-		sc.LoadEnd = LoadAverage()
+		sc.LoadEnd = loadAverage()
 		sc.mu.Unlock()
 	}
 	left := ""
@@ -221,38 +215,38 @@ func (s *steps) step(format string, args ...any) {
 	s.h.progress("%s [%d/%d%s] %s", s.name, s.done, s.total, left, fmt.Sprintf(format, args...))
 }
 
-func recordVersions(r *Report) {
-	r.SetVersion("go", runtime.Version())
-	r.SetVersion("deepwall", deepwallVersion())
-	r.SetVersion("hyperscan", hyperscan.Version())
+func recordVersions(r *report) {
+	r.setVersion("go", runtime.Version())
+	r.setVersion("deepwall", deepwallVersion())
+	r.setVersion("hyperscan", hyperscan.Version())
 	mods := []string{"github.com/corazawaf/coraza/v3", "github.com/corazawaf/coraza-coreruleset/v4",
 		"github.com/valyala/fasthttp", "github.com/cilium/ebpf", "github.com/flier/gohs", "gonum.org/v1/plot"}
-	found := ModuleVersions(mods...)
+	found := moduleVersions(mods...)
 	for _, p := range mods {
 		v := found[p]
 		if v == "" || v == "(devel)" {
 			// Test binaries may lack dependency build info: ask the
 			// module graph the binary was built from.
-			v = FirstLine("go", "list", "-m", "-f", "{{.Version}}", p)
+			v = firstLine("go", "list", "-m", "-f", "{{.Version}}", p)
 		}
-		r.SetVersion(p, v)
+		r.setVersion(p, v)
 	}
-	if v := DebianPackageVersion("libndpi-bin"); v != "" {
-		r.SetVersion("nDPI (libndpi-bin)", v)
+	if v := debianPackageVersion("libndpi-bin"); v != "" {
+		r.setVersion("nDPI (libndpi-bin)", v)
 	} else {
-		r.SetVersion("nDPI (libndpi-bin)", "not installed")
+		r.setVersion("nDPI (libndpi-bin)", "not installed")
 	}
-	if v := DebianPackageVersion("libhyperscan5"); v != "" {
-		r.SetVersion("libhyperscan5 (Debian)", v)
+	if v := debianPackageVersion("libhyperscan5"); v != "" {
+		r.setVersion("libhyperscan5 (Debian)", v)
 	}
-	if l := FirstLine("ethtool", "--version"); l != "" {
-		r.SetVersion("ethtool", strings.TrimPrefix(l, "ethtool version "))
+	if l := firstLine("ethtool", "--version"); l != "" {
+		r.setVersion("ethtool", strings.TrimPrefix(l, "ethtool version "))
 	}
 }
 
 // deepwallVersion is the git description of the tree the harness runs in.
 func deepwallVersion() string {
-	if l := FirstLine("git", "describe", "--tags", "--always", "--dirty"); l != "" && !strings.Contains(l, "fatal") {
+	if l := firstLine("git", "describe", "--tags", "--always", "--dirty"); l != "" && !strings.Contains(l, "fatal") {
 		return l
 	}
 	return "unknown"

@@ -38,33 +38,33 @@ func BenchmarkHTTP(b *testing.B) {
 	specs := []sysSpec{specBridge, specFastPath, specDPI}
 	specs = append(specs, nfqueueSpecs(rulesDefault)...)
 	envs := upAll(b, "http", specs)
-	tr := NewTraffic(11)
-	page := tr.HTML(httpPageSize)
+	tr := newTraffic(11)
+	page := tr.html(httpPageSize)
 	benign := make([]*fasthttp.Request, 512)
 	for i := range benign {
-		benign[i] = fastRequest(tr.Request())
+		benign[i] = fastRequest(tr.request())
 	}
 	var attacks []*fasthttp.Request
-	for _, x := range tr.Attacks() {
+	for _, x := range tr.attacks() {
 		attacks = append(attacks, fastRequest(x))
 	}
 	for _, e := range envs {
 		serveHTTP(b, e.topo, page)
 	}
 	const c = "keep-alive, closed loop"
-	s.RatioTo(c, SysBridge)
+	s.ratioTo(c, sysBridge)
 	for _, e := range envs {
-		s.Declare(c, e.spec.name, "req/s", "requests/s")
+		s.declare(c, e.spec.name, "req/s", "requests/s")
 	}
-	s.Note("%d connections, each sending its next request when the previous answer arrived (fasthttp.HostClient, keep-alive, 5 s timeouts); %s per measurement. Ordinary requests are browser-like (GET with query strings and cookies, form and JSON POSTs; %d distinct), answered with a %d-byte HTML page. One request in %d is an attack (%d kinds: SQLi, XSS, traversal, command injection, Shellshock, Log4Shell, scanner, SSRF), answered 200 by the server if it gets through.", cfg.httpConns, cfg.dur, len(benign), httpPageSize, attackEvery, len(attacks))
-	s.Note("req/s counts answered ordinary requests; latency percentiles are computed per round over its answered ordinary requests (nearest rank), and the table gives their median and range over the rounds. An attack counts as blocked when its connection is reset before an answer; the agent's own block counter is checked against it. The bridge blocks nothing: its attacks get answers. A blocked attack costs its connection, which fasthttp reopens.")
-	s.Note("%s. deepwall fast path: an L3/L4-only rule set (nothing inspected, attacks pass), to separate the cost of inspection from the cost of the XDP path.", offloadNote)
-	s.AddChart(Chart{Name: "rps", Title: "HTTP requests per second (closed loop)", Metric: "req/s"})
-	s.AddChart(Chart{Name: "latency", Title: "HTTP latency, 99th percentile", Metric: "p99 ms"})
+	s.note("%d connections, each sending its next request when the previous answer arrived (fasthttp.HostClient, keep-alive, 5 s timeouts); %s per measurement. Ordinary requests are browser-like (GET with query strings and cookies, form and JSON POSTs; %d distinct), answered with a %d-byte HTML page. One request in %d is an attack (%d kinds: SQLi, XSS, traversal, command injection, Shellshock, Log4Shell, scanner, SSRF), answered 200 by the server if it gets through.", cfg.httpConns, cfg.dur, len(benign), httpPageSize, attackEvery, len(attacks))
+	s.note("req/s counts answered ordinary requests; latency percentiles are computed per round over its answered ordinary requests (nearest rank), and the table gives their median and range over the rounds. An attack counts as blocked when its connection is reset before an answer; the agent's own block counter is checked against it. The bridge blocks nothing: its attacks get answers. A blocked attack costs its connection, which fasthttp reopens.")
+	s.note("%s. deepwall fast path: an L3/L4-only rule set (nothing inspected, attacks pass), to separate the cost of inspection from the cost of the XDP path.", offloadNote)
+	s.addChart(chart{Name: "rps", Title: "HTTP requests per second (closed loop)", Metric: "req/s"})
+	s.addChart(chart{Name: "latency", Title: "HTTP latency, 99th percentile", Metric: "p99 ms"})
 
 	st := h.steps("http", cfg.rounds*len(envs))
 	for round := range cfg.rounds {
-		for _, i := range Rotate(len(envs), round) {
+		for _, i := range rotate(len(envs), round) {
 			e := envs[i]
 			settle()
 			c0 := e.counters(b)
@@ -76,41 +76,41 @@ func BenchmarkHTTP(b *testing.B) {
 			time.Sleep(200 * time.Millisecond)
 			c1 := e.counters(b)
 			if r.ok == 0 {
-				s.NotMeasured(c, e.spec.name, "req/s", "requests/s", fmt.Sprintf("no ordinary request answered (%d errors: %v)", r.errors, r.firstErr))
+				s.notMeasured(c, e.spec.name, "req/s", "requests/s", fmt.Sprintf("no ordinary request answered (%d errors: %v)", r.errors, r.firstErr))
 				b.Errorf("http %s: no ordinary request answered: %v", e.spec.name, r.firstErr)
 				st.step("round %d: %s failed", round+1, e.spec.name)
 				continue
 			}
-			s.AddRatio(c, e.spec.name, "req/s", "requests/s", float64(r.ok)/cfg.dur.Seconds())
+			s.addRatio(c, e.spec.name, "req/s", "requests/s", float64(r.ok)/cfg.dur.Seconds())
 			slices.Sort(r.lat)
 			for _, p := range []struct {
 				name string
 				v    float64
 			}{{"p50 ms", 50}, {"p99 ms", 99}, {"p99.9 ms", 99.9}} {
-				s.Add(c, e.spec.name, p.name, "ms", Percentile(r.lat, p.v).Seconds()*1e3)
+				s.add(c, e.spec.name, p.name, "ms", percentile(r.lat, p.v).Seconds()*1e3)
 			}
-			s.Add(c, e.spec.name, "attacks sent", "requests", float64(r.attacks))
-			s.Add(c, e.spec.name, "attacks blocked", "requests", float64(r.blocked))
-			s.Add(c, e.spec.name, "ordinary failed", "requests", float64(r.errors))
-			s.Add(c, e.spec.name, "busy cores", "cores", mc)
+			s.add(c, e.spec.name, "attacks sent", "requests", float64(r.attacks))
+			s.add(c, e.spec.name, "attacks blocked", "requests", float64(r.blocked))
+			s.add(c, e.spec.name, "ordinary failed", "requests", float64(r.errors))
+			s.add(c, e.spec.name, "busy cores", "cores", mc)
 			if e.agent != nil {
-				s.Add(c, e.spec.name, "agent cores", "cores", ac)
-				s.Add(c, e.spec.name, "agent blocks", "flows", float64(c1.blocks-c0.blocks))
+				s.add(c, e.spec.name, "agent cores", "cores", ac)
+				s.add(c, e.spec.name, "agent blocks", "flows", float64(c1.blocks-c0.blocks))
 				if e.spec.rules != rulesL4 && (r.blocked != r.attacks || c1.blocks-c0.blocks != uint64(r.attacks)) {
-					s.SetNote(c, e.spec.name, fmt.Sprintf("round %d: %d attacks sent, %d blocked at the client, %d blocks counted by the agent", round+1, r.attacks, r.blocked, c1.blocks-c0.blocks))
+					s.setNote(c, e.spec.name, fmt.Sprintf("round %d: %d attacks sent, %d blocked at the client, %d blocks counted by the agent", round+1, r.attacks, r.blocked, c1.blocks-c0.blocks))
 				}
 			}
 			if r.errors > 0 {
-				s.SetNote(c, e.spec.name, fmt.Sprintf("round %d: %d ordinary requests failed (first: %v)", round+1, r.errors, r.firstErr))
+				s.setNote(c, e.spec.name, fmt.Sprintf("round %d: %d ordinary requests failed (first: %v)", round+1, r.errors, r.firstErr))
 			}
 			st.step("round %d: %s: %s req/s, p99 %s ms, attacks %d/%d blocked", round+1, e.spec.name,
-				FormatValue(float64(r.ok)/cfg.dur.Seconds()), FormatValue(Percentile(r.lat, 99).Seconds()*1e3), r.blocked, r.attacks)
+				formatValue(float64(r.ok)/cfg.dur.Seconds()), formatValue(percentile(r.lat, 99).Seconds()*1e3), r.blocked, r.attacks)
 		}
 	}
 	for _, e := range envs {
 		if e.spec.kind == kindAgent && e.spec.rules != rulesL4 {
-			if a, bl := s.Lookup(c, e.spec.name, "attacks sent"), s.Lookup(c, e.spec.name, "attacks blocked"); a != nil && bl != nil && slices.Equal(a.Samples, bl.Samples) {
-				s.SetNote(c, e.spec.name, "every attack sent was blocked, in every round")
+			if a, bl := s.lookup(c, e.spec.name, "attacks sent"), s.lookup(c, e.spec.name, "attacks blocked"); a != nil && bl != nil && slices.Equal(a.Samples, bl.Samples) {
+				s.setNote(c, e.spec.name, "every attack sent was blocked, in every round")
 			}
 		}
 	}
@@ -121,7 +121,7 @@ func BenchmarkHTTP(b *testing.B) {
 
 // fastRequest turns an exchange's request into a fasthttp request for the
 // load generator.
-func fastRequest(x *Exchange) *fasthttp.Request {
+func fastRequest(x *exchange) *fasthttp.Request {
 	r := fasthttp.AcquireRequest()
 	r.Header.SetMethod(x.Method)
 	r.SetRequestURI(x.Target)

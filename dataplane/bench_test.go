@@ -2,7 +2,6 @@ package dataplane_test
 
 import (
 	"net/netip"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,21 +10,9 @@ import (
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dataplane/afxdp/afxdptest"
 	"github.com/deepwall/deepwall/internal/testnet"
+	"github.com/deepwall/deepwall/internal/testutil"
 	"github.com/deepwall/deepwall/xdp"
 )
-
-// benchDuration is how long each measurement runs; DEEPWALL_BENCH_DURATION
-// (a Go duration) overrides it.
-func benchDuration(tb testing.TB) time.Duration {
-	if s := os.Getenv("DEEPWALL_BENCH_DURATION"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			tb.Fatalf("DEEPWALL_BENCH_DURATION: %v", err)
-		}
-		return d
-	}
-	return 5 * time.Second
-}
 
 // pps64 sends 60-byte frames (64 on the wire with the FCS) of benchFlows
 // UDP flows from the client for d, counts what reaches the server's sink
@@ -71,7 +58,7 @@ func (m *modeInspector) Inspect(_ int, _ *dataplane.Frame) dataplane.Verdict {
 // nothing about them.
 func BenchmarkDataplane(b *testing.B) {
 	topo := testnet.NewTopology(b, testnet.TopologyOptions{})
-	d := benchDuration(b)
+	d := testutil.BenchDuration(b)
 	dir, state := pinDir(b), b.TempDir()
 	insp := &modeInspector{}
 	cfg := dataplane.PairConfig{Inner: testnet.InnerIf, Outer: testnet.OuterIf, PinDir: dir, StateDir: state, Inspector: insp}

@@ -19,7 +19,7 @@ func TestJudgeNoAllocs(t *testing.T) {
 	w, b := judgeBatch(u, func(_ int, f *Frame) Verdict {
 		seen += len(f.Data)
 		return Verdict{Action: Forward}
-	}, 32, testnet.Frame(t, testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoTCP, Flags: testnet.ACK, Payload: make([]byte, 1000)}))
+	}, 32, testnet.Frame(t, testnet.FrameSpec{Src: testnet.Client4, Dst: testnet.Server4, Proto: testnet.ProtoTCP, Flags: testnet.ACK, Payload: make([]byte, 1000)}))
 	if n := testing.AllocsPerRun(100, func() { w.judge(b) }); n != 0 {
 		t.Fatalf("judge allocates %.1f times per batch", n)
 	}
@@ -35,7 +35,7 @@ func BenchmarkJudge(b *testing.B) {
 	}
 	defer u.Close()
 	w, bt := judgeBatch(u, func(int, *Frame) Verdict { return Verdict{} }, 64,
-		testnet.Frame(b, testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoUDP, Payload: make([]byte, 18)}))
+		testnet.Frame(b, testnet.FrameSpec{Src: testnet.Client4, Dst: testnet.Server4, Proto: testnet.ProtoUDP, Payload: make([]byte, 18)}))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i += bt.n {

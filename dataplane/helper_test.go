@@ -18,6 +18,7 @@ import (
 
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/internal/testnet"
+	"github.com/deepwall/deepwall/internal/testutil"
 	"github.com/deepwall/deepwall/xdp"
 )
 
@@ -177,16 +178,6 @@ func startStream(tb testing.TB, topo *testnet.Topology, server netip.AddrPort, c
 	return s
 }
 
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(timeout time.Duration, cond func() bool) bool {
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return true
-		}
-	}
-	return cond()
-}
-
 // loadPinned opens the pair's program from its pins in the test process.
 func loadPinned(tb testing.TB, dir string) *xdp.Program {
 	tb.Helper()
@@ -213,14 +204,14 @@ func TestPrivilegedFailPolicy(t *testing.T) {
 			dir := pinDir(t)
 			helper := startHelper(t, topo, dir, t.TempDir(), failClosed, 0)
 			s := startStream(t, topo, netip.AddrPortFrom(testnet.ServerIP, 9100), 8<<10, 2*time.Millisecond)
-			if !waitFor(10*time.Second, func() bool { return s.received.Load() > 256<<10 }) {
+			if !testutil.WaitFor(10*time.Second, func() bool { return s.received.Load() > 256<<10 }) {
 				t.Fatalf("transfer did not start: %d bytes", s.received.Load())
 			}
 			kill(t, helper)
 			atKill := s.received.Load()
 			prog := loadPinned(t, dir)
 			if !failClosed {
-				if !waitFor(15*time.Second, func() bool { return s.received.Load() > atKill+1<<20 }) {
+				if !testutil.WaitFor(15*time.Second, func() bool { return s.received.Load() > atKill+1<<20 }) {
 					t.Fatalf("fail-open: transfer stopped at %d bytes (killed at %d)", s.received.Load(), atKill)
 				}
 				st, err := prog.Stats()
@@ -264,7 +255,7 @@ func TestPrivilegedRestart(t *testing.T) {
 	const allowPort = 9200
 	a := startHelper(t, topo, dir, state, true, allowPort)
 	s := startStream(t, topo, netip.AddrPortFrom(testnet.ServerIP, allowPort), 8<<10, 2*time.Millisecond)
-	if !waitFor(10*time.Second, func() bool { return s.received.Load() > 128<<10 }) {
+	if !testutil.WaitFor(10*time.Second, func() bool { return s.received.Load() > 128<<10 }) {
 		t.Fatalf("transfer did not start: %d bytes", s.received.Load())
 	}
 	prog := loadPinned(t, dir)
@@ -275,7 +266,7 @@ func TestPrivilegedRestart(t *testing.T) {
 
 	kill(t, a)
 	atKill := s.received.Load()
-	if !waitFor(10*time.Second, func() bool { return s.received.Load() > atKill+512<<10 }) {
+	if !testutil.WaitFor(10*time.Second, func() bool { return s.received.Load() > atKill+512<<10 }) {
 		t.Fatalf("no agent: allowed flow stopped at %d bytes (killed at %d)", s.received.Load(), atKill)
 	}
 	// Fail-closed with no agent: a new flow does not pass.
@@ -291,7 +282,7 @@ func TestPrivilegedRestart(t *testing.T) {
 
 	startHelper(t, topo, dir, state, true, allowPort)
 	atStart := s.received.Load()
-	if !waitFor(10*time.Second, func() bool { return s.received.Load() > atStart+512<<10 }) {
+	if !testutil.WaitFor(10*time.Second, func() bool { return s.received.Load() > atStart+512<<10 }) {
 		t.Fatalf("after restart: allowed flow stopped at %d bytes", s.received.Load())
 	}
 	// The new agent serves new flows.

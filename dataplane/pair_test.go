@@ -16,6 +16,7 @@ import (
 
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/internal/testnet"
+	"github.com/deepwall/deepwall/internal/testutil"
 	"github.com/deepwall/deepwall/xdp"
 )
 
@@ -388,7 +389,7 @@ func TestPrivilegedFlowAging(t *testing.T) {
 	if !present(udp) {
 		t.Fatal("udp flow not marked")
 	}
-	if !waitFor(5*time.Second, func() bool { return !present(udp) && !present(tcp) }) {
+	if !testutil.WaitFor(5*time.Second, func() bool { return !present(udp) && !present(tcp) }) {
 		t.Fatalf("entries not reaped: udp %v tcp %v; reaper %+v", present(udp), present(tcp), p.Stats().Reaper)
 	}
 	if r := p.Stats().Reaper; r.Idle == 0 || r.Closing == 0 {

@@ -10,41 +10,19 @@ import (
 	"github.com/deepwall/deepwall/xdp"
 )
 
-var (
-	a4 = netip.MustParseAddrPort("198.18.0.1:40000")
-	b4 = netip.MustParseAddrPort("198.18.0.2:80")
-	a6 = netip.MustParseAddrPort("[2001:2::1]:40000")
-	b6 = netip.MustParseAddrPort("[2001:2::2]:53")
-)
-
-// withIPv6Ext inserts n hop-by-hop/destination-options headers (8 bytes
-// each) after the IPv6 header of an untagged frame.
-func withIPv6Ext(tb testing.TB, frame []byte, n int) []byte {
-	tb.Helper()
-	const l3 = ethHeaderLen
-	out := append([]byte(nil), frame[:l3+ipv6HeaderLen]...)
-	nh := out[l3+6]
-	for i := 0; i < n; i++ {
-		typ := uint8(protoDstOpts)
-		if i == 0 {
-			typ = protoHopOpts
-		}
-		if i == 0 {
-			out[l3+6] = typ
-		} else {
-			out[len(out)-8] = typ
-		}
-		out = append(out, 0, 0, 1, 4, 0, 0, 0, 0) // next header patched later, len 0 (8 bytes), PadN
+// optionHeaders is a hop-by-hop header followed by n-1 destination
+// options headers, 8 bytes each.
+func optionHeaders(n int) []testnet.IPv6Ext {
+	exts := []testnet.IPv6Ext{testnet.ExtHopByHop}
+	for len(exts) < n {
+		exts = append(exts, testnet.ExtDstOpts)
 	}
-	out[len(out)-8] = nh
-	out = append(out, frame[l3+ipv6HeaderLen:]...)
-	binary.BigEndian.PutUint16(out[l3+4:], binary.BigEndian.Uint16(frame[l3+4:])+uint16(8*n))
-	return out
+	return exts
 }
 
 func TestParsePacket(t *testing.T) {
-	tcp4 := testnet.Frame(t, testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoTCP, Flags: testnet.ACK | testnet.PSH, Seq: 1000, Ack: 2000, Payload: []byte("hello")})
-	udp6 := testnet.Frame(t, testnet.FrameSpec{Src: a6, Dst: b6, Proto: testnet.ProtoUDP, VLAN: 7, Payload: []byte("q")})
+	tcp4 := testnet.Frame(t, testnet.FrameSpec{Src: testnet.Client4, Dst: testnet.Server4, Proto: testnet.ProtoTCP, Flags: testnet.ACK | testnet.PSH, Seq: 1000, Ack: 2000, Payload: []byte("hello")})
+	udp6 := testnet.Frame(t, testnet.FrameSpec{Src: testnet.Client6, Dst: testnet.Server6, Proto: testnet.ProtoUDP, VLAN: 7, Payload: []byte("q")})
 	frag4 := append([]byte(nil), tcp4...)
 	binary.BigEndian.PutUint16(frag4[ethHeaderLen+6:], 0x2000) // MF
 	long4 := append([]byte(nil), tcp4...)
@@ -56,10 +34,10 @@ func TestParsePacket(t *testing.T) {
 	qinq3 = append(qinq3, udp6[16:]...)
 	// SCTP: an IPv4 header carrying a 12-byte common header (ports 5000 →
 	// 38412) and nothing else; the builder has no SCTP layer.
-	sctp := append([]byte(nil), testnet.Frame(t, testnet.FrameSpec{Src: a4, Dst: b4, Proto: 132, Payload: []byte{0x13, 0x88, 0x96, 0x0c, 0, 0, 0, 1, 0, 0, 0, 0}})...)
+	sctp := append([]byte(nil), testnet.Frame(t, testnet.FrameSpec{Src: testnet.Client4, Dst: testnet.Server4, Proto: 132, Payload: []byte{0x13, 0x88, 0x96, 0x0c, 0, 0, 0, 1, 0, 0, 0, 0}})...)
 	arp := make([]byte, 42)
 	binary.BigEndian.PutUint16(arp[12:], 0x0806)
-	tcp6 := testnet.Frame(t, testnet.FrameSpec{Src: a6, Dst: b6, Proto: testnet.ProtoTCP, Flags: testnet.SYN, Seq: 7})
+	tcp6 := testnet.Frame(t, testnet.FrameSpec{Src: testnet.Client6, Dst: testnet.Server6, Proto: testnet.ProtoTCP, Flags: testnet.SYN, Seq: 7})
 
 	for _, tc := range []struct {
 		name        string
@@ -70,23 +48,23 @@ func TestParsePacket(t *testing.T) {
 		proto       uint8
 		l4len       int
 	}{
-		{"tcp4", tcp4, KindIP, true, false, a4, b4, protoTCP, 25},
-		{"tcp4 padded", append(append([]byte(nil), tcp4...), 0, 0, 0, 0), KindIP, true, false, a4, b4, protoTCP, 25},
-		{"udp6 vlan", udp6, KindIP, true, false, a6, b6, protoUDP, 9},
-		{"icmp4 echo", testnet.Frame(t, testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoICMP}), KindIP, true, false,
-			netip.AddrPortFrom(a4.Addr(), 1), netip.AddrPortFrom(b4.Addr(), 1), protoICMP, 8},
-		{"icmp4 unreachable", testnet.Frame(t, testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoICMP, ICMPType: 3, ICMPCode: 1}), KindIP, true, false,
-			netip.AddrPortFrom(a4.Addr(), 0), netip.AddrPortFrom(b4.Addr(), 0), protoICMP, 8},
-		{"icmp6 echo", testnet.Frame(t, testnet.FrameSpec{Src: a6, Dst: b6, Proto: testnet.ProtoICMPv6, Payload: []byte{0, 9, 0, 1}}), KindIP, true, false,
-			netip.AddrPortFrom(a6.Addr(), 9), netip.AddrPortFrom(b6.Addr(), 9), protoICMPv6, 8},
-		{"icmp6 neighbour solicitation", testnet.Frame(t, testnet.FrameSpec{Src: a6, Dst: b6, Proto: testnet.ProtoICMPv6, ICMPType: 135, Payload: make([]byte, 20)}), KindOther, false, false,
+		{"tcp4", tcp4, KindIP, true, false, testnet.Client4, testnet.Server4, protoTCP, 25},
+		{"tcp4 padded", append(append([]byte(nil), tcp4...), 0, 0, 0, 0), KindIP, true, false, testnet.Client4, testnet.Server4, protoTCP, 25},
+		{"udp6 vlan", udp6, KindIP, true, false, testnet.Client6, testnet.Server6, protoUDP, 9},
+		{"icmp4 echo", testnet.Frame(t, testnet.FrameSpec{Src: testnet.Client4, Dst: testnet.Server4, Proto: testnet.ProtoICMP}), KindIP, true, false,
+			netip.AddrPortFrom(testnet.Client4.Addr(), 1), netip.AddrPortFrom(testnet.Server4.Addr(), 1), protoICMP, 8},
+		{"icmp4 unreachable", testnet.Frame(t, testnet.FrameSpec{Src: testnet.Client4, Dst: testnet.Server4, Proto: testnet.ProtoICMP, ICMPType: 3, ICMPCode: 1}), KindIP, true, false,
+			netip.AddrPortFrom(testnet.Client4.Addr(), 0), netip.AddrPortFrom(testnet.Server4.Addr(), 0), protoICMP, 8},
+		{"icmp6 echo", testnet.Frame(t, testnet.FrameSpec{Src: testnet.Client6, Dst: testnet.Server6, Proto: testnet.ProtoICMPv6, Payload: []byte{0, 9, 0, 1}}), KindIP, true, false,
+			netip.AddrPortFrom(testnet.Client6.Addr(), 9), netip.AddrPortFrom(testnet.Server6.Addr(), 9), protoICMPv6, 8},
+		{"icmp6 neighbour solicitation", testnet.Frame(t, testnet.FrameSpec{Src: testnet.Client6, Dst: testnet.Server6, Proto: testnet.ProtoICMPv6, ICMPType: 135, Payload: make([]byte, 20)}), KindOther, false, false,
 			netip.AddrPort{}, netip.AddrPort{}, 0, 0},
-		{"tcp6 hop-by-hop", withIPv6Ext(t, tcp6, 1), KindIP, true, false, a6, b6, protoTCP, 20},
-		{"tcp6 four ext headers", withIPv6Ext(t, tcp6, 4), KindIP, true, false, a6, b6, protoTCP, 20},
-		{"tcp6 five ext headers", withIPv6Ext(t, tcp6, 5), KindIP, false, false,
-			netip.AddrPortFrom(a6.Addr(), 0), netip.AddrPortFrom(b6.Addr(), 0), protoDstOpts, 0},
-		{"ipv4 fragment", frag4, KindIP, false, true, netip.AddrPortFrom(a4.Addr(), 0), netip.AddrPortFrom(b4.Addr(), 0), protoTCP, 0},
-		{"sctp4", sctp, KindIP, true, false, netip.AddrPortFrom(a4.Addr(), 5000), netip.AddrPortFrom(b4.Addr(), 38412), protoSCTP, 12},
+		{"tcp6 hop-by-hop", testnet.WithIPv6Ext(tcp6, optionHeaders(1)...), KindIP, true, false, testnet.Client6, testnet.Server6, protoTCP, 20},
+		{"tcp6 four ext headers", testnet.WithIPv6Ext(tcp6, optionHeaders(4)...), KindIP, true, false, testnet.Client6, testnet.Server6, protoTCP, 20},
+		{"tcp6 five ext headers", testnet.WithIPv6Ext(tcp6, optionHeaders(5)...), KindIP, false, false,
+			netip.AddrPortFrom(testnet.Client6.Addr(), 0), netip.AddrPortFrom(testnet.Server6.Addr(), 0), protoDstOpts, 0},
+		{"ipv4 fragment", frag4, KindIP, false, true, netip.AddrPortFrom(testnet.Client4.Addr(), 0), netip.AddrPortFrom(testnet.Server4.Addr(), 0), protoTCP, 0},
+		{"sctp4", sctp, KindIP, true, false, netip.AddrPortFrom(testnet.Client4.Addr(), 5000), netip.AddrPortFrom(testnet.Server4.Addr(), 38412), protoSCTP, 12},
 		{"sctp4 truncated", sctp[:ethHeaderLen+ipv4HeaderLen+8], KindMalformed, false, false, netip.AddrPort{}, netip.AddrPort{}, 0, 0},
 		{"arp", arp, KindOther, false, false, netip.AddrPort{}, netip.AddrPort{}, 0, 0},
 		{"ipv4 longer than frame", long4, KindMalformed, false, false, netip.AddrPort{}, netip.AddrPort{}, 0, 0},
@@ -123,7 +101,7 @@ func TestParsePacket(t *testing.T) {
 }
 
 func TestParsePacketSymmetricKey(t *testing.T) {
-	for _, pair := range [][2]netip.AddrPort{{a4, b4}, {a6, b6}} {
+	for _, pair := range [][2]netip.AddrPort{{testnet.Client4, testnet.Server4}, {testnet.Client6, testnet.Server6}} {
 		fwd := testnet.Frame(t, testnet.FrameSpec{Src: pair[0], Dst: pair[1], Proto: testnet.ProtoUDP})
 		rev := testnet.Frame(t, testnet.FrameSpec{Src: pair[1], Dst: pair[0], Proto: testnet.ProtoUDP})
 		var p, q Packet
@@ -136,7 +114,7 @@ func TestParsePacketSymmetricKey(t *testing.T) {
 }
 
 func TestParsePacketNoAllocs(t *testing.T) {
-	f := testnet.Frame(t, testnet.FrameSpec{Src: a6, Dst: b6, Proto: testnet.ProtoTCP, VLAN: 3, Payload: make([]byte, 100)})
+	f := testnet.Frame(t, testnet.FrameSpec{Src: testnet.Client6, Dst: testnet.Server6, Proto: testnet.ProtoTCP, VLAN: 3, Payload: make([]byte, 100)})
 	var p Packet
 	if n := testing.AllocsPerRun(100, func() { ParsePacket(f, &p) }); n != 0 {
 		t.Fatalf("ParsePacket allocates %.1f times", n)
@@ -179,10 +157,10 @@ func TestCompletePartialChecksum(t *testing.T) {
 		name string
 		spec testnet.FrameSpec
 	}{
-		{"tcp4", testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoTCP, Flags: testnet.ACK, Payload: []byte("some payload, odd length")}},
-		{"tcp6", testnet.FrameSpec{Src: a6, Dst: b6, Proto: testnet.ProtoTCP, Flags: testnet.ACK, Payload: make([]byte, 1400)}},
-		{"udp4", testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoUDP, Payload: []byte("x")}},
-		{"udp6 vlan", testnet.FrameSpec{Src: a6, Dst: b6, Proto: testnet.ProtoUDP, VLAN: 9, Payload: []byte("dns?")}},
+		{"tcp4", testnet.FrameSpec{Src: testnet.Client4, Dst: testnet.Server4, Proto: testnet.ProtoTCP, Flags: testnet.ACK, Payload: []byte("some payload, odd length")}},
+		{"tcp6", testnet.FrameSpec{Src: testnet.Client6, Dst: testnet.Server6, Proto: testnet.ProtoTCP, Flags: testnet.ACK, Payload: make([]byte, 1400)}},
+		{"udp4", testnet.FrameSpec{Src: testnet.Client4, Dst: testnet.Server4, Proto: testnet.ProtoUDP, Payload: []byte("x")}},
+		{"udp6 vlan", testnet.FrameSpec{Src: testnet.Client6, Dst: testnet.Server6, Proto: testnet.ProtoUDP, VLAN: 9, Payload: []byte("dns?")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			good := testnet.Frame(t, tc.spec)
@@ -213,7 +191,7 @@ func TestCompletePartialChecksum(t *testing.T) {
 		})
 	}
 	// IPv4 UDP with checksum 0 means "none": left alone.
-	f := testnet.Frame(t, testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoUDP})
+	f := testnet.Frame(t, testnet.FrameSpec{Src: testnet.Client4, Dst: testnet.Server4, Proto: testnet.ProtoUDP})
 	var p Packet
 	ParsePacket(f, &p)
 	binary.BigEndian.PutUint16(f[l4ChecksumOffset(&p):], 0)
@@ -223,7 +201,7 @@ func TestCompletePartialChecksum(t *testing.T) {
 }
 
 func BenchmarkParsePacket(b *testing.B) {
-	f := testnet.Frame(b, testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoTCP, Flags: testnet.ACK, Payload: make([]byte, 1400)})
+	f := testnet.Frame(b, testnet.FrameSpec{Src: testnet.Client4, Dst: testnet.Server4, Proto: testnet.ProtoTCP, Flags: testnet.ACK, Payload: make([]byte, 1400)})
 	var p Packet
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
@@ -239,22 +217,12 @@ func BenchmarkChecksum1500(b *testing.B) {
 	}
 }
 
+// seedFrames are testnet's seeds and a frame with more extension headers
+// than the parser follows.
 func seedFrames(tb testing.TB) [][]byte {
 	tb.Helper()
-	var out [][]byte
-	for _, s := range []testnet.FrameSpec{
-		{Src: a4, Dst: b4, Proto: testnet.ProtoTCP, Flags: testnet.SYN, Seq: 1},
-		{Src: a4, Dst: b4, Proto: testnet.ProtoTCP, Flags: testnet.ACK | testnet.FIN, Seq: 5, Ack: 9, Payload: []byte("bye")},
-		{Src: a6, Dst: b6, Proto: testnet.ProtoTCP, Flags: testnet.ACK, VLAN: 4, Payload: []byte("GET / HTTP/1.1\r\n")},
-		{Src: a6, Dst: b6, Proto: testnet.ProtoUDP, Payload: []byte("x")},
-		{Src: a4, Dst: b4, Proto: testnet.ProtoICMP},
-		{Src: a6, Dst: b6, Proto: testnet.ProtoICMPv6, Payload: []byte{0, 1, 0, 1}},
-	} {
-		out = append(out, testnet.Frame(tb, s))
-	}
-	tcp6 := testnet.Frame(tb, testnet.FrameSpec{Src: a6, Dst: b6, Proto: testnet.ProtoTCP, Flags: testnet.ACK, Seq: 3})
-	out = append(out, withIPv6Ext(tb, tcp6, 2), withIPv6Ext(tb, tcp6, 5))
-	return out
+	tcp6 := testnet.Frame(tb, testnet.FrameSpec{Src: testnet.Client6, Dst: testnet.Server6, Proto: testnet.ProtoTCP, Flags: testnet.ACK, Seq: 3})
+	return append(testnet.SeedFrames(tb), testnet.WithIPv6Ext(tcp6, optionHeaders(5)...))
 }
 
 func FuzzParsePacket(f *testing.F) {

@@ -15,7 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Why deepwall changes a port's peer (DESIGN.md, "Facts measured"):
+// Why deepwall changes a port's peer (measured on veth; docs/architecture.md
+// lists the facts):
 const (
 	reasonGRO = "an XDP redirect into a veth is delivered only if the receiving peer has NAPI; " +
 		"GRO on gives it NAPI, otherwise every redirected frame is dropped"

@@ -58,17 +58,17 @@ func TestBuildRST(t *testing.T) {
 		seq, ack uint32
 		flags    uint8
 	}{
-		{"v4 to receiver", testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoTCP, Flags: testnet.ACK | testnet.PSH, Seq: 1000, Ack: 5000, Payload: []byte("evil")},
+		{"v4 to receiver", testnet.FrameSpec{Src: testnet.Client4, Dst: testnet.Server4, Proto: testnet.ProtoTCP, Flags: testnet.ACK | testnet.PSH, Seq: 1000, Ack: 5000, Payload: []byte("evil")},
 			false, 1000, 5000, tcpFlagRST | tcpFlagACK},
-		{"v4 to sender", testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoTCP, Flags: testnet.ACK | testnet.PSH, Seq: 1000, Ack: 5000, Payload: []byte("evil")},
+		{"v4 to sender", testnet.FrameSpec{Src: testnet.Client4, Dst: testnet.Server4, Proto: testnet.ProtoTCP, Flags: testnet.ACK | testnet.PSH, Seq: 1000, Ack: 5000, Payload: []byte("evil")},
 			true, 5000, 0, tcpFlagRST},
-		{"v6 vlan to receiver", testnet.FrameSpec{Src: a6, Dst: b6, VLAN: 12, Proto: testnet.ProtoTCP, Flags: testnet.ACK, Seq: 0xfffffff0, Ack: 77, Payload: make([]byte, 300)},
+		{"v6 vlan to receiver", testnet.FrameSpec{Src: testnet.Client6, Dst: testnet.Server6, VLAN: 12, Proto: testnet.ProtoTCP, Flags: testnet.ACK, Seq: 0xfffffff0, Ack: 77, Payload: make([]byte, 300)},
 			false, 0xfffffff0, 77, tcpFlagRST | tcpFlagACK},
-		{"v6 vlan to sender", testnet.FrameSpec{Src: a6, Dst: b6, VLAN: 12, Proto: testnet.ProtoTCP, Flags: testnet.ACK, Seq: 0xfffffff0, Ack: 77, Payload: make([]byte, 300)},
+		{"v6 vlan to sender", testnet.FrameSpec{Src: testnet.Client6, Dst: testnet.Server6, VLAN: 12, Proto: testnet.ProtoTCP, Flags: testnet.ACK, Seq: 0xfffffff0, Ack: 77, Payload: make([]byte, 300)},
 			true, 77, 0, tcpFlagRST},
-		{"syn to sender", testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoTCP, Flags: testnet.SYN, Seq: 99},
+		{"syn to sender", testnet.FrameSpec{Src: testnet.Client4, Dst: testnet.Server4, Proto: testnet.ProtoTCP, Flags: testnet.SYN, Seq: 99},
 			true, 0, 100, tcpFlagRST | tcpFlagACK},
-		{"syn to receiver", testnet.FrameSpec{Src: a6, Dst: b6, Proto: testnet.ProtoTCP, Flags: testnet.SYN, Seq: 99},
+		{"syn to receiver", testnet.FrameSpec{Src: testnet.Client6, Dst: testnet.Server6, Proto: testnet.ProtoTCP, Flags: testnet.SYN, Seq: 99},
 			false, 99, 0, tcpFlagRST},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -106,13 +106,13 @@ func TestBuildRST(t *testing.T) {
 }
 
 func TestBuildRSTRejects(t *testing.T) {
-	udp := testnet.Frame(t, testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoUDP})
+	udp := testnet.Frame(t, testnet.FrameSpec{Src: testnet.Client4, Dst: testnet.Server4, Proto: testnet.ProtoUDP})
 	var p Packet
 	ParsePacket(udp, &p)
 	if _, err := BuildRST(make([]byte, MaxRSTLen), udp, &p, false); !errors.Is(err, ErrNotTCP) {
 		t.Fatalf("udp: err = %v", err)
 	}
-	tcp := testnet.Frame(t, testnet.FrameSpec{Src: a4, Dst: b4, Proto: testnet.ProtoTCP, Flags: testnet.ACK})
+	tcp := testnet.Frame(t, testnet.FrameSpec{Src: testnet.Client4, Dst: testnet.Server4, Proto: testnet.ProtoTCP, Flags: testnet.ACK})
 	ParsePacket(tcp, &p)
 	if _, err := BuildRST(make([]byte, 20), tcp, &p, false); !errors.Is(err, ErrShortBuffer) {
 		t.Fatalf("short buffer: err = %v", err)

@@ -538,7 +538,7 @@ func TestPrivilegedACL(t *testing.T) {
 	}
 	t.Run("non-IP and ND bypass a deny-all ACL", func(t *testing.T) {
 		h.setACL(ACL{Default: ACLDeny})
-		nd := frame(t, cli6, srv6, testnet.ProtoICMPv6, func(s *testnet.FrameSpec) { s.ICMPType = 135; s.Payload = make([]byte, 20) })
+		nd := frame(t, testnet.Client6, testnet.Server6, testnet.ProtoICMPv6, func(s *testnet.FrameSpec) { s.ICMPType = 135; s.Payload = make([]byte, 20) })
 		for name, f := range map[string][]byte{"arp": arpFrame(t), "lldp": lldpFrame(), "nd": nd} {
 			if got, stats := h.run(f); got != xdpRedirect || stats != wantNonIP {
 				t.Errorf("%s: %s %+v", name, actionName(got), stats)
@@ -546,7 +546,7 @@ func TestPrivilegedACL(t *testing.T) {
 		}
 	})
 	t.Run("fragments and long ext chains see L3 only", func(t *testing.T) {
-		tcp4 := frame(t, cli4, srv4, testnet.ProtoTCP)
+		tcp4 := frame(t, testnet.Client4, testnet.Server4, testnet.ProtoTCP)
 		frag := patch(tcp4, func(f []byte) { f[ethLen+6] = 0x20 })
 		h.setACL(ACL{Rules: []ACLRule{{Action: ACLDeny, Proto: 6, DstPorts: []PortRange{{80, 80}}}}})
 		if got, _ := h.run(tcp4); got != xdpDrop {
@@ -559,7 +559,7 @@ func TestPrivilegedACL(t *testing.T) {
 		if got, stats := h.run(frag); got != xdpDrop || stats != (Stats{ACLDrop: 1, Fragments: 0}) {
 			t.Errorf("fragment vs L3 rule: %s %+v, want ACL drop", actionName(got), stats)
 		}
-		long := withIPv6Ext(frame(t, cli6, srv6, testnet.ProtoTCP), extHop, extDst, extRouting, extDst, extDst)
+		long := testnet.WithIPv6Ext(frame(t, testnet.Client6, testnet.Server6, testnet.ProtoTCP), testnet.ExtHopByHop, testnet.ExtDstOpts, testnet.ExtRouting, testnet.ExtDstOpts, testnet.ExtDstOpts)
 		h.setACL(ACL{Rules: []ACLRule{{Action: ACLDeny, Src: pfx("2001:2::1/128")}}})
 		if got, stats := h.run(long); got != xdpDrop || stats != (Stats{ACLDrop: 1, HeaderLimit: 1}) {
 			t.Errorf("long chain vs L3 rule: %s %+v, want ACL drop", actionName(got), stats)
@@ -567,7 +567,7 @@ func TestPrivilegedACL(t *testing.T) {
 	})
 	t.Run("ports after ipv4 options", func(t *testing.T) {
 		h.setACL(ACL{Rules: []ACLRule{{Action: ACLDeny, SrcPorts: []PortRange{{40000, 40000}}, DstPorts: []PortRange{{80, 80}}}}})
-		f := withIPv4Options(frame(t, cli4, srv4, testnet.ProtoUDP), 4)
+		f := withIPv4Options(frame(t, testnet.Client4, testnet.Server4, testnet.ProtoUDP), 4)
 		if got, stats := h.run(f); got != xdpDrop || stats != (Stats{ACLDrop: 1}) {
 			t.Errorf("%s %+v, want ACL drop", actionName(got), stats)
 		}
@@ -595,7 +595,7 @@ func aclFrame(tb testing.TB, pk aclPacket) []byte {
 	if pk.src.Is4() {
 		return frame(tb, netip.AddrPortFrom(pk.src, pk.sport), netip.AddrPortFrom(pk.dst, pk.dport), pk.proto)
 	}
-	f := frame(tb, netip.AddrPortFrom(cli6.Addr(), pk.sport), netip.AddrPortFrom(srv6.Addr(), pk.dport), pk.proto)
+	f := frame(tb, netip.AddrPortFrom(testnet.Client6.Addr(), pk.sport), netip.AddrPortFrom(testnet.Server6.Addr(), pk.dport), pk.proto)
 	src, dst := pk.src.As16(), pk.dst.As16()
 	copy(f[ethLen+8:], src[:])
 	copy(f[ethLen+24:], dst[:])

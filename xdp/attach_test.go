@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/deepwall/deepwall/internal/testnet"
+	"github.com/deepwall/deepwall/internal/testutil"
 )
 
 // bpffsDir mounts a private bpffs on a temporary directory, unmounted at
@@ -115,7 +116,7 @@ func TestPrivilegedAttachPinAdopt(t *testing.T) {
 
 	// Real traffic reaches the program: the client's ARP requests enter
 	// inner and are forwarded as non-IP.
-	k, _ := keyOf(cli4, srv4, testnet.ProtoTCP)
+	k, _ := keyOf(testnet.Client4, testnet.Server4, testnet.ProtoTCP)
 	if err := p.SetFlow(k, VerdictAllow, 5); err != nil {
 		t.Fatal(err)
 	}
@@ -131,10 +132,12 @@ func TestPrivilegedAttachPinAdopt(t *testing.T) {
 		_, err = c.Write([]byte("wake up arp"))
 		return err
 	})
-	waitFor(t, "ARP through the program", func() bool {
+	if !testutil.WaitFor(3*time.Second, func() bool {
 		s, err := p.Stats()
 		return err == nil && s.NonIP > 0
-	})
+	}) {
+		t.Fatal("timed out waiting for ARP through the program")
+	}
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +192,7 @@ func TestPrivilegedAttachPinAdopt(t *testing.T) {
 
 	// Queues beyond MaxQueues get the fail policy; a socket on a queue
 	// takes its traffic.
-	tcp := frame(t, cli4, srv4, testnet.ProtoTCP, func(s *testnet.FrameSpec) { s.Src = netip.MustParseAddrPort("198.18.0.7:1") })
+	tcp := frame(t, testnet.Client4, testnet.Server4, testnet.ProtoTCP, func(s *testnet.FrameSpec) { s.Src = netip.MustParseAddrPort("198.18.0.7:1") })
 	runOn := func(ifindex, queue int) (uint32, Stats) {
 		t.Helper()
 		before, _ := p2.Stats()
@@ -326,15 +329,4 @@ func countMounts(tb testing.TB, path string) int {
 		}
 	}
 	return n
-}
-
-func waitFor(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -27,11 +27,11 @@ func bigACL() ACL {
 // the kernel and reports the time per run: ns/packet is the program's own
 // cost, without a driver or a redirect's transmit.
 func BenchmarkProgRun(b *testing.B) {
-	tcp := frame(b, cli4, srv4, testnet.ProtoTCP, func(s *testnet.FrameSpec) { s.Payload = nil })
+	tcp := frame(b, testnet.Client4, testnet.Server4, testnet.ProtoTCP, func(s *testnet.FrameSpec) { s.Payload = nil })
 	if len(tcp) != 60 {
 		b.Fatalf("frame is %d bytes", len(tcp))
 	}
-	k, _ := keyOf(cli4, srv4, testnet.ProtoTCP)
+	k, _ := keyOf(testnet.Client4, testnet.Server4, testnet.ProtoTCP)
 	for _, bc := range []struct {
 		name  string
 		cfg   PortConfig

@@ -36,9 +36,9 @@ func (h *harness) flow(k FlowKey) FlowValue {
 // grow in the direction of each packet.
 func TestPrivilegedFlowVerdicts(t *testing.T) {
 	h := newHarness(t, PortConfig{})
-	req := frame(t, cli4, srv4, testnet.ProtoTCP)
-	resp := frame(t, srv4, cli4, testnet.ProtoTCP, func(s *testnet.FrameSpec) { s.Payload = make([]byte, 100) })
-	k, dir := keyOf(cli4, srv4, testnet.ProtoTCP)
+	req := frame(t, testnet.Client4, testnet.Server4, testnet.ProtoTCP)
+	resp := frame(t, testnet.Server4, testnet.Client4, testnet.ProtoTCP, func(s *testnet.FrameSpec) { s.Payload = make([]byte, 100) })
+	k, dir := keyOf(testnet.Client4, testnet.Server4, testnet.ProtoTCP)
 
 	if got, stats := h.run(req); got != xdpRedirect || stats != wantMiss {
 		t.Fatalf("no entry: %s %+v", actionName(got), stats)
@@ -124,8 +124,8 @@ func TestPrivilegedFlowClosing(t *testing.T) {
 		{"rst on drop", testnet.RST, VerdictDrop, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := frame(t, cli6, srv6, testnet.ProtoTCP, func(s *testnet.FrameSpec) { s.Flags = tc.flags })
-			k, _ := keyOf(cli6, srv6, testnet.ProtoTCP)
+			f := frame(t, testnet.Client6, testnet.Server6, testnet.ProtoTCP, func(s *testnet.FrameSpec) { s.Flags = tc.flags })
+			k, _ := keyOf(testnet.Client6, testnet.Server6, testnet.ProtoTCP)
 			_ = h.p.DeleteFlow(k)
 			h.setFlow(k, tc.verdict, 1)
 			h.run(f)
@@ -140,7 +140,7 @@ func TestPrivilegedFlowClosing(t *testing.T) {
 // new connection on a reused 5-tuple; it must not inherit the old verdict.
 func TestPrivilegedFlowSynReopen(t *testing.T) {
 	h := newHarness(t, PortConfig{})
-	k, _ := keyOf(cli4, srv4, testnet.ProtoTCP)
+	k, _ := keyOf(testnet.Client4, testnet.Server4, testnet.ProtoTCP)
 	for _, tc := range []struct {
 		name    string
 		verdict Verdict
@@ -156,7 +156,7 @@ func TestPrivilegedFlowSynReopen(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_ = h.p.DeleteFlow(k)
 			h.setFlow(k, tc.verdict, 3)
-			f := frame(t, cli4, srv4, testnet.ProtoTCP, func(s *testnet.FrameSpec) { s.Flags = tc.flags })
+			f := frame(t, testnet.Client4, testnet.Server4, testnet.ProtoTCP, func(s *testnet.FrameSpec) { s.Flags = tc.flags })
 			_, stats := h.run(f)
 			v := h.flow(k)
 			if tc.reopen {
@@ -219,12 +219,12 @@ func TestPrivilegedFlowKeyDifferential(t *testing.T) {
 		id       uint16
 		icmpType uint8
 	}{
-		{"icmp4 echo", cli4.Addr(), srv4.Addr(), testnet.ProtoICMP, 1, 8},
-		{"icmp4 echo reply", srv4.Addr(), cli4.Addr(), testnet.ProtoICMP, 1, 0},
-		{"icmp4 unreachable", srv4.Addr(), cli4.Addr(), testnet.ProtoICMP, 0, 3},
-		{"icmp6 echo", cli6.Addr(), srv6.Addr(), testnet.ProtoICMPv6, 0x1234, 128},
-		{"icmp6 echo reply", srv6.Addr(), cli6.Addr(), testnet.ProtoICMPv6, 0x1234, 129},
-		{"icmp6 too big", srv6.Addr(), cli6.Addr(), testnet.ProtoICMPv6, 0, 2},
+		{"icmp4 echo", testnet.Client4.Addr(), testnet.Server4.Addr(), testnet.ProtoICMP, 1, 8},
+		{"icmp4 echo reply", testnet.Server4.Addr(), testnet.Client4.Addr(), testnet.ProtoICMP, 1, 0},
+		{"icmp4 unreachable", testnet.Server4.Addr(), testnet.Client4.Addr(), testnet.ProtoICMP, 0, 3},
+		{"icmp6 echo", testnet.Client6.Addr(), testnet.Server6.Addr(), testnet.ProtoICMPv6, 0x1234, 128},
+		{"icmp6 echo reply", testnet.Server6.Addr(), testnet.Client6.Addr(), testnet.ProtoICMPv6, 0x1234, 129},
+		{"icmp6 too big", testnet.Server6.Addr(), testnet.Client6.Addr(), testnet.ProtoICMPv6, 0, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := frame(t, netip.AddrPortFrom(tc.src, 0), netip.AddrPortFrom(tc.dst, 0), tc.proto,
@@ -250,7 +250,7 @@ func TestPrivilegedFlows(t *testing.T) {
 	want := map[FlowKey]uint32{}
 	for i := range n {
 		a := netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})
-		k, _ := MakeFlowKey(a, srv4.Addr(), uint16(i), 443, testnet.ProtoTCP)
+		k, _ := MakeFlowKey(a, testnet.Server4.Addr(), uint16(i), 443, testnet.ProtoTCP)
 		h.setFlow(k, Verdict(i%3), uint32(i))
 		want[k] = uint32(i)
 	}
@@ -282,8 +282,8 @@ func TestPrivilegedFlows(t *testing.T) {
 // their slot and queue, else to the peer (fail-open) or nowhere
 // (fail-closed); broken or missing port setups are counted.
 func TestPrivilegedFailPolicy(t *testing.T) {
-	tcp := frame(t, cli4, srv4, testnet.ProtoTCP)
-	frag := withIPv6Ext(frame(t, cli6, srv6, testnet.ProtoUDP), extFragOff)
+	tcp := frame(t, testnet.Client4, testnet.Server4, testnet.ProtoTCP)
+	frag := testnet.WithIPv6Ext(frame(t, testnet.Client6, testnet.Server6, testnet.ProtoUDP), testnet.ExtLaterFrag)
 
 	t.Run("fail-closed", func(t *testing.T) {
 		h := newHarness(t, PortConfig{FailClosed: true})
@@ -317,7 +317,7 @@ func TestPrivilegedFailPolicy(t *testing.T) {
 		if got, stats := h.run(frag); got != xdpRedirect || stats != (Stats{Fragments: 1, ToUser: 1}) {
 			t.Errorf("fragment: %s %+v", actionName(got), stats)
 		}
-		k, _ := keyOf(cli4, srv4, testnet.ProtoTCP)
+		k, _ := keyOf(testnet.Client4, testnet.Server4, testnet.ProtoTCP)
 		h.setFlow(k, VerdictInspect, 0)
 		if got, stats := h.run(tcp); got != xdpRedirect || stats != (Stats{ToUser: 1}) {
 			t.Errorf("inspect: %s %+v", actionName(got), stats)

@@ -102,14 +102,6 @@ func (s Stats) sub(o Stats) Stats {
 	return d
 }
 
-// Frames used throughout the tests.
-var (
-	cli4 = netip.MustParseAddrPort("198.18.0.1:40000")
-	srv4 = netip.MustParseAddrPort("198.18.0.2:80")
-	cli6 = netip.MustParseAddrPort("[2001:2::1]:40000")
-	srv6 = netip.MustParseAddrPort("[2001:2::2]:80")
-)
-
 func frame(tb testing.TB, src, dst netip.AddrPort, proto uint8, mod ...func(*testnet.FrameSpec)) []byte {
 	tb.Helper()
 	spec := testnet.FrameSpec{Src: src, Dst: dst, Proto: proto, Flags: testnet.ACK, Payload: []byte("payload")}
@@ -136,8 +128,8 @@ func arpFrame(tb testing.TB) []byte {
 	arp := &layers.ARP{
 		AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4,
 		HwAddressSize: 6, ProtAddressSize: 4, Operation: layers.ARPRequest,
-		SourceHwAddress: testnet.MACA, SourceProtAddress: cli4.Addr().AsSlice(),
-		DstHwAddress: make([]byte, 6), DstProtAddress: srv4.Addr().AsSlice(),
+		SourceHwAddress: testnet.MACA, SourceProtAddress: testnet.Client4.Addr().AsSlice(),
+		DstHwAddress: make([]byte, 6), DstProtAddress: testnet.Server4.Addr().AsSlice(),
 	}
 	buf := gopacket.NewSerializeBuffer()
 	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true}, eth, arp); err != nil {
@@ -191,47 +183,6 @@ func withIPv4Options(f []byte, words int) []byte {
 	ip := out[ethLen:]
 	ip[0] = 0x40 | byte(5+words)
 	binary.BigEndian.PutUint16(ip[2:], binary.BigEndian.Uint16(ip[2:])+uint16(len(opts)))
-	return out
-}
-
-// ipv6Ext is an extension header to insert: its type and body (without
-// the next-header byte, which withIPv6Ext fills in).
-type ipv6Ext struct {
-	typ  uint8
-	body []byte
-}
-
-var (
-	extHop     = ipv6Ext{0, []byte{0, 1, 4, 0, 0, 0, 0}}              // PadN
-	extDst     = ipv6Ext{60, []byte{0, 1, 4, 0, 0, 0, 0}}             // PadN
-	extRouting = ipv6Ext{43, []byte{0, 0, 0, 0, 0, 0, 0}}             // type 0, segments left 0
-	extAtomic  = ipv6Ext{44, []byte{0, 0, 0, 0, 0, 0, 1}}             // offset 0, M 0
-	extFragMF  = ipv6Ext{44, []byte{0, 0, 1, 0, 0, 0, 1}}             // offset 0, M 1
-	extFragOff = ipv6Ext{44, []byte{0, 0, 0xb8, 0, 0, 0, 1}}          // offset 185*8, M 0
-	extAH      = ipv6Ext{51, []byte{1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1}} // len 1: 12 bytes
-)
-
-// withIPv6Ext inserts extension headers after the IPv6 header of an
-// untagged frame, chaining next-header values and fixing the payload length.
-func withIPv6Ext(f []byte, exts ...ipv6Ext) []byte {
-	ip := f[ethLen : ethLen+ipv6Len]
-	out := append([]byte{}, f[:ethLen+ipv6Len]...)
-	last := ip[6]
-	var added int
-	for i, e := range exts {
-		next := last
-		if i+1 < len(exts) {
-			next = exts[i+1].typ
-		}
-		out = append(out, next)
-		out = append(out, e.body...)
-		added += 1 + len(e.body)
-	}
-	out = append(out, f[ethLen+ipv6Len:]...)
-	if len(exts) > 0 {
-		out[ethLen+6] = exts[0].typ
-	}
-	binary.BigEndian.PutUint16(out[ethLen+4:], binary.BigEndian.Uint16(ip[4:])+uint16(added))
 	return out
 }
 

@@ -20,15 +20,15 @@ var (
 // frames and checks its action and counters.
 func TestPrivilegedParse(t *testing.T) {
 	h := newHarness(t, PortConfig{})
-	tcp4 := frame(t, cli4, srv4, testnet.ProtoTCP)
-	tcp6 := frame(t, cli6, srv6, testnet.ProtoTCP)
-	udp6 := frame(t, cli6, srv6, testnet.ProtoUDP)
-	icmp4 := frame(t, cli4, srv4, testnet.ProtoICMP)
+	tcp4 := frame(t, testnet.Client4, testnet.Server4, testnet.ProtoTCP)
+	tcp6 := frame(t, testnet.Client6, testnet.Server6, testnet.ProtoTCP)
+	udp6 := frame(t, testnet.Client6, testnet.Server6, testnet.ProtoUDP)
+	icmp4 := frame(t, testnet.Client4, testnet.Server4, testnet.ProtoICMP)
 	setType := func(typ uint8) func(*testnet.FrameSpec) {
 		return func(s *testnet.FrameSpec) { s.ICMPType = typ }
 	}
 	nd := func(typ uint8) []byte {
-		return frame(t, cli6, srv6, testnet.ProtoICMPv6, setType(typ),
+		return frame(t, testnet.Client6, testnet.Server6, testnet.ProtoICMPv6, setType(typ),
 			func(s *testnet.FrameSpec) { s.HopLimit = 255; s.Payload = make([]byte, 20) })
 	}
 	for _, tc := range []struct {
@@ -38,20 +38,20 @@ func TestPrivilegedParse(t *testing.T) {
 		stats Stats
 	}{
 		{"tcp4", tcp4, xdpRedirect, wantMiss},
-		{"udp4", frame(t, cli4, srv4, testnet.ProtoUDP), xdpRedirect, wantMiss},
+		{"udp4", frame(t, testnet.Client4, testnet.Server4, testnet.ProtoUDP), xdpRedirect, wantMiss},
 		{"icmp4 echo", icmp4, xdpRedirect, wantMiss},
-		{"icmp4 unreachable", frame(t, cli4, srv4, testnet.ProtoICMP, setType(3)), xdpRedirect, wantMiss},
-		{"gre4 (no L4 parser)", frame(t, cli4, srv4, 47), xdpRedirect, wantMiss},
-		{"sctp4", frame(t, cli4, srv4, protoSCTP), xdpRedirect, wantMiss},
-		{"sctp6", frame(t, cli6, srv6, protoSCTP), xdpRedirect, wantMiss},
+		{"icmp4 unreachable", frame(t, testnet.Client4, testnet.Server4, testnet.ProtoICMP, setType(3)), xdpRedirect, wantMiss},
+		{"gre4 (no L4 parser)", frame(t, testnet.Client4, testnet.Server4, 47), xdpRedirect, wantMiss},
+		{"sctp4", frame(t, testnet.Client4, testnet.Server4, protoSCTP), xdpRedirect, wantMiss},
+		{"sctp6", frame(t, testnet.Client6, testnet.Server6, protoSCTP), xdpRedirect, wantMiss},
 		{"tcp6", tcp6, xdpRedirect, wantMiss},
 		{"udp6", udp6, xdpRedirect, wantMiss},
-		{"icmp6 echo", frame(t, cli6, srv6, testnet.ProtoICMPv6), xdpRedirect, wantMiss},
-		{"icmp6 unreachable", frame(t, cli6, srv6, testnet.ProtoICMPv6, setType(1)), xdpRedirect, wantMiss},
-		{"icmp6 mld report (not ND)", frame(t, cli6, srv6, testnet.ProtoICMPv6, setType(143)), xdpRedirect, wantMiss},
+		{"icmp6 echo", frame(t, testnet.Client6, testnet.Server6, testnet.ProtoICMPv6), xdpRedirect, wantMiss},
+		{"icmp6 unreachable", frame(t, testnet.Client6, testnet.Server6, testnet.ProtoICMPv6, setType(1)), xdpRedirect, wantMiss},
+		{"icmp6 mld report (not ND)", frame(t, testnet.Client6, testnet.Server6, testnet.ProtoICMPv6, setType(143)), xdpRedirect, wantMiss},
 		{"tcp4 padded to 60", append(append([]byte{}, tcp4...), make([]byte, 8)...), xdpRedirect, wantMiss},
 
-		{"vlan tcp4", frame(t, cli4, srv4, testnet.ProtoTCP, func(s *testnet.FrameSpec) { s.VLAN = 7 }), xdpRedirect, wantMiss},
+		{"vlan tcp4", frame(t, testnet.Client4, testnet.Server4, testnet.ProtoTCP, func(s *testnet.FrameSpec) { s.VLAN = 7 }), xdpRedirect, wantMiss},
 		{"qinq tcp4", withTags(tcp4, 0x88a8, 0x8100), xdpRedirect, wantMiss},
 		{"qinq tcp6", withTags(tcp6, 0x8100, 0x8100), xdpRedirect, wantMiss},
 		{"three tags", withTags(tcp4, 0x88a8, 0x8100, 0x8100), xdpDrop, Stats{Errors: 1, HeaderLimit: 1}},
@@ -64,20 +64,20 @@ func TestPrivilegedParse(t *testing.T) {
 		{"nd neighbour solicitation", nd(135), xdpRedirect, wantNonIP},
 		{"nd neighbour advertisement", nd(136), xdpRedirect, wantNonIP},
 		{"nd redirect", nd(137), xdpRedirect, wantNonIP},
-		{"nd behind hop-by-hop", withIPv6Ext(nd(135), extHop), xdpRedirect, wantNonIP},
+		{"nd behind hop-by-hop", testnet.WithIPv6Ext(nd(135), testnet.ExtHopByHop), xdpRedirect, wantNonIP},
 
 		{"ipv4 options", withIPv4Options(tcp4, 3), xdpRedirect, wantMiss},
 		{"ipv4 max options", withIPv4Options(tcp4, 10), xdpRedirect, wantMiss},
 		{"ipv4 first fragment", patch(tcp4, func(f []byte) { f[ethLen+6] = 0x20 }), xdpRedirect, wantFragOut},
 		{"ipv4 later fragment", patch(tcp4, func(f []byte) { f[ethLen+6], f[ethLen+7] = 0x00, 0xb9 }), xdpRedirect, wantFragOut},
 
-		{"ipv6 hop", withIPv6Ext(tcp6, extHop), xdpRedirect, wantMiss},
-		{"ipv6 4 ext", withIPv6Ext(tcp6, extHop, extDst, extRouting, extDst), xdpRedirect, wantMiss},
-		{"ipv6 ah", withIPv6Ext(udp6, extAH), xdpRedirect, wantMiss},
-		{"ipv6 atomic fragment", withIPv6Ext(tcp6, extAtomic), xdpRedirect, wantMiss},
-		{"ipv6 first fragment", withIPv6Ext(tcp6, extFragMF), xdpRedirect, wantFragOut},
-		{"ipv6 later fragment", withIPv6Ext(tcp6, extHop, extFragOff), xdpRedirect, wantFragOut},
-		{"ipv6 5 ext", withIPv6Ext(tcp6, extHop, extDst, extRouting, extAtomic, extDst), xdpRedirect, Stats{HeaderLimit: 1, FailOpen: 1}},
+		{"ipv6 hop", testnet.WithIPv6Ext(tcp6, testnet.ExtHopByHop), xdpRedirect, wantMiss},
+		{"ipv6 4 ext", testnet.WithIPv6Ext(tcp6, testnet.ExtHopByHop, testnet.ExtDstOpts, testnet.ExtRouting, testnet.ExtDstOpts), xdpRedirect, wantMiss},
+		{"ipv6 ah", testnet.WithIPv6Ext(udp6, testnet.ExtAH), xdpRedirect, wantMiss},
+		{"ipv6 atomic fragment", testnet.WithIPv6Ext(tcp6, testnet.ExtAtomicFrag), xdpRedirect, wantMiss},
+		{"ipv6 first fragment", testnet.WithIPv6Ext(tcp6, testnet.ExtFirstFrag), xdpRedirect, wantFragOut},
+		{"ipv6 later fragment", testnet.WithIPv6Ext(tcp6, testnet.ExtHopByHop, testnet.ExtLaterFrag), xdpRedirect, wantFragOut},
+		{"ipv6 5 ext", testnet.WithIPv6Ext(tcp6, testnet.ExtHopByHop, testnet.ExtDstOpts, testnet.ExtRouting, testnet.ExtAtomicFrag, testnet.ExtDstOpts), xdpRedirect, Stats{HeaderLimit: 1, FailOpen: 1}},
 		{"ipv6 no next header", patch(tcp6, func(f []byte) { f[ethLen+6] = 59 }), xdpRedirect, wantMiss},
 
 		{"ipv4 ihl 4", patch(tcp4, func(f []byte) { f[ethLen] = 0x44 }), xdpDrop, wantErr},
@@ -88,13 +88,13 @@ func TestPrivilegedParse(t *testing.T) {
 		{"tcp doff 4", patch(tcp4, func(f []byte) { f[ethLen+ipv4Len+12] = 0x40 }), xdpDrop, wantErr},
 		{"tcp doff beyond packet", patch(tcp4, func(f []byte) { f[ethLen+ipv4Len+12] = 0xf0 }), xdpDrop, wantErr},
 		{"tcp cut by ip total", patch(tcp4, func(f []byte) { binary.BigEndian.PutUint16(f[ethLen+2:], ipv4Len+12) }), xdpDrop, wantErr},
-		{"udp cut by ip total", patch(frame(t, cli4, srv4, testnet.ProtoUDP), func(f []byte) { binary.BigEndian.PutUint16(f[ethLen+2:], ipv4Len+6) }), xdpDrop, wantErr},
-		{"sctp cut by ip total", patch(frame(t, cli4, srv4, protoSCTP), func(f []byte) { binary.BigEndian.PutUint16(f[ethLen+2:], ipv4Len+10) }), xdpDrop, wantErr},
+		{"udp cut by ip total", patch(frame(t, testnet.Client4, testnet.Server4, testnet.ProtoUDP), func(f []byte) { binary.BigEndian.PutUint16(f[ethLen+2:], ipv4Len+6) }), xdpDrop, wantErr},
+		{"sctp cut by ip total", patch(frame(t, testnet.Client4, testnet.Server4, protoSCTP), func(f []byte) { binary.BigEndian.PutUint16(f[ethLen+2:], ipv4Len+10) }), xdpDrop, wantErr},
 		{"icmp cut by ip total", patch(icmp4, func(f []byte) { binary.BigEndian.PutUint16(f[ethLen+2:], ipv4Len+4) }), xdpDrop, wantErr},
 		{"ipv6 version 4", patch(tcp6, func(f []byte) { f[ethLen] = 0x40 }), xdpDrop, wantErr},
 		{"ipv6 payload 0", patch(tcp6, func(f []byte) { binary.BigEndian.PutUint16(f[ethLen+4:], 0) }), xdpDrop, wantErr},
 		{"ipv6 payload > frame", patch(tcp6, func(f []byte) { binary.BigEndian.PutUint16(f[ethLen+4:], 1000) }), xdpDrop, wantErr},
-		{"ipv6 ext beyond payload", patch(withIPv6Ext(tcp6, extHop), func(f []byte) { f[ethLen+ipv6Len+1] = 200 }), xdpDrop, wantErr},
+		{"ipv6 ext beyond payload", patch(testnet.WithIPv6Ext(tcp6, testnet.ExtHopByHop), func(f []byte) { f[ethLen+ipv6Len+1] = 200 }), xdpDrop, wantErr},
 		{"icmp6 nd cut by payload", patch(nd(135), func(f []byte) { binary.BigEndian.PutUint16(f[ethLen+4:], 4) }), xdpDrop, wantErr},
 		{"ethernet only", tcp4[:ethLen], xdpDrop, wantErr},
 	} {
@@ -117,11 +117,11 @@ func TestPrivilegedTruncated(t *testing.T) {
 		name  string
 		frame []byte
 	}{
-		{"tcp4 options", withIPv4Options(frame(t, cli4, srv4, testnet.ProtoTCP), 2)},
-		{"udp4 qinq", withTags(frame(t, cli4, srv4, testnet.ProtoUDP), 0x88a8, 0x8100)},
-		{"icmp4", frame(t, cli4, srv4, testnet.ProtoICMP)},
-		{"tcp6 ext", withIPv6Ext(frame(t, cli6, srv6, testnet.ProtoTCP), extHop, extRouting, extAtomic)},
-		{"icmp6 vlan", frame(t, cli6, srv6, testnet.ProtoICMPv6, func(s *testnet.FrameSpec) { s.VLAN = 9 })},
+		{"tcp4 options", withIPv4Options(frame(t, testnet.Client4, testnet.Server4, testnet.ProtoTCP), 2)},
+		{"udp4 qinq", withTags(frame(t, testnet.Client4, testnet.Server4, testnet.ProtoUDP), 0x88a8, 0x8100)},
+		{"icmp4", frame(t, testnet.Client4, testnet.Server4, testnet.ProtoICMP)},
+		{"tcp6 ext", testnet.WithIPv6Ext(frame(t, testnet.Client6, testnet.Server6, testnet.ProtoTCP), testnet.ExtHopByHop, testnet.ExtRouting, testnet.ExtAtomicFrag)},
+		{"icmp6 vlan", frame(t, testnet.Client6, testnet.Server6, testnet.ProtoICMPv6, func(s *testnet.FrameSpec) { s.VLAN = 9 })},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// Cuts in the Ethernet padding after the IP packet are fine.
@@ -143,8 +143,8 @@ func TestPrivilegedTruncated(t *testing.T) {
 func FuzzProgram(f *testing.F) {
 	h := newHarness(f, PortConfig{})
 	for _, s := range [][]byte{
-		frame(f, cli4, srv4, testnet.ProtoTCP),
-		withIPv6Ext(frame(f, cli6, srv6, testnet.ProtoUDP), extHop, extFragMF),
+		frame(f, testnet.Client4, testnet.Server4, testnet.ProtoTCP),
+		testnet.WithIPv6Ext(frame(f, testnet.Client6, testnet.Server6, testnet.ProtoUDP), testnet.ExtHopByHop, testnet.ExtFirstFrag),
 		withTags(arpFrame(f), 0x8100),
 		lldpFrame(),
 	} {

@@ -10,14 +10,14 @@ import (
 	"time"
 )
 
-// Benign is one generated ordinary request.
-type Benign struct {
+// benign is one generated ordinary request.
+type benign struct {
 	Template string
 	Request  []byte
 }
 
 // The benign corpus is generated from these templates (documented in
-// readme-detect.md); each draws its values from the word lists below with
+// docs/detection.md); each draws its values from the word lists below with
 // a fixed seed, so the corpus is the same on every machine.
 var benignTemplates = []struct {
 	name string
@@ -149,11 +149,11 @@ func longCookie(r *rand.Rand) string {
 	return strings.Join(parts, "; ")
 }
 
-// BenignCorpus generates n requests, cycling through the templates with
+// benignCorpus generates n requests, cycling through the templates with
 // browser header sets and long cookies.
-func BenignCorpus(n int) []Benign {
+func benignCorpus(n int) []benign {
 	r := rand.New(rand.NewPCG(2026, 8))
-	out := make([]Benign, 0, n)
+	out := make([]benign, 0, n)
 	for i := 0; i < n; i++ {
 		t := benignTemplates[i%len(benignTemplates)]
 		method, uri, ctype, body, extra := t.gen(r)
@@ -172,13 +172,13 @@ func BenignCorpus(n int) []Benign {
 			b.WriteString("Content-Type: " + ctype + "\r\nContent-Length: " + fmt.Sprint(len(body)) + "\r\n")
 		}
 		b.WriteString("Connection: keep-alive\r\n\r\n" + body)
-		out = append(out, Benign{Template: t.name, Request: []byte(b.String())})
+		out = append(out, benign{Template: t.name, Request: []byte(b.String())})
 	}
 	return out
 }
 
-// FPResult is one runner over the benign corpus.
-type FPResult struct {
+// fpResult is one runner over the benign corpus.
+type fpResult struct {
 	Runner   string         `json:"runner"`
 	Requests int            `json:"requests"`
 	Blocked  int            `json:"blocked"`
@@ -189,9 +189,9 @@ type FPResult struct {
 	ReqPerS  float64        `json:"requests_per_second"`
 }
 
-// RunBenign runs the corpus through r.
-func RunBenign(r Runner, corpus []Benign) *FPResult {
-	res := &FPResult{Runner: r.Name(), Requests: len(corpus), ByRule: map[uint32]int{}, ByTmpl: map[string]int{}}
+// runBenign runs the corpus through r.
+func runBenign(r runner, corpus []benign) *fpResult {
+	res := &fpResult{Runner: r.Name(), Requests: len(corpus), ByRule: map[uint32]int{}, ByTmpl: map[string]int{}}
 	start := time.Now()
 	for _, b := range corpus {
 		o := r.Run(b.Request)
@@ -213,8 +213,8 @@ func RunBenign(r Runner, corpus []Benign) *FPResult {
 	return res
 }
 
-// TopRules formats the rules that matched most.
-func (f *FPResult) TopRules(n int) string {
+// topRules formats the rules that matched most.
+func (f *fpResult) topRules(n int) string {
 	type kv struct {
 		id uint32
 		n  int

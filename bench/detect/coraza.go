@@ -13,17 +13,17 @@ import (
 	"github.com/deepwall/deepwall/internal/testnet"
 )
 
-// Coraza runs requests through Coraza v3 with the embedded Core Rule Set
+// corazaRunner runs requests through Coraza v3 with the embedded Core Rule Set
 // at one paranoia level, in detection-only mode (every phase runs, as
 // deepwall with ScoreEvents logs every rule): the reference the targets
 // compare with.
-type Coraza struct {
+type corazaRunner struct {
 	waf coraza.WAF
 	pl  int
 }
 
-// NewCoraza loads the CRS into Coraza at paranoia level pl.
-func NewCoraza(pl int) (*Coraza, error) {
+// newCorazaRunner loads the CRS into Coraza at paranoia level pl.
+func newCorazaRunner(pl int) (*corazaRunner, error) {
 	cfg := coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(fmt.Sprintf(`
 Include @coraza.conf-recommended
 Include @crs-setup.conf.example
@@ -38,26 +38,26 @@ Include @owasp_crs/*.conf
 	if err != nil {
 		return nil, fmt.Errorf("coraza: %w", err)
 	}
-	return &Coraza{waf: waf, pl: pl}, nil
+	return &corazaRunner{waf: waf, pl: pl}, nil
 }
 
-// Name implements Runner.
-func (c *Coraza) Name() string { return "coraza-pl" + strconv.Itoa(c.pl) }
+// Name implements runner.
+func (c *corazaRunner) Name() string { return "coraza-pl" + strconv.Itoa(c.pl) }
 
-// Close implements Runner.
-func (c *Coraza) Close() error { return nil }
+// Close implements runner.
+func (c *corazaRunner) Close() error { return nil }
 
-// Run implements Runner. A request Go's HTTP parser refuses (some
+// Run implements runner. A request Go's HTTP parser refuses (some
 // encoded_request tests) is reported as matching nothing.
-func (c *Coraza) Run(req []byte) Outcome {
-	out := Outcome{IDs: map[uint32]bool{}}
+func (c *corazaRunner) Run(req []byte) outcome {
+	out := outcome{IDs: map[uint32]bool{}}
 	r, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(req)))
 	if err != nil {
 		return out
 	}
 	var body bytes.Buffer
 	if r.Body != nil {
-		_, _ = body.ReadFrom(http.MaxBytesReader(nil, r.Body, MaxBody))
+		_, _ = body.ReadFrom(http.MaxBytesReader(nil, r.Body, maxBody))
 	}
 	tx := c.waf.NewTransaction()
 	defer tx.Close()
@@ -80,7 +80,7 @@ func (c *Coraza) Run(req []byte) Outcome {
 			out.Blocked = true
 		}
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(Response(r.Method, r.RequestURI, body.Bytes()))), r)
+	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(response(r.Method, r.RequestURI, body.Bytes()))), r)
 	if err == nil {
 		for name, vs := range resp.Header {
 			for _, v := range vs {

@@ -10,12 +10,12 @@ import (
 // benignCRS is the imported CRS at paranoia level 1 in an offline
 // engine, built once per test binary: compiling it takes seconds, and the
 // benchmark's rounds (-count, b.N growth) must measure inspection only.
-var benignCRS = sync.OnceValues(func() (*Offline, error) {
-	set, _, err := CRSRules(1)
+var benignCRS = sync.OnceValues(func() (*offline, error) {
+	set, _, err := crsRules(1)
 	if err != nil {
 		return nil, err
 	}
-	return NewOffline("crs", set)
+	return newOffline("crs", set)
 })
 
 // BenchmarkBenignCRS measures the imported CRS (paranoia level 1) over
@@ -34,15 +34,15 @@ func BenchmarkBenignCRS(b *testing.B) {
 // BenchmarkBenignCoraza is BenchmarkBenignCRS for Coraza v3 with the same
 // CRS at the same paranoia level, on the same requests.
 func BenchmarkBenignCoraza(b *testing.B) {
-	c, err := NewCoraza(1)
+	c, err := newCorazaRunner(1)
 	if err != nil {
 		b.Fatal(err)
 	}
 	benchBenign(b, c)
 }
 
-func benchBenign(b *testing.B, o Runner) {
-	corpus := BenignCorpus(64)
+func benchBenign(b *testing.B, o runner) {
+	corpus := benignCorpus(64)
 	cpu0 := processCPU(b)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

@@ -18,27 +18,27 @@ import (
 	"github.com/deepwall/deepwall/rules/crs"
 )
 
-// Outcome is what an engine did with one request.
-type Outcome struct {
+// outcome is what an engine did with one request.
+type outcome struct {
 	IDs     map[uint32]bool // rules that matched (threshold rules included)
 	Blocked bool            // the request (or its response) was blocked
 }
 
-// Runner inspects one request and its response.
-type Runner interface {
+// runner inspects one request and its response.
+type runner interface {
 	Name() string
-	Run(req []byte) Outcome
+	Run(req []byte) outcome
 	Close() error
 }
 
-// CRSRules translates the embedded Core Rule Set at paranoia level pl,
+// crsRules translates the embedded Core Rule Set at paranoia level pl,
 // in detection-only form: the threshold rules (949110, 959100) alert
 // instead of blocking, as Coraza beside it runs with SecRuleEngine
 // DetectionOnly, so that a request over the inbound threshold still has
 // its response inspected (the suite's response-side tests expect CRS's
-// outbound rules to run on such exchanges). Outcome.Blocked is set when a
+// outbound rules to run on such exchanges). outcome.Blocked is set when a
 // threshold rule logs (DetectionOnly), as for Coraza.
-func CRSRules(pl int) (*rules.Set, *crs.Result, error) {
+func crsRules(pl int) (*rules.Set, *crs.Result, error) {
 	sub, err := fs.Sub(coreruleset.FS, "@owasp_crs")
 	if err != nil {
 		return nil, nil, err
@@ -51,14 +51,14 @@ func CRSRules(pl int) (*rules.Set, *crs.Result, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("parse imported crs: %w", err)
 	}
-	DetectionOnly(set)
+	detectionOnly(set)
 	return set, res, nil
 }
 
-// DetectionOnly makes CRS's blocking evaluation rules in set (949110,
+// detectionOnly makes CRS's blocking evaluation rules in set (949110,
 // 959100) alert instead of block (SecRuleEngine DetectionOnly); runners
 // count their hits as blocked requests (detectionBlocks).
-func DetectionOnly(set *rules.Set) {
+func detectionOnly(set *rules.Set) {
 	for _, r := range set.Rules {
 		if r.Anomaly != nil && blockingEvaluation(r.ID) {
 			r.Action = rules.ActionAlert
@@ -82,26 +82,26 @@ func detectionBlocks(set *rules.Set) map[uint32]bool {
 	return m
 }
 
-// Offline runs requests through deepwall's engine (one worker, offline
+// offline runs requests through deepwall's engine (one worker, offline
 // clock) as reassembled TCP flows: handshake, the request in MSS-sized
 // segments, the backend's response, FIN both ways.
-type Offline struct {
+type offline struct {
 	name   string
 	e      *dpi.Engine
 	events []*dpi.Event
 	port   uint16
 	now    int64
 	n      int
-	blocks map[uint32]bool // threshold rules that only alert (DetectionOnly)
+	blocks map[uint32]bool // threshold rules that only alert (detectionOnly)
 }
 
-// NewOffline starts an engine over set (compiled here).
-func NewOffline(name string, set *rules.Set) (*Offline, error) {
+// newOffline starts an engine over set (compiled here).
+func newOffline(name string, set *rules.Set) (*offline, error) {
 	c, err := rules.Compile(set)
 	if err != nil {
 		return nil, fmt.Errorf("compile %s: %w", name, err)
 	}
-	o := &Offline{name: name, port: 20000, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano(), blocks: detectionBlocks(set)}
+	o := &offline{name: name, port: 20000, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano(), blocks: detectionBlocks(set)}
 	o.e, err = dpi.New(dpi.Config{Rules: c, Offline: true, ScoreEvents: true, Emit: func(ev *dpi.Event) { o.events = append(o.events, ev) }})
 	if err != nil {
 		c.Close()
@@ -110,16 +110,16 @@ func NewOffline(name string, set *rules.Set) (*Offline, error) {
 	return o, nil
 }
 
-// Name implements Runner.
-func (o *Offline) Name() string { return o.name }
+// Name implements runner.
+func (o *offline) Name() string { return o.name }
 
-// Close implements Runner.
-func (o *Offline) Close() error { return o.e.Close() }
+// Close implements runner.
+func (o *offline) Close() error { return o.e.Close() }
 
 const mss = 1448
 
-// Run implements Runner.
-func (o *Offline) Run(req []byte) Outcome {
+// Run implements runner.
+func (o *offline) Run(req []byte) outcome {
 	o.port++
 	if o.port < 20000 {
 		o.port = 20000
@@ -181,8 +181,8 @@ func (o *Offline) Run(req []byte) Outcome {
 // outcomeOf is the outcome of one request from the engine's events for
 // its flow: the rules their alerts name, and blocked when the flow was
 // dropped or an alert says so.
-func outcomeOf(evs []*dpi.Event, blocked bool, blocks map[uint32]bool) Outcome {
-	out := Outcome{IDs: map[uint32]bool{}, Blocked: blocked}
+func outcomeOf(evs []*dpi.Event, blocked bool, blocks map[uint32]bool) outcome {
+	out := outcome{IDs: map[uint32]bool{}, Blocked: blocked}
 	for _, ev := range evs {
 		if ev.Alert == nil {
 			continue
@@ -202,11 +202,11 @@ func outcomeOf(evs []*dpi.Event, blocked bool, blocks map[uint32]bool) Outcome {
 func backendResponse(req []byte) []byte {
 	r, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(req)))
 	if err != nil {
-		return Response("GET", "/", nil)
+		return response("GET", "/", nil)
 	}
 	var body bytes.Buffer
 	if r.Body != nil {
-		_, _ = body.ReadFrom(http.MaxBytesReader(nil, r.Body, MaxBody))
+		_, _ = body.ReadFrom(http.MaxBytesReader(nil, r.Body, maxBody))
 	}
-	return Response(r.Method, r.URL.RequestURI(), body.Bytes())
+	return response(r.Method, r.URL.RequestURI(), body.Bytes())
 }

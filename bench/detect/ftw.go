@@ -23,22 +23,22 @@ import (
 
 // Bounds on the suite.
 const (
-	MaxTestFile = 4 << 20 // bytes of one go-ftw file
-	MaxBody     = 1 << 20 // bytes of one request or reflected response body
+	maxTestFile = 4 << 20 // bytes of one go-ftw file
+	maxBody     = 1 << 20 // bytes of one request or reflected response body
 )
 
-// Test is one go-ftw test: a request and what CRS must log for it.
-type Test struct {
+// test is one go-ftw test: a request and what CRS must log for it.
+type test struct {
 	File   string // file name relative to the suite directory
 	Family string // CRS family ("942", "920/921", "95x", ...)
 	RuleID uint32 // the rule the file tests
 	ID     string // "942100-3"
 	Desc   string
-	Stage  Stage // the first stage with log expectations (the suite has one per test)
+	Stage  stage // the first stage with log expectations (the suite has one per test)
 }
 
-// Stage is one request of a test and its expectations.
-type Stage struct {
+// stage is one request of a test and its expectations.
+type stage struct {
 	Method, URI, Version string
 	Headers              [][2]string
 	Body                 []byte
@@ -81,8 +81,8 @@ type ftwOutput struct {
 	} `yaml:"log"`
 }
 
-// Family names a CRS rule id's family as the report groups them.
-func Family(id uint32) string {
+// family names a CRS rule id's family as the report groups them.
+func family(id uint32) string {
 	p := id / 1000
 	switch {
 	case p == 920 || p == 921 || p == 922:
@@ -93,13 +93,13 @@ func Family(id uint32) string {
 	return strconv.Itoa(int(p))
 }
 
-// Families are the families reported, in order.
-var Families = []string{"913", "920/921", "930", "931", "932", "933", "934", "941", "942", "943", "944", "95x"}
+// families are the families reported, in order.
+var families = []string{"913", "920/921", "930", "931", "932", "933", "934", "941", "942", "943", "944", "95x"}
 
-// LoadSuite reads every go-ftw file under dir (the CRS tests/
+// loadSuite reads every go-ftw file under dir (the CRS tests/
 // directory). Tests without log expectations (status checks only) are
 // left out and counted.
-func LoadSuite(dir string) (tests []Test, skipped int, err error) {
+func loadSuite(dir string) (tests []test, skipped int, err error) {
 	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".yaml") {
 			return err
@@ -108,8 +108,8 @@ func LoadSuite(dir string) (tests []Test, skipped int, err error) {
 		if err != nil {
 			return err
 		}
-		if info.Size() > MaxTestFile {
-			return fmt.Errorf("%s: %d bytes (limit %d)", path, info.Size(), MaxTestFile)
+		if info.Size() > maxTestFile {
+			return fmt.Errorf("%s: %d bytes (limit %d)", path, info.Size(), maxTestFile)
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -121,7 +121,7 @@ func LoadSuite(dir string) (tests []Test, skipped int, err error) {
 		}
 		rel, _ := filepath.Rel(dir, path)
 		for _, t := range f.Tests {
-			test := Test{File: rel, Family: Family(f.RuleID), RuleID: f.RuleID, ID: fmt.Sprintf("%d-%v", f.RuleID, t.TestID), Desc: t.Desc}
+			test := test{File: rel, Family: family(f.RuleID), RuleID: f.RuleID, ID: fmt.Sprintf("%d-%v", f.RuleID, t.TestID), Desc: t.Desc}
 			found := false
 			for _, s := range t.Stages {
 				in, out := s.Input, s.Output
@@ -157,8 +157,8 @@ func LoadSuite(dir string) (tests []Test, skipped int, err error) {
 	return tests, skipped, err
 }
 
-func buildStage(in *ftwInput) (Stage, error) {
-	s := Stage{Method: in.Method, URI: in.URI, Version: in.Version, Body: []byte(in.Data)}
+func buildStage(in *ftwInput) (stage, error) {
+	s := stage{Method: in.Method, URI: in.URI, Version: in.Version, Body: []byte(in.Data)}
 	if in.Autocomplete != nil && !*in.Autocomplete {
 		s.NoAutocomplete = true
 	}
@@ -169,8 +169,8 @@ func buildStage(in *ftwInput) (Stage, error) {
 		}
 		s.Raw = raw
 	}
-	if len(s.Body) > MaxBody {
-		return s, fmt.Errorf("data of %d bytes (limit %d)", len(s.Body), MaxBody)
+	if len(s.Body) > maxBody {
+		return s, fmt.Errorf("data of %d bytes (limit %d)", len(s.Body), maxBody)
 	}
 	names := make([]string, 0, len(in.Headers))
 	for k := range in.Headers {
@@ -184,7 +184,7 @@ func buildStage(in *ftwInput) (Stage, error) {
 }
 
 // header returns the first value of name (case-insensitive).
-func (s *Stage) header(name string) (string, bool) {
+func (s *stage) header(name string) (string, bool) {
 	for _, h := range s.Headers {
 		if strings.EqualFold(h[0], name) {
 			return h[1], true
@@ -193,11 +193,11 @@ func (s *Stage) header(name string) (string, bool) {
 	return "", false
 }
 
-// Request returns the request's bytes as go-ftw sends them: the request
+// request returns the request's bytes as go-ftw sends them: the request
 // line, the headers, and unless autocomplete_headers is off, a
 // Content-Type (form) and Content-Length for a body and Connection:
 // close; encoded_request is sent as is.
-func (s *Stage) Request() []byte {
+func (s *stage) request() []byte {
 	if s.Raw != nil {
 		return s.Raw
 	}
@@ -243,10 +243,10 @@ type reflectSpec struct {
 	EncodedBody string            `json:"encodedBody"`
 }
 
-// Response returns the backend's answer to the stage's request: what a
+// response returns the backend's answer to the stage's request: what a
 // /reflect request asks for (as the CRS test backend, albedo, does), else
 // a small HTML page.
-func Response(method, uri string, body []byte) []byte {
+func response(method, uri string, body []byte) []byte {
 	status, hdrs, rb := 200, map[string]string{"Content-Type": "text/html; charset=utf-8"}, []byte("<html><body>ok</body></html>")
 	if strings.HasPrefix(uri, "/reflect") && len(body) > 0 {
 		var spec reflectSpec
@@ -265,8 +265,8 @@ func Response(method, uri string, body []byte) []byte {
 			}
 		}
 	}
-	if len(rb) > MaxBody {
-		rb = rb[:MaxBody]
+	if len(rb) > maxBody {
+		rb = rb[:maxBody]
 	}
 	var b strings.Builder
 	b.WriteString("HTTP/1.1 " + strconv.Itoa(status) + " Reflected\r\n")

@@ -33,7 +33,7 @@ type liveRunner struct {
 	topo   *testnet.Topology
 	mu     sync.Mutex
 	events map[uint16][]*dpi.Event // by client port
-	blocks map[uint32]bool         // threshold rules that only alert (DetectionOnly)
+	blocks map[uint32]bool         // threshold rules that only alert (detectionOnly)
 }
 
 func (l *liveRunner) Name() string { return "deepwall-crs-pl1-live" }
@@ -51,7 +51,7 @@ func (l *liveRunner) emit(ev *dpi.Event) {
 	l.mu.Unlock()
 }
 
-func (l *liveRunner) Run(req []byte) Outcome {
+func (l *liveRunner) Run(req []byte) outcome {
 	var c net.Conn
 	err := l.topo.Client.Do(func() error {
 		var err error
@@ -60,7 +60,7 @@ func (l *liveRunner) Run(req []byte) Outcome {
 	})
 	if err != nil {
 		l.t.Logf("dial: %v", err)
-		return Outcome{IDs: map[uint32]bool{}}
+		return outcome{IDs: map[uint32]bool{}}
 	}
 	port := uint16(c.LocalAddr().(*net.TCPAddr).Port)
 	_ = c.SetDeadline(time.Now().Add(time.Second))
@@ -77,27 +77,18 @@ func (l *liveRunner) Run(req []byte) Outcome {
 	return outcomeOf(evs, rerr != nil, l.blocks)
 }
 
-// serveBackend answers every request like the CRS test backend (albedo):
+// answerBackend answers a request like the CRS test backend (albedo):
 // /reflect returns the response its JSON body describes.
-func serveBackend(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-			r, err := http.ReadRequest(bufio.NewReader(c))
-			if err != nil {
-				_, _ = c.Write([]byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
-				return
-			}
-			var body bytes.Buffer
-			_, _ = body.ReadFrom(io.LimitReader(r.Body, MaxBody))
-			_, _ = c.Write(Response(r.Method, r.URL.RequestURI(), body.Bytes()))
-		}()
+func answerBackend(c net.Conn) {
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	r, err := http.ReadRequest(bufio.NewReader(c))
+	if err != nil {
+		_, _ = c.Write([]byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+		return
 	}
+	var body bytes.Buffer
+	_, _ = body.ReadFrom(io.LimitReader(r.Body, maxBody))
+	_, _ = c.Write(response(r.Method, r.URL.RequestURI(), body.Bytes()))
 }
 
 // TestPrivilegedDetectLive runs the CRS regression suite with the
@@ -107,11 +98,11 @@ func serveBackend(ln net.Listener) {
 // (default: all, within 8 minutes).
 func TestPrivilegedDetectLive(t *testing.T) {
 	topo := testnet.NewTopology(t, testnet.TopologyOptions{})
-	dir, err := TestsDir()
+	dir, err := testsDir()
 	if err != nil {
 		t.Skip(err)
 	}
-	tests, _, err := LoadSuite(dir)
+	tests, _, err := loadSuite(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,14 +110,14 @@ func TestPrivilegedDetectLive(t *testing.T) {
 		var k int
 		if _, err := fmt.Sscan(n, &k); err == nil && k > 0 && k < len(tests) {
 			step := len(tests) / k
-			var sample []Test
+			var sample []test
 			for i := 0; i < len(tests); i += step {
 				sample = append(sample, tests[i])
 			}
 			tests = sample
 		}
 	}
-	set, _, err := CRSRules(1)
+	set, _, err := crsRules(1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,9 +152,9 @@ func TestPrivilegedDetectLive(t *testing.T) {
 		}
 	})
 	ln := testnet.Listen(t, topo.Server, "tcp", netip.AddrPortFrom(testnet.ServerIP, 80))
-	go serveBackend(ln)
+	go testnet.Serve(ln, answerBackend)
 
-	off, err := NewOffline("deepwall-crs-pl1", set)
+	off, err := newOffline("deepwall-crs-pl1", set)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,10 +168,10 @@ func TestPrivilegedDetectLive(t *testing.T) {
 		}
 		ran = append(ran, tests[i])
 	}
-	liveRes := RunSuite(live, ran, false)
-	offRes := RunSuite(off, ran, false)
+	liveRes := runSuite(live, ran, false)
+	offRes := runSuite(off, ran, false)
 	var b strings.Builder
-	WriteSuiteTable(&b, []*SuiteResult{liveRes, offRes})
+	writeSuiteTable(&b, []*suiteResult{liveRes, offRes})
 	t.Logf("live vs offline, %d tests:\n%s", len(ran), b.String())
 	if liveRes.Total.Tests == 0 || liveRes.Total.Caught == 0 {
 		t.Fatalf("the live path caught nothing: %+v", liveRes.Total)
@@ -191,7 +182,7 @@ func TestPrivilegedDetectLive(t *testing.T) {
 		t.Errorf("live passed %d tests, offline %d", liveRes.Total.Passed, offRes.Total.Passed)
 	}
 	if out := os.Getenv("DETECT_LIVE_OUT"); out != "" {
-		js, _ := json.MarshalIndent([]*SuiteResult{liveRes, offRes}, "", "  ")
+		js, _ := json.MarshalIndent([]*suiteResult{liveRes, offRes}, "", "  ")
 		if err := os.WriteFile(out, js, 0o644); err != nil {
 			t.Error(err)
 		}

@@ -24,25 +24,25 @@ type Config struct {
 	MaxPL    int // highest paranoia level for the false-positive table
 }
 
-// Report is everything Main measured (detect.json).
-type Report struct {
+// report is everything Main measured (detect.json).
+type report struct {
 	Date      string         `json:"date"`
 	Machine   string         `json:"machine"`
 	Tests     int            `json:"tests"`
 	Skipped   int            `json:"tests_without_log_expectations"`
-	Suite     []*SuiteResult `json:"suite"`
-	Benign    []*FPResult    `json:"benign"`
+	Suite     []*suiteResult `json:"suite"`
+	Benign    []*fpResult    `json:"benign"`
 	Imported  int            `json:"crs_rules_translated"`
 	Untrans   int            `json:"crs_rules_untranslated"`
-	DefaultPk FamilyStats    `json:"default_pack_930_944"`
+	DefaultPk familyStats    `json:"default_pack_930_944"`
 	// DefaultPL splits DefaultPk by the paranoia level of the CRS rule
 	// each attack test targets (PL1..PL4, all).
-	DefaultPL []FamilyStats `json:"default_pack_930_944_by_paranoia"`
+	DefaultPL []familyStats `json:"default_pack_930_944_by_paranoia"`
 }
 
-// TestsDir finds the CRS tests of the coraza-coreruleset module in the
+// testsDir finds the CRS tests of the coraza-coreruleset module in the
 // module cache.
-func TestsDir() (string, error) {
+func testsDir() (string, error) {
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/corazawaf/coraza-coreruleset/v4").Output()
 	if err != nil {
 		return "", fmt.Errorf("find the coraza-coreruleset module (go list): %w", err)
@@ -53,20 +53,20 @@ func TestsDir() (string, error) {
 // Main runs the whole harness and writes the report.
 func Main(cfg Config, w io.Writer) error {
 	if cfg.Tests == "" {
-		d, err := TestsDir()
+		d, err := testsDir()
 		if err != nil {
 			return err
 		}
 		cfg.Tests = d
 	}
 	cfg.MaxPL = min(max(cfg.MaxPL, 1), rules.MaxParanoia)
-	tests, skipped, err := LoadSuite(cfg.Tests)
+	tests, skipped, err := loadSuite(cfg.Tests)
 	if err != nil {
 		return err
 	}
-	rep := &Report{Date: time.Now().UTC().Format("2006-01-02"), Machine: fmt.Sprintf("%s/%s, %d CPUs", runtime.GOOS, runtime.GOARCH, runtime.NumCPU()),
+	rep := &report{Date: time.Now().UTC().Format("2006-01-02"), Machine: fmt.Sprintf("%s/%s, %d CPUs", runtime.GOOS, runtime.GOARCH, runtime.NumCPU()),
 		Tests: len(tests), Skipped: skipped}
-	corpus := BenignCorpus(cfg.Benign)
+	corpus := benignCorpus(cfg.Benign)
 	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
 
 	// The default pack: an attack test is caught when the request is blocked.
@@ -74,62 +74,62 @@ func Main(cfg Config, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	dp, err := NewOffline("deepwall-default", pack)
+	dp, err := newOffline("deepwall-default", pack)
 	if err != nil {
 		return err
 	}
 	logf("default pack: %d tests", len(tests))
-	dpRes := RunSuite(dp, tests, true)
-	dpFP := RunBenign(dp, corpus)
+	dpRes := runSuite(dp, tests, true)
+	dpFP := runBenign(dp, corpus)
 	dp.Close()
 	attackFams := []string{"930", "931", "932", "933", "934", "941", "942", "943", "944"}
-	rep.DefaultPk = dpRes.Subtotal(attackFams...)
-	plOf, err := CRSParanoia()
+	rep.DefaultPk = dpRes.subtotal(attackFams...)
+	plOf, err := crsParanoia()
 	if err != nil {
 		return err
 	}
-	rep.DefaultPL = ByParanoia(dpRes, tests, plOf, attackFams...)
+	rep.DefaultPL = byParanoia(dpRes, tests, plOf, attackFams...)
 	rep.Benign = append(rep.Benign, dpFP)
 
 	// Imported CRS at each paranoia level (suite at PL1), Coraza beside it.
-	var crsPL1 *SuiteResult
+	var crsPL1 *suiteResult
 	for pl := 1; pl <= cfg.MaxPL; pl++ {
-		set, res, err := CRSRules(pl)
+		set, res, err := crsRules(pl)
 		if err != nil {
 			return err
 		}
 		rep.Imported, rep.Untrans = res.Translated, len(res.Untranslated)
-		o, err := NewOffline(fmt.Sprintf("deepwall-crs-pl%d", pl), set)
+		o, err := newOffline(fmt.Sprintf("deepwall-crs-pl%d", pl), set)
 		if err != nil {
 			return err
 		}
 		if pl == 1 {
 			logf("imported crs pl1: %d tests", len(tests))
-			crsPL1 = RunSuite(o, tests, false)
+			crsPL1 = runSuite(o, tests, false)
 			rep.Suite = append(rep.Suite, crsPL1)
 		}
 		logf("imported crs pl%d: benign", pl)
-		rep.Benign = append(rep.Benign, RunBenign(o, corpus))
+		rep.Benign = append(rep.Benign, runBenign(o, corpus))
 		o.Close()
 	}
 	if !cfg.NoCoraza {
 		for pl := 1; pl <= cfg.MaxPL; pl++ {
-			c, err := NewCoraza(pl)
+			c, err := newCorazaRunner(pl)
 			if err != nil {
 				return err
 			}
 			if pl == 1 {
 				logf("coraza pl1: %d tests", len(tests))
-				rep.Suite = append(rep.Suite, RunSuite(c, tests, false))
+				rep.Suite = append(rep.Suite, runSuite(c, tests, false))
 			}
 			logf("coraza pl%d: benign", pl)
-			rep.Benign = append(rep.Benign, RunBenign(c, corpus))
+			rep.Benign = append(rep.Benign, runBenign(c, corpus))
 		}
 	}
 	rep.Suite = append(rep.Suite, dpRes)
 
 	var md bytes.Buffer
-	WriteMarkdown(&md, rep)
+	writeMarkdown(&md, rep)
 	if cfg.Out != "" {
 		if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 			return err
@@ -146,12 +146,12 @@ func Main(cfg Config, w io.Writer) error {
 	return err
 }
 
-// WriteMarkdown writes the report's tables.
-func WriteMarkdown(w io.Writer, rep *Report) {
+// writeMarkdown writes the report's tables.
+func writeMarkdown(w io.Writer, rep *report) {
 	fmt.Fprintf(w, "## Detection (%s, %s)\n\n", rep.Date, rep.Machine)
 	fmt.Fprintf(w, "CRS regression suite: %d tests with log expectations (%d status-only tests left out); imported CRS: %d rules translated, %d not.\n\n",
 		rep.Tests, rep.Skipped, rep.Imported, rep.Untrans)
-	var ids []*SuiteResult
+	var ids []*suiteResult
 	for _, s := range rep.Suite {
 		if s.Runner != "deepwall-default" {
 			ids = append(ids, s)
@@ -159,7 +159,7 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 	}
 	if len(ids) > 0 {
 		fmt.Fprintf(w, "### CRS suite at paranoia level 1 (passed = every expected rule logged and no unexpected one)\n\n")
-		WriteSuiteTable(w, ids)
+		writeSuiteTable(w, ids)
 		fmt.Fprintln(w)
 	}
 	d := rep.DefaultPk
@@ -178,7 +178,7 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 	}
 	fmt.Fprintf(w, "### Benign corpus (%d requests): false positives (blocked requests)\n\n| rule set | blocked | rate | requests/s (1 core) | rules that matched (top) |\n|---|---|---|---|---|\n", rep.Benign[0].Requests)
 	for _, b := range rep.Benign {
-		fmt.Fprintf(w, "| %s | %d | %.2f%% | %.0f | %s |\n", b.Runner, b.Blocked, 100*b.Rate, b.ReqPerS, b.TopRules(6))
+		fmt.Fprintf(w, "| %s | %d | %.2f%% | %.0f | %s |\n", b.Runner, b.Blocked, 100*b.Rate, b.ReqPerS, b.topRules(6))
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "### Inspection rate on the suite (requests/s, one core)\n\n| runner | requests/s |\n|---|---|\n")
@@ -187,7 +187,7 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 	}
 	fmt.Fprintln(w)
 	for _, s := range rep.Suite {
-		WriteMisses(w, s, 40)
+		writeMisses(w, s, 40)
 	}
 }
 
@@ -195,7 +195,7 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 // paranoia level of the CRS rule each attack test targets, beside the
 // imported CRS's false-positive rate at that level (when measured): what
 // blocking that level's tests costs CRS on the benign corpus.
-func writeParanoiaTable(w io.Writer, rep *Report) {
+func writeParanoiaTable(w io.Writer, rep *report) {
 	fp := map[string]string{}
 	for _, b := range rep.Benign {
 		if pl, ok := strings.CutPrefix(b.Runner, "deepwall-crs-pl"); ok {

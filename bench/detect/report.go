@@ -14,8 +14,8 @@ import (
 	"github.com/deepwall/deepwall/rules/crs"
 )
 
-// Judgement is one runner's result on one test.
-type Judgement struct {
+// judgement is one runner's result on one test.
+type judgement struct {
 	Caught   bool // every expect_ids rule matched (default pack: the request was blocked)
 	Silent   bool // no no_expect_ids rule matched
 	Passed   bool // both
@@ -23,11 +23,11 @@ type Judgement struct {
 	Quiet    bool // the test expects silences
 }
 
-// Judge compares an outcome with a test's expectations. With byBlock
+// judge compares an outcome with a test's expectations. With byBlock
 // (a rule set whose ids are not CRS's, the default pack) an attack test
 // is caught when the request is blocked and silences are not judged.
-func Judge(t *Test, o Outcome, byBlock bool) Judgement {
-	j := Judgement{Expected: len(t.Stage.Expect) > 0, Quiet: len(t.Stage.NoExpect) > 0, Caught: true, Silent: true}
+func judge(t *test, o outcome, byBlock bool) judgement {
+	j := judgement{Expected: len(t.Stage.Expect) > 0, Quiet: len(t.Stage.NoExpect) > 0, Caught: true, Silent: true}
 	if byBlock {
 		j.Quiet = false
 		j.Caught = !j.Expected || o.Blocked
@@ -44,8 +44,8 @@ func Judge(t *Test, o Outcome, byBlock bool) Judgement {
 	return j
 }
 
-// FamilyStats counts one runner's results for one family.
-type FamilyStats struct {
+// familyStats counts one runner's results for one family.
+type familyStats struct {
 	Family   string   `json:"family"`
 	Tests    int      `json:"tests"`
 	Passed   int      `json:"passed"`
@@ -57,36 +57,36 @@ type FamilyStats struct {
 	Noisy    []string `json:"noisy,omitempty"`  // test ids where an unexpected rule matched
 }
 
-// SuiteResult is one runner over the suite.
-type SuiteResult struct {
+// suiteResult is one runner over the suite.
+type suiteResult struct {
 	Runner   string         `json:"runner"`
-	Families []*FamilyStats `json:"families"`
-	Total    FamilyStats    `json:"total"`
+	Families []*familyStats `json:"families"`
+	Total    familyStats    `json:"total"`
 	Seconds  float64        `json:"seconds"`
 	ReqPerS  float64        `json:"requests_per_second"`
 }
 
-// RunSuite runs every test through r.
-func RunSuite(r Runner, tests []Test, byBlock bool) *SuiteResult {
-	res := &SuiteResult{Runner: r.Name(), Total: FamilyStats{Family: "all"}}
-	byFam := map[string]*FamilyStats{}
-	for _, f := range Families {
-		fs := &FamilyStats{Family: f}
+// runSuite runs every test through r.
+func runSuite(r runner, tests []test, byBlock bool) *suiteResult {
+	res := &suiteResult{Runner: r.Name(), Total: familyStats{Family: "all"}}
+	byFam := map[string]*familyStats{}
+	for _, f := range families {
+		fs := &familyStats{Family: f}
 		byFam[f] = fs
 		res.Families = append(res.Families, fs)
 	}
-	other := &FamilyStats{Family: "other"}
+	other := &familyStats{Family: "other"}
 	res.Families = append(res.Families, other)
 	start := time.Now()
 	for i := range tests {
 		t := &tests[i]
-		o := r.Run(t.Stage.Request())
-		j := Judge(t, o, byBlock)
+		o := r.Run(t.Stage.request())
+		j := judge(t, o, byBlock)
 		fs := byFam[t.Family]
 		if fs == nil {
 			fs = other
 		}
-		for _, s := range []*FamilyStats{fs, &res.Total} {
+		for _, s := range []*familyStats{fs, &res.Total} {
 			s.Tests++
 			if j.Passed {
 				s.Passed++
@@ -117,9 +117,9 @@ func RunSuite(r Runner, tests []Test, byBlock bool) *SuiteResult {
 	return res
 }
 
-// Subtotal sums the families named.
-func (r *SuiteResult) Subtotal(fams ...string) FamilyStats {
-	s := FamilyStats{Family: strings.Join(fams, "+")}
+// subtotal sums the families named.
+func (r *suiteResult) subtotal(fams ...string) familyStats {
+	s := familyStats{Family: strings.Join(fams, "+")}
 	for _, f := range r.Families {
 		if slices.Contains(fams, f.Family) {
 			s.Tests += f.Tests
@@ -140,9 +140,9 @@ func pct(a, b int) string {
 	return fmt.Sprintf("%.1f%%", 100*float64(a)/float64(b))
 }
 
-// WriteSuiteTable writes the per-family table of several runners side by
+// writeSuiteTable writes the per-family table of several runners side by
 // side: for each, passed/tests, caught/expected, kept/quiet.
-func WriteSuiteTable(w io.Writer, rs []*SuiteResult) {
+func writeSuiteTable(w io.Writer, rs []*suiteResult) {
 	fmt.Fprintf(w, "| family |")
 	for _, r := range rs {
 		fmt.Fprintf(w, " %s passed | caught | silences kept |", r.Runner)
@@ -170,8 +170,8 @@ func WriteSuiteTable(w io.Writer, rs []*SuiteResult) {
 	}
 }
 
-// WriteMisses lists each family's missed tests for one runner.
-func WriteMisses(w io.Writer, r *SuiteResult, limit int) {
+// writeMisses lists each family's missed tests for one runner.
+func writeMisses(w io.Writer, r *suiteResult, limit int) {
 	fmt.Fprintf(w, "Missed detections (%s):\n\n", r.Runner)
 	for _, f := range r.Families {
 		if len(f.Misses) == 0 {
@@ -188,11 +188,11 @@ func WriteMisses(w io.Writer, r *SuiteResult, limit int) {
 	fmt.Fprintln(w)
 }
 
-// CRSParanoia maps every rule id of the embedded Core Rule Set to its
+// crsParanoia maps every rule id of the embedded Core Rule Set to its
 // paranoia level: the `paranoia-level/N` tag of the rule (the first rule
 // of a chain carries it). Rules without the tag (bookkeeping) are left
 // out.
-func CRSParanoia() (map[uint32]int, error) {
+func crsParanoia() (map[uint32]int, error) {
 	sub, err := fs.Sub(coreruleset.FS, "@owasp_crs")
 	if err != nil {
 		return nil, err
@@ -243,12 +243,12 @@ func CRSParanoia() (map[uint32]int, error) {
 	return out, nil
 }
 
-// ByParanoia regroups a byBlock runner's attack tests of the families
+// byParanoia regroups a byBlock runner's attack tests of the families
 // named by the paranoia level of the CRS rule each test targets (plOf):
 // rows "PL1".."PL4", "PL?" for a rule without a level (only when there
 // are some), and "all". A test is caught when it is not in its family's
 // misses.
-func ByParanoia(r *SuiteResult, tests []Test, plOf map[uint32]int, fams ...string) []FamilyStats {
+func byParanoia(r *suiteResult, tests []test, plOf map[uint32]int, fams ...string) []familyStats {
 	missed := map[string]bool{}
 	for _, f := range r.Families {
 		if slices.Contains(fams, f.Family) {
@@ -257,7 +257,7 @@ func ByParanoia(r *SuiteResult, tests []Test, plOf map[uint32]int, fams ...strin
 			}
 		}
 	}
-	rows := make([]FamilyStats, 6)
+	rows := make([]familyStats, 6)
 	for i := range 4 {
 		rows[i].Family = fmt.Sprintf("PL%d", i+1)
 	}
@@ -271,7 +271,7 @@ func ByParanoia(r *SuiteResult, tests []Test, plOf map[uint32]int, fams ...strin
 		if pl := plOf[t.RuleID]; pl >= 1 && pl <= 4 {
 			row = pl - 1
 		}
-		for _, s := range []*FamilyStats{&rows[row], &rows[5]} {
+		for _, s := range []*familyStats{&rows[row], &rows[5]} {
 			s.Tests++
 			s.Expected++
 			if missed[t.ID] {

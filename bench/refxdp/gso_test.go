@@ -2,7 +2,7 @@ package refxdp_test
 
 // The GSO experiment: does a multi-buffer (xdp.frags) program let the XDP
 // fast path keep GSO/TSO on veth, and so approach the Linux bridge? The
-// answer on kernel 6.18 is no; readme-frags.md has the figures and the
+// answer on kernel 6.18 is no; docs/performance.md has the figures and the
 // kernel code path. BenchmarkVethGSO measures every path on its own
 // topology in interleaved rounds; the TestPrivilegedFrags… tests pin down
 // the kernel behaviour the answer rests on, so both can be rerun on another
@@ -29,6 +29,7 @@ import (
 
 	"github.com/deepwall/deepwall/bench/refxdp"
 	"github.com/deepwall/deepwall/internal/testnet"
+	"github.com/deepwall/deepwall/internal/testutil"
 	"github.com/deepwall/deepwall/xdp"
 )
 
@@ -36,7 +37,8 @@ import (
 // the client and server namespaces.
 var (
 	// redirectNeeds is what a redirect into a veth needs at the receiving
-	// end: NAPI, which GRO provides (DESIGN.md, measured facts).
+	// end: NAPI, which GRO provides; without it the kernel drops every
+	// redirected frame (docs/architecture.md, measured facts).
 	redirectNeeds = []string{"gro", "on"}
 	// checksumsDone also makes the senders fill in TCP checksums, which an
 	// XDP redirect cannot carry as CHECKSUM_PARTIAL.
@@ -86,7 +88,7 @@ func BenchmarkVethGSO(b *testing.B) {
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		b.Skip("iperf3 not installed")
 	}
-	d, rounds := benchDuration(b), benchRounds(b)
+	d, rounds := testutil.BenchDuration(b), testutil.BenchRounds(b)
 	paths := []*gsoPath{
 		{name: "bridge", bridge: true},
 		{name: "bridge tx-off", bridge: true, tune: []string{"tx", "off"}},
@@ -264,12 +266,8 @@ func iperf3(tb testing.TB, topo *testnet.Topology, port, cport int, d time.Durat
 		_ = srv.Process.Kill()
 		_ = srv.Wait()
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for !listening(tb, topo.Server, port) {
-		if time.Now().After(deadline) {
-			tb.Fatalf("iperf3 server on port %d not listening", port)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testutil.WaitFor(5*time.Second, func() bool { return listening(tb, topo.Server, port) }) {
+		tb.Fatalf("iperf3 server on port %d not listening", port)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d+20*time.Second)
 	defer cancel()
@@ -430,30 +428,6 @@ func feature(tb testing.TB, ns *testnet.NS, name string) (state string, fixed bo
 		tb.Fatalf("ethtool -k: no %s", name)
 	}
 	return state, fixed
-}
-
-func benchDuration(tb testing.TB) time.Duration {
-	s := os.Getenv("DEEPWALL_BENCH_DURATION")
-	if s == "" {
-		return 5 * time.Second
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < time.Second {
-		tb.Fatalf("DEEPWALL_BENCH_DURATION %q: want a duration of at least 1s", s)
-	}
-	return d
-}
-
-func benchRounds(tb testing.TB) int {
-	s := os.Getenv("DEEPWALL_BENCH_ROUNDS")
-	if s == "" {
-		return 3
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > 20 {
-		tb.Fatalf("DEEPWALL_BENCH_ROUNDS %q: want 1..20", s)
-	}
-	return n
 }
 
 func medianF(v []float64) float64 {

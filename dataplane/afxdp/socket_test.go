@@ -14,6 +14,7 @@ import (
 	"github.com/deepwall/deepwall/dataplane/afxdp"
 	"github.com/deepwall/deepwall/dataplane/afxdp/afxdptest"
 	"github.com/deepwall/deepwall/internal/testnet"
+	"github.com/deepwall/deepwall/internal/testutil"
 )
 
 // packetSocket opens an AF_PACKET socket on ifname inside ns for sending
@@ -265,17 +266,13 @@ func TestPrivilegedSocketTxOnly(t *testing.T) {
 	if a.FreeCount() != a.NumFrames() {
 		t.Fatalf("frames not back: %v", a)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		// The endpoint also sends a few IPv6 neighbour/router messages of
-		// its own when its link comes up.
-		got, _ := sink.Count(t)
-		if got >= total && got < total+50 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sink counted %d of %d frames", got, total)
-		}
-		time.Sleep(10 * time.Millisecond)
+	// The endpoint also sends a few IPv6 neighbour/router messages of its
+	// own when its link comes up.
+	var got uint64
+	if !testutil.WaitFor(5*time.Second, func() bool {
+		got, _ = sink.Count(t)
+		return got >= total && got < total+50
+	}) {
+		t.Fatalf("sink counted %d of %d frames", got, total)
 	}
 }

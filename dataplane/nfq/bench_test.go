@@ -12,20 +12,8 @@ import (
 
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/internal/testnet"
+	"github.com/deepwall/deepwall/internal/testutil"
 )
-
-// benchDuration is how long each measurement runs; DEEPWALL_BENCH_DURATION
-// (a Go duration) overrides it, as for the other dataplane benchmarks.
-func benchDuration(tb testing.TB) time.Duration {
-	if s := os.Getenv("DEEPWALL_BENCH_DURATION"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			tb.Fatalf("DEEPWALL_BENCH_DURATION: %v", err)
-		}
-		return d
-	}
-	return 5 * time.Second
-}
 
 // passInspector forwards every packet without a final verdict: every
 // packet of every flow goes through the queue.
@@ -58,7 +46,7 @@ func cpuTimes(tb testing.TB) (user, sys time.Duration) {
 // and system); it asserts nothing about them. iperf3 runs in processes of
 // its own, so the CPU is the pair's alone.
 func BenchmarkNFQueue(b *testing.B) {
-	d := benchDuration(b)
+	d := testutil.BenchDuration(b)
 	for _, mode := range []struct {
 		name string
 		opts testnet.TopologyOptions

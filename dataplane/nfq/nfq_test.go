@@ -11,8 +11,6 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
-	"regexp"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/internal/testnet"
+	"github.com/deepwall/deepwall/internal/testutil"
 	"github.com/deepwall/deepwall/xdp"
 )
 
@@ -55,34 +54,6 @@ func (ti *testInspector) Inspect(_ int, f *dataplane.Frame) dataplane.Verdict {
 		}
 	}
 	return dataplane.Verdict{Action: dataplane.Forward}
-}
-
-// rulesSnapshot is iptables-save and ip6tables-save of ns without
-// counters and comments: what a test compares before and after.
-func rulesSnapshot(tb testing.TB, ns *testnet.NS) string {
-	tb.Helper()
-	var b strings.Builder
-	for _, tool := range []string{"iptables-save", "ip6tables-save"} {
-		out, err := ns.Run(exec.Command(tool))
-		if err != nil {
-			tb.Fatalf("%s: %v %s", tool, err, out)
-		}
-		b.WriteString(normalizeSave(string(out)))
-	}
-	return b.String()
-}
-
-var counters = regexp.MustCompile(`\[\d+:\d+\]`)
-
-func normalizeSave(s string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.HasPrefix(l, "#") || l == "" {
-			continue
-		}
-		out = append(out, counters.ReplaceAllString(l, "[0:0]"))
-	}
-	return strings.Join(out, "\n") + "\n"
 }
 
 // userRules installs rules of "the user's own" in fw, to be left alone.
@@ -143,47 +114,29 @@ func pseudo(n int, seed uint64) []byte {
 	return b
 }
 
-// serve answers every connection on ln with n pseudo-random bytes, n
-// read as a decimal line.
-func serve(ln net.Listener) {
+// answerPseudo answers a connection with n pseudo-random bytes, n read
+// as a decimal line, until the client stops asking.
+func answerPseudo(c net.Conn) {
 	for {
-		c, err := ln.Accept()
-		if err != nil {
+		var n int
+		if _, err := fmt.Fscanf(c, "%d\n", &n); err != nil {
 			return
 		}
-		go func() {
-			defer c.Close()
-			for {
-				var n int
-				if _, err := fmt.Fscanf(c, "%d\n", &n); err != nil {
-					return
-				}
-				if _, err := c.Write(pseudo(n, uint64(n))); err != nil {
-					return
-				}
-			}
-		}()
+		if _, err := c.Write(pseudo(n, uint64(n))); err != nil {
+			return
+		}
 	}
 }
 
-// blockedBody is the size of serveBlocked's response.
+// blockedBody is the size of answerBlocked's response.
 const blockedBody = 4 << 20
 
-// serveBlocked answers every connection on ln with blockedBody bytes
-// with BLOCKME in the middle, written at once (TSO makes GSO packets).
-func serveBlocked(ln net.Listener) {
+// answerBlocked answers a connection with blockedBody bytes with
+// BLOCKME in the middle, written at once (TSO makes GSO packets).
+func answerBlocked() func(net.Conn) {
 	body := pseudo(blockedBody, 7)
 	copy(body[blockedBody/2:], "BLOCKME")
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			c.Write(body)
-		}()
-	}
+	return func(c net.Conn) { c.Write(body) }
 }
 
 func fetch(tb testing.TB, ns *testnet.NS, addr netip.AddrPort, n int) error {
@@ -224,7 +177,7 @@ func TestPrivilegedNFQueue(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			topo := testnet.NewTopology(t, mode.opts)
 			userRules(t, topo.FW)
-			before := rulesSnapshot(t, topo.FW)
+			before := testnet.RulesSnapshot(t, topo.FW)
 			insp := &testInspector{seen: map[xdp.FlowKey]int{}}
 			var ended atomic.Int32
 			p, stop := openPair(t, topo, insp, func(c *Config) {
@@ -240,7 +193,7 @@ func TestPrivilegedNFQueue(t *testing.T) {
 			for _, srv := range []netip.Addr{testnet.ServerIP, testnet.ServerIP6} {
 				for _, port := range []uint16{7000, bypassPort} {
 					ln := testnet.Listen(t, topo.Server, "tcp", netip.AddrPortFrom(srv, port))
-					go serve(ln)
+					go testnet.Serve(ln, answerPseudo)
 				}
 			}
 			for _, srv := range []netip.Addr{testnet.ServerIP, testnet.ServerIP6} {
@@ -294,7 +247,7 @@ func TestPrivilegedNFQueue(t *testing.T) {
 			// is reset too.
 			for _, srv := range []netip.Addr{testnet.ServerIP, testnet.ServerIP6} {
 				ln := testnet.Listen(t, topo.Server, "tcp", netip.AddrPortFrom(srv, 7002))
-				go serveBlocked(ln)
+				go testnet.Serve(ln, answerBlocked())
 				c := testnet.Dial(t, topo.Client, "tcp", netip.AddrPortFrom(srv, 7002))
 				c.SetDeadline(time.Now().Add(5 * time.Second))
 				n, err := io.Copy(io.Discard, c)
@@ -367,16 +320,12 @@ func TestPrivilegedNFQueue(t *testing.T) {
 
 			// Flow end: conntrack forgets closed flows (TIME_WAIT aside, the
 			// reset ones go at once); at least the blocked ones end.
-			deadline := time.Now().Add(15 * time.Second)
-			for ended.Load() == 0 && time.Now().Before(deadline) {
-				time.Sleep(200 * time.Millisecond)
-			}
-			if ended.Load() == 0 {
+			if !testutil.WaitFor(15*time.Second, func() bool { return ended.Load() > 0 }) {
 				t.Errorf("no flow ended from conntrack")
 			}
 
 			stop()
-			if after := rulesSnapshot(t, topo.FW); after != before {
+			if after := testnet.RulesSnapshot(t, topo.FW); after != before {
 				t.Errorf("rules after detach differ:\n--- before\n%s--- after\n%s", before, after)
 			}
 		})
@@ -390,9 +339,9 @@ func TestPrivilegedNFQueue(t *testing.T) {
 func TestPrivilegedNFQueueLeftovers(t *testing.T) {
 	topo := testnet.NewTopology(t, testnet.TopologyOptions{Bridge: true})
 	userRules(t, topo.FW)
-	before := rulesSnapshot(t, topo.FW)
+	before := testnet.RulesSnapshot(t, topo.FW)
 	ln := testnet.Listen(t, topo.Server, "tcp", netip.AddrPortFrom(testnet.ServerIP, 7000))
-	go serve(ln)
+	go testnet.Serve(ln, answerPseudo)
 	var first *Pair
 	topo.FW.MustDo(t, func() error {
 		var err error
@@ -407,7 +356,7 @@ func TestPrivilegedNFQueueLeftovers(t *testing.T) {
 	if err := fetch(t, topo.Client, netip.AddrPortFrom(testnet.ServerIP, 7000), 10); err == nil {
 		t.Errorf("fail-closed rules without a listener let a connection through")
 	}
-	if rulesSnapshot(t, topo.FW) == before {
+	if testnet.RulesSnapshot(t, topo.FW) == before {
 		t.Fatalf("Close removed the rules")
 	}
 	second, _ := openPair(t, topo, &testInspector{seen: map[xdp.FlowKey]int{}}, nil)
@@ -420,7 +369,7 @@ func TestPrivilegedNFQueueLeftovers(t *testing.T) {
 	if err := second.Detach(); err != nil {
 		t.Fatal(err)
 	}
-	if after := rulesSnapshot(t, topo.FW); after != before {
+	if after := testnet.RulesSnapshot(t, topo.FW); after != before {
 		t.Errorf("rules after detach differ:\n--- before\n%s--- after\n%s", before, after)
 	}
 }
@@ -431,7 +380,7 @@ func TestPrivilegedNFQueueLeftovers(t *testing.T) {
 func TestPrivilegedNFQueueBusyBase(t *testing.T) {
 	topo := testnet.NewTopology(t, testnet.TopologyOptions{Bridge: true})
 	ln := testnet.Listen(t, topo.Server, "tcp", netip.AddrPortFrom(testnet.ServerIP, 7000))
-	go serve(ln)
+	go testnet.Serve(ln, answerPseudo)
 	var busy uint16
 	topo.FW.MustDo(t, func() error {
 		ifi, err := net.InterfaceByName(testnet.InnerIf)

@@ -20,96 +20,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dataplane/wire"
 	"github.com/deepwall/deepwall/internal/testnet"
+	"github.com/deepwall/deepwall/internal/testutil"
 )
 
 var pinSeq atomic.Uint32
 
-// Dump is a normalised view of a namespace's wiring: links with their
-// master, MTU, MAC, flags and bridge port flags; routes of every table
-// but local; permanent neighbour entries; the sysctls wire copies.
-func Dump(tb testing.TB, ns *testnet.NS) string {
-	tb.Helper()
-	h := ns.Netlink(tb)
-	links, err := h.LinkList()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	names := map[int]string{}
-	for _, l := range links {
-		names[l.Attrs().Index] = l.Attrs().Name
-	}
-	var out []string
-	for _, l := range links {
-		a := l.Attrs()
-		line := fmt.Sprintf("link %s type=%s master=%s mtu=%d mac=%s up=%v", a.Name, l.Type(), names[a.MasterIndex],
-			a.MTU, a.HardwareAddr, a.Flags&net.FlagUp != 0)
-		if a.MasterIndex > 0 {
-			pi, err := h.LinkGetProtinfo(l)
-			if err == nil {
-				line += " protinfo=" + pi.String()
-			}
-		}
-		addrs, _ := h.AddrList(l, netlink.FAMILY_V4)
-		for _, ad := range addrs {
-			line += " addr=" + ad.IPNet.String()
-		}
-		out = append(out, line)
-		if l.Type() == "veth" {
-			ns.MustDo(tb, func() error {
-				for _, k := range []string{"ipv4/conf/%s/proxy_arp", "ipv4/conf/%s/forwarding"} {
-					b, err := os.ReadFile("/proc/sys/net/" + fmt.Sprintf(k, a.Name))
-					if err != nil {
-						return err
-					}
-					out = append(out, fmt.Sprintf("sysctl %s %s", fmt.Sprintf(k, a.Name), strings.TrimSpace(string(b))))
-				}
-				return nil
-			})
-		}
-	}
-	routes, err := h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, r := range routes {
-		if r.Table == unix.RT_TABLE_LOCAL {
-			continue
-		}
-		out = append(out, fmt.Sprintf("route %v dev=%s gw=%v table=%d proto=%d scope=%d type=%d metric=%d",
-			r.Dst, names[r.LinkIndex], r.Gw, r.Table, r.Protocol, r.Scope, r.Type, r.Priority))
-	}
-	neigh, err := h.NeighList(0, netlink.FAMILY_V4)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, n := range neigh {
-		if n.State&netlink.NUD_PERMANENT != 0 {
-			out = append(out, fmt.Sprintf("neigh %s dev=%s lladdr=%s permanent", n.IP, names[n.LinkIndex], n.HardwareAddr))
-		}
-	}
-	slices.Sort(out)
-	return strings.Join(out, "\n")
-}
-
 // echoServer echoes every connection on ip:port inside ns.
 func echoServer(tb testing.TB, ns *testnet.NS, ip netip.Addr, port uint16) {
 	ln := testnet.Listen(tb, ns, "tcp", netip.AddrPortFrom(ip, port))
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
+	go testnet.Serve(ln, func(c net.Conn) { _, _ = io.Copy(c, c) })
 }
 
 // traffic runs a ping-pong on one connection (a keep-alive client) and a
@@ -226,12 +151,8 @@ func (t *traffic) finish(tb testing.TB) {
 func (t *traffic) progress(tb testing.TB) {
 	tb.Helper()
 	p, b := t.pings.Load(), t.bulk.Load()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if t.pings.Load() > p+5 && t.bulk.Load() > b+1<<20 {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
+	if testutil.WaitFor(5*time.Second, func() bool { return t.pings.Load() > p+5 && t.bulk.Load() > b+1<<20 }) {
+		return
 	}
 	tb.Fatalf("traffic stalled: pings %d -> %d, bulk %d -> %d", p, t.pings.Load(), b, t.bulk.Load())
 }
@@ -346,7 +267,7 @@ func TestPrivilegedSwap(t *testing.T) {
 	for _, d := range []struct {
 		name          string
 		before, after string
-	}{{"host", hostBefore, Dump(t, host.NS)}, {"web", webBefore, Dump(t, web.NS)}, {"routed", routedBefore, Dump(t, routed.NS)}} {
+	}{{"host", hostBefore, testnet.WiringDump(t, host.NS)}, {"web", webBefore, testnet.WiringDump(t, web.NS)}, {"routed", routedBefore, testnet.WiringDump(t, routed.NS)}} {
 		if d.before != d.after {
 			t.Errorf("%s wiring differs after unprotect:\n--- before\n%s\n--- after\n%s", d.name, d.before, d.after)
 		}
@@ -386,12 +307,8 @@ func TestPrivilegedContainerGone(t *testing.T) {
 	if err := wh.LinkDel(el); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(3 * time.Second)
-	for !wire.Gone(host.NS.Handle(), rec) {
-		if time.Now().After(deadline) {
-			t.Fatal("old veth still there after the container's eth0 was deleted")
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testutil.WaitFor(3*time.Second, func() bool { return wire.Gone(host.NS.Handle(), rec) }) {
+		t.Fatal("old veth still there after the container's eth0 was deleted")
 	}
 	if err := wire.Unplug(host.NS.Handle(), rec); err != nil {
 		t.Fatal(err)
@@ -432,10 +349,10 @@ func TestRecordJSON(t *testing.T) {
 // their IPv6 link-local routes a moment later.
 func settledDump(tb testing.TB, ns *testnet.NS) string {
 	tb.Helper()
-	d := Dump(tb, ns)
+	d := testnet.WiringDump(tb, ns)
 	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
 		time.Sleep(100 * time.Millisecond)
-		next := Dump(tb, ns)
+		next := testnet.WiringDump(tb, ns)
 		if next == d {
 			return d
 		}
@@ -477,7 +394,7 @@ func TestPrivilegedCutUndo(t *testing.T) {
 			} else {
 				t.Logf("cut: %v", err)
 			}
-			if d := Dump(t, host.NS); d != plugged {
+			if d := testnet.WiringDump(t, host.NS); d != plugged {
 				t.Errorf("a failed Cut changed the host:\n--- before\n%s\n--- after\n%s", plugged, d)
 			}
 			rec.Routes = good
@@ -492,7 +409,7 @@ func TestPrivilegedCutUndo(t *testing.T) {
 			} else {
 				t.Logf("uncut: %v", err)
 			}
-			if d := Dump(t, host.NS); d != cut {
+			if d := testnet.WiringDump(t, host.NS); d != cut {
 				t.Errorf("a failed Uncut changed the host:\n--- before\n%s\n--- after\n%s", cut, d)
 			}
 			rec.Routes = good
@@ -504,7 +421,7 @@ func TestPrivilegedCutUndo(t *testing.T) {
 			}
 		})
 	}
-	if after := Dump(t, host.NS); after != before {
+	if after := testnet.WiringDump(t, host.NS); after != before {
 		t.Errorf("host wiring differs:\n--- before\n%s\n--- after\n%s", before, after)
 	}
 }
@@ -547,7 +464,7 @@ func TestPrivilegedStaleRecord(t *testing.T) {
 			if err := tc.step(hn, &r); !errors.Is(err, wire.ErrInvalid) {
 				t.Fatalf("%v, want ErrInvalid", err)
 			}
-			if d := Dump(t, host.NS); d != before {
+			if d := testnet.WiringDump(t, host.NS); d != before {
 				t.Errorf("the host changed:\n--- before\n%s\n--- after\n%s", before, d)
 			}
 		})

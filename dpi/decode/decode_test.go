@@ -12,95 +12,6 @@ import (
 	"github.com/deepwall/deepwall/xdp"
 )
 
-var (
-	c4 = netip.MustParseAddrPort("198.18.0.1:40000")
-	s4 = netip.MustParseAddrPort("198.18.0.2:80")
-	c6 = netip.MustParseAddrPort("[2001:2::1]:40000")
-	s6 = netip.MustParseAddrPort("[2001:2::2]:80")
-)
-
-// Raw builders for what testnet.FrameSpec cannot express (fragments,
-// extension headers, options, malformed fields). Checksums are left zero:
-// the decoder does not verify them.
-
-func rawEth(etype uint16, payload []byte) []byte {
-	b := make([]byte, 14, 14+len(payload))
-	copy(b[0:6], testnet.MACB)
-	copy(b[6:12], testnet.MACA)
-	binary.BigEndian.PutUint16(b[12:], etype)
-	return append(b, payload...)
-}
-
-func rawVLAN(id, etype uint16, payload []byte) []byte {
-	b := binary.BigEndian.AppendUint16(nil, id)
-	b = binary.BigEndian.AppendUint16(b, etype)
-	return append(b, payload...)
-}
-
-func rawIPv4(proto uint8, flagsFrag, id uint16, payload []byte) []byte {
-	b := make([]byte, 20, 20+len(payload))
-	b[0] = 0x45
-	binary.BigEndian.PutUint16(b[2:], uint16(20+len(payload)))
-	binary.BigEndian.PutUint16(b[4:], id)
-	binary.BigEndian.PutUint16(b[6:], flagsFrag)
-	b[8], b[9] = 64, proto
-	copy(b[12:16], c4.Addr().AsSlice())
-	copy(b[16:20], s4.Addr().AsSlice())
-	return append(b, payload...)
-}
-
-func rawIPv6(nh uint8, payload []byte) []byte {
-	b := make([]byte, 40, 40+len(payload))
-	b[0] = 0x60
-	binary.BigEndian.PutUint16(b[4:], uint16(len(payload)))
-	b[6], b[7] = nh, 64
-	copy(b[8:24], c6.Addr().AsSlice())
-	copy(b[24:40], s6.Addr().AsSlice())
-	return append(b, payload...)
-}
-
-// rawExt is a generic IPv6 extension header (8 bytes, PadN option).
-func rawExt(nh uint8, payload []byte) []byte {
-	return append([]byte{nh, 0, 1, 4, 0, 0, 0, 0}, payload...)
-}
-
-// rawAH is an authentication header with a 4-byte ICV (16 bytes).
-func rawAH(nh uint8, payload []byte) []byte {
-	return append([]byte{nh, 2, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0xaa, 0xbb, 0xcc, 0xdd}, payload...)
-}
-
-func rawFrag6(nh uint8, off uint16, more bool, id uint32, payload []byte) []byte {
-	b := []byte{nh, 0, 0, 0, 0, 0, 0, 0}
-	v := off << 3
-	if more {
-		v |= 1
-	}
-	binary.BigEndian.PutUint16(b[2:], v)
-	binary.BigEndian.PutUint32(b[4:], id)
-	return append(b, payload...)
-}
-
-func rawTCP(flags uint8, seq uint32, opts, payload []byte) []byte {
-	hl := 20 + len(opts)
-	b := make([]byte, 20, hl+len(payload))
-	binary.BigEndian.PutUint16(b[0:], c4.Port())
-	binary.BigEndian.PutUint16(b[2:], s4.Port())
-	binary.BigEndian.PutUint32(b[4:], seq)
-	b[12] = byte(hl/4) << 4
-	b[13] = flags
-	binary.BigEndian.PutUint16(b[14:], 65535)
-	b = append(b, opts...)
-	return append(b, payload...)
-}
-
-func rawUDP(sport, dport uint16, payload []byte) []byte {
-	b := make([]byte, 8, 8+len(payload))
-	binary.BigEndian.PutUint16(b[0:], sport)
-	binary.BigEndian.PutUint16(b[2:], dport)
-	binary.BigEndian.PutUint16(b[4:], uint16(8+len(payload)))
-	return append(b, payload...)
-}
-
 // within reports whether sub aliases memory inside frame.
 func within(frame, sub []byte) bool {
 	if len(sub) == 0 {
@@ -118,25 +29,25 @@ func TestDecodeBuiltFrames(t *testing.T) {
 		spec testnet.FrameSpec
 		want Packet // fields checked: IPVersion, Proto, ports, TCP, ICMP, VLAN, Flags
 	}{
-		{"tcp4", testnet.FrameSpec{Src: c4, Dst: s4, Proto: testnet.ProtoTCP, Flags: testnet.PSH | testnet.ACK, Seq: 1000, Ack: 2000, Window: 512, Payload: payload},
+		{"tcp4", testnet.FrameSpec{Src: testnet.Client4, Dst: testnet.Server4, Proto: testnet.ProtoTCP, Flags: testnet.PSH | testnet.ACK, Seq: 1000, Ack: 2000, Window: 512, Payload: payload},
 			Packet{IPVersion: 4, Proto: 6, SrcPort: 40000, DstPort: 80, Seq: 1000, Ack: 2000, TCPFlags: TCPPsh | TCPAck, Window: 512, Flags: FlagL4}},
-		{"tcp4 reply", testnet.FrameSpec{Src: s4, Dst: c4, Proto: testnet.ProtoTCP, Flags: testnet.SYN | testnet.ACK, Seq: 7},
+		{"tcp4 reply", testnet.FrameSpec{Src: testnet.Server4, Dst: testnet.Client4, Proto: testnet.ProtoTCP, Flags: testnet.SYN | testnet.ACK, Seq: 7},
 			Packet{IPVersion: 4, Proto: 6, SrcPort: 80, DstPort: 40000, Seq: 7, TCPFlags: TCPSyn | TCPAck, Window: 65535, Flags: FlagL4}},
-		{"tcp6", testnet.FrameSpec{Src: c6, Dst: s6, Proto: testnet.ProtoTCP, Flags: testnet.SYN, Seq: 0xfffffff0, Payload: payload},
+		{"tcp6", testnet.FrameSpec{Src: testnet.Client6, Dst: testnet.Server6, Proto: testnet.ProtoTCP, Flags: testnet.SYN, Seq: 0xfffffff0, Payload: payload},
 			Packet{IPVersion: 6, Proto: 6, SrcPort: 40000, DstPort: 80, Seq: 0xfffffff0, TCPFlags: TCPSyn, Window: 65535, Flags: FlagL4}},
-		{"tcp4 port 53 stays raw", testnet.FrameSpec{Src: c4, Dst: netip.AddrPortFrom(s4.Addr(), 53), Proto: testnet.ProtoTCP, Flags: testnet.ACK, Payload: payload},
+		{"tcp4 port 53 stays raw", testnet.FrameSpec{Src: testnet.Client4, Dst: netip.AddrPortFrom(testnet.Server4.Addr(), 53), Proto: testnet.ProtoTCP, Flags: testnet.ACK, Payload: payload},
 			Packet{IPVersion: 4, Proto: 6, SrcPort: 40000, DstPort: 53, TCPFlags: TCPAck, Window: 65535, Flags: FlagL4}},
-		{"udp4 vlan", testnet.FrameSpec{Src: c4, Dst: s4, Proto: testnet.ProtoUDP, VLAN: 42, Payload: payload},
+		{"udp4 vlan", testnet.FrameSpec{Src: testnet.Client4, Dst: testnet.Server4, Proto: testnet.ProtoUDP, VLAN: 42, Payload: payload},
 			Packet{IPVersion: 4, Proto: 17, SrcPort: 40000, DstPort: 80, VLAN: 42, Flags: FlagL4 | FlagVLAN}},
-		{"udp4 vxlan port stays raw", testnet.FrameSpec{Src: c4, Dst: netip.AddrPortFrom(s4.Addr(), 4789), Proto: testnet.ProtoUDP, Payload: payload},
+		{"udp4 vxlan port stays raw", testnet.FrameSpec{Src: testnet.Client4, Dst: netip.AddrPortFrom(testnet.Server4.Addr(), 4789), Proto: testnet.ProtoUDP, Payload: payload},
 			Packet{IPVersion: 4, Proto: 17, SrcPort: 40000, DstPort: 4789, Flags: FlagL4}},
-		{"udp6", testnet.FrameSpec{Src: c6, Dst: s6, Proto: testnet.ProtoUDP, Payload: payload},
+		{"udp6", testnet.FrameSpec{Src: testnet.Client6, Dst: testnet.Server6, Proto: testnet.ProtoUDP, Payload: payload},
 			Packet{IPVersion: 6, Proto: 17, SrcPort: 40000, DstPort: 80, Flags: FlagL4}},
-		{"icmp4 echo", testnet.FrameSpec{Src: c4, Dst: s4, Proto: testnet.ProtoICMP, Payload: payload},
+		{"icmp4 echo", testnet.FrameSpec{Src: testnet.Client4, Dst: testnet.Server4, Proto: testnet.ProtoICMP, Payload: payload},
 			Packet{IPVersion: 4, Proto: 1, SrcPort: 1, DstPort: 1, ICMPType: 8, Flags: FlagL4}},
-		{"icmp4 unreachable", testnet.FrameSpec{Src: c4, Dst: s4, Proto: testnet.ProtoICMP, ICMPType: 3, ICMPCode: 1},
+		{"icmp4 unreachable", testnet.FrameSpec{Src: testnet.Client4, Dst: testnet.Server4, Proto: testnet.ProtoICMP, ICMPType: 3, ICMPCode: 1},
 			Packet{IPVersion: 4, Proto: 1, ICMPType: 3, ICMPCode: 1, Flags: FlagL4}},
-		{"icmp6 echo", testnet.FrameSpec{Src: c6, Dst: s6, Proto: testnet.ProtoICMPv6, Payload: []byte{0, 9, 0, 1, 'x'}},
+		{"icmp6 echo", testnet.FrameSpec{Src: testnet.Client6, Dst: testnet.Server6, Proto: testnet.ProtoICMPv6, Payload: []byte{0, 9, 0, 1, 'x'}},
 			Packet{IPVersion: 6, Proto: 58, SrcPort: 9, DstPort: 9, ICMPType: 128, Flags: FlagL4}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -191,7 +102,7 @@ func TestDecodeBuiltFrames(t *testing.T) {
 
 // hand-built frames: fragments, extension headers, tunnels, options.
 func TestDecodeRawFrames(t *testing.T) {
-	tcpSeg := rawTCP(0x18, 5, nil, []byte("data"))
+	tcpSeg := testnet.RawTCP(0x18, 5, nil, []byte("data"))
 	mptcp := []byte{30, 20, 0x20, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16} // DSS
 	synOpts := []byte{2, 4, 0x05, 0xb4, 1, 3, 3, 7, 4, 2, 0, 0}                                // MSS 1460, NOP, WS 7, SACKOK, EOL pad
 	for _, tc := range []struct {
@@ -199,67 +110,67 @@ func TestDecodeRawFrames(t *testing.T) {
 		frame []byte
 		check func(t *testing.T, p *Packet)
 	}{
-		{"ipv4 first fragment", rawEth(0x0800, rawIPv4(6, 0x2000, 77, tcpSeg)), func(t *testing.T, p *Packet) {
+		{"ipv4 first fragment", testnet.RawEth(0x0800, testnet.RawIPv4(6, 0x2000, 77, tcpSeg)), func(t *testing.T, p *Packet) {
 			want(t, p.Flags&FlagFragment != 0 && p.Flags&FlagL4 == 0, "fragment without L4: %v", p.Flags)
 			want(t, p.Frag == Fragment{ID: 77, Offset: 0, More: true}, "frag %+v", p.Frag)
 			want(t, p.Proto == 6 && p.SrcPort == 0 && p.DstPort == 0, "proto %d ports %d %d", p.Proto, p.SrcPort, p.DstPort)
 			want(t, bytes.Equal(p.Payload, tcpSeg), "payload is the fragment data")
 		}},
-		{"ipv4 later fragment", rawEth(0x0800, rawIPv4(17, 185, 78, []byte("tail of datagram"))), func(t *testing.T, p *Packet) {
+		{"ipv4 later fragment", testnet.RawEth(0x0800, testnet.RawIPv4(17, 185, 78, []byte("tail of datagram"))), func(t *testing.T, p *Packet) {
 			want(t, p.Frag == Fragment{ID: 78, Offset: 1480, More: false}, "frag %+v", p.Frag)
 			want(t, p.Flags&FlagFragment != 0, "flags %v", p.Flags)
 		}},
-		{"ipv6 fragment", rawEth(0x86dd, rawIPv6(44, rawFrag6(6, 0, true, 99, tcpSeg))), func(t *testing.T, p *Packet) {
+		{"ipv6 fragment", testnet.RawEth(0x86dd, testnet.RawIPv6(44, testnet.RawFrag6(6, 0, true, 99, tcpSeg))), func(t *testing.T, p *Packet) {
 			want(t, p.Flags&FlagFragment != 0 && p.Frag == Fragment{ID: 99, More: true}, "frag %+v flags %v", p.Frag, p.Flags)
 			want(t, p.Proto == 6 && p.Flags&FlagL4 == 0, "proto %d", p.Proto)
 			want(t, bytes.Equal(p.Payload, tcpSeg), "payload is the fragment data")
 		}},
-		{"ipv6 atomic fragment", rawEth(0x86dd, rawIPv6(44, rawFrag6(6, 0, false, 99, tcpSeg))), func(t *testing.T, p *Packet) {
+		{"ipv6 atomic fragment", testnet.RawEth(0x86dd, testnet.RawIPv6(44, testnet.RawFrag6(6, 0, false, 99, tcpSeg))), func(t *testing.T, p *Packet) {
 			want(t, p.Flags&FlagAtomicFrag != 0 && p.Flags&FlagFragment == 0 && p.Flags&FlagL4 != 0, "flags %v", p.Flags)
 			want(t, string(p.Payload) == "data", "payload %q", p.Payload)
 		}},
-		{"ipv6 hop-by-hop, routing, dest opts", rawEth(0x86dd, rawIPv6(0, rawExt(43, rawExt(60, rawExt(6, tcpSeg))))), func(t *testing.T, p *Packet) {
+		{"ipv6 hop-by-hop, routing, dest opts", testnet.RawEth(0x86dd, testnet.RawIPv6(0, testnet.RawExt(43, testnet.RawExt(60, testnet.RawExt(6, tcpSeg))))), func(t *testing.T, p *Packet) {
 			want(t, p.Flags&FlagExtHeaders != 0 && p.Flags&FlagL4 != 0, "flags %v", p.Flags)
 			want(t, p.Proto == 6 && p.SrcPort == 40000 && string(p.Payload) == "data", "proto %d port %d payload %q", p.Proto, p.SrcPort, p.Payload)
 		}},
-		{"ipv6 authentication header", rawEth(0x86dd, rawIPv6(51, rawAH(6, tcpSeg))), func(t *testing.T, p *Packet) {
+		{"ipv6 authentication header", testnet.RawEth(0x86dd, testnet.RawIPv6(51, testnet.RawAH(6, tcpSeg))), func(t *testing.T, p *Packet) {
 			want(t, p.Proto == 6 && p.SrcPort == 40000 && p.Flags&FlagL4 != 0 && string(p.Payload) == "data", "proto %d port %d payload %q", p.Proto, p.SrcPort, p.Payload)
 		}},
-		{"ipv4 authentication header is not followed", rawEth(0x0800, rawIPv4(51, 0, 1, rawAH(6, tcpSeg))), func(t *testing.T, p *Packet) {
+		{"ipv4 authentication header is not followed", testnet.RawEth(0x0800, testnet.RawIPv4(51, 0, 1, testnet.RawAH(6, tcpSeg))), func(t *testing.T, p *Packet) {
 			want(t, p.Proto == 51 && p.Flags&FlagL4 == 0 && p.SrcPort == 0, "proto %d flags %v", p.Proto, p.Flags)
 		}},
-		{"icmpv6 neighbour solicitation", rawEth(0x86dd, rawIPv6(58, append([]byte{135, 0, 0, 0}, make([]byte, 20)...))), func(t *testing.T, p *Packet) {
+		{"icmpv6 neighbour solicitation", testnet.RawEth(0x86dd, testnet.RawIPv6(58, append([]byte{135, 0, 0, 0}, make([]byte, 20)...))), func(t *testing.T, p *Packet) {
 			want(t, p.Flags&FlagNDP != 0 && p.ICMPType == 135, "flags %v type %d", p.Flags, p.ICMPType)
 		}},
-		{"ipv6 no next header", rawEth(0x86dd, rawIPv6(59, make([]byte, 8))), func(t *testing.T, p *Packet) {
+		{"ipv6 no next header", testnet.RawEth(0x86dd, testnet.RawIPv6(59, make([]byte, 8))), func(t *testing.T, p *Packet) {
 			want(t, p.IPVersion == 6 && p.Proto == 59 && p.Flags&FlagL4 == 0, "proto %d flags %v", p.Proto, p.Flags)
 		}},
-		{"ipip is not followed", rawEth(0x0800, rawIPv4(4, 0, 1, rawIPv4(6, 0, 2, tcpSeg))), func(t *testing.T, p *Packet) {
+		{"ipip is not followed", testnet.RawEth(0x0800, testnet.RawIPv4(4, 0, 1, testnet.RawIPv4(6, 0, 2, tcpSeg))), func(t *testing.T, p *Packet) {
 			want(t, p.Proto == 4 && p.Flags&FlagL4 == 0, "proto %d flags %v", p.Proto, p.Flags)
-			want(t, p.Src == c4.Addr().As16(), "outer source kept")
+			want(t, p.Src == testnet.Client4.Addr().As16(), "outer source kept")
 			want(t, len(p.Payload) == 20+len(tcpSeg), "payload is the inner packet")
 		}},
-		{"gre", rawEth(0x0800, rawIPv4(47, 0, 1, []byte{0, 0, 0x08, 0})), func(t *testing.T, p *Packet) {
+		{"gre", testnet.RawEth(0x0800, testnet.RawIPv4(47, 0, 1, []byte{0, 0, 0x08, 0})), func(t *testing.T, p *Packet) {
 			want(t, p.Proto == 47 && p.Key.Proto == 47 && p.Key.PortLo == 0, "proto %d key %v", p.Proto, p.Key)
 		}},
-		{"qinq", rawEth(0x88a8, rawVLAN(100, 0x8100, rawVLAN(200, 0x0800, rawIPv4(17, 0, 1, rawUDP(1, 2, []byte("q")))))), func(t *testing.T, p *Packet) {
+		{"qinq", testnet.RawEth(0x88a8, testnet.RawVLAN(100, 0x8100, testnet.RawVLAN(200, 0x0800, testnet.RawIPv4(17, 0, 1, testnet.RawUDP(1, 2, []byte("q")))))), func(t *testing.T, p *Packet) {
 			want(t, p.VLAN == 100 && p.Flags&FlagVLAN != 0 && p.EtherType == 0x0800, "vlan %d ethertype %#x", p.VLAN, p.EtherType)
 			want(t, string(p.Payload) == "q", "payload %q", p.Payload)
 		}},
-		{"arp", rawEth(0x0806, make([]byte, 28)), func(t *testing.T, p *Packet) {
+		{"arp", testnet.RawEth(0x0806, make([]byte, 28)), func(t *testing.T, p *Packet) {
 			want(t, p.IPVersion == 0 && p.EtherType == 0x0806 && p.Payload == nil, "%v", p)
 		}},
-		{"ethernet padding trimmed", append(rawEth(0x0800, rawIPv4(17, 0, 1, rawUDP(1, 2, []byte("ab")))), make([]byte, 16)...), func(t *testing.T, p *Packet) {
+		{"ethernet padding trimmed", append(testnet.RawEth(0x0800, testnet.RawIPv4(17, 0, 1, testnet.RawUDP(1, 2, []byte("ab")))), make([]byte, 16)...), func(t *testing.T, p *Packet) {
 			want(t, string(p.Payload) == "ab", "payload %q", p.Payload)
 		}},
-		{"tcp syn options", rawEth(0x0800, rawIPv4(6, 0, 1, rawTCP(0x02, 1, synOpts, nil))), func(t *testing.T, p *Packet) {
+		{"tcp syn options", testnet.RawEth(0x0800, testnet.RawIPv4(6, 0, 1, testnet.RawTCP(0x02, 1, synOpts, nil))), func(t *testing.T, p *Packet) {
 			want(t, p.MSS == 1460 && p.WScale == 7 && p.SACKOK, "mss %d ws %d sack %v", p.MSS, p.WScale, p.SACKOK)
 			want(t, p.TCPFlags == TCPSyn && len(p.Payload) == 0 && p.PayloadOff == 0, "flags %v payload %d", p.TCPFlags, len(p.Payload))
 		}},
-		{"tcp mptcp option", rawEth(0x0800, rawIPv4(6, 0, 1, rawTCP(0x10, 1, mptcp, []byte("m")))), func(t *testing.T, p *Packet) {
+		{"tcp mptcp option", testnet.RawEth(0x0800, testnet.RawIPv4(6, 0, 1, testnet.RawTCP(0x10, 1, mptcp, []byte("m")))), func(t *testing.T, p *Packet) {
 			want(t, p.WScale == -1 && string(p.Payload) == "m", "ws %d payload %q", p.WScale, p.Payload)
 		}},
-		{"tcp bad option length ends options", rawEth(0x0800, rawIPv4(6, 0, 1, rawTCP(0x02, 1, []byte{2, 9, 0, 0}, nil))), func(t *testing.T, p *Packet) {
+		{"tcp bad option length ends options", testnet.RawEth(0x0800, testnet.RawIPv4(6, 0, 1, testnet.RawTCP(0x02, 1, []byte{2, 9, 0, 0}, nil))), func(t *testing.T, p *Packet) {
 			want(t, p.MSS == 0 && p.Flags&FlagL4 != 0, "mss %d", p.MSS)
 		}},
 	} {
@@ -286,27 +197,27 @@ func want(t *testing.T, ok bool, format string, args ...any) {
 }
 
 func TestDecodeErrors(t *testing.T) {
-	tcpSeg := rawTCP(0x18, 5, nil, []byte("data"))
-	badIHL := rawIPv4(6, 0, 1, tcpSeg)
+	tcpSeg := testnet.RawTCP(0x18, 5, nil, []byte("data"))
+	badIHL := testnet.RawIPv4(6, 0, 1, tcpSeg)
 	badIHL[0] = 0x43
-	v6inv4 := rawIPv4(6, 0, 1, tcpSeg)
+	v6inv4 := testnet.RawIPv4(6, 0, 1, tcpSeg)
 	v6inv4[0] = 0x65
-	longV4 := rawIPv4(6, 0, 1, tcpSeg)
+	longV4 := testnet.RawIPv4(6, 0, 1, tcpSeg)
 	binary.BigEndian.PutUint16(longV4[2:], uint16(len(longV4)+10))
-	badOff := rawTCP(0x18, 5, nil, nil)
+	badOff := testnet.RawTCP(0x18, 5, nil, nil)
 	badOff[12] = 0x40
-	bigOff := rawTCP(0x18, 5, nil, nil)
+	bigOff := testnet.RawTCP(0x18, 5, nil, nil)
 	bigOff[12] = 0xf0
-	badUDP := rawUDP(1, 2, []byte("x"))
+	badUDP := testnet.RawUDP(1, 2, []byte("x"))
 	binary.BigEndian.PutUint16(badUDP[4:], 3)
-	longUDP := rawUDP(1, 2, []byte("x"))
+	longUDP := testnet.RawUDP(1, 2, []byte("x"))
 	binary.BigEndian.PutUint16(longUDP[4:], 100)
 	// a chain of MaxExtHeaders+1 destination-options headers ending in TCP
 	var manyExt []byte
 	manyExt = tcpSeg
 	nh := uint8(6)
 	for range MaxExtHeaders + 1 {
-		manyExt = rawExt(nh, manyExt)
+		manyExt = testnet.RawExt(nh, manyExt)
 		nh = 60
 	}
 	for _, tc := range []struct {
@@ -316,28 +227,28 @@ func TestDecodeErrors(t *testing.T) {
 	}{
 		{"empty", nil, ReasonShort},
 		{"13 bytes", make([]byte, 13), ReasonShort},
-		{"ipv4 ethertype, nothing after", rawEth(0x0800, nil), ReasonTruncated},
-		{"vlan ethertype, nothing after", rawEth(0x8100, nil), ReasonTruncated},
-		{"short ipv4 header", rawEth(0x0800, make([]byte, 10)), ReasonTruncated},
-		{"ipv4 ihl 3", rawEth(0x0800, badIHL), ReasonMalformed},
-		{"version 6 in ipv4 ethertype", rawEth(0x0800, v6inv4), ReasonVersion},
-		{"version 4 in ipv6 ethertype", rawEth(0x86dd, rawIPv4(6, 0, 1, append(tcpSeg, make([]byte, 20)...))), ReasonVersion},
-		{"ipv4 total length past frame", rawEth(0x0800, longV4), ReasonTruncated},
-		{"ipv4 announces tcp, has none", rawEth(0x0800, rawIPv4(6, 0, 1, nil)), ReasonMissingL4},
-		{"ipv6 extension header announces tcp, has none", rawEth(0x86dd, rawIPv6(60, rawExt(6, nil))), ReasonMissingL4},
-		{"ipv6 payload length 0", rawEth(0x86dd, rawIPv6(17, nil)), ReasonMalformed},
-		{"icmpv6 shorter than 8 bytes", rawEth(0x86dd, rawIPv6(58, []byte{1, 0, 0, 0, 0, 0})), ReasonTruncated},
-		{"ipv6 payload length past frame", rawEth(0x86dd, rawIPv6(6, tcpSeg)[:50]), ReasonTruncated},
-		{"tcp data offset 4", rawEth(0x0800, rawIPv4(6, 0, 1, badOff)), ReasonMalformed},
-		{"tcp data offset past packet", rawEth(0x0800, rawIPv4(6, 0, 1, bigOff)), ReasonTruncated},
-		{"tcp header cut", rawEth(0x0800, rawIPv4(6, 0, 1, tcpSeg[:12])), ReasonTruncated},
-		{"udp length 3", rawEth(0x0800, rawIPv4(17, 0, 1, badUDP)), ReasonMalformed},
-		{"udp length past packet", rawEth(0x0800, rawIPv4(17, 0, 1, longUDP)), ReasonTruncated},
-		{"icmp6 echo without id", rawEth(0x86dd, rawIPv6(58, []byte{128, 0, 0, 0, 1})), ReasonTruncated},
-		{"three vlan tags", rawEth(0x8100, rawVLAN(1, 0x8100, rawVLAN(2, 0x8100, rawVLAN(3, 0x0800, rawIPv4(17, 0, 1, rawUDP(1, 2, nil)))))), ReasonTooManyVLANs},
-		{"too many extension headers", rawEth(0x86dd, rawIPv6(60, manyExt)), ReasonTooManyExt},
-		{"late hop-by-hop", rawEth(0x86dd, rawIPv6(60, rawExt(0, rawExt(6, tcpSeg)))), ReasonHopByHopOrder},
-		{"extension header cut", rawEth(0x86dd, rawIPv6(60, []byte{6, 1, 0, 0, 0, 0, 0, 0})), ReasonTruncated},
+		{"ipv4 ethertype, nothing after", testnet.RawEth(0x0800, nil), ReasonTruncated},
+		{"vlan ethertype, nothing after", testnet.RawEth(0x8100, nil), ReasonTruncated},
+		{"short ipv4 header", testnet.RawEth(0x0800, make([]byte, 10)), ReasonTruncated},
+		{"ipv4 ihl 3", testnet.RawEth(0x0800, badIHL), ReasonMalformed},
+		{"version 6 in ipv4 ethertype", testnet.RawEth(0x0800, v6inv4), ReasonVersion},
+		{"version 4 in ipv6 ethertype", testnet.RawEth(0x86dd, testnet.RawIPv4(6, 0, 1, append(tcpSeg, make([]byte, 20)...))), ReasonVersion},
+		{"ipv4 total length past frame", testnet.RawEth(0x0800, longV4), ReasonTruncated},
+		{"ipv4 announces tcp, has none", testnet.RawEth(0x0800, testnet.RawIPv4(6, 0, 1, nil)), ReasonMissingL4},
+		{"ipv6 extension header announces tcp, has none", testnet.RawEth(0x86dd, testnet.RawIPv6(60, testnet.RawExt(6, nil))), ReasonMissingL4},
+		{"ipv6 payload length 0", testnet.RawEth(0x86dd, testnet.RawIPv6(17, nil)), ReasonMalformed},
+		{"icmpv6 shorter than 8 bytes", testnet.RawEth(0x86dd, testnet.RawIPv6(58, []byte{1, 0, 0, 0, 0, 0})), ReasonTruncated},
+		{"ipv6 payload length past frame", testnet.RawEth(0x86dd, testnet.RawIPv6(6, tcpSeg)[:50]), ReasonTruncated},
+		{"tcp data offset 4", testnet.RawEth(0x0800, testnet.RawIPv4(6, 0, 1, badOff)), ReasonMalformed},
+		{"tcp data offset past packet", testnet.RawEth(0x0800, testnet.RawIPv4(6, 0, 1, bigOff)), ReasonTruncated},
+		{"tcp header cut", testnet.RawEth(0x0800, testnet.RawIPv4(6, 0, 1, tcpSeg[:12])), ReasonTruncated},
+		{"udp length 3", testnet.RawEth(0x0800, testnet.RawIPv4(17, 0, 1, badUDP)), ReasonMalformed},
+		{"udp length past packet", testnet.RawEth(0x0800, testnet.RawIPv4(17, 0, 1, longUDP)), ReasonTruncated},
+		{"icmp6 echo without id", testnet.RawEth(0x86dd, testnet.RawIPv6(58, []byte{128, 0, 0, 0, 1})), ReasonTruncated},
+		{"three vlan tags", testnet.RawEth(0x8100, testnet.RawVLAN(1, 0x8100, testnet.RawVLAN(2, 0x8100, testnet.RawVLAN(3, 0x0800, testnet.RawIPv4(17, 0, 1, testnet.RawUDP(1, 2, nil)))))), ReasonTooManyVLANs},
+		{"too many extension headers", testnet.RawEth(0x86dd, testnet.RawIPv6(60, manyExt)), ReasonTooManyExt},
+		{"late hop-by-hop", testnet.RawEth(0x86dd, testnet.RawIPv6(60, testnet.RawExt(0, testnet.RawExt(6, tcpSeg)))), ReasonHopByHopOrder},
+		{"extension header cut", testnet.RawEth(0x86dd, testnet.RawIPv6(60, []byte{6, 1, 0, 0, 0, 0, 0, 0})), ReasonTruncated},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var p Packet
@@ -363,7 +274,7 @@ func TestDecodeErrors(t *testing.T) {
 // never a silently shorter payload.
 func TestDecodeTruncations(t *testing.T) {
 	d := NewDecoder()
-	for _, frame := range seedFrames(t) {
+	for _, frame := range testnet.SeedFrames(t) {
 		var p Packet
 		if err := d.Decode(frame, &p); err != nil {
 			t.Fatalf("full frame: %v", err)
@@ -394,40 +305,10 @@ func ipEndOf(frame []byte, l3 int) int {
 	return l3 + 40 + int(binary.BigEndian.Uint16(frame[l3+4:]))
 }
 
-func seedFrames(tb testing.TB) [][]byte {
-	tb.Helper()
-	var out [][]byte
-	pl := []byte("POST /login HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc")
-	for _, spec := range []testnet.FrameSpec{
-		{Src: c4, Dst: s4, Proto: testnet.ProtoTCP, Flags: testnet.SYN, Seq: 1},
-		{Src: c4, Dst: s4, Proto: testnet.ProtoTCP, Flags: testnet.PSH | testnet.ACK, Seq: 2, Ack: 9, Payload: pl},
-		{Src: s6, Dst: c6, Proto: testnet.ProtoTCP, Flags: testnet.FIN | testnet.ACK, VLAN: 3},
-		{Src: c4, Dst: s4, Proto: testnet.ProtoUDP, Payload: pl},
-		{Src: c6, Dst: s6, Proto: testnet.ProtoUDP, VLAN: 9, Payload: pl},
-		{Src: c4, Dst: s4, Proto: testnet.ProtoICMP, Payload: pl},
-		{Src: c6, Dst: s6, Proto: testnet.ProtoICMPv6, Payload: []byte{0, 1, 0, 1}},
-	} {
-		b, err := testnet.BuildFrame(spec)
-		if err != nil {
-			tb.Fatalf("build frame: %v", err)
-		}
-		out = append(out, b)
-	}
-	tcpSeg := rawTCP(0x18, 5, []byte{30, 4, 0x20, 0}, []byte("data"))
-	out = append(out,
-		rawEth(0x0800, rawIPv4(6, 0x2000, 77, tcpSeg)),
-		rawEth(0x86dd, rawIPv6(0, rawExt(43, rawExt(44, rawFrag6(6, 0, false, 1, tcpSeg))))),
-		rawEth(0x86dd, rawIPv6(51, rawAH(17, rawUDP(500, 4500, pl)))),
-		rawEth(0x86dd, rawIPv6(44, rawFrag6(17, 8, true, 2, []byte("fragment data")))),
-		rawEth(0x88a8, rawVLAN(1, 0x8100, rawVLAN(2, 0x0800, rawIPv4(17, 0, 1, rawUDP(53, 5353, pl))))),
-	)
-	return out
-}
-
 func TestDecodeNoAllocs(t *testing.T) {
 	d := NewDecoder()
 	var p Packet
-	for _, frame := range seedFrames(t) {
+	for _, frame := range testnet.SeedFrames(t) {
 		if err := d.Decode(frame, &p); err != nil {
 			t.Fatalf("decode: %v", err)
 		}
@@ -436,7 +317,7 @@ func TestDecodeNoAllocs(t *testing.T) {
 		}
 	}
 	// errors of this package's own layers do not allocate either
-	for _, frame := range [][]byte{nil, rawEth(0x0800, rawIPv4(6, 0, 1, nil)), rawEth(0x86dd, rawIPv6(6, nil)[:30])} {
+	for _, frame := range [][]byte{nil, testnet.RawEth(0x0800, testnet.RawIPv4(6, 0, 1, nil)), testnet.RawEth(0x86dd, testnet.RawIPv6(6, nil)[:30])} {
 		if n := testing.AllocsPerRun(200, func() { _ = d.Decode(frame, &p) }); n != 0 {
 			t.Errorf("error path for %d-byte frame: %.1f allocations, want 0", len(frame), n)
 		}
@@ -444,7 +325,7 @@ func TestDecodeNoAllocs(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	for _, frame := range seedFrames(f) {
+	for _, frame := range testnet.SeedFrames(f) {
 		f.Add(frame)
 		for _, n := range []int{13, 14, 20, 34, 40, 54, len(frame) - 1} {
 			if n >= 0 && n < len(frame) {
@@ -501,10 +382,10 @@ func BenchmarkDecode(b *testing.B) {
 		name string
 		spec testnet.FrameSpec
 	}{
-		{"tcp4-512B", testnet.FrameSpec{Src: c4, Dst: s4, Proto: testnet.ProtoTCP, Flags: testnet.ACK | testnet.PSH, Payload: pl}},
-		{"tcp6-512B", testnet.FrameSpec{Src: c6, Dst: s6, Proto: testnet.ProtoTCP, Flags: testnet.ACK | testnet.PSH, Payload: pl}},
-		{"udp4-vlan-512B", testnet.FrameSpec{Src: c4, Dst: s4, Proto: testnet.ProtoUDP, VLAN: 5, Payload: pl}},
-		{"tcp4-ack", testnet.FrameSpec{Src: c4, Dst: s4, Proto: testnet.ProtoTCP, Flags: testnet.ACK}},
+		{"tcp4-512B", testnet.FrameSpec{Src: testnet.Client4, Dst: testnet.Server4, Proto: testnet.ProtoTCP, Flags: testnet.ACK | testnet.PSH, Payload: pl}},
+		{"tcp6-512B", testnet.FrameSpec{Src: testnet.Client6, Dst: testnet.Server6, Proto: testnet.ProtoTCP, Flags: testnet.ACK | testnet.PSH, Payload: pl}},
+		{"udp4-vlan-512B", testnet.FrameSpec{Src: testnet.Client4, Dst: testnet.Server4, Proto: testnet.ProtoUDP, VLAN: 5, Payload: pl}},
+		{"tcp4-ack", testnet.FrameSpec{Src: testnet.Client4, Dst: testnet.Server4, Proto: testnet.ProtoTCP, Flags: testnet.ACK}},
 	} {
 		frame, err := testnet.BuildFrame(bc.spec)
 		if err != nil {

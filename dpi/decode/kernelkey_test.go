@@ -2,7 +2,6 @@ package decode_test
 
 import (
 	"errors"
-	"net/netip"
 	"testing"
 
 	"github.com/deepwall/deepwall/dataplane"
@@ -15,25 +14,19 @@ import (
 // dataplane.ParsePacket). FuzzKernelKey checks that the two agree on every
 // frame both accept.
 func kernelKeySeeds(tb testing.TB) [][]byte {
-	c4 := netip.MustParseAddrPort("198.18.0.1:40000")
-	s4 := netip.MustParseAddrPort("198.18.0.2:80")
-	c6 := netip.MustParseAddrPort("[2001:2::1]:40000")
-	s6 := netip.MustParseAddrPort("[2001:2::2]:80")
 	var seeds [][]byte
 	for _, spec := range []testnet.FrameSpec{
-		{Src: c4, Dst: s4, Proto: testnet.ProtoTCP, Flags: testnet.SYN, Payload: []byte("x")},
-		{Src: s6, Dst: c6, Proto: testnet.ProtoUDP, VLAN: 3, Payload: []byte("y")},
-		{Src: c4, Dst: s4, Proto: testnet.ProtoICMP},
-		{Src: c6, Dst: s6, Proto: testnet.ProtoICMPv6, Payload: []byte{0, 7, 0, 1}},
+		{Src: testnet.Client4, Dst: testnet.Server4, Proto: testnet.ProtoTCP, Flags: testnet.SYN, Payload: []byte("x")},
+		{Src: testnet.Server6, Dst: testnet.Client6, Proto: testnet.ProtoUDP, VLAN: 3, Payload: []byte("y")},
+		{Src: testnet.Client4, Dst: testnet.Server4, Proto: testnet.ProtoICMP},
+		{Src: testnet.Client6, Dst: testnet.Server6, Proto: testnet.ProtoICMPv6, Payload: []byte{0, 7, 0, 1}},
 	} {
 		seeds = append(seeds, testnet.Frame(tb, spec))
 	}
 	// IPv6 with hop-by-hop, AH and an atomic fragment before TCP
-	seeds = append(seeds, []byte("\x02\xdd\x00\x00\x00\x02\x02\xdd\x00\x00\x00\x01\x86\xdd"+
-		"\x60\x00\x00\x00\x00\x34\x00\x40"+"\x20\x01\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01"+
-		"\x20\x01\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02"+
-		"\x33\x00\x01\x04\x00\x00\x00\x00"+"\x2c\x02\x00\x00\x00\x00\x00\x01\x00\x00\x00\x01\xaa\xbb\xcc\xdd"+
-		"\x06\x00\x00\x00\x00\x00\x00\x01"+"\x9c\x40\x00\x50\x00\x00\x00\x01\x00\x00\x00\x00\x50\x02\xff\xff\x00\x00\x00\x00"))
+	tcp := testnet.RawTCP(testnet.SYN, 1, nil, nil)
+	seeds = append(seeds, testnet.RawEth(0x86dd, testnet.RawIPv6(0,
+		testnet.RawExt(51, testnet.RawAH(44, testnet.RawFrag6(testnet.ProtoTCP, 0, false, 1, tcp))))))
 	return seeds
 }
 

@@ -45,3 +45,19 @@ func Dial(tb testing.TB, ns *NS, network string, addr netip.AddrPort) net.Conn {
 	tb.Cleanup(func() { c.Close() })
 	return c
 }
+
+// Serve accepts connections on ln until it is closed and runs handle on
+// each in a goroutine of its own, closing the connection when handle
+// returns. Run it in a goroutine: it returns when ln is closed.
+func Serve(ln net.Listener, handle func(net.Conn)) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			handle(c)
+		}()
+	}
+}

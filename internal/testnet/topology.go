@@ -43,7 +43,7 @@ type TopologyOptions struct {
 	Routed bool
 }
 
-// Topology is the test topology of DESIGN.md:
+// Topology is the three-namespace test topology (docs/architecture.md):
 //
 //	client ns (eth0) ↔ (inner) fw ns (outer) ↔ (eth0) server ns
 //
