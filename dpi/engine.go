@@ -216,8 +216,10 @@ func (e *Engine) Inspect(worker int, f *dataplane.Frame) dataplane.Verdict {
 // first (scratch spaces), then publishes it; each worker switches at its
 // next frame (or Tick), so no frame is judged by parts of two sets. The
 // engine owns c from now on; the previous set is closed once no worker
-// uses it (on error the caller keeps c). See the package README for what
-// happens to live flows.
+// uses it (on error the caller keeps c). Live flows are re-planned at
+// their next frame: streams of the old set close, verdicts that were final
+// are dropped and applicability is checked again (docs/engine.md, "Hot
+// reload").
 func (e *Engine) SetRules(c *rules.Compiled) error {
 	if c == nil {
 		return ErrNoRules

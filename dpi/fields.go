@@ -6,6 +6,7 @@ import (
 	"github.com/deepwall/deepwall/dpi/flow"
 	"github.com/deepwall/deepwall/dpi/proto"
 	"github.com/deepwall/deepwall/dpi/proto/http"
+	"github.com/deepwall/deepwall/internal/ascii"
 	"github.com/deepwall/deepwall/rules"
 )
 
@@ -113,7 +114,7 @@ func (w *worker) requestFields(ctx *flowCtx, r *http.Request, sc *scope) {
 	for _, fp := range rs.headers {
 		n := 0
 		for i := range r.Headers {
-			if h := &r.Headers[i]; equalFold(h.Name, fp.field.Name) {
+			if h := &r.Headers[i]; ascii.EqualFold(h.Name, fp.field.Name) {
 				n++
 				w.scanValue(fp, nil, h.Value, sc, d)
 			}
@@ -138,7 +139,7 @@ func (w *worker) requestFields(ctx *flowCtx, r *http.Request, sc *scope) {
 		n := 0
 		for i := range r.Headers {
 			h := &r.Headers[i]
-			if !equalFold(h.Name, "cookie") {
+			if !ascii.EqualFold(h.Name, "cookie") {
 				continue
 			}
 			for v := h.Value; len(v) > 0 && n < maxCookies; {
@@ -176,7 +177,7 @@ func (w *worker) requestFields(ctx *flowCtx, r *http.Request, sc *scope) {
 		w.counts(fp, len(r.Headers), nil, sc, d)
 	}
 	if rs.block[rules.FieldHTTPFilename] != nil || rs.block[rules.FieldHTTPBasename] != nil {
-		w.req.fname = decodeOnce(w.req.fname[:0], targetPath(r))
+		w.req.fname = ascii.PercentDecode(w.req.fname[:0], targetPath(r))
 		w.single(rules.FieldHTTPFilename, w.req.fname, sc, d)
 		base := w.req.fname
 		if i := bytes.LastIndexByte(base, '/'); i >= 0 {
@@ -302,51 +303,4 @@ func targetPath(r *http.Request) []byte {
 		t = t[:i]
 	}
 	return t
-}
-
-// decodeOnce appends src with its %XX escapes decoded once ('+' stays).
-func decodeOnce(dst, src []byte) []byte {
-	for i := 0; i < len(src); i++ {
-		c := src[i]
-		if c == '%' && i+2 < len(src) {
-			if h, ok := unhexByte(src[i+1]); ok {
-				if l, ok := unhexByte(src[i+2]); ok {
-					dst = append(dst, h<<4|l)
-					i += 2
-					continue
-				}
-			}
-		}
-		dst = append(dst, c)
-	}
-	return dst
-}
-
-func unhexByte(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
-}
-
-// equalFold compares b with the lower-case ASCII s, ignoring case.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/deepwall/deepwall/dpi/flow"
 	"github.com/deepwall/deepwall/dpi/proto/http"
+	"github.com/deepwall/deepwall/internal/ascii"
 	"github.com/deepwall/deepwall/rules"
 )
 
@@ -297,7 +298,7 @@ func (w *worker) scanValue(fp *fieldPlan, name, value []byte, sc *scope, d flow.
 		for _, gp := range fp.groups {
 			if name != nil {
 				for _, s := range gp.skip {
-					if equalFold(name, s) {
+					if ascii.EqualFold(name, s) {
 						quiet = false
 						continue groups // every pattern excludes this header
 					}

@@ -6,6 +6,7 @@ import (
 	"math/bits"
 
 	"github.com/deepwall/deepwall/dpi/proto"
+	"github.com/deepwall/deepwall/internal/ascii"
 )
 
 // State says what a direction of a connection carries.
@@ -744,18 +745,18 @@ func (p *Parser) checkValue(d *dirState, v []byte) {
 func (p *Parser) frame(d *dirState, f *framing, name, value []byte, cont bool) {
 	switch len(name) {
 	case 4:
-		if equalFold(name, "host") && !cont {
+		if ascii.EqualFold(name, "host") && !cont {
 			f.hosts++
 			if f.hosts == 1 {
 				f.host = value
 			}
 		}
 	case 10:
-		if equalFold(name, "user-agent") && !cont && f.ua == nil {
+		if ascii.EqualFold(name, "user-agent") && !cont && f.ua == nil {
 			f.ua = value
 		}
 	case 14:
-		if equalFold(name, "content-length") {
+		if ascii.EqualFold(name, "content-length") {
 			if cont {
 				// A folded Content-Length reads differently in every
 				// implementation that accepts it.
@@ -765,7 +766,7 @@ func (p *Parser) frame(d *dirState, f *framing, name, value []byte, cont bool) {
 			parseContentLength(f, value)
 		}
 	case 17:
-		if equalFold(name, "transfer-encoding") {
+		if ascii.EqualFold(name, "transfer-encoding") {
 			f.te = true
 			if cont {
 				f.teBad = true
@@ -842,7 +843,7 @@ func parseTransferEncoding(f *framing, v []byte) {
 			continue
 		}
 		any = true
-		if equalFold(elem, "chunked") {
+		if ascii.EqualFold(elem, "chunked") {
 			if f.chunked {
 				f.teBad = true
 			}
@@ -856,7 +857,7 @@ func parseTransferEncoding(f *framing, v []byte) {
 		f.chunked = false
 		known := false
 		for _, k := range knownCodings {
-			if equalFold(elem, k) {
+			if ascii.EqualFold(elem, k) {
 				known = true
 				break
 			}
@@ -1296,7 +1297,7 @@ func (p *Parser) chunked(d *dirState, b []byte) int {
 		c := b[i]
 		switch d.phase {
 		case phChunkSize:
-			if v, ok := unhex(c); ok {
+			if v, ok := ascii.Unhex(c); ok {
 				if d.digits == maxChunkDigits {
 					p.fatal(d, proto.HTTPInvalidChunkSize)
 					return i
