@@ -218,8 +218,9 @@ func isHTTPRequest(b []byte) verdict {
 	return best
 }
 
-// isTokenChar reports whether c may appear in an HTTP token (RFC 9110 5.6.2).
-func isTokenChar(c byte) bool { return tokenChars[c] }
+// IsTokenChar reports whether c may appear in an HTTP token (RFC 9110
+// 5.6.2): identification and the HTTP parser share the one table.
+func IsTokenChar(c byte) bool { return tokenChars[c] }
 
 var tokenChars = func() (t [256]bool) {
 	for c := '0'; c <= '9'; c++ {
@@ -244,7 +245,7 @@ const maxExtensionMethod = 32
 // whole line.
 func isHTTPExtensionRequest(b []byte) verdict {
 	i := 0
-	for i < len(b) && i < maxExtensionMethod && isTokenChar(b[i]) {
+	for i < len(b) && i < maxExtensionMethod && IsTokenChar(b[i]) {
 		i++
 	}
 	if i == len(b) && i < maxExtensionMethod {
