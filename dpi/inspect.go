@@ -8,6 +8,7 @@ import (
 	"github.com/deepwall/deepwall/dpi/proto/http"
 	"github.com/deepwall/deepwall/dpi/proto/ssh"
 	"github.com/deepwall/deepwall/dpi/proto/tls"
+	"github.com/deepwall/deepwall/internal/ascii"
 	"github.com/deepwall/deepwall/rules"
 )
 
@@ -87,36 +88,34 @@ func (w *worker) identified(p proto.Protocol, d flow.Dir) {
 		// a datagram flow (DNS datagrams use the worker's parser).
 		return
 	}
+	// A flow context's parsers outlive the flow (Reset keeps their
+	// buffers); a new one is the zero Parser reset.
 	switch p {
 	case proto.HTTP1:
-		if ctx.http == nil {
-			ctx.http = http.NewParser(w, w.httpSc)
-		} else {
-			ctx.http.Reset(w, w.httpSc)
-		}
+		ctx.http = orNew(ctx.http)
+		ctx.http.Reset(w, w.httpSc)
 		ctx.parser = parserHTTP
 	case proto.TLS:
-		if ctx.tls == nil {
-			ctx.tls = tls.NewParser(w)
-		} else {
-			ctx.tls.Reset(w)
-		}
+		ctx.tls = orNew(ctx.tls)
+		ctx.tls.Reset(w)
 		ctx.parser = parserTLS
 	case proto.DNS:
-		if ctx.dns == nil {
-			ctx.dns = dns.NewParser(w, dns.Config{})
-		} else {
-			ctx.dns.Reset(w, dns.Config{})
-		}
+		ctx.dns = orNew(ctx.dns)
+		ctx.dns.Reset(w, dns.Config{})
 		ctx.parser = parserDNS
 	case proto.SSH:
-		if ctx.ssh == nil {
-			ctx.ssh = ssh.NewParser(w)
-		} else {
-			ctx.ssh.Reset(w)
-		}
+		ctx.ssh = orNew(ctx.ssh)
+		ctx.ssh.Reset(w)
 		ctx.parser = parserSSH
 	}
+}
+
+// orNew returns p, or a new T when p is nil.
+func orNew[T any](p *T) *T {
+	if p == nil {
+		return new(T)
+	}
+	return p
 }
 
 // feed gives an in-order chunk to the flow's parser.
@@ -315,10 +314,7 @@ func (w *worker) Message(dir proto.Dir, m *dns.Message) {
 		info.rrtype = q.Type
 		// dns.query is matched lower case (names are case-insensitive).
 		for _, c := range q.Name {
-			if c >= 'A' && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			info.rrname = append(info.rrname, c)
+			info.rrname = append(info.rrname, ascii.Lower(c))
 		}
 	}
 	if info.query && len(info.rrname) > 0 {
