@@ -19,7 +19,6 @@ const maxChunkDigits = 15
 // chunked parses a chunked body (RFC 9112 7.1) byte by byte where it must
 // and in bulk for chunk data.
 func (p *Parser) chunked(d *dirState, b []byte) int {
-	lim := p.sc.lim
 	i := 0
 	for i < len(b) && !p.stopped {
 		c := b[i]
@@ -53,8 +52,7 @@ func (p *Parser) chunked(d *dirState, b []byte) int {
 				}
 			}
 			i++
-			if d.lineLen++; d.lineLen > lim.MaxChunkLine {
-				p.fatal(d, proto.HTTPChunkLineTooLong)
+			if !p.chunkLineByte(d) {
 				return i
 			}
 		case phChunkExt:
@@ -80,11 +78,8 @@ func (p *Parser) chunked(d *dirState, b []byte) int {
 			}
 			d.lastCR = c == '\r'
 			i++
-			if d.phase == phChunkExt {
-				if d.lineLen++; d.lineLen > lim.MaxChunkLine {
-					p.fatal(d, proto.HTTPChunkLineTooLong)
-					return i
-				}
+			if d.phase == phChunkExt && !p.chunkLineByte(d) {
+				return i
 			}
 		case phChunkLF:
 			if c != '\n' {
@@ -180,6 +175,16 @@ func (p *Parser) chunked(d *dirState, b []byte) int {
 		}
 	}
 	return i
+}
+
+// chunkLineByte counts a byte of a chunk-size line; false when the line
+// outgrew MaxChunkLine (a fatal finding).
+func (p *Parser) chunkLineByte(d *dirState) bool {
+	if d.lineLen++; d.lineLen > p.sc.lim.MaxChunkLine {
+		p.fatal(d, proto.HTTPChunkLineTooLong)
+		return false
+	}
+	return true
 }
 
 // trailerByte counts byte c of the trailer section; false when the
