@@ -103,7 +103,7 @@ func (w *worker) aclBlocked(f *flow.Flow[flowState], d flow.Dir, id uint32, fr *
 		return
 	}
 	var rule *rules.Rule
-	for _, r := range w.rs.c.ACL {
+	for _, r := range w.rs.Compiled.ACL {
 		if r.ID == id {
 			rule = r
 			break

@@ -12,6 +12,7 @@ import (
 
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dpi/flow"
+	"github.com/deepwall/deepwall/dpi/internal/plan"
 	"github.com/deepwall/deepwall/dpi/proto/http"
 	"github.com/deepwall/deepwall/dpi/reasm"
 	"github.com/deepwall/deepwall/rules"
@@ -163,17 +164,18 @@ func New(cfg Config) (*Engine, error) {
 	if e.cfg.Now == nil {
 		e.cfg.Now = monotonic
 	}
-	rs, err := newRuleset(cfg.Rules, 1, cfg.Workers)
+	set, err := plan.New(cfg.Rules, 1, cfg.Workers)
 	if err != nil {
 		return nil, fmt.Errorf("new engine: %w", err)
 	}
+	rs := &ruleset{Set: set}
 	e.gen = 1
 	e.cur.Store(rs)
 	for i := 0; i < cfg.Workers; i++ {
 		w, err := newWorker(e, i, rs)
 		if err != nil {
 			e.closeWorkers()
-			rs.release()
+			rs.Release()
 			return nil, fmt.Errorf("new engine: worker %d: %w", i, err)
 		}
 		e.workers = append(e.workers, w)
@@ -212,12 +214,22 @@ func (e *Engine) Inspect(worker int, f *dataplane.Frame) dataplane.Verdict {
 	return v
 }
 
+// ruleset is a rule set prepared for the workers, with the count of
+// workers using it (guarded by Engine.switchMu): it is released when the
+// last one switches away from it.
+type ruleset struct {
+	*plan.Set
+	users int
+}
+
 // SetRules replaces the rule set. It prepares the new set for every worker
 // first (scratch spaces), then publishes it; each worker switches at its
 // next frame (or Tick), so no frame is judged by parts of two sets. The
 // engine owns c from now on; the previous set is closed once no worker
-// uses it (on error the caller keeps c). See the package README for what
-// happens to live flows.
+// uses it (on error the caller keeps c). Live flows are re-planned at
+// their next frame: streams of the old set close, verdicts that were final
+// are dropped and applicability is checked again (docs/engine.md, "Hot
+// reload").
 func (e *Engine) SetRules(c *rules.Compiled) error {
 	if c == nil {
 		return ErrNoRules
@@ -227,21 +239,22 @@ func (e *Engine) SetRules(c *rules.Compiled) error {
 	if e.closed {
 		return ErrClosed
 	}
-	rs, err := newRuleset(c, e.gen+1, len(e.workers))
+	set, err := plan.New(c, e.gen+1, len(e.workers))
 	if err != nil {
 		return fmt.Errorf("set rules: %w", err)
 	}
+	rs := &ruleset{Set: set}
 	e.gen++
 	prev := e.cur.Swap(rs)
 	e.reloads.Add(1)
 	if prev.users == 0 {
-		prev.release()
+		prev.Release()
 	}
 	return nil
 }
 
 // Rules returns the rule set in force (the last one SetRules published).
-func (e *Engine) Rules() *rules.Compiled { return e.cur.Load().c }
+func (e *Engine) Rules() *rules.Compiled { return e.cur.Load().Compiled }
 
 // Tick lets idle workers catch up: each switches to the newest rule set
 // and ends flows idle at now (frame clock). The agent calls it
@@ -290,7 +303,7 @@ func (e *Engine) Close() error {
 	e.Flush()
 	e.closeWorkers()
 	e.switchMu.Lock()
-	e.cur.Load().release()
+	e.cur.Load().Release()
 	e.switchMu.Unlock()
 	return nil
 }
@@ -396,6 +409,6 @@ func (e *Engine) Stats() Stats {
 		w.mu.Unlock()
 	}
 	s.Reloads = e.reloads.Load()
-	s.RulesGen = e.cur.Load().gen
+	s.RulesGen = e.cur.Load().Gen
 	return s
 }

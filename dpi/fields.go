@@ -4,8 +4,10 @@ import (
 	"bytes"
 
 	"github.com/deepwall/deepwall/dpi/flow"
+	"github.com/deepwall/deepwall/dpi/internal/plan"
 	"github.com/deepwall/deepwall/dpi/proto"
 	"github.com/deepwall/deepwall/dpi/proto/http"
+	"github.com/deepwall/deepwall/internal/ascii"
 	"github.com/deepwall/deepwall/rules"
 )
 
@@ -61,10 +63,10 @@ func (b *bodySink) File(field, filename []byte) {
 // scanNamed scans one named value of a request: the value in field vk (the
 // name given for except:), the name in field nk.
 func (w *worker) scanNamed(vk, nk rules.FieldKind, name, value []byte, sc *scope) {
-	if fp := w.rs.block[vk]; fp.matched() {
+	if fp := w.rs.Block[vk]; fp.Matched() {
 		w.scanValue(fp, name, value, sc, flow.ToServer)
 	}
-	if fp := w.rs.block[nk]; fp.matched() {
+	if fp := w.rs.Block[nk]; fp.Matched() {
 		w.scanValue(fp, nil, name, sc, flow.ToServer)
 	}
 }
@@ -77,7 +79,7 @@ func (b *bodySink) XMLAttr(v []byte) { b.scan(rules.FieldHTTPXMLAttr, v) }
 
 // scan evaluates one unnamed value of the body's per-value field k.
 func (b *bodySink) scan(k rules.FieldKind, v []byte) {
-	if fp := b.w.rs.block[k]; fp.matched() && !b.w.stopped() {
+	if fp := b.w.rs.Block[k]; fp.Matched() && !b.w.stopped() {
 		b.w.scanValue(fp, nil, v, b.sc, flow.ToServer)
 	}
 }
@@ -91,14 +93,14 @@ func (b *bodySink) PartHeader(line []byte) {
 // single evaluates a single-valued block field: its groups over the value
 // and its count: conditions (1 value when not empty).
 func (w *worker) single(k rules.FieldKind, v []byte, sc *scope, d flow.Dir) {
-	fp := w.rs.block[k]
+	fp := w.rs.Block[k]
 	if fp == nil || w.stopped() {
 		return
 	}
 	if len(v) > 0 {
 		w.scanValue(fp, nil, v, sc, d)
 	}
-	if len(fp.count) > 0 {
+	if len(fp.Count) > 0 {
 		w.counts(fp, min(len(v), 1), nil, sc, d)
 	}
 }
@@ -110,35 +112,35 @@ func (w *worker) single(k rules.FieldKind, v []byte, sc *scope, d flow.Dir) {
 func (w *worker) requestFields(ctx *flowCtx, r *http.Request, sc *scope) {
 	rs := w.rs
 	const d = flow.ToServer
-	for _, fp := range rs.headers {
+	for _, fp := range rs.Headers {
 		n := 0
 		for i := range r.Headers {
-			if h := &r.Headers[i]; equalFold(h.Name, fp.field.Name) {
+			if h := &r.Headers[i]; ascii.EqualFold(h.Name, fp.Field.Name) {
 				n++
 				w.scanValue(fp, nil, h.Value, sc, d)
 			}
 		}
 		w.counts(fp, n, nil, sc, d)
 	}
-	if fp := rs.block[rules.FieldHTTPArg]; fp.matched() {
+	if fp := rs.Block[rules.FieldHTTPArg]; fp.Matched() {
 		for i := range r.Args {
 			w.scanValue(fp, r.Args[i].Name, r.Args[i].Value, sc, d)
 		}
 	}
-	if fp := rs.block[rules.FieldHTTPArgName]; fp.matched() {
+	if fp := rs.Block[rules.FieldHTTPArgName]; fp.Matched() {
 		for i := range r.Args {
 			w.scanValue(fp, nil, r.Args[i].Name, sc, d)
 		}
 	}
 	ctx.queryArgs = len(r.Args)
-	if rs.bodyArgs {
+	if rs.BodyArgs {
 		ctx.reqCT = appendBounded(ctx.reqCT[:0], r.Header("content-type"), maxContentType)
 	}
-	if fc, fn := rs.block[rules.FieldHTTPCookie], rs.block[rules.FieldHTTPCookieName]; fc.used() || fn.used() {
+	if fc, fn := rs.Block[rules.FieldHTTPCookie], rs.Block[rules.FieldHTTPCookieName]; fc.Used() || fn.Used() {
 		n := 0
 		for i := range r.Headers {
 			h := &r.Headers[i]
-			if !equalFold(h.Name, "cookie") {
+			if !ascii.EqualFold(h.Name, "cookie") {
 				continue
 			}
 			for v := h.Value; len(v) > 0 && n < maxCookies; {
@@ -163,20 +165,20 @@ func (w *worker) requestFields(ctx *flowCtx, r *http.Request, sc *scope) {
 		w.counts(fc, n, nil, sc, d)
 		w.counts(fn, n, nil, sc, d)
 	}
-	if fp := rs.block[rules.FieldHTTPHeaderValue]; fp.used() {
+	if fp := rs.Block[rules.FieldHTTPHeaderValue]; fp.Used() {
 		for i := range r.Headers {
 			w.scanValue(fp, r.Headers[i].Name, r.Headers[i].Value, sc, d)
 		}
 		w.counts(fp, len(r.Headers), r.Headers, sc, d)
 	}
-	if fp := rs.block[rules.FieldHTTPHeaderName]; fp.used() {
+	if fp := rs.Block[rules.FieldHTTPHeaderName]; fp.Used() {
 		for i := range r.Headers {
 			w.scanValue(fp, nil, r.Headers[i].Name, sc, d)
 		}
 		w.counts(fp, len(r.Headers), nil, sc, d)
 	}
-	if rs.block[rules.FieldHTTPFilename] != nil || rs.block[rules.FieldHTTPBasename] != nil {
-		w.req.fname = decodeOnce(w.req.fname[:0], targetPath(r))
+	if rs.Block[rules.FieldHTTPFilename] != nil || rs.Block[rules.FieldHTTPBasename] != nil {
+		w.req.fname = ascii.PercentDecode(w.req.fname[:0], targetPath(r))
 		w.single(rules.FieldHTTPFilename, w.req.fname, sc, d)
 		base := w.req.fname
 		if i := bytes.LastIndexByte(base, '/'); i >= 0 {
@@ -184,7 +186,7 @@ func (w *worker) requestFields(ctx *flowCtx, r *http.Request, sc *scope) {
 		}
 		w.single(rules.FieldHTTPBasename, base, sc, d)
 	}
-	if rs.block[rules.FieldHTTPRequestLine] != nil {
+	if rs.Block[rules.FieldHTTPRequestLine] != nil {
 		l := append(w.req.line[:0], r.Method...)
 		l = append(append(l, ' '), r.URI...)
 		l = append(append(l, ' '), r.Proto...)
@@ -201,7 +203,7 @@ func (w *worker) requestFields(ctx *flowCtx, r *http.Request, sc *scope) {
 		{rules.FieldHTTPMethod, r.Method}, {rules.FieldHTTPURI, r.URI}, {rules.FieldHTTPPath, r.Path},
 		{rules.FieldHTTPArgs, r.ArgsBuf}, {rules.FieldHTTPHeaders, r.HeaderBlock},
 	} {
-		if fp := rs.block[f.k]; fp != nil && len(fp.count) > 0 {
+		if fp := rs.Block[f.k]; fp != nil && len(fp.Count) > 0 {
 			w.counts(fp, min(len(f.v), 1), nil, sc, d)
 		}
 	}
@@ -213,18 +215,18 @@ func (w *worker) requestFields(ctx *flowCtx, r *http.Request, sc *scope) {
 func (w *worker) requestEnd(ctx *flowCtx, sc *scope) {
 	rs := w.rs
 	const d = flow.ToServer
-	if rs.bufBody && !w.stopped() {
-		if fp := rs.stream[skReqBody]; fp != nil && len(ctx.body) > 0 {
-			for _, ref := range fp.detect {
+	if rs.BufBody && !w.stopped() {
+		if fp := rs.Stream[plan.StreamReqBody]; fp != nil && len(ctx.body) > 0 {
+			for _, ref := range fp.Detect {
 				if hit, fpr := w.det.MatchField(ref.Match(), ref.Field, ctx.body); hit {
-					w.condHit(ref.Rule, ref.Cond, fp.field, []byte(fpr), isSensitive(ref.Rule), sc, d)
+					w.condHit(ref.Rule, ref.Cond, fp.Field, []byte(fpr), plan.Sensitive(ref.Rule), sc, d)
 				}
 			}
 		}
 		bs := &w.req.sink
 		*bs = bodySink{w: w, sc: sc}
 		k, boundary := http.BodyKindOf(ctx.reqCT)
-		if rs.bodyArgs && len(ctx.body) > 0 && !w.stopped() {
+		if rs.BodyArgs && len(ctx.body) > 0 && !w.stopped() {
 			w.req.found = proto.KindSet{}
 			w.req.args = http.ParseBody(k, boundary, ctx.body, w.req.args, maxBodyArgs, bs, &w.req.found)
 		}
@@ -233,11 +235,11 @@ func (w *worker) requestEnd(ctx *flowCtx, sc *scope) {
 		}
 		if !w.stopped() {
 			n := ctx.queryArgs + bs.args
-			w.counts(rs.block[rules.FieldHTTPArg], n, nil, sc, d)
-			w.counts(rs.block[rules.FieldHTTPArgName], n, nil, sc, d)
-			w.counts(rs.block[rules.FieldHTTPFile], bs.files, nil, sc, d)
-			w.counts(rs.block[rules.FieldHTTPFileField], bs.files, nil, sc, d)
-			w.counts(rs.block[rules.FieldHTTPPartHeader], bs.parts, nil, sc, d)
+			w.counts(rs.Block[rules.FieldHTTPArg], n, nil, sc, d)
+			w.counts(rs.Block[rules.FieldHTTPArgName], n, nil, sc, d)
+			w.counts(rs.Block[rules.FieldHTTPFile], bs.files, nil, sc, d)
+			w.counts(rs.Block[rules.FieldHTTPFileField], bs.files, nil, sc, d)
+			w.counts(rs.Block[rules.FieldHTTPPartHeader], bs.parts, nil, sc, d)
 		}
 	}
 	ctx.body, ctx.bodyFull = ctx.body[:0], false
@@ -268,12 +270,12 @@ func isPlainBody(k http.BodyKind) bool {
 func (w *worker) responseFields(r *http.Response, sc *scope) {
 	rs := w.rs
 	const d = flow.ToClient
-	if rs.block[rules.FieldHTTPStatus] != nil && r.Status >= 0 && r.Status <= 999 {
+	if rs.Block[rules.FieldHTTPStatus] != nil && r.Status >= 0 && r.Status <= 999 {
 		s := &w.req.status
 		s[0], s[1], s[2] = byte('0'+r.Status/100), byte('0'+r.Status/10%10), byte('0'+r.Status%10)
 		w.single(rules.FieldHTTPStatus, s[:], sc, d)
 	}
-	if fp := rs.block[rules.FieldHTTPResponseHeaderValue]; fp.used() {
+	if fp := rs.Block[rules.FieldHTTPResponseHeaderValue]; fp.Used() {
 		for i := range r.Headers {
 			w.scanValue(fp, r.Headers[i].Name, r.Headers[i].Value, sc, d)
 		}
@@ -302,51 +304,4 @@ func targetPath(r *http.Request) []byte {
 		t = t[:i]
 	}
 	return t
-}
-
-// decodeOnce appends src with its %XX escapes decoded once ('+' stays).
-func decodeOnce(dst, src []byte) []byte {
-	for i := 0; i < len(src); i++ {
-		c := src[i]
-		if c == '%' && i+2 < len(src) {
-			if h, ok := unhexByte(src[i+1]); ok {
-				if l, ok := unhexByte(src[i+2]); ok {
-					dst = append(dst, h<<4|l)
-					i += 2
-					continue
-				}
-			}
-		}
-		dst = append(dst, c)
-	}
-	return dst
-}
-
-func unhexByte(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
-}
-
-// equalFold compares b with the lower-case ASCII s, ignoring case.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
 }

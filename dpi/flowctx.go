@@ -5,6 +5,7 @@ import (
 
 	"github.com/deepwall/deepwall/dpi/flow"
 	"github.com/deepwall/deepwall/dpi/internal/hs"
+	"github.com/deepwall/deepwall/dpi/internal/plan"
 	"github.com/deepwall/deepwall/dpi/proto"
 	"github.com/deepwall/deepwall/dpi/proto/dns"
 	"github.com/deepwall/deepwall/dpi/proto/http"
@@ -193,7 +194,7 @@ type flowCtx struct {
 	rspSeq int64 // transaction of the response body being parsed
 	orphan txn   // responses without a request
 
-	slots [numStreamKinds][]streamSlot
+	slots [plan.NumStreamKinds][]streamSlot
 
 	body     []byte // request body for libinjection rules and body arguments (bounded)
 	bodyFull bool
@@ -249,8 +250,8 @@ func (c *flowCtx) forget() {
 func (c *flowCtx) size(rs *ruleset) {
 	for k := range c.slots {
 		n := 0
-		if fp := rs.stream[k]; fp != nil {
-			n = len(fp.groups)
+		if fp := rs.Stream[k]; fp != nil {
+			n = len(fp.Groups)
 		}
 		if cap(c.slots[k]) < n {
 			c.slots[k] = make([]streamSlot, n)

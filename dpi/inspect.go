@@ -2,11 +2,13 @@ package dpi
 
 import (
 	"github.com/deepwall/deepwall/dpi/flow"
+	"github.com/deepwall/deepwall/dpi/internal/plan"
 	"github.com/deepwall/deepwall/dpi/proto"
 	"github.com/deepwall/deepwall/dpi/proto/dns"
 	"github.com/deepwall/deepwall/dpi/proto/http"
 	"github.com/deepwall/deepwall/dpi/proto/ssh"
 	"github.com/deepwall/deepwall/dpi/proto/tls"
+	"github.com/deepwall/deepwall/internal/ascii"
 	"github.com/deepwall/deepwall/rules"
 )
 
@@ -18,7 +20,7 @@ func (w *worker) onData(d flow.Dir, chunk []byte) {
 	}
 	ctx := w.ctxOf(w.cur)
 	st := w.cst
-	if k := payloadKind(d); w.rs.stream[k].used() {
+	if k := payloadKind(d); w.rs.Stream[k].Used() {
 		w.streamWrite(ctx, k, chunk, &ctx.flow, d)
 		w.settle(&ctx.flow, d)
 		if w.stopped() {
@@ -56,12 +58,12 @@ func (w *worker) identified(p proto.Protocol, d flow.Dir) {
 	st := w.cst
 	ctx := w.cctx
 	st.ident, st.app = identDone, p
-	if int(p) < numProtos {
+	if p < proto.NumProtocols {
 		w.st.apps[p]++
 	}
 	ctx.rflow.App = p.String()
 	rs := w.rs
-	for _, r := range rs.appOnly {
+	for _, r := range rs.AppOnly {
 		if r.MatchFlow(ctx.rflow) {
 			w.candidate(r, rules.Field{}, nil, false, &ctx.flow, d)
 		}
@@ -77,45 +79,43 @@ func (w *worker) identified(p proto.Protocol, d flow.Dir) {
 	if w.stopped() {
 		return
 	}
-	if !rs.needs(p, ctx.rflow, false) {
+	if !rs.Needs(p, ctx.rflow, false) {
 		w.allowFinal(0)
 		return
 	}
-	if ctx.rflow.Proto != 6 || int(p) >= numProtos || !rs.apps[p].fields && p != proto.SSH {
+	if ctx.rflow.Proto != 6 || !rs.App(p).Fields && p != proto.SSH {
 		// Raw payload rules only (SSH banners are parsed for events), or
 		// a datagram flow (DNS datagrams use the worker's parser).
 		return
 	}
+	// A flow context's parsers outlive the flow (Reset keeps their
+	// buffers); a new one is the zero Parser reset.
 	switch p {
 	case proto.HTTP1:
-		if ctx.http == nil {
-			ctx.http = http.NewParser(w, w.httpSc)
-		} else {
-			ctx.http.Reset(w, w.httpSc)
-		}
+		ctx.http = orNew(ctx.http)
+		ctx.http.Reset(w, w.httpSc)
 		ctx.parser = parserHTTP
 	case proto.TLS:
-		if ctx.tls == nil {
-			ctx.tls = tls.NewParser(w)
-		} else {
-			ctx.tls.Reset(w)
-		}
+		ctx.tls = orNew(ctx.tls)
+		ctx.tls.Reset(w)
 		ctx.parser = parserTLS
 	case proto.DNS:
-		if ctx.dns == nil {
-			ctx.dns = dns.NewParser(w, dns.Config{})
-		} else {
-			ctx.dns.Reset(w, dns.Config{})
-		}
+		ctx.dns = orNew(ctx.dns)
+		ctx.dns.Reset(w, dns.Config{})
 		ctx.parser = parserDNS
 	case proto.SSH:
-		if ctx.ssh == nil {
-			ctx.ssh = ssh.NewParser(w)
-		} else {
-			ctx.ssh.Reset(w)
-		}
+		ctx.ssh = orNew(ctx.ssh)
+		ctx.ssh.Reset(w)
 		ctx.parser = parserSSH
 	}
+}
+
+// orNew returns p, or a new T when p is nil.
+func orNew[T any](p *T) *T {
+	if p == nil {
+		return new(T)
+	}
+	return p
 }
 
 // feed gives an in-order chunk to the flow's parser.
@@ -133,18 +133,18 @@ func (w *worker) feed(ctx *flowCtx, d flow.Dir, b []byte) {
 			// CONNECT or Upgrade: the rest is another protocol, left to
 			// the raw payload rules.
 			ctx.tunnel[d] = true
-			if ctx.tunnel[d^1] && !w.rs.needs(proto.Unknown, ctx.rflow, true) {
+			if ctx.tunnel[d^1] && !w.rs.Needs(proto.Unknown, ctx.rflow, true) {
 				w.allowFinal(0)
 			}
 		}
 	case parserTLS:
 		done := ctx.tls.Feed(proto.Dir(d), b)
-		if (done || ctx.helloSeen) && !w.stopped() && !w.rs.needs(proto.TLS, ctx.rflow, true) {
+		if (done || ctx.helloSeen) && !w.stopped() && !w.rs.Needs(proto.TLS, ctx.rflow, true) {
 			// The ClientHello was inspected; the rest is encrypted.
 			w.allowFinal(0)
 		}
 	case parserSSH:
-		if ctx.ssh.Feed(proto.Dir(d), b) && !w.rs.needs(proto.SSH, ctx.rflow, true) {
+		if ctx.ssh.Feed(proto.Dir(d), b) && !w.rs.Needs(proto.SSH, ctx.rflow, true) {
 			w.allowFinal(0)
 		}
 	case parserDNS:
@@ -165,11 +165,11 @@ func (w *worker) RequestHeaders(r *http.Request) {
 	rs := w.rs
 	const d = flow.ToServer
 	w.req.head = r // for compare: conditions (compare.go)
-	w.scanBlock(rs.block[rules.FieldHTTPMethod], r.Method, sc, d)
-	w.scanBlock(rs.block[rules.FieldHTTPURI], r.URI, sc, d)
-	w.scanBlock(rs.block[rules.FieldHTTPPath], r.Path, sc, d)
-	w.scanBlock(rs.block[rules.FieldHTTPArgs], r.ArgsBuf, sc, d)
-	w.scanBlock(rs.block[rules.FieldHTTPHeaders], r.HeaderBlock, sc, d)
+	w.scanBlock(rs.Block[rules.FieldHTTPMethod], r.Method, sc, d)
+	w.scanBlock(rs.Block[rules.FieldHTTPURI], r.URI, sc, d)
+	w.scanBlock(rs.Block[rules.FieldHTTPPath], r.Path, sc, d)
+	w.scanBlock(rs.Block[rules.FieldHTTPArgs], r.ArgsBuf, sc, d)
+	w.scanBlock(rs.Block[rules.FieldHTTPHeaders], r.HeaderBlock, sc, d)
 	w.requestFields(ctx, r, sc)
 	w.req.head = nil
 	w.settle(sc, d)
@@ -177,7 +177,7 @@ func (w *worker) RequestHeaders(r *http.Request) {
 
 // RequestBody implements http.Sink.
 func (w *worker) RequestBody(chunk []byte, end bool) {
-	w.body(skReqBody, w.cctx.reqSeq, flow.ToServer, chunk, end)
+	w.body(plan.StreamReqBody, w.cctx.reqSeq, flow.ToServer, chunk, end)
 }
 
 // ResponseHeaders implements http.Sink.
@@ -191,7 +191,7 @@ func (w *worker) ResponseHeaders(r *http.Response) {
 		t.status = r.Status
 		ctx.rspSeq = r.Seq
 	}
-	w.scanBlock(w.rs.block[rules.FieldHTTPResponseHeaders], r.HeaderBlock, &t.scope, flow.ToClient)
+	w.scanBlock(w.rs.Block[rules.FieldHTTPResponseHeaders], r.HeaderBlock, &t.scope, flow.ToClient)
 	w.responseFields(r, &t.scope)
 	w.checkScore(&t.scope, 1, flow.ToClient)
 	w.settle(&t.scope, flow.ToClient)
@@ -199,14 +199,14 @@ func (w *worker) ResponseHeaders(r *http.Response) {
 
 // ResponseBody implements http.Sink.
 func (w *worker) ResponseBody(chunk []byte, end bool) {
-	w.body(skRespBody, w.cctx.rspSeq, flow.ToClient, chunk, end)
+	w.body(plan.StreamRespBody, w.cctx.rspSeq, flow.ToClient, chunk, end)
 }
 
-func (w *worker) body(k streamKind, seq int64, d flow.Dir, chunk []byte, end bool) {
+func (w *worker) body(k plan.StreamKind, seq int64, d flow.Dir, chunk []byte, end bool) {
 	rs := w.rs
-	used := rs.stream[k].used()
-	reqEnd := k == skReqBody && rs.reqEnd
-	if w.stopped() || !used && !reqEnd && (k != skRespBody || len(rs.thresholds[1]) == 0) {
+	used := rs.Stream[k].Used()
+	reqEnd := k == plan.StreamReqBody && rs.ReqEnd
+	if w.stopped() || !used && !reqEnd && (k != plan.StreamRespBody || len(rs.Thresholds[1]) == 0) {
 		return
 	}
 	ctx := w.cctx
@@ -218,7 +218,7 @@ func (w *worker) body(k streamKind, seq int64, d flow.Dir, chunk []byte, end boo
 		}
 	}
 	if reqEnd {
-		if rs.bufBody && !ctx.bodyFull && len(chunk) > 0 {
+		if rs.BufBody && !ctx.bodyFull && len(chunk) > 0 {
 			room := maxDetectBody - len(ctx.body)
 			if len(chunk) > room {
 				chunk, ctx.bodyFull = chunk[:room], true
@@ -229,7 +229,7 @@ func (w *worker) body(k streamKind, seq int64, d flow.Dir, chunk []byte, end boo
 			w.requestEnd(ctx, sc)
 		}
 	}
-	if k == skRespBody && !w.stopped() {
+	if k == plan.StreamRespBody && !w.stopped() {
 		w.checkScore(sc, 1, d)
 	}
 	w.settle(sc, d)
@@ -249,7 +249,7 @@ func (w *worker) Finding(f proto.Finding) {
 	}
 	if w.cur.Flags&flow.FlagMidstream != 0 || w.cst.dir[f.Dir&1].Midstream() {
 		w.cctx.parser = parserNone
-		if !w.rs.needs(proto.Unknown, w.cctx.rflow, true) {
+		if !w.rs.Needs(proto.Unknown, w.cctx.rflow, true) {
 			w.allowFinal(0)
 		}
 		return
@@ -283,7 +283,7 @@ func (w *worker) ClientHello(h *tls.ClientHello) {
 	ctx.helloSeen = true
 	ctx.sni = appendBounded(ctx.sni[:0], h.SNI, maxHostname)
 	ctx.tlsVersion = h.Version
-	w.scanBlock(w.rs.block[rules.FieldTLSSNI], h.SNI, &ctx.flow, flow.ToServer)
+	w.scanBlock(w.rs.Block[rules.FieldTLSSNI], h.SNI, &ctx.flow, flow.ToServer)
 	w.settle(&ctx.flow, flow.ToServer)
 }
 
@@ -314,14 +314,11 @@ func (w *worker) Message(dir proto.Dir, m *dns.Message) {
 		info.rrtype = q.Type
 		// dns.query is matched lower case (names are case-insensitive).
 		for _, c := range q.Name {
-			if c >= 'A' && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			info.rrname = append(info.rrname, c)
+			info.rrname = append(info.rrname, ascii.Lower(c))
 		}
 	}
 	if info.query && len(info.rrname) > 0 {
-		w.scanBlock(w.rs.block[rules.FieldDNSQuery], info.rrname, sc, flow.Dir(dir))
+		w.scanBlock(w.rs.Block[rules.FieldDNSQuery], info.rrname, sc, flow.Dir(dir))
 	}
 	if ctx.parser == parserDNS {
 		w.settle(sc, flow.Dir(dir))

@@ -5,7 +5,9 @@ import (
 	"unsafe"
 
 	"github.com/deepwall/deepwall/dpi/flow"
+	"github.com/deepwall/deepwall/dpi/internal/plan"
 	"github.com/deepwall/deepwall/dpi/proto/http"
+	"github.com/deepwall/deepwall/internal/ascii"
 	"github.com/deepwall/deepwall/rules"
 )
 
@@ -86,7 +88,7 @@ type chainBufs struct {
 // (rules.Transform.Identity: url_decode without '%' or '+', lowercase
 // without A-Z, ...) are skipped without a copy, and a form of the value
 // already computed for an earlier group of the field is reused.
-func (w *worker) transform(value []byte, gp *groupPlan, first bool) ([]byte, rules.ByteClasses) {
+func (w *worker) transform(value []byte, gp *plan.Group, first bool) ([]byte, rules.ByteClasses) {
 	cb := &w.chain
 	if first {
 		cb.nm = 0
@@ -95,7 +97,7 @@ func (w *worker) transform(value []byte, gp *groupPlan, first bool) ([]byte, rul
 	in, cls := value, cb.vcls
 	var key [rules.MaxChainLen]rules.Transform
 	n, spare := 0, -1 // spare: the spare buffer in holds, if any
-	chain := gp.chain[:min(len(gp.chain), rules.MaxChainLen)]
+	chain := gp.Chain[:min(len(gp.Chain), rules.MaxChainLen)]
 steps:
 	for _, tr := range chain {
 		eff := tr.Effect(cls)
@@ -145,7 +147,7 @@ type pendHit struct {
 // need it and turns them into candidate rule hits.
 type matcher struct {
 	w    *worker
-	gp   *groupPlan
+	gp   *plan.Group
 	data []byte      // the scanned value (block) or the current write (stream)
 	sl   *streamSlot // nil in block mode
 	cf   *confirmState
@@ -159,14 +161,14 @@ type matcher struct {
 func (m *matcher) Match(id uint, from, to uint64) {
 	m.raw++
 	gp := m.gp
-	if int(id) >= len(gp.g.Rules) {
+	if int(id) >= len(gp.Group.Rules) {
 		return
 	}
-	p := &gp.g.Patterns[id]
-	if gp.exc && skipsName(gp.g.Cond(int(id)), gp.g.Field.Kind, m.name) {
+	p := &gp.Group.Patterns[id]
+	if gp.Exc && skipsName(gp.Group.Cond(int(id)), gp.Group.Field.Kind, m.name) {
 		return
 	}
-	if gp.multi && p.Not && m.sl == nil && m.w.fired[id] {
+	if gp.Multi && p.Not && m.sl == nil && m.w.fired[id] {
 		return // already known to match this value
 	}
 	var text []byte
@@ -225,12 +227,12 @@ func (m *matcher) Match(id uint, from, to uint64) {
 
 // confirmed turns a confirmed hit of pattern id into a rule candidate or
 // a condition that held.
-func (m *matcher) confirmed(id uint, gp *groupPlan, p *rules.Pattern, text []byte) {
-	if c := gp.g.Cond(int(id)); c.Compare != nil && !m.w.compareHolds(c, m.data) {
+func (m *matcher) confirmed(id uint, gp *plan.Group, p *rules.Pattern, text []byte) {
+	if c := gp.Group.Cond(int(id)); c.Compare != nil && !m.w.compareHolds(c, m.data) {
 		return // compare.go
 	}
-	if !gp.multi {
-		m.w.candidate(gp.g.Rules[id], gp.g.Field, text, gp.sens[id], m.sc, m.dir)
+	if !gp.Multi {
+		m.w.candidate(gp.Group.Rules[id], gp.Group.Field, text, gp.Sens[id], m.sc, m.dir)
 		return
 	}
 	if p.Not {
@@ -239,7 +241,7 @@ func (m *matcher) confirmed(id uint, gp *groupPlan, p *rules.Pattern, text []byt
 		m.w.fired[id] = true
 		return
 	}
-	m.w.condHit(gp.g.Rules[id], p.Cond, gp.g.Field, text, gp.sens[id], m.sc, m.dir)
+	m.w.condHit(gp.Group.Rules[id], p.Cond, gp.Group.Field, text, gp.Sens[id], m.sc, m.dir)
 }
 
 // text returns the stream's bytes [start, end) from the slot's history
@@ -264,7 +266,7 @@ func (m *matcher) text(start, end uint64) ([]byte, bool) {
 
 // scanBlock inspects one value of a block field with every group and
 // libinjection rule of fp; hits go to scope sc.
-func (w *worker) scanBlock(fp *fieldPlan, value []byte, sc *scope, d flow.Dir) {
+func (w *worker) scanBlock(fp *plan.Field, value []byte, sc *scope, d flow.Dir) {
 	w.scanValue(fp, nil, value, sc, d)
 }
 
@@ -276,17 +278,17 @@ func (w *worker) scanBlock(fp *fieldPlan, value []byte, sc *scope, d flow.Dir) {
 // same rules: only its negated conditions, which hold for a quiet value,
 // are replayed. A value is remembered only when its result did not depend
 // on name: no group or detector was skipped for it.
-func (w *worker) scanValue(fp *fieldPlan, name, value []byte, sc *scope, d flow.Dir) {
+func (w *worker) scanValue(fp *plan.Field, name, value []byte, sc *scope, d flow.Dir) {
 	if fp == nil {
 		return
 	}
 	// quiet: the value is short enough to remember and nothing so far
 	// hit or depended on name.
-	quiet := len(value) > 0 && len(value) <= quietMaxLen && (len(fp.groups) > 0 || len(fp.detect) > 0)
+	quiet := len(value) > 0 && len(value) <= quietMaxLen && (len(fp.Groups) > 0 || len(fp.Detect) > 0)
 	var qh uint64
 	if quiet {
 		qh = w.quiet.hash(value)
-		if w.quiet.has(qh, w.rs.gen, fp.id, value) {
+		if w.quiet.has(qh, w.rs.Gen, fp.ID, value) {
 			w.replayQuiet(fp, name, sc, d)
 			return
 		}
@@ -294,10 +296,10 @@ func (w *worker) scanValue(fp *fieldPlan, name, value []byte, sc *scope, d flow.
 	if len(value) > 0 {
 		first := true
 	groups:
-		for _, gp := range fp.groups {
+		for _, gp := range fp.Groups {
 			if name != nil {
-				for _, s := range gp.skip {
-					if equalFold(name, s) {
+				for _, s := range gp.Skip {
+					if ascii.EqualFold(name, s) {
 						quiet = false
 						continue groups // every pattern excludes this header
 					}
@@ -305,24 +307,24 @@ func (w *worker) scanValue(fp *fieldPlan, name, value []byte, sc *scope, d flow.
 			}
 			data, cls := w.transform(value, gp, first)
 			first = false
-			if !gp.neg && cls&^gp.alpha == 0 {
+			if !gp.Neg && cls&^gp.Alpha == 0 {
 				// No pattern of the group can match bytes of these
 				// classes only (an empty value matches none either).
 				continue
 			}
 			w.blockCF.reset()
 			w.mh = matcher{w: w, gp: gp, data: data, cf: &w.blockCF, sc: sc, dir: d, name: name}
-			if gp.neg {
+			if gp.Neg {
 				w.clearFired(gp)
 			}
 			if len(data) > 0 {
-				if err := w.scanner.Scan(gp.db, w.scratch, data, &w.mh); err != nil {
+				if err := w.scanner.Scan(gp.DB, w.scratch, data, &w.mh); err != nil {
 					w.st.scanErrors++
 					quiet = false
 				}
 				quiet = quiet && w.mh.raw == 0
 			}
-			if gp.neg {
+			if gp.Neg {
 				w.negated(gp, name, sc, d)
 			}
 			if w.stopped() {
@@ -332,19 +334,19 @@ func (w *worker) scanValue(fp *fieldPlan, name, value []byte, sc *scope, d flow.
 	} else {
 		// An empty value matches only the patterns that match the empty
 		// string: the other negated conditions hold.
-		for _, gp := range fp.groups {
-			if gp.neg {
+		for _, gp := range fp.Groups {
+			if gp.Neg {
 				w.clearFired(gp)
-				for _, id := range gp.g.Negated {
-					w.fired[id] = gp.g.Patterns[id].Empty
+				for _, id := range gp.Group.Negated {
+					w.fired[id] = gp.Group.Patterns[id].Empty
 				}
 				w.negated(gp, name, sc, d)
 			}
 		}
 	}
-	for _, ref := range fp.detect {
+	for _, ref := range fp.Detect {
 		m := ref.Match()
-		if skipsName(m, fp.field.Kind, name) {
+		if skipsName(m, fp.Field.Kind, name) {
 			// The result depends on the name: a quiet verdict must not
 			// be replayed for the same value under a name the
 			// condition selects.
@@ -353,20 +355,20 @@ func (w *worker) scanValue(fp *fieldPlan, name, value []byte, sc *scope, d flow.
 		}
 		if hit, fpr := w.det.MatchField(m, ref.Field, value); hit {
 			quiet = false
-			w.condHit(ref.Rule, ref.Cond, fp.field, unsafe.Slice(unsafe.StringData(fpr), len(fpr)), isSensitive(ref.Rule), sc, d)
+			w.condHit(ref.Rule, ref.Cond, fp.Field, unsafe.Slice(unsafe.StringData(fpr), len(fpr)), plan.Sensitive(ref.Rule), sc, d)
 		}
 	}
 	if quiet && !w.stopped() {
-		w.quiet.add(qh, w.rs.gen, fp.id, value)
+		w.quiet.add(qh, w.rs.Gen, fp.ID, value)
 	}
 }
 
 // replayQuiet gives a value known to be quiet the result scanValue gave
 // it: no pattern matched, so the negated conditions of every group hold
 // (as they did, save those except: excludes by name).
-func (w *worker) replayQuiet(fp *fieldPlan, name []byte, sc *scope, d flow.Dir) {
-	for _, gp := range fp.groups {
-		if !gp.neg {
+func (w *worker) replayQuiet(fp *plan.Field, name []byte, sc *scope, d flow.Dir) {
+	for _, gp := range fp.Groups {
+		if !gp.Neg {
 			continue
 		}
 		w.clearFired(gp)
@@ -378,26 +380,26 @@ func (w *worker) replayQuiet(fp *fieldPlan, name []byte, sc *scope, d flow.Dir) 
 }
 
 // clearFired prepares the negated patterns of gp for a new value.
-func (w *worker) clearFired(gp *groupPlan) {
-	if len(w.fired) < len(gp.g.Rules) {
-		w.fired = make([]bool, len(gp.g.Rules))
+func (w *worker) clearFired(gp *plan.Group) {
+	if len(w.fired) < len(gp.Group.Rules) {
+		w.fired = make([]bool, len(gp.Group.Rules))
 	}
-	for _, id := range gp.g.Negated {
+	for _, id := range gp.Group.Negated {
 		w.fired[id] = false
 	}
 }
 
 // negated holds the negated conditions of gp whose pattern missed the
 // value just scanned.
-func (w *worker) negated(gp *groupPlan, name []byte, sc *scope, d flow.Dir) {
-	for _, id := range gp.g.Negated {
+func (w *worker) negated(gp *plan.Group, name []byte, sc *scope, d flow.Dir) {
+	for _, id := range gp.Group.Negated {
 		if w.fired[id] {
 			continue
 		}
-		if gp.exc && skipsName(gp.g.Cond(id), gp.g.Field.Kind, name) {
+		if gp.Exc && skipsName(gp.Group.Cond(id), gp.Group.Field.Kind, name) {
 			continue
 		}
-		w.condHit(gp.g.Rules[id], gp.g.Patterns[id].Cond, gp.g.Field, nil, gp.sens[id], sc, d)
+		w.condHit(gp.Group.Rules[id], gp.Group.Patterns[id].Cond, gp.Group.Field, nil, gp.Sens[id], sc, d)
 	}
 }
 
@@ -416,11 +418,11 @@ func skipsName(c *rules.Match, k rules.FieldKind, name []byte) bool {
 // names are the headers whose names except: tests). A plain slice, not an
 // iterator: a range-over-func body would move the count to the heap on
 // every request.
-func (w *worker) counts(fp *fieldPlan, n int, names []http.Header, sc *scope, d flow.Dir) {
+func (w *worker) counts(fp *plan.Field, n int, names []http.Header, sc *scope, d flow.Dir) {
 	if fp == nil {
 		return
 	}
-	for _, ref := range fp.count {
+	for _, ref := range fp.Count {
 		m := ref.Match()
 		k := n
 		if len(m.Except) > 0 && names != nil {
@@ -432,7 +434,7 @@ func (w *worker) counts(fp *fieldPlan, n int, names []http.Header, sc *scope, d 
 			}
 		}
 		if m.Count.Holds(k) {
-			w.condHit(ref.Rule, ref.Cond, fp.field, nil, false, sc, d)
+			w.condHit(ref.Rule, ref.Cond, fp.Field, nil, false, sc, d)
 		}
 	}
 }
@@ -465,13 +467,13 @@ func (w *worker) condHit(r *rules.Rule, ci int, field rules.Field, text []byte, 
 
 // streamWrite feeds the next chunk of stream field k to every group of
 // it, opening the flow's streams on first use.
-func (w *worker) streamWrite(ctx *flowCtx, k streamKind, chunk []byte, sc *scope, d flow.Dir) {
-	fp := w.rs.stream[k]
+func (w *worker) streamWrite(ctx *flowCtx, k plan.StreamKind, chunk []byte, sc *scope, d flow.Dir) {
+	fp := w.rs.Stream[k]
 	if fp == nil || len(chunk) == 0 {
 		return
 	}
 	slots := ctx.slots[k]
-	for i, gp := range fp.groups {
+	for i, gp := range fp.Groups {
 		if i >= len(slots) {
 			break
 		}
@@ -491,9 +493,9 @@ func (w *worker) streamWrite(ctx *flowCtx, k streamKind, chunk []byte, sc *scope
 }
 
 // openSlot opens the slot's stream if needed.
-func (w *worker) openSlot(sl *streamSlot, gp *groupPlan) bool {
+func (w *worker) openSlot(sl *streamSlot, gp *plan.Group) bool {
 	if !sl.st.Open() {
-		st, err := w.scanner.Open(gp.db)
+		st, err := w.scanner.Open(gp.DB)
 		if err != nil {
 			w.st.scanErrors++
 			return false
@@ -502,8 +504,8 @@ func (w *worker) openSlot(sl *streamSlot, gp *groupPlan) bool {
 		sl.off, sl.hist, sl.used = 0, sl.hist[:0], false
 		sl.cf.reset()
 		w.st.openStreams++
-		if len(gp.chain) > 0 && sl.tr == nil {
-			sl.tr = rules.NewStreamTransformer(gp.chain)
+		if len(gp.Chain) > 0 && sl.tr == nil {
+			sl.tr = rules.NewStreamTransformer(gp.Chain)
 		}
 	}
 	sl.used = true
@@ -512,7 +514,7 @@ func (w *worker) openSlot(sl *streamSlot, gp *groupPlan) bool {
 
 // scanStream scans one write of a slot and keeps the history its
 // confirmations need.
-func (w *worker) scanStream(sl *streamSlot, gp *groupPlan, data []byte, sc *scope, d flow.Dir) {
+func (w *worker) scanStream(sl *streamSlot, gp *plan.Group, data []byte, sc *scope, d flow.Dir) {
 	if len(data) == 0 {
 		return
 	}
@@ -520,7 +522,7 @@ func (w *worker) scanStream(sl *streamSlot, gp *groupPlan, data []byte, sc *scop
 	if err := w.scanner.ScanStream(sl.st, w.scratch, data, &w.mh); err != nil {
 		w.st.scanErrors++
 	}
-	if keep := gp.keep; keep > 0 {
+	if keep := gp.Keep; keep > 0 {
 		if cap(sl.hist) < keep {
 			sl.hist = make([]byte, 0, keep)
 		}
@@ -537,13 +539,13 @@ func (w *worker) scanStream(sl *streamSlot, gp *groupPlan, data []byte, sc *scop
 // endStreams ends the current message of stream field k: transformers
 // flush what they held back, and patterns anchored at the end of data
 // report. The streams stay open for the flow's next message.
-func (w *worker) endStreams(ctx *flowCtx, k streamKind, sc *scope, d flow.Dir) {
-	fp := w.rs.stream[k]
+func (w *worker) endStreams(ctx *flowCtx, k plan.StreamKind, sc *scope, d flow.Dir) {
+	fp := w.rs.Stream[k]
 	if fp == nil {
 		return
 	}
 	slots := ctx.slots[k]
-	for i, gp := range fp.groups {
+	for i, gp := range fp.Groups {
 		if i >= len(slots) {
 			break
 		}
@@ -554,7 +556,7 @@ func (w *worker) endStreams(ctx *flowCtx, k streamKind, sc *scope, d flow.Dir) {
 	}
 }
 
-func (w *worker) endSlot(sl *streamSlot, gp *groupPlan, sc *scope, d flow.Dir) {
+func (w *worker) endSlot(sl *streamSlot, gp *plan.Group, sc *scope, d flow.Dir) {
 	if !sl.st.Open() || !sl.used {
 		return
 	}
@@ -573,7 +575,7 @@ func (w *worker) endSlot(sl *streamSlot, gp *groupPlan, sc *scope, d flow.Dir) {
 
 // closeKind closes the flow's streams of field k (no end-of-data reports:
 // callers end them first when those matter).
-func (w *worker) closeKind(ctx *flowCtx, k streamKind) {
+func (w *worker) closeKind(ctx *flowCtx, k plan.StreamKind) {
 	for i := range ctx.slots[k] {
 		w.closeSlot(&ctx.slots[k][i])
 	}
@@ -593,7 +595,7 @@ func (w *worker) closeSlot(sl *streamSlot) {
 // closeStreams closes every stream of a context.
 func (w *worker) closeStreams(ctx *flowCtx) {
 	for k := range ctx.slots {
-		w.closeKind(ctx, streamKind(k))
+		w.closeKind(ctx, plan.StreamKind(k))
 	}
 }
 
@@ -610,14 +612,14 @@ func (w *worker) closeUDPStreams() {
 // scanDatagram scans one UDP datagram with the stream groups of the raw
 // payload field k, as a stream of its own (the worker's streams are reset
 // after each datagram).
-func (w *worker) scanDatagram(k streamKind, fp *fieldPlan, payload []byte, d flow.Dir) {
-	if len(w.dgram[k]) != len(fp.groups) {
+func (w *worker) scanDatagram(k plan.StreamKind, fp *plan.Field, payload []byte, d flow.Dir) {
+	if len(w.dgram[k]) != len(fp.Groups) {
 		for i := range w.dgram[k] {
 			w.closeSlot(&w.dgram[k][i])
 		}
-		w.dgram[k] = make([]streamSlot, len(fp.groups))
+		w.dgram[k] = make([]streamSlot, len(fp.Groups))
 	}
-	for i, gp := range fp.groups {
+	for i, gp := range fp.Groups {
 		sl := &w.dgram[k][i]
 		if !w.openSlot(sl, gp) {
 			continue
@@ -641,7 +643,7 @@ func (w *worker) checkScore(sc *scope, i int, d flow.Dir) {
 		return
 	}
 	all := true
-	for _, r := range w.rs.thresholds[i] {
+	for _, r := range w.rs.Thresholds[i] {
 		if sc.score[i] >= r.Anomaly.Score {
 			w.candidate(r, rules.Field{}, nil, false, sc, d)
 		} else {
@@ -660,7 +662,7 @@ func (w *worker) candidate(r *rules.Rule, field rules.Field, text []byte, sens b
 		return
 	}
 	if !r.MatchFlow(ctx.rflow) {
-		if ctx.rflow.App == "" && hasAppCond(r) {
+		if ctx.rflow.App == "" && plan.HasAppCond(r) {
 			ctx.addUnresolved(r, field, text, sens, d)
 		}
 		return
@@ -688,7 +690,7 @@ func (w *worker) candidate(r *rules.Rule, field rules.Field, text []byte, sens b
 	} else if r.Action == rules.ActionBlock {
 		// No room for an event; the block must still happen.
 		w.hitBuf = append(w.hitBuf[:0], r)
-		if dec := w.rs.c.Decide(append(w.hitBuf, w.scopeHits(sc)...)); dec.Block != nil {
+		if dec := w.rs.Compiled.Decide(append(w.hitBuf, w.scopeHits(sc)...)); dec.Block != nil {
 			w.blockFlow(dec.Block.ID, "rule")
 		}
 	}
@@ -713,7 +715,7 @@ func (w *worker) settle(sc *scope, d flow.Dir) {
 		w.pend = w.pend[:0]
 		return
 	}
-	c := w.rs.c
+	c := w.rs.Compiled
 	dec := c.Decide(w.scopeHits(sc))
 	// Events in rule order, whatever order the fields were scanned in.
 	slices.SortStableFunc(w.pend, func(a, b pendHit) int { return c.Index(a.r) - c.Index(b.r) })
@@ -753,7 +755,7 @@ func (w *worker) settle(sc *scope, d flow.Dir) {
 	if sc != &w.cctx.flow {
 		fdec = c.Decide(w.cctx.flow.hits)
 	}
-	if fdec.Exempt != nil && c.Index(fdec.Exempt) <= w.rs.apps[min(int(w.cst.app), numProtos-1)].first {
+	if fdec.Exempt != nil && c.Index(fdec.Exempt) <= w.rs.App(w.cst.app).First {
 		w.allowFinal(fdec.Exempt.ID)
 	}
 }

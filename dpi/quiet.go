@@ -22,7 +22,7 @@ const (
 type quietEntry struct {
 	hash uint64
 	gen  uint64 // ruleset generation (0: empty entry)
-	fp   uint32 // fieldPlan.id
+	fp   uint32 // plan.Field.ID
 	n    uint32 // len of the value
 }
 

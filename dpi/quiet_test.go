@@ -124,13 +124,13 @@ func (h *harness) quietHolds(value string) bool {
 	for _, w := range h.e.workers {
 		w.mu.Lock()
 		held := false
-		for _, fp := range w.rs.block {
-			if fp != nil && w.quiet.has(w.quiet.hash([]byte(value)), w.rs.gen, fp.id, []byte(value)) {
+		for _, fp := range w.rs.Block {
+			if fp != nil && w.quiet.has(w.quiet.hash([]byte(value)), w.rs.Gen, fp.ID, []byte(value)) {
 				held = true
 			}
 		}
-		for _, fp := range w.rs.headers {
-			if w.quiet.has(w.quiet.hash([]byte(value)), w.rs.gen, fp.id, []byte(value)) {
+		for _, fp := range w.rs.Headers {
+			if w.quiet.has(w.quiet.hash([]byte(value)), w.rs.Gen, fp.ID, []byte(value)) {
 				held = true
 			}
 		}

@@ -78,7 +78,7 @@ func TestReloadIdleWorker(t *testing.T) {
 	}
 	h.e.Tick(baseTime)
 	for _, w := range h.e.workers {
-		if w.rs.c != last {
+		if w.rs.Compiled != last {
 			t.Errorf("worker %d on an old set", w.id)
 		}
 	}

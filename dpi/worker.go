@@ -9,6 +9,7 @@ import (
 	"github.com/deepwall/deepwall/dpi/decode"
 	"github.com/deepwall/deepwall/dpi/flow"
 	"github.com/deepwall/deepwall/dpi/internal/hs"
+	"github.com/deepwall/deepwall/dpi/internal/plan"
 	"github.com/deepwall/deepwall/dpi/proto"
 	"github.com/deepwall/deepwall/dpi/proto/dns"
 	"github.com/deepwall/deepwall/dpi/proto/http"
@@ -158,7 +159,7 @@ type worker struct {
 	req     reqBufs
 	msg     scope // DNS message or UDP datagram being inspected
 	msgDNS  dnsInfo
-	dgram   [numStreamKinds][]streamSlot // per-datagram payload streams
+	dgram   [plan.NumStreamKinds][]streamSlot // per-datagram payload streams
 
 	lastExpire int64
 	dropTok    [numDropReasons]dropBucket
@@ -173,12 +174,12 @@ type workerStats struct {
 	findings, scanErrors               uint64
 	openStreams                        int
 	drops                              map[string]uint64
-	apps                               [numProtos]uint64
+	apps                               [proto.NumProtocols]uint64
 	sigs                               map[uint32]uint64
 }
 
 func newWorker(e *Engine, id int, rs *ruleset) (*worker, error) {
-	w := &worker{e: e, id: id, rs: rs, scratch: rs.scratch[id], dec: decode.NewDecoder(),
+	w := &worker{e: e, id: id, rs: rs, scratch: rs.Scratch[id], dec: decode.NewDecoder(),
 		parked: map[xdp.FlowKey]parked{}, quiet: newQuietCache()}
 	w.st.drops = map[string]uint64{}
 	w.st.sigs = map[uint32]uint64{}
@@ -312,7 +313,7 @@ func (w *worker) fragment(fr *dataplane.Frame) dataplane.Verdict {
 	p := &w.pkt
 	src := netip.AddrPortFrom(netip.AddrFrom16(p.Src).Unmap(), 0)
 	dst := netip.AddrPortFrom(netip.AddrFrom16(p.Dst).Unmap(), 0)
-	c := w.rs.c
+	c := w.rs.Compiled
 	if p.Proto == 6 || p.Proto == 17 {
 		if r := c.MatchACL(p.Proto, src, dst); r != nil && r.Action == rules.ActionAllow {
 			return w.forward()
@@ -368,8 +369,8 @@ func (w *worker) begin(fr *dataplane.Frame, f *flow.Flow[flowState], d flow.Dir)
 	if !w.e.cfg.KernelACL {
 		src := netip.AddrPortFrom(netip.AddrFrom16(p.Src).Unmap(), p.SrcPort)
 		dst := netip.AddrPortFrom(netip.AddrFrom16(p.Dst).Unmap(), p.DstPort)
-		a, id := rs.c.ACLVerdict(p.Proto, src, dst)
-		b, _ := rs.c.ACLVerdict(p.Proto, dst, src)
+		a, id := rs.Compiled.ACLVerdict(p.Proto, src, dst)
+		b, _ := rs.Compiled.ACLVerdict(p.Proto, dst, src)
 		st.acl[p.Dir], st.acl[p.Dir^1] = aclOf(a), aclOf(b)
 		if a == rules.ActionBlock {
 			// The flow's opening frame is refused: nothing of it may pass.
@@ -385,15 +386,15 @@ func (w *worker) begin(fr *dataplane.Frame, f *flow.Flow[flowState], d flow.Dir)
 	}
 	rf := rules.Flow{Proto: f.Key.Proto, Client: f.Client(), Server: f.Server()}
 	if fresh {
-		for _, r := range rs.alertL4 {
+		for _, r := range rs.AlertL4 {
 			if r.MatchFlow(rf) {
 				w.emitAlertRule(r, d, nil, "allowed")
 			}
 		}
 	}
-	keep := rs.mayApply(rf)
+	keep := rs.MayApply(rf)
 	if keep && st.ident == identDone {
-		keep = rs.needs(st.app, rf, false)
+		keep = rs.Needs(st.app, rf, false)
 	}
 	if !keep && st.acl[p.Dir^1] != aclDeny {
 		w.allowFinal(0)
@@ -575,14 +576,14 @@ func (w *worker) udp(f *flow.Flow[flowState], d flow.Dir) {
 		}
 	}
 	w.msg.reset(nil, nil)
-	if st.ident == identDone && st.app == proto.DNS && rs.apps[proto.DNS].fields {
+	if st.ident == identDone && st.app == proto.DNS && rs.App(proto.DNS).Fields {
 		w.dnsUDP.Datagram(proto.Dir(d), payload)
 		if w.stopped() {
 			return
 		}
 	}
 	k := payloadKind(d)
-	if fp := rs.stream[k]; fp.used() {
+	if fp := rs.Stream[k]; fp.Used() {
 		w.scanDatagram(k, fp, payload, d)
 	}
 	w.settle(&w.msg, d)
@@ -620,11 +621,11 @@ func (w *worker) dirEnd(d flow.Dir, depth bool) {
 	w.settle(&ctx.flow, d)
 }
 
-func payloadKind(d flow.Dir) streamKind {
+func payloadKind(d flow.Dir) plan.StreamKind {
 	if d == flow.ToClient {
-		return skPayloadToClient
+		return plan.StreamPayloadToClient
 	}
-	return skPayload
+	return plan.StreamPayload
 }
 
 // ctxOf returns the flow's inspection context, creating it.
@@ -688,7 +689,7 @@ func (w *worker) record(f *flow.Flow[flowState]) parked {
 	pk := parked{
 		fid: st.fid, start: st.start, last: f.LastSeen, client: f.ClientSide(), tcp: f.TCP,
 		replied: f.Flags&flow.FlagReplied != 0, final: st.final, app: st.app, ident: st.ident,
-		flags: st.flags, rule: st.rule, gen: w.rs.gen,
+		flags: st.flags, rule: st.rule, gen: w.rs.Gen,
 	}
 	for i := range 2 {
 		pk.pkts[i] = f.Packets[i] + st.base[i]
@@ -800,7 +801,7 @@ func (w *worker) unpark(f *flow.Flow[flowState], d flow.Dir) (dataplane.Verdict,
 	// Counters of the parked record are by its client; this entry's
 	// client may be the other side.
 	swap := f.ClientSide() != pk.client
-	if pk.gen == w.rs.gen {
+	if pk.gen == w.rs.Gen {
 		cd := d
 		if swap {
 			cd ^= 1
@@ -916,11 +917,11 @@ func (w *worker) switchRules() {
 		f.State.flags |= fResync
 		return true
 	})
-	w.rs, w.scratch = rs, rs.scratch[w.id]
+	w.rs, w.scratch = rs, rs.Scratch[w.id]
 	rs.users++
 	old.users--
 	if old.users == 0 {
-		old.release()
+		old.Release()
 	}
 }
 

@@ -1,6 +1,10 @@
 package proto
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/deepwall/deepwall/internal/ascii"
+)
 
 // Status is the answer of identification.
 type Status uint8
@@ -134,17 +138,11 @@ func hasPrefix(b []byte, p string) verdict {
 	return no
 }
 
-// hasPrefixFold is hasPrefix with ASCII case folding; p is upper case.
+// hasPrefixFold is hasPrefix with ASCII case folding.
 func hasPrefixFold(b []byte, p string) verdict {
 	n := min(len(b), len(p))
-	for i := 0; i < n; i++ {
-		c := b[i]
-		if c >= 'a' && c <= 'z' {
-			c -= 'a' - 'A'
-		}
-		if c != p[i] {
-			return no
-		}
+	if !ascii.EqualFold(b[:n], p[:n]) {
+		return no
 	}
 	if n < len(p) {
 		return maybe
@@ -218,8 +216,9 @@ func isHTTPRequest(b []byte) verdict {
 	return best
 }
 
-// isTokenChar reports whether c may appear in an HTTP token (RFC 9110 5.6.2).
-func isTokenChar(c byte) bool { return tokenChars[c] }
+// IsTokenChar reports whether c may appear in an HTTP token (RFC 9110
+// 5.6.2): identification and the HTTP parser share the one table.
+func IsTokenChar(c byte) bool { return tokenChars[c] }
 
 var tokenChars = func() (t [256]bool) {
 	for c := '0'; c <= '9'; c++ {
@@ -244,7 +243,7 @@ const maxExtensionMethod = 32
 // whole line.
 func isHTTPExtensionRequest(b []byte) verdict {
 	i := 0
-	for i < len(b) && i < maxExtensionMethod && isTokenChar(b[i]) {
+	for i < len(b) && i < maxExtensionMethod && IsTokenChar(b[i]) {
 		i++
 	}
 	if i == len(b) && i < maxExtensionMethod {
@@ -438,10 +437,10 @@ func firstLine(b []byte) ([]byte, bool) {
 	return bytes.TrimSuffix(b[:i], []byte{'\r'}), true
 }
 
-// containsFold reports whether s (upper case) occurs in b, ignoring case.
+// containsFold reports whether s occurs in b, ignoring ASCII case.
 func containsFold(b []byte, s string) bool {
 	for i := 0; i+len(s) <= len(b); i++ {
-		if hasPrefixFold(b[i:], s) == yes {
+		if ascii.HasPrefixFold(b[i:], s) {
 			return true
 		}
 	}

@@ -28,10 +28,10 @@ const (
 	Redis               // Redis RESP command
 	PostgreSQL          // PostgreSQL startup, SSL or GSS request
 	MySQL               // MySQL/MariaDB server greeting (protocol 10)
-	numProtocols
+	NumProtocols
 )
 
-var protocolNames = [numProtocols]string{
+var protocolNames = [NumProtocols]string{
 	Unknown:    "unknown",
 	HTTP1:      "http",
 	HTTP2:      "http2",
@@ -51,7 +51,7 @@ var protocolNames = [numProtocols]string{
 // String returns the protocol's name as rules spell it in app-proto ("http",
 // "tls", "dns", ...) and as EVE's app_proto shows it.
 func (p Protocol) String() string {
-	if p < numProtocols {
+	if p < NumProtocols {
 		return protocolNames[p]
 	}
 	return "unknown"
@@ -73,8 +73,8 @@ func ParseProtocol(s string) (Protocol, bool) {
 
 // Protocols returns every protocol Identify can name, without Unknown.
 func Protocols() []Protocol {
-	ps := make([]Protocol, 0, numProtocols-1)
-	for p := Protocol(1); p < numProtocols; p++ {
+	ps := make([]Protocol, 0, NumProtocols-1)
+	for p := Protocol(1); p < NumProtocols; p++ {
 		ps = append(ps, p)
 	}
 	return ps

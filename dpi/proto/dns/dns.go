@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	"github.com/deepwall/deepwall/dpi/proto"
+	"github.com/deepwall/deepwall/internal/ascii"
 )
 
 // Limits. The protocol bounds names (255 bytes on the wire, so at most
@@ -442,20 +443,7 @@ func (p *Parser) traits(q *Question, longest int) {
 }
 
 func hasSuffixFold(b []byte, s string) bool {
-	if len(b) < len(s) {
-		return false
-	}
-	b = b[len(b)-len(s):]
-	for i := range len(s) {
-		c := b[i]
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
+	return len(b) >= len(s) && ascii.EqualFold(b[len(b)-len(s):], s)
 }
 
 var typeNames = map[uint16]string{

@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/deepwall/deepwall/dpi/proto"
+	"github.com/deepwall/deepwall/internal/ascii"
 )
 
 // BodyKind is how a request body carries arguments, from its
@@ -36,7 +37,7 @@ func BodyKindOf(ct []byte) (BodyKind, []byte) {
 	// Coraza's recommended set-up parses XML for a Content-Type matching
 	// ^(?:application(?:/soap\+|/)|text/)xml in any case.
 	for _, p := range [...]string{"application/xml", "application/soap+xml", "text/xml"} {
-		if len(ct) >= len(p) && equalFold(ct[:len(p)], p) {
+		if ascii.HasPrefixFold(ct, p) {
 			return BodyXML, nil
 		}
 	}
@@ -46,11 +47,11 @@ func BodyKindOf(ct []byte) (BodyKind, []byte) {
 	}
 	mt = trimOWS(mt)
 	switch {
-	case equalFold(mt, "application/x-www-form-urlencoded"):
+	case ascii.EqualFold(mt, "application/x-www-form-urlencoded"):
 		return BodyForm, nil
-	case equalFold(mt, "application/json"), len(mt) > 5 && equalFold(mt[len(mt)-5:], "+json"):
+	case ascii.EqualFold(mt, "application/json"), len(mt) > 5 && ascii.EqualFold(mt[len(mt)-5:], "+json"):
 		return BodyJSON, nil
-	case equalFold(mt, "multipart/form-data"):
+	case ascii.EqualFold(mt, "multipart/form-data"):
 		b := param(ct, "boundary")
 		if len(b) == 0 || len(b) > MaxBoundary {
 			return BodyNone, nil
@@ -87,7 +88,7 @@ func paramQuoted(v []byte, name string) ([]byte, bool) {
 		for j < len(v) && v[j] != ';' && v[j] != '=' {
 			j++
 		}
-		if j >= len(v) || v[j] != '=' || !equalFold(trimOWS(v[i:j]), name) {
+		if j >= len(v) || v[j] != '=' || !ascii.EqualFold(trimOWS(v[i:j]), name) {
 			continue
 		}
 		k := j + 1
@@ -165,18 +166,7 @@ func filenameStar(v, buf []byte) ([]byte, []byte, bool) {
 	}
 	v = v[a+1+b+1:]
 	s := len(buf)
-	for i := 0; i < len(v); i++ {
-		if v[i] == '%' && i+2 < len(v) {
-			if h, ok := unhex(v[i+1]); ok {
-				if l, ok := unhex(v[i+2]); ok {
-					buf = append(buf, h<<4|l)
-					i += 2
-					continue
-				}
-			}
-		}
-		buf = append(buf, v[i])
-	}
+	buf = ascii.PercentDecode(buf, v)
 	return buf[s:len(buf):len(buf)], buf, true
 }
 
@@ -456,7 +446,7 @@ func (j *jsonWalker) str() []byte {
 			r := rune(0)
 			ok := j.pos+4 <= len(j.in)
 			for k := 0; ok && k < 4; k++ {
-				v, h := unhex(j.in[j.pos+k])
+				v, h := ascii.Unhex(j.in[j.pos+k])
 				ok = h
 				r = r<<4 | rune(v)
 			}
@@ -514,7 +504,7 @@ func parseMultipart(body, boundary, buf []byte, maxArgs int, sink BodyArgs) []by
 				break
 			}
 			sink.PartHeader(line)
-			if c := bytes.IndexByte(line, ':'); c > 0 && equalFold(trimOWS(line[:c]), "content-disposition") {
+			if c := bytes.IndexByte(line, ':'); c > 0 && ascii.EqualFold(trimOWS(line[:c]), "content-disposition") {
 				// Names and file names as Coraza reads them (Go's mime
 				// quoting; filename*= decoded and preferred).
 				v := line[c+1:]

@@ -8,15 +8,18 @@
 // The parser is hand-written rather than built on fasthttp's header
 // parser: fasthttp parses only a complete header block, stops at the first
 // anomaly with an error (a DPI must name every anomaly and often keep
-// going), and normalises names; see the package README for the measured
-// comparison.
+// going), and normalises names. It serves as a differential oracle in the
+// tests instead; docs/protocols.md gives the measured comparison.
 //
 // Memory is bounded per connection (Limits) and steady-state parsing does
 // not allocate: message data is handed to the Sink as slices into the
 // input or into reused buffers, valid only during the callback.
 package http
 
-import "github.com/deepwall/deepwall/dpi/proto"
+import (
+	"github.com/deepwall/deepwall/dpi/proto"
+	"github.com/deepwall/deepwall/internal/ascii"
+)
 
 // Limits bound what the parser buffers and accepts. Exceeding one is a
 // finding; the size limits are fatal (the parser stops the connection).
@@ -173,31 +176,11 @@ func (r *Response) Header(name string) []byte { return lookup(r.Headers, name) }
 
 func lookup(hs []Header, name string) []byte {
 	for i := range hs {
-		if equalFold(hs[i].Name, name) {
+		if ascii.EqualFold(hs[i].Name, name) {
 			return hs[i].Value
 		}
 	}
 	return nil
-}
-
-// equalFold compares ASCII case-insensitively.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		if lower(b[i]) != lower(s[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func lower(c byte) byte {
-	if c >= 'A' && c <= 'Z' {
-		return c + 'a' - 'A'
-	}
-	return c
 }
 
 // Sink receives a connection's events, in stream order per direction.

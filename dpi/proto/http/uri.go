@@ -4,22 +4,8 @@ import (
 	"bytes"
 
 	"github.com/deepwall/deepwall/dpi/proto"
+	"github.com/deepwall/deepwall/internal/ascii"
 )
-
-// unhex returns the value of a hex digit.
-func unhex(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
-}
-
-func isHex(c byte) bool { _, ok := unhex(c); return ok }
 
 // appendRune appends the UTF-8 encoding of r (r < 0x110000).
 func appendRune(dst []byte, r rune) []byte {
@@ -54,10 +40,10 @@ func percentDecode(dst, src []byte, plus, path bool, found *proto.KindSet) []byt
 			continue
 		}
 		if i+2 < len(src) && (src[i+1] == 'u' || src[i+1] == 'U') && i+5 < len(src) &&
-			isHex(src[i+2]) && isHex(src[i+3]) && isHex(src[i+4]) && isHex(src[i+5]) {
+			ascii.IsHex(src[i+2]) && ascii.IsHex(src[i+3]) && ascii.IsHex(src[i+4]) && ascii.IsHex(src[i+5]) {
 			var r rune
 			for _, h := range src[i+2 : i+6] {
-				v, _ := unhex(h)
+				v, _ := ascii.Unhex(h)
 				r = r<<4 | rune(v)
 			}
 			found.Add(proto.HTTPURIUEncoding)
@@ -79,21 +65,19 @@ func percentDecode(dst, src []byte, plus, path bool, found *proto.KindSet) []byt
 			dst = append(dst, c)
 			continue
 		}
-		hi, ok1 := unhex(src[i+1])
-		lo, ok2 := unhex(src[i+2])
-		if !ok1 || !ok2 {
+		v, ok := ascii.UnhexPair(src[i+1], src[i+2])
+		if !ok {
 			found.Add(proto.HTTPURIInvalidEscape)
 			dst = append(dst, c)
 			continue
 		}
-		v := hi<<4 | lo
 		switch v {
 		case 0:
 			found.Add(proto.HTTPURINullByte)
 		case '%':
 			// "%25" followed by what reads as another escape: the
 			// classic double encoding (%252e%252e).
-			if i+4 < len(src) && (isHex(src[i+3]) && isHex(src[i+4]) || src[i+3] == 'u' || src[i+3] == 'U') {
+			if i+4 < len(src) && (ascii.IsHex(src[i+3]) && ascii.IsHex(src[i+4]) || src[i+3] == 'u' || src[i+3] == 'U') {
 				found.Add(proto.HTTPURIDoubleEncoding)
 			}
 		case '/', '\\':

@@ -1,4 +1,4 @@
-package dpi
+package plan
 
 import (
 	"regexp/syntax"

@@ -1,4 +1,4 @@
-package dpi
+package plan
 
 import (
 	"math/rand/v2"
@@ -12,7 +12,6 @@ import (
 // built from the pack's own literals where they fit, never match.
 func TestGroupAlphabet(t *testing.T) {
 	c := defaultPack(t)
-	defer c.Close()
 	sc, err := c.NewScratch()
 	if err != nil {
 		t.Fatal(err)
@@ -60,4 +59,18 @@ func TestGroupAlphabet(t *testing.T) {
 	if withAlpha == 0 {
 		t.Fatal("no group of the default pack has an alphabet")
 	}
+}
+
+func defaultPack(tb testing.TB) *rules.Compiled {
+	tb.Helper()
+	set, err := rules.DefaultPack()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := rules.Compile(set)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = c.Close() })
+	return c
 }
