@@ -7,6 +7,7 @@ import (
 	"github.com/deepwall/deepwall/dpi/flow"
 	"github.com/deepwall/deepwall/dpi/proto/http"
 	"github.com/deepwall/deepwall/rules"
+	"github.com/deepwall/deepwall/rules/transform"
 )
 
 // Bounds on matching work and memory.
@@ -62,12 +63,12 @@ func (c *confirmState) entry(id uint32) int {
 const maxChainMemo = 32
 
 // chainStep is one transformed form of the current value: the result of
-// the steps key[:n] that changed it (rules.Transform.Effect).
+// the steps key[:n] that changed it (transform.Transform.Effect).
 type chainStep struct {
-	key [rules.MaxChainLen]rules.Transform
+	key [transform.MaxChainLen]transform.Transform
 	n   int
 	out []byte
-	cls rules.ByteClasses // classes of out
+	cls transform.ByteClasses // classes of out
 }
 
 // chainBufs holds the transformed forms of the value being scanned, so that
@@ -78,24 +79,24 @@ type chainBufs struct {
 	bufs  [maxChainMemo][]byte // owned by memo[i]
 	nm    int
 	spare [2][]byte
-	vcls  rules.ByteClasses // classes of the value
+	vcls  transform.ByteClasses // classes of the value
 }
 
 // transform applies gp's chain to value (first: value is new) and returns
 // the result and its byte classes. Steps that cannot change their input
-// (rules.Transform.Identity: url_decode without '%' or '+', lowercase
+// (transform.Transform.Identity: url_decode without '%' or '+', lowercase
 // without A-Z, ...) are skipped without a copy, and a form of the value
 // already computed for an earlier group of the field is reused.
-func (w *worker) transform(value []byte, gp *groupPlan, first bool) ([]byte, rules.ByteClasses) {
+func (w *worker) transform(value []byte, gp *groupPlan, first bool) ([]byte, transform.ByteClasses) {
 	cb := &w.chain
 	if first {
 		cb.nm = 0
-		cb.vcls = rules.ClassesOf(value)
+		cb.vcls = transform.ClassesOf(value)
 	}
 	in, cls := value, cb.vcls
-	var key [rules.MaxChainLen]rules.Transform
+	var key [transform.MaxChainLen]transform.Transform
 	n, spare := 0, -1 // spare: the spare buffer in holds, if any
-	chain := gp.chain[:min(len(gp.chain), rules.MaxChainLen)]
+	chain := gp.chain[:min(len(gp.chain), transform.MaxChainLen)]
 steps:
 	for _, tr := range chain {
 		eff := tr.Effect(cls)
@@ -121,7 +122,7 @@ steps:
 			*buf = make([]byte, 0, max(len(in)+len(in)/4, 512))
 		}
 		*buf = eff.Append((*buf)[:0], in)
-		in, cls = *buf, rules.ClassesOf(*buf)
+		in, cls = *buf, transform.ClassesOf(*buf)
 		if cb.nm < maxChainMemo {
 			cb.memo[cb.nm] = chainStep{key: key, n: n, out: in, cls: cls}
 			cb.nm++
@@ -503,7 +504,7 @@ func (w *worker) openSlot(sl *streamSlot, gp *groupPlan) bool {
 		sl.cf.reset()
 		w.st.openStreams++
 		if len(gp.chain) > 0 && sl.tr == nil {
-			sl.tr = rules.NewStreamTransformer(gp.chain)
+			sl.tr = transform.NewStream(gp.chain)
 		}
 	}
 	sl.used = true

@@ -9,6 +9,7 @@ import (
 	"github.com/deepwall/deepwall/dpi/internal/hs"
 	"github.com/deepwall/deepwall/dpi/proto"
 	"github.com/deepwall/deepwall/rules"
+	"github.com/deepwall/deepwall/rules/transform"
 )
 
 // streamKind names the four stream-mode fields; a flow holds one
@@ -36,7 +37,7 @@ const numProtos = 32
 type groupPlan struct {
 	g     *rules.Group
 	db    hs.DB
-	chain []rules.Transform
+	chain []transform.Transform
 	keep  int    // bytes of stream history confirmations need (stream fields)
 	sens  []bool // per pattern: a DLP rule or one with a validator (mask what it matched)
 	// multi: some pattern serves a rule of several conditions or a
@@ -47,7 +48,7 @@ type groupPlan struct {
 	exc bool
 	// alpha: byte classes over which no pattern of the group can match
 	// (groupAlphabet); a transformed value within them is not scanned.
-	alpha rules.ByteClasses
+	alpha transform.ByteClasses
 	// skip: header names (lower case) every pattern's condition excludes
 	// (http.header_value except:): such values are neither transformed
 	// nor scanned.

@@ -11,6 +11,8 @@ import (
 	"runtime"
 
 	"github.com/flier/gohs/hyperscan"
+
+	"github.com/deepwall/deepwall/rules/transform"
 )
 
 // cacheMagic starts a serialised Compiled; cacheFormat changes whenever the
@@ -209,7 +211,7 @@ func UnmarshalCompiled(set *Set, data []byte) (*Compiled, error) {
 			p.Empty = p.Flags&hyperscan.AllowEmpty != 0
 			m := g.Cond(i)
 			if m.Validate != "" {
-				p.validate, _ = LookupValidator(m.Validate)
+				p.validate, _ = transform.LookupValidator(m.Validate)
 			}
 			if bits&4 != 0 {
 				confirm := newConfirmer

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/deepwall/deepwall/rules/transform"
 )
 
 // checkRule finds the problems of a rule that involve more than one key:
@@ -206,18 +208,18 @@ func checkMatch(r *Rule, m *Match, sink *errorSink, regex bool) {
 	if len(m.Phrases) > MaxPhrases {
 		sink.errorf(at("phrases"), r, "phrases has more than %d entries", MaxPhrases)
 	}
-	if len(m.Transforms) > MaxChainLen {
-		sink.errorf(at("transforms"), r, "more than %d transforms in one chain", MaxChainLen)
+	if len(m.Transforms) > transform.MaxChainLen {
+		sink.errorf(at("transforms"), r, "more than %d transforms in one chain", transform.MaxChainLen)
 	}
 	for _, t := range m.Transforms {
-		if !t.valid() {
+		if !t.Valid() {
 			sink.errorf(at("transforms"), r, "invalid transform %d", t)
 		} else if t.BlockOnly() && stream {
 			sink.errorf(at("transforms"), r, "transform %s needs the whole value and cannot run on stream field %s", t, streamField(fields))
 		}
 	}
 	if m.Validate != "" {
-		if _, ok := LookupValidator(m.Validate); !ok {
+		if _, ok := transform.LookupValidator(m.Validate); !ok {
 			sink.errorf(at("validate"), r, "unknown validator %q", m.Validate)
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/flier/gohs/hyperscan"
+
+	"github.com/deepwall/deepwall/rules/transform"
 )
 
 // Compiled is a rule set ready for the data path.
@@ -48,7 +50,7 @@ func (c CondRef) Match() *Match { return c.Rule.Conditions()[c.Cond] }
 // one database.
 type Group struct {
 	Field      Field
-	Transforms []Transform
+	Transforms []transform.Transform
 	Stream     bool                     // stream mode: bodies and raw payload
 	Block      hyperscan.BlockDatabase  // set when !Stream
 	Streaming  hyperscan.StreamDatabase // set when Stream
@@ -80,7 +82,7 @@ type Pattern struct {
 
 	expr     string // the expression given to Hyperscan
 	confirm  confirmer
-	validate Validator
+	validate transform.Validator
 }
 
 // Expression is the pattern as given to Hyperscan (a regex, or a phrase
@@ -294,7 +296,7 @@ func escapePhrase(p string, utf8Mode bool) string {
 // Cond returns the condition pattern i serves.
 func (g *Group) Cond(i int) *Match { return g.Rules[i].Conditions()[g.Patterns[i].Cond] }
 
-func groupKey(f Field, chain []Transform) string {
+func groupKey(f Field, chain []transform.Transform) string {
 	var b strings.Builder
 	b.WriteString(f.String())
 	for _, t := range chain {
@@ -477,7 +479,7 @@ func planPattern(m *Match) (Pattern, *regexError) {
 	}
 	p := Pattern{Flags: plan.flags, MaxWidth: uint32(min(plan.maxWidth, unbounded)), Phrase: -1, expr: m.Regex, Empty: plan.empty}
 	if m.Validate != "" {
-		p.validate, _ = LookupValidator(m.Validate)
+		p.validate, _ = transform.LookupValidator(m.Validate)
 	}
 	switch {
 	case plan.prefilter:

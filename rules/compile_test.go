@@ -17,6 +17,8 @@ import (
 	"unicode"
 
 	"github.com/flier/gohs/hyperscan"
+
+	"github.com/deepwall/deepwall/rules/transform"
 )
 
 func mustCompile(tb testing.TB, src string) *Compiled {
@@ -67,7 +69,7 @@ rules:
 		t.Fatalf("%d groups", len(c.Groups))
 	}
 	g := c.Groups[0]
-	if g.Field.Kind != FieldHTTPArgs || !reflect.DeepEqual(g.Transforms, []Transform{URLDecode}) || g.Stream || g.Block == nil || g.Streaming != nil || len(g.Rules) != 2 {
+	if g.Field.Kind != FieldHTTPArgs || !reflect.DeepEqual(g.Transforms, []transform.Transform{transform.URLDecode}) || g.Stream || g.Block == nil || g.Streaming != nil || len(g.Rules) != 2 {
 		t.Errorf("group 0 %+v", g)
 	}
 	if g := c.Groups[2]; g.Field.Kind != FieldHTTPBody || !g.Stream || g.Streaming == nil || g.Block != nil {
@@ -138,7 +140,7 @@ func evalField(tb testing.TB, c *Compiled, s *hyperscan.Scratch, f Field, value 
 	tb.Helper()
 	var hits []*Rule
 	add := func(r *Rule) { hits = append(hits, r) }
-	var tf Transformer
+	var tf transform.Transformer
 	for _, g := range c.Groups {
 		if g.Field != f {
 			continue
@@ -153,7 +155,7 @@ func evalField(tb testing.TB, c *Compiled, s *hyperscan.Scratch, f Field, value 
 		if err != nil {
 			tb.Fatal(err)
 		}
-		st := NewStreamTransformer(g.Transforms)
+		st := transform.NewStream(g.Transforms)
 		n := chunk
 		if n <= 0 {
 			n = len(value)

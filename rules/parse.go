@@ -17,6 +17,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/deepwall/deepwall/rules/transform"
 )
 
 // Keys of the rule language, by level.
@@ -1183,22 +1185,22 @@ func (l *loader) match(f *fileCtx, n *yaml.Node, r *Rule, i int) *Match {
 			}
 		case "transforms":
 			items := l.list(f, kv.val, r, "transforms")
-			if len(items) > MaxChainLen {
-				l.errs.errorf(f.pos(kv.val), r, "more than %d transforms in one chain", MaxChainLen)
+			if len(items) > transform.MaxChainLen {
+				l.errs.errorf(f.pos(kv.val), r, "more than %d transforms in one chain", transform.MaxChainLen)
 				continue
 			}
 			for _, a := range items {
-				t, err := ParseTransform(a.Value)
+				t, err := transform.Parse(a.Value)
 				if err != nil {
-					l.errs.errorf(f.pos(a), r, "%v%s; known: %s", err, didYouMean(a.Value, TransformNames()), strings.Join(TransformNames(), ", "))
+					l.errs.errorf(f.pos(a), r, "%v%s; known: %s", err, didYouMean(a.Value, transform.Names()), strings.Join(transform.Names(), ", "))
 					continue
 				}
 				m.Transforms = append(m.Transforms, t)
 			}
 		case "validate":
 			if v, ok := l.scalar(f, kv.val, r, "validate"); ok {
-				if _, known := LookupValidator(v); !known {
-					l.errs.errorf(f.pos(kv.val), r, "unknown validator %q%s; known: %s", v, didYouMean(v, ValidatorNames()), strings.Join(ValidatorNames(), ", "))
+				if _, known := transform.LookupValidator(v); !known {
+					l.errs.errorf(f.pos(kv.val), r, "unknown validator %q%s; known: %s", v, didYouMean(v, transform.ValidatorNames()), strings.Join(transform.ValidatorNames(), ", "))
 					continue
 				}
 				m.Validate = v

@@ -13,6 +13,8 @@ import (
 
 	"github.com/dlclark/regexp2"
 	"github.com/flier/gohs/hyperscan"
+
+	"github.com/deepwall/deepwall/internal/ascii"
 )
 
 // Bounds on confirming Hyperscan hits in Go.
@@ -202,8 +204,13 @@ func hasHighByteEscape(expr string) bool {
 		if expr[i] != '\\' {
 			continue
 		}
-		if expr[i+1] == 'x' && (expr[i+2] == '{' || (i+3 < len(expr) && isHex(expr[i+2]) && isHex(expr[i+3]) && unhex(expr[i+2]) >= 8)) {
+		if expr[i+1] == 'x' && expr[i+2] == '{' {
 			return true
+		}
+		if expr[i+1] == 'x' && i+3 < len(expr) {
+			if b, ok := ascii.UnhexPair(expr[i+2], expr[i+3]); ok && b >= 0x80 {
+				return true
+			}
 		}
 		i++ // skip the escaped character
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/flier/gohs/hyperscan"
+
+	"github.com/deepwall/deepwall/rules/transform"
 )
 
 // ScanBlock scans one transformed value with a block-mode group and calls
@@ -230,12 +232,12 @@ func (c *Compiled) Eval(fields Fields, s *hyperscan.Scratch) ([]*Rule, error) {
 func (c *Compiled) EvalValues(fields Values, s *hyperscan.Scratch) ([]*Rule, error) {
 	held := map[*Rule]uint32{}
 	hold := func(r *Rule, cond int) { held[r] |= 1 << cond }
-	var t Transformer
+	var t transform.Transformer
 	for _, g := range c.Groups {
 		vals := fields[g.Field]
 		if g.Stream {
 			for _, v := range vals {
-				st := NewStreamTransformer(g.Transforms)
+				st := transform.NewStream(g.Transforms)
 				gs, err := g.OpenStreamPatterns(s, func(id int) { hold(g.Rules[id], g.Patterns[id].Cond) })
 				if err != nil {
 					return nil, err

@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/deepwall/deepwall/rules"
+	"github.com/deepwall/deepwall/rules/transform"
 )
 
 // Default anomaly thresholds of the Core Rule Set (crs-setup.conf).
@@ -656,8 +657,8 @@ func (t *translator) condition(d *draft, l Directive, acts []Action, prev *yMatc
 		// them; this link's own transformations apply on top.
 		chain = append(slices.Clone(prev.Transforms), chain...)
 	}
-	if len(chain) > rules.MaxChainLen {
-		return nil, fmt.Errorf("%d transformations (limit %d)", len(chain), rules.MaxChainLen)
+	if len(chain) > transform.MaxChainLen {
+		return nil, fmt.Errorf("%d transformations (limit %d)", len(chain), transform.MaxChainLen)
 	}
 	stream := false
 	for _, f := range fields {
@@ -669,7 +670,7 @@ func (t *translator) condition(d *draft, l Directive, acts []Action, prev *yMatc
 		// Block-only transforms cannot run on a body stream.
 		kept := chain[:0:0]
 		for _, x := range chain {
-			if tr, err := rules.ParseTransform(x); err == nil && tr.BlockOnly() {
+			if tr, err := transform.Parse(x); err == nil && tr.BlockOnly() {
 				d.notes = append(d.notes, "t:"+x+" not applied to the body stream")
 				continue
 			}
