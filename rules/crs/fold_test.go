@@ -6,6 +6,7 @@ import (
 	"testing/fstest"
 
 	"github.com/deepwall/deepwall/rules"
+	"github.com/deepwall/deepwall/rules/internal/ruletest"
 )
 
 // evalSecLang imports src, compiles it at paranoia level 4 and reports
@@ -36,17 +37,17 @@ func evalSecLang(tb testing.TB, src string, id uint32, vals map[string][]string)
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { s.Free() })
-	v := rules.Values{}
+	v := ruletest.Values{}
 	for name, vs := range vals {
 		f, err := rules.ParseField(name)
 		if err != nil {
 			tb.Fatal(err)
 		}
 		for _, x := range vs {
-			v[f] = append(v[f], rules.Value{Data: []byte(x)})
+			v[f] = append(v[f], ruletest.Value{Data: []byte(x)})
 		}
 	}
-	hits, err := c.EvalValues(v, s)
+	hits, err := ruletest.EvalValues(c, v, s)
 	if err != nil {
 		tb.Fatal(err)
 	}
