@@ -590,38 +590,28 @@ func (r *Rule) matchL4(proto uint8, sa netip.Addr, sp uint16, da netip.Addr, dp 
 	if r.Proto != 0 && r.Proto != proto {
 		return false
 	}
-	if !matchPrefixes(r.Src, sa) || !matchPrefixes(r.Dst, da) {
+	if !matchList(r.Src, sa) || !matchList(r.Dst, da) {
 		return false
 	}
 	if len(r.SrcPorts) > 0 || len(r.DstPorts) > 0 {
 		if !hasPorts(proto) || proto == 0 {
 			return false
 		}
-		if !matchPorts(r.SrcPorts, sp) || !matchPorts(r.DstPorts, dp) {
+		if !matchList(r.SrcPorts, sp) || !matchList(r.DstPorts, dp) {
 			return false
 		}
 	}
 	return true
 }
 
-func matchPrefixes(ps []netip.Prefix, a netip.Addr) bool {
-	if len(ps) == 0 {
+// matchList reports whether one of xs contains v; an empty list (no
+// src:, no dst_port: ...) holds every value.
+func matchList[T interface{ Contains(V) bool }, V any](xs []T, v V) bool {
+	if len(xs) == 0 {
 		return true
 	}
-	for _, p := range ps {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
-
-func matchPorts(ps []PortRange, p uint16) bool {
-	if len(ps) == 0 {
-		return true
-	}
-	for _, r := range ps {
-		if r.Contains(p) {
+	for _, x := range xs {
+		if x.Contains(v) {
 			return true
 		}
 	}
