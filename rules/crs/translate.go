@@ -330,52 +330,87 @@ func (t *translator) rule(file string, links []Directive, level int) {
 		t.skip(file, head.Line, 0, "rule has no id")
 		return
 	}
-	// CRS's blocking evaluation: the threshold rules.
-	if v := strings.ToUpper(head.Args[0]); (id == InboundThresholdID || id == OutboundThresholdID) &&
-		(v == "TX:BLOCKING_INBOUND_ANOMALY_SCORE" || v == "TX:BLOCKING_OUTBOUND_ANOMALY_SCORE") {
-		if strings.HasPrefix(strings.TrimSpace(head.Args[1]), "@ge") {
-			dir, thr := "inbound", t.opts.InboundThreshold
-			if strings.Contains(v, "OUTBOUND") {
-				dir, thr = "outbound", t.opts.OutboundThreshold
-			}
-			name := actionValue(headActs, "msg")
-			t.out = append(t.out, &draft{file: file, line: head.Line, rule: yRule{yHead: yHead{ID: id, Name: bound(name, rules.MaxNameLen),
-				Action: "block", Severity: "critical", Category: "anomaly", Anomaly: &yAnomaly{Direction: dir, Threshold: thr}}}})
-			return
-		}
+	if t.threshold(file, head, headActs, id) {
+		return
 	}
-	d := &draft{file: file, line: head.Line, rule: yRule{yHead: yHead{ID: id}}}
+	d := &draft{file: file, line: head.Line, rule: yRule{yHead: ruleHead(id, headActs, level)}}
 	r := &d.rule
-	r.Name = bound(actionValue(headActs, "msg"), rules.MaxNameLen)
-	if s, ok := severityOf[strings.ToUpper(actionValue(headActs, "severity"))]; ok {
-		r.Severity = s
+	if !scoreAction(&r.yHead, acts) {
+		t.skip(file, head.Line, id, "adds no anomaly score and does not deny: CRS bookkeeping (variables, skips, ctl)")
+		return
 	}
-	r.Paranoia = level
+	if !t.conditions(d, links, id) {
+		return
+	}
+	if unless != nil {
+		r.Match = append(r.Match, unless)
+		d.notes = append(d.notes, "REQBODY_PROCESSOR JSON (skip:1 of the rule before) taken as a JSON Content-Type header")
+	}
+	if len(r.Match) > rules.MaxConds {
+		t.skip(file, head.Line, id, fmt.Sprintf("chain of %d rules (deepwall allows %d conditions)", len(r.Match), rules.MaxConds))
+		return
+	}
+	t.out = append(t.out, d)
+}
+
+// threshold translates CRS's blocking evaluation, the threshold rules,
+// and reports whether head was one.
+func (t *translator) threshold(file string, head Directive, headActs []Action, id uint32) bool {
+	v := strings.ToUpper(head.Args[0])
+	if id != InboundThresholdID && id != OutboundThresholdID ||
+		v != "TX:BLOCKING_INBOUND_ANOMALY_SCORE" && v != "TX:BLOCKING_OUTBOUND_ANOMALY_SCORE" ||
+		!strings.HasPrefix(strings.TrimSpace(head.Args[1]), "@ge") {
+		return false
+	}
+	dir, thr := "inbound", t.opts.InboundThreshold
+	if strings.Contains(v, "OUTBOUND") {
+		dir, thr = "outbound", t.opts.OutboundThreshold
+	}
+	name := actionValue(headActs, "msg")
+	t.out = append(t.out, &draft{file: file, line: head.Line, rule: yRule{yHead: yHead{ID: id, Name: bound(name, rules.MaxNameLen),
+		Action: "block", Severity: "critical", Category: "anomaly", Anomaly: &yAnomaly{Direction: dir, Threshold: thr}}}})
+	return true
+}
+
+// ruleHead reads a rule's name, severity, paranoia level and category
+// from the actions of its first link; level is the paranoia level the
+// rule's place in the file gives it.
+func ruleHead(id uint32, headActs []Action, level int) yHead {
+	h := yHead{ID: id, Name: bound(actionValue(headActs, "msg"), rules.MaxNameLen), Paranoia: level}
+	if s, ok := severityOf[strings.ToUpper(actionValue(headActs, "severity"))]; ok {
+		h.Severity = s
+	}
 	for _, a := range headActs {
 		if a.Name != "tag" {
 			continue
 		}
 		if n, ok := strings.CutPrefix(a.Value, "paranoia-level/"); ok {
 			if v, err := strconv.Atoi(n); err == nil && v >= 1 && v <= rules.MaxParanoia {
-				r.Paranoia = v
+				h.Paranoia = v
 			}
 		}
-		if c, ok := strings.CutPrefix(a.Value, "attack-"); ok && r.Category == "" {
-			r.Category = category(c)
+		if c, ok := strings.CutPrefix(a.Value, "attack-"); ok && h.Category == "" {
+			h.Category = category(c)
 		}
 	}
-	if r.Paranoia <= 1 {
-		r.Paranoia = 0
+	if h.Paranoia <= 1 {
+		h.Paranoia = 0
 	}
-	// The anomaly score (any link may set it; it applies once the chain
-	// matched).
+	return h
+}
+
+// scoreAction sets the anomaly score (any link may set it; it applies
+// once the chain matched) and the action: alert for a scoring rule,
+// block for one that denies. It reports false for a rule that does
+// neither.
+func scoreAction(h *yHead, acts []Action) bool {
 	explicitDeny := false
 	for _, a := range acts {
 		switch strings.ToLower(a.Name) {
 		case "setvar":
 			if m := anomalySetvar.FindStringSubmatch(a.Value); m != nil {
 				if s, ok := scoreOf[strings.ToLower(m[3])]; ok {
-					r.Score = max(r.Score, s)
+					h.Score = max(h.Score, s)
 				}
 			}
 		case "deny", "drop":
@@ -383,19 +418,25 @@ func (t *translator) rule(file string, links []Directive, level int) {
 		}
 	}
 	switch {
-	case r.Score > 0:
-		r.Action = "alert"
+	case h.Score > 0:
+		h.Action = "alert"
 	case explicitDeny:
-		r.Action = "block"
+		h.Action = "block"
 	default:
-		t.skip(file, head.Line, id, "adds no anomaly score and does not deny: CRS bookkeeping (variables, skips, ctl)")
-		return
+		return false
 	}
+	return true
+}
+
+// conditions translates the chain links into d's conditions; it reports
+// false when a link cannot be translated (the rule is skipped).
+func (t *translator) conditions(d *draft, links []Directive, id uint32) bool {
+	r := &d.rule
 	var prev *rules.MatchSpec
 	for li, l := range links {
 		if len(l.Args) < 2 {
-			t.skip(file, l.Line, id, "chained SecRule needs variables and an operator")
-			return
+			t.skip(d.file, l.Line, id, "chained SecRule needs variables and an operator")
+			return false
 		}
 		la, _ := ParseActions(last(l.Args))
 		if len(l.Args) < 3 {
@@ -406,8 +447,8 @@ func (t *translator) rule(file string, links []Directive, level int) {
 			// previous link: a compare: of that link's condition.
 			ok, err := t.capturedCompare(l, la, links[li-1], prev)
 			if err != nil {
-				t.skip(file, l.Line, id, err.Error())
-				return
+				t.skip(d.file, l.Line, id, err.Error())
+				return false
 			}
 			if ok {
 				continue
@@ -416,8 +457,8 @@ func (t *translator) rule(file string, links []Directive, level int) {
 		d.folded = 0
 		m, err := t.condition(d, l, la, prev)
 		if err != nil {
-			t.skip(file, l.Line, id, err.Error())
-			return
+			t.skip(d.file, l.Line, id, err.Error())
+			return false
 		}
 		if li > 0 && d.folded != 0 && d.folded == links[li-1].Line {
 			// The comparison folded into the previous link's pattern,
@@ -429,15 +470,7 @@ func (t *translator) rule(file string, links []Directive, level int) {
 		r.Match = append(r.Match, m)
 		prev = m
 	}
-	if unless != nil {
-		r.Match = append(r.Match, unless)
-		d.notes = append(d.notes, "REQBODY_PROCESSOR JSON (skip:1 of the rule before) taken as a JSON Content-Type header")
-	}
-	if len(r.Match) > rules.MaxConds {
-		t.skip(file, head.Line, id, fmt.Sprintf("chain of %d rules (deepwall allows %d conditions)", len(r.Match), rules.MaxConds))
-		return
-	}
-	t.out = append(t.out, d)
+	return true
 }
 
 func actionValue(acts []Action, name string) string {
