@@ -25,7 +25,7 @@ import (
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dpi"
 	"github.com/deepwall/deepwall/internal/nsexec"
-	"github.com/deepwall/deepwall/rules"
+	"github.com/deepwall/deepwall/rules/store"
 	"github.com/deepwall/deepwall/xdp"
 )
 
@@ -115,7 +115,7 @@ type Agent struct {
 	ns      netns.NsHandle
 	nsName  string
 	locks   []*os.File
-	store   *rules.Store
+	store   *store.Store
 	audit   *AuditLog
 	events  *EventLog
 	rules   *ruleManager
@@ -169,7 +169,7 @@ func OpenAgent(cfg AgentConfig) (_ *Agent, err error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
-	if a.store, err = rules.OpenStore(cfg.StateDir); err != nil {
+	if a.store, err = store.Open(cfg.StateDir); err != nil {
 		return nil, err
 	}
 	if a.events, err = OpenEventLog(EventLogConfig{Path: cfg.LogPath, MaxBytes: cfg.LogMaxBytes, Keep: cfg.LogKeep}); err != nil {

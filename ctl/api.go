@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/deepwall/deepwall/rules"
+	"github.com/deepwall/deepwall/rules/store"
 )
 
 // API limits and timeouts.
@@ -428,8 +429,8 @@ func (s *APIServer) deleteRule(w http.ResponseWriter, r *http.Request, who Calle
 		return
 	}
 	comment := r.URL.Query().Get("comment")
-	if len(comment) > rules.MaxComment {
-		writeAPIError(w, fmt.Errorf("%w: comment longer than %d bytes", ErrBadRequest, rules.MaxComment))
+	if len(comment) > store.MaxComment {
+		writeAPIError(w, fmt.Errorf("%w: comment longer than %d bytes", ErrBadRequest, store.MaxComment))
 		return
 	}
 	res, err := s.rules.Delete(id, comment, who)

@@ -19,6 +19,7 @@ import (
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dpi"
 	"github.com/deepwall/deepwall/rules"
+	"github.com/deepwall/deepwall/rules/store"
 	"github.com/deepwall/deepwall/xdp"
 )
 
@@ -166,7 +167,7 @@ type testManager struct {
 func newTestManager(tb testing.TB, initial string) *testManager {
 	tb.Helper()
 	dir := tb.TempDir()
-	store, err := rules.OpenStore(filepath.Join(dir, "state"))
+	store, err := store.Open(filepath.Join(dir, "state"))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/deepwall/deepwall/rules"
+	"github.com/deepwall/deepwall/rules/store"
 )
 
 // portsAPI is what the API needs from the agent for protected containers.
@@ -149,8 +149,8 @@ func (s *APIServer) promoteRules(w http.ResponseWriter, r *http.Request, who Cal
 		writeAPIError(w, err)
 		return
 	}
-	if len(req.Comment) > rules.MaxComment {
-		writeAPIError(w, fmt.Errorf("%w: comment longer than %d bytes", ErrBadRequest, rules.MaxComment))
+	if len(req.Comment) > store.MaxComment {
+		writeAPIError(w, fmt.Errorf("%w: comment longer than %d bytes", ErrBadRequest, store.MaxComment))
 		return
 	}
 	if len(req.IDs) > MaxLearned { // more cannot name distinct learned flows

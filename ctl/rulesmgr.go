@@ -16,6 +16,7 @@ import (
 
 	"github.com/deepwall/deepwall/dpi"
 	"github.com/deepwall/deepwall/rules"
+	"github.com/deepwall/deepwall/rules/store"
 	"github.com/deepwall/deepwall/xdp"
 )
 
@@ -53,7 +54,7 @@ type flowTable interface {
 // ruleState is the running rule set.
 type ruleState struct {
 	set      *rules.Set
-	version  rules.Version
+	version  store.Version
 	compiled *rules.Compiled
 	l7       [32]byte // hash of the enabled layer-7 rules: what inspection decides with
 	applied  time.Time
@@ -81,7 +82,7 @@ func l7Hash(c *rules.Compiled) [32]byte {
 // trail. Changes are serialised by mu; readers use cur without locking.
 type ruleManager struct {
 	mu        sync.Mutex
-	store     *rules.Store
+	store     *store.Store
 	audit     *AuditLog
 	headFile  string // where the audit chain's head is kept
 	cacheFile string
@@ -132,7 +133,7 @@ func (m *ruleManager) loadInitial(file string, who Caller) (*ruleState, error) {
 		if err != nil {
 			return nil, err
 		}
-	case errors.Is(err, rules.ErrNoRules):
+	case errors.Is(err, store.ErrNoRules):
 		if set, err = rules.DefaultPack(); err != nil {
 			return nil, fmt.Errorf("default pack: %w", err)
 		}
@@ -204,8 +205,8 @@ func requestFS(req *RulesRequest) (fs.FS, error) {
 	if len(req.Files) == 0 || len(req.Files) > MaxRequestFiles {
 		return nil, fmt.Errorf("%w: %d files, want 1 to %d", ErrBadRequest, len(req.Files), MaxRequestFiles)
 	}
-	if len(req.Comment) > rules.MaxComment {
-		return nil, fmt.Errorf("%w: comment longer than %d bytes", ErrBadRequest, rules.MaxComment)
+	if len(req.Comment) > store.MaxComment {
+		return nil, fmt.Errorf("%w: comment longer than %d bytes", ErrBadRequest, store.MaxComment)
 	}
 	mfs := fstest.MapFS{}
 	total := 0

@@ -12,6 +12,7 @@ import (
 	"github.com/deepwall/deepwall/dpi/proto/ssh"
 	"github.com/deepwall/deepwall/dpi/proto/tls"
 	"github.com/deepwall/deepwall/rules"
+	"github.com/deepwall/deepwall/rules/transform"
 )
 
 // Bounds on per-flow inspection state.
@@ -165,7 +166,7 @@ type unresolvedHit struct {
 // datagrams): its transform state and the history confirmations need.
 type streamSlot struct {
 	st   hs.OpenStream
-	tr   *rules.StreamTransformer
+	tr   *transform.Stream
 	hist []byte
 	off  uint64 // stream offset of the next transformed byte
 	cf   confirmState

@@ -9,6 +9,7 @@ import (
 	"github.com/deepwall/deepwall/dpi/proto/http"
 	"github.com/deepwall/deepwall/internal/ascii"
 	"github.com/deepwall/deepwall/rules"
+	"github.com/deepwall/deepwall/rules/transform"
 )
 
 // Bounds on matching work and memory.
@@ -64,12 +65,12 @@ func (c *confirmState) entry(id uint32) int {
 const maxChainMemo = 32
 
 // chainStep is one transformed form of the current value: the result of
-// the steps key[:n] that changed it (rules.Transform.Effect).
+// the steps key[:n] that changed it (transform.Transform.Effect).
 type chainStep struct {
-	key [rules.MaxChainLen]rules.Transform
+	key [transform.MaxChainLen]transform.Transform
 	n   int
 	out []byte
-	cls rules.ByteClasses // classes of out
+	cls transform.ByteClasses // classes of out
 }
 
 // chainBufs holds the transformed forms of the value being scanned, so that
@@ -80,24 +81,24 @@ type chainBufs struct {
 	bufs  [maxChainMemo][]byte // owned by memo[i]
 	nm    int
 	spare [2][]byte
-	vcls  rules.ByteClasses // classes of the value
+	vcls  transform.ByteClasses // classes of the value
 }
 
 // transform applies gp's chain to value (first: value is new) and returns
 // the result and its byte classes. Steps that cannot change their input
-// (rules.Transform.Identity: url_decode without '%' or '+', lowercase
+// (transform.Transform.Identity: url_decode without '%' or '+', lowercase
 // without A-Z, ...) are skipped without a copy, and a form of the value
 // already computed for an earlier group of the field is reused.
-func (w *worker) transform(value []byte, gp *plan.Group, first bool) ([]byte, rules.ByteClasses) {
+func (w *worker) transform(value []byte, gp *plan.Group, first bool) ([]byte, transform.ByteClasses) {
 	cb := &w.chain
 	if first {
 		cb.nm = 0
-		cb.vcls = rules.ClassesOf(value)
+		cb.vcls = transform.ClassesOf(value)
 	}
 	in, cls := value, cb.vcls
-	var key [rules.MaxChainLen]rules.Transform
+	var key [transform.MaxChainLen]transform.Transform
 	n, spare := 0, -1 // spare: the spare buffer in holds, if any
-	chain := gp.Chain[:min(len(gp.Chain), rules.MaxChainLen)]
+	chain := gp.Chain[:min(len(gp.Chain), transform.MaxChainLen)]
 steps:
 	for _, tr := range chain {
 		eff := tr.Effect(cls)
@@ -123,7 +124,7 @@ steps:
 			*buf = make([]byte, 0, max(len(in)+len(in)/4, 512))
 		}
 		*buf = eff.Append((*buf)[:0], in)
-		in, cls = *buf, rules.ClassesOf(*buf)
+		in, cls = *buf, transform.ClassesOf(*buf)
 		if cb.nm < maxChainMemo {
 			cb.memo[cb.nm] = chainStep{key: key, n: n, out: in, cls: cls}
 			cb.nm++
@@ -505,7 +506,7 @@ func (w *worker) openSlot(sl *streamSlot, gp *plan.Group) bool {
 		sl.cf.reset()
 		w.st.openStreams++
 		if len(gp.Chain) > 0 && sl.tr == nil {
-			sl.tr = rules.NewStreamTransformer(gp.Chain)
+			sl.tr = transform.NewStream(gp.Chain)
 		}
 	}
 	sl.used = true

@@ -44,6 +44,24 @@ func BenchmarkParse(b *testing.B) {
 	}
 }
 
+// browserHeaders are the request headers of a current desktop browser.
+var browserHeaders = [][2]string{
+	{"Host", "shop.example.com"},
+	{"User-Agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"},
+	{"Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7"},
+	{"Accept-Language", "de-DE,de;q=0.9,en-US;q=0.8,en;q=0.7,fr;q=0.6"},
+	{"Accept-Encoding", "gzip, deflate, br, zstd"},
+	{"sec-ch-ua", `"Chromium";v="124", "Google Chrome";v="124", "Not-A.Brand";v="99"`},
+	{"sec-ch-ua-mobile", "?0"},
+	{"sec-ch-ua-platform", `"Windows"`},
+	{"Sec-Fetch-Site", "same-origin"},
+	{"Sec-Fetch-Mode", "navigate"},
+	{"Referer", "https://shop.example.com/search?q=caf%C3%A9+cr%C3%A8me&sort=price_asc&page=2"},
+	{"Cookie", "_ga=GA1.2.1234567890.1700000000; _gid=GA1.2.987654321.1700000000; session=eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c; prefs=%7B%22theme%22%3A%22dark%22%2C%22lang%22%3A%22de%22%7D; cart=" + strings.Repeat("Zm9vYmFyYmF6cXV4", 180)},
+	{"If-None-Match", `W/"5e-18f3a1b2c4d"`},
+	{"Upgrade-Insecure-Requests", "1"},
+}
+
 // httpBuffer is about 64 KiB of ordinary HTTP traffic: requests with
 // browser headers, query strings, form and JSON bodies, and a response.
 func httpBuffer() []byte {
@@ -272,18 +290,6 @@ func BenchmarkSOM(b *testing.B) {
 				b.ReportMetric(gbps(int64(len(buf))*int64(b.N), b.Elapsed()), "Gbit/s")
 				b.ReportMetric(float64(events), "events/scan")
 			})
-		}
-	}
-}
-
-func BenchmarkPackEval(b *testing.B) {
-	c, _ := compiledPack(b)
-	s := scratch(b, c)
-	f := packBenign[16].t.fields() // the JSON API post
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := c.Eval(f, s); err != nil {
-			b.Fatal(err)
 		}
 	}
 }

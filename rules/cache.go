@@ -11,6 +11,8 @@ import (
 	"runtime"
 
 	"github.com/flier/gohs/hyperscan"
+
+	"github.com/deepwall/deepwall/rules/transform"
 )
 
 // cacheMagic starts a serialised Compiled; cacheFormat changes whenever the
@@ -209,7 +211,7 @@ func UnmarshalCompiled(set *Set, data []byte) (*Compiled, error) {
 			p.Empty = p.Flags&hyperscan.AllowEmpty != 0
 			m := g.Cond(i)
 			if m.Validate != "" {
-				p.validate, _ = LookupValidator(m.Validate)
+				p.validate, _ = transform.LookupValidator(m.Validate)
 			}
 			if bits&4 != 0 {
 				confirm := newConfirmer
@@ -266,18 +268,13 @@ func UnmarshalCompiled(set *Set, data []byte) (*Compiled, error) {
 	return c, nil
 }
 
-// LoadOrCompile returns set compiled, from cacheFile when that holds the
-// databases of this very set for this Hyperscan and CPU (cached is true),
-// else by compiling and rewriting cacheFile atomically. A cache that
+// LoadOrCompileFrom returns set compiled, from cacheFile when that holds
+// the databases of this very set for this Hyperscan and CPU (cached is
+// true), else by compiling with CompileFrom(set, prev) (prev may be nil:
+// the groups a change left alone are copied from the running set instead
+// of being built again) and rewriting cacheFile atomically. A cache that
 // cannot be written yields the compiled rules and an error matching
 // ErrCacheWrite, which the caller may log and ignore.
-func LoadOrCompile(set *Set, cacheFile string) (c *Compiled, cached bool, err error) {
-	return LoadOrCompileFrom(set, cacheFile, nil)
-}
-
-// LoadOrCompileFrom is LoadOrCompile compiling with CompileFrom(set, prev)
-// when the cache does not serve: the groups a change left alone are
-// copied from prev (the running set) instead of being built again.
 func LoadOrCompileFrom(set *Set, cacheFile string, prev *Compiled) (c *Compiled, cached bool, err error) {
 	if data, rerr := os.ReadFile(cacheFile); rerr == nil {
 		if c, uerr := UnmarshalCompiled(set, data); uerr == nil {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/deepwall/deepwall/rules/transform"
 )
 
 // checkRule finds the problems of a rule that involve more than one key:
@@ -105,6 +107,7 @@ func protoList(ps []uint8) string {
 	return strings.Join(s, " or ")
 }
 
+// checkMatch checks one condition of r (with regex, its regex too).
 func checkMatch(r *Rule, m *Match, sink *errorSink, regex bool) {
 	at := func(key string) Position { return m.posOf(r, key) }
 	fields := m.AllFields()
@@ -116,6 +119,32 @@ func checkMatch(r *Rule, m *Match, sink *errorSink, regex bool) {
 		stream = stream || fld.Stream()
 		checkField(r, m, fld, sink)
 	}
+	checkOperator(r, m, fields, sink, at)
+	checkModifiers(r, m, stream, sink, at)
+	if m.Compare != nil {
+		checkCompare(r, m, sink, regex)
+	}
+	if len(m.Except) > 0 && !slices.Contains(fields, Field{Kind: FieldHTTPHeaderValue}) {
+		sink.errorf(at("except"), r, "except: names headers an http.header_value condition skips, and this condition has no http.header_value field")
+	}
+	if m.NameFilter() {
+		checkNames(r, m, fields, sink, at)
+	}
+	checkPhrases(r, m, sink, at)
+	checkTransforms(r, m, fields, stream, sink, at)
+	if m.Validate != "" {
+		if _, ok := transform.LookupValidator(m.Validate); !ok {
+			sink.errorf(at("validate"), r, "unknown validator %q", m.Validate)
+		}
+	}
+	if m.Regex != "" && regex {
+		checkRegex(r, m, sink, at)
+	}
+}
+
+// checkOperator checks that a condition has exactly one of regex:,
+// phrases:, detect: and count:, and what validate: and detect: need.
+func checkOperator(r *Rule, m *Match, fields []Field, sink *errorSink, at func(string) Position) {
 	ops := 0
 	for _, set := range []bool{m.Regex != "", len(m.Phrases) > 0, m.Detect != "", m.Count != nil} {
 		if set {
@@ -154,6 +183,11 @@ func checkMatch(r *Rule, m *Match, sink *errorSink, regex bool) {
 			}
 		}
 	}
+}
+
+// checkModifiers checks the options that change how a condition matches
+// (flags:, not:, multi_match:) and the limits of count:.
+func checkModifiers(r *Rule, m *Match, stream bool, sink *errorSink, at func(string) Position) {
 	if (m.Caseless || m.DotAll || m.Multiline || m.UTF8) && m.Regex == "" && len(m.Phrases) == 0 && (m.Detect != "" || m.Count != nil) {
 		sink.errorf(at("flags"), r, "flags apply to regex: and phrases:")
 	}
@@ -184,15 +218,11 @@ func checkMatch(r *Rule, m *Match, sink *errorSink, regex bool) {
 			sink.errorf(at("transforms"), r, "count: counts values; transforms do not apply")
 		}
 	}
-	if m.Compare != nil {
-		checkCompare(r, m, sink, regex)
-	}
-	if len(m.Except) > 0 && !slices.Contains(fields, Field{Kind: FieldHTTPHeaderValue}) {
-		sink.errorf(at("except"), r, "except: names headers an http.header_value condition skips, and this condition has no http.header_value field")
-	}
-	if m.NameFilter() {
-		checkNames(r, m, fields, sink, at)
-	}
+}
+
+// checkPhrases checks phrases: (a Match built by hand is not bounded by
+// the parser).
+func checkPhrases(r *Rule, m *Match, sink *errorSink, at func(string) Position) {
 	for _, p := range m.Phrases {
 		if p == "" || len(p) > MaxPhraseLen {
 			sink.errorf(at("phrases"), r, "phrases must be 1 to %d bytes", MaxPhraseLen)
@@ -206,38 +236,38 @@ func checkMatch(r *Rule, m *Match, sink *errorSink, regex bool) {
 	if len(m.Phrases) > MaxPhrases {
 		sink.errorf(at("phrases"), r, "phrases has more than %d entries", MaxPhrases)
 	}
-	if len(m.Transforms) > MaxChainLen {
-		sink.errorf(at("transforms"), r, "more than %d transforms in one chain", MaxChainLen)
+}
+
+// checkTransforms checks the transform chain, on stream fields too.
+func checkTransforms(r *Rule, m *Match, fields []Field, stream bool, sink *errorSink, at func(string) Position) {
+	if len(m.Transforms) > transform.MaxChainLen {
+		sink.errorf(at("transforms"), r, "more than %d transforms in one chain", transform.MaxChainLen)
 	}
 	for _, t := range m.Transforms {
-		if !t.valid() {
+		if !t.Valid() {
 			sink.errorf(at("transforms"), r, "invalid transform %d", t)
 		} else if t.BlockOnly() && stream {
 			sink.errorf(at("transforms"), r, "transform %s needs the whole value and cannot run on stream field %s", t, streamField(fields))
 		}
 	}
-	if m.Validate != "" {
-		if _, ok := LookupValidator(m.Validate); !ok {
-			sink.errorf(at("validate"), r, "unknown validator %q", m.Validate)
+}
+
+// checkRegex checks that Hyperscan (or the confirmation engines) can
+// build the regex, placing an error at its offset inside the regex.
+func checkRegex(r *Rule, m *Match, sink *errorSink, at func(string) Position) {
+	if _, rerr := planRegex(m); rerr != nil {
+		pos := at("regex")
+		if rerr.off >= 0 && m.src.src != nil {
+			pos = m.src.pos(rerr.off)
 		}
-	}
-	if m.Regex != "" && regex {
-		if _, rerr := planRegex(m); rerr != nil {
-			pos := at("regex")
-			if rerr.off >= 0 && m.src.src != nil {
-				pos = m.src.pos(rerr.off)
-			}
-			where := ""
-			if rerr.off >= 0 && !strings.Contains(rerr.msg, "at index") {
-				where = fmt.Sprintf(" (at offset %d)", rerr.off)
-			}
-			sink.add(&Error{Pos: pos, RuleID: r.ID, Rule: r.index, Msg: "regex: " + rerr.msg + where, Err: rerr.cause})
+		where := ""
+		if rerr.off >= 0 && !strings.Contains(rerr.msg, "at index") {
+			where = fmt.Sprintf(" (at offset %d)", rerr.off)
 		}
+		sink.add(&Error{Pos: pos, RuleID: r.ID, Rule: r.index, Msg: "regex: " + rerr.msg + where, Err: rerr.cause})
 	}
 }
 
-// checkCompare checks a condition's compare: its regex, the fields it
-// captures from and the field it compares with.
 // checkNames checks a condition's name: and name_regex: (a Match built
 // by hand gets its names lower-cased and its regex compiled here).
 func checkNames(r *Rule, m *Match, fields []Field, sink *errorSink, at func(string) Position) {
@@ -280,6 +310,8 @@ func checkNames(r *Rule, m *Match, fields []Field, sink *errorSink, at func(stri
 	}
 }
 
+// checkCompare checks a condition's compare: its regex, the fields it
+// captures from and the field it compares with.
 func checkCompare(r *Rule, m *Match, sink *errorSink, regex bool) {
 	c := m.Compare
 	at := func(key string) Position {

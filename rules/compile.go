@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/flier/gohs/hyperscan"
+
+	"github.com/deepwall/deepwall/rules/transform"
 )
 
 // Compiled is a rule set ready for the data path.
@@ -48,7 +50,7 @@ func (c CondRef) Match() *Match { return c.Rule.Conditions()[c.Cond] }
 // one database.
 type Group struct {
 	Field      Field
-	Transforms []Transform
+	Transforms []transform.Transform
 	Stream     bool                     // stream mode: bodies and raw payload
 	Block      hyperscan.BlockDatabase  // set when !Stream
 	Streaming  hyperscan.StreamDatabase // set when Stream
@@ -80,7 +82,7 @@ type Pattern struct {
 
 	expr     string // the expression given to Hyperscan
 	confirm  confirmer
-	validate Validator
+	validate transform.Validator
 }
 
 // Expression is the pattern as given to Hyperscan (a regex, or a phrase
@@ -294,7 +296,7 @@ func escapePhrase(p string, utf8Mode bool) string {
 // Cond returns the condition pattern i serves.
 func (g *Group) Cond(i int) *Match { return g.Rules[i].Conditions()[g.Patterns[i].Cond] }
 
-func groupKey(f Field, chain []Transform) string {
+func groupKey(f Field, chain []transform.Transform) string {
 	var b strings.Builder
 	b.WriteString(f.String())
 	for _, t := range chain {
@@ -477,7 +479,7 @@ func planPattern(m *Match) (Pattern, *regexError) {
 	}
 	p := Pattern{Flags: plan.flags, MaxWidth: uint32(min(plan.maxWidth, unbounded)), Phrase: -1, expr: m.Regex, Empty: plan.empty}
 	if m.Validate != "" {
-		p.validate, _ = LookupValidator(m.Validate)
+		p.validate, _ = transform.LookupValidator(m.Validate)
 	}
 	switch {
 	case plan.prefilter:
@@ -588,38 +590,28 @@ func (r *Rule) matchL4(proto uint8, sa netip.Addr, sp uint16, da netip.Addr, dp 
 	if r.Proto != 0 && r.Proto != proto {
 		return false
 	}
-	if !matchPrefixes(r.Src, sa) || !matchPrefixes(r.Dst, da) {
+	if !matchList(r.Src, sa) || !matchList(r.Dst, da) {
 		return false
 	}
 	if len(r.SrcPorts) > 0 || len(r.DstPorts) > 0 {
 		if !hasPorts(proto) || proto == 0 {
 			return false
 		}
-		if !matchPorts(r.SrcPorts, sp) || !matchPorts(r.DstPorts, dp) {
+		if !matchList(r.SrcPorts, sp) || !matchList(r.DstPorts, dp) {
 			return false
 		}
 	}
 	return true
 }
 
-func matchPrefixes(ps []netip.Prefix, a netip.Addr) bool {
-	if len(ps) == 0 {
+// matchList reports whether one of xs contains v; an empty list (no
+// src:, no dst_port: ...) holds every value.
+func matchList[T interface{ Contains(V) bool }, V any](xs []T, v V) bool {
+	if len(xs) == 0 {
 		return true
 	}
-	for _, p := range ps {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
-
-func matchPorts(ps []PortRange, p uint16) bool {
-	if len(ps) == 0 {
-		return true
-	}
-	for _, r := range ps {
-		if r.Contains(p) {
+	for _, x := range xs {
+		if x.Contains(v) {
 			return true
 		}
 	}

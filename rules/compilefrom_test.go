@@ -72,7 +72,7 @@ func TestCompileFrom(t *testing.T) {
 			continue
 		}
 		hit := false
-		if err := g.ScanBlock([]byte("a=zzyy"), sc, func(r *Rule) { hit = hit || r.ID == 999001 }); err != nil {
+		if err := scanBlock(g, []byte("a=zzyy"), sc, func(r *Rule) { hit = hit || r.ID == 999001 }); err != nil {
 			t.Fatal(err)
 		}
 		if !hit {

@@ -7,6 +7,9 @@ import (
 	"unsafe"
 
 	"github.com/corazawaf/libinjection-go"
+
+	"github.com/deepwall/deepwall/internal/ascii"
+	"github.com/deepwall/deepwall/rules/transform"
 )
 
 // Detectors of match.detect.
@@ -75,7 +78,7 @@ func plainToken(b []byte) bool {
 	if (c|0x20) < 'a' || (c|0x20) > 'z' {
 		return false
 	}
-	return ClassesOf(b)&^(ClassLower|ClassUpper|ClassDigit|ClassUnderline) == 0
+	return transform.ClassesOf(b)&^(transform.ClassLower|transform.ClassUpper|transform.ClassDigit|transform.ClassUnderline) == 0
 }
 
 // IsXSS runs libinjection's HTML5 XSS detector over b without copying it.
@@ -97,7 +100,7 @@ func IsXSS(b []byte) bool {
 // rule's transform chain and given to libinjection. Not safe for
 // concurrent use; the engine keeps one per worker.
 type Detector struct {
-	t Transformer
+	t transform.Transformer
 }
 
 // Match reports whether a detect rule fires on value, the untransformed
@@ -147,7 +150,7 @@ func (d *Detector) MatchField(m *Match, f Field, value []byte) (hit bool, finger
 // invalidURLEncoding reports a '%' that is not followed by two hex digits.
 func invalidURLEncoding(b []byte) bool {
 	for i := bytes.IndexByte(b, '%'); i >= 0; {
-		if i+2 >= len(b) || !isHex(b[i+1]) || !isHex(b[i+2]) {
+		if i+2 >= len(b) || !ascii.IsHex(b[i+1]) || !ascii.IsHex(b[i+2]) {
 			return true
 		}
 		j := bytes.IndexByte(b[i+3:], '%')

@@ -15,16 +15,10 @@ var (
 	// ErrStale: a serialised Compiled does not belong to this rule set, this
 	// Hyperscan version or this platform, and must be recompiled.
 	ErrStale = errors.New("compiled rules do not match")
-	// ErrCorrupt: serialised compiled rules or a store entry fail their checksum.
+	// ErrCorrupt: serialised compiled rules or a rule store entry fail their checksum.
 	ErrCorrupt = errors.New("corrupt data")
 	// ErrCacheWrite: compiled rules were built but could not be cached.
 	ErrCacheWrite = errors.New("write compiled rules cache")
-	// ErrForeignStore: the store file is a bbolt database of something else.
-	ErrForeignStore = errors.New("not a deepwall rule store")
-	// ErrNoRules: the store holds no rule set yet.
-	ErrNoRules = errors.New("no rule set stored")
-	// ErrNoVersion: the requested version is not (or no longer) in the store.
-	ErrNoVersion = errors.New("no such rule set version")
 )
 
 // Error is one problem in a rule file.

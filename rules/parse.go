@@ -17,6 +17,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/deepwall/deepwall/rules/transform"
 )
 
 // Keys of the rule language, by level.
@@ -624,132 +626,15 @@ func (l *loader) rule(f *fileCtx, item *yaml.Node) {
 			break
 		}
 	}
-	kvs := l.pairs(f, n, r, ruleKeys, "a rule")
-	var haveAction bool
-	for _, kv := range kvs {
+	for _, kv := range l.pairs(f, n, r, ruleKeys, "a rule") {
 		r.at[kv.key] = f.pos(kv.val)
-		switch kv.key {
-		case "id": // read above
-		case "name":
-			if v, ok := l.scalar(f, kv.val, r, "name"); ok {
-				if len(v) > MaxNameLen {
-					l.errs.errorf(f.pos(kv.val), r, "name is longer than %d bytes", MaxNameLen)
-				}
-				r.Name = v
-			}
-		case "description":
-			if v, ok := l.scalar(f, kv.val, r, "description"); ok {
-				if len(v) > MaxTextLen {
-					l.errs.errorf(f.pos(kv.val), r, "description is longer than %d bytes", MaxTextLen)
-				}
-				r.Description = v
-			}
-		case "action":
-			if v, ok := l.scalar(f, kv.val, r, "action"); ok {
-				haveAction = true
-				switch v {
-				case "allow":
-					r.Action = ActionAllow
-				case "alert":
-					r.Action = ActionAlert
-				case "block":
-					r.Action = ActionBlock
-				default:
-					l.errs.errorf(f.pos(kv.val), r, "action must be block, alert or allow, not %q%s", v, didYouMean(v, []string{"block", "alert", "allow"}))
-				}
-			}
-		case "severity":
-			if v, ok := l.scalar(f, kv.val, r, "severity"); ok {
-				found := false
-				for s := SeverityLow; s <= SeverityCritical; s++ {
-					if s.String() == v {
-						r.Severity, found = s, true
-					}
-				}
-				if !found {
-					l.errs.errorf(f.pos(kv.val), r, "severity must be low, medium, high or critical, not %q", v)
-				}
-			}
-		case "category":
-			if v, ok := l.scalar(f, kv.val, r, "category"); ok {
-				if !categoryRE.MatchString(v) {
-					l.errs.errorf(f.pos(kv.val), r, "category %q must be 1-32 lower-case letters, digits, '_' or '-'", v)
-				}
-				r.Category = v
-			}
-		case "enabled":
-			if b, ok := l.boolValue(f, kv.val, r, "enabled"); ok {
-				r.Disabled = !b
-			}
-		case "proto":
-			l.proto(f, kv.val, r)
-		case "src", "dst":
-			var out []netip.Prefix
-			for _, a := range l.list(f, kv.val, r, kv.key) {
-				if l.containerRef(f, a, r, kv.key) {
-					continue
-				}
-				if p, ok := l.prefix(f, a, r, kv.key); ok {
-					out = append(out, p)
-				}
-			}
-			if kv.key == "src" {
-				r.Src = out
-			} else {
-				r.Dst = out
-			}
-		case "src_port", "dst_port":
-			var out []PortRange
-			for _, a := range l.list(f, kv.val, r, kv.key) {
-				if pr, ok := l.portRange(f, a, r, kv.key); ok {
-					out = append(out, pr)
-				}
-			}
-			if kv.key == "src_port" {
-				r.SrcPorts = out
-			} else {
-				r.DstPorts = out
-			}
-		case "app_proto", "app_proto_not":
-			var out []string
-			for _, a := range l.list(f, kv.val, r, kv.key) {
-				v := strings.ToLower(a.Value)
-				if !knownAppProto(v) {
-					l.errs.errorf(f.pos(a), r, "unknown application protocol %q in %s%s; known: %s", a.Value, kv.key, didYouMean(v, AppProtocols), strings.Join(AppProtocols, ", "))
-					continue
-				}
-				if slices.Contains(out, v) {
-					l.errs.errorf(f.pos(a), r, "%s lists %q twice", kv.key, v)
-					continue
-				}
-				out = append(out, v)
-			}
-			if kv.key == "app_proto" {
-				r.AppProto = out
-			} else {
-				r.AppProtoNot = out
-			}
-		case "match":
-			l.matches(f, kv.val, r)
-		case "score":
-			if v, ok := l.smallInt(f, kv.val, r, "score", 1, MaxScore); ok {
-				r.Score = v
-			}
-		case "paranoia":
-			if v, ok := l.smallInt(f, kv.val, r, "paranoia", 1, MaxParanoia); ok {
-				r.Paranoia = v
-			}
-		case "anomaly":
-			r.Anomaly = l.anomaly(f, kv.val, r)
-		}
+		l.ruleKey(f, kv, r)
 	}
 	if _, ok := r.at["id"]; !ok {
 		l.errs.errorf(r.Pos, r, "rule has no id:")
 	}
-	if !haveAction {
-		if _, ok := r.at["action"]; !ok {
-			l.errs.errorf(r.Pos, r, "rule has no action: (block, alert or allow)")
-		}
+	if _, ok := r.at["action"]; !ok {
+		l.errs.errorf(r.Pos, r, "rule has no action: (block, alert or allow)")
 	}
 	checkRule(r, &l.errs, true)
 	if l.full {
@@ -761,6 +646,145 @@ func (l *loader) rule(f *fileCtx, item *yaml.Node) {
 		return
 	}
 	l.set.Rules = append(l.set.Rules, r)
+}
+
+// ruleKey reads the value of one key of ruleKeys into r.
+func (l *loader) ruleKey(f *fileCtx, kv keyVal, r *Rule) {
+	switch kv.key {
+	case "id": // read first, by rule
+	case "name":
+		r.Name = l.text(f, kv, r, MaxNameLen)
+	case "description":
+		r.Description = l.text(f, kv, r, MaxTextLen)
+	case "action":
+		l.action(f, kv.val, r)
+	case "severity":
+		l.severity(f, kv.val, r)
+	case "category":
+		if v, ok := l.scalar(f, kv.val, r, "category"); ok {
+			if !categoryRE.MatchString(v) {
+				l.errs.errorf(f.pos(kv.val), r, "category %q must be 1-32 lower-case letters, digits, '_' or '-'", v)
+			}
+			r.Category = v
+		}
+	case "enabled":
+		if b, ok := l.boolValue(f, kv.val, r, "enabled"); ok {
+			r.Disabled = !b
+		}
+	case "proto":
+		l.proto(f, kv.val, r)
+	case "src":
+		r.Src = l.prefixes(f, kv, r)
+	case "dst":
+		r.Dst = l.prefixes(f, kv, r)
+	case "src_port":
+		r.SrcPorts = l.ports(f, kv, r)
+	case "dst_port":
+		r.DstPorts = l.ports(f, kv, r)
+	case "app_proto":
+		r.AppProto = l.appProtos(f, kv, r)
+	case "app_proto_not":
+		r.AppProtoNot = l.appProtos(f, kv, r)
+	case "match":
+		l.matches(f, kv.val, r)
+	case "score":
+		if v, ok := l.smallInt(f, kv.val, r, "score", 1, MaxScore); ok {
+			r.Score = v
+		}
+	case "paranoia":
+		if v, ok := l.smallInt(f, kv.val, r, "paranoia", 1, MaxParanoia); ok {
+			r.Paranoia = v
+		}
+	case "anomaly":
+		r.Anomaly = l.anomaly(f, kv.val, r)
+	}
+}
+
+// text reads a string of at most max bytes (name:, description:).
+func (l *loader) text(f *fileCtx, kv keyVal, r *Rule, max int) string {
+	v, ok := l.scalar(f, kv.val, r, kv.key)
+	if ok && len(v) > max {
+		l.errs.errorf(f.pos(kv.val), r, "%s is longer than %d bytes", kv.key, max)
+	}
+	return v
+}
+
+// action reads action:.
+func (l *loader) action(f *fileCtx, n *yaml.Node, r *Rule) {
+	v, ok := l.scalar(f, n, r, "action")
+	if !ok {
+		return
+	}
+	switch v {
+	case "allow":
+		r.Action = ActionAllow
+	case "alert":
+		r.Action = ActionAlert
+	case "block":
+		r.Action = ActionBlock
+	default:
+		l.errs.errorf(f.pos(n), r, "action must be block, alert or allow, not %q%s", v, didYouMean(v, []string{"block", "alert", "allow"}))
+	}
+}
+
+// severity reads severity:.
+func (l *loader) severity(f *fileCtx, n *yaml.Node, r *Rule) {
+	v, ok := l.scalar(f, n, r, "severity")
+	if !ok {
+		return
+	}
+	for s := SeverityLow; s <= SeverityCritical; s++ {
+		if s.String() == v {
+			r.Severity = s
+			return
+		}
+	}
+	l.errs.errorf(f.pos(n), r, "severity must be low, medium, high or critical, not %q", v)
+}
+
+// prefixes reads src: or dst:, addresses, networks and container
+// selectors (which containerRef records on r).
+func (l *loader) prefixes(f *fileCtx, kv keyVal, r *Rule) []netip.Prefix {
+	return listOf(l, f, kv, r, func(a *yaml.Node) (netip.Prefix, bool) {
+		if l.containerRef(f, a, r, kv.key) {
+			return netip.Prefix{}, false
+		}
+		return l.prefix(f, a, r, kv.key)
+	})
+}
+
+// ports reads src_port: or dst_port:.
+func (l *loader) ports(f *fileCtx, kv keyVal, r *Rule) []PortRange {
+	return listOf(l, f, kv, r, func(a *yaml.Node) (PortRange, bool) { return l.portRange(f, a, r, kv.key) })
+}
+
+// listOf reads the list of kv with read, keeping the entries it accepts.
+func listOf[T any](l *loader, f *fileCtx, kv keyVal, r *Rule, read func(*yaml.Node) (T, bool)) []T {
+	var out []T
+	for _, a := range l.list(f, kv.val, r, kv.key) {
+		if v, ok := read(a); ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// appProtos reads app_proto: or app_proto_not:.
+func (l *loader) appProtos(f *fileCtx, kv keyVal, r *Rule) []string {
+	var out []string
+	for _, a := range l.list(f, kv.val, r, kv.key) {
+		v := strings.ToLower(a.Value)
+		if !knownAppProto(v) {
+			l.errs.errorf(f.pos(a), r, "unknown application protocol %q in %s%s; known: %s", a.Value, kv.key, didYouMean(v, AppProtocols), strings.Join(AppProtocols, ", "))
+			continue
+		}
+		if slices.Contains(out, v) {
+			l.errs.errorf(f.pos(a), r, "%s lists %q twice", kv.key, v)
+			continue
+		}
+		out = append(out, v)
+	}
+	return out
 }
 
 func didYouMean(s string, known []string) string {
@@ -1022,201 +1046,250 @@ func (l *loader) match(f *fileCtx, n *yaml.Node, r *Rule, i int) *Match {
 		l.errs.errorf(f.pos(n), r, "match must be a mapping with field: and regex: (or phrases:, detect:, count:), or a list of them")
 		return nil
 	}
-	m := &Match{at: map[string]Position{"": f.pos(n)}}
-	var haveField bool
+	c := &condReader{l: l, f: f, r: r, m: &Match{at: map[string]Position{"": f.pos(n)}}}
 	for _, kv := range l.pairs(f, n, r, matchKeys, "match:") {
-		m.at[kv.key] = f.pos(kv.val)
+		c.m.at[kv.key] = f.pos(kv.val)
 		if i == 0 {
 			r.at["match."+kv.key] = f.pos(kv.val)
 		}
-		switch kv.key {
-		case "field":
-			v := l.resolve(f, kv.val)
-			if v == nil {
-				continue
-			}
-			if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
-				l.errs.errorf(f.pos(v), r, "field must be a single field name (use fields: for a list)")
-				continue
-			}
-			haveField = true
-			if fld, ok := l.parseFieldName(f, v, r); ok {
-				if len(m.Fields) > 0 {
-					l.errs.errorf(f.pos(kv.keyNode), r, "match has both field: and fields:; use one")
-					continue
-				}
-				m.Field = fld
-			}
-		case "fields":
-			items := l.list(f, kv.val, r, "fields")
-			haveField = haveField || len(items) > 0
-			if len(items) > MaxCondFields {
-				l.errs.errorf(f.pos(kv.val), r, "fields lists more than %d fields", MaxCondFields)
-				continue
-			}
-			if _, dup := m.at["field"]; dup {
-				l.errs.errorf(f.pos(kv.keyNode), r, "match has both field: and fields:; use one")
-				continue
-			}
-			for _, a := range items {
-				fld, ok := l.parseFieldName(f, a, r)
-				if !ok {
-					continue
-				}
-				if slices.Contains(m.Fields, fld) {
-					l.errs.errorf(f.pos(a), r, "fields lists %s twice", fld)
-					continue
-				}
-				m.Fields = append(m.Fields, fld)
-			}
-			if len(m.Fields) > 0 {
-				m.Field = m.Fields[0]
-			}
-		case "phrases":
-			v := l.resolve(f, kv.val)
-			if v == nil {
-				continue
-			}
-			if v.Kind != yaml.SequenceNode || len(v.Content) == 0 {
-				l.errs.errorf(f.pos(v), r, "phrases must be a non-empty list of strings")
-				continue
-			}
-			if len(v.Content) > MaxPhrases {
-				l.errs.errorf(f.pos(v), r, "phrases has more than %d entries", MaxPhrases)
-				continue
-			}
-			for _, c := range v.Content {
-				c = l.resolve(f, c)
-				if c == nil {
-					continue
-				}
-				switch {
-				case c.Kind != yaml.ScalarNode || c.Tag == "!!null":
-					l.errs.errorf(f.pos(c), r, "entries of phrases must be strings")
-				case c.Value == "":
-					l.errs.errorf(f.pos(c), r, "a phrase is empty, so it would match every value")
-				case len(c.Value) > MaxPhraseLen:
-					l.errs.errorf(f.pos(c), r, "a phrase is longer than %d bytes", MaxPhraseLen)
-				default:
-					m.Phrases = append(m.Phrases, c.Value)
-				}
-			}
-		case "not":
-			if b, ok := l.boolValue(f, kv.val, r, "not"); ok {
-				m.Not = b
-			}
-		case "multi_match":
-			if b, ok := l.boolValue(f, kv.val, r, "multi_match"); ok {
-				m.MultiMatch = b
-			}
-		case "count":
-			if v, ok := l.scalar(f, kv.val, r, "count"); ok {
-				c, err := ParseCount(v)
-				if err != nil {
-					l.errs.errorf(f.pos(kv.val), r, "%v", err)
-					continue
-				}
-				m.Count = c
-			}
-		case "compare":
-			m.Compare = l.compare(f, kv.val, r)
-		case "except":
-			for _, a := range l.list(f, kv.val, r, "except") {
-				if !validHeaderName(a.Value) {
-					l.errs.errorf(f.pos(a), r, "except: %q is not a header name", a.Value)
-					continue
-				}
-				m.Except = append(m.Except, strings.ToLower(a.Value))
-			}
-		case "name":
-			items := l.list(f, kv.val, r, "name")
-			if len(items) > MaxNames {
-				l.errs.errorf(f.pos(kv.val), r, "name: lists more than %d names", MaxNames)
-				continue
-			}
-			for _, a := range items {
-				switch {
-				case a.Value == "":
-					l.errs.errorf(f.pos(a), r, "name: an empty name selects nothing")
-				case len(a.Value) > MaxValueNameLen:
-					l.errs.errorf(f.pos(a), r, "name: an entry is longer than %d bytes", MaxValueNameLen)
-				case slices.Contains(m.Names, strings.ToLower(a.Value)):
-					l.errs.errorf(f.pos(a), r, "name: %q is listed twice (names are case-insensitive)", a.Value)
-				default:
-					m.Names = append(m.Names, strings.ToLower(a.Value))
-				}
-			}
-		case "name_regex":
-			if v, ok := l.scalar(f, kv.val, r, "name_regex"); ok {
-				re, err := compileNameRegex(v)
-				if err != nil {
-					l.errs.errorf(f.pos(kv.val), r, "%v", err)
-					continue
-				}
-				m.NameRegex, m.nameRx = v, re
-			}
-		case "regex":
-			v := l.resolve(f, kv.val)
-			if v == nil {
-				continue
-			}
-			if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
-				l.errs.errorf(f.pos(v), r, "regex must be a string (quote it with single quotes)")
-				continue
-			}
-			m.Regex = v.Value
-			m.src = newScalarSource(f, v)
-		case "flags":
-			for _, a := range l.list(f, kv.val, r, "flags") {
-				switch a.Value {
-				case "caseless":
-					m.Caseless = true
-				case "dotall":
-					m.DotAll = true
-				case "multiline":
-					m.Multiline = true
-				case "utf8":
-					m.UTF8 = true
-				default:
-					l.errs.errorf(f.pos(a), r, "unknown flag %q%s; known: %s", a.Value, didYouMean(a.Value, flagNames), strings.Join(flagNames, ", "))
-				}
-			}
-		case "transforms":
-			items := l.list(f, kv.val, r, "transforms")
-			if len(items) > MaxChainLen {
-				l.errs.errorf(f.pos(kv.val), r, "more than %d transforms in one chain", MaxChainLen)
-				continue
-			}
-			for _, a := range items {
-				t, err := ParseTransform(a.Value)
-				if err != nil {
-					l.errs.errorf(f.pos(a), r, "%v%s; known: %s", err, didYouMean(a.Value, TransformNames()), strings.Join(TransformNames(), ", "))
-					continue
-				}
-				m.Transforms = append(m.Transforms, t)
-			}
-		case "validate":
-			if v, ok := l.scalar(f, kv.val, r, "validate"); ok {
-				if _, known := LookupValidator(v); !known {
-					l.errs.errorf(f.pos(kv.val), r, "unknown validator %q%s; known: %s", v, didYouMean(v, ValidatorNames()), strings.Join(ValidatorNames(), ", "))
-					continue
-				}
-				m.Validate = v
-			}
-		case "detect":
-			if v, ok := l.scalar(f, kv.val, r, "detect"); ok {
-				if !knownDetector(v) {
-					l.errs.errorf(f.pos(kv.val), r, "unknown detector %q%s: detect is one of %s", v, didYouMean(v, Detectors), strings.Join(Detectors, ", "))
-					continue
-				}
-				m.Detect = v
-			}
-		}
+		c.key(kv)
 	}
-	if !haveField {
+	if !c.haveField {
 		l.errs.errorf(f.pos(n), r, "match has no field:")
 	}
-	return m
+	return c.m
+}
+
+// condReader reads the keys of one condition into m.
+type condReader struct {
+	l         *loader
+	f         *fileCtx
+	r         *Rule
+	m         *Match
+	haveField bool // a field: or fields: was given, valid or not
+}
+
+func (c *condReader) errorf(n *yaml.Node, format string, args ...any) {
+	c.l.errs.errorf(c.f.pos(n), c.r, format, args...)
+}
+
+// key reads the value of one key of matchKeys.
+func (c *condReader) key(kv keyVal) {
+	l, f, r, m := c.l, c.f, c.r, c.m
+	switch kv.key {
+	case "field":
+		c.field(kv)
+	case "fields":
+		c.fields(kv)
+	case "phrases":
+		c.phrases(kv.val)
+	case "not":
+		if b, ok := l.boolValue(f, kv.val, r, "not"); ok {
+			m.Not = b
+		}
+	case "multi_match":
+		if b, ok := l.boolValue(f, kv.val, r, "multi_match"); ok {
+			m.MultiMatch = b
+		}
+	case "count":
+		if v, ok := l.scalar(f, kv.val, r, "count"); ok {
+			cnt, err := ParseCount(v)
+			if err != nil {
+				c.errorf(kv.val, "%v", err)
+				return
+			}
+			m.Count = cnt
+		}
+	case "compare":
+		m.Compare = l.compare(f, kv.val, r)
+	case "except":
+		for _, a := range l.list(f, kv.val, r, "except") {
+			if !validHeaderName(a.Value) {
+				c.errorf(a, "except: %q is not a header name", a.Value)
+				continue
+			}
+			m.Except = append(m.Except, strings.ToLower(a.Value))
+		}
+	case "name":
+		c.names(kv)
+	case "name_regex":
+		if v, ok := l.scalar(f, kv.val, r, "name_regex"); ok {
+			re, err := compileNameRegex(v)
+			if err != nil {
+				c.errorf(kv.val, "%v", err)
+				return
+			}
+			m.NameRegex, m.nameRx = v, re
+		}
+	case "regex":
+		v := l.resolve(f, kv.val)
+		if v == nil {
+			return
+		}
+		if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
+			c.errorf(v, "regex must be a string (quote it with single quotes)")
+			return
+		}
+		m.Regex = v.Value
+		m.src = newScalarSource(f, v)
+	case "flags":
+		c.flags(kv)
+	case "transforms":
+		c.transforms(kv)
+	case "validate":
+		if v, ok := l.scalar(f, kv.val, r, "validate"); ok {
+			if _, known := transform.LookupValidator(v); !known {
+				c.errorf(kv.val, "unknown validator %q%s; known: %s", v, didYouMean(v, transform.ValidatorNames()), strings.Join(transform.ValidatorNames(), ", "))
+				return
+			}
+			m.Validate = v
+		}
+	case "detect":
+		if v, ok := l.scalar(f, kv.val, r, "detect"); ok {
+			if !knownDetector(v) {
+				c.errorf(kv.val, "unknown detector %q%s: detect is one of %s", v, didYouMean(v, Detectors), strings.Join(Detectors, ", "))
+				return
+			}
+			m.Detect = v
+		}
+	}
+}
+
+// field reads field:, one field name.
+func (c *condReader) field(kv keyVal) {
+	v := c.l.resolve(c.f, kv.val)
+	if v == nil {
+		return
+	}
+	if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
+		c.errorf(v, "field must be a single field name (use fields: for a list)")
+		return
+	}
+	c.haveField = true
+	if fld, ok := c.l.parseFieldName(c.f, v, c.r); ok {
+		if len(c.m.Fields) > 0 {
+			c.errorf(kv.keyNode, "match has both field: and fields:; use one")
+			return
+		}
+		c.m.Field = fld
+	}
+}
+
+// fields reads fields:, a list of field names.
+func (c *condReader) fields(kv keyVal) {
+	m := c.m
+	items := c.l.list(c.f, kv.val, c.r, "fields")
+	c.haveField = c.haveField || len(items) > 0
+	if len(items) > MaxCondFields {
+		c.errorf(kv.val, "fields lists more than %d fields", MaxCondFields)
+		return
+	}
+	if _, dup := m.at["field"]; dup {
+		c.errorf(kv.keyNode, "match has both field: and fields:; use one")
+		return
+	}
+	for _, a := range items {
+		fld, ok := c.l.parseFieldName(c.f, a, c.r)
+		if !ok {
+			continue
+		}
+		if slices.Contains(m.Fields, fld) {
+			c.errorf(a, "fields lists %s twice", fld)
+			continue
+		}
+		m.Fields = append(m.Fields, fld)
+	}
+	if len(m.Fields) > 0 {
+		m.Field = m.Fields[0]
+	}
+}
+
+// phrases reads phrases:, a non-empty list of strings.
+func (c *condReader) phrases(n *yaml.Node) {
+	v := c.l.resolve(c.f, n)
+	if v == nil {
+		return
+	}
+	if v.Kind != yaml.SequenceNode || len(v.Content) == 0 {
+		c.errorf(v, "phrases must be a non-empty list of strings")
+		return
+	}
+	if len(v.Content) > MaxPhrases {
+		c.errorf(v, "phrases has more than %d entries", MaxPhrases)
+		return
+	}
+	for _, p := range v.Content {
+		p = c.l.resolve(c.f, p)
+		if p == nil {
+			continue
+		}
+		switch {
+		case p.Kind != yaml.ScalarNode || p.Tag == "!!null":
+			c.errorf(p, "entries of phrases must be strings")
+		case p.Value == "":
+			c.errorf(p, "a phrase is empty, so it would match every value")
+		case len(p.Value) > MaxPhraseLen:
+			c.errorf(p, "a phrase is longer than %d bytes", MaxPhraseLen)
+		default:
+			c.m.Phrases = append(c.m.Phrases, p.Value)
+		}
+	}
+}
+
+// names reads name:, the value names a condition selects.
+func (c *condReader) names(kv keyVal) {
+	items := c.l.list(c.f, kv.val, c.r, "name")
+	if len(items) > MaxNames {
+		c.errorf(kv.val, "name: lists more than %d names", MaxNames)
+		return
+	}
+	for _, a := range items {
+		switch {
+		case a.Value == "":
+			c.errorf(a, "name: an empty name selects nothing")
+		case len(a.Value) > MaxValueNameLen:
+			c.errorf(a, "name: an entry is longer than %d bytes", MaxValueNameLen)
+		case slices.Contains(c.m.Names, strings.ToLower(a.Value)):
+			c.errorf(a, "name: %q is listed twice (names are case-insensitive)", a.Value)
+		default:
+			c.m.Names = append(c.m.Names, strings.ToLower(a.Value))
+		}
+	}
+}
+
+// flags reads flags:, the regex options.
+func (c *condReader) flags(kv keyVal) {
+	for _, a := range c.l.list(c.f, kv.val, c.r, "flags") {
+		switch a.Value {
+		case "caseless":
+			c.m.Caseless = true
+		case "dotall":
+			c.m.DotAll = true
+		case "multiline":
+			c.m.Multiline = true
+		case "utf8":
+			c.m.UTF8 = true
+		default:
+			c.errorf(a, "unknown flag %q%s; known: %s", a.Value, didYouMean(a.Value, flagNames), strings.Join(flagNames, ", "))
+		}
+	}
+}
+
+// transforms reads transforms:, the chain applied before matching.
+func (c *condReader) transforms(kv keyVal) {
+	items := c.l.list(c.f, kv.val, c.r, "transforms")
+	if len(items) > transform.MaxChainLen {
+		c.errorf(kv.val, "more than %d transforms in one chain", transform.MaxChainLen)
+		return
+	}
+	for _, a := range items {
+		t, err := transform.Parse(a.Value)
+		if err != nil {
+			c.errorf(a, "%v%s; known: %s", err, didYouMean(a.Value, transform.Names()), strings.Join(transform.Names(), ", "))
+			continue
+		}
+		c.m.Transforms = append(c.m.Transforms, t)
+	}
 }
 
 // compare reads a condition's compare: mapping (group, op, field, not).

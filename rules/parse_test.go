@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/deepwall/deepwall/rules/transform"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -38,7 +40,7 @@ func TestParseExample(t *testing.T) {
 		Field:      Field{Kind: FieldHTTPArgs},
 		Regex:      `union\s+(all\s+)?select`,
 		Caseless:   true,
-		Transforms: []Transform{URLDecode, Lowercase},
+		Transforms: []transform.Transform{transform.URLDecode, transform.Lowercase},
 	}
 	got := *r.Match
 	got.src = scalarSource{}
@@ -94,7 +96,7 @@ func TestParseEveryKey(t *testing.T) {
 	if m := byID[6].Match; !m.Caseless || !m.Multiline || !m.DotAll || !m.UTF8 || m.Field.Kind != FieldTLSSNI {
 		t.Errorf("rule 6 match = %+v", m)
 	}
-	if m := byID[7].Match; m.Field != (Field{Kind: FieldHTTPHeader, Name: "x-admin-token"}) || !reflect.DeepEqual(m.Transforms, []Transform{URLDecode}) {
+	if m := byID[7].Match; m.Field != (Field{Kind: FieldHTTPHeader, Name: "x-admin-token"}) || !reflect.DeepEqual(m.Transforms, []transform.Transform{transform.URLDecode}) {
 		t.Errorf("rule 7 match = %+v", m)
 	}
 	if m := byID[8].Match; m.Detect != "sqli" || m.Regex != "" {

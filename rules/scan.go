@@ -7,27 +7,11 @@ import (
 	"github.com/flier/gohs/hyperscan"
 )
 
-// ScanBlock scans one transformed value with a block-mode group and calls
-// fn once for each rule whose hit is confirmed (for rules of several
-// conditions or negated ones, a hit is only one condition: see
-// ScanBlockPatterns). s must be valid for the group's database
+// ScanBlockPatterns scans one transformed value with a block-mode group
+// and calls fn with the id of each pattern whose hit is confirmed, once per
+// pattern (for rules of several conditions or negated ones, a hit is only
+// one condition). s must be valid for the group's database
 // (Compiled.NewScratch).
-func (g *Group) ScanBlock(data []byte, s *hyperscan.Scratch, fn func(*Rule)) error {
-	var seen map[*Rule]bool
-	return g.ScanBlockPatterns(data, s, func(id int) {
-		r := g.Rules[id]
-		if seen == nil {
-			seen = map[*Rule]bool{}
-		}
-		if !seen[r] {
-			seen[r] = true
-			fn(r)
-		}
-	})
-}
-
-// ScanBlockPatterns is ScanBlock reporting the id of each pattern whose
-// hit is confirmed, once per pattern.
 func (g *Group) ScanBlockPatterns(data []byte, s *hyperscan.Scratch, fn func(id int)) error {
 	if g.Block == nil {
 		return errors.New("scan: group has no block database")
@@ -88,21 +72,10 @@ type GroupStream struct {
 	joined []byte
 }
 
-// OpenStream starts a stream; fn is called once per rule whose hit is
-// confirmed. s must be valid for the group's database and must not be used
-// concurrently while the stream scans.
-func (g *Group) OpenStream(s *hyperscan.Scratch, fn func(*Rule)) (*GroupStream, error) {
-	seen := map[*Rule]bool{}
-	return g.OpenStreamPatterns(s, func(id int) {
-		if r := g.Rules[id]; !seen[r] {
-			seen[r] = true
-			fn(r)
-		}
-	})
-}
-
-// OpenStreamPatterns is OpenStream reporting pattern ids, once per
-// pattern.
+// OpenStreamPatterns starts a stream; fn is called with the id of each
+// pattern whose hit is confirmed, once per pattern. s must be valid for the
+// group's database and must not be used concurrently while the stream
+// scans.
 func (g *Group) OpenStreamPatterns(s *hyperscan.Scratch, fn func(id int)) (*GroupStream, error) {
 	if g.Streaming == nil {
 		return nil, errors.New("scan: group has no stream database")
@@ -195,126 +168,4 @@ func (gs *GroupStream) Close() error {
 		return fmt.Errorf("close stream of %s: %w", groupKey(gs.g.Field, gs.g.Transforms), err)
 	}
 	return nil
-}
-
-// Fields holds the inspected parts of one request/response, by field; a
-// FieldHTTPHeader entry has the lower-case header name in Field.Name.
-type Fields map[Field][]byte
-
-// Value is one value of a field; Name is the header, argument or cookie
-// name it belongs to, where the field has names (except: reads it).
-type Value struct {
-	Name, Data []byte
-}
-
-// Values holds every value of each inspected field of one transaction.
-type Values map[Field][]Value
-
-// Eval runs every group and detect rule of c over whole field values
-// (stream fields in one piece), applying each group's transform chain,
-// and returns the rules whose match hits, in c.L7 order. It ignores the
-// rules' flow conditions (proto, addresses, ports, app_proto) and the
-// threshold rules (see AnomalyScore). It is meant for offline inspection
-// and tests; the DPI engine drives the groups per packet itself.
-func (c *Compiled) Eval(fields Fields, s *hyperscan.Scratch) ([]*Rule, error) {
-	v := make(Values, len(fields))
-	for f, b := range fields {
-		v[f] = []Value{{Data: b}}
-	}
-	return c.EvalValues(v, s)
-}
-
-// EvalValues is Eval over fields with several values each: each value is
-// matched on its own, count: conditions count them, and a rule of several
-// conditions hits when every one held for some value.
-func (c *Compiled) EvalValues(fields Values, s *hyperscan.Scratch) ([]*Rule, error) {
-	held := map[*Rule]uint32{}
-	hold := func(r *Rule, cond int) { held[r] |= 1 << cond }
-	var t Transformer
-	for _, g := range c.Groups {
-		vals := fields[g.Field]
-		if g.Stream {
-			for _, v := range vals {
-				st := NewStreamTransformer(g.Transforms)
-				gs, err := g.OpenStreamPatterns(s, func(id int) { hold(g.Rules[id], g.Patterns[id].Cond) })
-				if err != nil {
-					return nil, err
-				}
-				werr := gs.Write(st.Write(v.Data))
-				if werr == nil {
-					werr = gs.Write(st.Close())
-				}
-				if err := errors.Join(werr, gs.Close()); err != nil {
-					return nil, err
-				}
-			}
-			continue
-		}
-		for _, v := range vals {
-			fired := make([]bool, len(g.Rules))
-			err := g.ScanBlockPatterns(t.Apply(g.Transforms, v.Data), s, func(id int) { fired[id] = true })
-			if err != nil {
-				return nil, err
-			}
-			for id, r := range g.Rules {
-				p := &g.Patterns[id]
-				if fired[id] == p.Not {
-					continue
-				}
-				if g.Field.Kind == FieldHTTPHeaderValue && g.Cond(id).Excluded(v.Name) || !g.Cond(id).Selects(v.Name) {
-					continue
-				}
-				hold(r, p.Cond)
-			}
-		}
-	}
-	var d Detector
-	for _, ref := range c.DetectConds {
-		for _, v := range fields[ref.Field] {
-			if ref.Field.Kind == FieldHTTPHeaderValue && ref.Match().Excluded(v.Name) || !ref.Match().Selects(v.Name) {
-				continue
-			}
-			if h, _ := d.MatchField(ref.Match(), ref.Field, v.Data); h {
-				hold(ref.Rule, ref.Cond)
-				break
-			}
-		}
-	}
-	for _, ref := range c.CountConds {
-		n := 0
-		for _, v := range fields[ref.Field] {
-			if ref.Field.Kind != FieldHTTPHeaderValue || !ref.Match().Excluded(v.Name) {
-				n++
-			}
-		}
-		if ref.Match().Count.Holds(n) {
-			hold(ref.Rule, ref.Cond)
-		}
-	}
-	out := make([]*Rule, 0, len(held))
-	for _, r := range c.L7 {
-		if n := len(r.Conditions()); n > 0 && held[r] == 1<<n-1 {
-			out = append(out, r)
-		}
-	}
-	return out, nil
-}
-
-// AnomalyScore sums the scores of the rules in hits that count toward
-// direction d (Rule.Outbound), each rule once.
-func AnomalyScore(hits []*Rule, d Direction) int {
-	score := 0
-	for i, r := range hits {
-		if r.Score == 0 || r.Outbound() != (d == Outbound) {
-			continue
-		}
-		dup := false
-		for _, p := range hits[:i] {
-			dup = dup || p == r
-		}
-		if !dup {
-			score += r.Score
-		}
-	}
-	return score
 }

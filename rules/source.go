@@ -6,6 +6,8 @@ import (
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/deepwall/deepwall/internal/ascii"
 )
 
 // scalarSource remembers where a scalar (a regex) was written so that an
@@ -106,7 +108,8 @@ func escapeLen(b []byte) (decoded, width int) {
 		}
 		var r rune
 		for _, h := range b[1 : 1+n] {
-			r = r<<4 | rune(unhex(h))
+			v, _ := ascii.Unhex(h)
+			r = r<<4 | rune(v)
 		}
 		if l := utf8.RuneLen(r); l > 0 {
 			return l, 1 + n

@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/dlclark/regexp2"
+
+	"github.com/deepwall/deepwall/internal/ascii"
+	"github.com/deepwall/deepwall/rules/transform"
 )
 
 // Limits on what a rule file may contain. Rule files come from users and
@@ -27,7 +30,6 @@ const (
 	MaxRegexLen     = 64 << 10 // bytes of one regex (the Core Rule Set has regexes of 20 KiB)
 	MaxNameLen      = 256      // bytes of a rule name
 	MaxTextLen      = 4096     // bytes of a description
-	MaxChainLen     = 8        // transforms in one chain
 	MaxConds        = 8        // conditions of one rule (match: as a list)
 	MaxCondFields   = 32       // fields of one condition
 	MaxPhrases      = 16384    // phrases of one condition
@@ -497,7 +499,7 @@ type Match struct {
 	DotAll     bool
 	Multiline  bool
 	UTF8       bool // pattern and input are UTF-8 (Hyperscan UTF8|UCP)
-	Transforms []Transform
+	Transforms []transform.Transform
 	// MultiMatch: the regex or phrases are matched against the value
 	// before the chain and after each of its steps (ModSecurity's
 	// multiMatch).
@@ -541,11 +543,11 @@ func (m *Match) AllFields() []Field {
 
 // Chains returns the transform chains the condition is matched under:
 // the chain, or with MultiMatch every prefix of it (the empty one first).
-func (m *Match) Chains() [][]Transform {
+func (m *Match) Chains() [][]transform.Transform {
 	if !m.MultiMatch || len(m.Transforms) == 0 {
-		return [][]Transform{m.Transforms}
+		return [][]transform.Transform{m.Transforms}
 	}
-	out := make([][]Transform, 0, len(m.Transforms)+1)
+	out := make([][]transform.Transform, 0, len(m.Transforms)+1)
 	for i := 0; i <= len(m.Transforms); i++ {
 		out = append(out, m.Transforms[:i:i])
 	}
@@ -567,7 +569,7 @@ func (m *Match) Selects(name []byte) bool {
 		return false
 	}
 	for _, n := range m.Names {
-		if len(n) == len(name) && equalFoldASCII(name, n) {
+		if ascii.EqualFold(name, n) {
 			return true
 		}
 	}
@@ -611,24 +613,11 @@ var NamedFields = []FieldKind{FieldHTTPArg, FieldHTTPCookie, FieldHTTPHeaderValu
 // values of header name (ASCII case-insensitive).
 func (m *Match) Excluded(name []byte) bool {
 	for _, e := range m.Except {
-		if len(e) == len(name) && equalFoldASCII(name, e) {
+		if ascii.EqualFold(name, e) {
 			return true
 		}
 	}
 	return false
-}
-
-func equalFoldASCII(b []byte, s string) bool {
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // CountOp compares a count with a number.

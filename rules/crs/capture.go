@@ -160,7 +160,7 @@ func (t *translator) provider(sel string) (*capture, error) {
 }
 
 // captured translates a comparison on a captured tx variable.
-func (t *translator) captured(d *draft, sel, op, param string, not bool, acts []Action) (*yMatch, error) {
+func (t *translator) captured(d *draft, sel, op, param string, not bool, acts []Action) (*rules.MatchSpec, error) {
 	c, err := t.provider(sel)
 	if err != nil {
 		return nil, err
@@ -417,7 +417,7 @@ var macroFields = map[string]string{"request_method": "http.method", "request_ur
 // %{request_headers.host}"`, 943110) or another group of the same
 // capture (`TX:2 "@lt %{tx.1}"`, 920190), and turns it into a compare:
 // of prev. It reports false for any other link.
-func (t *translator) capturedCompare(l Directive, acts []Action, prevLink Directive, prev *yMatch) (bool, error) {
+func (t *translator) capturedCompare(l Directive, acts []Action, prevLink Directive, prev *rules.MatchSpec) (bool, error) {
 	sel, ok := txSelector(l.Args[0])
 	if !ok || len(sel) != 1 || sel[0] < '0' || sel[0] > '9' {
 		return false, nil
@@ -461,7 +461,7 @@ func (t *translator) capturedCompare(l Directive, acts []Action, prevLink Direct
 			return false, fmt.Errorf("TX:%s: t:%s on a captured value is not supported", sel, a.Value)
 		}
 	}
-	prev.Compare = &yCompare{Group: int(sel[0] - '0'), Op: cop, Field: field, WithGroup: withGroup, Not: not}
+	prev.Compare = &rules.CompareSpec{Group: int(sel[0] - '0'), Op: cop, Field: field, WithGroup: withGroup, Not: not}
 	return true, nil
 }
 
@@ -491,7 +491,7 @@ const jsonContentType = `^content-type:[ \t]*application/(?:json|[a-z0-9.-]+\+js
 // bodyProcessorSkip recognises `SecRule REQBODY_PROCESSOR "@streq JSON"
 // ... skip:1` (920539) and returns the condition the next rule gets: no
 // JSON Content-Type header.
-func bodyProcessorSkip(d Directive) (*yMatch, bool) {
+func bodyProcessorSkip(d Directive) (*rules.MatchSpec, bool) {
 	if len(d.Args) < 3 || !strings.EqualFold(strings.TrimSpace(d.Args[0]), "REQBODY_PROCESSOR") {
 		return nil, false
 	}
@@ -503,5 +503,5 @@ func bodyProcessorSkip(d Directive) (*yMatch, bool) {
 	if len(op) != 2 || !strings.EqualFold(op[0], "@streq") || op[1] != "JSON" {
 		return nil, false
 	}
-	return &yMatch{Field: "http.headers", Regex: jsonContentType, Flags: []string{"caseless", "multiline"}, Not: true}, true
+	return &rules.MatchSpec{Field: "http.headers", Regex: jsonContentType, Flags: []string{"caseless", "multiline"}, Not: true}, true
 }

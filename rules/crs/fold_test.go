@@ -6,7 +6,18 @@ import (
 	"testing/fstest"
 
 	"github.com/deepwall/deepwall/rules"
+	"github.com/deepwall/deepwall/rules/internal/ruletest"
 )
+
+// foldCase is a SecLang source, a rule of it, the field values given to
+// it and whether the rule hits them.
+type foldCase struct {
+	name string
+	src  string
+	id   uint32
+	vals map[string][]string
+	want bool
+}
 
 // evalSecLang imports src, compiles it at paranoia level 4 and reports
 // whether rule id hits on the given field values.
@@ -36,17 +47,17 @@ func evalSecLang(tb testing.TB, src string, id uint32, vals map[string][]string)
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { s.Free() })
-	v := rules.Values{}
+	v := ruletest.Values{}
 	for name, vs := range vals {
 		f, err := rules.ParseField(name)
 		if err != nil {
 			tb.Fatal(err)
 		}
 		for _, x := range vs {
-			v[f] = append(v[f], rules.Value{Data: []byte(x)})
+			v[f] = append(v[f], ruletest.Value{Data: []byte(x)})
 		}
 	}
-	hits, err := c.EvalValues(v, s)
+	hits, err := ruletest.EvalValues(c, v, s)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -78,13 +89,7 @@ func TestCaptureFold(t *testing.T) {
 	part := `SecRule MULTIPART_PART_HEADERS "@rx ^content-type\s*:\s*(.*)$" "id:4,pass,nolog,capture,t:none,t:lowercase,setvar:'tx.part_types_%{tx.multipart_counter}=%{tx.1}'"
 SecRule TX:/PART_TYPES_*/ "!@rx ^(?:text|image)/[a-z]+$" "id:5,block,capture,t:none,t:lowercase,` + score + `"
 `
-	for _, tc := range []struct {
-		name string
-		src  string
-		id   uint32
-		vals map[string][]string
-		want bool
-	}{
+	for _, tc := range []foldCase{
 		{"content type allowed", ctype, 1, map[string][]string{"http.header.content-type": {"application/json; charset=utf-8"}}, false},
 		{"content type allowed, upper case", ctype, 1, map[string][]string{"http.header.content-type": {"Application/JSON"}}, false},
 		{"content type not allowed", ctype, 1, map[string][]string{"http.header.content-type": {"application/jsonx"}}, true},
@@ -119,13 +124,7 @@ func TestLengthAndMatchedVars(t *testing.T) {
 	matched := `SecRule ARGS "@rx clonetransformer" "id:4,block,t:none,t:lowercase,chain"
   SecRule MATCHED_VARS "@rx processbuilder" "` + score + `"
 `
-	for _, tc := range []struct {
-		name string
-		src  string
-		id   uint32
-		vals map[string][]string
-		want bool
-	}{
+	for _, tc := range []foldCase{
 		{"length above", acceptEnc, 1, map[string][]string{"http.header.accept-encoding": {"gzip, deflate, br"}}, true},
 		{"length equal", acceptEnc, 1, map[string][]string{"http.header.accept-encoding": {"0123456789"}}, false},
 		{"length below", shortUA, 2, map[string][]string{"http.header.user-agent": {"ab"}}, true},

@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/deepwall/deepwall/rules"
+	"github.com/deepwall/deepwall/rules/transform"
 )
 
 // Default anomaly thresholds of the Core Rule Set (crs-setup.conf).
@@ -165,7 +166,7 @@ type translator struct {
 	approx   []Note
 	// unless is a condition the next rule gets because a skip:1 rule
 	// before it skips it when the negation holds (920539 on JSON bodies).
-	unless *yMatch
+	unless *rules.MatchSpec
 }
 
 // collectDefaults records the tx variables the rule set initialises with
@@ -329,52 +330,87 @@ func (t *translator) rule(file string, links []Directive, level int) {
 		t.skip(file, head.Line, 0, "rule has no id")
 		return
 	}
-	// CRS's blocking evaluation: the threshold rules.
-	if v := strings.ToUpper(head.Args[0]); (id == InboundThresholdID || id == OutboundThresholdID) &&
-		(v == "TX:BLOCKING_INBOUND_ANOMALY_SCORE" || v == "TX:BLOCKING_OUTBOUND_ANOMALY_SCORE") {
-		if strings.HasPrefix(strings.TrimSpace(head.Args[1]), "@ge") {
-			dir, thr := "inbound", t.opts.InboundThreshold
-			if strings.Contains(v, "OUTBOUND") {
-				dir, thr = "outbound", t.opts.OutboundThreshold
-			}
-			name := actionValue(headActs, "msg")
-			t.out = append(t.out, &draft{file: file, line: head.Line, rule: yRule{yHead: yHead{ID: id, Name: bound(name, rules.MaxNameLen),
-				Action: "block", Severity: "critical", Category: "anomaly", Anomaly: &yAnomaly{Direction: dir, Threshold: thr}}}})
-			return
-		}
+	if t.threshold(file, head, headActs, id) {
+		return
 	}
-	d := &draft{file: file, line: head.Line, rule: yRule{yHead: yHead{ID: id}}}
+	d := &draft{file: file, line: head.Line, rule: yRule{yHead: ruleHead(id, headActs, level)}}
 	r := &d.rule
-	r.Name = bound(actionValue(headActs, "msg"), rules.MaxNameLen)
-	if s, ok := severityOf[strings.ToUpper(actionValue(headActs, "severity"))]; ok {
-		r.Severity = s
+	if !scoreAction(&r.yHead, acts) {
+		t.skip(file, head.Line, id, "adds no anomaly score and does not deny: CRS bookkeeping (variables, skips, ctl)")
+		return
 	}
-	r.Paranoia = level
+	if !t.conditions(d, links, id) {
+		return
+	}
+	if unless != nil {
+		r.Match = append(r.Match, unless)
+		d.notes = append(d.notes, "REQBODY_PROCESSOR JSON (skip:1 of the rule before) taken as a JSON Content-Type header")
+	}
+	if len(r.Match) > rules.MaxConds {
+		t.skip(file, head.Line, id, fmt.Sprintf("chain of %d rules (deepwall allows %d conditions)", len(r.Match), rules.MaxConds))
+		return
+	}
+	t.out = append(t.out, d)
+}
+
+// threshold translates CRS's blocking evaluation, the threshold rules,
+// and reports whether head was one.
+func (t *translator) threshold(file string, head Directive, headActs []Action, id uint32) bool {
+	v := strings.ToUpper(head.Args[0])
+	if id != InboundThresholdID && id != OutboundThresholdID ||
+		v != "TX:BLOCKING_INBOUND_ANOMALY_SCORE" && v != "TX:BLOCKING_OUTBOUND_ANOMALY_SCORE" ||
+		!strings.HasPrefix(strings.TrimSpace(head.Args[1]), "@ge") {
+		return false
+	}
+	dir, thr := "inbound", t.opts.InboundThreshold
+	if strings.Contains(v, "OUTBOUND") {
+		dir, thr = "outbound", t.opts.OutboundThreshold
+	}
+	name := actionValue(headActs, "msg")
+	t.out = append(t.out, &draft{file: file, line: head.Line, rule: yRule{yHead: yHead{ID: id, Name: bound(name, rules.MaxNameLen),
+		Action: "block", Severity: "critical", Category: "anomaly", Anomaly: &yAnomaly{Direction: dir, Threshold: thr}}}})
+	return true
+}
+
+// ruleHead reads a rule's name, severity, paranoia level and category
+// from the actions of its first link; level is the paranoia level the
+// rule's place in the file gives it.
+func ruleHead(id uint32, headActs []Action, level int) yHead {
+	h := yHead{ID: id, Name: bound(actionValue(headActs, "msg"), rules.MaxNameLen), Paranoia: level}
+	if s, ok := severityOf[strings.ToUpper(actionValue(headActs, "severity"))]; ok {
+		h.Severity = s
+	}
 	for _, a := range headActs {
 		if a.Name != "tag" {
 			continue
 		}
 		if n, ok := strings.CutPrefix(a.Value, "paranoia-level/"); ok {
 			if v, err := strconv.Atoi(n); err == nil && v >= 1 && v <= rules.MaxParanoia {
-				r.Paranoia = v
+				h.Paranoia = v
 			}
 		}
-		if c, ok := strings.CutPrefix(a.Value, "attack-"); ok && r.Category == "" {
-			r.Category = category(c)
+		if c, ok := strings.CutPrefix(a.Value, "attack-"); ok && h.Category == "" {
+			h.Category = category(c)
 		}
 	}
-	if r.Paranoia <= 1 {
-		r.Paranoia = 0
+	if h.Paranoia <= 1 {
+		h.Paranoia = 0
 	}
-	// The anomaly score (any link may set it; it applies once the chain
-	// matched).
+	return h
+}
+
+// scoreAction sets the anomaly score (any link may set it; it applies
+// once the chain matched) and the action: alert for a scoring rule,
+// block for one that denies. It reports false for a rule that does
+// neither.
+func scoreAction(h *yHead, acts []Action) bool {
 	explicitDeny := false
 	for _, a := range acts {
 		switch strings.ToLower(a.Name) {
 		case "setvar":
 			if m := anomalySetvar.FindStringSubmatch(a.Value); m != nil {
 				if s, ok := scoreOf[strings.ToLower(m[3])]; ok {
-					r.Score = max(r.Score, s)
+					h.Score = max(h.Score, s)
 				}
 			}
 		case "deny", "drop":
@@ -382,19 +418,25 @@ func (t *translator) rule(file string, links []Directive, level int) {
 		}
 	}
 	switch {
-	case r.Score > 0:
-		r.Action = "alert"
+	case h.Score > 0:
+		h.Action = "alert"
 	case explicitDeny:
-		r.Action = "block"
+		h.Action = "block"
 	default:
-		t.skip(file, head.Line, id, "adds no anomaly score and does not deny: CRS bookkeeping (variables, skips, ctl)")
-		return
+		return false
 	}
-	var prev *yMatch
+	return true
+}
+
+// conditions translates the chain links into d's conditions; it reports
+// false when a link cannot be translated (the rule is skipped).
+func (t *translator) conditions(d *draft, links []Directive, id uint32) bool {
+	r := &d.rule
+	var prev *rules.MatchSpec
 	for li, l := range links {
 		if len(l.Args) < 2 {
-			t.skip(file, l.Line, id, "chained SecRule needs variables and an operator")
-			return
+			t.skip(d.file, l.Line, id, "chained SecRule needs variables and an operator")
+			return false
 		}
 		la, _ := ParseActions(last(l.Args))
 		if len(l.Args) < 3 {
@@ -405,8 +447,8 @@ func (t *translator) rule(file string, links []Directive, level int) {
 			// previous link: a compare: of that link's condition.
 			ok, err := t.capturedCompare(l, la, links[li-1], prev)
 			if err != nil {
-				t.skip(file, l.Line, id, err.Error())
-				return
+				t.skip(d.file, l.Line, id, err.Error())
+				return false
 			}
 			if ok {
 				continue
@@ -415,8 +457,8 @@ func (t *translator) rule(file string, links []Directive, level int) {
 		d.folded = 0
 		m, err := t.condition(d, l, la, prev)
 		if err != nil {
-			t.skip(file, l.Line, id, err.Error())
-			return
+			t.skip(d.file, l.Line, id, err.Error())
+			return false
 		}
 		if li > 0 && d.folded != 0 && d.folded == links[li-1].Line {
 			// The comparison folded into the previous link's pattern,
@@ -428,15 +470,7 @@ func (t *translator) rule(file string, links []Directive, level int) {
 		r.Match = append(r.Match, m)
 		prev = m
 	}
-	if unless != nil {
-		r.Match = append(r.Match, unless)
-		d.notes = append(d.notes, "REQBODY_PROCESSOR JSON (skip:1 of the rule before) taken as a JSON Content-Type header")
-	}
-	if len(r.Match) > rules.MaxConds {
-		t.skip(file, head.Line, id, fmt.Sprintf("chain of %d rules (deepwall allows %d conditions)", len(r.Match), rules.MaxConds))
-		return
-	}
-	t.out = append(t.out, d)
+	return true
 }
 
 func actionValue(acts []Action, name string) string {
@@ -498,195 +532,34 @@ var varApprox = map[string]string{
 	"REQUEST_URI":    "REQUEST_URI matched as sent (not decoded)",
 }
 
-// condition translates one SecRule (a chain link) into a condition.
-func (t *translator) condition(d *draft, l Directive, acts []Action, prev *yMatch) (*yMatch, error) {
-	m := &yMatch{}
-	op := strings.TrimSpace(l.Args[1])
-	not := false
-	if strings.HasPrefix(op, "!") {
-		not, op = true, strings.TrimSpace(op[1:])
-	}
-	name, param := op, ""
-	if !strings.HasPrefix(op, "@") {
-		name, param = "@rx", op // the default operator
-	} else if i := strings.IndexAny(op, " \t"); i >= 0 {
-		name, param = op[:i], strings.TrimSpace(op[i+1:])
-	}
-	// Variables.
-	counting, matchedVars, length, tlength := false, false, false, false
-	var fields []string
-	var names []string // named selections (ARGS:x): name: / name_regex:
-	nameRx, named, vars := "", 0, 0
+// condition translates one SecRule (a chain link) into a condition: its
+// variables become fields, its transformations a transform chain and its
+// operator what the condition matches.
+func (t *translator) condition(d *draft, l Directive, acts []Action, prev *rules.MatchSpec) (*rules.MatchSpec, error) {
+	name, param, not := splitOperator(l.Args[1])
 	if sel, ok := txSelector(l.Args[0]); ok {
 		return t.captured(d, sel, name, param, not, acts)
 	}
-	for _, v := range strings.Split(l.Args[0], "|") {
-		v = strings.TrimSpace(v)
-		if v == "" {
-			continue
-		}
-		if strings.HasPrefix(v, "!") {
-			base, sel, _ := strings.Cut(v[1:], ":")
-			if strings.EqualFold(base, "REQUEST_HEADERS") && sel != "" && !strings.HasPrefix(sel, "/") {
-				m.Except = append(m.Except, strings.ToLower(sel))
-				continue
-			}
-			d.notes = append(d.notes, "exclusion "+v+" ignored (the values it removes are matched too)")
-			continue
-		}
-		if strings.HasPrefix(v, "&") {
-			counting = true
-			v = v[1:]
-		}
-		base, sel, hasSel := strings.Cut(v, ":")
-		base = strings.ToUpper(base)
-		vars++
-		switch base {
-		case "MATCHED_VAR", "MATCHED_VARS":
-			if prev == nil {
-				return nil, fmt.Errorf("variable %s outside a chain", base)
-			}
-			fields = append(fields, prev.allFields()...)
-			matchedVars = true
-			d.notes = append(d.notes, base+" matched as the fields of the previous condition")
-			continue
-		case "XML":
-			// Coraza's XML body processor: XML:/* the texts, XML://@*
-			// the attribute values.
-			xf := map[string]string{"/*": "http.xml_text", "//@*": "http.xml_attr"}[sel]
-			if xf == "" {
-				d.notes = append(d.notes, v+" not matched (only XML:/* and XML://@* are)")
-				continue
-			}
-			if !slices.Contains(fields, xf) {
-				fields = append(fields, xf)
-			}
-			continue
-		case "REQUEST_BODY_LENGTH":
-			// The body's length: compared through a pattern on the body.
-			length = true
-			if !slices.Contains(fields, "http.plain_body") {
-				fields = append(fields, "http.plain_body")
-			}
-			continue
-		}
-		f, ok := varFields[base]
-		if !ok || f == "" {
-			return nil, fmt.Errorf("variable %s is not supported", v)
-		}
-		if hasSel {
-			switch {
-			case base == "REQUEST_HEADERS" && !strings.HasPrefix(sel, "/"):
-				f = "http.header." + strings.ToLower(sel)
-			case base == "REQUEST_HEADERS":
-				return nil, fmt.Errorf("variable %s: header selection by regex is not supported", v)
-			case counting && base == "ARGS" || counting && base == "REQUEST_COOKIES" || counting && base == "FILES":
-				return nil, fmt.Errorf("variable &%s: counting one named value is not supported", v)
-			case namedVars[base] && !counting:
-				// ARGS:x, REQUEST_COOKIES:/re/...: the values of those
-				// names only (Coraza's collections: case-insensitive).
-				if rx, ok := strings.CutPrefix(sel, "/"); ok {
-					rx = strings.TrimSuffix(rx, "/")
-					if nameRx != "" && nameRx != rx {
-						return nil, fmt.Errorf("variable %s: two name regexes in one condition", v)
-					}
-					nameRx = rx
-				} else if !slices.Contains(names, strings.ToLower(sel)) {
-					names = append(names, strings.ToLower(sel))
-				}
-				named++
-			default:
-				d.notes = append(d.notes, fmt.Sprintf("%s matched as every value of %s", v, base))
-			}
-		}
-		if a, ok := varApprox[base]; ok {
-			d.notes = append(d.notes, a)
-		}
-		if !slices.Contains(fields, f) {
-			fields = append(fields, f)
-		}
+	m := &rules.MatchSpec{}
+	v, err := variables(d, m, l.Args[0], prev)
+	if err != nil {
+		return nil, err
 	}
-	if len(fields) == 0 {
-		return nil, fmt.Errorf("no variable deepwall can inspect in %q", l.Args[0])
-	}
-	switch {
-	case named == 0:
-	case named == vars:
-		m.Names, m.NameRegex = names, nameRx
-	default:
-		// Named and whole variables together (ARGS:x|REQUEST_HEADERS):
-		// one condition cannot select names on some fields only.
-		d.notes = append(d.notes, fmt.Sprintf("named variables of %q matched as every value", l.Args[0]))
-	}
-	if len(fields) > rules.MaxCondFields {
-		return nil, fmt.Errorf("%d fields (limit %d)", len(fields), rules.MaxCondFields)
-	}
-	m.setFields(fields)
-	// Transformations (a chain link has its own t: list).
-	var chain []string
-	for _, a := range acts {
-		if a.Name != "t" {
-			continue
-		}
-		tr := strings.ToLower(strings.TrimSpace(a.Value))
-		if tlength {
-			return nil, fmt.Errorf("transformation t:%s after t:length is not supported", a.Value)
-		}
-		if tr == "none" {
-			chain = chain[:0]
-			continue
-		}
-		if tr == "length" {
-			// The value's length: compared through a pattern on the
-			// transformed value.
-			length, tlength = true, true
-			continue
-		}
-		x, ok := transformOf[tr]
-		if !ok {
-			return nil, fmt.Errorf("transformation t:%s is not supported", a.Value)
-		}
-		if x == "" {
-			continue // no effect on matching (t:length is handled by the operator check below)
-		}
-		chain = append(chain, x)
-	}
-	if matchedVars {
-		// MATCHED_VARS holds the values as the previous link transformed
-		// them; this link's own transformations apply on top.
-		chain = append(slices.Clone(prev.Transforms), chain...)
-	}
-	if len(chain) > rules.MaxChainLen {
-		return nil, fmt.Errorf("%d transformations (limit %d)", len(chain), rules.MaxChainLen)
-	}
-	stream := false
-	for _, f := range fields {
-		if ff, err := rules.ParseField(f); err == nil && ff.Stream() {
-			stream = true
-		}
-	}
-	if stream {
-		// Block-only transforms cannot run on a body stream.
-		kept := chain[:0:0]
-		for _, x := range chain {
-			if tr, err := rules.ParseTransform(x); err == nil && tr.BlockOnly() {
-				d.notes = append(d.notes, "t:"+x+" not applied to the body stream")
-				continue
-			}
-			kept = append(kept, x)
-		}
-		chain = kept
+	chain, tlength, err := transformations(d, acts, v, prev)
+	if err != nil {
+		return nil, err
 	}
 	m.Transforms = chain
 	if hasAction(acts, "multiMatch") && len(chain) > 0 {
 		m.MultiMatch = true
 	}
 	// Operator.
-	param, err := t.expand(param)
+	param, err = t.expand(param)
 	if err != nil {
 		return nil, err
 	}
-	if length && counting {
+	length := v.length || tlength
+	if length && v.counting {
 		return nil, errors.New("a length of a count is not supported")
 	}
 	if length {
@@ -697,7 +570,7 @@ func (t *translator) condition(d *draft, l Directive, acts []Action, prev *yMatc
 		m.Regex, m.Not, m.MultiMatch = re, neg, false
 		return m, nil
 	}
-	if counting {
+	if v.counting {
 		c, err := countOf(name, param, not)
 		if err != nil {
 			return nil, err
@@ -705,10 +578,215 @@ func (t *translator) condition(d *draft, l Directive, acts []Action, prev *yMatc
 		m.Count, m.Transforms, m.MultiMatch = c, nil, false
 		return m, nil
 	}
+	if err := t.operator(d, m, name, param, not); err != nil {
+		return nil, err
+	}
+	if m.Detect != "" {
+		m.Transforms, m.MultiMatch = chain, false
+	}
+	return m, nil
+}
+
+// splitOperator reads a SecRule's operator argument: "!@name param", the
+// name @rx when it is left out.
+func splitOperator(arg string) (name, param string, not bool) {
+	op := strings.TrimSpace(arg)
+	if strings.HasPrefix(op, "!") {
+		not, op = true, strings.TrimSpace(op[1:])
+	}
+	name = op
+	if !strings.HasPrefix(op, "@") {
+		name, param = "@rx", op // the default operator
+	} else if i := strings.IndexAny(op, " \t"); i >= 0 {
+		name, param = op[:i], strings.TrimSpace(op[i+1:])
+	}
+	return name, param, not
+}
+
+// condVars is what a SecRule's variables say beyond the fields.
+type condVars struct {
+	fields      []string
+	counting    bool // &VAR: the number of values
+	matchedVars bool // MATCHED_VAR(S): the previous link's fields
+	length      bool // REQUEST_BODY_LENGTH: compared through a pattern
+}
+
+// variables translates a SecRule's variables (list) into m's fields,
+// except: and name: or name_regex:.
+func variables(d *draft, m *rules.MatchSpec, list string, prev *rules.MatchSpec) (condVars, error) {
+	var v condVars
+	var names []string // named selections (ARGS:x): name: / name_regex:
+	nameRx, named, vars := "", 0, 0
+	for _, x := range strings.Split(list, "|") {
+		x = strings.TrimSpace(x)
+		if x == "" {
+			continue
+		}
+		if strings.HasPrefix(x, "!") {
+			base, sel, _ := strings.Cut(x[1:], ":")
+			if strings.EqualFold(base, "REQUEST_HEADERS") && sel != "" && !strings.HasPrefix(sel, "/") {
+				m.Except = append(m.Except, strings.ToLower(sel))
+				continue
+			}
+			d.notes = append(d.notes, "exclusion "+x+" ignored (the values it removes are matched too)")
+			continue
+		}
+		if strings.HasPrefix(x, "&") {
+			v.counting = true
+			x = x[1:]
+		}
+		base, sel, hasSel := strings.Cut(x, ":")
+		base = strings.ToUpper(base)
+		vars++
+		switch base {
+		case "MATCHED_VAR", "MATCHED_VARS":
+			if prev == nil {
+				return v, fmt.Errorf("variable %s outside a chain", base)
+			}
+			v.fields = append(v.fields, allFields(prev)...)
+			v.matchedVars = true
+			d.notes = append(d.notes, base+" matched as the fields of the previous condition")
+			continue
+		case "XML":
+			// Coraza's XML body processor: XML:/* the texts, XML://@*
+			// the attribute values.
+			xf := map[string]string{"/*": "http.xml_text", "//@*": "http.xml_attr"}[sel]
+			if xf == "" {
+				d.notes = append(d.notes, x+" not matched (only XML:/* and XML://@* are)")
+				continue
+			}
+			if !slices.Contains(v.fields, xf) {
+				v.fields = append(v.fields, xf)
+			}
+			continue
+		case "REQUEST_BODY_LENGTH":
+			// The body's length: compared through a pattern on the body.
+			v.length = true
+			if !slices.Contains(v.fields, "http.plain_body") {
+				v.fields = append(v.fields, "http.plain_body")
+			}
+			continue
+		}
+		f, ok := varFields[base]
+		if !ok || f == "" {
+			return v, fmt.Errorf("variable %s is not supported", x)
+		}
+		if hasSel {
+			switch {
+			case base == "REQUEST_HEADERS" && !strings.HasPrefix(sel, "/"):
+				f = "http.header." + strings.ToLower(sel)
+			case base == "REQUEST_HEADERS":
+				return v, fmt.Errorf("variable %s: header selection by regex is not supported", x)
+			case v.counting && base == "ARGS" || v.counting && base == "REQUEST_COOKIES" || v.counting && base == "FILES":
+				return v, fmt.Errorf("variable &%s: counting one named value is not supported", x)
+			case namedVars[base] && !v.counting:
+				// ARGS:x, REQUEST_COOKIES:/re/...: the values of those
+				// names only (Coraza's collections: case-insensitive).
+				if rx, ok := strings.CutPrefix(sel, "/"); ok {
+					rx = strings.TrimSuffix(rx, "/")
+					if nameRx != "" && nameRx != rx {
+						return v, fmt.Errorf("variable %s: two name regexes in one condition", x)
+					}
+					nameRx = rx
+				} else if !slices.Contains(names, strings.ToLower(sel)) {
+					names = append(names, strings.ToLower(sel))
+				}
+				named++
+			default:
+				d.notes = append(d.notes, fmt.Sprintf("%s matched as every value of %s", x, base))
+			}
+		}
+		if a, ok := varApprox[base]; ok {
+			d.notes = append(d.notes, a)
+		}
+		if !slices.Contains(v.fields, f) {
+			v.fields = append(v.fields, f)
+		}
+	}
+	if len(v.fields) == 0 {
+		return v, fmt.Errorf("no variable deepwall can inspect in %q", list)
+	}
+	switch {
+	case named == 0:
+	case named == vars:
+		m.Names, m.NameRegex = names, nameRx
+	default:
+		// Named and whole variables together (ARGS:x|REQUEST_HEADERS):
+		// one condition cannot select names on some fields only.
+		d.notes = append(d.notes, fmt.Sprintf("named variables of %q matched as every value", list))
+	}
+	if len(v.fields) > rules.MaxCondFields {
+		return v, fmt.Errorf("%d fields (limit %d)", len(v.fields), rules.MaxCondFields)
+	}
+	setFields(m, v.fields)
+	return v, nil
+}
+
+// transformations translates a chain link's own t: list into a transform
+// chain; length reports t:length (the value's length, compared through a
+// pattern on the transformed value).
+func transformations(d *draft, acts []Action, v condVars, prev *rules.MatchSpec) (chain []string, length bool, err error) {
+	for _, a := range acts {
+		if a.Name != "t" {
+			continue
+		}
+		tr := strings.ToLower(strings.TrimSpace(a.Value))
+		if length {
+			return nil, false, fmt.Errorf("transformation t:%s after t:length is not supported", a.Value)
+		}
+		if tr == "none" {
+			chain = chain[:0]
+			continue
+		}
+		if tr == "length" {
+			length = true
+			continue
+		}
+		x, ok := transformOf[tr]
+		if !ok {
+			return nil, false, fmt.Errorf("transformation t:%s is not supported", a.Value)
+		}
+		if x == "" {
+			continue // no effect on matching (t:length is handled by the operator check below)
+		}
+		chain = append(chain, x)
+	}
+	if v.matchedVars {
+		// MATCHED_VARS holds the values as the previous link transformed
+		// them; this link's own transformations apply on top.
+		chain = append(slices.Clone(prev.Transforms), chain...)
+	}
+	if len(chain) > transform.MaxChainLen {
+		return nil, false, fmt.Errorf("%d transformations (limit %d)", len(chain), transform.MaxChainLen)
+	}
+	stream := false
+	for _, f := range v.fields {
+		if ff, err := rules.ParseField(f); err == nil && ff.Stream() {
+			stream = true
+		}
+	}
+	if stream {
+		// Block-only transforms cannot run on a body stream.
+		kept := chain[:0:0]
+		for _, x := range chain {
+			if tr, err := transform.Parse(x); err == nil && tr.BlockOnly() {
+				d.notes = append(d.notes, "t:"+x+" not applied to the body stream")
+				continue
+			}
+			kept = append(kept, x)
+		}
+		chain = kept
+	}
+	return chain, length, nil
+}
+
+// operator translates a SecRule operator (name and its expanded param)
+// into what m matches: a regex, phrases or a detector.
+func (t *translator) operator(d *draft, m *rules.MatchSpec, name, param string, not bool) error {
 	switch strings.ToLower(name) {
 	case "@rx":
 		if param == "" {
-			return nil, errors.New("@rx with an empty pattern")
+			return errors.New("@rx with an empty pattern")
 		}
 		m.Regex = param
 		// Coraza compiles @rx with (?s), as ModSecurity with
@@ -726,13 +804,13 @@ func (t *translator) condition(d *draft, l Directive, acts []Action, prev *yMatc
 			for _, f := range strings.Fields(param) {
 				p, err := t.dataFile(f)
 				if err != nil {
-					return nil, err
+					return err
 				}
 				ph = append(ph, p...)
 			}
 		}
 		if len(ph) == 0 {
-			return nil, fmt.Errorf("%s with no phrases", name)
+			return fmt.Errorf("%s with no phrases", name)
 		}
 		m.Phrases = dedupe(ph)
 		m.Flags = []string{"caseless"}
@@ -740,11 +818,7 @@ func (t *translator) condition(d *draft, l Directive, acts []Action, prev *yMatc
 			// "None of the phrases": one pattern, so that the negation
 			// is over the whole list (a negated phrase list holds for a
 			// value some phrase misses).
-			q := make([]string, len(m.Phrases))
-			for i, p := range m.Phrases {
-				q[i] = quoteMeta(p)
-			}
-			m.Regex, m.Phrases = "(?:"+strings.Join(q, "|")+")", nil
+			m.Regex, m.Phrases = "(?:"+quoteAlternatives(m.Phrases)+")", nil
 		}
 	case "@detectsqli":
 		m.Detect = "sqli"
@@ -765,42 +839,44 @@ func (t *translator) condition(d *draft, l Directive, acts []Action, prev *yMatc
 	case "@within":
 		toks := strings.Fields(param)
 		if len(toks) == 0 {
-			return nil, errors.New("@within with an empty list")
+			return errors.New("@within with an empty list")
 		}
-		q := make([]string, len(toks))
-		for i, x := range toks {
-			q[i] = quoteMeta(x)
-		}
-		m.Regex = "^(?:" + strings.Join(q, "|") + ")$"
+		m.Regex = "^(?:" + quoteAlternatives(toks) + ")$"
 		d.notes = append(d.notes, "@within matched as one of the list's words (not any substring of the list)")
 	case "@validatebyterange":
 		if not {
-			return nil, errors.New("!@validateByteRange is not supported")
+			return errors.New("!@validateByteRange is not supported")
 		}
 		cls, err := byteClass(param)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		m.Regex = cls
 	default:
-		return nil, fmt.Errorf("operator %s is not supported", name)
+		return fmt.Errorf("operator %s is not supported", name)
 	}
 	if (m.Regex != "" && strings.Contains(m.Regex, "\x00")) || m.Regex != "" && !utf8.ValidString(m.Regex) {
-		return nil, errors.New("pattern holds a NUL byte or invalid UTF-8")
+		return errors.New("pattern holds a NUL byte or invalid UTF-8")
 	}
 	if m.Regex == "" && m.Phrases == nil && m.Detect == "" {
-		return nil, fmt.Errorf("operator %s gave no condition", name)
+		return fmt.Errorf("operator %s gave no condition", name)
 	}
 	if not {
 		if m.Detect != "" {
-			return nil, fmt.Errorf("negated %s is not supported", name)
+			return fmt.Errorf("negated %s is not supported", name)
 		}
 		m.Not = true
 	}
-	if m.Detect != "" {
-		m.Transforms, m.MultiMatch = chain, false
+	return nil
+}
+
+// quoteAlternatives is the words as literal alternatives of a regex.
+func quoteAlternatives(words []string) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		q[i] = quoteMeta(w)
 	}
-	return m, nil
+	return strings.Join(q, "|")
 }
 
 // maxNegatedPhrases bounds the phrases of a negated @pm written as one
@@ -1013,16 +1089,16 @@ func byteClass(param string) (string, error) {
 	return b.String(), nil
 }
 
-// yRule and yMatch are the rule file's YAML shape.
+// yRule is a rule as the rule file writes it.
 type yRule struct {
 	yHead `yaml:",inline"`
-	Match []*yMatch `yaml:"match,omitempty"`
+	Match []*rules.MatchSpec `yaml:"match,omitempty"`
 }
 
 // yOne is a rule of one condition, written as a mapping.
 type yOne struct {
 	yHead `yaml:",inline"`
-	Match *yMatch `yaml:"match"`
+	Match *rules.MatchSpec `yaml:"match"`
 }
 
 type yHead struct {
@@ -1041,33 +1117,8 @@ type yAnomaly struct {
 	Threshold int    `yaml:"threshold"`
 }
 
-type yMatch struct {
-	Field      string    `yaml:"field,omitempty"`
-	Fields     []string  `yaml:"fields,omitempty"`
-	Regex      string    `yaml:"regex,omitempty"`
-	Phrases    []string  `yaml:"phrases,omitempty,flow"`
-	Detect     string    `yaml:"detect,omitempty"`
-	Count      string    `yaml:"count,omitempty"`
-	Not        bool      `yaml:"not,omitempty"`
-	Flags      []string  `yaml:"flags,omitempty,flow"`
-	Transforms []string  `yaml:"transforms,omitempty,flow"`
-	MultiMatch bool      `yaml:"multi_match,omitempty"`
-	Except     []string  `yaml:"except,omitempty,flow"`
-	Names      []string  `yaml:"name,omitempty,flow"`
-	NameRegex  string    `yaml:"name_regex,omitempty"`
-	Compare    *yCompare `yaml:"compare,omitempty,flow"`
-}
-
-// yCompare is a condition's compare: option.
-type yCompare struct {
-	Group     int    `yaml:"group"`
-	Op        string `yaml:"op"`
-	Field     string `yaml:"field,omitempty"`
-	WithGroup int    `yaml:"with_group,omitempty"`
-	Not       bool   `yaml:"not,omitempty"`
-}
-
-func (m *yMatch) setFields(fs []string) {
+// setFields writes fs as field: when there is one, fields: otherwise.
+func setFields(m *rules.MatchSpec, fs []string) {
 	if len(fs) == 1 {
 		m.Field, m.Fields = fs[0], nil
 		return
@@ -1075,7 +1126,8 @@ func (m *yMatch) setFields(fs []string) {
 	m.Field, m.Fields = "", fs
 }
 
-func (m *yMatch) allFields() []string {
+// allFields returns the fields of m's field: or fields:.
+func allFields(m *rules.MatchSpec) []string {
 	if m.Field != "" {
 		return []string{m.Field}
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/flier/gohs/hyperscan"
 
 	"github.com/deepwall/deepwall/rules"
+	"github.com/deepwall/deepwall/rules/transform"
 )
 
 // alphabetOrder lists the byte classes tried, in this order, for a group's
@@ -13,13 +14,13 @@ import (
 // names). Whitespace, control and non-ASCII bytes are never part of an
 // alphabet: regex dialects differ there (PCRE's \v and \s, UTF-8 mode)
 // and the analysis below follows Go's syntax.
-var alphabetOrder = [...]rules.ByteClasses{
-	rules.ClassLower, rules.ClassDigit, rules.ClassUnderline, rules.ClassDash, rules.ClassDot,
-	rules.ClassUpper, rules.ClassEquals, rules.ClassSlash, rules.ClassColon, rules.ClassPlus,
-	rules.ClassPercent, rules.ClassComma, rules.ClassAt, rules.ClassQuestion, rules.ClassHash,
-	rules.ClassStar, rules.ClassBang, rules.ClassSemicolon, rules.ClassAmp, rules.ClassParen,
-	rules.ClassDollar, rules.ClassQuote, rules.ClassLT, rules.ClassGT, rules.ClassBacktick,
-	rules.ClassBackslash,
+var alphabetOrder = [...]transform.ByteClasses{
+	transform.ClassLower, transform.ClassDigit, transform.ClassUnderline, transform.ClassDash, transform.ClassDot,
+	transform.ClassUpper, transform.ClassEquals, transform.ClassSlash, transform.ClassColon, transform.ClassPlus,
+	transform.ClassPercent, transform.ClassComma, transform.ClassAt, transform.ClassQuestion, transform.ClassHash,
+	transform.ClassStar, transform.ClassBang, transform.ClassSemicolon, transform.ClassAmp, transform.ClassParen,
+	transform.ClassDollar, transform.ClassQuote, transform.ClassLT, transform.ClassGT, transform.ClassBacktick,
+	transform.ClassBackslash,
 }
 
 // byteSet is a set of bytes.
@@ -27,7 +28,7 @@ type byteSet [4]uint64
 
 func (s *byteSet) has(c rune) bool { return c >= 0 && c < 256 && s[c>>6]&(1<<(c&63)) != 0 }
 
-func setOf(m rules.ByteClasses) byteSet {
+func setOf(m transform.ByteClasses) byteSet {
 	var s byteSet
 	for _, c := range m.Bytes() {
 		s[c>>6] |= 1 << (c & 63)
@@ -46,7 +47,7 @@ type alphabetCache map[string]*syntax.Regexp
 // accept (back-references, lookaround, PCRE-only escapes) may match
 // anything; patterns of negated conditions must see every value, so
 // groups with them get 0.
-func groupAlphabet(g *rules.Group, cache alphabetCache) rules.ByteClasses {
+func groupAlphabet(g *rules.Group, cache alphabetCache) transform.ByteClasses {
 	if len(g.Negated) > 0 || len(g.Patterns) == 0 {
 		return 0
 	}
@@ -71,7 +72,7 @@ func groupAlphabet(g *rules.Group, cache alphabetCache) rules.ByteClasses {
 		}
 		res[i] = re
 	}
-	var alpha rules.ByteClasses
+	var alpha transform.ByteClasses
 	for _, c := range alphabetOrder {
 		s := setOf(alpha | c)
 		ok := true

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/deepwall/deepwall/rules"
+	"github.com/deepwall/deepwall/rules/transform"
 )
 
 // TestGroupAlphabet checks the alphabet of every block group of the
@@ -36,7 +37,7 @@ func TestGroupAlphabet(t *testing.T) {
 			"..", "../", "--", "-1", "0x", "1=1", "or", "and", "__proto__", "constructor", "prototype", "child_process", "require", "os.system", "java.lang", "processbuilder"}
 		var ws []string
 		for _, w := range words {
-			if rules.ClassesOf([]byte(w))&^alpha == 0 {
+			if transform.ClassesOf([]byte(w))&^alpha == 0 {
 				ws = append(ws, w)
 			}
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/deepwall/deepwall/dpi/internal/hs"
 	"github.com/deepwall/deepwall/dpi/proto"
 	"github.com/deepwall/deepwall/rules"
+	"github.com/deepwall/deepwall/rules/transform"
 )
 
 // StreamKind names the four stream-mode fields; a flow holds one
@@ -41,7 +42,7 @@ const numFieldKinds = int(rules.FieldHTTPXMLAttr) + 1
 type Group struct {
 	Group *rules.Group
 	DB    hs.DB
-	Chain []rules.Transform
+	Chain []transform.Transform
 	Keep  int    // bytes of stream history confirmations need (stream fields)
 	Sens  []bool // per pattern: a DLP rule or one with a validator (mask what it matched)
 	// Multi: some pattern serves a rule of several conditions or a
@@ -52,7 +53,7 @@ type Group struct {
 	Exc bool
 	// Alpha: byte classes over which no pattern of the group can match
 	// (groupAlphabet); a transformed value within them is not scanned.
-	Alpha rules.ByteClasses
+	Alpha transform.ByteClasses
 	// Skip: header names (lower case) every pattern's condition excludes
 	// (http.header_value except:): such values are neither transformed
 	// nor scanned.

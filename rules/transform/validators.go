@@ -1,4 +1,4 @@
-package rules
+package transform
 
 import (
 	"bytes"
@@ -11,10 +11,10 @@ import (
 type Validator func(match []byte) bool
 
 var validators = map[string]Validator{
-	"luhn": ValidLuhn,
-	"ssn":  ValidSSN,
-	"iban": ValidIBAN,
-	"jwt":  ValidJWT,
+	"luhn": validLuhn,
+	"ssn":  validSSN,
+	"iban": validIBAN,
+	"jwt":  validJWT,
 }
 
 // LookupValidator returns the validator with the given name.
@@ -47,10 +47,10 @@ func trimNonDigits(b []byte) []byte {
 	return b
 }
 
-// ValidLuhn accepts a payment card number: 13 to 19 digits, optionally
+// validLuhn accepts a payment card number: 13 to 19 digits, optionally
 // separated by single spaces or dashes, with a valid Luhn check digit, and
 // not one digit repeated. Non-digits around the number are ignored.
-func ValidLuhn(b []byte) bool {
+func validLuhn(b []byte) bool {
 	b = trimNonDigits(b)
 	digits, sum := 0, 0
 	same := true
@@ -88,12 +88,12 @@ func ValidLuhn(b []byte) bool {
 	return digits >= 13 && !same && sum%10 == 0
 }
 
-// ValidSSN accepts a US Social Security number in the 3-2-4 form (dashes,
+// validSSN accepts a US Social Security number in the 3-2-4 form (dashes,
 // spaces or nothing between the groups) whose area, group and serial are
 // ones the SSA issues: area not 000, 666 or 900-999, group not 00, serial
 // not 0000, and not a number known from advertising (078-05-1120,
 // 219-09-9999, 123-45-6789).
-func ValidSSN(b []byte) bool {
+func validSSN(b []byte) bool {
 	b = trimNonDigits(b)
 	var d [9]byte
 	n := 0
@@ -128,9 +128,9 @@ func ValidSSN(b []byte) bool {
 	return true
 }
 
-// ValidIBAN accepts an IBAN (two letters, two check digits, 11 to 30
+// validIBAN accepts an IBAN (two letters, two check digits, 11 to 30
 // alphanumerics, spaces allowed between) whose ISO 13616 mod-97 check holds.
-func ValidIBAN(b []byte) bool {
+func validIBAN(b []byte) bool {
 	// Trim what a regex may catch around it.
 	for len(b) > 0 && !isAlnum(b[0]) {
 		b = b[1:]
@@ -174,13 +174,13 @@ func isAlnum(c byte) bool {
 	return isDigit(c) || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 }
 
-// maxJWTHeader bounds the JOSE header ValidJWT decodes.
+// maxJWTHeader bounds the JOSE header validJWT decodes.
 const maxJWTHeader = 512
 
-// ValidJWT accepts a JSON Web Token: three base64url segments separated by
+// validJWT accepts a JSON Web Token: three base64url segments separated by
 // dots, the first decoding to a JSON object with an "alg" member. It tells
 // a real token from any dotted base64 (for example a file name).
-func ValidJWT(b []byte) bool {
+func validJWT(b []byte) bool {
 	// Isolate header.payload.signature.
 	var seg [3][]byte
 	n, start := 0, 0

@@ -1,91 +1,14 @@
 package rules
 
 import (
-	"bytes"
 	"math/rand/v2"
 	"strings"
 	"testing"
 
 	"github.com/corazawaf/libinjection-go"
+
+	"github.com/deepwall/deepwall/rules/internal/randtext"
 )
-
-// randomOver returns a random string of up to n bytes drawn from alphabet
-// and the given words.
-func randomOver(r *rand.Rand, alphabet []byte, words []string, n int) []byte {
-	var b []byte
-	for len(b) < n {
-		if len(words) > 0 && r.IntN(3) == 0 {
-			b = append(b, words[r.IntN(len(words))]...)
-			continue
-		}
-		b = append(b, alphabet[r.IntN(len(alphabet))])
-	}
-	return b[:r.IntN(n+1)]
-}
-
-// TestTransformIdentity checks that a transform claiming Identity for a
-// value's byte classes leaves every such value unchanged, and that
-// Transformer.Apply (which skips those steps) gives what applying every
-// step gives.
-func TestTransformIdentity(t *testing.T) {
-	r := rand.New(rand.NewPCG(1, 2))
-	words := []string{"%2e%2e/", "&lt;", "&#x3c;", "\\x3c", "/*", "*/", "/../", "./", "//", "AbC", "  ", "\t", "\x00", "+", ",;", "'\"^", "\\", ".."}
-	for tr := Transform(1); tr < numTransforms; tr++ {
-		need := identityIfNone[tr]
-		if need == 0 {
-			continue
-		}
-		allowed := (AllClasses &^ need).Bytes()
-		for i := 0; i < 3000; i++ {
-			var ws []string
-			for _, w := range words {
-				if ClassesOf([]byte(w))&need == 0 {
-					ws = append(ws, w)
-				}
-			}
-			v := randomOver(r, allowed, ws, 40)
-			if !tr.Identity(ClassesOf(v)) {
-				t.Fatalf("%s: Identity false for %q (classes outside %b)", tr, v, need)
-			}
-			if got := tr.Append(nil, v); !bytes.Equal(got, v) {
-				t.Fatalf("%s claims identity but changes %q to %q", tr, v, got)
-			}
-		}
-	}
-	cmdAllowed := (AllClasses &^ cmdLineSpecial).Bytes()
-	for i := 0; i < 3000; i++ {
-		v := randomOver(r, cmdAllowed, []string{"AbC", "/", "(", "x/y", "A(b"}, 40)
-		if e := CmdLine.Effect(ClassesOf(v)); e != Lowercase && e != 0 {
-			t.Fatalf("cmd_line on %q: effect %v", v, CmdLine.Effect(ClassesOf(v)))
-		}
-		if got, want := CmdLine.Append(nil, v), Lowercase.Append(nil, v); !bytes.Equal(got, want) {
-			t.Fatalf("cmd_line(%q) = %q, lowercase gives %q", v, got, want)
-		}
-	}
-	all := AllClasses.Bytes()
-	chains := [][]Transform{
-		{URLDecode, URLDecode, HTMLEntityDecode, JSDecode, RemoveNulls, Lowercase},
-		{URLDecode, URLDecode, RemoveNulls, CmdLine},
-		{URLDecode, URLDecode, JSDecode, RemoveNulls, ReplaceComments, CompressWhitespace, Lowercase},
-		{URLDecode, URLDecode, NormalizePathWin, Lowercase},
-		{Base64Decode, Lowercase, Trim},
-	}
-	var tf Transformer
-	for i := 0; i < 20000; i++ {
-		chain := chains[i%len(chains)]
-		v := randomOver(r, all, words, 48)
-		if i%2 == 0 {
-			v = randomOver(r, []byte("abcXYZ019_-."), words[len(words)-3:], 48)
-		}
-		want := v
-		for _, tr := range chain {
-			want = tr.Append(nil, want)
-		}
-		if got := tf.Apply(chain, v); !bytes.Equal(got, want) {
-			t.Fatalf("Apply(%v, %q) = %q, want %q", chain, v, got, want)
-		}
-	}
-}
 
 // sqlWords are SQL keywords, functions and operators spelt as words: the
 // tokens that give libinjection's fingerprints their letters.
@@ -111,10 +34,10 @@ func TestSQLiPrecheck(t *testing.T) {
 		}
 	}
 	for i := 0; i < 200000; i++ {
-		cases = append(cases, randomOver(r, alnum, sqlWords, 32))
+		cases = append(cases, randtext.Over(r, alnum, sqlWords, 32))
 	}
 	for i := 0; i < 20000; i++ {
-		cases = append(cases, randomOver(r, []byte("0123456789"), nil, 24))
+		cases = append(cases, randtext.Over(r, []byte("0123456789"), nil, 24))
 	}
 	checked := 0
 	for _, c := range cases {
@@ -145,7 +68,7 @@ func TestXSSPrecheck(t *testing.T) {
 		"alert(1)", "\"", "'", "`", " ", "\t", "\n", "\v", "/", ">", "!--", "[if", "xml", "import", "entity", "script", "svg", "\x00"}
 	alphabet := []byte("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 \t\n\"'`/>!?%&;:()[]{}-_.\\\x00\x80")
 	for i := 0; i < 300000; i++ {
-		v := randomOver(r, alphabet, words, 40)
+		v := randtext.Over(r, alphabet, words, 40)
 		if len(v) == 0 {
 			continue
 		}

@@ -1,4 +1,4 @@
-package rules
+package transform
 
 import "testing"
 
@@ -84,14 +84,14 @@ func FuzzValidators(f *testing.F) {
 			v, _ := LookupValidator(name)
 			v(b)
 		}
-		if ValidLuhn(b) {
+		if validLuhn(b) {
 			var digits []byte
 			for _, c := range b {
 				if isDigit(c) {
 					digits = append(digits, c)
 				}
 			}
-			if !ValidLuhn(digits) {
+			if !validLuhn(digits) {
 				t.Fatalf("luhn accepts %q but not its digits %q", b, digits)
 			}
 		}

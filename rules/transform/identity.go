@@ -1,4 +1,4 @@
-package rules
+package transform
 
 // ByteClasses is a set of byte classes: one bit per class of bytes that
 // some transform changes or that a pattern may need. ClassesOf gives the
@@ -138,7 +138,7 @@ var identityIfNone = [numTransforms]ByteClasses{
 // within m unchanged (Append would copy it as it is): the engine then
 // skips the step and keeps the input.
 func (t Transform) Identity(m ByteClasses) bool {
-	if !t.valid() {
+	if !t.Valid() {
 		return false
 	}
 	need := identityIfNone[t]

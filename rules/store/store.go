@@ -1,4 +1,7 @@
-package rules
+// Package store keeps the agent's rule sets on disk: one bbolt file in
+// the state directory holding the current set and its recent versions,
+// each stored as canonical YAML and re-parsed (so re-validated) when read.
+package store
 
 import (
 	"bytes"
@@ -14,11 +17,13 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/deepwall/deepwall/rules"
 )
 
 // Store limits and names.
 const (
-	StoreFile       = "rules.db" // file name in the state directory
+	File            = "rules.db" // file name in the state directory
 	MaxHistory      = 64         // versions kept; older ones are deleted
 	MaxComment      = 1024       // bytes of a version's comment
 	storeFormat     = "deepwall-rule-store/1"
@@ -26,6 +31,16 @@ const (
 	storeFileMode   = 0o600
 	storeFormatKey  = "format"
 	storeCurrentKey = "current"
+)
+
+// Sentinel errors; test with errors.Is.
+var (
+	// ErrForeign: the store file is a bbolt database of something else.
+	ErrForeign = errors.New("not a deepwall rule store")
+	// ErrNoRules: the store holds no rule set yet.
+	ErrNoRules = errors.New("no rule set stored")
+	// ErrNoVersion: the requested version is not (or no longer) in the store.
+	ErrNoVersion = errors.New("no such rule set version")
 )
 
 var (
@@ -46,7 +61,7 @@ type Store struct {
 // Version describes one stored rule set.
 type Version struct {
 	Number  uint64
-	Hash    [32]byte // SHA-256 of the canonical YAML (Set.Hash)
+	Hash    [32]byte // SHA-256 of the canonical YAML (rules.Set.Hash)
 	Time    time.Time
 	Rules   int
 	Comment string
@@ -61,17 +76,17 @@ type record struct {
 	YAML    string    `json:"yaml"`
 }
 
-// OpenStore opens (creating it if needed) the rule store in dir.
-func OpenStore(dir string) (*Store, error) {
+// Open opens (creating it if needed) the rule store in dir.
+func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open rule store: %w", err)
 	}
-	path := filepath.Join(dir, StoreFile)
+	path := filepath.Join(dir, File)
 	db, err := bolt.Open(path, storeFileMode, &bolt.Options{Timeout: storeOpenWait})
 	if err != nil {
 		switch {
 		case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
-			return nil, fmt.Errorf("open rule store %s: not a bbolt database or damaged (%v): %w", path, err, ErrCorrupt)
+			return nil, fmt.Errorf("open rule store %s: not a bbolt database or damaged (%v): %w", path, err, rules.ErrCorrupt)
 		case errors.Is(err, berrors.ErrTimeout):
 			return nil, fmt.Errorf("open rule store %s: locked by another process: %w", path, err)
 		}
@@ -88,7 +103,7 @@ func OpenStore(dir string) (*Store, error) {
 				return nil
 			})
 			if foreign {
-				return fmt.Errorf("%s holds other buckets: %w", path, ErrForeignStore)
+				return fmt.Errorf("%s holds other buckets: %w", path, ErrForeign)
 			}
 			var err error
 			if meta, err = tx.CreateBucket(bucketMeta); err != nil {
@@ -100,10 +115,10 @@ func OpenStore(dir string) (*Store, error) {
 			return meta.Put([]byte(storeFormatKey), []byte(storeFormat))
 		}
 		if f := meta.Get([]byte(storeFormatKey)); string(f) != storeFormat {
-			return fmt.Errorf("%s has format %q, want %q: %w", path, f, storeFormat, ErrForeignStore)
+			return fmt.Errorf("%s has format %q, want %q: %w", path, f, storeFormat, ErrForeign)
 		}
 		if tx.Bucket(bucketVersions) == nil {
-			return fmt.Errorf("%s has no versions bucket: %w", path, ErrCorrupt)
+			return fmt.Errorf("%s has no versions bucket: %w", path, rules.ErrCorrupt)
 		}
 		return nil
 	})
@@ -129,7 +144,7 @@ func u64key(n uint64) []byte {
 // Put stores set as the current rule set and returns its version. When
 // set says the same as the current set (same canonical hash) nothing
 // changes and changed is false.
-func (s *Store) Put(set *Set, comment string) (v Version, changed bool, err error) {
+func (s *Store) Put(set *rules.Set, comment string) (v Version, changed bool, err error) {
 	if len(comment) > MaxComment {
 		return Version{}, false, fmt.Errorf("store rules: comment longer than %d bytes", MaxComment)
 	}
@@ -151,7 +166,7 @@ func (s *Store) Put(set *Set, comment string) (v Version, changed bool, err erro
 		if last, _ := vers.Cursor().Last(); last != nil {
 			n, ok := keyNum(last)
 			if !ok {
-				return fmt.Errorf("bad version key %x: %w", last, ErrCorrupt)
+				return fmt.Errorf("bad version key %x: %w", last, rules.ErrCorrupt)
 			}
 			next = max(next, n+1)
 		}
@@ -217,17 +232,17 @@ func (s *Store) decode(n uint64, data []byte) (record, error) {
 		return rec, fmt.Errorf("version %d: %w", n, ErrNoVersion)
 	}
 	if err := json.NewDecoder(bytes.NewReader(data)).Decode(&rec); err != nil {
-		return rec, fmt.Errorf("%s: version %d: %v: %w", s.path, n, err, ErrCorrupt)
+		return rec, fmt.Errorf("%s: version %d: %v: %w", s.path, n, err, rules.ErrCorrupt)
 	}
 	sum := sha256.Sum256([]byte(rec.YAML))
 	if rec.Hash != hex.EncodeToString(sum[:]) {
-		return rec, fmt.Errorf("%s: version %d: content does not match its hash: %w", s.path, n, ErrCorrupt)
+		return rec, fmt.Errorf("%s: version %d: content does not match its hash: %w", s.path, n, rules.ErrCorrupt)
 	}
 	return rec, nil
 }
 
 // Current returns the current rule set and its version, or ErrNoRules.
-func (s *Store) Current() (*Set, Version, error) {
+func (s *Store) Current() (*rules.Set, Version, error) {
 	var n uint64
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if c := tx.Bucket(bucketMeta).Get([]byte(storeCurrentKey)); len(c) == 8 {
@@ -246,7 +261,7 @@ func (s *Store) Current() (*Set, Version, error) {
 
 // Get returns version n, or ErrNoVersion when it is not (or no longer)
 // stored.
-func (s *Store) Get(n uint64) (*Set, Version, error) {
+func (s *Store) Get(n uint64) (*rules.Set, Version, error) {
 	var rec record
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
@@ -256,9 +271,9 @@ func (s *Store) Get(n uint64) (*Set, Version, error) {
 	if err != nil {
 		return nil, Version{}, fmt.Errorf("read rule store %s: %w", s.path, err)
 	}
-	set, err := Parse(fmt.Sprintf("%s@v%d", s.path, n), []byte(rec.YAML))
+	set, err := rules.Parse(fmt.Sprintf("%s@v%d", s.path, n), []byte(rec.YAML))
 	if err != nil {
-		return nil, Version{}, fmt.Errorf("read rule store %s: version %d does not parse (%v): %w", s.path, n, err, ErrCorrupt)
+		return nil, Version{}, fmt.Errorf("read rule store %s: version %d does not parse (%v): %w", s.path, n, err, rules.ErrCorrupt)
 	}
 	return set, recVersion(n, rec), nil
 }
@@ -271,7 +286,7 @@ func (s *Store) History() ([]Version, error) {
 		for k, v := c.Last(); k != nil; k, v = c.Prev() {
 			n, ok := keyNum(k)
 			if !ok {
-				return fmt.Errorf("bad version key %x: %w", k, ErrCorrupt)
+				return fmt.Errorf("bad version key %x: %w", k, rules.ErrCorrupt)
 			}
 			rec, err := s.decode(n, v)
 			if err != nil {

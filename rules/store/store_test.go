@@ -1,4 +1,4 @@
-package rules
+package store
 
 import (
 	"errors"
@@ -9,11 +9,13 @@ import (
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/deepwall/deepwall/rules"
 )
 
 func openStore(tb testing.TB, dir string) *Store {
 	tb.Helper()
-	s, err := OpenStore(dir)
+	s, err := Open(dir)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -21,9 +23,18 @@ func openStore(tb testing.TB, dir string) *Store {
 	return s
 }
 
-func setWithPort(tb testing.TB, port int) *Set {
+func parse(tb testing.TB, name, src string) *rules.Set {
 	tb.Helper()
-	return mustParse(tb, "t.yaml", fmt.Sprintf("rules:\n  - {id: 1, name: telnet, action: block, proto: tcp, dst_port: %d}\n", port))
+	s, err := rules.Parse(name, []byte(src))
+	if err != nil {
+		tb.Fatalf("Parse(%s): %v", name, err)
+	}
+	return s
+}
+
+func setWithPort(tb testing.TB, port int) *rules.Set {
+	tb.Helper()
+	return parse(tb, "t.yaml", fmt.Sprintf("rules:\n  - {id: 1, name: telnet, action: block, proto: tcp, dst_port: %d}\n", port))
 }
 
 func TestStoreVersions(t *testing.T) {
@@ -37,7 +48,7 @@ func TestStoreVersions(t *testing.T) {
 		t.Fatalf("Put 1: %+v %v %v", v1, changed, err)
 	}
 	// The same rules written differently: no new version.
-	same := mustParse(t, "other.yaml", "# same\nrules:\n- id: 1\n  name: telnet\n  action: block\n  proto: TCP\n  dst_port: [23]\n")
+	same := parse(t, "other.yaml", "# same\nrules:\n- id: 1\n  name: telnet\n  action: block\n  proto: TCP\n  dst_port: [23]\n")
 	v, changed, err := s.Put(same, "again")
 	if err != nil || changed || v.Number != 1 {
 		t.Fatalf("Put same: %+v %v %v", v, changed, err)
@@ -67,8 +78,8 @@ func TestStoreVersions(t *testing.T) {
 		t.Fatalf("History: %+v %v", h, err)
 	}
 	// Invalid sets are refused.
-	bad := &Set{Rules: []*Rule{{ID: 0, Action: ActionBlock}}}
-	if _, _, err := s.Put(bad, ""); !errors.Is(err, ErrInvalid) {
+	bad := &rules.Set{Rules: []*rules.Rule{{ID: 0, Action: rules.ActionBlock}}}
+	if _, _, err := s.Put(bad, ""); !errors.Is(err, rules.ErrInvalid) {
 		t.Errorf("Put invalid: %v", err)
 	}
 	if _, _, err := s.Put(setWithPort(t, 1), strings.Repeat("x", MaxComment+1)); err == nil {
@@ -109,26 +120,26 @@ func TestStoreHistoryBound(t *testing.T) {
 func TestStoreCorruptAndForeign(t *testing.T) {
 	// Not a bbolt file at all.
 	dir := t.TempDir()
-	path := filepath.Join(dir, StoreFile)
+	path := filepath.Join(dir, File)
 	if err := os.WriteFile(path, []byte(strings.Repeat("not a database ", 1000)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := OpenStore(dir)
-	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), path) {
+	_, err := Open(dir)
+	if !errors.Is(err, rules.ErrCorrupt) || !strings.Contains(err.Error(), path) {
 		t.Errorf("garbage file: %v", err)
 	}
 
 	// Another program's bbolt file.
 	dir = t.TempDir()
-	path = filepath.Join(dir, StoreFile)
+	path = filepath.Join(dir, File)
 	db, err := bolt.Open(path, 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("sessions")); return err })
 	db.Close()
-	_, err = OpenStore(dir)
-	if !errors.Is(err, ErrForeignStore) || !strings.Contains(err.Error(), path) {
+	_, err = Open(dir)
+	if !errors.Is(err, ErrForeign) || !strings.Contains(err.Error(), path) {
 		t.Errorf("foreign file: %v", err)
 	}
 
@@ -139,7 +150,7 @@ func TestStoreCorruptAndForeign(t *testing.T) {
 		return tx.Bucket(bucketMeta).Put([]byte(storeFormatKey), []byte("deepwall-rule-store/99"))
 	})
 	s.Close()
-	if _, err := OpenStore(dir); !errors.Is(err, ErrForeignStore) {
+	if _, err := Open(dir); !errors.Is(err, ErrForeign) {
 		t.Errorf("other format: %v", err)
 	}
 
@@ -152,14 +163,14 @@ func TestStoreCorruptAndForeign(t *testing.T) {
 	s.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketVersions).Put(u64key(1), []byte(`{"hash":"00","yaml":"rules: []\n"}`))
 	})
-	if _, _, err := s.Current(); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), s.Path()) {
+	if _, _, err := s.Current(); !errors.Is(err, rules.ErrCorrupt) || !strings.Contains(err.Error(), s.Path()) {
 		t.Errorf("damaged record: %v", err)
 	}
-	if _, err := s.History(); !errors.Is(err, ErrCorrupt) {
+	if _, err := s.History(); !errors.Is(err, rules.ErrCorrupt) {
 		t.Errorf("damaged record in history: %v", err)
 	}
 	s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketVersions).Put(u64key(1), []byte("{")) })
-	if _, _, err := s.Get(1); !errors.Is(err, ErrCorrupt) {
+	if _, _, err := s.Get(1); !errors.Is(err, rules.ErrCorrupt) {
 		t.Errorf("truncated record: %v", err)
 	}
 	// Put still works and becomes the current version.

@@ -1,10 +1,12 @@
-package rules
+package transform
 
 import (
 	"bytes"
 	"fmt"
 	"slices"
 	"unicode/utf8"
+
+	"github.com/deepwall/deepwall/internal/ascii"
 )
 
 // Transform is a normalisation applied to a field before matching, to
@@ -18,6 +20,9 @@ type Transform uint8
 
 // MaxExpansion is the most bytes any transform writes per input byte.
 const MaxExpansion = 6
+
+// MaxChainLen is the most transforms in one chain.
+const MaxChainLen = 8
 
 // The transforms of the rule language.
 const (
@@ -83,11 +88,12 @@ var transforms = [numTransforms]transformInfo{
 	Utf8ToUnicode:      {name: "utf8_to_unicode", blockOnly: true},
 }
 
-func (t Transform) valid() bool { return t > 0 && t < numTransforms }
+// Valid reports whether t is a transform of the rule language.
+func (t Transform) Valid() bool { return t > 0 && t < numTransforms }
 
 // String gives the transform's name in the rule language.
 func (t Transform) String() string {
-	if t.valid() {
+	if t.Valid() {
 		return transforms[t].name
 	}
 	return fmt.Sprintf("transform(%d)", uint8(t))
@@ -95,14 +101,14 @@ func (t Transform) String() string {
 
 // BlockOnly reports whether the transform needs the whole value at once and
 // so cannot be used on stream fields (bodies, payload).
-func (t Transform) BlockOnly() bool { return t.valid() && transforms[t].blockOnly }
+func (t Transform) BlockOnly() bool { return t.Valid() && transforms[t].blockOnly }
 
 // Append appends the transform of src to dst and returns the extended
 // slice. The output is never longer than src (Utf8ToUnicode: at most
 // MaxExpansion times), so Append does not allocate when cap(dst)-len(dst)
 // >= len(src) (MaxExpansion*len(src)). src and dst must not overlap.
 func (t Transform) Append(dst, src []byte) []byte {
-	if !t.valid() {
+	if !t.Valid() {
 		return append(dst, src...)
 	}
 	var st tstate
@@ -154,8 +160,8 @@ func (t Transform) step(dst, src []byte, st *tstate, final bool) ([]byte, int) {
 	return append(dst, src...), len(src)
 }
 
-// ParseTransform reads a transform name.
-func ParseTransform(s string) (Transform, error) {
+// Parse reads a transform name.
+func Parse(s string) (Transform, error) {
 	for t := Transform(1); t < numTransforms; t++ {
 		if transforms[t].name == s {
 			return t, nil
@@ -164,8 +170,8 @@ func ParseTransform(s string) (Transform, error) {
 	return 0, fmt.Errorf("unknown transform %q", s)
 }
 
-// TransformNames lists the transform names of the rule language.
-func TransformNames() []string {
+// Names lists the transform names of the rule language.
+func Names() []string {
 	out := make([]string, 0, numTransforms-1)
 	for t := Transform(1); t < numTransforms; t++ {
 		out = append(out, transforms[t].name)
@@ -212,12 +218,12 @@ func (t *Transformer) Apply(chain []Transform, src []byte) []byte {
 	return in
 }
 
-// StreamTransformer applies a transform chain to a stream that arrives in
+// Stream applies a transform chain to a stream that arrives in
 // chunks: concatenating its outputs gives the same bytes as applying the
 // chain to the whole stream at once, including escapes split between
 // chunks. Block-only transforms (normalize_path, normalize_path_win, trim)
 // are not allowed on stream fields and are applied per chunk here.
-type StreamTransformer struct {
+type Stream struct {
 	chain  []Transform
 	stages [MaxChainLen]stage
 	a, b   []byte
@@ -230,28 +236,28 @@ type stage struct {
 	ncarry int
 }
 
-// NewStreamTransformer returns a transformer for chain (at most MaxChainLen
+// NewStream returns a transformer for chain (at most MaxChainLen
 // transforms are used).
-func NewStreamTransformer(chain []Transform) *StreamTransformer {
+func NewStream(chain []Transform) *Stream {
 	if len(chain) > MaxChainLen {
 		chain = chain[:MaxChainLen]
 	}
-	return &StreamTransformer{chain: chain}
+	return &Stream{chain: chain}
 }
 
 // Reset prepares the transformer for a new stream with the same chain.
-func (s *StreamTransformer) Reset() {
+func (s *Stream) Reset() {
 	for i := range s.stages {
 		s.stages[i] = stage{}
 	}
 }
 
 // Write transforms the next chunk; the result is valid until the next call.
-func (s *StreamTransformer) Write(chunk []byte) []byte { return s.run(chunk, false) }
+func (s *Stream) Write(chunk []byte) []byte { return s.run(chunk, false) }
 
 // Close flushes the bytes held back at the end of the stream and resets
 // the transformer; the result is valid until the next call.
-func (s *StreamTransformer) Close() []byte {
+func (s *Stream) Close() []byte {
 	out := s.run(nil, true)
 	for i := range s.stages {
 		s.stages[i] = stage{}
@@ -259,7 +265,7 @@ func (s *StreamTransformer) Close() []byte {
 	return out
 }
 
-func (s *StreamTransformer) run(chunk []byte, final bool) []byte {
+func (s *Stream) run(chunk []byte, final bool) []byte {
 	in := chunk
 	for i, tr := range s.chain {
 		stg := &s.stages[i]
@@ -293,22 +299,6 @@ func (s *StreamTransformer) run(chunk []byte, final bool) []byte {
 	return in
 }
 
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0'
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10
-	}
-	return 0
-}
-
 func isSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
 }
@@ -316,7 +306,7 @@ func isSpace(c byte) bool {
 // hexRun counts hex digits at the start of b, up to max.
 func hexRun(b []byte, max int) int {
 	n := 0
-	for n < len(b) && n < max && isHex(b[n]) {
+	for n < len(b) && n < max && ascii.IsHex(b[n]) {
 		n++
 	}
 	return n
@@ -326,7 +316,8 @@ func hexRun(b []byte, max int) int {
 func hexValue(b []byte) rune {
 	var r rune
 	for _, h := range b {
-		r = r<<4 | rune(unhex(h))
+		v, _ := ascii.Unhex(h)
+		r = r<<4 | rune(v)
 	}
 	return r
 }
@@ -382,10 +373,12 @@ func urlDecodeStep(dst, src []byte, _ *tstate, final bool) ([]byte, int) {
 			continue
 		}
 		rest := src[i+1:]
-		if len(rest) >= 2 && isHex(rest[0]) && isHex(rest[1]) {
-			dst = append(dst, unhex(rest[0])<<4|unhex(rest[1]))
-			i += 3
-			continue
+		if len(rest) >= 2 {
+			if b, ok := ascii.UnhexPair(rest[0], rest[1]); ok {
+				dst = append(dst, b)
+				i += 3
+				continue
+			}
 		}
 		if len(rest) >= 5 && (rest[0] == 'u' || rest[0] == 'U') && hexRun(rest[1:], 4) == 4 {
 			var ok bool
@@ -410,7 +403,7 @@ func urlEscapePrefix(rest []byte) bool {
 	case len(rest) == 0:
 		return true
 	case len(rest) == 1:
-		return isHex(rest[0]) || rest[0] == 'u' || rest[0] == 'U'
+		return ascii.IsHex(rest[0]) || rest[0] == 'u' || rest[0] == 'U'
 	case rest[0] == 'u' || rest[0] == 'U':
 		return len(rest) < 5 && hexRun(rest[1:], 4) == len(rest)-1
 	}
@@ -518,12 +511,12 @@ func cmdLineStep(dst, src []byte, st *tstate, final bool) ([]byte, int) {
 // first digit in st.acc.
 func hexDecodeStep(dst, src []byte, st *tstate, final bool) ([]byte, int) {
 	for _, c := range src {
-		if isHex(c) {
+		if v, ok := ascii.Unhex(c); ok {
 			if st.mode == 1 {
-				dst = append(dst, byte(st.acc)<<4|unhex(c))
+				dst = append(dst, byte(st.acc)<<4|v)
 				st.mode = 0
 			} else {
-				st.acc, st.mode = uint32(unhex(c)), 1
+				st.acc, st.mode = uint32(v), 1
 				st.n = c
 			}
 			continue
@@ -595,6 +588,79 @@ func b64flush(dst []byte, st *tstate) []byte {
 
 // jsDecodeStep decodes JavaScript string escapes.
 func jsDecodeStep(dst, src []byte, _ *tstate, final bool) ([]byte, int) {
+	return decodeEscapes(dst, src, final, true, jsEscape)
+}
+
+// jsEscape decodes one JavaScript escape (rest follows the backslash).
+func jsEscape(dst, rest []byte, final bool) ([]byte, int) {
+	switch e := rest[0]; {
+	case e == 'x':
+		if b, n := xEscape(rest, final); n > 0 {
+			return append(dst, b), n
+		} else if n < 0 {
+			return dst, n
+		}
+	case e == 'u':
+		if len(rest) >= 5 && hexRun(rest[1:], 4) == 4 {
+			if out, ok := appendRune(dst, hexValue(rest[1:5]), false); ok {
+				return out, 5
+			}
+		} else if len(rest) >= 2 && rest[1] == '{' {
+			n := hexRun(rest[2:], 6)
+			if n > 0 && len(rest) > 2+n && rest[2+n] == '}' {
+				if out, ok := appendRune(dst, hexValue(rest[2:2+n]), false); ok {
+					return out, 3 + n
+				}
+			} else if !final && len(rest) == 2+n && n <= 6 {
+				return dst, -1
+			}
+		} else if !final && len(rest) < 5 && (len(rest) == 1 || hexRun(rest[1:], 4) == len(rest)-1 || (len(rest) == 2 && rest[1] == '{')) {
+			return dst, -1
+		}
+	case e >= '0' && e <= '7':
+		// Up to three octal digits, value at most 0377.
+		n, v := 0, 0
+		for n < 3 && n < len(rest) && rest[n] >= '0' && rest[n] <= '7' && v*8+int(rest[n]-'0') <= 0377 {
+			v = v*8 + int(rest[n]-'0')
+			n++
+		}
+		if !final && n == len(rest) && n < 3 && v*8 <= 0377 {
+			return dst, -1 // more digits may follow
+		}
+		return append(dst, byte(v)), n
+	default:
+		switch e {
+		case 'n':
+			dst = append(dst, '\n')
+		case 't':
+			dst = append(dst, '\t')
+		case 'r':
+			dst = append(dst, '\r')
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'v':
+			dst = append(dst, '\v')
+		case '\\', '"', '\'', '/', '`':
+			dst = append(dst, e)
+		default:
+			// Not a JavaScript escape we decode: keep both bytes, so
+			// Windows paths (..\win.ini) survive for detection.
+			dst = append(dst, '\\', e)
+		}
+		return dst, 1
+	}
+	return dst, 0 // not a valid escape: the backslash is kept
+}
+
+// decodeEscapes runs a backslash-escape decoder over src: the bytes
+// between escapes are copied as they are, and esc decodes each escape from
+// what follows its backslash, returning how many of those bytes it used.
+// 0 means no escape (the backslash is kept as a byte), -1 an escape the
+// next chunk may complete (only when not final). A backslash at the very
+// end of the value is kept when keepTrailing.
+func decodeEscapes(dst, src []byte, final, keepTrailing bool, esc func(dst, rest []byte, final bool) ([]byte, int)) ([]byte, int) {
 	i := 0
 	for i < len(src) {
 		if src[i] != '\\' {
@@ -608,83 +674,39 @@ func jsDecodeStep(dst, src []byte, _ *tstate, final bool) ([]byte, int) {
 			if !final {
 				return dst, i
 			}
-			dst = append(dst, '\\')
+			if keepTrailing {
+				dst = append(dst, '\\')
+			}
 			i++
 			continue
 		}
-		switch e := rest[0]; {
-		case e == 'x':
-			if len(rest) >= 3 && isHex(rest[1]) && isHex(rest[2]) {
-				dst = append(dst, unhex(rest[1])<<4|unhex(rest[2]))
-				i += 4
-				continue
-			}
-			if !final && len(rest) < 3 && hexRun(rest[1:], 2) == len(rest)-1 {
-				return dst, i
-			}
-		case e == 'u':
-			if len(rest) >= 5 && hexRun(rest[1:], 4) == 4 {
-				var ok bool
-				if dst, ok = appendRune(dst, hexValue(rest[1:5]), false); ok {
-					i += 6
-					continue
-				}
-			} else if len(rest) >= 2 && rest[1] == '{' {
-				n := hexRun(rest[2:], 6)
-				if n > 0 && len(rest) > 2+n && rest[2+n] == '}' {
-					var ok bool
-					if dst, ok = appendRune(dst, hexValue(rest[2:2+n]), false); ok {
-						i += 4 + n
-						continue
-					}
-				} else if !final && len(rest) == 2+n && n <= 6 {
-					return dst, i
-				}
-			} else if !final && len(rest) < 5 && (len(rest) == 1 || hexRun(rest[1:], 4) == len(rest)-1 || (len(rest) == 2 && rest[1] == '{')) {
-				return dst, i
-			}
-		case e >= '0' && e <= '7':
-			// Up to three octal digits, value at most 0377.
-			n, v := 0, 0
-			for n < 3 && n < len(rest) && rest[n] >= '0' && rest[n] <= '7' && v*8+int(rest[n]-'0') <= 0377 {
-				v = v*8 + int(rest[n]-'0')
-				n++
-			}
-			if !final && n == len(rest) && n < 3 && v*8 <= 0377 {
-				return dst, i // more digits may follow
-			}
-			dst = append(dst, byte(v))
-			i += 1 + n
-			continue
+		var n int
+		switch dst, n = esc(dst, rest, final); {
+		case n < 0:
+			return dst, i
+		case n == 0:
+			dst = append(dst, '\\')
+			i++
 		default:
-			switch e {
-			case 'n':
-				dst = append(dst, '\n')
-			case 't':
-				dst = append(dst, '\t')
-			case 'r':
-				dst = append(dst, '\r')
-			case 'b':
-				dst = append(dst, '\b')
-			case 'f':
-				dst = append(dst, '\f')
-			case 'v':
-				dst = append(dst, '\v')
-			case '\\', '"', '\'', '/', '`':
-				dst = append(dst, e)
-			default:
-				// Not a JavaScript escape we decode: keep both bytes, so
-				// Windows paths (..\win.ini) survive for detection.
-				dst = append(dst, '\\', e)
-			}
-			i += 2
-			continue
+			i += 1 + n
 		}
-		// Not a valid escape: keep the backslash and go on.
-		dst = append(dst, '\\')
-		i++
 	}
 	return dst, i
+}
+
+// xEscape reads the xHH of a \xHH escape (rest starts at the x): n is 3
+// when it decoded b, -1 when the next chunk may complete the digits (only
+// when not final) and 0 when there is no escape.
+func xEscape(rest []byte, final bool) (b byte, n int) {
+	if len(rest) >= 3 {
+		if b, ok := ascii.UnhexPair(rest[1], rest[2]); ok {
+			return b, 3
+		}
+	}
+	if !final && len(rest) < 3 && hexRun(rest[1:], 2) == len(rest)-1 {
+		return 0, -1
+	}
+	return 0, 0
 }
 
 // replaceCommentsStep: st.mode 0 outside comments, 1 inside /* */, 2 after
@@ -981,8 +1003,9 @@ func decodeEntity(dst, b []byte, final bool) (_ []byte, used int, more bool) {
 		for ; j < len(b); j++ {
 			d := b[j]
 			switch {
-			case hexa && isHex(d):
-				v = v<<4 | rune(unhex(d))
+			case hexa && ascii.IsHex(d):
+				h, _ := ascii.Unhex(d)
+				v = v<<4 | rune(h)
 			case !hexa && d >= '0' && d <= '9':
 				v = v*10 + rune(d-'0')
 			default:

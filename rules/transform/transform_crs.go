@@ -1,4 +1,4 @@
-package rules
+package transform
 
 import (
 	"unicode/utf8"
@@ -15,52 +15,37 @@ import (
 // character keeps the character. A zero code point becomes a NUL byte
 // (CSS says U+FFFD; a byte keeps the transform non-expanding).
 func cssDecodeStep(dst, src []byte, _ *tstate, final bool) ([]byte, int) {
-	i := 0
-	for i < len(src) {
-		if src[i] != '\\' {
-			n := plainLen(src[i:], '\\')
-			dst = append(dst, src[i:i+n]...)
-			i += n
-			continue
+	return decodeEscapes(dst, src, final, false, cssEscape)
+}
+
+// cssEscape decodes one CSS escape (rest follows the backslash).
+func cssEscape(dst, rest []byte, final bool) ([]byte, int) {
+	n := hexRun(rest, 6)
+	switch {
+	case n > 0:
+		// The escape may go on in the next chunk (more digits, or the
+		// whitespace it swallows).
+		if !final && n == len(rest) {
+			return dst, -1
 		}
-		rest := src[i+1:]
-		if len(rest) == 0 {
-			if !final {
-				return dst, i
-			}
-			i++ // a backslash at the end continues to nothing
-			continue
-		}
-		n := hexRun(rest, 6)
-		switch {
-		case n > 0:
-			// The escape may go on in the next chunk (more digits, or the
-			// whitespace it swallows).
-			if !final && n == len(rest) {
-				return dst, i
-			}
-			switch r := hexValue(rest[:n]); {
-			case r == 0:
-				dst = append(dst, 0)
-			case r >= 0xff01 && r <= 0xff5e:
-				dst = append(dst, byte(r-0xfee0))
-			case r > utf8.MaxRune || r >= 0xd800 && r <= 0xdfff:
-				dst = utf8.AppendRune(dst, utf8.RuneError)
-			default:
-				dst = utf8.AppendRune(dst, r)
-			}
-			i += 1 + n
-			if n < len(rest) && isSpace(rest[n]) {
-				i++
-			}
-		case rest[0] == '\n':
-			i += 2
+		switch r := hexValue(rest[:n]); {
+		case r == 0:
+			dst = append(dst, 0)
+		case r >= 0xff01 && r <= 0xff5e:
+			dst = append(dst, byte(r-0xfee0))
+		case r > utf8.MaxRune || r >= 0xd800 && r <= 0xdfff:
+			dst = utf8.AppendRune(dst, utf8.RuneError)
 		default:
-			dst = append(dst, rest[0])
-			i += 2
+			dst = utf8.AppendRune(dst, r)
 		}
+		if n < len(rest) && isSpace(rest[n]) {
+			n++
+		}
+		return dst, n
+	case rest[0] == '\n':
+		return dst, 1
 	}
-	return dst, i
+	return append(dst, rest[0]), 1
 }
 
 // escapeSeqDecodeStep decodes ANSI C escapes (t:escapeSeqDecode): \a \b
@@ -68,56 +53,35 @@ func cssDecodeStep(dst, src []byte, _ *tstate, final bool) ([]byte, int) {
 // byte of their value); a backslash before any other character keeps the
 // character alone.
 func escapeSeqDecodeStep(dst, src []byte, _ *tstate, final bool) ([]byte, int) {
-	i := 0
-	for i < len(src) {
-		if src[i] != '\\' {
-			n := plainLen(src[i:], '\\')
-			dst = append(dst, src[i:i+n]...)
-			i += n
-			continue
-		}
-		rest := src[i+1:]
-		if len(rest) == 0 {
-			if !final {
-				return dst, i
-			}
-			dst = append(dst, '\\')
-			i++
-			continue
-		}
-		e := rest[0]
-		if c, ok := cEscape(e); ok {
-			dst = append(dst, c)
-			i += 2
-			continue
-		}
-		if e == 'x' || e == 'X' {
-			if len(rest) >= 3 && isHex(rest[1]) && isHex(rest[2]) {
-				dst = append(dst, unhex(rest[1])<<4|unhex(rest[2]))
-				i += 4
-				continue
-			}
-			if !final && len(rest) < 3 && hexRun(rest[1:], 2) == len(rest)-1 {
-				return dst, i
-			}
-		}
-		if e >= '0' && e <= '7' {
-			n, v := 0, 0
-			for n < 3 && n < len(rest) && rest[n] >= '0' && rest[n] <= '7' {
-				v = v*8 + int(rest[n]-'0')
-				n++
-			}
-			if !final && n == len(rest) && n < 3 {
-				return dst, i
-			}
-			dst = append(dst, byte(v))
-			i += 1 + n
-			continue
-		}
-		dst = append(dst, e)
-		i += 2
+	return decodeEscapes(dst, src, final, true, cEscapeSeq)
+}
+
+// cEscapeSeq decodes one ANSI C escape (rest follows the backslash).
+func cEscapeSeq(dst, rest []byte, final bool) ([]byte, int) {
+	e := rest[0]
+	if c, ok := cEscape(e); ok {
+		return append(dst, c), 1
 	}
-	return dst, i
+	if e == 'x' || e == 'X' {
+		if b, n := xEscape(rest, final); n != 0 {
+			if n > 0 {
+				dst = append(dst, b)
+			}
+			return dst, n
+		}
+	}
+	if e >= '0' && e <= '7' {
+		n, v := 0, 0
+		for n < 3 && n < len(rest) && rest[n] >= '0' && rest[n] <= '7' {
+			v = v*8 + int(rest[n]-'0')
+			n++
+		}
+		if !final && n == len(rest) && n < 3 {
+			return dst, -1
+		}
+		return append(dst, byte(v)), n
+	}
+	return append(dst, e), 1
 }
 
 func cEscape(e byte) (byte, bool) {

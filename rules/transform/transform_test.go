@@ -1,4 +1,4 @@
-package rules
+package transform
 
 import (
 	"bytes"
@@ -91,14 +91,14 @@ func TestTransforms(t *testing.T) {
 }
 
 func TestParseTransformNames(t *testing.T) {
-	for _, name := range TransformNames() {
-		tr, err := ParseTransform(name)
+	for _, name := range Names() {
+		tr, err := Parse(name)
 		if err != nil || tr.String() != name {
-			t.Errorf("ParseTransform(%q) = %v, %v", name, tr, err)
+			t.Errorf("Parse(%q) = %v, %v", name, tr, err)
 		}
 	}
-	if _, err := ParseTransform("urldecode"); err == nil {
-		t.Error("ParseTransform(urldecode) succeeded")
+	if _, err := Parse("urldecode"); err == nil {
+		t.Error("Parse(urldecode) succeeded")
 	}
 	if got := Transform(0).String(); got != "transform(0)" {
 		t.Errorf("Transform(0).String() = %q", got)
@@ -122,11 +122,11 @@ func TestTransformNoAlloc(t *testing.T) {
 	if allocs := testing.AllocsPerRun(100, func() { tf.Apply(chain, src) }); allocs != 0 {
 		t.Errorf("Transformer.Apply allocates %.1f times per call after warm-up", allocs)
 	}
-	st := NewStreamTransformer(chain)
+	st := NewStream(chain)
 	st.Write(src)
 	st.Close()
 	if allocs := testing.AllocsPerRun(100, func() { st.Write(src[:20]); st.Write(src[20:]); st.Close() }); allocs != 0 {
-		t.Errorf("StreamTransformer allocates %.1f times per stream after warm-up", allocs)
+		t.Errorf("Stream allocates %.1f times per stream after warm-up", allocs)
 	}
 }
 
@@ -136,7 +136,7 @@ func streamEqual(tb testing.TB, chain []Transform, src []byte, cuts []int) {
 	tb.Helper()
 	var whole Transformer
 	want := append([]byte(nil), whole.Apply(chain, src)...)
-	st := NewStreamTransformer(chain)
+	st := NewStream(chain)
 	var got []byte
 	prev := 0
 	for _, c := range cuts {
