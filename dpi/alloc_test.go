@@ -6,6 +6,7 @@ import (
 
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dpi/flow"
+	"github.com/deepwall/deepwall/internal/ruletest"
 	"github.com/deepwall/deepwall/rules"
 )
 
@@ -35,7 +36,7 @@ func TestAllocs(t *testing.T) {
 	if n := exchangeAllocs(t, c); n != 0 {
 		t.Errorf("%.1f allocations per exchange", n)
 	}
-	t.Logf("with the libinjection rules: %.1f allocations per exchange (libinjection-go)", exchangeAllocs(t, defaultPack(t)))
+	t.Logf("with the libinjection rules: %.1f allocations per exchange (libinjection-go)", exchangeAllocs(t, ruletest.DefaultPack(t)))
 }
 
 // exchangeAllocs measures the allocations of one keep-alive exchange of

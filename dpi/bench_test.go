@@ -15,6 +15,7 @@ import (
 	"github.com/deepwall/deepwall/dpi/flow"
 	"github.com/deepwall/deepwall/dpi/internal/hs"
 	"github.com/deepwall/deepwall/internal/rulegen"
+	"github.com/deepwall/deepwall/internal/ruletest"
 	"github.com/deepwall/deepwall/rules"
 )
 
@@ -148,7 +149,7 @@ func uniqueValues(r *rand.Rand, req string) string {
 
 // benchSets compiles the rule sets of the benchmarks once.
 var benchSets = map[string]func(tb testing.TB) *rules.Compiled{
-	"default": defaultPack,
+	"default": ruletest.DefaultPack,
 	"1k":      func(tb testing.TB) *rules.Compiled { return compileRules(tb, string(rulegen.Generate(1000, 0))) },
 	"10k":     func(tb testing.TB) *rules.Compiled { return compileRules(tb, string(rulegen.Generate(10000, 0))) },
 }

@@ -174,19 +174,6 @@ func compileRules(tb testing.TB, yaml string) *rules.Compiled {
 	return c
 }
 
-func defaultPack(tb testing.TB) *rules.Compiled {
-	tb.Helper()
-	set, err := rules.DefaultPack()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	c, err := rules.Compile(set)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return c
-}
-
 // newHarness starts an offline engine over rules (YAML, or the compiled
 // set); cfg's Rules and Emit are filled in.
 func newHarness(tb testing.TB, c *rules.Compiled, cfg Config) *harness {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/deepwall/deepwall/dpi/flow"
 	"github.com/deepwall/deepwall/dpi/pcapio"
+	"github.com/deepwall/deepwall/internal/ruletest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -121,7 +122,7 @@ func writePcap(tb testing.TB, c *capture, path string) {
 // default pack and compares the events with testdata/golden.
 func TestGolden(t *testing.T) {
 	dir := t.TempDir()
-	pack := defaultPack(t)
+	pack := ruletest.DefaultPack(t)
 	pack.Close()
 	for _, sc := range goldenScenarios {
 		t.Run(sc.name, func(t *testing.T) {
@@ -132,7 +133,7 @@ func TestGolden(t *testing.T) {
 
 			var out bytes.Buffer
 			enc := json.NewEncoder(&out)
-			e, err := New(Config{Rules: defaultPack(t), Offline: true, Emit: func(ev *Event) { _ = enc.Encode(ev) }})
+			e, err := New(Config{Rules: ruletest.DefaultPack(t), Offline: true, Emit: func(ev *Event) { _ = enc.Encode(ev) }})
 			if err != nil {
 				t.Fatal(err)
 			}

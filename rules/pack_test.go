@@ -10,7 +10,7 @@ import (
 	"github.com/deepwall/deepwall/dpi/proto"
 	dwhttp "github.com/deepwall/deepwall/dpi/proto/http"
 	"github.com/deepwall/deepwall/rules"
-	"github.com/deepwall/deepwall/rules/internal/ruletest"
+	"github.com/deepwall/deepwall/internal/ruletest"
 )
 
 // txn is one HTTP exchange as the DPI engine would present it.

@@ -6,7 +6,7 @@ import (
 	"testing/fstest"
 
 	"github.com/deepwall/deepwall/rules"
-	"github.com/deepwall/deepwall/rules/internal/ruletest"
+	"github.com/deepwall/deepwall/internal/ruletest"
 )
 
 // foldCase is a SecLang source, a rule of it, the field values given to

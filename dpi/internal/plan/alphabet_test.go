@@ -4,7 +4,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/deepwall/deepwall/rules"
+	"github.com/deepwall/deepwall/internal/ruletest"
 	"github.com/deepwall/deepwall/rules/transform"
 )
 
@@ -12,7 +12,7 @@ import (
 // default pack against Hyperscan itself: random values over the alphabet,
 // built from the pack's own literals where they fit, never match.
 func TestGroupAlphabet(t *testing.T) {
-	c := defaultPack(t)
+	c := ruletest.DefaultPack(t)
 	sc, err := c.NewScratch()
 	if err != nil {
 		t.Fatal(err)
@@ -60,18 +60,4 @@ func TestGroupAlphabet(t *testing.T) {
 	if withAlpha == 0 {
 		t.Fatal("no group of the default pack has an alphabet")
 	}
-}
-
-func defaultPack(tb testing.TB) *rules.Compiled {
-	tb.Helper()
-	set, err := rules.DefaultPack()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	c, err := rules.Compile(set)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = c.Close() })
-	return c
 }

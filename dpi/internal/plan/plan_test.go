@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/deepwall/deepwall/dpi/proto"
+	"github.com/deepwall/deepwall/internal/ruletest"
 	"github.com/deepwall/deepwall/rules"
 )
 
@@ -39,7 +40,7 @@ func TestFieldKinds(t *testing.T) {
 }
 
 func TestNew(t *testing.T) {
-	c := defaultPack(t)
+	c := ruletest.DefaultPack(t)
 	s, err := New(c, 1, 2)
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,6 @@
-// Package ruletest evaluates a compiled rule set over whole field values,
+// Package ruletest is the test support of the rule language: the default
+// pack compiled once per test binary (DefaultPack), and a reference
+// evaluation of a compiled set over whole field values (Eval, EvalValues),
 // the way tests of the rule language and of the Core Rule Set translation
 // check what a rule catches without running the DPI engine, which drives
 // the groups per packet itself.
