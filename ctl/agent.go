@@ -22,8 +22,12 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/ctl/audit"
+	"github.com/deepwall/deepwall/ctl/eve"
+	"github.com/deepwall/deepwall/ctl/resolve"
 	"github.com/deepwall/deepwall/dataplane"
-	"github.com/deepwall/deepwall/dpi"
+	"github.com/deepwall/deepwall/dataplane/probe"
 	"github.com/deepwall/deepwall/internal/nsexec"
 	"github.com/deepwall/deepwall/rules"
 	"github.com/deepwall/deepwall/xdp"
@@ -31,9 +35,7 @@ import (
 
 // Defaults of `deepwall run`.
 const (
-	DefaultSocket   = "/run/deepwall/deepwall.sock"
 	DefaultStateDir = "/var/lib/deepwall"
-	DefaultLogPath  = "/var/log/deepwall/eve.json"
 	DefaultRunDir   = dataplane.DefaultStateDir // locks, beside the dataplane's port records
 	// compiledCache is the compiled-rules cache file in the state dir.
 	compiledCache = "rules.compiled"
@@ -76,13 +78,13 @@ func (c *AgentConfig) setDefaults() error {
 		return fmt.Errorf("--inner and --outer are both %q: a pair needs two ports", c.Inner)
 	}
 	if c.Socket == "" {
-		c.Socket = DefaultSocket
+		c.Socket = api.DefaultSocket
 	}
 	if c.StateDir == "" {
 		c.StateDir = DefaultStateDir
 	}
 	if c.LogPath == "" {
-		c.LogPath = DefaultLogPath
+		c.LogPath = eve.DefaultPath
 	}
 	if c.AuditPath == "" {
 		c.AuditPath = filepath.Join(filepath.Dir(c.LogPath), "audit.json")
@@ -116,8 +118,8 @@ type Agent struct {
 	nsName  string
 	locks   []*os.File
 	store   *rules.Store
-	audit   *AuditLog
-	events  *EventLog
+	audit   *audit.Log
+	events  *eve.Log
 	rules   *ruleManager
 	engine  Engine
 	timed   *timedInspector
@@ -126,7 +128,7 @@ type Agent struct {
 	kset    *kernelSet // every pair's kernel side (protect_kernel.go)
 	pair    packetPath // the --inner/--outer pair: AF_XDP or NFQUEUE (mode.go)
 	mode    modeChoice
-	ports   [2]PortInfo
+	ports   [2]api.PortInfo
 	api     *APIServer
 	apiLn   net.Listener
 	metrics *http.Server
@@ -172,7 +174,7 @@ func OpenAgent(cfg AgentConfig) (_ *Agent, err error) {
 	if a.store, err = rules.OpenStore(cfg.StateDir); err != nil {
 		return nil, err
 	}
-	if a.events, err = OpenEventLog(EventLogConfig{Path: cfg.LogPath, MaxBytes: cfg.LogMaxBytes, Keep: cfg.LogKeep}); err != nil {
+	if a.events, err = eve.Open(eve.Config{Path: cfg.LogPath, MaxBytes: cfg.LogMaxBytes, Keep: cfg.LogKeep}); err != nil {
 		return nil, err
 	}
 	if a.audit, err = openAuditChecked(cfg.AuditPath, filepath.Join(cfg.StateDir, auditHeadFile)); err != nil {
@@ -186,7 +188,7 @@ func OpenAgent(cfg AgentConfig) (_ *Agent, err error) {
 		return nil, err
 	}
 	events := a.events
-	a.engine, err = newEngine(engineConfig(st.compiled, cfg.Workers, func(ev *dpi.Event) {
+	a.engine, err = newEngine(engineConfig(st.compiled, cfg.Workers, func(ev *eve.Event) {
 		a.prot.annotate(ev)
 		a.blocks.noteEvent(ev)
 		events.Emit(ev)
@@ -270,11 +272,11 @@ func lookupGroup(s string) (int, error) {
 // openAuditChecked opens the audit log and checks its end against the
 // head recorded after the last append, so a truncated log is refused as
 // firmly as an edited one.
-func openAuditChecked(path, headFile string) (*AuditLog, error) {
-	if err := os.MkdirAll(filepath.Dir(path), logDirMode); err != nil {
+func openAuditChecked(path, headFile string) (*audit.Log, error) {
+	if err := os.MkdirAll(filepath.Dir(path), eve.DirMode); err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
-	al, err := OpenAuditLog(path)
+	al, err := audit.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w (inspect it with deepwall audit verify; move it aside to start a new chain)", err)
 	}
@@ -310,7 +312,7 @@ func (a *Agent) openNetNS() error {
 		path = filepath.Join("/run/netns", path)
 	}
 	a.nsName = a.cfg.NetNS
-	a.ns, err = openNetns(path) // refuses files that are not network namespaces (FIFOs, devices) before opening them
+	a.ns, err = resolve.OpenNetns(path) // refuses files that are not network namespaces (FIFOs, devices) before opening them
 	if err != nil {
 		a.ns = netns.None()
 		if errors.Is(err, os.ErrNotExist) {
@@ -358,7 +360,7 @@ func (a *Agent) checkPorts() error {
 		if i == 1 {
 			side = "outer"
 		}
-		a.ports[i] = PortInfo{Side: side, Name: name, Ifindex: l.Attrs().Index}
+		a.ports[i] = api.PortInfo{Side: side, Name: name, Ifindex: l.Attrs().Index}
 	}
 	return nil
 }
@@ -461,7 +463,7 @@ func (a *Agent) openPair() error {
 		return err
 	}
 	a.log.Info("dataplane mode", "mode", a.mode.Mode, "why", a.mode.Reason)
-	if a.mode.Mode == DataplaneNFQueue {
+	if a.mode.Mode == probe.BackendNFQueue {
 		return a.openNFQueue()
 	}
 	cfg := dataplane.PairConfig{Inner: a.cfg.Inner, Outer: a.cfg.Outer, PinDir: pinDir, BPFFS: a.cfg.BPFFS,

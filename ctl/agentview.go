@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/ctl/eve"
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dpi"
 	"github.com/deepwall/deepwall/xdp"
@@ -18,7 +20,7 @@ type snapshot struct {
 	kerr    error
 	pair    dataplane.PairStats
 	engine  dpi.Stats
-	events  EventLogStats
+	events  eve.Stats
 	latency histSnapshot
 	fast    uint64 // fast-path bytes of live kernel flows and ended ones
 }
@@ -58,8 +60,8 @@ func (s *snapshot) drops() map[string]uint64 {
 	return d
 }
 
-func (s *snapshot) counters() Counters {
-	c := Counters{
+func (s *snapshot) counters() api.Counters {
+	c := api.Counters{
 		FastPathAllowed: s.kernel.FastAllow,
 		FastPathDropped: s.kernel.FastDrop,
 		ToUserSpace:     s.kernel.ToUser,
@@ -78,13 +80,13 @@ func (s *snapshot) counters() Counters {
 }
 
 // Status implements agentView.
-func (a *Agent) Status() Status {
+func (a *Agent) Status() api.Status {
 	s := a.snapshot()
-	st := Status{Version: Version, PID: os.Getpid(), Started: a.started.UTC(),
+	st := api.Status{Version: Version, PID: os.Getpid(), Started: a.started.UTC(),
 		UptimeSecs: time.Since(a.started).Seconds(), Ports: a.ports[:], NetNS: a.nsName,
 		Mode: a.modeName(), ModeReason: a.mode.Reason, FailClosed: a.cfg.FailClosed, Workers: a.cfg.Workers,
 		Counters: s.counters(), Flows: s.engine.Flows, Protected: len(a.prot.portsOf()),
-		Events: EventCounts{Path: a.cfg.LogPath, Written: s.events.Written, Dropped: s.events.Dropped,
+		Events: api.EventCounts{Path: a.cfg.LogPath, Written: s.events.Written, Dropped: s.events.Dropped,
 			Rotations: s.events.Rotations, Errors: s.events.Errors}}
 	if a.rules != nil && a.rules.current() != nil {
 		st.RuleSet = a.rules.current().info()
@@ -93,7 +95,7 @@ func (a *Agent) Status() Status {
 }
 
 // Flows implements agentView.
-func (a *Agent) Flows(f FlowFilter) FlowList {
+func (a *Agent) Flows(f api.FlowFilter) api.FlowList {
 	return mergeFlows(a.engine, a.kernelFlows(), f, dataplane.MonoNow(), time.Now())
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/ctl/audit"
 	"github.com/deepwall/deepwall/rules"
 )
 
@@ -27,14 +30,12 @@ import (
 const (
 	// maxBodyBytes bounds a request body: the files of a RulesRequest may
 	// double in size when escaped as JSON.
-	maxBodyBytes    = 2*MaxRequestBytes + 1<<20
+	maxBodyBytes    = 2*api.MaxRequestBytes + 1<<20
 	apiReadHeader   = 10 * time.Second
 	apiReadTimeout  = 2 * time.Minute
 	apiWriteTimeout = 10 * time.Minute // a large rule set compiles for a while
 	apiIdleTimeout  = time.Minute
 	socketMode      = 0o660
-	maxFlowLimit    = 100000
-	defFlowLimit    = 1000
 )
 
 // access is what a caller may do.
@@ -76,8 +77,8 @@ func (a Authorizer) access(c Caller) access {
 
 // agentView is what the API reads from the running agent.
 type agentView interface {
-	Status() Status
-	Flows(FlowFilter) FlowList
+	Status() api.Status
+	Flows(api.FlowFilter) api.FlowList
 }
 
 // APIServer serves the agent's HTTP+JSON API on a unix socket.
@@ -262,7 +263,7 @@ func (s *APIServer) guard(need access, h func(http.ResponseWriter, *http.Request
 			}
 			err := fmt.Errorf("%w: uid %d gid %d: %s", ErrForbidden, cr.c.UID, cr.c.GID, what)
 			if need == accessAdmin {
-				e := AuditEntry{UID: cr.c.UID, GID: cr.c.GID, PID: cr.c.PID, Op: s.mutationOp(r), Error: err.Error()}
+				e := audit.Entry{UID: cr.c.UID, GID: cr.c.GID, PID: cr.c.PID, Op: s.mutationOp(r), Error: err.Error()}
 				cur := s.rules.current()
 				e.FromVersion, e.ToVersion = cur.version.Number, cur.version.Number
 				if aerr := s.rules.appendAuditLocked(e); aerr != nil {
@@ -294,7 +295,7 @@ func (s *APIServer) getStatus(w http.ResponseWriter, _ *http.Request, _ Caller) 
 }
 
 func (s *APIServer) getFlows(w http.ResponseWriter, r *http.Request, _ Caller) {
-	f, err := parseFlowFilter(r.URL.Query())
+	f, err := api.ParseFlowFilter(r.URL.Query())
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
@@ -304,7 +305,7 @@ func (s *APIServer) getFlows(w http.ResponseWriter, r *http.Request, _ Caller) {
 
 func (s *APIServer) listRules(w http.ResponseWriter, _ *http.Request, _ Caller) {
 	st := s.rules.current()
-	out := RuleList{RuleSet: st.info(), Rules: make([]RuleSummary, 0, len(st.set.Rules))}
+	out := api.RuleList{RuleSet: st.info(), Rules: make([]api.RuleSummary, 0, len(st.set.Rules))}
 	for _, r := range st.set.Rules {
 		out.Rules = append(out.Rules, ruleSummary(r))
 	}
@@ -332,7 +333,7 @@ func (s *APIServer) history(w http.ResponseWriter, _ *http.Request, _ Caller) {
 func ruleID(r *http.Request) (uint32, error) {
 	id, err := strconv.ParseUint(r.PathValue("id"), 10, 32)
 	if err != nil || id == 0 {
-		return 0, fmt.Errorf("%w: rule id %q is not a number from 1 to 4294967295", ErrBadRequest, r.PathValue("id"))
+		return 0, fmt.Errorf("%w: rule id %q is not a number from 1 to 4294967295", api.ErrInvalid, r.PathValue("id"))
 	}
 	return uint32(id), nil
 }
@@ -354,12 +355,12 @@ func (s *APIServer) showRule(w http.ResponseWriter, r *http.Request, _ Caller) {
 	if i := bytes.Index(y, []byte("rules:\n")); i >= 0 {
 		y = y[i+len("rules:\n"):]
 	}
-	writeJSON(w, http.StatusOK, RuleDetail{RuleSummary: ruleSummary(rule), Version: st.version.Number, YAML: string(y)})
+	writeJSON(w, http.StatusOK, api.RuleDetail{RuleSummary: ruleSummary(rule), Version: st.version.Number, YAML: string(y)})
 }
 
 // readRulesRequest decodes an add/apply body: a JSON RulesRequest, or a
 // single YAML file (Content-Type application/yaml, comment in ?comment=).
-func readRulesRequest(w http.ResponseWriter, r *http.Request) (*RulesRequest, error) {
+func readRulesRequest(w http.ResponseWriter, r *http.Request) (*api.RulesRequest, error) {
 	body := http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	ct := r.Header.Get("Content-Type")
 	if strings.HasPrefix(ct, "application/yaml") || strings.HasPrefix(ct, "application/x-yaml") || strings.HasPrefix(ct, "text/yaml") {
@@ -367,17 +368,17 @@ func readRulesRequest(w http.ResponseWriter, r *http.Request) (*RulesRequest, er
 		if err != nil {
 			return nil, bodyError(err)
 		}
-		return &RulesRequest{Main: "rules.yaml", Files: map[string]string{"rules.yaml": string(data)},
+		return &api.RulesRequest{Main: "rules.yaml", Files: map[string]string{"rules.yaml": string(data)},
 			Comment: r.URL.Query().Get("comment")}, nil
 	}
-	var req RulesRequest
+	var req api.RulesRequest
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		return nil, bodyError(err)
 	}
 	if dec.More() {
-		return nil, fmt.Errorf("%w: trailing data after the JSON body", ErrBadRequest)
+		return nil, fmt.Errorf("%w: trailing data after the JSON body", api.ErrInvalid)
 	}
 	return &req, nil
 }
@@ -390,7 +391,7 @@ func bodyError(err error) error {
 	if errors.As(err, &mbe) {
 		return fmt.Errorf("%w: more than %d bytes", errTooLarge, mbe.Limit)
 	}
-	return fmt.Errorf("%w: body: %v", ErrBadRequest, err)
+	return fmt.Errorf("%w: body: %v", api.ErrInvalid, err)
 }
 
 func (s *APIServer) addRules(w http.ResponseWriter, r *http.Request, who Caller) {
@@ -429,7 +430,7 @@ func (s *APIServer) deleteRule(w http.ResponseWriter, r *http.Request, who Calle
 	}
 	comment := r.URL.Query().Get("comment")
 	if len(comment) > rules.MaxComment {
-		writeAPIError(w, fmt.Errorf("%w: comment longer than %d bytes", ErrBadRequest, rules.MaxComment))
+		writeAPIError(w, fmt.Errorf("%w: comment longer than %d bytes", api.ErrInvalid, rules.MaxComment))
 		return
 	}
 	res, err := s.rules.Delete(id, comment, who)
@@ -448,7 +449,7 @@ func writeAPIError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusUnprocessableEntity, err)
 	case errors.Is(err, ErrForbidden):
 		writeError(w, http.StatusForbidden, err)
-	case errors.Is(err, ErrBadRequest):
+	case errors.Is(err, api.ErrInvalid):
 		writeError(w, http.StatusBadRequest, err)
 	case errors.Is(err, errTooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, err)
@@ -460,7 +461,7 @@ func writeAPIError(w http.ResponseWriter, err error) {
 }
 
 func writeError(w http.ResponseWriter, code int, err error) {
-	body := APIError{Error: err.Error(), Details: errorDetails(err)}
+	body := api.ErrorBody{Error: err.Error(), Details: errorDetails(err)}
 	if len(body.Details) > 0 {
 		body.Error = fmt.Sprintf("rule set invalid: %d %s", len(body.Details), plural(len(body.Details), "problem"))
 	}
@@ -471,9 +472,40 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		code = http.StatusInternalServerError
-		b, _ = json.Marshal(APIError{Error: "encode response: " + err.Error()})
+		b, _ = json.Marshal(api.ErrorBody{Error: "encode response: " + err.Error()})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_, _ = w.Write(append(b, '\n'))
+}
+
+func hexHash(h [32]byte) string { return hex.EncodeToString(h[:]) }
+
+// ruleSummary describes r for rules list.
+func ruleSummary(r *rules.Rule) api.RuleSummary {
+	s := api.RuleSummary{ID: r.ID, Name: r.Name, Action: r.Action.String(), Severity: r.Severity.String(),
+		Category: r.Category, Kind: "l7", Enabled: !r.Disabled}
+	if r.Severity == 0 {
+		s.Severity = rules.SeverityMedium.String()
+	}
+	if r.IsACL() {
+		s.Kind = "acl"
+	}
+	if r.Match != nil {
+		s.Field = r.Match.Field.String()
+	}
+	return s
+}
+
+// errorDetails converts a rules.ErrorList (if err holds one) into details.
+func errorDetails(err error) []api.ErrorDetail {
+	var list rules.ErrorList
+	if !errors.As(err, &list) {
+		return nil
+	}
+	out := make([]api.ErrorDetail, 0, len(list))
+	for _, e := range list {
+		out = append(out, api.ErrorDetail{File: e.Pos.File, Line: e.Pos.Line, Col: e.Pos.Column, Rule: e.RuleID, Message: e.Msg})
+	}
+	return out
 }

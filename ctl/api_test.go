@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/ctl/audit"
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dpi"
 	"github.com/deepwall/deepwall/xdp"
@@ -24,7 +26,7 @@ const (
 
 func TestAPIAuthorization(t *testing.T) {
 	h := newAPIHarness(t, testRules, Authorizer{AdminGIDs: []int{adminGID}, ViewerGIDs: []int{viewerGID}})
-	add := RulesRequest{Main: "new.yaml", Files: map[string]string{"new.yaml": "rules:\n  - {id: 300, action: block, match: {field: http.uri, regex: 'x300'}}\n"}}
+	add := api.RulesRequest{Main: "new.yaml", Files: map[string]string{"new.yaml": "rules:\n  - {id: 300, action: block, match: {field: http.uri, regex: 'x300'}}\n"}}
 	nobody := os.Getuid() + 10000 // never the agent's own uid
 	tests := []struct {
 		name       string
@@ -55,7 +57,7 @@ func TestAPIAuthorization(t *testing.T) {
 				t.Fatalf("POST /v1/rules: %d %s, want %d", code, body, tc.changeCode)
 			}
 			if code == 403 {
-				e := mustJSON[APIError](t, body)
+				e := mustJSON[api.ErrorBody](t, body)
 				if !strings.Contains(e.Error, "forbidden") || !strings.Contains(e.Error, "admin group") {
 					t.Errorf("forbidden body %q", e.Error)
 				}
@@ -80,12 +82,12 @@ func TestAPIVersionsAndAudit(t *testing.T) {
 		if code != 200 {
 			t.Fatalf("GET /v1/rules: %d %s", code, body)
 		}
-		return mustJSON[RuleList](t, body).RuleSet.Version
+		return mustJSON[api.RuleList](t, body).RuleSet.Version
 	}
 	if v := version(); v != 1 {
 		t.Fatalf("initial version %d, want 1", v)
 	}
-	add := RulesRequest{Main: "a/add.yaml", Comment: "ticket 7", Files: map[string]string{
+	add := api.RulesRequest{Main: "a/add.yaml", Comment: "ticket 7", Files: map[string]string{
 		"a/add.yaml":  "include: inc.yaml\nrules:\n  - {id: 301, action: block, match: {field: http.uri, regex: 'x301'}}\n",
 		"a/inc.yaml":  "rules:\n  - {id: 302, action: alert, match: {field: http.uri, regex: 'x302'}}\n",
 		"unused.yaml": "not even yaml: [",
@@ -94,7 +96,7 @@ func TestAPIVersionsAndAudit(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("add: %d %s", code, body)
 	}
-	res := mustJSON[ChangeResult](t, body)
+	res := mustJSON[api.ChangeResult](t, body)
 	if !res.Changed || res.FromVersion != 1 || res.ToVersion != 2 || res.Rules != 5 || len(res.IDs) != 2 {
 		t.Errorf("add result %+v", res)
 	}
@@ -104,24 +106,24 @@ func TestAPIVersionsAndAudit(t *testing.T) {
 
 	// The same set again is not a change.
 	code, body = h.call(t, "PUT", "/v1/rules", exportRequest(t, h))
-	if res := mustJSON[ChangeResult](t, body); code != 200 || res.Changed || res.ToVersion != 2 {
+	if res := mustJSON[api.ChangeResult](t, body); code != 200 || res.Changed || res.ToVersion != 2 {
 		t.Errorf("re-apply: %d %+v", code, res)
 	}
 
 	// Adding an id that exists changes nothing and says where.
-	code, body = h.call(t, "POST", "/v1/rules", RulesRequest{Main: "dup.yaml", Files: map[string]string{
+	code, body = h.call(t, "POST", "/v1/rules", api.RulesRequest{Main: "dup.yaml", Files: map[string]string{
 		"dup.yaml": "rules:\n  - {id: 100, action: block, match: {field: http.uri, regex: 'y'}}\n"}})
 	if code != http.StatusUnprocessableEntity {
 		t.Fatalf("duplicate add: %d %s", code, body)
 	}
-	e := mustJSON[APIError](t, body)
+	e := mustJSON[api.ErrorBody](t, body)
 	if len(e.Details) != 1 || e.Details[0].File != "dup.yaml" || e.Details[0].Line != 2 || e.Details[0].Rule != 100 ||
 		!strings.Contains(e.Details[0].Message, "duplicate id 100") {
 		t.Errorf("duplicate add error %+v", e)
 	}
 
 	code, body = h.call(t, "DELETE", "/v1/rules/301", nil)
-	if res := mustJSON[ChangeResult](t, body); code != 200 || res.ToVersion != 3 || res.Rules != 4 {
+	if res := mustJSON[api.ChangeResult](t, body); code != 200 || res.ToVersion != 3 || res.Rules != 4 {
 		t.Errorf("delete: %d %s", code, body)
 	}
 	if code, body = h.call(t, "DELETE", "/v1/rules/301", nil); code != 404 || !strings.Contains(string(body), "no such rule") {
@@ -132,14 +134,14 @@ func TestAPIVersionsAndAudit(t *testing.T) {
 	}
 	// A plain YAML body works for apply.
 	code, body = h.call(t, "PUT", "/v1/rules", "rules:\n  - {id: 1, action: block, proto: tcp, dst_port: 25}\n")
-	if res := mustJSON[ChangeResult](t, body); code != 200 || res.ToVersion != 4 || res.Rules != 1 {
+	if res := mustJSON[api.ChangeResult](t, body); code != 200 || res.ToVersion != 4 || res.Rules != 1 {
 		t.Errorf("apply yaml: %d %s", code, body)
 	}
 	if v := version(); v != 4 {
 		t.Errorf("version %d, want 4", v)
 	}
 	code, body = h.call(t, "GET", "/v1/rules/history", nil)
-	hist := mustJSON[[]VersionInfo](t, body)
+	hist := mustJSON[[]api.VersionInfo](t, body)
 	if code != 200 || len(hist) != 4 || !hist[0].Current || hist[0].Version != 4 || hist[2].Comment != "ticket 7" {
 		t.Errorf("history %d %+v", code, hist)
 	}
@@ -170,25 +172,25 @@ func TestAPIVersionsAndAudit(t *testing.T) {
 		t.Errorf("add entry %+v", e)
 	}
 	head, _ := os.ReadFile(filepath.Join(h.dir, "state", auditHeadFile))
-	res2, err := VerifyAudit(h.audit, strings.TrimSpace(string(head)))
+	res2, err := audit.Verify(h.audit, strings.TrimSpace(string(head)))
 	if err != nil || res2.Broken != nil || res2.Entries != len(want) {
 		t.Errorf("verify: %+v %v", res2, err)
 	}
 }
 
-func exportRequest(tb testing.TB, h *apiHarness) RulesRequest {
+func exportRequest(tb testing.TB, h *apiHarness) api.RulesRequest {
 	code, body := h.call(tb, "GET", "/v1/rules/export", nil)
 	if code != 200 {
 		tb.Fatalf("export: %d %s", code, body)
 	}
-	return RulesRequest{Main: "export.yaml", Files: map[string]string{"export.yaml": string(body)}}
+	return api.RulesRequest{Main: "export.yaml", Files: map[string]string{"export.yaml": string(body)}}
 }
 
 func TestAPIApplyInvalidChangesNothing(t *testing.T) {
 	h := newAPIHarness(t, testRules, Authorizer{})
 	before := h.eng.current()
 	sets, acls := h.eng.sets, h.kern.acls
-	bad := RulesRequest{Main: "bad.yaml", Files: map[string]string{"bad.yaml": `rules:
+	bad := api.RulesRequest{Main: "bad.yaml", Files: map[string]string{"bad.yaml": `rules:
   - {id: 1, action: block, proto: tcp, dst_port: 22}
   - id: 2
     action: block
@@ -199,7 +201,7 @@ func TestAPIApplyInvalidChangesNothing(t *testing.T) {
 	if code != http.StatusUnprocessableEntity {
 		t.Fatalf("bad apply: %d %s", code, body)
 	}
-	e := mustJSON[APIError](t, body)
+	e := mustJSON[api.ErrorBody](t, body)
 	if e.Error != "rule set invalid: 2 problems" || len(e.Details) != 2 {
 		t.Fatalf("error body %s", body)
 	}
@@ -223,11 +225,11 @@ func TestAPIApplyInvalidChangesNothing(t *testing.T) {
 		code int
 		want string
 	}{
-		{RulesRequest{Main: "x.yaml", Files: map[string]string{"y.yaml": "rules: []"}}, 400, "main file"},
-		{RulesRequest{Main: "../x.yaml", Files: map[string]string{"../x.yaml": "rules: []"}}, 400, "relative slash path"},
-		{RulesRequest{Main: "x.yaml"}, 400, "0 files"},
+		{api.RulesRequest{Main: "x.yaml", Files: map[string]string{"y.yaml": "rules: []"}}, 400, "main file"},
+		{api.RulesRequest{Main: "../x.yaml", Files: map[string]string{"../x.yaml": "rules: []"}}, 400, "relative slash path"},
+		{api.RulesRequest{Main: "x.yaml"}, 400, "0 files"},
 		{`{"main": "x.yaml", "extra": 1}`, 400, "unknown field"},
-		{RulesRequest{Main: "x.yaml", Files: map[string]string{"x.yaml": "include: /etc/passwd\nrules: []\n"}}, 422, ""},
+		{api.RulesRequest{Main: "x.yaml", Files: map[string]string{"x.yaml": "include: /etc/passwd\nrules: []\n"}}, 422, ""},
 	} {
 		var code int
 		var body []byte
@@ -239,7 +241,7 @@ func TestAPIApplyInvalidChangesNothing(t *testing.T) {
 		if code != tc.code || !strings.Contains(string(body), tc.want) {
 			t.Errorf("%v: %d %s, want %d %q", tc.body, code, body, tc.code, tc.want)
 		}
-		if mustJSON[APIError](t, body).Error == "" {
+		if mustJSON[api.ErrorBody](t, body).Error == "" {
 			t.Errorf("%v: no error message", tc.body)
 		}
 	}
@@ -252,7 +254,7 @@ func callJSONString(tb testing.TB, h *apiHarness, method, path, body string) (in
 	tb.Helper()
 	req, _ := http.NewRequest(method, "http://deepwall"+path, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := newClient(h.sock).http.Do(req)
+	resp, err := api.NewClient(h.sock).HTTP().Do(req)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -272,7 +274,7 @@ func callJSONString(tb testing.TB, h *apiHarness, method, path, body string) (in
 // A failure at any step of the swap leaves the engine, the ACL and the
 // store as they were.
 func TestAPIApplyAtomic(t *testing.T) {
-	next := RulesRequest{Main: "n.yaml", Files: map[string]string{"n.yaml": "rules:\n  - {id: 7, action: block, proto: tcp, dst_port: 7}\n  - {id: 8, action: block, match: {field: http.uri, regex: 'eight'}}\n"}}
+	next := api.RulesRequest{Main: "n.yaml", Files: map[string]string{"n.yaml": "rules:\n  - {id: 7, action: block, proto: tcp, dst_port: 7}\n  - {id: 8, action: block, match: {field: http.uri, regex: 'eight'}}\n"}}
 	check := func(t *testing.T, h *apiHarness, wantSets int) {
 		t.Helper()
 		if c := h.eng.current(); c == nil || c.Set.Rule(100) == nil || c.Set.Rule(8) != nil {
@@ -289,7 +291,7 @@ func TestAPIApplyAtomic(t *testing.T) {
 		if set, v, err := h.store.Current(); err != nil || set.Rule(100) == nil || set.Rule(8) != nil {
 			t.Errorf("store: version %d holds the wrong set (%v)", v.Number, err)
 		}
-		if code, body := h.call(t, "GET", "/v1/rules", nil); mustJSON[RuleList](t, body).RuleSet.Version != 1 || code != 200 {
+		if code, body := h.call(t, "GET", "/v1/rules", nil); mustJSON[api.RuleList](t, body).RuleSet.Version != 1 || code != 200 {
 			t.Errorf("API reports %s", body)
 		}
 	}
@@ -323,7 +325,7 @@ func TestAPIApplyAtomic(t *testing.T) {
 		// Swapped in, then restored from the serialised old set.
 		check(t, h, 3)
 		// The restored set runs like any other: the next change works.
-		al, err := OpenAuditLog(h.audit)
+		al, err := audit.Open(h.audit)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -347,9 +349,9 @@ func TestRevokeVerdicts(t *testing.T) {
 	h.kern.flows[dropAnon] = xdp.FlowValue{Verdict: xdp.VerdictDrop}
 	h.kern.flows[inspect] = xdp.FlowValue{Verdict: xdp.VerdictInspect}
 	root := Caller{UID: 0}
-	apply := func(t *testing.T, yaml string) ChangeResult {
+	apply := func(t *testing.T, yaml string) api.ChangeResult {
 		t.Helper()
-		res, err := h.Apply(&RulesRequest{Main: "r.yaml", Files: map[string]string{"r.yaml": yaml}}, root)
+		res, err := h.Apply(&api.RulesRequest{Main: "r.yaml", Files: map[string]string{"r.yaml": yaml}}, root)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,37 +8,37 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/deepwall/deepwall/dpi"
+	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/ctl/eve"
 )
 
-func testEvents() []*dpi.Event {
-	ts := dpi.EveTime(time.Date(2026, 11, 23, 21, 0, 0, 123456000, time.UTC))
-	return []*dpi.Event{
-		{Timestamp: ts, FlowID: 1, EventType: dpi.EventAlert, SrcIP: "198.18.0.1", SrcPort: 40000, DestIP: "198.18.0.2", DestPort: 80,
+func testEvents() []*eve.Event {
+	ts := eve.EveTime(time.Date(2026, 11, 23, 21, 0, 0, 123456000, time.UTC))
+	return []*eve.Event{
+		{Timestamp: ts, FlowID: 1, EventType: eve.EventAlert, SrcIP: "198.18.0.1", SrcPort: 40000, DestIP: "198.18.0.2", DestPort: 80,
 			Proto: "TCP", AppProto: "http", Direction: "to_server",
-			Alert: &dpi.Alert{Action: "blocked", GID: 1, SignatureID: 942100, Rev: 1, Signature: "SQL injection: UNION SELECT",
+			Alert: &eve.Alert{Action: "blocked", GID: 1, SignatureID: 942100, Rev: 1, Signature: "SQL injection: UNION SELECT",
 				Category: "sqli", Severity: 2, Field: "http.args", Matched: "union select"},
-			HTTP: &dpi.HTTPInfo{Hostname: "shop.example", URL: "/search?q=1 union select \x1b[31mred", Method: "GET"}},
-		{Timestamp: ts, FlowID: 2, EventType: dpi.EventDrop, SrcIP: "2001:2::1", SrcPort: 5353, DestIP: "2001:2::2", DestPort: 53,
-			Proto: "UDP", Drop: &dpi.Drop{Reason: "decode.truncated", Len: 20}},
-		{Timestamp: ts, FlowID: 3, EventType: dpi.EventFlow, SrcIP: "198.18.0.1", SrcPort: 40001, DestIP: "198.18.0.2", DestPort: 443,
-			Proto: "TCP", AppProto: "tls", TLS: &dpi.TLSInfo{SNI: "api.example", Version: "TLS 1.3"},
-			Flow: &dpi.FlowStats{PktsToServer: 10, PktsToClient: 12, BytesToServer: 2048, BytesToClient: 1 << 20, Age: 3,
+			HTTP: &eve.HTTPInfo{Hostname: "shop.example", URL: "/search?q=1 union select \x1b[31mred", Method: "GET"}},
+		{Timestamp: ts, FlowID: 2, EventType: eve.EventDrop, SrcIP: "2001:2::1", SrcPort: 5353, DestIP: "2001:2::2", DestPort: 53,
+			Proto: "UDP", Drop: &eve.Drop{Reason: "decode.truncated", Len: 20}},
+		{Timestamp: ts, FlowID: 3, EventType: eve.EventFlow, SrcIP: "198.18.0.1", SrcPort: 40001, DestIP: "198.18.0.2", DestPort: 443,
+			Proto: "TCP", AppProto: "tls", TLS: &eve.TLSInfo{SNI: "api.example", Version: "TLS 1.3"},
+			Flow: &eve.FlowStats{PktsToServer: 10, PktsToClient: 12, BytesToServer: 2048, BytesToClient: 1 << 20, Age: 3,
 				State: "closed", Reason: "closed", Action: "pass", Bypassed: true}},
-		{Timestamp: ts, FlowID: 4, EventType: dpi.EventAlert, SrcIP: "198.18.0.2", SrcPort: 80, DestIP: "198.18.0.1", DestPort: 40002,
+		{Timestamp: ts, FlowID: 4, EventType: eve.EventAlert, SrcIP: "198.18.0.2", SrcPort: 80, DestIP: "198.18.0.1", DestPort: 40002,
 			Proto: "TCP", AppProto: "http", Direction: "to_client",
-			Alert: &dpi.Alert{Action: "allowed", SignatureID: 5001, Signature: "card number", Category: "dlp", Severity: 3,
+			Alert: &eve.Alert{Action: "allowed", SignatureID: 5001, Signature: "card number", Category: "dlp", Severity: 3,
 				Field: "http.response_body", Matched: "4111********1111"}},
 	}
 }
 
-func writeEvents(tb testing.TB, path string, evs []*dpi.Event) {
+func writeEvents(tb testing.TB, path string, evs []*eve.Event) {
 	tb.Helper()
 	var b bytes.Buffer
 	for _, ev := range evs {
@@ -87,18 +87,18 @@ func TestLogsPretty(t *testing.T) {
 
 func TestLogsTailLongFile(t *testing.T) {
 	// Lines spanning the backwards reader's chunks, and one longer than
-	// maxLogLine that is skipped.
+	// eve.MaxLine that is skipped.
 	path := filepath.Join(t.TempDir(), "eve.json")
-	var evs []*dpi.Event
+	var evs []*eve.Event
 	for i := range 3000 {
 		ev := *testEvents()[0]
 		ev.FlowID = uint64(i)
-		ev.HTTP = &dpi.HTTPInfo{URL: "/" + strings.Repeat("x", i%500)}
+		ev.HTTP = &eve.HTTPInfo{URL: "/" + strings.Repeat("x", i%500)}
 		evs = append(evs, &ev)
 	}
 	writeEvents(t, path, evs)
 	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-	f.WriteString(`{"event_type":"alert","flow_id":99999,"x":"` + strings.Repeat("y", maxLogLine) + "\"}\n")
+	f.WriteString(`{"event_type":"alert","flow_id":99999,"x":"` + strings.Repeat("y", eve.MaxLine) + "\"}\n")
 	ev := *evs[0]
 	ev.FlowID = 3000
 	line, _ := json.Marshal(&ev)
@@ -118,7 +118,7 @@ func TestLogsTailLongFile(t *testing.T) {
 			t.Fatalf("-n %d: %d lines", n, len(lines))
 		}
 		for i, l := range lines {
-			var got dpi.Event
+			var got eve.Event
 			if err := json.Unmarshal([]byte(l), &got); err != nil {
 				t.Fatalf("-n %d line %d: %v", n, i, err)
 			}
@@ -153,11 +153,11 @@ func (l *lockedBuffer) String() string {
 func TestLogsFollowRotation(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "eve.json")
-	el, err := OpenEventLog(EventLogConfig{Path: path, MaxBytes: 4 << 10, Keep: 100})
+	el, err := eve.Open(eve.Config{Path: path, MaxBytes: 4 << 10, Keep: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev := func(i int) *dpi.Event {
+	ev := func(i int) *eve.Event {
 		e := *testEvents()[2]
 		e.FlowID = uint64(i)
 		return &e
@@ -205,7 +205,7 @@ func TestLogsFollowRotation(t *testing.T) {
 		t.Fatalf("%d lines, want %d:\n%s", len(lines), want, ids(lines))
 	}
 	for i, l := range lines {
-		var got dpi.Event
+		var got eve.Event
 		if err := json.Unmarshal([]byte(l), &got); err != nil || got.FlowID != uint64(i+before-2) {
 			t.Fatalf("line %d: flow %d (%v), want %d", i, got.FlowID, err, i+before-2)
 		}
@@ -231,72 +231,11 @@ func TestClean(t *testing.T) {
 func ids(lines []string) string {
 	var b strings.Builder
 	for _, l := range lines {
-		var ev dpi.Event
+		var ev eve.Event
 		json.Unmarshal([]byte(l), &ev)
 		fmt.Fprintf(&b, "%d ", ev.FlowID)
 	}
 	return b.String()
-}
-
-// FuzzBackLines: reading lines backwards gives the file's complete lines
-// (those within maxLogLine), last first, whatever the content and the
-// chunking.
-func FuzzBackLines(f *testing.F) {
-	f.Add([]byte("a\nb\nc\n"), uint8(0))
-	f.Add([]byte("\n\n\nx"), uint8(1))
-	f.Add([]byte(strings.Repeat("long line ", 300)+"\nshort\n"), uint8(7))
-	f.Fuzz(func(t *testing.T, data []byte, cut uint8) {
-		path := filepath.Join(t.TempDir(), "f")
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		fh, err := os.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer fh.Close()
-		br := &backLines{f: fh, off: int64(len(data)), chunk: int(cut) + 1}
-		end, err := br.start()
-		if err != nil {
-			t.Fatal(err)
-		}
-		complete := data[:end]
-		if i := bytes.LastIndexByte(data, '\n'); int64(i+1) != end {
-			t.Fatalf("end %d, last newline at %d", end, i)
-		}
-		var want [][]byte
-		for _, l := range bytes.Split(bytes.TrimSuffix(complete, []byte("\n")), []byte("\n")) {
-			if len(complete) > 0 && len(l) <= maxLogLine {
-				want = append(want, l)
-			}
-		}
-		var got [][]byte
-		for {
-			l, ok, err := br.prev()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !ok {
-				break
-			}
-			got = append(got, l)
-		}
-		// Empty lines are lines too, except that an all-empty tail is
-		// indistinguishable: compare without them.
-		nonEmpty := func(ls [][]byte) (out []string) {
-			for _, l := range ls {
-				if len(l) > 0 {
-					out = append(out, string(l))
-				}
-			}
-			return out
-		}
-		w := nonEmpty(want)
-		slices.Reverse(w)
-		if g := nonEmpty(got); !slices.Equal(g, w) {
-			t.Fatalf("got %q, want %q", g, w)
-		}
-	})
 }
 
 func FuzzFlowFilter(f *testing.F) {
@@ -307,15 +246,15 @@ func FuzzFlowFilter(f *testing.F) {
 		if err != nil {
 			return
 		}
-		ff, err := parseFlowFilter(v)
+		ff, err := api.ParseFlowFilter(v)
 		if err != nil {
 			return
 		}
-		if ff.Limit < 1 || ff.Limit > maxFlowLimit {
+		if ff.Limit < 1 || ff.Limit > api.MaxFlowLimit {
 			t.Fatalf("limit %d accepted", ff.Limit)
 		}
 		// What the CLI sends parses back to the same filter.
-		back, err := parseFlowFilter(ff.Query())
+		back, err := api.ParseFlowFilter(ff.Query())
 		if err != nil || back != ff {
 			t.Fatalf("round trip %+v -> %+v (%v)", ff, back, err)
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/rules"
 )
 
@@ -37,8 +38,8 @@ layer-7 rule, the field it matches, category and name).`,
 			if err := checkOutput(out); err != nil {
 				return err
 			}
-			var rl RuleList
-			if err := newClient(sock).do(cmd.Context(), http.MethodGet, "/v1/rules", nil, nil, &rl); err != nil {
+			var rl api.RuleList
+			if err := api.NewClient(sock).Do(cmd.Context(), http.MethodGet, "/v1/rules", nil, nil, &rl); err != nil {
 				return err
 			}
 			if out == "json" {
@@ -53,7 +54,7 @@ layer-7 rule, the field it matches, category and name).`,
 	return cmd
 }
 
-func printRuleList(w io.Writer, rl *RuleList) {
+func printRuleList(w io.Writer, rl *api.RuleList) {
 	fmt.Fprintf(w, "%s\n\n", ruleSetLine(&rl.RuleSet))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tACTION\tSEVERITY\tKIND\tFIELD\tCATEGORY\tNAME")
@@ -67,7 +68,7 @@ func printRuleList(w io.Writer, rl *RuleList) {
 	tw.Flush()
 }
 
-func ruleSetLine(rs *RuleSetInfo) string {
+func ruleSetLine(rs *api.RuleSetInfo) string {
 	return fmt.Sprintf("rule set version %d (sha256 %s), %d rules (%d disabled): %d ACL, %d layer-7; acl_default %s",
 		rs.Version, short(rs.Hash), rs.Rules, rs.Disabled, rs.ACL, rs.Layer7, rs.ACLDefault)
 }
@@ -102,8 +103,8 @@ func newRulesShowCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var rd RuleDetail
-			if err := newClient(sock).do(cmd.Context(), http.MethodGet, "/v1/rules/"+strconv.FormatUint(uint64(id), 10), nil, nil, &rd); err != nil {
+			var rd api.RuleDetail
+			if err := api.NewClient(sock).Do(cmd.Context(), http.MethodGet, "/v1/rules/"+strconv.FormatUint(uint64(id), 10), nil, nil, &rd); err != nil {
 				return err
 			}
 			if out == "json" {
@@ -162,8 +163,8 @@ func changeFlags(cmd *cobra.Command, sock, out, comment *string) {
 // runChange sends a rule change (in: the body, nil for none) and prints
 // its result; names maps request file names to local paths.
 func runChange(cmd *cobra.Command, sock, out, method, path string, q url.Values, in any, names map[string]string) error {
-	var res ChangeResult
-	if err := newClient(sock).do(cmd.Context(), method, path, q, in, &res); err != nil {
+	var res api.ChangeResult
+	if err := api.NewClient(sock).Do(cmd.Context(), method, path, q, in, &res); err != nil {
 		return changeError(cmd.ErrOrStderr(), err, names)
 	}
 	if out == "json" {
@@ -194,7 +195,7 @@ file:line:col: rule ID: message.`,
 // buildRulesRequest reads a rule file and the files it includes into a
 // request. It validates the set here first, so the files sent are exactly
 // those the set needs; names maps request names back to local paths.
-func buildRulesRequest(path, comment string) (*RulesRequest, map[string]string, error) {
+func buildRulesRequest(path, comment string) (*api.RulesRequest, map[string]string, error) {
 	set, err := rules.ParseFile(path)
 	if err != nil {
 		return nil, nil, err
@@ -215,7 +216,7 @@ func buildRulesRequest(path, comment string) (*RulesRequest, map[string]string, 
 			root = filepath.Dir(root)
 		}
 	}
-	req := &RulesRequest{Files: map[string]string{}, Comment: comment}
+	req := &api.RulesRequest{Files: map[string]string{}, Comment: comment}
 	names := map[string]string{}
 	for i, a := range abs {
 		rel, err := filepath.Rel(root, a)
@@ -240,7 +241,7 @@ func buildRulesRequest(path, comment string) (*RulesRequest, map[string]string, 
 // local files (names maps request names to them).
 func printRuleErrors(w io.Writer, err error, names map[string]string) {
 	details := errorDetails(err)
-	var ce *callError
+	var ce *api.CallError
 	if errors.As(err, &ce) {
 		details = ce.Body.Details
 	}
@@ -259,7 +260,7 @@ func printRuleErrors(w io.Writer, err error, names map[string]string) {
 // changeError reports a failed change: validation problems line by line,
 // then one summary line.
 func changeError(w io.Writer, err error, names map[string]string) error {
-	var ce *callError
+	var ce *api.CallError
 	if errors.As(err, &ce) && len(ce.Body.Details) > 0 {
 		printRuleErrors(w, err, names)
 		return &exitError{code: 1, err: fmt.Errorf("%s; rules not changed", ce.Body.Error)}
@@ -270,7 +271,7 @@ func changeError(w io.Writer, err error, names map[string]string) error {
 	return err
 }
 
-func printChange(w io.Writer, r *ChangeResult) {
+func printChange(w io.Writer, r *api.ChangeResult) {
 	if !r.Changed {
 		fmt.Fprintf(w, "rules unchanged: version %d (sha256 %s) already says this\n", r.ToVersion, short(r.Hash))
 		return
@@ -339,7 +340,7 @@ written out), a file that rules apply takes back unchanged.`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var y []byte
-			if err := newClient(sock).do(cmd.Context(), http.MethodGet, "/v1/rules/export", nil, nil, &y); err != nil {
+			if err := api.NewClient(sock).Do(cmd.Context(), http.MethodGet, "/v1/rules/export", nil, nil, &y); err != nil {
 				return err
 			}
 			_, err := cmd.OutOrStdout().Write(y)
@@ -361,8 +362,8 @@ func newRulesHistoryCommand() *cobra.Command {
 			if err := checkOutput(out); err != nil {
 				return err
 			}
-			var vs []VersionInfo
-			if err := newClient(sock).do(cmd.Context(), http.MethodGet, "/v1/rules/history", nil, nil, &vs); err != nil {
+			var vs []api.VersionInfo
+			if err := api.NewClient(sock).Do(cmd.Context(), http.MethodGet, "/v1/rules/history", nil, nil, &vs); err != nil {
 				return err
 			}
 			if out == "json" {

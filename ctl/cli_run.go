@@ -10,6 +10,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/ctl/audit"
+	"github.com/deepwall/deepwall/ctl/eve"
+	"github.com/deepwall/deepwall/dataplane/probe"
 	"github.com/deepwall/deepwall/rules"
 )
 
@@ -75,14 +79,14 @@ and exit status 1, with nothing left attached.`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.Inner, "inner", "", "the port facing the protected container (required)")
 	f.StringVar(&cfg.Outer, "outer", "", "the port facing the bridge or host (required)")
-	f.StringVar(&cfg.Mode, "mode", DataplaneAuto, "dataplane: auto (XDP when the ports and kernel support it, else NFQUEUE), xdp, or nfqueue (iptables; set "+HideXDPEnv+"=1 to make auto skip XDP, for tests)")
+	f.StringVar(&cfg.Mode, "mode", probe.BackendAuto, "dataplane: auto (XDP when the ports and kernel support it, else NFQUEUE), xdp, or nfqueue (iptables; set "+probe.HideXDPEnv+"=1 to make auto skip XDP, for tests)")
 	f.StringVar(&cfg.NetNS, "netns", "", "network namespace of the ports: a name in /run/netns or a path (default: the agent's own)")
 	f.StringVar(&cfg.RulesFile, "rules", "", "rule file that replaces the stored rule set at start")
-	f.StringVar(&cfg.LogPath, "log", DefaultLogPath, "verdict log (EVE JSON lines)")
-	f.Int64Var(&cfg.LogMaxBytes, "log-max-size", DefaultLogMaxBytes, "rotate the verdict log past this many bytes")
-	f.IntVar(&cfg.LogKeep, "log-keep", DefaultLogKeep, "rotated verdict logs kept")
+	f.StringVar(&cfg.LogPath, "log", eve.DefaultPath, "verdict log (EVE JSON lines)")
+	f.Int64Var(&cfg.LogMaxBytes, "log-max-size", eve.DefaultMaxBytes, "rotate the verdict log past this many bytes")
+	f.IntVar(&cfg.LogKeep, "log-keep", eve.DefaultKeep, "rotated verdict logs kept")
 	f.StringVar(&cfg.AuditPath, "audit-log", "", "audit log of rule changes (default: audit.json beside --log)")
-	f.StringVar(&cfg.Socket, "socket", DefaultSocket, "API socket")
+	f.StringVar(&cfg.Socket, "socket", api.DefaultSocket, "API socket")
 	f.StringVar(&cfg.StateDir, "state", DefaultStateDir, "state directory: rule store, compiled rules cache")
 	f.BoolVar(&cfg.FailClosed, "fail-closed", false, "while no agent runs, drop uninspected traffic instead of forwarding it")
 	f.IntVar(&cfg.Workers, "workers", 0, "DPI workers (default: one per CPU)")
@@ -126,7 +130,7 @@ Exit status: 0 when the chain holds, 1 when it is broken or unreadable.`,
 					return fmt.Errorf("audit head: %w", err)
 				}
 			}
-			res, err := VerifyAudit(path, head)
+			res, err := audit.Verify(path, head)
 			if err != nil {
 				return err
 			}
@@ -143,7 +147,7 @@ Exit status: 0 when the chain holds, 1 when it is broken or unreadable.`,
 			return nil
 		},
 	}
-	verify.Flags().StringVar(&path, "file", filepath.Join(filepath.Dir(DefaultLogPath), "audit.json"), "the audit log")
+	verify.Flags().StringVar(&path, "file", filepath.Join(filepath.Dir(eve.DefaultPath), "audit.json"), "the audit log")
 	verify.Flags().StringVar(&state, "state", DefaultStateDir, "the agent's state directory, holding the chain's recorded head (\"\" to skip)")
 	cmd.AddCommand(verify)
 	return cmd

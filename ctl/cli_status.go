@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/spf13/cobra"
 )
 
@@ -31,8 +32,8 @@ user space and inspected, drops by reason, and the verdict log's events
 			if err := checkOutput(out); err != nil {
 				return err
 			}
-			var st Status
-			if err := newClient(sock).do(cmd.Context(), http.MethodGet, "/v1/status", nil, nil, &st); err != nil {
+			var st api.Status
+			if err := api.NewClient(sock).Do(cmd.Context(), http.MethodGet, "/v1/status", nil, nil, &st); err != nil {
 				return err
 			}
 			if out == "json" {
@@ -47,7 +48,7 @@ user space and inspected, drops by reason, and the verdict log's events
 	return cmd
 }
 
-func printStatus(w io.Writer, st *Status) {
+func printStatus(w io.Writer, st *api.Status) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	up := (time.Duration(st.UptimeSecs * 1e9)).Round(time.Second)
 	fmt.Fprintf(tw, "agent\tdeepwall %s, pid %d, up %s (since %s)\n", st.Version, st.PID, up, st.Started.UTC().Format(time.RFC3339))
@@ -120,7 +121,7 @@ func quoted(s string) string {
 
 func newFlowsCommand() *cobra.Command {
 	var sock, out, proto, ip string
-	var f FlowFilter
+	var f api.FlowFilter
 	cmd := &cobra.Command{
 		Use:   "flows",
 		Short: "List the agent's live flows",
@@ -137,7 +138,7 @@ packets and bytes each way and age. Filters combine.`,
 				return err
 			}
 			if proto != "" {
-				p, err := parseProto(proto)
+				p, err := api.ParseProto(proto)
 				if err != nil {
 					return err
 				}
@@ -150,11 +151,11 @@ packets and bytes each way and age. Filters combine.`,
 				}
 				f.Addr = a
 			}
-			if f.Verdict != "" && !slices.Contains(flowVerdicts, f.Verdict) {
-				return fmt.Errorf("--verdict %q: want one of %s", f.Verdict, strings.Join(flowVerdicts, ", "))
+			if f.Verdict != "" && !slices.Contains(api.FlowVerdicts, f.Verdict) {
+				return fmt.Errorf("--verdict %q: want one of %s", f.Verdict, strings.Join(api.FlowVerdicts, ", "))
 			}
-			var fl FlowList
-			if err := newClient(sock).do(cmd.Context(), http.MethodGet, "/v1/flows", f.Query(), nil, &fl); err != nil {
+			var fl api.FlowList
+			if err := api.NewClient(sock).Do(cmd.Context(), http.MethodGet, "/v1/flows", f.Query(), nil, &fl); err != nil {
 				return err
 			}
 			if out == "json" {
@@ -171,11 +172,11 @@ packets and bytes each way and age. Filters combine.`,
 	cmd.Flags().Uint16Var(&f.Port, "port", 0, "only flows with this port at either end")
 	cmd.Flags().StringVar(&f.Verdict, "verdict", "", "only flows with this verdict: inspect, pass or drop")
 	cmd.Flags().StringVar(&f.App, "app", "", "only flows of this application protocol (http, tls, dns...)")
-	cmd.Flags().IntVar(&f.Limit, "limit", defFlowLimit, fmt.Sprintf("at most this many rows (1 to %d)", maxFlowLimit))
+	cmd.Flags().IntVar(&f.Limit, "limit", api.DefaultFlowLimit, fmt.Sprintf("at most this many rows (1 to %d)", api.MaxFlowLimit))
 	return cmd
 }
 
-func printFlows(w io.Writer, fl *FlowList) {
+func printFlows(w io.Writer, fl *api.FlowList) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PROTO\tCLIENT\tSERVER\tAPP\tVERDICT\tBYPASSED\tPKTS >/<\tBYTES >/<\tAGE\tIDLE\tRULE")
 	for _, r := range fl.Flows {

@@ -2,6 +2,7 @@ package ctl
 
 import (
 	"flag"
+	"github.com/deepwall/deepwall/ctl/api"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -37,23 +38,23 @@ func golden(tb testing.TB, name, got string) {
 
 var fixedStart = time.Date(2026, 11, 23, 21, 0, 0, 0, time.UTC)
 
-func fixedStatus() Status {
-	return Status{
+func fixedStatus() api.Status {
+	return api.Status{
 		Version: "v1.2.3", PID: 4321, Started: fixedStart, UptimeSecs: 3723.4,
-		Ports: []PortInfo{{Side: "inner", Name: "veth-app", Ifindex: 7, Queues: 2}, {Side: "outer", Name: "veth-br", Ifindex: 8, Queues: 2}},
+		Ports: []api.PortInfo{{Side: "inner", Name: "veth-app", Ifindex: 7, Queues: 2}, {Side: "outer", Name: "veth-br", Ifindex: 8, Queues: 2}},
 		NetNS: "app1", Mode: "xdp native, af_xdp", FailClosed: true, Workers: 2,
-		RuleSet: RuleSetInfo{Version: 12, Hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", Rules: 72,
+		RuleSet: api.RuleSetInfo{Version: 12, Hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", Rules: 72,
 			Disabled: 1, ACL: 2, Layer7: 69, ACLDefault: "allow", Stored: fixedStart, Applied: fixedStart.Add(time.Minute), Comment: "add [9001]"},
-		Counters: Counters{FastPathAllowed: 123456, FastPathDropped: 42, ToUserSpace: 98765, Inspected: 98765, InspectedBytes: 45678901,
+		Counters: api.Counters{FastPathAllowed: 123456, FastPathDropped: 42, ToUserSpace: 98765, Inspected: 98765, InspectedBytes: 45678901,
 			Forwarded: 98000, NonIP: 12, Resets: 14, Alerts: 9, Blocks: 7,
 			Drops: map[string]uint64{"acl": 3, "fast_path": 42, "fail_closed": 0, "malformed": 1, "redirect_error": 0, "rule": 7, "tcp.overlap_conflict": 2}},
-		Events: EventCounts{Path: "/var/log/deepwall/eve.json", Written: 1200, Dropped: 3, Rotations: 1},
+		Events: api.EventCounts{Path: "/var/log/deepwall/eve.json", Written: 1200, Dropped: 3, Rotations: 1},
 		Flows:  17,
 	}
 }
 
-func fixedFlows() FlowList {
-	return FlowList{Total: 3, Flows: []FlowRow{
+func fixedFlows() api.FlowList {
+	return api.FlowList{Total: 3, Flows: []api.FlowRow{
 		{Proto: "tcp", Client: "198.18.0.1:40001", Server: "198.18.0.2:80", App: "http", Verdict: "inspect",
 			PktsToServer: 12, PktsToClient: 10, BytesToServer: 3400, BytesToClient: 1 << 20, AgeSecs: 65.2, IdleSecs: 0.25},
 		{Proto: "tcp", Client: "198.18.0.1:40002", Server: "198.18.0.2:443", App: "tls", Verdict: "pass", Bypassed: true,
@@ -114,7 +115,7 @@ func TestCLIGolden(t *testing.T) {
 	}
 	// The filter travels to the agent.
 	code, _, errs := runCLI(t, "flows", "--socket", h.sock, "--proto", "tcp", "--ip", "198.18.0.2", "--port", "80", "--verdict", "drop", "--app", "http", "--limit", "5")
-	want := FlowFilter{Proto: 6, Addr: netip.MustParseAddr("198.18.0.2"), Port: 80, Verdict: "drop", App: "http", Limit: 5}
+	want := api.FlowFilter{Proto: 6, Addr: netip.MustParseAddr("198.18.0.2"), Port: 80, Verdict: "drop", App: "http", Limit: 5}
 	if code != 0 || h.view.filter != want {
 		t.Errorf("filter %+v (exit %d %s), want %+v", h.view.filter, code, errs, want)
 	}
@@ -129,8 +130,8 @@ func TestCLINoAgent(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "no agent listening on "+sock) {
 		t.Errorf("exit %d, stderr %q", code, errs)
 	}
-	t.Setenv(SocketEnv, sock)
+	t.Setenv(api.SocketEnv, sock)
 	if _, _, errs := runCLI(t, "rules", "list"); !strings.Contains(errs, sock) {
-		t.Errorf("%s not used: %q", SocketEnv, errs)
+		t.Errorf("%s not used: %q", api.SocketEnv, errs)
 	}
 }

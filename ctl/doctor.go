@@ -11,6 +11,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/deepwall/deepwall/dataplane/probe"
 	"github.com/spf13/cobra"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -115,12 +116,12 @@ func runDoctor(names []string) Doctor {
 				continue
 			}
 			di := DoctorIface{Name: a.Name, Type: l.Type()}
-			if err := probeNativeXDP(a.Index); err != nil {
+			if err := probe.NativeXDP(a.Index); err != nil {
 				di.Detail = "native: " + err.Error()
 			} else {
 				di.Native = true
 			}
-			di.Generic = probeGenericXDP(a.Index) == nil
+			di.Generic = probe.GenericXDP(a.Index) == nil
 			d.Interfaces = append(d.Interfaces, di)
 		}
 	}
@@ -131,7 +132,7 @@ func runDoctor(names []string) Doctor {
 		d.AFXDP = DoctorCheck{true, "AF_XDP socket created"}
 	}
 	d.BPFMaps = DoctorCheck{true, "LPM trie, LRU hash, XSKMAP, DEVMAP, per-CPU array"}
-	if err := probeXDPMaps(); err != nil {
+	if err := probe.CheckXDP(nil); err != nil { // maps and AF_XDP only: no interfaces
 		d.BPFMaps = DoctorCheck{false, err.Error()}
 	}
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err == nil {
@@ -172,26 +173,19 @@ func decide(d *Doctor) DoctorDecision {
 		}
 	}
 	switch {
-	case os.Getenv(HideXDPEnv) == "1":
-		return DoctorDecision{DataplaneNFQueue, "XDP hidden by " + HideXDPEnv + "=1"}
+	case os.Getenv(probe.HideXDPEnv) == "1":
+		return DoctorDecision{probe.BackendNFQueue, "XDP hidden by " + probe.HideXDPEnv + "=1"}
 	case !d.BPFMaps.OK:
-		return DoctorDecision{DataplaneNFQueue, "BPF map types missing: " + d.BPFMaps.Detail}
+		return DoctorDecision{probe.BackendNFQueue, "BPF map types missing: " + d.BPFMaps.Detail}
 	case !d.AFXDP.OK:
-		return DoctorDecision{DataplaneNFQueue, "no AF_XDP sockets"}
+		return DoctorDecision{probe.BackendNFQueue, "no AF_XDP sockets"}
 	case len(noNative) > 0 && len(noNative) == len(d.Interfaces):
-		return DoctorDecision{DataplaneNFQueue, "no interface supports native XDP"}
+		return DoctorDecision{probe.BackendNFQueue, "no interface supports native XDP"}
 	case len(noNative) > 0:
-		return DoctorDecision{DataplaneXDP, "xdp on ports with native XDP; nfqueue on " + strings.Join(noNative, ", ")}
+		return DoctorDecision{probe.BackendXDP, "xdp on ports with native XDP; nfqueue on " + strings.Join(noNative, ", ")}
 	}
-	return DoctorDecision{DataplaneXDP, "native XDP, AF_XDP and the BPF map types work"}
+	return DoctorDecision{probe.BackendXDP, "native XDP, AF_XDP and the BPF map types work"}
 }
-
-func probeXDPMaps() error {
-	return probeXDP(nil) // maps and AF_XDP only: no interfaces
-}
-
-// probeGenericXDP is probeNativeXDP in generic (skb) mode.
-func probeGenericXDP(ifindex int) error { return attachTestXDP(ifindex, false) }
 
 // iptablesInfo finds the iptables tools and their backend.
 func iptablesInfo() DoctorIPTables {

@@ -3,6 +3,7 @@ package ctl
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/deepwall/deepwall/dataplane/probe"
 	"strings"
 	"testing"
 )
@@ -19,11 +20,11 @@ func TestDoctorDecideAndPrint(t *testing.T) {
 		mod  func(*Doctor)
 		want string
 	}{
-		{"all there", func(*Doctor) {}, DataplaneXDP},
-		{"no af_xdp", func(d *Doctor) { d.AFXDP.OK = false }, DataplaneNFQueue},
-		{"no maps", func(d *Doctor) { d.BPFMaps.OK = false }, DataplaneNFQueue},
-		{"no native anywhere", func(d *Doctor) { d.Interfaces[0].Native, d.Interfaces[1].Native = false, false }, DataplaneNFQueue},
-		{"some native", func(d *Doctor) { d.Interfaces[1].Native = false }, DataplaneXDP},
+		{"all there", func(*Doctor) {}, probe.BackendXDP},
+		{"no af_xdp", func(d *Doctor) { d.AFXDP.OK = false }, probe.BackendNFQueue},
+		{"no maps", func(d *Doctor) { d.BPFMaps.OK = false }, probe.BackendNFQueue},
+		{"no native anywhere", func(d *Doctor) { d.Interfaces[0].Native, d.Interfaces[1].Native = false, false }, probe.BackendNFQueue},
+		{"some native", func(d *Doctor) { d.Interfaces[1].Native = false }, probe.BackendXDP},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -24,7 +24,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deepwall/deepwall/dpi"
+	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/ctl/eve"
 	"github.com/deepwall/deepwall/internal/testnet"
 	"github.com/deepwall/deepwall/rules"
 )
@@ -151,8 +152,8 @@ func (a *agentProc) launch(tb testing.TB, ns *testnet.NS, extra ...string) {
 	go func() { a.waitErr <- a.cmd.Wait() }()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		var st Status
-		err := newClient(a.sock).do(context.Background(), http.MethodGet, "/v1/status", nil, nil, &st)
+		var st api.Status
+		err := api.NewClient(a.sock).Do(context.Background(), http.MethodGet, "/v1/status", nil, nil, &st)
 		if err == nil {
 			return
 		}
@@ -189,26 +190,26 @@ func (a *agentProc) cli(tb testing.TB, args ...string) (int, string, string) {
 	return runCLI(tb, append(args, "--socket", a.sock)...)
 }
 
-func (a *agentProc) status(tb testing.TB) Status {
+func (a *agentProc) status(tb testing.TB) api.Status {
 	tb.Helper()
-	var st Status
-	if err := newClient(a.sock).do(context.Background(), http.MethodGet, "/v1/status", nil, nil, &st); err != nil {
+	var st api.Status
+	if err := api.NewClient(a.sock).Do(context.Background(), http.MethodGet, "/v1/status", nil, nil, &st); err != nil {
 		tb.Fatalf("status: %v", err)
 	}
 	return st
 }
 
 // events reads every event of the verdict log and its rotated files.
-func (a *agentProc) events(tb testing.TB) []dpi.Event {
+func (a *agentProc) events(tb testing.TB) []eve.Event {
 	tb.Helper()
 	return readEveFiles(tb, a.log)
 }
 
-func readEveFiles(tb testing.TB, path string) []dpi.Event {
+func readEveFiles(tb testing.TB, path string) []eve.Event {
 	tb.Helper()
 	files, _ := filepath.Glob(path + ".*")
 	files = append(files, path)
-	var out []dpi.Event
+	var out []eve.Event
 	for _, name := range files {
 		data, err := os.ReadFile(name)
 		if err != nil {
@@ -218,7 +219,7 @@ func readEveFiles(tb testing.TB, path string) []dpi.Event {
 			if len(line) == 0 {
 				continue
 			}
-			var ev dpi.Event
+			var ev eve.Event
 			if err := json.Unmarshal(line, &ev); err != nil {
 				continue // a line being written
 			}
@@ -229,7 +230,7 @@ func readEveFiles(tb testing.TB, path string) []dpi.Event {
 }
 
 // waitEvents polls the log until ok says it holds what the test needs.
-func (a *agentProc) waitEvents(tb testing.TB, what string, ok func([]dpi.Event) bool) []dpi.Event {
+func (a *agentProc) waitEvents(tb testing.TB, what string, ok func([]eve.Event) bool) []eve.Event {
 	tb.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -246,7 +247,7 @@ func (a *agentProc) waitEvents(tb testing.TB, what string, ok func([]dpi.Event) 
 
 // blockedIDs returns the signature ids of blocked alerts of the flow from
 // client port port.
-func blockedIDs(evs []dpi.Event, port uint16) []uint32 {
+func blockedIDs(evs []eve.Event, port uint16) []uint32 {
 	var ids []uint32
 	for _, ev := range evs {
 		if ev.Alert != nil && ev.Alert.Action == "blocked" && (ev.SrcPort == port || ev.DestPort == port) {

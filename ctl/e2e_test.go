@@ -26,7 +26,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deepwall/deepwall/dpi"
+	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/ctl/eve"
 	"github.com/deepwall/deepwall/internal/testnet"
 	"github.com/deepwall/deepwall/rules"
 )
@@ -209,7 +210,7 @@ func testAgentTraffic(t *testing.T, m agentMode) {
 			}
 			ports[at.id] = res.port
 		}
-		evs := a.waitEvents(t, "an alert for every attack", func(evs []dpi.Event) bool {
+		evs := a.waitEvents(t, "an alert for every attack", func(evs []eve.Event) bool {
 			for _, p := range ports {
 				if len(blockedIDs(evs, p)) == 0 {
 					return false
@@ -229,7 +230,7 @@ func testAgentTraffic(t *testing.T, m agentMode) {
 		if res.status != 200 || !bytes.Contains(res.body, []byte(demoCard)) {
 			t.Fatalf("DLP alert rules must not block: %+v", res)
 		}
-		a.waitEvents(t, "the card number alert", func(evs []dpi.Event) bool {
+		a.waitEvents(t, "the card number alert", func(evs []eve.Event) bool {
 			for _, ev := range evs {
 				if ev.Alert != nil && ev.Alert.SignatureID == 5001 && ev.DestPort == res.port && ev.Alert.Action == "allowed" &&
 					!strings.Contains(ev.Alert.Matched, demoCard) {
@@ -250,7 +251,7 @@ func testAgentTraffic(t *testing.T, m agentMode) {
 			t.Errorf("events %+v", st.Events)
 		}
 		code, out, errs := a.cli(t, "flows", "--verdict", "drop", "-o", "json")
-		fl := mustJSON[FlowList](t, []byte(out))
+		fl := mustJSON[api.FlowList](t, []byte(out))
 		if code != 0 || fl.Total == 0 || fl.Flows[0].Verdict != "drop" {
 			t.Errorf("flows: %d %s %s", code, out, errs)
 		}
@@ -317,7 +318,7 @@ func testAgentRuleChanges(t *testing.T, m agentMode) {
 	if !res.reset {
 		t.Fatalf("/forbidden-zone after the rule: %+v", res)
 	}
-	a.waitEvents(t, "rule 777's alert", func(evs []dpi.Event) bool { return slices.Contains(blockedIDs(evs, res.port), 777) })
+	a.waitEvents(t, "rule 777's alert", func(evs []eve.Event) bool { return slices.Contains(blockedIDs(evs, res.port), 777) })
 	for i := range 3 {
 		p := fmt.Sprintf("/after-%d", i)
 		if code, body := keepAlive(p); code != 200 || body != "ok "+p {
@@ -333,9 +334,9 @@ func testAgentRuleChanges(t *testing.T, m agentMode) {
 		!strings.Contains(errs, "rules not changed") {
 		t.Errorf("bad apply: %d %s", code, errs)
 	}
-	var ce *callError
-	err := newClient(a.sock).do(context.Background(), http.MethodPut, "/v1/rules", nil,
-		RulesRequest{Main: "bad.yaml", Files: map[string]string{"bad.yaml": "rules:\n  - {id: 1, action: block, match: {field: http.uri, regex: 'a(b'}}\n"}}, nil)
+	var ce *api.CallError
+	err := api.NewClient(a.sock).Do(context.Background(), http.MethodPut, "/v1/rules", nil,
+		api.RulesRequest{Main: "bad.yaml", Files: map[string]string{"bad.yaml": "rules:\n  - {id: 1, action: block, match: {field: http.uri, regex: 'a(b'}}\n"}}, nil)
 	if !asCallError(err, &ce) || ce.Status != 422 || len(ce.Body.Details) != 1 || ce.Body.Details[0].Line != 2 {
 		t.Errorf("bad apply over the API: %v", err)
 	}
@@ -409,8 +410,8 @@ func testAgentRuleChanges(t *testing.T, m agentMode) {
 	}
 }
 
-func asCallError(err error, into **callError) bool {
-	ce, ok := err.(*callError)
+func asCallError(err error, into **api.CallError) bool {
+	ce, ok := err.(*api.CallError)
 	*into = ce
 	return ok
 }
@@ -449,7 +450,7 @@ func testAgentLogRotation(t *testing.T, m agentMode) {
 			t.Fatal(err)
 		}
 	}
-	evs := a.waitEvents(t, "every marker alert", func(evs []dpi.Event) bool { return countMarkers(evs) == n })
+	evs := a.waitEvents(t, "every marker alert", func(evs []eve.Event) bool { return countMarkers(evs) == n })
 	if got := countMarkers(evs); got != n {
 		t.Fatalf("%d of %d alerts in the log", got, n)
 	}
@@ -483,7 +484,7 @@ func testAgentLogRotation(t *testing.T, m agentMode) {
 	}
 }
 
-func countMarkers(evs []dpi.Event) int {
+func countMarkers(evs []eve.Event) int {
 	seen := map[string]bool{}
 	for _, ev := range evs {
 		if ev.Alert != nil && ev.Alert.SignatureID == 600 && ev.HTTP != nil {
@@ -655,14 +656,14 @@ func testAgentBypass(t *testing.T, m agentMode) {
 		}
 	}
 	fetch(1000)
-	bypassed := func() (FlowRow, bool) {
-		fl := a.Flows(t, FlowFilter{Port: clientPort, Limit: 10})
+	bypassed := func() (api.FlowRow, bool) {
+		fl := a.Flows(t, api.FlowFilter{Port: clientPort, Limit: 10})
 		for _, r := range fl.Flows {
 			if r.Bypassed && r.Verdict == "pass" && r.App == "tls" {
 				return r, true
 			}
 		}
-		return FlowRow{}, false
+		return api.FlowRow{}, false
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -670,7 +671,7 @@ func testAgentBypass(t *testing.T, m agentMode) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the TLS flow never reached the fast path: %+v", a.Flows(t, FlowFilter{Port: clientPort, Limit: 10}))
+			t.Fatalf("the TLS flow never reached the fast path: %+v", a.Flows(t, api.FlowFilter{Port: clientPort, Limit: 10}))
 		}
 		fetch(100)
 		time.Sleep(100 * time.Millisecond)
@@ -688,7 +689,7 @@ func testAgentBypass(t *testing.T, m agentMode) {
 	// forgets its in-flight finals too); the connection goes on.
 	add := writeFile(t, a.dir, "tls-rule.yaml", "rules:\n  - {id: 4431, action: block, match: {field: tls.sni, regex: 'evil\\.example'}}\n")
 	code, out, errs := a.cli(t, "rules", "add", add, "-o", "json")
-	res := mustJSON[ChangeResult](t, []byte(out))
+	res := mustJSON[api.ChangeResult](t, []byte(out))
 	if code != 0 || res.Revoked < 1 {
 		t.Fatalf("rules add: %d %s %s", code, out, errs)
 	}
@@ -699,7 +700,7 @@ func testAgentBypass(t *testing.T, m agentMode) {
 	tc.Close()
 	a.stop(t)
 	stopped = true
-	var flowEv *dpi.Event
+	var flowEv *eve.Event
 	for _, ev := range a.events(t) {
 		if ev.Flow != nil && (ev.SrcPort == clientPort || ev.DestPort == clientPort) {
 			flowEv = &ev
@@ -714,10 +715,10 @@ func testAgentBypass(t *testing.T, m agentMode) {
 }
 
 // Flows lists the agent's flows through the API.
-func (a *agentProc) Flows(tb testing.TB, f FlowFilter) FlowList {
+func (a *agentProc) Flows(tb testing.TB, f api.FlowFilter) api.FlowList {
 	tb.Helper()
-	var fl FlowList
-	if err := newClient(a.sock).do(context.Background(), http.MethodGet, "/v1/flows", f.Query(), nil, &fl); err != nil {
+	var fl api.FlowList
+	if err := api.NewClient(a.sock).Do(context.Background(), http.MethodGet, "/v1/flows", f.Query(), nil, &fl); err != nil {
 		tb.Fatal(err)
 	}
 	return fl

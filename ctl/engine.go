@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/deepwall/deepwall/ctl/eve"
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dpi"
 	"github.com/deepwall/deepwall/rules"
@@ -32,7 +33,7 @@ var _ Engine = (*dpi.Engine)(nil)
 
 // engineConfig is the engine the agent runs: the kernel enforces the ACL
 // and carries final flows, events go to the verdict log.
-func engineConfig(c *rules.Compiled, workers int, emit func(*dpi.Event)) dpi.Config {
+func engineConfig(c *rules.Compiled, workers int, emit func(*eve.Event)) dpi.Config {
 	return dpi.Config{Workers: workers, Rules: c, Emit: emit, KernelACL: true, Bypass: true}
 }
 
@@ -56,7 +57,7 @@ type blockRules struct {
 }
 
 // noteEvent records the rule of a blocked alert.
-func (b *blockRules) noteEvent(ev *dpi.Event) {
+func (b *blockRules) noteEvent(ev *eve.Event) {
 	if ev.Alert == nil || ev.Alert.Action != "blocked" || ev.Alert.SignatureID == 0 {
 		return
 	}

@@ -2,121 +2,20 @@ package ctl
 
 import (
 	"cmp"
-	"fmt"
 	"net/netip"
-	"net/url"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/dpi"
-	"github.com/deepwall/deepwall/rules"
 	"github.com/deepwall/deepwall/xdp"
 )
-
-// FlowFilter selects flows for `deepwall flows`. Zero fields match all.
-type FlowFilter struct {
-	Proto   uint8      // IP protocol
-	Addr    netip.Addr // either endpoint
-	Port    uint16     // either endpoint
-	Verdict string     // inspect | pass | drop
-	App     string     // application protocol
-	Limit   int        // rows returned (the total is still counted)
-}
 
 // maxKernelFlows bounds the kernel entries read for one listing.
 const maxKernelFlows = 1 << 20
 
-var flowVerdicts = []string{"inspect", "pass", "drop"}
-
-// parseFlowFilter reads a filter from query parameters proto, ip, port,
-// verdict, app and limit.
-func parseFlowFilter(q url.Values) (FlowFilter, error) {
-	f := FlowFilter{Limit: defFlowLimit}
-	if v := q.Get("proto"); v != "" {
-		p, err := parseProto(v)
-		if err != nil {
-			return f, err
-		}
-		f.Proto = p
-	}
-	if v := q.Get("ip"); v != "" {
-		a, err := netip.ParseAddr(v)
-		if err != nil {
-			return f, fmt.Errorf("%w: ip %q: %v", ErrBadRequest, v, err)
-		}
-		f.Addr = a.Unmap()
-	}
-	if v := q.Get("port"); v != "" {
-		p, err := strconv.ParseUint(v, 10, 16)
-		if err != nil || p == 0 {
-			return f, fmt.Errorf("%w: port %q is not 1 to 65535", ErrBadRequest, v)
-		}
-		f.Port = uint16(p)
-	}
-	if v := q.Get("verdict"); v != "" {
-		if !slices.Contains(flowVerdicts, v) {
-			return f, fmt.Errorf("%w: verdict %q is not one of %s", ErrBadRequest, v, strings.Join(flowVerdicts, ", "))
-		}
-		f.Verdict = v
-	}
-	f.App = q.Get("app")
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxFlowLimit {
-			return f, fmt.Errorf("%w: limit %q is not 1 to %d", ErrBadRequest, v, maxFlowLimit)
-		}
-		f.Limit = n
-	}
-	return f, nil
-}
-
-// Query renders the filter as query parameters (the CLI's side).
-func (f FlowFilter) Query() url.Values {
-	q := url.Values{}
-	if f.Proto != 0 {
-		q.Set("proto", strconv.Itoa(int(f.Proto)))
-	}
-	if f.Addr.IsValid() {
-		q.Set("ip", f.Addr.String())
-	}
-	if f.Port != 0 {
-		q.Set("port", strconv.Itoa(int(f.Port)))
-	}
-	if f.Verdict != "" {
-		q.Set("verdict", f.Verdict)
-	}
-	if f.App != "" {
-		q.Set("app", f.App)
-	}
-	if f.Limit != 0 {
-		q.Set("limit", strconv.Itoa(f.Limit))
-	}
-	return q
-}
-
-func parseProto(v string) (uint8, error) {
-	switch strings.ToLower(v) {
-	case "tcp":
-		return rules.ProtoTCP, nil
-	case "udp":
-		return rules.ProtoUDP, nil
-	case "icmp":
-		return 1, nil
-	case "icmpv6", "ipv6-icmp":
-		return 58, nil
-	case "sctp":
-		return rules.ProtoSCTP, nil
-	}
-	n, err := strconv.ParseUint(v, 10, 8)
-	if err != nil {
-		return 0, fmt.Errorf("%w: proto %q is not tcp, udp, icmp, icmpv6, sctp or a number", ErrBadRequest, v)
-	}
-	return uint8(n), nil
-}
-
-func (f FlowFilter) match(r *FlowRow, proto uint8, client, server netip.AddrPort) bool {
+// matchFlow reports whether row r of a flow passes f.
+func matchFlow(f api.FlowFilter, r *api.FlowRow, proto uint8, client, server netip.AddrPort) bool {
 	if f.Proto != 0 && proto != f.Proto {
 		return false
 	}
@@ -150,7 +49,7 @@ func kernelVerdict(v xdp.Verdict) string {
 // add to the engine's; kernel entries the engine does not know are listed
 // from the kernel alone. Rows come sorted by age, oldest first. mono and
 // wall are the current time on the kernel's clock and the wall clock.
-func mergeFlows(eng Engine, kern flowTable, f FlowFilter, mono int64, wall time.Time) FlowList {
+func mergeFlows(eng Engine, kern flowTable, f api.FlowFilter, mono int64, wall time.Time) api.FlowList {
 	type kentry struct {
 		v    xdp.FlowValue
 		seen bool
@@ -163,9 +62,9 @@ func mergeFlows(eng Engine, kern flowTable, f FlowFilter, mono int64, wall time.
 		})
 	}
 	nsSecs := func(ns int64) float64 { return max(float64(ns)/1e9, 0) }
-	var out FlowList
-	add := func(r FlowRow, proto uint8, client, server netip.AddrPort) {
-		if !f.match(&r, proto, client, server) {
+	var out api.FlowList
+	add := func(r api.FlowRow, proto uint8, client, server netip.AddrPort) {
+		if !matchFlow(f, &r, proto, client, server) {
 			return
 		}
 		out.Total++
@@ -173,7 +72,7 @@ func mergeFlows(eng Engine, kern flowTable, f FlowFilter, mono int64, wall time.
 	}
 	if eng != nil {
 		eng.Flows(func(fi dpi.FlowInfo) bool {
-			r := FlowRow{Proto: xdp.ProtoName(fi.Proto), Client: fi.Client.String(), Server: fi.Server.String(),
+			r := api.FlowRow{Proto: xdp.ProtoName(fi.Proto), Client: fi.Client.String(), Server: fi.Server.String(),
 				App: fi.App, Verdict: fi.Verdict, RuleID: fi.RuleID, Bypassed: fi.Bypassed,
 				PktsToServer: fi.Packets[0], PktsToClient: fi.Packets[1],
 				BytesToServer: fi.Bytes[0], BytesToClient: fi.Bytes[1],
@@ -211,14 +110,14 @@ func mergeFlows(eng Engine, kern flowTable, f FlowFilter, mono int64, wall time.
 		// The engine does not know this flow (an earlier agent's): which
 		// end is the client is unknown, so lo is shown first.
 		lo, hi := k.Lo(), k.Hi()
-		r := FlowRow{Proto: xdp.ProtoName(k.Proto), Client: lo.String(), Server: hi.String(),
+		r := api.FlowRow{Proto: xdp.ProtoName(k.Proto), Client: lo.String(), Server: hi.String(),
 			Verdict: kernelVerdict(ke.v.Verdict), Bypassed: ke.v.Verdict != xdp.VerdictInspect, RuleID: ke.v.RuleID,
 			PktsToServer: ke.v.Packets[xdp.FromLo], PktsToClient: ke.v.Packets[xdp.FromHi],
 			BytesToServer: ke.v.Bytes[xdp.FromLo], BytesToClient: ke.v.Bytes[xdp.FromHi],
 			IdleSecs: nsSecs(mono - int64(ke.v.LastSeen))}
 		add(r, k.Proto, lo, hi)
 	}
-	slices.SortStableFunc(out.Flows, func(a, b FlowRow) int {
+	slices.SortStableFunc(out.Flows, func(a, b api.FlowRow) int {
 		if c := cmp.Compare(b.AgeSecs, a.AgeSecs); c != 0 {
 			return c
 		}
@@ -228,7 +127,7 @@ func mergeFlows(eng Engine, kern flowTable, f FlowFilter, mono int64, wall time.
 		out.Flows, out.Truncated = out.Flows[:f.Limit], true
 	}
 	if out.Flows == nil {
-		out.Flows = []FlowRow{}
+		out.Flows = []api.FlowRow{}
 	}
 	return out
 }

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/ctl/audit"
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dpi"
 	"github.com/deepwall/deepwall/rules"
@@ -172,7 +174,7 @@ func newTestManager(tb testing.TB, initial string) *testManager {
 	}
 	tb.Cleanup(func() { store.Close() })
 	auditPath := filepath.Join(dir, "audit.json")
-	al, err := OpenAuditLog(auditPath)
+	al, err := audit.Open(auditPath)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -217,13 +219,13 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 
 // fakeView is a fixed agent for the read-only endpoints.
 type fakeView struct {
-	status Status
-	flows  FlowList
-	filter FlowFilter
+	status api.Status
+	flows  api.FlowList
+	filter api.FlowFilter
 }
 
-func (v *fakeView) Status() Status { return v.status }
-func (v *fakeView) Flows(f FlowFilter) FlowList {
+func (v *fakeView) Status() api.Status { return v.status }
+func (v *fakeView) Flows(f api.FlowFilter) api.FlowList {
 	v.filter = f
 	return v.flows
 }
@@ -289,9 +291,9 @@ func (h *apiHarness) call(tb testing.TB, method, path string, body any) (int, []
 	if s, ok := body.(string); ok && s != "" {
 		req.Header.Set("Content-Type", "application/yaml")
 	}
-	c := newClient(h.sock)
-	c.http.Transport.(*http.Transport).DisableKeepAlives = true
-	resp, err := c.http.Do(req)
+	c := api.NewClient(h.sock)
+	c.HTTP().Transport.(*http.Transport).DisableKeepAlives = true
+	resp, err := c.HTTP().Do(req)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -304,18 +306,18 @@ func (h *apiHarness) call(tb testing.TB, method, path string, body any) (int, []
 }
 
 // readAudit returns the audit log's entries.
-func readAudit(tb testing.TB, path string) []AuditEntry {
+func readAudit(tb testing.TB, path string) []audit.Entry {
 	tb.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var out []AuditEntry
+	var out []audit.Entry
 	for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
 		if len(line) == 0 {
 			continue
 		}
-		var e AuditEntry
+		var e audit.Entry
 		if err := json.Unmarshal(line, &e); err != nil {
 			tb.Fatalf("audit line %q: %v", line, err)
 		}

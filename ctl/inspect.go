@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/deepwall/deepwall/ctl/eve"
 	"github.com/deepwall/deepwall/dpi"
 	"github.com/deepwall/deepwall/dpi/pcapio"
 	"github.com/deepwall/deepwall/rules"
@@ -97,7 +98,7 @@ func runInspect(stdout, stderr io.Writer, c *rules.Compiled, path string, worker
 	var werr error
 	e, err := dpi.New(dpi.Config{
 		Rules: c, Workers: workers, Offline: true,
-		Emit: func(ev *dpi.Event) {
+		Emit: func(ev *eve.Event) {
 			mu.Lock()
 			if werr == nil {
 				werr = enc.Encode(ev)

@@ -14,7 +14,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
-	"github.com/deepwall/deepwall/dpi"
+	"github.com/deepwall/deepwall/ctl/eve"
 	"github.com/deepwall/deepwall/dpi/pcapio"
 	"github.com/deepwall/deepwall/internal/testnet"
 )
@@ -54,12 +54,12 @@ func TestInspect(t *testing.T) {
 	}
 	var types []string
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		var ev dpi.Event
+		var ev eve.Event
 		if err := json.Unmarshal([]byte(line), &ev); err != nil {
 			t.Fatalf("not JSON: %q: %v", line, err)
 		}
 		types = append(types, string(ev.EventType))
-		if ev.EventType == dpi.EventAlert && (ev.Alert.Action != "blocked" || ev.HTTP == nil || ev.HTTP.Hostname != "shop") {
+		if ev.EventType == eve.EventAlert && (ev.Alert.Action != "blocked" || ev.HTTP == nil || ev.HTTP.Hostname != "shop") {
 			t.Errorf("alert %s", line)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/dpi"
 	"github.com/deepwall/deepwall/rules"
 )
@@ -50,13 +51,13 @@ type learnKey struct {
 type learner struct {
 	p     *protector
 	mu    sync.Mutex
-	m     map[learnKey]*LearnedRule
+	m     map[learnKey]*api.LearnedRule
 	seq   uint32
 	dirty bool
 	full  bool // a flow was not learned: the table or the ids ran out (logged once)
 }
 
-func newLearner(p *protector) *learner { return &learner{p: p, m: map[learnKey]*LearnedRule{}} }
+func newLearner(p *protector) *learner { return &learner{p: p, m: map[learnKey]*api.LearnedRule{}} }
 
 // observe records a flow from client to server if either end is a
 // container in discover mode.
@@ -65,7 +66,7 @@ func (l *learner) observe(client, server netip.AddrPort, proto uint8, app string
 		return
 	}
 	for _, pp := range l.p.portsOf() {
-		if pp.protectionMode() != ModeDiscover {
+		if pp.protectionMode() != api.ModeDiscover {
 			continue
 		}
 		as := pp.addrs.Load()
@@ -114,7 +115,7 @@ func (l *learner) add(k learnKey, app string) {
 		return
 	}
 	l.seq++
-	l.m[k] = &LearnedRule{ID: learnedIDBase + 2*l.seq, Container: k.Container, Direction: k.Dir, Peer: k.Peer.String(),
+	l.m[k] = &api.LearnedRule{ID: learnedIDBase + 2*l.seq, Container: k.Container, Direction: k.Dir, Peer: k.Peer.String(),
 		Proto: rules.ProtoString(k.Proto), Port: k.Port, App: app, Flows: 1, First: now, Last: now}
 	l.dirty = true
 }
@@ -127,7 +128,7 @@ func (l *learner) poll() {
 	}
 	discover := false
 	for _, pp := range l.p.portsOf() {
-		discover = discover || pp.protectionMode() == ModeDiscover
+		discover = discover || pp.protectionMode() == api.ModeDiscover
 	}
 	if discover {
 		type fl struct {
@@ -159,8 +160,8 @@ func (l *learner) flush() {
 	l.dirty = false
 	l.mu.Unlock()
 	b, err := json.Marshal(struct {
-		Seq   uint32        `json:"seq"`
-		Rules []LearnedRule `json:"rules"`
+		Seq   uint32            `json:"seq"`
+		Rules []api.LearnedRule `json:"rules"`
 	}{seq, list})
 	if err == nil {
 		err = l.p.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketLearned).Put([]byte("all"), b) })
@@ -205,24 +206,24 @@ func (l *learner) load() error {
 // direction, address, protocol, an id of its own), the protocol in the
 // form promote renders; others are counted in skipped. seq is at least
 // the highest number in use, so that new flows get fresh ids.
-func decodeLearned(data []byte) (m map[learnKey]*LearnedRule, seq uint32, skipped int, err error) {
+func decodeLearned(data []byte) (m map[learnKey]*api.LearnedRule, seq uint32, skipped int, err error) {
 	var st struct {
-		Seq   uint32        `json:"seq"`
-		Rules []LearnedRule `json:"rules"`
+		Seq   uint32            `json:"seq"`
+		Rules []api.LearnedRule `json:"rules"`
 	}
 	if err := json.Unmarshal(data, &st); err != nil {
 		return nil, 0, 0, err
 	}
-	m = map[learnKey]*LearnedRule{}
+	m = map[learnKey]*api.LearnedRule{}
 	ids := map[uint32]bool{}
 	seq = min(st.Seq, maxLearnedSeq)
 	for i := range st.Rules {
 		r := st.Rules[i]
 		peer, err := netip.ParseAddr(r.Peer)
-		proto, perr := parseProto(r.Proto)
+		proto, perr := api.ParseProto(r.Proto)
 		n := (int64(r.ID) - learnedIDBase) / 2
 		k := learnKey{Container: r.Container, Dir: r.Direction, Peer: peer.Unmap(), Proto: proto, Port: r.Port}
-		if err != nil || perr != nil || !learnable(proto) || !containerNameRE.MatchString(r.Container) || r.Direction != "in" && r.Direction != "out" ||
+		if err != nil || perr != nil || !learnable(proto) || !rules.ValidContainerName(r.Container) || r.Direction != "in" && r.Direction != "out" ||
 			r.ID%2 != 0 || n < 1 || n > maxLearnedSeq || ids[r.ID] || m[k] != nil || len(m) >= MaxLearned || len(r.App) > 64 {
 			skipped++
 			continue
@@ -234,26 +235,26 @@ func decodeLearned(data []byte) (m map[learnKey]*LearnedRule, seq uint32, skippe
 	return m, seq, skipped, nil
 }
 
-func (l *learner) listLocked() []LearnedRule {
-	out := make([]LearnedRule, 0, len(l.m))
+func (l *learner) listLocked() []api.LearnedRule {
+	out := make([]api.LearnedRule, 0, len(l.m))
 	for _, r := range l.m {
 		out = append(out, *r)
 	}
-	slices.SortFunc(out, func(a, b LearnedRule) int { return int(int64(a.ID) - int64(b.ID)) })
+	slices.SortFunc(out, func(a, b api.LearnedRule) int { return int(int64(a.ID) - int64(b.ID)) })
 	return out
 }
 
 // Learned lists the learned flows, oldest first.
-func (l *learner) Learned() LearnedList {
+func (l *learner) Learned() api.LearnedList {
 	l.poll()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return LearnedList{Rules: l.listLocked()}
+	return api.LearnedList{Rules: l.listLocked()}
 }
 
 // promotedRules renders learned flows as allow rules: the flow and its
 // replies.
-func promotedRules(list []LearnedRule) string {
+func promotedRules(list []api.LearnedRule) string {
 	var b strings.Builder
 	b.WriteString("rules:\n")
 	for _, r := range list {
@@ -294,10 +295,10 @@ func denyRules(name string, id uint32) string {
 // Promote turns learned flows into allow rules in the running set, each
 // container's allow rules followed by its default deny, so that once the
 // container is in protect mode exactly the learned traffic passes.
-func (l *learner) Promote(req PromoteRequest, who Caller) (ChangeResult, error) {
+func (l *learner) Promote(req api.PromoteRequest, who Caller) (api.ChangeResult, error) {
 	l.poll()
 	l.mu.Lock()
-	var pick []LearnedRule
+	var pick []api.LearnedRule
 	for _, r := range l.listLocked() {
 		if !r.Promoted && (req.All || slices.Contains(req.IDs, r.ID)) {
 			pick = append(pick, r)
@@ -305,12 +306,12 @@ func (l *learner) Promote(req PromoteRequest, who Caller) (ChangeResult, error) 
 	}
 	l.mu.Unlock()
 	for _, id := range req.IDs {
-		if !slices.ContainsFunc(pick, func(r LearnedRule) bool { return r.ID == id }) {
-			return ChangeResult{}, fmt.Errorf("%w: learned rule %d: unknown or promoted already", ErrBadRequest, id)
+		if !slices.ContainsFunc(pick, func(r api.LearnedRule) bool { return r.ID == id }) {
+			return api.ChangeResult{}, fmt.Errorf("%w: learned rule %d: unknown or promoted already", api.ErrInvalid, id)
 		}
 	}
 	if len(pick) == 0 {
-		return ChangeResult{}, fmt.Errorf("%w: nothing to promote (deepwall rules learned lists what discover mode learned)", ErrBadRequest)
+		return api.ChangeResult{}, fmt.Errorf("%w: nothing to promote (deepwall rules learned lists what discover mode learned)", api.ErrInvalid)
 	}
 	res, err := l.p.a.rules.change("promote", who, req.Comment, func(cur *ruleState) (*rules.Set, []uint32, error) {
 		return buildPromoted(cur.set, pick)
@@ -320,7 +321,7 @@ func (l *learner) Promote(req PromoteRequest, who Caller) (ChangeResult, error) 
 	}
 	l.mu.Lock()
 	for _, r := range l.m {
-		if slices.ContainsFunc(pick, func(p LearnedRule) bool { return p.ID == r.ID }) {
+		if slices.ContainsFunc(pick, func(p api.LearnedRule) bool { return p.ID == r.ID }) {
 			r.Promoted = true
 		}
 	}
@@ -333,8 +334,8 @@ func (l *learner) Promote(req PromoteRequest, who Caller) (ChangeResult, error) 
 // buildPromoted inserts the allow rules of pick into set: before the
 // container's default deny if it has one, else at the end followed by a
 // new default deny.
-func buildPromoted(set *rules.Set, pick []LearnedRule) (*rules.Set, []uint32, error) {
-	byC := map[string][]LearnedRule{}
+func buildPromoted(set *rules.Set, pick []api.LearnedRule) (*rules.Set, []uint32, error) {
+	byC := map[string][]api.LearnedRule{}
 	var names []string
 	for _, r := range pick {
 		if _, ok := byC[r.Container]; !ok {

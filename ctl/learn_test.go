@@ -11,11 +11,13 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/ctl/resolve"
 	"github.com/deepwall/deepwall/dataplane/wire"
 	"github.com/deepwall/deepwall/rules"
 )
 
-func learnedLines(l LearnedList) []string {
+func learnedLines(l api.LearnedList) []string {
 	var out []string
 	for _, r := range l.Rules {
 		out = append(out, fmt.Sprintf("%s %s %s %s/%d %s", r.Container, r.Direction, r.Peer, r.Proto, r.Port, r.App))
@@ -52,9 +54,9 @@ func TestLearnerObserve(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p, web, _ := testProtector(t, modeRules)
-			web.mode.Store(ModeDiscover)
-			db := &protectedPort{rec: portRecord{Target: Target{Name: "db"}, Wire: &wire.Record{}}}
-			db.mode.Store(ModeMonitor)
+			web.mode.Store(api.ModeDiscover)
+			db := &protectedPort{rec: portRecord{Target: resolve.Target{Name: "db"}, Wire: &wire.Record{}}}
+			db.mode.Store(api.ModeMonitor)
 			db.addrs.Store(&[]netip.Addr{netip.MustParseAddr("198.18.0.3")})
 			p.ports["db"] = db
 			p.publish()
@@ -71,7 +73,7 @@ func TestLearnerObserve(t *testing.T) {
 
 func TestLearnerBounded(t *testing.T) {
 	p, web, _ := testProtector(t, modeRules)
-	web.mode.Store(ModeDiscover)
+	web.mode.Store(api.ModeDiscover)
 	server := netip.MustParseAddrPort("198.18.0.2:80")
 	for i := range MaxLearned + 10 {
 		peer := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
@@ -98,7 +100,7 @@ func TestBuildPromoted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := []LearnedRule{
+	first := []api.LearnedRule{
 		{ID: learnedIDBase + 2, Container: "web", Direction: "in", Peer: "198.18.0.1", Proto: "tcp", Port: 8080, App: "http"},
 		{ID: learnedIDBase + 4, Container: "web", Direction: "out", Peer: "198.18.0.53", Proto: "udp", Port: 53, App: "dns"},
 	}
@@ -110,7 +112,7 @@ func TestBuildPromoted(t *testing.T) {
 	if !slices.Equal(ids, wantIDs) {
 		t.Errorf("ids %v, want %v", ids, wantIDs)
 	}
-	second := []LearnedRule{{ID: learnedIDBase + 6, Container: "web", Direction: "in", Peer: "198.18.0.4", Proto: "tcp", Port: 9090}}
+	second := []api.LearnedRule{{ID: learnedIDBase + 6, Container: "web", Direction: "in", Peer: "198.18.0.4", Proto: "tcp", Port: 9090}}
 	set2, ids2, err := buildPromoted(set, second)
 	if err != nil {
 		t.Fatal(err)
@@ -170,21 +172,21 @@ func TestBuildPromoted(t *testing.T) {
 func TestLearnerPromote(t *testing.T) {
 	p, web, tm := testProtector(t, modeRules)
 	tm.containers = p.a.containerAddrs
-	web.mode.Store(ModeDiscover)
+	web.mode.Store(api.ModeDiscover)
 	p.learn.observe(netip.MustParseAddrPort("198.18.0.1:40000"), netip.MustParseAddrPort("198.18.0.2:8080"), 6, "http")
 	p.learn.observe(netip.MustParseAddrPort("198.18.0.1:40000"), netip.MustParseAddrPort("198.18.0.2:8443"), 6, "tls")
 	l := p.learn.Learned()
 	if len(l.Rules) != 2 {
 		t.Fatalf("learned %+v", l)
 	}
-	if _, err := p.learn.Promote(PromoteRequest{IDs: []uint32{12345}}, Caller{}); err == nil {
+	if _, err := p.learn.Promote(api.PromoteRequest{IDs: []uint32{12345}}, Caller{}); err == nil {
 		t.Error("an unknown id was promoted")
 	}
-	res, err := p.learn.Promote(PromoteRequest{IDs: []uint32{l.Rules[0].ID}, Comment: "first"}, Caller{})
+	res, err := p.learn.Promote(api.PromoteRequest{IDs: []uint32{l.Rules[0].ID}, Comment: "first"}, Caller{})
 	if err != nil || !res.Changed || res.ToVersion != res.FromVersion+1 {
 		t.Fatalf("promote: %+v %v", res, err)
 	}
-	if _, err := p.learn.Promote(PromoteRequest{IDs: []uint32{l.Rules[0].ID}}, Caller{}); err == nil {
+	if _, err := p.learn.Promote(api.PromoteRequest{IDs: []uint32{l.Rules[0].ID}}, Caller{}); err == nil {
 		t.Error("a promoted id was promoted again")
 	}
 	// The engine runs the set with web's address in the learned rules.
@@ -192,7 +194,7 @@ func TestLearnerPromote(t *testing.T) {
 	if r == nil || len(r.Dst) != 1 || r.Dst[0] != netip.MustParsePrefix("198.18.0.2/32") || r.Disabled {
 		t.Errorf("running rule %+v: want dst 198.18.0.2/32", r)
 	}
-	if _, err := p.learn.Promote(PromoteRequest{All: true}, Caller{}); err != nil {
+	if _, err := p.learn.Promote(api.PromoteRequest{All: true}, Caller{}); err != nil {
 		t.Fatalf("promote --all: %v", err)
 	}
 	for _, r := range p.learn.Learned().Rules {
@@ -200,7 +202,7 @@ func TestLearnerPromote(t *testing.T) {
 			t.Errorf("%+v not promoted", r)
 		}
 	}
-	if _, err := p.learn.Promote(PromoteRequest{All: true}, Caller{}); err == nil {
+	if _, err := p.learn.Promote(api.PromoteRequest{All: true}, Caller{}); err == nil {
 		t.Error("promote --all with nothing left succeeded")
 	}
 	if n := strings.Count(string(tm.current().set.Canonical()), "default deny"); n != 2 {
@@ -217,8 +219,8 @@ func TestLearnerPersist(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pp := &protectedPort{rec: portRecord{Target: Target{Name: "web"}, Wire: &wire.Record{}}}
-		pp.mode.Store(ModeDiscover)
+		pp := &protectedPort{rec: portRecord{Target: resolve.Target{Name: "web"}, Wire: &wire.Record{}}}
+		pp.mode.Store(api.ModeDiscover)
 		pp.addrs.Store(&[]netip.Addr{netip.MustParseAddr("198.18.0.2")})
 		p.ports["web"] = pp
 		p.publish()
@@ -291,7 +293,7 @@ func TestDecodeLearned(t *testing.T) {
 				t.Fatalf("%d kept, %d skipped, seq %d, %v; want %d, %d, %d", len(m), skipped, seq, err, tc.kept, tc.skipped, tc.seq)
 			}
 			for _, r := range m {
-				if _, err := parseProto(r.Proto); err != nil || r.Proto != rules.ProtoString(mustProto(t, r.Proto)) {
+				if _, err := api.ParseProto(r.Proto); err != nil || r.Proto != rules.ProtoString(mustProto(t, r.Proto)) {
 					t.Errorf("proto %q not in canonical form", r.Proto)
 				}
 			}
@@ -301,7 +303,7 @@ func TestDecodeLearned(t *testing.T) {
 
 func mustProto(tb testing.TB, s string) uint8 {
 	tb.Helper()
-	p, err := parseProto(s)
+	p, err := api.ParseProto(s)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -359,12 +361,12 @@ func FuzzDecodeLearned(f *testing.F) {
 				t.Fatalf("id %d (seq %d)", r.ID, seq)
 			}
 			ids[r.ID] = true
-			if r.Proto != rules.ProtoString(k.Proto) || !learnable(k.Proto) || !containerNameRE.MatchString(r.Container) {
+			if r.Proto != rules.ProtoString(k.Proto) || !learnable(k.Proto) || !rules.ValidContainerName(r.Container) {
 				t.Fatalf("accepted %+v", r)
 			}
 		}
 		if len(m) > 0 {
-			list := make([]LearnedRule, 0, len(m))
+			list := make([]api.LearnedRule, 0, len(m))
 			for _, r := range m {
 				list = append(list, *r)
 			}

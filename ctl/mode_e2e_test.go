@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/deepwall/deepwall/dataplane/probe"
 	"github.com/deepwall/deepwall/internal/testnet"
 )
 
@@ -23,7 +24,7 @@ func TestPrivilegedAgentModeAuto(t *testing.T) {
 		}
 	})
 	t.Run("hidden xdp", func(t *testing.T) {
-		t.Setenv(HideXDPEnv, "1")
+		t.Setenv(probe.HideXDPEnv, "1")
 		topo := testnet.NewTopology(t, testnet.TopologyOptions{Bridge: true})
 		for _, args := range [][]string{
 			{"iptables", "-A", "FORWARD", "-p", "udp", "--dport", "9999", "-j", "ACCEPT"},
@@ -40,7 +41,7 @@ func TestPrivilegedAgentModeAuto(t *testing.T) {
 		dir := t.TempDir()
 		a := startAgent(t, topo, dir)
 		st := a.status(t)
-		if !strings.HasPrefix(st.Mode, "nfqueue") || !strings.Contains(st.ModeReason, HideXDPEnv) {
+		if !strings.HasPrefix(st.Mode, "nfqueue") || !strings.Contains(st.ModeReason, probe.HideXDPEnv) {
 			t.Errorf("mode %q (%q)", st.Mode, st.ModeReason)
 		}
 		code, out, _ := a.cli(t, "status")

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/rules"
 )
 
@@ -38,7 +39,7 @@ func (s *APIServer) mutationOp(r *http.Request) string {
 	case r.Method == http.MethodPost && r.URL.Path == "/v1/ports":
 		// A refused caller's body is read only to tell a mode change
 		// from a protect; bounded like the handler's.
-		var req ProtectRequest
+		var req api.ProtectRequest
 		body, err := io.ReadAll(io.LimitReader(r.Body, maxPortBody))
 		if err == nil && json.Unmarshal(body, &req) == nil {
 			if p, perr := s.protector(); perr == nil {
@@ -59,7 +60,7 @@ func (s *APIServer) mutationOp(r *http.Request) string {
 func (s *APIServer) protector() (*protector, error) {
 	pa, ok := s.view.(portsAPI)
 	if !ok || pa.protectorOf() == nil {
-		return nil, fmt.Errorf("%w: this agent does not protect containers", ErrBadRequest)
+		return nil, fmt.Errorf("%w: this agent does not protect containers", api.ErrInvalid)
 	}
 	return pa.protectorOf(), nil
 }
@@ -83,7 +84,7 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, into any) error {
 		return bodyError(err)
 	}
 	if dec.More() {
-		return fmt.Errorf("%w: trailing data after the JSON body", ErrBadRequest)
+		return fmt.Errorf("%w: trailing data after the JSON body", api.ErrInvalid)
 	}
 	return nil
 }
@@ -94,7 +95,7 @@ func (s *APIServer) protectPort(w http.ResponseWriter, r *http.Request, who Call
 		writeAPIError(w, err)
 		return
 	}
-	var req ProtectRequest
+	var req api.ProtectRequest
 	if err := readJSONBody(w, r, &req); err != nil {
 		writeAPIError(w, err)
 		return
@@ -144,17 +145,17 @@ func (s *APIServer) promoteRules(w http.ResponseWriter, r *http.Request, who Cal
 		writeAPIError(w, err)
 		return
 	}
-	var req PromoteRequest
+	var req api.PromoteRequest
 	if err := readJSONBody(w, r, &req); err != nil {
 		writeAPIError(w, err)
 		return
 	}
 	if len(req.Comment) > rules.MaxComment {
-		writeAPIError(w, fmt.Errorf("%w: comment longer than %d bytes", ErrBadRequest, rules.MaxComment))
+		writeAPIError(w, fmt.Errorf("%w: comment longer than %d bytes", api.ErrInvalid, rules.MaxComment))
 		return
 	}
 	if len(req.IDs) > MaxLearned { // more cannot name distinct learned flows
-		writeAPIError(w, fmt.Errorf("%w: %d ids, at most %d", ErrBadRequest, len(req.IDs), MaxLearned))
+		writeAPIError(w, fmt.Errorf("%w: %d ids, at most %d", api.ErrInvalid, len(req.IDs), MaxLearned))
 		return
 	}
 	res, err := p.learn.Promote(req, who)

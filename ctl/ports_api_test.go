@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/vishvananda/netns"
 )
 
@@ -28,12 +29,12 @@ func TestPortsAPIRefusedAudit(t *testing.T) {
 		body         any
 		op           string
 	}{
-		{"POST", "/v1/ports", ProtectRequest{Target: "db"}, "protect"},
-		{"POST", "/v1/ports", ProtectRequest{Target: "web", Mode: ModeMonitor}, "mode"},
+		{"POST", "/v1/ports", api.ProtectRequest{Target: "db"}, "protect"},
+		{"POST", "/v1/ports", api.ProtectRequest{Target: "web", Mode: api.ModeMonitor}, "mode"},
 		{"POST", "/v1/ports", "not json", "protect"},
 		{"DELETE", "/v1/ports/web", nil, "unprotect"},
-		{"POST", "/v1/rules/promote", PromoteRequest{All: true}, "promote"},
-		{"POST", "/v1/rules", RulesRequest{Main: "a.yaml", Files: map[string]string{"a.yaml": "rules: []\n"}}, "add"},
+		{"POST", "/v1/rules/promote", api.PromoteRequest{All: true}, "promote"},
+		{"POST", "/v1/rules", api.RulesRequest{Main: "a.yaml", Files: map[string]string{"a.yaml": "rules: []\n"}}, "add"},
 		{"DELETE", "/v1/rules/100", nil, "delete"},
 	}
 	for _, tt := range tests {
@@ -79,10 +80,10 @@ func TestPortsAPIBounds(t *testing.T) {
 		{"oversized", "POST", "/v1/ports", `{"target":"` + strings.Repeat("a", maxPortBody) + `"}`, http.StatusRequestEntityTooLarge, "too large"},
 		{"unknown field", "POST", "/v1/ports", `{"target":"web","mode":"protect","shell":"rm -rf /"}`, http.StatusBadRequest, "unknown field"},
 		{"trailing data", "POST", "/v1/ports", `{"target":"web"} {"target":"db"}`, http.StatusBadRequest, "trailing"},
-		{"not a namespace", "POST", "/v1/ports", ProtectRequest{Target: "/etc/passwd"}, http.StatusBadRequest, "/etc/passwd: not a network namespace"},
-		{"the agent's own namespace", "POST", "/v1/ports", ProtectRequest{Target: "/proc/self/ns/net"}, http.StatusBadRequest, "agent's own network namespace"},
-		{"bad mode", "POST", "/v1/ports", ProtectRequest{Target: "web", Mode: "off"}, http.StatusBadRequest, "mode"},
-		{"too many ids", "POST", "/v1/rules/promote", PromoteRequest{IDs: tooMany}, http.StatusBadRequest, "ids"},
+		{"not a namespace", "POST", "/v1/ports", api.ProtectRequest{Target: "/etc/passwd"}, http.StatusBadRequest, "/etc/passwd: not a network namespace"},
+		{"the agent's own namespace", "POST", "/v1/ports", api.ProtectRequest{Target: "/proc/self/ns/net"}, http.StatusBadRequest, "agent's own network namespace"},
+		{"bad mode", "POST", "/v1/ports", api.ProtectRequest{Target: "web", Mode: "off"}, http.StatusBadRequest, "mode"},
+		{"too many ids", "POST", "/v1/rules/promote", api.PromoteRequest{IDs: tooMany}, http.StatusBadRequest, "ids"},
 		{"promote oversized", "POST", "/v1/rules/promote", `{"comment":"` + strings.Repeat("a", maxPortBody) + `"}`, http.StatusRequestEntityTooLarge, "too large"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

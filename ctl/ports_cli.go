@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/spf13/cobra"
 )
 
@@ -19,7 +20,7 @@ func init() {
 
 func newProtectCommand() *cobra.Command {
 	var sock, out string
-	var req ProtectRequest
+	var req api.ProtectRequest
 	cmd := &cobra.Command{
 		Use:   "protect TARGET",
 		Short: "Put deepwall inline in front of a running container",
@@ -52,8 +53,8 @@ without dropping traffic.`,
 				return err
 			}
 			req.Target = args[0]
-			var st PortStatus
-			if err := newClient(sock).do(cmd.Context(), http.MethodPost, "/v1/ports", nil, &req, &st); err != nil {
+			var st api.PortStatus
+			if err := api.NewClient(sock).Do(cmd.Context(), http.MethodPost, "/v1/ports", nil, &req, &st); err != nil {
 				return err
 			}
 			if out == "json" {
@@ -74,7 +75,7 @@ without dropping traffic.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&req.Iface, "iface", DefaultIface, "the container's interface")
-	f.StringVar(&req.Mode, "mode", ModeProtect, "protection mode: discover, monitor or protect")
+	f.StringVar(&req.Mode, "mode", api.ModeProtect, "protection mode: discover, monitor or protect")
 	f.BoolVar(&req.FailClosed, "fail-closed", false, "while no agent runs, drop the container's uninspected traffic")
 	f.StringVar(&req.Name, "name", "", "the container's name in rules (container:NAME); default from the target")
 	socketFlag(cmd, &sock)
@@ -96,8 +97,8 @@ removes the veth pair it added.`,
 			if err := checkOutput(out); err != nil {
 				return err
 			}
-			var st PortStatus
-			if err := newClient(sock).do(cmd.Context(), http.MethodDelete, "/v1/ports/"+url.PathEscape(args[0]), nil, nil, &st); err != nil {
+			var st api.PortStatus
+			if err := api.NewClient(sock).Do(cmd.Context(), http.MethodDelete, "/v1/ports/"+url.PathEscape(args[0]), nil, nil, &st); err != nil {
 				return err
 			}
 			if out == "json" {
@@ -123,8 +124,8 @@ func newPortsCommand() *cobra.Command {
 			if err := checkOutput(out); err != nil {
 				return err
 			}
-			var list PortList
-			if err := newClient(sock).do(cmd.Context(), http.MethodGet, "/v1/ports", nil, nil, &list); err != nil {
+			var list api.PortList
+			if err := api.NewClient(sock).Do(cmd.Context(), http.MethodGet, "/v1/ports", nil, nil, &list); err != nil {
 				return err
 			}
 			if out == "json" {
@@ -139,7 +140,7 @@ func newPortsCommand() *cobra.Command {
 	return cmd
 }
 
-func printPorts(w io.Writer, list PortList) {
+func printPorts(w io.Writer, list api.PortList) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tTARGET\tADDRS\tINNER\tOUTER\tWIRING\tMODE\tFAIL\tSTATE\tINSPECTED\tFAST ALLOW/DROP\tACL DROP\tSINCE")
 	for _, p := range list.Ports {
@@ -168,8 +169,8 @@ proposed allow rule; deepwall rules promote turns them into rules.`,
 			if err := checkOutput(out); err != nil {
 				return err
 			}
-			var list LearnedList
-			if err := newClient(sock).do(cmd.Context(), http.MethodGet, "/v1/rules/learned", nil, nil, &list); err != nil {
+			var list api.LearnedList
+			if err := api.NewClient(sock).Do(cmd.Context(), http.MethodGet, "/v1/rules/learned", nil, nil, &list); err != nil {
 				return err
 			}
 			if out == "json" {
@@ -191,7 +192,7 @@ proposed allow rule; deepwall rules promote turns them into rules.`,
 
 func newRulesPromoteCommand() *cobra.Command {
 	var sock, out string
-	var req PromoteRequest
+	var req api.PromoteRequest
 	cmd := &cobra.Command{
 		Use:   "promote [ID...] [--all]",
 		Short: "Turn learned flows into allow rules",

@@ -17,9 +17,14 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 
+	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/ctl/audit"
+	"github.com/deepwall/deepwall/ctl/resolve"
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dataplane/nfq"
+	"github.com/deepwall/deepwall/dataplane/probe"
 	"github.com/deepwall/deepwall/dataplane/wire"
+	"github.com/deepwall/deepwall/rules"
 	"github.com/deepwall/deepwall/xdp"
 )
 
@@ -55,12 +60,12 @@ var (
 
 // portRecord is what the store keeps of a protected container.
 type portRecord struct {
-	Target     Target       `json:"target"`
-	Iface      string       `json:"iface"`
-	Mode       string       `json:"mode"`
-	FailClosed bool         `json:"fail_closed"`
-	Since      time.Time    `json:"since"`
-	Wire       *wire.Record `json:"wire"`
+	Target     resolve.Target `json:"target"`
+	Iface      string         `json:"iface"`
+	Mode       string         `json:"mode"`
+	FailClosed bool           `json:"fail_closed"`
+	Since      time.Time      `json:"since"`
+	Wire       *wire.Record   `json:"wire"`
 }
 
 // protectedPath is a protected container's packet path: the AF_XDP pair
@@ -95,7 +100,7 @@ type protector struct {
 	a        *Agent
 	log      slogger
 	db       *bolt.DB
-	resolver targetResolver
+	resolver resolve.Resolver
 
 	mu    sync.Mutex // protect, unprotect, mode changes, clean-up
 	ports map[string]*protectedPort
@@ -123,8 +128,8 @@ func (a *Agent) openProtector() error {
 		if err != nil {
 			return err
 		}
-		if m.Mode == DataplaneNFQueue {
-			if miss := nfqueueMissing(); miss != "" {
+		if m.Mode == probe.BackendNFQueue {
+			if miss := probe.NFQueueMissing(); miss != "" {
 				return fmt.Errorf("nfqueue mode: %s", miss)
 			}
 		}
@@ -156,7 +161,7 @@ func openProtector(a *Agent) (*protector, error) {
 		db.Close()
 		return nil, fmt.Errorf("%s: %w", portsDB, err)
 	}
-	p := &protector{a: a, log: a.log, db: db, resolver: defaultResolver, ports: map[string]*protectedPort{}}
+	p := &protector{a: a, log: a.log, db: db, resolver: resolve.Default, ports: map[string]*protectedPort{}}
 	p.list.Store(&[]*protectedPort{})
 	p.learn = newLearner(p)
 	if err := p.learn.load(); err != nil {
@@ -200,13 +205,13 @@ func decodePortRecord(key, v []byte) (portRecord, error) {
 	switch {
 	case r.Wire == nil:
 		return r, errors.New("no wiring recorded")
-	case !containerNameRE.MatchString(r.Target.Name) || string(key) != r.Target.Name:
+	case !rules.ValidContainerName(r.Target.Name) || string(key) != r.Target.Name:
 		return r, fmt.Errorf("name %.64q under key %.64q", r.Target.Name, key)
 	case !filepath.IsAbs(r.Target.Path) || filepath.Clean(r.Target.Path) != r.Target.Path:
 		return r, fmt.Errorf("namespace path %.128q", r.Target.Path)
-	case !slices.Contains(ProtectionModes, r.Mode):
+	case !slices.Contains(api.ProtectionModes, r.Mode):
 		return r, fmt.Errorf("mode %.32q", r.Mode)
-	case len(r.Iface) >= unix.IFNAMSIZ || !containerNameRE.MatchString(r.Iface) || r.Iface != r.Wire.ContainerIface:
+	case len(r.Iface) >= unix.IFNAMSIZ || !rules.ValidContainerName(r.Iface) || r.Iface != r.Wire.ContainerIface:
 		return r, fmt.Errorf("interface %.32q", r.Iface)
 	}
 	if err := r.Wire.Validate(); err != nil {
@@ -269,7 +274,7 @@ func (p *protector) restore() error {
 			}
 			_ = p.save(pp.rec)
 		}
-		if (r.Wire.Joint != nil) != (p.a.mode.Mode == DataplaneNFQueue) {
+		if (r.Wire.Joint != nil) != (p.a.mode.Mode == probe.BackendNFQueue) {
 			p.log.Warn("protected container keeps the dataplane it was protected with", "name", r.Target.Name,
 				"joint", r.Wire.Joint != nil, "agent_mode", p.a.mode.Mode)
 		}
@@ -453,7 +458,7 @@ func (p *protector) refreshAddrs(pp *protectedPort) bool {
 // containerAddrs reads the addresses of the container interface through
 // its namespace file, checking it is still the namespace protected.
 func (p *protector) containerAddrs(pp *protectedPort) ([]netip.Addr, error) {
-	h, err := openNetns(pp.rec.Target.Path)
+	h, err := resolve.OpenNetns(pp.rec.Target.Path)
 	if err != nil {
 		return nil, err
 	}
@@ -473,39 +478,39 @@ func (p *protector) addressesChanged() {
 }
 
 // Protect puts a container inline, or changes its protection mode.
-func (p *protector) Protect(ctx context.Context, req ProtectRequest, who Caller) (st PortStatus, err error) {
+func (p *protector) Protect(ctx context.Context, req api.ProtectRequest, who Caller) (st api.PortStatus, err error) {
 	if req.Iface == "" {
 		req.Iface = DefaultIface
 	}
 	if req.Mode == "" {
-		req.Mode = ModeProtect
+		req.Mode = api.ModeProtect
 	}
-	if !slices.Contains(ProtectionModes, req.Mode) {
-		return st, fmt.Errorf("%w: mode %q: want discover, monitor or protect", ErrBadRequest, req.Mode)
+	if !slices.Contains(api.ProtectionModes, req.Mode) {
+		return st, fmt.Errorf("%w: mode %q: want discover, monitor or protect", api.ErrInvalid, req.Mode)
 	}
-	if len(req.Iface) >= unix.IFNAMSIZ || !containerNameRE.MatchString(req.Iface) {
-		return st, fmt.Errorf("%w: interface %q", ErrBadRequest, req.Iface)
+	if len(req.Iface) >= unix.IFNAMSIZ || !rules.ValidContainerName(req.Iface) {
+		return st, fmt.Errorf("%w: interface %q", api.ErrInvalid, req.Iface)
 	}
-	if req.Name != "" && !containerNameRE.MatchString(req.Name) {
-		return st, fmt.Errorf("%w: name %q: want letters, digits, _ . - (up to 128)", ErrBadRequest, req.Name)
+	if req.Name != "" && !rules.ValidContainerName(req.Name) {
+		return st, fmt.Errorf("%w: name %q: want letters, digits, _ . - (up to 128)", api.ErrInvalid, req.Name)
 	}
 	// A protected container's name is a target too (for mode changes);
 	// otherwise resolve it.
 	t, known := p.byName(req.Target)
 	if !known {
-		t, err = p.resolver.resolve(ctx, req.Target)
+		t, err = p.resolver.Resolve(ctx, req.Target)
 	}
 	if err != nil {
-		if errors.Is(err, ErrNoTarget) || errors.Is(err, ErrAmbiguous) || errors.Is(err, ErrNotNetns) {
-			err = fmt.Errorf("%w: %w", ErrBadRequest, err)
+		if errors.Is(err, resolve.ErrNoTarget) || errors.Is(err, resolve.ErrAmbiguous) || errors.Is(err, resolve.ErrNotNetns) {
+			err = fmt.Errorf("%w: %w", api.ErrInvalid, err)
 		}
 		return st, err
 	}
 	if req.Name != "" {
 		t.Name = req.Name
 	}
-	if !containerNameRE.MatchString(t.Name) { // a netns name may be anything ip netns accepts
-		return st, fmt.Errorf("%w: target %q: name %.64q cannot be used in rules: give a --name", ErrBadRequest, t.Spec, t.Name)
+	if !rules.ValidContainerName(t.Name) { // a netns name may be anything ip netns accepts
+		return st, fmt.Errorf("%w: target %q: name %.64q cannot be used in rules: give a --name", api.ErrInvalid, t.Spec, t.Name)
 	}
 	defer func() {
 		detail := fmt.Sprintf("%s (%s) iface %s mode %s", t.Spec, t.Name, req.Iface, req.Mode)
@@ -519,9 +524,9 @@ func (p *protector) Protect(ctx context.Context, req ProtectRequest, who Caller)
 		p.audit(op, t.Name, detail, who, err)
 	}()
 
-	cns, err := openNetns(t.Path)
+	cns, err := resolve.OpenNetns(t.Path)
 	if err != nil {
-		return st, fmt.Errorf("%w: target %q: %v", ErrBadRequest, t.Spec, err)
+		return st, fmt.Errorf("%w: target %q: %v", api.ErrInvalid, t.Spec, err)
 	}
 	defer cns.Close()
 	var cst unix.Stat_t
@@ -529,7 +534,7 @@ func (p *protector) Protect(ctx context.Context, req ProtectRequest, who Caller)
 		return st, err
 	}
 	if cns.Equal(p.a.ns) {
-		return st, fmt.Errorf("%w: target %q is the agent's own network namespace, not a container's", ErrBadRequest, t.Spec)
+		return st, fmt.Errorf("%w: target %q is the agent's own network namespace, not a container's", api.ErrInvalid, t.Spec)
 	}
 
 	p.mu.Lock()
@@ -551,7 +556,7 @@ func (p *protector) Protect(ctx context.Context, req ProtectRequest, who Caller)
 		}
 	}
 	if len(p.ports) >= MaxProtected {
-		return st, fmt.Errorf("%w: %d containers protected, at most %d", ErrBadRequest, len(p.ports), MaxProtected)
+		return st, fmt.Errorf("%w: %d containers protected, at most %d", api.ErrInvalid, len(p.ports), MaxProtected)
 	}
 	pp, err := p.protect(t, cns, req)
 	if err != nil {
@@ -563,25 +568,25 @@ func (p *protector) Protect(ctx context.Context, req ProtectRequest, who Caller)
 }
 
 // byName returns the target of the container protected as name.
-func (p *protector) byName(name string) (Target, bool) {
+func (p *protector) byName(name string) (resolve.Target, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if pp, ok := p.ports[name]; ok {
 		return pp.rec.Target, true
 	}
-	return Target{}, false
+	return resolve.Target{}, false
 }
 
 // protect wires a new container in; mu held. Any failure puts back what
 // it changed.
-func (p *protector) protect(t Target, cns netns.NsHandle, req ProtectRequest) (_ *protectedPort, err error) {
+func (p *protector) protect(t resolve.Target, cns netns.NsHandle, req api.ProtectRequest) (_ *protectedPort, err error) {
 	rec, err := wire.Find(p.a.ns, cns, req.Iface)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+		return nil, fmt.Errorf("%w: %w", api.ErrInvalid, err)
 	}
 	// NFQUEUE inspects in the kernel's forwarding path: the ports are
 	// joined by a bridge of their own (wire.Record.Joined).
-	rec.Joined = p.a.mode.Mode == DataplaneNFQueue
+	rec.Joined = p.a.mode.Mode == probe.BackendNFQueue
 	pp := &protectedPort{rec: portRecord{Target: t, Iface: req.Iface, Mode: req.Mode, FailClosed: req.FailClosed,
 		Since: time.Now().UTC(), Wire: rec}}
 	pp.mode.Store(req.Mode)
@@ -648,7 +653,7 @@ func (p *protector) setMode(pp *protectedPort, mode string) error {
 		_ = p.a.kernelTable().apply(pp)
 		return err
 	}
-	if mode == ModeProtect && pp.pair != nil {
+	if mode == api.ModeProtect && pp.pair != nil {
 		n := revokeAllows(pp.pair.Kernel())
 		pp.pair.ForgetVerdicts()
 		p.log.Info("protection mode changed", "name", pp.name(), "from", old, "to", mode, "revoked", n)
@@ -681,7 +686,7 @@ func revokeAllows(prog kernelTable) int {
 }
 
 // Unprotect takes a container out: its wiring is put back exactly.
-func (p *protector) Unprotect(name string, who Caller) (st PortStatus, err error) {
+func (p *protector) Unprotect(name string, who Caller) (st api.PortStatus, err error) {
 	defer func() { p.audit("unprotect", name, name, who, err) }()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -730,10 +735,10 @@ func (p *protector) findByTarget(spec string) *protectedPort {
 }
 
 // Ports lists the protected containers.
-func (p *protector) Ports() PortList {
+func (p *protector) Ports() api.PortList {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := PortList{Ports: []PortStatus{}}
+	out := api.PortList{Ports: []api.PortStatus{}}
 	for _, pp := range *p.list.Load() {
 		out.Ports = append(out.Ports, p.status(pp))
 	}
@@ -747,9 +752,9 @@ func wiringName(r *wire.Record) string {
 	return "routed"
 }
 
-func (p *protector) status(pp *protectedPort) PortStatus {
+func (p *protector) status(pp *protectedPort) api.PortStatus {
 	r := pp.rec
-	st := PortStatus{Name: r.Target.Name, Target: r.Target.Spec, Kind: r.Target.Kind, Iface: r.Iface,
+	st := api.PortStatus{Name: r.Target.Name, Target: r.Target.Spec, Kind: r.Target.Kind, Iface: r.Iface,
 		Inner: r.Wire.Inner.Name, Outer: r.Wire.Outer.Name, Place: r.Wire.Place.Name, Wiring: wiringName(r.Wire),
 		Mode: pp.protectionMode(), FailClosed: r.FailClosed, Since: r.Since, State: "stopped", Addrs: []string{}}
 	if a := pp.addrs.Load(); a != nil {
@@ -782,7 +787,7 @@ func (p *protector) audit(op, name, detail string, who Caller, err error) {
 		return
 	}
 	cur := p.a.rules.current()
-	e := AuditEntry{UID: who.UID, GID: who.GID, PID: who.PID, Op: op, Detail: detail, OK: err == nil}
+	e := audit.Entry{UID: who.UID, GID: who.GID, PID: who.PID, Op: op, Detail: detail, OK: err == nil}
 	if cur != nil {
 		e.FromVersion, e.ToVersion, e.RulesHash = cur.version.Number, cur.version.Number, hexHash(cur.version.Hash)
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/deepwall/deepwall/dataplane"
 
+	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/internal/testnet"
 )
 
@@ -133,13 +134,13 @@ func attack(client *testnet.NS, ip netip.Addr) (answered bool) {
 	return true
 }
 
-func portsOfAgent(tb testing.TB, a *agentProc) PortList {
+func portsOfAgent(tb testing.TB, a *agentProc) api.PortList {
 	tb.Helper()
 	code, out, errOut := a.cli(tb, "ports", "-o", "json")
 	if code != 0 {
 		tb.Fatalf("ports: %s", errOut)
 	}
-	var pl PortList
+	var pl api.PortList
 	if err := json.Unmarshal([]byte(out), &pl); err != nil {
 		tb.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/rules"
 	"github.com/deepwall/deepwall/xdp"
 )
@@ -38,7 +39,7 @@ type progMode struct {
 func (k *kernelSet) programs() []progMode {
 	var out []progMode
 	if p := k.a.pair; p != nil && p.Kernel() != nil {
-		out = append(out, progMode{prog: p.Kernel(), mode: ModeProtect})
+		out = append(out, progMode{prog: p.Kernel(), mode: api.ModeProtect})
 	}
 	for _, pp := range k.a.prot.portsOf() {
 		if pair := pp.pair; pair != nil && pair.Kernel() != nil {
@@ -49,7 +50,7 @@ func (k *kernelSet) programs() []progMode {
 }
 
 func aclFor(mode string, acl xdp.ACL) xdp.ACL {
-	if mode == ModeProtect {
+	if mode == api.ModeProtect {
 		return acl
 	}
 	return monitorACL

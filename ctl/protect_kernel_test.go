@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/rules"
 	"github.com/deepwall/deepwall/xdp"
 )
@@ -13,9 +14,9 @@ const containerRules = `rules:
   - {id: 7, name: web console closed, action: block, proto: tcp, dst: container:web, dst_port: 9090}
 `
 
-func applyText(tb testing.TB, tm *testManager, text string) (ChangeResult, error) {
+func applyText(tb testing.TB, tm *testManager, text string) (api.ChangeResult, error) {
 	tb.Helper()
-	return tm.Apply(&RulesRequest{Main: "r.yaml", Files: map[string]string{"r.yaml": text}}, Caller{})
+	return tm.Apply(&api.RulesRequest{Main: "r.yaml", Files: map[string]string{"r.yaml": text}}, Caller{})
 }
 
 // runsWebBlock reports whether the engine's set and the kernel ACL block

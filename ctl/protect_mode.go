@@ -5,8 +5,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/ctl/eve"
 	"github.com/deepwall/deepwall/dataplane"
-	"github.com/deepwall/deepwall/dpi"
 	"github.com/deepwall/deepwall/rules"
 	"github.com/deepwall/deepwall/xdp"
 )
@@ -31,7 +32,7 @@ type modeInspector struct {
 	// generation starts it again.
 	gen atomic.Uint64
 	// emit writes a would-block event (the agent's verdict log).
-	emit func(*dpi.Event) bool
+	emit func(*eve.Event) bool
 }
 
 // seenFlows is one worker's set: only that worker touches it (one worker
@@ -52,7 +53,7 @@ func newModeInspector(p *protector, pp *protectedPort, next dataplane.Inspector)
 
 // Inspect implements dataplane.Inspector.
 func (m *modeInspector) Inspect(w int, f *dataplane.Frame) dataplane.Verdict {
-	if m.port.protectionMode() == ModeProtect {
+	if m.port.protectionMode() == api.ModeProtect {
 		return m.next.Inspect(w, f)
 	}
 	if f.Key != (xdp.FlowKey{}) && uint(w) < uint(len(m.seen)) && m.firstSight(w, f.Key) {
@@ -97,9 +98,9 @@ func (m *modeInspector) checkACL(f *dataplane.Frame) {
 	if act != rules.ActionBlock {
 		return
 	}
-	ev := &dpi.Event{Timestamp: dpi.EveTime(time.Now()), EventType: dpi.EventAlert, InIface: m.port.rec.Wire.Inner.Name,
+	ev := &eve.Event{Timestamp: eve.EveTime(time.Now()), EventType: eve.EventAlert, InIface: m.port.rec.Wire.Inner.Name,
 		SrcIP: src.Addr().String(), SrcPort: src.Port(), DestIP: dst.Addr().String(), DestPort: dst.Port(),
-		Proto: xdp.ProtoName(f.Key.Proto), Alert: &dpi.Alert{Action: "allowed", WouldBlock: true, SignatureID: id,
+		Proto: xdp.ProtoName(f.Key.Proto), Alert: &eve.Alert{Action: "allowed", WouldBlock: true, SignatureID: id,
 			Signature: "acl default", Severity: 3, Category: "acl"}}
 	if r := st.compiled.Set.Rule(id); r != nil {
 		ev.Alert.Signature, ev.Alert.Category = r.Name, r.Category
@@ -131,7 +132,7 @@ func (p *protector) portFor(addr netip.Addr) *protectedPort {
 // monitor or discover mode (and no endpoint in protect mode) was let
 // through: action "allowed", would_block true. It names the inner port
 // in in_iface. Flow events feed discovery.
-func (p *protector) annotate(ev *dpi.Event) {
+func (p *protector) annotate(ev *eve.Event) {
 	if p == nil || len(p.portsOf()) == 0 {
 		return
 	}
@@ -141,7 +142,7 @@ func (p *protector) annotate(ev *dpi.Event) {
 		return
 	}
 	ps, pd := p.portFor(src.Unmap()), p.portFor(dst.Unmap())
-	if ev.EventType == dpi.EventFlow {
+	if ev.EventType == eve.EventFlow {
 		if proto, ok := protoNumber(ev.Proto); ok {
 			p.learn.observe(netip.AddrPortFrom(src.Unmap(), ev.SrcPort), netip.AddrPortFrom(dst.Unmap(), ev.DestPort), proto, ev.AppProto)
 		}
@@ -160,7 +161,7 @@ func (p *protector) annotate(ev *dpi.Event) {
 		return
 	}
 	for _, pp := range []*protectedPort{ps, pd} {
-		if pp != nil && pp.protectionMode() == ModeProtect {
+		if pp != nil && pp.protectionMode() == api.ModeProtect {
 			return
 		}
 	}

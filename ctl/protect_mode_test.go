@@ -4,9 +4,11 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/ctl/eve"
+	"github.com/deepwall/deepwall/ctl/resolve"
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dataplane/wire"
-	"github.com/deepwall/deepwall/dpi"
 	"github.com/deepwall/deepwall/xdp"
 )
 
@@ -28,9 +30,9 @@ func testProtector(tb testing.TB, ruleText string) (*protector, *protectedPort, 
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { p.db.Close() })
-	pp := &protectedPort{rec: portRecord{Target: Target{Name: "web"}, Iface: "eth0",
+	pp := &protectedPort{rec: portRecord{Target: resolve.Target{Name: "web"}, Iface: "eth0",
 		Wire: &wire.Record{Inner: wire.Link{Name: "veth7"}}}}
-	pp.mode.Store(ModeProtect)
+	pp.mode.Store(api.ModeProtect)
 	pp.addrs.Store(&[]netip.Addr{netip.MustParseAddr("198.18.0.2")})
 	p.ports["web"] = pp
 	p.publish()
@@ -61,33 +63,33 @@ func TestModeInspector(t *testing.T) {
 		cat    string
 		src    string // src of the events
 	}{
-		{name: "protect passes the engine's drop", mode: ModeProtect, engine: drop,
+		{name: "protect passes the engine's drop", mode: api.ModeProtect, engine: drop,
 			frames: []*dataplane.Frame{tcpFrame("198.18.0.1:40000", "198.18.0.2:8080")}, want: []want{{drop, 0}}},
-		{name: "protect reports nothing for an ACL block (the kernel drops)", mode: ModeProtect, engine: fwd,
+		{name: "protect reports nothing for an ACL block (the kernel drops)", mode: api.ModeProtect, engine: fwd,
 			frames: []*dataplane.Frame{tcpFrame("198.18.0.1:40000", "198.18.0.2:9090")}, want: []want{{fwd, 0}}},
-		{name: "monitor turns a drop into a final forward", mode: ModeMonitor, engine: drop,
+		{name: "monitor turns a drop into a final forward", mode: api.ModeMonitor, engine: drop,
 			frames: []*dataplane.Frame{tcpFrame("198.18.0.1:40000", "198.18.0.2:8080")},
 			want:   []want{{dataplane.Verdict{Action: dataplane.Forward, Final: true}, 0}}},
-		{name: "discover turns a drop into a final forward", mode: ModeDiscover, engine: drop,
+		{name: "discover turns a drop into a final forward", mode: api.ModeDiscover, engine: drop,
 			frames: []*dataplane.Frame{tcpFrame("198.18.0.1:40000", "198.18.0.2:8080")},
 			want:   []want{{dataplane.Verdict{Action: dataplane.Forward, Final: true}, 0}}},
-		{name: "monitor keeps a non-final drop's flow inspected", mode: ModeMonitor,
+		{name: "monitor keeps a non-final drop's flow inspected", mode: api.ModeMonitor,
 			engine: dataplane.Verdict{Action: dataplane.Drop},
 			frames: []*dataplane.Frame{tcpFrame("198.18.0.1:40000", "198.18.0.2:8080")}, want: []want{{fwd, 0}}},
-		{name: "monitor reports an ACL block once per flow", mode: ModeMonitor, engine: fwd,
+		{name: "monitor reports an ACL block once per flow", mode: api.ModeMonitor, engine: fwd,
 			frames: []*dataplane.Frame{tcpFrame("198.18.0.1:40000", "198.18.0.2:9090"), tcpFrame("198.18.0.2:9090", "198.18.0.1:40000"),
 				tcpFrame("198.18.0.1:40000", "198.18.0.2:9090")},
 			want: []want{{fwd, 1}, {fwd, 0}, {fwd, 0}}, sig: 9100, cat: "policy", src: "198.18.0.1"},
-		{name: "the first frame seen may come from the key's high end", mode: ModeMonitor, engine: fwd,
+		{name: "the first frame seen may come from the key's high end", mode: api.ModeMonitor, engine: fwd,
 			frames: []*dataplane.Frame{tcpFrame("198.18.0.9:40000", "198.18.0.2:9090")},
 			want:   []want{{fwd, 1}}, sig: 9100, cat: "policy", src: "198.18.0.9"},
-		{name: "an ACL rule without category is reported as acl", mode: ModeDiscover, engine: fwd,
+		{name: "an ACL rule without category is reported as acl", mode: api.ModeDiscover, engine: fwd,
 			frames: []*dataplane.Frame{tcpFrame("198.18.0.1:40001", "198.18.0.2:23")},
 			want:   []want{{fwd, 1}}, sig: 9200, cat: "acl", src: "198.18.0.1"},
-		{name: "distinct flows are reported each", mode: ModeMonitor, engine: fwd,
+		{name: "distinct flows are reported each", mode: api.ModeMonitor, engine: fwd,
 			frames: []*dataplane.Frame{tcpFrame("198.18.0.1:40000", "198.18.0.2:9090"), tcpFrame("198.18.0.1:40001", "198.18.0.2:9090")},
 			want:   []want{{fwd, 1}, {fwd, 1}}, sig: 9100, cat: "policy", src: "198.18.0.1"},
-		{name: "what the ACL allows is not reported", mode: ModeMonitor, engine: fwd,
+		{name: "what the ACL allows is not reported", mode: api.ModeMonitor, engine: fwd,
 			frames: []*dataplane.Frame{tcpFrame("198.18.0.1:40000", "198.18.0.2:8080"), {}},
 			want:   []want{{fwd, 0}, {fwd, 0}}},
 	}
@@ -95,9 +97,9 @@ func TestModeInspector(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p, pp, _ := testProtector(t, modeRules)
 			pp.mode.Store(tt.mode)
-			var got []*dpi.Event
+			var got []*eve.Event
 			m := newModeInspector(p, pp, dataplane.InspectorFunc(func(int, *dataplane.Frame) dataplane.Verdict { return tt.engine }))
-			m.emit = func(ev *dpi.Event) bool { got = append(got, ev); return true }
+			m.emit = func(ev *eve.Event) bool { got = append(got, ev); return true }
 			for i, f := range tt.frames {
 				n := len(got)
 				if v := m.Inspect(1, f); v != tt.want[i].v {
@@ -109,7 +111,7 @@ func TestModeInspector(t *testing.T) {
 			}
 			for _, ev := range got {
 				al := ev.Alert
-				if ev.EventType != dpi.EventAlert || al == nil || al.Action != "allowed" || !al.WouldBlock || al.SignatureID != tt.sig ||
+				if ev.EventType != eve.EventAlert || al == nil || al.Action != "allowed" || !al.WouldBlock || al.SignatureID != tt.sig ||
 					al.Category != tt.cat || ev.InIface != "veth7" || ev.SrcIP != tt.src || ev.DestIP != "198.18.0.2" || ev.Proto != "TCP" {
 					t.Errorf("event %+v alert %+v", ev, al)
 				}
@@ -121,10 +123,10 @@ func TestModeInspector(t *testing.T) {
 // A changed ACL (or mode) makes flows be checked again.
 func TestModeInspectorForgetSeen(t *testing.T) {
 	p, pp, _ := testProtector(t, modeRules)
-	pp.mode.Store(ModeMonitor)
+	pp.mode.Store(api.ModeMonitor)
 	n := 0
 	m := newModeInspector(p, pp, dataplane.InspectorFunc(func(int, *dataplane.Frame) dataplane.Verdict { return dataplane.Verdict{} }))
-	m.emit = func(*dpi.Event) bool { n++; return true }
+	m.emit = func(*eve.Event) bool { n++; return true }
 	f := tcpFrame("198.18.0.1:40000", "198.18.0.2:9090")
 	m.Inspect(0, f)
 	m.Inspect(0, f)
@@ -151,18 +153,18 @@ func TestAnnotate(t *testing.T) {
 		wantWouldBlock bool
 		wantIface      string
 	}{
-		{"monitor: block to the container", ModeMonitor, "198.18.0.1", "198.18.0.2", "blocked", "allowed", true, "veth7"},
-		{"discover: block from the container", ModeDiscover, "198.18.0.2", "198.18.0.1", "blocked", "allowed", true, "veth7"},
-		{"protect: block stays", ModeProtect, "198.18.0.1", "198.18.0.2", "blocked", "blocked", false, "veth7"},
-		{"monitor: an alert rule is not a would-block", ModeMonitor, "198.18.0.1", "198.18.0.2", "allowed", "allowed", false, "veth7"},
-		{"not a protected container", ModeMonitor, "198.18.0.1", "198.18.0.3", "blocked", "blocked", false, ""},
+		{"monitor: block to the container", api.ModeMonitor, "198.18.0.1", "198.18.0.2", "blocked", "allowed", true, "veth7"},
+		{"discover: block from the container", api.ModeDiscover, "198.18.0.2", "198.18.0.1", "blocked", "allowed", true, "veth7"},
+		{"protect: block stays", api.ModeProtect, "198.18.0.1", "198.18.0.2", "blocked", "blocked", false, "veth7"},
+		{"monitor: an alert rule is not a would-block", api.ModeMonitor, "198.18.0.1", "198.18.0.2", "allowed", "allowed", false, "veth7"},
+		{"not a protected container", api.ModeMonitor, "198.18.0.1", "198.18.0.3", "blocked", "blocked", false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p, pp, _ := testProtector(t, modeRules)
 			pp.mode.Store(tt.mode)
-			ev := &dpi.Event{EventType: dpi.EventAlert, SrcIP: tt.src, DestIP: tt.dst, Proto: "TCP", SrcPort: 40000, DestPort: 80,
-				Alert: &dpi.Alert{Action: tt.action, SignatureID: 100}}
+			ev := &eve.Event{EventType: eve.EventAlert, SrcIP: tt.src, DestIP: tt.dst, Proto: "TCP", SrcPort: 40000, DestPort: 80,
+				Alert: &eve.Alert{Action: tt.action, SignatureID: 100}}
 			p.annotate(ev)
 			if ev.Alert.Action != tt.wantAction || ev.Alert.WouldBlock != tt.wantWouldBlock || ev.InIface != tt.wantIface {
 				t.Errorf("got action %q would_block %v in_iface %q", ev.Alert.Action, ev.Alert.WouldBlock, ev.InIface)
@@ -171,14 +173,14 @@ func TestAnnotate(t *testing.T) {
 	}
 	// Two protected containers, one in protect mode: the block stands.
 	p, pp, _ := testProtector(t, modeRules)
-	pp.mode.Store(ModeMonitor)
-	db := &protectedPort{rec: portRecord{Target: Target{Name: "db"}, Wire: &wire.Record{Inner: wire.Link{Name: "veth9"}}}}
-	db.mode.Store(ModeProtect)
+	pp.mode.Store(api.ModeMonitor)
+	db := &protectedPort{rec: portRecord{Target: resolve.Target{Name: "db"}, Wire: &wire.Record{Inner: wire.Link{Name: "veth9"}}}}
+	db.mode.Store(api.ModeProtect)
 	db.addrs.Store(&[]netip.Addr{netip.MustParseAddr("198.18.0.3")})
 	p.ports["db"] = db
 	p.publish()
-	ev := &dpi.Event{EventType: dpi.EventAlert, SrcIP: "198.18.0.2", DestIP: "198.18.0.3", Proto: "TCP",
-		Alert: &dpi.Alert{Action: "blocked"}}
+	ev := &eve.Event{EventType: eve.EventAlert, SrcIP: "198.18.0.2", DestIP: "198.18.0.3", Proto: "TCP",
+		Alert: &eve.Alert{Action: "blocked"}}
 	p.annotate(ev)
 	if ev.Alert.Action != "blocked" || ev.Alert.WouldBlock || ev.InIface != "veth9" {
 		t.Errorf("monitor -> protect: %+v in_iface %q", ev.Alert, ev.InIface)

@@ -17,7 +17,9 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/dns/dnsmessage"
 
-	"github.com/deepwall/deepwall/dpi"
+	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/ctl/eve"
+	"github.com/deepwall/deepwall/dataplane/probe"
 	"github.com/deepwall/deepwall/internal/testnet"
 )
 
@@ -56,13 +58,13 @@ func (k *keepAlive) get(path string) error {
 }
 
 // protectCLI runs deepwall protect and returns the port's status.
-func protectCLI(tb testing.TB, a *agentProc, args ...string) PortStatus {
+func protectCLI(tb testing.TB, a *agentProc, args ...string) api.PortStatus {
 	tb.Helper()
 	code, out, errOut := a.cli(tb, append([]string{"protect"}, append(args, "-o", "json")...)...)
 	if code != 0 {
 		tb.Fatalf("protect %v: %s\n%s", args, errOut, a.stderr.String())
 	}
-	var st PortStatus
+	var st api.PortStatus
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		tb.Fatalf("protect %v: %v: %s", args, err, out)
 	}
@@ -70,10 +72,10 @@ func protectCLI(tb testing.TB, a *agentProc, args ...string) PortStatus {
 }
 
 // alertsTo returns the alerts of flows to dst.
-func alertsTo(evs []dpi.Event, dst netip.Addr) []dpi.Event {
-	var out []dpi.Event
+func alertsTo(evs []eve.Event, dst netip.Addr) []eve.Event {
+	var out []eve.Event
 	for _, ev := range evs {
-		if ev.EventType == dpi.EventAlert && ev.Alert != nil && ev.DestIP == dst.String() {
+		if ev.EventType == eve.EventAlert && ev.Alert != nil && ev.DestIP == dst.String() {
 			out = append(out, ev)
 		}
 	}
@@ -94,7 +96,7 @@ func TestPrivilegedProtectMonitor(t *testing.T) {
 	a := startHostAgent(t, host, t.TempDir())
 	defer a.stop(t)
 	st := protectCLI(t, a, web.NS.Name, "--mode", "monitor")
-	if st.Changed != "protected" || st.Mode != ModeMonitor {
+	if st.Changed != "protected" || st.Mode != api.ModeMonitor {
 		t.Fatalf("protect --mode monitor: %+v", st)
 	}
 	ka := dialKeepAlive(t, client.NS, netip.AddrPortFrom(web.IP, 8080))
@@ -105,7 +107,7 @@ func TestPrivilegedProtectMonitor(t *testing.T) {
 	if !attack(client.NS, web.IP) {
 		t.Fatalf("monitor mode: the attack was not answered (it must pass):\n%s", a.stderr.String())
 	}
-	evs := a.waitEvents(t, "a would-block alert", func(evs []dpi.Event) bool {
+	evs := a.waitEvents(t, "a would-block alert", func(evs []eve.Event) bool {
 		for _, ev := range alertsTo(evs, web.IP) {
 			if ev.Alert.WouldBlock {
 				return true
@@ -128,7 +130,7 @@ func TestPrivilegedProtectMonitor(t *testing.T) {
 	// Live change to protect mode: the kept connection goes on, the
 	// attack stops.
 	st = protectCLI(t, a, web.NS.Name, "--mode", "protect")
-	if st.Changed != "mode" || st.Mode != ModeProtect {
+	if st.Changed != "mode" || st.Mode != api.ModeProtect {
 		t.Fatalf("protect --mode protect: %+v", st)
 	}
 	for i := range 5 {
@@ -139,7 +141,7 @@ func TestPrivilegedProtectMonitor(t *testing.T) {
 	if attack(client.NS, web.IP) {
 		t.Error("protect mode: the attack was answered")
 	}
-	a.waitEvents(t, "a blocked alert", func(evs []dpi.Event) bool {
+	a.waitEvents(t, "a blocked alert", func(evs []eve.Event) bool {
 		for _, ev := range alertsTo(evs, web.IP) {
 			if ev.Alert.Action == "blocked" && !ev.Alert.WouldBlock {
 				return true
@@ -152,7 +154,7 @@ func TestPrivilegedProtectMonitor(t *testing.T) {
 	}
 	checkProtectedCounters(t, a, host, web)
 	pl := portsOfAgent(t, a)
-	if len(pl.Ports) != 1 || pl.Ports[0].Mode != ModeProtect {
+	if len(pl.Ports) != 1 || pl.Ports[0].Mode != api.ModeProtect {
 		t.Errorf("ports: %+v", pl)
 	}
 	// Back to monitor: nothing blocked again.
@@ -290,14 +292,14 @@ func TestPrivilegedProtectDiscover(t *testing.T) {
 			t.Fatalf("discover: dns %d: %v", i, err)
 		}
 	}
-	var learned LearnedList
+	var learned api.LearnedList
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		code, out, errOut := a.cli(t, "rules", "learned", "-o", "json")
 		if code != 0 {
 			t.Fatalf("rules learned: %s", errOut)
 		}
-		learned = LearnedList{}
+		learned = api.LearnedList{}
 		if err := json.Unmarshal([]byte(out), &learned); err != nil {
 			t.Fatal(err)
 		}
@@ -358,7 +360,7 @@ func TestPrivilegedProtectDiscover(t *testing.T) {
 		t.Errorf("ports: want the kernel ACL dropping: %+v", pl)
 	}
 	code, out, _ = a.cli(t, "rules", "learned", "-o", "json")
-	learned = LearnedList{}
+	learned = api.LearnedList{}
 	if code != 0 || json.Unmarshal([]byte(out), &learned) != nil {
 		t.Fatalf("rules learned: %s", out)
 	}
@@ -497,7 +499,7 @@ func checkProtectedCounters(t *testing.T, a *agentProc, host *testnet.Host, c *t
 		t.Errorf("status:\n%s", out)
 	}
 	code, out, errOut := a.cli(t, "flows", "--ip", c.IP.String(), "-o", "json")
-	fl := mustJSON[FlowList](t, []byte(out))
+	fl := mustJSON[api.FlowList](t, []byte(out))
 	if code != 0 || fl.Total == 0 {
 		t.Errorf("flows --ip %s: %s %s", c.IP, out, errOut)
 	}
@@ -538,7 +540,7 @@ func TestPrivilegedProtectNFQueue(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	for _, c := range []*testnet.Container{web, routed} {
 		st := protectCLI(t, a, c.NS.Name)
-		if st.Dataplane != DataplaneNFQueue {
+		if st.Dataplane != probe.BackendNFQueue {
 			t.Errorf("%s: dataplane %q, want nfqueue", c.NS.Name, st.Dataplane)
 		}
 	}

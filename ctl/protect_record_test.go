@@ -10,13 +10,16 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/ctl/resolve"
 	"github.com/deepwall/deepwall/dataplane/wire"
+	"github.com/deepwall/deepwall/rules"
 )
 
 // storedPort is a protected container as protect stores it.
 func storedPort() portRecord {
-	return portRecord{Target: Target{Spec: "web", Kind: "netns", Name: "web", Path: "/run/netns/web"}, Iface: "eth0",
-		Mode: ModeProtect, Since: time.Date(2026, 11, 23, 23, 0, 0, 0, time.UTC),
+	return portRecord{Target: resolve.Target{Spec: "web", Kind: "netns", Name: "web", Path: "/run/netns/web"}, Iface: "eth0",
+		Mode: api.ModeProtect, Since: time.Date(2026, 11, 23, 23, 0, 0, 0, time.UTC),
 		Wire: &wire.Record{Version: wire.RecordVersion, Stage: wire.StageCut, ContainerIface: "eth0", ContainerIfindex: 2,
 			ContainerMAC: "02:00:00:00:00:02", Inner: wire.Link{Name: "veth1", Ifindex: 7}, InnerMAC: "02:00:00:00:00:07",
 			MTU: 1500, Queues: 1, Outer: wire.Link{Name: "dwo7", Ifindex: 9}, Place: wire.Link{Name: "dwp7", Ifindex: 8},
@@ -114,7 +117,7 @@ func FuzzPortRecord(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if r.Wire == nil || !containerNameRE.MatchString(r.Target.Name) || strings.Contains(r.Wire.Inner.Name, "/") ||
+		if r.Wire == nil || !rules.ValidContainerName(r.Target.Name) || strings.Contains(r.Wire.Inner.Name, "/") ||
 			!filepath.IsAbs(r.Target.Path) {
 			t.Fatalf("accepted %+v", r)
 		}

@@ -4,25 +4,22 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
-	"testing/fstest"
 	"time"
 
+	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/ctl/audit"
 	"github.com/deepwall/deepwall/dpi"
 	"github.com/deepwall/deepwall/rules"
 	"github.com/deepwall/deepwall/xdp"
 )
 
-// Limits of a rules request.
 const (
-	MaxRequestFiles = 256
-	MaxRequestBytes = 32 << 20 // all files together
 	// revokeSettle is how long after the swap the second revocation pass
 	// runs: a worker that was inside Inspect with the old rules when they
 	// were swapped may still write a final verdict the old rules decided.
@@ -32,12 +29,12 @@ const (
 // runningSetName names the running set in rule positions.
 const runningSetName = "running-rules"
 
-// Sentinel errors of rule changes; the API maps them to status codes.
+// Errors of rule changes (a malformed request is api.ErrInvalid, a rule
+// set that does not validate a *validationError); the API server alone
+// maps them to status codes.
 var (
 	// ErrForbidden: the caller may not do this.
 	ErrForbidden = errors.New("forbidden")
-	// ErrBadRequest: the request is malformed (not a rule problem).
-	ErrBadRequest = errors.New("bad request")
 	// ErrNoRule: no rule with that id.
 	ErrNoRule = errors.New("no such rule")
 )
@@ -59,8 +56,8 @@ type ruleState struct {
 	applied  time.Time
 }
 
-func (s *ruleState) info() RuleSetInfo {
-	info := RuleSetInfo{Version: s.version.Number, Hash: hexHash(s.version.Hash), Rules: len(s.set.Rules),
+func (s *ruleState) info() api.RuleSetInfo {
+	info := api.RuleSetInfo{Version: s.version.Number, Hash: hexHash(s.version.Hash), Rules: len(s.set.Rules),
 		Disabled: len(s.set.Rules) - len(s.set.Enabled()), ACLDefault: s.set.ACLDefault.String(),
 		Stored: s.version.Time, Applied: s.applied, Comment: s.version.Comment}
 	if s.compiled != nil {
@@ -82,7 +79,7 @@ func l7Hash(c *rules.Compiled) [32]byte {
 type ruleManager struct {
 	mu        sync.Mutex
 	store     *rules.Store
-	audit     *AuditLog
+	audit     *audit.Log
 	headFile  string // where the audit chain's head is kept
 	cacheFile string
 	engine    Engine
@@ -153,7 +150,7 @@ func (m *ruleManager) loadInitial(file string, who Caller) (*ruleState, error) {
 		}
 		st.version = v
 		if changed {
-			e := AuditEntry{UID: who.UID, GID: who.GID, PID: who.PID, Op: op, FromVersion: cur.Number,
+			e := audit.Entry{UID: who.UID, GID: who.GID, PID: who.PID, Op: op, FromVersion: cur.Number,
 				ToVersion: v.Number, RulesHash: hexHash(v.Hash), Detail: comment, OK: true}
 			if err := m.appendAudit(e); err != nil {
 				c.Close()
@@ -196,39 +193,10 @@ func (m *ruleManager) attachKernel(k flowTable) (revoked int, err error) {
 // current returns the running rule set.
 func (m *ruleManager) current() *ruleState { return m.cur.Load() }
 
-// requestFS checks a request's files and returns them as a file system.
-func requestFS(req *RulesRequest) (fs.FS, error) {
-	if req.Main == "" {
-		return nil, fmt.Errorf("%w: no main file named", ErrBadRequest)
-	}
-	if len(req.Files) == 0 || len(req.Files) > MaxRequestFiles {
-		return nil, fmt.Errorf("%w: %d files, want 1 to %d", ErrBadRequest, len(req.Files), MaxRequestFiles)
-	}
-	if len(req.Comment) > rules.MaxComment {
-		return nil, fmt.Errorf("%w: comment longer than %d bytes", ErrBadRequest, rules.MaxComment)
-	}
-	mfs := fstest.MapFS{}
-	total := 0
-	for name, data := range req.Files {
-		if !fs.ValidPath(name) || name == "." {
-			return nil, fmt.Errorf("%w: file name %q is not a relative slash path", ErrBadRequest, name)
-		}
-		total += len(data)
-		if total > MaxRequestBytes {
-			return nil, fmt.Errorf("%w: files larger than %d bytes", ErrBadRequest, MaxRequestBytes)
-		}
-		mfs[name] = &fstest.MapFile{Data: []byte(data), Mode: 0o644}
-	}
-	if _, ok := mfs[req.Main]; !ok {
-		return nil, fmt.Errorf("%w: main file %q is not among the files", ErrBadRequest, req.Main)
-	}
-	return mfs, nil
-}
-
 // Apply replaces the whole rule set with the request's.
-func (m *ruleManager) Apply(req *RulesRequest, who Caller) (ChangeResult, error) {
+func (m *ruleManager) Apply(req *api.RulesRequest, who Caller) (api.ChangeResult, error) {
 	return m.change("apply", who, req.Comment, func(cur *ruleState) (*rules.Set, []uint32, error) {
-		fsys, err := requestFS(req)
+		fsys, err := req.FS()
 		if err != nil {
 			return nil, nil, err
 		}
@@ -241,9 +209,9 @@ func (m *ruleManager) Apply(req *RulesRequest, who Caller) (ChangeResult, error)
 }
 
 // Add appends the request's rules to the running set.
-func (m *ruleManager) Add(req *RulesRequest, who Caller) (ChangeResult, error) {
+func (m *ruleManager) Add(req *api.RulesRequest, who Caller) (api.ChangeResult, error) {
 	return m.change("add", who, req.Comment, func(cur *ruleState) (*rules.Set, []uint32, error) {
-		fsys, err := requestFS(req)
+		fsys, err := req.FS()
 		if err != nil {
 			return nil, nil, err
 		}
@@ -270,7 +238,7 @@ func (m *ruleManager) Add(req *RulesRequest, who Caller) (ChangeResult, error) {
 }
 
 // Delete removes the rule with id from the running set.
-func (m *ruleManager) Delete(id uint32, comment string, who Caller) (ChangeResult, error) {
+func (m *ruleManager) Delete(id uint32, comment string, who Caller) (api.ChangeResult, error) {
 	return m.change("delete", who, comment, func(cur *ruleState) (*rules.Set, []uint32, error) {
 		i := slices.IndexFunc(cur.set.Rules, func(r *rules.Rule) bool { return r.ID == id })
 		if i < 0 {
@@ -317,13 +285,13 @@ func (m *ruleManager) setACL(acl xdp.ACL) {
 // revoke fast-path verdicts it could change, store it and audit it. Any
 // failure before the store write leaves everything as it was; later
 // failures roll the engine and the ACL back.
-func (m *ruleManager) change(op string, who Caller, comment string, build func(*ruleState) (*rules.Set, []uint32, error)) (res ChangeResult, err error) {
+func (m *ruleManager) change(op string, who Caller, comment string, build func(*ruleState) (*rules.Set, []uint32, error)) (res api.ChangeResult, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cur := m.cur.Load()
-	res = ChangeResult{Op: op, FromVersion: cur.version.Number, ToVersion: cur.version.Number,
+	res = api.ChangeResult{Op: op, FromVersion: cur.version.Number, ToVersion: cur.version.Number,
 		Hash: hexHash(cur.version.Hash), Rules: len(cur.set.Rules)}
-	entry := AuditEntry{UID: who.UID, GID: who.GID, PID: who.PID, Op: op, FromVersion: cur.version.Number,
+	entry := audit.Entry{UID: who.UID, GID: who.GID, PID: who.PID, Op: op, FromVersion: cur.version.Number,
 		ToVersion: cur.version.Number, Detail: comment}
 	// Every attempt is audited, refused ones too.
 	defer func() {
@@ -542,7 +510,7 @@ func (m *ruleManager) revoke(l7Changed bool, next *rules.Compiled) int {
 }
 
 // appendAuditLocked is appendAudit for callers outside a change.
-func (m *ruleManager) appendAuditLocked(e AuditEntry) error {
+func (m *ruleManager) appendAuditLocked(e audit.Entry) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.appendAudit(e)
@@ -550,7 +518,7 @@ func (m *ruleManager) appendAuditLocked(e AuditEntry) error {
 
 // appendAudit appends e and records the new head beside the store, so
 // that removing or editing the last entries is noticed too.
-func (m *ruleManager) appendAudit(e AuditEntry) error {
+func (m *ruleManager) appendAudit(e audit.Entry) error {
 	if err := m.audit.Append(e); err != nil {
 		return err
 	}
@@ -564,15 +532,15 @@ func (m *ruleManager) appendAudit(e AuditEntry) error {
 }
 
 // History lists the stored versions, newest first.
-func (m *ruleManager) History() ([]VersionInfo, error) {
+func (m *ruleManager) History() ([]api.VersionInfo, error) {
 	vs, err := m.store.History()
 	if err != nil {
 		return nil, err
 	}
 	cur := m.cur.Load().version.Number
-	out := make([]VersionInfo, len(vs))
+	out := make([]api.VersionInfo, len(vs))
 	for i, v := range vs {
-		out[i] = VersionInfo{Version: v.Number, Hash: hexHash(v.Hash), Time: v.Time, Rules: v.Rules,
+		out[i] = api.VersionInfo{Version: v.Number, Hash: hexHash(v.Hash), Time: v.Time, Rules: v.Rules,
 			Comment: v.Comment, Current: v.Number == cur}
 	}
 	return out, nil

@@ -1,4 +1,4 @@
-package ctl
+package api
 
 import (
 	"bytes"
@@ -14,23 +14,32 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/spf13/cobra"
 )
 
-// SocketEnv overrides the default API socket of the client commands.
-const SocketEnv = "DEEPWALL_SOCKET"
+// Where the API is.
+const (
+	// DefaultSocket is the agent's socket unless --socket says otherwise.
+	DefaultSocket = "/run/deepwall/deepwall.sock"
+	// SocketEnv overrides the default API socket of the client commands.
+	SocketEnv = "DEEPWALL_SOCKET"
+)
 
-// maxResponseBytes bounds what the client reads from the agent.
-const maxResponseBytes = 256 << 20
+const (
+	// maxResponseBytes bounds what the client reads from the agent.
+	maxResponseBytes = 256 << 20
+	// callTimeout bounds one call: the agent's write timeout (a large
+	// rule set compiles for a while).
+	callTimeout = 10 * time.Minute
+)
 
-// client talks to a running agent over its unix socket.
-type client struct {
+// Client talks to a running agent over its unix socket.
+type Client struct {
 	socket string
 	http   *http.Client
 }
 
-func newClient(socket string) *client {
+// NewClient returns a client of the agent listening on socket.
+func NewClient(socket string) *Client {
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -39,20 +48,21 @@ func newClient(socket string) *client {
 		MaxIdleConns:    1,
 		IdleConnTimeout: 10 * time.Second,
 	}
-	return &client{socket: socket, http: &http.Client{Transport: tr, Timeout: apiWriteTimeout}}
+	return &Client{socket: socket, http: &http.Client{Transport: tr, Timeout: callTimeout}}
 }
 
-// callError is an API call that the agent answered with an error.
-type callError struct {
+// CallError is an API call that the agent answered with an error.
+type CallError struct {
 	Status int
-	Body   APIError
+	Body   ErrorBody
 }
 
-func (e *callError) Error() string { return e.Body.Error }
+func (e *CallError) Error() string { return e.Body.Error }
 
-// do calls method path with in as JSON body (nil: none) and decodes the
-// answer into out (nil: discard; *[]byte: raw bytes).
-func (c *client) do(ctx context.Context, method, path string, q url.Values, in, out any) error {
+// Do calls method path with in as JSON body (nil: none) and decodes the
+// answer into out (nil: discard; *[]byte: raw bytes). An answer with an
+// error status is a *CallError.
+func (c *Client) Do(ctx context.Context, method, path string, q url.Values, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -82,7 +92,7 @@ func (c *client) do(ctx context.Context, method, path string, q url.Values, in, 
 		return fmt.Errorf("read answer: %w", err)
 	}
 	if resp.StatusCode/100 != 2 {
-		ce := &callError{Status: resp.StatusCode}
+		ce := &CallError{Status: resp.StatusCode}
 		if json.Unmarshal(data, &ce.Body) != nil || ce.Body.Error == "" {
 			ce.Body.Error = fmt.Sprintf("agent answered %s: %s", resp.Status, strings.TrimSpace(string(data)))
 		}
@@ -103,7 +113,7 @@ func (c *client) do(ctx context.Context, method, path string, q url.Values, in, 
 }
 
 // dialError explains a failed connection in one line.
-func (c *client) dialError(err error) error {
+func (c *Client) dialError(err error) error {
 	switch {
 	case errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("no agent listening on %s (is `deepwall run` running? --socket or %s name another)", c.socket, SocketEnv)
@@ -113,33 +123,13 @@ func (c *client) dialError(err error) error {
 	return fmt.Errorf("agent at %s: %w", c.socket, err)
 }
 
-// socketFlag adds --socket to an agent command.
-func socketFlag(cmd *cobra.Command, into *string) {
-	def := os.Getenv(SocketEnv)
-	if def == "" {
-		def = DefaultSocket
-	}
-	cmd.Flags().StringVar(into, "socket", def, "the agent's API socket (env "+SocketEnv+")")
+// Status returns the agent's status (GET /v1/status).
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	err := c.Do(ctx, http.MethodGet, "/v1/status", nil, nil, &st)
+	return st, err
 }
 
-// outputFlag adds -o table|json.
-func outputFlag(cmd *cobra.Command, into *string) {
-	cmd.Flags().StringVarP(into, "output", "o", "table", "output format: table or json")
-}
-
-func checkOutput(o string) error {
-	if o != "table" && o != "json" {
-		return fmt.Errorf("-o %q: want table or json", o)
-	}
-	return nil
-}
-
-// printJSON writes v indented, as the API sends it.
-func printJSON(w io.Writer, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(append(b, '\n'))
-	return err
-}
+// HTTP returns the client's HTTP client, for calls Do does not make
+// (raw bodies, other content types).
+func (c *Client) HTTP() *http.Client { return c.http }

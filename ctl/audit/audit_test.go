@@ -1,4 +1,4 @@
-package ctl
+package audit
 
 import (
 	"bytes"
@@ -11,12 +11,12 @@ import (
 func writeAudit(tb testing.TB, n int) (path string, head string) {
 	tb.Helper()
 	path = filepath.Join(tb.TempDir(), "audit.json")
-	a, err := OpenAuditLog(path)
+	a, err := Open(path)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	for i := range n {
-		if err := a.Append(AuditEntry{UID: 0, Op: "rules.apply", FromVersion: uint64(i), ToVersion: uint64(i + 1), OK: true}); err != nil {
+		if err := a.Append(Entry{UID: 0, Op: "rules.apply", FromVersion: uint64(i), ToVersion: uint64(i + 1), OK: true}); err != nil {
 			tb.Fatal(err)
 		}
 	}
@@ -27,20 +27,20 @@ func writeAudit(tb testing.TB, n int) (path string, head string) {
 
 func TestAuditChain(t *testing.T) {
 	path, head := writeAudit(t, 5)
-	res, err := VerifyAudit(path, head)
+	res, err := Verify(path, head)
 	if err != nil || res.Broken != nil || res.Entries != 5 {
 		t.Fatalf("intact log: %+v, %v", res, err)
 	}
 	// Reopening continues the chain.
-	a, err := OpenAuditLog(path)
+	a, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Append(AuditEntry{Op: "rules.add", OK: true}); err != nil {
+	if err := a.Append(Entry{Op: "rules.add", OK: true}); err != nil {
 		t.Fatal(err)
 	}
 	a.Close()
-	if res, _ := VerifyAudit(path, ""); res.Broken != nil || res.Entries != 6 {
+	if res, _ := Verify(path, ""); res.Broken != nil || res.Entries != 6 {
 		t.Fatalf("after reopen: %+v", res)
 	}
 }
@@ -78,19 +78,19 @@ func TestAuditDetectsTampering(t *testing.T) {
 			if tc.useHead {
 				want = head
 			}
-			res, err := VerifyAudit(path, want)
+			res, err := Verify(path, want)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if res.Broken == nil || res.Broken.Line != tc.wantLine {
 				t.Fatalf("broken = %+v, want line %d", res.Broken, tc.wantLine)
 			}
-			if !errors.Is(res.Broken, ErrAuditBroken) {
-				t.Errorf("errors.Is(ErrAuditBroken) = false")
+			if !errors.Is(res.Broken, ErrBroken) {
+				t.Errorf("errors.Is(ErrBroken) = false")
 			}
 			if !tc.useHead {
-				if _, err := OpenAuditLog(path); !errors.Is(err, ErrAuditBroken) {
-					t.Errorf("OpenAuditLog on a broken log: %v", err)
+				if _, err := Open(path); !errors.Is(err, ErrBroken) {
+					t.Errorf("Open on a broken log: %v", err)
 				}
 			}
 		})

@@ -1,18 +1,20 @@
-package ctl
+// Package api is the wire contract of the agent's API on its unix socket
+// (docs/api.md): the JSON documents both sides exchange and a client. The
+// agent serves these types and the CLI decodes the same ones it prints
+// with -o json, so the two never drift.
+package api
 
 import (
-	"encoding/hex"
-	"errors"
+	"fmt"
+	"io/fs"
+	"testing/fstest"
 	"time"
 
 	"github.com/deepwall/deepwall/rules"
 )
 
-// The JSON documents of the agent's API (see readme-agent.md). The CLI
-// decodes the same types it prints with -o json, so the two never drift.
-
-// APIError is the body of every failed API call.
-type APIError struct {
+// ErrorBody is the body of every failed API call.
+type ErrorBody struct {
 	Error   string        `json:"error"`
 	Details []ErrorDetail `json:"details,omitempty"`
 }
@@ -32,18 +34,11 @@ func (d ErrorDetail) String() string {
 	return e.Error()
 }
 
-// errorDetails converts a rules.ErrorList (if err holds one) into details.
-func errorDetails(err error) []ErrorDetail {
-	var list rules.ErrorList
-	if !errors.As(err, &list) {
-		return nil
-	}
-	out := make([]ErrorDetail, 0, len(list))
-	for _, e := range list {
-		out = append(out, ErrorDetail{File: e.Pos.File, Line: e.Pos.Line, Col: e.Pos.Column, Rule: e.RuleID, Message: e.Msg})
-	}
-	return out
-}
+// Limits of a rules request.
+const (
+	MaxRequestFiles = 256
+	MaxRequestBytes = 32 << 20 // all files together
+)
 
 // RulesRequest carries a rule file and the files it includes, for add and
 // apply. Names are slash paths relative to one root; Main names the
@@ -53,6 +48,36 @@ type RulesRequest struct {
 	Main    string            `json:"main"`
 	Files   map[string]string `json:"files"`
 	Comment string            `json:"comment,omitempty"`
+}
+
+// FS checks the request's files against the limits and returns them as
+// a file system.
+func (req *RulesRequest) FS() (fs.FS, error) {
+	if req.Main == "" {
+		return nil, fmt.Errorf("%w: no main file named", ErrInvalid)
+	}
+	if len(req.Files) == 0 || len(req.Files) > MaxRequestFiles {
+		return nil, fmt.Errorf("%w: %d files, want 1 to %d", ErrInvalid, len(req.Files), MaxRequestFiles)
+	}
+	if len(req.Comment) > rules.MaxComment {
+		return nil, fmt.Errorf("%w: comment longer than %d bytes", ErrInvalid, rules.MaxComment)
+	}
+	mfs := fstest.MapFS{}
+	total := 0
+	for name, data := range req.Files {
+		if !fs.ValidPath(name) || name == "." {
+			return nil, fmt.Errorf("%w: file name %q is not a relative slash path", ErrInvalid, name)
+		}
+		total += len(data)
+		if total > MaxRequestBytes {
+			return nil, fmt.Errorf("%w: files larger than %d bytes", ErrInvalid, MaxRequestBytes)
+		}
+		mfs[name] = &fstest.MapFile{Data: []byte(data), Mode: 0o644}
+	}
+	if _, ok := mfs[req.Main]; !ok {
+		return nil, fmt.Errorf("%w: main file %q is not among the files", ErrInvalid, req.Main)
+	}
+	return mfs, nil
 }
 
 // RuleSetInfo identifies the running rule set.
@@ -200,22 +225,4 @@ type FlowList struct {
 	Total     int       `json:"total"` // flows matching the filter
 	Truncated bool      `json:"truncated"`
 	Flows     []FlowRow `json:"flows"`
-}
-
-func hexHash(h [32]byte) string { return hex.EncodeToString(h[:]) }
-
-// ruleSummary describes r for rules list.
-func ruleSummary(r *rules.Rule) RuleSummary {
-	s := RuleSummary{ID: r.ID, Name: r.Name, Action: r.Action.String(), Severity: r.Severity.String(),
-		Category: r.Category, Kind: "l7", Enabled: !r.Disabled}
-	if r.Severity == 0 {
-		s.Severity = rules.SeverityMedium.String()
-	}
-	if r.IsACL() {
-		s.Kind = "acl"
-	}
-	if r.Match != nil {
-		s.Field = r.Match.Field.String()
-	}
-	return s
 }

@@ -1,4 +1,7 @@
-package ctl
+// Package audit owns the agent's audit log: a hash-chained JSON-lines
+// file of every change to the rules and the protected set (who, what,
+// the rule-set versions before and after), and its verification.
+package audit
 
 import (
 	"bufio"
@@ -14,11 +17,11 @@ import (
 	"time"
 )
 
-// AuditEntry is one line of the audit log: who changed the rules, how, and
+// Entry is one line of the audit log: who changed the rules, how, and
 // the rule-set version before and after. Prev chains the entries: it is the
 // SHA-256 of the previous line's bytes, so editing, removing or reordering
 // any line breaks the chain at that point.
-type AuditEntry struct {
+type Entry struct {
 	Time        time.Time `json:"time"`
 	UID         int       `json:"uid"`
 	GID         int       `json:"gid"`
@@ -36,27 +39,27 @@ type AuditEntry struct {
 // genesisHash is Prev of the first entry.
 var genesisHash = hex.EncodeToString(make([]byte, sha256.Size))
 
-// maxAuditLine bounds one line when reading the log back.
-const maxAuditLine = 1 << 20
+// maxLine bounds one line when reading the log back.
+const maxLine = 1 << 20
 
-// AuditLog appends chained entries to a file; each append is synced to disk
+// Log appends chained entries to a file; each append is synced to disk
 // before the change it records is reported done.
-type AuditLog struct {
+type Log struct {
 	mu   sync.Mutex
 	f    *os.File
 	path string
 	head string // hash of the last line
 }
 
-// OpenAuditLog opens (or creates) the audit log at path and verifies the
+// Open opens (or creates) the audit log at path and verifies the
 // existing chain, so a tampered log is noticed at start rather than
 // silently extended.
-func OpenAuditLog(path string) (*AuditLog, error) {
+func Open(path string) (*Log, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
-	res, err := verifyAudit(f)
+	res, err := verify(f)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("audit log %s: %w", path, err)
@@ -65,11 +68,11 @@ func OpenAuditLog(path string) (*AuditLog, error) {
 		f.Close()
 		return nil, fmt.Errorf("audit log %s: %w", path, res.Broken)
 	}
-	return &AuditLog{f: f, path: path, head: res.Head}, nil
+	return &Log{f: f, path: path, head: res.Head}, nil
 }
 
 // Append chains e to the log and syncs it. It fills e.Prev.
-func (a *AuditLog) Append(e AuditEntry) error {
+func (a *Log) Append(e Entry) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	e.Prev = a.head
@@ -91,63 +94,63 @@ func (a *AuditLog) Append(e AuditEntry) error {
 }
 
 // Head returns the hash of the last entry (genesis for an empty log).
-func (a *AuditLog) Head() string {
+func (a *Log) Head() string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.head
 }
 
 // Close closes the file.
-func (a *AuditLog) Close() error { return a.f.Close() }
+func (a *Log) Close() error { return a.f.Close() }
 
-// AuditBreak says where the chain is broken.
-type AuditBreak struct {
+// Break says where the chain is broken.
+type Break struct {
 	Line   int // 1-based line whose Prev does not match, or that is unreadable
 	Reason string
 }
 
-func (b *AuditBreak) Error() string { return fmt.Sprintf("line %d: %s", b.Line, b.Reason) }
+func (b *Break) Error() string { return fmt.Sprintf("line %d: %s", b.Line, b.Reason) }
 
-// ErrAuditBroken is what every *AuditBreak matches with errors.Is.
-var ErrAuditBroken = errors.New("audit chain broken")
+// ErrBroken is what every *Break matches with errors.Is.
+var ErrBroken = errors.New("audit chain broken")
 
-// Is makes errors.Is(err, ErrAuditBroken) true.
-func (b *AuditBreak) Is(target error) bool { return target == ErrAuditBroken }
+// Is makes errors.Is(err, ErrBroken) true.
+func (b *Break) Is(target error) bool { return target == ErrBroken }
 
-// AuditResult is the outcome of VerifyAudit.
-type AuditResult struct {
+// Result is the outcome of Verify.
+type Result struct {
 	Entries int
-	Head    string      // hash of the last good line
-	Broken  *AuditBreak // nil when the whole chain holds
+	Head    string // hash of the last good line
+	Broken  *Break // nil when the whole chain holds
 }
 
-// VerifyAudit checks the chain of the log at path and reports the first
+// Verify checks the chain of the log at path and reports the first
 // broken link. When wantHead is not empty it must equal the hash of the last
 // line, which catches an edit or removal of the final entries (the agent
 // keeps the head in its store).
-func VerifyAudit(path, wantHead string) (AuditResult, error) {
+func Verify(path, wantHead string) (Result, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return AuditResult{}, fmt.Errorf("audit log: %w", err)
+		return Result{}, fmt.Errorf("audit log: %w", err)
 	}
 	defer f.Close()
-	res, err := verifyAudit(f)
+	res, err := verify(f)
 	if err != nil {
 		return res, fmt.Errorf("audit log %s: %w", path, err)
 	}
 	if res.Broken == nil && wantHead != "" && res.Head != wantHead {
-		res.Broken = &AuditBreak{Line: res.Entries, Reason: "last entry does not match the head recorded by the agent (entries removed or the last one edited)"}
+		res.Broken = &Break{Line: res.Entries, Reason: "last entry does not match the head recorded by the agent (entries removed or the last one edited)"}
 	}
 	return res, nil
 }
 
-func verifyAudit(r io.Reader) (AuditResult, error) {
-	res := AuditResult{Head: genesisHash}
+func verify(r io.Reader) (Result, error) {
+	res := Result{Head: genesisHash}
 	br := bufio.NewReaderSize(r, 64<<10)
 	for {
 		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) || len(line) > maxAuditLine {
-			res.Broken = &AuditBreak{Line: res.Entries + 1, Reason: "line too long"}
+		if errors.Is(err, bufio.ErrBufferFull) || len(line) > maxLine {
+			res.Broken = &Break{Line: res.Entries + 1, Reason: "line too long"}
 			return res, nil
 		}
 		if len(line) == 0 && err == io.EOF {
@@ -158,13 +161,13 @@ func verifyAudit(r io.Reader) (AuditResult, error) {
 		}
 		n := res.Entries + 1
 		if line[len(line)-1] != '\n' {
-			res.Broken = &AuditBreak{Line: n, Reason: "truncated line (no newline)"}
+			res.Broken = &Break{Line: n, Reason: "truncated line (no newline)"}
 			return res, nil
 		}
 		line = bytes.TrimSuffix(line, []byte("\n"))
-		var e AuditEntry
+		var e Entry
 		if err := json.Unmarshal(line, &e); err != nil {
-			res.Broken = &AuditBreak{Line: n, Reason: "not a JSON audit entry: " + err.Error()}
+			res.Broken = &Break{Line: n, Reason: "not a JSON audit entry: " + err.Error()}
 			return res, nil
 		}
 		if e.Prev != res.Head {
@@ -172,7 +175,7 @@ func verifyAudit(r io.Reader) (AuditResult, error) {
 			if n == 1 {
 				reason = "first entry does not start the chain (entries removed from the start)"
 			}
-			res.Broken = &AuditBreak{Line: n, Reason: reason}
+			res.Broken = &Break{Line: n, Reason: reason}
 			return res, nil
 		}
 		res.Head = hashLine(line)

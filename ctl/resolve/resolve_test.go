@@ -1,4 +1,4 @@
-package ctl
+package resolve
 
 import (
 	"context"
@@ -14,17 +14,19 @@ import (
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/deepwall/deepwall/rules"
 )
 
 // fakeResolver reads testdata/targets: named namespaces, a /proc with
 // three "processes", Docker state files and containerd shim state.
-func fakeResolver(tb testing.TB) targetResolver {
+func fakeResolver(tb testing.TB) Resolver {
 	tb.Helper()
 	root, err := filepath.Abs("testdata/targets")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return targetResolver{NetnsDir: filepath.Join(root, "netns"), ProcDir: filepath.Join(root, "proc"),
+	return Resolver{NetnsDir: filepath.Join(root, "netns"), ProcDir: filepath.Join(root, "proc"),
 		DockerRoot: filepath.Join(root, "docker"), ContainerdState: filepath.Join(root, "containerd"), isNetns: plainFileNS}
 }
 
@@ -68,7 +70,7 @@ func TestResolveTarget(t *testing.T) {
 		{spec: "", err: nil},
 	} {
 		t.Run(tc.spec, func(t *testing.T) {
-			got, err := r.resolve(context.Background(), tc.spec)
+			got, err := r.Resolve(context.Background(), tc.spec)
 			if tc.spec == "" {
 				if err == nil {
 					t.Fatal("empty target resolved")
@@ -93,7 +95,7 @@ func TestResolveTarget(t *testing.T) {
 
 // fakeDockerAPI serves h as the Docker Engine API on a unix socket that
 // r then uses, until cleanup.
-func fakeDockerAPI(t *testing.T, r *targetResolver, h http.HandlerFunc) {
+func fakeDockerAPI(t *testing.T, r *Resolver, h http.HandlerFunc) {
 	t.Helper()
 	r.DockerSocket = filepath.Join(t.TempDir(), "docker.sock")
 	ln, err := net.Listen("unix", r.DockerSocket)
@@ -120,15 +122,15 @@ func TestResolveDockerAPI(t *testing.T) {
 		}
 	})
 
-	got, err := r.resolve(context.Background(), "frontend")
+	got, err := r.Resolve(context.Background(), "frontend")
 	if err != nil || got.Kind != "docker" || got.Name != "frontend" || got.PID != 4343 {
 		t.Fatalf("frontend: %+v, %v", got, err)
 	}
 	// Not known to the API: containerd is still asked.
-	if got, err := r.resolve(context.Background(), "api-7"); err != nil || got.Kind != "containerd" {
+	if got, err := r.Resolve(context.Background(), "api-7"); err != nil || got.Kind != "containerd" {
 		t.Fatalf("api-7: %+v, %v", got, err)
 	}
-	if _, err := r.resolve(context.Background(), "docker:broken"); err == nil || !strings.Contains(err.Error(), "500") {
+	if _, err := r.Resolve(context.Background(), "docker:broken"); err == nil || !strings.Contains(err.Error(), "500") {
 		t.Fatalf("broken: %v", err)
 	}
 }
@@ -136,9 +138,9 @@ func TestResolveDockerAPI(t *testing.T) {
 // TestResolveNoRuntimes: nothing installed is not an error, only "not found".
 func TestResolveNoRuntimes(t *testing.T) {
 	dir := t.TempDir()
-	r := targetResolver{NetnsDir: dir + "/netns", ProcDir: dir + "/proc", DockerSocket: dir + "/docker.sock",
+	r := Resolver{NetnsDir: dir + "/netns", ProcDir: dir + "/proc", DockerSocket: dir + "/docker.sock",
 		DockerRoot: dir + "/docker", ContainerdState: dir + "/containerd"}
-	if _, err := r.resolve(context.Background(), "web"); !errors.Is(err, ErrNoTarget) {
+	if _, err := r.Resolve(context.Background(), "web"); !errors.Is(err, ErrNoTarget) {
 		t.Fatalf("resolve: %v, want ErrNoTarget", err)
 	}
 }
@@ -168,7 +170,7 @@ func TestResolveHostileTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The real check: no isNetns stand-in.
-	r := targetResolver{NetnsDir: netnsDir, ProcDir: "/proc", DockerRoot: dir + "/docker", ContainerdState: dir + "/containerd"}
+	r := Resolver{NetnsDir: netnsDir, ProcDir: "/proc", DockerRoot: dir + "/docker", ContainerdState: dir + "/containerd"}
 	for _, tc := range []struct {
 		spec string
 		err  error // nil: resolves
@@ -198,7 +200,7 @@ func TestResolveHostileTarget(t *testing.T) {
 			var err error
 			go func() {
 				defer close(done)
-				got, err = r.resolve(context.Background(), tc.spec)
+				got, err = r.Resolve(context.Background(), tc.spec)
 			}()
 			select {
 			case <-done:
@@ -233,7 +235,7 @@ var errAny = errors.New("any error")
 
 // TestOpenNetns opens the network namespace it is given and nothing else.
 func TestOpenNetns(t *testing.T) {
-	h, err := openNetns("/proc/self/ns/net")
+	h, err := OpenNetns("/proc/self/ns/net")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,16 +250,16 @@ func TestOpenNetns(t *testing.T) {
 	}
 	if init, err := netns.GetFromPath("/proc/1/ns/net"); err == nil {
 		defer init.Close()
-		if h2, err := openNetns("/proc/1/ns/net"); err != nil || !h2.Equal(init) {
+		if h2, err := OpenNetns("/proc/1/ns/net"); err != nil || !h2.Equal(init) {
 			t.Errorf("/proc/1/ns/net: %v", err)
 		} else {
 			h2.Close()
 		}
 	}
 	for _, p := range []string{"/proc/self/ns/uts", "/proc/self/status", "/dev/zero", "/"} {
-		if h, err := openNetns(p); !errors.Is(err, ErrNotNetns) {
+		if h, err := OpenNetns(p); !errors.Is(err, ErrNotNetns) {
 			h.Close()
-			t.Errorf("openNetns(%s): %v, want ErrNotNetns", p, err)
+			t.Errorf("OpenNetns(%s): %v, want ErrNotNetns", p, err)
 		}
 	}
 }
@@ -377,7 +379,7 @@ func TestResolveDockerAPIHostile(t *testing.T) {
 	} {
 		t.Run(tc.spec, func(t *testing.T) {
 			start := time.Now()
-			got, err := r.resolve(context.Background(), tc.spec)
+			got, err := r.Resolve(context.Background(), tc.spec)
 			if err == nil {
 				t.Fatalf("resolved %+v", got)
 			}
@@ -438,14 +440,14 @@ func FuzzResolveTarget(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, spec string) {
-		got, err := r.resolve(context.Background(), spec)
+		got, err := r.Resolve(context.Background(), spec)
 		if err != nil || filepath.IsAbs(spec) {
 			return
 		}
 		if !strings.HasPrefix(got.Path, root+"/") || filepath.Clean(got.Path) != got.Path {
 			t.Fatalf("%q resolved to %+v, outside %s", spec, got, root)
 		}
-		if !containerNameRE.MatchString(got.Name) && got.Kind != "netns" {
+		if !rules.ValidContainerName(got.Name) && got.Kind != "netns" {
 			t.Fatalf("%q resolved to the name %q", spec, got.Name)
 		}
 	})

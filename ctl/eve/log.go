@@ -1,4 +1,4 @@
-package ctl
+package eve
 
 import (
 	"bufio"
@@ -10,42 +10,43 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/deepwall/deepwall/dpi"
 )
 
 // Defaults of the verdict log.
 const (
-	DefaultLogMaxBytes = 100 << 20 // rotate past 100 MiB
-	DefaultLogKeep     = 5         // eve.json.1 … eve.json.5
-	DefaultLogQueue    = 1 << 16   // events buffered between the packet path and the writer
-	logFlushInterval   = 200 * time.Millisecond
-	logFileMode        = 0o640
-	logDirMode         = 0o750
+	DefaultPath     = "/var/log/deepwall/eve.json"
+	DefaultMaxBytes = 100 << 20 // rotate past 100 MiB
+	DefaultKeep     = 5         // eve.json.1 … eve.json.5
+	DefaultQueue    = 1 << 16   // events buffered between the packet path and the writer
+	// DirMode is the mode of the directory the logs are created in (the
+	// agent's audit log shares it).
+	DirMode          = 0o750
+	fileMode         = 0o640
+	logFlushInterval = 200 * time.Millisecond
 )
 
-// EventLogConfig configures an EventLog.
-type EventLogConfig struct {
+// Config configures a Log.
+type Config struct {
 	Path     string // the live file, e.g. /var/log/deepwall/eve.json
-	MaxBytes int64  // rotate when the live file would grow past this; 0 = DefaultLogMaxBytes, <0 = never
-	Keep     int    // rotated files kept; 0 = DefaultLogKeep
-	Queue    int    // events in flight; 0 = DefaultLogQueue
+	MaxBytes int64  // rotate when the live file would grow past this; 0 = DefaultMaxBytes, <0 = never
+	Keep     int    // rotated files kept; 0 = DefaultKeep
+	Queue    int    // events in flight; 0 = DefaultQueue
 }
 
-// EventLogStats are the counters `deepwall status` reports.
-type EventLogStats struct {
+// Stats are the counters `deepwall status` reports.
+type Stats struct {
 	Written   uint64 // events written to a file
 	Dropped   uint64 // events refused because the writer fell behind
 	Rotations uint64
 	Errors    uint64 // write errors (the event is counted here, not in Written)
 }
 
-// EventLog writes verdict events as JSON lines. Emit never blocks: when
+// Log writes verdict events as JSON lines. Emit never blocks: when
 // the queue is full the event is counted in Dropped, so a slow disk can
 // never stall the packet path and no loss goes unreported.
-type EventLog struct {
-	cfg     EventLogConfig
-	queue   chan *dpi.Event
+type Log struct {
+	cfg     Config
+	queue   chan *Event
 	reopen  chan chan error
 	done    chan struct{}
 	closing sync.Once
@@ -58,26 +59,26 @@ type EventLog struct {
 	size int64
 }
 
-// OpenEventLog creates the log's directory and file and starts the writer.
+// Open creates the log's directory and file and starts the writer.
 // It fails (naming the path) when the file cannot be written, before any
 // packet is handled.
-func OpenEventLog(cfg EventLogConfig) (*EventLog, error) {
+func Open(cfg Config) (*Log, error) {
 	if cfg.MaxBytes == 0 {
-		cfg.MaxBytes = DefaultLogMaxBytes
+		cfg.MaxBytes = DefaultMaxBytes
 	}
 	if cfg.Keep <= 0 {
-		cfg.Keep = DefaultLogKeep
+		cfg.Keep = DefaultKeep
 	}
 	if cfg.Queue <= 0 {
-		cfg.Queue = DefaultLogQueue
+		cfg.Queue = DefaultQueue
 	}
-	l := &EventLog{
+	l := &Log{
 		cfg:    cfg,
-		queue:  make(chan *dpi.Event, cfg.Queue),
+		queue:  make(chan *Event, cfg.Queue),
 		reopen: make(chan chan error),
 		done:   make(chan struct{}),
 	}
-	if err := os.MkdirAll(filepath.Dir(cfg.Path), logDirMode); err != nil {
+	if err := os.MkdirAll(filepath.Dir(cfg.Path), DirMode); err != nil {
 		return nil, fmt.Errorf("verdict log %s: cannot create its directory: %w", cfg.Path, err)
 	}
 	if err := l.open(); err != nil {
@@ -89,7 +90,7 @@ func OpenEventLog(cfg EventLogConfig) (*EventLog, error) {
 
 // Emit queues ev for writing and reports whether it was accepted. ev must
 // not be modified afterwards.
-func (l *EventLog) Emit(ev *dpi.Event) bool {
+func (l *Log) Emit(ev *Event) bool {
 	select {
 	case l.queue <- ev:
 		return true
@@ -100,7 +101,7 @@ func (l *EventLog) Emit(ev *dpi.Event) bool {
 }
 
 // Reopen closes and reopens the live file, for logrotate's SIGHUP.
-func (l *EventLog) Reopen() error {
+func (l *Log) Reopen() error {
 	ch := make(chan error, 1)
 	select {
 	case l.reopen <- ch:
@@ -111,8 +112,8 @@ func (l *EventLog) Reopen() error {
 }
 
 // Stats returns the log's counters.
-func (l *EventLog) Stats() EventLogStats {
-	return EventLogStats{
+func (l *Log) Stats() Stats {
+	return Stats{
 		Written:   l.written.Load(),
 		Dropped:   l.dropped.Load(),
 		Rotations: l.rotations.Load(),
@@ -122,13 +123,13 @@ func (l *EventLog) Stats() EventLogStats {
 
 // Close writes what is queued and closes the file. Emit must not be called
 // after Close.
-func (l *EventLog) Close() error {
+func (l *Log) Close() error {
 	l.closing.Do(func() { close(l.queue) })
 	<-l.done
 	return nil
 }
 
-func (l *EventLog) run() {
+func (l *Log) run() {
 	defer close(l.done)
 	tick := time.NewTicker(logFlushInterval)
 	defer tick.Stop()
@@ -149,7 +150,7 @@ func (l *EventLog) run() {
 	}
 }
 
-func (l *EventLog) closeFile() {
+func (l *Log) closeFile() {
 	l.flush()
 	if l.f != nil {
 		_ = l.f.Close()
@@ -157,7 +158,7 @@ func (l *EventLog) closeFile() {
 	l.f, l.w = nil, nil
 }
 
-func (l *EventLog) write(ev *dpi.Event) {
+func (l *Log) write(ev *Event) {
 	b, err := json.Marshal(ev)
 	if err != nil {
 		l.errs.Add(1)
@@ -179,7 +180,7 @@ func (l *EventLog) write(ev *dpi.Event) {
 	l.written.Add(1)
 }
 
-func (l *EventLog) flush() {
+func (l *Log) flush() {
 	if l.w != nil && l.w.Flush() != nil {
 		l.errs.Add(1)
 	}
@@ -188,7 +189,7 @@ func (l *EventLog) flush() {
 // rotate shifts eve.json.N-1 → eve.json.N … eve.json → eve.json.1 and opens
 // a new live file. Renames keep every written event in some file; the
 // oldest file beyond Keep is the only one removed.
-func (l *EventLog) rotate() {
+func (l *Log) rotate() {
 	l.closeFile()
 	_ = os.Remove(fmt.Sprintf("%s.%d", l.cfg.Path, l.cfg.Keep))
 	for i := l.cfg.Keep - 1; i >= 1; i-- {
@@ -204,8 +205,8 @@ func (l *EventLog) rotate() {
 	l.rotations.Add(1)
 }
 
-func (l *EventLog) open() error {
-	f, err := os.OpenFile(l.cfg.Path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, logFileMode)
+func (l *Log) open() error {
+	f, err := os.OpenFile(l.cfg.Path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, fileMode)
 	if err != nil {
 		return fmt.Errorf("event log: %w", err)
 	}

@@ -1,4 +1,4 @@
-package ctl
+package eve
 
 import (
 	"bufio"
@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/deepwall/deepwall/dpi"
 )
 
 // readEvents returns the flow ids of every event in the live file and its
@@ -24,7 +22,7 @@ func readEvents(tb testing.TB, path string) []uint64 {
 		}
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
-			var ev dpi.Event
+			var ev Event
 			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 				tb.Fatalf("%s: bad line %q: %v", name, sc.Text(), err)
 			}
@@ -39,12 +37,12 @@ func TestEventLogRotatesWithoutLoss(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "eve.json")
 	const n = 20000
 	// Keep enough files that none is removed: every event must be found.
-	l, err := OpenEventLog(EventLogConfig{Path: path, MaxBytes: 64 << 10, Keep: 100, Queue: n})
+	l, err := Open(Config{Path: path, MaxBytes: 64 << 10, Keep: 100, Queue: n})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range n {
-		if !l.Emit(&dpi.Event{FlowID: uint64(i), EventType: dpi.EventAlert, SrcIP: "198.18.0.1", DestIP: "198.18.0.2", Proto: "TCP"}) {
+		if !l.Emit(&Event{FlowID: uint64(i), EventType: EventAlert, SrcIP: "198.18.0.1", DestIP: "198.18.0.2", Proto: "TCP"}) {
 			t.Fatalf("event %d dropped with a queue as large as the load", i)
 		}
 	}
@@ -92,12 +90,12 @@ func readSizes(tb testing.TB, path string) map[string]int64 {
 
 func TestEventLogKeepsBoundedFiles(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "eve.json")
-	l, err := OpenEventLog(EventLogConfig{Path: path, MaxBytes: 4 << 10, Keep: 3})
+	l, err := Open(Config{Path: path, MaxBytes: 4 << 10, Keep: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range 5000 {
-		l.Emit(&dpi.Event{FlowID: uint64(i)})
+		l.Emit(&Event{FlowID: uint64(i)})
 	}
 	l.Close()
 	if got := len(readSizes(t, path)); got != 4 {
@@ -107,13 +105,13 @@ func TestEventLogKeepsBoundedFiles(t *testing.T) {
 
 func TestEventLogCountsDrops(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "eve.json")
-	l, err := OpenEventLog(EventLogConfig{Path: path, Queue: 1})
+	l, err := Open(Config{Path: path, Queue: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	const n = 100000
 	for i := range n {
-		l.Emit(&dpi.Event{FlowID: uint64(i)})
+		l.Emit(&Event{FlowID: uint64(i)})
 	}
 	l.Close()
 	st := l.Stats()
@@ -128,12 +126,12 @@ func TestEventLogCountsDrops(t *testing.T) {
 func TestEventLogReopen(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "eve.json")
-	l, err := OpenEventLog(EventLogConfig{Path: path})
+	l, err := Open(Config{Path: path})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	l.Emit(&dpi.Event{FlowID: 1})
+	l.Emit(&Event{FlowID: 1})
 	// What logrotate does: move the file away, then signal.
 	if err := l.Reopen(); err != nil {
 		t.Fatal(err)
@@ -144,7 +142,7 @@ func TestEventLogReopen(t *testing.T) {
 	if err := l.Reopen(); err != nil {
 		t.Fatal(err)
 	}
-	l.Emit(&dpi.Event{FlowID: 2})
+	l.Emit(&Event{FlowID: 2})
 	l.Close()
 	old, _ := os.ReadFile(path + ".old")
 	cur, _ := os.ReadFile(path)
@@ -159,7 +157,7 @@ func TestEventLogUnwritable(t *testing.T) {
 	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := OpenEventLog(EventLogConfig{Path: filepath.Join(blocker, "eve.json")})
+	_, err := Open(Config{Path: filepath.Join(blocker, "eve.json")})
 	if err == nil || !strings.Contains(err.Error(), blocker) {
 		t.Fatalf("err = %v, want one naming %s", err, blocker)
 	}

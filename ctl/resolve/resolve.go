@@ -1,4 +1,9 @@
-package ctl
+// Package resolve finds a container's network namespace from what a user
+// names it by: a namespace name or path, a pid, or a Docker or containerd
+// id or name. What it reads (runtime state files, the Docker Engine API)
+// belongs to other programs, so every read is bounded and every namespace
+// file is checked before it is opened.
+package resolve
 
 import (
 	"context"
@@ -11,7 +16,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +23,8 @@ import (
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/deepwall/deepwall/rules"
 )
 
 // Target is a container to protect, resolved to its network namespace.
@@ -35,9 +41,9 @@ type Target struct {
 	PID  int    `json:"pid,omitempty"`
 }
 
-// Where the container runtimes keep what target resolution reads. Absent
-// runtimes are not an error: their step is skipped.
-type targetResolver struct {
+// Resolver says where the container runtimes keep what target resolution
+// reads. Absent runtimes are not an error: their step is skipped.
+type Resolver struct {
 	NetnsDir        string // named namespaces (ip netns)
 	ProcDir         string
 	DockerSocket    string // Engine API over a unix socket
@@ -48,7 +54,8 @@ type targetResolver struct {
 	isNetns func(path string) error
 }
 
-var defaultResolver = targetResolver{NetnsDir: "/run/netns", ProcDir: "/proc", DockerSocket: "/var/run/docker.sock",
+// Default is where the runtimes keep their state on a standard host.
+var Default = Resolver{NetnsDir: "/run/netns", ProcDir: "/proc", DockerSocket: "/var/run/docker.sock",
 	DockerRoot: "/var/lib/docker", ContainerdState: "/run/containerd/io.containerd.runtime.v2.task"}
 
 // Errors of target resolution.
@@ -83,14 +90,11 @@ const (
 	dockerAPITimeout = 3 * time.Second
 )
 
-// containerNameRE is what a container name in rules may be.
-var containerNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
-
 // resolve finds spec's network namespace. spec is one of: an absolute
 // path (/proc/PID/ns/net, /var/run/netns/NAME), a PID, a name under
 // NetnsDir, docker:ID|NAME, containerd:[NAMESPACE/]ID, or a bare Docker
 // or containerd id or name (Docker first).
-func (r targetResolver) resolve(ctx context.Context, spec string) (Target, error) {
+func (r Resolver) Resolve(ctx context.Context, spec string) (Target, error) {
 	t := Target{Spec: spec}
 	if spec == "" || len(spec) > maxTargetLen || strings.ContainsFunc(spec, unicode.IsControl) {
 		return t, fmt.Errorf("target %.300q: want a netns name or path, a pid, or a container id or name", spec)
@@ -145,7 +149,7 @@ func (r targetResolver) resolve(ctx context.Context, spec string) (Target, error
 // checkNS checks that the target's path is a network namespace: what
 // is not (a TARGET like /etc/shadow, a FIFO, a device) is refused
 // naming the target, never read.
-func (r targetResolver) checkNS(t Target) error {
+func (r Resolver) checkNS(t Target) error {
 	check := r.isNetns
 	if check == nil {
 		check = checkNetns
@@ -161,18 +165,18 @@ func (r targetResolver) checkNS(t Target) error {
 
 // checkNetns reports whether path is a network namespace file.
 func checkNetns(path string) error {
-	h, err := openNetns(path)
+	h, err := OpenNetns(path)
 	if err != nil {
 		return err
 	}
 	return h.Close()
 }
 
-// openNetns opens the network namespace file path. A file that is not on
+// OpenNetns opens the network namespace file path. A file that is not on
 // nsfs is refused before it is opened: opening a device node can act
 // (a watchdog, a tape) and opening a FIFO blocks. The open file must be
 // a network namespace (not a mount or pid one).
-func openNetns(path string) (netns.NsHandle, error) {
+func OpenNetns(path string) (netns.NsHandle, error) {
 	var fs unix.Statfs_t
 	if err := unix.Statfs(path, &fs); err != nil {
 		return netns.None(), &os.PathError{Op: "statfs", Path: path, Err: err}
@@ -217,7 +221,7 @@ func pidFromPath(proc, p string) (int, bool) {
 // nameFromPath names a namespace file: /var/run/netns/web is web.
 func nameFromPath(p string) string {
 	b := filepath.Base(p)
-	if containerNameRE.MatchString(b) {
+	if rules.ValidContainerName(b) {
 		return b
 	}
 	return "netns"
@@ -269,7 +273,7 @@ func (c *dockerContainer) id() string {
 
 // docker resolves a Docker container id, id prefix or name: through the
 // Engine API when its socket answers, else through the state files.
-func (r targetResolver) docker(ctx context.Context, ref string) (Target, error) {
+func (r Resolver) docker(ctx context.Context, ref string) (Target, error) {
 	t := Target{Kind: "docker"}
 	if ref == "" || ref == "." || ref == ".." || strings.ContainsAny(ref, "/?#%") || strings.ContainsFunc(ref, unicode.IsControl) {
 		return t, fmt.Errorf("docker container %q: %w", ref, ErrNoTarget)
@@ -286,7 +290,7 @@ func (r targetResolver) docker(ctx context.Context, ref string) (Target, error) 
 	}
 	t.PID, t.Path = c.State.Pid, filepath.Join(r.ProcDir, strconv.Itoa(c.State.Pid), "ns", "net")
 	t.Name = strings.TrimPrefix(c.Name, "/")
-	if !containerNameRE.MatchString(t.Name) {
+	if !rules.ValidContainerName(t.Name) {
 		t.Name = shortID(c.id())
 	}
 	return t, r.checkNS(t)
@@ -295,7 +299,7 @@ func (r targetResolver) docker(ctx context.Context, ref string) (Target, error) 
 // errNoRuntime: the runtime is not installed here (not an error to report).
 var errNoRuntime = errors.New("runtime not present")
 
-func (r targetResolver) dockerAPI(ctx context.Context, ref string) (*dockerContainer, error) {
+func (r Resolver) dockerAPI(ctx context.Context, ref string) (*dockerContainer, error) {
 	if r.DockerSocket == "" {
 		return nil, errNoRuntime
 	}
@@ -360,7 +364,7 @@ func echo(body []byte) string {
 
 // dockerFiles finds the container among DockerRoot/containers/*/config.v2.json
 // by full id, unique id prefix or name.
-func (r targetResolver) dockerFiles(ref string) (*dockerContainer, error) {
+func (r Resolver) dockerFiles(ref string) (*dockerContainer, error) {
 	dir := filepath.Join(r.DockerRoot, "containers")
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -404,7 +408,7 @@ func (r targetResolver) dockerFiles(ref string) (*dockerContainer, error) {
 
 // containerd resolves [NAMESPACE/]ID through the v2 shim's state
 // directories (NAMESPACE/ID/init.pid).
-func (r targetResolver) containerd(ref string) (Target, error) {
+func (r Resolver) containerd(ref string) (Target, error) {
 	t := Target{Kind: "containerd"}
 	if r.ContainerdState == "" {
 		return t, fmt.Errorf("containerd container %q: %w", ref, ErrNoTarget)
@@ -452,7 +456,7 @@ func (r targetResolver) containerd(ref string) (Target, error) {
 	}
 	t.PID, t.Path = pids[0], filepath.Join(r.ProcDir, strconv.Itoa(pids[0]), "ns", "net")
 	t.Name = id
-	if !containerNameRE.MatchString(t.Name) {
+	if !rules.ValidContainerName(t.Name) {
 		t.Name = shortID(id)
 	}
 	return t, r.checkNS(t)
@@ -462,7 +466,7 @@ func shortID(id string) string {
 	if len(id) > 12 {
 		id = id[:12]
 	}
-	if containerNameRE.MatchString(id) {
+	if rules.ValidContainerName(id) {
 		return id
 	}
 	return "container"
