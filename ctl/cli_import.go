@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/deepwall/deepwall/ctl/internal/atomicfile"
 	"github.com/deepwall/deepwall/rules/crs"
 )
 
@@ -60,7 +61,7 @@ output validates with "deepwall rules validate".`,
 			if out == "" || out == "-" {
 				_, err = cmd.OutOrStdout().Write(res.YAML)
 			} else {
-				err = writeFileAtomic(out, res.YAML, 0o644)
+				err = atomicfile.Write(out, res.YAML, 0o644)
 			}
 			if err != nil {
 				return fmt.Errorf("import-crs: %w", err)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/ctl/eve"
 )
 
@@ -236,27 +234,4 @@ func ids(lines []string) string {
 		fmt.Fprintf(&b, "%d ", ev.FlowID)
 	}
 	return b.String()
-}
-
-func FuzzFlowFilter(f *testing.F) {
-	f.Add("proto=tcp&ip=198.18.0.1&port=80&verdict=drop&app=http&limit=5")
-	f.Add("ip=::ffff:1.2.3.4&limit=0")
-	f.Fuzz(func(t *testing.T, q string) {
-		v, err := url.ParseQuery(q)
-		if err != nil {
-			return
-		}
-		ff, err := api.ParseFlowFilter(v)
-		if err != nil {
-			return
-		}
-		if ff.Limit < 1 || ff.Limit > api.MaxFlowLimit {
-			t.Fatalf("limit %d accepted", ff.Limit)
-		}
-		// What the CLI sends parses back to the same filter.
-		back, err := api.ParseFlowFilter(ff.Query())
-		if err != nil || back != ff {
-			t.Fatalf("round trip %+v -> %+v (%v)", ff, back, err)
-		}
-	})
 }

@@ -240,7 +240,7 @@ func buildRulesRequest(path, comment string) (*api.RulesRequest, map[string]stri
 // printRuleErrors prints a rule error's problems one per line, naming
 // local files (names maps request names to them).
 func printRuleErrors(w io.Writer, err error, names map[string]string) {
-	details := errorDetails(err)
+	details := api.Details(err)
 	var ce *api.CallError
 	if errors.As(err, &ce) {
 		details = ce.Body.Details

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/deepwall/deepwall/ctl/agent"
 	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/ctl/audit"
 	"github.com/deepwall/deepwall/ctl/eve"
@@ -20,7 +21,7 @@ import (
 func init() { subcommands = append(subcommands, newRunCommand, newAuditCommand) }
 
 func newRunCommand() *cobra.Command {
-	var cfg AgentConfig
+	var cfg agent.Config
 	var level string
 	cmd := &cobra.Command{
 		Use:   "run --inner IFACE --outer IFACE",
@@ -61,7 +62,8 @@ and exit status 1, with nothing left attached.`,
 					return fmt.Errorf("--rules: %w", err)
 				}
 			}
-			a, err := OpenAgent(cfg)
+			cfg.Version = Version
+			a, err := agent.Open(cfg)
 			var list rules.ErrorList
 			if errors.As(err, &list) {
 				// As rules validate prints them: one problem per line.
@@ -79,7 +81,7 @@ and exit status 1, with nothing left attached.`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.Inner, "inner", "", "the port facing the protected container (required)")
 	f.StringVar(&cfg.Outer, "outer", "", "the port facing the bridge or host (required)")
-	f.StringVar(&cfg.Mode, "mode", probe.BackendAuto, "dataplane: auto (XDP when the ports and kernel support it, else NFQUEUE), xdp, or nfqueue (iptables; set "+probe.HideXDPEnv+"=1 to make auto skip XDP, for tests)")
+	f.StringVar(&cfg.Backend, "mode", probe.BackendAuto, "dataplane: auto (XDP when the ports and kernel support it, else NFQUEUE), xdp, or nfqueue (iptables; set "+probe.HideXDPEnv+"=1 to make auto skip XDP, for tests)")
 	f.StringVar(&cfg.NetNS, "netns", "", "network namespace of the ports: a name in /run/netns or a path (default: the agent's own)")
 	f.StringVar(&cfg.RulesFile, "rules", "", "rule file that replaces the stored rule set at start")
 	f.StringVar(&cfg.LogPath, "log", eve.DefaultPath, "verdict log (EVE JSON lines)")
@@ -87,14 +89,14 @@ and exit status 1, with nothing left attached.`,
 	f.IntVar(&cfg.LogKeep, "log-keep", eve.DefaultKeep, "rotated verdict logs kept")
 	f.StringVar(&cfg.AuditPath, "audit-log", "", "audit log of rule changes (default: audit.json beside --log)")
 	f.StringVar(&cfg.Socket, "socket", api.DefaultSocket, "API socket")
-	f.StringVar(&cfg.StateDir, "state", DefaultStateDir, "state directory: rule store, compiled rules cache")
+	f.StringVar(&cfg.StateDir, "state", agent.DefaultStateDir, "state directory: rule store, compiled rules cache")
 	f.BoolVar(&cfg.FailClosed, "fail-closed", false, "while no agent runs, drop uninspected traffic instead of forwarding it")
 	f.IntVar(&cfg.Workers, "workers", 0, "DPI workers (default: one per CPU)")
 	f.StringVar(&cfg.MetricsAddr, "metrics", "", "serve Prometheus metrics on this address, e.g. 127.0.0.1:9464 (default off)")
 	f.StringVar(&cfg.AdminGroup, "admin-group", "", "group (name or gid) allowed to change rules besides root")
 	f.StringVar(&cfg.ViewerGroup, "viewer-group", "", "group (name or gid) allowed read-only API calls")
 	f.StringVar(&level, "log-level", "info", "agent log level on stderr: debug, info, warn, error")
-	f.StringVar(&cfg.RunDir, "run-dir", DefaultRunDir, "runtime directory (port locks, port records)")
+	f.StringVar(&cfg.RunDir, "run-dir", agent.DefaultRunDir, "runtime directory (port locks, port records)")
 	f.StringVar(&cfg.BPFFS, "bpffs", "", "bpf filesystem for the pins (mounted when needed; default /sys/fs/bpf)")
 	_ = f.MarkHidden("run-dir")
 	_ = f.MarkHidden("bpffs")
@@ -122,7 +124,7 @@ Exit status: 0 when the chain holds, 1 when it is broken or unreadable.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			head := ""
 			if state != "" {
-				b, err := os.ReadFile(filepath.Join(state, auditHeadFile))
+				b, err := os.ReadFile(filepath.Join(state, audit.HeadFile))
 				switch {
 				case err == nil:
 					head = strings.TrimSpace(string(b))
@@ -148,7 +150,7 @@ Exit status: 0 when the chain holds, 1 when it is broken or unreadable.`,
 		},
 	}
 	verify.Flags().StringVar(&path, "file", filepath.Join(filepath.Dir(eve.DefaultPath), "audit.json"), "the audit log")
-	verify.Flags().StringVar(&state, "state", DefaultStateDir, "the agent's state directory, holding the chain's recorded head (\"\" to skip)")
+	verify.Flags().StringVar(&state, "state", agent.DefaultStateDir, "the agent's state directory, holding the chain's recorded head (\"\" to skip)")
 	cmd.AddCommand(verify)
 	return cmd
 }

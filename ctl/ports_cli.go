@@ -74,7 +74,7 @@ without dropping traffic.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&req.Iface, "iface", DefaultIface, "the container's interface")
+	f.StringVar(&req.Iface, "iface", api.DefaultIface, "the container's interface")
 	f.StringVar(&req.Mode, "mode", api.ModeProtect, "protection mode: discover, monitor or protect")
 	f.BoolVar(&req.FailClosed, "fail-closed", false, "while no agent runs, drop the container's uninspected traffic")
 	f.StringVar(&req.Name, "name", "", "the container's name in rules (container:NAME); default from the target")

@@ -64,13 +64,20 @@ func (e *CallError) Error() string { return e.Body.Error }
 // error status is a *CallError.
 func (c *Client) Do(ctx context.Context, method, path string, q url.Values, in, out any) error {
 	var body io.Reader
+	ctype := ""
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return err
 		}
-		body = bytes.NewReader(b)
+		body, ctype = bytes.NewReader(b), "application/json"
 	}
+	return c.Send(ctx, method, path, q, ctype, body, out)
+}
+
+// Send is Do with a body of its own content type (ctype "": none), such
+// as a rule file as application/yaml.
+func (c *Client) Send(ctx context.Context, method, path string, q url.Values, ctype string, body io.Reader, out any) error {
 	u := "http://deepwall" + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
@@ -79,8 +86,8 @@ func (c *Client) Do(ctx context.Context, method, path string, q url.Values, in, 
 	if err != nil {
 		return err
 	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

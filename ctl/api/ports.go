@@ -18,6 +18,10 @@ const (
 // ProtectionModes lists the protection modes.
 var ProtectionModes = []string{ModeDiscover, ModeMonitor, ModeProtect}
 
+// DefaultIface is the container interface a ProtectRequest names when
+// it names none.
+const DefaultIface = "eth0"
+
 // ProtectRequest is the body of POST /v1/ports: protect a container, or
 // change the protection mode of one already protected.
 type ProtectRequest struct {

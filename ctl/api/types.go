@@ -5,6 +5,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"testing/fstest"
@@ -39,6 +40,20 @@ const (
 	MaxRequestFiles = 256
 	MaxRequestBytes = 32 << 20 // all files together
 )
+
+// Details converts the rule problems err holds (a rules.ErrorList) into
+// the details of an error body; nil when it holds none.
+func Details(err error) []ErrorDetail {
+	var list rules.ErrorList
+	if !errors.As(err, &list) {
+		return nil
+	}
+	out := make([]ErrorDetail, 0, len(list))
+	for _, e := range list {
+		out = append(out, ErrorDetail{File: e.Pos.File, Line: e.Pos.Line, Col: e.Pos.Column, Rule: e.RuleID, Message: e.Msg})
+	}
+	return out
+}
 
 // RulesRequest carries a rule file and the files it includes, for add and
 // apply. Names are slash paths relative to one root; Main names the

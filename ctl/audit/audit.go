@@ -36,6 +36,11 @@ type Entry struct {
 	Prev        string    `json:"prev"`
 }
 
+// HeadFile is the file in the agent's state directory that records the
+// chain's head after every append, so that removing or editing the last
+// entries is noticed too (audit verify --state reads it).
+const HeadFile = "audit.head"
+
 // genesisHash is Prev of the first entry.
 var genesisHash = hex.EncodeToString(make([]byte, sha256.Size))
 
