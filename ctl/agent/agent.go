@@ -131,7 +131,7 @@ type Agent struct {
 	pair    packetPath // the --inner/--outer pair: AF_XDP or NFQUEUE (mode.go)
 	backend backendChoice
 	ports   [2]api.PortInfo
-	api     *APIServer
+	api     *apiServer
 	apiLn   net.Listener
 	metrics *http.Server
 	metLn   net.Listener
@@ -182,8 +182,7 @@ func Open(cfg Config) (_ *Agent, err error) {
 	if a.audit, err = openAuditChecked(cfg.AuditPath, filepath.Join(cfg.StateDir, audit.HeadFile)); err != nil {
 		return nil, err
 	}
-	a.rules = &ruleManager{store: a.store, audit: a.audit, headFile: filepath.Join(cfg.StateDir, audit.HeadFile),
-		cacheFile: filepath.Join(cfg.StateDir, CompiledCache), log: a.log, settle: revokeSettle}
+	a.rules = newRuleManager(a.store, a.audit, cfg.StateDir, a.log)
 	self := Caller{UID: os.Getuid(), GID: os.Getgid(), PID: os.Getpid()}
 	st, err := a.rules.loadInitial(cfg.RulesFile, self)
 	if err != nil {

@@ -27,14 +27,11 @@ import (
 	"github.com/deepwall/deepwall/ctl/agent"
 	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/ctl/eve"
+	"github.com/deepwall/deepwall/ctl/internal/demo"
 	"github.com/deepwall/deepwall/internal/agenttest"
 	"github.com/deepwall/deepwall/internal/testnet"
 	"github.com/deepwall/deepwall/rules"
 )
-
-// demoCard is the card number of the test server's /account page (the
-// one `deepwall demo-http serve` shows).
-const demoCard = "4111 1111 1111 1111"
 
 // The end-to-end tests run the real deepwall binary as the agent in the
 // fw namespace of a testnet topology, a Go HTTP server in the server
@@ -214,7 +211,7 @@ func testServer(tb testing.TB, topo *testnet.Topology) netip.AddrPort {
 		_, _ = w.Write(body)
 	})
 	mux.HandleFunc("/account", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintf(w, "<p>Card on file: %s</p>\n", demoCard)
+		fmt.Fprintf(w, "<p>Card on file: %s</p>\n", demo.Card)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "ok %s", r.URL.Path)

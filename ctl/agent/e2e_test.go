@@ -29,6 +29,7 @@ import (
 	"github.com/deepwall/deepwall/ctl/agent"
 	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/ctl/eve"
+	"github.com/deepwall/deepwall/ctl/internal/demo"
 	"github.com/deepwall/deepwall/internal/agenttest"
 	"github.com/deepwall/deepwall/internal/testnet"
 	"github.com/deepwall/deepwall/rules"
@@ -229,13 +230,13 @@ func testAgentTraffic(t *testing.T, m agentMode) {
 
 	t.Run("card number in a response", func(t *testing.T) {
 		res := rawRequest(t, topo, server, get("/account"))
-		if res.status != 200 || !bytes.Contains(res.body, []byte(demoCard)) {
+		if res.status != 200 || !bytes.Contains(res.body, []byte(demo.Card)) {
 			t.Fatalf("DLP alert rules must not block: %+v", res)
 		}
 		a.waitEvents(t, "the card number alert", func(evs []eve.Event) bool {
 			for _, ev := range evs {
 				if ev.Alert != nil && ev.Alert.SignatureID == 5001 && ev.DestPort == res.port && ev.Alert.Action == "allowed" &&
-					!strings.Contains(ev.Alert.Matched, demoCard) {
+					!strings.Contains(ev.Alert.Matched, demo.Card) {
 					return true
 				}
 			}

@@ -181,9 +181,8 @@ func newTestManager(tb testing.TB, initial string) *testManager {
 	tb.Cleanup(func() { al.Close() })
 	var logBuf bytes.Buffer
 	tm := &testManager{dir: dir, eng: &fakeEngine{}, kern: newFakeKernel(), audit: auditPath, logBuf: &logBuf}
-	tm.ruleManager = &ruleManager{store: store, audit: al, headFile: filepath.Join(dir, "state", audit.HeadFile),
-		cacheFile: filepath.Join(dir, "state", CompiledCache), engine: tm.eng,
-		log: slog.New(slog.NewTextHandler(&syncWriter{w: &logBuf}, nil))}
+	tm.ruleManager = newRuleManager(store, al, filepath.Join(dir, "state"), slog.New(slog.NewTextHandler(&syncWriter{w: &logBuf}, nil)))
+	tm.engine, tm.settle = tm.eng, 0
 	file := ""
 	if initial != "" {
 		file = writeFile(tb, dir, "initial.yaml", initial)
@@ -230,11 +229,11 @@ func (v *fakeView) Flows(f api.FlowFilter) api.FlowList {
 	return v.flows
 }
 
-// apiHarness serves an APIServer on a unix socket with credentials the
+// apiHarness serves an apiServer on a unix socket with credentials the
 // test chooses.
 type apiHarness struct {
 	*testManager
-	srv    *APIServer
+	srv    *apiServer
 	sock   string
 	caller atomic.Pointer[Caller]
 	view   *fakeView

@@ -50,10 +50,10 @@ var (
 
 // Errors of protect and unprotect.
 var (
-	// ErrNotProtected: no protected container by that name.
-	ErrNotProtected = errors.New("not protected")
-	// ErrProtected: the container is protected already (under another name).
-	ErrProtected = errors.New("already protected")
+	// errNotProtected: no protected container by that name.
+	errNotProtected = errors.New("not protected")
+	// errProtected: the container is protected already (under another name).
+	errProtected = errors.New("already protected")
 )
 
 // portRecord is what the store keeps of a protected container.
@@ -540,7 +540,7 @@ func (p *protector) Protect(ctx context.Context, req api.ProtectRequest, who Cal
 	for name, pp := range p.ports {
 		if pp.rec.Wire.ContainerNSInode == cst.Ino && pp.rec.Iface == req.Iface || name == t.Name {
 			if name != t.Name || pp.rec.Wire.ContainerNSInode != cst.Ino {
-				return st, fmt.Errorf("%w: %s %s is protected as %s", ErrProtected, t.Spec, req.Iface, name)
+				return st, fmt.Errorf("%w: %s %s is protected as %s", errProtected, t.Spec, req.Iface, name)
 			}
 			st = p.status(pp)
 			if pp.protectionMode() != req.Mode {
@@ -693,7 +693,7 @@ func (p *protector) Unprotect(name string, who Caller) (st api.PortStatus, err e
 		pp = p.findByTarget(name)
 	}
 	if pp == nil {
-		return st, fmt.Errorf("%s: %w", name, ErrNotProtected)
+		return st, fmt.Errorf("%s: %w", name, errNotProtected)
 	}
 	st = p.status(pp)
 	rec := pp.rec.Wire

@@ -16,6 +16,7 @@ import (
 	"github.com/deepwall/deepwall/dpi"
 	"github.com/deepwall/deepwall/rules"
 	"github.com/deepwall/deepwall/xdp"
+	"path/filepath"
 )
 
 const (
@@ -32,10 +33,8 @@ const runningSetName = "running-rules"
 // set that does not validate a *validationError); the API server alone
 // maps them to status codes.
 var (
-	// ErrForbidden: the caller may not do this.
-	ErrForbidden = errors.New("forbidden")
-	// ErrNoRule: no rule with that id.
-	ErrNoRule = errors.New("no such rule")
+	// errNoRule: no rule with that id.
+	errNoRule = errors.New("no such rule")
 )
 
 // flowTable is the kernel side of a rule change: the XDP ACL and the
@@ -95,6 +94,15 @@ type ruleManager struct {
 	log        *slog.Logger
 	settle     time.Duration
 	cur        atomic.Pointer[ruleState]
+}
+
+// newRuleManager returns the rule manager of a store and an audit log,
+// keeping the compiled-rules cache and the audit chain's head in
+// stateDir. The engine and the kernel side join once they are open (the
+// engine starts with the set loadInitial chooses).
+func newRuleManager(store *rules.Store, al *audit.Log, stateDir string, log *slog.Logger) *ruleManager {
+	return &ruleManager{store: store, audit: al, headFile: filepath.Join(stateDir, audit.HeadFile),
+		cacheFile: filepath.Join(stateDir, CompiledCache), log: log, settle: revokeSettle}
 }
 
 // Caller is who asks for a change (from SO_PEERCRED).
@@ -241,7 +249,7 @@ func (m *ruleManager) Delete(id uint32, comment string, who Caller) (api.ChangeR
 	return m.change("delete", who, comment, func(cur *ruleState) (*rules.Set, []uint32, error) {
 		i := slices.IndexFunc(cur.set.Rules, func(r *rules.Rule) bool { return r.ID == id })
 		if i < 0 {
-			return nil, nil, fmt.Errorf("rule %d: %w", id, ErrNoRule)
+			return nil, nil, fmt.Errorf("rule %d: %w", id, errNoRule)
 		}
 		rs := slices.Delete(slices.Clone(cur.set.Rules), i, i+1)
 		return &rules.Set{Rules: rs, ACLDefault: cur.set.ACLDefault}, []uint32{id}, nil
@@ -280,10 +288,11 @@ func (m *ruleManager) setACL(acl xdp.ACL) {
 }
 
 // change runs one rule change: build the new set from the running one,
-// compile it beside the old, swap it into the engine and the kernel ACL,
-// revoke fast-path verdicts it could change, store it and audit it. Any
-// failure before the store write leaves everything as it was; later
-// failures roll the engine and the ACL back.
+// compile it beside the old (prepare), swap it into the engine and the
+// kernel ACL, store it, audit it and revoke fast-path verdicts it could
+// change (commit). Any failure before the store write leaves everything
+// as it was; later failures roll the engine and the ACL back (rollback).
+// Every attempt is audited, refused ones too.
 func (m *ruleManager) change(op string, who Caller, comment string, build func(*ruleState) (*rules.Set, []uint32, error)) (res api.ChangeResult, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -292,7 +301,6 @@ func (m *ruleManager) change(op string, who Caller, comment string, build func(*
 		Hash: hexHash(cur.version.Hash), Rules: len(cur.set.Rules)}
 	entry := audit.Entry{UID: who.UID, GID: who.GID, PID: who.PID, Op: op, FromVersion: cur.version.Number,
 		ToVersion: cur.version.Number, Detail: comment}
-	// Every attempt is audited, refused ones too.
 	defer func() {
 		if err == nil {
 			return
@@ -336,16 +344,40 @@ func (m *ruleManager) change(op string, who Caller, comment string, build func(*
 			comment = fmt.Sprintf("%s %v", op, ids)
 		}
 	}
-
-	// The engine owns the running compiled set and closes it when it is
-	// replaced, so keep it serialised: a rollback restores it from here.
-	oldBlob, berr := cur.compiled.MarshalBinary()
-	if berr != nil {
-		m.log.Warn("serialise the running rules for rollback", "error", berr)
+	ch, err := m.prepare(cur, set)
+	if err != nil {
+		return res, err
 	}
-	// What was compiled: the stored set with its container selectors
-	// resolved (protect_kernel.go), which the blob's key names.
-	oldCompiledSet := cur.compiled.Set
+	res.CompileSecs, res.Cached = ch.compileSecs, ch.cached
+	return m.commit(ch, res, &entry, op, comment, who)
+}
+
+// ruleChange is a prepared change: the new set compiled beside the
+// running one, with what a rollback needs.
+type ruleChange struct {
+	cur         *ruleState
+	set         *rules.Set
+	c           *rules.Compiled
+	acl, oldACL xdp.ACL
+	// The engine owns the running compiled set and closes it when it is
+	// replaced, so it is kept serialised: a rollback restores it from
+	// here. oldSet is what was compiled: the stored set with its
+	// container selectors resolved, which the blob's key names.
+	oldBlob     []byte
+	oldSet      *rules.Set
+	compileSecs float64
+	cached      bool
+}
+
+// prepare compiles set and its kernel ACL beside the running state cur;
+// nothing running changes. mu held.
+func (m *ruleManager) prepare(cur *ruleState, set *rules.Set) (*ruleChange, error) {
+	ch := &ruleChange{cur: cur, set: set, oldSet: cur.compiled.Set}
+	blob, err := cur.compiled.MarshalBinary()
+	if err != nil {
+		m.log.Warn("serialise the running rules for rollback", "error", err)
+	}
+	ch.oldBlob = blob
 	start := time.Now()
 	c, cached, err := m.loadOrCompile(set)
 	if errors.Is(err, rules.ErrCacheWrite) {
@@ -353,60 +385,42 @@ func (m *ruleManager) change(op string, who Caller, comment string, build func(*
 		err = nil
 	}
 	if err != nil {
-		return res, &validationError{err}
+		return nil, &validationError{err}
 	}
-	res.CompileSecs, res.Cached = time.Since(start).Seconds(), cached
-	acl, err := kernelACL(c)
-	if err != nil {
+	ch.c, ch.compileSecs, ch.cached = c, time.Since(start).Seconds(), cached
+	if ch.acl, err = kernelACL(c); err != nil {
 		c.Close()
-		return res, &validationError{err}
+		return nil, &validationError{err}
 	}
 	// The rollback ACL; the running set built it before, so an error
 	// here is a bug, and nothing is swapped rather than risk an empty ACL.
-	oldACL, err := kernelACL(cur.compiled)
-	if err != nil {
+	if ch.oldACL, err = kernelACL(cur.compiled); err != nil {
 		c.Close()
-		return res, fmt.Errorf("the running rules' acl: %w", err)
+		return nil, fmt.Errorf("the running rules' acl: %w", err)
 	}
+	return ch, nil
+}
 
-	if aclRefused, err := m.swapIn(c, acl, oldACL); err != nil {
+// commit swaps a prepared change in, stores and audits it, and revokes
+// the fast-path verdicts it could change; a failure after the swap rolls
+// back. mu held.
+func (m *ruleManager) commit(ch *ruleChange, res api.ChangeResult, entry *audit.Entry, op, comment string, who Caller) (api.ChangeResult, error) {
+	cur, set, c := ch.cur, ch.set, ch.c
+	if aclRefused, err := m.swapIn(c, ch.acl, ch.oldACL); err != nil {
 		if aclRefused {
 			err = &validationError{err}
 		}
 		return res, err
 	}
-	// rollback puts the old set back into the engine (rebuilt from its
-	// serialisation: the engine freed the running copy) and the kernel.
-	rollback := func() {
-		old, rerr := restoreCompiled(oldCompiledSet, oldBlob)
-		if rerr == nil {
-			if rerr = m.engine.SetRules(old); rerr != nil {
-				old.Close()
-			}
-		}
-		if rerr != nil {
-			// Should not happen: the old set compiled before. Say what runs.
-			m.log.Error("roll back the engine rules: the engine keeps the new, unstored set", "error", rerr)
-			st := *cur
-			st.set, st.compiled, st.l7 = set, c, l7Hash(c)
-			st.version.Comment = "rollback failed: running an unstored set"
-			m.cur.Store(&st)
-			return
-		}
-		m.setACL(oldACL)
-		st := *cur
-		st.compiled = old
-		m.cur.Store(&st)
-	}
 	v, _, err := m.store.Put(set, comment)
 	if err != nil {
-		rollback()
+		m.rollback(ch)
 		return res, err
 	}
 	entry.ToVersion, entry.RulesHash, entry.OK = v.Number, hexHash(v.Hash), true
-	if err := m.appendAudit(entry); err != nil {
+	if err := m.appendAudit(*entry); err != nil {
 		// The change cannot be recorded, so it must not stand.
-		rollback()
+		m.rollback(ch)
 		if _, _, perr := m.store.Put(cur.set, "rollback: audit log write failed"); perr != nil {
 			m.log.Error("roll back the rule store", "error", perr)
 		}
@@ -425,6 +439,31 @@ func (m *ruleManager) change(op string, who Caller, comment string, build func(*
 	m.log.Info("rules changed", "op", op, "from", cur.version.Number, "to", v.Number, "rules", len(set.Rules),
 		"revoked", res.Revoked, "uid", who.UID, "pid", who.PID)
 	return res, nil
+}
+
+// rollback puts the running set of a swapped-in change back into the
+// engine (rebuilt from its serialisation: the engine freed the running
+// copy) and the kernel. mu held.
+func (m *ruleManager) rollback(ch *ruleChange) {
+	old, err := restoreCompiled(ch.oldSet, ch.oldBlob)
+	if err == nil {
+		if err = m.engine.SetRules(old); err != nil {
+			old.Close()
+		}
+	}
+	if err != nil {
+		// Should not happen: the old set compiled before. Say what runs.
+		m.log.Error("roll back the engine rules: the engine keeps the new, unstored set", "error", err)
+		st := *ch.cur
+		st.set, st.compiled, st.l7 = ch.set, ch.c, l7Hash(ch.c)
+		st.version.Comment = "rollback failed: running an unstored set"
+		m.cur.Store(&st)
+		return
+	}
+	m.setACL(ch.oldACL)
+	st := *ch.cur
+	st.compiled = old
+	m.cur.Store(&st)
 }
 
 // restoreCompiled rebuilds a compiled set from its serialised form, or

@@ -38,6 +38,9 @@ const (
 	socketMode      = 0o660
 )
 
+// errForbidden: the caller may not make this call.
+var errForbidden = errors.New("forbidden")
+
 // access is what a caller may do.
 type access uint8
 
@@ -81,8 +84,8 @@ type agentView interface {
 	Flows(api.FlowFilter) api.FlowList
 }
 
-// APIServer serves the agent's HTTP+JSON API on a unix socket.
-type APIServer struct {
+// apiServer serves the agent's HTTP+JSON API on a unix socket.
+type apiServer struct {
 	rules *ruleManager
 	view  agentView
 	auth  Authorizer
@@ -100,8 +103,8 @@ type credResult struct {
 	err error
 }
 
-func newAPIServer(rm *ruleManager, view agentView, auth Authorizer, log *slog.Logger) *APIServer {
-	s := &APIServer{rules: rm, view: view, auth: auth, log: log, peer: peerCred}
+func newAPIServer(rm *ruleManager, view agentView, auth Authorizer, log *slog.Logger) *apiServer {
+	s := &apiServer{rules: rm, view: view, auth: auth, log: log, peer: peerCred}
 	s.srv = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: apiReadHeader,
@@ -208,7 +211,7 @@ func listenUnix(path string, gid int) (net.Listener, error) {
 }
 
 // Serve serves on ln until Shutdown.
-func (s *APIServer) Serve(ln net.Listener) error {
+func (s *apiServer) Serve(ln net.Listener) error {
 	if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
@@ -217,12 +220,12 @@ func (s *APIServer) Serve(ln net.Listener) error {
 
 // Shutdown stops accepting, waits for running calls (bounded by ctx) and
 // removes the socket.
-func (s *APIServer) Shutdown(ctx context.Context) error {
+func (s *apiServer) Shutdown(ctx context.Context) error {
 	return s.srv.Shutdown(ctx)
 }
 
 // Handler returns the API's routes.
-func (s *APIServer) Handler() http.Handler {
+func (s *apiServer) Handler() http.Handler {
 	mux := http.NewServeMux()
 	view := func(h func(http.ResponseWriter, *http.Request, Caller)) http.HandlerFunc {
 		return s.guard(accessView, h)
@@ -248,12 +251,12 @@ func (s *APIServer) Handler() http.Handler {
 
 // guard checks the caller's access before running h. A refused mutation
 // is audited.
-func (s *APIServer) guard(need access, h func(http.ResponseWriter, *http.Request, Caller)) http.HandlerFunc {
+func (s *apiServer) guard(need access, h func(http.ResponseWriter, *http.Request, Caller)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		cr, ok := r.Context().Value(ctxKey{}).(credResult)
 		if !ok || cr.err != nil {
 			s.log.Warn("api: no peer credentials", "error", cr.err)
-			writeError(w, http.StatusForbidden, fmt.Errorf("%w: no peer credentials", ErrForbidden))
+			writeError(w, http.StatusForbidden, fmt.Errorf("%w: no peer credentials", errForbidden))
 			return
 		}
 		if got := s.auth.access(cr.c); got < need {
@@ -261,7 +264,7 @@ func (s *APIServer) guard(need access, h func(http.ResponseWriter, *http.Request
 			if need == accessAdmin {
 				what = "rule changes need root or the admin group"
 			}
-			err := fmt.Errorf("%w: uid %d gid %d: %s", ErrForbidden, cr.c.UID, cr.c.GID, what)
+			err := fmt.Errorf("%w: uid %d gid %d: %s", errForbidden, cr.c.UID, cr.c.GID, what)
 			if need == accessAdmin {
 				e := audit.Entry{UID: cr.c.UID, GID: cr.c.GID, PID: cr.c.PID, Op: s.mutationOp(r), Error: err.Error()}
 				cur := s.rules.current()
@@ -290,11 +293,11 @@ func opName(r *http.Request) string {
 	return strings.ToLower(r.Method)
 }
 
-func (s *APIServer) getStatus(w http.ResponseWriter, _ *http.Request, _ Caller) {
+func (s *apiServer) getStatus(w http.ResponseWriter, _ *http.Request, _ Caller) {
 	writeJSON(w, http.StatusOK, s.view.Status())
 }
 
-func (s *APIServer) getFlows(w http.ResponseWriter, r *http.Request, _ Caller) {
+func (s *apiServer) getFlows(w http.ResponseWriter, r *http.Request, _ Caller) {
 	f, err := api.ParseFlowFilter(r.URL.Query())
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
@@ -303,7 +306,7 @@ func (s *APIServer) getFlows(w http.ResponseWriter, r *http.Request, _ Caller) {
 	writeJSON(w, http.StatusOK, s.view.Flows(f))
 }
 
-func (s *APIServer) listRules(w http.ResponseWriter, _ *http.Request, _ Caller) {
+func (s *apiServer) listRules(w http.ResponseWriter, _ *http.Request, _ Caller) {
 	st := s.rules.current()
 	out := api.RuleList{RuleSet: st.info(), Rules: make([]api.RuleSummary, 0, len(st.set.Rules))}
 	for _, r := range st.set.Rules {
@@ -312,7 +315,7 @@ func (s *APIServer) listRules(w http.ResponseWriter, _ *http.Request, _ Caller) 
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *APIServer) exportRules(w http.ResponseWriter, _ *http.Request, _ Caller) {
+func (s *apiServer) exportRules(w http.ResponseWriter, _ *http.Request, _ Caller) {
 	st := s.rules.current()
 	w.Header().Set("Content-Type", "application/yaml")
 	w.Header().Set("X-Deepwall-Version", strconv.FormatUint(st.version.Number, 10))
@@ -321,7 +324,7 @@ func (s *APIServer) exportRules(w http.ResponseWriter, _ *http.Request, _ Caller
 	_, _ = w.Write(st.set.Canonical())
 }
 
-func (s *APIServer) history(w http.ResponseWriter, _ *http.Request, _ Caller) {
+func (s *apiServer) history(w http.ResponseWriter, _ *http.Request, _ Caller) {
 	vs, err := s.rules.History()
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
@@ -338,7 +341,7 @@ func ruleID(r *http.Request) (uint32, error) {
 	return uint32(id), nil
 }
 
-func (s *APIServer) showRule(w http.ResponseWriter, r *http.Request, _ Caller) {
+func (s *apiServer) showRule(w http.ResponseWriter, r *http.Request, _ Caller) {
 	id, err := ruleID(r)
 	if err != nil {
 		writeAPIError(w, err)
@@ -347,7 +350,7 @@ func (s *APIServer) showRule(w http.ResponseWriter, r *http.Request, _ Caller) {
 	st := s.rules.current()
 	rule := st.set.Rule(id)
 	if rule == nil {
-		writeAPIError(w, fmt.Errorf("rule %d: %w", id, ErrNoRule))
+		writeAPIError(w, fmt.Errorf("rule %d: %w", id, errNoRule))
 		return
 	}
 	y := (&rules.Set{Rules: []*rules.Rule{rule}, ACLDefault: st.set.ACLDefault}).Canonical()
@@ -394,7 +397,7 @@ func bodyError(err error) error {
 	return fmt.Errorf("%w: body: %v", api.ErrInvalid, err)
 }
 
-func (s *APIServer) addRules(w http.ResponseWriter, r *http.Request, who Caller) {
+func (s *apiServer) addRules(w http.ResponseWriter, r *http.Request, who Caller) {
 	req, err := readRulesRequest(w, r)
 	if err != nil {
 		writeAPIError(w, err)
@@ -408,7 +411,7 @@ func (s *APIServer) addRules(w http.ResponseWriter, r *http.Request, who Caller)
 	writeJSON(w, http.StatusOK, res)
 }
 
-func (s *APIServer) applyRules(w http.ResponseWriter, r *http.Request, who Caller) {
+func (s *apiServer) applyRules(w http.ResponseWriter, r *http.Request, who Caller) {
 	req, err := readRulesRequest(w, r)
 	if err != nil {
 		writeAPIError(w, err)
@@ -422,7 +425,7 @@ func (s *APIServer) applyRules(w http.ResponseWriter, r *http.Request, who Calle
 	writeJSON(w, http.StatusOK, res)
 }
 
-func (s *APIServer) deleteRule(w http.ResponseWriter, r *http.Request, who Caller) {
+func (s *apiServer) deleteRule(w http.ResponseWriter, r *http.Request, who Caller) {
 	id, err := ruleID(r)
 	if err != nil {
 		writeAPIError(w, err)
@@ -447,13 +450,13 @@ func writeAPIError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &verr):
 		writeError(w, http.StatusUnprocessableEntity, err)
-	case errors.Is(err, ErrForbidden):
+	case errors.Is(err, errForbidden):
 		writeError(w, http.StatusForbidden, err)
 	case errors.Is(err, api.ErrInvalid):
 		writeError(w, http.StatusBadRequest, err)
 	case errors.Is(err, errTooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, err)
-	case errors.Is(err, ErrNoRule):
+	case errors.Is(err, errNoRule):
 		writeError(w, http.StatusNotFound, err)
 	default:
 		writeError(w, http.StatusInternalServerError, err)

@@ -23,7 +23,7 @@ func (a *Agent) protectorOf() *protector { return a.prot }
 const maxPortBody = 1 << 20
 
 // portRoutes registers the protected-container endpoints.
-func (s *APIServer) portRoutes(mux *http.ServeMux, view, admin func(func(http.ResponseWriter, *http.Request, Caller)) http.HandlerFunc) {
+func (s *apiServer) portRoutes(mux *http.ServeMux, view, admin func(func(http.ResponseWriter, *http.Request, Caller)) http.HandlerFunc) {
 	mux.HandleFunc("GET /v1/ports", view(s.listPorts))
 	mux.HandleFunc("POST /v1/ports", admin(s.protectPort))
 	mux.HandleFunc("DELETE /v1/ports/{name}", admin(s.unprotectPort))
@@ -34,7 +34,7 @@ func (s *APIServer) portRoutes(mux *http.ServeMux, view, admin func(func(http.Re
 // mutationOp names a refused mutation for the audit log: the protected
 // container endpoints by the op they would have been audited under
 // (protect, mode, unprotect, promote), the others by opName.
-func (s *APIServer) mutationOp(r *http.Request) string {
+func (s *apiServer) mutationOp(r *http.Request) string {
 	switch {
 	case r.Method == http.MethodPost && r.URL.Path == "/v1/ports":
 		// A refused caller's body is read only to tell a mode change
@@ -57,7 +57,7 @@ func (s *APIServer) mutationOp(r *http.Request) string {
 	return opName(r)
 }
 
-func (s *APIServer) protector() (*protector, error) {
+func (s *apiServer) protector() (*protector, error) {
 	pa, ok := s.view.(portsAPI)
 	if !ok || pa.protectorOf() == nil {
 		return nil, fmt.Errorf("%w: this agent does not protect containers", api.ErrInvalid)
@@ -65,7 +65,7 @@ func (s *APIServer) protector() (*protector, error) {
 	return pa.protectorOf(), nil
 }
 
-func (s *APIServer) listPorts(w http.ResponseWriter, _ *http.Request, _ Caller) {
+func (s *apiServer) listPorts(w http.ResponseWriter, _ *http.Request, _ Caller) {
 	p, err := s.protector()
 	if err != nil {
 		writeAPIError(w, err)
@@ -89,7 +89,7 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, into any) error {
 	return nil
 }
 
-func (s *APIServer) protectPort(w http.ResponseWriter, r *http.Request, who Caller) {
+func (s *apiServer) protectPort(w http.ResponseWriter, r *http.Request, who Caller) {
 	p, err := s.protector()
 	if err != nil {
 		writeAPIError(w, err)
@@ -101,7 +101,7 @@ func (s *APIServer) protectPort(w http.ResponseWriter, r *http.Request, who Call
 		return
 	}
 	st, err := p.Protect(r.Context(), req, who)
-	if errors.Is(err, ErrProtected) {
+	if errors.Is(err, errProtected) {
 		writeError(w, http.StatusConflict, err)
 		return
 	}
@@ -112,14 +112,14 @@ func (s *APIServer) protectPort(w http.ResponseWriter, r *http.Request, who Call
 	writeJSON(w, http.StatusOK, st)
 }
 
-func (s *APIServer) unprotectPort(w http.ResponseWriter, r *http.Request, who Caller) {
+func (s *apiServer) unprotectPort(w http.ResponseWriter, r *http.Request, who Caller) {
 	p, err := s.protector()
 	if err != nil {
 		writeAPIError(w, err)
 		return
 	}
 	st, err := p.Unprotect(r.PathValue("name"), who)
-	if errors.Is(err, ErrNotProtected) {
+	if errors.Is(err, errNotProtected) {
 		writeError(w, http.StatusNotFound, err)
 		return
 	}
@@ -130,7 +130,7 @@ func (s *APIServer) unprotectPort(w http.ResponseWriter, r *http.Request, who Ca
 	writeJSON(w, http.StatusOK, st)
 }
 
-func (s *APIServer) learnedRules(w http.ResponseWriter, _ *http.Request, _ Caller) {
+func (s *apiServer) learnedRules(w http.ResponseWriter, _ *http.Request, _ Caller) {
 	p, err := s.protector()
 	if err != nil {
 		writeAPIError(w, err)
@@ -139,7 +139,7 @@ func (s *APIServer) learnedRules(w http.ResponseWriter, _ *http.Request, _ Calle
 	writeJSON(w, http.StatusOK, p.learn.Learned())
 }
 
-func (s *APIServer) promoteRules(w http.ResponseWriter, r *http.Request, who Caller) {
+func (s *apiServer) promoteRules(w http.ResponseWriter, r *http.Request, who Caller) {
 	p, err := s.protector()
 	if err != nil {
 		writeAPIError(w, err)

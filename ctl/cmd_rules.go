@@ -11,12 +11,6 @@ import (
 	"github.com/deepwall/deepwall/rules"
 )
 
-func init() { subcommands = append(subcommands, newRulesCommand) }
-
-// rulesSubcommands are the constructors of the `deepwall rules` commands;
-// a file that adds one appends to it from an init function.
-var rulesSubcommands = []func() *cobra.Command{newRulesValidateCommand, newRulesDefaultPackCommand}
-
 func newRulesCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rules",
@@ -24,9 +18,6 @@ func newRulesCommand() *cobra.Command {
 		Long: `Rule files are YAML: ordered layer-3/4 ACL rules (enforced in XDP) and
 layer-7 rules (regexes over HTTP, TLS and DNS fields or raw payload,
 libinjection detectors, DLP validators) run by the DPI engine.`,
-	}
-	for _, add := range rulesSubcommands {
-		cmd.AddCommand(add())
 	}
 	return cmd
 }

@@ -11,10 +11,6 @@ import (
 	"github.com/deepwall/deepwall/rules/crs"
 )
 
-func init() {
-	rulesSubcommands = append(rulesSubcommands, newRulesImportCRSCommand)
-}
-
 func newRulesImportCRSCommand() *cobra.Command {
 	var out string
 	var opts crs.Options

@@ -17,31 +17,29 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func init() { subcommands = append(subcommands, newDoctorCommand) }
-
-// Doctor is what `deepwall doctor` finds on this host.
-type Doctor struct {
+// doctorReport is what `deepwall doctor` finds on this host.
+type doctorReport struct {
 	Kernel     string         `json:"kernel"`
-	Interfaces []DoctorIface  `json:"interfaces"`
-	AFXDP      DoctorCheck    `json:"af_xdp"`
-	BPFMaps    DoctorCheck    `json:"bpf_maps"`
-	BTF        DoctorCheck    `json:"btf"`
-	BPFFS      DoctorCheck    `json:"bpffs"`
-	IPTables   DoctorIPTables `json:"iptables"`
-	BrNetfilt  DoctorCheck    `json:"br_netfilter"`
-	Conntrack  DoctorCheck    `json:"conntrack_netlink"`
-	CPU        DoctorCPU      `json:"cpu"`
-	Uses       DoctorDecision `json:"deepwall_uses"`
+	Interfaces []doctorIface  `json:"interfaces"`
+	AFXDP      doctorCheck    `json:"af_xdp"`
+	BPFMaps    doctorCheck    `json:"bpf_maps"`
+	BTF        doctorCheck    `json:"btf"`
+	BPFFS      doctorCheck    `json:"bpffs"`
+	IPTables   doctorIPTables `json:"iptables"`
+	BrNetfilt  doctorCheck    `json:"br_netfilter"`
+	Conntrack  doctorCheck    `json:"conntrack_netlink"`
+	CPU        doctorCPU      `json:"cpu"`
+	Uses       doctorDecision `json:"deepwall_uses"`
 }
 
-// DoctorCheck is one capability: there or not, and what was seen.
-type DoctorCheck struct {
+// doctorCheck is one capability: there or not, and what was seen.
+type doctorCheck struct {
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail"`
 }
 
-// DoctorIface is one interface's XDP support.
-type DoctorIface struct {
+// doctorIface is one interface's XDP support.
+type doctorIface struct {
 	Name    string `json:"name"`
 	Type    string `json:"type"`
 	Native  bool   `json:"xdp_native"`
@@ -49,22 +47,22 @@ type DoctorIface struct {
 	Detail  string `json:"detail,omitempty"`
 }
 
-// DoctorIPTables describes the iptables tools.
-type DoctorIPTables struct {
-	DoctorCheck
+// doctorIPTables describes the iptables tools.
+type doctorIPTables struct {
+	doctorCheck
 	Backend string `json:"backend"` // nf_tables or legacy
 }
 
-// DoctorCPU lists the SIMD features Hyperscan uses.
-type DoctorCPU struct {
+// doctorCPU lists the SIMD features Hyperscan uses.
+type doctorCPU struct {
 	SSSE3     bool   `json:"ssse3"`
 	AVX2      bool   `json:"avx2"`
 	AVX512    bool   `json:"avx512"`
 	Hyperscan string `json:"hyperscan"`
 }
 
-// DoctorDecision is what `deepwall run --mode auto` would pick here.
-type DoctorDecision struct {
+// doctorDecision is what `deepwall run --mode auto` would pick here.
+type doctorDecision struct {
 	Mode   string `json:"mode"`
 	Reason string `json:"reason"`
 }
@@ -102,8 +100,8 @@ Run it as root (XDP and BPF need it) in the network namespace of the ports
 }
 
 // runDoctor checks the host; names limits the interfaces.
-func runDoctor(names []string) Doctor {
-	var d Doctor
+func runDoctor(names []string) doctorReport {
+	var d doctorReport
 	var u unix.Utsname
 	if unix.Uname(&u) == nil {
 		d.Kernel = unix.ByteSliceToString(u.Release[:])
@@ -115,7 +113,7 @@ func runDoctor(names []string) Doctor {
 			if a.Name == "lo" || (len(names) > 0 && !slices.Contains(names, a.Name)) {
 				continue
 			}
-			di := DoctorIface{Name: a.Name, Type: l.Type()}
+			di := doctorIface{Name: a.Name, Type: l.Type()}
 			if err := probe.NativeXDP(a.Index); err != nil {
 				di.Detail = "native: " + err.Error()
 			} else {
@@ -129,33 +127,33 @@ func runDoctor(names []string) Doctor {
 		d.AFXDP.Detail = err.Error()
 	} else {
 		unix.Close(fd)
-		d.AFXDP = DoctorCheck{true, "AF_XDP socket created"}
+		d.AFXDP = doctorCheck{true, "AF_XDP socket created"}
 	}
-	d.BPFMaps = DoctorCheck{true, "LPM trie, LRU hash, XSKMAP, DEVMAP, per-CPU array"}
+	d.BPFMaps = doctorCheck{true, "LPM trie, LRU hash, XSKMAP, DEVMAP, per-CPU array"}
 	if err := probe.CheckXDP(nil); err != nil { // maps and AF_XDP only: no interfaces
-		d.BPFMaps = DoctorCheck{false, err.Error()}
+		d.BPFMaps = doctorCheck{false, err.Error()}
 	}
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err == nil {
-		d.BTF = DoctorCheck{true, "/sys/kernel/btf/vmlinux"}
+		d.BTF = doctorCheck{true, "/sys/kernel/btf/vmlinux"}
 	} else {
 		d.BTF.Detail = "no /sys/kernel/btf/vmlinux"
 	}
 	var st unix.Statfs_t
 	if unix.Statfs("/sys/fs/bpf", &st) == nil && st.Type == unix.BPF_FS_MAGIC {
-		d.BPFFS = DoctorCheck{true, "mounted at /sys/fs/bpf"}
+		d.BPFFS = doctorCheck{true, "mounted at /sys/fs/bpf"}
 	} else {
-		d.BPFFS = DoctorCheck{true, "not mounted at /sys/fs/bpf (the agent mounts it)"}
+		d.BPFFS = doctorCheck{true, "not mounted at /sys/fs/bpf (the agent mounts it)"}
 	}
 	d.IPTables = iptablesInfo()
 	if _, err := os.Stat("/proc/sys/net/bridge/bridge-nf-call-iptables"); err == nil {
 		v, _ := os.ReadFile("/proc/sys/net/bridge/bridge-nf-call-iptables")
-		d.BrNetfilt = DoctorCheck{true, "loaded; bridge-nf-call-iptables=" + strings.TrimSpace(string(v)) + " in this namespace"}
+		d.BrNetfilt = doctorCheck{true, "loaded; bridge-nf-call-iptables=" + strings.TrimSpace(string(v)) + " in this namespace"}
 	} else {
 		d.BrNetfilt.Detail = "not loaded (modprobe br_netfilter, host-wide; needed for NFQUEUE on bridge ports)"
 	}
 	if fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER); err == nil {
 		unix.Close(fd)
-		d.Conntrack = DoctorCheck{true, "nfnetlink socket (flow ends of the NFQUEUE fast path)"}
+		d.Conntrack = doctorCheck{true, "nfnetlink socket (flow ends of the NFQUEUE fast path)"}
 	} else {
 		d.Conntrack.Detail = err.Error()
 	}
@@ -165,7 +163,7 @@ func runDoctor(names []string) Doctor {
 }
 
 // decide is --mode auto's choice from the checks.
-func decide(d *Doctor) DoctorDecision {
+func decide(d *doctorReport) doctorDecision {
 	var noNative []string
 	for _, i := range d.Interfaces {
 		if !i.Native {
@@ -174,22 +172,22 @@ func decide(d *Doctor) DoctorDecision {
 	}
 	switch {
 	case os.Getenv(probe.HideXDPEnv) == "1":
-		return DoctorDecision{probe.BackendNFQueue, "XDP hidden by " + probe.HideXDPEnv + "=1"}
+		return doctorDecision{probe.BackendNFQueue, "XDP hidden by " + probe.HideXDPEnv + "=1"}
 	case !d.BPFMaps.OK:
-		return DoctorDecision{probe.BackendNFQueue, "BPF map types missing: " + d.BPFMaps.Detail}
+		return doctorDecision{probe.BackendNFQueue, "BPF map types missing: " + d.BPFMaps.Detail}
 	case !d.AFXDP.OK:
-		return DoctorDecision{probe.BackendNFQueue, "no AF_XDP sockets"}
+		return doctorDecision{probe.BackendNFQueue, "no AF_XDP sockets"}
 	case len(noNative) > 0 && len(noNative) == len(d.Interfaces):
-		return DoctorDecision{probe.BackendNFQueue, "no interface supports native XDP"}
+		return doctorDecision{probe.BackendNFQueue, "no interface supports native XDP"}
 	case len(noNative) > 0:
-		return DoctorDecision{probe.BackendXDP, "xdp on ports with native XDP; nfqueue on " + strings.Join(noNative, ", ")}
+		return doctorDecision{probe.BackendXDP, "xdp on ports with native XDP; nfqueue on " + strings.Join(noNative, ", ")}
 	}
-	return DoctorDecision{probe.BackendXDP, "native XDP, AF_XDP and the BPF map types work"}
+	return doctorDecision{probe.BackendXDP, "native XDP, AF_XDP and the BPF map types work"}
 }
 
 // iptablesInfo finds the iptables tools and their backend.
-func iptablesInfo() DoctorIPTables {
-	var t DoctorIPTables
+func iptablesInfo() doctorIPTables {
+	var t doctorIPTables
 	out, err := exec.Command("iptables", "--version").CombinedOutput()
 	if err != nil {
 		t.Detail = "iptables: " + err.Error() + " (NFQUEUE mode needs iptables and ip6tables)"
@@ -208,8 +206,8 @@ func iptablesInfo() DoctorIPTables {
 }
 
 // cpuFeatures reads the SIMD flags Hyperscan uses from /proc/cpuinfo.
-func cpuFeatures() DoctorCPU {
-	var c DoctorCPU
+func cpuFeatures() doctorCPU {
+	var c doctorCPU
 	f, err := os.Open("/proc/cpuinfo")
 	if err != nil {
 		c.Hyperscan = "unknown (/proc/cpuinfo: " + err.Error() + ")"
@@ -256,7 +254,7 @@ func yes(ok bool) string {
 	return "no"
 }
 
-func (d Doctor) print(w io.Writer) error {
+func (d doctorReport) print(w io.Writer) error {
 	var b bytes.Buffer
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "kernel\t%s\n", d.Kernel)
@@ -265,7 +263,7 @@ func (d Doctor) print(w io.Writer) error {
 	}
 	for _, c := range []struct {
 		name string
-		c    DoctorCheck
+		c    doctorCheck
 	}{{"AF_XDP", d.AFXDP}, {"BPF maps", d.BPFMaps}, {"BTF", d.BTF}, {"bpffs", d.BPFFS}} {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", c.name, yes(c.c.OK), c.c.Detail)
 	}

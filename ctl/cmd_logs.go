@@ -14,8 +14,6 @@ import (
 	"github.com/deepwall/deepwall/ctl/eve"
 )
 
-func init() { subcommands = append(subcommands, newLogsCommand) }
-
 func newLogsCommand() *cobra.Command {
 	var path, out string
 	var types []string

@@ -19,8 +19,6 @@ import (
 	"github.com/deepwall/deepwall/rules"
 )
 
-func init() { subcommands = append(subcommands, newInspectCommand) }
-
 func newInspectCommand() *cobra.Command {
 	var (
 		rulesFile, capture string

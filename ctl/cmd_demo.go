@@ -5,30 +5,24 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/deepwall/deepwall/ctl/internal/demo"
 	"github.com/spf13/cobra"
 )
 
 // The demo's HTTP server and client, hidden subcommands so that the demo
 // needs nothing but deepwall itself (no curl, no python) in its namespaces.
 
-func init() { subcommands = append(subcommands, newDemoHTTPCommand) }
-
 // Exit statuses of `deepwall demo-http get`.
 const (
 	demoExitReset   = 2 // the connection was reset: blocked
 	demoExitTimeout = 3 // no answer in time
 )
-
-// demoCard is a test card number (Luhn-valid, the well-known Visa test
-// number) that the demo server leaks in a response.
-const demoCard = "4111 1111 1111 1111"
 
 func newDemoHTTPCommand() *cobra.Command {
 	cmd := &cobra.Command{
@@ -41,19 +35,7 @@ func newDemoHTTPCommand() *cobra.Command {
 		Short: "Serve the demo's pages on ADDR until interrupted",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ln, err := net.Listen("tcp", args[0])
-			if err != nil {
-				return err
-			}
-			srv := &http.Server{Handler: demoHandler(), ReadHeaderTimeout: 10 * time.Second}
-			go func() {
-				<-cmd.Context().Done()
-				srv.Close()
-			}()
-			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
+			return demo.Serve(cmd.Context(), args[0])
 		},
 	})
 	var timeout time.Duration
@@ -75,23 +57,6 @@ Exit status: 0 answered, 2 connection reset (blocked), 3 no answer in time,
 	get.Flags().StringVarP(&data, "data", "d", "", "POST this body")
 	cmd.AddCommand(get)
 	return cmd
-}
-
-func demoHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "hello from the demo server: %s %s\n", r.Method, r.URL.Path)
-	})
-	mux.HandleFunc("/search", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "%d results for %q\n", len(r.URL.Query().Get("q"))%7, r.URL.Query().Get("q"))
-	})
-	mux.HandleFunc("/account", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintf(w, "<html><body>Name: Alice Example<br>Card on file: %s<br>Expires 12/29</body></html>\n", demoCard)
-	})
-	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(w, io.LimitReader(r.Body, 1<<20))
-	})
-	return mux
 }
 
 func demoGet(cmd *cobra.Command, url string, timeout time.Duration, headers []string, data string) error {

@@ -152,7 +152,7 @@ func TestInspect(t *testing.T) {
 // runErr runs the command line and returns the error Main would print.
 func runErr(tb testing.TB, args ...string) error {
 	tb.Helper()
-	root := NewRootCommand()
+	root := newRootCommand()
 	root.SetArgs(args)
 	root.SetOut(io.Discard)
 	root.SetErr(io.Discard)

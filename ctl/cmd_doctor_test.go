@@ -13,23 +13,23 @@ func TestDoctorDecideAndPrint(t *testing.T) {
 	if !flags["ssse3"] || !flags["avx2"] || flags["avx512f"] {
 		t.Errorf("flags %v", flags)
 	}
-	ok := DoctorCheck{OK: true}
-	base := Doctor{Kernel: "6.1", AFXDP: ok, BPFMaps: ok, Interfaces: []DoctorIface{{Name: "a", Native: true}, {Name: "b", Native: true}}}
+	ok := doctorCheck{OK: true}
+	base := doctorReport{Kernel: "6.1", AFXDP: ok, BPFMaps: ok, Interfaces: []doctorIface{{Name: "a", Native: true}, {Name: "b", Native: true}}}
 	tests := []struct {
 		name string
-		mod  func(*Doctor)
+		mod  func(*doctorReport)
 		want string
 	}{
-		{"all there", func(*Doctor) {}, probe.BackendXDP},
-		{"no af_xdp", func(d *Doctor) { d.AFXDP.OK = false }, probe.BackendNFQueue},
-		{"no maps", func(d *Doctor) { d.BPFMaps.OK = false }, probe.BackendNFQueue},
-		{"no native anywhere", func(d *Doctor) { d.Interfaces[0].Native, d.Interfaces[1].Native = false, false }, probe.BackendNFQueue},
-		{"some native", func(d *Doctor) { d.Interfaces[1].Native = false }, probe.BackendXDP},
+		{"all there", func(*doctorReport) {}, probe.BackendXDP},
+		{"no af_xdp", func(d *doctorReport) { d.AFXDP.OK = false }, probe.BackendNFQueue},
+		{"no maps", func(d *doctorReport) { d.BPFMaps.OK = false }, probe.BackendNFQueue},
+		{"no native anywhere", func(d *doctorReport) { d.Interfaces[0].Native, d.Interfaces[1].Native = false, false }, probe.BackendNFQueue},
+		{"some native", func(d *doctorReport) { d.Interfaces[1].Native = false }, probe.BackendXDP},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			d := base
-			d.Interfaces = append([]DoctorIface(nil), base.Interfaces...)
+			d.Interfaces = append([]doctorIface(nil), base.Interfaces...)
 			tc.mod(&d)
 			d.Uses = decide(&d)
 			if d.Uses.Mode != tc.want || d.Uses.Reason == "" {

@@ -18,11 +18,6 @@ import (
 	"github.com/deepwall/deepwall/rules"
 )
 
-func init() {
-	rulesSubcommands = append(rulesSubcommands, newRulesListCommand, newRulesShowCommand, newRulesAddCommand,
-		newRulesDeleteCommand, newRulesApplyCommand, newRulesExportCommand, newRulesHistoryCommand)
-}
-
 func newRulesListCommand() *cobra.Command {
 	var sock, out string
 	cmd := &cobra.Command{
