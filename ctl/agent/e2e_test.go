@@ -392,9 +392,12 @@ func testAgentRuleChanges(t *testing.T, m agentMode) {
 		t.Errorf("ACL drops %d, ACL rules %d", st.Counters.Drops["acl"], st.RuleSet.ACL)
 	}
 
-	// The audit log: start (--rules), add, refused apply, add; verify, then edit.
+	// The audit log: start (--rules), add, refused apply, add; verify, then
+	// edit. Each entry names the caller's process: the add came from a
+	// deepwall process of its own, the refused apply from this one.
 	entries := agent.ReadAudit(t, a.Audit)
-	if len(entries) != 4 || entries[1].Op != "add" || entries[1].UID != os.Getuid() || entries[1].PID != os.Getpid() ||
+	if len(entries) != 4 || entries[1].Op != "add" || entries[1].UID != os.Getuid() || entries[1].PID == 0 ||
+		entries[1].PID == a.PID() || entries[1].PID == os.Getpid() || entries[2].PID != os.Getpid() ||
 		entries[1].FromVersion != 1 || entries[1].ToVersion != 2 || entries[2].OK {
 		t.Errorf("audit entries %+v", entries)
 	}
