@@ -233,6 +233,42 @@ func Open(cfg Config) (_ *Agent, err error) {
 	return a, nil
 }
 
+// openProtector opens the protected set's store; restore takes the set
+// back once the kernel side has its ACL.
+func (a *Agent) openProtector() error {
+	if a.backend.Name == "" { // no static pair: choose the dataplane here
+		m, err := chooseBackend(a.cfg.Backend, nil)
+		if err != nil {
+			return err
+		}
+		if m.Name == probe.BackendNFQueue {
+			if miss := probe.NFQueueMissing(); miss != "" {
+				return fmt.Errorf("nfqueue mode: %s", miss)
+			}
+		}
+		a.backend = m
+		a.log.Info("dataplane mode", "mode", m.Name, "why", m.Reason)
+	}
+	a.kset = &kernelSet{static: a.pair}
+	d := protectDeps{stateDir: a.cfg.StateDir, workers: a.cfg.Workers, bpffs: a.cfg.BPFFS, runDir: a.cfg.RunDir,
+		log: a.log, ns: a.ns, backend: a.backend.Name, inNS: a.inNS, pinDir: a.pinDir, removePins: a.removePins,
+		inspector: func() (*timedInspector, dataplane.Inspector) {
+			t := newTimedInspector(a.engine, a.cfg.Workers)
+			return t, ruleInspector{t, &a.blocks}
+		},
+		onFlowEnd: a.kernelFlowEnded, kernel: a.kset, rules: a.rules, engine: a.engine}
+	if a.events != nil {
+		d.emit = a.events.Emit
+	}
+	p, err := openProtector(d)
+	if err != nil {
+		return err
+	}
+	a.prot, a.kset.prot = p, p
+	a.rules.containers = p.addrsOf
+	return nil
+}
+
 // resolveGroups turns the group flags into gids: the authorizer's and the
 // socket's group (the viewer group when set, else the admin group, else
 // the agent's own).

@@ -122,8 +122,8 @@ func (l *learner) add(k learnKey, app string) {
 
 // poll learns the engine's live flows (flow events cover ended ones).
 func (l *learner) poll() {
-	a := l.p.a
-	if a.engine == nil {
+	eng := l.p.d.engine
+	if eng == nil {
 		return
 	}
 	discover := false
@@ -137,7 +137,7 @@ func (l *learner) poll() {
 			app   string
 		}
 		var flows []fl
-		a.engine.Flows(func(fi dpi.FlowInfo) bool {
+		eng.Flows(func(fi dpi.FlowInfo) bool {
 			flows = append(flows, fl{fi.Client, fi.Server, fi.Proto, fi.App})
 			return len(flows) < 65536
 		})
@@ -173,7 +173,7 @@ func (l *learner) flush() {
 
 // load reads the learned flows back from the store.
 func (l *learner) load() error {
-	file := filepath.Join(l.p.a.cfg.StateDir, portsDB)
+	file := filepath.Join(l.p.d.stateDir, portsDB)
 	var data []byte
 	if err := l.p.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketLearned).Get([]byte("all"))
@@ -313,7 +313,7 @@ func (l *learner) Promote(req api.PromoteRequest, who Caller) (api.ChangeResult,
 	if len(pick) == 0 {
 		return api.ChangeResult{}, fmt.Errorf("%w: nothing to promote (deepwall rules learned lists what discover mode learned)", api.ErrInvalid)
 	}
-	res, err := l.p.a.rules.change("promote", who, req.Comment, func(cur *ruleState) (*rules.Set, []uint32, error) {
+	res, err := l.p.d.rules.change("promote", who, req.Comment, func(cur *ruleState) (*rules.Set, []uint32, error) {
 		return buildPromoted(cur.set, pick)
 	})
 	if err != nil {

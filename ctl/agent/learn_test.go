@@ -171,7 +171,7 @@ func TestBuildPromoted(t *testing.T) {
 // promoted, unknown or already promoted ids refused.
 func TestLearnerPromote(t *testing.T) {
 	p, web, tm := testProtector(t, modeRules)
-	tm.containers = p.a.containerAddrs
+	tm.containers = p.addrsOf
 	web.mode.Store(api.ModeDiscover)
 	p.learn.observe(netip.MustParseAddrPort("198.18.0.1:40000"), netip.MustParseAddrPort("198.18.0.2:8080"), 6, "http")
 	p.learn.observe(netip.MustParseAddrPort("198.18.0.1:40000"), netip.MustParseAddrPort("198.18.0.2:8443"), 6, "tls")
@@ -214,8 +214,7 @@ func TestLearnerPromote(t *testing.T) {
 func TestLearnerPersist(t *testing.T) {
 	dir := t.TempDir()
 	open := func() *protector {
-		a := &Agent{cfg: Config{StateDir: dir, Workers: 1}, log: slog.New(slog.DiscardHandler)}
-		p, err := openProtector(a)
+		p, err := openProtector(protectDeps{stateDir: dir, workers: 1, log: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -326,13 +325,13 @@ func TestLearnerLoadCorrupt(t *testing.T) {
 				t.Fatal(err)
 			}
 			err := p.learn.load()
-			if err == nil || !strings.Contains(err.Error(), filepath.Join(p.a.cfg.StateDir, portsDB)) {
+			if err == nil || !strings.Contains(err.Error(), filepath.Join(p.d.stateDir, portsDB)) {
 				t.Fatalf("load: %v, want an error naming the file", err)
 			}
 			if err := p.db.Close(); err != nil {
 				t.Fatal(err)
 			}
-			if p, err = openProtector(p.a); err != nil {
+			if p, err = openProtector(p.d); err != nil {
 				t.Fatalf("reopen with a corrupt entry: %v", err)
 			}
 			p.db.Close()

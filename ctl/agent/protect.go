@@ -19,6 +19,7 @@ import (
 
 	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/ctl/audit"
+	"github.com/deepwall/deepwall/ctl/eve"
 	"github.com/deepwall/deepwall/ctl/resolve"
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dataplane/nfq"
@@ -26,6 +27,7 @@ import (
 	"github.com/deepwall/deepwall/dataplane/wire"
 	"github.com/deepwall/deepwall/rules"
 	"github.com/deepwall/deepwall/xdp"
+	"log/slog"
 )
 
 // Protected containers.
@@ -93,9 +95,41 @@ func (p *protectedPort) name() string { return p.rec.Target.Name }
 
 func (p *protectedPort) protectionMode() string { return p.mode.Load().(string) }
 
+// protectDeps is everything the protector uses of the agent, named here
+// instead of reached through *Agent.
+type protectDeps struct {
+	stateDir string // where ports.db is
+	workers  int
+	bpffs    string // a pair's pins
+	runDir   string // a pair's port records
+	log      *slog.Logger
+	// ns is the ports' namespace, the host side of the containers.
+	ns netns.NsHandle
+	// backend is the agent's dataplane backend: a container protected
+	// under NFQUEUE gets a joint bridge (probe.BackendNFQueue).
+	backend    string
+	inNS       func(func() error) error
+	pinDir     func(inner string) string
+	removePins func(dir string) error
+	// inspector is a new pair's view of the engine: timed (status and
+	// the metrics read its latency) and naming the rules of final drops.
+	inspector func() (*timedInspector, dataplane.Inspector)
+	onFlowEnd func(xdp.FlowKey, xdp.FlowValue, dataplane.EndReason)
+	// kernel applies the running ACL to a protected pair, as its mode wants.
+	kernel *kernelSet
+	// rules is the running set (the mode inspector's ACL check), the
+	// audit log, recompiles for changed addresses and promote's change;
+	// nil in tests that need none of them.
+	rules *ruleManager
+	// emit writes would-block alerts to the verdict log (nil: none).
+	emit func(*eve.Event) bool
+	// engine is what discover polls for live flows (nil: none).
+	engine Engine
+}
+
 // protector keeps the agent's protected containers.
 type protector struct {
-	a        *Agent
+	d        protectDeps
 	log      slogger
 	db       *bolt.DB
 	resolver resolve.Resolver
@@ -118,35 +152,10 @@ type slogger interface {
 	Error(msg string, args ...any)
 }
 
-// openProtector opens the protected set's store; restore takes the set
-// back once the kernel side has its ACL.
-func (a *Agent) openProtector() error {
-	if a.backend.Name == "" { // no static pair: choose the dataplane here
-		m, err := chooseBackend(a.cfg.Backend, nil)
-		if err != nil {
-			return err
-		}
-		if m.Name == probe.BackendNFQueue {
-			if miss := probe.NFQueueMissing(); miss != "" {
-				return fmt.Errorf("nfqueue mode: %s", miss)
-			}
-		}
-		a.backend = m
-		a.log.Info("dataplane mode", "mode", m.Name, "why", m.Reason)
-	}
-	p, err := openProtector(a)
+func openProtector(d protectDeps) (*protector, error) {
+	db, err := bolt.Open(filepath.Join(d.stateDir, portsDB), 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
-		return err
-	}
-	a.prot, a.kset = p, &kernelSet{a: a}
-	a.rules.containers = a.containerAddrs
-	return nil
-}
-
-func openProtector(a *Agent) (*protector, error) {
-	db, err := bolt.Open(filepath.Join(a.cfg.StateDir, portsDB), 0o600, &bolt.Options{Timeout: 2 * time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", filepath.Join(a.cfg.StateDir, portsDB), err)
+		return nil, fmt.Errorf("open %s: %w", filepath.Join(d.stateDir, portsDB), err)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketPorts, bucketLearned} {
@@ -159,11 +168,11 @@ func openProtector(a *Agent) (*protector, error) {
 		db.Close()
 		return nil, fmt.Errorf("%s: %w", portsDB, err)
 	}
-	p := &protector{a: a, log: a.log, db: db, resolver: resolve.Default, ports: map[string]*protectedPort{}}
+	p := &protector{d: d, log: d.log, db: db, resolver: resolve.Default, ports: map[string]*protectedPort{}}
 	p.list.Store(&[]*protectedPort{})
 	p.learn = newLearner(p)
 	if err := p.learn.load(); err != nil {
-		a.log.Warn("learned flows not loaded", "error", err)
+		d.log.Warn("learned flows not loaded", "error", err)
 	}
 	return p, nil
 }
@@ -235,7 +244,7 @@ func (p *protector) forget(name string) error {
 // they are, so their flows never stop); vanished ones are cleaned up.
 func (p *protector) restore() error {
 	var recs []portRecord
-	file := filepath.Join(p.a.cfg.StateDir, portsDB)
+	file := filepath.Join(p.d.stateDir, portsDB)
 	err := p.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketPorts).ForEach(func(k, v []byte) error {
 			r, err := decodePortRecord(k, v)
@@ -259,7 +268,7 @@ func (p *protector) restore() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, r := range recs {
-		if wire.Gone(p.a.ns, r.Wire) || r.Wire.Stage == wire.StageFound {
+		if wire.Gone(p.d.ns, r.Wire) || r.Wire.Stage == wire.StageFound {
 			p.log.Info("protected container gone while no agent ran: cleaning up", "name", r.Target.Name, "inner", r.Wire.Inner.Name)
 			p.cleanupRecord(r)
 			continue
@@ -267,21 +276,21 @@ func (p *protector) restore() error {
 		pp := &protectedPort{rec: r}
 		pp.mode.Store(r.Mode)
 		if r.Wire.Joint != nil && r.Wire.Stage == wire.StagePlugged {
-			if err := wire.Cut(p.a.ns, pp.rec.Wire); err != nil {
+			if err := wire.Cut(p.d.ns, pp.rec.Wire); err != nil {
 				p.log.Error("finish protecting", "name", r.Target.Name, "error", err)
 			}
 			_ = p.save(pp.rec)
 		}
-		if (r.Wire.Joint != nil) != (p.a.backend.Name == probe.BackendNFQueue) {
+		if (r.Wire.Joint != nil) != (p.d.backend == probe.BackendNFQueue) {
 			p.log.Warn("protected container keeps the dataplane it was protected with", "name", r.Target.Name,
-				"joint", r.Wire.Joint != nil, "agent_mode", p.a.backend.Name)
+				"joint", r.Wire.Joint != nil, "agent_mode", p.d.backend)
 		}
 		if err := p.attach(pp); err != nil {
 			p.log.Error("re-attach protected container", "name", r.Target.Name, "error", err)
 			continue
 		}
 		if r.Wire.Stage == wire.StagePlugged { // the earlier agent stopped halfway
-			if err := wire.Cut(p.a.ns, pp.rec.Wire); err != nil {
+			if err := wire.Cut(p.d.ns, pp.rec.Wire); err != nil {
 				p.log.Error("finish protecting", "name", r.Target.Name, "error", err)
 			}
 			_ = p.save(pp.rec)
@@ -300,19 +309,19 @@ func (p *protector) restore() error {
 // namespace is gone: the pins (detaching from what ports remain) and the
 // new veth pair; then its record.
 func (p *protector) cleanupRecord(r portRecord) {
-	dir := p.a.pinDir(r.Wire.Inner.Name)
+	dir := p.d.pinDir(r.Wire.Inner.Name)
 	if _, err := os.Stat(dir); err == nil {
-		if err := p.a.removePins(dir); err != nil {
+		if err := p.d.removePins(dir); err != nil {
 			p.log.Warn("remove pins of a vanished container", "name", r.Target.Name, "pin_dir", dir, "error", err)
 			_ = os.RemoveAll(dir)
 		}
 	}
-	if r.Wire.Stage == wire.StageCut && !wire.Gone(p.a.ns, r.Wire) {
-		if err := wire.Uncut(p.a.ns, r.Wire); err != nil {
+	if r.Wire.Stage == wire.StageCut && !wire.Gone(p.d.ns, r.Wire) {
+		if err := wire.Uncut(p.d.ns, r.Wire); err != nil {
 			p.log.Warn("uncut", "name", r.Target.Name, "error", err)
 		}
 	}
-	if err := wire.Unplug(p.a.ns, r.Wire); err != nil {
+	if err := wire.Unplug(p.d.ns, r.Wire); err != nil {
 		p.log.Warn("remove the new veth pair", "name", r.Target.Name, "error", err)
 	}
 	if err := p.forget(r.Target.Name); err != nil {
@@ -323,23 +332,24 @@ func (p *protector) cleanupRecord(r portRecord) {
 // attach opens the pair on the record's ports (adopting pins an earlier
 // agent left) with the current kernel ACL for its mode.
 func (p *protector) attach(pp *protectedPort) error {
-	a := p.a
-	pp.timed = newTimedInspector(a.engine, a.cfg.Workers)
-	pp.insp = newModeInspector(p, pp, ruleInspector{pp.timed, &a.blocks})
+	d := p.d
+	var next dataplane.Inspector
+	pp.timed, next = d.inspector()
+	pp.insp = newModeInspector(p, pp, next)
 	w := pp.rec.Wire
-	aging := dataplane.AgingConfig{OnFlowEnd: a.kernelFlowEnded}
-	if err := a.inNS(func() error {
+	aging := dataplane.AgingConfig{OnFlowEnd: d.onFlowEnd}
+	if err := d.inNS(func() error {
 		if w.Joint != nil { // NFQUEUE between the ports of the joint bridge
-			np, err := nfq.Open(nfq.Config{Inner: w.Inner.Name, Outer: w.Outer.Name, Workers: a.cfg.Workers,
-				FailClosed: pp.rec.FailClosed, Inspector: pp.insp, Logger: a.log, Aging: aging})
+			np, err := nfq.Open(nfq.Config{Inner: w.Inner.Name, Outer: w.Outer.Name, Workers: d.workers,
+				FailClosed: pp.rec.FailClosed, Inspector: pp.insp, Logger: d.log, Aging: aging})
 			if err == nil {
 				pp.pair = nfqPath{np}
 			}
 			return err
 		}
 		xp, err := dataplane.OpenPair(dataplane.PairConfig{Inner: w.Inner.Name, Outer: w.Outer.Name,
-			PinDir: a.pinDir(w.Inner.Name), BPFFS: a.cfg.BPFFS, StateDir: a.cfg.RunDir,
-			FailClosed: pp.rec.FailClosed, Workers: a.cfg.Workers, Inspector: pp.insp, Logger: a.log, Aging: aging})
+			PinDir: d.pinDir(w.Inner.Name), BPFFS: d.bpffs, StateDir: d.runDir,
+			FailClosed: pp.rec.FailClosed, Workers: d.workers, Inspector: pp.insp, Logger: d.log, Aging: aging})
 		if err == nil {
 			pp.pair = xdpPath{xp}
 		}
@@ -347,8 +357,8 @@ func (p *protector) attach(pp *protectedPort) error {
 	}); err != nil {
 		return err
 	}
-	if err := a.kernelTable().apply(pp); err != nil {
-		_ = a.inNS(pp.pair.Detach)
+	if err := d.kernel.apply(pp); err != nil {
+		_ = d.inNS(pp.pair.Detach)
 		pp.pair = nil
 		return err
 	}
@@ -414,11 +424,11 @@ func (p *protector) check() {
 	defer p.mu.Unlock()
 	changed := false
 	for name, pp := range p.ports {
-		if wire.Gone(p.a.ns, pp.rec.Wire) {
+		if wire.Gone(p.d.ns, pp.rec.Wire) {
 			p.log.Info("protected container gone: cleaning up", "name", name, "inner", pp.rec.Wire.Inner.Name,
 				"outer", pp.rec.Wire.Outer.Name)
 			p.stop(pp)
-			if err := p.a.inNS(pp.pair.Detach); err != nil {
+			if err := p.d.inNS(pp.pair.Detach); err != nil {
 				// The container's side cannot be restored: it is gone.
 				p.log.Info("detach from a vanished container", "name", name, "error", err)
 			}
@@ -470,7 +480,7 @@ func (p *protector) containerAddrs(pp *protectedPort) ([]netip.Addr, error) {
 
 // addressesChanged recompiles what resolves container names; mu held.
 func (p *protector) addressesChanged() {
-	if err := p.a.rules.recompileContainers(); err != nil {
+	if err := p.d.rules.recompileContainers(); err != nil {
 		p.log.Error("recompile rules for changed container addresses", "error", err)
 	}
 }
@@ -531,7 +541,7 @@ func (p *protector) Protect(ctx context.Context, req api.ProtectRequest, who Cal
 	if err := unix.Fstat(int(cns), &cst); err != nil {
 		return st, err
 	}
-	if cns.Equal(p.a.ns) {
+	if cns.Equal(p.d.ns) {
 		return st, fmt.Errorf("%w: target %q is the agent's own network namespace, not a container's", api.ErrInvalid, t.Spec)
 	}
 
@@ -578,30 +588,30 @@ func (p *protector) byName(name string) (resolve.Target, bool) {
 // protect wires a new container in; mu held. Any failure puts back what
 // it changed.
 func (p *protector) protect(t resolve.Target, cns netns.NsHandle, req api.ProtectRequest) (_ *protectedPort, err error) {
-	rec, err := wire.Find(p.a.ns, cns, req.Iface)
+	rec, err := wire.Find(p.d.ns, cns, req.Iface)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", api.ErrInvalid, err)
 	}
 	// NFQUEUE inspects in the kernel's forwarding path: the ports are
 	// joined by a bridge of their own (wire.Record.Joined).
-	rec.Joined = p.a.backend.Name == probe.BackendNFQueue
+	rec.Joined = p.d.backend == probe.BackendNFQueue
 	pp := &protectedPort{rec: portRecord{Target: t, Iface: req.Iface, Mode: req.Mode, FailClosed: req.FailClosed,
 		Since: time.Now().UTC(), Wire: rec}}
 	pp.mode.Store(req.Mode)
-	if err := wire.Plug(p.a.ns, rec); err != nil {
+	if err := wire.Plug(p.d.ns, rec); err != nil {
 		return nil, err
 	}
 	defer func() {
 		if err == nil {
 			return
 		}
-		if uerr := wire.Uncut(p.a.ns, rec); uerr != nil {
+		if uerr := wire.Uncut(p.d.ns, rec); uerr != nil {
 			p.log.Error("protect failed; put the wiring back", "error", uerr)
 		}
 		if pp.pair != nil {
-			_ = p.a.inNS(pp.pair.Detach)
+			_ = p.d.inNS(pp.pair.Detach)
 		}
-		if uerr := wire.Unplug(p.a.ns, rec); uerr != nil {
+		if uerr := wire.Unplug(p.d.ns, rec); uerr != nil {
 			p.log.Error("protect failed; remove the new veth pair", "error", uerr)
 		}
 		_ = p.forget(t.Name)
@@ -615,7 +625,7 @@ func (p *protector) protect(t resolve.Target, cns netns.NsHandle, req api.Protec
 	// both ports on the joint bridge: cut first (the joint forwards
 	// uninspected until the queue rules are in, milliseconds).
 	if rec.Joint != nil {
-		if err := wire.Cut(p.a.ns, rec); err != nil {
+		if err := wire.Cut(p.d.ns, rec); err != nil {
 			return nil, err
 		}
 	}
@@ -623,7 +633,7 @@ func (p *protector) protect(t resolve.Target, cns netns.NsHandle, req api.Protec
 		return nil, err
 	}
 	if rec.Stage != wire.StageCut {
-		if err := wire.Cut(p.a.ns, rec); err != nil {
+		if err := wire.Cut(p.d.ns, rec); err != nil {
 			return nil, err
 		}
 	}
@@ -646,9 +656,9 @@ func (p *protector) protect(t resolve.Target, cns netns.NsHandle, req api.Protec
 func (p *protector) setMode(pp *protectedPort, mode string) error {
 	old := pp.protectionMode()
 	pp.mode.Store(mode)
-	if err := p.a.kernelTable().apply(pp); err != nil {
+	if err := p.d.kernel.apply(pp); err != nil {
 		pp.mode.Store(old)
-		_ = p.a.kernelTable().apply(pp)
+		_ = p.d.kernel.apply(pp)
 		return err
 	}
 	if mode == api.ModeProtect && pp.pair != nil {
@@ -697,18 +707,18 @@ func (p *protector) Unprotect(name string, who Caller) (st api.PortStatus, err e
 	}
 	st = p.status(pp)
 	rec := pp.rec.Wire
-	if err := wire.Uncut(p.a.ns, rec); err != nil && !errors.Is(err, wire.ErrGone) {
+	if err := wire.Uncut(p.d.ns, rec); err != nil && !errors.Is(err, wire.ErrGone) {
 		return st, err
 	}
 	_ = p.save(pp.rec)
 	p.stop(pp)
 	if pp.pair != nil {
-		if err := p.a.inNS(pp.pair.Detach); err != nil {
+		if err := p.d.inNS(pp.pair.Detach); err != nil {
 			p.log.Warn("detach protected pair", "name", name, "error", err)
 		}
 		pp.pair = nil
 	}
-	if err := wire.Unplug(p.a.ns, rec); err != nil {
+	if err := wire.Unplug(p.d.ns, rec); err != nil {
 		return st, err
 	}
 	delete(p.ports, pp.name())
@@ -781,10 +791,10 @@ func (p *protector) status(pp *protectedPort) api.PortStatus {
 
 // audit records a protect-set change in the audit log, like rule changes.
 func (p *protector) audit(op, name, detail string, who Caller, err error) {
-	if p.a.rules == nil {
+	if p.d.rules == nil {
 		return
 	}
-	cur := p.a.rules.current()
+	cur := p.d.rules.current()
 	e := audit.Entry{UID: who.UID, GID: who.GID, PID: who.PID, Op: op, Detail: detail, OK: err == nil}
 	if cur != nil {
 		e.FromVersion, e.ToVersion, e.RulesHash = cur.version.Number, cur.version.Number, hexHash(cur.version.Hash)
@@ -792,7 +802,7 @@ func (p *protector) audit(op, name, detail string, who Caller, err error) {
 	if err != nil {
 		e.Error = err.Error()
 	}
-	if aerr := p.a.rules.appendAuditLocked(e); aerr != nil {
+	if aerr := p.d.rules.appendAuditLocked(e); aerr != nil {
 		p.log.Error("audit", "op", op, "name", name, "error", aerr)
 	}
 }
@@ -809,7 +819,7 @@ func (p *protector) close() error {
 	for _, pp := range p.ports {
 		p.stop(pp)
 		if pp.pair != nil {
-			errs = append(errs, p.a.inNS(pp.pair.Close))
+			errs = append(errs, p.d.inNS(pp.pair.Close))
 			pp.pair = nil
 		}
 	}

@@ -18,17 +18,15 @@ import (
 // flow map; a port in monitor or discover mode gets an ACL that denies
 // nothing (the ACL is checked in user space and reported instead).
 type kernelSet struct {
-	a    *Agent
-	mu   sync.Mutex
-	acl  xdp.ACL
-	have bool
+	static packetPath // the --inner/--outer pair; nil: none
+	prot   *protector
+	mu     sync.Mutex
+	acl    xdp.ACL
+	have   bool
 }
 
 // monitorACL is the ACL of a port that blocks nothing.
 var monitorACL = xdp.ACL{Default: xdp.ACLAllow}
-
-// kernelTable returns the agent's kernelSet.
-func (a *Agent) kernelTable() *kernelSet { return a.kset }
 
 type progMode struct {
 	prog kernelTable
@@ -38,10 +36,10 @@ type progMode struct {
 
 func (k *kernelSet) programs() []progMode {
 	var out []progMode
-	if p := k.a.pair; p != nil && p.Kernel() != nil {
+	if p := k.static; p != nil && p.Kernel() != nil {
 		out = append(out, progMode{prog: p.Kernel(), mode: api.ModeProtect})
 	}
-	for _, pp := range k.a.prot.portsOf() {
+	for _, pp := range k.prot.portsOf() {
 		if pair := pp.pair; pair != nil && pair.Kernel() != nil {
 			out = append(out, progMode{prog: pair.Kernel(), mode: pp.protectionMode(), port: pp})
 		}
@@ -125,20 +123,20 @@ func (k *kernelSet) SetFlow(key xdp.FlowKey, v xdp.Verdict, ruleID uint32) error
 // forgetVerdicts makes every pair forget the final verdicts it remembers
 // for frames in flight (after a revocation).
 func (k *kernelSet) forgetVerdicts() {
-	if p := k.a.pair; p != nil {
+	if p := k.static; p != nil {
 		p.ForgetVerdicts()
 	}
-	for _, pp := range k.a.prot.portsOf() {
+	for _, pp := range k.prot.portsOf() {
 		if pp.pair != nil {
 			pp.pair.ForgetVerdicts()
 		}
 	}
 }
 
-// containerAddrs resolves container selectors to the protected
-// containers' current addresses (unknown names resolve to nothing).
-func (a *Agent) containerAddrs(name string) []netip.Addr {
-	for _, pp := range a.prot.portsOf() {
+// addrsOf resolves container selectors to the protected containers'
+// current addresses (unknown names resolve to nothing).
+func (p *protector) addrsOf(name string) []netip.Addr {
+	for _, pp := range p.portsOf() {
 		if pp.name() == name {
 			if as := pp.addrs.Load(); as != nil {
 				return *as

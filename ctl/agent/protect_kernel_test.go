@@ -44,7 +44,7 @@ func runsWebBlock(tb testing.TB, tm *testManager, ip string) bool {
 // rolled-back change puts back the resolved set.
 func TestContainerRulesResolved(t *testing.T) {
 	p, web, tm := testProtector(t, modeRules)
-	tm.containers = p.a.containerAddrs
+	tm.containers = p.addrsOf
 	if _, err := applyText(t, tm, containerRules); err != nil {
 		t.Fatal(err)
 	}

@@ -44,11 +44,7 @@ type seenFlows struct {
 }
 
 func newModeInspector(p *protector, pp *protectedPort, next dataplane.Inspector) *modeInspector {
-	m := &modeInspector{p: p, port: pp, next: next, seen: make([]seenFlows, max(p.a.cfg.Workers, 1))}
-	if p.a.events != nil {
-		m.emit = p.a.events.Emit
-	}
-	return m
+	return &modeInspector{p: p, port: pp, next: next, seen: make([]seenFlows, max(p.d.workers, 1)), emit: p.d.emit}
 }
 
 // Inspect implements dataplane.Inspector.
@@ -86,7 +82,7 @@ func (m *modeInspector) forgetSeen() { m.gen.Add(1) }
 
 // checkACL logs a would-block alert when the running ACL would drop f.
 func (m *modeInspector) checkACL(f *dataplane.Frame) {
-	st := m.p.a.rules.current()
+	st := m.p.d.rules.current()
 	if st == nil || st.compiled == nil {
 		return
 	}

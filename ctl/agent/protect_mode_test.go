@@ -24,8 +24,7 @@ const modeRules = `rules:
 func testProtector(tb testing.TB, ruleText string) (*protector, *protectedPort, *testManager) {
 	tb.Helper()
 	tm := newTestManager(tb, ruleText)
-	a := &Agent{cfg: Config{Workers: 2, StateDir: tb.TempDir()}, rules: tm.ruleManager, log: tm.log}
-	p, err := openProtector(a)
+	p, err := openProtector(protectDeps{workers: 2, stateDir: tb.TempDir(), rules: tm.ruleManager, log: tm.log})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -36,7 +35,6 @@ func testProtector(tb testing.TB, ruleText string) (*protector, *protectedPort, 
 	pp.addrs.Store(&[]netip.Addr{netip.MustParseAddr("198.18.0.2")})
 	p.ports["web"] = pp
 	p.publish()
-	a.prot = p
 	return p, pp, tm
 }
 

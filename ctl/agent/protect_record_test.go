@@ -99,7 +99,7 @@ func TestRestoreInvalidRecord(t *testing.T) {
 	if len(p.ports) != 0 {
 		t.Errorf("invalid records restored: %v", p.ports)
 	}
-	file := filepath.Join(p.a.cfg.StateDir, portsDB)
+	file := filepath.Join(p.d.stateDir, portsDB)
 	if n := strings.Count(logs.String(), "invalid record ignored"); n != 2 || !strings.Contains(logs.String(), file) {
 		t.Errorf("log does not report both records with the file:\n%s", logs.String())
 	}

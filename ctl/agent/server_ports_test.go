@@ -66,7 +66,7 @@ func TestPortsAPIBounds(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { own.Close() })
-	p.a.ns = own
+	p.d.ns = own
 	tooMany := make([]uint32, maxLearned+1)
 	for i := range tooMany {
 		tooMany[i] = learnedIDBase + 2*uint32(i+1)
