@@ -123,7 +123,7 @@ type Agent struct {
 	audit   *audit.Log
 	events  *eve.Log
 	rules   *ruleManager
-	engine  Engine
+	engine  dpiEngine
 	timed   *timedInspector
 	blocks  blockRules // rule ids of final drops (engine.go)
 	prot    *protector // protected containers (protect.go)
@@ -183,7 +183,7 @@ func Open(cfg Config) (_ *Agent, err error) {
 		return nil, err
 	}
 	a.rules = newRuleManager(a.store, a.audit, cfg.StateDir, a.log)
-	self := Caller{UID: os.Getuid(), GID: os.Getgid(), PID: os.Getpid()}
+	self := caller{UID: os.Getuid(), GID: os.Getgid(), PID: os.Getpid()}
 	st, err := a.rules.loadInitial(cfg.RulesFile, self)
 	if err != nil {
 		return nil, err
@@ -272,8 +272,8 @@ func (a *Agent) openProtector() error {
 // resolveGroups turns the group flags into gids: the authorizer's and the
 // socket's group (the viewer group when set, else the admin group, else
 // the agent's own).
-func resolveGroups(admin, viewer string) (Authorizer, int, error) {
-	var auth Authorizer
+func resolveGroups(admin, viewer string) (authorizer, int, error) {
+	var auth authorizer
 	sock := -1
 	for _, g := range []struct {
 		flag, val string

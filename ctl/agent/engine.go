@@ -14,12 +14,12 @@ import (
 	"github.com/deepwall/deepwall/xdp"
 )
 
-// Engine is what the agent needs from the DPI engine (*dpi.Engine): it
+// dpiEngine is what the agent needs from the DPI engine (*dpi.Engine): it
 // judges frames, takes a new compiled rule set atomically (owning it from
 // then on and closing the one it replaces), hears of flows that ended in
 // the kernel fast path, ages its flows, and reports flows and counters.
 // Tests use fakes.
-type Engine interface {
+type dpiEngine interface {
 	dataplane.Inspector
 	SetRules(c *rules.Compiled) error
 	FlowEnded(key xdp.FlowKey, pkts, bytes [2]uint64) bool
@@ -29,7 +29,7 @@ type Engine interface {
 	Close() error
 }
 
-var _ Engine = (*dpi.Engine)(nil)
+var _ dpiEngine = (*dpi.Engine)(nil)
 
 // engineConfig is the engine the agent runs: the kernel enforces the ACL
 // and carries final flows, events go to the verdict log.
@@ -38,7 +38,7 @@ func engineConfig(c *rules.Compiled, workers int, emit func(*eve.Event)) dpi.Con
 }
 
 // newEngine builds the agent's engine; tests of the agent swap it.
-var newEngine = func(cfg dpi.Config) (Engine, error) { return dpi.New(cfg) }
+var newEngine = func(cfg dpi.Config) (dpiEngine, error) { return dpi.New(cfg) }
 
 // maxBlockRules bounds blockRules' memory; it is cleared when full (a
 // verdict then goes without its rule id, which revocation copes with).

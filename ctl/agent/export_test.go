@@ -32,7 +32,7 @@ type FakeAPI struct {
 // agent's status and flows until the test ends.
 func StartFakeAPI(tb testing.TB, initial string, st api.Status, fl api.FlowList) *FakeAPI {
 	tb.Helper()
-	h := newAPIHarness(tb, initial, Authorizer{})
+	h := newAPIHarness(tb, initial, authorizer{})
 	h.view.status, h.view.flows = st, fl
 	return &FakeAPI{Socket: h.sock, Dir: h.dir, h: h}
 }

@@ -49,7 +49,7 @@ func kernelVerdict(v xdp.Verdict) string {
 // add to the engine's; kernel entries the engine does not know are listed
 // from the kernel alone. Rows come sorted by age, oldest first. mono and
 // wall are the current time on the kernel's clock and the wall clock.
-func mergeFlows(eng Engine, kern flowTable, f api.FlowFilter, mono int64, wall time.Time) api.FlowList {
+func mergeFlows(eng dpiEngine, kern flowTable, f api.FlowFilter, mono int64, wall time.Time) api.FlowList {
 	type kentry struct {
 		v    xdp.FlowValue
 		seen bool

@@ -187,7 +187,7 @@ func newTestManager(tb testing.TB, initial string) *testManager {
 	if initial != "" {
 		file = writeFile(tb, dir, "initial.yaml", initial)
 	}
-	st, err := tm.loadInitial(file, Caller{UID: 0, PID: 1})
+	st, err := tm.loadInitial(file, caller{UID: 0, PID: 1})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -235,23 +235,23 @@ type apiHarness struct {
 	*testManager
 	srv    *apiServer
 	sock   string
-	caller atomic.Pointer[Caller]
+	caller atomic.Pointer[caller]
 	view   *fakeView
 }
 
-func newAPIHarness(tb testing.TB, initial string, auth Authorizer) *apiHarness {
+func newAPIHarness(tb testing.TB, initial string, auth authorizer) *apiHarness {
 	tb.Helper()
 	h := &apiHarness{testManager: newTestManager(tb, initial), view: &fakeView{}}
 	h.sock = filepath.Join(h.dir, "api.sock")
 	h.srv = newAPIServer(h.ruleManager, h.view, auth, h.log)
-	h.srv.peer = func(net.Conn) (Caller, error) {
+	h.srv.peer = func(net.Conn) (caller, error) {
 		c := h.caller.Load()
 		if c == nil {
-			return Caller{}, errors.New("no caller set")
+			return caller{}, errors.New("no caller set")
 		}
 		return *c, nil
 	}
-	h.as(Caller{UID: 0, GID: 0, PID: 4242})
+	h.as(caller{UID: 0, GID: 0, PID: 4242})
 	ln, err := listenUnix(h.sock, -1)
 	if err != nil {
 		tb.Fatal(err)
@@ -265,7 +265,7 @@ func newAPIHarness(tb testing.TB, initial string, auth Authorizer) *apiHarness {
 	return h
 }
 
-func (h *apiHarness) as(c Caller) { h.caller.Store(&c) }
+func (h *apiHarness) as(c caller) { h.caller.Store(&c) }
 
 // call makes one API call on a fresh connection (credentials are read
 // per connection) and returns the status and body.

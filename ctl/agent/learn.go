@@ -295,7 +295,7 @@ func denyRules(name string, id uint32) string {
 // Promote turns learned flows into allow rules in the running set, each
 // container's allow rules followed by its default deny, so that once the
 // container is in protect mode exactly the learned traffic passes.
-func (l *learner) Promote(req api.PromoteRequest, who Caller) (api.ChangeResult, error) {
+func (l *learner) Promote(req api.PromoteRequest, who caller) (api.ChangeResult, error) {
 	l.poll()
 	l.mu.Lock()
 	var pick []api.LearnedRule

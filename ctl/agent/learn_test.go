@@ -179,14 +179,14 @@ func TestLearnerPromote(t *testing.T) {
 	if len(l.Rules) != 2 {
 		t.Fatalf("learned %+v", l)
 	}
-	if _, err := p.learn.Promote(api.PromoteRequest{IDs: []uint32{12345}}, Caller{}); err == nil {
+	if _, err := p.learn.Promote(api.PromoteRequest{IDs: []uint32{12345}}, caller{}); err == nil {
 		t.Error("an unknown id was promoted")
 	}
-	res, err := p.learn.Promote(api.PromoteRequest{IDs: []uint32{l.Rules[0].ID}, Comment: "first"}, Caller{})
+	res, err := p.learn.Promote(api.PromoteRequest{IDs: []uint32{l.Rules[0].ID}, Comment: "first"}, caller{})
 	if err != nil || !res.Changed || res.ToVersion != res.FromVersion+1 {
 		t.Fatalf("promote: %+v %v", res, err)
 	}
-	if _, err := p.learn.Promote(api.PromoteRequest{IDs: []uint32{l.Rules[0].ID}}, Caller{}); err == nil {
+	if _, err := p.learn.Promote(api.PromoteRequest{IDs: []uint32{l.Rules[0].ID}}, caller{}); err == nil {
 		t.Error("a promoted id was promoted again")
 	}
 	// The engine runs the set with web's address in the learned rules.
@@ -194,7 +194,7 @@ func TestLearnerPromote(t *testing.T) {
 	if r == nil || len(r.Dst) != 1 || r.Dst[0] != netip.MustParsePrefix("198.18.0.2/32") || r.Disabled {
 		t.Errorf("running rule %+v: want dst 198.18.0.2/32", r)
 	}
-	if _, err := p.learn.Promote(api.PromoteRequest{All: true}, Caller{}); err != nil {
+	if _, err := p.learn.Promote(api.PromoteRequest{All: true}, caller{}); err != nil {
 		t.Fatalf("promote --all: %v", err)
 	}
 	for _, r := range p.learn.Learned().Rules {
@@ -202,7 +202,7 @@ func TestLearnerPromote(t *testing.T) {
 			t.Errorf("%+v not promoted", r)
 		}
 	}
-	if _, err := p.learn.Promote(api.PromoteRequest{All: true}, Caller{}); err == nil {
+	if _, err := p.learn.Promote(api.PromoteRequest{All: true}, caller{}); err == nil {
 		t.Error("promote --all with nothing left succeeded")
 	}
 	if n := strings.Count(string(tm.current().set.Canonical()), "default deny"); n != 2 {

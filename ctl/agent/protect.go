@@ -124,7 +124,7 @@ type protectDeps struct {
 	// emit writes would-block alerts to the verdict log (nil: none).
 	emit func(*eve.Event) bool
 	// engine is what discover polls for live flows (nil: none).
-	engine Engine
+	engine dpiEngine
 }
 
 // protector keeps the agent's protected containers.
@@ -486,7 +486,7 @@ func (p *protector) addressesChanged() {
 }
 
 // Protect puts a container inline, or changes its protection mode.
-func (p *protector) Protect(ctx context.Context, req api.ProtectRequest, who Caller) (st api.PortStatus, err error) {
+func (p *protector) Protect(ctx context.Context, req api.ProtectRequest, who caller) (st api.PortStatus, err error) {
 	if req.Iface == "" {
 		req.Iface = api.DefaultIface
 	}
@@ -694,7 +694,7 @@ func revokeAllows(prog kernelTable) int {
 }
 
 // Unprotect takes a container out: its wiring is put back exactly.
-func (p *protector) Unprotect(name string, who Caller) (st api.PortStatus, err error) {
+func (p *protector) Unprotect(name string, who caller) (st api.PortStatus, err error) {
 	defer func() { p.audit("unprotect", name, name, who, err) }()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -790,7 +790,7 @@ func (p *protector) status(pp *protectedPort) api.PortStatus {
 }
 
 // audit records a protect-set change in the audit log, like rule changes.
-func (p *protector) audit(op, name, detail string, who Caller, err error) {
+func (p *protector) audit(op, name, detail string, who caller, err error) {
 	if p.d.rules == nil {
 		return
 	}
@@ -808,7 +808,7 @@ func (p *protector) audit(op, name, detail string, who Caller, err error) {
 }
 
 // selfCaller is the agent itself, for changes nobody asked for.
-func selfCaller() Caller { return Caller{UID: os.Getuid(), GID: os.Getgid(), PID: os.Getpid()} }
+func selfCaller() caller { return caller{UID: os.Getuid(), GID: os.Getgid(), PID: os.Getpid()} }
 
 // close stops the pairs and keeps them attached, with their wiring: the
 // fail policy applies until the next agent adopts them (unprotect takes

@@ -16,7 +16,7 @@ const containerRules = `rules:
 
 func applyText(tb testing.TB, tm *testManager, text string) (api.ChangeResult, error) {
 	tb.Helper()
-	return tm.Apply(&api.RulesRequest{Main: "r.yaml", Files: map[string]string{"r.yaml": text}}, Caller{})
+	return tm.Apply(&api.RulesRequest{Main: "r.yaml", Files: map[string]string{"r.yaml": text}}, caller{})
 }
 
 // runsWebBlock reports whether the engine's set and the kernel ACL block

@@ -80,7 +80,7 @@ type ruleManager struct {
 	audit     *audit.Log
 	headFile  string // where the audit chain's head is kept
 	cacheFile string
-	engine    Engine
+	engine    dpiEngine
 	kernel    flowTable // nil until the pair is open
 	// forget makes the dataplane drop what it remembers of final
 	// verdicts for packets in flight (dataplane.Pair.ForgetVerdicts); it
@@ -105,8 +105,8 @@ func newRuleManager(store *rules.Store, al *audit.Log, stateDir string, log *slo
 		cacheFile: filepath.Join(stateDir, CompiledCache), log: log, settle: revokeSettle}
 }
 
-// Caller is who asks for a change (from SO_PEERCRED).
-type Caller struct {
+// caller is who asks for a change (from SO_PEERCRED).
+type caller struct {
 	UID, GID, PID int
 	Groups        []int
 }
@@ -121,7 +121,7 @@ func (e *validationError) Unwrap() error { return e.err }
 // the stored set), else the stored set, else the default pack. It stores
 // it as needed and compiles it. who is the agent's own identity for the
 // audit log.
-func (m *ruleManager) loadInitial(file string, who Caller) (*ruleState, error) {
+func (m *ruleManager) loadInitial(file string, who caller) (*ruleState, error) {
 	var set *rules.Set
 	var op, comment string
 	_, cur, err := m.store.Current()
@@ -201,7 +201,7 @@ func (m *ruleManager) attachKernel(k flowTable) (revoked int, err error) {
 func (m *ruleManager) current() *ruleState { return m.cur.Load() }
 
 // Apply replaces the whole rule set with the request's.
-func (m *ruleManager) Apply(req *api.RulesRequest, who Caller) (api.ChangeResult, error) {
+func (m *ruleManager) Apply(req *api.RulesRequest, who caller) (api.ChangeResult, error) {
 	return m.change("apply", who, req.Comment, func(cur *ruleState) (*rules.Set, []uint32, error) {
 		fsys, err := req.FS()
 		if err != nil {
@@ -216,7 +216,7 @@ func (m *ruleManager) Apply(req *api.RulesRequest, who Caller) (api.ChangeResult
 }
 
 // Add appends the request's rules to the running set.
-func (m *ruleManager) Add(req *api.RulesRequest, who Caller) (api.ChangeResult, error) {
+func (m *ruleManager) Add(req *api.RulesRequest, who caller) (api.ChangeResult, error) {
 	return m.change("add", who, req.Comment, func(cur *ruleState) (*rules.Set, []uint32, error) {
 		fsys, err := req.FS()
 		if err != nil {
@@ -245,7 +245,7 @@ func (m *ruleManager) Add(req *api.RulesRequest, who Caller) (api.ChangeResult, 
 }
 
 // Delete removes the rule with id from the running set.
-func (m *ruleManager) Delete(id uint32, comment string, who Caller) (api.ChangeResult, error) {
+func (m *ruleManager) Delete(id uint32, comment string, who caller) (api.ChangeResult, error) {
 	return m.change("delete", who, comment, func(cur *ruleState) (*rules.Set, []uint32, error) {
 		i := slices.IndexFunc(cur.set.Rules, func(r *rules.Rule) bool { return r.ID == id })
 		if i < 0 {
@@ -293,7 +293,7 @@ func (m *ruleManager) setACL(acl xdp.ACL) {
 // change (commit). Any failure before the store write leaves everything
 // as it was; later failures roll the engine and the ACL back (rollback).
 // Every attempt is audited, refused ones too.
-func (m *ruleManager) change(op string, who Caller, comment string, build func(*ruleState) (*rules.Set, []uint32, error)) (res api.ChangeResult, err error) {
+func (m *ruleManager) change(op string, who caller, comment string, build func(*ruleState) (*rules.Set, []uint32, error)) (res api.ChangeResult, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cur := m.cur.Load()
@@ -404,7 +404,7 @@ func (m *ruleManager) prepare(cur *ruleState, set *rules.Set) (*ruleChange, erro
 // commit swaps a prepared change in, stores and audits it, and revokes
 // the fast-path verdicts it could change; a failure after the swap rolls
 // back. mu held.
-func (m *ruleManager) commit(ch *ruleChange, res api.ChangeResult, entry *audit.Entry, op, comment string, who Caller) (api.ChangeResult, error) {
+func (m *ruleManager) commit(ch *ruleChange, res api.ChangeResult, entry *audit.Entry, op, comment string, who caller) (api.ChangeResult, error) {
 	cur, set, c := ch.cur, ch.set, ch.c
 	if aclRefused, err := m.swapIn(c, ch.acl, ch.oldACL); err != nil {
 		if aclRefused {

@@ -50,14 +50,14 @@ const (
 	accessAdmin        // everything
 )
 
-// Authorizer decides access from a caller's credentials: uid 0 and the
+// authorizer decides access from a caller's credentials: uid 0 and the
 // agent's own uid are admins, then members (primary or supplementary) of
 // the admin groups, then of the viewer groups; everyone else is refused.
-type Authorizer struct {
+type authorizer struct {
 	AdminGIDs, ViewerGIDs []int
 }
 
-func (a Authorizer) access(c Caller) access {
+func (a authorizer) access(c caller) access {
 	if c.UID == 0 || c.UID == os.Getuid() {
 		return accessAdmin
 	}
@@ -88,22 +88,22 @@ type agentView interface {
 type apiServer struct {
 	rules *ruleManager
 	view  agentView
-	auth  Authorizer
+	auth  authorizer
 	log   *slog.Logger
 	srv   *http.Server
 	// peer reads a connection's credentials; tests replace it.
-	peer func(net.Conn) (Caller, error)
+	peer func(net.Conn) (caller, error)
 }
 
 type ctxKey struct{}
 
 // credResult is what ConnContext stored for a connection.
 type credResult struct {
-	c   Caller
+	c   caller
 	err error
 }
 
-func newAPIServer(rm *ruleManager, view agentView, auth Authorizer, log *slog.Logger) *apiServer {
+func newAPIServer(rm *ruleManager, view agentView, auth authorizer, log *slog.Logger) *apiServer {
 	s := &apiServer{rules: rm, view: view, auth: auth, log: log, peer: peerCred}
 	s.srv = &http.Server{
 		Handler:           s.Handler(),
@@ -123,26 +123,26 @@ func newAPIServer(rm *ruleManager, view agentView, auth Authorizer, log *slog.Lo
 // peerCred reads SO_PEERCRED of a unix connection and the peer's
 // supplementary groups from /proc (SO_PEERCRED carries only the primary
 // gid).
-func peerCred(c net.Conn) (Caller, error) {
+func peerCred(c net.Conn) (caller, error) {
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
-		return Caller{}, fmt.Errorf("peer credentials: %T is not a unix connection", c)
+		return caller{}, fmt.Errorf("peer credentials: %T is not a unix connection", c)
 	}
 	raw, err := uc.SyscallConn()
 	if err != nil {
-		return Caller{}, fmt.Errorf("peer credentials: %w", err)
+		return caller{}, fmt.Errorf("peer credentials: %w", err)
 	}
 	var cred *unix.Ucred
 	var serr error
 	if err := raw.Control(func(fd uintptr) {
 		cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
 	}); err != nil {
-		return Caller{}, fmt.Errorf("peer credentials: %w", err)
+		return caller{}, fmt.Errorf("peer credentials: %w", err)
 	}
 	if serr != nil {
-		return Caller{}, fmt.Errorf("peer credentials: %w", serr)
+		return caller{}, fmt.Errorf("peer credentials: %w", serr)
 	}
-	who := Caller{UID: int(cred.Uid), GID: int(cred.Gid), PID: int(cred.Pid)}
+	who := caller{UID: int(cred.Uid), GID: int(cred.Gid), PID: int(cred.Pid)}
 	who.Groups, _ = procGroups(who.PID) // unknown groups only narrow access
 	return who, nil
 }
@@ -227,10 +227,10 @@ func (s *apiServer) Shutdown(ctx context.Context) error {
 // Handler returns the API's routes.
 func (s *apiServer) Handler() http.Handler {
 	mux := http.NewServeMux()
-	view := func(h func(http.ResponseWriter, *http.Request, Caller)) http.HandlerFunc {
+	view := func(h func(http.ResponseWriter, *http.Request, caller)) http.HandlerFunc {
 		return s.guard(accessView, h)
 	}
-	admin := func(h func(http.ResponseWriter, *http.Request, Caller)) http.HandlerFunc {
+	admin := func(h func(http.ResponseWriter, *http.Request, caller)) http.HandlerFunc {
 		return s.guard(accessAdmin, h)
 	}
 	mux.HandleFunc("GET /v1/status", view(s.getStatus))
@@ -251,7 +251,7 @@ func (s *apiServer) Handler() http.Handler {
 
 // guard checks the caller's access before running h. A refused mutation
 // is audited.
-func (s *apiServer) guard(need access, h func(http.ResponseWriter, *http.Request, Caller)) http.HandlerFunc {
+func (s *apiServer) guard(need access, h func(http.ResponseWriter, *http.Request, caller)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		cr, ok := r.Context().Value(ctxKey{}).(credResult)
 		if !ok || cr.err != nil {
@@ -293,11 +293,11 @@ func opName(r *http.Request) string {
 	return strings.ToLower(r.Method)
 }
 
-func (s *apiServer) getStatus(w http.ResponseWriter, _ *http.Request, _ Caller) {
+func (s *apiServer) getStatus(w http.ResponseWriter, _ *http.Request, _ caller) {
 	writeJSON(w, http.StatusOK, s.view.Status())
 }
 
-func (s *apiServer) getFlows(w http.ResponseWriter, r *http.Request, _ Caller) {
+func (s *apiServer) getFlows(w http.ResponseWriter, r *http.Request, _ caller) {
 	f, err := api.ParseFlowFilter(r.URL.Query())
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
@@ -306,7 +306,7 @@ func (s *apiServer) getFlows(w http.ResponseWriter, r *http.Request, _ Caller) {
 	writeJSON(w, http.StatusOK, s.view.Flows(f))
 }
 
-func (s *apiServer) listRules(w http.ResponseWriter, _ *http.Request, _ Caller) {
+func (s *apiServer) listRules(w http.ResponseWriter, _ *http.Request, _ caller) {
 	st := s.rules.current()
 	out := api.RuleList{RuleSet: st.info(), Rules: make([]api.RuleSummary, 0, len(st.set.Rules))}
 	for _, r := range st.set.Rules {
@@ -315,7 +315,7 @@ func (s *apiServer) listRules(w http.ResponseWriter, _ *http.Request, _ Caller) 
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *apiServer) exportRules(w http.ResponseWriter, _ *http.Request, _ Caller) {
+func (s *apiServer) exportRules(w http.ResponseWriter, _ *http.Request, _ caller) {
 	st := s.rules.current()
 	w.Header().Set("Content-Type", "application/yaml")
 	w.Header().Set("X-Deepwall-Version", strconv.FormatUint(st.version.Number, 10))
@@ -324,7 +324,7 @@ func (s *apiServer) exportRules(w http.ResponseWriter, _ *http.Request, _ Caller
 	_, _ = w.Write(st.set.Canonical())
 }
 
-func (s *apiServer) history(w http.ResponseWriter, _ *http.Request, _ Caller) {
+func (s *apiServer) history(w http.ResponseWriter, _ *http.Request, _ caller) {
 	vs, err := s.rules.History()
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
@@ -341,7 +341,7 @@ func ruleID(r *http.Request) (uint32, error) {
 	return uint32(id), nil
 }
 
-func (s *apiServer) showRule(w http.ResponseWriter, r *http.Request, _ Caller) {
+func (s *apiServer) showRule(w http.ResponseWriter, r *http.Request, _ caller) {
 	id, err := ruleID(r)
 	if err != nil {
 		writeAPIError(w, err)
@@ -397,7 +397,7 @@ func bodyError(err error) error {
 	return fmt.Errorf("%w: body: %v", api.ErrInvalid, err)
 }
 
-func (s *apiServer) addRules(w http.ResponseWriter, r *http.Request, who Caller) {
+func (s *apiServer) addRules(w http.ResponseWriter, r *http.Request, who caller) {
 	req, err := readRulesRequest(w, r)
 	if err != nil {
 		writeAPIError(w, err)
@@ -411,7 +411,7 @@ func (s *apiServer) addRules(w http.ResponseWriter, r *http.Request, who Caller)
 	writeJSON(w, http.StatusOK, res)
 }
 
-func (s *apiServer) applyRules(w http.ResponseWriter, r *http.Request, who Caller) {
+func (s *apiServer) applyRules(w http.ResponseWriter, r *http.Request, who caller) {
 	req, err := readRulesRequest(w, r)
 	if err != nil {
 		writeAPIError(w, err)
@@ -425,7 +425,7 @@ func (s *apiServer) applyRules(w http.ResponseWriter, r *http.Request, who Calle
 	writeJSON(w, http.StatusOK, res)
 }
 
-func (s *apiServer) deleteRule(w http.ResponseWriter, r *http.Request, who Caller) {
+func (s *apiServer) deleteRule(w http.ResponseWriter, r *http.Request, who caller) {
 	id, err := ruleID(r)
 	if err != nil {
 		writeAPIError(w, err)

@@ -23,7 +23,7 @@ func (a *Agent) protectorOf() *protector { return a.prot }
 const maxPortBody = 1 << 20
 
 // portRoutes registers the protected-container endpoints.
-func (s *apiServer) portRoutes(mux *http.ServeMux, view, admin func(func(http.ResponseWriter, *http.Request, Caller)) http.HandlerFunc) {
+func (s *apiServer) portRoutes(mux *http.ServeMux, view, admin func(func(http.ResponseWriter, *http.Request, caller)) http.HandlerFunc) {
 	mux.HandleFunc("GET /v1/ports", view(s.listPorts))
 	mux.HandleFunc("POST /v1/ports", admin(s.protectPort))
 	mux.HandleFunc("DELETE /v1/ports/{name}", admin(s.unprotectPort))
@@ -65,7 +65,7 @@ func (s *apiServer) protector() (*protector, error) {
 	return pa.protectorOf(), nil
 }
 
-func (s *apiServer) listPorts(w http.ResponseWriter, _ *http.Request, _ Caller) {
+func (s *apiServer) listPorts(w http.ResponseWriter, _ *http.Request, _ caller) {
 	p, err := s.protector()
 	if err != nil {
 		writeAPIError(w, err)
@@ -89,7 +89,7 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, into any) error {
 	return nil
 }
 
-func (s *apiServer) protectPort(w http.ResponseWriter, r *http.Request, who Caller) {
+func (s *apiServer) protectPort(w http.ResponseWriter, r *http.Request, who caller) {
 	p, err := s.protector()
 	if err != nil {
 		writeAPIError(w, err)
@@ -112,7 +112,7 @@ func (s *apiServer) protectPort(w http.ResponseWriter, r *http.Request, who Call
 	writeJSON(w, http.StatusOK, st)
 }
 
-func (s *apiServer) unprotectPort(w http.ResponseWriter, r *http.Request, who Caller) {
+func (s *apiServer) unprotectPort(w http.ResponseWriter, r *http.Request, who caller) {
 	p, err := s.protector()
 	if err != nil {
 		writeAPIError(w, err)
@@ -130,7 +130,7 @@ func (s *apiServer) unprotectPort(w http.ResponseWriter, r *http.Request, who Ca
 	writeJSON(w, http.StatusOK, st)
 }
 
-func (s *apiServer) learnedRules(w http.ResponseWriter, _ *http.Request, _ Caller) {
+func (s *apiServer) learnedRules(w http.ResponseWriter, _ *http.Request, _ caller) {
 	p, err := s.protector()
 	if err != nil {
 		writeAPIError(w, err)
@@ -139,7 +139,7 @@ func (s *apiServer) learnedRules(w http.ResponseWriter, _ *http.Request, _ Calle
 	writeJSON(w, http.StatusOK, p.learn.Learned())
 }
 
-func (s *apiServer) promoteRules(w http.ResponseWriter, r *http.Request, who Caller) {
+func (s *apiServer) promoteRules(w http.ResponseWriter, r *http.Request, who caller) {
 	p, err := s.protector()
 	if err != nil {
 		writeAPIError(w, err)

@@ -20,10 +20,10 @@ func (v portsView) protectorOf() *protector { return v.p }
 // A refused mutation of the protected set is audited under the op it
 // would have had.
 func TestPortsAPIRefusedAudit(t *testing.T) {
-	h := newAPIHarness(t, testRules, Authorizer{})
+	h := newAPIHarness(t, testRules, authorizer{})
 	p, _, _ := testProtector(t, modeRules) // protects "web"
 	h.srv.view = portsView{h.view, p}
-	h.as(Caller{UID: 65534, GID: 100, PID: 4321})
+	h.as(caller{UID: 65534, GID: 100, PID: 4321})
 	tests := []struct {
 		method, path string
 		body         any
@@ -58,7 +58,7 @@ func TestPortsAPIRefusedAudit(t *testing.T) {
 // promotion bounded, and a target that is not a network namespace is a
 // 400 naming it, without its content.
 func TestPortsAPIBounds(t *testing.T) {
-	h := newAPIHarness(t, testRules, Authorizer{})
+	h := newAPIHarness(t, testRules, authorizer{})
 	p, _, _ := testProtector(t, modeRules)
 	h.srv.view = portsView{h.view, p}
 	own, err := netns.GetFromPath("/proc/self/ns/net") // what the target names (not this thread's)

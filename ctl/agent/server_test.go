@@ -25,21 +25,21 @@ const (
 )
 
 func TestAPIAuthorization(t *testing.T) {
-	h := newAPIHarness(t, testRules, Authorizer{AdminGIDs: []int{adminGID}, ViewerGIDs: []int{viewerGID}})
+	h := newAPIHarness(t, testRules, authorizer{AdminGIDs: []int{adminGID}, ViewerGIDs: []int{viewerGID}})
 	add := api.RulesRequest{Main: "new.yaml", Files: map[string]string{"new.yaml": "rules:\n  - {id: 300, action: block, match: {field: http.uri, regex: 'x300'}}\n"}}
 	nobody := os.Getuid() + 10000 // never the agent's own uid
 	tests := []struct {
 		name       string
-		who        Caller
+		who        caller
 		readCode   int
 		changeCode int
 	}{
-		{"root", Caller{UID: 0, GID: 0}, 200, 200},
-		{"admin by primary group", Caller{UID: nobody, GID: adminGID}, 200, 200},
-		{"admin by supplementary group", Caller{UID: nobody, GID: 100, Groups: []int{7, adminGID}}, 200, 200},
-		{"viewer", Caller{UID: nobody, GID: 100, Groups: []int{viewerGID}}, 200, 403},
-		{"viewer by primary group", Caller{UID: nobody, GID: viewerGID}, 200, 403},
-		{"stranger", Caller{UID: nobody, GID: 100, Groups: []int{101}}, 403, 403},
+		{"root", caller{UID: 0, GID: 0}, 200, 200},
+		{"admin by primary group", caller{UID: nobody, GID: adminGID}, 200, 200},
+		{"admin by supplementary group", caller{UID: nobody, GID: 100, Groups: []int{7, adminGID}}, 200, 200},
+		{"viewer", caller{UID: nobody, GID: 100, Groups: []int{viewerGID}}, 200, 403},
+		{"viewer by primary group", caller{UID: nobody, GID: viewerGID}, 200, 403},
+		{"stranger", caller{UID: nobody, GID: 100, Groups: []int{101}}, 403, 403},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -75,8 +75,8 @@ func TestAPIAuthorization(t *testing.T) {
 }
 
 func TestAPIVersionsAndAudit(t *testing.T) {
-	h := newAPIHarness(t, testRules, Authorizer{})
-	h.as(Caller{UID: 0, GID: 0, PID: 77})
+	h := newAPIHarness(t, testRules, authorizer{})
+	h.as(caller{UID: 0, GID: 0, PID: 77})
 	version := func() uint64 {
 		code, body := h.call(t, "GET", "/v1/rules", nil)
 		if code != 200 {
@@ -187,7 +187,7 @@ func exportRequest(tb testing.TB, h *apiHarness) api.RulesRequest {
 }
 
 func TestAPIApplyInvalidChangesNothing(t *testing.T) {
-	h := newAPIHarness(t, testRules, Authorizer{})
+	h := newAPIHarness(t, testRules, authorizer{})
 	before := h.eng.current()
 	sets, acls := h.eng.sets, h.kern.acls
 	bad := api.RulesRequest{Main: "bad.yaml", Files: map[string]string{"bad.yaml": `rules:
@@ -296,7 +296,7 @@ func TestAPIApplyAtomic(t *testing.T) {
 		}
 	}
 	t.Run("kernel refuses the ACL", func(t *testing.T) {
-		h := newAPIHarness(t, testRules, Authorizer{})
+		h := newAPIHarness(t, testRules, authorizer{})
 		h.kern.aclErr = xdp.ErrACLLimit
 		code, body := h.call(t, "PUT", "/v1/rules", next)
 		if code != http.StatusUnprocessableEntity || !strings.Contains(string(body), "exceeds a limit") {
@@ -306,7 +306,7 @@ func TestAPIApplyAtomic(t *testing.T) {
 		check(t, h, 1)
 	})
 	t.Run("engine refuses the rules", func(t *testing.T) {
-		h := newAPIHarness(t, testRules, Authorizer{})
+		h := newAPIHarness(t, testRules, authorizer{})
 		h.eng.setErr = errors.New("scratch: out of memory")
 		code, body := h.call(t, "PUT", "/v1/rules", next)
 		if code != 500 || !strings.Contains(string(body), "out of memory") {
@@ -316,7 +316,7 @@ func TestAPIApplyAtomic(t *testing.T) {
 		check(t, h, 1)
 	})
 	t.Run("audit log cannot be written", func(t *testing.T) {
-		h := newAPIHarness(t, testRules, Authorizer{})
+		h := newAPIHarness(t, testRules, authorizer{})
 		h.ruleManager.audit.Close() // Append fails from now on
 		code, body := h.call(t, "PUT", "/v1/rules", next)
 		if code != 500 || !strings.Contains(string(body), "rules not changed") {
@@ -348,7 +348,7 @@ func TestRevokeVerdicts(t *testing.T) {
 	h.kern.flows[dropRule] = xdp.FlowValue{Verdict: xdp.VerdictDrop, RuleID: 100}
 	h.kern.flows[dropAnon] = xdp.FlowValue{Verdict: xdp.VerdictDrop}
 	h.kern.flows[inspect] = xdp.FlowValue{Verdict: xdp.VerdictInspect}
-	root := Caller{UID: 0}
+	root := caller{UID: 0}
 	apply := func(t *testing.T, yaml string) api.ChangeResult {
 		t.Helper()
 		res, err := h.Apply(&api.RulesRequest{Main: "r.yaml", Files: map[string]string{"r.yaml": yaml}}, root)
@@ -400,7 +400,7 @@ func TestPeerCredentials(t *testing.T) {
 	if _, err := listenUnix(sock, -1); err == nil || !strings.Contains(err.Error(), "another agent") {
 		t.Errorf("second listen: %v", err)
 	}
-	got := make(chan Caller, 1)
+	got := make(chan caller, 1)
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
@@ -494,7 +494,7 @@ func BenchmarkTimedInspector(b *testing.B) {
 }
 
 func BenchmarkDirectInspector(b *testing.B) {
-	var e Engine = &nopEngine{}
+	var e dpiEngine = &nopEngine{}
 	var f dataplane.Frame
 	b.ReportAllocs()
 	for b.Loop() {

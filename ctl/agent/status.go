@@ -170,11 +170,11 @@ type workerHist struct {
 
 // timedInspector measures the engine's per-frame inspection time.
 type timedInspector struct {
-	eng  Engine
+	eng  dpiEngine
 	hist []workerHist
 }
 
-func newTimedInspector(eng Engine, workers int) *timedInspector {
+func newTimedInspector(eng dpiEngine, workers int) *timedInspector {
 	return &timedInspector{eng: eng, hist: make([]workerHist, max(workers, 1))}
 }
 
