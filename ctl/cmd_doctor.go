@@ -63,8 +63,8 @@ type doctorCPU struct {
 
 // doctorDecision is what `deepwall run --mode auto` would pick here.
 type doctorDecision struct {
-	Mode   string `json:"mode"`
-	Reason string `json:"reason"`
+	Backend string `json:"mode"`
+	Reason  string `json:"reason"`
 }
 
 func newDoctorCommand() *cobra.Command {
@@ -271,7 +271,7 @@ func (d doctorReport) print(w io.Writer) error {
 	fmt.Fprintf(tw, "br_netfilter\t%s\t%s\n", yes(d.BrNetfilt.OK), d.BrNetfilt.Detail)
 	fmt.Fprintf(tw, "conntrack\t%s\t%s\n", yes(d.Conntrack.OK), d.Conntrack.Detail)
 	fmt.Fprintf(tw, "CPU\tSSSE3 %s, AVX2 %s, AVX-512 %s\tHyperscan: %s\n", yes(d.CPU.SSSE3), yes(d.CPU.AVX2), yes(d.CPU.AVX512), d.CPU.Hyperscan)
-	fmt.Fprintf(tw, "deepwall uses\t%s\t%s\n", d.Uses.Mode, d.Uses.Reason)
+	fmt.Fprintf(tw, "deepwall uses\t%s\t%s\n", d.Uses.Backend, d.Uses.Reason)
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -32,7 +32,7 @@ func TestDoctorDecideAndPrint(t *testing.T) {
 			d.Interfaces = append([]doctorIface(nil), base.Interfaces...)
 			tc.mod(&d)
 			d.Uses = decide(&d)
-			if d.Uses.Mode != tc.want || d.Uses.Reason == "" {
+			if d.Uses.Backend != tc.want || d.Uses.Reason == "" {
 				t.Errorf("uses %+v, want %s", d.Uses, tc.want)
 			}
 			var b bytes.Buffer

@@ -71,9 +71,9 @@ func printStatus(w io.Writer, st *api.Status) {
 	if st.FailClosed {
 		fail = "fail-closed"
 	}
-	fmt.Fprintf(tw, "mode\t%s, %d %s, %s\n", st.Mode, st.Workers, plural(st.Workers, "worker"), fail)
-	if st.ModeReason != "" {
-		fmt.Fprintf(tw, "mode chosen\t%s\n", st.ModeReason)
+	fmt.Fprintf(tw, "mode\t%s, %d %s, %s\n", st.Backend, st.Workers, plural(st.Workers, "worker"), fail)
+	if st.BackendReason != "" {
+		fmt.Fprintf(tw, "mode chosen\t%s\n", st.BackendReason)
 	}
 	rs := &st.RuleSet
 	fmt.Fprintf(tw, "rules\tversion %d, sha256 %s, %d rules (%d disabled): %d ACL, %d layer-7; acl_default %s\n",

@@ -49,7 +49,7 @@ func fixedStatus() api.Status {
 	return api.Status{
 		Version: "v1.2.3", PID: 4321, Started: fixedStart, UptimeSecs: 3723.4,
 		Ports: []api.PortInfo{{Side: "inner", Name: "veth-app", Ifindex: 7, Queues: 2}, {Side: "outer", Name: "veth-br", Ifindex: 8, Queues: 2}},
-		NetNS: "app1", Mode: "xdp native, af_xdp", FailClosed: true, Workers: 2,
+		NetNS: "app1", Backend: "xdp native, af_xdp", FailClosed: true, Workers: 2,
 		RuleSet: api.RuleSetInfo{Version: 12, Hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", Rules: 72,
 			Disabled: 1, ACL: 2, Layer7: 69, ACLDefault: "allow", Stored: fixedStart, Applied: fixedStart.Add(time.Minute), Comment: "add [9001]"},
 		Counters: api.Counters{FastPathAllowed: 123456, FastPathDropped: 42, ToUserSpace: 98765, Inspected: 98765, InspectedBytes: 45678901,

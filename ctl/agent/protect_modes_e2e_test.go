@@ -533,8 +533,8 @@ func TestPrivilegedProtectNFQueue(t *testing.T) {
 
 	dir := t.TempDir()
 	a := startHostAgent(t, host, dir, "--mode", "nfqueue")
-	if st := a.status(t); !strings.Contains(st.Mode, "nfqueue") {
-		t.Fatalf("agent mode %q, want nfqueue", st.Mode)
+	if st := a.status(t); !strings.Contains(st.Backend, "nfqueue") {
+		t.Fatalf("agent mode %q, want nfqueue", st.Backend)
 	}
 	toWeb := startLoad(client.NS, fmt.Sprintf("http://%s:8080", web.IP))
 	toRouted := startLoad(client.NS, fmt.Sprintf("http://%s:8080", routed.IP))

@@ -84,7 +84,7 @@ func (a *Agent) Status() api.Status {
 	s := a.snapshot()
 	st := api.Status{Version: a.cfg.Version, PID: os.Getpid(), Started: a.started.UTC(),
 		UptimeSecs: time.Since(a.started).Seconds(), Ports: a.ports[:], NetNS: a.nsName,
-		Mode: a.backendName(), ModeReason: a.backend.Reason, FailClosed: a.cfg.FailClosed, Workers: a.cfg.Workers,
+		Backend: a.backendName(), BackendReason: a.backend.Reason, FailClosed: a.cfg.FailClosed, Workers: a.cfg.Workers,
 		Counters: s.counters(), Flows: s.engine.Flows, Protected: len(a.prot.portsOf()),
 		Events: api.EventCounts{Path: a.cfg.LogPath, Written: s.events.Written, Dropped: s.events.Dropped,
 			Rotations: s.events.Rotations, Errors: s.events.Errors}}

@@ -179,15 +179,16 @@ type Status struct {
 	// ports lists them); Counters include their pairs.
 	Protected int    `json:"protected"`
 	NetNS     string `json:"netns,omitempty"`
-	Mode      string `json:"mode"`
-	// ModeReason says why the agent runs this dataplane (--mode auto's probe).
-	ModeReason string      `json:"mode_reason,omitempty"`
-	FailClosed bool        `json:"fail_closed"`
-	Workers    int         `json:"workers"`
-	RuleSet    RuleSetInfo `json:"ruleset"`
-	Counters   Counters    `json:"counters"`
-	Events     EventCounts `json:"events"`
-	Flows      int         `json:"flows"`
+	// Backend describes the dataplane backend the agent runs (XDP or
+	// NFQUEUE; flag --mode), BackendReason why (--mode auto's probe).
+	Backend       string      `json:"mode"`
+	BackendReason string      `json:"mode_reason,omitempty"`
+	FailClosed    bool        `json:"fail_closed"`
+	Workers       int         `json:"workers"`
+	RuleSet       RuleSetInfo `json:"ruleset"`
+	Counters      Counters    `json:"counters"`
+	Events        EventCounts `json:"events"`
+	Flows         int         `json:"flows"`
 }
 
 // Counters are the packet counters of status.

@@ -19,8 +19,8 @@ func TestPrivilegedAgentModeAuto(t *testing.T) {
 		a := startAgent(t, topo, t.TempDir())
 		st := a.status(t)
 		a.stop(t)
-		if !strings.HasPrefix(st.Mode, "xdp") || !strings.HasPrefix(st.ModeReason, "auto: native XDP") {
-			t.Errorf("mode %q (%q)", st.Mode, st.ModeReason)
+		if !strings.HasPrefix(st.Backend, "xdp") || !strings.HasPrefix(st.BackendReason, "auto: native XDP") {
+			t.Errorf("mode %q (%q)", st.Backend, st.BackendReason)
 		}
 	})
 	t.Run("hidden xdp", func(t *testing.T) {
@@ -41,8 +41,8 @@ func TestPrivilegedAgentModeAuto(t *testing.T) {
 		dir := t.TempDir()
 		a := startAgent(t, topo, dir)
 		st := a.status(t)
-		if !strings.HasPrefix(st.Mode, "nfqueue") || !strings.Contains(st.ModeReason, probe.HideXDPEnv) {
-			t.Errorf("mode %q (%q)", st.Mode, st.ModeReason)
+		if !strings.HasPrefix(st.Backend, "nfqueue") || !strings.Contains(st.BackendReason, probe.HideXDPEnv) {
+			t.Errorf("mode %q (%q)", st.Backend, st.BackendReason)
 		}
 		code, out, _ := a.cli(t, "status")
 		if code != 0 || !strings.Contains(out, "mode chosen") || !strings.Contains(out, "nfqueue") {
