@@ -100,7 +100,7 @@ type Agent struct {
 	Client *api.Client
 
 	cmd  *exec.Cmd
-	out  *Buffer
+	out  *buffer
 	done chan error
 }
 
@@ -116,7 +116,7 @@ func New(dir string) *Agent {
 // waits until the API answers; the test fails if the agent exits first.
 func (a *Agent) Start(tb testing.TB, ns *testnet.NS, args ...string) {
 	tb.Helper()
-	a.out, a.done = &Buffer{}, make(chan error, 1)
+	a.out, a.done = &buffer{}, make(chan error, 1)
 	a.cmd = exec.Command(Binary(tb), append([]string{"run", "--socket", a.Socket, "--state", a.State, "--log", a.Log}, args...)...)
 	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
 	// NS.Start only enters the network namespace: /sys and the bpffs
@@ -194,14 +194,14 @@ func (a *Agent) CLI(tb testing.TB, args ...string) (code int, stdout, stderr str
 	return CLI(tb, append(args, "--socket", a.Socket)...)
 }
 
-// Buffer collects a process's output for failure messages; it keeps the
+// buffer collects a process's output for failure messages; it keeps the
 // first MiB.
-type Buffer struct {
+type buffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *Buffer) Write(p []byte) (int, error) {
+func (s *buffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.b.Len() > 1<<20 {
@@ -210,7 +210,7 @@ func (s *Buffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 
-func (s *Buffer) String() string {
+func (s *buffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
