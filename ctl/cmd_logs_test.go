@@ -146,7 +146,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// logs -f follows the live file through rotations (rename, as EventLog
+// logs -f follows the live file through rotations (rename, as eve.Log
 // and logrotate do) and copytruncate, and sees every event exactly once.
 func TestLogsFollowRotation(t *testing.T) {
 	dir := t.TempDir()

@@ -128,7 +128,7 @@ type Agent struct {
 	blocks  blockRules // rule ids of final drops (engine.go)
 	prot    *protector // protected containers (protect.go)
 	kset    *kernelSet // every pair's kernel side (protect_kernel.go)
-	pair    packetPath // the --inner/--outer pair: AF_XDP or NFQUEUE (mode.go)
+	pair    packetPath // the --inner/--outer pair: AF_XDP or NFQUEUE (backend.go)
 	backend backendChoice
 	ports   [2]api.PortInfo
 	api     *apiServer

@@ -242,7 +242,7 @@ func (s *apiServer) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/rules", admin(s.addRules))
 	mux.HandleFunc("PUT /v1/rules", admin(s.applyRules))
 	mux.HandleFunc("DELETE /v1/rules/{id}", admin(s.deleteRule))
-	s.portRoutes(mux, view, admin) // ports_api.go
+	s.portRoutes(mux, view, admin) // server_ports.go
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no endpoint %s %s", r.Method, r.URL.Path))
 	})
