@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/deepwall/deepwall/bench/refxdp"
-	"github.com/deepwall/deepwall/ctl"
+	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/internal/testnet"
 	"github.com/deepwall/deepwall/rules"
 )
@@ -202,7 +202,7 @@ func (e *sysEnv) counters(tb testing.TB) agentCounters {
 	return countersOf(st)
 }
 
-func countersOf(st ctl.Status) agentCounters {
+func countersOf(st api.Status) agentCounters {
 	return agentCounters{inspected: st.Counters.Inspected, fastAllowed: st.Counters.FastPathAllowed,
 		blocks: st.Counters.Blocks, resets: st.Counters.Resets}
 }

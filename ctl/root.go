@@ -34,7 +34,7 @@ func Main(args []string) int {
 // execute runs one command line with the given output streams; an error
 // is one line on errw, "deepwall: " and the message.
 func execute(ctx context.Context, args []string, out, errw io.Writer) int {
-	root := NewRootCommand()
+	root := newRootCommand()
 	root.SetArgs(args)
 	root.SetOut(out)
 	root.SetErr(errw)
@@ -49,8 +49,9 @@ func execute(ctx context.Context, args []string, out, errw io.Writer) int {
 	return 1
 }
 
-// NewRootCommand builds the deepwall command tree.
-func NewRootCommand() *cobra.Command {
+// newRootCommand builds the deepwall command tree: every command and
+// subcommand is added here.
+func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "deepwall",
 		Short: "Inline deep packet inspection firewall for containers",
@@ -63,13 +64,34 @@ kernel fast path.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	for _, add := range subcommands {
-		root.AddCommand(add())
-	}
+	rules := newRulesCommand()
+	rules.AddCommand(
+		newRulesValidateCommand(),    // cmd_rules.go
+		newRulesDefaultPackCommand(), // cmd_rules.go
+		newRulesListCommand(),        // cmd_rules_set.go
+		newRulesShowCommand(),        // cmd_rules_set.go
+		newRulesAddCommand(),         // cmd_rules_set.go
+		newRulesApplyCommand(),       // cmd_rules_set.go
+		newRulesDeleteCommand(),      // cmd_rules_set.go
+		newRulesExportCommand(),      // cmd_rules_set.go
+		newRulesHistoryCommand(),     // cmd_rules_set.go
+		newRulesImportCRSCommand(),   // cmd_rules_import.go
+		newRulesLearnedCommand(),     // cmd_rules_learned.go
+		newRulesPromoteCommand(),     // cmd_rules_learned.go
+	)
+	root.AddCommand(
+		newRunCommand(),       // cmd_run.go
+		newAuditCommand(),     // cmd_audit.go
+		newStatusCommand(),    // cmd_status.go
+		newFlowsCommand(),     // cmd_flows.go
+		rules,                 // cmd_rules*.go
+		newProtectCommand(),   // cmd_ports.go
+		newUnprotectCommand(), // cmd_ports.go
+		newPortsCommand(),     // cmd_ports.go
+		newLogsCommand(),      // cmd_logs.go
+		newInspectCommand(),   // cmd_inspect.go
+		newDoctorCommand(),    // cmd_doctor.go
+		newDemoHTTPCommand(),  // cmd_demo.go
+	)
 	return root
 }
-
-// subcommands lists the constructors of the top-level commands; each
-// command's file registers itself in an init function so that adding a
-// command touches one file.
-var subcommands []func() *cobra.Command

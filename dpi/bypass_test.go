@@ -7,6 +7,8 @@ import (
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dpi/flow"
 	"github.com/deepwall/deepwall/xdp"
+
+	"github.com/deepwall/deepwall/ctl/eve"
 )
 
 // TestBypass checks the life of a flow the kernel carries after its final
@@ -64,7 +66,7 @@ func TestBypass(t *testing.T) {
 		t.Error("FlowEnded twice")
 	}
 	evs := h.take()
-	if len(evs) != 1 || evs[0].EventType != EventFlow {
+	if len(evs) != 1 || evs[0].EventType != eve.EventFlow {
 		dumpEvents(t, evs)
 		t.Fatalf("events %d", len(evs))
 	}
@@ -102,7 +104,7 @@ func TestParkedLimits(t *testing.T) {
 	}
 	reasons := map[string]int{}
 	for _, ev := range h.take() {
-		if ev.EventType == EventFlow {
+		if ev.EventType == eve.EventFlow {
 			reasons[ev.Flow.Reason]++
 		}
 	}

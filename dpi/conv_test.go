@@ -11,6 +11,8 @@ import (
 	"github.com/deepwall/deepwall/dpi/flow"
 	"github.com/deepwall/deepwall/internal/testnet"
 	"github.com/deepwall/deepwall/rules"
+
+	"github.com/deepwall/deepwall/ctl/eve"
 )
 
 // capture is a sequence of frames with timestamps, built by the
@@ -158,7 +160,7 @@ type harness struct {
 	tb     testing.TB
 	e      *Engine
 	mu     sync.Mutex
-	events []*Event
+	events []*eve.Event
 }
 
 func compileRules(tb testing.TB, yaml string) *rules.Compiled {
@@ -181,7 +183,7 @@ func newHarness(tb testing.TB, c *rules.Compiled, cfg Config) *harness {
 	h := &harness{tb: tb}
 	cfg.Rules = c
 	if cfg.Emit == nil {
-		cfg.Emit = func(ev *Event) {
+		cfg.Emit = func(ev *eve.Event) {
 			h.mu.Lock()
 			h.events = append(h.events, ev)
 			h.mu.Unlock()
@@ -218,7 +220,7 @@ func (h *harness) run(c *capture) []dataplane.Verdict {
 }
 
 // take returns and forgets the recorded events.
-func (h *harness) take() []*Event {
+func (h *harness) take() []*eve.Event {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	ev := h.events
@@ -227,10 +229,10 @@ func (h *harness) take() []*Event {
 }
 
 // alerts returns the alert events' signature ids and actions.
-func alerts(evs []*Event) []string {
+func alerts(evs []*eve.Event) []string {
 	var out []string
 	for _, ev := range evs {
-		if ev.EventType == EventAlert {
+		if ev.EventType == eve.EventAlert {
 			out = append(out, ev.Alert.Action+":"+itoa(ev.Alert.SignatureID))
 		}
 	}
@@ -242,7 +244,7 @@ func itoa(n uint32) string {
 	return string(b)
 }
 
-func dumpEvents(tb testing.TB, evs []*Event) {
+func dumpEvents(tb testing.TB, evs []*eve.Event) {
 	tb.Helper()
 	for _, ev := range evs {
 		b, _ := json.Marshal(ev)

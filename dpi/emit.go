@@ -12,6 +12,8 @@ import (
 	"github.com/deepwall/deepwall/dpi/proto/tls"
 	"github.com/deepwall/deepwall/rules"
 	"github.com/deepwall/deepwall/xdp"
+
+	"github.com/deepwall/deepwall/ctl/eve"
 )
 
 // dropReason classes share a rate limit for their events.
@@ -66,7 +68,7 @@ func (w *worker) dropStray(r dropReason, reason string, fr *dataplane.Frame) dat
 	w.countDrop(reason)
 	if w.dropAllowed(r) {
 		p := &w.pkt
-		ev := &Event{Timestamp: EveTime(w.e.wall(w.now)), EventType: EventDrop, Drop: &Drop{Reason: reason, Len: len(fr.Data)}}
+		ev := &eve.Event{Timestamp: eve.EveTime(w.e.wall(w.now)), EventType: eve.EventDrop, Drop: &eve.Drop{Reason: reason, Len: len(fr.Data)}}
 		if p.IPVersion != 0 {
 			ev.SrcIP = netip.AddrFrom16(p.Src).Unmap().String()
 			ev.DestIP = netip.AddrFrom16(p.Dst).Unmap().String()
@@ -89,8 +91,8 @@ func (w *worker) dropOnce(r dropReason, reason string, fr *dataplane.Frame) {
 	if !w.dropAllowed(r) {
 		return
 	}
-	ev := w.newEvent(EventDrop, w.cdir)
-	ev.Drop = &Drop{Reason: reason, Len: len(fr.Data)}
+	ev := w.newEvent(eve.EventDrop, w.cdir)
+	ev.Drop = &eve.Drop{Reason: reason, Len: len(fr.Data)}
 	w.emit(ev)
 }
 
@@ -110,8 +112,8 @@ func (w *worker) aclBlocked(f *flow.Flow[flowState], d flow.Dir, id uint32, fr *
 		}
 	}
 	if rule == nil {
-		ev := w.newEvent(EventDrop, d)
-		ev.Drop = &Drop{Reason: "acl_default", Len: len(fr.Data)}
+		ev := w.newEvent(eve.EventDrop, d)
+		ev.Drop = &eve.Drop{Reason: "acl_default", Len: len(fr.Data)}
 		w.emit(ev)
 		return
 	}
@@ -120,14 +122,14 @@ func (w *worker) aclBlocked(f *flow.Flow[flowState], d flow.Dir, id uint32, fr *
 
 // newEvent starts an event about the current flow, with the addresses
 // of a frame in direction d.
-func (w *worker) newEvent(typ EventType, d flow.Dir) *Event {
+func (w *worker) newEvent(typ eve.EventType, d flow.Dir) *eve.Event {
 	f, st := w.cur, w.cst
 	src, dst := f.Client(), f.Server()
 	if d == flow.ToClient {
 		src, dst = dst, src
 	}
-	ev := &Event{
-		Timestamp: EveTime(w.e.wall(w.now)), FlowID: st.fid, EventType: typ,
+	ev := &eve.Event{
+		Timestamp: eve.EveTime(w.e.wall(w.now)), FlowID: st.fid, EventType: typ,
 		SrcIP: src.Addr().String(), SrcPort: src.Port(), DestIP: dst.Addr().String(), DestPort: dst.Port(),
 		Proto: xdp.ProtoName(f.Key.Proto), Direction: d.String(),
 	}
@@ -159,8 +161,8 @@ func signature(r *rules.Rule) string {
 // emitAlertRule emits an alert for rule r on the current flow; ph, when
 // not nil, is the hit (field, matched text, scope).
 func (w *worker) emitAlertRule(r *rules.Rule, d flow.Dir, ph *pendHit, action string) {
-	ev := w.newEvent(EventAlert, d)
-	a := &Alert{Action: action, GID: 1, SignatureID: r.ID, Signature: signature(r), Category: r.Category, Severity: eveSeverity(r.Severity)}
+	ev := w.newEvent(eve.EventAlert, d)
+	a := &eve.Alert{Action: action, GID: 1, SignatureID: r.ID, Signature: signature(r), Category: r.Category, Severity: eveSeverity(r.Severity)}
 	ev.Alert = a
 	var sc *scope
 	if ph != nil {
@@ -200,7 +202,7 @@ func (w *worker) emitAlertRule(r *rules.Rule, d flow.Dir, ph *pendHit, action st
 // addSections adds the protocol sections of the hit's scope: the HTTP
 // transaction, the TLS hello, the DNS message, the SSH banners. Fields a
 // DLP rule matched in are masked.
-func (w *worker) addSections(ev *Event, sc *scope) {
+func (w *worker) addSections(ev *eve.Event, sc *scope) {
 	ctx := w.cctx
 	var mask uint8
 	if sc != nil {
@@ -211,7 +213,7 @@ func (w *worker) addSections(ev *Event, sc *scope) {
 	}
 	if sc != nil && sc.txn != nil && sc.txn.live {
 		t := sc.txn
-		h := &HTTPInfo{Hostname: string(t.host), URL: string(t.url), Method: string(t.method), UserAgent: string(t.ua), Status: t.status}
+		h := &eve.HTTPInfo{Hostname: string(t.host), URL: string(t.url), Method: string(t.method), UserAgent: string(t.ua), Status: t.status}
 		if mask&maskHost != 0 && h.Hostname != "" {
 			h.Hostname = Mask(t.host)
 		}
@@ -236,7 +238,7 @@ func (w *worker) addSections(ev *Event, sc *scope) {
 	switch w.cst.app {
 	case proto.TLS:
 		if ctx.helloSeen {
-			ti := &TLSInfo{SNI: string(ctx.sni)}
+			ti := &eve.TLSInfo{SNI: string(ctx.sni)}
 			if ctx.tlsVersion != 0 {
 				ti.Version = tls.VersionName(ctx.tlsVersion)
 			}
@@ -246,10 +248,10 @@ func (w *worker) addSections(ev *Event, sc *scope) {
 			ev.TLS = ti
 		}
 	case proto.SSH:
-		si := &SSHInfo{}
-		for d, h := range []**SSHHost{&si.Client, &si.Server} {
+		si := &eve.SSHInfo{}
+		for d, h := range []**eve.SSHHost{&si.Client, &si.Server} {
 			if len(ctx.sshSW[d]) > 0 || len(ctx.sshProto[d]) > 0 {
-				*h = &SSHHost{ProtoVersion: string(ctx.sshProto[d]), SoftwareVersion: string(ctx.sshSW[d])}
+				*h = &eve.SSHHost{ProtoVersion: string(ctx.sshProto[d]), SoftwareVersion: string(ctx.sshSW[d])}
 			}
 		}
 		if si.Client != nil || si.Server != nil {
@@ -257,7 +259,7 @@ func (w *worker) addSections(ev *Event, sc *scope) {
 		}
 	}
 	if sc != nil && sc.dns != nil && len(sc.dns.rrname) > 0 {
-		di := &DNSInfo{Type: "answer", RRName: string(sc.dns.rrname), RRType: dns.TypeName(sc.dns.rrtype)}
+		di := &eve.DNSInfo{Type: "answer", RRName: string(sc.dns.rrname), RRType: dns.TypeName(sc.dns.rrtype)}
 		if sc.dns.query {
 			di.Type = "query"
 		}
@@ -274,13 +276,13 @@ func (w *worker) emitFlow(key *xdp.FlowKey, pk *parked, state, reason string, en
 	if pk.client == xdp.FromHi {
 		client, server = server, client
 	}
-	ev := &Event{
-		Timestamp: EveTime(w.e.wall(end)), FlowID: pk.fid, EventType: EventFlow,
+	ev := &eve.Event{
+		Timestamp: eve.EveTime(w.e.wall(end)), FlowID: pk.fid, EventType: eve.EventFlow,
 		SrcIP: client.Addr().String(), SrcPort: client.Port(), DestIP: server.Addr().String(), DestPort: server.Port(),
 		Proto: xdp.ProtoName(key.Proto),
-		Flow: &FlowStats{
+		Flow: &eve.FlowStats{
 			PktsToServer: pk.pkts[0], PktsToClient: pk.pkts[1], BytesToServer: pk.bytes[0], BytesToClient: pk.bytes[1],
-			Start: EveTime(w.e.wall(pk.start)), End: EveTime(w.e.wall(end)), Age: max(0, (end-pk.start)/1e9),
+			Start: eve.EveTime(w.e.wall(pk.start)), End: eve.EveTime(w.e.wall(end)), Age: max(0, (end-pk.start)/1e9),
 			State: state, Reason: reason, Alerted: pk.flags&fAlerted != 0, Action: verdictName(pk.final),
 			Bypassed: pk.final == finalAllow,
 		},
@@ -291,7 +293,7 @@ func (w *worker) emitFlow(key *xdp.FlowKey, pk *parked, state, reason string, en
 	w.emit(ev)
 }
 
-func (w *worker) emit(ev *Event) {
+func (w *worker) emit(ev *eve.Event) {
 	w.st.events++
 	if w.e.cfg.Emit != nil {
 		w.e.cfg.Emit(ev)

@@ -17,6 +17,8 @@ import (
 	"github.com/deepwall/deepwall/dpi/reasm"
 	"github.com/deepwall/deepwall/rules"
 	"github.com/deepwall/deepwall/xdp"
+
+	"github.com/deepwall/deepwall/ctl/eve"
 )
 
 // Limits and defaults of the engine.
@@ -67,7 +69,7 @@ type Config struct {
 	// Emit receives every event. It is called from the workers,
 	// concurrently for distinct workers, and the event is the receiver's
 	// (the engine never touches it again). Nil discards events.
-	Emit func(*Event)
+	Emit func(*eve.Event)
 	// Offline: frame timestamps are wall-clock nanoseconds since the Unix
 	// epoch (pcap time) and events carry them, in UTC. Otherwise frame
 	// timestamps are CLOCK_MONOTONIC nanoseconds, as the dataplane gives

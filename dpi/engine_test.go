@@ -8,6 +8,8 @@ import (
 
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dpi/flow"
+
+	"github.com/deepwall/deepwall/ctl/eve"
 )
 
 const (
@@ -25,7 +27,7 @@ type outcome struct {
 	drops   int      // frames dropped
 }
 
-func run(t *testing.T, rulesYAML string, build func(c *capture)) (outcome, []*Event, *harness) {
+func run(t *testing.T, rulesYAML string, build func(c *capture)) (outcome, []*eve.Event, *harness) {
 	t.Helper()
 	h := newHarness(t, compileRules(t, rulesYAML), Config{})
 	c := newCapture(t)
@@ -131,7 +133,7 @@ func TestFields(t *testing.T) {
 				t.Errorf("alerts %v blocked %v, want %v %v", o.alerts, o.blocked, tc.alerts, tc.block)
 			}
 			for _, ev := range evs {
-				if ev.EventType == EventAlert && (ev.Alert.Field == "" || ev.FlowID == 0) {
+				if ev.EventType == eve.EventAlert && (ev.Alert.Field == "" || ev.FlowID == 0) {
 					t.Errorf("alert without field or flow id: %+v", ev.Alert)
 				}
 			}
@@ -233,10 +235,10 @@ func TestDLPMasking(t *testing.T) {
 				t.Errorf("event leaks %q: %s", secret, b)
 			}
 		}
-		if ev.EventType == EventAlert && ev.Alert.SignatureID == 5001 && ev.Alert.Matched != "4111********1111" {
+		if ev.EventType == eve.EventAlert && ev.Alert.SignatureID == 5001 && ev.Alert.Matched != "4111********1111" {
 			t.Errorf("card masked as %q", ev.Alert.Matched)
 		}
-		if ev.EventType == EventAlert && ev.HTTP != nil && !strings.HasPrefix(ev.HTTP.URL, "/cb?") {
+		if ev.EventType == eve.EventAlert && ev.HTTP != nil && !strings.HasPrefix(ev.HTTP.URL, "/cb?") {
 			t.Errorf("url %q: the path should stay readable", ev.HTTP.URL)
 		}
 	}
@@ -363,9 +365,9 @@ func TestEventSections(t *testing.T) {
 		s := c.tcp("198.18.0.1:40002", "198.18.1.1:22").handshake()
 		s.send(flow.ToClient, "SSH-2.0-OpenSSH_9.6\r\n").send(flow.ToServer, "SSH-2.0-evil_1\r\n")
 	})
-	got := map[uint32]*Event{}
+	got := map[uint32]*eve.Event{}
 	for _, ev := range evs {
-		if ev.EventType == EventAlert {
+		if ev.EventType == eve.EventAlert {
 			got[ev.Alert.SignatureID] = ev
 		}
 	}

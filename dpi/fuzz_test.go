@@ -8,6 +8,8 @@ import (
 
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/internal/testnet"
+
+	"github.com/deepwall/deepwall/ctl/eve"
 )
 
 // fuzzRules cover every field, a validator, a prefilter-confirmed
@@ -67,7 +69,7 @@ func FuzzEngine(f *testing.F) {
 			// One engine for the whole run (compiling per input would
 			// dominate); events are built and discarded.
 			fuzzEngine.e, fuzzEngine.err = New(Config{Rules: compileRules(t, fuzzRules), Offline: true, Depth: 4096,
-				Emit: func(ev *Event) {
+				Emit: func(ev *eve.Event) {
 					if _, err := json.Marshal(ev); err != nil {
 						panic(err)
 					}

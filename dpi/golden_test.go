@@ -13,6 +13,8 @@ import (
 	"github.com/deepwall/deepwall/dpi/flow"
 	"github.com/deepwall/deepwall/dpi/pcapio"
 	"github.com/deepwall/deepwall/internal/ruletest"
+
+	"github.com/deepwall/deepwall/ctl/eve"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -133,7 +135,7 @@ func TestGolden(t *testing.T) {
 
 			var out bytes.Buffer
 			enc := json.NewEncoder(&out)
-			e, err := New(Config{Rules: ruletest.DefaultPack(t), Offline: true, Emit: func(ev *Event) { _ = enc.Encode(ev) }})
+			e, err := New(Config{Rules: ruletest.DefaultPack(t), Offline: true, Emit: func(ev *eve.Event) { _ = enc.Encode(ev) }})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -10,6 +10,8 @@ import (
 	"github.com/deepwall/deepwall/dpi/proto/tls"
 	"github.com/deepwall/deepwall/internal/ascii"
 	"github.com/deepwall/deepwall/rules"
+
+	"github.com/deepwall/deepwall/ctl/eve"
 )
 
 // onData receives the in-order bytes of direction d of the current TCP
@@ -266,8 +268,8 @@ func (w *worker) dropProto(reason string, d proto.Dir) {
 		return
 	}
 	st.dropEv |= 1 << dropProtocol
-	ev := w.newEvent(EventDrop, flow.Dir(d))
-	ev.Drop = &Drop{Reason: reason, Len: len(w.pkt.Payload)}
+	ev := w.newEvent(eve.EventDrop, flow.Dir(d))
+	ev.Drop = &eve.Drop{Reason: reason, Len: len(w.pkt.Payload)}
 	if w.cctx != nil && w.cctx.reqSeq >= 0 {
 		w.addSections(ev, &w.cctx.txnOf(w.cctx.reqSeq).scope)
 	}

@@ -9,6 +9,8 @@ import (
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dpi/flow"
 	"github.com/deepwall/deepwall/internal/testnet"
+
+	"github.com/deepwall/deepwall/ctl/eve"
 )
 
 // TestTCPEvasion checks reordering, overlaps and retransmissions.
@@ -86,7 +88,7 @@ func TestTCPEvasion(t *testing.T) {
 				t.Errorf("drops %v, want %v", drops, tc.drops)
 			}
 			for _, ev := range evs {
-				if ev.EventType == EventDrop && (ev.FlowID == 0 || ev.Drop.Reason == "") {
+				if ev.EventType == eve.EventDrop && (ev.FlowID == 0 || ev.Drop.Reason == "") {
 					t.Errorf("drop event %+v", ev)
 				}
 			}
@@ -123,7 +125,7 @@ func TestStrayDrops(t *testing.T) {
 	}
 	n := map[string]int{}
 	for _, ev := range h.take() {
-		if ev.EventType == EventDrop {
+		if ev.EventType == eve.EventDrop {
 			n[ev.Drop.Reason]++
 		}
 	}
@@ -167,7 +169,7 @@ func TestFlowEvents(t *testing.T) {
 	}
 	h.e.Tick(last + 11e9) // past the linger time
 	evs := h.take()
-	if len(evs) != 1 || evs[0].EventType != EventFlow {
+	if len(evs) != 1 || evs[0].EventType != eve.EventFlow {
 		dumpEvents(t, evs)
 		t.Fatalf("%d events", len(evs))
 	}
@@ -188,7 +190,7 @@ func TestProtocolViolation(t *testing.T) {
 	rules := "rules:\n" + block("1", "http.uri", "attack")
 	smuggle := "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello"
 	o, evs, h := run(t, rules, httpConv(smuggle, ""))
-	if !o.blocked || len(evs) != 1 || evs[0].EventType != EventDrop || evs[0].Drop.Reason != "http.content_length_conflict" || evs[0].HTTP != nil && evs[0].HTTP.URL != "/" {
+	if !o.blocked || len(evs) != 1 || evs[0].EventType != eve.EventDrop || evs[0].Drop.Reason != "http.content_length_conflict" || evs[0].HTTP != nil && evs[0].HTTP.URL != "/" {
 		dumpEvents(t, evs)
 		t.Errorf("smuggling: %+v", o)
 	}

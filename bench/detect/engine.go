@@ -11,6 +11,7 @@ import (
 
 	coreruleset "github.com/corazawaf/coraza-coreruleset/v4"
 
+	"github.com/deepwall/deepwall/ctl/eve"
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dpi"
 	"github.com/deepwall/deepwall/internal/testnet"
@@ -88,7 +89,7 @@ func detectionBlocks(set *rules.Set) map[uint32]bool {
 type offline struct {
 	name   string
 	e      *dpi.Engine
-	events []*dpi.Event
+	events []*eve.Event
 	port   uint16
 	now    int64
 	n      int
@@ -102,7 +103,7 @@ func newOffline(name string, set *rules.Set) (*offline, error) {
 		return nil, fmt.Errorf("compile %s: %w", name, err)
 	}
 	o := &offline{name: name, port: 20000, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano(), blocks: detectionBlocks(set)}
-	o.e, err = dpi.New(dpi.Config{Rules: c, Offline: true, ScoreEvents: true, Emit: func(ev *dpi.Event) { o.events = append(o.events, ev) }})
+	o.e, err = dpi.New(dpi.Config{Rules: c, Offline: true, ScoreEvents: true, Emit: func(ev *eve.Event) { o.events = append(o.events, ev) }})
 	if err != nil {
 		c.Close()
 		return nil, err
@@ -181,7 +182,7 @@ func (o *offline) Run(req []byte) outcome {
 // outcomeOf is the outcome of one request from the engine's events for
 // its flow: the rules their alerts name, and blocked when the flow was
 // dropped or an alert says so.
-func outcomeOf(evs []*dpi.Event, blocked bool, blocks map[uint32]bool) outcome {
+func outcomeOf(evs []*eve.Event, blocked bool, blocks map[uint32]bool) outcome {
 	out := outcome{IDs: map[uint32]bool{}, Blocked: blocked}
 	for _, ev := range evs {
 		if ev.Alert == nil {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deepwall/deepwall/ctl/eve"
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dpi"
 	"github.com/deepwall/deepwall/internal/testnet"
@@ -32,14 +33,14 @@ type liveRunner struct {
 	t      *testing.T
 	topo   *testnet.Topology
 	mu     sync.Mutex
-	events map[uint16][]*dpi.Event // by client port
+	events map[uint16][]*eve.Event // by client port
 	blocks map[uint32]bool         // threshold rules that only alert (detectionOnly)
 }
 
 func (l *liveRunner) Name() string { return "deepwall-crs-pl1-live" }
 func (l *liveRunner) Close() error { return nil }
 
-func (l *liveRunner) emit(ev *dpi.Event) {
+func (l *liveRunner) emit(ev *eve.Event) {
 	port := ev.SrcPort
 	if port == 80 {
 		port = ev.DestPort
@@ -125,7 +126,7 @@ func TestPrivilegedDetectLive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	live := &liveRunner{t: t, topo: topo, events: map[uint16][]*dpi.Event{}, blocks: detectionBlocks(set)}
+	live := &liveRunner{t: t, topo: topo, events: map[uint16][]*eve.Event{}, blocks: detectionBlocks(set)}
 	e, err := dpi.New(dpi.Config{Workers: 1, Rules: c, Emit: live.emit, KernelACL: true, Bypass: true, ScoreEvents: true})
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,101 @@
+package agent
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metricsCollector exports the agent's counters to Prometheus. It reads
+// one snapshot per scrape: the packet path carries no Prometheus code.
+type metricsCollector struct {
+	a *Agent
+
+	packets, bytes, verdicts, frames, ruleHits, drops *prometheus.Desc
+	queueDepth, latency, events, rotations            *prometheus.Desc
+	rulesVersion, flows, uptime                       *prometheus.Desc
+}
+
+func newMetricsCollector(a *Agent) *metricsCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("deepwall_"+name, help, labels, nil)
+	}
+	return &metricsCollector{
+		a:            a,
+		packets:      d("packets_total", "Packets by path: fast_allow and fast_drop (kernel fast path), user (sent to AF_XDP for inspection), fail_open, fail_closed, non_ip, acl_drop.", "path"),
+		bytes:        d("bytes_total", "Bytes by path: fast (kernel fast path, whole frames) and user (inspected in user space).", "path"),
+		verdicts:     d("verdicts_total", "Layer-7 verdicts: alert (a rule alerted) and block (a rule blocked the flow).", "verdict"),
+		frames:       d("frames_judged_total", "Frames judged in user space, by action (forward, drop).", "action"),
+		ruleHits:     d("rule_hits_total", "Logged hits per rule.", "rule_id"),
+		drops:        d("drops_total", "Dropped packets by reason.", "reason"),
+		queueDepth:   d("worker_queue_depth", "Batches waiting for each inspection worker.", "worker"),
+		latency:      d("inspection_latency_seconds", "Time the DPI engine spends on one frame (one frame in 16 is timed)."),
+		events:       d("events_total", "Verdict log events: written, or dropped because the writer fell behind.", "state"),
+		rotations:    d("event_log_rotations_total", "Verdict log rotations."),
+		rulesVersion: d("rules_version", "Version number of the running rule set."),
+		flows:        d("flows", "Flows the DPI engine tracks."),
+		uptime:       d("uptime_seconds", "Seconds since the agent started."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (m *metricsCollector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(m, ch) }
+
+// Collect implements prometheus.Collector.
+func (m *metricsCollector) Collect(ch chan<- prometheus.Metric) {
+	s := m.a.snapshot()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	k := s.kernel
+	counter(m.packets, k.FastAllow, "fast_allow")
+	counter(m.packets, k.FastDrop, "fast_drop")
+	counter(m.packets, k.ToUser, "user")
+	counter(m.packets, k.FailOpen, "fail_open")
+	counter(m.packets, k.FailClosed, "fail_closed")
+	counter(m.packets, k.NonIP, "non_ip")
+	counter(m.packets, k.ACLDrop, "acl_drop")
+	counter(m.bytes, s.fast, "fast")
+	counter(m.bytes, s.engine.Bytes, "user")
+	counter(m.verdicts, s.engine.Alerts, "alert")
+	counter(m.verdicts, s.engine.Blocks, "block")
+	var fwd, drop uint64
+	for i, w := range s.pair.Workers {
+		fwd += w.Forwarded
+		drop += w.Dropped
+		gauge(m.queueDepth, float64(w.QueueDepth), strconv.Itoa(i))
+	}
+	counter(m.frames, fwd, "forward")
+	counter(m.frames, drop, "drop")
+	for id, n := range s.engine.Signatures {
+		counter(m.ruleHits, n, strconv.FormatUint(uint64(id), 10))
+	}
+	for reason, n := range s.drops() {
+		counter(m.drops, n, reason)
+	}
+	ch <- prometheus.MustNewConstHistogram(m.latency, s.latency.n, s.latency.sum.Seconds(), s.latency.cumulative())
+	counter(m.events, s.events.Written, "written")
+	counter(m.events, s.events.Dropped, "dropped")
+	counter(m.rotations, s.events.Rotations)
+	if st := m.a.rules.current(); st != nil {
+		gauge(m.rulesVersion, float64(st.version.Number))
+	}
+	gauge(m.flows, float64(s.engine.Flows))
+	gauge(m.uptime, time.Since(m.a.started).Seconds())
+}
+
+// newMetricsServer serves /metrics from the agent's own registry (no Go
+// runtime or process collectors: what is exported is deepwall's).
+func newMetricsServer(a *Agent) *http.Server {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newMetricsCollector(a))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: time.Minute}
+}

@@ -1,0 +1,839 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netns"
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
+
+	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/ctl/audit"
+	"github.com/deepwall/deepwall/ctl/eve"
+	"github.com/deepwall/deepwall/ctl/resolve"
+	"github.com/deepwall/deepwall/dataplane"
+	"github.com/deepwall/deepwall/dataplane/nfq"
+	"github.com/deepwall/deepwall/dataplane/probe"
+	"github.com/deepwall/deepwall/dataplane/wire"
+	"github.com/deepwall/deepwall/rules"
+	"github.com/deepwall/deepwall/xdp"
+	"log/slog"
+)
+
+// Protected containers.
+const (
+	// portsDB is the store of the protected set and the learned flows, in
+	// the state dir (beside rules.db, which admits no foreign buckets).
+	portsDB = "ports.db"
+	// maxProtected bounds the protected set.
+	maxProtected = 256
+	// watchInterval paces the check for vanished containers and changed
+	// addresses.
+	watchInterval = time.Second
+	// maxPortRecord bounds one stored protected container (a record
+	// holding wire's limits of routes and neighbours is about 1 MiB).
+	maxPortRecord = 4 << 20
+)
+
+var (
+	bucketPorts   = []byte("ports")
+	bucketLearned = []byte("learned")
+)
+
+// Errors of protect and unprotect.
+var (
+	// errNotProtected: no protected container by that name.
+	errNotProtected = errors.New("not protected")
+	// errProtected: the container is protected already (under another name).
+	errProtected = errors.New("already protected")
+)
+
+// portRecord is what the store keeps of a protected container.
+type portRecord struct {
+	Target     resolve.Target `json:"target"`
+	Iface      string         `json:"iface"`
+	Mode       string         `json:"mode"`
+	FailClosed bool           `json:"fail_closed"`
+	Since      time.Time      `json:"since"`
+	Wire       *wire.Record   `json:"wire"`
+}
+
+// protectedPath is a protected container's packet path: the AF_XDP pair
+// (xdpPath), or the NFQUEUE fallback (nfqPath) between the ports of the
+// record's joint bridge.
+type protectedPath interface {
+	packetPath
+	// Close stops the path and leaves it in place (the fail policy
+	// applies until the next agent takes it over).
+	Close() error
+}
+
+// protectedPort is a protected container: its wiring and its pair.
+type protectedPort struct {
+	rec   portRecord
+	pair  protectedPath
+	insp  *modeInspector
+	timed *timedInspector
+	mode  atomic.Value // string
+	addrs atomic.Pointer[[]netip.Addr]
+
+	cancel context.CancelFunc
+	done   chan error // Run's result; nil until started
+}
+
+func (p *protectedPort) name() string { return p.rec.Target.Name }
+
+func (p *protectedPort) protectionMode() string { return p.mode.Load().(string) }
+
+// protectDeps is everything the protector uses of the agent, named here
+// instead of reached through *Agent.
+type protectDeps struct {
+	stateDir string // where ports.db is
+	workers  int
+	bpffs    string // a pair's pins
+	runDir   string // a pair's port records
+	log      *slog.Logger
+	// ns is the ports' namespace, the host side of the containers.
+	ns netns.NsHandle
+	// backend is the agent's dataplane backend: a container protected
+	// under NFQUEUE gets a joint bridge (probe.BackendNFQueue).
+	backend    string
+	inNS       func(func() error) error
+	pinDir     func(inner string) string
+	removePins func(dir string) error
+	// inspector is a new pair's view of the engine: timed (status and
+	// the metrics read its latency) and naming the rules of final drops.
+	inspector func() (*timedInspector, dataplane.Inspector)
+	onFlowEnd func(xdp.FlowKey, xdp.FlowValue, dataplane.EndReason)
+	// kernel applies the running ACL to a protected pair, as its mode wants.
+	kernel *kernelSet
+	// rules is the running set (the mode inspector's ACL check), the
+	// audit log, recompiles for changed addresses and promote's change;
+	// nil in tests that need none of them.
+	rules *ruleManager
+	// emit writes would-block alerts to the verdict log (nil: none).
+	emit func(*eve.Event) bool
+	// engine is what discover polls for live flows (nil: none).
+	engine dpiEngine
+}
+
+// protector keeps the agent's protected containers.
+type protector struct {
+	d        protectDeps
+	log      slogger
+	db       *bolt.DB
+	resolver resolve.Resolver
+
+	mu    sync.Mutex // protect, unprotect, mode changes, clean-up
+	ports map[string]*protectedPort
+	// list is ports as a slice, read without mu by the packet path's
+	// helpers (kernel table, event annotation).
+	list atomic.Pointer[[]*protectedPort]
+	ctx  context.Context // the agent's run context once Run started
+	wg   sync.WaitGroup
+
+	learn *learner
+}
+
+// slogger is the part of *slog.Logger the protector uses.
+type slogger interface {
+	Info(msg string, args ...any)
+	Warn(msg string, args ...any)
+	Error(msg string, args ...any)
+}
+
+func openProtector(d protectDeps) (*protector, error) {
+	db, err := bolt.Open(filepath.Join(d.stateDir, portsDB), 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", filepath.Join(d.stateDir, portsDB), err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketPorts, bucketLearned} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%s: %w", portsDB, err)
+	}
+	p := &protector{d: d, log: d.log, db: db, resolver: resolve.Default, ports: map[string]*protectedPort{}}
+	p.list.Store(&[]*protectedPort{})
+	p.learn = newLearner(p)
+	if err := p.learn.load(); err != nil {
+		d.log.Warn("learned flows not loaded", "error", err)
+	}
+	return p, nil
+}
+
+// publish refreshes the lock-free list; mu held.
+func (p *protector) publish() {
+	l := make([]*protectedPort, 0, len(p.ports))
+	for _, pp := range p.ports {
+		l = append(l, pp)
+	}
+	slices.SortFunc(l, func(a, b *protectedPort) int { return compareStrings(a.name(), b.name()) })
+	p.list.Store(&l)
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// decodePortRecord reads a stored protected container back and checks
+// it before anything acts on it: the file is another run's, and a record
+// names links to delete, a pin directory to remove and a namespace file
+// to open every second.
+func decodePortRecord(key, v []byte) (portRecord, error) {
+	var r portRecord
+	if len(v) > maxPortRecord {
+		return r, fmt.Errorf("%d bytes, at most %d", len(v), maxPortRecord)
+	}
+	if err := json.Unmarshal(v, &r); err != nil {
+		return r, err
+	}
+	switch {
+	case r.Wire == nil:
+		return r, errors.New("no wiring recorded")
+	case !rules.ValidContainerName(r.Target.Name) || string(key) != r.Target.Name:
+		return r, fmt.Errorf("name %.64q under key %.64q", r.Target.Name, key)
+	case !filepath.IsAbs(r.Target.Path) || filepath.Clean(r.Target.Path) != r.Target.Path:
+		return r, fmt.Errorf("namespace path %.128q", r.Target.Path)
+	case !slices.Contains(api.ProtectionModes, r.Mode):
+		return r, fmt.Errorf("mode %.32q", r.Mode)
+	case len(r.Iface) >= unix.IFNAMSIZ || !rules.ValidContainerName(r.Iface) || r.Iface != r.Wire.ContainerIface:
+		return r, fmt.Errorf("interface %.32q", r.Iface)
+	}
+	if err := r.Wire.Validate(); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+func (p *protector) save(rec portRecord) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return p.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPorts).Put([]byte(rec.Target.Name), b) })
+}
+
+func (p *protector) forget(name string) error {
+	return p.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPorts).Delete([]byte(name)) })
+}
+
+// restore takes back the protected set an earlier agent left: pairs of
+// containers still there are adopted (their pins and wiring stay as
+// they are, so their flows never stop); vanished ones are cleaned up.
+func (p *protector) restore() error {
+	var recs []portRecord
+	file := filepath.Join(p.d.stateDir, portsDB)
+	err := p.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketPorts).ForEach(func(k, v []byte) error {
+			r, err := decodePortRecord(k, v)
+			if err == nil && len(recs) >= maxProtected {
+				err = fmt.Errorf("more than %d protected containers", maxProtected)
+			}
+			if err != nil {
+				// Left in place, wiring and all: acting on it could
+				// break what it does not describe.
+				p.log.Error("protected set: invalid record ignored, its container left as it is", "file", file,
+					"key", fmt.Sprintf("%.64q", k), "error", err)
+				return nil
+			}
+			recs = append(recs, r)
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("protected set %s: %w", file, err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, r := range recs {
+		if wire.Gone(p.d.ns, r.Wire) || r.Wire.Stage == wire.StageFound {
+			p.log.Info("protected container gone while no agent ran: cleaning up", "name", r.Target.Name, "inner", r.Wire.Inner.Name)
+			p.cleanupRecord(r)
+			continue
+		}
+		pp := &protectedPort{rec: r}
+		pp.mode.Store(r.Mode)
+		if r.Wire.Joint != nil && r.Wire.Stage == wire.StagePlugged {
+			if err := wire.Cut(p.d.ns, pp.rec.Wire); err != nil {
+				p.log.Error("finish protecting", "name", r.Target.Name, "error", err)
+			}
+			_ = p.save(pp.rec)
+		}
+		if (r.Wire.Joint != nil) != (p.d.backend == probe.BackendNFQueue) {
+			p.log.Warn("protected container keeps the dataplane it was protected with", "name", r.Target.Name,
+				"joint", r.Wire.Joint != nil, "agent_mode", p.d.backend)
+		}
+		if err := p.attach(pp); err != nil {
+			p.log.Error("re-attach protected container", "name", r.Target.Name, "error", err)
+			continue
+		}
+		if r.Wire.Stage == wire.StagePlugged { // the earlier agent stopped halfway
+			if err := wire.Cut(p.d.ns, pp.rec.Wire); err != nil {
+				p.log.Error("finish protecting", "name", r.Target.Name, "error", err)
+			}
+			_ = p.save(pp.rec)
+		}
+		p.ports[r.Target.Name] = pp
+		p.refreshAddrs(pp)
+		p.log.Info("protected container re-attached", "name", r.Target.Name, "inner", r.Wire.Inner.Name,
+			"outer", r.Wire.Outer.Name, "mode", r.Mode)
+	}
+	p.publish()
+	p.addressesChanged()
+	return nil
+}
+
+// cleanupRecord removes what is left of a protected container whose
+// namespace is gone: the pins (detaching from what ports remain) and the
+// new veth pair; then its record.
+func (p *protector) cleanupRecord(r portRecord) {
+	dir := p.d.pinDir(r.Wire.Inner.Name)
+	if _, err := os.Stat(dir); err == nil {
+		if err := p.d.removePins(dir); err != nil {
+			p.log.Warn("remove pins of a vanished container", "name", r.Target.Name, "pin_dir", dir, "error", err)
+			_ = os.RemoveAll(dir)
+		}
+	}
+	if r.Wire.Stage == wire.StageCut && !wire.Gone(p.d.ns, r.Wire) {
+		if err := wire.Uncut(p.d.ns, r.Wire); err != nil {
+			p.log.Warn("uncut", "name", r.Target.Name, "error", err)
+		}
+	}
+	if err := wire.Unplug(p.d.ns, r.Wire); err != nil {
+		p.log.Warn("remove the new veth pair", "name", r.Target.Name, "error", err)
+	}
+	if err := p.forget(r.Target.Name); err != nil {
+		p.log.Warn("forget protected container", "name", r.Target.Name, "error", err)
+	}
+}
+
+// attach opens the pair on the record's ports (adopting pins an earlier
+// agent left) with the current kernel ACL for its mode.
+func (p *protector) attach(pp *protectedPort) error {
+	d := p.d
+	var next dataplane.Inspector
+	pp.timed, next = d.inspector()
+	pp.insp = newModeInspector(p, pp, next)
+	w := pp.rec.Wire
+	aging := dataplane.AgingConfig{OnFlowEnd: d.onFlowEnd}
+	if err := d.inNS(func() error {
+		if w.Joint != nil { // NFQUEUE between the ports of the joint bridge
+			np, err := nfq.Open(nfq.Config{Inner: w.Inner.Name, Outer: w.Outer.Name, Workers: d.workers,
+				FailClosed: pp.rec.FailClosed, Inspector: pp.insp, Logger: d.log, Aging: aging})
+			if err == nil {
+				pp.pair = nfqPath{np}
+			}
+			return err
+		}
+		xp, err := dataplane.OpenPair(dataplane.PairConfig{Inner: w.Inner.Name, Outer: w.Outer.Name,
+			PinDir: d.pinDir(w.Inner.Name), BPFFS: d.bpffs, StateDir: d.runDir,
+			FailClosed: pp.rec.FailClosed, Workers: d.workers, Inspector: pp.insp, Logger: d.log, Aging: aging})
+		if err == nil {
+			pp.pair = xdpPath{xp}
+		}
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := d.kernel.apply(pp); err != nil {
+		_ = d.inNS(pp.pair.Detach)
+		pp.pair = nil
+		return err
+	}
+	return nil
+}
+
+// start runs every pair until ctx is done, and watches the containers.
+func (p *protector) start(ctx context.Context) {
+	p.mu.Lock()
+	p.ctx = ctx
+	for _, pp := range p.ports {
+		p.run(pp)
+	}
+	p.mu.Unlock()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.watch(ctx)
+	}()
+}
+
+// run starts pp's pair if the agent runs; mu held.
+func (p *protector) run(pp *protectedPort) {
+	if p.ctx == nil || pp.done != nil || pp.pair == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(p.ctx)
+	pp.cancel, pp.done = cancel, make(chan error, 1)
+	pair, done := pp.pair, pp.done
+	go func() { done <- pair.Run(ctx) }()
+}
+
+// stop stops pp's pair's loop; mu held.
+func (p *protector) stop(pp *protectedPort) {
+	if pp.done == nil {
+		return
+	}
+	pp.cancel()
+	if err := <-pp.done; err != nil {
+		p.log.Warn("protected pair stopped with an error", "name", pp.name(), "error", err)
+	}
+	pp.done = nil
+}
+
+// watch cleans up containers that vanished and follows address changes.
+func (p *protector) watch(ctx context.Context) {
+	t := time.NewTicker(watchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p.check()
+		p.learn.poll()
+	}
+}
+
+// check is one pass of watch.
+func (p *protector) check() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	changed := false
+	for name, pp := range p.ports {
+		if wire.Gone(p.d.ns, pp.rec.Wire) {
+			p.log.Info("protected container gone: cleaning up", "name", name, "inner", pp.rec.Wire.Inner.Name,
+				"outer", pp.rec.Wire.Outer.Name)
+			p.stop(pp)
+			if err := p.d.inNS(pp.pair.Detach); err != nil {
+				// The container's side cannot be restored: it is gone.
+				p.log.Info("detach from a vanished container", "name", name, "error", err)
+			}
+			pp.pair = nil
+			p.cleanupRecord(pp.rec)
+			delete(p.ports, name)
+			p.audit("cleanup", name, name+": container gone", selfCaller(), nil)
+			changed = true
+			continue
+		}
+		if p.refreshAddrs(pp) {
+			changed = true
+		}
+	}
+	if changed {
+		p.publish()
+		p.addressesChanged()
+	}
+}
+
+// refreshAddrs reads the container's addresses; it reports a change.
+func (p *protector) refreshAddrs(pp *protectedPort) bool {
+	addrs, err := p.containerAddrs(pp)
+	if err != nil {
+		return false
+	}
+	old := pp.addrs.Load()
+	if old != nil && slices.Equal(*old, addrs) {
+		return false
+	}
+	pp.addrs.Store(&addrs)
+	return true
+}
+
+// containerAddrs reads the addresses of the container interface through
+// its namespace file, checking it is still the namespace protected.
+func (p *protector) containerAddrs(pp *protectedPort) ([]netip.Addr, error) {
+	h, err := resolve.OpenNetns(pp.rec.Target.Path)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(h), &st); err != nil || st.Ino != pp.rec.Wire.ContainerNSInode {
+		return nil, fmt.Errorf("%s is not the protected namespace any more", pp.rec.Target.Path)
+	}
+	return wire.Addresses(h, pp.rec.Iface)
+}
+
+// addressesChanged recompiles what resolves container names; mu held.
+func (p *protector) addressesChanged() {
+	if err := p.d.rules.recompileContainers(); err != nil {
+		p.log.Error("recompile rules for changed container addresses", "error", err)
+	}
+}
+
+// Protect puts a container inline, or changes its protection mode.
+func (p *protector) Protect(ctx context.Context, req api.ProtectRequest, who caller) (st api.PortStatus, err error) {
+	if req.Iface == "" {
+		req.Iface = api.DefaultIface
+	}
+	if req.Mode == "" {
+		req.Mode = api.ModeProtect
+	}
+	if !slices.Contains(api.ProtectionModes, req.Mode) {
+		return st, fmt.Errorf("%w: mode %q: want discover, monitor or protect", api.ErrInvalid, req.Mode)
+	}
+	if len(req.Iface) >= unix.IFNAMSIZ || !rules.ValidContainerName(req.Iface) {
+		return st, fmt.Errorf("%w: interface %q", api.ErrInvalid, req.Iface)
+	}
+	if req.Name != "" && !rules.ValidContainerName(req.Name) {
+		return st, fmt.Errorf("%w: name %q: want letters, digits, _ . - (up to 128)", api.ErrInvalid, req.Name)
+	}
+	// A protected container's name is a target too (for mode changes);
+	// otherwise resolve it.
+	t, known := p.byName(req.Target)
+	if !known {
+		t, err = p.resolver.Resolve(ctx, req.Target)
+	}
+	if err != nil {
+		if errors.Is(err, resolve.ErrNoTarget) || errors.Is(err, resolve.ErrAmbiguous) || errors.Is(err, resolve.ErrNotNetns) {
+			err = fmt.Errorf("%w: %w", api.ErrInvalid, err)
+		}
+		return st, err
+	}
+	if req.Name != "" {
+		t.Name = req.Name
+	}
+	if !rules.ValidContainerName(t.Name) { // a netns name may be anything ip netns accepts
+		return st, fmt.Errorf("%w: target %q: name %.64q cannot be used in rules: give a --name", api.ErrInvalid, t.Spec, t.Name)
+	}
+	defer func() {
+		detail := fmt.Sprintf("%s (%s) iface %s mode %s", t.Spec, t.Name, req.Iface, req.Mode)
+		if req.FailClosed {
+			detail += " fail-closed"
+		}
+		op := "protect"
+		if st.Changed == "mode" {
+			op = "mode"
+		}
+		p.audit(op, t.Name, detail, who, err)
+	}()
+
+	cns, err := resolve.OpenNetns(t.Path)
+	if err != nil {
+		return st, fmt.Errorf("%w: target %q: %v", api.ErrInvalid, t.Spec, err)
+	}
+	defer cns.Close()
+	var cst unix.Stat_t
+	if err := unix.Fstat(int(cns), &cst); err != nil {
+		return st, err
+	}
+	if cns.Equal(p.d.ns) {
+		return st, fmt.Errorf("%w: target %q is the agent's own network namespace, not a container's", api.ErrInvalid, t.Spec)
+	}
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for name, pp := range p.ports {
+		if pp.rec.Wire.ContainerNSInode == cst.Ino && pp.rec.Iface == req.Iface || name == t.Name {
+			if name != t.Name || pp.rec.Wire.ContainerNSInode != cst.Ino {
+				return st, fmt.Errorf("%w: %s %s is protected as %s", errProtected, t.Spec, req.Iface, name)
+			}
+			st = p.status(pp)
+			if pp.protectionMode() != req.Mode {
+				if err := p.setMode(pp, req.Mode); err != nil {
+					return st, err
+				}
+				st = p.status(pp)
+				st.Changed = "mode"
+			}
+			return st, nil
+		}
+	}
+	if len(p.ports) >= maxProtected {
+		return st, fmt.Errorf("%w: %d containers protected, at most %d", api.ErrInvalid, len(p.ports), maxProtected)
+	}
+	pp, err := p.protect(t, cns, req)
+	if err != nil {
+		return st, err
+	}
+	st = p.status(pp)
+	st.Changed = "protected"
+	return st, nil
+}
+
+// byName returns the target of the container protected as name.
+func (p *protector) byName(name string) (resolve.Target, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pp, ok := p.ports[name]; ok {
+		return pp.rec.Target, true
+	}
+	return resolve.Target{}, false
+}
+
+// protect wires a new container in; mu held. Any failure puts back what
+// it changed.
+func (p *protector) protect(t resolve.Target, cns netns.NsHandle, req api.ProtectRequest) (_ *protectedPort, err error) {
+	rec, err := wire.Find(p.d.ns, cns, req.Iface)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", api.ErrInvalid, err)
+	}
+	// NFQUEUE inspects in the kernel's forwarding path: the ports are
+	// joined by a bridge of their own (wire.Record.Joined).
+	rec.Joined = p.d.backend == probe.BackendNFQueue
+	pp := &protectedPort{rec: portRecord{Target: t, Iface: req.Iface, Mode: req.Mode, FailClosed: req.FailClosed,
+		Since: time.Now().UTC(), Wire: rec}}
+	pp.mode.Store(req.Mode)
+	if err := wire.Plug(p.d.ns, rec); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err == nil {
+			return
+		}
+		if uerr := wire.Uncut(p.d.ns, rec); uerr != nil {
+			p.log.Error("protect failed; put the wiring back", "error", uerr)
+		}
+		if pp.pair != nil {
+			_ = p.d.inNS(pp.pair.Detach)
+		}
+		if uerr := wire.Unplug(p.d.ns, rec); uerr != nil {
+			p.log.Error("protect failed; remove the new veth pair", "error", uerr)
+		}
+		_ = p.forget(t.Name)
+	}()
+	// Recorded before anything the container uses changes, so that a
+	// crash from here on is finished or undone by the next agent.
+	if err := p.save(pp.rec); err != nil {
+		return nil, fmt.Errorf("store protected container: %w", err)
+	}
+	// XDP attaches first, so that the cut is seamless. NFQUEUE needs
+	// both ports on the joint bridge: cut first (the joint forwards
+	// uninspected until the queue rules are in, milliseconds).
+	if rec.Joint != nil {
+		if err := wire.Cut(p.d.ns, rec); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.attach(pp); err != nil {
+		return nil, err
+	}
+	if rec.Stage != wire.StageCut {
+		if err := wire.Cut(p.d.ns, rec); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.save(pp.rec); err != nil {
+		return nil, fmt.Errorf("store protected container: %w", err)
+	}
+	p.ports[t.Name] = pp
+	p.refreshAddrs(pp)
+	p.publish()
+	p.run(pp)
+	p.addressesChanged()
+	p.log.Info("container protected", "name", t.Name, "target", t.Spec, "inner", rec.Inner.Name, "outer", rec.Outer.Name,
+		"place", rec.Place.Name, "wiring", wiringName(rec), "mode", req.Mode, "fail_closed", req.FailClosed)
+	return pp, nil
+}
+
+// setMode changes a live port's protection mode: the kernel ACL for the
+// mode, then the inspector. Leaving monitor or discover for protect sends
+// the flows they let through back to inspection.
+func (p *protector) setMode(pp *protectedPort, mode string) error {
+	old := pp.protectionMode()
+	pp.mode.Store(mode)
+	if err := p.d.kernel.apply(pp); err != nil {
+		pp.mode.Store(old)
+		_ = p.d.kernel.apply(pp)
+		return err
+	}
+	if mode == api.ModeProtect && pp.pair != nil {
+		n := revokeAllows(pp.pair.Kernel())
+		pp.pair.ForgetVerdicts()
+		p.log.Info("protection mode changed", "name", pp.name(), "from", old, "to", mode, "revoked", n)
+	} else {
+		p.log.Info("protection mode changed", "name", pp.name(), "from", old, "to", mode)
+	}
+	pp.rec.Mode = mode
+	return p.save(pp.rec)
+}
+
+// revokeAllows sends every ALLOW verdict of prog back to inspection.
+func revokeAllows(prog kernelTable) int {
+	if prog == nil {
+		return 0
+	}
+	var keys []xdp.FlowKey
+	_ = prog.Flows(func(k xdp.FlowKey, v xdp.FlowValue) bool {
+		if v.Verdict == xdp.VerdictAllow {
+			keys = append(keys, k)
+		}
+		return true
+	})
+	n := 0
+	for _, k := range keys {
+		if prog.SetFlow(k, xdp.VerdictInspect, 0) == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// Unprotect takes a container out: its wiring is put back exactly.
+func (p *protector) Unprotect(name string, who caller) (st api.PortStatus, err error) {
+	defer func() { p.audit("unprotect", name, name, who, err) }()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pp, ok := p.ports[name]
+	if !ok {
+		pp = p.findByTarget(name)
+	}
+	if pp == nil {
+		return st, fmt.Errorf("%s: %w", name, errNotProtected)
+	}
+	st = p.status(pp)
+	rec := pp.rec.Wire
+	if err := wire.Uncut(p.d.ns, rec); err != nil && !errors.Is(err, wire.ErrGone) {
+		return st, err
+	}
+	_ = p.save(pp.rec)
+	p.stop(pp)
+	if pp.pair != nil {
+		if err := p.d.inNS(pp.pair.Detach); err != nil {
+			p.log.Warn("detach protected pair", "name", name, "error", err)
+		}
+		pp.pair = nil
+	}
+	if err := wire.Unplug(p.d.ns, rec); err != nil {
+		return st, err
+	}
+	delete(p.ports, pp.name())
+	if err := p.forget(pp.name()); err != nil {
+		p.log.Warn("forget protected container", "name", name, "error", err)
+	}
+	p.publish()
+	p.addressesChanged()
+	st.State, st.Changed = "unprotected", "unprotected"
+	p.log.Info("container unprotected", "name", pp.name(), "inner", rec.Inner.Name)
+	return st, nil
+}
+
+// findByTarget finds a port by the target spec it was protected with.
+func (p *protector) findByTarget(spec string) *protectedPort {
+	for _, pp := range p.ports {
+		if pp.rec.Target.Spec == spec {
+			return pp
+		}
+	}
+	return nil
+}
+
+// Ports lists the protected containers.
+func (p *protector) Ports() api.PortList {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := api.PortList{Ports: []api.PortStatus{}}
+	for _, pp := range *p.list.Load() {
+		out.Ports = append(out.Ports, p.status(pp))
+	}
+	return out
+}
+
+func wiringName(r *wire.Record) string {
+	if r.Master != nil {
+		return "bridge " + r.Master.Name
+	}
+	return "routed"
+}
+
+func (p *protector) status(pp *protectedPort) api.PortStatus {
+	r := pp.rec
+	st := api.PortStatus{Name: r.Target.Name, Target: r.Target.Spec, Kind: r.Target.Kind, Iface: r.Iface,
+		Inner: r.Wire.Inner.Name, Outer: r.Wire.Outer.Name, Place: r.Wire.Place.Name, Wiring: wiringName(r.Wire),
+		Mode: pp.protectionMode(), FailClosed: r.FailClosed, Since: r.Since, State: "stopped", Addrs: []string{}}
+	if a := pp.addrs.Load(); a != nil {
+		for _, ad := range *a {
+			st.Addrs = append(st.Addrs, ad.String())
+		}
+	}
+	if pp.done != nil {
+		st.State = "running"
+	}
+	if pp.pair != nil {
+		st.Dataplane = pp.pair.Backend()
+		ps, ks, kerr := pp.pair.Stats()
+		for _, w := range ps.Workers {
+			st.Counters.Inspected += w.Inspected
+			st.Counters.Forwarded += w.Forwarded
+			st.Counters.Dropped += w.Dropped
+		}
+		if kerr == nil {
+			st.Counters.FastAllow, st.Counters.FastDrop = ks.FastAllow, ks.FastDrop
+			st.Counters.ACLDrop, st.Counters.ToUser = ks.ACLDrop, ks.ToUser
+		}
+	}
+	return st
+}
+
+// audit records a protect-set change in the audit log, like rule changes.
+func (p *protector) audit(op, name, detail string, who caller, err error) {
+	if p.d.rules == nil {
+		return
+	}
+	cur := p.d.rules.current()
+	e := audit.Entry{UID: who.UID, GID: who.GID, PID: who.PID, Op: op, Detail: detail, OK: err == nil}
+	if cur != nil {
+		e.FromVersion, e.ToVersion, e.RulesHash = cur.version.Number, cur.version.Number, hexHash(cur.version.Hash)
+	}
+	if err != nil {
+		e.Error = err.Error()
+	}
+	if aerr := p.d.rules.appendAuditLocked(e); aerr != nil {
+		p.log.Error("audit", "op", op, "name", name, "error", aerr)
+	}
+}
+
+// selfCaller is the agent itself, for changes nobody asked for.
+func selfCaller() caller { return caller{UID: os.Getuid(), GID: os.Getgid(), PID: os.Getpid()} }
+
+// close stops the pairs and keeps them attached, with their wiring: the
+// fail policy applies until the next agent adopts them (unprotect takes
+// a container out for good).
+func (p *protector) close() error {
+	p.mu.Lock()
+	var errs []error
+	for _, pp := range p.ports {
+		p.stop(pp)
+		if pp.pair != nil {
+			errs = append(errs, p.d.inNS(pp.pair.Close))
+			pp.pair = nil
+		}
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+	p.learn.flush()
+	errs = append(errs, p.db.Close())
+	return errors.Join(errs...)
+}
+
+// portsOf returns the protected ports without locking (packet path).
+func (p *protector) portsOf() []*protectedPort {
+	if p == nil {
+		return nil
+	}
+	return *p.list.Load()
+}

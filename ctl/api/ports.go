@@ -1,0 +1,102 @@
+package api
+
+import "time"
+
+// Protection modes of a protected container (NeuVector's names). They are
+// not the dataplane mode of `deepwall run` (XDP or NFQUEUE).
+const (
+	// ModeDiscover learns the container's flows into proposed allow rules
+	// and blocks nothing (would-block alerts are logged as in monitor).
+	ModeDiscover = "discover"
+	// ModeMonitor evaluates every rule and logs what it would block
+	// (alert.action "allowed", alert.would_block true) without blocking.
+	ModeMonitor = "monitor"
+	// ModeProtect enforces.
+	ModeProtect = "protect"
+)
+
+// ProtectionModes lists the protection modes.
+var ProtectionModes = []string{ModeDiscover, ModeMonitor, ModeProtect}
+
+// DefaultIface is the container interface a ProtectRequest names when
+// it names none.
+const DefaultIface = "eth0"
+
+// ProtectRequest is the body of POST /v1/ports: protect a container, or
+// change the protection mode of one already protected.
+type ProtectRequest struct {
+	Target     string `json:"target"`
+	Iface      string `json:"iface,omitempty"` // default eth0
+	Mode       string `json:"mode,omitempty"`  // default protect
+	FailClosed bool   `json:"fail_closed,omitempty"`
+	// Name overrides the container's name in rules (container:NAME).
+	Name string `json:"name,omitempty"`
+}
+
+// PortStatus is one protected container.
+type PortStatus struct {
+	Name   string `json:"name"`
+	Target string `json:"target"`
+	Kind   string `json:"kind"`
+	Iface  string `json:"iface"`
+	Inner  string `json:"inner"`
+	Outer  string `json:"outer"`
+	Place  string `json:"place"`
+	Wiring string `json:"wiring"` // "bridge NAME" or "routed"
+	Mode   string `json:"mode"`
+	// Dataplane is the packet path: xdp, or nfqueue (a joint bridge
+	// between the ports, iptables NFQUEUE on it).
+	Dataplane  string    `json:"dataplane,omitempty"`
+	FailClosed bool      `json:"fail_closed"`
+	Addrs      []string  `json:"addrs"`
+	Since      time.Time `json:"since"`
+	State      string    `json:"state"` // running, stopped, gone
+	Counters   PortCount `json:"counters"`
+	// Changed says what a protect call did: "protected", "mode" (changed)
+	// or "" (nothing to do).
+	Changed string `json:"changed,omitempty"`
+}
+
+// PortCount is a protected container's traffic counters.
+type PortCount struct {
+	Inspected uint64 `json:"inspected"`
+	Forwarded uint64 `json:"forwarded"`
+	Dropped   uint64 `json:"dropped"`
+	FastAllow uint64 `json:"fast_path_allowed"`
+	FastDrop  uint64 `json:"fast_path_dropped"`
+	ACLDrop   uint64 `json:"acl_dropped"`
+	ToUser    uint64 `json:"to_user_space"`
+}
+
+// PortList is the answer of GET /v1/ports.
+type PortList struct {
+	Ports []PortStatus `json:"ports"`
+}
+
+// LearnedRule is one flow learned in discover mode, proposed as an allow
+// rule.
+type LearnedRule struct {
+	ID        uint32    `json:"id"` // the rule id promote gives it
+	Container string    `json:"container"`
+	Direction string    `json:"direction"` // "in": the peer connects to the container; "out": the container connects
+	Peer      string    `json:"peer"`
+	Proto     string    `json:"proto"`
+	Port      uint16    `json:"port"` // server port
+	App       string    `json:"app,omitempty"`
+	Flows     uint64    `json:"flows"`
+	First     time.Time `json:"first"`
+	Last      time.Time `json:"last"`
+	Promoted  bool      `json:"promoted"`
+}
+
+// LearnedList is the answer of GET /v1/rules/learned.
+type LearnedList struct {
+	Rules []LearnedRule `json:"rules"`
+}
+
+// PromoteRequest is the body of POST /v1/rules/promote.
+type PromoteRequest struct {
+	IDs     []uint32 `json:"ids,omitempty"`
+	All     bool     `json:"all,omitempty"`
+	Comment string   `json:"comment,omitempty"`
+}

@@ -1,0 +1,151 @@
+package ctl
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/spf13/cobra"
+)
+
+func newProtectCommand() *cobra.Command {
+	var sock, out string
+	var req api.ProtectRequest
+	cmd := &cobra.Command{
+		Use:   "protect TARGET",
+		Short: "Put deepwall inline in front of a running container",
+		Long: `protect puts the running agent in front of a container without restarting it
+or changing its address. TARGET is a network namespace name (ip netns), a
+namespace path (/proc/PID/ns/net, /var/run/netns/NAME), a PID, or a Docker or
+containerd container id or name (docker:NAME, containerd:[NAMESPACE/]ID, or
+bare, Docker first).
+
+The host side of the container's veth becomes deepwall's inner port; a new
+veth pair dwo<N>/dwp<N> is created and dwp<N> takes the old veth's place: on
+the same bridge with the same port settings, or with its routes, neighbour
+entries, addresses and sysctls (routed setups such as Calico). The container
+keeps eth0, its MAC and its IP; established connections survive. An agent in
+NFQUEUE mode (no XDP) also joins the two ports with a bridge dwb<N> and
+queues what crosses it.
+
+--mode: protect (enforce, default), monitor (evaluate every rule, log what
+would be blocked, block nothing) or discover (learn the container's flows
+into proposed allow rules, block nothing). On a container already protected
+(TARGET may then be its protected name), protect --mode changes its mode
+without dropping traffic.`,
+		Example: `  deepwall protect web
+  deepwall protect docker:shop-db --mode monitor
+  deepwall protect /proc/4242/ns/net --iface eth1 --name api --fail-closed
+  deepwall protect web --mode protect      # change the mode of a protected container`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			req.Target = args[0]
+			var st api.PortStatus
+			if err := api.NewClient(sock).Do(cmd.Context(), http.MethodPost, "/v1/ports", nil, &req, &st); err != nil {
+				return err
+			}
+			if out == "json" {
+				return printJSON(cmd.OutOrStdout(), st)
+			}
+			w := cmd.OutOrStdout()
+			switch st.Changed {
+			case "protected":
+				fmt.Fprintf(w, "protected %s (%s): %s inner %s, outer %s, %s in its place (%s); mode %s\n",
+					st.Name, st.Target, st.Iface, st.Inner, st.Outer, st.Place, st.Wiring, st.Mode)
+			case "mode":
+				fmt.Fprintf(w, "%s: mode %s\n", st.Name, st.Mode)
+			default:
+				fmt.Fprintf(w, "%s: already protected, mode %s\n", st.Name, st.Mode)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&req.Iface, "iface", api.DefaultIface, "the container's interface")
+	f.StringVar(&req.Mode, "mode", api.ModeProtect, "protection mode: discover, monitor or protect")
+	f.BoolVar(&req.FailClosed, "fail-closed", false, "while no agent runs, drop the container's uninspected traffic")
+	f.StringVar(&req.Name, "name", "", "the container's name in rules (container:NAME); default from the target")
+	socketFlag(cmd, &sock)
+	outputFlag(cmd, &out)
+	return cmd
+}
+
+func newUnprotectCommand() *cobra.Command {
+	var sock, out string
+	cmd := &cobra.Command{
+		Use:   "unprotect NAME|TARGET",
+		Short: "Take deepwall out from in front of a container",
+		Long: `unprotect puts the container's wiring back exactly as it was (bridge port and
+its settings, routes, neighbour entries, addresses), detaches deepwall and
+removes the veth pair it added.`,
+		Example: `  deepwall unprotect web`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			var st api.PortStatus
+			if err := api.NewClient(sock).Do(cmd.Context(), http.MethodDelete, "/v1/ports/"+url.PathEscape(args[0]), nil, nil, &st); err != nil {
+				return err
+			}
+			if out == "json" {
+				return printJSON(cmd.OutOrStdout(), st)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "unprotected %s: %s back in place, %s and %s removed\n", st.Name, st.Inner, st.Outer, st.Place)
+			return nil
+		},
+	}
+	socketFlag(cmd, &sock)
+	outputFlag(cmd, &out)
+	return cmd
+}
+
+func newPortsCommand() *cobra.Command {
+	var sock, out string
+	cmd := &cobra.Command{
+		Use:     "ports",
+		Short:   "List the protected containers",
+		Example: `  deepwall ports -o json`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			var list api.PortList
+			if err := api.NewClient(sock).Do(cmd.Context(), http.MethodGet, "/v1/ports", nil, nil, &list); err != nil {
+				return err
+			}
+			if out == "json" {
+				return printJSON(cmd.OutOrStdout(), list)
+			}
+			printPorts(cmd.OutOrStdout(), list)
+			return nil
+		},
+	}
+	socketFlag(cmd, &sock)
+	outputFlag(cmd, &out)
+	return cmd
+}
+
+func printPorts(w io.Writer, list api.PortList) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tTARGET\tADDRS\tINNER\tOUTER\tWIRING\tMODE\tFAIL\tSTATE\tINSPECTED\tFAST ALLOW/DROP\tACL DROP\tSINCE")
+	for _, p := range list.Ports {
+		fail := "open"
+		if p.FailClosed {
+			fail = "closed"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d/%d\t%d\t%s\n", p.Name, p.Target, strings.Join(p.Addrs, ","),
+			p.Inner, p.Outer, p.Wiring, p.Mode, fail, p.State, p.Counters.Inspected, p.Counters.FastAllow, p.Counters.FastDrop,
+			p.Counters.ACLDrop, p.Since.Local().Format(time.DateTime))
+	}
+	tw.Flush()
+}

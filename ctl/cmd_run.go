@@ -1,0 +1,99 @@
+package ctl
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/deepwall/deepwall/ctl/agent"
+	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/ctl/eve"
+	"github.com/deepwall/deepwall/dataplane/probe"
+	"github.com/deepwall/deepwall/rules"
+)
+
+func newRunCommand() *cobra.Command {
+	var cfg agent.Config
+	var level string
+	cmd := &cobra.Command{
+		Use:   "run --inner IFACE --outer IFACE",
+		Short: "Run the agent inline between two ports until SIGINT/SIGTERM",
+		Long: `run puts deepwall inline between two interfaces: the XDP program on both,
+an AF_XDP socket on every queue, the DPI engine with the rule set, final
+verdicts written back to the kernel's flow map. It serves the API on a unix
+socket (deepwall status, flows, rules ...), writes the verdict log (EVE JSON)
+and the audit log, and optionally Prometheus metrics.
+
+Rules: --rules FILE replaces the stored rule set at start; without it the
+stored set is used (the default pack when the store is empty). Every change
+is a new version in the store (a bbolt file in --state), and survives
+restarts.
+
+On SIGINT or SIGTERM the agent detaches from both ports and removes its pins.
+If it is killed (SIGKILL, crash) the XDP program stays: ports fail open
+(forward uninspected traffic) or, with --fail-closed, drop it, until an agent
+starts again and takes over the pinned flows. SIGHUP reopens the verdict log
+(for logrotate).
+
+Every problem found at start (missing interface, no native XDP, another agent
+on a port, unwritable log, corrupt store or audit log) is one line on stderr
+and exit status 1, with nothing left attached.`,
+		Example: `  deepwall run --inner veth-app1 --outer veth-app1-br
+  deepwall run --netns app1 --inner eth1 --outer eth2 --rules /etc/deepwall/rules.yaml --metrics 127.0.0.1:9464
+  deepwall run --inner in0 --outer out0 --fail-closed --admin-group deepwall --viewer-group adm
+  deepwall run --inner eth1 --outer eth2 --mode nfqueue   # no XDP: iptables NFQUEUE, same rules and events`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var lv slog.Level
+			if err := lv.UnmarshalText([]byte(level)); err != nil {
+				return fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lv}))
+			if cfg.RulesFile != "" {
+				if _, err := os.Stat(cfg.RulesFile); err != nil {
+					return fmt.Errorf("--rules: %w", err)
+				}
+			}
+			cfg.Version = Version
+			a, err := agent.Open(cfg)
+			var list rules.ErrorList
+			if errors.As(err, &list) {
+				// As rules validate prints them: one problem per line.
+				for _, e := range list {
+					fmt.Fprintln(cmd.ErrOrStderr(), e.Error())
+				}
+				return fmt.Errorf("rule set invalid (%d %s); nothing started", len(list), plural(len(list), "problem"))
+			}
+			if err != nil {
+				return err
+			}
+			return a.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Inner, "inner", "", "the port facing the protected container (required)")
+	f.StringVar(&cfg.Outer, "outer", "", "the port facing the bridge or host (required)")
+	f.StringVar(&cfg.Backend, "mode", probe.BackendAuto, "dataplane: auto (XDP when the ports and kernel support it, else NFQUEUE), xdp, or nfqueue (iptables; set "+probe.HideXDPEnv+"=1 to make auto skip XDP, for tests)")
+	f.StringVar(&cfg.NetNS, "netns", "", "network namespace of the ports: a name in /run/netns or a path (default: the agent's own)")
+	f.StringVar(&cfg.RulesFile, "rules", "", "rule file that replaces the stored rule set at start")
+	f.StringVar(&cfg.LogPath, "log", eve.DefaultPath, "verdict log (EVE JSON lines)")
+	f.Int64Var(&cfg.LogMaxBytes, "log-max-size", eve.DefaultMaxBytes, "rotate the verdict log past this many bytes")
+	f.IntVar(&cfg.LogKeep, "log-keep", eve.DefaultKeep, "rotated verdict logs kept")
+	f.StringVar(&cfg.AuditPath, "audit-log", "", "audit log of rule changes (default: audit.json beside --log)")
+	f.StringVar(&cfg.Socket, "socket", api.DefaultSocket, "API socket")
+	f.StringVar(&cfg.StateDir, "state", agent.DefaultStateDir, "state directory: rule store, compiled rules cache")
+	f.BoolVar(&cfg.FailClosed, "fail-closed", false, "while no agent runs, drop uninspected traffic instead of forwarding it")
+	f.IntVar(&cfg.Workers, "workers", 0, "DPI workers (default: one per CPU)")
+	f.StringVar(&cfg.MetricsAddr, "metrics", "", "serve Prometheus metrics on this address, e.g. 127.0.0.1:9464 (default off)")
+	f.StringVar(&cfg.AdminGroup, "admin-group", "", "group (name or gid) allowed to change rules besides root")
+	f.StringVar(&cfg.ViewerGroup, "viewer-group", "", "group (name or gid) allowed read-only API calls")
+	f.StringVar(&level, "log-level", "info", "agent log level on stderr: debug, info, warn, error")
+	f.StringVar(&cfg.RunDir, "run-dir", agent.DefaultRunDir, "runtime directory (port locks, port records)")
+	f.StringVar(&cfg.BPFFS, "bpffs", "", "bpf filesystem for the pins (mounted when needed; default /sys/fs/bpf)")
+	_ = f.MarkHidden("run-dir")
+	_ = f.MarkHidden("bpffs")
+	return cmd
+}

@@ -1,0 +1,33 @@
+package eve
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+)
+
+func TestEventJSON(t *testing.T) {
+	ts := time.Date(2026, 11, 23, 19, 51, 0, 123456000, time.UTC)
+	ev := Event{
+		Timestamp: EveTime(ts), FlowID: 42, EventType: EventAlert,
+		SrcIP: "198.18.0.1", SrcPort: 40000, DestIP: "198.18.0.2", DestPort: 80,
+		Proto: "TCP", AppProto: "http", Direction: "to_server",
+		Alert: &Alert{Action: "blocked", GID: 1, SignatureID: 942100, Rev: 1, Signature: "SQL injection", Category: "sqli", Severity: 2},
+		HTTP:  &HTTPInfo{Hostname: "web", URL: "/?q=1", Method: "GET", UserAgent: "curl/8"},
+	}
+	b, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"timestamp":"2026-11-23T19:51:00.123456+0000","flow_id":42,"event_type":"alert","src_ip":"198.18.0.1","src_port":40000,"dest_ip":"198.18.0.2","dest_port":80,"proto":"TCP","app_proto":"http","direction":"to_server","alert":{"action":"blocked","gid":1,"signature_id":942100,"rev":1,"signature":"SQL injection","category":"sqli","severity":2},"http":{"hostname":"web","url":"/?q=1","http_method":"GET","http_user_agent":"curl/8"}}`
+	if string(b) != want {
+		t.Errorf("got  %s\nwant %s", b, want)
+	}
+	var back Event
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !back.Timestamp.Time().Equal(ts) || back.Alert.SignatureID != 942100 {
+		t.Errorf("round trip: %+v", back)
+	}
+}
