@@ -9,8 +9,8 @@ import (
 
 	"github.com/deepwall/deepwall/dpi/proto"
 	dwhttp "github.com/deepwall/deepwall/dpi/proto/http"
-	"github.com/deepwall/deepwall/rules"
 	"github.com/deepwall/deepwall/internal/ruletest"
+	"github.com/deepwall/deepwall/rules"
 )
 
 // txn is one HTTP exchange as the DPI engine would present it.

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"testing/fstest"
 
-	"github.com/deepwall/deepwall/rules"
 	"github.com/deepwall/deepwall/internal/ruletest"
+	"github.com/deepwall/deepwall/rules"
 )
 
 // foldCase is a SecLang source, a rule of it, the field values given to
