@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/deepwall/deepwall/ctl/internal/atomicfile"
+	"github.com/deepwall/deepwall/internal/atomicfile"
 	"github.com/deepwall/deepwall/rules/crs"
 )
 

@@ -7,11 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 
 	"github.com/flier/gohs/hyperscan"
 
+	"github.com/deepwall/deepwall/internal/atomicfile"
 	"github.com/deepwall/deepwall/rules/transform"
 )
 
@@ -289,31 +289,10 @@ func LoadOrCompileFrom(set *Set, cacheFile string, prev *Compiled) (c *Compiled,
 	}
 	data, err := c.MarshalBinary()
 	if err == nil {
-		err = writeAtomic(cacheFile, data)
+		err = atomicfile.Write(cacheFile, data, 0o600)
 	}
 	if err != nil {
 		return c, false, fmt.Errorf("%w %s: %v", ErrCacheWrite, cacheFile, err)
 	}
 	return c, false, nil
-}
-
-// writeAtomic writes data to a temporary file beside path and renames it
-// over path, so readers see the old or the new file, never a part.
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	_, werr := tmp.Write(data)
-	serr := tmp.Sync()
-	cerr := tmp.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return nil
 }

@@ -14,7 +14,7 @@ import (
 
 	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/ctl/audit"
-	"github.com/deepwall/deepwall/ctl/internal/atomicfile"
+	"github.com/deepwall/deepwall/internal/atomicfile"
 	"github.com/deepwall/deepwall/dpi"
 	"github.com/deepwall/deepwall/rules"
 	"github.com/deepwall/deepwall/rules/store"

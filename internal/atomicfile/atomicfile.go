@@ -1,5 +1,6 @@
-// Package atomicfile replaces files whole: the agent's audit head and
-// the CLI's generated rule files are never seen half-written.
+// Package atomicfile replaces files whole: the agent's audit head, the
+// compiled-rules cache and the CLI's generated rule files are never seen
+// half-written.
 package atomicfile
 
 import (
