@@ -9,7 +9,7 @@ LDFLAGS := -X github.com/deepwall/deepwall/ctl.Version=$(VERSION)
 # DEEPWALL_REQUIRE_PRIVILEGED=1, fail) otherwise.
 TESTFLAGS ?= -count=1 -timeout 45m
 
-.PHONY: all generate build test vet fuzz-smoke bench bench-harness bench-packages bench-quick bench-smoke detect demo check-generate clean
+.PHONY: all generate build man test vet fuzz-smoke bench bench-harness bench-packages bench-quick bench-smoke detect demo check-generate clean
 
 all: build
 
@@ -20,6 +20,11 @@ generate:
 ## build: the deepwall binary in bin/
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/deepwall
+
+## man: the manual pages (section 8) of every command, generated from the
+## command tree, in man/ (shell completion: deepwall completion bash|zsh|fish)
+man: build
+	$(BIN) man --dir man
 
 ## vet: static checks
 vet:
@@ -89,4 +94,4 @@ check-generate: generate
 	git diff --exit-code -- xdp/ bench/ || { echo "generated eBPF objects are stale: run make generate and commit"; exit 1; }
 
 clean:
-	rm -rf bin/
+	rm -rf bin/ man/

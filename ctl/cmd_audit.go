@@ -18,6 +18,11 @@ func newAuditCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "audit",
 		Short: "Work with the audit log of rule changes",
+		Long: `The agent appends one JSON line to its audit log for every attempt to
+change the rules (start, add, apply, delete), refused ones too,
+with who asked (uid, gid, pid), the versions before and after, and the
+SHA-256 of the line before it, so that an edited, removed or reordered
+line breaks the chain. "audit verify" checks it.`,
 	}
 	var path, state string
 	verify := &cobra.Command{

@@ -111,8 +111,13 @@ removes the veth pair it added.`,
 func newPortsCommand() *cobra.Command {
 	var sock, out string
 	cmd := &cobra.Command{
-		Use:     "ports",
-		Short:   "List the protected containers",
+		Use:   "ports",
+		Short: "List the protected containers",
+		Long: `ports asks the running agent for the containers it protects: each one's
+name and target, addresses, the inner and outer ports, how it is wired
+(bridge or route), its mode (discover, monitor, protect) and fail policy,
+its state, and its counters (frames inspected, fast-path allows and drops,
+ACL drops) since it was put inline.`,
 		Example: `  deepwall ports -o json`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

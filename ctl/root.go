@@ -92,6 +92,7 @@ kernel fast path.`,
 		newInspectCommand(),   // cmd_inspect.go
 		newDoctorCommand(),    // cmd_doctor.go
 		newDemoHTTPCommand(),  // cmd_demo.go
+		newManCommand(),       // cmd_man.go
 	)
 	return root
 }
