@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/deepwall/deepwall/ctl/eve"
+	"github.com/deepwall/deepwall/internal/testutil"
 )
 
 func testEvents() []*eve.Event {
@@ -73,7 +74,7 @@ func TestLogsPretty(t *testing.T) {
 		if code != 0 || errs != "" {
 			t.Errorf("%s: exit %d %s", tc.name, code, errs)
 		}
-		golden(t, tc.name, out)
+		testutil.Golden(t, filepath.Join("testdata", "golden", tc.name), []byte(out), *update)
 	}
 	if code, _, errs := runCLI(t, "logs", "--file", path, "--type", "alerts"); code == 0 || !strings.Contains(errs, "alert, drop or flow") {
 		t.Errorf("bad type: %d %s", code, errs)

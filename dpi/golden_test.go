@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/deepwall/deepwall/dpi/flow"
 	"github.com/deepwall/deepwall/dpi/pcapio"
 	"github.com/deepwall/deepwall/internal/ruletest"
+	"github.com/deepwall/deepwall/internal/testutil"
 
 	"github.com/deepwall/deepwall/ctl/eve"
 )
@@ -155,45 +155,10 @@ func TestGolden(t *testing.T) {
 			if e.Stats().OpenStreams != 0 {
 				t.Errorf("%d streams open after the replay", e.Stats().OpenStreams)
 			}
-			golden := filepath.Join("testdata", "golden", sc.name+".golden")
-			if *update {
-				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if !bytes.Equal(out.Bytes(), want) {
-				t.Errorf("events differ from %s (run with -update to accept):\n%s", golden, diffLines(string(want), out.String()))
-			}
+			testutil.Golden(t, filepath.Join("testdata", "golden", sc.name+".golden"), out.Bytes(), *update)
 			if strings.Contains(out.String(), "4111 1111 1111 1111") || strings.Contains(out.String(), "1111 1111 1111") {
 				t.Error("a card number leaked into the events")
 			}
 		})
 	}
-}
-
-// diffLines shows the lines that differ.
-func diffLines(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	for i := 0; i < max(len(w), len(g)); i++ {
-		var wl, gl string
-		if i < len(w) {
-			wl = w[i]
-		}
-		if i < len(g) {
-			gl = g[i]
-		}
-		if wl != gl {
-			b.WriteString("- " + wl + "\n+ " + gl + "\n")
-		}
-	}
-	return b.String()
 }

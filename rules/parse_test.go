@@ -13,6 +13,7 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/deepwall/deepwall/internal/testutil"
 	"github.com/deepwall/deepwall/rules/transform"
 )
 
@@ -349,20 +350,7 @@ func TestGoldenErrors(t *testing.T) {
 				t.Fatal("no error")
 			}
 			got := err.Error() + "\n"
-			golden := strings.TrimSuffix(f, ".yaml") + ".golden"
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update)", err)
-			}
-			if got != string(want) {
-				t.Errorf("errors differ from %s:\ngot:\n%s\nwant:\n%s", golden, got, want)
-			}
+			testutil.Golden(t, strings.TrimSuffix(f, ".yaml")+".golden", []byte(got), *update)
 		})
 	}
 }

@@ -3,7 +3,6 @@ package agent_test
 import (
 	"flag"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/deepwall/deepwall/ctl/agent"
 	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/internal/agenttest"
+	"github.com/deepwall/deepwall/internal/testutil"
 )
 
 // The CLI's rendering of every API answer, over the agent's real API
@@ -20,28 +20,6 @@ import (
 // the deepwall binary.
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
-
-// golden compares got with testdata/golden/name, or rewrites it with -update.
-func golden(tb testing.TB, name, got string) {
-	tb.Helper()
-	path := filepath.Join("testdata", "golden", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			tb.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			tb.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		tb.Fatalf("%v (run with -update to create it)", err)
-	}
-	if got != string(want) {
-		tb.Errorf("%s differs from the golden file (run with -update after checking):\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
-}
 
 var fixedStart = time.Date(2026, 11, 23, 21, 0, 0, 0, time.UTC)
 
@@ -115,7 +93,7 @@ func TestCLIGolden(t *testing.T) {
 			got = strings.ReplaceAll(got, h.Dir, "$STATE")
 			got = reTime.ReplaceAllString(got, `"TIME"`)
 			got = reCompiled.ReplaceAllString(got, "compiled in Xs")
-			golden(t, tc.name, got)
+			testutil.Golden(t, filepath.Join("testdata", "golden", tc.name), []byte(got), *update)
 		})
 	}
 	// The filter travels to the agent.

@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -72,5 +73,14 @@ func TestWaitFor(t *testing.T) {
 	}
 	if el := time.Since(start); el < 50*time.Millisecond {
 		t.Fatalf("gave up after %v, before the timeout", el)
+	}
+}
+
+func TestGolden(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "x.golden")
+	Golden(t, path, []byte("a\nb\n"), true)
+	Golden(t, path, []byte("a\nb\n"), false)
+	if d := diffLines("a\nb\n", "a\nc\n"); d != "- b\n+ c\n" {
+		t.Errorf("diffLines = %q", d)
 	}
 }

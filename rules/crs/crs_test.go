@@ -3,7 +3,6 @@ package crs
 import (
 	"flag"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +10,7 @@ import (
 
 	coreruleset "github.com/corazawaf/coraza-coreruleset/v4"
 
+	"github.com/deepwall/deepwall/internal/testutil"
 	"github.com/deepwall/deepwall/rules"
 )
 
@@ -76,8 +76,8 @@ func TestGolden(t *testing.T) {
 				notes.WriteString("approximate " + n.String() + "\n")
 			}
 			base := filepath.Join("testdata", strings.TrimSuffix(name, ".conf"))
-			golden(t, base+".yaml", res.YAML)
-			golden(t, base+".notes", []byte(notes.String()))
+			testutil.Golden(t, base+".yaml", res.YAML, *update)
+			testutil.Golden(t, base+".notes", []byte(notes.String()), *update)
 			set, err := rules.Parse(name, res.YAML)
 			if err != nil {
 				t.Fatalf("import output does not validate: %v", err)
@@ -89,23 +89,6 @@ func TestGolden(t *testing.T) {
 			}
 			c.Close()
 		})
-	}
-}
-
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update)", err)
-	}
-	if string(want) != string(got) {
-		t.Errorf("%s differs from the import (run with -update and review the diff)", path)
 	}
 }
 

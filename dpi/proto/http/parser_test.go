@@ -2,7 +2,6 @@ package http
 
 import (
 	"flag"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/deepwall/deepwall/dpi/proto"
 	"github.com/deepwall/deepwall/dpi/proto/internal/prototest"
+	"github.com/deepwall/deepwall/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
@@ -124,22 +124,7 @@ func TestConversations(t *testing.T) {
 	for _, c := range conversations {
 		t.Run(c.name, func(t *testing.T) {
 			got := run(t, sc, whole(c.requests), whole(c.responses)) + "\n"
-			path := filepath.Join("testdata", "golden", c.name+".txt")
-			if *update {
-				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("read golden (run with -update to create): %v", err)
-			}
-			if got != string(want) {
-				t.Fatalf("log differs from %s:\n--- got\n%s\n--- want\n%s", path, got, want)
-			}
+			testutil.Golden(t, filepath.Join("testdata", "golden", c.name+".txt"), []byte(got), *update)
 		})
 	}
 }
