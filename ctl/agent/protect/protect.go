@@ -882,8 +882,8 @@ func (p *Protector) Kernel() *KernelSet { return p.kset }
 // Learned lists the flows discovery learned, oldest first.
 func (p *Protector) Learned() api.LearnedList { return p.learn.list() }
 
-// Promote turns learned flows into allow rules in the running set
-// (learner.promote).
+// Promote turns learned flows into allow rules in the running set, each
+// container's allow rules followed by its default deny (learn.go).
 func (p *Protector) Promote(req api.PromoteRequest, who Caller) (api.ChangeResult, error) {
 	return p.learn.promote(req, who)
 }
