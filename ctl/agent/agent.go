@@ -22,6 +22,8 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/deepwall/deepwall/ctl/agent/packetpath"
+	"github.com/deepwall/deepwall/ctl/agent/protect"
 	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/ctl/audit"
 	"github.com/deepwall/deepwall/ctl/eve"
@@ -125,10 +127,9 @@ type Agent struct {
 	rules   *ruleManager
 	engine  dpiEngine
 	timed   *timedInspector
-	blocks  blockRules // rule ids of final drops (engine.go)
-	prot    *protector // protected containers (protect.go)
-	kset    *kernelSet // every pair's kernel side (protect_kernel.go)
-	pair    packetPath // the --inner/--outer pair: AF_XDP or NFQUEUE (backend.go)
+	blocks  blockRules         // rule ids of final drops (engine.go)
+	prot    *protect.Protector // protected containers (containers.go)
+	pair    packetpath.Path    // the --inner/--outer pair: AF_XDP or NFQUEUE
 	backend backendChoice
 	ports   [2]api.PortInfo
 	api     *apiServer
@@ -190,7 +191,7 @@ func Open(cfg Config) (_ *Agent, err error) {
 	}
 	events := a.events
 	a.engine, err = newEngine(engineConfig(st.compiled, cfg.Workers, func(ev *eve.Event) {
-		a.prot.annotate(ev)
+		a.prot.Annotate(ev)
 		a.blocks.noteEvent(ev)
 		events.Emit(ev)
 	}))
@@ -219,54 +220,19 @@ func Open(cfg Config) (_ *Agent, err error) {
 	if err := a.openProtector(); err != nil {
 		return nil, err
 	}
-	a.rules.forget = a.kset.forgetVerdicts
-	revoked, err := a.rules.attachKernel(a.kset)
+	kset := a.prot.Kernel()
+	a.rules.forget = kset.ForgetVerdicts
+	revoked, err := a.rules.attachKernel(kset)
 	if err != nil {
 		return nil, err
 	}
-	if err := a.prot.restore(); err != nil {
+	if err := a.prot.Restore(); err != nil {
 		return nil, err
 	}
 	a.log.Info("deepwall agent ready", "inner", cfg.Inner, "outer", cfg.Outer, "netns", a.nsName,
 		"rules_version", st.version.Number, "rules", len(st.set.Rules), "revoked", revoked,
 		"socket", cfg.Socket, "log", cfg.LogPath, "fail_closed", cfg.FailClosed, "workers", cfg.Workers)
 	return a, nil
-}
-
-// openProtector opens the protected set's store; restore takes the set
-// back once the kernel side has its ACL.
-func (a *Agent) openProtector() error {
-	if a.backend.Name == "" { // no static pair: choose the dataplane here
-		m, err := chooseBackend(a.cfg.Backend, nil)
-		if err != nil {
-			return err
-		}
-		if m.Name == probe.BackendNFQueue {
-			if miss := probe.NFQueueMissing(); miss != "" {
-				return fmt.Errorf("nfqueue mode: %s", miss)
-			}
-		}
-		a.backend = m
-		a.log.Info("dataplane mode", "mode", m.Name, "why", m.Reason)
-	}
-	a.kset = &kernelSet{static: a.pair}
-	d := protectDeps{stateDir: a.cfg.StateDir, workers: a.cfg.Workers, bpffs: a.cfg.BPFFS, runDir: a.cfg.RunDir,
-		log: a.log, ns: a.ns, backend: a.backend.Name, inNS: a.inNS, pinDir: a.pinDir, removePins: a.removePins,
-		inspector: func() (*timedInspector, dataplane.Inspector) {
-			t := newTimedInspector(a.engine, a.cfg.Workers)
-			return t, ruleInspector{t, &a.blocks}
-		},
-		onFlowEnd: a.kernelFlowEnded, kernel: a.kset, rules: a.rules, engine: a.engine}
-	if a.events != nil {
-		d.emit = a.events.Emit
-	}
-	p, err := openProtector(d)
-	if err != nil {
-		return err
-	}
-	a.prot, a.kset.prot = p, p
-	a.rules.containers = p.addrsOf
-	return nil
 }
 
 // resolveGroups turns the group flags into gids: the authorizer's and the
@@ -509,7 +475,7 @@ func (a *Agent) openPair() error {
 	err := a.inNS(func() error {
 		p, err := dataplane.OpenPair(cfg)
 		if err == nil {
-			a.pair = xdpPath{p}
+			a.pair = packetpath.XDP{Pair: p}
 		}
 		return err
 	})
@@ -559,7 +525,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	} else {
 		go func() { <-ctx.Done(); pairDone <- nil }()
 	}
-	a.prot.start(ctx)
+	a.prot.Start(ctx)
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -645,7 +611,7 @@ func (a *Agent) Close() error {
 			_ = a.metLn.Close()
 		}
 		if a.prot != nil {
-			errs = append(errs, a.prot.close())
+			errs = append(errs, a.prot.Close())
 		}
 		if a.pair != nil {
 			errs = append(errs, a.inNS(a.pair.Detach))

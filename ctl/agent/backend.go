@@ -1,68 +1,13 @@
 package agent
 
 import (
-	"context"
 	"fmt"
 
+	"github.com/deepwall/deepwall/ctl/agent/packetpath"
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dataplane/nfq"
 	"github.com/deepwall/deepwall/dataplane/probe"
-	"github.com/deepwall/deepwall/xdp"
 )
-
-// kernelTable is the kernel side of one packet path: its ACL and its
-// decided flows (*xdp.Program for XDP, *nfq.Pair for NFQUEUE).
-type kernelTable interface {
-	SetACL(xdp.ACL) error
-	Flows(fn func(xdp.FlowKey, xdp.FlowValue) bool) error
-	SetFlow(k xdp.FlowKey, v xdp.Verdict, ruleID uint32) error
-	LookupFlow(k xdp.FlowKey) (xdp.FlowValue, bool, error)
-}
-
-// packetPath is the dataplane of the agent's port pair: the AF_XDP pair
-// or the NFQUEUE fallback. The agent talks to either through it alone.
-type packetPath interface {
-	// Backend names the path for status: "xdp" or "nfqueue".
-	Backend() string
-	// Kernel is the kernel side; nil once the path is detached.
-	Kernel() kernelTable
-	// ForgetVerdicts applies revocations to verdicts remembered for
-	// packets in flight.
-	ForgetVerdicts()
-	Run(ctx context.Context) error
-	// Stats are the user-space counters and the kernel's.
-	Stats() (dataplane.PairStats, xdp.Stats, error)
-	Queues() int
-	// Detach removes the path from the ports (call in their namespace).
-	Detach() error
-}
-
-// xdpPath is the AF_XDP pair.
-type xdpPath struct{ *dataplane.Pair }
-
-func (xdpPath) Backend() string { return probe.BackendXDP }
-
-func (p xdpPath) Kernel() kernelTable {
-	if prog := p.Program(); prog != nil {
-		return prog
-	}
-	return nil
-}
-
-func (p xdpPath) Stats() (dataplane.PairStats, xdp.Stats, error) {
-	st := p.Pair.Stats()
-	if prog := p.Program(); prog != nil {
-		ks, err := prog.Stats()
-		return st, ks, err
-	}
-	return st, xdp.Stats{}, nil
-}
-
-// nfqPath is the NFQUEUE fallback.
-type nfqPath struct{ *nfq.Pair }
-
-func (nfqPath) Backend() string       { return probe.BackendNFQueue }
-func (p nfqPath) Kernel() kernelTable { return p.Pair }
 
 // backendChoice is the dataplane backend the agent runs and why.
 type backendChoice struct {
@@ -99,7 +44,7 @@ func (a *Agent) openNFQueue() error {
 	err := a.inNS(func() error {
 		p, err := nfq.Open(cfg)
 		if err == nil {
-			a.pair = nfqPath{p}
+			a.pair = packetpath.NFQueue{Pair: p}
 		}
 		return err
 	})

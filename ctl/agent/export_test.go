@@ -1,8 +1,9 @@
 package agent
 
 import (
-	"github.com/deepwall/deepwall/ctl/api"
 	"testing"
+
+	"github.com/deepwall/deepwall/ctl/api"
 )
 
 // Test helpers the black-box tests (package agent_test) share with the

@@ -14,8 +14,8 @@ import (
 
 	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/ctl/audit"
-	"github.com/deepwall/deepwall/internal/atomicfile"
 	"github.com/deepwall/deepwall/dpi"
+	"github.com/deepwall/deepwall/internal/atomicfile"
 	"github.com/deepwall/deepwall/rules"
 	"github.com/deepwall/deepwall/rules/store"
 	"github.com/deepwall/deepwall/xdp"
@@ -90,8 +90,8 @@ type ruleManager struct {
 	// revoked, so no in-flight packet of a revoked flow escapes the
 	// engine. nil: nothing to forget.
 	forget func()
-	// containers resolves container selectors (protect_kernel.go); nil:
-	// they match nothing.
+	// containers resolves container selectors (protect.Protector.Addrs);
+	// nil: they match nothing.
 	containers rules.ContainerAddrs
 	log        *slog.Logger
 	settle     time.Duration
@@ -591,4 +591,64 @@ func plural(n int, word string) string {
 		return word
 	}
 	return word + "s"
+}
+
+// resolveSet is what the rule manager compiles: the set with its
+// container selectors resolved.
+func (m *ruleManager) resolveSet(set *rules.Set) *rules.Set {
+	if m.containers == nil || len(set.Containers()) == 0 {
+		return set
+	}
+	return set.ResolveContainers(m.containers)
+}
+
+// loadOrCompile compiles set (resolved) with the cache, copying the
+// databases of groups the change left alone from the running set (callers
+// hold m.mu, so the engine cannot have replaced and freed it).
+func (m *ruleManager) loadOrCompile(set *rules.Set) (*rules.Compiled, bool, error) {
+	var prev *rules.Compiled
+	if cur := m.cur.Load(); cur != nil {
+		prev = cur.compiled
+	}
+	return rules.LoadOrCompileFrom(m.resolveSet(set), m.cacheFile, prev)
+}
+
+// recompileContainers compiles the running set again with the containers'
+// current addresses and swaps it in (kernel ACL, then engine), when it
+// selects by container. The stored version does not change.
+func (m *ruleManager) recompileContainers() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur := m.cur.Load()
+	if cur == nil || len(cur.set.Containers()) == 0 || m.engine == nil {
+		return nil
+	}
+	c, _, err := m.loadOrCompile(cur.set)
+	if errors.Is(err, rules.ErrCacheWrite) {
+		err = nil
+	}
+	if err != nil {
+		return err
+	}
+	acl, err := kernelACL(c)
+	if err != nil {
+		c.Close()
+		return err
+	}
+	// The rollback ACL; the running set built it before, so an error
+	// here is a bug, and nothing is swapped rather than risk an empty ACL.
+	oldACL, err := kernelACL(cur.compiled)
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("the running rules' acl: %w", err)
+	}
+	if _, err := m.swapIn(c, acl, oldACL); err != nil {
+		return err
+	}
+	next := *cur
+	next.compiled, next.l7, next.applied = c, l7Hash(c), time.Now().UTC()
+	m.cur.Store(&next)
+	n := m.revoke(next.l7 != cur.l7, c)
+	m.log.Info("rules recompiled for container addresses", "version", cur.version.Number, "revoked", n)
+	return nil
 }

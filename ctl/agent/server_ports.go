@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,16 +9,33 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/deepwall/deepwall/ctl/agent/protect"
 	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/rules/store"
 )
 
 // portsAPI is what the API needs from the agent for protected containers.
 type portsAPI interface {
-	protectorOf() *protector
+	protectorOf() protectedSet
 }
 
-func (a *Agent) protectorOf() *protector { return a.prot }
+// protectedSet is what the API calls of the protected containers
+// (*protect.Protector).
+type protectedSet interface {
+	Has(name string) bool
+	Ports() api.PortList
+	Protect(ctx context.Context, req api.ProtectRequest, who protect.Caller) (api.PortStatus, error)
+	Unprotect(name string, who protect.Caller) (api.PortStatus, error)
+	Learned() api.LearnedList
+	Promote(req api.PromoteRequest, who protect.Caller) (api.ChangeResult, error)
+}
+
+func (a *Agent) protectorOf() protectedSet {
+	if a.prot == nil {
+		return nil
+	}
+	return a.prot
+}
 
 // maxPortBody bounds a protect or promote request.
 const maxPortBody = 1 << 20
@@ -43,7 +61,7 @@ func (s *apiServer) mutationOp(r *http.Request) string {
 		body, err := io.ReadAll(io.LimitReader(r.Body, maxPortBody))
 		if err == nil && json.Unmarshal(body, &req) == nil {
 			if p, perr := s.protector(); perr == nil {
-				if _, known := p.byName(req.Target); known {
+				if p.Has(req.Target) {
 					return "mode"
 				}
 			}
@@ -57,7 +75,7 @@ func (s *apiServer) mutationOp(r *http.Request) string {
 	return opName(r)
 }
 
-func (s *apiServer) protector() (*protector, error) {
+func (s *apiServer) protector() (protectedSet, error) {
 	pa, ok := s.view.(portsAPI)
 	if !ok || pa.protectorOf() == nil {
 		return nil, fmt.Errorf("%w: this agent does not protect containers", api.ErrInvalid)
@@ -100,8 +118,8 @@ func (s *apiServer) protectPort(w http.ResponseWriter, r *http.Request, who call
 		writeAPIError(w, err)
 		return
 	}
-	st, err := p.Protect(r.Context(), req, who)
-	if errors.Is(err, errProtected) {
+	st, err := p.Protect(r.Context(), req, who.protectCaller())
+	if errors.Is(err, protect.ErrProtected) {
 		writeError(w, http.StatusConflict, err)
 		return
 	}
@@ -118,8 +136,8 @@ func (s *apiServer) unprotectPort(w http.ResponseWriter, r *http.Request, who ca
 		writeAPIError(w, err)
 		return
 	}
-	st, err := p.Unprotect(r.PathValue("name"), who)
-	if errors.Is(err, errNotProtected) {
+	st, err := p.Unprotect(r.PathValue("name"), who.protectCaller())
+	if errors.Is(err, protect.ErrNotProtected) {
 		writeError(w, http.StatusNotFound, err)
 		return
 	}
@@ -136,7 +154,7 @@ func (s *apiServer) learnedRules(w http.ResponseWriter, _ *http.Request, _ calle
 		writeAPIError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, p.learn.Learned())
+	writeJSON(w, http.StatusOK, p.Learned())
 }
 
 func (s *apiServer) promoteRules(w http.ResponseWriter, r *http.Request, who caller) {
@@ -154,11 +172,7 @@ func (s *apiServer) promoteRules(w http.ResponseWriter, r *http.Request, who cal
 		writeAPIError(w, fmt.Errorf("%w: comment longer than %d bytes", api.ErrInvalid, store.MaxComment))
 		return
 	}
-	if len(req.IDs) > maxLearned { // more cannot name distinct learned flows
-		writeAPIError(w, fmt.Errorf("%w: %d ids, at most %d", api.ErrInvalid, len(req.IDs), maxLearned))
-		return
-	}
-	res, err := p.learn.Promote(req, who)
+	res, err := p.Promote(req, who.protectCaller())
 	if err != nil {
 		writeAPIError(w, err)
 		return

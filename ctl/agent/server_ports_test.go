@@ -1,28 +1,47 @@
 package agent
 
 import (
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/deepwall/deepwall/ctl/agent/protect"
 	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/vishvananda/netns"
 )
 
-// portsView is a fake agent with a protector.
+// portsView is a fake agent with a protected set.
 type portsView struct {
 	*fakeView
-	p *protector
+	p protectedSet
 }
 
-func (v portsView) protectorOf() *protector { return v.p }
+func (v portsView) protectorOf() protectedSet { return v.p }
+
+// webProtected is a protected set where only "web" is protected; the
+// refused calls it serves never reach it further.
+type webProtected struct{ protectedSet }
+
+func (webProtected) Has(name string) bool { return name == "web" }
+
+// testProtector is a protector with nothing protected, its store in a
+// temporary directory, ns the host side of the containers.
+func testProtector(tb testing.TB, ns netns.NsHandle) *protect.Protector {
+	tb.Helper()
+	p, err := protect.Open(protect.Deps{StateDir: tb.TempDir(), Workers: 1, NS: ns, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { p.Close() })
+	return p
+}
 
 // A refused mutation of the protected set is audited under the op it
 // would have had.
 func TestPortsAPIRefusedAudit(t *testing.T) {
 	h := newAPIHarness(t, testRules, authorizer{})
-	p, _, _ := testProtector(t, modeRules) // protects "web"
-	h.srv.view = portsView{h.view, p}
+	h.srv.view = portsView{h.view, webProtected{}}
 	h.as(caller{UID: 65534, GID: 100, PID: 4321})
 	tests := []struct {
 		method, path string
@@ -59,17 +78,15 @@ func TestPortsAPIRefusedAudit(t *testing.T) {
 // 400 naming it, without its content.
 func TestPortsAPIBounds(t *testing.T) {
 	h := newAPIHarness(t, testRules, authorizer{})
-	p, _, _ := testProtector(t, modeRules)
-	h.srv.view = portsView{h.view, p}
 	own, err := netns.GetFromPath("/proc/self/ns/net") // what the target names (not this thread's)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { own.Close() })
-	p.d.ns = own
-	tooMany := make([]uint32, maxLearned+1)
+	h.srv.view = portsView{h.view, testProtector(t, own)}
+	tooMany := make([]uint32, 4096+1) // more than the learned flows kept
 	for i := range tooMany {
-		tooMany[i] = learnedIDBase + 2*uint32(i+1)
+		tooMany[i] = 3_000_000_000 + 2*uint32(i+1) // learned rules' ids
 	}
 	for _, tc := range []struct {
 		name, method, path string

@@ -40,7 +40,7 @@ func (a *Agent) snapshot() snapshot {
 		s.latency = a.timed.snapshot()
 	}
 	s.fast = a.fast.total(a.kernelFlows())
-	a.prot.addStats(&s) // protect_stats.go
+	addProtectedStats(a.prot, &s) // containers.go
 	return s
 }
 
@@ -85,7 +85,7 @@ func (a *Agent) Status() api.Status {
 	st := api.Status{Version: a.cfg.Version, PID: os.Getpid(), Started: a.started.UTC(),
 		UptimeSecs: time.Since(a.started).Seconds(), Ports: a.ports[:], NetNS: a.nsName,
 		Backend: a.backendName(), BackendReason: a.backend.Reason, FailClosed: a.cfg.FailClosed, Workers: a.cfg.Workers,
-		Counters: s.counters(), Flows: s.engine.Flows, Protected: len(a.prot.portsOf()),
+		Counters: s.counters(), Flows: s.engine.Flows, Protected: a.prot.Count(),
 		Events: api.EventCounts{Path: a.cfg.LogPath, Written: s.events.Written, Dropped: s.events.Dropped,
 			Rotations: s.events.Rotations, Errors: s.events.Errors}}
 	if a.rules != nil && a.rules.current() != nil {
@@ -102,8 +102,8 @@ func (a *Agent) Flows(f api.FlowFilter) api.FlowList {
 // kernelFlows is every pair's kernel side: the static pair's and the
 // protected ones' (nil: none).
 func (a *Agent) kernelFlows() flowTable {
-	if a.kset != nil {
-		return a.kset
+	if a.prot != nil {
+		return a.prot.Kernel()
 	}
 	if a.pair != nil && a.pair.Kernel() != nil {
 		return a.pair.Kernel()

@@ -1,4 +1,4 @@
-package agent
+package protect
 
 import (
 	"net/netip"
@@ -24,7 +24,7 @@ const maxSeenFlows = 1 << 14
 // kernel ACL of such a port denies nothing, the ACL is evaluated here once
 // per flow and what it would block is logged.
 type modeInspector struct {
-	p    *protector
+	p    *Protector
 	port *protectedPort
 	next dataplane.Inspector
 	seen []seenFlows // per worker
@@ -43,8 +43,8 @@ type seenFlows struct {
 	_   [48]byte
 }
 
-func newModeInspector(p *protector, pp *protectedPort, next dataplane.Inspector) *modeInspector {
-	return &modeInspector{p: p, port: pp, next: next, seen: make([]seenFlows, max(p.d.workers, 1)), emit: p.d.emit}
+func newModeInspector(p *Protector, pp *protectedPort, next dataplane.Inspector) *modeInspector {
+	return &modeInspector{p: p, port: pp, next: next, seen: make([]seenFlows, max(p.d.Workers, 1)), emit: p.d.Emit}
 }
 
 // Inspect implements dataplane.Inspector.
@@ -82,15 +82,15 @@ func (m *modeInspector) forgetSeen() { m.gen.Add(1) }
 
 // checkACL logs a would-block alert when the running ACL would drop f.
 func (m *modeInspector) checkACL(f *dataplane.Frame) {
-	st := m.p.d.rules.current()
-	if st == nil || st.compiled == nil {
+	c := m.p.d.Rules.Running()
+	if c == nil {
 		return
 	}
 	src, dst := f.Key.Lo(), f.Key.Hi()
 	if f.Dir == xdp.FromHi {
 		src, dst = dst, src
 	}
-	act, id := st.compiled.ACLVerdict(f.Key.Proto, src, dst)
+	act, id := c.ACLVerdict(f.Key.Proto, src, dst)
 	if act != rules.ActionBlock {
 		return
 	}
@@ -98,7 +98,7 @@ func (m *modeInspector) checkACL(f *dataplane.Frame) {
 		SrcIP: src.Addr().String(), SrcPort: src.Port(), DestIP: dst.Addr().String(), DestPort: dst.Port(),
 		Proto: xdp.ProtoName(f.Key.Proto), Alert: &eve.Alert{Action: "allowed", WouldBlock: true, SignatureID: id,
 			Signature: "acl default", Severity: 3, Category: "acl"}}
-	if r := st.compiled.Set.Rule(id); r != nil {
+	if r := c.Set.Rule(id); r != nil {
 		ev.Alert.Signature, ev.Alert.Category = r.Name, r.Category
 		if ev.Alert.Category == "" {
 			ev.Alert.Category = "acl"
@@ -110,7 +110,7 @@ func (m *modeInspector) checkACL(f *dataplane.Frame) {
 }
 
 // portFor returns the protected port owning addr, if any.
-func (p *protector) portFor(addr netip.Addr) *protectedPort {
+func (p *Protector) portFor(addr netip.Addr) *protectedPort {
 	for _, pp := range p.portsOf() {
 		if as := pp.addrs.Load(); as != nil {
 			for _, a := range *as {
@@ -123,12 +123,12 @@ func (p *protector) portFor(addr netip.Addr) *protectedPort {
 	return nil
 }
 
-// annotate adjusts an engine event for the protected ports: an alert the
+// Annotate adjusts an engine event for the protected ports: an alert the
 // engine reports as blocked on a flow whose protected endpoint is in
 // monitor or discover mode (and no endpoint in protect mode) was let
 // through: action "allowed", would_block true. It names the inner port
 // in in_iface. Flow events feed discovery.
-func (p *protector) annotate(ev *eve.Event) {
+func (p *Protector) Annotate(ev *eve.Event) {
 	if p == nil || len(p.portsOf()) == 0 {
 		return
 	}
@@ -139,7 +139,7 @@ func (p *protector) annotate(ev *eve.Event) {
 	}
 	ps, pd := p.portFor(src.Unmap()), p.portFor(dst.Unmap())
 	if ev.EventType == eve.EventFlow {
-		if proto, ok := protoNumber(ev.Proto); ok {
+		if proto, ok := learnableProto(ev.Proto); ok {
 			p.learn.observe(netip.AddrPortFrom(src.Unmap(), ev.SrcPort), netip.AddrPortFrom(dst.Unmap(), ev.DestPort), proto, ev.AppProto)
 		}
 	}
@@ -162,4 +162,15 @@ func (p *protector) annotate(ev *eve.Event) {
 		}
 	}
 	ev.Alert.Action, ev.Alert.WouldBlock = "allowed", true
+}
+
+// learnableProto maps an EVE proto name (xdp.ProtoName) back to the
+// number of a protocol discover learns.
+func learnableProto(name string) (uint8, bool) {
+	for _, p := range learnedProtos {
+		if xdp.ProtoName(p) == name {
+			return p, true
+		}
+	}
+	return 0, false
 }

@@ -1,4 +1,4 @@
-package agent
+package protect
 
 import (
 	"encoding/json"
@@ -93,13 +93,13 @@ func TestRestoreInvalidRecord(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.restore(); err != nil {
+	if err := p.Restore(); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
 	if len(p.ports) != 0 {
 		t.Errorf("invalid records restored: %v", p.ports)
 	}
-	file := filepath.Join(p.d.stateDir, portsDB)
+	file := filepath.Join(p.d.StateDir, portsDB)
 	if n := strings.Count(logs.String(), "invalid record ignored"); n != 2 || !strings.Contains(logs.String(), file) {
 		t.Errorf("log does not report both records with the file:\n%s", logs.String())
 	}

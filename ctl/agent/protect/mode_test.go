@@ -1,14 +1,18 @@
-package agent
+package protect
 
 import (
+	"log/slog"
 	"net/netip"
+	"sync"
 	"testing"
 
 	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/ctl/audit"
 	"github.com/deepwall/deepwall/ctl/eve"
 	"github.com/deepwall/deepwall/ctl/resolve"
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dataplane/wire"
+	"github.com/deepwall/deepwall/rules"
 	"github.com/deepwall/deepwall/xdp"
 )
 
@@ -21,10 +25,10 @@ const modeRules = `rules:
 // testProtector is a protector over a test rule manager with one port
 // (web, inner port veth7, 198.18.0.2), its store in a temporary
 // directory, and no dataplane.
-func testProtector(tb testing.TB, ruleText string) (*protector, *protectedPort, *testManager) {
+func testProtector(tb testing.TB, ruleText string) (*Protector, *protectedPort, *testRules) {
 	tb.Helper()
-	tm := newTestManager(tb, ruleText)
-	p, err := openProtector(protectDeps{workers: 2, stateDir: tb.TempDir(), rules: tm.ruleManager, log: tm.log})
+	tr := newTestRules(tb, ruleText)
+	p, err := Open(Deps{Workers: 2, StateDir: tb.TempDir(), Rules: tr, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -35,7 +39,89 @@ func testProtector(tb testing.TB, ruleText string) (*protector, *protectedPort, 
 	pp.addrs.Store(&[]netip.Addr{netip.MustParseAddr("198.18.0.2")})
 	p.ports["web"] = pp
 	p.publish()
-	return p, pp, tm
+	return p, pp, tr
+}
+
+// testRules is a minimal rule manager (Rules): the running set compiled
+// with the containers resolved (addrs), a change swapped in at once, the
+// audit entries kept.
+type testRules struct {
+	mu      sync.Mutex
+	set     *rules.Set
+	c       *rules.Compiled
+	version uint64
+	addrs   rules.ContainerAddrs
+	audits  []audit.Entry
+}
+
+func newTestRules(tb testing.TB, text string) *testRules {
+	tb.Helper()
+	set, err := rules.Parse("test", []byte(text))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r := &testRules{version: 1}
+	if err := r.compile(set); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.c.Close()
+	})
+	return r
+}
+
+// compile makes set the running one; mu held.
+func (r *testRules) compile(set *rules.Set) error {
+	resolved := set
+	if r.addrs != nil && len(set.Containers()) > 0 {
+		resolved = set.ResolveContainers(r.addrs)
+	}
+	c, err := rules.Compile(resolved)
+	if err != nil {
+		return err
+	}
+	if r.c != nil {
+		r.c.Close()
+	}
+	r.set, r.c = set, c
+	return nil
+}
+
+func (r *testRules) Running() *rules.Compiled {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.c
+}
+
+func (r *testRules) RecompileContainers() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.compile(r.set)
+}
+
+func (r *testRules) Audit(e audit.Entry) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.audits = append(r.audits, e)
+	return nil
+}
+
+func (r *testRules) Change(op string, _ Caller, _ string, build func(*rules.Set) (*rules.Set, []uint32, error)) (api.ChangeResult, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res := api.ChangeResult{Op: op, FromVersion: r.version, ToVersion: r.version}
+	set, ids, err := build(r.set)
+	if err != nil {
+		return res, err
+	}
+	if err := r.compile(set); err != nil {
+		return res, err
+	}
+	r.version++
+	res.Changed, res.ToVersion, res.IDs, res.Rules = true, r.version, ids, len(set.Rules)
+	return res, nil
 }
 
 func tcpFrame(src, dst string) *dataplane.Frame {
@@ -139,7 +225,7 @@ func TestModeInspectorForgetSeen(t *testing.T) {
 	}
 }
 
-// annotate: an engine block on a flow of a monitoring container becomes
+// Annotate: an engine block on a flow of a monitoring container becomes
 // a would-block; not when an endpoint is in protect mode.
 func TestAnnotate(t *testing.T) {
 	tests := []struct {
@@ -163,7 +249,7 @@ func TestAnnotate(t *testing.T) {
 			pp.mode.Store(tt.mode)
 			ev := &eve.Event{EventType: eve.EventAlert, SrcIP: tt.src, DestIP: tt.dst, Proto: "TCP", SrcPort: 40000, DestPort: 80,
 				Alert: &eve.Alert{Action: tt.action, SignatureID: 100}}
-			p.annotate(ev)
+			p.Annotate(ev)
 			if ev.Alert.Action != tt.wantAction || ev.Alert.WouldBlock != tt.wantWouldBlock || ev.InIface != tt.wantIface {
 				t.Errorf("got action %q would_block %v in_iface %q", ev.Alert.Action, ev.Alert.WouldBlock, ev.InIface)
 			}
@@ -179,7 +265,7 @@ func TestAnnotate(t *testing.T) {
 	p.publish()
 	ev := &eve.Event{EventType: eve.EventAlert, SrcIP: "198.18.0.2", DestIP: "198.18.0.3", Proto: "TCP",
 		Alert: &eve.Alert{Action: "blocked"}}
-	p.annotate(ev)
+	p.Annotate(ev)
 	if ev.Alert.Action != "blocked" || ev.Alert.WouldBlock || ev.InIface != "veth9" {
 		t.Errorf("monitor -> protect: %+v in_iface %q", ev.Alert, ev.InIface)
 	}

@@ -1,4 +1,4 @@
-package agent
+package protect
 
 import (
 	"fmt"
@@ -63,7 +63,7 @@ func TestLearnerObserve(t *testing.T) {
 			for _, o := range tt.obs {
 				p.learn.observe(netip.MustParseAddrPort(o.client), netip.MustParseAddrPort(o.server), o.proto, o.app)
 			}
-			got := learnedLines(p.learn.Learned())
+			got := learnedLines(p.Learned())
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("learned:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}
@@ -79,7 +79,7 @@ func TestLearnerBounded(t *testing.T) {
 		peer := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
 		p.learn.observe(netip.AddrPortFrom(peer, 40000), server, 6, "")
 	}
-	l := p.learn.Learned()
+	l := p.Learned()
 	if len(l.Rules) != maxLearned {
 		t.Fatalf("%d learned, want the bound %d", len(l.Rules), maxLearned)
 	}
@@ -170,51 +170,51 @@ func TestBuildPromoted(t *testing.T) {
 // Promote through the rule manager: a new version, flows marked
 // promoted, unknown or already promoted ids refused.
 func TestLearnerPromote(t *testing.T) {
-	p, web, tm := testProtector(t, modeRules)
-	tm.containers = p.addrsOf
+	p, web, tr := testProtector(t, modeRules)
+	tr.addrs = p.Addrs
 	web.mode.Store(api.ModeDiscover)
 	p.learn.observe(netip.MustParseAddrPort("198.18.0.1:40000"), netip.MustParseAddrPort("198.18.0.2:8080"), 6, "http")
 	p.learn.observe(netip.MustParseAddrPort("198.18.0.1:40000"), netip.MustParseAddrPort("198.18.0.2:8443"), 6, "tls")
-	l := p.learn.Learned()
+	l := p.Learned()
 	if len(l.Rules) != 2 {
 		t.Fatalf("learned %+v", l)
 	}
-	if _, err := p.learn.Promote(api.PromoteRequest{IDs: []uint32{12345}}, caller{}); err == nil {
+	if _, err := p.Promote(api.PromoteRequest{IDs: []uint32{12345}}, Caller{}); err == nil {
 		t.Error("an unknown id was promoted")
 	}
-	res, err := p.learn.Promote(api.PromoteRequest{IDs: []uint32{l.Rules[0].ID}, Comment: "first"}, caller{})
+	res, err := p.Promote(api.PromoteRequest{IDs: []uint32{l.Rules[0].ID}, Comment: "first"}, Caller{})
 	if err != nil || !res.Changed || res.ToVersion != res.FromVersion+1 {
 		t.Fatalf("promote: %+v %v", res, err)
 	}
-	if _, err := p.learn.Promote(api.PromoteRequest{IDs: []uint32{l.Rules[0].ID}}, caller{}); err == nil {
+	if _, err := p.Promote(api.PromoteRequest{IDs: []uint32{l.Rules[0].ID}}, Caller{}); err == nil {
 		t.Error("a promoted id was promoted again")
 	}
 	// The engine runs the set with web's address in the learned rules.
-	r := tm.eng.current().Set.Rule(l.Rules[0].ID)
+	r := tr.Running().Set.Rule(l.Rules[0].ID)
 	if r == nil || len(r.Dst) != 1 || r.Dst[0] != netip.MustParsePrefix("198.18.0.2/32") || r.Disabled {
 		t.Errorf("running rule %+v: want dst 198.18.0.2/32", r)
 	}
-	if _, err := p.learn.Promote(api.PromoteRequest{All: true}, caller{}); err != nil {
+	if _, err := p.Promote(api.PromoteRequest{All: true}, Caller{}); err != nil {
 		t.Fatalf("promote --all: %v", err)
 	}
-	for _, r := range p.learn.Learned().Rules {
+	for _, r := range p.Learned().Rules {
 		if !r.Promoted {
 			t.Errorf("%+v not promoted", r)
 		}
 	}
-	if _, err := p.learn.Promote(api.PromoteRequest{All: true}, caller{}); err == nil {
+	if _, err := p.Promote(api.PromoteRequest{All: true}, Caller{}); err == nil {
 		t.Error("promote --all with nothing left succeeded")
 	}
-	if n := strings.Count(string(tm.current().set.Canonical()), "default deny"); n != 2 {
-		t.Errorf("%d default deny rules, want 2 (to and from web, once):\n%s", n, tm.current().set.Canonical())
+	if n := strings.Count(string(tr.set.Canonical()), "default deny"); n != 2 {
+		t.Errorf("%d default deny rules, want 2 (to and from web, once):\n%s", n, tr.set.Canonical())
 	}
 }
 
 // Learned flows survive a restart, and new ones get fresh ids.
 func TestLearnerPersist(t *testing.T) {
 	dir := t.TempDir()
-	open := func() *protector {
-		p, err := openProtector(protectDeps{stateDir: dir, workers: 1, log: slog.New(slog.DiscardHandler)})
+	open := func() *Protector {
+		p, err := Open(Deps{StateDir: dir, Workers: 1, Log: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -227,19 +227,19 @@ func TestLearnerPersist(t *testing.T) {
 	}
 	p := open()
 	p.learn.observe(netip.MustParseAddrPort("198.18.0.1:40000"), netip.MustParseAddrPort("198.18.0.2:8080"), 6, "http")
-	before := p.learn.Learned()
+	before := p.Learned()
 	p.learn.flush()
 	if err := p.db.Close(); err != nil {
 		t.Fatal(err)
 	}
 	p = open()
 	defer p.db.Close()
-	after := p.learn.Learned()
+	after := p.Learned()
 	if !slices.Equal(learnedLines(before), learnedLines(after)) || after.Rules[0].ID != before.Rules[0].ID {
 		t.Fatalf("after reopening: %+v, want %+v", after, before)
 	}
 	p.learn.observe(netip.MustParseAddrPort("198.18.0.1:40000"), netip.MustParseAddrPort("198.18.0.2:9090"), 6, "")
-	l := p.learn.Learned()
+	l := p.Learned()
 	if len(l.Rules) != 2 || l.Rules[1].ID == l.Rules[0].ID {
 		t.Errorf("new flow after reopening: %+v", l)
 	}
@@ -325,13 +325,13 @@ func TestLearnerLoadCorrupt(t *testing.T) {
 				t.Fatal(err)
 			}
 			err := p.learn.load()
-			if err == nil || !strings.Contains(err.Error(), filepath.Join(p.d.stateDir, portsDB)) {
+			if err == nil || !strings.Contains(err.Error(), filepath.Join(p.d.StateDir, portsDB)) {
 				t.Fatalf("load: %v, want an error naming the file", err)
 			}
 			if err := p.db.Close(); err != nil {
 				t.Fatal(err)
 			}
-			if p, err = openProtector(p.d); err != nil {
+			if p, err = Open(p.d); err != nil {
 				t.Fatalf("reopen with a corrupt entry: %v", err)
 			}
 			p.db.Close()

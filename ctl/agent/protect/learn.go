@@ -1,4 +1,4 @@
-package agent
+package protect
 
 import (
 	"encoding/json"
@@ -49,7 +49,7 @@ type learnKey struct {
 
 // learner accumulates the flows of containers in discover mode.
 type learner struct {
-	p     *protector
+	p     *Protector
 	mu    sync.Mutex
 	m     map[learnKey]*api.LearnedRule
 	seq   uint32
@@ -57,7 +57,7 @@ type learner struct {
 	full  bool // a flow was not learned: the table or the ids ran out (logged once)
 }
 
-func newLearner(p *protector) *learner { return &learner{p: p, m: map[learnKey]*api.LearnedRule{}} }
+func newLearner(p *Protector) *learner { return &learner{p: p, m: map[learnKey]*api.LearnedRule{}} }
 
 // observe records a flow from client to server if either end is a
 // container in discover mode.
@@ -82,11 +82,12 @@ func (l *learner) observe(client, server netip.AddrPort, proto uint8, app string
 	}
 }
 
-// learnable reports whether discover learns flows of proto: TCP, UDP,
-// SCTP, ICMP and ICMPv6.
-func learnable(proto uint8) bool {
-	return proto == 6 || proto == 17 || proto == 132 || proto == 1 || proto == 58
-}
+// learnedProtos are the protocols discover learns: TCP, UDP, SCTP, ICMP
+// and ICMPv6.
+var learnedProtos = []uint8{6, 17, 132, 1, 58}
+
+// learnable reports whether discover learns flows of proto.
+func learnable(proto uint8) bool { return slices.Contains(learnedProtos, proto) }
 
 func (l *learner) add(k learnKey, app string) {
 	if app == "unknown" || app == "failed" {
@@ -122,7 +123,7 @@ func (l *learner) add(k learnKey, app string) {
 
 // poll learns the engine's live flows (flow events cover ended ones).
 func (l *learner) poll() {
-	eng := l.p.d.engine
+	eng := l.p.d.Engine
 	if eng == nil {
 		return
 	}
@@ -173,7 +174,7 @@ func (l *learner) flush() {
 
 // load reads the learned flows back from the store.
 func (l *learner) load() error {
-	file := filepath.Join(l.p.d.stateDir, portsDB)
+	file := filepath.Join(l.p.d.StateDir, portsDB)
 	var data []byte
 	if err := l.p.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketLearned).Get([]byte("all"))
@@ -244,8 +245,8 @@ func (l *learner) listLocked() []api.LearnedRule {
 	return out
 }
 
-// Learned lists the learned flows, oldest first.
-func (l *learner) Learned() api.LearnedList {
+// list lists the learned flows, oldest first.
+func (l *learner) list() api.LearnedList {
 	l.poll()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -292,10 +293,13 @@ func denyRules(name string, id uint32) string {
 		id+1, "learned policy: default deny from "+name, learnedCategory, c)
 }
 
-// Promote turns learned flows into allow rules in the running set, each
+// promote turns learned flows into allow rules in the running set, each
 // container's allow rules followed by its default deny, so that once the
 // container is in protect mode exactly the learned traffic passes.
-func (l *learner) Promote(req api.PromoteRequest, who caller) (api.ChangeResult, error) {
+func (l *learner) promote(req api.PromoteRequest, who Caller) (api.ChangeResult, error) {
+	if len(req.IDs) > maxLearned { // more cannot name distinct learned flows
+		return api.ChangeResult{}, fmt.Errorf("%w: %d ids, at most %d", api.ErrInvalid, len(req.IDs), maxLearned)
+	}
 	l.poll()
 	l.mu.Lock()
 	var pick []api.LearnedRule
@@ -313,8 +317,8 @@ func (l *learner) Promote(req api.PromoteRequest, who caller) (api.ChangeResult,
 	if len(pick) == 0 {
 		return api.ChangeResult{}, fmt.Errorf("%w: nothing to promote (deepwall rules learned lists what discover mode learned)", api.ErrInvalid)
 	}
-	res, err := l.p.d.rules.change("promote", who, req.Comment, func(cur *ruleState) (*rules.Set, []uint32, error) {
-		return buildPromoted(cur.set, pick)
+	res, err := l.p.d.Rules.Change("promote", who, req.Comment, func(running *rules.Set) (*rules.Set, []uint32, error) {
+		return buildPromoted(running, pick)
 	})
 	if err != nil {
 		return res, err
@@ -333,7 +337,7 @@ func (l *learner) Promote(req api.PromoteRequest, who caller) (api.ChangeResult,
 
 // buildPromoted inserts the allow rules of pick into set: before the
 // container's default deny if it has one, else at the end followed by a
-// new default deny.
+// new default deny. An error means the new set is invalid.
 func buildPromoted(set *rules.Set, pick []api.LearnedRule) (*rules.Set, []uint32, error) {
 	byC := map[string][]api.LearnedRule{}
 	var names []string
@@ -359,7 +363,7 @@ func buildPromoted(set *rules.Set, pick []api.LearnedRule) (*rules.Set, []uint32
 		}
 		add, err := rules.Parse("promote", []byte(text.String()))
 		if err != nil {
-			return nil, nil, &validationError{err}
+			return nil, nil, err
 		}
 		for _, r := range add.Rules {
 			ids = append(ids, r.ID)
@@ -372,7 +376,7 @@ func buildPromoted(set *rules.Set, pick []api.LearnedRule) (*rules.Set, []uint32
 	}
 	next := &rules.Set{Rules: out, ACLDefault: set.ACLDefault}
 	if err := next.Validate(); err != nil {
-		return nil, nil, &validationError{err}
+		return nil, nil, err
 	}
 	return next, ids, nil
 }

@@ -1,4 +1,4 @@
-package agent
+package protect
 
 import (
 	"context"
@@ -17,6 +17,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 
+	"log/slog"
+
+	"github.com/deepwall/deepwall/ctl/agent/packetpath"
 	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/ctl/audit"
 	"github.com/deepwall/deepwall/ctl/eve"
@@ -25,9 +28,9 @@ import (
 	"github.com/deepwall/deepwall/dataplane/nfq"
 	"github.com/deepwall/deepwall/dataplane/probe"
 	"github.com/deepwall/deepwall/dataplane/wire"
+	"github.com/deepwall/deepwall/dpi"
 	"github.com/deepwall/deepwall/rules"
 	"github.com/deepwall/deepwall/xdp"
-	"log/slog"
 )
 
 // Protected containers.
@@ -50,12 +53,12 @@ var (
 	bucketLearned = []byte("learned")
 )
 
-// Errors of protect and unprotect.
+// Errors of Protect and Unprotect (a malformed request is api.ErrInvalid).
 var (
-	// errNotProtected: no protected container by that name.
-	errNotProtected = errors.New("not protected")
-	// errProtected: the container is protected already (under another name).
-	errProtected = errors.New("already protected")
+	// ErrNotProtected: no protected container by that name.
+	ErrNotProtected = errors.New("not protected")
+	// ErrProtected: the container is protected already (under another name).
+	ErrProtected = errors.New("already protected")
 )
 
 // portRecord is what the store keeps of a protected container.
@@ -68,22 +71,13 @@ type portRecord struct {
 	Wire       *wire.Record   `json:"wire"`
 }
 
-// protectedPath is a protected container's packet path: the AF_XDP pair
-// (xdpPath), or the NFQUEUE fallback (nfqPath) between the ports of the
-// record's joint bridge.
-type protectedPath interface {
-	packetPath
-	// Close stops the path and leaves it in place (the fail policy
-	// applies until the next agent takes it over).
-	Close() error
-}
-
 // protectedPort is a protected container: its wiring and its pair.
 type protectedPort struct {
-	rec   portRecord
-	pair  protectedPath
-	insp  *modeInspector
-	timed *timedInspector
+	rec  portRecord
+	pair packetpath.Path
+	insp *modeInspector
+	// next is the inspector Deps.Inspector gave the pair (EachPair).
+	next  dataplane.Inspector
 	mode  atomic.Value // string
 	addrs atomic.Pointer[[]netip.Addr]
 
@@ -95,41 +89,66 @@ func (p *protectedPort) name() string { return p.rec.Target.Name }
 
 func (p *protectedPort) protectionMode() string { return p.mode.Load().(string) }
 
-// protectDeps is everything the protector uses of the agent, named here
-// instead of reached through *Agent.
-type protectDeps struct {
-	stateDir string // where ports.db is
-	workers  int
-	bpffs    string // a pair's pins
-	runDir   string // a pair's port records
-	log      *slog.Logger
-	// ns is the ports' namespace, the host side of the containers.
-	ns netns.NsHandle
-	// backend is the agent's dataplane backend: a container protected
+// Deps is everything protection uses of the agent, named here instead of
+// reached through the agent.
+type Deps struct {
+	StateDir string // where ports.db is
+	Workers  int
+	BPFFS    string // a pair's pins
+	RunDir   string // a pair's port records
+	Log      *slog.Logger
+	// NS is the ports' namespace, the host side of the containers.
+	NS netns.NsHandle
+	// Backend is the agent's dataplane backend: a container protected
 	// under NFQUEUE gets a joint bridge (probe.BackendNFQueue).
-	backend    string
-	inNS       func(func() error) error
-	pinDir     func(inner string) string
-	removePins func(dir string) error
-	// inspector is a new pair's view of the engine: timed (status and
-	// the metrics read its latency) and naming the rules of final drops.
-	inspector func() (*timedInspector, dataplane.Inspector)
-	onFlowEnd func(xdp.FlowKey, xdp.FlowValue, dataplane.EndReason)
-	// kernel applies the running ACL to a protected pair, as its mode wants.
-	kernel *kernelSet
-	// rules is the running set (the mode inspector's ACL check), the
+	Backend    string
+	InNS       func(func() error) error
+	PinDir     func(inner string) string
+	RemovePins func(dir string) error
+	// Inspector is a new pair's view of the engine (the agent's timed
+	// inspector naming the rules of final drops).
+	Inspector func() dataplane.Inspector
+	OnFlowEnd func(xdp.FlowKey, xdp.FlowValue, dataplane.EndReason)
+	// Static is the agent's --inner/--outer pair (nil: none): the kernel
+	// set (Kernel) covers it with the protected pairs.
+	Static packetpath.Path
+	// Rules is the running set (the mode inspector's ACL check), the
 	// audit log, recompiles for changed addresses and promote's change;
 	// nil in tests that need none of them.
-	rules *ruleManager
-	// emit writes would-block alerts to the verdict log (nil: none).
-	emit func(*eve.Event) bool
-	// engine is what discover polls for live flows (nil: none).
-	engine dpiEngine
+	Rules Rules
+	// Emit writes would-block alerts to the verdict log (nil: none).
+	Emit func(*eve.Event) bool
+	// Engine is what discover polls for live flows (nil: none).
+	Engine Engine
 }
 
-// protector keeps the agent's protected containers.
-type protector struct {
-	d        protectDeps
+// Rules is what protection needs of the agent's rule manager.
+type Rules interface {
+	// Running is the running compiled set, nil before there is one.
+	Running() *rules.Compiled
+	// RecompileContainers compiles the running set again with the
+	// containers' current addresses (Protector.Addrs) and swaps it in.
+	RecompileContainers() error
+	// Audit appends e to the audit log, stamped with the running
+	// version as rule changes are.
+	Audit(e audit.Entry) error
+	// Change changes the running set as the API's rule changes do
+	// (compile, swap, store, audit): build makes the new set from the
+	// running one, and its error says that set is invalid.
+	Change(op string, who Caller, comment string, build func(running *rules.Set) (*rules.Set, []uint32, error)) (api.ChangeResult, error)
+}
+
+// Engine is what discovery reads of the DPI engine: its live flows.
+type Engine interface {
+	Flows(fn func(dpi.FlowInfo) bool)
+}
+
+// Caller is who asks for a change, as the audit log records it.
+type Caller struct{ UID, GID, PID int }
+
+// Protector keeps the agent's protected containers.
+type Protector struct {
+	d        Deps
 	log      slogger
 	db       *bolt.DB
 	resolver resolve.Resolver
@@ -143,6 +162,7 @@ type protector struct {
 	wg   sync.WaitGroup
 
 	learn *learner
+	kset  *KernelSet
 }
 
 // slogger is the part of *slog.Logger the protector uses.
@@ -152,10 +172,12 @@ type slogger interface {
 	Error(msg string, args ...any)
 }
 
-func openProtector(d protectDeps) (*protector, error) {
-	db, err := bolt.Open(filepath.Join(d.stateDir, portsDB), 0o600, &bolt.Options{Timeout: 2 * time.Second})
+// Open opens the protected set's store (ports.db in d.StateDir) and the
+// learned flows; Restore takes the set back.
+func Open(d Deps) (*Protector, error) {
+	db, err := bolt.Open(filepath.Join(d.StateDir, portsDB), 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", filepath.Join(d.stateDir, portsDB), err)
+		return nil, fmt.Errorf("open %s: %w", filepath.Join(d.StateDir, portsDB), err)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketPorts, bucketLearned} {
@@ -168,17 +190,18 @@ func openProtector(d protectDeps) (*protector, error) {
 		db.Close()
 		return nil, fmt.Errorf("%s: %w", portsDB, err)
 	}
-	p := &protector{d: d, log: d.log, db: db, resolver: resolve.Default, ports: map[string]*protectedPort{}}
+	p := &Protector{d: d, log: d.Log, db: db, resolver: resolve.Default, ports: map[string]*protectedPort{}}
 	p.list.Store(&[]*protectedPort{})
+	p.kset = &KernelSet{static: d.Static, prot: p}
 	p.learn = newLearner(p)
 	if err := p.learn.load(); err != nil {
-		d.log.Warn("learned flows not loaded", "error", err)
+		d.Log.Warn("learned flows not loaded", "error", err)
 	}
 	return p, nil
 }
 
 // publish refreshes the lock-free list; mu held.
-func (p *protector) publish() {
+func (p *Protector) publish() {
 	l := make([]*protectedPort, 0, len(p.ports))
 	for _, pp := range p.ports {
 		l = append(l, pp)
@@ -227,7 +250,7 @@ func decodePortRecord(key, v []byte) (portRecord, error) {
 	return r, nil
 }
 
-func (p *protector) save(rec portRecord) error {
+func (p *Protector) save(rec portRecord) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
@@ -235,16 +258,16 @@ func (p *protector) save(rec portRecord) error {
 	return p.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPorts).Put([]byte(rec.Target.Name), b) })
 }
 
-func (p *protector) forget(name string) error {
+func (p *Protector) forget(name string) error {
 	return p.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPorts).Delete([]byte(name)) })
 }
 
-// restore takes back the protected set an earlier agent left: pairs of
+// Restore takes back the protected set an earlier agent left: pairs of
 // containers still there are adopted (their pins and wiring stay as
 // they are, so their flows never stop); vanished ones are cleaned up.
-func (p *protector) restore() error {
+func (p *Protector) Restore() error {
 	var recs []portRecord
-	file := filepath.Join(p.d.stateDir, portsDB)
+	file := filepath.Join(p.d.StateDir, portsDB)
 	err := p.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketPorts).ForEach(func(k, v []byte) error {
 			r, err := decodePortRecord(k, v)
@@ -268,7 +291,7 @@ func (p *protector) restore() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, r := range recs {
-		if wire.Gone(p.d.ns, r.Wire) || r.Wire.Stage == wire.StageFound {
+		if wire.Gone(p.d.NS, r.Wire) || r.Wire.Stage == wire.StageFound {
 			p.log.Info("protected container gone while no agent ran: cleaning up", "name", r.Target.Name, "inner", r.Wire.Inner.Name)
 			p.cleanupRecord(r)
 			continue
@@ -276,21 +299,21 @@ func (p *protector) restore() error {
 		pp := &protectedPort{rec: r}
 		pp.mode.Store(r.Mode)
 		if r.Wire.Joint != nil && r.Wire.Stage == wire.StagePlugged {
-			if err := wire.Cut(p.d.ns, pp.rec.Wire); err != nil {
+			if err := wire.Cut(p.d.NS, pp.rec.Wire); err != nil {
 				p.log.Error("finish protecting", "name", r.Target.Name, "error", err)
 			}
 			_ = p.save(pp.rec)
 		}
-		if (r.Wire.Joint != nil) != (p.d.backend == probe.BackendNFQueue) {
+		if (r.Wire.Joint != nil) != (p.d.Backend == probe.BackendNFQueue) {
 			p.log.Warn("protected container keeps the dataplane it was protected with", "name", r.Target.Name,
-				"joint", r.Wire.Joint != nil, "agent_mode", p.d.backend)
+				"joint", r.Wire.Joint != nil, "agent_mode", p.d.Backend)
 		}
 		if err := p.attach(pp); err != nil {
 			p.log.Error("re-attach protected container", "name", r.Target.Name, "error", err)
 			continue
 		}
 		if r.Wire.Stage == wire.StagePlugged { // the earlier agent stopped halfway
-			if err := wire.Cut(p.d.ns, pp.rec.Wire); err != nil {
+			if err := wire.Cut(p.d.NS, pp.rec.Wire); err != nil {
 				p.log.Error("finish protecting", "name", r.Target.Name, "error", err)
 			}
 			_ = p.save(pp.rec)
@@ -308,20 +331,20 @@ func (p *protector) restore() error {
 // cleanupRecord removes what is left of a protected container whose
 // namespace is gone: the pins (detaching from what ports remain) and the
 // new veth pair; then its record.
-func (p *protector) cleanupRecord(r portRecord) {
-	dir := p.d.pinDir(r.Wire.Inner.Name)
+func (p *Protector) cleanupRecord(r portRecord) {
+	dir := p.d.PinDir(r.Wire.Inner.Name)
 	if _, err := os.Stat(dir); err == nil {
-		if err := p.d.removePins(dir); err != nil {
+		if err := p.d.RemovePins(dir); err != nil {
 			p.log.Warn("remove pins of a vanished container", "name", r.Target.Name, "pin_dir", dir, "error", err)
 			_ = os.RemoveAll(dir)
 		}
 	}
-	if r.Wire.Stage == wire.StageCut && !wire.Gone(p.d.ns, r.Wire) {
-		if err := wire.Uncut(p.d.ns, r.Wire); err != nil {
+	if r.Wire.Stage == wire.StageCut && !wire.Gone(p.d.NS, r.Wire) {
+		if err := wire.Uncut(p.d.NS, r.Wire); err != nil {
 			p.log.Warn("uncut", "name", r.Target.Name, "error", err)
 		}
 	}
-	if err := wire.Unplug(p.d.ns, r.Wire); err != nil {
+	if err := wire.Unplug(p.d.NS, r.Wire); err != nil {
 		p.log.Warn("remove the new veth pair", "name", r.Target.Name, "error", err)
 	}
 	if err := p.forget(r.Target.Name); err != nil {
@@ -331,42 +354,41 @@ func (p *protector) cleanupRecord(r portRecord) {
 
 // attach opens the pair on the record's ports (adopting pins an earlier
 // agent left) with the current kernel ACL for its mode.
-func (p *protector) attach(pp *protectedPort) error {
+func (p *Protector) attach(pp *protectedPort) error {
 	d := p.d
-	var next dataplane.Inspector
-	pp.timed, next = d.inspector()
-	pp.insp = newModeInspector(p, pp, next)
+	pp.next = d.Inspector()
+	pp.insp = newModeInspector(p, pp, pp.next)
 	w := pp.rec.Wire
-	aging := dataplane.AgingConfig{OnFlowEnd: d.onFlowEnd}
-	if err := d.inNS(func() error {
+	aging := dataplane.AgingConfig{OnFlowEnd: d.OnFlowEnd}
+	if err := d.InNS(func() error {
 		if w.Joint != nil { // NFQUEUE between the ports of the joint bridge
-			np, err := nfq.Open(nfq.Config{Inner: w.Inner.Name, Outer: w.Outer.Name, Workers: d.workers,
-				FailClosed: pp.rec.FailClosed, Inspector: pp.insp, Logger: d.log, Aging: aging})
+			np, err := nfq.Open(nfq.Config{Inner: w.Inner.Name, Outer: w.Outer.Name, Workers: d.Workers,
+				FailClosed: pp.rec.FailClosed, Inspector: pp.insp, Logger: d.Log, Aging: aging})
 			if err == nil {
-				pp.pair = nfqPath{np}
+				pp.pair = packetpath.NFQueue{Pair: np}
 			}
 			return err
 		}
 		xp, err := dataplane.OpenPair(dataplane.PairConfig{Inner: w.Inner.Name, Outer: w.Outer.Name,
-			PinDir: d.pinDir(w.Inner.Name), BPFFS: d.bpffs, StateDir: d.runDir,
-			FailClosed: pp.rec.FailClosed, Workers: d.workers, Inspector: pp.insp, Logger: d.log, Aging: aging})
+			PinDir: d.PinDir(w.Inner.Name), BPFFS: d.BPFFS, StateDir: d.RunDir,
+			FailClosed: pp.rec.FailClosed, Workers: d.Workers, Inspector: pp.insp, Logger: d.Log, Aging: aging})
 		if err == nil {
-			pp.pair = xdpPath{xp}
+			pp.pair = packetpath.XDP{Pair: xp}
 		}
 		return err
 	}); err != nil {
 		return err
 	}
-	if err := d.kernel.apply(pp); err != nil {
-		_ = d.inNS(pp.pair.Detach)
+	if err := p.kset.apply(pp); err != nil {
+		_ = d.InNS(pp.pair.Detach)
 		pp.pair = nil
 		return err
 	}
 	return nil
 }
 
-// start runs every pair until ctx is done, and watches the containers.
-func (p *protector) start(ctx context.Context) {
+// Start runs every pair until ctx is done, and watches the containers.
+func (p *Protector) Start(ctx context.Context) {
 	p.mu.Lock()
 	p.ctx = ctx
 	for _, pp := range p.ports {
@@ -381,7 +403,7 @@ func (p *protector) start(ctx context.Context) {
 }
 
 // run starts pp's pair if the agent runs; mu held.
-func (p *protector) run(pp *protectedPort) {
+func (p *Protector) run(pp *protectedPort) {
 	if p.ctx == nil || pp.done != nil || pp.pair == nil {
 		return
 	}
@@ -392,7 +414,7 @@ func (p *protector) run(pp *protectedPort) {
 }
 
 // stop stops pp's pair's loop; mu held.
-func (p *protector) stop(pp *protectedPort) {
+func (p *Protector) stop(pp *protectedPort) {
 	if pp.done == nil {
 		return
 	}
@@ -404,7 +426,7 @@ func (p *protector) stop(pp *protectedPort) {
 }
 
 // watch cleans up containers that vanished and follows address changes.
-func (p *protector) watch(ctx context.Context) {
+func (p *Protector) watch(ctx context.Context) {
 	t := time.NewTicker(watchInterval)
 	defer t.Stop()
 	for {
@@ -419,16 +441,16 @@ func (p *protector) watch(ctx context.Context) {
 }
 
 // check is one pass of watch.
-func (p *protector) check() {
+func (p *Protector) check() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	changed := false
 	for name, pp := range p.ports {
-		if wire.Gone(p.d.ns, pp.rec.Wire) {
+		if wire.Gone(p.d.NS, pp.rec.Wire) {
 			p.log.Info("protected container gone: cleaning up", "name", name, "inner", pp.rec.Wire.Inner.Name,
 				"outer", pp.rec.Wire.Outer.Name)
 			p.stop(pp)
-			if err := p.d.inNS(pp.pair.Detach); err != nil {
+			if err := p.d.InNS(pp.pair.Detach); err != nil {
 				// The container's side cannot be restored: it is gone.
 				p.log.Info("detach from a vanished container", "name", name, "error", err)
 			}
@@ -450,7 +472,7 @@ func (p *protector) check() {
 }
 
 // refreshAddrs reads the container's addresses; it reports a change.
-func (p *protector) refreshAddrs(pp *protectedPort) bool {
+func (p *Protector) refreshAddrs(pp *protectedPort) bool {
 	addrs, err := p.containerAddrs(pp)
 	if err != nil {
 		return false
@@ -465,7 +487,7 @@ func (p *protector) refreshAddrs(pp *protectedPort) bool {
 
 // containerAddrs reads the addresses of the container interface through
 // its namespace file, checking it is still the namespace protected.
-func (p *protector) containerAddrs(pp *protectedPort) ([]netip.Addr, error) {
+func (p *Protector) containerAddrs(pp *protectedPort) ([]netip.Addr, error) {
 	h, err := resolve.OpenNetns(pp.rec.Target.Path)
 	if err != nil {
 		return nil, err
@@ -479,14 +501,14 @@ func (p *protector) containerAddrs(pp *protectedPort) ([]netip.Addr, error) {
 }
 
 // addressesChanged recompiles what resolves container names; mu held.
-func (p *protector) addressesChanged() {
-	if err := p.d.rules.recompileContainers(); err != nil {
+func (p *Protector) addressesChanged() {
+	if err := p.d.Rules.RecompileContainers(); err != nil {
 		p.log.Error("recompile rules for changed container addresses", "error", err)
 	}
 }
 
 // Protect puts a container inline, or changes its protection mode.
-func (p *protector) Protect(ctx context.Context, req api.ProtectRequest, who caller) (st api.PortStatus, err error) {
+func (p *Protector) Protect(ctx context.Context, req api.ProtectRequest, who Caller) (st api.PortStatus, err error) {
 	if req.Iface == "" {
 		req.Iface = api.DefaultIface
 	}
@@ -541,7 +563,7 @@ func (p *protector) Protect(ctx context.Context, req api.ProtectRequest, who cal
 	if err := unix.Fstat(int(cns), &cst); err != nil {
 		return st, err
 	}
-	if cns.Equal(p.d.ns) {
+	if cns.Equal(p.d.NS) {
 		return st, fmt.Errorf("%w: target %q is the agent's own network namespace, not a container's", api.ErrInvalid, t.Spec)
 	}
 
@@ -550,7 +572,7 @@ func (p *protector) Protect(ctx context.Context, req api.ProtectRequest, who cal
 	for name, pp := range p.ports {
 		if pp.rec.Wire.ContainerNSInode == cst.Ino && pp.rec.Iface == req.Iface || name == t.Name {
 			if name != t.Name || pp.rec.Wire.ContainerNSInode != cst.Ino {
-				return st, fmt.Errorf("%w: %s %s is protected as %s", errProtected, t.Spec, req.Iface, name)
+				return st, fmt.Errorf("%w: %s %s is protected as %s", ErrProtected, t.Spec, req.Iface, name)
 			}
 			st = p.status(pp)
 			if pp.protectionMode() != req.Mode {
@@ -575,8 +597,14 @@ func (p *protector) Protect(ctx context.Context, req api.ProtectRequest, who cal
 	return st, nil
 }
 
+// Has reports whether a container is protected as name.
+func (p *Protector) Has(name string) bool {
+	_, ok := p.byName(name)
+	return ok
+}
+
 // byName returns the target of the container protected as name.
-func (p *protector) byName(name string) (resolve.Target, bool) {
+func (p *Protector) byName(name string) (resolve.Target, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if pp, ok := p.ports[name]; ok {
@@ -587,31 +615,31 @@ func (p *protector) byName(name string) (resolve.Target, bool) {
 
 // protect wires a new container in; mu held. Any failure puts back what
 // it changed.
-func (p *protector) protect(t resolve.Target, cns netns.NsHandle, req api.ProtectRequest) (_ *protectedPort, err error) {
-	rec, err := wire.Find(p.d.ns, cns, req.Iface)
+func (p *Protector) protect(t resolve.Target, cns netns.NsHandle, req api.ProtectRequest) (_ *protectedPort, err error) {
+	rec, err := wire.Find(p.d.NS, cns, req.Iface)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", api.ErrInvalid, err)
 	}
 	// NFQUEUE inspects in the kernel's forwarding path: the ports are
 	// joined by a bridge of their own (wire.Record.Joined).
-	rec.Joined = p.d.backend == probe.BackendNFQueue
+	rec.Joined = p.d.Backend == probe.BackendNFQueue
 	pp := &protectedPort{rec: portRecord{Target: t, Iface: req.Iface, Mode: req.Mode, FailClosed: req.FailClosed,
 		Since: time.Now().UTC(), Wire: rec}}
 	pp.mode.Store(req.Mode)
-	if err := wire.Plug(p.d.ns, rec); err != nil {
+	if err := wire.Plug(p.d.NS, rec); err != nil {
 		return nil, err
 	}
 	defer func() {
 		if err == nil {
 			return
 		}
-		if uerr := wire.Uncut(p.d.ns, rec); uerr != nil {
+		if uerr := wire.Uncut(p.d.NS, rec); uerr != nil {
 			p.log.Error("protect failed; put the wiring back", "error", uerr)
 		}
 		if pp.pair != nil {
-			_ = p.d.inNS(pp.pair.Detach)
+			_ = p.d.InNS(pp.pair.Detach)
 		}
-		if uerr := wire.Unplug(p.d.ns, rec); uerr != nil {
+		if uerr := wire.Unplug(p.d.NS, rec); uerr != nil {
 			p.log.Error("protect failed; remove the new veth pair", "error", uerr)
 		}
 		_ = p.forget(t.Name)
@@ -625,7 +653,7 @@ func (p *protector) protect(t resolve.Target, cns netns.NsHandle, req api.Protec
 	// both ports on the joint bridge: cut first (the joint forwards
 	// uninspected until the queue rules are in, milliseconds).
 	if rec.Joint != nil {
-		if err := wire.Cut(p.d.ns, rec); err != nil {
+		if err := wire.Cut(p.d.NS, rec); err != nil {
 			return nil, err
 		}
 	}
@@ -633,7 +661,7 @@ func (p *protector) protect(t resolve.Target, cns netns.NsHandle, req api.Protec
 		return nil, err
 	}
 	if rec.Stage != wire.StageCut {
-		if err := wire.Cut(p.d.ns, rec); err != nil {
+		if err := wire.Cut(p.d.NS, rec); err != nil {
 			return nil, err
 		}
 	}
@@ -653,12 +681,12 @@ func (p *protector) protect(t resolve.Target, cns netns.NsHandle, req api.Protec
 // setMode changes a live port's protection mode: the kernel ACL for the
 // mode, then the inspector. Leaving monitor or discover for protect sends
 // the flows they let through back to inspection.
-func (p *protector) setMode(pp *protectedPort, mode string) error {
+func (p *Protector) setMode(pp *protectedPort, mode string) error {
 	old := pp.protectionMode()
 	pp.mode.Store(mode)
-	if err := p.d.kernel.apply(pp); err != nil {
+	if err := p.kset.apply(pp); err != nil {
 		pp.mode.Store(old)
-		_ = p.d.kernel.apply(pp)
+		_ = p.kset.apply(pp)
 		return err
 	}
 	if mode == api.ModeProtect && pp.pair != nil {
@@ -673,7 +701,7 @@ func (p *protector) setMode(pp *protectedPort, mode string) error {
 }
 
 // revokeAllows sends every ALLOW verdict of prog back to inspection.
-func revokeAllows(prog kernelTable) int {
+func revokeAllows(prog packetpath.Kernel) int {
 	if prog == nil {
 		return 0
 	}
@@ -694,7 +722,7 @@ func revokeAllows(prog kernelTable) int {
 }
 
 // Unprotect takes a container out: its wiring is put back exactly.
-func (p *protector) Unprotect(name string, who caller) (st api.PortStatus, err error) {
+func (p *Protector) Unprotect(name string, who Caller) (st api.PortStatus, err error) {
 	defer func() { p.audit("unprotect", name, name, who, err) }()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -703,22 +731,22 @@ func (p *protector) Unprotect(name string, who caller) (st api.PortStatus, err e
 		pp = p.findByTarget(name)
 	}
 	if pp == nil {
-		return st, fmt.Errorf("%s: %w", name, errNotProtected)
+		return st, fmt.Errorf("%s: %w", name, ErrNotProtected)
 	}
 	st = p.status(pp)
 	rec := pp.rec.Wire
-	if err := wire.Uncut(p.d.ns, rec); err != nil && !errors.Is(err, wire.ErrGone) {
+	if err := wire.Uncut(p.d.NS, rec); err != nil && !errors.Is(err, wire.ErrGone) {
 		return st, err
 	}
 	_ = p.save(pp.rec)
 	p.stop(pp)
 	if pp.pair != nil {
-		if err := p.d.inNS(pp.pair.Detach); err != nil {
+		if err := p.d.InNS(pp.pair.Detach); err != nil {
 			p.log.Warn("detach protected pair", "name", name, "error", err)
 		}
 		pp.pair = nil
 	}
-	if err := wire.Unplug(p.d.ns, rec); err != nil {
+	if err := wire.Unplug(p.d.NS, rec); err != nil {
 		return st, err
 	}
 	delete(p.ports, pp.name())
@@ -733,7 +761,7 @@ func (p *protector) Unprotect(name string, who caller) (st api.PortStatus, err e
 }
 
 // findByTarget finds a port by the target spec it was protected with.
-func (p *protector) findByTarget(spec string) *protectedPort {
+func (p *Protector) findByTarget(spec string) *protectedPort {
 	for _, pp := range p.ports {
 		if pp.rec.Target.Spec == spec {
 			return pp
@@ -743,7 +771,7 @@ func (p *protector) findByTarget(spec string) *protectedPort {
 }
 
 // Ports lists the protected containers.
-func (p *protector) Ports() api.PortList {
+func (p *Protector) Ports() api.PortList {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := api.PortList{Ports: []api.PortStatus{}}
@@ -760,7 +788,7 @@ func wiringName(r *wire.Record) string {
 	return "routed"
 }
 
-func (p *protector) status(pp *protectedPort) api.PortStatus {
+func (p *Protector) status(pp *protectedPort) api.PortStatus {
 	r := pp.rec
 	st := api.PortStatus{Name: r.Target.Name, Target: r.Target.Spec, Kind: r.Target.Kind, Iface: r.Iface,
 		Inner: r.Wire.Inner.Name, Outer: r.Wire.Outer.Name, Place: r.Wire.Place.Name, Wiring: wiringName(r.Wire),
@@ -790,36 +818,32 @@ func (p *protector) status(pp *protectedPort) api.PortStatus {
 }
 
 // audit records a protect-set change in the audit log, like rule changes.
-func (p *protector) audit(op, name, detail string, who caller, err error) {
-	if p.d.rules == nil {
+func (p *Protector) audit(op, name, detail string, who Caller, err error) {
+	if p.d.Rules == nil {
 		return
 	}
-	cur := p.d.rules.current()
 	e := audit.Entry{UID: who.UID, GID: who.GID, PID: who.PID, Op: op, Detail: detail, OK: err == nil}
-	if cur != nil {
-		e.FromVersion, e.ToVersion, e.RulesHash = cur.version.Number, cur.version.Number, hexHash(cur.version.Hash)
-	}
 	if err != nil {
 		e.Error = err.Error()
 	}
-	if aerr := p.d.rules.appendAuditLocked(e); aerr != nil {
+	if aerr := p.d.Rules.Audit(e); aerr != nil {
 		p.log.Error("audit", "op", op, "name", name, "error", aerr)
 	}
 }
 
 // selfCaller is the agent itself, for changes nobody asked for.
-func selfCaller() caller { return caller{UID: os.Getuid(), GID: os.Getgid(), PID: os.Getpid()} }
+func selfCaller() Caller { return Caller{UID: os.Getuid(), GID: os.Getgid(), PID: os.Getpid()} }
 
-// close stops the pairs and keeps them attached, with their wiring: the
+// Close stops the pairs and keeps them attached, with their wiring: the
 // fail policy applies until the next agent adopts them (unprotect takes
 // a container out for good).
-func (p *protector) close() error {
+func (p *Protector) Close() error {
 	p.mu.Lock()
 	var errs []error
 	for _, pp := range p.ports {
 		p.stop(pp)
 		if pp.pair != nil {
-			errs = append(errs, p.d.inNS(pp.pair.Close))
+			errs = append(errs, p.d.InNS(pp.pair.Close))
 			pp.pair = nil
 		}
 	}
@@ -831,9 +855,35 @@ func (p *protector) close() error {
 }
 
 // portsOf returns the protected ports without locking (packet path).
-func (p *protector) portsOf() []*protectedPort {
+func (p *Protector) portsOf() []*protectedPort {
 	if p == nil {
 		return nil
 	}
 	return *p.list.Load()
+}
+
+// Count is the number of protected containers; a nil Protector has none.
+func (p *Protector) Count() int { return len(p.portsOf()) }
+
+// EachPair calls fn with every protected container's pair (nil while it
+// is not attached) and the inspector Deps.Inspector gave it, without the
+// protector's lock: a protect or unprotect in progress does not hold up
+// a status read. A nil Protector has none.
+func (p *Protector) EachPair(fn func(packetpath.Path, dataplane.Inspector)) {
+	for _, pp := range p.portsOf() {
+		fn(pp.pair, pp.next)
+	}
+}
+
+// Kernel is the kernel side of every pair the agent runs (Deps.Static
+// and the protected containers'): what the rule manager writes.
+func (p *Protector) Kernel() *KernelSet { return p.kset }
+
+// Learned lists the flows discovery learned, oldest first.
+func (p *Protector) Learned() api.LearnedList { return p.learn.list() }
+
+// Promote turns learned flows into allow rules in the running set, each
+// container's allow rules followed by its default deny (learn.go).
+func (p *Protector) Promote(req api.PromoteRequest, who Caller) (api.ChangeResult, error) {
+	return p.learn.promote(req, who)
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"testing"
 
 	"github.com/deepwall/deepwall/ctl/api"
@@ -43,8 +44,15 @@ func runsWebBlock(tb testing.TB, tm *testManager, ip string) bool {
 // what runs (not in what is stored), follow an address change, and a
 // rolled-back change puts back the resolved set.
 func TestContainerRulesResolved(t *testing.T) {
-	p, web, tm := testProtector(t, modeRules)
-	tm.containers = p.addrsOf
+	tm := newTestManager(t, testRules)
+	var web atomic.Pointer[[]netip.Addr] // the protected container web's addresses
+	web.Store(&[]netip.Addr{netip.MustParseAddr("198.18.0.2")})
+	tm.containers = func(name string) []netip.Addr {
+		if name == "web" {
+			return *web.Load()
+		}
+		return nil
+	}
 	if _, err := applyText(t, tm, containerRules); err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +64,7 @@ func TestContainerRulesResolved(t *testing.T) {
 	}
 
 	// The address changes: recompile.
-	web.addrs.Store(&[]netip.Addr{netip.MustParseAddr("198.18.0.5")})
+	web.Store(&[]netip.Addr{netip.MustParseAddr("198.18.0.5")})
 	v := tm.current().version.Number
 	if err := tm.recompileContainers(); err != nil {
 		t.Fatal(err)
@@ -79,7 +87,7 @@ func TestContainerRulesResolved(t *testing.T) {
 	}
 
 	// No such container: the rule matches nothing.
-	web.addrs.Store(&[]netip.Addr{})
+	web.Store(&[]netip.Addr{})
 	if err := tm.recompileContainers(); err != nil {
 		t.Fatal(err)
 	}
