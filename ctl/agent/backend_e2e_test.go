@@ -36,7 +36,7 @@ func TestPrivilegedAgentModeAuto(t *testing.T) {
 				t.Fatalf("%v: %v %s", args, err, out)
 			}
 		}
-		before := iptablesSnapshot(t, topo.FW)
+		before := testnet.RulesSnapshot(t, topo.FW)
 		server := testServer(t, topo)
 		dir := t.TempDir()
 		a := startAgent(t, topo, dir)
@@ -52,7 +52,7 @@ func TestPrivilegedAgentModeAuto(t *testing.T) {
 			t.Errorf("attack in nfqueue mode: %+v", res)
 		}
 		a.stop(t)
-		if after := iptablesSnapshot(t, topo.FW); after != before {
+		if after := testnet.RulesSnapshot(t, topo.FW); after != before {
 			t.Errorf("rules after a clean stop:\n%s---\n%s", before, after)
 		}
 
@@ -60,7 +60,7 @@ func TestPrivilegedAgentModeAuto(t *testing.T) {
 		// removes them first.
 		a = startAgent(t, topo, dir, "--fail-closed")
 		a.Kill(t)
-		if after := iptablesSnapshot(t, topo.FW); after == before || !strings.Contains(after, "DW-inner") {
+		if after := testnet.RulesSnapshot(t, topo.FW); after == before || !strings.Contains(after, "DW-inner") {
 			t.Fatalf("a killed agent left no rules behind")
 		}
 		b := startAgent(t, topo, dir)
@@ -71,7 +71,7 @@ func TestPrivilegedAgentModeAuto(t *testing.T) {
 			t.Errorf("the second agent did not report removing leftovers:\n%s", b.Output())
 		}
 		b.stop(t)
-		if after := iptablesSnapshot(t, topo.FW); after != before {
+		if after := testnet.RulesSnapshot(t, topo.FW); after != before {
 			t.Errorf("rules after kill, restart and stop:\n%s---\n%s", before, after)
 		}
 	})

@@ -14,9 +14,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -367,25 +365,5 @@ func modeArgs(topo *testnet.Topology) []string {
 // counters and comment lines ("" in XDP mode, which adds none).
 func (m agentMode) rules(tb testing.TB, topo *testnet.Topology) string {
 	tb.Helper()
-	return iptablesSnapshot(tb, topo.FW)
-}
-
-var saveCounters = regexp.MustCompile(`\[\d+:\d+\]`)
-
-func iptablesSnapshot(tb testing.TB, ns *testnet.NS) string {
-	tb.Helper()
-	var b strings.Builder
-	for _, tool := range []string{"iptables-save", "ip6tables-save"} {
-		out, err := ns.Run(exec.Command(tool))
-		if err != nil {
-			tb.Fatalf("%s: %v %s", tool, err, out)
-		}
-		for _, l := range strings.Split(string(out), "\n") {
-			if l == "" || strings.HasPrefix(l, "#") {
-				continue
-			}
-			b.WriteString(saveCounters.ReplaceAllString(l, "[0:0]") + "\n")
-		}
-	}
-	return b.String()
+	return testnet.RulesSnapshot(tb, topo.FW)
 }

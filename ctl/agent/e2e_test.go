@@ -622,30 +622,21 @@ func testAgentBypass(t *testing.T, m agentMode) {
 	})
 	cert := selfSigned(t)
 	ln := testnet.Listen(t, topo.Server, "tcp", netip.AddrPortFrom(testnet.ServerIP, 443))
-	go func() {
+	go testnet.Serve(ln, func(c net.Conn) {
+		tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}})
+		r := bufio.NewReader(tc)
 		for {
-			c, err := ln.Accept()
+			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}})
-				r := bufio.NewReader(tc)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					var n int
-					fmt.Sscanf(line, "%d", &n)
-					if _, err := tc.Write(pseudoBytes(n, uint64(n))); err != nil {
-						return
-					}
-				}
-			}()
+			var n int
+			fmt.Sscanf(line, "%d", &n)
+			if _, err := tc.Write(pseudoBytes(n, uint64(n))); err != nil {
+				return
+			}
 		}
-	}()
+	})
 	raw := testnet.Dial(t, topo.Client, "tcp", netip.AddrPortFrom(testnet.ServerIP, 443))
 	clientPort := uint16(raw.LocalAddr().(*net.TCPAddr).Port)
 	tc := tls.Client(raw, &tls.Config{InsecureSkipVerify: true})

@@ -4,19 +4,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -147,40 +144,6 @@ func portsOfAgent(tb testing.TB, a *agentProc) api.PortList {
 	return pl
 }
 
-// hostDump is a normalised view of the host's wiring.
-func hostDump(tb testing.TB, ns *testnet.NS) string {
-	tb.Helper()
-	h := ns.Netlink(tb)
-	links, _ := h.LinkList()
-	names := map[int]string{}
-	for _, l := range links {
-		names[l.Attrs().Index] = l.Attrs().Name
-	}
-	var out []string
-	for _, l := range links {
-		a := l.Attrs()
-		line := fmt.Sprintf("link %s %s master=%s mtu=%d mac=%s up=%v", a.Name, l.Type(), names[a.MasterIndex], a.MTU, a.HardwareAddr, a.Flags&net.FlagUp != 0)
-		if a.MasterIndex > 0 {
-			if pi, err := h.LinkGetProtinfo(l); err == nil {
-				line += " " + pi.String()
-			}
-		}
-		out = append(out, line)
-	}
-	routes, _ := h.RouteList(nil, netlink.FAMILY_V4)
-	for _, r := range routes {
-		out = append(out, fmt.Sprintf("route %v dev %s gw %v proto %d scope %d", r.Dst, names[r.LinkIndex], r.Gw, r.Protocol, r.Scope))
-	}
-	neigh, _ := h.NeighList(0, netlink.FAMILY_V4)
-	for _, n := range neigh {
-		if n.State&netlink.NUD_PERMANENT != 0 {
-			out = append(out, fmt.Sprintf("neigh %s dev %s %s", n.IP, names[n.LinkIndex], n.HardwareAddr))
-		}
-	}
-	slices.Sort(out)
-	return strings.Join(out, "\n")
-}
-
 // protectHost is a host with a bridged client, and a bridged and a routed
 // container serving webServer: the topology of the protect tests.
 func protectHost(t *testing.T) (host *testnet.Host, client, web, routed *testnet.Container) {
@@ -208,7 +171,7 @@ func unprotectAll(t *testing.T, a *agentProc, host *testnet.Host, before string,
 	for name, l := range loads {
 		l.finish(t, name)
 	}
-	if after := hostDump(t, host.NS); after != before {
+	if after := testnet.WiringDump(t, host.NS); after != before {
 		t.Errorf("host wiring differs after unprotect:\n--- before\n%s\n--- after\n%s", before, after)
 	}
 }
@@ -219,7 +182,7 @@ func unprotectAll(t *testing.T, a *agentProc, host *testnet.Host, before string,
 // wiring, and that a vanished container is cleaned up.
 func TestPrivilegedProtect(t *testing.T) {
 	host, client, web, routed := protectHost(t)
-	before := hostDump(t, host.NS)
+	before := testnet.WiringDump(t, host.NS)
 	if !attack(client.NS, web.IP) || !attack(client.NS, routed.IP) {
 		t.Fatal("attack not answered before protection: the topology does not work")
 	}

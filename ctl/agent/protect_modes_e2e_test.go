@@ -529,7 +529,7 @@ func checkProtectedCounters(t *testing.T, a *agentProc, host *testnet.Host, c *t
 // unprotect restores the host's wiring.
 func TestPrivilegedProtectNFQueue(t *testing.T) {
 	host, client, web, routed := protectHost(t)
-	before := hostDump(t, host.NS)
+	before := testnet.WiringDump(t, host.NS)
 
 	dir := t.TempDir()
 	a := startHostAgent(t, host, dir, "--mode", "nfqueue")
