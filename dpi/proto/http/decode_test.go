@@ -1,0 +1,233 @@
+package http
+
+import (
+	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"compress/zlib"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/deepwall/deepwall/dpi/proto"
+	"github.com/deepwall/deepwall/dpi/proto/internal/prototest"
+)
+
+// encode applies the content codings named in ce ("gzip, br") to b, in
+// order, as a server does.
+func encode(tb testing.TB, ce string, b []byte) []byte {
+	tb.Helper()
+	for _, c := range strings.Split(ce, ",") {
+		var out bytes.Buffer
+		var w interface {
+			Write([]byte) (int, error)
+			Close() error
+		}
+		switch strings.TrimSpace(c) {
+		case "gzip", "x-gzip":
+			w = gzip.NewWriter(&out)
+		case "deflate":
+			w = zlib.NewWriter(&out)
+		case "raw-deflate":
+			w, _ = flate.NewWriter(&out, flate.DefaultCompression)
+		case "br":
+			w = brotli.NewWriterLevel(&out, 5)
+		case "zstd":
+			w, _ = zstd.NewWriter(&out, zstd.WithEncoderConcurrency(1))
+		default:
+			tb.Fatalf("coding %q", c)
+		}
+		if _, err := w.Write(b); err != nil {
+			tb.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			tb.Fatal(err)
+		}
+		b = out.Bytes()
+	}
+	return b
+}
+
+// chunk frames b as a chunked body of n-byte chunks.
+func chunk(b []byte, n int) []byte {
+	var out bytes.Buffer
+	for len(b) > 0 {
+		k := min(n, len(b))
+		fmt.Fprintf(&out, "%x\r\n%s\r\n", k, b[:k])
+		b = b[k:]
+	}
+	out.WriteString("0\r\n\r\n")
+	return out.Bytes()
+}
+
+const decodePlain = "id=1' UNION SELECT password FROM users--&card=4111 1111 1111 1111"
+
+func TestDecodeCodings(t *testing.T) {
+	sc := NewScratch(Limits{})
+	for _, tc := range []struct {
+		ce   string // header value
+		wire string // codings applied (raw-deflate stands for deflate without zlib)
+	}{
+		{"gzip", "gzip"},
+		{"x-gzip", "gzip"},
+		{"deflate", "deflate"},
+		{"deflate", "raw-deflate"},
+		{"br", "br"},
+		{"zstd", "zstd"},
+		{"gzip, br", "gzip, br"},
+		{"deflate, zstd, gzip", "deflate, zstd, gzip"},
+		{"identity, GZIP", "gzip"},
+	} {
+		enc := encode(t, tc.wire, []byte(decodePlain))
+		for _, chunked := range []bool{false, true} {
+			name := fmt.Sprintf("%s/%s/chunked=%v", tc.ce, tc.wire, chunked)
+			t.Run(name, func(t *testing.T) {
+				framing := fmt.Sprintf("Content-Length: %d\r\n\r\n", len(enc))
+				body := enc
+				if chunked {
+					framing = "Transfer-Encoding: chunked\r\n\r\n"
+					body = chunk(enc, 7)
+				}
+				ce := "Content-Encoding: " + tc.ce + "\r\n"
+				req := append([]byte("POST /f HTTP/1.1\r\nHost: h\r\n"+ce+framing), body...)
+				resp := append([]byte("HTTP/1.1 200 OK\r\n"+ce+framing), body...)
+				want := fmt.Sprintf("reqbody %q", decodePlain)
+				wantResp := fmt.Sprintf("respbody %q", decodePlain)
+				// Every cut of the stream, 1-byte segments included,
+				// gives the same decoded body.
+				n := 0
+				prototest.Chunkings(req, 40, func(chunks [][]byte) {
+					n++
+					got := run(t, sc, chunks, whole(string(resp)))
+					if !strings.Contains(got, want) || !strings.Contains(got, wantResp) || strings.Contains(got, "finding") {
+						t.Fatalf("%d chunks:\n%s", len(chunks), got)
+					}
+				})
+				if sc.decMem != 0 {
+					t.Fatalf("%d bytes of decoder memory still reserved", sc.decMem)
+				}
+			})
+		}
+	}
+}
+
+func TestDecodeFindings(t *testing.T) {
+	zeros := encode(t, "gzip", make([]byte, 10<<20))
+	gz := encode(t, "gzip", []byte(decodePlain))
+	// 2 MiB of hex text: compresses about 2 times, so it reaches
+	// MaxDecodedBody and not the ratio.
+	rnd := rand.New(rand.NewPCG(1, 2))
+	hexText := make([]byte, 2<<20)
+	for i := range hexText {
+		hexText[i] = "0123456789abcdef"[rnd.IntN(16)]
+	}
+	big := encode(t, "gzip", hexText)
+	for _, tc := range []struct {
+		name  string
+		ce    string
+		body  []byte
+		want  []proto.FindingKind
+		fatal proto.FindingKind
+		body2 string // substring of the decoded body expected in the log
+	}{
+		{name: "bomb", ce: "gzip", body: zeros, fatal: proto.HTTPDecompressionBomb},
+		{name: "limit", ce: "gzip", body: big, want: kinds(proto.HTTPDecodeLimit), body2: "reqbody"},
+		{name: "unknown", ce: "compress", body: []byte("raw"), want: kinds(proto.HTTPUnknownEncoding), body2: `reqbody "raw"`},
+		{name: "too many", ce: "gzip, gzip, gzip, gzip", body: gz, fatal: proto.HTTPTooManyEncodings},
+		{name: "corrupt", ce: "gzip", body: []byte("\x1f\x8b\x08\x00garbage-garbage"), want: kinds(proto.HTTPDecodeError)},
+		{name: "trailing", ce: "gzip", body: append(bytes.Clone(gz), "; DROP TABLE x"...), want: kinds(proto.HTTPDecodeError), body2: "UNION SELECT"},
+		{name: "brotli window", ce: "br", body: []byte{0x0f, 0, 0, 0}, fatal: proto.HTTPDecoderMemory}, // WBITS 24
+		{name: "not zstd", ce: "zstd", body: []byte("plain text"), want: kinds(proto.HTTPDecodeError)},
+		{name: "empty", ce: "gzip", body: nil, body2: `reqbody ""`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := NewScratch(Limits{})
+			in := fmt.Sprintf("POST / HTTP/1.1\r\nHost: h\r\nContent-Encoding: %s\r\nContent-Length: %d\r\n\r\n%s", tc.ce, len(tc.body), tc.body)
+			r := checkFindings(t, sc, proto.ToServer, "", findingCase{tc.name, in, tc.want, tc.fatal})
+			if tc.body2 != "" && !strings.Contains(r.String(), tc.body2) {
+				t.Errorf("log lacks %q:\n%.2000s", tc.body2, r)
+			}
+			if tc.fatal == proto.FindingNone && tc.body2 != "" && !strings.Contains(r.String(), "reqbody") {
+				t.Errorf("no body end:\n%.2000s", r)
+			}
+		})
+	}
+}
+
+// TestDecodeBombMemory checks that a decompression bomb costs bounded
+// memory: 10 MiB of zeros, gzipped twice, in 1,000-byte segments.
+func TestDecodeBombMemory(t *testing.T) {
+	body := encode(t, "gzip, gzip", make([]byte, 10<<20))
+	sc := NewScratch(Limits{})
+	in := append([]byte(fmt.Sprintf("POST / HTTP/1.1\r\nHost: h\r\nContent-Encoding: gzip, gzip\r\nContent-Length: %d\r\n\r\n", len(body))), body...)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	r := newRecorder(t)
+	r.skipFindings = true
+	p := NewParser(r, sc)
+	for len(in) > 0 {
+		k := min(1000, len(in))
+		p.Feed(proto.ToServer, in[:k])
+		in = in[k:]
+	}
+	runtime.ReadMemStats(&after)
+	if !r.has(proto.HTTPDecompressionBomb) {
+		t.Fatalf("no bomb finding:\n%.1000s", r)
+	}
+	if d := after.TotalAlloc - before.TotalAlloc; d > 4<<20 {
+		t.Errorf("allocated %d bytes for a bomb", d)
+	}
+	p.Release()
+	if sc.decMem != 0 {
+		t.Errorf("%d bytes reserved after Release", sc.decMem)
+	}
+}
+
+// TestDecoderMemoryBudget checks that connections of one Scratch cannot
+// reserve more decoder memory than the limit, and that Release frees it.
+func TestDecoderMemoryBudget(t *testing.T) {
+	sc := NewScratch(Limits{MaxDecoderMemory: 3 * flateMemory})
+	gz := encode(t, "gzip", []byte(decodePlain))
+	head := fmt.Sprintf("POST / HTTP/1.1\r\nHost: h\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n", len(gz))
+	var ps []*Parser
+	for i := range 4 {
+		r := newRecorder(t)
+		p := NewParser(r, sc)
+		p.Feed(proto.ToServer, append([]byte(head), gz[:5]...))
+		if got := r.has(proto.HTTPDecoderMemory); got != (i == 3) {
+			t.Fatalf("connection %d: decoder_memory=%v\n%s", i, got, r)
+		}
+		ps = append(ps, p)
+	}
+	for _, p := range ps {
+		p.Release()
+	}
+	if sc.decMem != 0 {
+		t.Fatalf("%d bytes reserved after Release", sc.decMem)
+	}
+}
+
+func TestBrotliWindowBits(t *testing.T) {
+	for _, lgwin := range []int{10, 16, 17, 18, 22, 24} {
+		b := encodeBrotliWindow(t, lgwin)
+		if got := brotliWindowBits(b[0]); got != lgwin {
+			t.Errorf("lgwin %d: read %d", lgwin, got)
+		}
+	}
+}
+
+func encodeBrotliWindow(tb testing.TB, lgwin int) []byte {
+	var out bytes.Buffer
+	w := brotli.NewWriterOptions(&out, brotli.WriterOptions{Quality: 5, LGWin: lgwin})
+	_, _ = w.Write(bytes.Repeat([]byte("x"), 1<<lgwin+10))
+	if err := w.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return out.Bytes()
+}
