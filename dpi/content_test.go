@@ -2,64 +2,22 @@ package dpi
 
 import (
 	"bytes"
-	"compress/flate"
-	"compress/gzip"
-	"compress/zlib"
 	"encoding/json"
 	"fmt"
-	"io"
 	"strings"
 	"testing"
-
-	"github.com/andybalholm/brotli"
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/deepwall/deepwall/ctl/eve"
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dpi/flow"
 	"github.com/deepwall/deepwall/internal/ruletest"
+	"github.com/deepwall/deepwall/internal/testutil"
 )
 
-// compress applies the content codings of ce ("gzip, br"), in order, as
-// a sender does; "raw-deflate" is deflate without its zlib wrapper.
-func compress(tb testing.TB, ce string, b []byte) []byte {
-	tb.Helper()
-	for _, c := range strings.Split(ce, ",") {
-		var out bytes.Buffer
-		var w io.WriteCloser
-		switch strings.TrimSpace(c) {
-		case "gzip":
-			w = gzip.NewWriter(&out)
-		case "deflate":
-			w = zlib.NewWriter(&out)
-		case "raw-deflate":
-			w, _ = flate.NewWriter(&out, flate.BestCompression)
-		case "br":
-			w = brotli.NewWriter(&out)
-		case "zstd":
-			w, _ = zstd.NewWriter(&out, zstd.WithEncoderConcurrency(1))
-		default:
-			tb.Fatalf("coding %q", c)
-		}
-		_, _ = w.Write(b)
-		if err := w.Close(); err != nil {
-			tb.Fatal(err)
-		}
-		b = out.Bytes()
-	}
-	return b
-}
+// compress and chunked are the shared helpers, short.
+func compress(tb testing.TB, ce string, b []byte) []byte { return testutil.Encode(tb, ce, b) }
 
-// chunked frames b as a chunked body of n-byte chunks.
-func chunked(b []byte, n int) string {
-	var out strings.Builder
-	for len(b) > 0 {
-		k := min(n, len(b))
-		fmt.Fprintf(&out, "%x\r\n%s\r\n", k, b[:k])
-		b = b[k:]
-	}
-	return out.String() + "0\r\n\r\n"
-}
+func chunked(b []byte, n int) string { return string(testutil.Chunked(b, n)) }
 
 // exchange is one connection through the default pack: the client's
 // bytes (cut into MSS segments), then the server's.

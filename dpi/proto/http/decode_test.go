@@ -2,9 +2,6 @@ package http
 
 import (
 	"bytes"
-	"compress/flate"
-	"compress/gzip"
-	"compress/zlib"
 	"fmt"
 	"math/rand/v2"
 	"runtime"
@@ -12,58 +9,16 @@ import (
 	"testing"
 
 	"github.com/andybalholm/brotli"
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/deepwall/deepwall/dpi/proto"
 	"github.com/deepwall/deepwall/dpi/proto/internal/prototest"
+	"github.com/deepwall/deepwall/internal/testutil"
 )
 
-// encode applies the content codings named in ce ("gzip, br") to b, in
-// order, as a server does.
-func encode(tb testing.TB, ce string, b []byte) []byte {
-	tb.Helper()
-	for _, c := range strings.Split(ce, ",") {
-		var out bytes.Buffer
-		var w interface {
-			Write([]byte) (int, error)
-			Close() error
-		}
-		switch strings.TrimSpace(c) {
-		case "gzip", "x-gzip":
-			w = gzip.NewWriter(&out)
-		case "deflate":
-			w = zlib.NewWriter(&out)
-		case "raw-deflate":
-			w, _ = flate.NewWriter(&out, flate.DefaultCompression)
-		case "br":
-			w = brotli.NewWriterLevel(&out, 5)
-		case "zstd":
-			w, _ = zstd.NewWriter(&out, zstd.WithEncoderConcurrency(1))
-		default:
-			tb.Fatalf("coding %q", c)
-		}
-		if _, err := w.Write(b); err != nil {
-			tb.Fatal(err)
-		}
-		if err := w.Close(); err != nil {
-			tb.Fatal(err)
-		}
-		b = out.Bytes()
-	}
-	return b
-}
+// encode and chunk are the shared helpers, short.
+func encode(tb testing.TB, ce string, b []byte) []byte { return testutil.Encode(tb, ce, b) }
 
-// chunk frames b as a chunked body of n-byte chunks.
-func chunk(b []byte, n int) []byte {
-	var out bytes.Buffer
-	for len(b) > 0 {
-		k := min(n, len(b))
-		fmt.Fprintf(&out, "%x\r\n%s\r\n", k, b[:k])
-		b = b[k:]
-	}
-	out.WriteString("0\r\n\r\n")
-	return out.Bytes()
-}
+func chunk(b []byte, n int) []byte { return testutil.Chunked(b, n) }
 
 const decodePlain = "id=1' UNION SELECT password FROM users--&card=4111 1111 1111 1111"
 
