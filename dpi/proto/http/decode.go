@@ -231,6 +231,7 @@ type bodyDecoder struct {
 	// stream ended before the body; trailing: bytes followed it.
 	started, done, eof, trailing bool
 	end, abort                   bool
+	inSink                       bool // the goroutine is in a Sink call
 }
 
 // write hands b to the decoder's goroutine and waits until it has read
@@ -291,10 +292,15 @@ func (z *bodyDecoder) more() error {
 // run is the decoder's goroutine.
 func (z *bodyDecoder) run() {
 	defer func() {
-		if recover() != nil && !z.abort {
-			// A decoder library's bug is a body not decoded, not a
-			// crashed engine.
-			z.p.report(z.d, proto.HTTPDecodeError)
+		if v := recover(); v != nil {
+			if z.inSink {
+				panic(v) // the Sink's bug, not the input's
+			}
+			// A decoder library's bug on hostile input is a body not
+			// decoded, not a crashed engine.
+			if !z.abort {
+				z.p.report(z.d, proto.HTTPDecodeError)
+			}
 		}
 		z.done = true
 		z.yield <- struct{}{}
@@ -321,6 +327,11 @@ func (z *bodyDecoder) run() {
 	lim := &z.p.sc.lim
 	for {
 		n, err := r.Read(z.buf)
+		if z.abort {
+			// Released: the Sink may have closed the message's state,
+			// it gets nothing more.
+			return
+		}
 		if n > 0 {
 			if z.out+int64(n) > int64(lim.MaxDecodedBody) {
 				n = int(int64(lim.MaxDecodedBody) - z.out)
@@ -358,7 +369,9 @@ func (z *bodyDecoder) emit(b []byte) {
 		return
 	}
 	z.out += int64(len(b))
+	z.inSink = true
 	z.p.sinkBody(z.d, b, false)
+	z.inSink = false
 }
 
 // fail reports why decoding stopped early.

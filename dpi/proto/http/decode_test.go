@@ -186,3 +186,24 @@ func encodeBrotliWindow(tb testing.TB, lgwin int) []byte {
 	}
 	return out.Bytes()
 }
+
+// TestDecodeReleaseQuiet checks that a decoder ended early (Release, the
+// engine freeing the flow) hands nothing more to the Sink, whatever it
+// had decoded: the Sink may have closed the message's state already.
+func TestDecodeReleaseQuiet(t *testing.T) {
+	sc := NewScratch(Limits{})
+	for _, ce := range []string{"gzip", "deflate", "br", "zstd"} {
+		body := encode(t, ce, []byte(strings.Repeat(decodePlain, 50)))
+		r := newRecorder(t)
+		p := NewParser(r, sc)
+		p.Feed(proto.ToServer, append([]byte(fmt.Sprintf("POST / HTTP/1.1\r\nHost: h\r\nContent-Encoding: %s\r\nContent-Length: %d\r\n\r\n", ce, len(body))), body[:len(body)-3]...))
+		before := r.body[0].Len()
+		p.Release()
+		if r.body[0].Len() != before || strings.Contains(r.String(), "reqbody") {
+			t.Errorf("%s: the Sink got body text after Release:\n%s", ce, r)
+		}
+		if sc.decMem != 0 {
+			t.Errorf("%s: %d bytes reserved after Release", ce, sc.decMem)
+		}
+	}
+}
