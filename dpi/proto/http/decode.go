@@ -450,12 +450,19 @@ func openDeflate(r io.Reader) (io.Reader, func(), error) {
 	// flate reads byte by byte from an io.ByteReader, and no further
 	// than the stream's end: bytes after it stay for decode to see.
 	br := &prefixReader{hdr: hdr, n: n, r: r}
+	br.br, _ = r.(io.ByteReader)
 	if n == 2 && hdr[0]&0x0f == 8 && hdr[0]>>4 <= 7 && (uint16(hdr[0])<<8|uint16(hdr[1]))%31 == 0 {
-		z, err := zlib.NewReader(br)
-		if err != nil {
+		z, _ := zlibPool.Get().(io.ReadCloser)
+		if z == nil {
+			var err error
+			if z, err = zlib.NewReader(br); err != nil {
+				return nil, nil, err
+			}
+		} else if err := z.(zlib.Resetter).Reset(br, nil); err != nil {
+			zlibPool.Put(z)
 			return nil, nil, err
 		}
-		return z, nil, nil
+		return z, func() { zlibPool.Put(z) }, nil
 	}
 	f, _ := flatePool.Get().(io.ReadCloser)
 	if f == nil {
@@ -472,6 +479,7 @@ type prefixReader struct {
 	hdr  [2]byte
 	i, n int
 	r    io.Reader
+	br   io.ByteReader // r, when it is one
 	one  [1]byte
 }
 
@@ -489,8 +497,8 @@ func (p *prefixReader) ReadByte() (byte, error) {
 		p.i++
 		return p.hdr[p.i-1], nil
 	}
-	if br, ok := p.r.(io.ByteReader); ok {
-		return br.ReadByte()
+	if p.br != nil {
+		return p.br.ReadByte()
 	}
 	for {
 		n, err := p.r.Read(p.one[:])
@@ -522,4 +530,4 @@ func brotliWindowBits(b byte) int {
 	}
 }
 
-var gzipPool, flatePool, brotliPool, zstdPool sync.Pool
+var gzipPool, zlibPool, flatePool, brotliPool, zstdPool sync.Pool
