@@ -176,6 +176,15 @@ func TestContentDecoding(t *testing.T) {
 			t.Fatalf("four codings: drop %q", r.drop())
 		}
 	})
+	t.Run("corrupt request body", func(t *testing.T) {
+		body := hidden(t, "gzip", []byte(sqliForm), "UNION")
+		body = body[:len(body)/2] + "\x00\xff garbage" + body[len(body)/2:]
+		r := runExchange(t, h, 34, exchange{req: post("gzip", body, form), resp: ok})
+		if r.drop() != "http.decode_error" && r.alert("to_server") == nil || !r.blockedRequest() {
+			dumpEvents(t, r.events)
+			t.Fatalf("corrupt gzip request: drop %q", r.drop())
+		}
+	})
 	t.Run("multipart base64 part", func(t *testing.T) {
 		body := "--xyz\r\nContent-Disposition: form-data; name=\"id\"\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
 			"MScgVU5JT04gU0VMRUNUIHBhc3N3b3JkIEZST00gdXNlcnMtLQ==\r\n--xyz--\r\n"

@@ -112,7 +112,7 @@ const (
 	HTTPTooManyEmptyLines // more than MaxEmptyLineBytes CR/LF bytes before a message (fatal)
 	HTTPUnknownEncoding   // a Content-Encoding not decoded: the body is inspected as sent
 	HTTPTooManyEncodings  // more stacked content codings than MaxEncodings (fatal)
-	HTTPDecodeError       // a compressed body does not decode: what decoded was inspected
+	HTTPDecodeError       // a compressed body does not decode (fatal in a request; in a response what decoded was inspected)
 	HTTPDecodeLimit       // decoded body longer than Limits.MaxDecodedBody: the rest is not inspected
 	HTTPDecompressionBomb // decoded/encoded ratio above Limits.MaxDecodeRatio (fatal)
 	HTTPDecoderMemory     // a brotli or zstd window above its bound, or the worker's decoder budget spent (fatal)

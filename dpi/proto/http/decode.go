@@ -34,7 +34,8 @@ import (
 // Bounds on content decoding. Exceeding MaxDecodedBody ends the body's
 // inspection where it was (as the inspection depth of a plain body does);
 // the others stop the parser, so that the engine blocks the flow: a body
-// deepwall cannot decode within them is one it cannot vouch for.
+// deepwall cannot decode within them is one it cannot vouch for. So does a
+// request body that does not decode (decodeError).
 const (
 	// MaxEncodings bounds the content codings stacked on one body
 	// ("gzip, br" is two). Nothing legitimate stacks more than two.
@@ -173,7 +174,7 @@ func (p *Parser) decode(d *dirState, chunk []byte, end bool) {
 		// Bytes after the end of the compressed stream: no decoder
 		// reads them, say so.
 		z.trailing = true
-		p.report(d, proto.HTTPDecodeError)
+		p.decodeError(d)
 	}
 	if end && !p.stopped {
 		p.releaseDecoder(d)
@@ -299,7 +300,7 @@ func (z *bodyDecoder) run() {
 			// A decoder library's bug on hostile input is a body not
 			// decoded, not a crashed engine.
 			if !z.abort {
-				z.p.report(z.d, proto.HTTPDecodeError)
+				z.p.decodeError(z.d)
 			}
 		}
 		z.done = true
@@ -353,7 +354,7 @@ func (z *bodyDecoder) run() {
 			z.eof = true
 			if len(z.cur) > 0 {
 				z.trailing = true
-				z.p.report(z.d, proto.HTTPDecodeError)
+				z.p.decodeError(z.d)
 			}
 			return
 		}
@@ -381,8 +382,21 @@ func (z *bodyDecoder) fail(err error) {
 	case errors.Is(err, errWindow), errors.Is(err, zstd.ErrWindowSizeExceeded):
 		z.p.fatal(z.d, proto.HTTPDecoderMemory)
 	default:
-		z.p.report(z.d, proto.HTTPDecodeError)
+		z.p.decodeError(z.d)
 	}
+}
+
+// decodeError reports a body that does not decode. In a request it is
+// fatal: the application's decoder may read past where deepwall's stopped
+// (decoders differ on what they forgive), and no legitimate client sends
+// a corrupt body. In a response it is not: what decoded was inspected,
+// and response rules only alert.
+func (p *Parser) decodeError(d *dirState) {
+	if d.dir == proto.ToServer {
+		p.fatal(d, proto.HTTPDecodeError)
+		return
+	}
+	p.report(d, proto.HTTPDecodeError)
 }
 
 var errWindow = errors.New("decode body: window too large")

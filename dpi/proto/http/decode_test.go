@@ -94,10 +94,10 @@ func TestDecodeFindings(t *testing.T) {
 		{name: "limit", ce: "gzip", body: big, want: kinds(proto.HTTPDecodeLimit), body2: "reqbody"},
 		{name: "unknown", ce: "compress", body: []byte("raw"), want: kinds(proto.HTTPUnknownEncoding), body2: `reqbody "raw"`},
 		{name: "too many", ce: "gzip, gzip, gzip, gzip", body: gz, fatal: proto.HTTPTooManyEncodings},
-		{name: "corrupt", ce: "gzip", body: []byte("\x1f\x8b\x08\x00garbage-garbage"), want: kinds(proto.HTTPDecodeError)},
-		{name: "trailing", ce: "gzip", body: append(bytes.Clone(gz), "; DROP TABLE x"...), want: kinds(proto.HTTPDecodeError), body2: "UNION SELECT"},
+		{name: "corrupt", ce: "gzip", body: []byte("\x1f\x8b\x08\x00garbage-garbage"), fatal: proto.HTTPDecodeError},
+		{name: "trailing", ce: "gzip", body: append(bytes.Clone(gz), "; DROP TABLE x"...), fatal: proto.HTTPDecodeError},
 		{name: "brotli window", ce: "br", body: []byte{0x0f, 0, 0, 0}, fatal: proto.HTTPDecoderMemory}, // WBITS 24
-		{name: "not zstd", ce: "zstd", body: []byte("plain text"), want: kinds(proto.HTTPDecodeError)},
+		{name: "not zstd", ce: "zstd", body: []byte("plain text"), fatal: proto.HTTPDecodeError},
 		{name: "empty", ce: "gzip", body: nil, body2: `reqbody ""`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -239,5 +239,18 @@ func BenchmarkDecode(b *testing.B) {
 				b.Fatal("parser stopped")
 			}
 		})
+	}
+}
+
+// TestDecodeErrorResponse checks that a response that does not decode is
+// a finding, not a stop: the next response on the connection is parsed.
+func TestDecodeErrorResponse(t *testing.T) {
+	sc := NewScratch(Limits{})
+	bad := "\x1f\x8b\x08\x00garbage-garbage"
+	in := fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%sHTTP/1.1 204 No Content\r\n\r\n", len(bad), bad)
+	r := checkFindings(t, sc, proto.ToClient, "GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n",
+		findingCase{"corrupt response", in, kinds(proto.HTTPDecodeError), proto.FindingNone})
+	if !strings.Contains(r.String(), "resp 204") {
+		t.Errorf("the next response was not parsed:\n%s", r)
 	}
 }
