@@ -12,13 +12,15 @@ import (
 	"time"
 
 	"github.com/deepwall/deepwall/ctl/eve"
+	"github.com/deepwall/deepwall/ctl/internal/demo"
 	"github.com/deepwall/deepwall/internal/testnet"
 	"github.com/deepwall/deepwall/internal/testutil"
 )
 
 // recordingServer serves HTTP in the server namespace and records every
 // request that reaches the application, its body decoded as an
-// application that honours Content-Encoding gzip reads it.
+// application that honours Content-Encoding gzip reads it; /account.gz
+// is a gzipped page with a card number (not recorded).
 type recordingServer struct {
 	mu   sync.Mutex
 	seen []string // "METHOD target body"
@@ -35,7 +37,15 @@ func startRecordingServer(tb testing.TB, topo *testnet.Topology) (*recordingServ
 	rs := &recordingServer{}
 	addr := netip.AddrPortFrom(testnet.ServerIP, 80)
 	ln := testnet.Listen(tb, topo.Server, "tcp", addr)
+	page := testutil.Encode(tb, "gzip", []byte("<p>Card on file: "+demo.Card+"</p>\n"))
 	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/account.gz" {
+			// A page with a card number, gzipped as servers send it.
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Header().Set("Content-Type", "text/html")
+			_, _ = w.Write(page)
+			return
+		}
 		var body io.Reader = r.Body
 		if r.Header.Get("Content-Encoding") == "gzip" {
 			if zr, err := gzip.NewReader(r.Body); err == nil {
@@ -56,7 +66,8 @@ func startRecordingServer(tb testing.TB, topo *testnet.Topology) (*recordingServ
 // TestPrivilegedAgentContentDecoding: through the live inline path, a SQL
 // injection in a gzip request body and one behind empty lines before the
 // request line never reach the application (the connection is reset and
-// the alert logged), while a benign gzip body arrives intact.
+// the alert logged), while a benign gzip body arrives intact; a card
+// number in a gzip response is alerted, masked.
 func TestPrivilegedAgentContentDecoding(t *testing.T) { forModes(t, testAgentContentDecoding) }
 
 func testAgentContentDecoding(t *testing.T, m agentMode) {
@@ -91,6 +102,21 @@ func testAgentContentDecoding(t *testing.T, m agentMode) {
 			}
 		}
 		return true
+	})
+	t.Run("card number in a gzip response", func(t *testing.T) {
+		res := rawRequest(t, topo, server, get("/account.gz"))
+		if res.status != 200 {
+			t.Fatalf("DLP alert rules must not block: %+v", res)
+		}
+		a.waitEvents(t, "the card number alert", func(evs []eve.Event) bool {
+			for _, ev := range evs {
+				if ev.Alert != nil && ev.Alert.SignatureID == 5001 && ev.DestPort == res.port && ev.Alert.Action == "allowed" &&
+					!strings.Contains(ev.Alert.Matched, demo.Card) {
+					return true
+				}
+			}
+			return false
+		})
 	})
 	seen := rs.requests()
 	for _, r := range seen {
