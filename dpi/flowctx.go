@@ -267,6 +267,9 @@ func (c *flowCtx) size(rs *ruleset) {
 // stop returns the context to the pool (streams already closed).
 func (c *flowCtx) stop() {
 	c.inUse = false
+	if c.http != nil {
+		c.http.Release() // body decoders park a goroutine each
+	}
 	c.forget()
 	if cap(c.body) > maxDetectBody {
 		c.body = nil

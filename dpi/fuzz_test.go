@@ -2,12 +2,14 @@ package dpi
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"sync"
 	"testing"
 
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/internal/testnet"
+	"github.com/deepwall/deepwall/internal/testutil"
 
 	"github.com/deepwall/deepwall/ctl/eve"
 )
@@ -41,6 +43,23 @@ const fuzzRules = `rules:
   - {id: 24, action: block, anomaly: {direction: outbound, threshold: 4}}
 `
 
+// fuzzSegs encodes TCP data segments of connection 0, client to server,
+// in FuzzEngine's input format (each at most 255 bytes).
+func fuzzSegs(payloads ...[]byte) []byte {
+	var out []byte
+	for _, p := range payloads {
+		out = append(append(out, 0x00, 0x18, 0, 0, byte(len(p))), p...)
+	}
+	return out
+}
+
+// fuzzGzipPost is a request with a gzip SQL injection body behind empty
+// lines.
+func fuzzGzipPost(tb testing.TB) []byte {
+	body := testutil.Encode(tb, "gzip", []byte("q=1 union select password from users"))
+	return append([]byte(fmt.Sprintf("\r\n\r\nPOST /x HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n", len(body))), body...)
+}
+
 var fuzzEngine struct {
 	once sync.Once
 	e    *Engine
@@ -60,6 +79,9 @@ func FuzzEngine(f *testing.F) {
 		[]byte("\x00\x02\x00\x00\x00" + string(clientHello("evil.example"))),
 		[]byte("\x03\x00\x00\x00\x00\xff\xff\xff\x04\x05\x06\x07\x00\x00\x00\x00SSH-1.5-x\r\n"),
 		[]byte("\x00\x0a\x00\x04\x00abcd\x00\x0a\x00\x00\x00ab\x00\x0b\xff\xf0\x00zz"),
+		// A gzip form body behind empty lines, its compressed bytes
+		// cut in two segments.
+		fuzzSegs(fuzzGzipPost(f)[:90], fuzzGzipPost(f)[90:]),
 	}
 	for _, s := range seeds {
 		f.Add(s)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -82,6 +83,21 @@ var goldenScenarios = []struct {
 		w := c.tcp("198.18.0.16:41006", "198.18.1.4:80").handshake()
 		w.send(flow.ToServer, ok)
 		w.send(flow.ToClient, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+		w.close()
+	}},
+	{"compressed", func(c *capture) {
+		// A gzip form body carrying SQL injection behind empty lines,
+		// blocked on the request; a brotli response leaking a card
+		// number, alerted masked.
+		body := compress(c.tb, "gzip", []byte(sqliForm))
+		attack := "\r\n\r\nPOST /login HTTP/1.1\r\nHost: shop.example\r\nContent-Type: application/x-www-form-urlencoded\r\n" +
+			"Content-Encoding: gzip\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + string(body)
+		v := c.tcp("198.18.0.19:41009", "198.18.1.6:80").handshake()
+		v.sendSplit(flow.ToServer, attack, len(attack)-len(body)+10)
+		leak := compress(c.tb, "br", []byte("<p>"+lorem+" Your card: 4111 1111 1111 1111, thanks.</p>"))
+		w := c.tcp("198.18.0.20:41010", "198.18.1.6:80").handshake()
+		w.send(flow.ToServer, "GET /receipt HTTP/1.1\r\nHost: shop.example\r\nAccept-Encoding: br\r\n\r\n")
+		w.send(flow.ToClient, "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: br\r\nTransfer-Encoding: chunked\r\n\r\n"+chunked(leak, 40))
 		w.close()
 	}},
 	{"overlap_conflict", func(c *capture) {

@@ -108,6 +108,16 @@ const (
 	HTTPURIParameterInPath  // ';' path parameters (Tomcat-style ";jsessionid")
 	HTTPURIDotSegmentEscape // "." or ".." segment that only appears after decoding (%2e%2e)
 
+	// HTTP/1.x leading empty lines and body content decoding.
+	HTTPTooManyEmptyLines // more than MaxEmptyLineBytes CR/LF bytes before a message (fatal)
+	HTTPUnknownEncoding   // a Content-Encoding not decoded: the body is inspected as sent
+	HTTPTooManyEncodings  // more stacked content codings than MaxEncodings (fatal)
+	HTTPDecodeError       // a compressed body does not decode (fatal in a request; in a response what decoded was inspected)
+	HTTPDecodeLimit       // decoded body longer than Limits.MaxDecodedBody: the rest is not inspected
+	HTTPDecompressionBomb // decoded/encoded ratio above Limits.MaxDecodeRatio (fatal)
+	HTTPDecoderMemory     // a brotli or zstd window above its bound, or the worker's decoder budget spent (fatal)
+	HTTPPartEncoding      // multipart part with a Content-Transfer-Encoding that does not decode cleanly
+
 	// TLS.
 	TLSInvalidRecord       // record header with bad type, version or length
 	TLSHandshakeTooLarge   // hello longer than MaxHelloBytes
@@ -210,6 +220,15 @@ var kindInfos = [numFindingKinds]kindInfo{
 	HTTPURIPathNotAbsolute:  {"http.uri_path_not_absolute", ClassMalformed},
 	HTTPURIParameterInPath:  {"http.uri_path_parameter", ClassEvasion},
 	HTTPURIDotSegmentEscape: {"http.uri_encoded_dot_segment", ClassEvasion},
+
+	HTTPTooManyEmptyLines: {"http.too_many_empty_lines", ClassLimit},
+	HTTPUnknownEncoding:   {"http.unknown_encoding", ClassEvasion},
+	HTTPTooManyEncodings:  {"http.too_many_encodings", ClassLimit},
+	HTTPDecodeError:       {"http.decode_error", ClassMalformed},
+	HTTPDecodeLimit:       {"http.decode_limit", ClassLimit},
+	HTTPDecompressionBomb: {"http.decompression_bomb", ClassLimit},
+	HTTPDecoderMemory:     {"http.decoder_memory", ClassLimit},
+	HTTPPartEncoding:      {"http.part_encoding", ClassMalformed},
 
 	TLSInvalidRecord:       {"tls.invalid_record", ClassMalformed},
 	TLSHandshakeTooLarge:   {"tls.handshake_too_large", ClassLimit},

@@ -185,10 +185,36 @@ var methodsByFirst = func() (t [256][]string) {
 	return t
 }()
 
+// MaxEmptyLineBytes bounds the CR and LF bytes an HTTP/1.x message may be
+// preceded by. RFC 9112 2.2 asks servers to skip at least one empty line;
+// nginx skips any number, Apache ten lines. Identification looks past up
+// to this many, so that a request behind empty lines is inspected as one;
+// a longer run is identified as HTTP too, for the parser to stop the flow
+// (http.too_many_empty_lines) rather than let a server that skips it see
+// an uninspected request.
+const MaxEmptyLineBytes = 64
+
+// skipEmptyLines returns b without its leading CR and LF bytes, and
+// whether there were more than MaxEmptyLineBytes of them.
+func skipEmptyLines(b []byte) ([]byte, bool) {
+	i := 0
+	for i < len(b) && i <= MaxEmptyLineBytes && (b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return b[i:], i > MaxEmptyLineBytes
+}
+
 // isHTTPRequest matches a known method, a space (or a tab, which some
 // servers accept and the HTTP parser reports), and the first byte of a
-// request-target.
+// request-target, after empty lines (skipEmptyLines).
 func isHTTPRequest(b []byte) verdict {
+	b, over := skipEmptyLines(b)
+	if over {
+		return yes
+	}
+	if len(b) == 0 {
+		return maybe
+	}
 	best := no
 	for _, m := range methodsByFirst[b[0]] {
 		switch hasPrefix(b, m) {
@@ -240,8 +266,9 @@ const maxExtensionMethod = 32
 // isHTTPExtensionRequest matches a request line with a method that is not
 // in httpMethods (or is not upper case): a token, one space, a target
 // without spaces, one space and "HTTP/1.x" at the line end. It needs the
-// whole line.
+// whole line. Empty lines before it are skipped as isHTTPRequest does.
 func isHTTPExtensionRequest(b []byte) verdict {
+	b, _ = skipEmptyLines(b)
 	i := 0
 	for i < len(b) && i < maxExtensionMethod && IsTokenChar(b[i]) {
 		i++

@@ -237,7 +237,7 @@ func ParseBody(k BodyKind, boundary, body, buf []byte, maxArgs int, sink BodyArg
 		j.root()
 		buf = j.buf[:0]
 	case BodyMultipart:
-		buf = parseMultipart(body, boundary, buf, maxArgs, sink)
+		buf = parseMultipart(body, boundary, buf, maxArgs, sink, found)
 	case BodyXML:
 		if xs, ok := sink.(XMLValues); ok {
 			parseXML(body, xs)
@@ -465,8 +465,10 @@ func (j *jsonWalker) str() []byte {
 	return j.buf[s:len(j.buf):len(j.buf)]
 }
 
-// parseMultipart reports the parts of a multipart/form-data body.
-func parseMultipart(body, boundary, buf []byte, maxArgs int, sink BodyArgs) []byte {
+// parseMultipart reports the parts of a multipart/form-data body. A
+// field's value sent with Content-Transfer-Encoding base64 or
+// quoted-printable is reported decoded (decodePart).
+func parseMultipart(body, boundary, buf []byte, maxArgs int, sink BodyArgs, found *proto.KindSet) []byte {
 	var delim [2 + MaxBoundary]byte
 	d := append(append(delim[:0], '-', '-'), boundary...)
 	i := bytes.Index(body, d)
@@ -491,6 +493,7 @@ func parseMultipart(body, boundary, buf []byte, maxArgs int, sink BodyArgs) []by
 		}
 		part = bytes.TrimSuffix(bytes.TrimSuffix(part, []byte("\n")), []byte("\r"))
 		var name, filename, plain []byte // plain: filename= beside a different filename*=
+		var cte []byte
 		hasFile := false
 		for {
 			ln := bytes.IndexByte(part, '\n')
@@ -504,6 +507,9 @@ func parseMultipart(body, boundary, buf []byte, maxArgs int, sink BodyArgs) []by
 				break
 			}
 			sink.PartHeader(line)
+			if c := bytes.IndexByte(line, ':'); c > 0 && ascii.EqualFold(trimOWS(line[:c]), "content-transfer-encoding") {
+				cte = trimOWS(line[c+1:])
+			}
 			if c := bytes.IndexByte(line, ':'); c > 0 && ascii.EqualFold(trimOWS(line[:c]), "content-disposition") {
 				// Names and file names as Coraza reads them (Go's mime
 				// quoting; filename*= decoded and preferred).
@@ -535,6 +541,7 @@ func parseMultipart(body, boundary, buf []byte, maxArgs int, sink BodyArgs) []by
 		}
 		if maxArgs > 0 {
 			maxArgs--
+			part, buf = decodePart(cte, part, buf, found)
 			sink.Arg(name, part)
 		}
 	}
@@ -659,3 +666,111 @@ func xmlTag(t []byte, sink XMLValues, n *int) (int, bool) {
 }
 
 func xmlSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+
+// decodePart decodes a multipart part's content sent with
+// Content-Transfer-Encoding cte into buf (the decoded value and buf):
+// base64 (RFC 2045 6.8: bytes outside the alphabet skipped, as decoders
+// do; both alphabets) or quoted-printable (6.7, as Go's multipart reader
+// decodes it for Coraza and Go back ends). Other encodings, 7bit, 8bit
+// and binary among them, are the part as sent. Decoding only shrinks, so
+// the value is at most the part's length. Bytes that do not decode
+// cleanly add HTTPPartEncoding to found.
+func decodePart(cte, part, buf []byte, found *proto.KindSet) ([]byte, []byte) {
+	s := len(buf)
+	switch {
+	case ascii.EqualFold(cte, "base64"):
+		var acc uint32
+		n := 0
+		// tail writes the bytes of a last, partial quantum.
+		tail := func() {
+			switch n {
+			case 2:
+				buf = append(buf, byte(acc>>4))
+			case 3:
+				buf = append(buf, byte(acc>>10), byte(acc>>2))
+			case 1:
+				found.Add(proto.HTTPPartEncoding)
+			}
+		}
+		padded := false
+		for _, c := range part {
+			v := b64Value[c]
+			switch {
+			case v == b64Space:
+				continue
+			case v == b64Bad, padded && v != b64Pad:
+				// Data after the padding: decoders stop at it.
+				found.Add(proto.HTTPPartEncoding)
+				continue
+			case v == b64Pad:
+				if !padded {
+					tail()
+					padded = true
+				}
+				continue
+			}
+			acc = acc<<6 | uint32(v)
+			if n++; n == 4 {
+				buf = append(buf, byte(acc>>16), byte(acc>>8), byte(acc))
+				acc, n = 0, 0
+			}
+		}
+		if !padded {
+			tail()
+		}
+	case ascii.EqualFold(cte, "quoted-printable"):
+		for i := 0; i < len(part); i++ {
+			c := part[i]
+			if c != '=' {
+				buf = append(buf, c)
+				continue
+			}
+			switch {
+			case i+2 < len(part) && part[i+1] == '\r' && part[i+2] == '\n':
+				i += 2 // soft line break
+			case i+1 < len(part) && part[i+1] == '\n':
+				i++
+			case i+2 < len(part):
+				b, ok := ascii.UnhexPair(part[i+1], part[i+2])
+				if !ok {
+					found.Add(proto.HTTPPartEncoding)
+					buf = append(buf, c)
+					continue
+				}
+				buf = append(buf, b)
+				i += 2
+			default:
+				found.Add(proto.HTTPPartEncoding)
+				buf = append(buf, c)
+			}
+		}
+	default:
+		return part, buf
+	}
+	return buf[s:len(buf):len(buf)], buf
+}
+
+// Special values of b64Value.
+const (
+	b64Bad   = 0xff
+	b64Space = 0xfe
+	b64Pad   = 0xfd
+)
+
+// b64Value maps a byte to its value in the standard and URL base64
+// alphabets.
+var b64Value = func() (t [256]byte) {
+	for i := range t {
+		t[i] = b64Bad
+	}
+	const std = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for i := range len(std) {
+		t[std[i]] = byte(i)
+	}
+	t['-'], t['_'] = 62, 63
+	for _, c := range " \t\r\n" {
+		t[c] = b64Space
+	}
+	t['='] = b64Pad
+	return t
+}()

@@ -190,6 +190,8 @@ func FuzzParseBody(f *testing.F) {
 	f.Add(uint8(3), "--b\r\nContent-Disposition: form-data; name=x; filename=\r\n\r\nv\r\n--b--", "b")
 	f.Add(uint8(3), "--b\nContent-Disposition: form-data; name=\"x\"\n\nv\n--b\n", "b")
 	f.Add(uint8(3), "--b\r\nContent-Disposition: form-data; name=\"a;\\\"b\"; filename*=UTF-8''%41%zz%\r\n\r\nv\r\n--b--", "b")
+	f.Add(uint8(3), "--b\r\nContent-Disposition: form-data; name=\"q\"\r\nContent-Transfer-Encoding: base64\r\n\r\nJyBVTklP\r\nTiBTRUxF=Q1Q\r\n--b--", "b")
+	f.Add(uint8(3), "--b\r\nContent-Disposition: form-data; name=\"q\"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=27 OR=\r\n 1=3D1=zz=\r\n--b--", "b")
 	f.Add(uint8(4), `<?xml version="1.0"?><a x="1" y='2' z=3><!-- c --><![CDATA[d]]>e<f/></a`, "")
 	f.Fuzz(func(t *testing.T, kind uint8, body, boundary string) {
 		k := BodyKind(kind % 5)
@@ -212,4 +214,47 @@ func FuzzParseBody(f *testing.F) {
 			t.Fatalf("%d arguments reported, limit 16", args)
 		}
 	})
+}
+
+// TestParsePartEncoding checks multipart values sent with a
+// Content-Transfer-Encoding: reported decoded, with a finding when they
+// do not decode cleanly.
+func TestParsePartEncoding(t *testing.T) {
+	part := func(cte, v string) string {
+		return "--b\r\nContent-Disposition: form-data; name=\"q\"\r\nContent-Transfer-Encoding: " + cte + "\r\n\r\n" + v + "\r\n--b--\r\n"
+	}
+	tests := []struct {
+		name, cte, v string
+		want         string
+		bad          bool
+	}{
+		{"base64", "base64", "JyBVTklPTiBTRUxFQ1QgMS0t", "' UNION SELECT 1--", false},
+		{"base64 lines", "BASE64", "JyBVTklP\r\nTiBTRUxF\r\nQ1QgMS0t", "' UNION SELECT 1--", false},
+		{"base64 padding", "base64", "YWI=", "ab", false},
+		{"base64 unpadded", "base64", "YWJj ZA", "abcd", false},
+		{"base64 url alphabet", "base64", "-_8", "\xfb\xff", false},
+		{"base64 junk skipped", "base64", "Y*WJj", "abc", true},
+		{"base64 after padding", "base64", "YQ==YQ", "a", true},
+		{"qp", "quoted-printable", "=27 OR 1=3D1--", "' OR 1=1--", false},
+		{"qp soft break", "quoted-printable", "<scr=\r\nipt>", "<script>", false},
+		{"qp bare lf soft break", "quoted-printable", "a=\nb", "ab", false},
+		{"qp bad escape", "quoted-printable", "a=zz", "a=zz", true},
+		{"qp trailing equals", "quoted-printable", "a=", "a=", true},
+		{"7bit as sent", "7bit", "JyBV", "JyBV", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			k, b := BodyKindOf([]byte("multipart/form-data; boundary=b"))
+			var r bodyRec
+			var found proto.KindSet
+			ParseBody(k, b, []byte(part(tc.cte, tc.v)), nil, 100, &r, &found)
+			want := []string{"hdr:Content-Disposition: form-data; name=\"q\"", "hdr:Content-Transfer-Encoding: " + tc.cte, "arg:q=" + tc.want}
+			if !slices.Equal(r.got, want) {
+				t.Errorf("got %q\nwant %q", r.got, want)
+			}
+			if found.Has(proto.HTTPPartEncoding) != tc.bad {
+				t.Errorf("part_encoding finding = %v", !tc.bad)
+			}
+		})
+	}
 }

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -76,4 +77,63 @@ func FuzzHTTPResponse(f *testing.F) {
 			t.Fatalf("more than one fatal finding:\n%s", got)
 		}
 	})
+}
+
+// FuzzDecode feeds a body under every content coding deepwall decodes,
+// as the raw bytes of a request and as a response, whole and cut into
+// chunks: no panic, no more decoded text than MaxDecodedBody, decoder
+// memory returned, and the same events either way. Seeds are the
+// conversations (testdata/golden) and the test bodies of decode_test.go
+// in each coding.
+func FuzzDecode(f *testing.F) {
+	for _, c := range conversations {
+		f.Add([]byte(c.requests), uint8(0), []byte{3})
+	}
+	for i := range fuzzCodings {
+		f.Add(encode(f, fuzzWire[i], []byte(decodePlain)), uint8(i), []byte{0, 7})
+	}
+	lim := fuzzLimits
+	lim.MaxDecodedBody = 4 << 10
+	sc := NewScratch(lim)
+	f.Fuzz(func(t *testing.T, body []byte, sel uint8, seed []byte) {
+		ce := fuzzCodings[int(sel)%len(fuzzCodings)]
+		head := fmt.Sprintf("Content-Encoding: %s\r\nContent-Length: %d\r\n\r\n", ce, len(body))
+		req := append([]byte("POST / HTTP/1.1\r\nHost: h\r\n"+head), body...)
+		resp := append([]byte("HTTP/1.1 200 OK\r\n"+head), body...)
+		want, p := runFuzz(t, sc, [][]byte{req}, [][]byte{resp})
+		got, _ := runFuzz(t, sc, prototest.RandomChunks(req, seed), prototest.RandomChunks(resp, seed))
+		if strings.Contains(want, "decode_error") {
+			// A stream decoder hands on what it decoded before it
+			// meets the error: how much depends on the cuts.
+			want, got = withoutBodies(want), withoutBodies(got)
+		}
+		if got != want {
+			t.Fatalf("chunked:\n%s\nwhole:\n%s", got, want)
+		}
+		for _, l := range strings.Split(got, "\n") {
+			if len(l) > 2*lim.MaxDecodedBody+len("respbody-open \"\"") && strings.Contains(l, "body") {
+				t.Fatalf("body beyond MaxDecodedBody: %d bytes", len(l))
+			}
+		}
+		p.Release()
+		if sc.decMem != 0 {
+			t.Fatalf("%d bytes of decoder memory reserved after the connections", sc.decMem)
+		}
+	})
+}
+
+var (
+	fuzzCodings = []string{"gzip", "deflate", "deflate", "br", "zstd", "gzip, br", "zstd, deflate"}
+	fuzzWire    = []string{"gzip", "deflate", "raw-deflate", "br", "zstd", "gzip, br", "zstd, deflate"}
+)
+
+// withoutBodies drops the body lines of a log.
+func withoutBodies(log string) string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if !strings.HasPrefix(l, "reqbody") && !strings.HasPrefix(l, "respbody") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

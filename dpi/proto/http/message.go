@@ -38,6 +38,16 @@ type Limits struct {
 	// MaxArgs bounds the query arguments split into Request.Args; the
 	// rest of the query stays in ArgsBuf unsplit (non-fatal finding).
 	MaxArgs int
+	// MaxDecodedBody bounds the decoded text of one content-coded body;
+	// what follows is not inspected (non-fatal http.decode_limit).
+	MaxDecodedBody int
+	// MaxDecodeRatio bounds decoded/encoded bytes of a body once it
+	// decoded past 256 KiB (fatal http.decompression_bomb).
+	MaxDecodeRatio int
+	// MaxDecoderMemory bounds the decoder memory reserved at once by
+	// the connections sharing a Scratch (one worker): a decoder that
+	// does not fit stops its connection (fatal http.decoder_memory).
+	MaxDecoderMemory int
 }
 
 // Default limits, close to what common servers accept (nginx: 8 KiB
@@ -63,6 +73,10 @@ func DefaultLimits() Limits {
 		MaxHeaderCount: DefaultMaxHeaderCount,
 		MaxChunkLine:   DefaultMaxChunkLine,
 		MaxArgs:        DefaultMaxArgs,
+
+		MaxDecodedBody:   DefaultMaxDecodedBody,
+		MaxDecodeRatio:   DefaultMaxDecodeRatio,
+		MaxDecoderMemory: DefaultMaxDecoderMemory,
 	}
 }
 
@@ -83,6 +97,15 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxArgs <= 0 {
 		l.MaxArgs = d.MaxArgs
+	}
+	if l.MaxDecodedBody <= 0 {
+		l.MaxDecodedBody = d.MaxDecodedBody
+	}
+	if l.MaxDecodeRatio <= 0 {
+		l.MaxDecodeRatio = d.MaxDecodeRatio
+	}
+	if l.MaxDecoderMemory <= 0 {
+		l.MaxDecoderMemory = d.MaxDecoderMemory
 	}
 	return l
 }

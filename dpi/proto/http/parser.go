@@ -87,6 +87,9 @@ type dirState struct {
 	// pastMethod: checkStart is past the method (or "HTTP/").
 	lineOK, pastMethod bool
 	found              proto.KindSet
+	// dec decodes the current body's content coding, nil when it has
+	// none (decode.go).
+	dec *bodyDecoder
 }
 
 // Scratch holds the buffers a parser fills for each message head. Message
@@ -103,6 +106,9 @@ type Scratch struct {
 	args    []byte
 	argList []Arg
 	uriSet  proto.KindSet
+	// decMem is the decoder memory reserved by the connections of this
+	// Scratch (Limits.MaxDecoderMemory).
+	decMem int
 }
 
 // NewScratch returns buffers for parsers with limits lim (zero fields take
@@ -147,6 +153,7 @@ func NewParser(sink Sink, sc *Scratch) *Parser {
 
 // Reset readies p for a new connection, keeping its buffers.
 func (p *Parser) Reset(sink Sink, sc *Scratch) {
+	p.Release()
 	h0, h1 := p.d[0].head[:0], p.d[1].head[:0]
 	*p = Parser{sink: sink, sc: sc}
 	p.d[0] = dirState{dir: proto.ToServer, head: h0}
@@ -211,6 +218,7 @@ func (p *Parser) Feed(dir proto.Dir, b []byte) int {
 func (p *Parser) Close(dir proto.Dir) {
 	d := &p.d[dir&1]
 	if p.stopped {
+		p.releaseDecoder(d)
 		return
 	}
 	switch d.phase {
@@ -220,6 +228,7 @@ func (p *Parser) Close(dir proto.Dir) {
 	default:
 		p.report(d, proto.HTTPTruncated)
 	}
+	p.releaseDecoder(d)
 	if d.phase != phTunnel {
 		d.phase = phStopped
 	}
@@ -251,7 +260,18 @@ func (p *Parser) fatal(d *dirState, k proto.FindingKind) {
 	p.d[0].phase, p.d[1].phase = phStopped, phStopped
 }
 
+// body passes a chunk of the current message's body on, through its
+// content decoder when it has one.
 func (p *Parser) body(d *dirState, chunk []byte, end bool) {
+	if d.dec != nil {
+		p.decode(d, chunk, end)
+		return
+	}
+	p.sinkBody(d, chunk, end)
+}
+
+// sinkBody hands body text to the Sink.
+func (p *Parser) sinkBody(d *dirState, chunk []byte, end bool) {
 	if d.dir == proto.ToServer {
 		p.sink.RequestBody(chunk, end)
 	} else {
@@ -263,13 +283,21 @@ func (p *Parser) body(d *dirState, chunk []byte, end bool) {
 // a finding: RFC 9112 2.2 asks servers to ignore at least one empty line.
 const maxEmptyBytes = 2
 
-// start skips empty lines before a message.
+// start skips empty lines before a message, as servers do (RFC 9112 2.2),
+// up to proto.MaxEmptyLineBytes: a longer run stops the parser, since a
+// server that skips any number would act on a request that could be
+// pushed past what the engine holds for identification.
 func (p *Parser) start(d *dirState, b []byte) int {
 	i := 0
 	for i < len(b) && (b[i] == '\r' || b[i] == '\n') {
 		i++
 	}
 	d.empties += i
+	if d.empties > proto.MaxEmptyLineBytes {
+		d.msgStart = d.offset
+		p.fatal(d, proto.HTTPTooManyEmptyLines)
+		return i
+	}
 	if i == len(b) {
 		return i
 	}

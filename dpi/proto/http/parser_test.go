@@ -92,6 +92,24 @@ var conversations = []conversation{
 		responses: "",
 	},
 	{
+		name: "leading_empty_lines",
+		requests: "\r\n\r\nGET /?id=1%20UNION%20SELECT%20password%20FROM%20users HTTP/1.1\r\nHost: h\r\n\r\n" +
+			"\n\r\nPOST /f HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\na=1\r\n" +
+			"GET /last HTTP/1.1\r\nHost: h\r\n\r\n",
+		responses: "\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" +
+			"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" +
+			"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+	},
+	{
+		name: "content_encoding",
+		// {"a":"' OR 1=1--"} deflated (zlib) in chunks that cut the
+		// compressed bytes, answered by "hello" gzipped.
+		requests: "POST /json HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Encoding: deflate\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			"5\r\nx\x9c\xabVJ\r\n15\r\nT\xb2RRW\xf0\x0fR0\xb45\xd4\xd5U\xaa\x05\x00'\xd0\x04\x1d\r\n0\r\n\r\n",
+		responses: "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 25\r\n\r\n" +
+			"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\x03\xcbH\xcd\xc9\xc9\x07\x00\x86\xa6\x106\x05\x00\x00\x00",
+	},
+	{
 		name:      "truncated",
 		requests:  "POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nonly a part",
 		responses: "HTTP/1.1 200 OK\r\nContent-",

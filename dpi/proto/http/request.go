@@ -130,9 +130,13 @@ func (p *Parser) request(d *dirState, line, rest []byte) {
 		p.body(d, nil, true)
 		d.phase = phAwaitConnect
 	case chunked:
-		p.startChunked(d)
+		if p.startDecode(d, &f) {
+			p.startChunked(d)
+		}
 	case cl > 0:
-		d.phase, d.remaining = phBody, cl
+		if p.startDecode(d, &f) {
+			d.phase, d.remaining = phBody, cl
+		}
 	default:
 		p.body(d, nil, true)
 		d.phase = phStart

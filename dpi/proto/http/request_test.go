@@ -93,6 +93,11 @@ func TestRequestFindings(t *testing.T) {
 		{"relative target", "GET index.html HTTP/1.1\r\n" + h + "\r\n", []proto.FindingKind{proto.HTTPURIPathNotAbsolute}, none},
 		{"leading empty lines", "\r\n\r\n\r\nGET / HTTP/1.1\r\n" + h + "\r\n", []proto.FindingKind{proto.HTTPLeadingEmptyLines}, none},
 		{"one leading empty line is fine", "\r\nGET / HTTP/1.1\r\n" + h + "\r\n", nil, none},
+		{"bare lf empty lines", "\n\n\nGET / HTTP/1.1\r\n" + h + "\r\n", []proto.FindingKind{proto.HTTPLeadingEmptyLines}, none},
+		{"empty lines at the bound", strings.Repeat("\r\n", proto.MaxEmptyLineBytes/2) + "GET / HTTP/1.1\r\n" + h + "\r\n", []proto.FindingKind{proto.HTTPLeadingEmptyLines}, none},
+		{"empty lines past the bound", strings.Repeat("\r\n", proto.MaxEmptyLineBytes/2) + "\nGET / HTTP/1.1\r\n" + h + "\r\n", nil, proto.HTTPTooManyEmptyLines},
+		{"empty lines past the bound, nothing after", strings.Repeat("\n", proto.MaxEmptyLineBytes+1), nil, proto.HTTPTooManyEmptyLines},
+		{"empty lines between requests past the bound", "GET / HTTP/1.1\r\n" + h + "\r\n" + strings.Repeat("\r\n", proto.MaxEmptyLineBytes) + "GET / HTTP/1.1\r\n" + h + "\r\n", nil, proto.HTTPTooManyEmptyLines},
 		{"too many args", "GET /?a=1&b=2&c=3&d=4&e=5 HTTP/1.1\r\n" + h + "\r\n", []proto.FindingKind{proto.HTTPURITooManyArgs}, none},
 		{"pipeline too deep", strings.Repeat("GET / HTTP/1.1\r\n"+h+"\r\n", MaxPipelined+1), nil, proto.HTTPPipelineTooDeep},
 	}

@@ -103,6 +103,7 @@ func (p *Parser) response(d *dirState, line, rest []byte) {
 	case noBody:
 		p.body(d, nil, true)
 		d.phase = phStart
+	case !p.startDecode(d, &f):
 	case chunked:
 		p.startChunked(d)
 	case untilClose:

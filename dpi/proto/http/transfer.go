@@ -22,6 +22,7 @@ type framing struct {
 	teUnknown  bool  // a coding that is not registered
 	hosts      int
 	host, ua   []byte
+	codings    codings // Content-Encoding
 }
 
 // frame records what a field says about framing. cont is true for an
@@ -48,6 +49,10 @@ func (p *Parser) frame(d *dirState, f *framing, name, value []byte, cont bool) {
 				return
 			}
 			parseContentLength(f, value)
+		}
+	case 16:
+		if ascii.EqualFold(name, "content-encoding") {
+			f.codings.parse(value)
 		}
 	case 17:
 		if ascii.EqualFold(name, "transfer-encoding") {
