@@ -54,8 +54,7 @@ func startAgent(tb testing.TB, topo *testnet.Topology, rulesPath string, workers
 	if mode != "" {
 		args = append(args, "--mode", mode)
 	}
-	tb.Cleanup(func() { a.Stop(tb) })
-	a.Start(tb, topo.FW, args...)
+	a.Start(tb, topo.FW, args...) // stopped with SIGTERM at cleanup
 	return a
 }
 

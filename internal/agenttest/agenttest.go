@@ -114,6 +114,8 @@ func New(dir string) *Agent {
 
 // Start runs `deepwall run --socket --state --log` and args in ns and
 // waits until the API answers; the test fails if the agent exits first.
+// At cleanup the agent is stopped with SIGTERM (Stop), before anything
+// else of the test is torn down.
 func (a *Agent) Start(tb testing.TB, ns *testnet.NS, args ...string) {
 	tb.Helper()
 	a.out, a.done = &buffer{}, make(chan error, 1)
@@ -123,6 +125,10 @@ func (a *Agent) Start(tb testing.TB, ns *testnet.NS, args ...string) {
 	// pins stay the host's.
 	ns.Start(tb, a.cmd)
 	go func() { a.done <- a.cmd.Wait() }()
+	// Registered after ns.Start's own cleanup, so it runs first: the agent
+	// gets SIGTERM and detaches and restores its ports before a SIGKILL
+	// could leave them wired.
+	tb.Cleanup(func() { a.Stop(tb) })
 	deadline := time.Now().Add(startTimeout)
 	for {
 		_, err := a.Client.Status(context.Background())
@@ -154,7 +160,9 @@ func (a *Agent) Stop(tb testing.TB) {
 		return
 	default:
 	}
-	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	// The process may have ended between the check above and the signal
+	// (its exit not yet collected by Wait): then only its status is left.
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		tb.Fatalf("signal agent: %v", err)
 	}
 	select {
