@@ -28,6 +28,9 @@ const (
 	dropOutOfWindow
 	dropLimit
 	dropProtocol
+	dropChecksum
+	dropReset
+	dropUnverified
 	numDropReasons
 )
 

@@ -1,6 +1,7 @@
 package dpi
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"sync"
 	"unsafe"
@@ -252,6 +253,11 @@ func (w *worker) inspect(fr *dataplane.Frame) dataplane.Verdict {
 	if p.IPVersion == 0 || p.Flags&decode.FlagNDP != 0 {
 		return w.forward()
 	}
+	if reason := w.badChecksum(fr); reason != "" {
+		// The receiver drops it: it must change nothing here either (no
+		// flow state, no reassembly), and it goes no further.
+		return w.dropStray(dropChecksum, reason, fr)
+	}
 	if p.Flags&decode.FlagFragment != 0 {
 		return w.fragment(fr)
 	}
@@ -291,6 +297,50 @@ func (w *worker) inspect(fr *dataplane.Frame) dataplane.Verdict {
 		}
 	}
 	return w.conclude()
+}
+
+// badChecksum returns the drop reason of a frame whose IPv4 header
+// checksum or TCP/UDP checksum the receiver would reject, or "". A
+// TCP/UDP checksum that looks partial (the pseudo-header sum a sender
+// with TX checksum offload leaves) passes unless the dataplane knows the
+// checksum is complete: the AF_XDP dataplane completes such checksums on
+// forwarding, so the receiver accepts those segments too.
+func (w *worker) badChecksum(fr *dataplane.Frame) string {
+	p := &w.pkt
+	b := fr.Data
+	ip := b[p.L3Off:]
+	var end int
+	if p.IPVersion == 4 {
+		ihl := int(ip[0]&0x0f) * 4
+		if !dataplane.IPv4HeaderChecksumOK(ip[:ihl]) {
+			return "ip.bad_checksum"
+		}
+		end = p.L3Off + int(binary.BigEndian.Uint16(ip[2:]))
+	} else {
+		end = p.L3Off + 40 + int(binary.BigEndian.Uint16(ip[4:]))
+	}
+	if p.Flags&(decode.FlagL4|decode.FlagFragment) != decode.FlagL4 || p.Proto != 6 && p.Proto != 17 {
+		return ""
+	}
+	if p.Proto == 17 {
+		end = min(end, p.L4Off+int(binary.BigEndian.Uint16(b[p.L4Off+4:])))
+	}
+	end = min(end, len(b))
+	if end < p.L4Off {
+		return ""
+	}
+	switch dataplane.VerifyL4Checksum(ip, p.IPVersion == 6, p.Proto, b[p.L4Off:end]) {
+	case dataplane.ChecksumOK:
+		return ""
+	case dataplane.ChecksumPartial:
+		if !fr.ChecksumComplete {
+			return ""
+		}
+	}
+	if p.Proto == 6 {
+		return "tcp.bad_checksum"
+	}
+	return "udp.bad_checksum"
 }
 
 var decodeReasons = func() (t [16]string) {
