@@ -78,6 +78,7 @@ func TestNormalise(t *testing.T) {
 	type want struct {
 		idx    int // frame whose verdict is checked (-1: none)
 		action dataplane.Action
+		state  string // the flow's TCP state after the frames, when set
 	}
 	tests := []struct {
 		name   string
@@ -89,30 +90,30 @@ func TestNormalise(t *testing.T) {
 			n := len(c.frames)
 			v.raw(flow.ToServer, testnet.RST, 0, "", badL4)
 			v.send(flow.ToServer, attack)
-			return want{n, dataplane.Drop}
+			return want{n, dataplane.Drop, ""}
 		}, []string{"blocked:1"}, map[string]uint64{"tcp.bad_checksum": 1, "rule": 1, "flow_drop": 1}},
 		{"RST with a bad IP header checksum, then the attack", func(c *capture, v *conv) want {
 			n := len(c.frames)
 			v.raw(flow.ToServer, testnet.RST, 0, "", badIP)
 			v.send(flow.ToServer, attack)
-			return want{n, dataplane.Drop}
+			return want{n, dataplane.Drop, ""}
 		}, []string{"blocked:1"}, map[string]uint64{"ip.bad_checksum": 1, "rule": 1, "flow_drop": 1}},
 		{"RST from the server with a bad checksum, then the attack", func(c *capture, v *conv) want {
 			v.raw(flow.ToClient, testnet.RST, 0, "", badL4)
 			v.send(flow.ToServer, attack)
-			return want{-1, 0}
+			return want{-1, 0, ""}
 		}, []string{"blocked:1"}, map[string]uint64{"tcp.bad_checksum": 1, "rule": 1, "flow_drop": 1}},
 		{"in-window RST not at the next sequence number is ignored", func(c *capture, v *conv) want {
 			n := len(c.frames)
 			v.raw(flow.ToServer, testnet.RST, 10, "", nil) // the receiver answers a challenge ACK
 			v.send(flow.ToServer, attack)
-			return want{n, dataplane.Forward}
+			return want{n, dataplane.Forward, ""}
 		}, []string{"blocked:1"}, map[string]uint64{"rule": 1, "flow_drop": 1}},
 		{"bad-checksum data takes no place in the stream", func(c *capture, v *conv) want {
 			n := len(c.frames)
 			v.raw(flow.ToServer, testnet.PSH, 0, "GET /index.html HTTP/1.1\r\n", badL4)
 			v.send(flow.ToServer, attack)
-			return want{n, dataplane.Drop}
+			return want{n, dataplane.Drop, ""}
 		}, []string{"blocked:1"}, map[string]uint64{"tcp.bad_checksum": 1, "rule": 1, "flow_drop": 1}},
 		{"70 KB of bad-checksum data, then the attack at the same offsets", func(c *capture, v *conv) want {
 			junk := strings.Repeat("GET /index.html HTTP/1.1\r\nHost: a\r\n\r\n", 2000)[:70<<10]
@@ -120,12 +121,43 @@ func TestNormalise(t *testing.T) {
 				v.raw(flow.ToServer, testnet.PSH, off, junk[off:min(off+1400, len(junk))], badL4)
 			}
 			v.send(flow.ToServer, attack)
-			return want{-1, 0}
+			return want{-1, 0, ""}
 		}, []string{"blocked:1"}, map[string]uint64{"tcp.bad_checksum": 52, "rule": 1, "flow_drop": 1}},
+		{"RST at the end of a held segment, with a hole before it, is ignored", func(c *capture, v *conv) want {
+			v.segment(flow.ToServer, 10, attack[10:20]) // held: the receiver's next byte is still v.next
+			n := len(c.frames)
+			v.raw(flow.ToServer, testnet.RST, 20, "", nil)
+			v.segment(flow.ToServer, 0, attack[:10])
+			v.segment(flow.ToServer, 10, attack[10:20])
+			v.advance(flow.ToServer, 20)
+			v.send(flow.ToServer, attack[20:])
+			return want{n, dataplane.Forward, "established"}
+		}, []string{"blocked:1"}, map[string]uint64{"rule": 1, "flow_drop": 1}},
+		{"out-of-order FIN, then the attack", func(c *capture, v *conv) want {
+			v.raw(flow.ToServer, testnet.FIN, 100, "", nil)
+			v.segment(flow.ToServer, 0, attack)
+			return want{-1, 0, "established"}
+		}, []string{"blocked:1"}, map[string]uint64{"rule": 1}},
+		{"data after an accepted RST is dropped", func(c *capture, v *conv) want {
+			v.raw(flow.ToServer, testnet.RST, 0, "", nil)
+			n := len(c.frames)
+			v.raw(flow.ToServer, testnet.PSH, 0, attack, nil)
+			v.raw(flow.ToClient, testnet.PSH, 0, "HTTP/1.1 200 OK\r\n\r\n", nil)
+			return want{n, dataplane.Drop, ""}
+		}, nil, map[string]uint64{"tcp.after_reset": 2}},
+		{"a new handshake after an RST is inspected from its start", func(c *capture, v *conv) want {
+			v.raw(flow.ToServer, testnet.RST, 0, "", nil)
+			v2 := c.tcp(cli, srv)
+			v2.next = [2]uint32{7000000, 9000000}
+			v2.handshake()
+			n := len(c.frames)
+			v2.send(flow.ToServer, attack)
+			return want{n, dataplane.Drop, ""}
+		}, []string{"blocked:1"}, map[string]uint64{"rule": 1, "flow_drop": 1}},
 		{"a partial checksum (TX offload) is the sender's, accepted", func(c *capture, v *conv) want {
 			n := len(c.frames)
 			v.raw(flow.ToServer, testnet.PSH, 0, attack, partialL4)
-			return want{n, dataplane.Drop}
+			return want{n, dataplane.Drop, ""}
 		}, []string{"blocked:1"}, map[string]uint64{"rule": 1}},
 	}
 	for _, tc := range tests {
@@ -137,6 +169,14 @@ func TestNormalise(t *testing.T) {
 			vs := h.run(c)
 			if w.idx >= 0 && vs[w.idx].Action != w.action {
 				t.Errorf("frame %d: %v, want %v", w.idx, vs[w.idx], w.action)
+			}
+			if w.state != "" {
+				h.e.Flows(func(fi FlowInfo) bool {
+					if fi.State != w.state {
+						t.Errorf("flow state %s, want %s", fi.State, w.state)
+					}
+					return true
+				})
 			}
 			evs := h.take()
 			if got := alerts(evs); !slices.Equal(got, tc.alerts) {

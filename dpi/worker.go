@@ -188,7 +188,11 @@ func newWorker(e *Engine, id int, rs *ruleset) (*worker, error) {
 	if w.scanner, err = hs.NewScanner(0); err != nil {
 		return nil, err
 	}
-	if w.flows, err = flow.New(e.cfg.Flow, w.onEnd); err != nil {
+	fc := e.cfg.Flow
+	// The TCP state follows what the receiver accepts: the reassembler
+	// knows which RST and FIN that is (tcp).
+	fc.CallerEnds = true
+	if w.flows, err = flow.New(fc, w.onEnd); err != nil {
 		w.scanner.Close()
 		return nil, err
 	}
@@ -273,6 +277,11 @@ func (w *worker) inspect(fr *dataplane.Frame) dataplane.Verdict {
 		}
 	}
 	if st.final != finalNone {
+		if p.Proto == 6 && p.TCPFlags&(decode.TCPRst|decode.TCPFin) != 0 {
+			// A decided flow is not reassembled any more: its end only
+			// sets its timeout, so take it as seen.
+			w.flows.AcceptEnd(f, d, p.TCPFlags, false)
+		}
 		v := w.finalVerdict(st, false)
 		if w.e.cfg.Bypass {
 			w.releaseCtx(st)
@@ -555,6 +564,17 @@ func (w *worker) allowFinal(ruleID uint32) {
 func (w *worker) tcp(fr *dataplane.Frame, f *flow.Flow[flowState], d flow.Dir) {
 	p := &w.pkt
 	st := &f.State
+	if f.TCP == flow.TCPReset {
+		// Both sockets are gone after an accepted RST: the receiver
+		// answers any data with an RST of its own. Data is dropped, never
+		// passed uninspected; a new handshake on the tuple starts a new
+		// flow (flow.Table.Lookup), inspected from its first byte.
+		if len(p.Payload) > 0 || p.TCPFlags&(decode.TCPSyn|decode.TCPFin) != 0 {
+			w.dropOnce(dropReset, "tcp.after_reset", fr)
+			w.res.drop, w.res.reason = true, "tcp.after_reset"
+		}
+		return
+	}
 	if p.TCPFlags&decode.TCPAck != 0 && w.ackTrusted(fr, st, d) {
 		w.ra.Ack(&st.dir[d^1], p.Ack)
 	}
@@ -575,6 +595,17 @@ func (w *worker) tcp(fr *dataplane.Frame, f *flow.Flow[flowState], d flow.Dir) {
 	}
 	if w.stopped() {
 		return
+	}
+	switch {
+	case res.Status == reasm.StatusReset:
+		w.flows.AcceptEnd(f, d, decode.TCPRst, false)
+	case res.Flags&reasm.FlagInvalidRST != 0:
+		// In the window but not the next sequence number: the receiver
+		// answers with a challenge ACK and keeps the connection (RFC 5961
+		// 3.2). The RST is forwarded, the flow goes on.
+		w.flows.AcceptEnd(f, d, 0, true)
+	case res.Flags&reasm.FlagFIN != 0:
+		w.flows.AcceptEnd(f, d, decode.TCPFin, false)
 	}
 	if res.Flags&reasm.FlagFIN != 0 || res.Status == reasm.StatusReset {
 		w.dirEnd(d, false)
