@@ -154,6 +154,25 @@ func TestNormalise(t *testing.T) {
 			v2.send(flow.ToServer, attack)
 			return want{n, dataplane.Drop, ""}
 		}, []string{"blocked:1"}, map[string]uint64{"rule": 1, "flow_drop": 1}},
+		{"a retransmission past the history, not acknowledged, is dropped", func(c *capture, v *conv) want {
+			v.acks = false
+			body := strings.Repeat("x", 70<<10)
+			head := "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 80000\r\n\r\n"
+			v.send(flow.ToServer, head+body)
+			n := len(c.frames)
+			v.raw(flow.ToServer, testnet.PSH, -len(head)-len(body), attack, nil)
+			return want{n, dataplane.Drop, ""}
+		}, nil, map[string]uint64{"tcp.unverified": 1}},
+		{"a retransmission of acknowledged bytes is old", func(c *capture, v *conv) want {
+			v.acks = false
+			body := strings.Repeat("x", 70<<10)
+			head := "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 80000\r\n\r\n"
+			v.send(flow.ToServer, head+body)
+			v.ack(flow.ToClient)
+			n := len(c.frames)
+			v.raw(flow.ToServer, testnet.PSH, -len(head)-len(body), attack, nil)
+			return want{n, dataplane.Forward, ""}
+		}, nil, map[string]uint64{}},
 		{"a partial checksum (TX offload) is the sender's, accepted", func(c *capture, v *conv) want {
 			n := len(c.frames)
 			v.raw(flow.ToServer, testnet.PSH, 0, attack, partialL4)

@@ -592,6 +592,14 @@ func (w *worker) tcp(fr *dataplane.Frame, f *flow.Flow[flowState], d flow.Dir) {
 	case reasm.StatusLimit:
 		w.dropOnce(dropLimit, "tcp.buffer_limit", fr)
 		w.res.drop, w.res.reason = true, "tcp.buffer_limit"
+	case reasm.StatusUnverified:
+		// It overlaps bytes no longer kept that the receiver has not
+		// acknowledged: they cannot be compared, so the segment does not
+		// pass. A spurious retransmission passes once the receiver's ACK
+		// makes those bytes old; one after a loss past the history stalls
+		// the connection rather than carry uninspected bytes.
+		w.dropOnce(dropUnverified, "tcp.unverified", fr)
+		w.res.drop, w.res.reason = true, "tcp.unverified"
 	}
 	if w.stopped() {
 		return
