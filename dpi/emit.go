@@ -31,6 +31,7 @@ const (
 	dropChecksum
 	dropReset
 	dropUnverified
+	dropHold
 	numDropReasons
 )
 

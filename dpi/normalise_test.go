@@ -230,7 +230,7 @@ func mapsEqual(a, b map[string]uint64) bool {
 // IPv6, TCP and UDP, and that a partial-looking checksum is wrong when
 // the dataplane says the kernel had it complete (NFQUEUE).
 func TestChecksums(t *testing.T) {
-	h := newHarness(t, compileRules(t, "rules:\n"+block("1", "payload", "zzzz")), Config{})
+	h := newHarness(t, compileRules(t, "rules:\n"+block("1", "payload", "zzzz")), Config{Hold: -1})
 	frame := func(src, dst string, proto uint8, mangle func([]byte)) []byte {
 		b := testnet.Frame(t, testnet.FrameSpec{Src: netip.MustParseAddrPort(src), Dst: netip.MustParseAddrPort(dst), Proto: proto, Flags: testnet.ACK | testnet.PSH, Seq: 1, Payload: []byte("hello")})
 		if mangle != nil {
@@ -274,6 +274,68 @@ func TestChecksums(t *testing.T) {
 			}
 			if v.Action != dataplane.Drop || after.Drops[tc.want] != before.Drops[tc.want]+1 || after.Flows != before.Flows {
 				t.Errorf("%v, drops %v, flows %d→%d", v, after.Drops, before.Flows, after.Flows)
+			}
+		})
+	}
+}
+
+// TestHold checks that the bytes of a direction whose protocol is not
+// known yet are held (dropped, retransmitted by the sender) until
+// identification decides, within Config.Hold.
+func TestHold(t *testing.T) {
+	rules := "rules:\n" + block("1", "http.uri", "attack")
+	benign := "GET /index.html HTTP/1.1\r\nHost: a\r\n\r\n"
+	tests := []struct {
+		name  string
+		build func(c *capture, v *conv)
+		want  string // verdicts, one letter per frame after the handshake: f forward, d drop
+		drops map[string]uint64
+		alert bool
+	}{
+		{"a request in tiny segments, retransmitted", func(c *capture, v *conv) {
+			v.sendSplit(flow.ToServer, benign, 1, 2, 3)
+			v.segment(flow.ToServer, -len(benign), "GET") // the retransmission of the held bytes
+		}, "dddff", map[string]uint64{"tcp.hold": 3}, false},
+		{"an attack in tiny segments", func(c *capture, v *conv) {
+			v.sendSplit(flow.ToServer, strings.Replace(benign, "index.html", "attack", 1), 1, 2, 3)
+		}, "dddd", map[string]uint64{"tcp.hold": 3, "rule": 1}, true},
+		{"a request in one segment is not held", func(c *capture, v *conv) {
+			v.send(flow.ToServer, benign)
+		}, "f", map[string]uint64{}, false},
+		{"held past the bound: unidentified from then on", func(c *capture, v *conv) {
+			v.segment(flow.ToServer, 0, "G")
+			c.now += int64(DefaultHold)
+			v.segment(flow.ToServer, 0, "G")
+			v.segment(flow.ToServer, 0, "G")
+		}, "ddf", map[string]uint64{"tcp.hold": 1, "tcp.hold_timeout": 1}, false},
+		{"a segment ahead of a gap is forwarded", func(c *capture, v *conv) {
+			v.segment(flow.ToServer, 1, benign[1:])
+			v.segment(flow.ToServer, 0, benign[:1])
+		}, "ff", map[string]uint64{}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, compileRules(t, rules), Config{})
+			c := newCapture(t)
+			v := c.tcp(cli, srv).handshake()
+			v.acks = false
+			n := len(c.frames)
+			tc.build(c, v)
+			vs := h.run(c)
+			var got []byte
+			for _, x := range vs[n:] {
+				got = append(got, "fd"[x.Action])
+			}
+			evs := h.take()
+			if string(got) != tc.want {
+				dumpEvents(t, evs)
+				t.Errorf("verdicts %s, want %s", got, tc.want)
+			}
+			if d := h.e.Stats().Drops; !mapsEqual(d, tc.drops) {
+				t.Errorf("drops %v, want %v", d, tc.drops)
+			}
+			if a := len(alerts(evs)) > 0; a != tc.alert {
+				t.Errorf("alerted %v, want %v", a, tc.alert)
 			}
 		})
 	}

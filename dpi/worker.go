@@ -624,9 +624,52 @@ func (w *worker) tcp(fr *dataplane.Frame, f *flow.Flow[flowState], d flow.Dir) {
 	if w.res.drop && !w.stopped() {
 		return
 	}
+	if res.Status == reasm.StatusDelivered || res.Status == reasm.StatusDuplicate {
+		w.hold(fr, d)
+	}
 	if st.flags&fDepth != 0 && st.flags&(fDoneTS|fDoneTC) == fDoneTS|fDoneTC {
 		w.allowFinal(0)
 	}
+}
+
+// hold drops a data segment of a TCP direction whose protocol is still
+// undecided (Config.Hold): the receiver must not get bytes before the
+// rules of their protocol could see them. Its bytes are in the
+// reassembler already, so the sender's retransmission compares equal
+// and passes once identification decided (or is refused if it differs).
+// A client that sends its request in tiny segments gets it through: each
+// new segment feeds identification, the one that decides passes, and the
+// held ones come back as retransmissions.
+//
+// Only segments whose bytes the receiver could take now are held (in
+// order, or retransmitted): one ahead of a gap is forwarded, the receiver
+// can only buffer it until the gap filler, which is judged here. A flow
+// picked up mid-stream is not held: its receiver had bytes long before.
+func (w *worker) hold(fr *dataplane.Frame, d flow.Dir) {
+	st := w.cst
+	if st.ident == identDone || len(w.pkt.Payload) == 0 || w.stopped() || w.e.cfg.Hold < 0 ||
+		w.cur.Flags&flow.FlagMidstream != 0 {
+		return
+	}
+	ctx := w.ctxOf(w.cur)
+	if ctx.identNo[d] {
+		return
+	}
+	switch {
+	case !ctx.holding:
+		ctx.holding, ctx.holdSince = true, w.now
+	case w.now-ctx.holdSince >= int64(w.e.cfg.Hold):
+		// Past the bound: the flow is unidentified, the rules for unknown
+		// traffic apply from here. This segment is still dropped (its
+		// retransmission passes under that verdict).
+		w.dropOnce(dropHold, "tcp.hold_timeout", fr)
+		w.identified(proto.Unknown, d)
+		if !w.res.block {
+			w.res.drop, w.res.reason = true, "tcp.hold_timeout"
+		}
+		return
+	}
+	w.res.drop, w.res.reason = true, "tcp.hold"
 }
 
 // ackTrusted reports whether an ACK may trim the other direction's
