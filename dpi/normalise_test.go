@@ -25,6 +25,16 @@ var (
 	partialL4 = func(b []byte) { binary.BigEndian.PutUint16(b[l4CsumOff(b):], pseudoSumOf(b)) }
 )
 
+// setURG sets the URG flag of an IPv4 TCP frame, checksum updated
+// (RFC 1624).
+func setURG(b []byte) {
+	b[14+20+13] |= 0x20
+	c := l4CsumOff(b)
+	sum := uint32(^binary.BigEndian.Uint16(b[c:])) + 0x20
+	sum = sum>>16 + sum&0xffff
+	binary.BigEndian.PutUint16(b[c:], ^uint16(sum))
+}
+
 // l4CsumOff is the offset of the TCP/UDP checksum of an untagged frame
 // without IP options or extension headers.
 func l4CsumOff(b []byte) int {
@@ -173,6 +183,11 @@ func TestNormalise(t *testing.T) {
 			v.raw(flow.ToServer, testnet.PSH, -len(head)-len(body), attack, nil)
 			return want{n, dataplane.Forward, ""}
 		}, nil, map[string]uint64{}},
+		{"urgent data blocks the flow", func(c *capture, v *conv) want {
+			n := len(c.frames)
+			v.raw(flow.ToServer, testnet.PSH, 0, "GET /att", setURG)
+			return want{n, dataplane.Drop, ""}
+		}, nil, map[string]uint64{"tcp.urgent": 1}},
 		{"a partial checksum (TX offload) is the sender's, accepted", func(c *capture, v *conv) want {
 			n := len(c.frames)
 			v.raw(flow.ToServer, testnet.PSH, 0, attack, partialL4)

@@ -575,6 +575,15 @@ func (w *worker) tcp(fr *dataplane.Frame, f *flow.Flow[flowState], d flow.Dir) {
 		}
 		return
 	}
+	if p.TCPFlags&decode.TCPUrg != 0 {
+		// Urgent data: without SO_OOBINLINE the receiver takes the byte
+		// before the urgent pointer out of the stream (it may even lie in
+		// a later segment); with it the byte stays. The stream the
+		// application reads cannot be known, so the flow is blocked.
+		w.dropOnce(dropProtocol, "tcp.urgent", fr)
+		w.blockFlow(0, "tcp.urgent")
+		return
+	}
 	if p.TCPFlags&decode.TCPAck != 0 && w.ackTrusted(fr, st, d) {
 		w.ra.Ack(&st.dir[d^1], p.Ack)
 	}
