@@ -126,7 +126,7 @@ func (in *injector) send(tb testing.TB, spec testnet.FrameSpec, flags uint8, seq
 	}
 }
 
-// TestPrivilegedInlineNormalise runs the agent inline (XDP) with the
+// TestPrivilegedInlineNormalise runs the agent inline (XDP, NFQUEUE) with the
 // default pack between a client and a recording server, and injects from
 // the client segments the server drops: a bad-checksum RST before an
 // attack, 70 KB of bad-checksum data before a request at the same
@@ -135,11 +135,24 @@ func (in *injector) send(tb testing.TB, spec testnet.FrameSpec, flags uint8, seq
 // identification decides) gets through in time.
 func TestPrivilegedInlineNormalise(t *testing.T) {
 	testnet.RequirePrivileged(t)
-	topo := testnet.NewTopology(t, testnet.TopologyOptions{})
-	a := agenttest.New(t.TempDir())
-	a.Start(t, topo.FW, "--inner", testnet.InnerIf, "--outer", testnet.OuterIf, "--mode", "xdp")
-	t.Cleanup(func() { a.Stop(t) })
+	for _, m := range []struct {
+		mode string
+		topo testnet.TopologyOptions
+	}{
+		{"xdp", testnet.TopologyOptions{}},
+		{"nfqueue", testnet.TopologyOptions{Bridge: true}},
+	} {
+		t.Run(m.mode, func(t *testing.T) {
+			topo := testnet.NewTopology(t, m.topo)
+			a := agenttest.New(t.TempDir())
+			a.Start(t, topo.FW, "--inner", testnet.InnerIf, "--outer", testnet.OuterIf, "--mode", m.mode)
+			t.Cleanup(func() { a.Stop(t) })
+			testInlineNormalise(t, topo, a)
+		})
+	}
+}
 
+func testInlineNormalise(t *testing.T, topo *testnet.Topology, a *agenttest.Agent) {
 	rec := &recorder{read: map[string][]byte{}}
 	ln := testnet.Listen(t, topo.Server, "tcp", netip.AddrPortFrom(testnet.ServerIP, 80))
 	go testnet.Serve(ln, rec.serve)
