@@ -70,6 +70,13 @@ type Frame struct {
 	Dir xdp.Direction
 	// Timestamp is CLOCK_MONOTONIC in nanoseconds at receive time.
 	Timestamp int64
+	// ChecksumComplete says the kernel reported the frame's TCP/UDP
+	// checksum complete (NFQUEUE without NFQA_SKB_CSUMNOTREADY): a field
+	// that merely looks partial is then wrong, since nothing will complete
+	// it before the receiver checks it. False where the kernel does not
+	// say (AF_XDP): a partial-looking checksum is completed on forwarding
+	// (CompletePartialChecksum), so the receiver accepts it.
+	ChecksumComplete bool
 }
 
 // Inspector judges frames that the kernel could not decide. The DPI engine

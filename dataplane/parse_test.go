@@ -170,12 +170,21 @@ func TestCompletePartialChecksum(t *testing.T) {
 			if !l4ChecksumOK(good, &p) {
 				t.Fatal("builder produced a bad checksum")
 			}
+			verify := func(f []byte) ChecksumStatus {
+				return VerifyL4Checksum(f[p.L3Off:], p.IPv6, p.Proto, f[p.L4Off:p.L4Off+p.L4Len])
+			}
+			if s := verify(good); s != ChecksumOK {
+				t.Fatalf("verify a correct checksum: %d", s)
+			}
 			f := append([]byte(nil), good...)
 			if CompletePartialChecksum(f, &p) || string(f) != string(good) {
 				t.Fatal("changed a correct checksum")
 			}
 			// What a sender with TX checksum offload hands over.
 			binary.BigEndian.PutUint16(f[off:], csumFold(pseudoSum(f, &p)))
+			if s := verify(f); s != ChecksumPartial {
+				t.Fatalf("verify a partial checksum: %d", s)
+			}
 			if !CompletePartialChecksum(f, &p) {
 				t.Fatal("partial checksum not recognised")
 			}
@@ -188,6 +197,12 @@ func TestCompletePartialChecksum(t *testing.T) {
 			if CompletePartialChecksum(f, &p) || string(f) != string(bad) {
 				t.Fatal("rewrote a wrong checksum")
 			}
+			if s := verify(f); s != ChecksumBad {
+				t.Fatalf("verify a wrong checksum: %d", s)
+			}
+			if s := verify(f[:p.L4Off+4]); s != ChecksumBad {
+				t.Fatalf("verify a truncated header: %d", s)
+			}
 		})
 	}
 	// IPv4 UDP with checksum 0 means "none": left alone.
@@ -197,6 +212,29 @@ func TestCompletePartialChecksum(t *testing.T) {
 	binary.BigEndian.PutUint16(f[l4ChecksumOffset(&p):], 0)
 	if CompletePartialChecksum(f, &p) {
 		t.Fatal("filled in an absent UDP checksum")
+	}
+	if s := VerifyL4Checksum(f[p.L3Off:], false, p.Proto, f[p.L4Off:p.L4Off+p.L4Len]); s != ChecksumOK {
+		t.Fatalf("verify an absent IPv4 UDP checksum: %d", s)
+	}
+	// In IPv6 a UDP checksum is mandatory (RFC 8200 8.1).
+	f = testnet.Frame(t, testnet.FrameSpec{Src: testnet.Client6, Dst: testnet.Server6, Proto: testnet.ProtoUDP})
+	ParsePacket(f, &p)
+	binary.BigEndian.PutUint16(f[l4ChecksumOffset(&p):], 0)
+	if s := VerifyL4Checksum(f[p.L3Off:], true, p.Proto, f[p.L4Off:p.L4Off+p.L4Len]); s != ChecksumBad {
+		t.Fatalf("verify a zero IPv6 UDP checksum: %d", s)
+	}
+	// The IPv4 header checksum.
+	f = testnet.Frame(t, testnet.FrameSpec{Src: testnet.Client4, Dst: testnet.Server4, Proto: testnet.ProtoTCP})
+	if !IPv4HeaderChecksumOK(f[14:34]) {
+		t.Fatal("IPv4 header checksum of a built frame")
+	}
+	f[14+8]-- // TTL
+	if IPv4HeaderChecksumOK(f[14:34]) {
+		t.Fatal("IPv4 header checksum after a change")
+	}
+	testnet.FixIPv4Checksum(f)
+	if !IPv4HeaderChecksumOK(f[14:34]) {
+		t.Fatal("testnet.FixIPv4Checksum")
 	}
 }
 

@@ -28,6 +28,10 @@ const (
 	dropOutOfWindow
 	dropLimit
 	dropProtocol
+	dropChecksum
+	dropReset
+	dropUnverified
+	dropHold
 	numDropReasons
 )
 

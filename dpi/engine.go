@@ -31,6 +31,9 @@ const (
 	// DefaultDropEventsPerSecond bounds the drop events (malformed frames,
 	// fragments, full tables) one worker emits per second per reason.
 	DefaultDropEventsPerSecond = 10
+	// DefaultHold is how long the bytes of a TCP direction whose protocol
+	// is still undecided are held (Config.Hold).
+	DefaultHold = time.Second
 	// maxURL, maxUserAgent, maxHostname and maxMethod bound the HTTP
 	// fields copied for events.
 	maxURL       = 2048
@@ -97,6 +100,17 @@ type Config struct {
 	// Now returns the current time on the frame clock, for FlowEnded and
 	// Flush (CLOCK_MONOTONIC live; the last frame's time offline).
 	Now func() int64
+	// Hold is how long the engine holds the data of a TCP direction whose
+	// application protocol identification has not decided yet
+	// (DefaultHold; negative: no hold). Held segments are dropped — the
+	// sender retransmits them, and the retransmission passes once the
+	// protocol is known and its parser saw the bytes — so nothing reaches
+	// the receiver before the rules for its protocol could see it. The
+	// bytes are bounded by identification itself (proto.MaxIdentifyBytes
+	// per direction: past them a direction is not identified and no
+	// longer held). Past Hold the flow is taken as unidentified (the rules
+	// for unknown traffic apply), with a tcp.hold_timeout drop event.
+	Hold time.Duration
 	// ScoreEvents: alert rules with an anomaly score emit an event of
 	// their own when they hit. Without it they are only named in the
 	// event of the threshold rule they push over its threshold (one
@@ -154,6 +168,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.DropEventsPerSecond == 0 {
 		cfg.DropEventsPerSecond = DefaultDropEventsPerSecond
+	}
+	if cfg.Hold == 0 {
+		cfg.Hold = DefaultHold
 	}
 	if cfg.MaxParked <= 0 {
 		cfg.MaxParked = cfg.Flow.MaxFlows

@@ -181,13 +181,19 @@ type flowCtx struct {
 	inUse bool
 	rflow rules.Flow
 
-	ident  proto.Identifier
-	parser uint8
-	http   *http.Parser
-	tls    *tls.Parser
-	dns    *dns.Parser
-	ssh    *ssh.Parser
-	tunnel [2]bool // HTTP direction switched protocols: no more parsing
+	ident proto.Identifier
+	// identNo: identification gave up on the direction (its bytes are no
+	// longer held); holding and holdSince: since when the flow's bytes are
+	// held (hold).
+	identNo   [2]bool
+	holding   bool
+	holdSince int64
+	parser    uint8
+	http      *http.Parser
+	tls       *tls.Parser
+	dns       *dns.Parser
+	ssh       *ssh.Parser
+	tunnel    [2]bool // HTTP direction switched protocols: no more parsing
 
 	flow   scope
 	txns   [txnRing]txn
@@ -223,6 +229,7 @@ func (c *flowCtx) start(w *worker, f *flow.Flow[flowState]) {
 		c.rflow.App = f.State.app.String()
 	}
 	c.ident.Reset()
+	c.identNo, c.holding = [2]bool{}, false
 	c.parser = parserNone
 	c.tunnel = [2]bool{}
 	c.forget()

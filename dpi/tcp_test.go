@@ -108,6 +108,7 @@ func TestStrayDrops(t *testing.T) {
 	frag := func(src string) []byte {
 		b := testnet.Frame(t, testnet.FrameSpec{Src: netip.MustParseAddrPort(src), Dst: netip.MustParseAddrPort("198.18.1.1:53"), Proto: testnet.ProtoUDP, Payload: []byte(strings.Repeat("x", 64))})
 		b[14+6] = 0x20 // MF, offset 0
+		testnet.FixIPv4Checksum(b)
 		return b
 	}
 	c.frames = append(c.frames, capFrame{data: frag("198.18.0.1:1000"), ts: c.now}, capFrame{data: frag("198.18.0.7:1000"), ts: c.now})

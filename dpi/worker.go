@@ -1,6 +1,7 @@
 package dpi
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"sync"
 	"unsafe"
@@ -187,7 +188,11 @@ func newWorker(e *Engine, id int, rs *ruleset) (*worker, error) {
 	if w.scanner, err = hs.NewScanner(0); err != nil {
 		return nil, err
 	}
-	if w.flows, err = flow.New(e.cfg.Flow, w.onEnd); err != nil {
+	fc := e.cfg.Flow
+	// The TCP state follows what the receiver accepts: the reassembler
+	// knows which RST and FIN that is (tcp).
+	fc.CallerEnds = true
+	if w.flows, err = flow.New(fc, w.onEnd); err != nil {
 		w.scanner.Close()
 		return nil, err
 	}
@@ -252,6 +257,11 @@ func (w *worker) inspect(fr *dataplane.Frame) dataplane.Verdict {
 	if p.IPVersion == 0 || p.Flags&decode.FlagNDP != 0 {
 		return w.forward()
 	}
+	if reason := w.badChecksum(fr); reason != "" {
+		// The receiver drops it: it must change nothing here either (no
+		// flow state, no reassembly), and it goes no further.
+		return w.dropStray(dropChecksum, reason, fr)
+	}
 	if p.Flags&decode.FlagFragment != 0 {
 		return w.fragment(fr)
 	}
@@ -267,6 +277,11 @@ func (w *worker) inspect(fr *dataplane.Frame) dataplane.Verdict {
 		}
 	}
 	if st.final != finalNone {
+		if p.Proto == 6 && p.TCPFlags&(decode.TCPRst|decode.TCPFin) != 0 {
+			// A decided flow is not reassembled any more: its end only
+			// sets its timeout, so take it as seen.
+			w.flows.AcceptEnd(f, d, p.TCPFlags, false)
+		}
 		v := w.finalVerdict(st, false)
 		if w.e.cfg.Bypass {
 			w.releaseCtx(st)
@@ -291,6 +306,50 @@ func (w *worker) inspect(fr *dataplane.Frame) dataplane.Verdict {
 		}
 	}
 	return w.conclude()
+}
+
+// badChecksum returns the drop reason of a frame whose IPv4 header
+// checksum or TCP/UDP checksum the receiver would reject, or "". A
+// TCP/UDP checksum that looks partial (the pseudo-header sum a sender
+// with TX checksum offload leaves) passes unless the dataplane knows the
+// checksum is complete: the AF_XDP dataplane completes such checksums on
+// forwarding, so the receiver accepts those segments too.
+func (w *worker) badChecksum(fr *dataplane.Frame) string {
+	p := &w.pkt
+	b := fr.Data
+	ip := b[p.L3Off:]
+	var end int
+	if p.IPVersion == 4 {
+		ihl := int(ip[0]&0x0f) * 4
+		if !dataplane.IPv4HeaderChecksumOK(ip[:ihl]) {
+			return "ip.bad_checksum"
+		}
+		end = p.L3Off + int(binary.BigEndian.Uint16(ip[2:]))
+	} else {
+		end = p.L3Off + 40 + int(binary.BigEndian.Uint16(ip[4:]))
+	}
+	if p.Flags&(decode.FlagL4|decode.FlagFragment) != decode.FlagL4 || p.Proto != 6 && p.Proto != 17 {
+		return ""
+	}
+	if p.Proto == 17 {
+		end = min(end, p.L4Off+int(binary.BigEndian.Uint16(b[p.L4Off+4:])))
+	}
+	end = min(end, len(b))
+	if end < p.L4Off {
+		return ""
+	}
+	switch dataplane.VerifyL4Checksum(ip, p.IPVersion == 6, p.Proto, b[p.L4Off:end]) {
+	case dataplane.ChecksumOK:
+		return ""
+	case dataplane.ChecksumPartial:
+		if !fr.ChecksumComplete {
+			return ""
+		}
+	}
+	if p.Proto == 6 {
+		return "tcp.bad_checksum"
+	}
+	return "udp.bad_checksum"
 }
 
 var decodeReasons = func() (t [16]string) {
@@ -505,6 +564,26 @@ func (w *worker) allowFinal(ruleID uint32) {
 func (w *worker) tcp(fr *dataplane.Frame, f *flow.Flow[flowState], d flow.Dir) {
 	p := &w.pkt
 	st := &f.State
+	if f.TCP == flow.TCPReset {
+		// Both sockets are gone after an accepted RST: the receiver
+		// answers any data with an RST of its own. Data is dropped, never
+		// passed uninspected; a new handshake on the tuple starts a new
+		// flow (flow.Table.Lookup), inspected from its first byte.
+		if len(p.Payload) > 0 || p.TCPFlags&(decode.TCPSyn|decode.TCPFin) != 0 {
+			w.dropOnce(dropReset, "tcp.after_reset", fr)
+			w.res.drop, w.res.reason = true, "tcp.after_reset"
+		}
+		return
+	}
+	if p.TCPFlags&decode.TCPUrg != 0 {
+		// Urgent data: without SO_OOBINLINE the receiver takes the byte
+		// before the urgent pointer out of the stream (it may even lie in
+		// a later segment); with it the byte stays. The stream the
+		// application reads cannot be known, so the flow is blocked.
+		w.dropOnce(dropProtocol, "tcp.urgent", fr)
+		w.blockFlow(0, "tcp.urgent")
+		return
+	}
 	if p.TCPFlags&decode.TCPAck != 0 && w.ackTrusted(fr, st, d) {
 		w.ra.Ack(&st.dir[d^1], p.Ack)
 	}
@@ -522,9 +601,28 @@ func (w *worker) tcp(fr *dataplane.Frame, f *flow.Flow[flowState], d flow.Dir) {
 	case reasm.StatusLimit:
 		w.dropOnce(dropLimit, "tcp.buffer_limit", fr)
 		w.res.drop, w.res.reason = true, "tcp.buffer_limit"
+	case reasm.StatusUnverified:
+		// It overlaps bytes no longer kept that the receiver has not
+		// acknowledged: they cannot be compared, so the segment does not
+		// pass. A spurious retransmission passes once the receiver's ACK
+		// makes those bytes old; one after a loss past the history stalls
+		// the connection rather than carry uninspected bytes.
+		w.dropOnce(dropUnverified, "tcp.unverified", fr)
+		w.res.drop, w.res.reason = true, "tcp.unverified"
 	}
 	if w.stopped() {
 		return
+	}
+	switch {
+	case res.Status == reasm.StatusReset:
+		w.flows.AcceptEnd(f, d, decode.TCPRst, false)
+	case res.Flags&reasm.FlagInvalidRST != 0:
+		// In the window but not the next sequence number: the receiver
+		// answers with a challenge ACK and keeps the connection (RFC 5961
+		// 3.2). The RST is forwarded, the flow goes on.
+		w.flows.AcceptEnd(f, d, 0, true)
+	case res.Flags&reasm.FlagFIN != 0:
+		w.flows.AcceptEnd(f, d, decode.TCPFin, false)
 	}
 	if res.Flags&reasm.FlagFIN != 0 || res.Status == reasm.StatusReset {
 		w.dirEnd(d, false)
@@ -535,9 +633,52 @@ func (w *worker) tcp(fr *dataplane.Frame, f *flow.Flow[flowState], d flow.Dir) {
 	if w.res.drop && !w.stopped() {
 		return
 	}
+	if res.Status == reasm.StatusDelivered || res.Status == reasm.StatusDuplicate {
+		w.hold(fr, d)
+	}
 	if st.flags&fDepth != 0 && st.flags&(fDoneTS|fDoneTC) == fDoneTS|fDoneTC {
 		w.allowFinal(0)
 	}
+}
+
+// hold drops a data segment of a TCP direction whose protocol is still
+// undecided (Config.Hold): the receiver must not get bytes before the
+// rules of their protocol could see them. Its bytes are in the
+// reassembler already, so the sender's retransmission compares equal
+// and passes once identification decided (or is refused if it differs).
+// A client that sends its request in tiny segments gets it through: each
+// new segment feeds identification, the one that decides passes, and the
+// held ones come back as retransmissions.
+//
+// Only segments whose bytes the receiver could take now are held (in
+// order, or retransmitted): one ahead of a gap is forwarded, the receiver
+// can only buffer it until the gap filler, which is judged here. A flow
+// picked up mid-stream is not held: its receiver had bytes long before.
+func (w *worker) hold(fr *dataplane.Frame, d flow.Dir) {
+	st := w.cst
+	if st.ident == identDone || len(w.pkt.Payload) == 0 || w.stopped() || w.e.cfg.Hold < 0 ||
+		w.cur.Flags&flow.FlagMidstream != 0 {
+		return
+	}
+	ctx := w.ctxOf(w.cur)
+	if ctx.identNo[d] {
+		return
+	}
+	switch {
+	case !ctx.holding:
+		ctx.holding, ctx.holdSince = true, w.now
+	case w.now-ctx.holdSince >= int64(w.e.cfg.Hold):
+		// Past the bound: the flow is unidentified, the rules for unknown
+		// traffic apply from here. This segment is still dropped (its
+		// retransmission passes under that verdict).
+		w.dropOnce(dropHold, "tcp.hold_timeout", fr)
+		w.identified(proto.Unknown, d)
+		if !w.res.block {
+			w.res.drop, w.res.reason = true, "tcp.hold_timeout"
+		}
+		return
+	}
+	w.res.drop, w.res.reason = true, "tcp.hold"
 }
 
 // ackTrusted reports whether an ACK may trim the other direction's

@@ -35,11 +35,12 @@ const (
 	nfqaCfgMask        = 4
 	nfqaCfgFlags       = 5
 
-	nfqnlCfgCmdBind  = 1
-	nfqnlCopyPacket  = 2
-	nfqaCfgFFailOpen = 1
-	nfqaCfgFGSO      = 4
-	nfqaSkbGSO       = 2 // NFQA_SKB_INFO: a GSO packet, queued whole
+	nfqnlCfgCmdBind     = 1
+	nfqnlCopyPacket     = 2
+	nfqaCfgFFailOpen    = 1
+	nfqaCfgFGSO         = 4
+	nfqaSkbCsumNotReady = 1 // NFQA_SKB_INFO: CHECKSUM_PARTIAL, the TCP/UDP checksum is completed later
+	nfqaSkbGSO          = 2 // NFQA_SKB_INFO: a GSO packet, queued whole
 
 	nlmsgHdrLen = 16
 	nlmsgError  = 2
@@ -81,6 +82,9 @@ type nfqPacket struct {
 	// GSO: the kernel queued a GSO packet whole (NFQA_CFG_F_GSO); its
 	// TCP/UDP checksum may be partial, its length above the MTU.
 	GSO bool
+	// CsumNotReady: the kernel has the packet as CHECKSUM_PARTIAL; its
+	// TCP/UDP checksum field holds only the pseudo-header sum.
+	CsumNotReady bool
 	// CapLen is the packet's length when Payload was cut to the copy
 	// range; 0 when it is whole.
 	CapLen  uint32
@@ -138,7 +142,9 @@ func parseNFQPacket(b []byte, base int, p *nfqPacket) error {
 			}
 		case nfqaSkbInfo:
 			if len(d) >= 4 {
-				p.GSO = binary.BigEndian.Uint32(d)&nfqaSkbGSO != 0
+				info := binary.BigEndian.Uint32(d)
+				p.GSO = info&nfqaSkbGSO != 0
+				p.CsumNotReady = info&nfqaSkbCsumNotReady != 0
 			}
 		case nfqaPayload:
 			p.Payload, p.PayloadOff = d, base+off+4

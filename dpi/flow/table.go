@@ -92,6 +92,12 @@ type Config struct {
 	// LooseRST accepts every RST instead of only those with the expected
 	// sequence number.
 	LooseRST bool
+	// CallerEnds leaves RSTs and FINs to the caller: Lookup does not let
+	// them change the TCP state, and the caller reports those the receiver
+	// accepts with AcceptEnd (the engine does once reassembly placed them:
+	// an RST at exactly the next expected sequence number, a FIN once
+	// every byte before it arrived). LooseRST is then ignored.
+	CallerEnds bool
 }
 
 // Stats counts what a table did.
@@ -381,6 +387,9 @@ func (t *Table[S]) update(f *Flow[S], d Dir, p *decode.Packet, now int64) {
 func (t *Table[S]) trackTCP(f *Flow[S], d Dir, p *decode.Packet) {
 	fl := p.TCPFlags
 	if fl&decode.TCPRst != 0 {
+		if t.cfg.CallerEnds {
+			return
+		}
 		if t.cfg.LooseRST || f.validRST(d, p.Seq) {
 			f.TCP = TCPReset
 		} else {
@@ -442,14 +451,49 @@ func (t *Table[S]) trackTCP(f *Flow[S], d Dir, p *decode.Packet) {
 			f.TCP = TCPEstablished
 		}
 	}
-	if fl&decode.TCPFin != 0 {
+	if fl&decode.TCPFin != 0 && !t.cfg.CallerEnds {
 		f.Flags |= finFlag(d)
 	}
+	t.closing(f)
+}
+
+// closing moves f on to closing or closed after FINs.
+func (t *Table[S]) closing(f *Flow[S]) {
 	if fins := f.Flags & (FlagFinToServer | FlagFinToClient); fins != 0 && f.TCP < TCPClosing {
 		f.TCP = TCPClosing
 	}
 	if f.Flags&(FlagFinToServer|FlagFinToClient) == FlagFinToServer|FlagFinToClient && f.TCP == TCPClosing {
 		f.TCP = TCPClosed
+	}
+}
+
+// AcceptEnd applies an RST or FIN of direction d that the caller accepted
+// (Config.CallerEnds): the flow moves on to reset, closing or closed, and
+// to the timeout of that state. An RST the caller refused is counted
+// with AcceptEnd(f, d, 0, true) (Stats.InvalidRST, FlagInvalidRST).
+func (t *Table[S]) AcceptEnd(f *Flow[S], d Dir, fl decode.TCPFlags, invalidRST bool) {
+	if f.Key.Proto != 6 {
+		return
+	}
+	switch {
+	case invalidRST:
+		f.Flags |= FlagInvalidRST
+		t.stats.InvalidRST++
+		return
+	case fl&decode.TCPRst != 0:
+		f.TCP = TCPReset
+	case fl&decode.TCPFin != 0:
+		f.Flags |= finFlag(d)
+		t.closing(f)
+	default:
+		return
+	}
+	if c := f.classify(); c != f.class {
+		if f.class != noClass {
+			t.unlink(&t.lists[f.class], f, classLink)
+		}
+		f.class, f.queued = c, f.LastSeen
+		t.push(&t.lists[c], f.self, classLink)
 	}
 }
 

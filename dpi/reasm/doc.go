@@ -30,9 +30,12 @@
 // inspected the first — so the whole segment is rejected with
 // StatusConflict and the engine drops the packet: the receiver never sees
 // the second version either. Bytes the receiver already acknowledged are
-// ignored (FlagOld); bytes delivered but no longer kept cannot be compared
-// (FlagUnverified: the engine forwards, the residual risk is a retransmission
-// of unacknowledged data older than MaxHistory).
+// ignored (FlagOld). Bytes delivered but neither kept nor acknowledged
+// cannot be compared: the receiver may never have got them (lost after the
+// DPI, beyond its window, expired on the way), so a segment overlapping
+// them is refused whole (StatusUnverified, FlagUnverified) and the engine
+// drops it rather than forward bytes nobody inspected. Once the receiver
+// acknowledges those bytes, retransmissions of them are old and pass.
 //
 // # Limits
 //
@@ -61,7 +64,7 @@
 //
 //	Empty, Delivered, Buffered, Duplicate, Depth, Reset, Closed  forward
 //	Conflict                                                     drop, evasion event
-//	OutOfWindow, Limit                                           drop (TCP retransmits)
+//	OutOfWindow, Limit, Unverified                               drop (TCP retransmits)
 //
 // (Status.Drop tells.) An out-of-order segment is forwarded before its bytes
 // are inspected; the segment that fills the gap triggers their delivery, and

@@ -99,6 +99,10 @@ func (r *Reassembler) Push(s *Stream, seg Segment, deliver func([]byte)) Result 
 	// Check every byte seen before, without changing anything yet.
 	if start < s.next {
 		if !r.checkHistory(s, start, min(end, s.next), payload[:min(end, s.next)-start], &res) {
+			if res.Flags&FlagUnverified != 0 {
+				res.Status = StatusUnverified
+				return res
+			}
 			return r.conflict(res, 0)
 		}
 	}
@@ -179,6 +183,9 @@ func (r *Reassembler) setFIN(s *Stream, end int64, res *Result) {
 
 // checkHistory compares the part [a, b) of a segment that lies below next
 // with the delivered bytes still kept; old is those bytes of the segment.
+// It fails with FlagUnverified when part of [a, b) is neither acknowledged
+// nor kept: the receiver may not have those bytes, and whatever it takes
+// of the segment there could differ from what was inspected.
 func (r *Reassembler) checkHistory(s *Stream, a, b int64, old []byte, res *Result) bool {
 	start := a
 	if a < s.acked {
@@ -189,7 +196,7 @@ func (r *Reassembler) checkHistory(s *Stream, a, b int64, old []byte, res *Resul
 	if a < histStart && a < b {
 		res.Flags |= FlagUnverified
 		r.stats.Unverified++
-		a = min(histStart, b)
+		return false
 	}
 	if a >= b {
 		return true

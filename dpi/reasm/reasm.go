@@ -89,9 +89,14 @@ const (
 	StatusReset
 	// StatusClosed: the stream was reset earlier; the segment is ignored.
 	StatusClosed
+	// StatusUnverified: the segment overlaps delivered bytes that are
+	// neither kept any more (MaxHistory, or the pool: FlagHistoryLost) nor
+	// acknowledged by the receiver, so they cannot be compared with what
+	// the receiver may take (FlagUnverified). Nothing of it was used.
+	StatusUnverified
 )
 
-var statusNames = [...]string{"empty", "delivered", "buffered", "duplicate", "conflict", "out-of-window", "limit", "depth", "reset", "closed"}
+var statusNames = [...]string{"empty", "delivered", "buffered", "duplicate", "conflict", "out-of-window", "limit", "depth", "reset", "closed", "unverified"}
 
 func (s Status) String() string {
 	if int(s) < len(statusNames) {
@@ -104,7 +109,7 @@ func (s Status) String() string {
 // carried the segment: it carries bytes the DPI did not accept, and TCP
 // will retransmit it (or it was an attack).
 func (s Status) Drop() bool {
-	return s == StatusConflict || s == StatusOutOfWindow || s == StatusLimit
+	return s == StatusConflict || s == StatusOutOfWindow || s == StatusLimit || s == StatusUnverified
 }
 
 // Flags qualify a Result.
@@ -128,7 +133,8 @@ const (
 	// and ignored.
 	FlagOld
 	// FlagUnverified: part of the segment overlapped delivered bytes that
-	// are no longer kept (history limit or pool), so it was not compared.
+	// are no longer kept (history limit or pool) and not acknowledged, so
+	// it could not be compared (StatusUnverified).
 	FlagUnverified
 	// FlagHistoryLost: the pool could not hold this stream's history; it
 	// was dropped and later retransmissions of these bytes are Unverified.

@@ -127,14 +127,18 @@ func TestPush(t *testing.T) {
 			push(1004, ACK, "Xef", StatusConflict, 0, 0),
 			ackOp(1007),
 			push(1001, ACK, "XYZXYZ", StatusDuplicate, FlagOld, 0)}, "abcdef"},
-		{"history limit leaves old bytes unverified", Config{MaxHistory: 4}, []op{syn,
+		{"bytes past the history limit are unverifiable until acknowledged", Config{MaxHistory: 4}, []op{syn,
 			push(1001, ACK, "abcdefgh", StatusDelivered, 0, 8),
-			push(1001, ACK, "ABCD", StatusDuplicate, FlagUnverified, 0),
+			push(1001, ACK, "ABCD", StatusUnverified, FlagUnverified, 0),
 			push(1005, ACK, "eXgh", StatusConflict, 0, 0),
-			push(1003, ACK, "CDefghi", StatusDelivered, FlagUnverified|FlagOverlap, 1)}, "abcdefghi"},
+			push(1003, ACK, "CDefghi", StatusUnverified, FlagUnverified, 0),
+			ackOp(1005),
+			push(1003, ACK, "CDefghi", StatusDelivered, FlagOld|FlagOverlap, 1)}, "abcdefghi"},
 		{"no history", Config{MaxHistory: -1}, []op{syn,
 			push(1001, ACK, "abc", StatusDelivered, 0, 3),
-			push(1001, ACK, "xyz", StatusDuplicate, FlagUnverified, 0)}, "abc"},
+			push(1001, ACK, "xyz", StatusUnverified, FlagUnverified, 0),
+			ackOp(1004),
+			push(1001, ACK, "xyz", StatusDuplicate, FlagOld, 0)}, "abc"},
 		{"fin in order", Config{}, []op{syn,
 			push(1001, ACK|FIN, "abc", StatusDelivered, FlagFIN, 3),
 			push(1001, ACK|FIN, "abc", StatusDuplicate, FlagOverlap, 0),
@@ -216,7 +220,7 @@ func TestPush(t *testing.T) {
 				if len(k.out)-before != res.Delivered {
 					t.Fatalf("op %d: callback got %d bytes, result says %d", i, len(k.out)-before, res.Delivered)
 				}
-				if res.Status.Drop() != (o.status == StatusConflict || o.status == StatusOutOfWindow || o.status == StatusLimit) {
+				if res.Status.Drop() != (o.status == StatusConflict || o.status == StatusOutOfWindow || o.status == StatusLimit || o.status == StatusUnverified) {
 					t.Fatalf("op %d: Drop() wrong for %v", i, res.Status)
 				}
 			}
