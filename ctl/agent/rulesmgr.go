@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -307,10 +308,7 @@ func (m *ruleManager) change(op string, who caller, comment string, build func(*
 		if err == nil {
 			return
 		}
-		entry.Error = err.Error()
-		if len(entry.Error) > 4096 {
-			entry.Error = entry.Error[:4096] + "..."
-		}
+		entry.Error = err.Error() // audit.Log.Append bounds it
 		if aerr := m.appendAudit(entry); aerr != nil {
 			m.log.Error("audit a refused rule change", "error", aerr)
 		}
@@ -327,7 +325,7 @@ func (m *ruleManager) change(op string, who caller, comment string, build func(*
 	}
 	res.IDs = ids
 	if len(ids) > 0 {
-		entry.Detail = fmt.Sprintf("rules %v", ids)
+		entry.Detail = audit.RuleIDs(ids) // bounded whatever the change's size
 		if comment != "" {
 			entry.Detail += ": " + comment
 		}
@@ -343,7 +341,8 @@ func (m *ruleManager) change(op string, who caller, comment string, build func(*
 	if comment == "" {
 		comment = op
 		if len(ids) > 0 {
-			comment = fmt.Sprintf("%s %v", op, ids)
+			// Bounded as the audit detail, well within store.MaxComment.
+			comment = op + " " + strings.TrimPrefix(audit.RuleIDs(ids), "rules ")
 		}
 	}
 	ch, err := m.prepare(cur, set)
