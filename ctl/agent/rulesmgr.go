@@ -97,6 +97,9 @@ type ruleManager struct {
 	log        *slog.Logger
 	settle     time.Duration
 	cur        atomic.Pointer[ruleState]
+	// reclaim gives the memory a change freed back to the kernel
+	// (reclaimLater); nil until the first change.
+	reclaim *time.Timer
 }
 
 // newRuleManager returns the rule manager of a store and an audit log,
@@ -309,6 +312,7 @@ func (m *ruleManager) change(op string, who caller, comment string, build func(*
 			return
 		}
 		entry.Error = err.Error() // audit.Log.Append bounds it
+		m.reclaimLater()          // a refused set may have been compiled
 		if aerr := m.appendAudit(entry); aerr != nil {
 			m.log.Error("audit a refused rule change", "error", aerr)
 		}
@@ -437,6 +441,7 @@ func (m *ruleManager) commit(ch *ruleChange, res api.ChangeResult, entry *audit.
 		res.Revoked += m.revoke(l7Changed, c)
 	}
 	res.Changed, res.ToVersion, res.Hash, res.Rules = true, v.Number, hexHash(v.Hash), len(set.Rules)
+	m.reclaimLater()
 	m.log.Info("rules changed", "op", op, "from", cur.version.Number, "to", v.Number, "rules", len(set.Rules),
 		"revoked", res.Revoked, "uid", who.UID, "pid", who.PID)
 	return res, nil
@@ -648,6 +653,7 @@ func (m *ruleManager) recompileContainers() error {
 	next.compiled, next.l7, next.applied = c, l7Hash(c), time.Now().UTC()
 	m.cur.Store(&next)
 	n := m.revoke(next.l7 != cur.l7, c)
+	m.reclaimLater()
 	m.log.Info("rules recompiled for container addresses", "version", cur.version.Number, "revoked", n)
 	return nil
 }
