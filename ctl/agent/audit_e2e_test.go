@@ -27,23 +27,23 @@ func generatedRules(n int, seed uint64, first uint32) []byte {
 	})
 }
 
-// vmRSS is a process's resident set size in bytes (/proc/PID/status).
-func vmRSS(tb testing.TB, pid int) int64 {
+// procMemory is a field of /proc/PID/status (VmRSS, RssFile, …) in bytes.
+func procMemory(tb testing.TB, pid int, field string) int64 {
 	tb.Helper()
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	for l := range strings.SplitSeq(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(l, field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			if err != nil {
-				tb.Fatalf("VmRSS %q: %v", rest, err)
+				tb.Fatalf("%s %q: %v", field, rest, err)
 			}
 			return kb << 10
 		}
 	}
-	tb.Fatalf("no VmRSS in /proc/%d/status", pid)
+	tb.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
 }
 
@@ -92,10 +92,11 @@ func TestPrivilegedAgentLargeRuleChange(t *testing.T) {
 	const rounds = 4
 	settle := func() int64 {
 		time.Sleep(6 * time.Second)
-		return vmRSS(t, a.PID())
+		return procMemory(t, a.PID(), "VmRSS")
 	}
+	rssFile := func() int64 { return procMemory(t, a.PID(), "RssFile") >> 20 }
 	rss := []int64{settle()}
-	t.Logf("after the add: VmRSS %d MiB", rss[0]>>20)
+	t.Logf("after the add: VmRSS %d MiB (files mapped: %d MiB)", rss[0]>>20, rssFile())
 	for round := range rounds {
 		set := generatedRules(n, uint64(10+round), 3_000_000+uint32(round%2)*100_000)
 		file := agent.WriteFile(t, dir, fmt.Sprintf("apply-%d.yaml", round), string(set))
@@ -103,7 +104,7 @@ func TestPrivilegedAgentLargeRuleChange(t *testing.T) {
 			t.Fatalf("rules apply round %d: %d %s %s", round, code, out, errs)
 		}
 		rss = append(rss, settle())
-		t.Logf("reload %d: %d new rules, VmRSS %d MiB", round+1, n, rss[round+1]>>20)
+		t.Logf("reload %d: %d new rules, VmRSS %d MiB (files mapped: %d MiB)", round+1, n, rss[round+1]>>20, rssFile())
 	}
 	// The add's set is the default pack plus n rules, larger than a
 	// reload's n: no reload may end above it by more than noise.
