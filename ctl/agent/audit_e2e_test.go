@@ -89,7 +89,7 @@ func TestPrivilegedAgentLargeRuleChange(t *testing.T) {
 	// Memory: large reloads (each a real compile: new patterns) return
 	// the agent to the same resident size. The agent gives freed memory
 	// back a few seconds after a change (ctl/agent/memory.go).
-	const rounds = 4
+	const rounds = 3
 	settle := func() int64 {
 		time.Sleep(6 * time.Second)
 		return procMemory(t, a.PID(), "VmRSS")
