@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,6 +97,9 @@ type ruleManager struct {
 	log        *slog.Logger
 	settle     time.Duration
 	cur        atomic.Pointer[ruleState]
+	// reclaim gives the memory a change freed back to the kernel
+	// (reclaimLater); nil until the first change.
+	reclaim *time.Timer
 }
 
 // newRuleManager returns the rule manager of a store and an audit log,
@@ -307,10 +311,8 @@ func (m *ruleManager) change(op string, who caller, comment string, build func(*
 		if err == nil {
 			return
 		}
-		entry.Error = err.Error()
-		if len(entry.Error) > 4096 {
-			entry.Error = entry.Error[:4096] + "..."
-		}
+		entry.Error = err.Error() // audit.Log.Append bounds it
+		m.reclaimLater()          // a refused set may have been compiled
 		if aerr := m.appendAudit(entry); aerr != nil {
 			m.log.Error("audit a refused rule change", "error", aerr)
 		}
@@ -327,7 +329,7 @@ func (m *ruleManager) change(op string, who caller, comment string, build func(*
 	}
 	res.IDs = ids
 	if len(ids) > 0 {
-		entry.Detail = fmt.Sprintf("rules %v", ids)
+		entry.Detail = audit.RuleIDs(ids) // bounded whatever the change's size
 		if comment != "" {
 			entry.Detail += ": " + comment
 		}
@@ -343,7 +345,8 @@ func (m *ruleManager) change(op string, who caller, comment string, build func(*
 	if comment == "" {
 		comment = op
 		if len(ids) > 0 {
-			comment = fmt.Sprintf("%s %v", op, ids)
+			// Bounded as the audit detail, well within store.MaxComment.
+			comment = op + " " + strings.TrimPrefix(audit.RuleIDs(ids), "rules ")
 		}
 	}
 	ch, err := m.prepare(cur, set)
@@ -438,6 +441,7 @@ func (m *ruleManager) commit(ch *ruleChange, res api.ChangeResult, entry *audit.
 		res.Revoked += m.revoke(l7Changed, c)
 	}
 	res.Changed, res.ToVersion, res.Hash, res.Rules = true, v.Number, hexHash(v.Hash), len(set.Rules)
+	m.reclaimLater()
 	m.log.Info("rules changed", "op", op, "from", cur.version.Number, "to", v.Number, "rules", len(set.Rules),
 		"revoked", res.Revoked, "uid", who.UID, "pid", who.PID)
 	return res, nil
@@ -649,6 +653,7 @@ func (m *ruleManager) recompileContainers() error {
 	next.compiled, next.l7, next.applied = c, l7Hash(c), time.Now().UTC()
 	m.cur.Store(&next)
 	n := m.revoke(next.l7 != cur.l7, c)
+	m.reclaimLater()
 	m.log.Info("rules recompiled for container addresses", "version", cur.version.Number, "revoked", n)
 	return nil
 }

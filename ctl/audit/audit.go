@@ -15,6 +15,7 @@ import (
 	"os"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Entry is one line of the audit log: who changed the rules, how, and
@@ -44,8 +45,33 @@ const HeadFile = "audit.head"
 // genesisHash is Prev of the first entry.
 var genesisHash = hex.EncodeToString(make([]byte, sha256.Size))
 
-// maxLine bounds one line when reading the log back.
-const maxLine = 1 << 20
+// Bounds of one entry. The writer bounds what goes into a line and
+// refuses a line above MaxEntry; the reader accepts lines up to
+// maxLegacyLine, far above MaxEntry, so a log this package wrote always
+// reads back, logs of earlier versions too.
+const (
+	// MaxEntry bounds one line as written (JSON, without the newline):
+	// the free-text fields are cut to maxText bytes each (at most 6
+	// bytes of JSON per byte escaped) and the others are small.
+	MaxEntry = 64 << 10
+	// maxText bounds Detail and Error before escaping; a longer text is
+	// cut and ends with its full length and SHA-256 (see clampText).
+	maxText = 4 << 10
+	// MaxRuleIDs is how many rule ids RuleIDs lists; a longer list is
+	// recorded by its count and the SHA-256 of all of them.
+	MaxRuleIDs = 64
+	// maxLegacyLine bounds one line read back. Earlier versions wrote
+	// the ids of a change without a cap, and every id came from the
+	// request (at most 32 MiB, api.MaxRequestBytes), so their lines fit;
+	// reading one holds the line in memory once, then the buffer is
+	// reused.
+	maxLegacyLine = 64 << 20
+)
+
+// ErrEntryTooLarge is returned by Append for an entry whose line would
+// exceed MaxEntry (which clamping makes impossible for the fields the
+// agent fills; it is kept as the writer's guarantee to the reader).
+var ErrEntryTooLarge = errors.New("audit entry too large")
 
 // Log appends chained entries to a file; each append is synced to disk
 // before the change it records is reported done.
@@ -84,9 +110,13 @@ func (a *Log) Append(e Entry) error {
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}
+	e.Detail, e.Error = clampText(e.Detail), clampText(e.Error)
 	line, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("audit log: %w", err)
+	}
+	if len(line) > MaxEntry {
+		return fmt.Errorf("audit log %s: %w (%d bytes, at most %d)", a.path, ErrEntryTooLarge, len(line), MaxEntry)
 	}
 	if _, err := a.f.Write(append(line, '\n')); err != nil {
 		return fmt.Errorf("audit log %s: %w", a.path, err)
@@ -152,10 +182,12 @@ func Verify(path, wantHead string) (Result, error) {
 func verify(r io.Reader) (Result, error) {
 	res := Result{Head: genesisHash}
 	br := bufio.NewReaderSize(r, 64<<10)
+	var buf []byte
 	for {
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) || len(line) > maxLine {
-			res.Broken = &Break{Line: res.Entries + 1, Reason: "line too long"}
+		line, err := readLine(br, buf[:0], maxLegacyLine)
+		buf = line
+		if errors.Is(err, errLineTooLong) {
+			res.Broken = &Break{Line: res.Entries + 1, Reason: fmt.Sprintf("line longer than %d bytes", maxLegacyLine)}
 			return res, nil
 		}
 		if len(line) == 0 && err == io.EOF {
@@ -186,6 +218,55 @@ func verify(r io.Reader) (Result, error) {
 		res.Head = hashLine(line)
 		res.Entries = n
 	}
+}
+
+// errLineTooLong: a line above the reader's bound.
+var errLineTooLong = errors.New("line too long")
+
+// readLine appends the next line of br, with its newline, to buf: a
+// line of any length up to max bytes, whatever br's buffer size.
+func readLine(br *bufio.Reader, buf []byte, max int) ([]byte, error) {
+	for {
+		frag, err := br.ReadSlice('\n')
+		if len(buf)+len(frag) > max {
+			return buf, errLineTooLong
+		}
+		buf = append(buf, frag...)
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return buf, err
+		}
+	}
+}
+
+// RuleIDs is the detail of a change of rules ids: "rules [1 2 3]" when
+// there are at most MaxRuleIDs, else the first MaxRuleIDs, the count and
+// the SHA-256 of the whole list (the ids in decimal, one per line), so an
+// entry stays small whatever the change and still pins down its ids; the
+// rule set itself is in the store under the entry's to_version, and
+// rules_hash is its hash.
+func RuleIDs(ids []uint32) string {
+	if len(ids) <= MaxRuleIDs {
+		return fmt.Sprintf("rules %v", ids)
+	}
+	h := sha256.New()
+	for _, id := range ids {
+		fmt.Fprintf(h, "%d\n", id)
+	}
+	return fmt.Sprintf("rules %v and %d more (%d ids, sha256 %x)", ids[:MaxRuleIDs], len(ids)-MaxRuleIDs, len(ids), h.Sum(nil))
+}
+
+// clampText cuts s to maxText bytes (at a rune boundary) and appends
+// its full length and SHA-256, so the entry still identifies it.
+func clampText(s string) string {
+	if len(s) <= maxText {
+		return s
+	}
+	sum := sha256.Sum256([]byte(s))
+	cut := maxText
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d bytes, sha256 %x)", s[:cut], len(s), sum)
 }
 
 func hashLine(line []byte) string {
