@@ -182,10 +182,7 @@ type flowCtx struct {
 	rflow rules.Flow
 
 	ident proto.Identifier
-	// identNo: identification gave up on the direction (its bytes are no
-	// longer held); holding and holdSince: since when the flow's bytes are
-	// held (hold).
-	identNo   [2]bool
+	// holding and holdSince: since when the flow's bytes are held (hold).
 	holding   bool
 	holdSince int64
 	parser    uint8
@@ -229,7 +226,7 @@ func (c *flowCtx) start(w *worker, f *flow.Flow[flowState]) {
 		c.rflow.App = f.State.app.String()
 	}
 	c.ident.Reset()
-	c.identNo, c.holding = [2]bool{}, false
+	c.holding = false
 	c.parser = parserNone
 	c.tunnel = [2]bool{}
 	c.forget()

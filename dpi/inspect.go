@@ -36,12 +36,6 @@ func (w *worker) onData(d flow.Dir, chunk []byte) {
 	p, s := ctx.ident.Feed(proto.Dir(d), chunk)
 	switch s {
 	case proto.NeedMore:
-		if !ctx.identNo[d] {
-			// Is it this direction that is undecided, or only the other?
-			// Pending holds every byte of an undecided direction.
-			_, ds := proto.IdentifyStream(proto.Dir(d), ctx.ident.Pending(proto.Dir(d)))
-			ctx.identNo[d] = ds == proto.NotIdentified
-		}
 		return
 	case proto.NotIdentified:
 		w.identified(proto.Unknown, d)

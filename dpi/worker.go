@@ -661,7 +661,7 @@ func (w *worker) hold(fr *dataplane.Frame, d flow.Dir) {
 		return
 	}
 	ctx := w.ctxOf(w.cur)
-	if ctx.identNo[d] {
+	if ctx.ident.GaveUp(proto.Dir(d)) { // its bytes are no longer held
 		return
 	}
 	switch {

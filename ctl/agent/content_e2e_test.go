@@ -108,15 +108,7 @@ func testAgentContentDecoding(t *testing.T, m agentMode) {
 		if res.status != 200 {
 			t.Fatalf("DLP alert rules must not block: %+v", res)
 		}
-		a.waitEvents(t, "the card number alert", func(evs []eve.Event) bool {
-			for _, ev := range evs {
-				if ev.Alert != nil && ev.Alert.SignatureID == 5001 && ev.DestPort == res.port && ev.Alert.Action == "allowed" &&
-					!strings.Contains(ev.Alert.Matched, demo.Card) {
-					return true
-				}
-			}
-			return false
-		})
+		a.waitCardAlert(t, res.port)
 	})
 	seen := rs.requests()
 	for _, r := range seen {

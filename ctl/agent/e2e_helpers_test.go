@@ -367,3 +367,18 @@ func (m agentMode) rules(tb testing.TB, topo *testnet.Topology) string {
 	tb.Helper()
 	return testnet.RulesSnapshot(tb, topo.FW)
 }
+
+// waitCardAlert waits for the default pack's card-number alert (5001) on
+// the flow from client port port: allowed, its match masked.
+func (a *agentProc) waitCardAlert(tb testing.TB, port uint16) {
+	tb.Helper()
+	a.waitEvents(tb, "the card number alert", func(evs []eve.Event) bool {
+		for _, ev := range evs {
+			if ev.Alert != nil && ev.Alert.SignatureID == 5001 && ev.DestPort == port && ev.Alert.Action == "allowed" &&
+				!strings.Contains(ev.Alert.Matched, demo.Card) {
+				return true
+			}
+		}
+		return false
+	})
+}

@@ -233,15 +233,7 @@ func testAgentTraffic(t *testing.T, m agentMode) {
 		if res.status != 200 || !bytes.Contains(res.body, []byte(demo.Card)) {
 			t.Fatalf("DLP alert rules must not block: %+v", res)
 		}
-		a.waitEvents(t, "the card number alert", func(evs []eve.Event) bool {
-			for _, ev := range evs {
-				if ev.Alert != nil && ev.Alert.SignatureID == 5001 && ev.DestPort == res.port && ev.Alert.Action == "allowed" &&
-					!strings.Contains(ev.Alert.Matched, demo.Card) {
-					return true
-				}
-			}
-			return false
-		})
+		a.waitCardAlert(t, res.port)
 	})
 
 	t.Run("status flows metrics", func(t *testing.T) {

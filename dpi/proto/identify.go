@@ -953,6 +953,10 @@ func (id *Identifier) keep(d Dir, chunk []byte) {
 // as it never held more than MaxIdentifyBytes.
 func (id *Identifier) Pending(dir Dir) []byte { return id.buf[dir&1] }
 
+// GaveUp reports whether identification gave up on direction dir alone
+// (the other may still name the flow).
+func (id *Identifier) GaveUp(dir Dir) bool { return id.state[dir&1] == NotIdentified }
+
 // Dropped reports whether bytes of direction dir did not fit Pending.
 func (id *Identifier) Dropped(dir Dir) bool { return id.dropped[dir&1] }
 

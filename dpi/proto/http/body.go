@@ -507,10 +507,13 @@ func parseMultipart(body, boundary, buf []byte, maxArgs int, sink BodyArgs, foun
 				break
 			}
 			sink.PartHeader(line)
-			if c := bytes.IndexByte(line, ':'); c > 0 && ascii.EqualFold(trimOWS(line[:c]), "content-transfer-encoding") {
-				cte = trimOWS(line[c+1:])
+			c := bytes.IndexByte(line, ':')
+			if c <= 0 {
+				continue
 			}
-			if c := bytes.IndexByte(line, ':'); c > 0 && ascii.EqualFold(trimOWS(line[:c]), "content-disposition") {
+			if field := trimOWS(line[:c]); ascii.EqualFold(field, "content-transfer-encoding") {
+				cte = trimOWS(line[c+1:])
+			} else if ascii.EqualFold(field, "content-disposition") {
 				// Names and file names as Coraza reads them (Go's mime
 				// quoting; filename*= decoded and preferred).
 				v := line[c+1:]

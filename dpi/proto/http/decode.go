@@ -97,11 +97,7 @@ type codings struct {
 func (cs *codings) parse(v []byte) {
 	for len(v) > 0 {
 		var elem []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			elem, v = trimOWS(v[:i]), v[i+1:]
-		} else {
-			elem, v = trimOWS(v), nil
-		}
+		elem, v, _ = listElem(v)
 		var c coding
 		switch {
 		case len(elem) == 0, ascii.EqualFold(elem, "identity"):

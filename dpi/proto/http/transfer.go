@@ -78,13 +78,9 @@ func parseContentLength(f *framing, v []byte) {
 	}
 	for len(v) > 0 {
 		var elem []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			elem, v = trimOWS(v[:i]), v[i+1:]
-			if len(v) == 0 {
-				f.clBad = true
-			}
-		} else {
-			elem, v = trimOWS(v), nil
+		var comma bool
+		if elem, v, comma = listElem(v); comma && len(v) == 0 {
+			f.clBad = true
 		}
 		if len(elem) == 0 || len(elem) > maxCLDigits {
 			f.clBad = true
@@ -113,6 +109,16 @@ func parseContentLength(f *framing, v []byte) {
 	}
 }
 
+// listElem splits the first element off a comma-separated field value
+// (RFC 9110 5.6.1), without its optional whitespace; comma reports
+// whether a comma ended it.
+func listElem(v []byte) (elem, rest []byte, comma bool) {
+	if i := bytes.IndexByte(v, ','); i >= 0 {
+		return trimOWS(v[:i]), v[i+1:], true
+	}
+	return trimOWS(v), nil, false
+}
+
 // knownCodings are the registered transfer codings other than chunked.
 var knownCodings = [...]string{"gzip", "deflate", "compress", "x-gzip", "x-compress", "identity", "trailers"}
 
@@ -123,12 +129,7 @@ func parseTransferEncoding(f *framing, v []byte) {
 	any := false
 	for len(v) > 0 {
 		var elem []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			elem, v = trimOWS(v[:i]), v[i+1:]
-		} else {
-			elem, v = trimOWS(v), nil
-		}
-		if len(elem) == 0 {
+		if elem, v, _ = listElem(v); len(elem) == 0 {
 			continue
 		}
 		any = true
