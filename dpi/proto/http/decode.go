@@ -303,7 +303,6 @@ func (z *bodyDecoder) run() {
 		z.yield <- struct{}{}
 	}()
 	var r io.Reader = z
-	var rs [MaxEncodings]io.Reader
 	var put [MaxEncodings]func()
 	defer func() {
 		for _, f := range put {
@@ -319,7 +318,6 @@ func (z *bodyDecoder) run() {
 			z.fail(err)
 			return
 		}
-		rs[i] = r
 	}
 	lim := &z.p.sc.lim
 	for {
