@@ -117,9 +117,9 @@ func l4ChecksumOK(frame []byte, p *Packet) bool {
 	return csumFold(csumAdd(pseudoSum(frame, p), frame[p.L4Off:p.L4Off+p.L4Len])) == 0xffff
 }
 
-// ipv4HeaderChecksum computes the checksum of an IPv4 header whose
+// IPv4HeaderChecksum computes the checksum of an IPv4 header whose
 // checksum field is zero.
-func ipv4HeaderChecksum(hdr []byte) uint16 { return ^csumFold(csumAdd(0, hdr)) }
+func IPv4HeaderChecksum(hdr []byte) uint16 { return ^csumFold(csumAdd(0, hdr)) }
 
 // ChecksumStatus is what VerifyL4Checksum finds in a TCP or UDP checksum.
 type ChecksumStatus uint8

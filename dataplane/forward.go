@@ -19,6 +19,9 @@ type item struct {
 	act   Action
 	reset bool
 	pkt   Packet
+	// rel is the range of batch.rel holding the frames the Inspector
+	// released with this frame's verdict.
+	relFrom, relTo int
 }
 
 // batch carries frames of one I/O loop to one worker and back, so that a
@@ -28,6 +31,10 @@ type batch struct {
 	ts    int64
 	n     int
 	items []item
+	// rel and relBuf hold copies of released frames (Verdict.Release)
+	// until the loop transmits them: rel[i] is a range of relBuf.
+	rel    [][2]int
+	relBuf []byte
 }
 
 // sideCounters are one port's counters in one I/O loop.
@@ -283,17 +290,23 @@ func (l *ioLoop) finish(b *batch) {
 	var dropped [2]uint64
 	for i := range b.items[:b.n] {
 		it := &b.items[i]
-		if it.act == Forward {
+		switch it.act {
+		case Forward:
 			peer := it.side.Peer()
+			if it.relTo > it.relFrom {
+				l.sendReleased(b, it, peer)
+			}
 			l.txq[peer] = append(l.txq[peer], it.desc)
 			continue
-		}
-		if it.reset {
-			l.sendResets(it)
+		case Drop:
+			if it.reset {
+				l.sendResets(it)
+			}
+			dropped[it.side]++
 		}
 		l.alloc.Free(it.desc.Addr)
-		dropped[it.side]++
 	}
+	b.rel, b.relBuf = b.rel[:0], b.relBuf[:0]
 	for side, d := range dropped {
 		if d > 0 {
 			l.side[side].dropped.Add(d)
@@ -302,6 +315,25 @@ func (l *ioLoop) finish(b *batch) {
 	b.n = 0
 	l.outstanding.Add(-1)
 	l.pool = append(l.pool, b)
+}
+
+// sendReleased queues the frames released with the verdict on it out of port out,
+// ahead of it. A frame that finds no free UMEM frame is lost, counted as
+// a TX overflow.
+func (l *ioLoop) sendReleased(b *batch, it *item, out Side) {
+	for _, r := range b.rel[it.relFrom:it.relTo] {
+		frame := b.relBuf[r[0]:r[1]]
+		addr, ok := l.alloc.Alloc()
+		if !ok || len(frame) > len(l.umem.Chunk(addr)) {
+			if ok {
+				l.alloc.Free(addr)
+			}
+			l.side[out].txFull.Add(1)
+			continue
+		}
+		n := copy(l.umem.Chunk(addr), frame)
+		l.txq[out] = append(l.txq[out], afxdp.Desc{Addr: addr, Len: uint32(n)})
+	}
 }
 
 // sendResets queues a reset to each end of the dropped TCP segment: to the
@@ -376,6 +408,7 @@ type worker struct {
 	inspected, forwarded, dropped             [2]atomic.Uint64 // by ingress side
 	finalsSet, flowErrors, csums              atomic.Uint64
 	cacheForwarded, cacheDropped, epochClears atomic.Uint64
+	held, released                            atomic.Uint64
 }
 
 // finalEntry remembers a final verdict for frames of the flow that were
@@ -420,10 +453,11 @@ func (w *worker) judge(b *batch) {
 		}
 	}
 	var inspected, forwarded, dropped [2]uint64
-	var cs, cacheFwd, cacheDrop uint64
+	var cs, cacheFwd, cacheDrop, held, released uint64
 	for i := range b.items[:b.n] {
 		it := &b.items[i]
 		frame := u.Frame(it.desc.Addr, it.desc.Len)
+		it.relFrom, it.relTo = 0, 0
 		if e, ok := w.final(&it.pkt); ok && b.ts < e.until {
 			it.act, it.reset = e.act, false
 			if e.act == Forward {
@@ -436,17 +470,31 @@ func (w *worker) judge(b *batch) {
 			v := insp.Inspect(w.id, &w.frame)
 			inspected[it.side]++
 			it.act = v.Action
+			if v.Action == Forward && len(v.Release) > 0 {
+				// Copied now: the Inspector's frames are valid until its
+				// next call only.
+				it.relFrom = len(b.rel)
+				for _, f := range v.Release {
+					b.rel = append(b.rel, [2]int{len(b.relBuf), len(b.relBuf) + len(f)})
+					b.relBuf = append(b.relBuf, f...)
+				}
+				it.relTo = len(b.rel)
+				released += uint64(len(v.Release))
+			}
 			it.reset = v.Reset && v.Action == Drop && it.pkt.Keyed && it.pkt.Proto == protoTCP
 			if v.Final && it.pkt.Keyed {
 				w.setFinal(it.pkt.Key, v.Action, v.RuleID, b.ts)
 			}
 		}
-		if it.act == Forward {
+		switch it.act {
+		case Forward:
 			forwarded[it.side]++
 			if CompletePartialChecksum(frame, &it.pkt) {
 				cs++
 			}
-		} else {
+		case Hold:
+			held++
+		default:
 			dropped[it.side]++
 		}
 	}
@@ -458,6 +506,12 @@ func (w *worker) judge(b *batch) {
 	}
 	if cs > 0 {
 		w.csums.Add(cs)
+	}
+	if held > 0 {
+		w.held.Add(held)
+	}
+	if released > 0 {
+		w.released.Add(released)
 	}
 	if cacheFwd > 0 {
 		w.cacheForwarded.Add(cacheFwd)

@@ -30,11 +30,20 @@ const (
 	Forward Action = iota
 	// Drop recycles the frame without transmitting it.
 	Drop
+	// Hold recycles the frame like Drop: the Inspector kept a copy, to
+	// hand back in the Release of a later verdict (the fragments of an IP
+	// datagram until the datagram is complete and inspected). It is
+	// counted as held, not dropped, and an inspector that turns drops
+	// into forwards (a monitoring mode) leaves it alone.
+	Hold
 )
 
 func (a Action) String() string {
-	if a == Forward {
+	switch a {
+	case Forward:
 		return "forward"
+	case Hold:
+		return "hold"
 	}
 	return "drop"
 }
@@ -54,6 +63,12 @@ type Verdict struct {
 	// with the kernel's verdict so that a rule change can tell which
 	// verdicts it affects without asking the Inspector.
 	RuleID uint32
+	// Release are frames the Inspector held earlier (Hold) and now gives
+	// back: with Forward the dataplane transmits them on the peer port
+	// before this frame, in order; with any other action they are dropped
+	// with it. They are the Inspector's and valid until its next Inspect
+	// call for the same worker, so the dataplane copies them at once.
+	Release [][]byte
 }
 
 // Frame is one received frame handed to an Inspector.

@@ -74,7 +74,7 @@ func BuildRST(dst, frame []byte, p *Packet, toSender bool) (int, error) {
 		ip[10], ip[11] = 0, 0
 		copy(ip[12:16], src)
 		copy(ip[16:20], dstAddr)
-		binary.BigEndian.PutUint16(ip[10:], ipv4HeaderChecksum(ip))
+		binary.BigEndian.PutUint16(ip[10:], IPv4HeaderChecksum(ip))
 	}
 
 	var seq, ack uint32

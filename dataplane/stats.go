@@ -30,8 +30,12 @@ type WorkerStats struct {
 	Inspected uint64 // frames given to the Inspector
 	Forwarded uint64 // frames judged Forward (inspected or by a final verdict)
 	Dropped   uint64 // frames judged Drop
-	Finals    uint64 // final verdicts written to the flow map
-	CacheHits uint64 // in-flight frames judged by a final verdict, not inspected
+	// Held: frames judged Hold (copies kept by the Inspector, the IP
+	// fragments of datagrams not complete yet); Released: held frames
+	// given back and transmitted.
+	Held, Released uint64
+	Finals         uint64 // final verdicts written to the flow map
+	CacheHits      uint64 // in-flight frames judged by a final verdict, not inspected
 	// CacheForwarded and CacheDropped split CacheHits by action: frames of
 	// a flow whose final verdict was written moments before, already in
 	// user space, forwarded or dropped by it without the Inspector.
@@ -112,6 +116,8 @@ func (p *Pair) Stats() PairStats {
 			VerdictForgets: w.epochClears.Load(),
 			FlowErrors:     w.flowErrors.Load(),
 			Checksums:      w.csums.Load(),
+			Held:           w.held.Load(),
+			Released:       w.released.Load(),
 			QueueDepth:     len(w.in),
 		}
 		ws.CacheHits = ws.CacheForwarded + ws.CacheDropped

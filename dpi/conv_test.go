@@ -3,6 +3,7 @@ package dpi
 import (
 	"encoding/json"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -44,6 +45,21 @@ func (c *capture) add(spec testnet.FrameSpec, ingress dataplane.Side, label stri
 	c.tb.Helper()
 	c.frames = append(c.frames, capFrame{data: testnet.Frame(c.tb, spec), ts: c.now, ingress: ingress, label: label})
 	c.now += c.step
+}
+
+// fragmentLast replaces the last frame added by its IP fragments of size
+// payload bytes each (identification id), in order, or in reverse.
+func (c *capture) fragmentLast(id uint32, size int, reverse bool) {
+	c.tb.Helper()
+	last := c.frames[len(c.frames)-1]
+	c.frames = c.frames[:len(c.frames)-1]
+	frags := testnet.Fragments(last.data, id, size)
+	if reverse {
+		slices.Reverse(frags)
+	}
+	for i, f := range frags {
+		c.frames = append(c.frames, capFrame{data: f, ts: last.ts + int64(i), ingress: last.ingress, label: last.label + " fragment"})
+	}
 }
 
 // udp adds one datagram.

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/deepwall/deepwall/dataplane"
+	"github.com/deepwall/deepwall/dpi/defrag"
 	"github.com/deepwall/deepwall/dpi/flow"
 	"github.com/deepwall/deepwall/dpi/internal/plan"
 	"github.com/deepwall/deepwall/dpi/proto/http"
@@ -67,6 +68,8 @@ type Config struct {
 	// bytes (0: none). A flow past it in both directions (or past it in
 	// one and finished in the other) gets a final ALLOW.
 	Depth int64
+	// Defrag bounds each worker's IP reassembly.
+	Defrag defrag.Config
 	// HTTP bounds the HTTP parser.
 	HTTP http.Limits
 	// Emit receives every event. It is called from the workers,
@@ -229,7 +232,15 @@ func (e *Engine) Inspect(worker int, f *dataplane.Frame) dataplane.Verdict {
 		w.switchRules()
 	}
 	v := w.inspect(f)
+	d := w.datagram
+	w.datagram = nil
 	w.mu.Unlock()
+	if d != nil {
+		// Judged on the worker of the datagram's flow, which may be
+		// another one: fragments carry no ports, so the dataplane sent
+		// them here by addresses alone.
+		v = e.inspectDatagram(worker, d, f)
+	}
 	return v
 }
 
@@ -417,6 +428,7 @@ type Stats struct {
 	RulesGen uint64
 	Flow     flow.Stats
 	Reasm    reasm.Stats
+	Defrag   defrag.Stats
 }
 
 // Stats returns the counters. It locks each worker briefly.

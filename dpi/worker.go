@@ -8,6 +8,7 @@ import (
 
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dpi/decode"
+	"github.com/deepwall/deepwall/dpi/defrag"
 	"github.com/deepwall/deepwall/dpi/flow"
 	"github.com/deepwall/deepwall/dpi/internal/hs"
 	"github.com/deepwall/deepwall/dpi/internal/plan"
@@ -125,10 +126,14 @@ type worker struct {
 	dec    *decode.Decoder
 	pkt    decode.Packet
 	flows  *flow.Table[flowState]
-	ra     *reasm.Reassembler
-	httpSc *http.Scratch
-	dnsUDP *dns.Parser
-	det    rules.Detector
+	defrag *defrag.Table
+	// datagram is the datagram the current frame completed, for
+	// Engine.Inspect to judge once this worker's lock is released.
+	datagram *defrag.Datagram
+	ra       *reasm.Reassembler
+	httpSc   *http.Scratch
+	dnsUDP   *dns.Parser
+	det      rules.Detector
 
 	ctxs    []*flowCtx
 	freeCtx []int32
@@ -200,6 +205,7 @@ func newWorker(e *Engine, id int, rs *ruleset) (*worker, error) {
 		w.scanner.Close()
 		return nil, err
 	}
+	w.defrag = defrag.New(e.cfg.Defrag)
 	w.httpSc = http.NewScratch(e.cfg.HTTP)
 	w.dnsUDP = dns.NewParser(w, dns.Config{})
 	w.deliver = [2]func([]byte){
@@ -364,27 +370,65 @@ func (w *worker) forward() dataplane.Verdict {
 	return dataplane.Verdict{Action: dataplane.Forward}
 }
 
-// fragment handles an IP fragment: its bytes would be reassembled by the
-// receiver out of the DPI's sight, so TCP and UDP fragments are dropped
-// unless an ACL rule explicitly allows them (the 3-tuple: fragments carry
-// no ports). Fragments of other protocols pass under the ACL.
+// fragment handles an IP fragment. TCP and UDP fragments are held until
+// their datagram is complete (dpi/defrag), which is then inspected whole
+// (Engine.Inspect hands it to the worker of its flow) and, if allowed,
+// released with its last fragment; nothing of a datagram reaches the
+// receiver before all of it was inspected. An ACL rule that allows the
+// address pair explicitly lets fragments pass as they come (fragments
+// carry no ports). Fragments of other protocols pass under the ACL.
 func (w *worker) fragment(fr *dataplane.Frame) dataplane.Verdict {
 	p := &w.pkt
 	src := netip.AddrPortFrom(netip.AddrFrom16(p.Src).Unmap(), 0)
 	dst := netip.AddrPortFrom(netip.AddrFrom16(p.Dst).Unmap(), 0)
 	c := w.rs.Compiled
-	if p.Proto == 6 || p.Proto == 17 {
-		if r := c.MatchACL(p.Proto, src, dst); r != nil && r.Action == rules.ActionAllow {
-			return w.forward()
+	if p.Proto != 6 && p.Proto != 17 {
+		if !w.e.cfg.KernelACL {
+			if a, _ := c.ACLVerdict(p.Proto, src, dst); a == rules.ActionBlock {
+				return w.dropStray(dropACL, "acl", fr)
+			}
 		}
-		return w.dropStray(dropFragment, "fragment", fr)
+		return w.forward()
 	}
-	if !w.e.cfg.KernelACL {
-		if a, _ := c.ACLVerdict(p.Proto, src, dst); a == rules.ActionBlock {
-			return w.dropStray(dropACL, "acl", fr)
-		}
+	if r := c.MatchACL(p.Proto, src, dst); r != nil && r.Action == rules.ActionAllow {
+		return w.forward()
 	}
-	return w.forward()
+	d, o := w.defrag.Add(w.now, uint8(fr.Ingress), fr.Data, p)
+	switch o {
+	case defrag.OutcomeHeld:
+		return dataplane.Verdict{Action: dataplane.Hold}
+	case defrag.OutcomeComplete:
+		w.datagram = d
+		return dataplane.Verdict{Action: dataplane.Hold}
+	}
+	return w.dropStray(dropFragment, o.String(), fr)
+}
+
+// inspectDatagram judges a datagram that worker from reassembled, on the
+// worker that owns its flow, and returns the verdict of its last fragment
+// f: the datagram's verdict, with the other fragments released. No
+// worker lock is held.
+func (e *Engine) inspectDatagram(from int, d *defrag.Datagram, f *dataplane.Frame) dataplane.Verdict {
+	var pk dataplane.Packet
+	w := e.workers[from]
+	if dataplane.ParsePacket(d.Frame, &pk) == dataplane.KindIP && pk.Keyed {
+		w = e.workers[pk.Key.Hash()%uint32(len(e.workers))]
+	}
+	// The datagram's checksum was checked by no one: a partial-looking
+	// one is wrong (fragmenting completes checksums), so the receiver
+	// would drop it.
+	fr := dataplane.Frame{Data: d.Frame, Ingress: f.Ingress, Key: pk.Key, Dir: pk.Dir,
+		Timestamp: f.Timestamp, ChecksumComplete: true}
+	w.mu.Lock()
+	if rs := e.cur.Load(); rs != w.rs {
+		w.switchRules()
+	}
+	v := w.inspect(&fr)
+	w.mu.Unlock()
+	// The fragments are not the flow's keyed packets: the kernel's flow
+	// map is written by a later one, and resets go with those.
+	v.Final, v.Reset, v.Release = false, false, d.Held
+	return v
 }
 
 // begin initialises a new flow (or re-plans one after a rule change): ACL,
@@ -977,6 +1021,7 @@ func (w *worker) expire(now int64) {
 	w.flows.Expire(now)
 	for w.popParked(now, false) {
 	}
+	w.defrag.Expire(now)
 }
 
 // flush ends every flow.
@@ -1146,6 +1191,13 @@ func (w *worker) addStats(s *Stats) {
 	s.Flow.Flushed += fs.Flushed
 	s.Flow.Full += fs.Full
 	s.Flow.InvalidRST += fs.InvalidRST
+	ds := w.defrag.Stats()
+	for i, n := range ds.Outcomes {
+		s.Defrag.Outcomes[i] += n
+	}
+	s.Defrag.TimedOut += ds.TimedOut
+	s.Defrag.Datagrams += ds.Datagrams
+	s.Defrag.Bytes += ds.Bytes
 	rst := w.ra.Stats()
 	r := &s.Reasm
 	r.Segments += rst.Segments

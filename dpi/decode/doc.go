@@ -34,17 +34,14 @@
 //
 // # Fragments
 //
-// deepwall does not reassemble IP fragments. A fragment (IPv4 MF flag or
-// non-zero offset, or an IPv6 fragment header with either) is reported with
-// FlagFragment and Frag filled in, Proto set to the upper-layer protocol, no
-// transport fields (FlagL4 unset, ports 0, so Key is the 3-tuple) and
-// Payload set to the fragment's data. The engine must not feed a fragment
-// to the flow's stream or L7 inspection: the receiver reassembles bytes the
-// DPI never sees, the classic fragmentation evasion. The intended policy is
-// to drop fragments of TCP and UDP (counted, with an event) unless an L3/L4
-// rule allows them; container networks set the MTU so that fragmentation
-// does not occur in normal operation. IPv6 atomic fragments (offset 0, no
-// more fragments) are whole packets and decode normally with FlagAtomicFrag.
+// A fragment (IPv4 MF flag or non-zero offset, or an IPv6 fragment header
+// with either) is reported with FlagFragment and Frag filled in, Proto set
+// to the upper-layer protocol, no transport fields (FlagL4 unset, ports 0,
+// so Key is the 3-tuple) and Payload set to the fragment's data. A
+// fragment is never stream or L7 input by itself: the engine reassembles
+// the datagram (dpi/defrag) and decodes that. IPv6 atomic fragments
+// (offset 0, no more fragments) are whole packets and decode normally with
+// FlagAtomicFrag.
 //
 // # Errors
 //
