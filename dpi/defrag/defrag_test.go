@@ -2,6 +2,7 @@ package defrag_test
 
 import (
 	"bytes"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -14,6 +15,12 @@ import (
 // i%26, so every offset is told apart) from the client to the server.
 func datagram(tb testing.TB, v6 bool, n int) []byte {
 	tb.Helper()
+	return datagramSpec(tb, v6, n, testnet.FrameSpec{})
+}
+
+// datagramSpec is datagram with spec's MACs and source port (when set).
+func datagramSpec(tb testing.TB, v6 bool, n int, spec testnet.FrameSpec) []byte {
+	tb.Helper()
 	payload := make([]byte, n)
 	for i := range payload {
 		payload[i] = 'a' + byte(i%26)
@@ -22,7 +29,10 @@ func datagram(tb testing.TB, v6 bool, n int) []byte {
 	if v6 {
 		src, dst = testnet.Client6, testnet.Server6
 	}
-	return testnet.Frame(tb, testnet.FrameSpec{Src: src, Dst: dst, Proto: testnet.ProtoUDP, Payload: payload})
+	if spec.Src.Port() != 0 {
+		src = netip.AddrPortFrom(src.Addr(), spec.Src.Port())
+	}
+	return testnet.Frame(tb, testnet.FrameSpec{SrcMAC: spec.SrcMAC, DstMAC: spec.DstMAC, Src: src, Dst: dst, Proto: testnet.ProtoUDP, Payload: payload})
 }
 
 // piece is one fragment of a test: IP payload bytes [off, end), more,
@@ -73,43 +83,46 @@ const (
 	done = defrag.OutcomeComplete
 )
 
+// addCases are fragment sequences with what Add does and what comes out;
+// TestPrivilegedDifferentialDefrag sends them to a real kernel too.
+var addCases = []struct {
+	name   string
+	v6     bool
+	n      int // UDP payload bytes (the IP payload is 8 more)
+	pieces []piece
+	// want is the reassembled UDP payload, "" for no datagram; "whole"
+	// for the datagram's own payload.
+	want string
+	// heldN is how many fragments Datagram.Held must have.
+	heldN int
+}{
+	{"in order", false, 2992, []piece{{0, 1480, true, 0, held}, {1480, 2960, true, 0, held}, {2960, 3000, false, 0, done}}, "whole", 2},
+	{"reverse", false, 2992, []piece{{2960, 3000, false, 0, held}, {1480, 2960, true, 0, held}, {0, 1480, true, 0, done}}, "whole", 2},
+	{"ipv6 in order", true, 2992, []piece{{0, 1448, true, 0, held}, {1448, 2896, true, 0, held}, {2896, 3000, false, 0, done}}, "whole", 2},
+	{"ipv6 reverse", true, 2992, []piece{{2896, 3000, false, 0, held}, {0, 1448, true, 0, held}, {1448, 2896, true, 0, done}}, "whole", 2},
+	// A copy inside a run is ignored even with other bytes: the first
+	// copy wins, as in Linux, and only it is released.
+	{"duplicate inside run", false, 40, []piece{{0, 16, true, 0, held}, {16, 32, true, 0, held}, {8, 24, true, 'X', defrag.OutcomeDuplicate}, {32, 48, false, 0, done}}, "whole", 2},
+	{"exact duplicate", false, 40, []piece{{0, 16, true, 0, held}, {0, 16, true, 'X', defrag.OutcomeDuplicate}, {16, 48, false, 0, done}}, "whole", 1},
+	// Out of order, each fragment is a run of its own: a copy across
+	// two of them is an overlap, and the datagram goes.
+	{"across runs", false, 40, []piece{{16, 32, true, 0, held}, {0, 16, true, 0, held}, {8, 24, true, 0, defrag.OutcomeOverlap}}, "", 0},
+	{"partial overlap", false, 40, []piece{{0, 24, true, 0, held}, {16, 48, false, 'X', defrag.OutcomeOverlap}}, "", 0},
+	{"overlap then fresh", false, 40, []piece{{0, 24, true, 0, held}, {16, 48, false, 'X', defrag.OutcomeOverlap}, {0, 24, true, 0, held}, {24, 48, false, 0, done}}, "whole", 1},
+	{"ipv6 overlap", true, 40, []piece{{0, 24, true, 0, held}, {16, 48, false, 0, defrag.OutcomeOverlap}}, "", 0},
+	{"two ends", false, 40, []piece{{24, 48, false, 0, held}, {16, 40, false, 0, defrag.OutcomeMalformed}}, "", 0},
+	{"end before data", false, 40, []piece{{16, 48, true, 0, held}, {8, 16, false, 0, defrag.OutcomeMalformed}}, "", 0},
+	{"data past end", false, 40, []piece{{8, 16, false, 0, held}, {16, 48, true, 0, defrag.OutcomeMalformed}}, "", 0},
+	// IPv4 cuts a non-last fragment to a multiple of 8 bytes, as Linux
+	// does: the 5 bytes past the cut are ignored.
+	{"ipv4 odd length cut", false, 40, []piece{{0, 21, true, 0, held}, {16, 48, false, 0, done}}, "whole", 1},
+	{"ipv4 odd length short", false, 40, []piece{{0, 5, true, 0, defrag.OutcomeMalformed}}, "", 0},
+	{"ipv6 odd length", true, 40, []piece{{0, 21, true, 0, defrag.OutcomeBadFragment}, {0, 16, true, 0, held}, {16, 48, false, 0, done}}, "whole", 1},
+	{"single last fragment", false, 40, []piece{{16, 48, false, 0, held}, {0, 16, true, 0, done}}, "whole", 1},
+}
+
 func TestAdd(t *testing.T) {
-	tests := []struct {
-		name   string
-		v6     bool
-		n      int // UDP payload bytes (the IP payload is 8 more)
-		pieces []piece
-		// want is the reassembled UDP payload, "" for no datagram; "whole"
-		// for the datagram's own payload.
-		want string
-		// heldN is how many fragments Datagram.Held must have.
-		heldN int
-	}{
-		{"in order", false, 2992, []piece{{0, 1480, true, 0, held}, {1480, 2960, true, 0, held}, {2960, 3000, false, 0, done}}, "whole", 2},
-		{"reverse", false, 2992, []piece{{2960, 3000, false, 0, held}, {1480, 2960, true, 0, held}, {0, 1480, true, 0, done}}, "whole", 2},
-		{"ipv6 in order", true, 2992, []piece{{0, 1448, true, 0, held}, {1448, 2896, true, 0, held}, {2896, 3000, false, 0, done}}, "whole", 2},
-		{"ipv6 reverse", true, 2992, []piece{{2896, 3000, false, 0, held}, {0, 1448, true, 0, held}, {1448, 2896, true, 0, done}}, "whole", 2},
-		// A copy inside a run is ignored even with other bytes: the first
-		// copy wins, as in Linux, and only it is released.
-		{"duplicate inside run", false, 40, []piece{{0, 16, true, 0, held}, {16, 32, true, 0, held}, {8, 24, true, 'X', defrag.OutcomeDuplicate}, {32, 48, false, 0, done}}, "whole", 2},
-		{"exact duplicate", false, 40, []piece{{0, 16, true, 0, held}, {0, 16, true, 'X', defrag.OutcomeDuplicate}, {16, 48, false, 0, done}}, "whole", 1},
-		// Out of order, each fragment is a run of its own: a copy across
-		// two of them is an overlap, and the datagram goes.
-		{"across runs", false, 40, []piece{{16, 32, true, 0, held}, {0, 16, true, 0, held}, {8, 24, true, 0, defrag.OutcomeOverlap}}, "", 0},
-		{"partial overlap", false, 40, []piece{{0, 24, true, 0, held}, {16, 48, false, 'X', defrag.OutcomeOverlap}}, "", 0},
-		{"overlap then fresh", false, 40, []piece{{0, 24, true, 0, held}, {16, 48, false, 'X', defrag.OutcomeOverlap}, {0, 24, true, 0, held}, {24, 48, false, 0, done}}, "whole", 1},
-		{"ipv6 overlap", true, 40, []piece{{0, 24, true, 0, held}, {16, 48, false, 0, defrag.OutcomeOverlap}}, "", 0},
-		{"two ends", false, 40, []piece{{24, 48, false, 0, held}, {16, 40, false, 0, defrag.OutcomeMalformed}}, "", 0},
-		{"end before data", false, 40, []piece{{16, 48, true, 0, held}, {8, 16, false, 0, defrag.OutcomeMalformed}}, "", 0},
-		{"data past end", false, 40, []piece{{8, 16, false, 0, held}, {16, 48, true, 0, defrag.OutcomeMalformed}}, "", 0},
-		// IPv4 cuts a non-last fragment to a multiple of 8 bytes, as Linux
-		// does: the 5 bytes past the cut are ignored.
-		{"ipv4 odd length cut", false, 40, []piece{{0, 21, true, 0, held}, {16, 48, false, 0, done}}, "whole", 1},
-		{"ipv4 odd length short", false, 40, []piece{{0, 5, true, 0, defrag.OutcomeMalformed}}, "", 0},
-		{"ipv6 odd length", true, 40, []piece{{0, 21, true, 0, defrag.OutcomeBadFragment}, {0, 16, true, 0, held}, {16, 48, false, 0, done}}, "whole", 1},
-		{"single last fragment", false, 40, []piece{{16, 48, false, 0, held}, {0, 16, true, 0, done}}, "whole", 1},
-	}
-	for _, tt := range tests {
+	for _, tt := range addCases {
 		t.Run(tt.name, func(t *testing.T) {
 			whole := datagram(t, tt.v6, tt.n)
 			tab := defrag.New(defrag.Config{})
