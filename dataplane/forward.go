@@ -466,7 +466,7 @@ func (w *worker) judge(b *batch) {
 				cacheDrop++
 			}
 		} else {
-			w.frame = Frame{Data: frame, Ingress: it.side, Key: it.pkt.Key, Dir: it.pkt.Dir, Timestamp: b.ts}
+			w.frame = Frame{Data: frame, Ingress: it.side, Ifindex: w.p.ports[it.side].ifindex, Key: it.pkt.Key, Dir: it.pkt.Dir, Timestamp: b.ts}
 			v := insp.Inspect(w.id, &w.frame)
 			inspected[it.side]++
 			it.act = v.Action

@@ -77,8 +77,11 @@ type Frame struct {
 	// is valid only during the Inspect call: implementations must copy what
 	// they keep.
 	Data []byte
-	// Ingress is the port the frame arrived on.
+	// Ingress is the port the frame arrived on, Ifindex its interface
+	// index (0 when unknown): Ingress tells the sides of one pair apart,
+	// Ifindex the pairs that share an Inspector.
 	Ingress Side
+	Ifindex int
 	// Key is the frame's normalised 5-tuple, Dir which endpoint sent it.
 	// Key is the zero value for frames that are not IPv4/IPv6.
 	Key xdp.FlowKey

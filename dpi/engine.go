@@ -232,8 +232,10 @@ func (e *Engine) Inspect(worker int, f *dataplane.Frame) dataplane.Verdict {
 		w.switchRules()
 	}
 	v := w.inspect(f)
-	d := w.datagram
-	w.datagram = nil
+	var d *defrag.Datagram
+	if w.datagram != nil {
+		d, w.datagram = w.datagram.Clone(), nil
+	}
 	w.mu.Unlock()
 	if d != nil {
 		// Judged on the worker of the datagram's flow, which may be

@@ -393,7 +393,7 @@ func (w *worker) fragment(fr *dataplane.Frame) dataplane.Verdict {
 	if r := c.MatchACL(p.Proto, src, dst); r != nil && r.Action == rules.ActionAllow {
 		return w.forward()
 	}
-	d, o := w.defrag.Add(w.now, uint8(fr.Ingress), fr.Data, p)
+	d, o := w.defrag.Add(w.now, uint32(fr.Ifindex)<<1|uint32(fr.Ingress), fr.Data, p)
 	switch o {
 	case defrag.OutcomeHeld:
 		return dataplane.Verdict{Action: dataplane.Hold}
@@ -407,7 +407,9 @@ func (w *worker) fragment(fr *dataplane.Frame) dataplane.Verdict {
 // inspectDatagram judges a datagram that worker from reassembled, on the
 // worker that owns its flow, and returns the verdict of its last fragment
 // f: the datagram's verdict, with the other fragments released. No
-// worker lock is held.
+// worker lock is held, so d is a copy (Datagram.Clone): port pairs that
+// share the engine call Inspect for the same worker index concurrently,
+// and the next one would recycle the table's memory under it.
 func (e *Engine) inspectDatagram(from int, d *defrag.Datagram, f *dataplane.Frame) dataplane.Verdict {
 	var pk dataplane.Packet
 	w := e.workers[from]

@@ -442,7 +442,7 @@ func (w *worker) judge(q *queue, frame []byte, side dataplane.Side) (dataplane.A
 			return dataplane.Drop, false, mk
 		}
 	}
-	w.frame = dataplane.Frame{Data: frame, Ingress: side, Key: pk.Key, Dir: pk.Dir, Timestamp: now, ChecksumComplete: !q.cur.CsumNotReady}
+	w.frame = dataplane.Frame{Data: frame, Ingress: side, Ifindex: int(q.p.ports[side].ifindex), Key: pk.Key, Dir: pk.Dir, Timestamp: now, ChecksumComplete: !q.cur.CsumNotReady}
 	v := w.p.cfg.Inspector.Inspect(w.id, &w.frame)
 	w.frame = dataplane.Frame{}
 	w.inspected.Add(1)

@@ -113,7 +113,8 @@ func (o Outcome) String() string {
 }
 
 // Datagram is a reassembled datagram. It and its slices belong to the
-// Table and are valid until the next Add or Expire.
+// Table and are valid until the next Add or Expire; Clone makes a copy
+// that is the caller's.
 type Datagram struct {
 	// Frame is the whole datagram as one frame: the first fragment's link
 	// header and IP header (IPv4 with its options, IPv6 as a bare 40-byte
@@ -128,14 +129,33 @@ type Datagram struct {
 	Held [][]byte
 }
 
+// Clone returns a copy of d in memory of its own (one buffer for all the
+// frames).
+func (d *Datagram) Clone() *Datagram {
+	n := len(d.Frame)
+	for _, h := range d.Held {
+		n += len(h)
+	}
+	buf := make([]byte, 0, n)
+	c := &Datagram{Held: make([][]byte, len(d.Held))}
+	buf = append(buf, d.Frame...)
+	c.Frame = buf[:len(d.Frame):len(d.Frame)]
+	for i, h := range d.Held {
+		start := len(buf)
+		buf = append(buf, h...)
+		c.Held[i] = buf[start:len(buf):len(buf)]
+	}
+	return c
+}
+
 // key identifies a datagram in progress, as Linux does (see the package
-// doc), plus the ingress side.
+// doc), plus the ingress port.
 type key struct {
 	src, dst [16]byte
 	id       uint32
 	proto    uint8 // IPv4 only: IPv6 keys leave it 0
 	v6       bool
-	side     uint8
+	port     uint32
 }
 
 // pairKey is an unordered address pair.
@@ -209,19 +229,20 @@ func (t *Table) Stats() Stats {
 }
 
 // Add takes the fragment p decoded from frame (p.Flags has
-// decode.FlagFragment) that arrived on side at time now (nanoseconds, any
-// clock the caller keeps using). It copies what it keeps; frame is not
-// retained. On OutcomeComplete the Datagram is returned.
-func (t *Table) Add(now int64, side uint8, frame []byte, p *decode.Packet) (*Datagram, Outcome) {
+// decode.FlagFragment) that arrived on port (any number the caller gives
+// each ingress port) at time now (nanoseconds, any clock the caller keeps
+// using). It copies what it keeps; frame is not retained. On
+// OutcomeComplete the Datagram is returned.
+func (t *Table) Add(now int64, port uint32, frame []byte, p *decode.Packet) (*Datagram, Outcome) {
 	t.recycle()
-	o, d := t.add(now, side, frame, p)
+	o, d := t.add(now, port, frame, p)
 	t.st.Outcomes[o]++
 	return d, o
 }
 
-func (t *Table) add(now int64, side uint8, frame []byte, p *decode.Packet) (Outcome, *Datagram) {
+func (t *Table) add(now int64, port uint32, frame []byte, p *decode.Packet) (Outcome, *Datagram) {
 	v6 := p.IPVersion == 6
-	k := key{src: p.Src, dst: p.Dst, id: p.Frag.ID, v6: v6, side: side}
+	k := key{src: p.Src, dst: p.Dst, id: p.Frag.ID, v6: v6, port: port}
 	if !v6 {
 		k.proto = p.Proto
 	}

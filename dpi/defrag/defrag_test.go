@@ -137,6 +137,14 @@ func TestAdd(t *testing.T) {
 				t.Fatal("no datagram")
 			}
 			checkDatagram(t, d, whole)
+			// A clone is the same datagram in memory of its own.
+			c := d.Clone()
+			checkDatagram(t, c, whole)
+			for i := range d.Held {
+				if !bytes.Equal(c.Held[i], d.Held[i]) || &c.Held[i][0] == &d.Held[i][0] {
+					t.Fatalf("clone's held frame %d differs or is shared", i)
+				}
+			}
 			if len(d.Held) != tt.heldN {
 				t.Errorf("%d held frames, want %d", len(d.Held), tt.heldN)
 			}
@@ -288,7 +296,7 @@ func TestSeparateDatagrams(t *testing.T) {
 			if err := dec.Decode(fr, &p); err != nil {
 				t.Fatal(err)
 			}
-			if _, o := tab.Add(int64(i), side, fr, &p); o != held {
+			if _, o := tab.Add(int64(i), uint32(side), fr, &p); o != held {
 				t.Fatalf("side %d id %d: %v", side, id, o)
 			}
 		}

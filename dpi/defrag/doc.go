@@ -41,8 +41,9 @@
 // Fragments are keyed as Linux keys them: IPv4 by source, destination,
 // protocol and identification; IPv6 by source, destination and
 // identification (the upper-layer protocol is the first fragment's). The
-// ingress port is part of the key too: fragments of one datagram come in
-// on one port, and are released on its peer.
+// ingress port is part of the key too (Linux keys IPv6 by interface):
+// fragments of one datagram come in on one port, and are released on its
+// peer.
 //
 // # Limits
 //
