@@ -1,0 +1,336 @@
+package http2
+
+// Header lists (RFC 9113 8.2, 8.3): validation, pseudo-headers mapped to
+// their HTTP/1 meaning, crumbled cookies joined, and the http.Request and
+// http.Response the Sink receives.
+
+import (
+	"bytes"
+	"math/bits"
+
+	"github.com/deepwall/deepwall/dpi/proto"
+	"github.com/deepwall/deepwall/dpi/proto/http"
+)
+
+// version is Request.Proto and Response.Proto for HTTP/2: what servers
+// (nginx, Go) report to applications, and what CRS allows.
+var version = []byte("HTTP/2.0")
+
+// Names of the fields fields adds.
+var (
+	hostName   = []byte("host")
+	cookieName = []byte("cookie")
+)
+
+// pseudo holds the pseudo-header fields of a list.
+type pseudo struct {
+	method, scheme, authority, path, protocol, status []byte
+}
+
+// slot returns where pseudo-header name goes, or nil if it is unknown.
+func (ps *pseudo) slot(name []byte) *[]byte {
+	switch string(name) {
+	case ":method":
+		return &ps.method
+	case ":scheme":
+		return &ps.scheme
+	case ":authority":
+		return &ps.authority
+	case ":path":
+		return &ps.path
+	case ":protocol":
+		return &ps.protocol
+	case ":status":
+		return &ps.status
+	}
+	return nil
+}
+
+// fieldSet is a header list as the Sink sees it.
+type fieldSet struct {
+	hs        []http.Header
+	block     []byte
+	host, ua  []byte
+	hosts     int
+	cl        int64
+	clInvalid bool
+}
+
+// fields checks the decoded list in the Scratch and builds the Sink's
+// header list and block. Pseudo-headers go to ps (nil: none allowed, a
+// trailer section). A request's cookie fields become one, joined with
+// "; " where the first was (RFC 9113 8.2.3), and a request without Host
+// gets "host: <:authority>" first, as HTTP/1 would have sent it.
+func (p *Parser) fields(d *dirState, st *stream, ps *pseudo, req bool) fieldSet {
+	sc := p.sc
+	fs := fieldSet{cl: -1}
+	regular := false
+	cookies := 0
+	cookie := sc.cookie[:0]
+	need := 0
+	for _, f := range sc.refs {
+		name, value := sc.list[f.ns:f.ne], sc.list[f.ne:f.ve]
+		if len(name) > 0 && name[0] == ':' {
+			var slot *[]byte
+			if ps != nil && !regular {
+				slot = ps.slot(name)
+			}
+			if slot == nil || *slot != nil {
+				// Unknown, repeated, after a regular field, or in
+				// trailers.
+				p.report(d, st, proto.HTTP2MalformedHeaders)
+				continue
+			}
+			*slot = value[:len(value):len(value)]
+			continue
+		}
+		regular = true
+		p.checkField(d, st, name, value, &fs)
+		if req && string(name) == "cookie" {
+			if cookies > 0 {
+				cookie = append(cookie, "; "...)
+			}
+			cookie = append(cookie, value...)
+			cookies++
+			continue
+		}
+		need += len(name) + len(value) + 4
+	}
+	sc.cookie = cookie
+	addHost := req && fs.hosts == 0 && ps != nil && ps.authority != nil
+	if addHost {
+		need += len("host: \r\n") + len(ps.authority)
+	}
+	if cookies > 0 {
+		need += len("cookie: \r\n") + len(cookie)
+	}
+	// Reserve the whole block so the Header slices stay put.
+	if cap(sc.norm) < need {
+		sc.norm = make([]byte, 0, max(need, 1024))
+	}
+	fs.block, fs.hs = sc.norm[:0], sc.headers[:0]
+	if addHost {
+		fs.add(hostName, ps.authority)
+		fs.host = fs.hs[0].Value
+	}
+	for _, f := range sc.refs {
+		name, value := sc.list[f.ns:f.ne], sc.list[f.ne:f.ve]
+		switch {
+		case len(name) > 0 && name[0] == ':':
+		case req && string(name) == "cookie":
+			if cookies > 0 {
+				fs.add(cookieName, cookie)
+				cookies = 0
+			}
+		default:
+			fs.add(name, value)
+		}
+	}
+	sc.norm, sc.headers = fs.block, fs.hs
+	return fs
+}
+
+// add appends "name: value\r\n" to the block (reserved by fields) and
+// the field to the list.
+func (fs *fieldSet) add(name, value []byte) {
+	b := fs.block
+	ns := len(b)
+	b = append(b, name...)
+	ne := len(b)
+	b = append(b, ':', ' ')
+	vs := len(b)
+	b = append(b, value...)
+	ve := len(b)
+	b = append(b, '\r', '\n')
+	fs.block = b
+	fs.hs = append(fs.hs, http.Header{Name: b[ns:ne:ne], Value: b[vs:ve:ve]})
+}
+
+// checkField checks a regular field (RFC 9113 8.2.1, 8.2.2) and notes
+// Host, User-Agent and Content-Length.
+func (p *Parser) checkField(d *dirState, st *stream, name, value []byte, fs *fieldSet) {
+	if !lowerToken(name) {
+		p.report(d, st, proto.HTTP2MalformedHeaders)
+	}
+	if bytes.IndexByte(value, 0) >= 0 || bytes.IndexByte(value, '\r') >= 0 || bytes.IndexByte(value, '\n') >= 0 ||
+		len(value) > 0 && (isOWS(value[0]) || isOWS(value[len(value)-1])) {
+		p.report(d, st, proto.HTTP2MalformedHeaders)
+	}
+	switch string(name) {
+	case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade":
+		p.report(d, st, proto.HTTP2ConnectionHeader)
+	case "te":
+		if string(value) != "trailers" {
+			p.report(d, st, proto.HTTP2ConnectionHeader)
+		}
+	case "host":
+		fs.hosts++
+		if fs.host == nil {
+			fs.host = value
+		}
+	case "user-agent":
+		if fs.ua == nil {
+			fs.ua = value
+		}
+	case "content-length":
+		n, ok := parseCL(value)
+		switch {
+		case !ok:
+			fs.clInvalid = true
+			p.report(d, st, proto.HTTPInvalidContentLength)
+		case fs.cl >= 0 && fs.cl != n:
+			p.report(d, st, proto.HTTPContentLengthConflict)
+		case fs.cl < 0:
+			fs.cl = n
+		}
+	}
+}
+
+func isOWS(c byte) bool { return c == ' ' || c == '\t' }
+
+// lowerToken reports whether name is a non-empty token without
+// uppercase letters, as HTTP/2 field names must be.
+func lowerToken(name []byte) bool {
+	for _, c := range name {
+		if !proto.IsTokenChar(c) || c >= 'A' && c <= 'Z' {
+			return false
+		}
+	}
+	return len(name) > 0
+}
+
+// parseCL parses a content-length value: decimal digits, at most 18.
+func parseCL(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// request maps a request header list (a stream's HEADERS, or a
+// PUSH_PROMISE) to an http.Request in the Scratch.
+func (p *Parser) request(d *dirState, st *stream) *http.Request {
+	sc := p.sc
+	var ps pseudo
+	fs := p.fields(d, st, &ps, true)
+	r := &sc.req
+	*r = http.Request{
+		Method:        ps.method,
+		URI:           ps.path,
+		Proto:         version,
+		Headers:       fs.hs,
+		HeaderBlock:   fs.block,
+		Host:          fs.host,
+		UserAgent:     fs.ua,
+		ContentLength: fs.cl,
+		Seq:           st.seq,
+		Offset:        d.start,
+	}
+	connect := string(ps.method) == "CONNECT"
+	plainConnect := connect && ps.protocol == nil
+	switch {
+	case ps.method == nil, ps.status != nil,
+		ps.protocol != nil && !connect,
+		plainConnect && (ps.scheme != nil || ps.path != nil || ps.authority == nil),
+		!plainConnect && (ps.scheme == nil || len(ps.path) == 0):
+		p.report(d, st, proto.HTTP2MalformedHeaders)
+	}
+	if fs.hosts > 1 {
+		p.report(d, st, proto.HTTPDuplicateHost)
+	}
+	if ps.authority != nil && fs.hosts > 0 && !bytes.EqualFold(ps.authority, fs.host) {
+		p.report(d, st, proto.HTTPHostMismatch)
+	}
+	if plainConnect {
+		if r.Host == nil {
+			r.Host = ps.authority
+		}
+		return r
+	}
+	p.target(d, st, r)
+	return r
+}
+
+// target checks :path as HTTP/1 checks a request-target and splits it
+// into Path, Query and Args.
+func (p *Parser) target(d *dirState, st *stream, r *http.Request) {
+	t := r.URI
+	for _, c := range t {
+		switch {
+		case c == 0:
+			p.report(d, st, proto.HTTPURINullByte)
+			p.report(d, st, proto.HTTPURIInvalidChar)
+		case c <= ' ' || c == 0x7f:
+			p.report(d, st, proto.HTTPURIInvalidChar)
+		case c >= 0x80:
+			p.report(d, st, proto.HTTPURINonASCIIPath)
+		}
+	}
+	if i := bytes.IndexByte(t, '#'); i >= 0 {
+		p.report(d, st, proto.HTTPURIFragment)
+		t = t[:i]
+	}
+	if len(t) == 1 && t[0] == '*' {
+		r.Path = t
+		return
+	}
+	if len(t) > 0 && t[0] != '/' {
+		p.report(d, st, proto.HTTPURIPathNotAbsolute)
+	}
+	s := &p.sc.uriSet
+	s.Clear()
+	p.sc.hs.SplitPath(r, t, s)
+	for w, word := range s {
+		for word != 0 {
+			p.report(d, st, proto.FindingKind(w*64+bits.TrailingZeros64(word)))
+			word &= word - 1
+		}
+	}
+}
+
+// response maps a response header list to an http.Response in the
+// Scratch.
+func (p *Parser) response(d *dirState, st *stream) *http.Response {
+	sc := p.sc
+	var ps pseudo
+	fs := p.fields(d, st, &ps, false)
+	status, ok := parseStatus(ps.status)
+	if !ok || status == 101 || ps.method != nil || ps.scheme != nil || ps.authority != nil || ps.path != nil || ps.protocol != nil {
+		// 101 has no meaning in HTTP/2 (RFC 9113 8.6).
+		p.report(d, st, proto.HTTP2MalformedHeaders)
+	}
+	r := &sc.resp
+	*r = http.Response{
+		Proto:         version,
+		Status:        status,
+		Headers:       fs.hs,
+		HeaderBlock:   fs.block,
+		ContentLength: fs.cl,
+		Seq:           st.seq,
+		Interim:       status >= 100 && status < 200,
+		Offset:        d.start,
+	}
+	return r
+}
+
+// parseStatus parses a three-digit :status.
+func parseStatus(v []byte) (int, bool) {
+	if len(v) != 3 || v[0] < '1' || v[0] > '9' || v[1] < '0' || v[1] > '9' || v[2] < '0' || v[2] > '9' {
+		return 0, false
+	}
+	return int(v[0]-'0')*100 + int(v[1]-'0')*10 + int(v[2]-'0'), true
+}
+
+// trailerFields builds a trailer section, in which pseudo-headers are
+// malformed.
+func (p *Parser) trailerFields(d *dirState, st *stream) ([]http.Header, []byte) {
+	fs := p.fields(d, st, nil, false)
+	return fs.hs, fs.block
+}
