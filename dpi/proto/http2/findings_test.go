@@ -66,7 +66,7 @@ func TestFindings(t *testing.T) {
 			sc.do(c, func(f *http2.Framer) error { return f.WriteContinuation(1, true, nil) })
 		}, fatal: proto.HTTP2MalformedFrame},
 		{name: "DATA inside a header block", build: func(sc *script) {
-			blk := sc.block(c, ":method", "GET", ":scheme", "http", ":path", "/")
+			blk := sc.block(c, ":method", "GET", ":scheme", "http", ":authority", "h", ":path", "/")
 			sc.do(c, func(f *http2.Framer) error {
 				return f.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: blk})
 			})
@@ -120,21 +120,21 @@ func TestFindings(t *testing.T) {
 			sc.get(1, "/", kv...)
 		}, fatal: proto.HTTP2HeaderListTooLarge},
 		{name: "header block over MaxHeaderBlock", lim: small, build: func(sc *script) {
-			sc.headers(c, 1, true, ":method", "GET", ":scheme", "http", ":path", "/", "x", strings.Repeat("a", 3000))
+			sc.headers(c, 1, true, ":method", "GET", ":scheme", "http", ":authority", "h", ":path", "/", "x", strings.Repeat("a", 3000))
 		}, fatal: proto.HTTP2HeaderListTooLarge},
 		{name: "HPACK bomb", lim: Limits{MaxHeaderListSize: 1 << 20, MaxHeaderCount: 1000}, build: func(sc *script) {
 			// A 4 KiB field enters the table, then 40 one-byte
 			// references to it decode to 160 KiB.
 			sc.get(1, "/", "x-bomb", strings.Repeat("a", 4000))
 			sc.ok(1, "")
-			blk := sc.block(c, ":method", "GET", ":scheme", "http", ":path", "/")
+			blk := sc.block(c, ":method", "GET", ":scheme", "http", ":authority", "h", ":path", "/")
 			blk = append(blk, bytes.Repeat([]byte{0x80 | 62}, 40)...)
 			sc.do(c, func(f *http2.Framer) error {
 				return f.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: blk, EndStream: true, EndHeaders: true})
 			})
 		}, fatal: proto.HTTP2HPACKBomb},
 		{name: "CONTINUATION flood", lim: small, build: func(sc *script) {
-			blk := sc.block(c, ":method", "GET", ":scheme", "http", ":path", "/")
+			blk := sc.block(c, ":method", "GET", ":scheme", "http", ":authority", "h", ":path", "/")
 			sc.do(c, func(f *http2.Framer) error {
 				return f.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: blk})
 			})
@@ -143,7 +143,7 @@ func TestFindings(t *testing.T) {
 			}
 		}, fatal: proto.HTTP2ContinuationFlood},
 		{name: "CONTINUATION growing the block past MaxHeaderBlock", lim: small, build: func(sc *script) {
-			blk := sc.block(c, ":method", "GET", ":scheme", "http", ":path", "/")
+			blk := sc.block(c, ":method", "GET", ":scheme", "http", ":authority", "h", ":path", "/")
 			sc.do(c, func(f *http2.Framer) error {
 				return f.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: blk})
 			})
@@ -236,21 +236,21 @@ func TestFindings(t *testing.T) {
 		}, want: kinds(proto.HTTP2MalformedHeaders)},
 		{name: "space around a value", build: func(sc *script) { sc.get(1, "/", "x-a", " b") }, want: kinds(proto.HTTP2MalformedHeaders)},
 		{name: "pseudo-header after a regular one", build: func(sc *script) {
-			sc.headers(c, 1, true, ":method", "GET", ":scheme", "http", "x-a", "b", ":path", "/")
+			sc.headers(c, 1, true, ":method", "GET", ":scheme", "http", ":authority", "h", "x-a", "b", ":path", "/")
 		}, want: kinds(proto.HTTP2MalformedHeaders)},
 		{name: "unknown pseudo-header", build: func(sc *script) { sc.get(1, "/", ":foo", "b") }, want: kinds(proto.HTTP2MalformedHeaders)},
 		{name: "duplicate :path", build: func(sc *script) {
-			sc.headers(c, 1, true, ":method", "GET", ":scheme", "http", ":path", "/a", ":path", "/b")
+			sc.headers(c, 1, true, ":method", "GET", ":scheme", "http", ":authority", "h", ":path", "/a", ":path", "/b")
 		}, want: kinds(proto.HTTP2MalformedHeaders)},
 		{name: "no :path", build: func(sc *script) {
-			sc.headers(c, 1, true, ":method", "GET", ":scheme", "http")
+			sc.headers(c, 1, true, ":method", "GET", ":scheme", "http", ":authority", "h")
 		}, want: kinds(proto.HTTP2MalformedHeaders)},
 		{name: "pseudo-header in trailers", build: func(sc *script) {
-			sc.headers(c, 1, false, ":method", "POST", ":scheme", "http", ":path", "/")
+			sc.headers(c, 1, false, ":method", "POST", ":scheme", "http", ":authority", "h", ":path", "/")
 			sc.headers(c, 1, true, ":path", "/x")
 		}, want: kinds(proto.HTTP2MalformedHeaders)},
 		{name: "trailers without END_STREAM", build: func(sc *script) {
-			sc.headers(c, 1, false, ":method", "POST", ":scheme", "http", ":path", "/")
+			sc.headers(c, 1, false, ":method", "POST", ":scheme", "http", ":authority", "h", ":path", "/")
 			sc.headers(c, 1, false, "x-t", "1")
 		}, want: kinds(proto.HTTP2MalformedHeaders)},
 		{name: "bad :status", build: func(sc *script) {
@@ -268,15 +268,15 @@ func TestFindings(t *testing.T) {
 		{name: "te other than trailers", build: func(sc *script) { sc.get(1, "/", "te", "gzip") }, want: kinds(proto.HTTP2ConnectionHeader)},
 		{name: "te trailers", build: func(sc *script) { sc.get(1, "/", "te", "trailers") }},
 		{name: "content-length short", build: func(sc *script) {
-			sc.headers(c, 1, false, ":method", "POST", ":scheme", "http", ":path", "/", "content-length", "5")
+			sc.headers(c, 1, false, ":method", "POST", ":scheme", "http", ":authority", "h", ":path", "/", "content-length", "5")
 			sc.data(c, 1, true, "abc")
 		}, want: kinds(proto.HTTP2ContentLength)},
 		{name: "content-length exceeded", build: func(sc *script) {
-			sc.headers(c, 1, false, ":method", "POST", ":scheme", "http", ":path", "/", "content-length", "2")
+			sc.headers(c, 1, false, ":method", "POST", ":scheme", "http", ":authority", "h", ":path", "/", "content-length", "2")
 			sc.data(c, 1, false, "abc")
 		}, want: kinds(proto.HTTP2ContentLength)},
 		{name: "invalid content-length", build: func(sc *script) {
-			sc.headers(c, 1, true, ":method", "POST", ":scheme", "http", ":path", "/", "content-length", "1x")
+			sc.headers(c, 1, true, ":method", "POST", ":scheme", "http", ":authority", "h", ":path", "/", "content-length", "1x")
 		}, want: kinds(proto.HTTPInvalidContentLength)},
 		{name: "host and :authority differ", build: func(sc *script) { sc.get(1, "/", "host", "other") }, want: kinds(proto.HTTPHostMismatch)},
 		{name: "path obfuscation", build: func(sc *script) { sc.get(1, "/a/%2e%2e/b?x=%zz") }, want: kinds(proto.HTTPURIDotSegment, proto.HTTPURIEncodedDot, proto.HTTPURIDotSegmentEscape, proto.HTTPURIInvalidEscape)},
@@ -285,7 +285,7 @@ func TestFindings(t *testing.T) {
 			sc.raw(s, []byte{0, 0, 9, 1})
 		}, want: kinds(proto.HTTP2Truncated)},
 		{name: "truncated header block", build: func(sc *script) {
-			blk := sc.block(c, ":method", "GET", ":scheme", "http", ":path", "/")
+			blk := sc.block(c, ":method", "GET", ":scheme", "http", ":authority", "h", ":path", "/")
 			sc.do(c, func(f *http2.Framer) error {
 				return f.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: blk})
 			})

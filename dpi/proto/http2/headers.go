@@ -245,6 +245,9 @@ func (p *Parser) request(d *dirState, st *stream) *http.Request {
 	if fs.hosts > 1 {
 		p.report(d, st, proto.HTTPDuplicateHost)
 	}
+	if fs.hosts == 0 && ps.authority == nil {
+		p.report(d, st, proto.HTTPMissingHost)
+	}
 	if ps.authority != nil && fs.hosts > 0 && !bytes.EqualFold(ps.authority, fs.host) {
 		p.report(d, st, proto.HTTPHostMismatch)
 	}

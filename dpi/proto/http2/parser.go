@@ -639,7 +639,7 @@ func (p *Parser) emit(f hpack.HeaderField) {
 
 // settingsBytes reads SETTINGS entries, which may be cut anywhere.
 func (p *Parser) settingsBytes(d *dirState, b []byte) {
-	for len(b) > 0 {
+	for len(b) > 0 && !p.stopped {
 		if d.sn == 0 && len(b) >= 6 {
 			p.setting(d, b[:6])
 			b = b[6:]
@@ -749,6 +749,9 @@ func (p *Parser) ping(d *dirState) {
 // report sends a non-fatal finding, once per kind per stream (st) or per
 // direction of the connection (st nil).
 func (p *Parser) report(d *dirState, st *stream, k proto.FindingKind) {
+	if p.stopped {
+		return
+	}
 	set, id := &d.found, uint32(0)
 	if st != nil {
 		set, id = &st.found[d.dir], st.id
@@ -760,6 +763,9 @@ func (p *Parser) report(d *dirState, st *stream, k proto.FindingKind) {
 
 // fatal sends a fatal finding and stops the parser.
 func (p *Parser) fatal(d *dirState, st *stream, k proto.FindingKind) {
+	if p.stopped {
+		return
+	}
 	var id uint32
 	if st != nil {
 		id = st.id
