@@ -176,6 +176,16 @@ const (
 	HTTP2ContentLength      // DATA of a stream not adding up to its content-length
 	HTTP2Truncated          // the connection ended inside a frame or a header block
 
+	// gRPC (dpi/proto/grpc).
+	GRPCInvalidPath      // :path of a gRPC request is not /service/method
+	GRPCMessageTooLarge  // a length-prefixed message over Limits.MaxMessage: skipped, not inspected
+	GRPCUnknownEncoding  // a compressed message in a grpc-encoding other than gzip: not inspected
+	GRPCDecodeError      // a gzip message that does not decode
+	GRPCDecodeLimit      // a message decoding past Limits.MaxDecoded: the rest is not inspected
+	GRPCMalformedMessage // a message that is not protobuf wire format (walked up to the error)
+	GRPCWalkLimit        // a message nested deeper than Limits.MaxDepth or with more than MaxFields fields
+	GRPCTruncated        // the stream ended inside a length-prefixed message
+
 	numFindingKinds
 )
 
@@ -302,6 +312,15 @@ var kindInfos = [numFindingKinds]kindInfo{
 	HTTP2ConnectionHeader:   {"http2.connection_header", ClassEvasion},
 	HTTP2ContentLength:      {"http2.content_length", ClassEvasion},
 	HTTP2Truncated:          {"http2.truncated", ClassMalformed},
+
+	GRPCInvalidPath:      {"grpc.invalid_path", ClassMalformed},
+	GRPCMessageTooLarge:  {"grpc.message_too_large", ClassLimit},
+	GRPCUnknownEncoding:  {"grpc.unknown_encoding", ClassEvasion},
+	GRPCDecodeError:      {"grpc.decode_error", ClassMalformed},
+	GRPCDecodeLimit:      {"grpc.decode_limit", ClassLimit},
+	GRPCMalformedMessage: {"grpc.malformed_message", ClassMalformed},
+	GRPCWalkLimit:        {"grpc.walk_limit", ClassLimit},
+	GRPCTruncated:        {"grpc.truncated", ClassMalformed},
 }
 
 // String returns the kind's stable name, "<protocol>.<anomaly>".
