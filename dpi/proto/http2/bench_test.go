@@ -1,6 +1,7 @@
 package http2
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/deepwall/deepwall/dpi/proto"
@@ -57,6 +58,64 @@ func BenchmarkParse(b *testing.B) {
 	}
 	b.ReportMetric(float64(s.n)/float64(b.N), "requests/op")
 }
+
+// h1Sink records a conversation's messages as HTTP/1.1 text, one
+// request and its response after the other.
+type h1Sink struct {
+	nopSink
+	req, resp [][]byte
+}
+
+func (s *h1Sink) RequestHeaders(_ uint32, r *http.Request) {
+	s.req = append(s.req, fmt.Appendf(nil, "%s %s HTTP/1.1\r\n%s\r\n", r.Method, r.URI, r.HeaderBlock))
+	s.resp = append(s.resp, nil)
+}
+
+func (s *h1Sink) ResponseHeaders(_ uint32, r *http.Response) {
+	s.resp[r.Seq] = fmt.Appendf(nil, "HTTP/1.1 %d OK\r\n%s\r\n", r.Status, r.HeaderBlock)
+}
+
+func (s *h1Sink) ResponseBody(id uint32, chunk []byte, _ bool) {
+	// h2load's stream ids are 2*seq+1.
+	s.resp[id/2] = append(s.resp[id/2], chunk...)
+}
+
+// BenchmarkParseHTTP1 parses the h2load capture's 100 requests and
+// responses written as HTTP/1.1 (same heads, same bodies, keep-alive)
+// with dpi/proto/http: the per-request cost HTTP/2 is compared with.
+func BenchmarkParseHTTP1(b *testing.B) {
+	c := h2load(b)
+	s := &h1Sink{}
+	parseConn(NewParser(s, NewScratch(Limits{}, nil)), s, NewScratch(Limits{}, nil), c)
+	var h1 h1nop
+	sc := http.NewScratch(http.Limits{})
+	p := http.NewParser(&h1, sc)
+	n := 0
+	for i := range s.req {
+		n += len(s.req[i]) + len(s.resp[i])
+	}
+	b.SetBytes(int64(n))
+	b.ReportAllocs()
+	for b.Loop() {
+		p.Reset(&h1, sc)
+		for i := range s.req {
+			p.Feed(proto.ToServer, s.req[i])
+			p.Feed(proto.ToClient, s.resp[i])
+		}
+		p.Close(proto.ToServer)
+		p.Close(proto.ToClient)
+	}
+	b.ReportMetric(float64(h1.n)/float64(b.N), "requests/op")
+}
+
+// h1nop is an http.Sink that counts requests.
+type h1nop struct{ n int }
+
+func (s *h1nop) RequestHeaders(*http.Request) { s.n++ }
+func (*h1nop) RequestBody([]byte, bool)       {}
+func (*h1nop) ResponseHeaders(*http.Response) {}
+func (*h1nop) ResponseBody([]byte, bool)      {}
+func (*h1nop) Finding(proto.Finding)          {}
 
 // TestAllocs bounds the allocations of a connection. The parser itself
 // allocates nothing per request; x/net/http2/hpack makes a string of each

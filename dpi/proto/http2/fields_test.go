@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/net/http2"
 
+	"github.com/deepwall/deepwall/dpi/proto/http"
 	"github.com/deepwall/deepwall/internal/testutil"
 )
 
@@ -125,5 +126,24 @@ func TestFields(t *testing.T) {
 
 	if NewParser(newRecorder(t), NewScratch(Limits{}, nil)).Upgrade([]byte("!!")) {
 		t.Error("Upgrade accepted a settings value that is not base64url")
+	}
+}
+
+func TestIsUpgrade(t *testing.T) {
+	resp := func(status int, upgrade string) *http.Response {
+		return &http.Response{Status: status, Headers: []http.Header{{Name: []byte("Upgrade"), Value: []byte(upgrade)}}}
+	}
+	for _, tc := range []struct {
+		r    *http.Response
+		want bool
+	}{
+		{resp(101, "h2c"), true},
+		{resp(101, "H2C"), true},
+		{resp(101, "websocket"), false},
+		{resp(200, "h2c"), false},
+	} {
+		if got := IsUpgrade(tc.r); got != tc.want {
+			t.Errorf("IsUpgrade(%d %s) = %v", tc.r.Status, tc.r.Headers[0].Value, got)
+		}
 	}
 }

@@ -6,6 +6,7 @@ package http2
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math/bits"
 
 	"github.com/deepwall/deepwall/dpi/proto"
@@ -149,11 +150,7 @@ func (fs *fieldSet) add(name, value []byte) {
 // checkField checks a regular field (RFC 9113 8.2.1, 8.2.2) and notes
 // Host, User-Agent and Content-Length.
 func (p *Parser) checkField(d *dirState, st *stream, name, value []byte, fs *fieldSet) {
-	if !lowerToken(name) {
-		p.report(d, st, proto.HTTP2MalformedHeaders)
-	}
-	if bytes.IndexByte(value, 0) >= 0 || bytes.IndexByte(value, '\r') >= 0 || bytes.IndexByte(value, '\n') >= 0 ||
-		len(value) > 0 && (isOWS(value[0]) || isOWS(value[len(value)-1])) {
+	if !lowerToken(name) || !validValue(value) {
 		p.report(d, st, proto.HTTP2MalformedHeaders)
 	}
 	switch string(name) {
@@ -188,15 +185,54 @@ func (p *Parser) checkField(d *dirState, st *stream, name, value []byte, fs *fie
 
 func isOWS(c byte) bool { return c == ' ' || c == '\t' }
 
+// nameChars are the bytes of HTTP/2 field names: token characters other
+// than uppercase letters (RFC 9113 8.2.1).
+var nameChars = func() (t [256]bool) {
+	for c := range t {
+		t[c] = proto.IsTokenChar(byte(c)) && (c < 'A' || c > 'Z')
+	}
+	return t
+}()
+
 // lowerToken reports whether name is a non-empty token without
 // uppercase letters, as HTTP/2 field names must be.
 func lowerToken(name []byte) bool {
 	for _, c := range name {
-		if !proto.IsTokenChar(c) || c >= 'A' && c <= 'Z' {
+		if !nameChars[c] {
 			return false
 		}
 	}
 	return len(name) > 0
+}
+
+// validValue reports whether a field value is free of NUL, CR and LF and
+// of whitespace at its ends (RFC 9113 8.2.1): CR and LF are what a CRLF
+// injection through an HTTP/1 downgrade needs.
+func validValue(v []byte) bool {
+	if len(v) > 0 && (isOWS(v[0]) || isOWS(v[len(v)-1])) {
+		return false
+	}
+	// Eight bytes at a time: a byte of w equal to c is a zero byte of
+	// w^c..c, and a zero byte borrows in x-0x01..01 (the lowest flagged
+	// byte is exact, and any flag means a match somewhere).
+	const (
+		ones = 0x0101010101010101
+		high = 0x8080808080808080
+	)
+	i := 0
+	for ; i+8 <= len(v); i += 8 {
+		w := binary.LittleEndian.Uint64(v[i:])
+		cr, lf := w^('\r'*ones), w^('\n'*ones)
+		if ((w-ones)&^w|(cr-ones)&^cr|(lf-ones)&^lf)&high != 0 {
+			return false
+		}
+	}
+	for _, c := range v[i:] {
+		if c == 0 || c == '\r' || c == '\n' {
+			return false
+		}
+	}
+	return true
 }
 
 // parseCL parses a content-length value: decimal digits, at most 18.

@@ -143,6 +143,7 @@ type Parser struct {
 	d       [2]dirState
 	stopped bool
 	streams []stream
+	hint    int // index of the stream found last (lookup)
 	reqSeq  int64
 	found   proto.KindSet // connection-wide findings (rapid reset)
 	// The rapid-reset window: start (SetTime's clock) and resets in it.

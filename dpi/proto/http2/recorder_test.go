@@ -200,20 +200,22 @@ func loadConversations(tb testing.TB) []conversation {
 	return out
 }
 
-// h1sink finds where HTTP/1 ends and what the upgrade request said.
+// h1sink finds where HTTP/1 ends and what the upgrade request said, as
+// the engine does.
 type h1sink struct {
 	settings []byte
 	reqs     []string
+	upgraded bool
 }
 
 func (s *h1sink) RequestHeaders(r *http.Request) {
-	s.settings = append([]byte(nil), r.Header("HTTP2-Settings")...)
+	s.settings = append([]byte(nil), UpgradeSettings(r)...)
 	s.reqs = append(s.reqs, string(r.Method)+" "+string(r.URI))
 }
-func (s *h1sink) RequestBody([]byte, bool)       {}
-func (s *h1sink) ResponseHeaders(*http.Response) {}
-func (s *h1sink) ResponseBody([]byte, bool)      {}
-func (s *h1sink) Finding(proto.Finding)          {}
+func (s *h1sink) RequestBody([]byte, bool)         {}
+func (s *h1sink) ResponseHeaders(r *http.Response) { s.upgraded = IsUpgrade(r) }
+func (s *h1sink) ResponseBody([]byte, bool)        {}
+func (s *h1sink) Finding(proto.Finding)            {}
 
 // upgradeSplit runs the HTTP/1 parser over an upgraded conversation, as
 // the engine does, to find where each direction switches to HTTP/2.
@@ -226,7 +228,7 @@ func upgradeSplit(tb testing.TB, c *conversation) {
 	head := bytes.Index(c.c2s, []byte("\r\n\r\n")) + 4
 	c.h1c = p.Feed(proto.ToServer, c.c2s[:head])
 	c.h1s = p.Feed(proto.ToClient, c.s2c)
-	if c.h1c != head || p.State(proto.ToServer) != http.StateTunnel || p.State(proto.ToClient) != http.StateTunnel {
+	if c.h1c != head || !s.upgraded || p.State(proto.ToServer) != http.StateTunnel || p.State(proto.ToClient) != http.StateTunnel {
 		tb.Fatalf("%s: no h2c upgrade (%v %v)", c.name, p.State(proto.ToServer), p.State(proto.ToClient))
 	}
 	c.upgraded, c.settings, c.h1Requests = true, s.settings, s.reqs

@@ -23,10 +23,16 @@ type stream struct {
 	found [2]proto.KindSet
 }
 
-// lookup returns the index of stream id, or -1.
+// lookup returns the index of stream id, or -1. The frames of a stream
+// tend to follow each other (HEADERS, DATA...), so the last index found
+// is tried first.
 func (p *Parser) lookup(id uint32) int {
+	if h := p.hint; h < len(p.streams) && p.streams[h].id == id {
+		return h
+	}
 	for i := range p.streams {
 		if p.streams[i].id == id {
+			p.hint = i
 			return i
 		}
 	}
