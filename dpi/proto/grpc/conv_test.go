@@ -109,24 +109,30 @@ func (s *grpcSink) status(id uint32, hs []http.Header) {
 func (s *grpcSink) StreamClosed(id uint32, how http2.End) { delete(s.streams, id) }
 func (s *grpcSink) Finding(id uint32, f proto.Finding)    { s.add("%d finding %s", id, f.Kind) }
 
-// TestConversation runs the captured gRPC-shaped call (dpi/proto/http2's
-// testdata/conv/grpc.0: nghttp posting a length-prefixed protobuf message
-// to a Go h2c server that echoes it with grpc-status trailers) through
-// the HTTP/2 parser and this package.
-func TestConversation(t *testing.T) {
-	c2s, err := os.ReadFile("../http2/testdata/conv/grpc.0.c2s")
-	if err != nil {
-		t.Fatal(err)
+// TestConversations runs the captured gRPC calls (dpi/proto/http2's
+// testdata/conv: grpc.0, nghttp posting a hand-made length-prefixed
+// message to a Go h2c server that echoes it with grpc-status trailers;
+// grpc-go.0, a grpc-go client calling a grpc-go server plainly, with
+// gzip, and failing) through the HTTP/2 parser and this package, the way
+// the engine will.
+func TestConversations(t *testing.T) {
+	for _, name := range []string{"grpc.0", "grpc-go.0"} {
+		t.Run(name, func(t *testing.T) {
+			c2s, err := os.ReadFile("../http2/testdata/conv/" + name + ".c2s")
+			if err != nil {
+				t.Fatal(err)
+			}
+			s2c, err := os.ReadFile("../http2/testdata/conv/" + name + ".s2c")
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := &grpcSink{sc: NewScratch(Limits{}), streams: map[uint32]*grpcStream{}}
+			p := http2.NewParser(s, http2.NewScratch(http2.Limits{}, nil))
+			p.Feed(proto.ToServer, c2s)
+			p.Feed(proto.ToClient, s2c)
+			p.Close(proto.ToServer)
+			p.Close(proto.ToClient)
+			testutil.Golden(t, "testdata/golden/"+name+".txt", []byte(strings.Join(s.lines, "\n")+"\n"), *update)
+		})
 	}
-	s2c, err := os.ReadFile("../http2/testdata/conv/grpc.0.s2c")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &grpcSink{sc: NewScratch(Limits{}), streams: map[uint32]*grpcStream{}}
-	p := http2.NewParser(s, http2.NewScratch(http2.Limits{}, nil))
-	p.Feed(proto.ToServer, c2s)
-	p.Feed(proto.ToClient, s2c)
-	p.Close(proto.ToServer)
-	p.Close(proto.ToClient)
-	testutil.Golden(t, "testdata/golden/grpc.txt", []byte(strings.Join(s.lines, "\n")+"\n"), *update)
 }

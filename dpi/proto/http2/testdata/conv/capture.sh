@@ -22,8 +22,12 @@ printf '{"name":"widget","note":"1 UNION SELECT password FROM users"}' > "$work/
 printf '\000\000\000\000\045\012\006widget\022\031\012\0271 UNION SELECT password\030\052' > "$work/grpc.bin"
 go build -o "$work/relay" ./testdata/relay
 go build -o "$work/h2cserver" ./testdata/h2cserver
+# grpcpeer is a module of its own (google.golang.org/grpc, from the Go
+# module proxy).
+(cd testdata/grpcpeer && go build -o "$work/grpcpeer" .)
 ip netns exec $ns nghttpd --no-tls -d "$work/root" 8080 &
 ip netns exec $ns "$work/h2cserver" -listen 127.0.0.1:8081 &
+ip netns exec $ns "$work/grpcpeer" -serve 127.0.0.1:8082 &
 # nghttpd answers POST with 404 after reading the body; that is enough.
 sleep 0.5
 
@@ -51,6 +55,9 @@ cap nghttp-post 8080 nghttp -n -d "$work/post.json" --trailer 'x-checksum: 42' -
 # Go server echoes it and ends with grpc-status / grpc-message trailers.
 cap grpc 8081 nghttp -n -d "$work/grpc.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
 	-H 'grpc-encoding: identity' http://127.0.0.1:9000/orders.v1.Orders/Create
+# Real gRPC (grpc-go client and server): a unary call, the same call
+# gzip-compressed, and a call failing with InvalidArgument and a message.
+cap grpc-go 8082 "$work/grpcpeer" -call 127.0.0.1:9000
 # h2load: 100 identical requests on one connection, 10 at a time (the
 # benchmark input).
 cap h2load 8080 h2load -n 100 -c 1 -m 10 http://127.0.0.1:9000/index.html
