@@ -109,6 +109,15 @@ func TestFindings(t *testing.T) {
 			sc.get(1, "/", "x-big", strings.Repeat("a", 8000))
 			sc.get(3, "/", "x-big", strings.Repeat("a", 8000))
 		}},
+		{name: "table above MaxTableSize though SETTINGS allowed it", lim: Limits{MaxTableSize: 8192}, build: func(sc *script) {
+			sc.do(s, func(f *http2.Framer) error {
+				return f.WriteSettings(http2.Setting{ID: http2.SettingHeaderTableSize, Val: 1 << 16})
+			})
+			sc.do(c, func(f *http2.Framer) error { return f.WriteSettingsAck() })
+			sc.enc[c].SetMaxDynamicTableSizeLimit(1 << 16)
+			sc.enc[c].SetMaxDynamicTableSize(1 << 16)
+			sc.get(1, "/")
+		}, fatal: proto.HTTP2HPACKError},
 		{name: "header list too large", lim: small, build: func(sc *script) {
 			sc.get(1, "/", "x-big", strings.Repeat("a", 1000), "x-big2", strings.Repeat("b", 1000))
 		}, fatal: proto.HTTP2HeaderListTooLarge},

@@ -6,7 +6,6 @@ package http2
 
 import (
 	"bytes"
-	"encoding/binary"
 	"math/bits"
 
 	"github.com/deepwall/deepwall/dpi/proto"
@@ -17,20 +16,14 @@ import (
 // (nginx, Go) report to applications, and what CRS allows.
 var version = []byte("HTTP/2.0")
 
-// Names of the fields fields adds.
-var (
-	hostName   = []byte("host")
-	cookieName = []byte("cookie")
-)
-
 // pseudo holds the pseudo-header fields of a list.
 type pseudo struct {
 	method, scheme, authority, path, protocol, status []byte
 }
 
 // slot returns where pseudo-header name goes, or nil if it is unknown.
-func (ps *pseudo) slot(name []byte) *[]byte {
-	switch string(name) {
+func (ps *pseudo) slot(name string) *[]byte {
+	switch name {
 	case ":method":
 		return &ps.method
 	case ":scheme":
@@ -67,10 +60,10 @@ func (p *Parser) fields(d *dirState, st *stream, ps *pseudo, req bool) fieldSet 
 	fs := fieldSet{cl: -1}
 	regular := false
 	cookies := 0
-	cookie := sc.cookie[:0]
+	cookie, pbuf := sc.cookie[:0], sc.pbuf[:0]
 	need := 0
-	for _, f := range sc.refs {
-		name, value := sc.list[f.ns:f.ne], sc.list[f.ne:f.ve]
+	for _, f := range sc.decoded {
+		name, value := f.Name, f.Value
 		if len(name) > 0 && name[0] == ':' {
 			var slot *[]byte
 			if ps != nil && !regular {
@@ -82,12 +75,16 @@ func (p *Parser) fields(d *dirState, st *stream, ps *pseudo, req bool) fieldSet 
 				p.report(d, st, proto.HTTP2MalformedHeaders)
 				continue
 			}
-			*slot = value[:len(value):len(value)]
+			// Should pbuf grow, the slices taken before keep the old
+			// array, whose bytes stay as they were.
+			at := len(pbuf)
+			pbuf = append(pbuf, value...)
+			*slot = pbuf[at:len(pbuf):len(pbuf)]
 			continue
 		}
 		regular = true
 		p.checkField(d, st, name, value, &fs)
-		if req && string(name) == "cookie" {
+		if req && name == "cookie" {
 			if cookies > 0 {
 				cookie = append(cookie, "; "...)
 			}
@@ -97,7 +94,7 @@ func (p *Parser) fields(d *dirState, st *stream, ps *pseudo, req bool) fieldSet 
 		}
 		need += len(name) + len(value) + 4
 	}
-	sc.cookie = cookie
+	sc.cookie, sc.pbuf = cookie, pbuf
 	addHost := req && fs.hosts == 0 && ps != nil && ps.authority != nil
 	if addHost {
 		need += len("host: \r\n") + len(ps.authority)
@@ -111,64 +108,69 @@ func (p *Parser) fields(d *dirState, st *stream, ps *pseudo, req bool) fieldSet 
 	}
 	fs.block, fs.hs = sc.norm[:0], sc.headers[:0]
 	if addHost {
-		fs.add(hostName, ps.authority)
+		vs := fs.open("host")
+		fs.block = append(fs.block, ps.authority...)
+		fs.close(len("host"), vs)
 		fs.host = fs.hs[0].Value
 	}
-	for _, f := range sc.refs {
-		name, value := sc.list[f.ns:f.ne], sc.list[f.ne:f.ve]
+	for _, f := range sc.decoded {
+		name := f.Name
 		switch {
 		case len(name) > 0 && name[0] == ':':
-		case req && string(name) == "cookie":
+		case req && name == "cookie":
 			if cookies > 0 {
-				fs.add(cookieName, cookie)
+				vs := fs.open(name)
+				fs.block = append(fs.block, cookie...)
+				fs.close(len(name), vs)
 				cookies = 0
 			}
 		default:
-			fs.add(name, value)
+			vs := fs.open(name)
+			fs.block = append(fs.block, f.Value...)
+			fs.close(len(name), vs)
+			v := fs.hs[len(fs.hs)-1].Value
+			switch {
+			case fs.host == nil && name == "host":
+				fs.host = v
+			case fs.ua == nil && name == "user-agent":
+				fs.ua = v
+			}
 		}
 	}
 	sc.norm, sc.headers = fs.block, fs.hs
 	return fs
 }
 
-// add appends "name: value\r\n" to the block (reserved by fields) and
-// the field to the list.
-func (fs *fieldSet) add(name, value []byte) {
-	b := fs.block
-	ns := len(b)
-	b = append(b, name...)
-	ne := len(b)
-	b = append(b, ':', ' ')
-	vs := len(b)
-	b = append(b, value...)
-	ve := len(b)
-	b = append(b, '\r', '\n')
-	fs.block = b
-	fs.hs = append(fs.hs, http.Header{Name: b[ns:ne:ne], Value: b[vs:ve:ve]})
+// open appends "name: " to the block (reserved by fields) and returns
+// where the value starts; the caller appends the value and calls close.
+func (fs *fieldSet) open(name string) int {
+	fs.block = append(append(fs.block, name...), ':', ' ')
+	return len(fs.block)
+}
+
+// close ends the field whose value started at vs and adds it to the list.
+func (fs *fieldSet) close(nameLen, vs int) {
+	ve := len(fs.block)
+	fs.block = append(fs.block, '\r', '\n')
+	b, ne := fs.block, vs-2
+	fs.hs = append(fs.hs, http.Header{Name: b[ne-nameLen : ne : ne], Value: b[vs:ve:ve]})
 }
 
 // checkField checks a regular field (RFC 9113 8.2.1, 8.2.2) and notes
-// Host, User-Agent and Content-Length.
-func (p *Parser) checkField(d *dirState, st *stream, name, value []byte, fs *fieldSet) {
+// Host and Content-Length.
+func (p *Parser) checkField(d *dirState, st *stream, name, value string, fs *fieldSet) {
 	if !lowerToken(name) || !validValue(value) {
 		p.report(d, st, proto.HTTP2MalformedHeaders)
 	}
-	switch string(name) {
+	switch name {
 	case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade":
 		p.report(d, st, proto.HTTP2ConnectionHeader)
 	case "te":
-		if string(value) != "trailers" {
+		if value != "trailers" {
 			p.report(d, st, proto.HTTP2ConnectionHeader)
 		}
 	case "host":
 		fs.hosts++
-		if fs.host == nil {
-			fs.host = value
-		}
-	case "user-agent":
-		if fs.ua == nil {
-			fs.ua = value
-		}
 	case "content-length":
 		n, ok := parseCL(value)
 		switch {
@@ -196,9 +198,9 @@ var nameChars = func() (t [256]bool) {
 
 // lowerToken reports whether name is a non-empty token without
 // uppercase letters, as HTTP/2 field names must be.
-func lowerToken(name []byte) bool {
-	for _, c := range name {
-		if !nameChars[c] {
+func lowerToken(name string) bool {
+	for i := range len(name) {
+		if !nameChars[name[i]] {
 			return false
 		}
 	}
@@ -208,7 +210,7 @@ func lowerToken(name []byte) bool {
 // validValue reports whether a field value is free of NUL, CR and LF and
 // of whitespace at its ends (RFC 9113 8.2.1): CR and LF are what a CRLF
 // injection through an HTTP/1 downgrade needs.
-func validValue(v []byte) bool {
+func validValue(v string) bool {
 	if len(v) > 0 && (isOWS(v[0]) || isOWS(v[len(v)-1])) {
 		return false
 	}
@@ -221,27 +223,36 @@ func validValue(v []byte) bool {
 	)
 	i := 0
 	for ; i+8 <= len(v); i += 8 {
-		w := binary.LittleEndian.Uint64(v[i:])
+		w := le64(v[i : i+8])
 		cr, lf := w^('\r'*ones), w^('\n'*ones)
 		if ((w-ones)&^w|(cr-ones)&^cr|(lf-ones)&^lf)&high != 0 {
 			return false
 		}
 	}
-	for _, c := range v[i:] {
-		if c == 0 || c == '\r' || c == '\n' {
+	for ; i < len(v); i++ {
+		if c := v[i]; c == 0 || c == '\r' || c == '\n' {
 			return false
 		}
 	}
 	return true
 }
 
+// le64 reads 8 bytes of a string little-endian (the compiler makes it
+// one load).
+func le64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
 // parseCL parses a content-length value: decimal digits, at most 18.
-func parseCL(v []byte) (int64, bool) {
+func parseCL(v string) (int64, bool) {
 	if len(v) == 0 || len(v) > 18 {
 		return 0, false
 	}
 	var n int64
-	for _, c := range v {
+	for i := range len(v) {
+		c := v[i]
 		if c < '0' || c > '9' {
 			return 0, false
 		}

@@ -14,7 +14,7 @@ func TestValidValue(t *testing.T) {
 				}
 				v[at] = c
 				want := c != 0 && c != '\r' && c != '\n' && !(c == '\t' && (at == 0 || at == n-1))
-				if got := validValue(v); got != want {
+				if got := validValue(string(v)); got != want {
 					t.Errorf("validValue(%q) = %v", v, got)
 				}
 			}

@@ -20,6 +20,8 @@ package http2
 import (
 	"time"
 
+	"golang.org/x/net/http2/hpack"
+
 	"github.com/deepwall/deepwall/dpi/proto"
 	"github.com/deepwall/deepwall/dpi/proto/http"
 )
@@ -199,10 +201,11 @@ type Scratch struct {
 	hs   *http.Scratch
 	req  http.Request
 	resp http.Response
-	// The decoded header list: names and values back to back in list,
-	// located by refs.
-	list []byte
-	refs []fieldRef
+	// decoded is the decoded header list, its strings x/net/hpack's
+	// (shared with its table); pbuf holds the pseudo-header values the
+	// Request fields need as bytes.
+	decoded []hpack.HeaderField
+	pbuf    []byte
 	// size is the list's RFC 9113 size; over says a bound stopped it.
 	size int
 	over bool
@@ -213,10 +216,6 @@ type Scratch struct {
 	cookie  []byte
 	uriSet  proto.KindSet
 }
-
-// fieldRef locates a decoded field in Scratch.list: name list[ns:ne],
-// value list[ne:ve].
-type fieldRef struct{ ns, ne, ve int32 }
 
 // NewScratch returns buffers for parsers with limits lim (zero fields take
 // the defaults). hs is the worker's HTTP/1 Scratch, whose limits
@@ -230,7 +229,7 @@ func NewScratch(lim Limits, hs *http.Scratch) *Scratch {
 	return &Scratch{
 		lim:     lim,
 		hs:      hs,
-		refs:    make([]fieldRef, 0, lim.MaxHeaderCount),
+		decoded: make([]hpack.HeaderField, 0, lim.MaxHeaderCount),
 		headers: make([]http.Header, 0, lim.MaxHeaderCount+1),
 	}
 }

@@ -594,7 +594,7 @@ func (p *Parser) endBlock(d *dirState) {
 // with the encoder's from here on.
 func (p *Parser) decode(d *dirState, block []byte) bool {
 	sc := p.sc
-	sc.list, sc.refs, sc.size, sc.over = sc.list[:0], sc.refs[:0], 0, false
+	sc.decoded, sc.size, sc.over = sc.decoded[:0], 0, false
 	p.emitTarget = d.dec
 	d.dec.SetEmitEnabled(true)
 	var err error
@@ -619,23 +619,19 @@ func (p *Parser) decode(d *dirState, block []byte) bool {
 }
 
 // emit is the HPACK decoders' callback: it appends a field to the
-// Scratch's list within the list bounds.
+// Scratch's list within the list bounds (the strings are not copied).
 func (p *Parser) emit(f hpack.HeaderField) {
 	sc := p.sc
 	sc.size += len(f.Name) + len(f.Value) + 32
 	if sc.over {
 		return
 	}
-	if sc.size > sc.lim.MaxHeaderListSize || len(sc.refs) == sc.lim.MaxHeaderCount {
+	if sc.size > sc.lim.MaxHeaderListSize || len(sc.decoded) == sc.lim.MaxHeaderCount {
 		// Keep decoding, for the bomb ratio, without keeping fields.
 		sc.over = true
 		return
 	}
-	ns := len(sc.list)
-	sc.list = append(sc.list, f.Name...)
-	ne := len(sc.list)
-	sc.list = append(sc.list, f.Value...)
-	sc.refs = append(sc.refs, fieldRef{int32(ns), int32(ne), int32(len(sc.list))})
+	sc.decoded = append(sc.decoded, f)
 }
 
 // settingsBytes reads SETTINGS entries, which may be cut anywhere.
