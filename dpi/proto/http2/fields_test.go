@@ -124,8 +124,13 @@ func TestFields(t *testing.T) {
 	b.WriteString("== upgrade\n" + r.String())
 	testutil.Golden(t, "testdata/golden/fields.txt", []byte(b.String()), *update)
 
-	if NewParser(newRecorder(t), NewScratch(Limits{}, nil)).Upgrade([]byte("!!")) {
-		t.Error("Upgrade accepted a settings value that is not base64url")
+	for _, bad := range []string{"!!", "AAUAAIA", strings.Repeat("AAUAAIAA", 100)} {
+		if NewParser(newRecorder(t), NewScratch(Limits{}, nil)).Upgrade([]byte(bad)) {
+			t.Errorf("Upgrade accepted settings %.20q", bad)
+		}
+	}
+	if !NewParser(newRecorder(t), NewScratch(Limits{}, nil)).Upgrade([]byte(strings.Repeat("AAUAAIAA", 42))) {
+		t.Error("Upgrade refused 42 settings")
 	}
 }
 

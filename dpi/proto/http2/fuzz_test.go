@@ -27,12 +27,13 @@ func checkBounds(t *testing.T, p *Parser) {
 
 // fuzzRun parses c2s then s2c in the given chunks. mode bit 0 prepends
 // the preface (so that mutations reach the frames), bit 1 starts as after
-// an h2c upgrade.
-func fuzzRun(t *testing.T, p *Parser, sc *Scratch, mode byte, cs, ss [][]byte) string {
+// an h2c upgrade with settings as HTTP2-Settings.
+func fuzzRun(t *testing.T, p *Parser, sc *Scratch, mode byte, settings []byte, cs, ss [][]byte) string {
 	r := newRecorder(t)
 	p.Reset(r, sc)
 	if mode&2 != 0 {
-		p.Upgrade([]byte("AAMAAABkAAQCAAAAAAIAAAAA"))
+		// The chunking seed doubles as HTTP2-Settings.
+		p.Upgrade(settings)
 		st := r.stream(1)
 		st.head[0], st.end[0] = true, true
 	}
@@ -62,7 +63,11 @@ func FuzzHTTP2(f *testing.F) {
 		if c.upgraded {
 			mode = 2
 		}
-		f.Add(c2s[len(Preface):], c.s2c[c.h1s:], []byte{3, 17}, mode|1)
+		seed := []byte{3, 17}
+		if c.upgraded {
+			seed = c.settings
+		}
+		f.Add(c2s[len(Preface):], c.s2c[c.h1s:], seed, mode|1)
 	}
 	s := newScript(f)
 	s.get(1, "/a?b=c", "cookie", "x=1", "cookie", "y=2")
@@ -75,8 +80,8 @@ func FuzzHTTP2(f *testing.F) {
 	sc := NewScratch(fuzzLimits, nil)
 	p := NewParser(nil, sc)
 	f.Fuzz(func(t *testing.T, c2s, s2c, seed []byte, mode byte) {
-		want := fuzzRun(t, p, sc, mode, [][]byte{c2s}, [][]byte{s2c})
-		got := fuzzRun(t, p, sc, mode, prototest.RandomChunks(c2s, seed), prototest.RandomChunks(s2c, seed))
+		want := fuzzRun(t, p, sc, mode, seed, [][]byte{c2s}, [][]byte{s2c})
+		got := fuzzRun(t, p, sc, mode, seed, prototest.RandomChunks(c2s, seed), prototest.RandomChunks(s2c, seed))
 		if got != want {
 			t.Fatalf("chunked:\n%s\nwhole:\n%s", got, want)
 		}

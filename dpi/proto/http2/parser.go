@@ -67,7 +67,7 @@ const (
 	phPrefix               // reading the frame's fixed prefix
 	phContent              // passing the frame's content on
 	phSkip                 // skipping padding or ignored bytes
-	phStopped
+	phStopped              // a fatal finding, or Close
 )
 
 // settingsVals are the values of one SETTINGS frame the parser applies
@@ -125,8 +125,7 @@ type dirState struct {
 	lastStream     uint32 // highest stream id this side opened
 	dec            *hpack.Decoder
 	found          proto.KindSet // connection-level findings reported
-	settingsFlood  bool
-	decTableAllows uint32
+	decTableAllows uint32        // the dynamic table size dec allows
 }
 
 // Parser parses one HTTP/2 connection in both directions. Create it with
@@ -208,9 +207,15 @@ func (p *Parser) Upgrade(settings []byte) bool {
 	p.streams = append(p.streams, stream{id: 1, seq: 0, reqHead: true, reqEnd: true, cl: [2]int64{-1, -1}})
 	p.reqSeq = 1
 	p.d[proto.ToServer].lastStream = 1
-	var buf [256]byte
-	n, err := base64.RawURLEncoding.Decode(buf[:], trimPad(settings))
-	if err != nil || n%6 != 0 || len(settings) > 340 {
+	// A client sends a few settings; maxUpgradeSettings bounds what is
+	// decoded (base64 makes 4 characters of 3 bytes).
+	var buf [maxUpgradeSettings]byte
+	settings = trimPad(settings)
+	if len(settings) > len(buf)/3*4 {
+		return false
+	}
+	n, err := base64.RawURLEncoding.Decode(buf[:], settings)
+	if err != nil || n%6 != 0 {
 		return false
 	}
 	server := &p.d[proto.ToClient]
@@ -227,6 +232,10 @@ func (p *Parser) Upgrade(settings []byte) bool {
 	}
 	return true
 }
+
+// maxUpgradeSettings bounds the decoded HTTP2-Settings value: 42
+// settings, more than RFC 9113 defines.
+const maxUpgradeSettings = 252
 
 // trimPad drops base64 padding, which some clients send.
 func trimPad(b []byte) []byte {
@@ -544,7 +553,7 @@ func (p *Parser) frameEnd(d *dirState) {
 	case frameRSTStream:
 		p.rstStream(d)
 	case frameWindowUpdate:
-		if d.sid != 0 && p.idle(d.dir, d.sid) {
+		if d.sid != 0 && p.idle(d.sid) {
 			p.report(d, nil, proto.HTTP2StreamState)
 		}
 	case framePing:

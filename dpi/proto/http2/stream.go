@@ -61,7 +61,7 @@ func (p *Parser) closeStream(i int, how End) {
 
 // idle reports whether stream id was never opened: above the last id of
 // the side that opens streams of its parity (odd: the client).
-func (p *Parser) idle(_ proto.Dir, id uint32) bool {
+func (p *Parser) idle(id uint32) bool {
 	opener := proto.ToServer
 	if id%2 == 0 {
 		opener = proto.ToClient
@@ -73,7 +73,7 @@ func (p *Parser) idle(_ proto.Dir, id uint32) bool {
 // finding if the stream is idle; nothing if it was closed (frames in
 // flight after a reset are normal).
 func (p *Parser) unknown(d *dirState, id uint32) {
-	if p.idle(d.dir, id) {
+	if p.idle(id) {
 		p.report(d, nil, proto.HTTP2StreamState)
 	}
 }
