@@ -146,10 +146,9 @@ type Parser struct {
 	reqSeq  int64
 	found   proto.KindSet // connection-wide findings (rapid reset)
 	// The rapid-reset window: start (SetTime's clock) and resets in it.
-	now        int64
-	winStart   int64
-	winResets  int
-	emitTarget *hpack.Decoder // the decoder emitting into sc
+	now       int64
+	winStart  int64
+	winResets int
 }
 
 // NewParser returns a parser that reports to sink and parses into sc.
@@ -604,8 +603,6 @@ func (p *Parser) endBlock(d *dirState) {
 func (p *Parser) decode(d *dirState, block []byte) bool {
 	sc := p.sc
 	sc.decoded, sc.size, sc.over = sc.decoded[:0], 0, false
-	p.emitTarget = d.dec
-	d.dec.SetEmitEnabled(true)
 	var err error
 	if len(block) > 0 {
 		_, err = d.dec.Write(block)
