@@ -156,6 +156,36 @@ const (
 	SSHInvalidChars  // control or non-ASCII byte in the identification line
 	SSHTooManyLines  // more lines before the identification than MaxPreBannerLines
 
+	// HTTP/2 (dpi/proto/http2). The parser stops at a fatal one: what
+	// follows cannot be framed or decoded with confidence.
+	HTTP2InvalidPreface     // no client connection preface, or a side's first frame is not SETTINGS (fatal)
+	HTTP2MalformedFrame     // a frame whose length, stream id, padding or place breaks RFC 9113 (fatal)
+	HTTP2FrameTooLarge      // a frame longer than the receiver's SETTINGS_MAX_FRAME_SIZE
+	HTTP2HPACKError         // a header block that does not decode (fatal: the compression state is lost)
+	HTTP2HeaderListTooLarge // a header block over Limits.MaxHeaderBlock, MaxHeaderListSize or MaxHeaderCount (fatal)
+	HTTP2HPACKBomb          // a header list over hpackBombFloor decoded at more than Limits.MaxHPACKRatio times its encoded size (fatal)
+	HTTP2ContinuationFlood  // a header block in more than Limits.MaxContinuations CONTINUATION frames, or growing past MaxHeaderBlock in them (fatal)
+	HTTP2RapidReset         // more than Limits.MaxRapidResets streams reset by the client within Limits.RapidResetWindow (CVE-2023-44487)
+	HTTP2SettingsFlood      // more than Limits.MaxUnackedSettings SETTINGS frames awaiting their ACK
+	HTTP2PingFlood          // more than Limits.MaxUnackedPings PING frames awaiting their ACK
+	HTTP2StreamID           // a new stream with an id of the wrong parity or not above the previous one
+	HTTP2StreamState        // a frame its stream's state forbids: on an idle stream, after its sender ended the stream, response DATA before HEADERS
+	HTTP2TooManyStreams     // more than Limits.MaxStreams streams open at once (fatal)
+	HTTP2MalformedHeaders   // invalid or uppercase field name, CR/LF/NUL or edge whitespace in a value, pseudo-header misuse or absence
+	HTTP2ConnectionHeader   // a connection-specific field (Connection, Transfer-Encoding, Upgrade, TE other than trailers...)
+	HTTP2ContentLength      // DATA of a stream not adding up to its content-length
+	HTTP2Truncated          // the connection ended inside a frame or a header block
+
+	// gRPC (dpi/proto/grpc).
+	GRPCInvalidPath      // :path of a gRPC request is not /service/method
+	GRPCMessageTooLarge  // a length-prefixed message over Limits.MaxMessage: skipped, not inspected
+	GRPCUnknownEncoding  // a compressed message in a grpc-encoding other than gzip: not inspected
+	GRPCDecodeError      // a gzip message that does not decode
+	GRPCDecodeLimit      // a message decoding past Limits.MaxDecoded: the rest is not inspected
+	GRPCMalformedMessage // a message that is not protobuf wire format (walked up to the error)
+	GRPCWalkLimit        // a message nested deeper than Limits.MaxDepth or with more than MaxFields fields
+	GRPCTruncated        // the stream ended inside a length-prefixed message
+
 	numFindingKinds
 )
 
@@ -264,6 +294,33 @@ var kindInfos = [numFindingKinds]kindInfo{
 	SSHVersion1:      {"ssh.version1", ClassSuspicious},
 	SSHInvalidChars:  {"ssh.invalid_chars", ClassMalformed},
 	SSHTooManyLines:  {"ssh.too_many_lines", ClassLimit},
+
+	HTTP2InvalidPreface:     {"http2.invalid_preface", ClassMalformed},
+	HTTP2MalformedFrame:     {"http2.malformed_frame", ClassMalformed},
+	HTTP2FrameTooLarge:      {"http2.frame_too_large", ClassLimit},
+	HTTP2HPACKError:         {"http2.hpack_error", ClassMalformed},
+	HTTP2HeaderListTooLarge: {"http2.header_list_too_large", ClassLimit},
+	HTTP2HPACKBomb:          {"http2.hpack_bomb", ClassLimit},
+	HTTP2ContinuationFlood:  {"http2.continuation_flood", ClassLimit},
+	HTTP2RapidReset:         {"http2.rapid_reset", ClassSuspicious},
+	HTTP2SettingsFlood:      {"http2.settings_flood", ClassSuspicious},
+	HTTP2PingFlood:          {"http2.ping_flood", ClassSuspicious},
+	HTTP2StreamID:           {"http2.stream_id", ClassMalformed},
+	HTTP2StreamState:        {"http2.stream_state", ClassMalformed},
+	HTTP2TooManyStreams:     {"http2.too_many_streams", ClassLimit},
+	HTTP2MalformedHeaders:   {"http2.malformed_headers", ClassEvasion},
+	HTTP2ConnectionHeader:   {"http2.connection_header", ClassEvasion},
+	HTTP2ContentLength:      {"http2.content_length", ClassEvasion},
+	HTTP2Truncated:          {"http2.truncated", ClassMalformed},
+
+	GRPCInvalidPath:      {"grpc.invalid_path", ClassMalformed},
+	GRPCMessageTooLarge:  {"grpc.message_too_large", ClassLimit},
+	GRPCUnknownEncoding:  {"grpc.unknown_encoding", ClassEvasion},
+	GRPCDecodeError:      {"grpc.decode_error", ClassMalformed},
+	GRPCDecodeLimit:      {"grpc.decode_limit", ClassLimit},
+	GRPCMalformedMessage: {"grpc.malformed_message", ClassMalformed},
+	GRPCWalkLimit:        {"grpc.walk_limit", ClassLimit},
+	GRPCTruncated:        {"grpc.truncated", ClassMalformed},
 }
 
 // String returns the kind's stable name, "<protocol>.<anomaly>".

@@ -187,26 +187,9 @@ func (p *Parser) target(d *dirState, r *Request, connect bool) {
 			p.report(d, proto.HTTPURIPathNotAbsolute)
 		}
 	}
-	if i := bytes.IndexByte(path, '?'); i >= 0 {
-		path, r.Query = path[:i], path[i+1:]
-	}
 	s := &sc.uriSet
 	s.Clear()
-	if pathIsNormal(path) {
-		r.Path = path
-	} else {
-		if need := len(path) + 1; cap(sc.path) < need {
-			sc.path = make([]byte, 0, max(need, 256))
-		}
-		r.Path = NormalizePath(sc.path[:0], path, s)
-		sc.path = r.Path[:0]
-	}
-	if len(r.Query) > 0 {
-		if cap(sc.args) < len(r.Query) {
-			sc.args = make([]byte, 0, max(len(r.Query), 256))
-		}
-		r.ArgsBuf, r.Args = DecodeArgs(sc.args[:0], sc.argList[:0], r.Query, sc.lim.MaxArgs, s)
-	}
+	sc.SplitPath(r, path, s)
 	p.reportSet(d, s)
 }
 
