@@ -135,6 +135,13 @@ func (in *injector) send(tb testing.TB, spec testnet.FrameSpec, flags uint8, seq
 // identification decides) gets through in time.
 func TestPrivilegedInlineNormalise(t *testing.T) {
 	testnet.RequirePrivileged(t)
+	forInlineModes(t, testInlineNormalise)
+}
+
+// forInlineModes runs fn once per dataplane (XDP, NFQUEUE on a bridged
+// topology) with an agent inline between the client and the server
+// namespaces, the default pack loaded.
+func forInlineModes(t *testing.T, fn func(*testing.T, *testnet.Topology, *agenttest.Agent)) {
 	for _, m := range []struct {
 		mode string
 		topo testnet.TopologyOptions
@@ -147,7 +154,7 @@ func TestPrivilegedInlineNormalise(t *testing.T) {
 			a := agenttest.New(t.TempDir())
 			a.Start(t, topo.FW, "--inner", testnet.InnerIf, "--outer", testnet.OuterIf, "--mode", m.mode)
 			t.Cleanup(func() { a.Stop(t) })
-			testInlineNormalise(t, topo, a)
+			fn(t, topo, a)
 		})
 	}
 }

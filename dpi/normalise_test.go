@@ -317,12 +317,29 @@ func TestHold(t *testing.T) {
 		{"a request in one segment is not held", func(c *capture, v *conv) {
 			v.send(flow.ToServer, benign)
 		}, "f", map[string]uint64{}, false},
-		{"held past the bound: unidentified from then on", func(c *capture, v *conv) {
+		// Past the bound the flow is what its bytes still start like: a
+		// server goes on reading "G" (nginx for a minute).
+		{"held past the bound: a request still being read", func(c *capture, v *conv) {
 			v.segment(flow.ToServer, 0, "G")
 			c.now += int64(DefaultHold)
 			v.segment(flow.ToServer, 0, "G")
 			v.segment(flow.ToServer, 0, "G")
-		}, "ddf", map[string]uint64{"tcp.hold": 1, "tcp.hold_timeout": 1}, false},
+			v.segment(flow.ToServer, 1, benign[1:])
+		}, "ddff", map[string]uint64{"tcp.hold": 1, "tcp.hold_timeout": 1}, false},
+		{"held past the bound: an attack still being read", func(c *capture, v *conv) {
+			v.segment(flow.ToServer, 0, "G")
+			c.now += int64(DefaultHold)
+			v.segment(flow.ToServer, 0, "G")
+			v.segment(flow.ToServer, 0, "G")
+			v.segment(flow.ToServer, 1, "ET /attack HTTP/1.1\r\nHost: a\r\n\r\n")
+		}, "ddfd", map[string]uint64{"tcp.hold": 1, "tcp.hold_timeout": 1, "rule": 1}, true},
+		{"held past the bound: a TLS record header, no TLS rule", func(c *capture, v *conv) {
+			v.segment(flow.ToServer, 0, "\x16\x03")
+			c.now += int64(DefaultHold)
+			v.segment(flow.ToServer, 0, "\x16\x03")
+			v.segment(flow.ToServer, 0, "\x16\x03")
+			v.segment(flow.ToServer, 2, "/attack")
+		}, "ddff", map[string]uint64{"tcp.hold": 1, "tcp.hold_timeout": 1}, false},
 		{"a segment ahead of a gap is forwarded", func(c *capture, v *conv) {
 			v.segment(flow.ToServer, 1, benign[1:])
 			v.segment(flow.ToServer, 0, benign[:1])

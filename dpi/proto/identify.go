@@ -49,7 +49,10 @@ const (
 
 // IdentifyStream identifies the protocol of a TCP stream from the first
 // bytes b sent in direction dir (b must start at the stream's first byte).
-// It never reports NeedMore once len(b) >= MaxIdentifyBytes.
+// It never reports NeedMore once len(b) >= MaxIdentifyBytes: bytes that
+// still start like a protocol there are that protocol (likely), since a
+// server of it would go on reading them — an HTTP request line with a long
+// method or target must not become unidentified traffic.
 //
 // Some greetings are ambiguous on their own (an FTP server's "220 " without
 // the word FTP); Identifier resolves them with the other direction.
@@ -60,25 +63,38 @@ func IdentifyStream(dir Dir, b []byte) (Protocol, Status) {
 	if len(b) == 0 {
 		return Unknown, NeedMore
 	}
-	var dets []streamDetector
+	dets := serverDetectors[:]
 	if dir == ToServer {
 		dets = clientDetectors[:]
-	} else {
-		dets = serverDetectors[:]
 	}
-	pending := false
 	for _, d := range dets {
-		switch d.fn(b) {
-		case yes:
+		if d.fn(b) == yes {
 			return d.proto, Identified
-		case maybe:
-			pending = true
 		}
 	}
-	if pending && len(b) < MaxIdentifyBytes {
+	switch p := likely(dir, b); {
+	case p == Unknown:
+		return Unknown, NotIdentified
+	case len(b) < MaxIdentifyBytes:
 		return Unknown, NeedMore
+	default:
+		return p, Identified
 	}
-	return Unknown, NotIdentified
+}
+
+// likely returns the first protocol, in detector order, that the bytes b
+// of direction dir may still become, or Unknown.
+func likely(dir Dir, b []byte) Protocol {
+	dets := serverDetectors[:]
+	if dir == ToServer {
+		dets = clientDetectors[:]
+	}
+	for _, d := range dets {
+		if d.fn(b) != no {
+			return d.proto
+		}
+	}
+	return Unknown
 }
 
 // IdentifyDatagram identifies the protocol of a UDP flow from one whole
@@ -187,28 +203,42 @@ var methodsByFirst = func() (t [256][]string) {
 
 // MaxEmptyLineBytes bounds the CR and LF bytes an HTTP/1.x message may be
 // preceded by. RFC 9112 2.2 asks servers to skip at least one empty line;
-// nginx skips any number, Apache ten lines. Identification looks past up
-// to this many, so that a request behind empty lines is inspected as one;
-// a longer run is identified as HTTP too, for the parser to stop the flow
-// (http.too_many_empty_lines) rather than let a server that skips it see
-// an uninspected request.
+// nginx skips any number (also a lone CR), Apache ten lines. Identification
+// looks past up to this many, so that a request behind empty lines is
+// inspected as one; a longer run is identified as HTTP too, for the parser
+// to stop the flow (http.too_many_empty_lines) rather than let a server
+// that skips it see an uninspected request.
 const MaxEmptyLineBytes = 64
 
-// skipEmptyLines returns b without its leading CR and LF bytes, and
-// whether there were more than MaxEmptyLineBytes of them.
-func skipEmptyLines(b []byte) ([]byte, bool) {
+// skipBlanks returns b without its leading CR and LF bytes (empty lines)
+// and spaces, tabs, VT and FF, and whether there were more than
+// MaxEmptyLineBytes of them. nginx and Go answer 400 to whitespace before
+// the method, but servers that split the request line on whitespace
+// (Python's http.server) skip it: identification looks past it, so that
+// the HTTP parser sees the request and stops the flow
+// (http.invalid_method) instead of the policy for unidentified traffic
+// letting it through.
+func skipBlanks(b []byte) ([]byte, bool) {
 	i := 0
-	for i < len(b) && i <= MaxEmptyLineBytes && (b[i] == '\r' || b[i] == '\n') {
+	for i < len(b) && i <= MaxEmptyLineBytes && isBlank(b[i]) {
 		i++
 	}
 	return b[i:], i > MaxEmptyLineBytes
 }
 
+func isBlank(c byte) bool {
+	switch c {
+	case '\r', '\n', ' ', '\t', '\v', '\f':
+		return true
+	}
+	return false
+}
+
 // isHTTPRequest matches a known method, a space (or a tab, which some
 // servers accept and the HTTP parser reports), and the first byte of a
-// request-target, after empty lines (skipEmptyLines).
+// request-target, after blanks (skipBlanks).
 func isHTTPRequest(b []byte) verdict {
-	b, over := skipEmptyLines(b)
+	b, over := skipBlanks(b)
 	if over {
 		return yes
 	}
@@ -259,37 +289,57 @@ var tokenChars = func() (t [256]bool) {
 	return t
 }()
 
-// maxExtensionMethod bounds the method of a request line that
-// isHTTPExtensionRequest accepts.
-const maxExtensionMethod = 32
-
 // isHTTPExtensionRequest matches a request line with a method that is not
-// in httpMethods (or is not upper case): a token, one space, a target
-// without spaces, one space and "HTTP/1.x" at the line end. It needs the
-// whole line. Empty lines before it are skipped as isHTTPRequest does.
+// in httpMethods (or is not upper case): a token, one space, a target of
+// visible bytes, one space and "HTTP/1.x" at the line end. Servers take
+// any token as a method, of any length (nginx passes A-Z, '_' and '-' runs
+// it does not know to the backend: "XYZGET /"), and targets run to 8 KiB
+// and more: such a line is a maybe until it ends or breaks the form, and
+// one that still has the form at the identification bound is HTTP
+// (IdentifyStream), so that neither a long method nor a long target makes
+// it unidentified traffic. Blanks before it are skipped as isHTTPRequest
+// does.
 func isHTTPExtensionRequest(b []byte) verdict {
-	b, _ = skipEmptyLines(b)
+	b, _ = skipBlanks(b)
 	i := 0
-	for i < len(b) && i < maxExtensionMethod && IsTokenChar(b[i]) {
+	for i < len(b) && IsTokenChar(b[i]) {
 		i++
 	}
-	if i == len(b) && i < maxExtensionMethod {
+	if i == len(b) {
 		return maybe
 	}
-	if i == 0 || i == maxExtensionMethod || b[i] != ' ' {
+	if i == 0 || b[i] != ' ' {
 		return no
 	}
-	eol := bytes.IndexByte(b, '\n')
-	if eol < 0 {
+	t := b[i+1:]
+	j := 0
+	for j < len(t) && t[j] > ' ' && t[j] != 0x7f {
+		j++
+	}
+	if j == len(t) {
 		return maybe
 	}
-	line := bytes.TrimSuffix(b[i+1:eol], []byte{'\r'})
-	sp := bytes.IndexByte(line, ' ')
-	if sp <= 0 {
+	if j == 0 || t[j] != ' ' {
 		return no
 	}
-	v := line[sp+1:]
-	if len(v) == 8 && string(v[:7]) == "HTTP/1." && v[7] >= '0' && v[7] <= '9' {
+	v := t[j+1:]
+	if p := hasPrefix(v, "HTTP/1."); p != yes {
+		return p
+	}
+	if len(v) == 7 {
+		return maybe
+	}
+	if v[7] < '0' || v[7] > '9' {
+		return no
+	}
+	v = v[8:]
+	if len(v) > 0 && v[0] == '\r' {
+		v = v[1:]
+	}
+	switch {
+	case len(v) == 0:
+		return maybe
+	case v[0] == '\n':
 		return yes
 	}
 	return no
@@ -956,6 +1006,26 @@ func (id *Identifier) Pending(dir Dir) []byte { return id.buf[dir&1] }
 // GaveUp reports whether identification gave up on direction dir alone
 // (the other may still name the flow).
 func (id *Identifier) GaveUp(dir Dir) bool { return id.state[dir&1] == NotIdentified }
+
+// Expire decides the flow when its user stops waiting for direction dir
+// (the engine's hold ran out): as the protocol the direction's bytes still
+// start like (likely), since a server of that protocol goes on reading
+// them — nginx waits a minute for the rest of "G" — and a pause must not
+// turn a request into unidentified traffic; as Unknown when they start
+// like none. Pending keeps every byte fed, for the parser.
+func (id *Identifier) Expire(dir Dir) Protocol {
+	if id.done != NeedMore {
+		return id.proto
+	}
+	d := dir & 1
+	id.proto, id.done = Unknown, NotIdentified
+	if id.state[d] == NeedMore {
+		if p := likely(d, id.buf[d]); p != Unknown {
+			id.proto, id.done = p, Identified
+		}
+	}
+	return id.proto
+}
 
 // Dropped reports whether bytes of direction dir did not fit Pending.
 func (id *Identifier) Dropped(dir Dir) bool { return id.dropped[dir&1] }

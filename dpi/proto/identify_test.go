@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"golang.org/x/net/dns/dnsmessage"
@@ -106,6 +107,13 @@ func identCases(tb testing.TB) []identCase {
 		{"empty lines only", c, b("\r\n\r\n"), proto.Unknown, proto.NeedMore},
 		{"empty lines past the bound", c, bytes.Repeat([]byte("\r\n"), proto.MaxEmptyLineBytes/2+1), proto.HTTP1, proto.Identified},
 		{"http method prefix after empty lines", c, b("\r\nGE"), proto.Unknown, proto.NeedMore},
+		{"http after a lone cr", c, b("\rGET / HTTP/1.1\r\n"), proto.HTTP1, proto.Identified},
+		{"http after a space", c, b(" GET / HTTP/1.1\r\n"), proto.HTTP1, proto.Identified},
+		{"http after tab vt ff", c, b("\t\v\fGET / HTTP/1.1\r\n"), proto.HTTP1, proto.Identified},
+		{"http after nul", c, b("\x00GET / HTTP/1.1\r\n"), proto.Unknown, proto.NotIdentified},
+		{"http junk glued to the method", c, b("XYZGET /?id=1 HTTP/1.1\r\n"), proto.HTTP1, proto.Identified},
+		{"http long unknown method", c, b(strings.Repeat("X", 60) + "GET / HTTP/1.1\r\n"), proto.HTTP1, proto.Identified},
+		{"http unknown method, target unterminated", c, b("XGET /?id=" + strings.Repeat("a", 80)), proto.Unknown, proto.NeedMore},
 		{"http method prefix", c, b("GE"), proto.Unknown, proto.NeedMore},
 		{"http method no target yet", c, b("GET "), proto.Unknown, proto.NeedMore},
 		{"http method then crlf", c, b("GET \r\nHost: x\r\n\r\n"), proto.Unknown, proto.NotIdentified},
@@ -207,8 +215,11 @@ func identCases(tb testing.TB) []identCase {
 		{"empty", c, nil, proto.Unknown, proto.NeedMore},
 		{"binary", c, []byte{0xde, 0xad, 0xbe, 0xef, 0x00, 0x01, 0x02, 0x03}, proto.Unknown, proto.NotIdentified},
 		{"text line", c, b("hello world\r\n"), proto.Unknown, proto.NotIdentified},
-		{"long token line", c, bytes.Repeat([]byte{'A'}, 600), proto.Unknown, proto.NotIdentified},
-		{"undecided at the bound", c, append(b("FOO /"), bytes.Repeat([]byte{'a'}, 600)...), proto.Unknown, proto.NotIdentified},
+		// A method or a target that runs to the bound is still a request
+		// line a server reads (nginx passes unknown methods on).
+		{"method run to the bound", c, bytes.Repeat([]byte{'A'}, 600), proto.HTTP1, proto.Identified},
+		{"extension target run to the bound", c, append(b("FOO /"), bytes.Repeat([]byte{'a'}, 600)...), proto.HTTP1, proto.Identified},
+		{"text broken before the bound", c, append(b("FOO /a\x01"), bytes.Repeat([]byte{'a'}, 600)...), proto.Unknown, proto.NotIdentified},
 	}
 }
 
