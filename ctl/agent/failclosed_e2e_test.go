@@ -13,18 +13,21 @@ import (
 )
 
 // TestPrivilegedAgentKilledDecided: what SIGKILL does to a fail-closed
-// XDP port is the same every time (docs/xdp.md, "Fail policy"): a flow the
-// kernel already decided keeps its verdict (a bypassed transfer in
-// progress goes on and completes), a flow still under inspection stops
-// (its next request gets nothing), and a new connection gets nowhere.
-// Three rounds, each with a new agent adopting the pins of the one killed
-// before.
-func TestPrivilegedAgentKilledDecided(t *testing.T) {
+// port is the same every time and in both dataplanes (docs/xdp.md "Fail
+// policy", docs/nfqueue.md "A killed agent"): a flow the kernel already
+// decided keeps its verdict (a bypassed transfer in progress goes on and
+// completes: XDP's ALLOW entry, NFQUEUE's connmark fast path), a flow
+// still under inspection stops (its next request gets nothing), and a new
+// connection gets nowhere. Three rounds, each with a new agent taking over
+// what the one killed before left (XDP pins, NFQUEUE chains).
+func TestPrivilegedAgentKilledDecided(t *testing.T) { forModes(t, testAgentKilledDecided) }
+
+func testAgentKilledDecided(t *testing.T, m agentMode) {
 	const (
 		rounds   = 3
 		transfer = 64 << 20 // bytes, under way when the agent dies
 	)
-	topo := agentModes[0].topology(t)
+	topo := m.topology(t)
 	httpSrv, tlsSrv := testServer(t, topo), sizeServer(t, topo)
 	dir := t.TempDir()
 	for round := range rounds {
