@@ -197,6 +197,8 @@ var prefixCases = []struct {
 	{"binary", "\x01\x02\xff\xfe", false, true},
 	{"TLS record header", "\x16\x03\x01\x00\x05hello", false, true},
 	{"PROXY v1 line", "PROXY TCP4 198.18.0.1 198.18.0.2 40000 80\r\n", false, true},
+	{"PROXY v2 signature", "\r\n\r\n\x00\r\nQUIT\n", false, true},
+	{"CRLF then a space", "\r\n ", false, false},
 }
 
 // TestPrivilegedInlinePrefix sends, through the live inline path (XDP and
