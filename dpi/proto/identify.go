@@ -50,7 +50,7 @@ const (
 // IdentifyStream identifies the protocol of a TCP stream from the first
 // bytes b sent in direction dir (b must start at the stream's first byte).
 // It never reports NeedMore once len(b) >= MaxIdentifyBytes: bytes that
-// still start like a protocol there are that protocol (likely), since a
+// still start like a protocol there are that protocol (detect), since a
 // server of it would go on reading them — an HTTP request line with a long
 // method or target must not become unidentified traffic.
 //
@@ -63,38 +63,37 @@ func IdentifyStream(dir Dir, b []byte) (Protocol, Status) {
 	if len(b) == 0 {
 		return Unknown, NeedMore
 	}
-	dets := serverDetectors[:]
-	if dir == ToServer {
-		dets = clientDetectors[:]
-	}
-	for _, d := range dets {
-		if d.fn(b) == yes {
-			return d.proto, Identified
-		}
-	}
-	switch p := likely(dir, b); {
-	case p == Unknown:
+	switch match, may := detect(dir, b); {
+	case match != Unknown:
+		return match, Identified
+	case may == Unknown:
 		return Unknown, NotIdentified
 	case len(b) < MaxIdentifyBytes:
 		return Unknown, NeedMore
 	default:
-		return p, Identified
+		return may, Identified
 	}
 }
 
-// likely returns the first protocol, in detector order, that the bytes b
-// of direction dir may still become, or Unknown.
-func likely(dir Dir, b []byte) Protocol {
+// detect runs the detectors of direction dir over b, in order: it returns
+// the protocol that matched, or Unknown and the first protocol b may still
+// become (Unknown when none).
+func detect(dir Dir, b []byte) (match, may Protocol) {
 	dets := serverDetectors[:]
 	if dir == ToServer {
 		dets = clientDetectors[:]
 	}
 	for _, d := range dets {
-		if d.fn(b) != no {
-			return d.proto
+		switch d.fn(b) {
+		case yes:
+			return d.proto, Unknown
+		case maybe:
+			if may == Unknown {
+				may = d.proto
+			}
 		}
 	}
-	return Unknown
+	return Unknown, may
 }
 
 // IdentifyDatagram identifies the protocol of a UDP flow from one whole
@@ -1009,7 +1008,7 @@ func (id *Identifier) GaveUp(dir Dir) bool { return id.state[dir&1] == NotIdenti
 
 // Expire decides the flow when its user stops waiting for direction dir
 // (the engine's hold ran out): as the protocol the direction's bytes still
-// start like (likely), since a server of that protocol goes on reading
+// start like (detect), since a server of that protocol goes on reading
 // them — nginx waits a minute for the rest of "G" — and a pause must not
 // turn a request into unidentified traffic; as Unknown when they start
 // like none. Pending keeps every byte fed, for the parser.
@@ -1020,8 +1019,8 @@ func (id *Identifier) Expire(dir Dir) Protocol {
 	d := dir & 1
 	id.proto, id.done = Unknown, NotIdentified
 	if id.state[d] == NeedMore {
-		if p := likely(d, id.buf[d]); p != Unknown {
-			id.proto, id.done = p, Identified
+		if _, may := detect(d, id.buf[d]); may != Unknown {
+			id.proto, id.done = may, Identified
 		}
 	}
 	return id.proto
