@@ -1018,7 +1018,7 @@ func (id *Identifier) Expire(dir Dir) Protocol {
 	}
 	d := dir & 1
 	id.proto, id.done = Unknown, NotIdentified
-	if id.state[d] == NeedMore {
+	if id.state[d] == NeedMore && len(id.buf[d]) > 0 {
 		if _, may := detect(d, id.buf[d]); may != Unknown {
 			id.proto, id.done = may, Identified
 		}

@@ -469,6 +469,11 @@ func FuzzIdentify(f *testing.F) {
 			}
 			fed += len(ch)
 		}
+		// The hold running out decides for good, and never against a
+		// decision already made.
+		if e := id.Expire(dir); st == proto.Identified && e != p || id.Expire(dir) != e {
+			t.Fatalf("Expire %v after %v, %v", e, p, st)
+		}
 		if len(data) == 0 {
 			return
 		}
@@ -503,6 +508,40 @@ func BenchmarkIdentify(b *testing.B) {
 				} else {
 					proto.IdentifyStream(c.dir, c.data)
 				}
+			}
+		})
+	}
+}
+
+// TestIdentifierExpire: when the engine stops holding a direction, the
+// flow is what its bytes still start like, its bytes kept for the parser.
+func TestIdentifierExpire(t *testing.T) {
+	tests := []struct {
+		name    string
+		feeds   []string // ToServer chunks
+		want    proto.Protocol
+		pending string
+	}{
+		{"a method prefix", []string{"G"}, proto.HTTP1, "G"},
+		{"an unknown method, in pieces", []string{"XY", "ZG"}, proto.HTTP1, "XYZG"},
+		{"empty lines", []string{"\r\n"}, proto.HTTP1, "\r\n"},
+		{"a TLS record header", []string{"\x16\x03"}, proto.TLS, "\x16\x03"},
+		{"nothing possible", []string{"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"}, proto.Unknown, "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"},
+		{"nothing fed", nil, proto.Unknown, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var id proto.Identifier
+			for _, f := range tc.feeds {
+				if p, st := id.Feed(proto.ToServer, []byte(f)); st == proto.Identified {
+					t.Fatalf("identified %v before the hold ran out", p)
+				}
+			}
+			if got := id.Expire(proto.ToServer); got != tc.want || string(id.Pending(proto.ToServer)) != tc.pending {
+				t.Fatalf("Expire = %v, pending %q; want %v, %q", got, id.Pending(proto.ToServer), tc.want, tc.pending)
+			}
+			if p, _ := id.Feed(proto.ToServer, []byte("more")); p != tc.want {
+				t.Errorf("Feed after Expire = %v", p)
 			}
 		})
 	}
