@@ -391,6 +391,11 @@ func TestHold(t *testing.T) {
 			v.segment(flow.ToServer, 0, "\x16\x03")
 			v.segment(flow.ToServer, 2, "/attack")
 		}, "ddff", map[string]uint64{"tcp.hold": 1, "tcp.hold_timeout": 1}, false},
+		{"a SYN with undecided data is held, the plain SYN again passes", func(c *capture, v *conv) {
+			w := c.tcp(cli, "198.18.1.1:8080")
+			c.add(testnet.FrameSpec{Src: w.cli, Dst: w.srv, Proto: testnet.ProtoTCP, Flags: testnet.SYN, Seq: w.next[0] - 1, Payload: []byte("G")}, dataplane.Inner, "syn+data")
+			c.add(testnet.FrameSpec{Src: w.cli, Dst: w.srv, Proto: testnet.ProtoTCP, Flags: testnet.SYN, Seq: w.next[0] - 1}, dataplane.Inner, "syn")
+		}, "df", map[string]uint64{"tcp.hold": 1}, false},
 		{"a segment ahead of a gap is forwarded", func(c *capture, v *conv) {
 			v.segment(flow.ToServer, 1, benign[1:])
 			v.segment(flow.ToServer, 0, benign[:1])
