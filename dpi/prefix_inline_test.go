@@ -37,6 +37,9 @@ func startNginx(tb testing.TB, ns *testnet.NS, backend *recorder) {
 	tb.Helper()
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
+		if os.Getenv(testnet.RequireEnv) == "1" {
+			tb.Fatalf("nginx not installed (scripts/dev.sh installs nginx-light) and %s=1", testnet.RequireEnv)
+		}
 		tb.Skip("nginx not installed (apt-get install nginx-light)")
 	}
 	ln := testnet.Listen(tb, ns, "tcp", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), backendPort))
