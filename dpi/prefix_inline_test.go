@@ -192,6 +192,7 @@ var prefixCases = []struct {
 	{"lower-case letters", "abc", false, true},
 	{"upper-case letters", "XYZ", true, true},
 	{"long upper-case run", strings.Repeat("X", 60), true, true},
+	{"upper-case run past the identification bound", strings.Repeat("X", 600), true, true},
 	{"partial method", "GE", true, true},
 	{"partial method, space", "GE ", false, false},
 	{"partial method, CRLF", "GE\r\n", false, false},
