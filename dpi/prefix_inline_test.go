@@ -171,38 +171,45 @@ func logSize(log string) int {
 // else. served says nginx acts on the request behind the prefix; then the
 // engine must see the request (benign: it passes byte-exact; attack:
 // blocked). Otherwise the engine may block or apply the policy for
-// unidentified traffic.
+// unidentified traffic. edit, when set, reshapes the request line as well
+// (what nginx accepts of an unknown method's line).
 var prefixCases = []struct {
 	name, prefix string
 	served       bool
 	benign       bool // a benign request behind the prefix passes the engine
+	edit         func(string) string
 }{
-	{"none", "", true, true},
-	{"CRLF", "\r\n", true, true},
-	{"LF", "\n", true, true},
-	{"lone CR", "\r", true, true},
-	{"CR CR LF", "\r\r\n", true, true},
-	{"many empty lines", strings.Repeat("\r\n", 40), true, false},
-	{"space", " ", false, false},
-	{"tab", "\t", false, false},
-	{"spaces and tab", "  \t", false, false},
-	{"VT FF", "\v\f", false, false},
-	{"NUL", "\x00", false, true},
-	{"CR NUL", "\r\x00", false, true},
-	{"lower-case letters", "abc", false, true},
-	{"upper-case letters", "XYZ", true, true},
-	{"long upper-case run", strings.Repeat("X", 60), true, true},
-	{"upper-case run past the identification bound", strings.Repeat("X", 600), true, true},
-	{"partial method", "GE", true, true},
-	{"partial method, space", "GE ", false, false},
-	{"partial method, CRLF", "GE\r\n", false, false},
-	{"underscore", "_", true, true},
-	{"dash", "-", true, true},
-	{"binary", "\x01\x02\xff\xfe", false, true},
-	{"TLS record header", "\x16\x03\x01\x00\x05hello", false, true},
-	{"PROXY v1 line", "PROXY TCP4 198.18.0.1 198.18.0.2 40000 80\r\n", false, true},
-	{"PROXY v2 signature", "\r\n\r\n\x00\r\nQUIT\n", false, true},
-	{"CRLF then a space", "\r\n ", false, false},
+	{"none", "", true, true, nil},
+	{"CRLF", "\r\n", true, true, nil},
+	{"LF", "\n", true, true, nil},
+	{"lone CR", "\r", true, true, nil},
+	{"CR CR LF", "\r\r\n", true, true, nil},
+	{"many empty lines", strings.Repeat("\r\n", 40), true, false, nil},
+	{"space", " ", false, false, nil},
+	{"tab", "\t", false, false, nil},
+	{"spaces and tab", "  \t", false, false, nil},
+	{"VT FF", "\v\f", false, false, nil},
+	{"NUL", "\x00", false, true, nil},
+	{"CR NUL", "\r\x00", false, true, nil},
+	{"lower-case letters", "abc", false, true, nil},
+	{"upper-case letters", "XYZ", true, true, nil},
+	{"long upper-case run", strings.Repeat("X", 60), true, true, nil},
+	{"upper-case run past the identification bound", strings.Repeat("X", 600), true, true, nil},
+	{"partial method", "GE", true, true, nil},
+	{"partial method, space", "GE ", false, false, nil},
+	{"partial method, CRLF", "GE\r\n", false, false, nil},
+	{"underscore", "_", true, true, nil},
+	{"dash", "-", true, true, nil},
+	{"binary", "\x01\x02\xff\xfe", false, true, nil},
+	{"TLS record header", "\x16\x03\x01\x00\x05hello", false, true, nil},
+	{"PROXY v1 line", "PROXY TCP4 198.18.0.1 198.18.0.2 40000 80\r\n", false, true, nil},
+	{"PROXY v2 signature", "\r\n\r\n\x00\r\nQUIT\n", false, true, nil},
+	{"CRLF then a space", "\r\n ", false, false, nil},
+	{"unknown method, two spaces after it", "XYZ", true, true, func(r string) string { return strings.Replace(r, " ", "  ", 1) }},
+	{"unknown method, two spaces before the version", "XYZ", true, true, func(r string) string { return strings.Replace(r, " HTTP/1.1", "  HTTP/1.1", 1) }},
+	{"unknown method, a space after the version", "XYZ", true, true, func(r string) string { return strings.Replace(r, "HTTP/1.1\r\n", "HTTP/1.1 \r\n", 1) }},
+	// The parser refuses the version (http.invalid_version): blocked.
+	{"unknown method, HTTP/1.10", "XYZ", true, false, func(r string) string { return strings.Replace(r, "HTTP/1.1", "HTTP/1.10", 1) }},
 }
 
 // TestPrivilegedInlinePrefix sends, through the live inline path (XDP and
@@ -246,6 +253,10 @@ func testInlinePrefix(t *testing.T, topo *testnet.Topology, a *agenttest.Agent) 
 				pause = 50 * time.Millisecond
 			}
 			r := row{name: pc.name, split: split}
+			attack, benign := attack, benign
+			if pc.edit != nil {
+				attack, benign = pc.edit(attack), pc.edit(benign)
+			}
 			from := logSize(a.Log)
 			r.attack = sendPrefixed(t, topo.Client, nginx, pc.prefix, attack, pause)
 			r.engine = verdict(t, a.Log, from, r.attack.port)

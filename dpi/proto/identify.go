@@ -289,15 +289,18 @@ var tokenChars = func() (t [256]bool) {
 }()
 
 // isHTTPExtensionRequest matches a request line with a method that is not
-// in httpMethods (or is not upper case): a token, one space, a target of
-// visible bytes, one space and "HTTP/1.x" at the line end. Servers take
-// any token as a method, of any length (nginx passes A-Z, '_' and '-' runs
-// it does not know to the backend: "XYZGET /"), and targets run to 8 KiB
-// and more: such a line is a maybe until it ends or breaks the form, and
-// one that still has the form at the identification bound is HTTP
-// (IdentifyStream), so that neither a long method nor a long target makes
-// it unidentified traffic. Blanks before it are skipped as isHTTPRequest
-// does.
+// in httpMethods (or is not upper case): a token, spaces, a target, spaces
+// and "HTTP/1" (not "HTTP/2": the HTTP/2 preface is "PRI * HTTP/2.0", and
+// servers refuse that version on a request line). Servers take any token as a method, of any length (nginx
+// passes A-Z, '_' and '-' runs it does not know to the backend: "XYZGET /"),
+// more than one space around the target, and versions such as "HTTP/1.10"
+// or with spaces after them; the HTTP parser judges the line once it is
+// HTTP. A target runs to a space or the line end (nginx refuses control
+// bytes in it, others may not), and targets run to 8 KiB and more: such a
+// line is a maybe until the version or a break of the form, and one that
+// still has the form at the identification bound is HTTP (IdentifyStream),
+// so that neither a long method nor a long target makes it unidentified
+// traffic. Blanks before it are skipped as isHTTPRequest does.
 func isHTTPExtensionRequest(b []byte) verdict {
 	b, _ = skipBlanks(b)
 	i := 0
@@ -310,39 +313,33 @@ func isHTTPExtensionRequest(b []byte) verdict {
 	if i == 0 || b[i] != ' ' {
 		return no
 	}
-	t := b[i+1:]
+	t := skipSpaces(b[i:])
 	j := 0
-	for j < len(t) && t[j] > ' ' && t[j] != 0x7f {
+	for j < len(t) && !isTargetEnd(t[j]) {
 		j++
 	}
-	if j == len(t) {
-		return maybe
-	}
-	if j == 0 || t[j] != ' ' {
-		return no
-	}
-	v := t[j+1:]
-	if p := hasPrefix(v, "HTTP/1."); p != yes {
-		return p
-	}
-	if len(v) == 7 {
-		return maybe
-	}
-	if v[7] < '0' || v[7] > '9' {
-		return no
-	}
-	v = v[8:]
-	if len(v) > 0 && v[0] == '\r' {
-		v = v[1:]
-	}
 	switch {
-	case len(v) == 0:
+	case j == len(t):
 		return maybe
-	case v[0] == '\n':
-		return yes
+	case j == 0 || t[j] != ' ':
+		// No target, or one ended by the line: HTTP/0.9, which servers
+		// refuse for other methods than GET.
+		return no
 	}
-	return no
+	return hasPrefix(skipSpaces(t[j:]), "HTTP/1")
 }
+
+// skipSpaces returns b without its leading spaces.
+func skipSpaces(b []byte) []byte {
+	for len(b) > 0 && b[0] == ' ' {
+		b = b[1:]
+	}
+	return b
+}
+
+// isTargetEnd reports whether c ends a request-target: a space or the
+// line end (and NUL, which no server takes).
+func isTargetEnd(c byte) bool { return c == ' ' || c == '\r' || c == '\n' || c == 0 }
 
 // isHTTPResponse matches "HTTP/1.x NNN".
 func isHTTPResponse(b []byte) verdict {

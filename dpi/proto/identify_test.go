@@ -120,7 +120,13 @@ func identCases(tb testing.TB) []identCase {
 		{"http slash glued to method", c, b("GET/ HTTP/1.1\r\n"), proto.Unknown, proto.NotIdentified},
 		{"http extension without version", c, b("GETS /x\r\n"), proto.Unknown, proto.NotIdentified},
 		{"http extension version 2", c, b("FOO / HTTP/2.0\r\n"), proto.Unknown, proto.NotIdentified},
-		{"http extension unterminated", c, b("FOO / HTTP/1.1"), proto.Unknown, proto.NeedMore},
+		{"http extension unterminated", c, b("FOO / HTTP/1.1"), proto.HTTP1, proto.Identified},
+		{"http extension before the version", c, b("FOO / HTT"), proto.Unknown, proto.NeedMore},
+		{"http extension lower-case version", c, b("FOO / http/1.1\r\n"), proto.Unknown, proto.NotIdentified},
+		{"http extension, spaces around the target", c, b("XYZGET  /?id=1  HTTP/1.1\r\n"), proto.HTTP1, proto.Identified},
+		{"http extension, two-digit minor", c, b("XYZGET / HTTP/1.10\r\n"), proto.HTTP1, proto.Identified},
+		{"http extension, space after the version", c, b("XYZGET / HTTP/1.1 \r\n"), proto.HTTP1, proto.Identified},
+		{"http extension, control byte in the target", c, b("XYZGET /a\x01b HTTP/1.1\r\n"), proto.HTTP1, proto.Identified},
 		{"http response from client", c, b("HTTP/1.1 200 OK\r\n"), proto.Unknown, proto.NotIdentified},
 
 		// HTTP/1.x responses.
@@ -219,7 +225,7 @@ func identCases(tb testing.TB) []identCase {
 		// line a server reads (nginx passes unknown methods on).
 		{"method run to the bound", c, bytes.Repeat([]byte{'A'}, 600), proto.HTTP1, proto.Identified},
 		{"extension target run to the bound", c, append(b("FOO /"), bytes.Repeat([]byte{'a'}, 600)...), proto.HTTP1, proto.Identified},
-		{"text broken before the bound", c, append(b("FOO /a\x01"), bytes.Repeat([]byte{'a'}, 600)...), proto.Unknown, proto.NotIdentified},
+		{"text broken before the bound", c, append(b("FOO /a\x00"), bytes.Repeat([]byte{'a'}, 600)...), proto.Unknown, proto.NotIdentified},
 	}
 }
 
