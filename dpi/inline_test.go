@@ -140,8 +140,8 @@ func TestPrivilegedInlineNormalise(t *testing.T) {
 
 // forInlineModes runs fn once per dataplane (XDP, NFQUEUE on a bridged
 // topology) with an agent inline between the client and the server
-// namespaces, the default pack loaded.
-func forInlineModes(t *testing.T, fn func(*testing.T, *testnet.Topology, *agenttest.Agent)) {
+// namespaces, the default pack loaded, started with the extra arguments.
+func forInlineModes(t *testing.T, fn func(*testing.T, *testnet.Topology, *agenttest.Agent), extra ...string) {
 	for _, m := range []struct {
 		mode string
 		topo testnet.TopologyOptions
@@ -152,7 +152,7 @@ func forInlineModes(t *testing.T, fn func(*testing.T, *testnet.Topology, *agentt
 		t.Run(m.mode, func(t *testing.T) {
 			topo := testnet.NewTopology(t, m.topo)
 			a := agenttest.New(t.TempDir())
-			a.Start(t, topo.FW, "--inner", testnet.InnerIf, "--outer", testnet.OuterIf, "--mode", m.mode)
+			a.Start(t, topo.FW, append([]string{"--inner", testnet.InnerIf, "--outer", testnet.OuterIf, "--mode", m.mode}, extra...)...)
 			t.Cleanup(func() { a.Stop(t) })
 			fn(t, topo, a)
 		})
