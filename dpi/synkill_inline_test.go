@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
-	"github.com/deepwall/deepwall/dpi/decode"
 	"github.com/deepwall/deepwall/internal/agenttest"
 	"github.com/deepwall/deepwall/internal/testnet"
 )
@@ -65,7 +62,7 @@ func TestPrivilegedInlineSynOnDecided(t *testing.T) {
 		}
 		sin := newInjector(t, topo.Server)
 		cin.send(t, spec, testnet.SYN, 123456, nil, false)
-		if seenSYN(sin, port, 2*time.Second) {
+		if _, _, seen := sin.nextSYN(port, 2*time.Second); seen {
 			t.Error("a SYN on a decided tuple passed a dead fail-closed agent")
 		}
 		if err := exchange(); err == nil {
@@ -78,23 +75,6 @@ func TestPrivilegedInlineSynOnDecided(t *testing.T) {
 func bypassedRow(out string) bool {
 	for _, line := range strings.Split(out, "\n") {
 		if f := strings.Fields(line); len(f) > 5 && f[0] == "TCP" && f[5] == "yes" {
-			return true
-		}
-	}
-	return false
-}
-
-// seenSYN reports whether in captures a SYN from port within d.
-func seenSYN(in *injector, port uint16, d time.Duration) bool {
-	buf := make([]byte, 2048)
-	dec := decode.NewDecoder()
-	var p decode.Packet
-	for deadline := time.Now().Add(d); time.Now().Before(deadline); {
-		n, _, err := unix.Recvfrom(in.fd, buf, 0)
-		if err != nil {
-			return false
-		}
-		if dec.Decode(buf[:n], &p) == nil && p.Proto == 6 && p.SrcPort == port && p.TCPFlags&decode.TCPSyn != 0 {
 			return true
 		}
 	}
