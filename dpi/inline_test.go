@@ -88,27 +88,35 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 // template of its later segments and its next sequence number.
 func (in *injector) syn(tb testing.TB, port uint16) (testnet.FrameSpec, uint32) {
 	tb.Helper()
+	frame, p, ok := in.nextSYN(port, 5*time.Second)
+	if !ok {
+		tb.Fatal("no SYN captured")
+	}
+	spec := testnet.FrameSpec{
+		DstMAC: append(net.HardwareAddr(nil), frame[0:6]...), SrcMAC: append(net.HardwareAddr(nil), frame[6:12]...),
+		Src:   netip.AddrPortFrom(netip.AddrFrom16(p.Src).Unmap(), p.SrcPort),
+		Dst:   netip.AddrPortFrom(netip.AddrFrom16(p.Dst).Unmap(), p.DstPort),
+		Proto: testnet.ProtoTCP,
+	}
+	return spec, p.Seq + 1
+}
+
+// nextSYN captures frames until a TCP SYN from port, for at most d (and
+// the socket's 5 s receive timeout): the frame, decoded.
+func (in *injector) nextSYN(port uint16, d time.Duration) ([]byte, *decode.Packet, bool) {
 	buf := make([]byte, 2048)
 	dec := decode.NewDecoder()
 	var p decode.Packet
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); {
 		n, _, err := unix.Recvfrom(in.fd, buf, 0)
 		if err != nil {
-			tb.Fatalf("capture the SYN: %v", err)
+			return nil, nil, false
 		}
-		if dec.Decode(buf[:n], &p) != nil || p.Proto != 6 || p.SrcPort != port || p.TCPFlags&decode.TCPSyn == 0 {
-			continue
+		if dec.Decode(buf[:n], &p) == nil && p.Proto == 6 && p.SrcPort == port && p.TCPFlags&decode.TCPSyn != 0 {
+			return buf[:n], &p, true
 		}
-		spec := testnet.FrameSpec{
-			DstMAC: append(net.HardwareAddr(nil), buf[0:6]...), SrcMAC: append(net.HardwareAddr(nil), buf[6:12]...),
-			Src:   netip.AddrPortFrom(netip.AddrFrom16(p.Src).Unmap(), p.SrcPort),
-			Dst:   netip.AddrPortFrom(netip.AddrFrom16(p.Dst).Unmap(), p.DstPort),
-			Proto: testnet.ProtoTCP,
-		}
-		return spec, p.Seq + 1
 	}
-	tb.Fatal("no SYN captured")
-	return testnet.FrameSpec{}, 0
+	return nil, nil, false
 }
 
 // send writes a segment with the given flags and sequence number; bad
@@ -135,6 +143,13 @@ func (in *injector) send(tb testing.TB, spec testnet.FrameSpec, flags uint8, seq
 // identification decides) gets through in time.
 func TestPrivilegedInlineNormalise(t *testing.T) {
 	testnet.RequirePrivileged(t)
+	forInlineModes(t, testInlineNormalise)
+}
+
+// forInlineModes runs fn once per dataplane (XDP, NFQUEUE on a bridged
+// topology) with an agent inline between the client and the server
+// namespaces, the default pack loaded, started with the extra arguments.
+func forInlineModes(t *testing.T, fn func(*testing.T, *testnet.Topology, *agenttest.Agent), extra ...string) {
 	for _, m := range []struct {
 		mode string
 		topo testnet.TopologyOptions
@@ -145,9 +160,9 @@ func TestPrivilegedInlineNormalise(t *testing.T) {
 		t.Run(m.mode, func(t *testing.T) {
 			topo := testnet.NewTopology(t, m.topo)
 			a := agenttest.New(t.TempDir())
-			a.Start(t, topo.FW, "--inner", testnet.InnerIf, "--outer", testnet.OuterIf, "--mode", m.mode)
+			a.Start(t, topo.FW, append([]string{"--inner", testnet.InnerIf, "--outer", testnet.OuterIf, "--mode", m.mode}, extra...)...)
 			t.Cleanup(func() { a.Stop(t) })
-			testInlineNormalise(t, topo, a)
+			fn(t, topo, a)
 		})
 	}
 }

@@ -42,14 +42,31 @@ func (w *worker) onData(d flow.Dir, chunk []byte) {
 		return
 	}
 	w.identified(p, d)
-	if w.stopped() || ctx.parser == parserNone {
-		return
+	if w.replayPending(ctx) {
+		w.feed(ctx, d, chunk)
 	}
-	// The parser needs each direction from its first byte: replay what
-	// identification held back, then the deciding chunk.
+}
+
+// replayPending gives the flow's parser what identification held back, as
+// parsers need each direction from its first byte (the caller then feeds
+// the deciding chunk, if any). It reports whether a parser runs.
+func (w *worker) replayPending(ctx *flowCtx) bool {
+	if w.stopped() || ctx.parser == parserNone {
+		return false
+	}
 	w.feed(ctx, flow.ToServer, ctx.ident.Pending(proto.ToServer))
 	w.feed(ctx, flow.ToClient, ctx.ident.Pending(proto.ToClient))
-	w.feed(ctx, d, chunk)
+	return true
+}
+
+// holdExpired decides the flow when the hold of direction d's undecided
+// bytes ran out (Config.Hold): as the protocol they still start like,
+// its parser fed every byte so far (proto.Identifier.Expire), or as
+// unidentified traffic.
+func (w *worker) holdExpired(d flow.Dir) {
+	ctx := w.ctxOf(w.cur)
+	w.identified(ctx.ident.Expire(proto.Dir(d)), d)
+	w.replayPending(ctx)
 }
 
 // identified records the flow's application protocol, evaluates the rules

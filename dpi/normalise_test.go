@@ -35,6 +35,24 @@ func setURG(b []byte) {
 	binary.BigEndian.PutUint16(b[c:], ^uint16(sum))
 }
 
+// ttl1 sets the IPv4 TTL to 1: the segment dies at the next router, before
+// a receiver further away (checksum updated).
+func ttl1(b []byte) {
+	b[14+8] = 1
+	testnet.FixIPv4Checksum(b)
+}
+
+// window0 sets the TCP window of an untagged IPv4 frame to 0, checksum
+// updated (RFC 1624).
+func window0(b []byte) {
+	w, c := 14+20+14, l4CsumOff(b)
+	sum := uint32(^binary.BigEndian.Uint16(b[c:])) + uint32(^binary.BigEndian.Uint16(b[w:]))
+	binary.BigEndian.PutUint16(b[w:], 0)
+	sum = sum>>16 + sum&0xffff
+	sum = sum>>16 + sum&0xffff
+	binary.BigEndian.PutUint16(b[c:], ^uint16(sum))
+}
+
 // l4CsumOff is the offset of the TCP/UDP checksum of an untagged frame
 // without IP options or extension headers.
 func l4CsumOff(b []byte) int {
@@ -183,6 +201,39 @@ func TestNormalise(t *testing.T) {
 			v.raw(flow.ToServer, testnet.PSH, -len(head)-len(body), attack, nil)
 			return want{n, dataplane.Forward, ""}
 		}, nil, map[string]uint64{}},
+		// Receiver disagreements deepwall does not model end the flow:
+		// the bytes it took first define the stream, the real ones at the
+		// same offsets conflict.
+		{"a segment that dies before the receiver (TTL 1), then the attack", func(c *capture, v *conv) want {
+			v.raw(flow.ToServer, testnet.PSH, 0, "GET /index.html HTTP/1.1\r\n", ttl1)
+			n := len(c.frames)
+			v.raw(flow.ToServer, testnet.PSH, 0, attack, nil)
+			return want{n, dataplane.Drop, ""}
+		}, nil, map[string]uint64{"tcp.overlap_conflict": 1}},
+		{"data while the receiver's window is 0, then other bytes", func(c *capture, v *conv) want {
+			v.raw(flow.ToClient, 0, 0, "", window0)
+			v.raw(flow.ToServer, testnet.PSH, 0, "GET /index.html HTTP/1.1\r\n", nil) // the receiver drops it
+			n := len(c.frames)
+			v.raw(flow.ToServer, testnet.PSH, 0, attack, nil)
+			return want{n, dataplane.Drop, ""}
+		}, nil, map[string]uint64{"tcp.overlap_conflict": 1}},
+		{"data after an accepted FIN is dropped", func(c *capture, v *conv) want {
+			v.raw(flow.ToServer, testnet.FIN, 0, "", nil)
+			n := len(c.frames)
+			v.raw(flow.ToServer, testnet.PSH, 1, attack, nil)
+			return want{n, dataplane.Drop, "closing"}
+		}, nil, map[string]uint64{"tcp.out_of_window": 1}},
+		{"SYN data the server ignores, then other bytes at its offsets", func(c *capture, v *conv) want {
+			w := c.tcp(cli, "198.18.1.1:8080")
+			c.add(testnet.FrameSpec{Src: w.cli, Dst: w.srv, Proto: testnet.ProtoTCP, Flags: testnet.SYN, Seq: w.next[0] - 1,
+				Payload: []byte("GET /index.html HTTP/1.1\r\n")}, dataplane.Inner, "syn+data")
+			c.add(testnet.FrameSpec{Src: w.srv, Dst: w.cli, Proto: testnet.ProtoTCP, Flags: testnet.SYN | testnet.ACK,
+				Seq: w.next[1] - 1, Ack: w.next[0]}, dataplane.Outer, "syn-ack of the SYN alone")
+			w.ack(flow.ToServer)
+			n := len(c.frames)
+			w.raw(flow.ToServer, testnet.PSH, 0, attack, nil)
+			return want{n, dataplane.Drop, ""}
+		}, nil, map[string]uint64{"tcp.overlap_conflict": 1}},
 		{"urgent data blocks the flow", func(c *capture, v *conv) want {
 			n := len(c.frames)
 			v.raw(flow.ToServer, testnet.PSH, 0, "GET /att", setURG)
@@ -317,12 +368,34 @@ func TestHold(t *testing.T) {
 		{"a request in one segment is not held", func(c *capture, v *conv) {
 			v.send(flow.ToServer, benign)
 		}, "f", map[string]uint64{}, false},
-		{"held past the bound: unidentified from then on", func(c *capture, v *conv) {
+		// Past the bound the flow is what its bytes still start like: a
+		// server goes on reading "G" (nginx for a minute).
+		{"held past the bound: a request still being read", func(c *capture, v *conv) {
 			v.segment(flow.ToServer, 0, "G")
 			c.now += int64(DefaultHold)
 			v.segment(flow.ToServer, 0, "G")
 			v.segment(flow.ToServer, 0, "G")
-		}, "ddf", map[string]uint64{"tcp.hold": 1, "tcp.hold_timeout": 1}, false},
+			v.segment(flow.ToServer, 1, benign[1:])
+		}, "ddff", map[string]uint64{"tcp.hold": 1, "tcp.hold_timeout": 1}, false},
+		{"held past the bound: an attack still being read", func(c *capture, v *conv) {
+			v.segment(flow.ToServer, 0, "G")
+			c.now += int64(DefaultHold)
+			v.segment(flow.ToServer, 0, "G")
+			v.segment(flow.ToServer, 0, "G")
+			v.segment(flow.ToServer, 1, "ET /attack HTTP/1.1\r\nHost: a\r\n\r\n")
+		}, "ddfd", map[string]uint64{"tcp.hold": 1, "tcp.hold_timeout": 1, "rule": 1}, true},
+		{"held past the bound: a TLS record header, no TLS rule", func(c *capture, v *conv) {
+			v.segment(flow.ToServer, 0, "\x16\x03")
+			c.now += int64(DefaultHold)
+			v.segment(flow.ToServer, 0, "\x16\x03")
+			v.segment(flow.ToServer, 0, "\x16\x03")
+			v.segment(flow.ToServer, 2, "/attack")
+		}, "ddff", map[string]uint64{"tcp.hold": 1, "tcp.hold_timeout": 1}, false},
+		{"a SYN with undecided data is held, the plain SYN again passes", func(c *capture, v *conv) {
+			w := c.tcp(cli, "198.18.1.1:8080")
+			c.add(testnet.FrameSpec{Src: w.cli, Dst: w.srv, Proto: testnet.ProtoTCP, Flags: testnet.SYN, Seq: w.next[0] - 1, Payload: []byte("G")}, dataplane.Inner, "syn+data")
+			c.add(testnet.FrameSpec{Src: w.cli, Dst: w.srv, Proto: testnet.ProtoTCP, Flags: testnet.SYN, Seq: w.next[0] - 1}, dataplane.Inner, "syn")
+		}, "df", map[string]uint64{"tcp.hold": 1}, false},
 		{"a segment ahead of a gap is forwarded", func(c *capture, v *conv) {
 			v.segment(flow.ToServer, 1, benign[1:])
 			v.segment(flow.ToServer, 0, benign[:1])

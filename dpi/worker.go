@@ -714,11 +714,12 @@ func (w *worker) hold(fr *dataplane.Frame, d flow.Dir) {
 	case !ctx.holding:
 		ctx.holding, ctx.holdSince = true, w.now
 	case w.now-ctx.holdSince >= int64(w.e.cfg.Hold):
-		// Past the bound: the flow is unidentified, the rules for unknown
+		// Past the bound: the flow is what its bytes still start like
+		// (HTTP for "G"), else unidentified: the rules for unknown
 		// traffic apply from here. This segment is still dropped (its
 		// retransmission passes under that verdict).
 		w.dropOnce(dropHold, "tcp.hold_timeout", fr)
-		w.identified(proto.Unknown, d)
+		w.holdExpired(d)
 		if !w.res.block {
 			w.res.drop, w.res.reason = true, "tcp.hold_timeout"
 		}

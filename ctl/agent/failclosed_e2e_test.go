@@ -13,22 +13,30 @@ import (
 )
 
 // TestPrivilegedAgentKilledDecided: what SIGKILL does to a fail-closed
-// XDP port is the same every time (docs/xdp.md, "Fail policy"): a flow the
-// kernel already decided keeps its verdict (a bypassed transfer in
-// progress goes on and completes), a flow still under inspection stops
-// (its next request gets nothing), and a new connection gets nowhere.
-// Three rounds, each with a new agent adopting the pins of the one killed
-// before.
-func TestPrivilegedAgentKilledDecided(t *testing.T) {
-	const (
-		rounds   = 3
-		transfer = 64 << 20 // bytes, under way when the agent dies
-	)
-	topo := agentModes[0].topology(t)
+// port is the same every time and in both dataplanes (docs/xdp.md "Fail
+// policy", docs/nfqueue.md "A killed agent"): a flow the kernel already
+// decided keeps its verdict (a bypassed transfer in progress goes on and
+// completes: XDP's ALLOW entry, NFQUEUE's connmark fast path), a flow
+// still under inspection stops (its next request gets nothing), and a new
+// connection gets nowhere. Three rounds, each with a new agent taking over
+// what the one killed before left (XDP pins, NFQUEUE chains), then a
+// fail-open round: the same, except that what is not decided passes
+// uninspected.
+func TestPrivilegedAgentKilledDecided(t *testing.T) { forModes(t, testAgentKilledDecided) }
+
+func testAgentKilledDecided(t *testing.T, m agentMode) {
+	const transfer = 64 << 20 // bytes, under way when the agent dies
+	failClosed := []bool{true, true, true, false} // per round
+	topo := m.topology(t)
 	httpSrv, tlsSrv := testServer(t, topo), sizeServer(t, topo)
 	dir := t.TempDir()
-	for round := range rounds {
-		a := startAgent(t, topo, dir, "--fail-closed")
+	for round, closed := range failClosed {
+		var a *agentProc
+		if closed {
+			a = startAgent(t, topo, dir, "--fail-closed")
+		} else {
+			a = startAgent(t, topo, dir)
+		}
 
 		// A decided flow: TLS, bypassed to the kernel after its hellos.
 		dec := dialSizeServer(t, topo, tlsSrv)
@@ -79,8 +87,8 @@ func TestPrivilegedAgentKilledDecided(t *testing.T) {
 		if err := dec.fetch(1<<20, 5*time.Second); err != nil {
 			t.Fatalf("round %d: the decided flow after the kill: %v", round+1, err)
 		}
-		if err := undGet("/after", 2*time.Second); err == nil {
-			t.Fatalf("round %d: a request of a flow under inspection passed with the agent dead", round+1)
+		if err := undGet("/after", 2*time.Second); (err == nil) == closed {
+			t.Fatalf("round %d (fail-closed %v): a request of a flow under inspection with the agent dead: %v", round+1, closed, err)
 		}
 		if err := topo.Client.Do(func() error {
 			c, err := net.DialTimeout("tcp", httpSrv.String(), 1500*time.Millisecond)
@@ -88,8 +96,8 @@ func TestPrivilegedAgentKilledDecided(t *testing.T) {
 				c.Close()
 			}
 			return err
-		}); err == nil {
-			t.Fatalf("round %d: a new connection passed a fail-closed port with the agent dead", round+1)
+		}); (err == nil) == closed {
+			t.Fatalf("round %d (fail-closed %v): a new connection with the agent dead: %v", round+1, closed, err)
 		}
 		dec.Close()
 		und.Close()

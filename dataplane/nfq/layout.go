@@ -120,9 +120,10 @@ func (c chains) ours(chain string) bool {
 var ndTypes = []string{"133", "134", "135", "136", "137"}
 
 // flowLayout returns the flow chain's rules: neighbour discovery (IPv6),
-// the ACL, the save of a verdict's mark into the connection, the connmark
-// fast path of generation gen, the queue. The positions of the fast-path
-// rules are fastPos and fastPos+1 (1-based), the ACL jump fastPos-2.
+// the ACL, the reset of a SYN's connection, the save of a verdict's mark
+// into the connection, the connmark fast path of generation gen, the queue.
+// The positions of the fast-path rules are fastPos and fastPos+1
+// (1-based), the ACL jump fastPos-3.
 func flowLayout(c chains, v6 bool, aclGen int, gen uint32, qBase uint16, workers int, failOpen bool) (rules [][]string, fastPos int) {
 	if v6 {
 		for _, t := range ndTypes {
@@ -130,9 +131,16 @@ func flowLayout(c chains, v6 bool, aclGen int, gen uint32, qBase uint16, workers
 		}
 	}
 	rules = append(rules, []string{"-j", c.acl(aclGen)})
+	m := fmt.Sprintf("0x%x", MarkMask)
+	// A SYN takes its connection off the fast path, as the XDP program
+	// sends a decided tuple back to inspection on a SYN: conntrack keeps an
+	// established entry through a SYN it ignores, and with it the old
+	// verdict, so a new connection on the tuple would ride it (and pass a
+	// dead agent's fail-closed port). The queue decides the SYN; its
+	// verdict's mark, if final, comes back below.
+	rules = append(rules, []string{"-p", "tcp", "--syn", "-j", "CONNMARK", "--set-xmark", "0x0/" + m})
 	// A packet the queue sent back (NF_REPEAT) with deepwall's bits in its
 	// packet mark hands them to its connection: the fast path from then on.
-	m := fmt.Sprintf("0x%x", MarkMask)
 	rules = append(rules, []string{"-m", "mark", "!", "--mark", "0x0/" + m, "-j", "CONNMARK", "--save-mark", "--nfmask", m, "--ctmask", m})
 	fastPos = len(rules) + 1
 	rules = append(rules, fastRule(xdp.VerdictAllow, gen), fastRule(xdp.VerdictDrop, gen))

@@ -183,7 +183,7 @@ func (p *Pair) SetACL(acl xdp.ACL) error {
 			}
 		}
 		for _, fa := range fams {
-			if err := fa.f.ipt.Replace(filterTable, p.c.flow(), fa.f.fastPos-2, "-j", p.c.acl(next)); err != nil {
+			if err := fa.f.ipt.Replace(filterTable, p.c.flow(), fa.f.fastPos-3, "-j", p.c.acl(next)); err != nil {
 				return err
 			}
 		}
@@ -194,7 +194,7 @@ func (p *Pair) SetACL(acl xdp.ACL) error {
 		// the old one back everywhere).
 		_ = p.inNS(func() error {
 			for _, f := range p.fams {
-				_ = f.ipt.Replace(filterTable, p.c.flow(), f.fastPos-2, "-j", p.c.acl(p.aclGen))
+				_ = f.ipt.Replace(filterTable, p.c.flow(), f.fastPos-3, "-j", p.c.acl(p.aclGen))
 				_ = f.ipt.ClearChain(filterTable, p.c.acl(next))
 				_ = f.ipt.DeleteChain(filterTable, p.c.acl(next))
 			}

@@ -67,7 +67,7 @@ func (p *Pair) kernelStats() (xdp.Stats, error) {
 			ks.FastAllow += fl[f.fastPos-1].Packets
 			ks.FastDrop += fl[f.fastPos].Packets
 			ks.ToUser += fl[f.fastPos+1].Packets
-			for i := 0; i < f.fastPos-3; i++ {
+			for i := 0; i < f.fastPos-4; i++ {
 				ks.NonIP += fl[i].Packets // neighbour discovery
 			}
 			acl, err := f.ipt.StructuredStats(filterTable, p.c.acl(p.aclGen))

@@ -49,7 +49,10 @@ const (
 
 // IdentifyStream identifies the protocol of a TCP stream from the first
 // bytes b sent in direction dir (b must start at the stream's first byte).
-// It never reports NeedMore once len(b) >= MaxIdentifyBytes.
+// It never reports NeedMore once len(b) >= MaxIdentifyBytes: bytes that
+// still start like a protocol there are that protocol (detect), since a
+// server of it would go on reading them — an HTTP request line with a long
+// method or target must not become unidentified traffic.
 //
 // Some greetings are ambiguous on their own (an FTP server's "220 " without
 // the word FTP); Identifier resolves them with the other direction.
@@ -60,25 +63,37 @@ func IdentifyStream(dir Dir, b []byte) (Protocol, Status) {
 	if len(b) == 0 {
 		return Unknown, NeedMore
 	}
-	var dets []streamDetector
+	switch match, may := detect(dir, b); {
+	case match != Unknown:
+		return match, Identified
+	case may == Unknown:
+		return Unknown, NotIdentified
+	case len(b) < MaxIdentifyBytes:
+		return Unknown, NeedMore
+	default:
+		return may, Identified
+	}
+}
+
+// detect runs the detectors of direction dir over b, in order: it returns
+// the protocol that matched, or Unknown and the first protocol b may still
+// become (Unknown when none).
+func detect(dir Dir, b []byte) (match, may Protocol) {
+	dets := serverDetectors[:]
 	if dir == ToServer {
 		dets = clientDetectors[:]
-	} else {
-		dets = serverDetectors[:]
 	}
-	pending := false
 	for _, d := range dets {
 		switch d.fn(b) {
 		case yes:
-			return d.proto, Identified
+			return d.proto, Unknown
 		case maybe:
-			pending = true
+			if may == Unknown {
+				may = d.proto
+			}
 		}
 	}
-	if pending && len(b) < MaxIdentifyBytes {
-		return Unknown, NeedMore
-	}
-	return Unknown, NotIdentified
+	return Unknown, may
 }
 
 // IdentifyDatagram identifies the protocol of a UDP flow from one whole
@@ -187,28 +202,42 @@ var methodsByFirst = func() (t [256][]string) {
 
 // MaxEmptyLineBytes bounds the CR and LF bytes an HTTP/1.x message may be
 // preceded by. RFC 9112 2.2 asks servers to skip at least one empty line;
-// nginx skips any number, Apache ten lines. Identification looks past up
-// to this many, so that a request behind empty lines is inspected as one;
-// a longer run is identified as HTTP too, for the parser to stop the flow
-// (http.too_many_empty_lines) rather than let a server that skips it see
-// an uninspected request.
+// nginx skips any number (also a lone CR), Apache ten lines. Identification
+// looks past up to this many, so that a request behind empty lines is
+// inspected as one; a longer run is identified as HTTP too, for the parser
+// to stop the flow (http.too_many_empty_lines) rather than let a server
+// that skips it see an uninspected request.
 const MaxEmptyLineBytes = 64
 
-// skipEmptyLines returns b without its leading CR and LF bytes, and
-// whether there were more than MaxEmptyLineBytes of them.
-func skipEmptyLines(b []byte) ([]byte, bool) {
+// skipBlanks returns b without its leading CR and LF bytes (empty lines)
+// and spaces, tabs, VT and FF, and whether there were more than
+// MaxEmptyLineBytes of them. nginx and Go answer 400 to whitespace before
+// the method, but servers that split the request line on whitespace
+// (Python's http.server) skip it: identification looks past it, so that
+// the HTTP parser sees the request and stops the flow
+// (http.invalid_method) instead of the policy for unidentified traffic
+// letting it through.
+func skipBlanks(b []byte) ([]byte, bool) {
 	i := 0
-	for i < len(b) && i <= MaxEmptyLineBytes && (b[i] == '\r' || b[i] == '\n') {
+	for i < len(b) && i <= MaxEmptyLineBytes && isBlank(b[i]) {
 		i++
 	}
 	return b[i:], i > MaxEmptyLineBytes
 }
 
+func isBlank(c byte) bool {
+	switch c {
+	case '\r', '\n', ' ', '\t', '\v', '\f':
+		return true
+	}
+	return false
+}
+
 // isHTTPRequest matches a known method, a space (or a tab, which some
 // servers accept and the HTTP parser reports), and the first byte of a
-// request-target, after empty lines (skipEmptyLines).
+// request-target, after blanks (skipBlanks).
 func isHTTPRequest(b []byte) verdict {
-	b, over := skipEmptyLines(b)
+	b, over := skipBlanks(b)
 	if over {
 		return yes
 	}
@@ -259,41 +288,58 @@ var tokenChars = func() (t [256]bool) {
 	return t
 }()
 
-// maxExtensionMethod bounds the method of a request line that
-// isHTTPExtensionRequest accepts.
-const maxExtensionMethod = 32
-
 // isHTTPExtensionRequest matches a request line with a method that is not
-// in httpMethods (or is not upper case): a token, one space, a target
-// without spaces, one space and "HTTP/1.x" at the line end. It needs the
-// whole line. Empty lines before it are skipped as isHTTPRequest does.
+// in httpMethods (or is not upper case): a token, spaces, a target, spaces
+// and "HTTP/1" (not "HTTP/2": the HTTP/2 preface is "PRI * HTTP/2.0", and
+// servers refuse that version on a request line). Servers take any token as a method, of any length (nginx
+// passes A-Z, '_' and '-' runs it does not know to the backend: "XYZGET /"),
+// more than one space around the target, and versions such as "HTTP/1.10"
+// or with spaces after them; the HTTP parser judges the line once it is
+// HTTP. A target runs to a space or the line end (nginx refuses control
+// bytes in it, others may not), and targets run to 8 KiB and more: such a
+// line is a maybe until the version or a break of the form, and one that
+// still has the form at the identification bound is HTTP (IdentifyStream),
+// so that neither a long method nor a long target makes it unidentified
+// traffic. Blanks before it are skipped as isHTTPRequest does.
 func isHTTPExtensionRequest(b []byte) verdict {
-	b, _ = skipEmptyLines(b)
+	b, _ = skipBlanks(b)
 	i := 0
-	for i < len(b) && i < maxExtensionMethod && IsTokenChar(b[i]) {
+	for i < len(b) && IsTokenChar(b[i]) {
 		i++
 	}
-	if i == len(b) && i < maxExtensionMethod {
+	if i == len(b) {
 		return maybe
 	}
-	if i == 0 || i == maxExtensionMethod || b[i] != ' ' {
+	if i == 0 || b[i] != ' ' {
 		return no
 	}
-	eol := bytes.IndexByte(b, '\n')
-	if eol < 0 {
+	t := skipSpaces(b[i:])
+	j := 0
+	for j < len(t) && !isTargetEnd(t[j]) {
+		j++
+	}
+	switch {
+	case j == len(t):
 		return maybe
-	}
-	line := bytes.TrimSuffix(b[i+1:eol], []byte{'\r'})
-	sp := bytes.IndexByte(line, ' ')
-	if sp <= 0 {
+	case j == 0 || t[j] != ' ':
+		// No target, or one ended by the line: HTTP/0.9, which servers
+		// refuse for other methods than GET.
 		return no
 	}
-	v := line[sp+1:]
-	if len(v) == 8 && string(v[:7]) == "HTTP/1." && v[7] >= '0' && v[7] <= '9' {
-		return yes
-	}
-	return no
+	return hasPrefix(skipSpaces(t[j:]), "HTTP/1")
 }
+
+// skipSpaces returns b without its leading spaces.
+func skipSpaces(b []byte) []byte {
+	for len(b) > 0 && b[0] == ' ' {
+		b = b[1:]
+	}
+	return b
+}
+
+// isTargetEnd reports whether c ends a request-target: a space or the
+// line end (and NUL, which no server takes).
+func isTargetEnd(c byte) bool { return c == ' ' || c == '\r' || c == '\n' || c == 0 }
 
 // isHTTPResponse matches "HTTP/1.x NNN".
 func isHTTPResponse(b []byte) verdict {
@@ -956,6 +1002,26 @@ func (id *Identifier) Pending(dir Dir) []byte { return id.buf[dir&1] }
 // GaveUp reports whether identification gave up on direction dir alone
 // (the other may still name the flow).
 func (id *Identifier) GaveUp(dir Dir) bool { return id.state[dir&1] == NotIdentified }
+
+// Expire decides the flow when its user stops waiting for direction dir
+// (the engine's hold ran out): as the protocol the direction's bytes still
+// start like (detect), since a server of that protocol goes on reading
+// them — nginx waits a minute for the rest of "G" — and a pause must not
+// turn a request into unidentified traffic; as Unknown when they start
+// like none. Pending keeps every byte fed, for the parser.
+func (id *Identifier) Expire(dir Dir) Protocol {
+	if id.done != NeedMore {
+		return id.proto
+	}
+	d := dir & 1
+	id.proto, id.done = Unknown, NotIdentified
+	if id.state[d] == NeedMore && len(id.buf[d]) > 0 {
+		if _, may := detect(d, id.buf[d]); may != Unknown {
+			id.proto, id.done = may, Identified
+		}
+	}
+	return id.proto
+}
 
 // Dropped reports whether bytes of direction dir did not fit Pending.
 func (id *Identifier) Dropped(dir Dir) bool { return id.dropped[dir&1] }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"golang.org/x/net/dns/dnsmessage"
@@ -106,13 +107,26 @@ func identCases(tb testing.TB) []identCase {
 		{"empty lines only", c, b("\r\n\r\n"), proto.Unknown, proto.NeedMore},
 		{"empty lines past the bound", c, bytes.Repeat([]byte("\r\n"), proto.MaxEmptyLineBytes/2+1), proto.HTTP1, proto.Identified},
 		{"http method prefix after empty lines", c, b("\r\nGE"), proto.Unknown, proto.NeedMore},
+		{"http after a lone cr", c, b("\rGET / HTTP/1.1\r\n"), proto.HTTP1, proto.Identified},
+		{"http after a space", c, b(" GET / HTTP/1.1\r\n"), proto.HTTP1, proto.Identified},
+		{"http after tab vt ff", c, b("\t\v\fGET / HTTP/1.1\r\n"), proto.HTTP1, proto.Identified},
+		{"http after nul", c, b("\x00GET / HTTP/1.1\r\n"), proto.Unknown, proto.NotIdentified},
+		{"http junk glued to the method", c, b("XYZGET /?id=1 HTTP/1.1\r\n"), proto.HTTP1, proto.Identified},
+		{"http long unknown method", c, b(strings.Repeat("X", 60) + "GET / HTTP/1.1\r\n"), proto.HTTP1, proto.Identified},
+		{"http unknown method, target unterminated", c, b("XGET /?id=" + strings.Repeat("a", 80)), proto.Unknown, proto.NeedMore},
 		{"http method prefix", c, b("GE"), proto.Unknown, proto.NeedMore},
 		{"http method no target yet", c, b("GET "), proto.Unknown, proto.NeedMore},
 		{"http method then crlf", c, b("GET \r\nHost: x\r\n\r\n"), proto.Unknown, proto.NotIdentified},
 		{"http slash glued to method", c, b("GET/ HTTP/1.1\r\n"), proto.Unknown, proto.NotIdentified},
 		{"http extension without version", c, b("GETS /x\r\n"), proto.Unknown, proto.NotIdentified},
 		{"http extension version 2", c, b("FOO / HTTP/2.0\r\n"), proto.Unknown, proto.NotIdentified},
-		{"http extension unterminated", c, b("FOO / HTTP/1.1"), proto.Unknown, proto.NeedMore},
+		{"http extension unterminated", c, b("FOO / HTTP/1.1"), proto.HTTP1, proto.Identified},
+		{"http extension before the version", c, b("FOO / HTT"), proto.Unknown, proto.NeedMore},
+		{"http extension lower-case version", c, b("FOO / http/1.1\r\n"), proto.Unknown, proto.NotIdentified},
+		{"http extension, spaces around the target", c, b("XYZGET  /?id=1  HTTP/1.1\r\n"), proto.HTTP1, proto.Identified},
+		{"http extension, two-digit minor", c, b("XYZGET / HTTP/1.10\r\n"), proto.HTTP1, proto.Identified},
+		{"http extension, space after the version", c, b("XYZGET / HTTP/1.1 \r\n"), proto.HTTP1, proto.Identified},
+		{"http extension, control byte in the target", c, b("XYZGET /a\x01b HTTP/1.1\r\n"), proto.HTTP1, proto.Identified},
 		{"http response from client", c, b("HTTP/1.1 200 OK\r\n"), proto.Unknown, proto.NotIdentified},
 
 		// HTTP/1.x responses.
@@ -207,8 +221,11 @@ func identCases(tb testing.TB) []identCase {
 		{"empty", c, nil, proto.Unknown, proto.NeedMore},
 		{"binary", c, []byte{0xde, 0xad, 0xbe, 0xef, 0x00, 0x01, 0x02, 0x03}, proto.Unknown, proto.NotIdentified},
 		{"text line", c, b("hello world\r\n"), proto.Unknown, proto.NotIdentified},
-		{"long token line", c, bytes.Repeat([]byte{'A'}, 600), proto.Unknown, proto.NotIdentified},
-		{"undecided at the bound", c, append(b("FOO /"), bytes.Repeat([]byte{'a'}, 600)...), proto.Unknown, proto.NotIdentified},
+		// A method or a target that runs to the bound is still a request
+		// line a server reads (nginx passes unknown methods on).
+		{"method run to the bound", c, bytes.Repeat([]byte{'A'}, 600), proto.HTTP1, proto.Identified},
+		{"extension target run to the bound", c, append(b("FOO /"), bytes.Repeat([]byte{'a'}, 600)...), proto.HTTP1, proto.Identified},
+		{"text broken before the bound", c, append(b("FOO /a\x00"), bytes.Repeat([]byte{'a'}, 600)...), proto.Unknown, proto.NotIdentified},
 	}
 }
 
@@ -458,6 +475,11 @@ func FuzzIdentify(f *testing.F) {
 			}
 			fed += len(ch)
 		}
+		// The hold running out decides for good, and never against a
+		// decision already made.
+		if e := id.Expire(dir); st == proto.Identified && e != p || id.Expire(dir) != e {
+			t.Fatalf("Expire %v after %v, %v", e, p, st)
+		}
 		if len(data) == 0 {
 			return
 		}
@@ -492,6 +514,40 @@ func BenchmarkIdentify(b *testing.B) {
 				} else {
 					proto.IdentifyStream(c.dir, c.data)
 				}
+			}
+		})
+	}
+}
+
+// TestIdentifierExpire: when the engine stops holding a direction, the
+// flow is what its bytes still start like, its bytes kept for the parser.
+func TestIdentifierExpire(t *testing.T) {
+	tests := []struct {
+		name    string
+		feeds   []string // ToServer chunks
+		want    proto.Protocol
+		pending string
+	}{
+		{"a method prefix", []string{"G"}, proto.HTTP1, "G"},
+		{"an unknown method, in pieces", []string{"XY", "ZG"}, proto.HTTP1, "XYZG"},
+		{"empty lines", []string{"\r\n"}, proto.HTTP1, "\r\n"},
+		{"a TLS record header", []string{"\x16\x03"}, proto.TLS, "\x16\x03"},
+		{"nothing possible", []string{"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"}, proto.Unknown, "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"},
+		{"nothing fed", nil, proto.Unknown, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var id proto.Identifier
+			for _, f := range tc.feeds {
+				if p, st := id.Feed(proto.ToServer, []byte(f)); st == proto.Identified {
+					t.Fatalf("identified %v before the hold ran out", p)
+				}
+			}
+			if got := id.Expire(proto.ToServer); got != tc.want || string(id.Pending(proto.ToServer)) != tc.pending {
+				t.Fatalf("Expire = %v, pending %q; want %v, %q", got, id.Pending(proto.ToServer), tc.want, tc.pending)
+			}
+			if p, _ := id.Feed(proto.ToServer, []byte("more")); p != tc.want {
+				t.Errorf("Feed after Expire = %v", p)
 			}
 		})
 	}
