@@ -57,7 +57,9 @@ func (m *modeInspector) Inspect(w int, f *dataplane.Frame) dataplane.Verdict {
 	}
 	v := m.next.Inspect(w, f)
 	if v.Action == dataplane.Drop {
-		v = dataplane.Verdict{Action: dataplane.Forward, Final: v.Final}
+		// Fragments held for a datagram go out with it (Hold is left
+		// alone: they are not dropped, only kept back).
+		v = dataplane.Verdict{Action: dataplane.Forward, Final: v.Final, Release: v.Release}
 	}
 	return v
 }
