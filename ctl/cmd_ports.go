@@ -21,9 +21,20 @@ func newProtectCommand() *cobra.Command {
 		Short: "Put deepwall inline in front of a running container",
 		Long: `protect puts the running agent in front of a container without restarting it
 or changing its address. TARGET is a network namespace name (ip netns), a
-namespace path (/proc/PID/ns/net, /var/run/netns/NAME), a PID, or a Docker or
-containerd container id or name (docker:NAME, containerd:[NAMESPACE/]ID, or
-bare, Docker first).
+namespace path (/proc/PID/ns/net, /var/run/netns/NAME), a PID, or a
+container's name, id or unique id prefix: RUNTIME:REF with RUNTIME docker,
+podman or containerd (containerd:[NAMESPACE/]ID), or bare when only one
+runtime knows it. The agent asks Docker and podman through their API
+sockets (deepwall run --docker-socket, --podman-socket) and reads
+containerd's shim state. A container's name in rules (container:NAME) is its
+runtime name, also when it is given by PID or namespace path, so that it
+stays the same across restarts; --name overrides it.
+
+Refused, saying why and listing the container's interfaces: an unknown
+RUNTIME, a name several runtimes or containers answer to (they are named),
+and containers whose network cannot be put inline: network mode none, host,
+slirp4netns or pasta (user-mode stacks with no veth), or another container's
+namespace (protect that one).
 
 The host side of the container's veth becomes deepwall's inner port; a new
 veth pair dwo<N>/dwp<N> is created and dwp<N> takes the old veth's place: on
@@ -40,6 +51,7 @@ into proposed allow rules, block nothing). On a container already protected
 without dropping traffic.`,
 		Example: `  deepwall protect web
   deepwall protect docker:shop-db --mode monitor
+  deepwall protect podman:3f4e5a6b          # podman, by id prefix
   deepwall protect /proc/4242/ns/net --iface eth1 --name api --fail-closed
   deepwall protect web --mode protect      # change the mode of a protected container`,
 		Args: cobra.ExactArgs(1),

@@ -3,6 +3,7 @@ package protect
 import (
 	"log/slog"
 	"net/netip"
+	"reflect"
 	"sync"
 	"testing"
 
@@ -186,7 +187,7 @@ func TestModeInspector(t *testing.T) {
 			m.emit = func(ev *eve.Event) bool { got = append(got, ev); return true }
 			for i, f := range tt.frames {
 				n := len(got)
-				if v := m.Inspect(1, f); v != tt.want[i].v {
+				if v := m.Inspect(1, f); !reflect.DeepEqual(v, tt.want[i].v) {
 					t.Errorf("frame %d: verdict %+v, want %+v", i, v, tt.want[i].v)
 				}
 				if len(got)-n != tt.want[i].events {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,6 +121,9 @@ type Deps struct {
 	Emit func(*eve.Event) bool
 	// Engine is what discover polls for live flows (nil: none).
 	Engine Engine
+	// Resolver finds containers by name, id, pid or namespace (one
+	// without a ProcDir is resolve.Default).
+	Resolver resolve.Resolver
 }
 
 // Rules is what protection needs of the agent's rule manager.
@@ -190,7 +194,10 @@ func Open(d Deps) (*Protector, error) {
 		db.Close()
 		return nil, fmt.Errorf("%s: %w", portsDB, err)
 	}
-	p := &Protector{d: d, log: d.Log, db: db, resolver: resolve.Default, ports: map[string]*protectedPort{}}
+	p := &Protector{d: d, log: d.Log, db: db, resolver: d.Resolver, ports: map[string]*protectedPort{}}
+	if p.resolver.ProcDir == "" { // not given
+		p.resolver = resolve.Default
+	}
 	p.list.Store(&[]*protectedPort{})
 	p.kset = &KernelSet{static: d.Static, prot: p}
 	p.learn = newLearner(p)
@@ -531,7 +538,8 @@ func (p *Protector) Protect(ctx context.Context, req api.ProtectRequest, who Cal
 		t, err = p.resolver.Resolve(ctx, req.Target)
 	}
 	if err != nil {
-		if errors.Is(err, resolve.ErrNoTarget) || errors.Is(err, resolve.ErrAmbiguous) || errors.Is(err, resolve.ErrNotNetns) {
+		if errors.Is(err, resolve.ErrNoTarget) || errors.Is(err, resolve.ErrAmbiguous) || errors.Is(err, resolve.ErrNotNetns) ||
+			errors.Is(err, resolve.ErrUnknownRuntime) || errors.Is(err, resolve.ErrNetworkMode) {
 			err = fmt.Errorf("%w: %w", api.ErrInvalid, err)
 		}
 		return st, err
@@ -618,7 +626,10 @@ func (p *Protector) byName(name string) (resolve.Target, bool) {
 func (p *Protector) protect(t resolve.Target, cns netns.NsHandle, req api.ProtectRequest) (_ *protectedPort, err error) {
 	rec, err := wire.Find(p.d.NS, cns, req.Iface)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", api.ErrInvalid, err)
+		// Say what the container has instead (a network mode none, a
+		// user-mode stack's tap, another interface name).
+		return nil, fmt.Errorf("%w: %w (interfaces in the container: %s)", api.ErrInvalid, err,
+			strings.Join(resolve.Interfaces(cns), ", "))
 	}
 	// NFQUEUE inspects in the kernel's forwarding path: the ports are
 	// joined by a bridge of their own (wire.Record.Joined).
