@@ -23,6 +23,11 @@ esac
 case "$*" in
 *bench*) pkgs="$pkgs libndpi-bin" ;;
 esac
+# The runtime tests (internal/testctr) run real containers: podman with
+# runc (crun fails on some kernels), containerd with ctr, the CNI plugins.
+case "$*" in
+*test*) pkgs="$pkgs podman runc containerd containernetworking-plugins" ;;
+esac
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -57,5 +62,31 @@ if ! go_ok; then
 	fi
 	export PATH="$dir/bin:$PATH"
 fi
+
+# The runtime tests' container root filesystem: Debian's static busybox
+# (unpacked from its package, not installed: it conflicts with busybox)
+# with an httpd document root, in a tar that podman imports and ctr runs.
+# No image registry is needed. Built once, cached; the name carries its
+# version (internal/testctr.RootfsFile).
+rootfs=${XDG_CACHE_HOME:-$HOME/.cache}/deepwall/testrootfs-1.tar
+case "$*" in
+*test*)
+	if [ ! -s "$rootfs" ]; then
+		echo "dev.sh: building the test container root filesystem $rootfs"
+		tmp=$(mktemp -d)
+		chmod 755 "$tmp" # apt-get download runs as _apt where it can
+		(cd "$tmp" && apt-get download -qq busybox-static 2>/dev/null || { apt-get update -qq && apt-get download -qq busybox-static; })
+		dpkg-deb -x "$tmp"/busybox-static_*.deb "$tmp/deb"
+		mkdir -p "$tmp/root/bin" "$tmp/root/www" "$tmp/root/etc" "$tmp/root/proc" "$tmp/root/sys" "$tmp/root/dev" "$tmp/root/tmp"
+		cp "$tmp/deb/bin/busybox" "$tmp/root/bin/busybox"
+		for applet in sh httpd wget nc sleep cat ip ls; do ln -s busybox "$tmp/root/bin/$applet"; done
+		echo ok >"$tmp/root/www/index.html"
+		mkdir -p "$(dirname "$rootfs")"
+		tar --owner=0 --group=0 --numeric-owner -C "$tmp/root" -cf "$rootfs.tmp" .
+		mv "$rootfs.tmp" "$rootfs"
+		rm -rf "$tmp"
+	fi
+	;;
+esac
 
 exec make "$@"
