@@ -38,12 +38,17 @@ type PortStatus struct {
 	Name   string `json:"name"`
 	Target string `json:"target"`
 	Kind   string `json:"kind"`
-	Iface  string `json:"iface"`
-	Inner  string `json:"inner"`
-	Outer  string `json:"outer"`
-	Place  string `json:"place"`
-	Wiring string `json:"wiring"` // "bridge NAME" or "routed"
-	Mode   string `json:"mode"`
+	// Runtime, ContainerID and Image are the container as its runtime
+	// knows it ("" for a namespace no runtime runs).
+	Runtime     string `json:"runtime,omitempty"`
+	ContainerID string `json:"container_id,omitempty"`
+	Image       string `json:"image,omitempty"`
+	Iface       string `json:"iface"`
+	Inner       string `json:"inner"`
+	Outer       string `json:"outer"`
+	Place       string `json:"place"`
+	Wiring      string `json:"wiring"` // "bridge NAME" or "routed"
+	Mode        string `json:"mode"`
 	// Dataplane is the packet path: xdp, or nfqueue (a joint bridge
 	// between the ports, iptables NFQUEUE on it).
 	Dataplane  string    `json:"dataplane,omitempty"`

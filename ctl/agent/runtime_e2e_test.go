@@ -1,0 +1,105 @@
+package agent_test
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deepwall/deepwall/internal/testctr"
+	"github.com/deepwall/deepwall/internal/testnet"
+)
+
+// TestPrivilegedPodman protects real podman containers (runc, a CNI
+// bridge network of their own) by name, id prefix and pid through
+// podman's API service: each time under the container's podman name, an
+// attack is blocked and a benign request answered, and unprotect leaves
+// the host's wiring as it was. An unknown runtime and a container in
+// network mode none are refused, saying why.
+func TestPrivilegedPodman(t *testing.T) {
+	pm := testctr.NewPodman(t)
+	web := pm.Run(t, "web", testctr.Options{})
+	waitBenign(t, pm.NS, web.IP)
+	if !attack(pm.NS, web.IP) {
+		t.Fatal("attack not answered before protection: the container does not serve")
+	}
+	before := testnet.WiringDump(t, pm.NS)
+	host := &testnet.Host{NS: pm.NS}
+	a := startHostAgent(t, host, t.TempDir(), "--podman-socket", pm.Socket)
+
+	for _, target := range []string{"podman:" + web.Name, web.ID[:12], strconv.Itoa(web.PID)} {
+		t.Run(strings.SplitN(target, ":", 2)[0], func(t *testing.T) {
+			start := time.Now()
+			code, out, errOut := a.cli(t, "protect", target)
+			if code != 0 {
+				t.Fatalf("protect %s: %s\n%s", target, errOut, a.Output())
+			}
+			t.Logf("%s (%v)", strings.TrimSpace(out), time.Since(start).Round(time.Millisecond))
+			pl := portsOfAgent(t, a)
+			if len(pl.Ports) != 1 {
+				t.Fatalf("ports: %+v", pl)
+			}
+			if p := pl.Ports[0]; p.Name != web.Name || p.Runtime != "podman" || p.ContainerID != web.ID || p.Image != testctr.Image {
+				t.Errorf("port %+v: want the podman container %s (%s)", p, web.Name, web.ID)
+			}
+			time.Sleep(300 * time.Millisecond)
+			if attack(pm.NS, web.IP) {
+				t.Error("attack answered while protected")
+			}
+			if body := benign(pm.NS, web.IP); body != "ok\n" {
+				t.Errorf("benign request while protected: %q", body)
+			}
+			if code, _, errOut := a.cli(t, "unprotect", web.Name); code != 0 {
+				t.Fatalf("unprotect: %s", errOut)
+			}
+			if after := testnet.WiringDump(t, pm.NS); after != before {
+				t.Errorf("host wiring differs after unprotect:\n--- before\n%s\n--- after\n%s", before, after)
+			}
+			if !attack(pm.NS, web.IP) {
+				t.Error("unprotected container unreachable")
+			}
+		})
+	}
+
+	none := pm.Run(t, "none", testctr.Options{Network: "none", Cmd: []string{"/bin/sleep", "3600"}})
+	for _, tc := range []struct{ target, want string }{
+		{"foo:" + web.Name, "unknown runtime \"foo\" (known: containerd, docker, podman)"},
+		{"podman:" + none.Name, "network mode \"none\": the container has no network interface but lo (interfaces seen: lo)"},
+		{"podman:absent-container", "no such container"},
+	} {
+		code, _, errOut := a.cli(t, "protect", tc.target)
+		if code == 0 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("protect %s: exit %d, %q; want an error saying %q", tc.target, code, errOut, tc.want)
+		}
+	}
+	if pl := portsOfAgent(t, a); len(pl.Ports) != 0 {
+		t.Errorf("ports after refusals: %+v", pl)
+	}
+}
+
+// benign fetches / from ip's test server from ns; "" when it fails.
+func benign(ns *testnet.NS, ip netip.Addr) string {
+	resp, err := nsHTTPClient(ns, false).Get(fmt.Sprintf("http://%s:%d/", ip, testctr.HTTPPort))
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// waitBenign waits until ip's test server answers (it starts with its
+// container, not before).
+func waitBenign(tb testing.TB, ns *testnet.NS, ip netip.Addr) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for benign(ns, ip) != "ok\n" {
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s does not answer", ip)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
