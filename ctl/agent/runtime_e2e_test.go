@@ -80,6 +80,45 @@ func TestPrivilegedPodman(t *testing.T) {
 	}
 }
 
+// TestPrivilegedContainerd protects a real containerd container (ctr,
+// runc, in a namespace bridged on the host as CNI's bridge plugin would)
+// by containerd:NAMESPACE/ID and by bare id, under its id: an attack is
+// blocked, a benign request answered, and unprotect leaves the host's
+// wiring as it was.
+func TestPrivilegedContainerd(t *testing.T) {
+	cd := testctr.NewContainerd(t)
+	client := cd.Host.AddBridged(t, "client", netip.MustParseAddr("198.18.0.1"))
+	web := cd.Run(t, "web", netip.MustParseAddr("198.18.0.2"))
+	waitBenign(t, client.NS, web.IP)
+	before := testnet.WiringDump(t, cd.Host.NS)
+	a := startHostAgent(t, cd.Host, t.TempDir(), "--containerd-state", cd.State)
+	for _, target := range []string{"containerd:" + cd.Namespace + "/" + web.ID, web.ID} {
+		start := time.Now()
+		code, out, errOut := a.cli(t, "protect", target)
+		if code != 0 {
+			t.Fatalf("protect %s: %s\n%s", target, errOut, a.Output())
+		}
+		t.Logf("%s (%v)", strings.TrimSpace(out), time.Since(start).Round(time.Millisecond))
+		pl := portsOfAgent(t, a)
+		if len(pl.Ports) != 1 || pl.Ports[0].Name != web.ID || pl.Ports[0].Runtime != "containerd" {
+			t.Fatalf("ports: %+v", pl)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if attack(client.NS, web.IP) {
+			t.Error("attack answered while protected")
+		}
+		if body := benign(client.NS, web.IP); body != "ok\n" {
+			t.Errorf("benign request while protected: %q", body)
+		}
+		if code, _, errOut := a.cli(t, "unprotect", web.ID); code != 0 {
+			t.Fatalf("unprotect: %s", errOut)
+		}
+		if after := testnet.WiringDump(t, cd.Host.NS); after != before {
+			t.Errorf("host wiring differs after unprotect:\n--- before\n%s\n--- after\n%s", before, after)
+		}
+	}
+}
+
 // benign fetches / from ip's test server from ns; "" when it fails.
 func benign(ns *testnet.NS, ip netip.Addr) string {
 	resp, err := nsHTTPClient(ns, false).Get(fmt.Sprintf("http://%s:%d/", ip, testctr.HTTPPort))

@@ -308,3 +308,108 @@ func (p *Podman) sweep() {
 		}
 	}
 }
+
+// Containerd is a containerd daemon of the test's (its own root, state
+// and socket) in Host's namespace, running containers with ctr and runc
+// in namespaces of Host's as CNI would give them: on Host's bridge.
+type Containerd struct {
+	Host *testnet.Host
+	// Socket is the daemon's API; State its v2 shim state directory
+	// (deepwall run --containerd-state); Namespace the containerd
+	// namespace its containers are in.
+	Socket, State, Namespace string
+}
+
+// NewContainerd starts containerd in a new testnet host; both go at
+// cleanup.
+func NewContainerd(tb testing.TB) *Containerd {
+	tb.Helper()
+	testnet.RequirePrivileged(tb)
+	for _, bin := range []string{"containerd", "ctr", "runc"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			missing(tb, bin+" not installed (scripts/dev.sh test installs it)")
+		}
+	}
+	Rootfs(tb)
+	dir := tb.TempDir()
+	c := &Containerd{Host: testnet.NewHost(tb), Socket: filepath.Join(dir, "containerd.sock"),
+		State: filepath.Join(dir, "state", "io.containerd.runtime.v2.task"), Namespace: "deepwall-test"}
+	// No config file: the package's /etc/containerd/config.toml is the
+	// host's daemon's.
+	d := exec.Command("containerd", "--config", filepath.Join(dir, "none.toml"), "--root", filepath.Join(dir, "root"),
+		"--state", filepath.Join(dir, "state"), "--address", c.Socket)
+	var out bytes.Buffer
+	d.Stdout, d.Stderr = &out, &out
+	if err := os.WriteFile(filepath.Join(dir, "none.toml"), []byte("version = 2\n"), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	c.Host.NS.Start(tb, d)
+	deadline := time.Now().Add(serviceTimeout)
+	for {
+		if fd, err := unixDial(c.Socket); err == nil {
+			unix.Close(fd)
+			break
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("containerd did not listen on %s within %v:\n%s", c.Socket, serviceTimeout, out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return c
+}
+
+// ctr runs ctr with args against c's daemon and returns its output.
+func (c *Containerd) ctr(args ...string) (string, error) {
+	cmd := exec.Command("ctr", append([]string{"--address", c.Socket, "--namespace", c.Namespace}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	timer := time.AfterFunc(cmdTimeout, func() { _ = cmd.Process.Kill() })
+	err := c.Host.NS.Do(cmd.Run)
+	timer.Stop()
+	if err != nil {
+		return "", fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return strings.TrimSpace(stdout.String()), nil
+}
+
+// Run starts a container (its id named after role) serving "ok" on
+// HTTPPort, in a namespace bridged on Host with ip, from a copy of the
+// test root filesystem; all of it goes at cleanup.
+func (c *Containerd) Run(tb testing.TB, role string, ip netip.Addr) *Container {
+	tb.Helper()
+	ct := c.Host.AddBridged(tb, role, ip)
+	rootfs := filepath.Join(tb.TempDir(), "rootfs")
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	if out, err := exec.Command("tar", "-xf", Rootfs(tb), "-C", rootfs).CombinedOutput(); err != nil {
+		tb.Fatalf("unpack the test root filesystem: %v: %s", err, out)
+	}
+	id := fmt.Sprintf("%s%d-%s-%d", namePrefix, os.Getpid(), role, seq.Add(1))
+	if _, err := c.ctr("run", "-d", "--with-ns", "network:"+ct.NS.Path, "--rootfs", rootfs, id,
+		"/bin/httpd", "-f", "-p", strconv.Itoa(HTTPPort), "-h", "/www"); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		_, _ = c.ctr("task", "kill", "-s", "KILL", id)
+		var err error
+		for range 50 { // the task is deleted once it has exited
+			if _, err = c.ctr("task", "rm", id); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if _, cerr := c.ctr("container", "rm", id); cerr != nil || err != nil {
+			tb.Errorf("remove containerd container %s: %v %v", id, err, cerr)
+		}
+	})
+	b, err := os.ReadFile(filepath.Join(c.State, c.Namespace, id, "init.pid"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		tb.Fatalf("init.pid: %q", b)
+	}
+	return &Container{Name: id, ID: id, IP: ip, PID: pid}
+}
