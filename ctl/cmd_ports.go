@@ -129,7 +129,13 @@ func newPortsCommand() *cobra.Command {
 name and target, addresses, the inner and outer ports, how it is wired
 (bridge or route), its mode (discover, monitor, protect) and fail policy,
 its state, and its counters (frames inspected, fast-path allows and drops,
-ACL drops) since it was put inline.`,
+ACL drops) since it was put inline.
+
+A container protected as a runtime's container (by name, id or pid of a
+Docker, podman or containerd container) stays protected across its
+restarts and re-creations under the same name: while it is not protected
+again its state is pending (not running) or failed, with the reason
+printed below the table.`,
 		Example: `  deepwall ports -o json`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -165,4 +171,9 @@ func printPorts(w io.Writer, list api.PortList) {
 			p.Counters.ACLDrop, p.Since.Local().Format(time.DateTime))
 	}
 	tw.Flush()
+	for _, p := range list.Ports {
+		if p.Reason != "" {
+			fmt.Fprintf(w, "%s: %s: %s\n", p.Name, p.State, p.Reason)
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/internal/testctr"
 	"github.com/deepwall/deepwall/internal/testnet"
 )
@@ -140,5 +141,112 @@ func waitBenign(tb testing.TB, ns *testnet.NS, ip netip.Addr) {
 			tb.Fatalf("%s does not answer", ip)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestPrivilegedPodmanLifecycle: a podman container protected by name
+// stays protected across restart, stop + start, rm + run under the same
+// name, and a restart while no agent runs: each time the agent protects
+// the new namespace again (start events, or its periodic pass), an
+// attack is blocked and a benign request answered; while the container
+// is stopped ports shows the protection pending, with the reason.
+// The time from the runtime's command returning to protected is logged.
+func TestPrivilegedPodmanLifecycle(t *testing.T) {
+	pm := testctr.NewPodman(t)
+	web := pm.Run(t, "web", testctr.Options{})
+	waitBenign(t, pm.NS, web.IP)
+	host := &testnet.Host{NS: pm.NS}
+	dir := t.TempDir()
+	args := []string{"--podman-socket", pm.Socket}
+	a := startHostAgent(t, host, dir, args...)
+	if code, _, errOut := a.cli(t, "protect", "podman:"+web.Name); code != 0 {
+		t.Fatalf("protect: %s", errOut)
+	}
+	checkProtected := func(t *testing.T) {
+		t.Helper()
+		time.Sleep(300 * time.Millisecond)
+		if attack(pm.NS, web.IP) {
+			t.Error("attack answered while protected")
+		}
+		if body := benign(pm.NS, web.IP); body != "ok\n" {
+			t.Errorf("benign request while protected: %q", body)
+		}
+	}
+	checkProtected(t)
+
+	outer := t // the agent started again outlives the subtest
+	for _, ev := range []struct {
+		name string
+		do   func(t *testing.T)
+	}{
+		{"restart", func(t *testing.T) { pm.Command(t, "restart", "-t", "0", web.Name) }},
+		{"stop-start", func(t *testing.T) {
+			pm.Command(t, "stop", "-t", "0", web.Name)
+			p := waitPort(t, a, web.Name, func(p api.PortStatus) bool { return p.State == "pending" })
+			if !p.Follows || !strings.Contains(p.Reason, web.Name) {
+				t.Errorf("pending protection: %+v", p)
+			}
+			code, out, _ := a.cli(t, "ports")
+			if code != 0 || !strings.Contains(out, web.Name+": pending: ") {
+				t.Errorf("ports does not say why %s is pending:\n%s", web.Name, out)
+			}
+			pm.Command(t, "start", web.Name)
+		}},
+		{"rm-run", func(t *testing.T) { pm.Recreate(t, web) }},
+		{"restart-without-agent", func(t *testing.T) {
+			a.stop(t)
+			pm.Command(t, "restart", "-t", "0", web.Name)
+			a = startHostAgent(outer, host, dir, args...)
+		}},
+	} {
+		t.Run(ev.name, func(t *testing.T) {
+			old := waitPort(t, a, web.Name, func(p api.PortStatus) bool { return p.State == "running" })
+			ev.do(t)
+			start := time.Now()
+			pm.Inspect(t, web)
+			p := waitPort(t, a, web.Name, func(p api.PortStatus) bool { return p.State == "running" && p.Inner != old.Inner })
+			t.Logf("protected again %v after the command returned (inner %s -> %s, id %.12s)",
+				time.Since(start).Round(time.Millisecond), old.Inner, p.Inner, p.ContainerID)
+			if p.ContainerID != web.ID || p.Name != web.Name {
+				t.Errorf("protected %+v, want %s (%s)", p, web.Name, web.ID)
+			}
+			waitBenign(t, pm.NS, web.IP)
+			checkProtected(t)
+		})
+	}
+
+	if code, _, errOut := a.cli(t, "unprotect", web.Name); code != 0 {
+		t.Fatalf("unprotect: %s", errOut)
+	}
+	if pl := portsOfAgent(t, a); len(pl.Ports) != 0 {
+		t.Errorf("ports after unprotect: %+v", pl)
+	}
+	pm.Command(t, "restart", "-t", "0", web.Name) // not followed any more
+	pm.Inspect(t, web)
+	waitBenign(t, pm.NS, web.IP)
+	time.Sleep(1500 * time.Millisecond) // more than a periodic pass
+	if pl := portsOfAgent(t, a); len(pl.Ports) != 0 {
+		t.Errorf("unprotected container protected again: %+v", pl)
+	}
+	if !attack(pm.NS, web.IP) {
+		t.Error("unprotected container's server does not answer")
+	}
+}
+
+// waitPort waits until the agent lists name in a state ok accepts.
+func waitPort(tb testing.TB, a *agentProc, name string, ok func(api.PortStatus) bool) api.PortStatus {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pl := portsOfAgent(tb, a)
+		for _, p := range pl.Ports {
+			if p.Name == name && ok(p) {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s not in the state wanted: %+v\n%s", name, pl, a.Output())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

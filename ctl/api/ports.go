@@ -55,8 +55,13 @@ type PortStatus struct {
 	FailClosed bool      `json:"fail_closed"`
 	Addrs      []string  `json:"addrs"`
 	Since      time.Time `json:"since"`
-	State      string    `json:"state"` // running, stopped, gone
-	Counters   PortCount `json:"counters"`
+	// State is running or stopped (protected), or, for a protection that
+	// follows its container (Follows) while the container is not
+	// protected: pending (not running) or failed (Reason says why).
+	State    string    `json:"state"`
+	Reason   string    `json:"reason,omitempty"`
+	Follows  bool      `json:"follows,omitempty"`
+	Counters PortCount `json:"counters"`
 	// Changed says what a protect call did: "protected", "mode" (changed)
 	// or "" (nothing to do).
 	Changed string `json:"changed,omitempty"`

@@ -111,8 +111,10 @@ func (r Resolver) engine(ctx context.Context, e engine, ref string) (Target, err
 	t.ID, t.Image, t.NetworkMode = c.id(), c.Config.Image, c.HostConfig.NetworkMode
 	t.PID, t.Path = c.State.Pid, filepath.Join(r.ProcDir, strconv.Itoa(c.State.Pid), "ns", "net")
 	t.Name = strings.TrimPrefix(c.Name, "/")
+	t.Container = t.Name
 	if !rules.ValidContainerName(t.Name) {
 		t.Name = shortID(c.id())
+		t.Container = c.id()
 	}
 	if why := unprotectable(t.NetworkMode); why != "" {
 		return t, fmt.Errorf("%s container %s: %w: network mode %.64q: %s (interfaces seen: %s)", e.name, t.Name,

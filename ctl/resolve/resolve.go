@@ -40,9 +40,12 @@ type Target struct {
 	Path string `json:"path"`
 	PID  int    `json:"pid,omitempty"`
 	// Runtime and ID are the container runtime that runs the target and
-	// its id there ("" when no runtime knows it); Image and NetworkMode
-	// are as the runtime reported them.
+	// its id there ("" when no runtime knows it); Container is its name
+	// there (containerd: NAMESPACE/ID), which RUNTIME:CONTAINER finds
+	// again after a restart or a re-creation; Image and NetworkMode are
+	// as the runtime reported them.
 	Runtime     string `json:"runtime,omitempty"`
+	Container   string `json:"container,omitempty"`
 	ID          string `json:"id,omitempty"`
 	Image       string `json:"image,omitempty"`
 	NetworkMode string `json:"network_mode,omitempty"`
@@ -239,7 +242,7 @@ func (r Resolver) nameByPID(ctx context.Context, t *Target) {
 	for _, kind := range Runtimes {
 		ft, err := r.runtime(ctx, kind, id)
 		if err == nil && ft.PID == t.PID && rules.ValidContainerName(ft.Name) {
-			t.Name, t.Runtime, t.ID, t.Image, t.NetworkMode = ft.Name, ft.Runtime, ft.ID, ft.Image, ft.NetworkMode
+			t.Name, t.Runtime, t.ID, t.Container, t.Image, t.NetworkMode = ft.Name, ft.Runtime, ft.ID, ft.Container, ft.Image, ft.NetworkMode
 			return
 		}
 	}
@@ -434,6 +437,7 @@ func (r Resolver) containerd(ref string) (Target, error) {
 		}
 	}
 	var pids []int
+	var inNS string
 	for _, n := range namespaces {
 		b, err := readBounded(filepath.Join(r.ContainerdState, n, id, "init.pid"), maxPIDFile)
 		if err != nil {
@@ -442,6 +446,7 @@ func (r Resolver) containerd(ref string) (Target, error) {
 		if s := strings.TrimSpace(string(b)); isPID(s) {
 			pid, _ := strconv.Atoi(s)
 			pids = append(pids, pid)
+			inNS = n
 		}
 	}
 	switch len(pids) {
@@ -453,6 +458,7 @@ func (r Resolver) containerd(ref string) (Target, error) {
 	}
 	t.PID, t.Path = pids[0], filepath.Join(r.ProcDir, strconv.Itoa(pids[0]), "ns", "net")
 	t.Name, t.ID = id, id
+	t.Container = inNS + "/" + id
 	if !rules.ValidContainerName(t.Name) {
 		t.Name = shortID(id)
 	}

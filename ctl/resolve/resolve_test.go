@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -577,4 +578,70 @@ func TestContainerIDOf(t *testing.T) {
 			t.Errorf("%q: %q, want %q", tc.cgroup, got, tc.want)
 		}
 	}
+}
+
+// TestWatchStarts serves podman's recorded start events (a run and a
+// restart) and a hostile line on a fake API; the watcher reports the
+// starts by name and reconnects after the stream ends.
+func TestWatchStarts(t *testing.T) {
+	recorded, err := os.ReadFile("testdata/podman/events.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := Resolver{PodmanSocket: filepath.Join(t.TempDir(), "podman.sock")}
+	ln, err := net.Listen("unix", r.PodmanSocket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var streams atomic.Int32
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path != "/events" || req.URL.Query().Get("filters") != startFilter {
+			http.Error(w, "no", http.StatusBadRequest)
+			return
+		}
+		streams.Add(1)
+		w.Write([]byte(`{"Type":"container","Action":"die","Actor":{"Attributes":{"name":"other"}}}` + "\n"))
+		w.Write(recorded)
+		w.Write([]byte(strings.Repeat("x", maxEventLine+1) + "\n")) // ends this stream
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan string, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.WatchStarts(ctx, func(runtime, name string) { got <- runtime + ":" + name })
+	}()
+	for i := range 3 { // two from the first stream, one from the second
+		select {
+		case s := <-got:
+			if s != "podman:wlev" {
+				t.Fatalf("start %d: %s", i, s)
+			}
+		case <-time.After(eventRetry + 3*time.Second):
+			t.Fatalf("start %d not reported", i)
+		}
+	}
+	cancel()
+	<-done
+	if streams.Load() < 2 {
+		t.Errorf("%d streams: no reconnection", streams.Load())
+	}
+}
+
+func FuzzParseStart(f *testing.F) {
+	b, err := os.ReadFile("testdata/podman/events.jsonl")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		f.Add([]byte(line))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		if name := parseStart(line); len(name) > maxContainerID {
+			t.Fatalf("name of %d bytes", len(name))
+		}
+	})
 }

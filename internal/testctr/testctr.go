@@ -199,6 +199,8 @@ type Container struct {
 	Name, ID, Network string
 	IP                netip.Addr
 	PID               int
+	// run is the podman run command that made it (Recreate).
+	run []string
 }
 
 // Options says how Run starts a container.
@@ -228,7 +230,8 @@ func (p *Podman) Run(tb testing.TB, role string, o Options) *Container {
 		cmd = []string{"/bin/httpd", "-f", "-p", strconv.Itoa(HTTPPort), "-h", "/www"}
 	}
 	args := append([]string{"run", "-d", "--name", c.Name, "--network", mode}, runFlags...)
-	c.ID = p.Command(tb, append(append(args, Image), cmd...)...)
+	c.run = append(append(args, Image), cmd...)
+	c.ID = p.Command(tb, c.run...)
 	tb.Cleanup(func() {
 		if err := p.run("rm", "-f", "-t", "0", c.Name); err != nil {
 			tb.Errorf("remove container %s: %v", c.Name, err)
@@ -236,6 +239,15 @@ func (p *Podman) Run(tb testing.TB, role string, o Options) *Container {
 	})
 	p.Inspect(tb, c)
 	return c
+}
+
+// Recreate removes c and runs it again under the same name, in the same
+// network, as a new container (a new id).
+func (p *Podman) Recreate(tb testing.TB, c *Container) {
+	tb.Helper()
+	p.Command(tb, "rm", "-f", "-t", "0", c.Name)
+	c.ID = p.Command(tb, c.run...)
+	p.Inspect(tb, c)
 }
 
 // Inspect reads c's pid and address again (after a restart).

@@ -159,6 +159,10 @@ type Protector struct {
 
 	mu    sync.Mutex // protect, unprotect, mode changes, clean-up
 	ports map[string]*protectedPort
+	// pending are the followed protections whose containers are not
+	// protected now (follow.go); kicks asks the watch for a pass.
+	pending map[string]*pendingPort
+	kicks   chan struct{}
 	// list is ports as a slice, read without mu by the packet path's
 	// helpers (kernel table, event annotation).
 	list atomic.Pointer[[]*protectedPort]
@@ -184,7 +188,7 @@ func Open(d Deps) (*Protector, error) {
 		return nil, fmt.Errorf("open %s: %w", filepath.Join(d.StateDir, portsDB), err)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketPorts, bucketLearned} {
+		for _, b := range [][]byte{bucketPorts, bucketLearned, bucketPending} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -194,7 +198,8 @@ func Open(d Deps) (*Protector, error) {
 		db.Close()
 		return nil, fmt.Errorf("%s: %w", portsDB, err)
 	}
-	p := &Protector{d: d, log: d.Log, db: db, resolver: d.Resolver, ports: map[string]*protectedPort{}}
+	p := &Protector{d: d, log: d.Log, db: db, resolver: d.Resolver, ports: map[string]*protectedPort{},
+		pending: map[string]*pendingPort{}, kicks: make(chan struct{}, 1)}
 	if p.resolver.ProcDir == "" { // not given
 		p.resolver = resolve.Default
 	}
@@ -297,10 +302,16 @@ func (p *Protector) Restore() error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if err := p.loadPending(); err != nil {
+		return fmt.Errorf("pending protections %s: %w", file, err)
+	}
 	for _, r := range recs {
 		if wire.Gone(p.d.NS, r.Wire) || r.Wire.Stage == wire.StageFound {
 			p.log.Info("protected container gone while no agent ran: cleaning up", "name", r.Target.Name, "inner", r.Wire.Inner.Name)
 			p.cleanupRecord(r)
+			if follows(r.Target) {
+				p.followLater(r)
+			}
 			continue
 		}
 		pp := &protectedPort{rec: r}
@@ -402,10 +413,14 @@ func (p *Protector) Start(ctx context.Context) {
 		p.run(pp)
 	}
 	p.mu.Unlock()
-	p.wg.Add(1)
+	p.wg.Add(2)
 	go func() {
 		defer p.wg.Done()
 		p.watch(ctx)
+	}()
+	go func() {
+		defer p.wg.Done()
+		p.watchStarts(ctx)
 	}()
 }
 
@@ -441,8 +456,10 @@ func (p *Protector) watch(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-p.kicks:
 		}
 		p.check()
+		p.reconcile(ctx)
 		p.learn.poll()
 	}
 }
@@ -465,6 +482,9 @@ func (p *Protector) check() {
 			p.cleanupRecord(pp.rec)
 			delete(p.ports, name)
 			p.audit("cleanup", name, name+": container gone", selfCaller(), nil)
+			if follows(pp.rec.Target) {
+				p.followLater(pp.rec)
+			}
 			changed = true
 			continue
 		}
@@ -593,13 +613,15 @@ func (p *Protector) Protect(ctx context.Context, req api.ProtectRequest, who Cal
 			return st, nil
 		}
 	}
-	if len(p.ports) >= maxProtected {
-		return st, fmt.Errorf("%w: %d containers protected, at most %d", api.ErrInvalid, len(p.ports), maxProtected)
+	if _, waits := p.pending[t.Name]; !waits && len(p.ports)+len(p.pending) >= maxProtected {
+		return st, fmt.Errorf("%w: %d containers protected or waited for, at most %d", api.ErrInvalid,
+			len(p.ports)+len(p.pending), maxProtected)
 	}
 	pp, err := p.protect(t, cns, req)
 	if err != nil {
 		return st, err
 	}
+	p.dropPending(t.Name) // protected by hand before it came back
 	st = p.status(pp)
 	st.Changed = "protected"
 	return st, nil
@@ -742,6 +764,15 @@ func (p *Protector) Unprotect(name string, who Caller) (st api.PortStatus, err e
 		pp = p.findByTarget(name)
 	}
 	if pp == nil {
+		for pname, pend := range p.pending {
+			if pname == name || pend.Target.Spec == name {
+				st = pendingStatus(pend)
+				p.dropPending(pname)
+				st.State, st.Changed = "unprotected", "unprotected"
+				p.log.Info("pending protection removed", "name", pname)
+				return st, nil
+			}
+		}
 		return st, fmt.Errorf("%s: %w", name, ErrNotProtected)
 	}
 	st = p.status(pp)
@@ -789,6 +820,10 @@ func (p *Protector) Ports() api.PortList {
 	for _, pp := range *p.list.Load() {
 		out.Ports = append(out.Ports, p.status(pp))
 	}
+	for _, pend := range p.pending {
+		out.Ports = append(out.Ports, pendingStatus(pend))
+	}
+	slices.SortFunc(out.Ports, func(a, b api.PortStatus) int { return compareStrings(a.Name, b.Name) })
 	return out
 }
 
@@ -802,7 +837,7 @@ func wiringName(r *wire.Record) string {
 func (p *Protector) status(pp *protectedPort) api.PortStatus {
 	r := pp.rec
 	st := api.PortStatus{Name: r.Target.Name, Target: r.Target.Spec, Kind: r.Target.Kind, Iface: r.Iface,
-		Runtime: r.Target.Runtime, ContainerID: r.Target.ID, Image: r.Target.Image,
+		Runtime: r.Target.Runtime, ContainerID: r.Target.ID, Image: r.Target.Image, Follows: follows(r.Target),
 		Inner: r.Wire.Inner.Name, Outer: r.Wire.Outer.Name, Place: r.Wire.Place.Name, Wiring: wiringName(r.Wire),
 		Mode: pp.protectionMode(), FailClosed: r.FailClosed, Since: r.Since, State: "stopped", Addrs: []string{}}
 	if a := pp.addrs.Load(); a != nil {
