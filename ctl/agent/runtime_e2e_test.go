@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -85,7 +86,7 @@ func TestPrivilegedPodman(t *testing.T) {
 // runc, in a namespace bridged on the host as CNI's bridge plugin would)
 // by containerd:NAMESPACE/ID and by bare id, under its id: an attack is
 // blocked, a benign request answered, and unprotect leaves the host's
-// wiring as it was.
+// wiring as it was. Re-created under its id, it is protected again.
 func TestPrivilegedContainerd(t *testing.T) {
 	cd := testctr.NewContainerd(t)
 	client := cd.Host.AddBridged(t, "client", netip.MustParseAddr("198.18.0.1"))
@@ -117,6 +118,31 @@ func TestPrivilegedContainerd(t *testing.T) {
 		if after := testnet.WiringDump(t, cd.Host.NS); after != before {
 			t.Errorf("host wiring differs after unprotect:\n--- before\n%s\n--- after\n%s", before, after)
 		}
+	}
+
+	// Removed and run again under its id in a new namespace (CNI DEL and
+	// ADD): protected again by the periodic pass (containerd's events
+	// are not watched).
+	if code, _, errOut := a.cli(t, "protect", web.ID); code != 0 {
+		t.Fatalf("protect: %s", errOut)
+	}
+	old := waitPort(t, a, web.ID, func(p api.PortStatus) bool { return p.State == "running" })
+	cd.Recreate(t, web)
+	start := time.Now()
+	p := waitPort(t, a, web.ID, func(p api.PortStatus) bool { return p.State == "running" && p.Inner != old.Inner })
+	t.Logf("re-created: protected again %v after ctr run returned (inner %s -> %s)", time.Since(start).Round(time.Millisecond), old.Inner, p.Inner)
+	// The new container has a new MAC: the client forgets the old one
+	// (as it would after its probes failed, seconds later).
+	if out, err := client.NS.Run(exec.Command("ip", "neigh", "flush", "all")); err != nil {
+		t.Fatalf("ip neigh flush: %v: %s", err, out)
+	}
+	waitBenign(t, client.NS, web.IP)
+	time.Sleep(300 * time.Millisecond)
+	if attack(client.NS, web.IP) {
+		t.Error("attack answered after the container was re-created")
+	}
+	if code, _, errOut := a.cli(t, "unprotect", web.ID); code != 0 {
+		t.Fatalf("unprotect: %s", errOut)
 	}
 }
 

@@ -199,8 +199,10 @@ type Container struct {
 	Name, ID, Network string
 	IP                netip.Addr
 	PID               int
-	// run is the podman run command that made it (Recreate).
-	run []string
+	// run is the podman run command that made it (Recreate); hostIf
+	// the host end of a containerd container's veth.
+	run    []string
+	hostIf string
 }
 
 // Options says how Run starts a container.
@@ -389,7 +391,39 @@ func (c *Containerd) ctr(args ...string) (string, error) {
 // test root filesystem; all of it goes at cleanup.
 func (c *Containerd) Run(tb testing.TB, role string, ip netip.Addr) *Container {
 	tb.Helper()
-	ct := c.Host.AddBridged(tb, role, ip)
+	id := fmt.Sprintf("%s%d-%s-%d", namePrefix, os.Getpid(), role, seq.Add(1))
+	ct := &Container{Name: id, ID: id, IP: ip}
+	c.start(tb, ct, role)
+	tb.Cleanup(func() {
+		if err := c.remove(id); err != nil {
+			tb.Errorf("remove containerd container %s: %v", id, err)
+		}
+	})
+	return ct
+}
+
+// Recreate removes ct and runs it again under the same id in a new
+// namespace, as a CNI runtime does: the bridge plugin's DEL deletes the
+// old veth, its ADD bridges a new one.
+func (c *Containerd) Recreate(tb testing.TB, ct *Container) {
+	tb.Helper()
+	if err := c.remove(ct.ID); err != nil {
+		tb.Fatal(err)
+	}
+	h := c.Host.NS.Netlink(tb)
+	if l, err := h.LinkByName(ct.hostIf); err == nil {
+		if err := h.LinkDel(l); err != nil {
+			tb.Fatalf("delete %s: %v", ct.hostIf, err)
+		}
+	}
+	c.start(tb, ct, "re")
+}
+
+// start runs ct in a new namespace bridged on Host.
+func (c *Containerd) start(tb testing.TB, ct *Container, role string) {
+	tb.Helper()
+	ns := c.Host.AddBridged(tb, role, ct.IP)
+	ct.hostIf = ns.HostIf
 	rootfs := filepath.Join(tb.TempDir(), "rootfs")
 	if err := os.Mkdir(rootfs, 0o755); err != nil {
 		tb.Fatal(err)
@@ -397,31 +431,31 @@ func (c *Containerd) Run(tb testing.TB, role string, ip netip.Addr) *Container {
 	if out, err := exec.Command("tar", "-xf", Rootfs(tb), "-C", rootfs).CombinedOutput(); err != nil {
 		tb.Fatalf("unpack the test root filesystem: %v: %s", err, out)
 	}
-	id := fmt.Sprintf("%s%d-%s-%d", namePrefix, os.Getpid(), role, seq.Add(1))
-	if _, err := c.ctr("run", "-d", "--with-ns", "network:"+ct.NS.Path, "--rootfs", rootfs, id,
+	if _, err := c.ctr("run", "-d", "--with-ns", "network:"+ns.NS.Path, "--rootfs", rootfs, ct.ID,
 		"/bin/httpd", "-f", "-p", strconv.Itoa(HTTPPort), "-h", "/www"); err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() {
-		_, _ = c.ctr("task", "kill", "-s", "KILL", id)
-		var err error
-		for range 50 { // the task is deleted once it has exited
-			if _, err = c.ctr("task", "rm", id); err == nil {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		if _, cerr := c.ctr("container", "rm", id); cerr != nil || err != nil {
-			tb.Errorf("remove containerd container %s: %v %v", id, err, cerr)
-		}
-	})
-	b, err := os.ReadFile(filepath.Join(c.State, c.Namespace, id, "init.pid"))
+	b, err := os.ReadFile(filepath.Join(c.State, c.Namespace, ct.ID, "init.pid"))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
+	if ct.PID, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
 		tb.Fatalf("init.pid: %q", b)
 	}
-	return &Container{Name: id, ID: id, IP: ip, PID: pid}
+}
+
+// remove kills and deletes the container id (its task first).
+func (c *Containerd) remove(id string) error {
+	_, _ = c.ctr("task", "kill", "-s", "KILL", id)
+	var err error
+	for range 50 { // the task is deleted once it has exited
+		if _, err = c.ctr("task", "rm", id); err == nil || strings.Contains(err.Error(), "not found") {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, cerr := c.ctr("container", "rm", id); cerr != nil {
+		return errors.Join(err, cerr)
+	}
+	return nil
 }
