@@ -34,32 +34,11 @@ func TestPrivilegedPodman(t *testing.T) {
 
 	for _, target := range []string{"podman:" + web.Name, web.ID[:12], strconv.Itoa(web.PID)} {
 		t.Run(strings.SplitN(target, ":", 2)[0], func(t *testing.T) {
-			start := time.Now()
-			code, out, errOut := a.cli(t, "protect", target)
-			if code != 0 {
-				t.Fatalf("protect %s: %s\n%s", target, errOut, a.Output())
-			}
-			t.Logf("%s (%v)", strings.TrimSpace(out), time.Since(start).Round(time.Millisecond))
-			pl := portsOfAgent(t, a)
-			if len(pl.Ports) != 1 {
-				t.Fatalf("ports: %+v", pl)
-			}
-			if p := pl.Ports[0]; p.Name != web.Name || p.Runtime != "podman" || p.ContainerID != web.ID || p.Image != testctr.Image {
+			if p := protectOnly(t, a, target); p.Name != web.Name || p.Runtime != "podman" || p.ContainerID != web.ID || p.Image != testctr.Image {
 				t.Errorf("port %+v: want the podman container %s (%s)", p, web.Name, web.ID)
 			}
-			time.Sleep(300 * time.Millisecond)
-			if attack(pm.NS, web.IP) {
-				t.Error("attack answered while protected")
-			}
-			if body := benign(pm.NS, web.IP); body != "ok\n" {
-				t.Errorf("benign request while protected: %q", body)
-			}
-			if code, _, errOut := a.cli(t, "unprotect", web.Name); code != 0 {
-				t.Fatalf("unprotect: %s", errOut)
-			}
-			if after := testnet.WiringDump(t, pm.NS); after != before {
-				t.Errorf("host wiring differs after unprotect:\n--- before\n%s\n--- after\n%s", before, after)
-			}
+			checkInline(t, pm.NS, web.IP)
+			unprotectRestores(t, a, web.Name, pm.NS, before)
 			if !attack(pm.NS, web.IP) {
 				t.Error("unprotected container unreachable")
 			}
@@ -95,29 +74,11 @@ func TestPrivilegedContainerd(t *testing.T) {
 	before := testnet.WiringDump(t, cd.Host.NS)
 	a := startHostAgent(t, cd.Host, t.TempDir(), "--containerd-state", cd.State)
 	for _, target := range []string{"containerd:" + cd.Namespace + "/" + web.ID, web.ID} {
-		start := time.Now()
-		code, out, errOut := a.cli(t, "protect", target)
-		if code != 0 {
-			t.Fatalf("protect %s: %s\n%s", target, errOut, a.Output())
+		if p := protectOnly(t, a, target); p.Name != web.ID || p.Runtime != "containerd" {
+			t.Fatalf("port %+v: want the containerd container %s", p, web.ID)
 		}
-		t.Logf("%s (%v)", strings.TrimSpace(out), time.Since(start).Round(time.Millisecond))
-		pl := portsOfAgent(t, a)
-		if len(pl.Ports) != 1 || pl.Ports[0].Name != web.ID || pl.Ports[0].Runtime != "containerd" {
-			t.Fatalf("ports: %+v", pl)
-		}
-		time.Sleep(300 * time.Millisecond)
-		if attack(client.NS, web.IP) {
-			t.Error("attack answered while protected")
-		}
-		if body := benign(client.NS, web.IP); body != "ok\n" {
-			t.Errorf("benign request while protected: %q", body)
-		}
-		if code, _, errOut := a.cli(t, "unprotect", web.ID); code != 0 {
-			t.Fatalf("unprotect: %s", errOut)
-		}
-		if after := testnet.WiringDump(t, cd.Host.NS); after != before {
-			t.Errorf("host wiring differs after unprotect:\n--- before\n%s\n--- after\n%s", before, after)
-		}
+		checkInline(t, client.NS, web.IP)
+		unprotectRestores(t, a, web.ID, cd.Host.NS, before)
 	}
 
 	// Removed and run again under its id in a new namespace (CNI DEL and
@@ -137,12 +98,51 @@ func TestPrivilegedContainerd(t *testing.T) {
 		t.Fatalf("ip neigh flush: %v: %s", err, out)
 	}
 	waitBenign(t, client.NS, web.IP)
-	time.Sleep(300 * time.Millisecond)
-	if attack(client.NS, web.IP) {
-		t.Error("attack answered after the container was re-created")
-	}
+	checkInline(t, client.NS, web.IP)
 	if code, _, errOut := a.cli(t, "unprotect", web.ID); code != 0 {
 		t.Fatalf("unprotect: %s", errOut)
+	}
+}
+
+// protectOnly protects target (logging how long it took) and returns
+// the agent's only port.
+func protectOnly(tb testing.TB, a *agentProc, target string) api.PortStatus {
+	tb.Helper()
+	start := time.Now()
+	code, out, errOut := a.cli(tb, "protect", target)
+	if code != 0 {
+		tb.Fatalf("protect %s: %s\n%s", target, errOut, a.Output())
+	}
+	tb.Logf("%s (%v)", strings.TrimSpace(out), time.Since(start).Round(time.Millisecond))
+	pl := portsOfAgent(tb, a)
+	if len(pl.Ports) != 1 {
+		tb.Fatalf("ports: %+v", pl)
+	}
+	return pl.Ports[0]
+}
+
+// checkInline checks from client that ip's test server is protected: a
+// SQL injection is not answered, a benign request is.
+func checkInline(tb testing.TB, client *testnet.NS, ip netip.Addr) {
+	tb.Helper()
+	time.Sleep(300 * time.Millisecond) // the pair's first frames
+	if attack(client, ip) {
+		tb.Errorf("%s: attack answered while protected", ip)
+	}
+	if body := benign(client, ip); body != "ok\n" {
+		tb.Errorf("%s: benign request while protected: %q", ip, body)
+	}
+}
+
+// unprotectRestores unprotects name and checks that host's wiring is
+// before's again.
+func unprotectRestores(tb testing.TB, a *agentProc, name string, host *testnet.NS, before string) {
+	tb.Helper()
+	if code, _, errOut := a.cli(tb, "unprotect", name); code != 0 {
+		tb.Fatalf("unprotect %s: %s", name, errOut)
+	}
+	if after := testnet.WiringDump(tb, host); after != before {
+		tb.Errorf("host wiring differs after unprotect:\n--- before\n%s\n--- after\n%s", before, after)
 	}
 }
 
@@ -188,17 +188,7 @@ func TestPrivilegedPodmanLifecycle(t *testing.T) {
 	if code, _, errOut := a.cli(t, "protect", "podman:"+web.Name); code != 0 {
 		t.Fatalf("protect: %s", errOut)
 	}
-	checkProtected := func(t *testing.T) {
-		t.Helper()
-		time.Sleep(300 * time.Millisecond)
-		if attack(pm.NS, web.IP) {
-			t.Error("attack answered while protected")
-		}
-		if body := benign(pm.NS, web.IP); body != "ok\n" {
-			t.Errorf("benign request while protected: %q", body)
-		}
-	}
-	checkProtected(t)
+	checkInline(t, pm.NS, web.IP)
 
 	outer := t // the agent started again outlives the subtest
 	for _, ev := range []struct {
@@ -237,7 +227,7 @@ func TestPrivilegedPodmanLifecycle(t *testing.T) {
 				t.Errorf("protected %+v, want %s (%s)", p, web.Name, web.ID)
 			}
 			waitBenign(t, pm.NS, web.IP)
-			checkProtected(t)
+			checkInline(t, pm.NS, web.IP)
 		})
 	}
 

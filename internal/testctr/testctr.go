@@ -124,22 +124,28 @@ func NewPodman(tb testing.TB) *Podman {
 		tb.Fatalf("podman import %s: %v", rootfs, ierr)
 	}
 	p.Socket = filepath.Join(tb.TempDir(), "podman.sock")
-	svc := exec.Command("podman", "system", "service", "--time=0", "unix://"+p.Socket)
+	startDaemon(tb, p.NS, exec.Command("podman", "system", "service", "--time=0", "unix://"+p.Socket), p.Socket)
+	return p
+}
+
+// startDaemon starts cmd in ns (killed at cleanup) and waits until it
+// listens on socket.
+func startDaemon(tb testing.TB, ns *testnet.NS, cmd *exec.Cmd, socket string) {
+	tb.Helper()
 	var out bytes.Buffer
-	svc.Stdout, svc.Stderr = &out, &out
-	p.NS.Start(tb, svc)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	ns.Start(tb, cmd)
 	deadline := time.Now().Add(serviceTimeout)
 	for {
-		if c, err := unixDial(p.Socket); err == nil {
-			unix.Close(c)
-			break
+		if fd, err := unixDial(socket); err == nil {
+			unix.Close(fd)
+			return
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("podman system service did not listen on %s within %v:\n%s", p.Socket, serviceTimeout, out.String())
+			tb.Fatalf("%s did not listen on %s within %v:\n%s", strings.Join(cmd.Args, " "), socket, serviceTimeout, out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return p
 }
 
 func unixDial(path string) (int, error) {
@@ -160,7 +166,7 @@ func (p *Podman) Command(tb testing.TB, args ...string) string {
 	tb.Helper()
 	out, err := p.output(args...)
 	if err != nil {
-		tb.Fatalf("podman %s: %v", strings.Join(args, " "), err)
+		tb.Fatal(err)
 	}
 	return out
 }
@@ -171,23 +177,23 @@ func (p *Podman) run(args ...string) error {
 }
 
 func (p *Podman) output(args ...string) (string, error) {
-	cmd := exec.Command("podman", args...)
+	return runIn(p.NS, exec.Command("podman", args...))
+}
+
+// runIn runs cmd in ns, killed after cmdTimeout, and returns its
+// standard output, trimmed; an error carries its standard error.
+func runIn(ns *testnet.NS, cmd *exec.Cmd) (string, error) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	done := make(chan struct{})
 	timer := time.AfterFunc(cmdTimeout, func() {
 		if cmd.Process != nil {
 			_ = cmd.Process.Kill()
 		}
-		close(done)
 	})
-	err := p.NS.Do(cmd.Run)
-	if !timer.Stop() {
-		<-done
-		err = fmt.Errorf("timed out after %v: %w", cmdTimeout, err)
-	}
+	err := ns.Do(cmd.Run)
+	timer.Stop()
 	if err != nil {
-		return "", fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
+		return "", fmt.Errorf("%s: %w: %s", strings.Join(cmd.Args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return strings.TrimSpace(stdout.String()), nil
 }
@@ -350,40 +356,17 @@ func NewContainerd(tb testing.TB) *Containerd {
 		State: filepath.Join(dir, "state", "io.containerd.runtime.v2.task"), Namespace: "deepwall-test"}
 	// No config file: the package's /etc/containerd/config.toml is the
 	// host's daemon's.
-	d := exec.Command("containerd", "--config", filepath.Join(dir, "none.toml"), "--root", filepath.Join(dir, "root"),
-		"--state", filepath.Join(dir, "state"), "--address", c.Socket)
-	var out bytes.Buffer
-	d.Stdout, d.Stderr = &out, &out
 	if err := os.WriteFile(filepath.Join(dir, "none.toml"), []byte("version = 2\n"), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	c.Host.NS.Start(tb, d)
-	deadline := time.Now().Add(serviceTimeout)
-	for {
-		if fd, err := unixDial(c.Socket); err == nil {
-			unix.Close(fd)
-			break
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("containerd did not listen on %s within %v:\n%s", c.Socket, serviceTimeout, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	startDaemon(tb, c.Host.NS, exec.Command("containerd", "--config", filepath.Join(dir, "none.toml"),
+		"--root", filepath.Join(dir, "root"), "--state", filepath.Join(dir, "state"), "--address", c.Socket), c.Socket)
 	return c
 }
 
 // ctr runs ctr with args against c's daemon and returns its output.
 func (c *Containerd) ctr(args ...string) (string, error) {
-	cmd := exec.Command("ctr", append([]string{"--address", c.Socket, "--namespace", c.Namespace}, args...)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	timer := time.AfterFunc(cmdTimeout, func() { _ = cmd.Process.Kill() })
-	err := c.Host.NS.Do(cmd.Run)
-	timer.Stop()
-	if err != nil {
-		return "", fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return strings.TrimSpace(stdout.String()), nil
+	return runIn(c.Host.NS, exec.Command("ctr", append([]string{"--address", c.Socket, "--namespace", c.Namespace}, args...)...))
 }
 
 // Run starts a container (its id named after role) serving "ok" on
