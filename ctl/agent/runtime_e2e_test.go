@@ -172,7 +172,8 @@ func waitBenign(tb testing.TB, ns *testnet.NS, ip netip.Addr) {
 
 // TestPrivilegedPodmanLifecycle: a podman container protected by name
 // stays protected across restart, stop + start, rm + run under the same
-// name, and a restart while no agent runs: each time the agent protects
+// name, network disconnect + connect (failed, with the reason, while it
+// has no eth0), and a restart while no agent runs: each time the agent protects
 // the new namespace again (start events, or its periodic pass), an
 // attack is blocked and a benign request answered; while the container
 // is stopped ports shows the protection pending, with the reason.
@@ -209,6 +210,16 @@ func TestPrivilegedPodmanLifecycle(t *testing.T) {
 			pm.Command(t, "start", web.Name)
 		}},
 		{"rm-run", func(t *testing.T) { pm.Recreate(t, web) }},
+		{"network-disconnect-connect", func(t *testing.T) {
+			pm.Command(t, "network", "disconnect", web.Network, web.Name)
+			// Running without eth0: the protection fails, saying why,
+			// until the container has it again.
+			p := waitPort(t, a, web.Name, func(p api.PortStatus) bool { return p.State == "failed" })
+			if !strings.Contains(p.Reason, "interfaces in the container: lo") {
+				t.Errorf("failed protection: %+v", p)
+			}
+			pm.Command(t, "network", "connect", web.Network, web.Name)
+		}},
 		{"restart-without-agent", func(t *testing.T) {
 			a.stop(t)
 			pm.Command(t, "restart", "-t", "0", web.Name)
