@@ -31,6 +31,9 @@ func TestPrivilegedPodman(t *testing.T) {
 	before := testnet.WiringDump(t, pm.NS)
 	host := &testnet.Host{NS: pm.NS}
 	a := startHostAgent(t, host, t.TempDir(), "--podman-socket", pm.Socket)
+	if code, out, _ := a.cli(t, "status"); code != 0 || strings.Contains(out, "ifindex") {
+		t.Errorf("status of an agent with no ports shows ports:\n%s", out)
+	}
 
 	for _, target := range []string{"podman:" + web.Name, web.ID[:12], strconv.Itoa(web.PID)} {
 		t.Run(strings.SplitN(target, ":", 2)[0], func(t *testing.T) {
