@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/ctl/eve"
 	"github.com/deepwall/deepwall/internal/testctr"
 	"github.com/deepwall/deepwall/internal/testnet"
 )
@@ -47,6 +48,8 @@ func TestPrivilegedPodman(t *testing.T) {
 			}
 		})
 	}
+
+	waitAlertNaming(t, a, web)
 
 	none := pm.Run(t, "none", testctr.Options{Network: "none", Cmd: []string{"/bin/sleep", "3600"}})
 	for _, tc := range []struct{ target, want string }{
@@ -245,6 +248,7 @@ func TestPrivilegedPodmanLifecycle(t *testing.T) {
 		})
 	}
 
+	waitAlertNaming(t, a, web) // the last id: the container re-created
 	if code, _, errOut := a.cli(t, "unprotect", web.Name); code != 0 {
 		t.Fatalf("unprotect: %s", errOut)
 	}
@@ -261,6 +265,21 @@ func TestPrivilegedPodmanLifecycle(t *testing.T) {
 	if !attack(pm.NS, web.IP) {
 		t.Error("unprotected container's server does not answer")
 	}
+}
+
+// waitAlertNaming waits for a blocked alert in the verdict log whose
+// container object is c (name, podman, id, image).
+func waitAlertNaming(tb testing.TB, a *agentProc, c *testctr.Container) {
+	tb.Helper()
+	a.waitEvents(tb, "a blocked alert naming "+c.Name, func(evs []eve.Event) bool {
+		for _, ev := range evs {
+			if ev.Alert != nil && ev.Alert.Action == "blocked" && ev.Container != nil && *ev.Container ==
+				(eve.Container{Name: c.Name, Runtime: "podman", ID: c.ID, Image: testctr.Image}) {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // waitPort waits until the agent lists name in a state ok accepts.
