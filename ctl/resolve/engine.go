@@ -189,42 +189,21 @@ func Interfaces(h netns.NsHandle) []string {
 var errNoRuntime = errors.New("runtime not present")
 
 func (r Resolver) engineAPI(ctx context.Context, e engine, ref string) (*dockerContainer, error) {
-	if e.socket == "" {
-		return nil, errNoRuntime
-	}
-	if _, err := os.Stat(e.socket); err != nil {
-		return nil, errNoRuntime
-	}
-	ctx, cancel := context.WithTimeout(ctx, dockerAPITimeout)
-	defer cancel()
-	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", e.socket)
-	}, MaxResponseHeaderBytes: maxAPIHeader, DisableKeepAlives: true}
-	defer tr.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+e.name+"/containers/"+url.PathEscape(ref)+"/json", nil)
+	body, status, err := r.engineGet(ctx, e, "/containers/"+url.PathEscape(ref)+"/json")
 	if err != nil {
+		if errors.Is(err, errTooBig) {
+			return nil, fmt.Errorf("%s api: container %q: %w", e.name, ref, err)
+		}
 		return nil, err
 	}
-	client := &http.Client{Transport: tr, Timeout: dockerAPITimeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, errNoRuntime // socket present but nobody answers: try the files
-	}
-	defer resp.Body.Close()
-	body, err := readAllBounded(resp.Body, maxStateFile)
-	if err != nil {
-		return nil, fmt.Errorf("%s api: container %q: %w", e.name, ref, err)
-	}
 	switch msg := echo(body); {
-	case resp.StatusCode == http.StatusOK:
+	case status == http.StatusOK:
 	case ambiguousAnswer(msg): // podman: 404 "more than one result"; Docker: 400 "multiple IDs found"
 		return nil, fmt.Errorf("%s container %q: %w: %q", e.name, ref, ErrAmbiguous, msg)
-	case resp.StatusCode == http.StatusNotFound:
+	case status == http.StatusNotFound:
 		return nil, fmt.Errorf("%s container %q: %w", e.name, ref, ErrNoTarget)
 	default:
-		return nil, fmt.Errorf("%s api: %d: %q", e.name, resp.StatusCode, msg)
+		return nil, fmt.Errorf("%s api: %d: %q", e.name, status, msg)
 	}
 	c, err := parseDockerContainer(body)
 	if err != nil {
@@ -234,6 +213,41 @@ func (r Resolver) engineAPI(ctx context.Context, e engine, ref string) (*dockerC
 		return nil, fmt.Errorf("%s api: asked for container %q, got %.64q", e.name, ref, c.id())
 	}
 	return c, nil
+}
+
+// engineGet GETs path (escaped by the caller) from e's API and returns
+// the answer's body (at most maxStateFile bytes) and status; errNoRuntime
+// when the socket is absent or nobody answers on it.
+func (r Resolver) engineGet(ctx context.Context, e engine, path string) ([]byte, int, error) {
+	if e.socket == "" {
+		return nil, 0, errNoRuntime
+	}
+	if _, err := os.Stat(e.socket); err != nil {
+		return nil, 0, errNoRuntime
+	}
+	ctx, cancel := context.WithTimeout(ctx, dockerAPITimeout)
+	defer cancel()
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", e.socket)
+	}, MaxResponseHeaderBytes: maxAPIHeader, DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+e.name+path, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	client := &http.Client{Transport: tr, Timeout: dockerAPITimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, 0, errNoRuntime // socket present but nobody answers: try the files
+	}
+	defer resp.Body.Close()
+	body, err := readAllBounded(resp.Body, maxStateFile)
+	if err != nil {
+		return nil, 0, err
+	}
+	return body, resp.StatusCode, nil
 }
 
 // ambiguousAnswer reports whether an Engine API error says an id prefix

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -460,7 +461,8 @@ func FuzzResolveTarget(f *testing.F) {
 // fakePodmanAPI serves the answers recorded from podman 4.3's API service
 // (testdata/podman, `curl --unix-socket … /containers/REF/json`) on
 // r.PodmanSocket: web is on a bridge network, none and host are in the
-// network modes of their names, 0 is an id prefix of several containers.
+// network modes of their names, 0 is an id prefix of several containers;
+// the list has wlsel1 (labels tier=web, app=shop) and wlsel2 (tier=db).
 func fakePodmanAPI(t *testing.T, r *Resolver) {
 	t.Helper()
 	r.PodmanSocket = filepath.Join(t.TempDir(), "podman.sock")
@@ -470,9 +472,12 @@ func fakePodmanAPI(t *testing.T, r *Resolver) {
 	}
 	answers := map[string]string{"wlweb": "web", "fd51c73b": "web",
 		"fd51c73b2eb455a2609c92ec5d1fd153231b281db0f3538933e3ef881969501a": "web",
-		"wlnone": "none", "wlhost": "host", "0": "ambiguous"}
+		"wlnone": "none", "wlhost": "host", "0": "ambiguous", "list": "list"}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		ref := strings.TrimSuffix(strings.TrimPrefix(req.URL.Path, "/containers/"), "/json")
+		if req.URL.Path == "/containers/json" {
+			ref = "list"
+		}
 		file, ok := answers[ref]
 		if !ok {
 			file = "notfound"
@@ -642,6 +647,91 @@ func FuzzParseStart(f *testing.F) {
 	f.Fuzz(func(t *testing.T, line []byte) {
 		if name := parseStart(line); len(name) > maxContainerID {
 			t.Fatalf("name of %d bytes", len(name))
+		}
+	})
+}
+
+// TestSelector parses selectors and matches them against podman's
+// recorded listing and containerd's state.
+func TestSelector(t *testing.T) {
+	r := fakeResolver(t)
+	fakePodmanAPI(t, &r)
+	listed, err := r.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		sel  string
+		want []string // runtime:name matched
+		err  error
+	}{
+		{sel: "label:tier=web", want: []string{"podman:wlsel1"}},
+		{sel: "label:tier", want: []string{"podman:wlsel1", "podman:wlsel2"}},
+		{sel: "label:tier=web,label:app=shop,runtime:podman", want: []string{"podman:wlsel1"}},
+		{sel: "label:tier=web,runtime:docker"},
+		{sel: "name:wlsel*, image:localhost/deepwall-test:*", want: []string{"podman:wlsel1", "podman:wlsel2"}},
+		{sel: "runtime:containerd", want: []string{"containerd:default/redis-1", "containerd:k8s.io/api-7", "containerd:k8s.io/redis-1"}},
+		{sel: "name:k8s.io/*", want: []string{"containerd:k8s.io/api-7", "containerd:k8s.io/redis-1"}},
+		{sel: "", err: ErrSelector},
+		{sel: "tier=web", err: ErrSelector},
+		{sel: "label:=web", err: ErrSelector},
+		{sel: "name:[", err: ErrSelector},
+		{sel: "runtime:foo", err: ErrUnknownRuntime},
+		{sel: "colour:blue", err: ErrSelector},
+		{sel: strings.Repeat("label:a,", maxSelectorTerms+1) + "label:a", err: ErrSelector},
+		{sel: "label:a\x1b", err: ErrSelector},
+	} {
+		t.Run(tc.sel, func(t *testing.T) {
+			sel, err := ParseSelector(tc.sel)
+			if tc.err != nil {
+				if !errors.Is(err, tc.err) {
+					t.Fatalf("parse: %v, want %v", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, c := range listed {
+				if sel.Matches(c) {
+					got = append(got, c.Runtime+":"+c.Name)
+				}
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("matched %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzSelector: any selector text parses or is refused, and any listing
+// decodes into bounded containers, without panicking.
+func FuzzSelector(f *testing.F) {
+	list, err := os.ReadFile("testdata/podman/list.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add("label:tier=web,name:wl*", list)
+	f.Add("image:[", []byte(`[{"Names":["/x"],"State":"running"}]`))
+	f.Fuzz(func(t *testing.T, text string, body []byte) {
+		sel, err := ParseSelector(text)
+		if err == nil && (len(sel.terms) == 0 || len(sel.terms) > maxSelectorTerms) {
+			t.Fatalf("%q parsed into %d terms", text, len(sel.terms))
+		}
+		l, err := parseEngineList("podman", body)
+		if err != nil {
+			return
+		}
+		if len(l) > maxListed {
+			t.Fatalf("%d listed", len(l))
+		}
+		for _, c := range l {
+			if c.Name == "" || len(c.Name) > maxContainerID || len(c.Labels) > maxLabels {
+				t.Fatalf("listed %+v", c)
+			}
+			_ = sel.Matches(c)
 		}
 	})
 }
