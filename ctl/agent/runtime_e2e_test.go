@@ -299,3 +299,68 @@ func waitPort(tb testing.TB, a *agentProc, name string, ok func(api.PortStatus) 
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestPrivilegedPodmanSelector: protect --selector protects the running
+// podman containers it matches (not the others), one started afterwards
+// (timed), and a member restarted; a member cannot be unprotected alone;
+// unprotect --selector takes them all out.
+func TestPrivilegedPodmanSelector(t *testing.T) {
+	pm := testctr.NewPodman(t)
+	web1 := pm.Run(t, "web", testctr.Options{Labels: map[string]string{"tier": "web"}})
+	db := pm.Run(t, "db", testctr.Options{Labels: map[string]string{"tier": "db"}})
+	waitBenign(t, pm.NS, web1.IP)
+	waitBenign(t, pm.NS, db.IP)
+	a := startHostAgent(t, &testnet.Host{NS: pm.NS}, t.TempDir(), "--podman-socket", pm.Socket)
+	const sel = "label:tier=web,runtime:podman"
+	code, out, errOut := a.cli(t, "protect", "--selector", sel)
+	if code != 0 || !strings.Contains(out, "protects 1 container: "+web1.Name) {
+		t.Fatalf("protect --selector: %d %s %s\n%s", code, out, errOut, a.Output())
+	}
+	t.Log(strings.TrimSpace(out))
+	waitPort(t, a, web1.Name, func(p api.PortStatus) bool { return p.State == "running" && p.Policy == sel })
+	checkInline(t, pm.NS, web1.IP)
+	if !attack(pm.NS, db.IP) {
+		t.Error("a container the selector does not match is protected")
+	}
+
+	// Started afterwards: protected by the selector.
+	start := time.Now()
+	web2 := pm.Run(t, "web", testctr.Options{Labels: map[string]string{"tier": "web"}})
+	waitPort(t, a, web2.Name, func(p api.PortStatus) bool { return p.State == "running" && p.Policy == sel })
+	t.Logf("a matching container started: protected %v after podman run returned", time.Since(start).Round(time.Millisecond))
+	waitBenign(t, pm.NS, web2.IP)
+	checkInline(t, pm.NS, web2.IP)
+
+	// A member restarted: released, then protected again by the selector.
+	old := waitPort(t, a, web1.Name, func(p api.PortStatus) bool { return p.State == "running" })
+	pm.Command(t, "restart", "-t", "0", web1.Name)
+	start = time.Now()
+	pm.Inspect(t, web1)
+	waitPort(t, a, web1.Name, func(p api.PortStatus) bool { return p.State == "running" && p.Inner != old.Inner })
+	t.Logf("a member restarted: protected again %v after podman restart returned", time.Since(start).Round(time.Millisecond))
+	waitBenign(t, pm.NS, web1.IP)
+	checkInline(t, pm.NS, web1.IP)
+
+	if code, _, errOut := a.cli(t, "unprotect", web1.Name); code == 0 || !strings.Contains(errOut, "protected by selector:"+sel) {
+		t.Errorf("unprotect of a member: exit %d, %q", code, errOut)
+	}
+	pl := portsOfAgent(t, a)
+	var policy *api.PortStatus
+	for i := range pl.Ports {
+		if pl.Ports[i].Kind == "selector" {
+			policy = &pl.Ports[i]
+		}
+	}
+	if policy == nil || policy.Name != "selector:"+sel || policy.State != "policy" || len(policy.Members) != 2 {
+		t.Errorf("policy in ports: %+v", policy)
+	}
+	if code, _, errOut := a.cli(t, "unprotect", "--selector", sel); code != 0 {
+		t.Fatalf("unprotect --selector: %s", errOut)
+	}
+	if pl := portsOfAgent(t, a); len(pl.Ports) != 0 {
+		t.Errorf("ports after unprotect --selector: %+v", pl)
+	}
+	if !attack(pm.NS, web1.IP) || !attack(pm.NS, web2.IP) {
+		t.Error("a container is still protected after unprotect --selector")
+	}
+}

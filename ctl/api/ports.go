@@ -55,12 +55,18 @@ type PortStatus struct {
 	FailClosed bool      `json:"fail_closed"`
 	Addrs      []string  `json:"addrs"`
 	Since      time.Time `json:"since"`
-	// State is running or stopped (protected), or, for a protection that
+	// State is running or stopped (protected); for a protection that
 	// follows its container (Follows) while the container is not
-	// protected: pending (not running) or failed (Reason says why).
-	State    string    `json:"state"`
-	Reason   string    `json:"reason,omitempty"`
-	Follows  bool      `json:"follows,omitempty"`
+	// protected: pending (not running) or failed (Reason says why); for
+	// a selector: policy.
+	State   string `json:"state"`
+	Reason  string `json:"reason,omitempty"`
+	Follows bool   `json:"follows,omitempty"`
+	// Policy is the selector that protects the container; a selector
+	// itself is listed with Kind "selector", State "policy" and its
+	// Members (names).
+	Policy   string    `json:"policy,omitempty"`
+	Members  []string  `json:"members,omitempty"`
 	Counters PortCount `json:"counters"`
 	// Changed says what a protect call did: "protected", "mode" (changed)
 	// or "" (nothing to do).

@@ -49,6 +49,9 @@ type Target struct {
 	ID          string `json:"id,omitempty"`
 	Image       string `json:"image,omitempty"`
 	NetworkMode string `json:"network_mode,omitempty"`
+	// Policy is the selector whose protection this is ("": protected by
+	// name).
+	Policy string `json:"policy,omitempty"`
 }
 
 // Resolver says where the container runtimes keep what target resolution

@@ -218,6 +218,8 @@ type Options struct {
 	Network string
 	// Cmd is the container's command; nil serves "ok" on HTTPPort.
 	Cmd []string
+	// Labels are the container's labels.
+	Labels map[string]string
 }
 
 // Run starts a container (named after role) from the test image, in a
@@ -238,6 +240,9 @@ func (p *Podman) Run(tb testing.TB, role string, o Options) *Container {
 		cmd = []string{"/bin/httpd", "-f", "-p", strconv.Itoa(HTTPPort), "-h", "/www"}
 	}
 	args := append([]string{"run", "-d", "--name", c.Name, "--network", mode}, runFlags...)
+	for k, v := range o.Labels {
+		args = append(args, "--label", k+"="+v)
+	}
 	c.run = append(append(args, Image), cmd...)
 	c.ID = p.Command(tb, c.run...)
 	tb.Cleanup(func() {

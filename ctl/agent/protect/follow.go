@@ -62,7 +62,7 @@ type pendingPort struct {
 
 // follows reports whether a protection of t follows the container.
 func follows(t resolve.Target) bool {
-	return slices.Contains(resolve.Runtimes, t.Runtime) && t.Container != ""
+	return slices.Contains(resolve.Runtimes, t.Runtime) && t.Container != "" && t.Policy == ""
 }
 
 func decodePending(key, v []byte) (*pendingPort, error) {
@@ -152,11 +152,11 @@ func (p *Protector) kick() {
 }
 
 // watchStarts kicks a pass whenever Docker or podman start a container
-// while a protection waits.
+// while a protection waits or a selector may match it.
 func (p *Protector) watchStarts(ctx context.Context) {
 	p.resolver.WatchStarts(ctx, func(runtime, name string) {
 		p.mu.Lock()
-		waiting := len(p.pending) > 0
+		waiting := len(p.pending) > 0 || len(p.policies) > 0
 		p.mu.Unlock()
 		if waiting {
 			p.kick()
@@ -215,6 +215,21 @@ func (p *Protector) setPending(pend *pendingPort, state, reason string) {
 // reapply protects t, the container of pend, again; mu held.
 func (p *Protector) reapply(pend *pendingPort, t resolve.Target) error {
 	t.Spec, t.Name = pend.Target.Spec, pend.Target.Name
+	start := time.Now()
+	if err := p.protectResolved(t, pend.Iface, pend.Mode, pend.FailClosed); err != nil {
+		return err
+	}
+	p.dropPending(t.Name)
+	p.log.Info("followed container protected again", "name", t.Name, "runtime", t.Runtime, "id", t.ID,
+		"pending_for", time.Since(pend.Since).Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond))
+	p.audit("reprotect", t.Name, fmt.Sprintf("%s (%s) iface %s mode %s: %s:%s running again as %.12s",
+		t.Spec, t.Name, pend.Iface, pend.Mode, t.Runtime, t.Container, t.ID), selfCaller(), nil)
+	return nil
+}
+
+// protectResolved protects the runtime's container t, found by the
+// agent itself (a followed container back, a selector's match); mu held.
+func (p *Protector) protectResolved(t resolve.Target, iface, mode string, failClosed bool) error {
 	cns, err := resolve.OpenNetns(t.Path)
 	if err != nil {
 		return err
@@ -228,21 +243,12 @@ func (p *Protector) reapply(pend *pendingPort, t resolve.Target) error {
 		return fmt.Errorf("%s:%s is in the agent's own network namespace", t.Runtime, t.Container)
 	}
 	for name, pp := range p.ports {
-		if pp.rec.Wire.ContainerNSInode == cst.Ino && pp.rec.Iface == pend.Iface || name == t.Name {
-			return fmt.Errorf("%w: %s:%s %s is protected as %s", ErrProtected, t.Runtime, t.Container, pend.Iface, name)
+		if pp.rec.Wire.ContainerNSInode == cst.Ino && pp.rec.Iface == iface || name == t.Name {
+			return fmt.Errorf("%w: %s:%s %s is protected as %s", ErrProtected, t.Runtime, t.Container, iface, name)
 		}
 	}
-	start := time.Now()
-	if _, err := p.protect(t, cns, api.ProtectRequest{Target: t.Spec, Iface: pend.Iface, Mode: pend.Mode,
-		FailClosed: pend.FailClosed, Name: t.Name}); err != nil {
-		return err
-	}
-	p.dropPending(t.Name)
-	p.log.Info("followed container protected again", "name", t.Name, "runtime", t.Runtime, "id", t.ID,
-		"pending_for", time.Since(pend.Since).Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond))
-	p.audit("reprotect", t.Name, fmt.Sprintf("%s (%s) iface %s mode %s: %s:%s running again as %.12s",
-		t.Spec, t.Name, pend.Iface, pend.Mode, t.Runtime, t.Container, t.ID), selfCaller(), nil)
-	return nil
+	_, err = p.protect(t, cns, api.ProtectRequest{Target: t.Spec, Iface: iface, Mode: mode, FailClosed: failClosed, Name: t.Name})
+	return err
 }
 
 // pendingStatus is a pending protection as ports lists it.

@@ -163,6 +163,8 @@ type Protector struct {
 	// protected now (follow.go); kicks asks the watch for a pass.
 	pending map[string]*pendingPort
 	kicks   chan struct{}
+	// policies are the protections by selector (policy.go).
+	policies map[string]*policy
 	// list is ports as a slice, read without mu by the packet path's
 	// helpers (kernel table, event annotation).
 	list atomic.Pointer[[]*protectedPort]
@@ -188,7 +190,7 @@ func Open(d Deps) (*Protector, error) {
 		return nil, fmt.Errorf("open %s: %w", filepath.Join(d.StateDir, portsDB), err)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketPorts, bucketLearned, bucketPending} {
+		for _, b := range [][]byte{bucketPorts, bucketLearned, bucketPending, bucketPolicies} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -199,7 +201,7 @@ func Open(d Deps) (*Protector, error) {
 		return nil, fmt.Errorf("%s: %w", portsDB, err)
 	}
 	p := &Protector{d: d, log: d.Log, db: db, resolver: d.Resolver, ports: map[string]*protectedPort{},
-		pending: map[string]*pendingPort{}, kicks: make(chan struct{}, 1)}
+		pending: map[string]*pendingPort{}, kicks: make(chan struct{}, 1), policies: map[string]*policy{}}
 	if p.resolver.ProcDir == "" { // not given
 		p.resolver = resolve.Default
 	}
@@ -305,12 +307,18 @@ func (p *Protector) Restore() error {
 	if err := p.loadPending(); err != nil {
 		return fmt.Errorf("pending protections %s: %w", file, err)
 	}
+	if err := p.loadPolicies(); err != nil {
+		return fmt.Errorf("selector policies %s: %w", file, err)
+	}
 	for _, r := range recs {
 		if wire.Gone(p.d.NS, r.Wire) || r.Wire.Stage == wire.StageFound {
 			p.log.Info("protected container gone while no agent ran: cleaning up", "name", r.Target.Name, "inner", r.Wire.Inner.Name)
 			p.cleanupRecord(r)
 			if follows(r.Target) {
 				p.followLater(r)
+			}
+			if r.Target.Policy != "" {
+				p.kick() // its selector's pass takes it back when it runs
 			}
 			continue
 		}
@@ -460,6 +468,7 @@ func (p *Protector) watch(ctx context.Context) {
 		}
 		p.check()
 		p.reconcile(ctx)
+		p.applyPolicies(ctx)
 		p.learn.poll()
 	}
 }
@@ -550,6 +559,9 @@ func (p *Protector) Protect(ctx context.Context, req api.ProtectRequest, who Cal
 	}
 	if req.Name != "" && !rules.ValidContainerName(req.Name) {
 		return st, fmt.Errorf("%w: name %q: want letters, digits, _ . - (up to 128)", api.ErrInvalid, req.Name)
+	}
+	if strings.HasPrefix(req.Target, selectorPrefix) {
+		return p.addPolicy(ctx, req, who)
 	}
 	// A protected container's name is a target too (for mode changes);
 	// otherwise resolve it.
@@ -759,6 +771,9 @@ func (p *Protector) Unprotect(name string, who Caller) (st api.PortStatus, err e
 	defer func() { p.audit("unprotect", name, name, who, err) }()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if strings.HasPrefix(name, selectorPrefix) {
+		return p.removePolicy(name)
+	}
 	pp, ok := p.ports[name]
 	if !ok {
 		pp = p.findByTarget(name)
@@ -775,6 +790,15 @@ func (p *Protector) Unprotect(name string, who Caller) (st api.PortStatus, err e
 		}
 		return st, fmt.Errorf("%s: %w", name, ErrNotProtected)
 	}
+	if pol := pp.rec.Target.Policy; pol != "" {
+		return p.status(pp), fmt.Errorf("%w: %s is protected by %s%s: unprotect that", api.ErrInvalid, pp.name(), selectorPrefix, pol)
+	}
+	return p.unprotect(pp)
+}
+
+// unprotect takes pp out; mu held.
+func (p *Protector) unprotect(pp *protectedPort) (st api.PortStatus, err error) {
+	name := pp.name()
 	st = p.status(pp)
 	rec := pp.rec.Wire
 	if err := wire.Uncut(p.d.NS, rec); err != nil && !errors.Is(err, wire.ErrGone) {
@@ -823,6 +847,9 @@ func (p *Protector) Ports() api.PortList {
 	for _, pend := range p.pending {
 		out.Ports = append(out.Ports, pendingStatus(pend))
 	}
+	for _, pol := range p.policies {
+		out.Ports = append(out.Ports, p.policyStatus(pol))
+	}
 	slices.SortFunc(out.Ports, func(a, b api.PortStatus) int { return compareStrings(a.Name, b.Name) })
 	return out
 }
@@ -838,7 +865,8 @@ func (p *Protector) status(pp *protectedPort) api.PortStatus {
 	r := pp.rec
 	st := api.PortStatus{Name: r.Target.Name, Target: r.Target.Spec, Kind: r.Target.Kind, Iface: r.Iface,
 		Runtime: r.Target.Runtime, ContainerID: r.Target.ID, Image: r.Target.Image, Follows: follows(r.Target),
-		Inner: r.Wire.Inner.Name, Outer: r.Wire.Outer.Name, Place: r.Wire.Place.Name, Wiring: wiringName(r.Wire),
+		Policy: r.Target.Policy,
+		Inner:  r.Wire.Inner.Name, Outer: r.Wire.Outer.Name, Place: r.Wire.Place.Name, Wiring: wiringName(r.Wire),
 		Mode: pp.protectionMode(), FailClosed: r.FailClosed, Since: r.Since, State: "stopped", Addrs: []string{}}
 	if a := pp.addrs.Load(); a != nil {
 		for _, ad := range *a {
