@@ -84,3 +84,58 @@ func FuzzDecodePending(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodePolicy: a stored selector policy is taken back only when
+// protect could have written it.
+func TestDecodePolicy(t *testing.T) {
+	valid := policy{Selector: "label:tier=web", Iface: "eth0", Mode: api.ModeMonitor, Since: time.Date(2026, 12, 7, 16, 0, 0, 0, time.UTC)}
+	for _, tc := range []struct {
+		name  string
+		key   string
+		spoil func(*policy)
+		raw   string
+		ok    bool
+	}{
+		{name: "valid", key: "label:tier=web", ok: true},
+		{name: "key differs", key: "label:tier=db"},
+		{name: "selector", key: "tier=web", spoil: func(p *policy) { p.Selector = "tier=web" }},
+		{name: "mode", key: "label:tier=web", spoil: func(p *policy) { p.Mode = "off" }},
+		{name: "iface", key: "label:tier=web", spoil: func(p *policy) { p.Iface = "../x" }},
+		{name: "too large", key: "label:tier=web", raw: `"` + strings.Repeat("x", maxPolicyRecord) + `"`},
+		{name: "not json", key: "label:tier=web", raw: `{`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := valid
+			if tc.spoil != nil {
+				tc.spoil(&p)
+			}
+			b, err := json.Marshal(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.raw != "" {
+				b = []byte(tc.raw)
+			}
+			got, err := decodePolicy([]byte(tc.key), b)
+			if (err == nil) != tc.ok {
+				t.Fatalf("decode: %+v, %v; want ok=%v", got, err, tc.ok)
+			}
+		})
+	}
+}
+
+// FuzzDecodePolicy: any stored value decodes into a valid policy or is
+// refused, without panicking.
+func FuzzDecodePolicy(f *testing.F) {
+	f.Add([]byte("label:tier=web"), []byte(`{"selector":"label:tier=web","iface":"eth0","mode":"protect"}`))
+	f.Add([]byte("name:[*"), []byte(`{"selector":"name:[*","iface":"eth0","mode":"protect"}`))
+	f.Fuzz(func(t *testing.T, key, v []byte) {
+		p, err := decodePolicy(key, v)
+		if err != nil {
+			return
+		}
+		if string(key) != p.Selector || p.sel.String() != p.Selector {
+			t.Fatalf("accepted %+v under %q", p, key)
+		}
+	})
+}
