@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -66,11 +67,8 @@ func follows(t resolve.Target) bool {
 }
 
 func decodePending(key, v []byte) (*pendingPort, error) {
-	if len(v) > maxPendingRecord {
-		return nil, fmt.Errorf("%d bytes, at most %d", len(v), maxPendingRecord)
-	}
 	var pp pendingPort
-	if err := json.Unmarshal(v, &pp); err != nil {
+	if err := unmarshalBounded(v, maxPendingRecord, &pp); err != nil {
 		return nil, err
 	}
 	switch {
@@ -93,28 +91,56 @@ func decodePending(key, v []byte) (*pendingPort, error) {
 
 // loadPending takes back the stored pending protections; mu held.
 func (p *Protector) loadPending() error {
+	return loadRecords(p, bucketPending, "pending protection", maxProtected, decodePending,
+		func(pend *pendingPort) { p.pending[pend.Target.Name] = pend })
+}
+
+// loadRecords takes back the records of bucket, at most limit, each
+// decoded and checked by decode and given to add; an invalid one is
+// logged and left alone.
+func loadRecords[T any](p *Protector, bucket []byte, what string, limit int, decode func(k, v []byte) (T, error), add func(T)) error {
+	n := 0
 	return p.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketPending).ForEach(func(k, v []byte) error {
-			pend, err := decodePending(k, v)
-			if err == nil && len(p.pending) >= maxProtected {
-				err = fmt.Errorf("more than %d pending protections", maxProtected)
+		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+			r, err := decode(k, v)
+			if err == nil && n >= limit {
+				err = fmt.Errorf("more than %d of them", limit)
 			}
 			if err != nil {
-				p.log.Error("pending protection: invalid record ignored", "key", fmt.Sprintf("%.64q", k), "error", err)
+				p.log.Error(what+": invalid record ignored", "key", fmt.Sprintf("%.64q", k), "error", err)
 				return nil
 			}
-			p.pending[pend.Target.Name] = pend
+			n++
+			add(r)
 			return nil
 		})
 	})
 }
 
-func (p *Protector) savePending(pend *pendingPort) {
-	b, err := json.Marshal(pend)
-	if err == nil {
-		err = p.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPending).Put([]byte(pend.Target.Name), b) })
+// unmarshalBounded decodes a stored record of at most limit bytes.
+func unmarshalBounded(v []byte, limit int, dst any) error {
+	if len(v) > limit {
+		return fmt.Errorf("%d bytes, at most %d", len(v), limit)
 	}
+	return json.Unmarshal(v, dst)
+}
+
+// putRecord stores v as JSON under key in bucket.
+func (p *Protector) putRecord(bucket []byte, key string, v any) error {
+	b, err := json.Marshal(v)
 	if err != nil {
+		return err
+	}
+	return p.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Put([]byte(key), b) })
+}
+
+// deleteRecord removes key from bucket.
+func (p *Protector) deleteRecord(bucket []byte, key string) error {
+	return p.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Delete([]byte(key)) })
+}
+
+func (p *Protector) savePending(pend *pendingPort) {
+	if err := p.putRecord(bucketPending, pend.Target.Name, pend); err != nil {
 		p.log.Warn("store pending protection", "name", pend.Target.Name, "error", err)
 	}
 }
@@ -125,7 +151,7 @@ func (p *Protector) dropPending(name string) {
 		return
 	}
 	delete(p.pending, name)
-	if err := p.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPending).Delete([]byte(name)) }); err != nil {
+	if err := p.deleteRecord(bucketPending, name); err != nil {
 		p.log.Warn("forget pending protection", "name", name, "error", err)
 	}
 }
@@ -169,10 +195,7 @@ func (p *Protector) watchStarts(ctx context.Context) {
 // asked without the lock (an API answers within its timeout, not at once).
 func (p *Protector) reconcile(ctx context.Context) {
 	p.mu.Lock()
-	list := make([]*pendingPort, 0, len(p.pending))
-	for _, pend := range p.pending {
-		list = append(list, pend)
-	}
+	list := slices.Collect(maps.Values(p.pending))
 	p.mu.Unlock()
 	for _, pend := range list {
 		if ctx.Err() != nil {

@@ -43,18 +43,7 @@ func TestDecodePending(t *testing.T) {
 		{name: "state", key: "web", spoil: func(p *pendingPort) { p.State = "running" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := storedPending()
-			if tc.spoil != nil {
-				tc.spoil(&p)
-			}
-			b, err := json.Marshal(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tc.raw != "" {
-				b = []byte(tc.raw)
-			}
-			got, err := decodePending([]byte(tc.key), b)
+			got, err := decodePending([]byte(tc.key), spoiled(t, storedPending(), tc.spoil, tc.raw))
 			if (err == nil) != tc.ok {
 				t.Fatalf("decode: %+v, %v; want ok=%v", got, err, tc.ok)
 			}
@@ -63,6 +52,22 @@ func TestDecodePending(t *testing.T) {
 			}
 		})
 	}
+}
+
+// spoiled is base changed by spoil, as stored (JSON), or raw instead.
+func spoiled[T any](tb testing.TB, base T, spoil func(*T), raw string) []byte {
+	tb.Helper()
+	if raw != "" {
+		return []byte(raw)
+	}
+	if spoil != nil {
+		spoil(&base)
+	}
+	b, err := json.Marshal(base)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
 }
 
 // FuzzDecodePending: any stored value decodes into a valid pending
@@ -105,18 +110,7 @@ func TestDecodePolicy(t *testing.T) {
 		{name: "not json", key: "label:tier=web", raw: `{`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := valid
-			if tc.spoil != nil {
-				tc.spoil(&p)
-			}
-			b, err := json.Marshal(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tc.raw != "" {
-				b = []byte(tc.raw)
-			}
-			got, err := decodePolicy([]byte(tc.key), b)
+			got, err := decodePolicy([]byte(tc.key), spoiled(t, valid, tc.spoil, tc.raw))
 			if (err == nil) != tc.ok {
 				t.Fatalf("decode: %+v, %v; want ok=%v", got, err, tc.ok)
 			}

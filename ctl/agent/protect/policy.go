@@ -2,13 +2,12 @@ package protect
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 
 	"github.com/deepwall/deepwall/ctl/api"
@@ -53,11 +52,8 @@ type policy struct {
 }
 
 func decodePolicy(key, v []byte) (*policy, error) {
-	if len(v) > maxPolicyRecord {
-		return nil, fmt.Errorf("%d bytes, at most %d", len(v), maxPolicyRecord)
-	}
 	var pol policy
-	if err := json.Unmarshal(v, &pol); err != nil {
+	if err := unmarshalBounded(v, maxPolicyRecord, &pol); err != nil {
 		return nil, err
 	}
 	if string(key) != pol.Selector {
@@ -87,20 +83,8 @@ func (pol *policy) check() error {
 
 // loadPolicies takes back the stored policies; mu held.
 func (p *Protector) loadPolicies() error {
-	return p.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketPolicies).ForEach(func(k, v []byte) error {
-			pol, err := decodePolicy(k, v)
-			if err == nil && len(p.policies) >= maxPolicies {
-				err = fmt.Errorf("more than %d selector policies", maxPolicies)
-			}
-			if err != nil {
-				p.log.Error("selector policy: invalid record ignored", "key", fmt.Sprintf("%.64q", k), "error", err)
-				return nil
-			}
-			p.policies[pol.Selector] = pol
-			return nil
-		})
-	})
+	return loadRecords(p, bucketPolicies, "selector policy", maxPolicies, decodePolicy,
+		func(pol *policy) { p.policies[pol.Selector] = pol })
 }
 
 // addPolicy stores a protection by selector (req.Target is
@@ -129,11 +113,7 @@ func (p *Protector) addPolicy(ctx context.Context, req api.ProtectRequest, who C
 		p.mu.Unlock()
 		return st, fmt.Errorf("%w: %d selector policies, at most %d", api.ErrInvalid, len(p.policies), maxPolicies)
 	}
-	b, err := json.Marshal(pol)
-	if err == nil {
-		err = p.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPolicies).Put([]byte(pol.Selector), b) })
-	}
-	if err != nil {
+	if err := p.putRecord(bucketPolicies, pol.Selector, pol); err != nil {
 		p.mu.Unlock()
 		return st, fmt.Errorf("store selector policy: %w", err)
 	}
@@ -165,7 +145,7 @@ func (p *Protector) removePolicy(name string) (api.PortStatus, error) {
 		}
 	}
 	delete(p.policies, text)
-	if err := p.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPolicies).Delete([]byte(text)) }); err != nil {
+	if err := p.deleteRecord(bucketPolicies, text); err != nil {
 		p.log.Warn("forget selector policy", "selector", text, "error", err)
 	}
 	st.State, st.Changed = "unprotected", "unprotected"
@@ -178,10 +158,7 @@ func (p *Protector) removePolicy(name string) (api.PortStatus, error) {
 // yet is protected.
 func (p *Protector) applyPolicies(ctx context.Context) {
 	p.mu.Lock()
-	pols := make([]*policy, 0, len(p.policies))
-	for _, pol := range p.policies {
-		pols = append(pols, pol)
-	}
+	pols := slices.Collect(maps.Values(p.policies))
 	p.mu.Unlock()
 	if len(pols) == 0 {
 		return
