@@ -24,19 +24,26 @@ case "$*" in
 *bench*) pkgs="$pkgs libndpi-bin" ;;
 esac
 # The runtime tests (internal/testctr) run real containers: podman with
-# runc (crun fails on some kernels), containerd with ctr, the CNI plugins.
+# runc (crun fails on some kernels), containerd with ctr, the CNI plugins;
+# without their recommends (buildah, fuse-overlayfs, dbus-user-session ...),
+# as tested.
+rtpkgs=""
 case "$*" in
-*test*) pkgs="$pkgs podman runc containerd containernetworking-plugins" ;;
+*test*) rtpkgs="podman runc containerd containernetworking-plugins" ;;
 esac
-missing=""
-for p in $pkgs; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+missing() {
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || printf ' %s' "$p"
+	done
+}
+updated=""
+for set in main rt; do
+	if [ $set = main ]; then miss=$(missing $pkgs); opts=""; else miss=$(missing $rtpkgs); opts="--no-install-recommends"; fi
+	[ -n "$miss" ] || continue
+	echo "dev.sh: installing$miss"
+	[ -n "$updated" ] || { apt-get update -qq; updated=1; }
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $opts $miss >/dev/null
 done
-if [ -n "$missing" ]; then
-	echo "dev.sh: installing$missing"
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
-fi
 
 # Go: use the one on PATH or in /usr/local/go when it is new enough, else
 # fetch the toolchain module from the Go module proxy (the same archive
