@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/netip"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,7 +18,7 @@ import (
 )
 
 // TestPrivilegedPodman protects real podman containers (runc, a CNI
-// bridge network of their own) by name, id prefix and pid through
+// bridge network of their own) by name, id prefix, pid and netns name through
 // podman's API service: each time under the container's podman name, an
 // attack is blocked and a benign request answered, and unprotect leaves
 // the host's wiring as it was. An unknown runtime and a container in
@@ -36,7 +37,9 @@ func TestPrivilegedPodman(t *testing.T) {
 		t.Errorf("status of an agent with no ports shows ports:\n%s", out)
 	}
 
-	for _, target := range []string{"podman:" + web.Name, web.ID[:12], strconv.Itoa(web.PID)} {
+	// By name, id prefix, pid, and podman's netns name (ip netns): each
+	// time under the container's podman name.
+	for _, target := range []string{"podman:" + web.Name, web.ID[:12], strconv.Itoa(web.PID), filepath.Base(web.Netns)} {
 		t.Run(strings.SplitN(target, ":", 2)[0], func(t *testing.T) {
 			if p := protectOnly(t, a, target); p.Name != web.Name || p.Runtime != "podman" || p.ContainerID != web.ID || p.Image != testctr.Image {
 				t.Errorf("port %+v: want the podman container %s (%s)", p, web.Name, web.ID)

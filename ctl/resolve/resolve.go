@@ -149,7 +149,11 @@ func (r Resolver) Resolve(ctx context.Context, spec string) (Target, error) {
 		if err := r.checkNS(t); err != nil {
 			return t, err
 		}
-		r.nameByPID(ctx, &t)
+		if t.PID == 0 {
+			r.nameByNetns(ctx, &t)
+		} else {
+			r.nameByPID(ctx, &t)
+		}
 		return t, nil
 	case isPID(spec):
 		t.PID, _ = strconv.Atoi(spec)
@@ -162,7 +166,11 @@ func (r Resolver) Resolve(ctx context.Context, spec string) (Target, error) {
 	}
 	if r.isNamedNetns(spec) {
 		t.Kind, t.Path, t.Name = "netns", filepath.Join(r.NetnsDir, spec), spec
-		return t, r.checkNS(t)
+		if err := r.checkNS(t); err != nil {
+			return t, err
+		}
+		r.nameByNetns(ctx, &t)
+		return t, nil
 	}
 	// A bare name: every runtime is asked, and must be the only one to
 	// know it.
@@ -246,6 +254,45 @@ func (r Resolver) nameByPID(ctx context.Context, t *Target) {
 		ft, err := r.runtime(ctx, kind, id)
 		if err == nil && ft.PID == t.PID && rules.ValidContainerName(ft.Name) {
 			t.Name, t.Runtime, t.ID, t.Container, t.Image, t.NetworkMode = ft.Name, ft.Runtime, ft.ID, ft.Container, ft.Image, ft.NetworkMode
+			return
+		}
+	}
+}
+
+// nameByNetns names a target given by namespace (podman's and CNI's
+// /run/netns/netns-UUID, which change with every restart) after the
+// container whose process is in it, when a runtime knows one: the
+// processes are scanned for one in that namespace (at most
+// maxRuntimeScan) that is in a container's cgroup.
+func (r Resolver) nameByNetns(ctx context.Context, t *Target) {
+	var want unix.Stat_t
+	if unix.Stat(t.Path, &want) != nil {
+		return
+	}
+	entries, err := os.ReadDir(r.ProcDir)
+	if err != nil {
+		return
+	}
+	for i, e := range entries {
+		if i >= maxRuntimeScan {
+			return
+		}
+		if !isPID(e.Name()) {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Stat(filepath.Join(r.ProcDir, e.Name(), "ns", "net"), &st) != nil || st.Ino != want.Ino || st.Dev != want.Dev {
+			continue
+		}
+		pid, _ := strconv.Atoi(e.Name())
+		if containerIDOf(r.ProcDir, pid) == "" {
+			continue
+		}
+		c := *t
+		c.PID = pid
+		r.nameByPID(ctx, &c)
+		if c.Runtime != "" {
+			t.Name, t.Runtime, t.ID, t.Container, t.Image, t.NetworkMode = c.Name, c.Runtime, c.ID, c.Container, c.Image, c.NetworkMode
 			return
 		}
 	}

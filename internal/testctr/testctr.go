@@ -205,6 +205,9 @@ type Container struct {
 	Name, ID, Network string
 	IP                netip.Addr
 	PID               int
+	// Netns is the container's network namespace file (podman:
+	// /run/netns/netns-UUID; "" in network mode host).
+	Netns string
 	// run is the podman run command that made it (Recreate); hostIf
 	// the host end of a containerd container's veth.
 	run    []string
@@ -266,15 +269,15 @@ func (p *Podman) Recreate(tb testing.TB, c *Container) {
 // Inspect reads c's pid and address again (after a restart).
 func (p *Podman) Inspect(tb testing.TB, c *Container) {
 	tb.Helper()
-	out := p.Command(tb, "inspect", "-f", "{{.State.Pid}} {{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", c.Name)
+	out := p.Command(tb, "inspect", "-f", "{{.State.Pid}} {{.NetworkSettings.SandboxKey}}. {{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", c.Name)
 	f := strings.Fields(out)
 	pid, err := strconv.Atoi(f[0])
-	if err != nil {
+	if err != nil || len(f) < 2 {
 		tb.Fatalf("inspect %s: %q", c.Name, out)
 	}
-	c.PID = pid
-	if len(f) > 1 {
-		if c.IP, err = netip.ParseAddr(f[1]); err != nil {
+	c.PID, c.Netns = pid, strings.TrimSuffix(f[1], ".")
+	if len(f) > 2 {
+		if c.IP, err = netip.ParseAddr(f[2]); err != nil {
 			tb.Fatalf("inspect %s: %q", c.Name, out)
 		}
 	}
