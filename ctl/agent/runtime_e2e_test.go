@@ -305,15 +305,17 @@ func waitPort(tb testing.TB, a *agentProc, name string, ok func(api.PortStatus) 
 
 // TestPrivilegedPodmanSelector: protect --selector protects the running
 // podman containers it matches (not the others), one started afterwards
-// (timed), and a member restarted; a member cannot be unprotected alone;
-// unprotect --selector takes them all out.
+// (timed), and a member restarted; the policy survives an agent
+// restart; a member cannot be unprotected alone; unprotect --selector
+// takes them all out.
 func TestPrivilegedPodmanSelector(t *testing.T) {
 	pm := testctr.NewPodman(t)
 	web1 := pm.Run(t, "web", testctr.Options{Labels: map[string]string{"tier": "web"}})
 	db := pm.Run(t, "db", testctr.Options{Labels: map[string]string{"tier": "db"}})
 	waitBenign(t, pm.NS, web1.IP)
 	waitBenign(t, pm.NS, db.IP)
-	a := startHostAgent(t, &testnet.Host{NS: pm.NS}, t.TempDir(), "--podman-socket", pm.Socket)
+	host, dir := &testnet.Host{NS: pm.NS}, t.TempDir()
+	a := startHostAgent(t, host, dir, "--podman-socket", pm.Socket)
 	const sel = "label:tier=web,runtime:podman"
 	code, out, errOut := a.cli(t, "protect", "--selector", sel)
 	if code != 0 || !strings.Contains(out, "protects 1 container: "+web1.Name) {
@@ -343,6 +345,12 @@ func TestPrivilegedPodmanSelector(t *testing.T) {
 	t.Logf("a member restarted: protected again %v after podman restart returned", time.Since(start).Round(time.Millisecond))
 	waitBenign(t, pm.NS, web1.IP)
 	checkInline(t, pm.NS, web1.IP)
+
+	// The agent restarted: the policy and its members are still there.
+	a.stop(t)
+	a = startHostAgent(t, host, dir, "--podman-socket", pm.Socket)
+	waitPort(t, a, web2.Name, func(p api.PortStatus) bool { return p.State == "running" && p.Policy == sel })
+	checkInline(t, pm.NS, web2.IP)
 
 	if code, _, errOut := a.cli(t, "unprotect", web1.Name); code == 0 || !strings.Contains(errOut, "protected by selector:"+sel) {
 		t.Errorf("unprotect of a member: exit %d, %q", code, errOut)
