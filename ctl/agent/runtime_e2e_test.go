@@ -375,3 +375,38 @@ func TestPrivilegedPodmanSelector(t *testing.T) {
 		t.Error("a container is still protected after unprotect --selector")
 	}
 }
+
+// TestPrivilegedPodmanNFQueue: an agent in NFQUEUE mode protects a podman
+// container by name through a joint bridge, and again after a restart;
+// unprotect leaves none of deepwall's links.
+func TestPrivilegedPodmanNFQueue(t *testing.T) {
+	pm := testctr.NewPodman(t)
+	web := pm.Run(t, "web", testctr.Options{})
+	waitBenign(t, pm.NS, web.IP)
+	a := startHostAgent(t, &testnet.Host{NS: pm.NS}, t.TempDir(), "--mode", "nfqueue", "--podman-socket", pm.Socket)
+	if p := protectOnly(t, a, "podman:"+web.Name); p.Dataplane != "nfqueue" || p.Name != web.Name {
+		t.Fatalf("port %+v: want %s through nfqueue", p, web.Name)
+	}
+	checkInline(t, pm.NS, web.IP)
+	old := waitPort(t, a, web.Name, func(p api.PortStatus) bool { return p.State == "running" })
+	pm.Command(t, "restart", "-t", "0", web.Name)
+	pm.Inspect(t, web)
+	waitPort(t, a, web.Name, func(p api.PortStatus) bool { return p.State == "running" && p.Inner != old.Inner })
+	waitBenign(t, pm.NS, web.IP)
+	checkInline(t, pm.NS, web.IP)
+	if code, _, errOut := a.cli(t, "unprotect", web.Name); code != 0 {
+		t.Fatalf("unprotect: %s", errOut)
+	}
+	links, err := pm.NS.Netlink(t).LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range links {
+		if n := l.Attrs().Name; strings.HasPrefix(n, "dwo") || strings.HasPrefix(n, "dwp") || strings.HasPrefix(n, "dwb") {
+			t.Errorf("%s left behind", n)
+		}
+	}
+	if !attack(pm.NS, web.IP) {
+		t.Error("unprotected container's server does not answer")
+	}
+}
