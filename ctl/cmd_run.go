@@ -11,6 +11,7 @@ import (
 	"github.com/deepwall/deepwall/ctl/agent"
 	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/ctl/eve"
+	"github.com/deepwall/deepwall/ctl/resolve"
 	"github.com/deepwall/deepwall/dataplane/probe"
 	"github.com/deepwall/deepwall/rules"
 )
@@ -40,11 +41,19 @@ starts again and takes over the pinned flows. SIGHUP reopens the verdict log
 
 Every problem found at start (missing interface, no native XDP, another agent
 on a port, unwritable log, corrupt store or audit log) is one line on stderr
-and exit status 1, with nothing left attached.`,
+and exit status 1, with nothing left attached.
+
+Containers: without --inner/--outer the agent starts with no ports and puts
+itself in front of containers with deepwall protect. It finds them by name
+or id through the runtimes' APIs: Docker at --docker-socket, podman at
+--podman-socket (its API service: systemctl enable --now podman.socket, or
+podman system service --time=0), containerd in --containerd-state. A
+runtime that is not there is skipped.`,
 		Example: `  deepwall run --inner veth-app1 --outer veth-app1-br
   deepwall run --netns app1 --inner eth1 --outer eth2 --rules /etc/deepwall/rules.yaml --metrics 127.0.0.1:9464
   deepwall run --inner in0 --outer out0 --fail-closed --admin-group deepwall --viewer-group adm
-  deepwall run --inner eth1 --outer eth2 --mode nfqueue   # no XDP: iptables NFQUEUE, same rules and events`,
+  deepwall run --inner eth1 --outer eth2 --mode nfqueue   # no XDP: iptables NFQUEUE, same rules and events
+  deepwall run --podman-socket /run/podman/podman.sock    # no ports: protect containers (deepwall protect podman:web)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var lv slog.Level
@@ -90,6 +99,9 @@ and exit status 1, with nothing left attached.`,
 	f.StringVar(&cfg.MetricsAddr, "metrics", "", "serve Prometheus metrics on this address, e.g. 127.0.0.1:9464 (default off)")
 	f.StringVar(&cfg.AdminGroup, "admin-group", "", "group (name or gid) allowed to change rules besides root")
 	f.StringVar(&cfg.ViewerGroup, "viewer-group", "", "group (name or gid) allowed read-only API calls")
+	f.StringVar(&cfg.DockerSocket, "docker-socket", resolve.Default.DockerSocket, "Docker's Engine API socket, where protect finds Docker containers by name or id")
+	f.StringVar(&cfg.PodmanSocket, "podman-socket", resolve.Default.PodmanSocket, "podman's API socket (podman.socket or `podman system service`), where protect finds podman containers by name or id")
+	f.StringVar(&cfg.ContainerdState, "containerd-state", resolve.Default.ContainerdState, "containerd's v2 shim state directory, where protect finds containerd containers by [NAMESPACE/]ID")
 	f.StringVar(&level, "log-level", "info", "agent log level on stderr: debug, info, warn, error")
 	f.StringVar(&cfg.RunDir, "run-dir", agent.DefaultRunDir, "runtime directory (port locks, port records)")
 	f.StringVar(&cfg.BPFFS, "bpffs", "", "bpf filesystem for the pins (mounted when needed; default /sys/fs/bpf)")

@@ -23,15 +23,27 @@ esac
 case "$*" in
 *bench*) pkgs="$pkgs libndpi-bin" ;;
 esac
-missing=""
-for p in $pkgs; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+# The runtime tests (internal/testctr) run real containers: podman with
+# runc (crun fails on some kernels), containerd with ctr, the CNI plugins;
+# without their recommends (buildah, fuse-overlayfs, dbus-user-session ...),
+# as tested.
+rtpkgs=""
+case "$*" in
+*test*) rtpkgs="podman runc containerd containernetworking-plugins" ;;
+esac
+missing() {
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || printf ' %s' "$p"
+	done
+}
+updated=""
+for set in main rt; do
+	if [ $set = main ]; then miss=$(missing $pkgs); opts=""; else miss=$(missing $rtpkgs); opts="--no-install-recommends"; fi
+	[ -n "$miss" ] || continue
+	echo "dev.sh: installing$miss"
+	[ -n "$updated" ] || { apt-get update -qq; updated=1; }
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $opts $miss >/dev/null
 done
-if [ -n "$missing" ]; then
-	echo "dev.sh: installing$missing"
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
-fi
 
 # Go: use the one on PATH or in /usr/local/go when it is new enough, else
 # fetch the toolchain module from the Go module proxy (the same archive
@@ -57,5 +69,31 @@ if ! go_ok; then
 	fi
 	export PATH="$dir/bin:$PATH"
 fi
+
+# The runtime tests' container root filesystem: Debian's static busybox
+# (unpacked from its package, not installed: it conflicts with busybox)
+# with an httpd document root, in a tar that podman imports and ctr runs.
+# No image registry is needed. Built once, cached; the name carries its
+# version (internal/testctr.RootfsFile).
+rootfs=${XDG_CACHE_HOME:-$HOME/.cache}/deepwall/testrootfs-1.tar
+case "$*" in
+*test*)
+	if [ ! -s "$rootfs" ]; then
+		echo "dev.sh: building the test container root filesystem $rootfs"
+		tmp=$(mktemp -d)
+		chmod 755 "$tmp" # apt-get download runs as _apt where it can
+		(cd "$tmp" && apt-get download -qq busybox-static 2>/dev/null || { apt-get update -qq && apt-get download -qq busybox-static; })
+		dpkg-deb -x "$tmp"/busybox-static_*.deb "$tmp/deb"
+		mkdir -p "$tmp/root/bin" "$tmp/root/www" "$tmp/root/etc" "$tmp/root/proc" "$tmp/root/sys" "$tmp/root/dev" "$tmp/root/tmp"
+		cp "$tmp/deb/bin/busybox" "$tmp/root/bin/busybox"
+		for applet in sh httpd wget nc sleep cat ip ls; do ln -s busybox "$tmp/root/bin/$applet"; done
+		echo ok >"$tmp/root/www/index.html"
+		mkdir -p "$(dirname "$rootfs")"
+		tar --owner=0 --group=0 --numeric-owner -C "$tmp/root" -cf "$rootfs.tmp" .
+		mv "$rootfs.tmp" "$rootfs"
+		rm -rf "$tmp"
+	fi
+	;;
+esac
 
 exec make "$@"

@@ -9,6 +9,7 @@ import (
 	"github.com/deepwall/deepwall/ctl/agent/protect"
 	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/ctl/audit"
+	"github.com/deepwall/deepwall/ctl/resolve"
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dataplane/probe"
 	"github.com/deepwall/deepwall/rules"
@@ -41,7 +42,8 @@ func (a *Agent) openProtector() error {
 		Inspector: func() dataplane.Inspector {
 			return ruleInspector{newTimedInspector(a.engine, a.cfg.Workers), &a.blocks}
 		},
-		OnFlowEnd: a.kernelFlowEnded, Static: a.pair, Rules: protectRules{a.rules}, Engine: a.engine}
+		OnFlowEnd: a.kernelFlowEnded, Static: a.pair, Rules: protectRules{a.rules}, Engine: a.engine,
+		Resolver: a.resolver()}
 	if a.events != nil {
 		d.Emit = a.events.Emit
 	}
@@ -52,6 +54,21 @@ func (a *Agent) openProtector() error {
 	a.prot = p
 	a.rules.containers = p.Addrs
 	return nil
+}
+
+// resolver is resolve.Default with the runtimes' places of the config.
+func (a *Agent) resolver() resolve.Resolver {
+	r := resolve.Default
+	for _, o := range []struct {
+		dst *string
+		v   string
+	}{{&r.DockerSocket, a.cfg.DockerSocket},
+		{&r.PodmanSocket, a.cfg.PodmanSocket}, {&r.ContainerdState, a.cfg.ContainerdState}} {
+		if o.v != "" {
+			*o.dst = o.v
+		}
+	}
+	return r
 }
 
 // protectRules is the rule manager as protection uses it (protect.Rules).

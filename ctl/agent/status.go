@@ -82,8 +82,12 @@ func (s *snapshot) counters() api.Counters {
 // Status implements agentView.
 func (a *Agent) Status() api.Status {
 	s := a.snapshot()
+	var ports []api.PortInfo
+	if a.cfg.Inner != "" { // a port-less agent has no static pair to show
+		ports = a.ports[:]
+	}
 	st := api.Status{Version: a.cfg.Version, PID: os.Getpid(), Started: a.started.UTC(),
-		UptimeSecs: time.Since(a.started).Seconds(), Ports: a.ports[:], NetNS: a.nsName,
+		UptimeSecs: time.Since(a.started).Seconds(), Ports: ports, NetNS: a.nsName,
 		Backend: a.backendName(), BackendReason: a.backend.Reason, FailClosed: a.cfg.FailClosed, Workers: a.cfg.Workers,
 		Counters: s.counters(), Flows: s.engine.Flows, Protected: a.prot.Count(),
 		Events: api.EventCounts{Path: a.cfg.LogPath, Written: s.events.Written, Dropped: s.events.Dropped,

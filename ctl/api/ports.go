@@ -38,20 +38,36 @@ type PortStatus struct {
 	Name   string `json:"name"`
 	Target string `json:"target"`
 	Kind   string `json:"kind"`
-	Iface  string `json:"iface"`
-	Inner  string `json:"inner"`
-	Outer  string `json:"outer"`
-	Place  string `json:"place"`
-	Wiring string `json:"wiring"` // "bridge NAME" or "routed"
-	Mode   string `json:"mode"`
+	// Runtime, ContainerID and Image are the container as its runtime
+	// knows it ("" for a namespace no runtime runs).
+	Runtime     string `json:"runtime,omitempty"`
+	ContainerID string `json:"container_id,omitempty"`
+	Image       string `json:"image,omitempty"`
+	Iface       string `json:"iface"`
+	Inner       string `json:"inner"`
+	Outer       string `json:"outer"`
+	Place       string `json:"place"`
+	Wiring      string `json:"wiring"` // "bridge NAME" or "routed"
+	Mode        string `json:"mode"`
 	// Dataplane is the packet path: xdp, or nfqueue (a joint bridge
 	// between the ports, iptables NFQUEUE on it).
 	Dataplane  string    `json:"dataplane,omitempty"`
 	FailClosed bool      `json:"fail_closed"`
 	Addrs      []string  `json:"addrs"`
 	Since      time.Time `json:"since"`
-	State      string    `json:"state"` // running, stopped, gone
-	Counters   PortCount `json:"counters"`
+	// State is running or stopped (protected); for a protection that
+	// follows its container (Follows) while the container is not
+	// protected: pending (not running) or failed (Reason says why); for
+	// a selector: policy.
+	State   string `json:"state"`
+	Reason  string `json:"reason,omitempty"`
+	Follows bool   `json:"follows,omitempty"`
+	// Policy is the selector that protects the container; a selector
+	// itself is listed with Kind "selector", State "policy" and its
+	// Members (names).
+	Policy   string    `json:"policy,omitempty"`
+	Members  []string  `json:"members,omitempty"`
+	Counters PortCount `json:"counters"`
 	// Changed says what a protect call did: "protected", "mode" (changed)
 	// or "" (nothing to do).
 	Changed string `json:"changed,omitempty"`

@@ -9,16 +9,19 @@ import (
 // that tools that read EVE (jq recipes, Filebeat's suricata module, Splunk
 // apps) read deepwall's log unchanged. Empty sections are omitted.
 type Event struct {
-	Timestamp EveTime   `json:"timestamp"`
-	FlowID    uint64    `json:"flow_id"`
-	InIface   string    `json:"in_iface,omitempty"`
-	EventType EventType `json:"event_type"`
-	SrcIP     string    `json:"src_ip"`
-	SrcPort   uint16    `json:"src_port"`
-	DestIP    string    `json:"dest_ip"`
-	DestPort  uint16    `json:"dest_port"`
-	Proto     string    `json:"proto"`
-	AppProto  string    `json:"app_proto,omitempty"`
+	Timestamp EveTime `json:"timestamp"`
+	FlowID    uint64  `json:"flow_id"`
+	InIface   string  `json:"in_iface,omitempty"`
+	// Container is the protected container the event belongs to
+	// (deepwall protect; nil on the agent's static pair).
+	Container *Container `json:"container,omitempty"`
+	EventType EventType  `json:"event_type"`
+	SrcIP     string     `json:"src_ip"`
+	SrcPort   uint16     `json:"src_port"`
+	DestIP    string     `json:"dest_ip"`
+	DestPort  uint16     `json:"dest_port"`
+	Proto     string     `json:"proto"`
+	AppProto  string     `json:"app_proto,omitempty"`
 	// Direction is "to_server" or "to_client", as in EVE.
 	Direction string `json:"direction,omitempty"`
 
@@ -29,6 +32,17 @@ type Event struct {
 	TLS   *TLSInfo   `json:"tls,omitempty"`
 	DNS   *DNSInfo   `json:"dns,omitempty"`
 	SSH   *SSHInfo   `json:"ssh,omitempty"`
+}
+
+// Container names the workload of an event's protected port: its name
+// in rules, and for a runtime's container the runtime, its id and image
+// (in_iface alone names a veth, which a runtime reuses for another
+// container later).
+type Container struct {
+	Name    string `json:"name"`
+	Runtime string `json:"runtime,omitempty"`
+	ID      string `json:"id,omitempty"`
+	Image   string `json:"image,omitempty"`
 }
 
 // EventType is EVE's event_type.

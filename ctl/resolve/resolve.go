@@ -1,21 +1,18 @@
 // Package resolve finds a container's network namespace from what a user
-// names it by: a namespace name or path, a pid, or a Docker or containerd
-// id or name. What it reads (runtime state files, the Docker Engine API)
-// belongs to other programs, so every read is bounded and every namespace
-// file is checked before it is opened.
+// names it by: a namespace name or path, a pid, or a Docker, podman or
+// containerd id or name. What it reads (runtime state files, the Engine
+// APIs of Docker and podman) belongs to other programs, so every read is
+// bounded and every namespace file is checked before it is opened.
 package resolve
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,32 +28,58 @@ import (
 type Target struct {
 	// Spec is what the user wrote; it is resolved again after a restart.
 	Spec string `json:"spec"`
-	// Kind is how it was found: netns, path, pid, docker, containerd.
+	// Kind is how it was found: netns, path, pid, docker, podman,
+	// containerd.
 	Kind string `json:"kind"`
-	// Name is the container's name in rules (container:NAME).
+	// Name is the container's name in rules (container:NAME): the
+	// runtime's name for a container (stable across its restarts), also
+	// when it was named by pid or namespace path.
 	Name string `json:"name"`
 	// Path is the namespace file to open; PID the process it belongs to
 	// (0 for named namespaces and paths).
 	Path string `json:"path"`
 	PID  int    `json:"pid,omitempty"`
+	// Runtime and ID are the container runtime that runs the target and
+	// its id there ("" when no runtime knows it); Container is its name
+	// there (containerd: NAMESPACE/ID), which RUNTIME:CONTAINER finds
+	// again after a restart or a re-creation; Image and NetworkMode are
+	// as the runtime reported them.
+	Runtime     string `json:"runtime,omitempty"`
+	Container   string `json:"container,omitempty"`
+	ID          string `json:"id,omitempty"`
+	Image       string `json:"image,omitempty"`
+	NetworkMode string `json:"network_mode,omitempty"`
+	// Policy is the selector whose protection this is ("": protected by
+	// name).
+	Policy string `json:"policy,omitempty"`
 }
 
 // Resolver says where the container runtimes keep what target resolution
 // reads. Absent runtimes are not an error: their step is skipped.
 type Resolver struct {
-	NetnsDir        string // named namespaces (ip netns)
-	ProcDir         string
-	DockerSocket    string // Engine API over a unix socket
-	DockerRoot      string // containers/<id>/config.v2.json
+	NetnsDir     string // named namespaces (ip netns)
+	ProcDir      string
+	DockerSocket string // Docker's Engine API over a unix socket
+	DockerRoot   string // containers/<id>/config.v2.json
+	// PodmanSocket is podman's API service (podman.socket, or
+	// `podman system service`): its Docker-compatible endpoints.
+	PodmanSocket    string
 	ContainerdState string // <namespace>/<id>/init.pid of the v2 runtime shim
 	// isNetns checks a namespace file; nil is checkNetns (tests of the
 	// resolution steps put plain files where namespaces would be).
 	isNetns func(path string) error
+	// links lists a namespace's interfaces for refusals; nil is
+	// netnsLinks (tests have no namespaces).
+	links func(path string) []string
 }
 
 // Default is where the runtimes keep their state on a standard host.
 var Default = Resolver{NetnsDir: "/run/netns", ProcDir: "/proc", DockerSocket: "/var/run/docker.sock",
-	DockerRoot: "/var/lib/docker", ContainerdState: "/run/containerd/io.containerd.runtime.v2.task"}
+	DockerRoot: "/var/lib/docker", PodmanSocket: "/run/podman/podman.sock",
+	ContainerdState: "/run/containerd/io.containerd.runtime.v2.task"}
+
+// Runtimes are the container runtimes a target may name as RUNTIME:REF.
+var Runtimes = []string{"containerd", "docker", "podman"}
 
 // Errors of target resolution.
 var (
@@ -66,6 +89,11 @@ var (
 	ErrAmbiguous = errors.New("ambiguous container name")
 	// ErrNotNetns: the target's namespace file is not a network namespace.
 	ErrNotNetns = errors.New("not a network namespace")
+	// ErrUnknownRuntime: RUNTIME:REF names no runtime deepwall knows.
+	ErrUnknownRuntime = errors.New("unknown runtime")
+	// ErrNetworkMode: the container's network cannot be put inline
+	// (none, host, a user-mode stack, another container's namespace).
+	ErrNetworkMode = errors.New("network mode cannot be protected")
 )
 
 // Limits of target resolution (what it reads is another program's).
@@ -76,6 +104,8 @@ const (
 	maxStateFile = 4 << 20
 	// maxPIDFile bounds a shim's init.pid (a decimal number).
 	maxPIDFile = 64
+	// maxCgroupFile bounds /proc/PID/cgroup (a line per v1 hierarchy).
+	maxCgroupFile = 64 << 10
 	// maxRuntimeScan bounds the entries of a runtime's state directory read.
 	maxRuntimeScan = 65536
 	// maxAPIHeader bounds the Engine API's response header.
@@ -84,28 +114,29 @@ const (
 	maxErrorEcho = 200
 	// maxContainerID bounds an id or name read from a runtime.
 	maxContainerID = 256
+	// maxLinksShown bounds the interfaces a refusal lists.
+	maxLinksShown = 16
 	// maxPID is the kernel's PID_MAX_LIMIT (64-bit): no process has a
 	// larger pid.
 	maxPID           = 1 << 22
 	dockerAPITimeout = 3 * time.Second
 )
 
-// resolve finds spec's network namespace. spec is one of: an absolute
+// Resolve finds spec's network namespace. spec is one of: an absolute
 // path (/proc/PID/ns/net, /var/run/netns/NAME), a PID, a name under
-// NetnsDir, docker:ID|NAME, containerd:[NAMESPACE/]ID, or a bare Docker
-// or containerd id or name (Docker first).
+// NetnsDir, RUNTIME:REF (docker:ID|NAME, podman:ID|NAME,
+// containerd:[NAMESPACE/]ID), or a bare container id, id prefix or name,
+// which must then be one runtime's only.
 func (r Resolver) Resolve(ctx context.Context, spec string) (Target, error) {
 	t := Target{Spec: spec}
 	if spec == "" || len(spec) > maxTargetLen || strings.ContainsFunc(spec, unicode.IsControl) {
 		return t, fmt.Errorf("target %.300q: want a netns name or path, a pid, or a container id or name", spec)
 	}
-	if kind, rest, ok := strings.Cut(spec, ":"); ok && (kind == "docker" || kind == "containerd") {
-		var err error
-		if kind == "docker" {
-			t, err = r.docker(ctx, rest)
-		} else {
-			t, err = r.containerd(rest)
+	if kind, rest, ok := strings.Cut(spec, ":"); ok && !filepath.IsAbs(spec) && !r.isNamedNetns(spec) {
+		if !slices.Contains(Runtimes, kind) {
+			return t, fmt.Errorf("target %q: %w %.64q (known: %s)", spec, ErrUnknownRuntime, kind, strings.Join(Runtimes, ", "))
 		}
+		t, err := r.runtime(ctx, kind, rest)
 		t.Spec = spec
 		return t, err
 	}
@@ -115,35 +146,189 @@ func (r Resolver) Resolve(ctx context.Context, spec string) (Target, error) {
 		if pid, ok := pidFromPath(r.ProcDir, t.Path); ok {
 			t.PID, t.Name = pid, "pid-"+strconv.Itoa(pid)
 		}
-		return t, r.checkNS(t)
+		if err := r.checkNS(t); err != nil {
+			return t, err
+		}
+		if t.PID == 0 {
+			r.nameByNetns(ctx, &t)
+		} else {
+			r.nameByPID(ctx, &t)
+		}
+		return t, nil
 	case isPID(spec):
 		t.PID, _ = strconv.Atoi(spec)
 		t.Kind, t.Path, t.Name = "pid", filepath.Join(r.ProcDir, spec, "ns", "net"), "pid-"+spec
-		return t, r.checkNS(t)
-	}
-	if !strings.Contains(spec, "/") && spec != "." && spec != ".." {
-		p := filepath.Join(r.NetnsDir, spec)
-		if _, err := os.Lstat(p); err == nil {
-			t.Kind, t.Path, t.Name = "netns", p, spec
-			return t, r.checkNS(t)
-		}
-	}
-	dt, derr := r.docker(ctx, spec)
-	if derr == nil {
-		dt.Spec = spec
-		return dt, nil
-	}
-	ct, cerr := r.containerd(spec)
-	if cerr == nil {
-		ct.Spec = spec
-		return ct, nil
-	}
-	for _, err := range []error{derr, cerr} {
-		if !errors.Is(err, ErrNoTarget) {
+		if err := r.checkNS(t); err != nil {
 			return t, err
 		}
+		r.nameByPID(ctx, &t)
+		return t, nil
 	}
-	return t, fmt.Errorf("target %q: %w (looked in %s, docker and containerd)", spec, ErrNoTarget, r.NetnsDir)
+	if r.isNamedNetns(spec) {
+		t.Kind, t.Path, t.Name = "netns", filepath.Join(r.NetnsDir, spec), spec
+		if err := r.checkNS(t); err != nil {
+			return t, err
+		}
+		r.nameByNetns(ctx, &t)
+		return t, nil
+	}
+	// A bare name: every runtime is asked, and must be the only one to
+	// know it.
+	var found []Target
+	var errs []error
+	for _, kind := range Runtimes {
+		ft, err := r.runtime(ctx, kind, spec)
+		switch {
+		case err == nil || ft.ID != "": // found (perhaps refused: its error is the answer)
+			ft.Spec = spec
+			found = append(found, ft)
+			errs = append(errs, err)
+		case !errors.Is(err, ErrNoTarget):
+			errs = append(errs, err)
+		}
+	}
+	switch {
+	case len(found) == 1:
+		return found[0], errs[0]
+	case len(found) > 1:
+		var names []string
+		for _, f := range found {
+			names = append(names, fmt.Sprintf("%s %s (%s)", f.Runtime, shortID(f.ID), f.Name))
+		}
+		return t, fmt.Errorf("target %q: %w: %s; write RUNTIME:%s", spec, ErrAmbiguous, strings.Join(names, ", "), spec)
+	case len(errs) > 0:
+		return t, errors.Join(errs...)
+	}
+	return t, fmt.Errorf("target %q: %w (looked in %s)", spec, ErrNoTarget, r.lookedIn())
+}
+
+// lookedIn says where a bare name was looked for, naming the runtimes
+// that are not there.
+func (r Resolver) lookedIn() string {
+	where := []string{r.NetnsDir}
+	for _, e := range []struct{ name, socket string }{{"docker", r.DockerSocket}, {"podman", r.PodmanSocket}} {
+		if e.socket == "" {
+			continue
+		}
+		if _, err := os.Stat(e.socket); err != nil {
+			where = append(where, fmt.Sprintf("%s (no API at %s)", e.name, e.socket))
+		} else {
+			where = append(where, e.name)
+		}
+	}
+	return strings.Join(append(where, "containerd"), ", ")
+}
+
+// isNamedNetns reports whether spec is a namespace under NetnsDir.
+func (r Resolver) isNamedNetns(spec string) bool {
+	if strings.Contains(spec, "/") || spec == "." || spec == ".." || r.NetnsDir == "" {
+		return false
+	}
+	_, err := os.Lstat(filepath.Join(r.NetnsDir, spec))
+	return err == nil
+}
+
+// runtime resolves ref with one runtime (kind, one of Runtimes).
+func (r Resolver) runtime(ctx context.Context, kind, ref string) (Target, error) {
+	switch kind {
+	case "docker":
+		return r.engine(ctx, engine{name: "docker", socket: r.DockerSocket, root: r.DockerRoot}, ref)
+	case "podman":
+		return r.engine(ctx, engine{name: "podman", socket: r.PodmanSocket}, ref)
+	}
+	return r.containerd(ref)
+}
+
+// nameByPID names a target given by pid or namespace path after the
+// container its process is in, when a runtime knows it: the name stays
+// the same across the container's restarts, the pid does not.
+func (r Resolver) nameByPID(ctx context.Context, t *Target) {
+	if t.PID == 0 {
+		return
+	}
+	id := containerIDOf(r.ProcDir, t.PID)
+	if id == "" {
+		return
+	}
+	for _, kind := range Runtimes {
+		ft, err := r.runtime(ctx, kind, id)
+		if err == nil && ft.PID == t.PID && rules.ValidContainerName(ft.Name) {
+			t.Name, t.Runtime, t.ID, t.Container, t.Image, t.NetworkMode = ft.Name, ft.Runtime, ft.ID, ft.Container, ft.Image, ft.NetworkMode
+			return
+		}
+	}
+}
+
+// nameByNetns names a target given by namespace (podman's and CNI's
+// /run/netns/netns-UUID, which change with every restart) after the
+// container whose process is in it, when a runtime knows one: the
+// processes are scanned for one in that namespace (at most
+// maxRuntimeScan) that is in a container's cgroup.
+func (r Resolver) nameByNetns(ctx context.Context, t *Target) {
+	var want unix.Stat_t
+	if unix.Stat(t.Path, &want) != nil {
+		return
+	}
+	entries, err := os.ReadDir(r.ProcDir)
+	if err != nil {
+		return
+	}
+	for i, e := range entries {
+		if i >= maxRuntimeScan {
+			return
+		}
+		if !isPID(e.Name()) {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Stat(filepath.Join(r.ProcDir, e.Name(), "ns", "net"), &st) != nil || st.Ino != want.Ino || st.Dev != want.Dev {
+			continue
+		}
+		pid, _ := strconv.Atoi(e.Name())
+		if containerIDOf(r.ProcDir, pid) == "" {
+			continue
+		}
+		c := *t
+		c.PID = pid
+		r.nameByPID(ctx, &c)
+		if c.Runtime != "" {
+			t.Name, t.Runtime, t.ID, t.Container, t.Image, t.NetworkMode = c.Name, c.Runtime, c.ID, c.Container, c.Image, c.NetworkMode
+			return
+		}
+	}
+}
+
+// containerIDOf reads the container id in pid's cgroup path (docker-ID.scope,
+// libpod-ID, /docker/ID, a containerd namespace/ID): the last path
+// element's run of 64 hex digits; "" when there is none.
+func containerIDOf(proc string, pid int) string {
+	b, err := readBounded(filepath.Join(proc, strconv.Itoa(pid), "cgroup"), maxCgroupFile)
+	if err != nil {
+		return ""
+	}
+	for line := range strings.Lines(string(b)) {
+		_, path, ok := strings.Cut(strings.TrimSpace(line), "::")
+		if !ok {
+			continue
+		}
+		last := path[strings.LastIndexByte(path, '/')+1:]
+		for i := 0; i+64 <= len(last); i++ {
+			if isHex(last[i:i+64]) && (i == 0 || !isHex(last[i-1:i])) && (i+64 == len(last) || !isHex(last[i+64:i+65])) {
+				return last[i : i+64]
+			}
+		}
+	}
+	return ""
+}
+
+func isHex(s string) bool {
+	for i := range len(s) {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // checkNS checks that the target's path is a network namespace: what
@@ -227,141 +412,6 @@ func nameFromPath(p string) string {
 	return "netns"
 }
 
-// dockerContainer is what deepwall reads of a Docker container, from the
-// Engine API (GET /containers/{id}/json) or config.v2.json: both spell
-// these fields the same.
-type dockerContainer struct {
-	ID    string `json:"Id"`
-	ID2   string `json:"ID"`
-	Name  string `json:"Name"`
-	State struct {
-		Running bool `json:"Running"`
-		Pid     int  `json:"Pid"`
-	} `json:"State"`
-}
-
-// parseDockerContainer decodes a config.v2.json or an Engine API answer
-// (at most maxStateFile bytes, read by the caller) into the few fields
-// deepwall uses, and checks them: a pid the kernel could have, bounded
-// id and name.
-func parseDockerContainer(b []byte) (*dockerContainer, error) {
-	var c dockerContainer
-	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, err
-	}
-	if c.State.Pid < 0 || c.State.Pid > maxPID {
-		return nil, fmt.Errorf("pid %d out of range", c.State.Pid)
-	}
-	if len(c.ID) > maxContainerID || len(c.ID2) > maxContainerID || len(c.Name) > maxContainerID {
-		return nil, fmt.Errorf("id or name longer than %d bytes", maxContainerID)
-	}
-	return &c, nil
-}
-
-// answers reports whether c is the container ref names (id, id prefix or
-// name): a socket that answers with another container is not believed.
-func (c *dockerContainer) answers(ref string) bool {
-	return strings.HasPrefix(c.id(), ref) || strings.TrimPrefix(c.Name, "/") == ref
-}
-
-func (c *dockerContainer) id() string {
-	if c.ID != "" {
-		return c.ID
-	}
-	return c.ID2
-}
-
-// docker resolves a Docker container id, id prefix or name: through the
-// Engine API when its socket answers, else through the state files.
-func (r Resolver) docker(ctx context.Context, ref string) (Target, error) {
-	t := Target{Kind: "docker"}
-	if ref == "" || ref == "." || ref == ".." || strings.ContainsAny(ref, "/?#%") || strings.ContainsFunc(ref, unicode.IsControl) {
-		return t, fmt.Errorf("docker container %q: %w", ref, ErrNoTarget)
-	}
-	c, err := r.dockerAPI(ctx, ref)
-	if errors.Is(err, errNoRuntime) {
-		c, err = r.dockerFiles(ref)
-	}
-	if err != nil {
-		return t, err
-	}
-	if !c.State.Running || c.State.Pid <= 0 {
-		return t, fmt.Errorf("docker container %s is not running: %w", ref, ErrNoTarget)
-	}
-	t.PID, t.Path = c.State.Pid, filepath.Join(r.ProcDir, strconv.Itoa(c.State.Pid), "ns", "net")
-	t.Name = strings.TrimPrefix(c.Name, "/")
-	if !rules.ValidContainerName(t.Name) {
-		t.Name = shortID(c.id())
-	}
-	return t, r.checkNS(t)
-}
-
-// errNoRuntime: the runtime is not installed here (not an error to report).
-var errNoRuntime = errors.New("runtime not present")
-
-func (r Resolver) dockerAPI(ctx context.Context, ref string) (*dockerContainer, error) {
-	if r.DockerSocket == "" {
-		return nil, errNoRuntime
-	}
-	if _, err := os.Stat(r.DockerSocket); err != nil {
-		return nil, errNoRuntime
-	}
-	ctx, cancel := context.WithTimeout(ctx, dockerAPITimeout)
-	defer cancel()
-	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", r.DockerSocket)
-	}, MaxResponseHeaderBytes: maxAPIHeader, DisableKeepAlives: true}
-	defer tr.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/containers/"+url.PathEscape(ref)+"/json", nil)
-	if err != nil {
-		return nil, err
-	}
-	client := &http.Client{Transport: tr, Timeout: dockerAPITimeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, errNoRuntime // socket present but nobody answers: try the files
-	}
-	defer resp.Body.Close()
-	body, err := readAllBounded(resp.Body, maxStateFile)
-	if err != nil {
-		return nil, fmt.Errorf("docker api: container %q: %w", ref, err)
-	}
-	switch resp.StatusCode {
-	case http.StatusOK:
-	case http.StatusNotFound:
-		return nil, fmt.Errorf("docker container %q: %w", ref, ErrNoTarget)
-	default:
-		return nil, fmt.Errorf("docker api: %d: %q", resp.StatusCode, echo(body))
-	}
-	c, err := parseDockerContainer(body)
-	if err != nil {
-		return nil, fmt.Errorf("docker api: container %q: %w", ref, err)
-	}
-	if !c.answers(ref) {
-		return nil, fmt.Errorf("docker api: asked for container %q, got %.64q", ref, c.id())
-	}
-	return c, nil
-}
-
-// echo is what an error quotes of a runtime's answer: Docker's message,
-// or the start of the body.
-func echo(body []byte) string {
-	var m struct {
-		Message string `json:"message"`
-	}
-	s := string(body)
-	if json.Unmarshal(body, &m) == nil && m.Message != "" {
-		s = m.Message
-	}
-	s = strings.TrimSpace(s)
-	if len(s) > maxErrorEcho {
-		s = s[:maxErrorEcho] + "..."
-	}
-	return s
-}
-
 // dockerFiles finds the container among DockerRoot/containers/*/config.v2.json
 // by full id, unique id prefix or name.
 func (r Resolver) dockerFiles(ref string) (*dockerContainer, error) {
@@ -409,7 +459,7 @@ func (r Resolver) dockerFiles(ref string) (*dockerContainer, error) {
 // containerd resolves [NAMESPACE/]ID through the v2 shim's state
 // directories (NAMESPACE/ID/init.pid).
 func (r Resolver) containerd(ref string) (Target, error) {
-	t := Target{Kind: "containerd"}
+	t := Target{Kind: "containerd", Runtime: "containerd"}
 	if r.ContainerdState == "" {
 		return t, fmt.Errorf("containerd container %q: %w", ref, ErrNoTarget)
 	}
@@ -437,6 +487,7 @@ func (r Resolver) containerd(ref string) (Target, error) {
 		}
 	}
 	var pids []int
+	var inNS string
 	for _, n := range namespaces {
 		b, err := readBounded(filepath.Join(r.ContainerdState, n, id, "init.pid"), maxPIDFile)
 		if err != nil {
@@ -445,6 +496,7 @@ func (r Resolver) containerd(ref string) (Target, error) {
 		if s := strings.TrimSpace(string(b)); isPID(s) {
 			pid, _ := strconv.Atoi(s)
 			pids = append(pids, pid)
+			inNS = n
 		}
 	}
 	switch len(pids) {
@@ -455,7 +507,8 @@ func (r Resolver) containerd(ref string) (Target, error) {
 		return t, fmt.Errorf("containerd container %q is in %d namespaces (write NAMESPACE/ID): %w", ref, len(pids), ErrAmbiguous)
 	}
 	t.PID, t.Path = pids[0], filepath.Join(r.ProcDir, strconv.Itoa(pids[0]), "ns", "net")
-	t.Name = id
+	t.Name, t.ID = id, id
+	t.Container = inNS + "/" + id
 	if !rules.ValidContainerName(t.Name) {
 		t.Name = shortID(id)
 	}

@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -399,9 +401,11 @@ func TestResolveDockerAPIHostile(t *testing.T) {
 // FuzzDockerContainer: any config.v2.json or Engine API answer decodes
 // without panicking into a bounded container, or is refused; an error
 // quotes at most maxErrorEcho bytes of it. Seeds: the state files of
-// testdata/targets.
+// testdata/targets and podman's recorded answers.
 func FuzzDockerContainer(f *testing.F) {
 	files, _ := filepath.Glob("testdata/targets/docker/containers/*/config.v2.json")
+	podman, _ := filepath.Glob("testdata/podman/*.json")
+	files = append(files, podman...)
 	for _, file := range files {
 		b, err := os.ReadFile(file)
 		if err != nil {
@@ -423,6 +427,7 @@ func FuzzDockerContainer(f *testing.F) {
 			t.Fatalf("accepted %+v", c)
 		}
 		_ = c.answers(ref)
+		_ = unprotectable(c.HostConfig.NetworkMode)
 	})
 }
 
@@ -449,6 +454,284 @@ func FuzzResolveTarget(f *testing.F) {
 		}
 		if !rules.ValidContainerName(got.Name) && got.Kind != "netns" {
 			t.Fatalf("%q resolved to the name %q", spec, got.Name)
+		}
+	})
+}
+
+// fakePodmanAPI serves the answers recorded from podman 4.3's API service
+// (testdata/podman, `curl --unix-socket … /containers/REF/json`) on
+// r.PodmanSocket: web is on a bridge network, none and host are in the
+// network modes of their names, 0 is an id prefix of several containers;
+// the list has wlsel1 (labels tier=web, app=shop) and wlsel2 (tier=db).
+func fakePodmanAPI(t *testing.T, r *Resolver) {
+	t.Helper()
+	r.PodmanSocket = filepath.Join(t.TempDir(), "podman.sock")
+	ln, err := net.Listen("unix", r.PodmanSocket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answers := map[string]string{"wlweb": "web", "fd51c73b": "web",
+		"fd51c73b2eb455a2609c92ec5d1fd153231b281db0f3538933e3ef881969501a": "web",
+		"wlnone": "none", "wlhost": "host", "0": "ambiguous", "list": "list"}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		ref := strings.TrimSuffix(strings.TrimPrefix(req.URL.Path, "/containers/"), "/json")
+		if req.URL.Path == "/containers/json" {
+			ref = "list"
+		}
+		file, ok := answers[ref]
+		if !ok {
+			file = "notfound"
+		}
+		b, err := os.ReadFile(filepath.Join("testdata/podman", file+".json"))
+		if err != nil {
+			t.Error(err)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if !ok || file == "ambiguous" {
+			w.WriteHeader(http.StatusNotFound) // as podman answers both
+		}
+		w.Write(b)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+}
+
+// TestResolvePodman resolves through podman's recorded answers: by name,
+// id and id prefix; refusals of network modes none and host naming the
+// interfaces seen; an ambiguous prefix; a pid named after its container;
+// unknown runtimes; a name two runtimes know.
+func TestResolvePodman(t *testing.T) {
+	r := fakeResolver(t)
+	r.links = func(string) []string { return []string{"lo"} }
+	fakePodmanAPI(t, &r)
+	fakeDockerAPI(t, &r, func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/containers/wlweb/json" { // a Docker container of the same name
+			fmt.Fprint(w, `{"Id":"77aa000000000000","Name":"/wlweb","State":{"Running":true,"Pid":4343}}`)
+			return
+		}
+		http.Error(w, `{"message":"No such container"}`, http.StatusNotFound)
+	})
+	proc := r.ProcDir
+	const id = "fd51c73b2eb455a2609c92ec5d1fd153231b281db0f3538933e3ef881969501a"
+	for _, tc := range []struct {
+		spec       string
+		kind, name string
+		pid        int
+		err        error
+		msg        string // in the error
+	}{
+		{spec: "podman:wlweb", kind: "podman", name: "wlweb", pid: 5415},
+		{spec: "podman:fd51c73b", kind: "podman", name: "wlweb", pid: 5415},
+		{spec: "podman:" + id, kind: "podman", name: "wlweb", pid: 5415},
+		{spec: "fd51c73b", kind: "podman", name: "wlweb", pid: 5415},
+		{spec: "5415", kind: "pid", name: "wlweb", pid: 5415},
+		{spec: proc + "/5415/ns/net", kind: "path", name: "wlweb", pid: 5415},
+		{spec: "4242", kind: "pid", name: "pid-4242", pid: 4242}, // in no container's cgroup
+		{spec: "podman:wlnone", err: ErrNetworkMode, msg: `network mode "none": the container has no network interface but lo (interfaces seen: lo)`},
+		{spec: "wlhost", err: ErrNetworkMode, msg: `network mode "host"`},
+		{spec: "podman:0", err: ErrAmbiguous, msg: "more than one result"},
+		{spec: "podman:nope", err: ErrNoTarget},
+		{spec: "wlweb", err: ErrAmbiguous, msg: "docker 77aa00000000 (wlweb), podman fd51c73b2eb4 (wlweb); write RUNTIME:wlweb"},
+		{spec: "foo:web", err: ErrUnknownRuntime, msg: `unknown runtime "foo" (known: containerd, docker, podman)`},
+		{spec: "cri-o:web", err: ErrUnknownRuntime},
+	} {
+		t.Run(tc.spec, func(t *testing.T) {
+			got, err := r.Resolve(context.Background(), tc.spec)
+			if tc.err != nil {
+				if !errors.Is(err, tc.err) || !strings.Contains(fmt.Sprint(err), tc.msg) {
+					t.Fatalf("resolve: %v, want %v and %q", err, tc.err, tc.msg)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Kind != tc.kind || got.Name != tc.name || got.PID != tc.pid || got.Spec != tc.spec {
+				t.Fatalf("got %+v, want kind %s name %s pid %d", got, tc.kind, tc.name, tc.pid)
+			}
+			if tc.name == "wlweb" && (got.Runtime != "podman" || got.ID != id || got.Image != "localhost/deepwall-test:bb" || got.NetworkMode != "bridge") {
+				t.Fatalf("runtime fields: %+v", got)
+			}
+		})
+	}
+	// Without podman's API service: said where it was looked for.
+	r.PodmanSocket = filepath.Join(t.TempDir(), "absent.sock")
+	if _, err := r.Resolve(context.Background(), "podman:wlweb"); !errors.Is(err, ErrNoTarget) || !strings.Contains(err.Error(), "no API at") {
+		t.Fatalf("no podman: %v", err)
+	}
+}
+
+func TestContainerIDOf(t *testing.T) {
+	const id = "fd51c73b2eb455a2609c92ec5d1fd153231b281db0f3538933e3ef881969501a"
+	dir := t.TempDir()
+	for _, tc := range []struct{ cgroup, want string }{
+		{"0::/libpod_parent/libpod-" + id + "\n", id},
+		{"0::/system.slice/docker-" + id + ".scope\n", id},
+		{"0::/system.slice/libpod-conmon-x.scope\n12:pids:/docker/" + id + "\n", ""}, // v1 lines are not read
+		{"0::/k8s.io/" + id + "\n", id},
+		{"0::/user.slice/" + id + "0\n", ""}, // 65 hex digits: not an id
+		{"0::/\n", ""},
+		{"garbage", ""},
+	} {
+		if err := os.MkdirAll(filepath.Join(dir, "7"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "7", "cgroup"), []byte(tc.cgroup), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if got := containerIDOf(dir, 7); got != tc.want {
+			t.Errorf("%q: %q, want %q", tc.cgroup, got, tc.want)
+		}
+	}
+}
+
+// TestWatchStarts serves podman's recorded start events (a run and a
+// restart) and a hostile line on a fake API; the watcher reports the
+// starts by name and reconnects after the stream ends.
+func TestWatchStarts(t *testing.T) {
+	recorded, err := os.ReadFile("testdata/podman/events.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := Resolver{PodmanSocket: filepath.Join(t.TempDir(), "podman.sock")}
+	ln, err := net.Listen("unix", r.PodmanSocket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var streams atomic.Int32
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path != "/events" || req.URL.Query().Get("filters") != startFilter {
+			http.Error(w, "no", http.StatusBadRequest)
+			return
+		}
+		streams.Add(1)
+		w.Write([]byte(`{"Type":"container","Action":"die","Actor":{"Attributes":{"name":"other"}}}` + "\n"))
+		w.Write(recorded)
+		w.Write([]byte(strings.Repeat("x", maxEventLine+1) + "\n")) // ends this stream
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan string, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.WatchStarts(ctx, func(runtime, name string) { got <- runtime + ":" + name })
+	}()
+	for i := range 3 { // two from the first stream, one from the second
+		select {
+		case s := <-got:
+			if s != "podman:wlev" {
+				t.Fatalf("start %d: %s", i, s)
+			}
+		case <-time.After(eventRetry + 3*time.Second):
+			t.Fatalf("start %d not reported", i)
+		}
+	}
+	cancel()
+	<-done
+	if streams.Load() < 2 {
+		t.Errorf("%d streams: no reconnection", streams.Load())
+	}
+}
+
+func FuzzParseStart(f *testing.F) {
+	b, err := os.ReadFile("testdata/podman/events.jsonl")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		f.Add([]byte(line))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		if name := parseStart(line); len(name) > maxContainerID {
+			t.Fatalf("name of %d bytes", len(name))
+		}
+	})
+}
+
+// TestSelector parses selectors and matches them against podman's
+// recorded listing and containerd's state.
+func TestSelector(t *testing.T) {
+	r := fakeResolver(t)
+	fakePodmanAPI(t, &r)
+	listed, err := r.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		sel  string
+		want []string // runtime:name matched
+		err  error
+	}{
+		{sel: "label:tier=web", want: []string{"podman:wlsel1"}},
+		{sel: "label:tier", want: []string{"podman:wlsel1", "podman:wlsel2"}},
+		{sel: "label:tier=web,label:app=shop,runtime:podman", want: []string{"podman:wlsel1"}},
+		{sel: "label:tier=web,runtime:docker"},
+		{sel: "name:wlsel*, image:localhost/deepwall-test:*", want: []string{"podman:wlsel1", "podman:wlsel2"}},
+		{sel: "runtime:containerd", want: []string{"containerd:default/redis-1", "containerd:k8s.io/api-7", "containerd:k8s.io/redis-1"}},
+		{sel: "name:k8s.io/*", want: []string{"containerd:k8s.io/api-7", "containerd:k8s.io/redis-1"}},
+		{sel: "", err: ErrSelector},
+		{sel: "tier=web", err: ErrSelector},
+		{sel: "label:=web", err: ErrSelector},
+		{sel: "name:[", err: ErrSelector},
+		{sel: "runtime:foo", err: ErrUnknownRuntime},
+		{sel: "colour:blue", err: ErrSelector},
+		{sel: strings.Repeat("label:a,", maxSelectorTerms+1) + "label:a", err: ErrSelector},
+		{sel: "label:a\x1b", err: ErrSelector},
+	} {
+		t.Run(tc.sel, func(t *testing.T) {
+			sel, err := ParseSelector(tc.sel)
+			if tc.err != nil {
+				if !errors.Is(err, tc.err) {
+					t.Fatalf("parse: %v, want %v", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, c := range listed {
+				if sel.Matches(c) {
+					got = append(got, c.Runtime+":"+c.Name)
+				}
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("matched %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzSelector: any selector text parses or is refused, and any listing
+// decodes into bounded containers, without panicking.
+func FuzzSelector(f *testing.F) {
+	list, err := os.ReadFile("testdata/podman/list.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add("label:tier=web,name:wl*", list)
+	f.Add("image:[", []byte(`[{"Names":["/x"],"State":"running"}]`))
+	f.Fuzz(func(t *testing.T, text string, body []byte) {
+		sel, err := ParseSelector(text)
+		if err == nil && (len(sel.terms) == 0 || len(sel.terms) > maxSelectorTerms) {
+			t.Fatalf("%q parsed into %d terms", text, len(sel.terms))
+		}
+		l, err := parseEngineList("podman", body)
+		if err != nil {
+			return
+		}
+		if len(l) > maxListed {
+			t.Fatalf("%d listed", len(l))
+		}
+		for _, c := range l {
+			if c.Name == "" || len(c.Name) > maxContainerID || len(c.Labels) > maxLabels {
+				t.Fatalf("listed %+v", c)
+			}
+			_ = sel.Matches(c)
 		}
 	})
 }

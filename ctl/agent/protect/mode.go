@@ -129,7 +129,8 @@ func (p *Protector) portFor(addr netip.Addr) *protectedPort {
 // engine reports as blocked on a flow whose protected endpoint is in
 // monitor or discover mode (and no endpoint in protect mode) was let
 // through: action "allowed", would_block true. It names the inner port
-// in in_iface. Flow events feed discovery.
+// in in_iface and the container in container. Flow events feed
+// discovery.
 func (p *Protector) Annotate(ev *eve.Event) {
 	if p == nil || len(p.portsOf()) == 0 {
 		return
@@ -154,6 +155,10 @@ func (p *Protector) Annotate(ev *eve.Event) {
 	}
 	if ev.InIface == "" {
 		ev.InIface = port.rec.Wire.Inner.Name
+	}
+	if ev.Container == nil {
+		t := port.rec.Target
+		ev.Container = &eve.Container{Name: t.Name, Runtime: t.Runtime, ID: t.ID, Image: t.Image}
 	}
 	if ev.Alert == nil || ev.Alert.Action != "blocked" {
 		return

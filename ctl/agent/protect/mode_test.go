@@ -254,6 +254,10 @@ func TestAnnotate(t *testing.T) {
 			if ev.Alert.Action != tt.wantAction || ev.Alert.WouldBlock != tt.wantWouldBlock || ev.InIface != tt.wantIface {
 				t.Errorf("got action %q would_block %v in_iface %q", ev.Alert.Action, ev.Alert.WouldBlock, ev.InIface)
 			}
+			if wantName := map[bool]string{true: "web"}[tt.wantIface != ""]; (ev.Container == nil) != (wantName == "") ||
+				ev.Container != nil && ev.Container.Name != wantName {
+				t.Errorf("container %+v, want %q", ev.Container, wantName)
+			}
 		})
 	}
 	// Two protected containers, one in protect mode: the block stands.
@@ -267,7 +271,7 @@ func TestAnnotate(t *testing.T) {
 	ev := &eve.Event{EventType: eve.EventAlert, SrcIP: "198.18.0.2", DestIP: "198.18.0.3", Proto: "TCP",
 		Alert: &eve.Alert{Action: "blocked"}}
 	p.Annotate(ev)
-	if ev.Alert.Action != "blocked" || ev.Alert.WouldBlock || ev.InIface != "veth9" {
-		t.Errorf("monitor -> protect: %+v in_iface %q", ev.Alert, ev.InIface)
+	if ev.Alert.Action != "blocked" || ev.Alert.WouldBlock || ev.InIface != "veth9" || ev.Container == nil || ev.Container.Name != "db" {
+		t.Errorf("monitor -> protect: %+v in_iface %q container %+v", ev.Alert, ev.InIface, ev.Container)
 	}
 }

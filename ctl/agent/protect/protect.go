@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,6 +121,9 @@ type Deps struct {
 	Emit func(*eve.Event) bool
 	// Engine is what discover polls for live flows (nil: none).
 	Engine Engine
+	// Resolver finds containers by name, id, pid or namespace (one
+	// without a ProcDir is resolve.Default).
+	Resolver resolve.Resolver
 }
 
 // Rules is what protection needs of the agent's rule manager.
@@ -155,6 +159,12 @@ type Protector struct {
 
 	mu    sync.Mutex // protect, unprotect, mode changes, clean-up
 	ports map[string]*protectedPort
+	// pending are the followed protections whose containers are not
+	// protected now (follow.go); kicks asks the watch for a pass.
+	pending map[string]*pendingPort
+	kicks   chan struct{}
+	// policies are the protections by selector (policy.go).
+	policies map[string]*policy
 	// list is ports as a slice, read without mu by the packet path's
 	// helpers (kernel table, event annotation).
 	list atomic.Pointer[[]*protectedPort]
@@ -180,7 +190,7 @@ func Open(d Deps) (*Protector, error) {
 		return nil, fmt.Errorf("open %s: %w", filepath.Join(d.StateDir, portsDB), err)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketPorts, bucketLearned} {
+		for _, b := range [][]byte{bucketPorts, bucketLearned, bucketPending, bucketPolicies} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -190,7 +200,11 @@ func Open(d Deps) (*Protector, error) {
 		db.Close()
 		return nil, fmt.Errorf("%s: %w", portsDB, err)
 	}
-	p := &Protector{d: d, log: d.Log, db: db, resolver: resolve.Default, ports: map[string]*protectedPort{}}
+	p := &Protector{d: d, log: d.Log, db: db, resolver: d.Resolver, ports: map[string]*protectedPort{},
+		pending: map[string]*pendingPort{}, kicks: make(chan struct{}, 1), policies: map[string]*policy{}}
+	if p.resolver.ProcDir == "" { // not given
+		p.resolver = resolve.Default
+	}
 	p.list.Store(&[]*protectedPort{})
 	p.kset = &KernelSet{static: d.Static, prot: p}
 	p.learn = newLearner(p)
@@ -290,10 +304,22 @@ func (p *Protector) Restore() error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if err := p.loadPending(); err != nil {
+		return fmt.Errorf("pending protections %s: %w", file, err)
+	}
+	if err := p.loadPolicies(); err != nil {
+		return fmt.Errorf("selector policies %s: %w", file, err)
+	}
 	for _, r := range recs {
 		if wire.Gone(p.d.NS, r.Wire) || r.Wire.Stage == wire.StageFound {
 			p.log.Info("protected container gone while no agent ran: cleaning up", "name", r.Target.Name, "inner", r.Wire.Inner.Name)
 			p.cleanupRecord(r)
+			if follows(r.Target) {
+				p.followLater(r)
+			}
+			if r.Target.Policy != "" {
+				p.kick() // its selector's pass takes it back when it runs
+			}
 			continue
 		}
 		pp := &protectedPort{rec: r}
@@ -395,10 +421,14 @@ func (p *Protector) Start(ctx context.Context) {
 		p.run(pp)
 	}
 	p.mu.Unlock()
-	p.wg.Add(1)
+	p.wg.Add(2)
 	go func() {
 		defer p.wg.Done()
 		p.watch(ctx)
+	}()
+	go func() {
+		defer p.wg.Done()
+		p.watchStarts(ctx)
 	}()
 }
 
@@ -434,8 +464,11 @@ func (p *Protector) watch(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-p.kicks:
 		}
 		p.check()
+		p.reconcile(ctx)
+		p.applyPolicies(ctx)
 		p.learn.poll()
 	}
 }
@@ -458,6 +491,9 @@ func (p *Protector) check() {
 			p.cleanupRecord(pp.rec)
 			delete(p.ports, name)
 			p.audit("cleanup", name, name+": container gone", selfCaller(), nil)
+			if follows(pp.rec.Target) {
+				p.followLater(pp.rec)
+			}
 			changed = true
 			continue
 		}
@@ -524,6 +560,9 @@ func (p *Protector) Protect(ctx context.Context, req api.ProtectRequest, who Cal
 	if req.Name != "" && !rules.ValidContainerName(req.Name) {
 		return st, fmt.Errorf("%w: name %q: want letters, digits, _ . - (up to 128)", api.ErrInvalid, req.Name)
 	}
+	if strings.HasPrefix(req.Target, selectorPrefix) {
+		return p.addPolicy(ctx, req, who)
+	}
 	// A protected container's name is a target too (for mode changes);
 	// otherwise resolve it.
 	t, known := p.byName(req.Target)
@@ -531,7 +570,8 @@ func (p *Protector) Protect(ctx context.Context, req api.ProtectRequest, who Cal
 		t, err = p.resolver.Resolve(ctx, req.Target)
 	}
 	if err != nil {
-		if errors.Is(err, resolve.ErrNoTarget) || errors.Is(err, resolve.ErrAmbiguous) || errors.Is(err, resolve.ErrNotNetns) {
+		if errors.Is(err, resolve.ErrNoTarget) || errors.Is(err, resolve.ErrAmbiguous) || errors.Is(err, resolve.ErrNotNetns) ||
+			errors.Is(err, resolve.ErrUnknownRuntime) || errors.Is(err, resolve.ErrNetworkMode) {
 			err = fmt.Errorf("%w: %w", api.ErrInvalid, err)
 		}
 		return st, err
@@ -585,13 +625,15 @@ func (p *Protector) Protect(ctx context.Context, req api.ProtectRequest, who Cal
 			return st, nil
 		}
 	}
-	if len(p.ports) >= maxProtected {
-		return st, fmt.Errorf("%w: %d containers protected, at most %d", api.ErrInvalid, len(p.ports), maxProtected)
+	if _, waits := p.pending[t.Name]; !waits && len(p.ports)+len(p.pending) >= maxProtected {
+		return st, fmt.Errorf("%w: %d containers protected or waited for, at most %d", api.ErrInvalid,
+			len(p.ports)+len(p.pending), maxProtected)
 	}
 	pp, err := p.protect(t, cns, req)
 	if err != nil {
 		return st, err
 	}
+	p.dropPending(t.Name) // protected by hand before it came back
 	st = p.status(pp)
 	st.Changed = "protected"
 	return st, nil
@@ -618,7 +660,10 @@ func (p *Protector) byName(name string) (resolve.Target, bool) {
 func (p *Protector) protect(t resolve.Target, cns netns.NsHandle, req api.ProtectRequest) (_ *protectedPort, err error) {
 	rec, err := wire.Find(p.d.NS, cns, req.Iface)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", api.ErrInvalid, err)
+		// Say what the container has instead (a network mode none, a
+		// user-mode stack's tap, another interface name).
+		return nil, fmt.Errorf("%w: %w (interfaces in the container: %s)", api.ErrInvalid, err,
+			strings.Join(resolve.Interfaces(cns), ", "))
 	}
 	// NFQUEUE inspects in the kernel's forwarding path: the ports are
 	// joined by a bridge of their own (wire.Record.Joined).
@@ -726,13 +771,34 @@ func (p *Protector) Unprotect(name string, who Caller) (st api.PortStatus, err e
 	defer func() { p.audit("unprotect", name, name, who, err) }()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if strings.HasPrefix(name, selectorPrefix) {
+		return p.removePolicy(name)
+	}
 	pp, ok := p.ports[name]
 	if !ok {
 		pp = p.findByTarget(name)
 	}
 	if pp == nil {
+		for pname, pend := range p.pending {
+			if pname == name || pend.Target.Spec == name {
+				st = pendingStatus(pend)
+				p.dropPending(pname)
+				st.State, st.Changed = "unprotected", "unprotected"
+				p.log.Info("pending protection removed", "name", pname)
+				return st, nil
+			}
+		}
 		return st, fmt.Errorf("%s: %w", name, ErrNotProtected)
 	}
+	if pol := pp.rec.Target.Policy; pol != "" {
+		return p.status(pp), fmt.Errorf("%w: %s is protected by %s%s: unprotect that", api.ErrInvalid, pp.name(), selectorPrefix, pol)
+	}
+	return p.unprotect(pp)
+}
+
+// unprotect takes pp out; mu held.
+func (p *Protector) unprotect(pp *protectedPort) (st api.PortStatus, err error) {
+	name := pp.name()
 	st = p.status(pp)
 	rec := pp.rec.Wire
 	if err := wire.Uncut(p.d.NS, rec); err != nil && !errors.Is(err, wire.ErrGone) {
@@ -778,6 +844,13 @@ func (p *Protector) Ports() api.PortList {
 	for _, pp := range *p.list.Load() {
 		out.Ports = append(out.Ports, p.status(pp))
 	}
+	for _, pend := range p.pending {
+		out.Ports = append(out.Ports, pendingStatus(pend))
+	}
+	for _, pol := range p.policies {
+		out.Ports = append(out.Ports, p.policyStatus(pol))
+	}
+	slices.SortFunc(out.Ports, func(a, b api.PortStatus) int { return compareStrings(a.Name, b.Name) })
 	return out
 }
 
@@ -791,7 +864,9 @@ func wiringName(r *wire.Record) string {
 func (p *Protector) status(pp *protectedPort) api.PortStatus {
 	r := pp.rec
 	st := api.PortStatus{Name: r.Target.Name, Target: r.Target.Spec, Kind: r.Target.Kind, Iface: r.Iface,
-		Inner: r.Wire.Inner.Name, Outer: r.Wire.Outer.Name, Place: r.Wire.Place.Name, Wiring: wiringName(r.Wire),
+		Runtime: r.Target.Runtime, ContainerID: r.Target.ID, Image: r.Target.Image, Follows: follows(r.Target),
+		Policy: r.Target.Policy,
+		Inner:  r.Wire.Inner.Name, Outer: r.Wire.Outer.Name, Place: r.Wire.Place.Name, Wiring: wiringName(r.Wire),
 		Mode: pp.protectionMode(), FailClosed: r.FailClosed, Since: r.Since, State: "stopped", Addrs: []string{}}
 	if a := pp.addrs.Load(); a != nil {
 		for _, ad := range *a {
