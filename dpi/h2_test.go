@@ -1,0 +1,245 @@
+package dpi
+
+import (
+	"bytes"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	xhttp2 "golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/deepwall/deepwall/ctl/eve"
+	"github.com/deepwall/deepwall/dataplane"
+	"github.com/deepwall/deepwall/dpi/flow"
+	"github.com/deepwall/deepwall/internal/ruletest"
+)
+
+// h2Request is one request of a test, written in either protocol.
+type h2Request struct {
+	method, path string
+	headers      [][2]string // lower-case names
+	body         string
+}
+
+// h2Bytes returns the client's and server's bytes of an HTTP/2
+// prior-knowledge connection carrying req on stream 1 and a 200 with a
+// short body, framed by golang.org/x/net/http2 (as Go's clients and
+// servers frame them).
+func h2Bytes(tb testing.TB, req h2Request) (c2s, s2c []byte) {
+	tb.Helper()
+	var cb, sb bytes.Buffer
+	cb.WriteString(xhttp2.ClientPreface)
+	cf, sf := xhttp2.NewFramer(&cb, nil), xhttp2.NewFramer(&sb, nil)
+	must := func(err error) {
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	must(cf.WriteSettings())
+	must(sf.WriteSettings())
+	must(sf.WriteSettingsAck())
+	must(cf.WriteSettingsAck())
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", req.method}, {":scheme", "http"}, {":authority", "shop"}, {":path", req.path}} {
+		must(enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]}))
+	}
+	for _, h := range req.headers {
+		must(enc.WriteField(hpack.HeaderField{Name: h[0], Value: h[1]}))
+	}
+	must(cf.WriteHeaders(xhttp2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: req.body == ""}))
+	if req.body != "" {
+		must(cf.WriteData(1, true, []byte(req.body)))
+	}
+	hb.Reset()
+	senc := hpack.NewEncoder(&hb)
+	must(senc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"}))
+	must(senc.WriteField(hpack.HeaderField{Name: "content-type", Value: "text/plain"}))
+	must(sf.WriteHeaders(xhttp2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true}))
+	must(sf.WriteData(1, true, []byte("hello")))
+	return cb.Bytes(), sb.Bytes()
+}
+
+// h1Bytes returns the same exchange over HTTP/1.1.
+func h1Bytes(req h2Request) (c2s, s2c []byte) {
+	var b strings.Builder
+	b.WriteString(req.method + " " + req.path + " HTTP/1.1\r\nHost: shop\r\n")
+	for _, h := range req.headers {
+		b.WriteString(h[0] + ": " + h[1] + "\r\n")
+	}
+	if req.body != "" {
+		b.WriteString("Content-Length: " + itoa(uint32(len(req.body))) + "\r\n")
+	}
+	b.WriteString("\r\n" + req.body)
+	return []byte(b.String()), []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello")
+}
+
+// convPort is the client port of runConv's next connection (each its
+// own flow).
+var convPort uint32 = 30000
+
+// runConv runs one TCP connection through h, parts sent in turn by the
+// client and the server (c2s, s2c, c2s...), and returns the outcome.
+func runConv(tb testing.TB, h *harness, parts ...[]byte) (outcome, []*eve.Event) {
+	tb.Helper()
+	c := newCapture(tb)
+	convPort++
+	v := c.tcp("198.18.0.1:"+itoa(convPort), srv).handshake()
+	for i, p := range parts {
+		v.send(flow.Dir(i%2), string(p))
+	}
+	v.close()
+	var o outcome
+	for _, vd := range h.run(c) {
+		switch {
+		case vd.Action == dataplane.Drop && vd.Final:
+			o.blocked = true
+			o.drops++
+		case vd.Action == dataplane.Drop:
+			o.drops++
+		case vd.Final:
+			o.final = true
+		}
+	}
+	evs := h.take()
+	o.alerts = alerts(evs)
+	return o, evs
+}
+
+// TestHTTP2SameRules: the same requests over HTTP/1.1 and HTTP/2 give
+// the same rule hits with the default pack, and attacks in every part
+// of the request are blocked on both.
+func TestHTTP2SameRules(t *testing.T) {
+	const sqli = "1 UNION SELECT password FROM users"
+	tests := []struct {
+		name  string
+		req   h2Request
+		block bool
+	}{
+		{"benign", h2Request{method: "GET", path: "/index.html?id=42", headers: [][2]string{{"user-agent", "curl/8"}, {"accept", "*/*"}}}, false},
+		{"benign json", h2Request{method: "POST", path: "/api/items", headers: [][2]string{{"content-type", "application/json"}}, body: `{"name":"widget","qty":3}`}, false},
+		{"path", h2Request{method: "GET", path: "/../../etc/passwd"}, true},
+		{"query", h2Request{method: "GET", path: "/?id=1%20UNION%20SELECT%20password%20FROM%20users"}, true},
+		{"header", h2Request{method: "GET", path: "/", headers: [][2]string{{"x-api-version", "${jndi:ldap://evil/a}"}}}, true},
+		{"cookie", h2Request{method: "GET", path: "/", headers: [][2]string{{"cookie", "session=" + sqli}}}, true},
+		{"json body", h2Request{method: "POST", path: "/api/items", headers: [][2]string{{"content-type", "application/json"}}, body: `{"name":"widget","note":"` + sqli + `"}`}, true},
+		{"form body", h2Request{method: "POST", path: "/login", headers: [][2]string{{"content-type", "application/x-www-form-urlencoded"}}, body: "user=" + strings.ReplaceAll(sqli, " ", "+")}, true},
+	}
+	h := newHarness(t, ruletest.DefaultPack(t), Config{})
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var got [2]outcome
+			for i, conv := range []func(h2Request) ([]byte, []byte){h1Bytes, func(r h2Request) ([]byte, []byte) { return h2Bytes(t, r) }} {
+				c2s, s2c := conv(tc.req)
+				o, evs := runConv(t, h, c2s, s2c)
+				got[i] = o
+				if o.blocked != tc.block {
+					dumpEvents(t, evs)
+					t.Errorf("transport %d: blocked = %v, want %v", i+1, o.blocked, tc.block)
+				}
+				if i == 1 {
+					checkH2Events(t, evs)
+				}
+			}
+			if !slices.Equal(got[0].alerts, got[1].alerts) {
+				t.Errorf("rule hits differ: HTTP/1.1 %v, HTTP/2 %v", got[0].alerts, got[1].alerts)
+			}
+		})
+	}
+}
+
+// checkH2Events: an HTTP/2 flow's events say http2 and carry the stream.
+func checkH2Events(tb testing.TB, evs []*eve.Event) {
+	tb.Helper()
+	for _, ev := range evs {
+		if ev.AppProto != "" && ev.AppProto != "http2" {
+			tb.Errorf("app_proto %q, want http2", ev.AppProto)
+		}
+		if ev.EventType == eve.EventAlert && ev.HTTP != nil && ev.HTTP.StreamID != 1 {
+			tb.Errorf("alert stream_id %d, want 1", ev.HTTP.StreamID)
+		}
+	}
+}
+
+// readConv reads a captured conversation of dpi/proto/http2's testdata.
+func readConv(tb testing.TB, name string) (c2s, s2c []byte) {
+	tb.Helper()
+	var err error
+	if c2s, err = os.ReadFile("proto/http2/testdata/conv/" + name + ".c2s"); err != nil {
+		tb.Fatal(err)
+	}
+	if s2c, err = os.ReadFile("proto/http2/testdata/conv/" + name + ".s2c"); err != nil {
+		tb.Fatal(err)
+	}
+	return c2s, s2c
+}
+
+// TestHTTP2Conversations runs the captured conversations of real peers
+// (curl, nghttp, grpc-go) through the engine: with the default pack the
+// attacks they carry are blocked, on prior knowledge and after an h2c
+// upgrade alike; the gRPC fields are filled.
+func TestHTTP2Conversations(t *testing.T) {
+	const custom = `rules:
+  - {id: 1, action: alert, match: {field: http.version, regex: '^HTTP/2\.0$'}}
+  - {id: 2, action: alert, match: {field: grpc.service, regex: '^orders\.v1\.Orders$'}}
+  - {id: 3, action: alert, match: {field: grpc.method, regex: '^Create$'}}
+  - {id: 4, action: block, match: {field: grpc.string, regex: 'UNION SELECT'}}
+  - {id: 5, action: alert, match: {field: grpc.status, regex: '^0$'}}
+  - {id: 6, action: alert, match: {field: grpc.message_length, regex: '^37$'}}
+  - {id: 7, action: alert, match: {field: http.args, regex: 'q=1'}}
+  - {id: 8, action: alert, match: {field: grpc.message, regex: 'bad'}}
+  - {id: 9, action: alert, match: {field: http.status, regex: '^200$'}}
+`
+	tests := []struct {
+		conv    string
+		pack    bool // the default pack, else custom
+		blocked bool
+		alerts  []string
+		app     string
+	}{
+		{"curl-prior.0", true, true, nil, "http2"},
+		{"nghttp-post.0", true, true, nil, "http2"},
+		{"nghttp-multi.0", true, false, nil, "http2"},
+		{"h2load.0", true, false, nil, "http2"},
+		{"curl-upgrade.0", false, false, []string{"allowed:7", "allowed:9"}, "http2"},
+		{"grpc.0", false, true, []string{"allowed:1", "allowed:2", "allowed:3", "blocked:4", "allowed:6"}, "grpc"},
+		{"grpc-go.0", false, true, nil, "grpc"},
+	}
+	packH := newHarness(t, ruletest.DefaultPack(t), Config{})
+	customH := newHarness(t, compileRules(t, custom), Config{})
+	for _, tc := range tests {
+		t.Run(tc.conv, func(t *testing.T) {
+			h := customH
+			if tc.pack {
+				h = packH
+			}
+			c2s, s2c := readConv(t, tc.conv)
+			parts := [][]byte{c2s, s2c}
+			if strings.HasPrefix(tc.conv, "curl-upgrade") {
+				// curl sends the preface once the 101 came.
+				i := bytes.Index(c2s, []byte("\r\n\r\n")) + 4
+				j := bytes.Index(s2c, []byte("\r\n\r\n")) + 4
+				parts = [][]byte{c2s[:i], s2c[:j], c2s[i:], s2c[j:]}
+			}
+			o, evs := runConv(t, h, parts...)
+			if o.blocked != tc.blocked {
+				dumpEvents(t, evs)
+				t.Errorf("blocked = %v, want %v", o.blocked, tc.blocked)
+			}
+			if tc.alerts != nil && !slices.Equal(o.alerts, tc.alerts) {
+				dumpEvents(t, evs)
+				t.Errorf("alerts %v, want %v", o.alerts, tc.alerts)
+			}
+			for _, ev := range evs {
+				if ev.AppProto != "" && ev.AppProto != tc.app && ev.AppProto != "http2" && ev.Alert.SignatureID != 7 {
+					t.Errorf("app_proto %q, want %q", ev.AppProto, tc.app)
+				}
+			}
+		})
+	}
+	if s := customH.e.Stats(); s.GRPCStreams != 2 || s.H2Streams != 3 {
+		t.Errorf("stats: %d streams, %d gRPC", s.H2Streams, s.GRPCStreams)
+	}
+}
