@@ -16,10 +16,10 @@ import (
 // h1Recorder is an http2.Sink that writes the streams of an HTTP/2
 // conversation as the same exchanges over one HTTP/1.1 connection.
 type h1Recorder struct {
-	ex        [][2]string // request, response
-	body      map[uint32]*[2]strings.Builder
-	head      map[uint32]*[2]string
-	n         int
+	ex   [][2]string // request, response
+	body map[uint32]*[2]strings.Builder
+	head map[uint32]*[2]string
+	n    int
 }
 
 func (r *h1Recorder) RequestHeaders(id uint32, q *http.Request) {
@@ -62,7 +62,7 @@ func (r *h1Recorder) ResponseBody(id uint32, chunk []byte, end bool) {
 }
 
 func (r *h1Recorder) Trailers(uint32, proto.Dir, []http.Header, []byte) {}
-func (r *h1Recorder) Finding(uint32, proto.Finding)                    {}
+func (r *h1Recorder) Finding(uint32, proto.Finding)                     {}
 
 func (r *h1Recorder) StreamClosed(id uint32, _ http2.End) {
 	h, b := r.head[id], r.body[id]
