@@ -278,6 +278,7 @@ func (c *flowCtx) stop() {
 	if c.http != nil {
 		c.http.Release() // body decoders park a goroutine each
 	}
+	c.h2.release()
 	c.forget()
 	if cap(c.body) > maxDetectBody {
 		c.body = nil

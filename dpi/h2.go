@@ -38,10 +38,11 @@ const (
 // h2Worker is a worker's HTTP/2 and gRPC state: the parsers' shared
 // buffers and the adapter the parsers call.
 type h2Worker struct {
-	sink h2Sink
-	sc   *http2.Scratch
-	gsc  *grpc.Scratch
-	gs   grpcSide
+	sink    h2Sink
+	decoded h2Decoded
+	sc      *http2.Scratch
+	gsc     *grpc.Scratch
+	gs      grpcSide
 }
 
 // h2Sink adapts the worker to http2.Sink, whose calls carry the stream
@@ -58,6 +59,9 @@ type h2Stream struct {
 	bodyFull  bool
 	grpc      bool
 	gr        [2]grpc.Reader
+	// dec decodes each side's Content-Encoding (inactive without one);
+	// allocated once per slot, as a Decoder must not move while active.
+	dec *[2]http.Decoder
 }
 
 // h2Conn is a flow context's HTTP/2 state.
@@ -82,12 +86,20 @@ type h2Conn struct {
 }
 
 func (c *h2Conn) reset() {
-	for i := range c.streams {
-		c.streams[i].id = 0
-	}
+	c.release()
 	c.streams = c.streams[:0]
 	c.on, c.seqBase, c.bodyBytes, c.owner = false, 0, 0, [2]uint32{}
 	c.upSettings, c.upSeq, c.upAsked, c.upgraded = c.upSettings[:0], -1, false, false
+}
+
+// release frees the streams still open (their body decoders park a
+// goroutine each).
+func (c *h2Conn) release() {
+	for i := range c.streams {
+		if s := &c.streams[i]; s.id != 0 {
+			c.close(s)
+		}
+	}
 }
 
 // stream returns open stream id, or nil.
@@ -108,12 +120,17 @@ func (c *h2Conn) open(id uint32, seq int64) *h2Stream {
 		c.streams = append(c.streams, h2Stream{})
 		s = &c.streams[len(c.streams)-1]
 	}
-	*s = h2Stream{id: id, seq: seq, ct: s.ct[:0], body: s.body[:0], gr: s.gr}
+	*s = h2Stream{id: id, seq: seq, ct: s.ct[:0], body: s.body[:0], gr: s.gr, dec: s.dec}
+	if s.dec == nil {
+		s.dec = new([2]http.Decoder)
+	}
 	return s
 }
 
 // close frees stream s's slot, keeping its buffers.
 func (c *h2Conn) close(s *h2Stream) {
+	s.dec[0].Release()
+	s.dec[1].Release()
 	c.bodyBytes -= len(s.body)
 	s.id, s.body = 0, s.body[:0]
 	if cap(s.body) > maxDetectBody {
@@ -124,7 +141,7 @@ func (c *h2Conn) close(s *h2Stream) {
 // startH2 starts the flow's HTTP/2 parser.
 func (w *worker) startH2(ctx *flowCtx) {
 	if w.h2.sc == nil {
-		w.h2.sink.w = w
+		w.h2.sink.w, w.h2.decoded.w = w, w
 		w.h2.sc = http2.NewScratch(http2.Limits{}, w.httpSc)
 		w.h2.gsc = grpc.NewScratch(grpc.Limits{})
 	}
@@ -213,6 +230,9 @@ func (h *h2Sink) RequestHeaders(id uint32, r *http.Request) {
 	ctx.enter(s)
 	w.request(ctx, r, id)
 	ctx.leave(s)
+	if !w.stopped() {
+		s.dec[0].Start(w.httpSc, proto.ToServer, r.Headers, &w.h2.decoded)
+	}
 	if grpc.IsContentType(r.Header("content-type")) && !w.stopped() {
 		w.grpcRequest(ctx, s, r)
 	}
@@ -232,6 +252,9 @@ func (h *h2Sink) ResponseHeaders(id uint32, r *http.Response) {
 	}
 	r.Seq = s.seq
 	w.response(r)
+	if !r.Interim && !w.stopped() {
+		s.dec[1].Start(w.httpSc, proto.ToClient, r.Headers, &w.h2.decoded)
+	}
 	if s.grpc && !r.Interim && !w.stopped() {
 		w.grpcResponse(s, r)
 	}
@@ -256,7 +279,16 @@ func (h *h2Sink) body(id uint32, k plan.StreamKind, d flow.Dir, chunk []byte, en
 	}
 	w.ownBody(ctx, k, d, id)
 	ctx.enter(s)
-	w.body(k, s.seq, d, chunk, end)
+	if dc := &s.dec[k]; dc.Active() {
+		// The decoded text reaches w.body through h2Decoded.
+		w.h2.decoded = h2Decoded{w: w, k: k, seq: s.seq, d: d}
+		dc.Write(chunk, end)
+		if end && !w.stopped() {
+			w.body(k, s.seq, d, nil, true)
+		}
+	} else {
+		w.body(k, s.seq, d, chunk, end)
+	}
 	ctx.leave(s)
 	if end {
 		ctx.h2.owner[k] = 0
@@ -277,6 +309,22 @@ func (w *worker) ownBody(ctx *flowCtx, k plan.StreamKind, d flow.Dir, id uint32)
 		c.owner[k] = id
 	}
 }
+
+// h2Decoded passes the decoded text of a stream body (http.Decoder) to
+// the HTTP/1 body path, as the HTTP/1 parser passes it.
+type h2Decoded struct {
+	w   *worker
+	k   plan.StreamKind
+	seq int64
+	d   flow.Dir
+}
+
+// DecodedBody implements http.DecodeSink.
+func (h *h2Decoded) DecodedBody(chunk []byte) { h.w.body(h.k, h.seq, h.d, chunk, false) }
+
+// DecodeFinding implements http.DecodeSink: a fatal one (a request body
+// that does not decode, a bomb) blocks the connection as in HTTP/1.
+func (h *h2Decoded) DecodeFinding(f proto.Finding) { h.w.Finding(f) }
 
 // Trailers implements http2.Sink: trailer fields are not inspected (no
 // HTTP/1 field holds them) but gRPC's status comes in them.

