@@ -32,7 +32,7 @@ func testAgentHTTP2(t *testing.T, m agentMode) {
 	topo := m.topology(t)
 	root := t.TempDir()
 	page := bytes.Repeat([]byte("<p>hello over h2</p>\n"), 2000) // 42 KB: several DATA frames and segments
-	other := bytes.Repeat([]byte("b"), 30000) // no 'b' in page: the two bodies can be told apart interleaved
+	other := bytes.Repeat([]byte("b"), 30000)                    // no 'b' in page: the two bodies can be told apart interleaved
 	for name, b := range map[string][]byte{"index.html": page, "b.txt": other} {
 		if err := os.WriteFile(filepath.Join(root, name), b, 0o644); err != nil {
 			t.Fatal(err)
