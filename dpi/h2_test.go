@@ -22,6 +22,14 @@ type h2Request struct {
 	method, path string
 	headers      [][2]string // lower-case names
 	body         string
+	resp         string // response body ("hello" when empty)
+}
+
+func (r h2Request) respBody() string {
+	if r.resp == "" {
+		return "hello"
+	}
+	return r.resp
 }
 
 // h2Bytes returns the client's and server's bytes of an HTTP/2
@@ -59,7 +67,7 @@ func h2Bytes(tb testing.TB, req h2Request) (c2s, s2c []byte) {
 	must(senc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"}))
 	must(senc.WriteField(hpack.HeaderField{Name: "content-type", Value: "text/plain"}))
 	must(sf.WriteHeaders(xhttp2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true}))
-	must(sf.WriteData(1, true, []byte("hello")))
+	must(sf.WriteData(1, true, []byte(req.respBody())))
 	return cb.Bytes(), sb.Bytes()
 }
 
@@ -74,7 +82,8 @@ func h1Bytes(req h2Request) (c2s, s2c []byte) {
 		b.WriteString("Content-Length: " + itoa(uint32(len(req.body))) + "\r\n")
 	}
 	b.WriteString("\r\n" + req.body)
-	return []byte(b.String()), []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello")
+	resp := req.respBody()
+	return []byte(b.String()), []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " + itoa(uint32(len(resp))) + "\r\n\r\n" + resp)
 }
 
 // convPort is the client port of runConv's next connection (each its
@@ -128,6 +137,7 @@ func TestHTTP2SameRules(t *testing.T) {
 		{"json body", h2Request{method: "POST", path: "/api/items", headers: [][2]string{{"content-type", "application/json"}}, body: `{"name":"widget","note":"` + sqli + `"}`}, true},
 		{"gzip json body", h2Request{method: "POST", path: "/api/items", headers: [][2]string{{"content-type", "application/json"}, {"content-encoding", "gzip"}}, body: gzipString(t, `{"name":"widget","note":"`+sqli+`"}`)}, true},
 		{"benign gzip body", h2Request{method: "POST", path: "/api/items", headers: [][2]string{{"content-type", "application/json"}, {"content-encoding", "gzip"}}, body: gzipString(t, `{"name":"widget","qty":3}`)}, false},
+		{"card in response", h2Request{method: "GET", path: "/account", resp: "<p>Card on file: 4111 1111 1111 1111</p>"}, false},
 		{"form body", h2Request{method: "POST", path: "/login", headers: [][2]string{{"content-type", "application/x-www-form-urlencoded"}}, body: "user=" + strings.ReplaceAll(sqli, " ", "+")}, true},
 	}
 	h := newHarness(t, ruletest.DefaultPack(t), Config{})
@@ -145,6 +155,9 @@ func TestHTTP2SameRules(t *testing.T) {
 				if i == 1 {
 					checkH2Events(t, evs)
 				}
+			}
+			if strings.HasPrefix(tc.name, "card") && !slices.Contains(got[1].alerts, "allowed:5001") {
+				t.Errorf("no DLP alert on the HTTP/2 response: %v", got[1].alerts)
 			}
 			if !slices.Equal(got[0].alerts, got[1].alerts) {
 				t.Errorf("rule hits differ: HTTP/1.1 %v, HTTP/2 %v", got[0].alerts, got[1].alerts)
@@ -257,5 +270,49 @@ func TestHTTP2Conversations(t *testing.T) {
 	}
 	if s := customH.e.Stats(); s.GRPCStreams != 2 || s.H2Streams != 3 {
 		t.Errorf("stats: %d streams, %d gRPC", s.H2Streams, s.GRPCStreams)
+	}
+}
+
+// TestGRPCStatus: the status and message of grpc-go's calls (one failing
+// with InvalidArgument in a trailers-only response), the strings of its
+// gzip-compressed messages.
+func TestGRPCStatus(t *testing.T) {
+	const set = `rules:
+  - {id: 1, action: alert, match: {field: grpc.status, regex: '^0$'}}
+  - {id: 2, action: alert, match: {field: grpc.status, regex: '^3$'}}
+  - {id: 3, action: alert, match: {field: grpc.message, regex: ' '}}
+  - {id: 4, action: alert, match: {field: grpc.string, regex: 'UNION SELECT'}}
+`
+	h := newHarness(t, compileRules(t, set), Config{})
+	c2s, s2c := readConv(t, "grpc-go.0")
+	o, evs := runConv(t, h, c2s, s2c)
+	streams := map[string]bool{}
+	for _, ev := range evs {
+		if ev.Alert != nil {
+			streams[itoa(ev.Alert.SignatureID)+"@"+itoa(ev.HTTP.StreamID)] = true
+		}
+	}
+	for _, want := range []string{"1@1", "1@3", "2@5", "3@5", "4@1", "4@3"} {
+		if !streams[want] {
+			dumpEvents(t, evs)
+			t.Fatalf("no alert %s (rule@stream) in %v", want, o.alerts)
+		}
+	}
+}
+
+// TestHTTP2FatalFinding: a frame that breaks HTTP/2's framing (a
+// SETTINGS frame of 5 bytes) blocks the connection.
+func TestHTTP2FatalFinding(t *testing.T) {
+	h := newHarness(t, ruletest.DefaultPack(t), Config{})
+	bad := xhttp2.ClientPreface + "\x00\x00\x05\x04\x00\x00\x00\x00\x00abcde"
+	o, evs := runConv(t, h, []byte(bad))
+	if !o.blocked {
+		dumpEvents(t, evs)
+		t.Fatal("not blocked")
+	}
+	for _, ev := range evs {
+		if ev.Drop != nil && ev.Drop.Reason != "http2.malformed_frame" && ev.Drop.Reason != "http2.invalid_preface" {
+			t.Errorf("drop reason %q", ev.Drop.Reason)
+		}
 	}
 }
