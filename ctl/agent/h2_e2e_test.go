@@ -3,13 +3,19 @@ package agent_test
 import (
 	"bytes"
 	"net"
+	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
 
 	"github.com/deepwall/deepwall/ctl/eve"
 	"github.com/deepwall/deepwall/internal/testnet"
@@ -79,6 +85,66 @@ func testAgentHTTP2(t *testing.T, m agentMode) {
 			}
 		}
 	})
+}
+
+// TestPrivilegedAgentH2CUpgrade: through the live inline path, with the
+// default pack, a Go h2c server (golang.org/x/net/http2/h2c): curl's
+// Upgrade: h2c request and a second request on the upgraded connection
+// are served byte-exact; an attack in the second request (HTTP/2 stream 3
+// of the upgraded connection) is blocked, the alert saying http2 and the
+// stream.
+func TestPrivilegedAgentH2CUpgrade(t *testing.T) { forModes(t, testAgentH2CUpgrade) }
+
+func testAgentH2CUpgrade(t *testing.T, m agentMode) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl not installed")
+	}
+	topo := m.topology(t)
+	page := bytes.Repeat([]byte("upgraded\n"), 3000)
+	var mu sync.Mutex
+	var served []string
+	ln := testnet.Listen(t, topo.Server, "tcp", netip.AddrPortFrom(testnet.ServerIP, 80))
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: h2c.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		served = append(served, r.Proto+" "+r.RequestURI)
+		mu.Unlock()
+		_, _ = w.Write(page)
+	}), &http2.Server{})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	a := startAgent(t, topo, t.TempDir())
+	t.Cleanup(func() { a.stop(t) })
+	base := "http://" + testnet.ServerIP.String()
+
+	out, err := topo.Client.Run(exec.Command("curl", "-sS", "--max-time", "10", "--http2", base+"/a", base+"/b?id=42"))
+	if err != nil || !bytes.Equal(out, append(append([]byte(nil), page...), page...)) {
+		t.Fatalf("benign upgrade: %v, %d bytes (want %d byte-exact)", err, len(out), 2*len(page))
+	}
+	out, err = topo.Client.Run(exec.Command("curl", "-sS", "--max-time", "10", "--http2", "--local-port", "41235",
+		base+"/c", base+"/d?id=1%20UNION%20SELECT%20password%20FROM%20users"))
+	if err == nil {
+		t.Fatalf("the attack after the upgrade was served: %d bytes", len(out))
+	}
+	// curl retries a request whose reused connection was reset, on a new
+	// connection with a new upgrade: that one is blocked as HTTP/1. The
+	// first must have been blocked as HTTP/2 stream 3.
+	a.waitEvents(t, "a blocking alert for stream 3 of the upgraded connection", func(evs []eve.Event) bool {
+		for _, ev := range evs {
+			if ev.Alert != nil && ev.SrcPort == 41235 && ev.Alert.Action == "blocked" &&
+				ev.AppProto == "http2" && ev.HTTP != nil && ev.HTTP.StreamID == 3 && strings.Contains(ev.HTTP.URL, "UNION") {
+				return true
+			}
+		}
+		return false
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	// The upgrade request is served as HTTP/1.1 by h2c, the next ones as
+	// HTTP/2; /d never arrives.
+	want := []string{"HTTP/1.1 /a", "HTTP/2.0 /b?id=42", "HTTP/1.1 /c"}
+	if strings.Join(served, ",") != strings.Join(want, ",") {
+		t.Errorf("the server served %q, want %q", served, want)
+	}
 }
 
 // waitListening waits until something listens on port in the server
