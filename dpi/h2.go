@@ -117,7 +117,13 @@ func (c *h2Conn) stream(id uint32) *h2Stream {
 func (c *h2Conn) open(id uint32, seq int64) *h2Stream {
 	s := c.stream(0)
 	if s == nil {
-		c.streams = append(c.streams, h2Stream{})
+		// Slots past len are earlier flows' (reset): their buffers and
+		// decoders are reused.
+		if len(c.streams) < cap(c.streams) {
+			c.streams = c.streams[:len(c.streams)+1]
+		} else {
+			c.streams = append(c.streams, h2Stream{})
+		}
 		s = &c.streams[len(c.streams)-1]
 	}
 	*s = h2Stream{id: id, seq: seq, ct: s.ct[:0], body: s.body[:0], gr: s.gr, dec: s.dec}
