@@ -316,3 +316,24 @@ func TestHTTP2FatalFinding(t *testing.T) {
 		}
 	}
 }
+
+// TestGRPCMethodAllowList: rules segment by gRPC service and method, here
+// "only Get and List of orders.v1.Orders": grpc.0 calls Create.
+func TestGRPCMethodAllowList(t *testing.T) {
+	for _, tc := range []struct {
+		conv, methods string
+		blocked       bool
+	}{
+		{"grpc.0", "Get|List", true},
+		{"grpc.0", "Get|List|Create", false},
+		{"nghttp-post.0", "Get|List", false}, // not gRPC: no method to judge
+	} {
+		set := "rules:\n  - {id: 1, action: block, match: {field: grpc.method, regex: '^(" + tc.methods + ")$', not: true}}\n"
+		h := newHarness(t, compileRules(t, set), Config{})
+		c2s, s2c := readConv(t, tc.conv)
+		if o, evs := runConv(t, h, c2s, s2c); o.blocked != tc.blocked {
+			dumpEvents(t, evs)
+			t.Errorf("%s, allowed %s: blocked = %v, want %v", tc.conv, tc.methods, o.blocked, tc.blocked)
+		}
+	}
+}
