@@ -337,3 +337,54 @@ func TestGRPCMethodAllowList(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTP2InterleavedBodies: request bodies of concurrent streams
+// interleave frame by frame; each stream's body is kept and parsed on its
+// own, so an injection split around another stream's DATA is seen whole.
+func TestHTTP2InterleavedBodies(t *testing.T) {
+	const sqli = `{"note":"1 UNION SELECT password FROM users"}`
+	benign := `{"name":"widget","qty":3,"note":"leave at the door"}`
+	tests := []struct {
+		name    string
+		b1, b3  string
+		cut     int // stream 1's body is sent in two DATA frames cut here, stream 3's between
+		blocked bool
+	}{
+		{"benign", benign, benign, 20, false},
+		{"attack in the interleaved stream", benign, sqli, 20, true},
+		{"attack split around the other stream", sqli, benign, 22, true},
+	}
+	h := newHarness(t, ruletest.DefaultPack(t), Config{})
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var cb bytes.Buffer
+			cb.WriteString(xhttp2.ClientPreface)
+			cf := xhttp2.NewFramer(&cb, nil)
+			must := func(err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			must(cf.WriteSettings())
+			var hb bytes.Buffer
+			enc := hpack.NewEncoder(&hb)
+			for _, id := range []uint32{1, 3} {
+				hb.Reset()
+				for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "shop"}, {":path", "/api/items"}, {"content-type", "application/json"}} {
+					must(enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]}))
+				}
+				must(cf.WriteHeaders(xhttp2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndHeaders: true}))
+			}
+			must(cf.WriteData(1, false, []byte(tc.b1[:tc.cut])))
+			must(cf.WriteData(3, true, []byte(tc.b3)))
+			must(cf.WriteData(1, true, []byte(tc.b1[tc.cut:])))
+			var sb bytes.Buffer
+			must(xhttp2.NewFramer(&sb, nil).WriteSettings())
+			o, evs := runConv(t, h, cb.Bytes(), sb.Bytes())
+			if o.blocked != tc.blocked {
+				dumpEvents(t, evs)
+				t.Errorf("blocked = %v, want %v", o.blocked, tc.blocked)
+			}
+		})
+	}
+}
