@@ -309,8 +309,10 @@ func (h *h2Sink) body(id uint32, k plan.StreamKind, d flow.Dir, chunk []byte, en
 func (w *worker) ownBody(ctx *flowCtx, k plan.StreamKind, d flow.Dir, id uint32) {
 	c := &ctx.h2
 	if prev := c.owner[k]; prev != id {
-		if ps := c.stream(prev); ps != nil && w.rs.Stream[k].Used() {
-			w.endStreams(ctx, k, &ctx.txnOf(ps.seq).scope, d)
+		if ps := c.stream(prev); prev != 0 && ps != nil && w.rs.Stream[k].Used() {
+			sc := &ctx.txnOf(ps.seq).scope
+			w.endStreams(ctx, k, sc, d)
+			w.settle(sc, d)
 		}
 		c.owner[k] = id
 	}
@@ -352,7 +354,9 @@ func (h *h2Sink) StreamClosed(id uint32, _ http2.End) {
 	for k, d := range [...]flow.Dir{plan.StreamReqBody: flow.ToServer, plan.StreamRespBody: flow.ToClient} {
 		if ctx.h2.owner[k] == id {
 			if !w.stopped() && w.rs.Stream[k].Used() {
-				w.endStreams(ctx, plan.StreamKind(k), &ctx.txnOf(s.seq).scope, d)
+				sc := &ctx.txnOf(s.seq).scope
+				w.endStreams(ctx, plan.StreamKind(k), sc, d)
+				w.settle(sc, d)
 			}
 			ctx.h2.owner[k] = 0
 		}
