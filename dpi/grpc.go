@@ -45,7 +45,11 @@ func (g *grpcSide) Message(m []byte) {
 	}
 	found := w.h2.gsc.Walker.Walk(m, g.walk)
 	if found != (proto.KindSet{}) {
-		w.st.findings++
+		for _, k := range [...]proto.FindingKind{proto.GRPCMalformedMessage, proto.GRPCWalkLimit} {
+			if found.Has(k) {
+				g.Finding(k)
+			}
+		}
 	}
 }
 
@@ -55,8 +59,14 @@ func (g *grpcSide) value(f grpc.Field) bool {
 	return !w.stopped()
 }
 
-// Finding implements grpc.Handler: gRPC findings are counted.
-func (g *grpcSide) Finding(proto.FindingKind) { g.w.st.findings++ }
+// Finding implements grpc.Handler: gRPC findings are counted and matched
+// as http.finding.
+func (g *grpcSide) Finding(k proto.FindingKind) {
+	g.w.st.findings++
+	if !g.w.stopped() {
+		g.w.findingField(k, g.sc, g.d)
+	}
+}
 
 // side readies the worker's handler for stream s's side d.
 func (w *worker) grpcSide(s *h2Stream, d flow.Dir) *grpcSide {
@@ -78,7 +88,9 @@ func (w *worker) grpcRequest(ctx *flowCtx, s *h2Stream, r *http.Request) {
 	sc := &ctx.txnOf(s.seq).scope
 	svc, m, ok := grpc.SplitPath(r.Path)
 	if !ok {
-		w.st.findings++ // grpc.invalid_path: the method fields stay empty
+		// The method fields stay empty.
+		w.st.findings++
+		w.findingField(proto.GRPCInvalidPath, sc, flow.ToServer)
 	}
 	w.single(rules.FieldGRPCService, svc, sc, flow.ToServer)
 	w.single(rules.FieldGRPCMethod, m, sc, flow.ToServer)

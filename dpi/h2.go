@@ -19,6 +19,7 @@ import (
 	"github.com/deepwall/deepwall/dpi/proto/grpc"
 	"github.com/deepwall/deepwall/dpi/proto/http"
 	"github.com/deepwall/deepwall/dpi/proto/http2"
+	"github.com/deepwall/deepwall/rules"
 )
 
 // Bounds on HTTP/2 inspection state.
@@ -365,8 +366,27 @@ func (h *h2Sink) StreamClosed(id uint32, _ http2.End) {
 }
 
 // Finding implements http2.Sink: as an HTTP/1 finding, a fatal one
-// blocks the connection.
-func (h *h2Sink) Finding(_ uint32, f proto.Finding) { h.w.Finding(f) }
+// blocks the connection; another is matched as http.finding in its
+// stream's transaction (the flow's for connection-level ones).
+func (h *h2Sink) Finding(id uint32, f proto.Finding) {
+	w := h.w
+	if s := w.cctx.h2.stream(id); id != 0 && s != nil && !f.Fatal {
+		w.st.findings++
+		if !w.stopped() {
+			w.findingField(f.Kind, &w.cctx.txnOf(s.seq).scope, flow.Dir(f.Dir&1))
+		}
+		return
+	}
+	w.Finding(f)
+}
+
+// findingField matches a finding's name as http.finding in scope sc.
+func (w *worker) findingField(k proto.FindingKind, sc *scope, d flow.Dir) {
+	if fp := w.rs.Block[rules.FieldHTTPFinding]; fp.Matched() {
+		w.scanValue(fp, nil, []byte(k.String()), sc, d)
+		w.settle(sc, d)
+	}
+}
 
 // appName is a flow's application protocol as events and listings show
 // it: grpc for an HTTP/2 flow that carried gRPC.

@@ -388,3 +388,58 @@ func TestHTTP2InterleavedBodies(t *testing.T) {
 		})
 	}
 }
+
+// TestHTTPFinding: the parsers' non-fatal findings are the values of
+// http.finding, so rules decide what to do with them: a rapid reset
+// (CVE-2023-44487) blocked, a connection-specific field in an HTTP/2
+// request and an unknown content coding in an HTTP/1 one alerted.
+func TestHTTPFinding(t *testing.T) {
+	const set = `rules:
+  - {id: 1, action: block, match: {field: http.finding, regex: '^http2\.rapid_reset$'}}
+  - {id: 2, action: alert, match: {field: http.finding, regex: '^http2\.connection_header$'}}
+  - {id: 3, action: alert, match: {field: http.finding, regex: '^http\.unknown_encoding$'}}
+`
+	h := newHarness(t, compileRules(t, set), Config{})
+	frames := func(fn func(f *xhttp2.Framer, enc *hpack.Encoder, hb *bytes.Buffer)) []byte {
+		var cb, hb bytes.Buffer
+		cb.WriteString(xhttp2.ClientPreface)
+		f := xhttp2.NewFramer(&cb, nil)
+		if err := f.WriteSettings(); err != nil {
+			t.Fatal(err)
+		}
+		fn(f, hpack.NewEncoder(&hb), &hb)
+		return cb.Bytes()
+	}
+	head := func(f *xhttp2.Framer, enc *hpack.Encoder, hb *bytes.Buffer, id uint32, extra ...string) {
+		hb.Reset()
+		fields := append([]string{":method", "GET", ":scheme", "http", ":authority", "shop", ":path", "/"}, extra...)
+		for i := 0; i < len(fields); i += 2 {
+			_ = enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+		}
+		if err := f.WriteHeaders(xhttp2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rapid := frames(func(f *xhttp2.Framer, enc *hpack.Encoder, hb *bytes.Buffer) {
+		for id := uint32(1); id < 2*150; id += 2 {
+			head(f, enc, hb, id)
+			_ = f.WriteRSTStream(id, xhttp2.ErrCodeCancel)
+		}
+	})
+	if o, evs := runConv(t, h, rapid); !o.blocked || !slices.Contains(o.alerts, "blocked:1") {
+		dumpEvents(t, evs)
+		t.Errorf("rapid reset: %+v", o)
+	}
+	connHdr := frames(func(f *xhttp2.Framer, enc *hpack.Encoder, hb *bytes.Buffer) {
+		head(f, enc, hb, 1, "connection", "close")
+	})
+	if o, evs := runConv(t, h, connHdr); o.blocked || !slices.Equal(o.alerts, []string{"allowed:2"}) {
+		dumpEvents(t, evs)
+		t.Errorf("connection header: %+v", o)
+	}
+	h1 := "POST / HTTP/1.1\r\nHost: shop\r\nContent-Encoding: foo\r\nContent-Length: 3\r\n\r\nabc"
+	if o, evs := runConv(t, h, []byte(h1)); o.blocked || !slices.Equal(o.alerts, []string{"allowed:3"}) {
+		dumpEvents(t, evs)
+		t.Errorf("unknown encoding: %+v", o)
+	}
+}

@@ -272,7 +272,11 @@ func (w *worker) body(k plan.StreamKind, seq int64, d flow.Dir, chunk []byte, en
 // findings are counted.
 func (w *worker) Finding(f proto.Finding) {
 	w.st.findings++
-	if !f.Fatal || w.stopped() || w.cctx == nil || w.cctx.parser != parserHTTP && w.cctx.parser != parserHTTP2 {
+	if w.stopped() || w.cctx == nil || w.cctx.parser != parserHTTP && w.cctx.parser != parserHTTP2 {
+		return
+	}
+	if !f.Fatal {
+		w.findingField(f.Kind, &w.cctx.flow, flow.Dir(f.Dir&1))
 		return
 	}
 	if w.cur.Flags&flow.FlagMidstream != 0 || w.cst.dir[f.Dir&1].Midstream() {

@@ -138,6 +138,10 @@ const (
 	FieldGRPCMessage       // grpc-message, percent-decoded
 	FieldGRPCString        // each string or bytes value of a request or response message that reads as text (protobuf wire format walked without a schema)
 	FieldGRPCMessageLength // each length-prefixed message's length, decimal, both directions
+	// FieldHTTPFinding is each protocol anomaly the HTTP/1, HTTP/2 and
+	// gRPC parsing reports that does not stop the connection by itself
+	// ("http2.rapid_reset", "http.unknown_encoding", "grpc.walk_limit").
+	FieldHTTPFinding
 )
 
 type fieldInfo struct {
@@ -192,6 +196,7 @@ var fieldInfos = [...]fieldInfo{
 	FieldGRPCMessage:       {name: "grpc.message", app: "http2", tcp: true, response: true},
 	FieldGRPCString:        {name: "grpc.string", app: "http2", tcp: true, multi: true},
 	FieldGRPCMessageLength: {name: "grpc.message_length", app: "http2", tcp: true, multi: true},
+	FieldHTTPFinding:       {name: "http.finding", app: "http", tcp: true, multi: true},
 }
 
 // Field is a match target: a kind, plus the header name for FieldHTTPHeader.
