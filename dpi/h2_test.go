@@ -420,13 +420,7 @@ func TestHTTPFinding(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rapid := frames(func(f *xhttp2.Framer, enc *hpack.Encoder, hb *bytes.Buffer) {
-		for id := uint32(1); id < 2*150; id += 2 {
-			head(f, enc, hb, id)
-			_ = f.WriteRSTStream(id, xhttp2.ErrCodeCancel)
-		}
-	})
-	if o, evs := runConv(t, h, rapid); !o.blocked || !slices.Contains(o.alerts, "blocked:1") {
+	if o, evs := runConv(t, h, rapidReset(t)); !o.blocked || !slices.Contains(o.alerts, "blocked:1") {
 		dumpEvents(t, evs)
 		t.Errorf("rapid reset: %+v", o)
 	}
@@ -441,5 +435,35 @@ func TestHTTPFinding(t *testing.T) {
 	if o, evs := runConv(t, h, []byte(h1)); o.blocked || !slices.Equal(o.alerts, []string{"allowed:3"}) {
 		dumpEvents(t, evs)
 		t.Errorf("unknown encoding: %+v", o)
+	}
+}
+
+// rapidReset is a client that opens 150 streams and resets each at once.
+func rapidReset(tb testing.TB) []byte {
+	tb.Helper()
+	var cb, hb bytes.Buffer
+	cb.WriteString(xhttp2.ClientPreface)
+	f := xhttp2.NewFramer(&cb, nil)
+	enc := hpack.NewEncoder(&hb)
+	if err := f.WriteSettings(); err != nil {
+		tb.Fatal(err)
+	}
+	for id := uint32(1); id < 2*150; id += 2 {
+		hb.Reset()
+		for _, fl := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "shop"}, {":path", "/"}} {
+			_ = enc.WriteField(hpack.HeaderField{Name: fl[0], Value: fl[1]})
+		}
+		_ = f.WriteHeaders(xhttp2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: true})
+		_ = f.WriteRSTStream(id, xhttp2.ErrCodeCancel)
+	}
+	return cb.Bytes()
+}
+
+// TestHTTP2RapidResetDefaultPack: the default pack blocks a rapid reset.
+func TestHTTP2RapidResetDefaultPack(t *testing.T) {
+	h := newHarness(t, ruletest.DefaultPack(t), Config{})
+	if o, evs := runConv(t, h, rapidReset(t)); !o.blocked || !slices.Contains(o.alerts, "blocked:920900") {
+		dumpEvents(t, evs)
+		t.Errorf("rapid reset: %+v", o)
 	}
 }
