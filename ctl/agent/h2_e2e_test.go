@@ -161,3 +161,53 @@ func waitListening(tb testing.TB, topo *testnet.Topology, port int) {
 	}
 	tb.Fatalf("nothing listens on port %d in the server namespace", port)
 }
+
+// TestPrivilegedAgentH2Load measures h2load (10 connections × 10
+// concurrent streams, small page) through deepwall with the default pack
+// in each mode and through the plain bridge (no deepwall): requests per
+// second, and the ratio. A figure, logged (go test -v), not a bound.
+func TestPrivilegedAgentH2Load(t *testing.T) {
+	if _, err := exec.LookPath("h2load"); err != nil {
+		t.Skip("h2load not installed (apt-get install nghttp2-client)")
+	}
+	if testing.Short() {
+		t.Skip("a measurement")
+	}
+	load := func(t *testing.T, topo *testnet.Topology) float64 {
+		root := t.TempDir()
+		if err := os.WriteFile(filepath.Join(root, "index.html"), bytes.Repeat([]byte("h2load page\n"), 100), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		topo.Server.Start(t, exec.Command("nghttpd", "--no-tls", "-a", testnet.ServerIP.String(), "-d", root, "8080"))
+		waitListening(t, topo, 8080)
+		out, err := topo.Client.Run(exec.Command("h2load", "-n", "100000", "-c", "10", "-m", "10",
+			"http://"+testnet.ServerIP.String()+":8080/index.html"))
+		if err != nil || !bytes.Contains(out, []byte("100000 succeeded")) {
+			t.Fatalf("h2load: %v\n%s", err, out)
+		}
+		// "finished in 1.23s, 16260.16 req/s, 4.56MB/s"
+		for _, l := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(l); len(f) >= 5 && f[0] == "finished" && f[4] == "req/s," {
+				v, _ := strconv.ParseFloat(f[3], 64)
+				return v
+			}
+		}
+		t.Fatalf("no req/s in h2load's output:\n%s", out)
+		return 0
+	}
+	var bridge float64
+	t.Run("bridge", func(t *testing.T) {
+		topo := testnet.NewTopology(t, testnet.TopologyOptions{Bridge: true})
+		bridge = load(t, topo)
+		t.Logf("bridge: %.0f req/s", bridge)
+	})
+	for _, m := range agentModes {
+		t.Run(m.name, func(t *testing.T) {
+			topo := m.topology(t)
+			a := startAgent(t, topo, t.TempDir())
+			t.Cleanup(func() { a.stop(t) })
+			v := load(t, topo)
+			t.Logf("deepwall %s: %.0f req/s (%.2f of the bridge)", m.name, v, v/bridge)
+		})
+	}
+}
