@@ -235,6 +235,9 @@ func TestHTTP2Conversations(t *testing.T) {
 		{"curl-upgrade.0", false, false, []string{"allowed:7", "allowed:9"}, "http2"},
 		{"grpc.0", false, true, []string{"allowed:1", "allowed:2", "allowed:3", "blocked:4", "allowed:6"}, "grpc"},
 		{"grpc-go.0", false, true, nil, "grpc"},
+		// The default pack's libinjection rules on grpc.string.
+		{"grpc.0", true, true, []string{"blocked:942105"}, "grpc"},
+		{"grpc-go.0", true, true, []string{"blocked:942105"}, "grpc"},
 	}
 	packH := newHarness(t, ruletest.DefaultPack(t), Config{})
 	customH := newHarness(t, compileRules(t, custom), Config{})
