@@ -147,6 +147,45 @@ func testAgentH2CUpgrade(t *testing.T, m agentMode) {
 	}
 }
 
+// TestPrivilegedAgentGRPC: through the live inline path, with the default
+// pack, a grpc-go client and server (dpi/proto/http2/testdata/grpcpeer,
+// built here from the Go module proxy or cache): benign calls (plain,
+// gzip-compressed, one failing with a status) complete; a SQL injection
+// in a message string is blocked (942105, app_proto grpc).
+func TestPrivilegedAgentGRPC(t *testing.T) { forModes(t, testAgentGRPC) }
+
+func testAgentGRPC(t *testing.T, m agentMode) {
+	peer := filepath.Join(t.TempDir(), "grpcpeer")
+	build := exec.Command("go", "build", "-o", peer, ".")
+	build.Dir = "../../dpi/proto/http2/testdata/grpcpeer"
+	build.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Skipf("build grpcpeer (needs google.golang.org/grpc): %v\n%s", err, out)
+	}
+	topo := m.topology(t)
+	addr := net.JoinHostPort(testnet.ServerIP.String(), "8082")
+	topo.Server.Start(t, exec.Command(peer, "-serve", addr))
+	waitListening(t, topo, 8082)
+	a := startAgent(t, topo, t.TempDir())
+	t.Cleanup(func() { a.stop(t) })
+
+	if out, err := topo.Client.Run(exec.Command(peer, "-call", addr, "-note", "leave at the door")); err != nil {
+		t.Fatalf("benign calls: %v\n%s", err, out)
+	}
+	if out, err := topo.Client.Run(exec.Command(peer, "-call", addr)); err == nil {
+		t.Fatalf("the injection was served:\n%s", out)
+	}
+	a.waitEvents(t, "a blocking alert on a gRPC string", func(evs []eve.Event) bool {
+		for _, ev := range evs {
+			if ev.Alert != nil && ev.Alert.Action == "blocked" && ev.Alert.SignatureID == 942105 && ev.AppProto == "grpc" &&
+				ev.HTTP != nil && ev.HTTP.URL == "/orders.v1.Orders/Create" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 // waitListening waits until something listens on port in the server
 // namespace.
 func waitListening(tb testing.TB, topo *testnet.Topology, port int) {
