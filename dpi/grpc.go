@@ -111,11 +111,20 @@ func (w *worker) grpcBody(s *h2Stream, d flow.Dir, chunk []byte, end bool) {
 	}
 	g := w.grpcSide(s, d)
 	r := &s.gr[d&1]
+	c := &w.cctx.h2
+	c.grpcBytes -= r.Buffered()
 	if len(chunk) > 0 {
 		r.Feed(w.h2.gsc, chunk, g)
 	}
 	if end && !w.stopped() {
 		r.End(g)
+	}
+	c.grpcBytes += r.Buffered()
+	if c.grpcBytes > maxGRPCBuffered && !w.stopped() {
+		const reason = "grpc.reassembly_limit"
+		w.dropProto(reason, proto.Dir(d))
+		w.blockFlow(0, reason)
+		return
 	}
 	w.settle(g.sc, d)
 }

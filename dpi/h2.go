@@ -34,6 +34,12 @@ const (
 	// maxUpgradeSettings bounds the HTTP2-Settings value kept from an
 	// h2c upgrade request until its 101 response.
 	maxUpgradeSettings = 512
+	// maxGRPCBuffered bounds the bytes of gRPC messages split across
+	// DATA frames that a connection holds over all its streams at once
+	// (each at most grpc.Limits.MaxMessage). More blocks the connection
+	// (drop reason grpc.reassembly_limit): skipping a message would leave
+	// it uninspected.
+	maxGRPCBuffered = 4 << 20
 )
 
 // h2Worker is a worker's HTTP/2 and gRPC state: the parsers' shared
@@ -73,8 +79,10 @@ type h2Conn struct {
 	// seqBase is added to the parser's request numbers: after an h2c
 	// upgrade the HTTP/1 requests came first.
 	seqBase int64
-	// bodyBytes is the request body kept over all streams (maxH2Body).
-	bodyBytes int
+	// bodyBytes is the request body kept over all streams (maxH2Body);
+	// grpcBytes the gRPC messages in progress over all streams
+	// (maxGRPCBuffered).
+	bodyBytes, grpcBytes int
 	// owner is the stream whose body the flow's Hyperscan streams of
 	// http.body and http.response_body are in (0: none).
 	owner [2]uint32
@@ -89,7 +97,7 @@ type h2Conn struct {
 func (c *h2Conn) reset() {
 	c.release()
 	c.streams = c.streams[:0]
-	c.on, c.seqBase, c.bodyBytes, c.owner = false, 0, 0, [2]uint32{}
+	c.on, c.seqBase, c.bodyBytes, c.grpcBytes, c.owner = false, 0, 0, 0, [2]uint32{}
 	c.upSettings, c.upSeq, c.upAsked, c.upgraded = c.upSettings[:0], -1, false, false
 }
 
@@ -138,6 +146,12 @@ func (c *h2Conn) open(id uint32, seq int64) *h2Stream {
 func (c *h2Conn) close(s *h2Stream) {
 	s.dec[0].Release()
 	s.dec[1].Release()
+	if s.grpc {
+		// A reader's buffer grows to the longest split message (up to
+		// grpc.Limits.MaxMessage): not kept in a pooled slot.
+		c.grpcBytes -= s.gr[0].Buffered() + s.gr[1].Buffered()
+		s.gr = [2]grpc.Reader{}
+	}
 	c.bodyBytes -= len(s.body)
 	s.id, s.body = 0, s.body[:0]
 	if cap(s.body) > maxDetectBody {

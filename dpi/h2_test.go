@@ -470,3 +470,54 @@ func TestHTTP2RapidResetDefaultPack(t *testing.T) {
 		t.Errorf("rapid reset: %+v", o)
 	}
 }
+
+// TestGRPCReassemblyLimit: gRPC messages split across DATA frames are
+// held until complete; a connection holding more than maxGRPCBuffered of
+// them over its streams is blocked (a skipped message would go
+// uninspected). Streams that complete their messages hold nothing.
+func TestGRPCReassemblyLimit(t *testing.T) {
+	conv := func(streams int, complete bool) []byte {
+		var cb, hb bytes.Buffer
+		cb.WriteString(xhttp2.ClientPreface)
+		f := xhttp2.NewFramer(&cb, nil)
+		enc := hpack.NewEncoder(&hb)
+		if err := f.WriteSettings(); err != nil {
+			t.Fatal(err)
+		}
+		const msg = 200 << 10
+		part := bytes.Repeat([]byte("a"), 16000)
+		for i := range streams {
+			id := uint32(2*i + 1)
+			hb.Reset()
+			for _, fl := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "shop"}, {":path", "/orders.v1.Orders/Create"}, {"content-type", "application/grpc"}} {
+				_ = enc.WriteField(hpack.HeaderField{Name: fl[0], Value: fl[1]})
+			}
+			_ = f.WriteHeaders(xhttp2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndHeaders: true})
+			// A 200 KiB message (a run of the same byte: not wire
+			// format, walked to the fault) sent in 16 KB frames.
+			_ = f.WriteData(id, false, []byte{0, 0, msg >> 16 & 0xff, msg >> 8 & 0xff, msg & 0xff})
+			sent := 0
+			for ; sent+len(part) < msg; sent += len(part) {
+				_ = f.WriteData(id, false, part)
+			}
+			if complete {
+				_ = f.WriteData(id, true, part[:msg-sent])
+			}
+		}
+		return cb.Bytes()
+	}
+	h := newHarness(t, compileRules(t, "rules:\n  - {id: 1, action: alert, match: {field: grpc.string, regex: zzz}}\n"), Config{})
+	if o, evs := runConv(t, h, conv(30, true)); o.blocked {
+		dumpEvents(t, evs)
+		t.Error("30 complete messages: blocked")
+	}
+	o, evs := runConv(t, h, conv(30, false))
+	if !o.blocked {
+		t.Fatal("30 unfinished 200 KiB messages: not blocked")
+	}
+	for _, ev := range evs {
+		if ev.Drop != nil && ev.Drop.Reason != "grpc.reassembly_limit" {
+			t.Errorf("drop reason %q", ev.Drop.Reason)
+		}
+	}
+}
