@@ -138,7 +138,7 @@ func (w *worker) newEvent(typ eve.EventType, d flow.Dir) *eve.Event {
 		Proto: xdp.ProtoName(f.Key.Proto), Direction: d.String(),
 	}
 	if st.ident == identDone {
-		ev.AppProto = st.app.String()
+		ev.AppProto = appName(st.app, st.flags)
 	}
 	return ev
 }
@@ -218,6 +218,9 @@ func (w *worker) addSections(ev *eve.Event, sc *scope) {
 	if sc != nil && sc.txn != nil && sc.txn.live {
 		t := sc.txn
 		h := &eve.HTTPInfo{Hostname: string(t.host), URL: string(t.url), Method: string(t.method), UserAgent: string(t.ua), Status: t.status}
+		if t.stream != 0 {
+			h.Protocol, h.StreamID = "HTTP/2", t.stream
+		}
 		if mask&maskHost != 0 && h.Hostname != "" {
 			h.Hostname = Mask(t.host)
 		}
@@ -292,7 +295,7 @@ func (w *worker) emitFlow(key *xdp.FlowKey, pk *parked, state, reason string, en
 		},
 	}
 	if pk.ident == identDone {
-		ev.AppProto = pk.app.String()
+		ev.AppProto = appName(pk.app, pk.flags)
 	}
 	w.emit(ev)
 }

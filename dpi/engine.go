@@ -425,6 +425,9 @@ type Stats struct {
 	Findings uint64
 	// ScanErrors counts Hyperscan errors (the scan is skipped).
 	ScanErrors uint64
+	// H2Streams counts the HTTP/2 streams inspected (closed), GRPCStreams
+	// the gRPC ones among them.
+	H2Streams, GRPCStreams uint64
 	// Reloads counts SetRules calls; RulesGen is the set in force.
 	Reloads  uint64
 	RulesGen uint64

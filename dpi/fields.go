@@ -194,6 +194,7 @@ func (w *worker) requestFields(ctx *flowCtx, r *http.Request, sc *scope) {
 		w.single(rules.FieldHTTPRequestLine, l, sc, d)
 	}
 	w.single(rules.FieldHTTPProtocol, r.Proto, sc, d)
+	w.single(rules.FieldHTTPVersion, r.Proto, sc, d)
 	w.single(rules.FieldHTTPQuery, r.Query, sc, d)
 	// Counts of the classic single-valued fields (scanned by the caller).
 	for _, f := range [...]struct {

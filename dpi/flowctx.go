@@ -46,6 +46,7 @@ const (
 	parserTLS
 	parserDNS
 	parserSSH
+	parserHTTP2
 )
 
 // Mask bits: which event fields carry text a DLP rule matched.
@@ -123,6 +124,7 @@ func (s *scope) reset(t *txn, d *dnsInfo) {
 type txn struct {
 	scope
 	seq                   int64
+	stream                uint32 // HTTP/2 stream id (0: HTTP/1)
 	live                  bool
 	host, url, method, ua []byte
 	status                int
@@ -190,7 +192,8 @@ type flowCtx struct {
 	tls       *tls.Parser
 	dns       *dns.Parser
 	ssh       *ssh.Parser
-	tunnel    [2]bool // HTTP direction switched protocols: no more parsing
+	tunnel    [2]bool // HTTP direction switched protocols: HTTP/2 after h2c, else no more parsing
+	h2        h2Conn
 
 	flow   scope
 	txns   [txnRing]txn
@@ -229,6 +232,7 @@ func (c *flowCtx) start(w *worker, f *flow.Flow[flowState]) {
 	c.holding = false
 	c.parser = parserNone
 	c.tunnel = [2]bool{}
+	c.h2.reset()
 	c.forget()
 	c.reqSeq, c.rspSeq = -1, -1
 	c.sni, c.tlsVersion, c.helloSeen = c.sni[:0], 0, false
@@ -274,6 +278,7 @@ func (c *flowCtx) stop() {
 	if c.http != nil {
 		c.http.Release() // body decoders park a goroutine each
 	}
+	c.h2.release()
 	c.forget()
 	if cap(c.body) > maxDetectBody {
 		c.body = nil

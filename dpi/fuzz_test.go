@@ -41,6 +41,9 @@ const fuzzRules = `rules:
   - {id: 22, action: alert, score: 4, match: [{field: http.status, regex: '^5'}, {field: http.response_header_value, regex: 'php'}]}
   - {id: 23, action: block, anomaly: {direction: inbound, threshold: 5}}
   - {id: 24, action: block, anomaly: {direction: outbound, threshold: 4}}
+  - {id: 25, action: block, match: {field: grpc.string, regex: 'union\s+select', transforms: [lowercase]}}
+  - {id: 26, action: alert, match: [{field: http.version, regex: '^HTTP/2'}, {field: grpc.method, regex: '^Create$'}]}
+  - {id: 27, action: alert, match: {fields: [grpc.status, grpc.message, grpc.message_length, grpc.service], regex: '^[0-9]+$'}}
 `
 
 // fuzzSegs encodes TCP data segments of connection 0, client to server,
@@ -58,6 +61,21 @@ func fuzzSegs(payloads ...[]byte) []byte {
 func fuzzGzipPost(tb testing.TB) []byte {
 	body := testutil.Encode(tb, "gzip", []byte("q=1 union select password from users"))
 	return append([]byte(fmt.Sprintf("\r\n\r\nPOST /x HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n", len(body))), body...)
+}
+
+// fuzzConv encodes a captured HTTP/2 conversation of dpi/proto/http2's
+// testdata as connection 0's segments (the client's, then the server's).
+func fuzzConv(tb testing.TB, name string) []byte {
+	c2s, s2c := readConv(tb, name)
+	var out []byte
+	for d, b := range [][]byte{c2s, s2c} {
+		for len(b) > 0 {
+			n := min(len(b), 255)
+			out = append(append(out, byte(d), 0x18, 0, 0, byte(n)), b[:n]...)
+			b = b[n:]
+		}
+	}
+	return out
 }
 
 var fuzzEngine struct {
@@ -82,6 +100,8 @@ func FuzzEngine(f *testing.F) {
 		// A gzip form body behind empty lines, its compressed bytes
 		// cut in two segments.
 		fuzzSegs(fuzzGzipPost(f)[:90], fuzzGzipPost(f)[90:]),
+		// HTTP/2: prior knowledge, h2c upgrade, gRPC.
+		fuzzConv(f, "curl-prior.0"), fuzzConv(f, "curl-upgrade.0"), fuzzConv(f, "grpc.0"), fuzzConv(f, "grpc-go.0"),
 	}
 	for _, s := range seeds {
 		f.Add(s)

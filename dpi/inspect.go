@@ -6,6 +6,7 @@ import (
 	"github.com/deepwall/deepwall/dpi/proto"
 	"github.com/deepwall/deepwall/dpi/proto/dns"
 	"github.com/deepwall/deepwall/dpi/proto/http"
+	"github.com/deepwall/deepwall/dpi/proto/http2"
 	"github.com/deepwall/deepwall/dpi/proto/ssh"
 	"github.com/deepwall/deepwall/dpi/proto/tls"
 	"github.com/deepwall/deepwall/internal/ascii"
@@ -126,6 +127,9 @@ func (w *worker) identified(p proto.Protocol, d flow.Dir) {
 		ctx.ssh = orNew(ctx.ssh)
 		ctx.ssh.Reset(w)
 		ctx.parser = parserSSH
+	case proto.HTTP2:
+		w.startH2(ctx)
+		ctx.parser = parserHTTP2
 	}
 }
 
@@ -145,13 +149,17 @@ func (w *worker) feed(ctx *flowCtx, d flow.Dir, b []byte) {
 	switch ctx.parser {
 	case parserHTTP:
 		if ctx.tunnel[d] {
+			w.feedH2(ctx, d, b)
 			return
 		}
 		n := ctx.http.Feed(proto.Dir(d), b)
 		if n < len(b) && ctx.http.State(proto.Dir(d)) == http.StateTunnel {
-			// CONNECT or Upgrade: the rest is another protocol, left to
-			// the raw payload rules.
+			// CONNECT or Upgrade: the rest is another protocol, HTTP/2
+			// after an h2c upgrade, else left to the raw payload rules.
 			ctx.tunnel[d] = true
+			if w.tunnelH2(ctx, d, b[n:]) {
+				return
+			}
 			if ctx.tunnel[d^1] && !w.rs.Needs(proto.Unknown, ctx.rflow, true) {
 				w.allowFinal(0)
 			}
@@ -168,6 +176,8 @@ func (w *worker) feed(ctx *flowCtx, d flow.Dir, b []byte) {
 		}
 	case parserDNS:
 		ctx.dns.Feed(proto.Dir(d), b)
+	case parserHTTP2:
+		w.feedH2(ctx, d, b)
 	}
 }
 
@@ -177,9 +187,17 @@ func (w *worker) RequestHeaders(r *http.Request) {
 		return
 	}
 	ctx := w.cctx
+	ctx.reqSeq = r.Seq
+	w.upgradeAsked(ctx, r)
+	w.request(ctx, r, 0)
+}
+
+// request inspects a request head: of an HTTP/1 message, or of HTTP/2
+// stream (0 for HTTP/1) whose state the caller entered in ctx.
+func (w *worker) request(ctx *flowCtx, r *http.Request, stream uint32) {
 	t := ctx.txnFor(r.Seq)
 	t.start(r.Seq, r)
-	ctx.reqSeq = r.Seq
+	t.stream = stream
 	sc := &t.scope
 	rs := w.rs
 	const d = flow.ToServer
@@ -204,6 +222,14 @@ func (w *worker) ResponseHeaders(r *http.Response) {
 	if w.stopped() {
 		return
 	}
+	if w.cctx.h2.upAsked && http2.IsUpgrade(r) {
+		w.cctx.h2.upgraded = true
+	}
+	w.response(r)
+}
+
+// response inspects a response head (HTTP/1, or an HTTP/2 stream's).
+func (w *worker) response(r *http.Response) {
 	ctx := w.cctx
 	t := ctx.txnOf(r.Seq)
 	if !r.Interim {
@@ -263,7 +289,11 @@ func (w *worker) body(k plan.StreamKind, seq int64, d flow.Dir, chunk []byte, en
 // findings are counted.
 func (w *worker) Finding(f proto.Finding) {
 	w.st.findings++
-	if !f.Fatal || w.stopped() || w.cctx == nil || w.cctx.parser != parserHTTP {
+	if w.stopped() || w.cctx == nil || w.cctx.parser != parserHTTP && w.cctx.parser != parserHTTP2 {
+		return
+	}
+	if !f.Fatal {
+		w.findingField(f.Kind, &w.cctx.flow, flow.Dir(f.Dir&1))
 		return
 	}
 	if w.cur.Flags&flow.FlagMidstream != 0 || w.cst.dir[f.Dir&1].Midstream() {

@@ -52,6 +52,7 @@ const (
 	fDoneTC                       // the to-client direction did
 	fDepth                        // a direction reached the inspection depth
 	fKernelEnd                    // ended by FlowEnded: the kernel's counters are merged
+	fGRPC                         // an HTTP/2 flow carried a gRPC stream (app_proto shown as grpc)
 )
 
 // flowState is the engine's per-flow state, kept in the flow table entry.
@@ -132,6 +133,7 @@ type worker struct {
 	datagram *defrag.Datagram
 	ra       *reasm.Reassembler
 	httpSc   *http.Scratch
+	h2       h2Worker
 	dnsUDP   *dns.Parser
 	det      rules.Detector
 
@@ -178,6 +180,7 @@ type workerStats struct {
 	finalAllow, finalDrop              uint64
 	events, alerts, blocks             uint64
 	findings, scanErrors               uint64
+	h2Streams, grpcStreams             uint64
 	openStreams                        int
 	drops                              map[string]uint64
 	apps                               [proto.NumProtocols]uint64
@@ -800,6 +803,9 @@ func (w *worker) dirEnd(d flow.Dir, depth bool) {
 	case parserSSH:
 		ctx.ssh.Close(proto.Dir(d))
 	}
+	if ctx.h2.on {
+		ctx.h2.p.Close(proto.Dir(d))
+	}
 	if w.stopped() {
 		return
 	}
@@ -1127,7 +1133,7 @@ func (w *worker) listFlows(fn func(FlowInfo) bool) bool {
 			Verdict: verdictName(st.final), State: stateName(f), Packets: pk.pkts, Bytes: pk.bytes,
 		}
 		if st.ident == identDone {
-			fi.App = st.app.String()
+			fi.App = appName(st.app, st.flags)
 		}
 		ok = fn(fi)
 		return ok
@@ -1147,7 +1153,7 @@ func (w *worker) listFlows(fn func(FlowInfo) bool) bool {
 			fi.Client, fi.Server = fi.Server, fi.Client
 		}
 		if pk.ident == identDone {
-			fi.App = pk.app.String()
+			fi.App = appName(pk.app, pk.flags)
 		}
 		if !fn(fi) {
 			return false
@@ -1179,6 +1185,8 @@ func (w *worker) addStats(s *Stats) {
 	s.Blocks += t.blocks
 	s.Findings += t.findings
 	s.ScanErrors += t.scanErrors
+	s.H2Streams += t.h2Streams
+	s.GRPCStreams += t.grpcStreams
 	s.OpenStreams += t.openStreams
 	s.Flows += w.flows.Len()
 	s.Parked += len(w.parked)

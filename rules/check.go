@@ -387,10 +387,10 @@ func checkField(r *Rule, m *Match, fld Field, sink *errorSink) {
 	// A field of kind 0 was reported by the loader as unknown or missing.
 	if app := fld.AppProto(); fld.Kind == 0 {
 	} else if app != "" {
-		if len(r.AppProto) > 0 && !slices.Contains(r.AppProto, app) {
+		if len(r.AppProto) > 0 && !slices.ContainsFunc(r.AppProto, fld.FilledBy) {
 			sink.errorf(at("app_proto"), r, "field %s belongs to %s, but app_proto is %s, so the rule can never match", fld, app, strings.Join(r.AppProto, ", "))
 		}
-		if slices.Contains(r.AppProtoNot, app) {
+		if slices.Contains(r.AppProtoNot, app) && (app != "http" || slices.Contains(r.AppProtoNot, "http2")) {
 			sink.errorf(at("app_proto_not"), r, "field %s belongs to %s, but app_proto_not excludes %s, so the rule can never match", fld, app, app)
 		}
 		if r.Proto != 0 {

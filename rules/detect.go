@@ -41,6 +41,7 @@ var detectFields = map[FieldKind]bool{
 	FieldHTTPBasename: true, FieldHTTPRequestLine: true, FieldHTTPQuery: true,
 	FieldHTTPFile: true, FieldHTTPFileField: true, FieldHTTPPartHeader: true, FieldHTTPPlainBody: true,
 	FieldHTTPXMLText: true, FieldHTTPXMLAttr: true,
+	FieldGRPCString: true,
 }
 
 // IsSQLi runs libinjection's SQL injection tokenizer over b and returns its

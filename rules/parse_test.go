@@ -230,7 +230,7 @@ func TestParseErrors(t *testing.T) {
 		// Contradictions.
 		{"app proto both", "rules:\n  - id: 1\n    action: block\n    app_proto: [http, tls]\n    app_proto_not: [tls]\n", `t.yaml:5:20: rule 1: app_proto and app_proto_not both list "tls", so the rule can never match`},
 		{"field vs app proto", "rules:\n  - id: 1\n    action: block\n    app_proto: dns\n    match: {field: http.uri, regex: x}\n", `t.yaml:4:16: rule 1: field http.uri belongs to http, but app_proto is dns, so the rule can never match`},
-		{"field vs app proto not", "rules:\n  - id: 1\n    action: block\n    app_proto_not: http\n    match: {field: http.uri, regex: x}\n", `t.yaml:4:20: rule 1: field http.uri belongs to http, but app_proto_not excludes http, so the rule can never match`},
+		{"field vs app proto not", "rules:\n  - id: 1\n    action: block\n    app_proto_not: [http, http2]\n    match: {field: http.uri, regex: x}\n", `t.yaml:4:20: rule 1: field http.uri belongs to http, but app_proto_not excludes http, so the rule can never match`},
 		{"field vs proto", "rules:\n  - id: 1\n    action: block\n    proto: udp\n    match: {field: tls.sni, regex: x}\n", `t.yaml:4:12: rule 1: field tls.sni needs tcp, but proto is udp`},
 		{"app vs proto", "rules:\n  - id: 1\n    action: block\n    proto: udp\n    app_proto: ssh\n", `t.yaml:5:16: rule 1: app_proto ssh runs over tcp, but proto is udp`},
 		{"ports vs proto", "rules:\n  - id: 1\n    action: block\n    proto: icmp\n    dst_port: 80\n", `t.yaml:4:12: rule 1: src_port/dst_port need proto tcp, udp or sctp, but proto is icmp`},
@@ -515,4 +515,21 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("canonical form not stable:\n%s\n---\n%s", canon, c2)
 		}
 	})
+}
+
+// TestHTTPFieldsOnHTTP2: HTTP/2 streams fill the http.* fields, so a rule
+// may name them with app_proto http2; the grpc.* fields are HTTP/2's.
+func TestHTTPFieldsOnHTTP2(t *testing.T) {
+	for _, src := range []string{
+		"rules:\n  - id: 1\n    action: block\n    app_proto: http2\n    match: {field: http.uri, regex: x}\n",
+		"rules:\n  - id: 1\n    action: block\n    app_proto_not: http\n    match: {field: http.uri, regex: x}\n",
+		"rules:\n  - id: 1\n    action: block\n    match: {field: grpc.string, regex: x}\n",
+	} {
+		if _, err := Parse("t.yaml", []byte(src)); err != nil {
+			t.Errorf("%q: %v", src, err)
+		}
+	}
+	if _, err := Parse("t.yaml", []byte("rules:\n  - id: 1\n    action: block\n    app_proto: http\n    match: {field: grpc.method, regex: x}\n")); err == nil {
+		t.Error("grpc.method with app_proto http: no error")
+	}
 }

@@ -129,6 +129,19 @@ const (
 	FieldHTTPPlainBody
 	FieldHTTPXMLText // each text between two tags of an XML body, trimmed (Coraza's XML:/*)
 	FieldHTTPXMLAttr // each attribute value of an XML body (XML://@*)
+	FieldHTTPVersion // protocol version: "HTTP/1.0", "HTTP/1.1" (as sent), "HTTP/2.0" for HTTP/2 streams
+
+	// gRPC fields (HTTP/2 streams with content-type application/grpc*).
+	FieldGRPCService       // service of the :path /service/method
+	FieldGRPCMethod        // method of the :path
+	FieldGRPCStatus        // grpc-status of the response (trailers or trailers-only), decimal
+	FieldGRPCMessage       // grpc-message, percent-decoded
+	FieldGRPCString        // each string or bytes value of a request or response message that reads as text (protobuf wire format walked without a schema)
+	FieldGRPCMessageLength // each length-prefixed message's length, decimal, both directions
+	// FieldHTTPFinding is each protocol anomaly the HTTP/1, HTTP/2 and
+	// gRPC parsing reports that does not stop the connection by itself
+	// ("http2.rapid_reset", "http.unknown_encoding", "grpc.walk_limit").
+	FieldHTTPFinding
 )
 
 type fieldInfo struct {
@@ -175,6 +188,15 @@ var fieldInfos = [...]fieldInfo{
 	FieldHTTPPlainBody:           {name: "http.plain_body", app: "http", tcp: true, body: true},
 	FieldHTTPXMLText:             {name: "http.xml_text", app: "http", tcp: true, multi: true, body: true},
 	FieldHTTPXMLAttr:             {name: "http.xml_attr", app: "http", tcp: true, multi: true, body: true},
+	FieldHTTPVersion:             {name: "http.version", app: "http", tcp: true},
+
+	FieldGRPCService:       {name: "grpc.service", app: "http2", tcp: true},
+	FieldGRPCMethod:        {name: "grpc.method", app: "http2", tcp: true},
+	FieldGRPCStatus:        {name: "grpc.status", app: "http2", tcp: true, response: true},
+	FieldGRPCMessage:       {name: "grpc.message", app: "http2", tcp: true, response: true},
+	FieldGRPCString:        {name: "grpc.string", app: "http2", tcp: true, multi: true},
+	FieldGRPCMessageLength: {name: "grpc.message_length", app: "http2", tcp: true, multi: true},
+	FieldHTTPFinding:       {name: "http.finding", app: "http", tcp: true, multi: true},
 }
 
 // Field is a match target: a kind, plus the header name for FieldHTTPHeader.
@@ -208,6 +230,14 @@ func (f Field) Stream() bool { return f.info().stream }
 // AppProto is the application protocol the field belongs to ("" for the
 // raw payload fields, which exist for every protocol).
 func (f Field) AppProto() string { return f.info().app }
+
+// FilledBy reports whether flows of application protocol app fill the
+// field: its own protocol, and HTTP/2 for the http.* fields (every
+// stream fills them as an HTTP/1 transaction does).
+func (f Field) FilledBy(app string) bool {
+	a := f.info().app
+	return a == app || a == "http" && app == "http2"
+}
 
 // Multi reports whether the field has several values that are matched
 // one by one (every argument, cookie, header...). http.header.<name> is

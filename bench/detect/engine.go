@@ -120,7 +120,11 @@ func (o *offline) Close() error { return o.e.Close() }
 const mss = 1448
 
 // Run implements runner.
-func (o *offline) Run(req []byte) outcome {
+func (o *offline) Run(req []byte) outcome { return o.run(req, nil) }
+
+// run sends c2s on a new connection and then, unless it was blocked, the
+// server's s2c (nil: the test backend's HTTP/1 answer to c2s).
+func (o *offline) run(c2s, s2c []byte) outcome {
 	o.port++
 	if o.port < 20000 {
 		o.port = 20000
@@ -165,9 +169,12 @@ func (o *offline) Run(req []byte) outcome {
 			b = b[n:]
 		}
 	}
-	sendData(false, req)
+	sendData(false, c2s)
 	if !blocked {
-		sendData(true, backendResponse(req))
+		if s2c == nil {
+			s2c = backendResponse(c2s)
+		}
+		sendData(true, s2c)
 		send(true, testnet.FIN, nil)
 		send(false, testnet.FIN, nil)
 		send(true, 0, nil)

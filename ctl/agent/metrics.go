@@ -16,7 +16,7 @@ type metricsCollector struct {
 
 	packets, bytes, verdicts, frames, ruleHits, drops *prometheus.Desc
 	queueDepth, latency, events, rotations            *prometheus.Desc
-	rulesVersion, flows, uptime                       *prometheus.Desc
+	rulesVersion, flows, uptime, h2Streams            *prometheus.Desc
 }
 
 func newMetricsCollector(a *Agent) *metricsCollector {
@@ -37,6 +37,7 @@ func newMetricsCollector(a *Agent) *metricsCollector {
 		rotations:    d("event_log_rotations_total", "Verdict log rotations."),
 		rulesVersion: d("rules_version", "Version number of the running rule set."),
 		flows:        d("flows", "Flows the DPI engine tracks."),
+		h2Streams:    d("http2_streams_total", "HTTP/2 streams inspected, by kind: http2 (every stream) and grpc (the gRPC ones among them).", "kind"),
 		uptime:       d("uptime_seconds", "Seconds since the agent started."),
 	}
 }
@@ -87,6 +88,8 @@ func (m *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(m.rulesVersion, float64(st.version.Number))
 	}
 	gauge(m.flows, float64(s.engine.Flows))
+	counter(m.h2Streams, s.engine.H2Streams, "http2")
+	counter(m.h2Streams, s.engine.GRPCStreams, "grpc")
 	gauge(m.uptime, time.Since(m.a.started).Seconds())
 }
 

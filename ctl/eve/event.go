@@ -116,6 +116,9 @@ type HTTPInfo struct {
 	Protocol  string `json:"protocol,omitempty"`
 	Status    int    `json:"status,omitempty"`
 	Length    int64  `json:"length,omitempty"`
+	// StreamID is the HTTP/2 stream of the transaction (absent for
+	// HTTP/1).
+	StreamID uint32 `json:"stream_id,omitempty"`
 }
 
 // TLSInfo is EVE's tls section.

@@ -31,10 +31,10 @@ const (
 )
 
 // numFieldKinds bounds rules.FieldKind values (the rules package numbers
-// them from 1, FieldHTTPXMLAttr last). TestFieldKinds fails when rules
+// them from 1, FieldHTTPFinding last). TestFieldKinds fails when rules
 // gains a kind past it; New refuses a field beyond it rather than leave it
 // uninspected.
-const numFieldKinds = int(rules.FieldHTTPXMLAttr) + 1
+const numFieldKinds = int(rules.FieldHTTPFinding) + 1
 
 // Group is one Hyperscan database with what the engine needs to drive
 // it: the borrowed C database, the transform chain, and what lets the
@@ -426,7 +426,7 @@ func (s *Set) planAppsFor(i int, r *rules.Rule) {
 	payload := fieldApp == ""
 	for p := range proto.NumProtocols {
 		name := p.String()
-		if !payload && fieldApp != name || !appAccepts(r, name) {
+		if !payload && !r.Match.Field.FilledBy(name) || !appAccepts(r, name) {
 			continue
 		}
 		ap := &s.apps[p]

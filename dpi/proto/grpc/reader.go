@@ -174,6 +174,16 @@ func (r *Reader) Feed(sc *Scratch, chunk []byte, h Handler) {
 	}
 }
 
+// Buffered returns the bytes of a message in progress that r holds
+// (those of a message spanning chunks), so that a caller reading many
+// streams can bound their sum.
+func (r *Reader) Buffered() int {
+	if r.hn == len(r.hdr) && !r.skip {
+		return len(r.buf)
+	}
+	return 0
+}
+
 // End tells r that the side ended: a message cut short is
 // grpc.truncated.
 func (r *Reader) End(h Handler) {

@@ -126,43 +126,65 @@ func (cs *codings) parse(v []byte) {
 // startDecode readies direction d to decode the body of the message whose
 // header fields gave f, and reports false when it stopped the parser.
 func (p *Parser) startDecode(d *dirState, f *framing) bool {
-	cs := &f.codings
-	if cs.over {
-		p.fatal(d, proto.HTTPTooManyEncodings)
+	z, k, fatal := p.sc.newDecoder(&f.codings)
+	switch {
+	case fatal:
+		p.fatal(d, k)
 		return false
+	case k != 0:
+		p.report(d, k)
+	}
+	if z != nil {
+		z.p, z.d = p, d
+		d.dec = z
+	}
+	return true
+}
+
+// newDecoder returns a decoder of codings cs, or nil when the body is
+// inspected as sent (no coding, or one not decoded: finding k) or cannot
+// be (a fatal finding k).
+func (sc *Scratch) newDecoder(cs *codings) (z *bodyDecoder, k proto.FindingKind, fatal bool) {
+	if cs.over {
+		return nil, proto.HTTPTooManyEncodings, true
 	}
 	if cs.unknown {
 		// Inspected as sent: whatever the receiver makes of it, these
 		// are the bytes that travel.
-		p.report(d, proto.HTTPUnknownEncoding)
-		return true
+		return nil, proto.HTTPUnknownEncoding, false
 	}
 	if cs.n == 0 {
-		return true
+		return nil, 0, false
 	}
 	need := 0
 	for _, c := range cs.c[:cs.n] {
 		need += c.reserve()
 	}
-	if p.sc.decMem+need > p.sc.lim.MaxDecoderMemory {
-		p.fatal(d, proto.HTTPDecoderMemory)
-		return false
+	if sc.decMem+need > sc.lim.MaxDecoderMemory {
+		return nil, proto.HTTPDecoderMemory, true
 	}
-	p.sc.decMem += need
-	z := decoderPool.Get().(*bodyDecoder)
-	*z = bodyDecoder{p: p, d: d, cs: *cs, mem: need, wake: z.wake, yield: z.yield, buf: z.buf}
+	sc.decMem += need
+	z = decoderPool.Get().(*bodyDecoder)
+	*z = bodyDecoder{sc: sc, cs: *cs, mem: need, wake: z.wake, yield: z.yield, buf: z.buf}
 	if z.wake == nil {
 		z.wake, z.yield = make(chan feedMsg), make(chan struct{})
 		z.buf = make([]byte, decodeChunk)
 	}
-	d.dec = z
-	return true
+	return z, 0, false
 }
 
 // decode passes a body chunk to direction d's decoder; at the body's end
 // the decoder is released and the Sink gets its end call.
 func (p *Parser) decode(d *dirState, chunk []byte, end bool) {
-	z := d.dec
+	d.dec.feed(chunk, end)
+	if end && !p.stopped {
+		p.releaseDecoder(d)
+		p.sinkBody(d, nil, true)
+	}
+}
+
+// feed passes a chunk of the body to the decoder.
+func (z *bodyDecoder) feed(chunk []byte, end bool) {
 	if !z.done && (z.started || len(chunk) > 0) {
 		// An empty body decodes to nothing, not to a truncated stream.
 		z.write(chunk, end)
@@ -170,11 +192,7 @@ func (p *Parser) decode(d *dirState, chunk []byte, end bool) {
 		// Bytes after the end of the compressed stream: no decoder
 		// reads them, say so.
 		z.trailing = true
-		p.decodeError(d)
-	}
-	if end && !p.stopped {
-		p.releaseDecoder(d)
-		p.sinkBody(d, nil, true)
+		z.decodeError()
 	}
 }
 
@@ -185,12 +203,17 @@ func (p *Parser) releaseDecoder(d *dirState) {
 		return
 	}
 	d.dec = nil
+	z.release()
+}
+
+// release ends the decoder and returns it to the pool.
+func (z *bodyDecoder) release() {
 	if z.started && !z.done {
 		z.wake <- feedMsg{abort: true}
 		<-z.yield
 	}
-	p.sc.decMem -= z.mem
-	z.p, z.d, z.cur = nil, nil, nil
+	z.sc.decMem -= z.mem
+	z.p, z.d, z.ext, z.sc, z.cur = nil, nil, nil, nil, nil
 	decoderPool.Put(z)
 }
 
@@ -214,8 +237,12 @@ type feedMsg struct {
 // decoder's goroutines, which never run at the same time (see the file
 // comment).
 type bodyDecoder struct {
+	sc *Scratch
+	// The decoder's owner: a Parser's direction (p, d), or a Decoder
+	// (ext).
 	p     *Parser
 	d     *dirState
+	ext   *Decoder
 	cs    codings
 	mem   int
 	wake  chan feedMsg
@@ -296,7 +323,7 @@ func (z *bodyDecoder) run() {
 			// A decoder library's bug on hostile input is a body not
 			// decoded, not a crashed engine.
 			if !z.abort {
-				z.p.decodeError(z.d)
+				z.decodeError()
 			}
 		}
 		z.done = true
@@ -319,7 +346,7 @@ func (z *bodyDecoder) run() {
 			return
 		}
 	}
-	lim := &z.p.sc.lim
+	lim := &z.sc.lim
 	for {
 		n, err := r.Read(z.buf)
 		if z.abort {
@@ -331,15 +358,15 @@ func (z *bodyDecoder) run() {
 			if z.out+int64(n) > int64(lim.MaxDecodedBody) {
 				n = int(int64(lim.MaxDecodedBody) - z.out)
 				z.emit(z.buf[:n])
-				z.p.report(z.d, proto.HTTPDecodeLimit)
+				z.finding(proto.HTTPDecodeLimit, false)
 				return
 			}
 			z.emit(z.buf[:n])
 			if z.out > decodeRatioFloor && z.out > z.in*int64(lim.MaxDecodeRatio) {
-				z.p.fatal(z.d, proto.HTTPDecompressionBomb)
+				z.finding(proto.HTTPDecompressionBomb, true)
 				return
 			}
-			if z.p.stopped {
+			if z.stopped() {
 				return
 			}
 		}
@@ -348,7 +375,7 @@ func (z *bodyDecoder) run() {
 			z.eof = true
 			if len(z.cur) > 0 {
 				z.trailing = true
-				z.p.decodeError(z.d)
+				z.decodeError()
 			}
 			return
 		}
@@ -365,7 +392,11 @@ func (z *bodyDecoder) emit(b []byte) {
 	}
 	z.out += int64(len(b))
 	z.inSink = true
-	z.p.sinkBody(z.d, b, false)
+	if z.ext != nil {
+		z.ext.sink.DecodedBody(b)
+	} else {
+		z.p.sinkBody(z.d, b, false)
+	}
 	z.inSink = false
 }
 
@@ -374,10 +405,118 @@ func (z *bodyDecoder) fail(err error) {
 	switch {
 	case z.abort:
 	case errors.Is(err, errWindow), errors.Is(err, zstd.ErrWindowSizeExceeded):
-		z.p.fatal(z.d, proto.HTTPDecoderMemory)
+		z.finding(proto.HTTPDecoderMemory, true)
 	default:
-		z.p.decodeError(z.d)
+		z.decodeError()
 	}
+}
+
+// finding reports k to the decoder's owner.
+func (z *bodyDecoder) finding(k proto.FindingKind, fatal bool) {
+	switch {
+	case z.ext != nil:
+		z.ext.finding(k, fatal)
+	case fatal:
+		z.p.fatal(z.d, k)
+	default:
+		z.p.report(z.d, k)
+	}
+}
+
+// decodeError reports a body that does not decode (see Parser.decodeError).
+func (z *bodyDecoder) decodeError() {
+	if z.ext != nil {
+		z.ext.finding(proto.HTTPDecodeError, z.ext.dir == proto.ToServer)
+		return
+	}
+	z.p.decodeError(z.d)
+}
+
+// stopped reports whether the owner wants no more.
+func (z *bodyDecoder) stopped() bool {
+	if z.ext != nil {
+		return z.ext.stopped
+	}
+	return z.p.stopped
+}
+
+// Decoder decodes the content coding of one body outside a Parser: the
+// body of an HTTP/2 stream, framed by HTTP/2 but coded as in HTTP/1. It
+// is this file's decoder, with the limits and the decoder memory of the
+// Scratch it starts with, and the same findings: fatal ones (a request
+// body that does not decode, a bomb, too many codings, no decoder memory)
+// mean the body cannot be vouched for. The zero Decoder is inactive.
+type Decoder struct {
+	z       *bodyDecoder
+	sink    DecodeSink
+	dir     proto.Dir
+	stopped bool
+}
+
+// DecodeSink receives what a Decoder decodes and finds. Its calls come
+// from inside Start, Write and Release.
+type DecodeSink interface {
+	DecodedBody(chunk []byte)
+	DecodeFinding(f proto.Finding)
+}
+
+// Start readies dc for a body in direction dir whose message has header
+// fields hs (every Content-Encoding field counts), with sc's limits. It
+// reports whether the body must go through Write; false when it is
+// inspected as sent (no coding, or one not decoded) and when a fatal
+// finding went to sink.
+func (dc *Decoder) Start(sc *Scratch, dir proto.Dir, hs []Header, sink DecodeSink) bool {
+	dc.Release()
+	*dc = Decoder{sink: sink, dir: dir}
+	var cs codings
+	for i := range hs {
+		if ascii.EqualFold(hs[i].Name, "content-encoding") {
+			cs.parse(hs[i].Value)
+		}
+	}
+	z, k, fatal := sc.newDecoder(&cs)
+	if k != 0 {
+		dc.finding(k, fatal)
+	}
+	if z == nil {
+		return false
+	}
+	z.ext = dc
+	dc.z = z
+	return true
+}
+
+// Active reports whether dc decodes a body.
+func (dc *Decoder) Active() bool { return dc.z != nil }
+
+// Write passes the next chunk of the coded body; end says it is the
+// last. Decoded text goes to the sink before Write returns; at the end
+// the decoder is released.
+func (dc *Decoder) Write(chunk []byte, end bool) {
+	if dc.z == nil || dc.stopped {
+		return
+	}
+	dc.z.feed(chunk, end)
+	if end {
+		dc.Release()
+	}
+}
+
+// Release ends the decoder (its goroutine and reserved memory); a body
+// cut short (a reset stream, a closed connection) must be released.
+func (dc *Decoder) Release() {
+	if z := dc.z; z != nil {
+		dc.z = nil
+		z.release()
+	}
+}
+
+func (dc *Decoder) finding(k proto.FindingKind, fatal bool) {
+	if dc.stopped {
+		return
+	}
+	dc.stopped = fatal
+	dc.sink.DecodeFinding(proto.Finding{Kind: k, Dir: dc.dir, Fatal: fatal})
 }
 
 // decodeError reports a body that does not decode. In a request it is

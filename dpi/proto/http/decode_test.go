@@ -254,3 +254,65 @@ func TestDecodeErrorResponse(t *testing.T) {
 		t.Errorf("the next response was not parsed:\n%s", r)
 	}
 }
+
+// decoderSink records what a Decoder passes on.
+type decoderSink struct {
+	text     bytes.Buffer
+	findings []string
+}
+
+func (s *decoderSink) DecodedBody(b []byte) { s.text.Write(b) }
+func (s *decoderSink) DecodeFinding(f proto.Finding) {
+	s.findings = append(s.findings, fmt.Sprintf("%s fatal=%v", f.Kind, f.Fatal))
+}
+
+// TestDecoder: the parser's decoder on a body framed elsewhere (HTTP/2
+// streams), written in chunks of every size.
+func TestDecoder(t *testing.T) {
+	sc := NewScratch(Limits{})
+	gz := encode(t, "gzip", []byte(decodePlain))
+	for _, tc := range []struct {
+		name     string
+		ce       []string // Content-Encoding fields
+		dir      proto.Dir
+		body     []byte
+		active   bool
+		text     string
+		findings []string
+	}{
+		{"none", nil, proto.ToServer, nil, false, "", nil},
+		{"identity", []string{"identity"}, proto.ToServer, nil, false, "", nil},
+		{"gzip", []string{"gzip"}, proto.ToServer, gz, true, decodePlain, nil},
+		{"stacked in two fields", []string{"gzip", "br"}, proto.ToClient, encode(t, "gzip, br", []byte(decodePlain)), true, decodePlain, nil},
+		{"unknown", []string{"compress"}, proto.ToServer, nil, false, "", []string{"http.unknown_encoding fatal=false"}},
+		{"too many", []string{"gzip, gzip, gzip, gzip"}, proto.ToServer, nil, false, "", []string{"http.too_many_encodings fatal=true"}},
+		{"corrupt request", []string{"gzip"}, proto.ToServer, append([]byte{0x1f, 0x8b}, "not gzip at all"...), true, "", []string{"http.decode_error fatal=true"}},
+		{"corrupt response", []string{"gzip"}, proto.ToClient, append([]byte{0x1f, 0x8b}, "not gzip at all"...), true, "", []string{"http.decode_error fatal=false"}},
+	} {
+		for _, size := range []int{1, 7, 1 << 20} {
+			t.Run(fmt.Sprintf("%s/%d", tc.name, size), func(t *testing.T) {
+				var hs []Header
+				for _, v := range tc.ce {
+					hs = append(hs, Header{Name: []byte("Content-Encoding"), Value: []byte(v)})
+				}
+				s := &decoderSink{}
+				var dc Decoder
+				if got := dc.Start(sc, tc.dir, hs, s); got != tc.active || dc.Active() != tc.active {
+					t.Fatalf("Start = %v, Active = %v, want %v", got, dc.Active(), tc.active)
+				}
+				for b := tc.body; len(b) > 0; {
+					n := min(size, len(b))
+					dc.Write(b[:n], n == len(b))
+					b = b[n:]
+				}
+				dc.Release()
+				if s.text.String() != tc.text || fmt.Sprint(s.findings) != fmt.Sprint(tc.findings) {
+					t.Errorf("decoded %q, findings %v; want %q, %v", s.text.String(), s.findings, tc.text, tc.findings)
+				}
+				if sc.decMem != 0 {
+					t.Fatalf("%d bytes of decoder memory still reserved", sc.decMem)
+				}
+			})
+		}
+	}
+}

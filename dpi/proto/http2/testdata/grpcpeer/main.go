@@ -52,6 +52,7 @@ func fail(_ any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInter
 func main() {
 	serve := flag.String("serve", "", "address to serve on")
 	call := flag.String("call", "", "server to call")
+	note := flag.String("note", "1 UNION SELECT password FROM users", "the request's note (the captures use the default)")
 	flag.Parse()
 	if *serve != "" {
 		ln, err := net.Listen("tcp", *serve)
@@ -71,7 +72,7 @@ func main() {
 	defer cancel()
 	req, err := structpb.NewStruct(map[string]any{
 		"name":  "widget",
-		"note":  "1 UNION SELECT password FROM users",
+		"note":  *note,
 		"items": map[string]any{"sku": "A-1", "qty": 2},
 	})
 	if err != nil {
