@@ -1,0 +1,226 @@
+// Package cni is deepwall-cni, a chained CNI plugin (spec 1.0): the
+// runtime calls it after the plugin that made the container's interface
+// (bridge, ptp), before the container's process starts. On ADD it asks the
+// running agent, over its API socket, to put the interface's host-side
+// veth inline, so the container's very first packet is inspected; on DEL
+// it releases it; CHECK reports whether it is inline. It owns the
+// plugin's network configuration keys and the mapping of a CNI attachment
+// to a protection (its name, target and interface); protecting is the
+// agent's (ctl/agent/protect).
+package cni
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/deepwall/deepwall/ctl/api"
+)
+
+// Type is the plugin's name: its binary in the runtime's CNI path and
+// its "type" in a conflist.
+const Type = "deepwall-cni"
+
+// Time limits of the calls to the agent: a protect takes well under a
+// second (docs/containers.md); the runtime waits for ADD meanwhile.
+const (
+	addTimeout   = 30 * time.Second
+	delTimeout   = 30 * time.Second
+	checkTimeout = 10 * time.Second
+	// maxNameLen bounds the protection's name taken from CNI_ARGS (a
+	// Kubernetes pod name is at most 253 bytes).
+	maxNameLen = 253
+	// idLen is how much of CNI_CONTAINERID names an attachment whose
+	// runtime gives no name.
+	idLen = 12
+)
+
+// Errors of the plugin.
+var (
+	// ErrNoPrevResult is ADD or CHECK called without the result of a
+	// previous plugin: deepwall-cni is chained, it makes no interface.
+	ErrNoPrevResult = errors.New("no prevResult: " + Type + " must be chained after the plugin that makes the interface (bridge, ptp)")
+	// ErrNotInline is CHECK of an attachment the agent does not protect.
+	ErrNotInline = errors.New("not inline")
+)
+
+// NetConf is the plugin's entry in a conflist.
+type NetConf struct {
+	types.PluginConf
+	// Socket is the agent's API socket (default api.DefaultSocket).
+	Socket string `json:"socket,omitempty"`
+	// FailClosed (default true): when the container cannot be put inline
+	// (no agent, or the agent refuses), ADD fails and the container does
+	// not start; false: ADD succeeds, unprotected, and says so on
+	// stderr. It is also the protection's fail policy (the agent's
+	// absence on the protected veth drops its traffic).
+	FailClosed *bool `json:"failClosed,omitempty"`
+	// Mode is the protection mode (default protect).
+	Mode string `json:"mode,omitempty"`
+}
+
+func (c *NetConf) failClosed() bool { return c.FailClosed == nil || *c.FailClosed }
+
+// Funcs are the plugin's ADD, DEL and CHECK for skel.PluginMainFuncs;
+// Log gets what a fail-open ADD let through (the runtime shows the
+// plugin's stderr in its logs).
+func Funcs(stdout, log io.Writer) skel.CNIFuncs {
+	return skel.CNIFuncs{
+		Add:   func(a *skel.CmdArgs) error { return Add(a, stdout, log) },
+		Del:   func(a *skel.CmdArgs) error { return Del(a, log) },
+		Check: Check,
+	}
+}
+
+// About is what the plugin prints when called with no CNI_COMMAND.
+const About = Type + ": puts a container's interface inline in deepwall's agent (chained CNI plugin; " + Type + " install copies it to /opt/cni/bin)"
+
+// Versions are the CNI spec versions the plugin speaks.
+var Versions = version.PluginSupports("0.4.0", "1.0.0", "1.1.0")
+
+// parse reads the plugin's configuration and its previous result.
+func parse(stdin []byte, needPrev bool) (*NetConf, error) {
+	conf := &NetConf{}
+	if err := json.Unmarshal(stdin, conf); err != nil {
+		return nil, fmt.Errorf("parse network configuration: %w", err)
+	}
+	if conf.Socket == "" {
+		conf.Socket = api.DefaultSocket
+	}
+	if conf.Mode == "" {
+		conf.Mode = api.ModeProtect
+	}
+	if needPrev {
+		if conf.RawPrevResult == nil {
+			return nil, ErrNoPrevResult
+		}
+		if err := version.ParsePrevResult(&conf.PluginConf); err != nil {
+			return nil, fmt.Errorf("parse prevResult: %w", err)
+		}
+	}
+	return conf, nil
+}
+
+// Name is the protection's name for an attachment: the runtime's name
+// of the container (K8S_POD_NAME, which podman and CRI set) or the
+// first 12 characters of CNI_CONTAINERID, followed by "-IFNAME" for an
+// interface other than eth0 (a second network of the same container).
+func Name(a *skel.CmdArgs) string {
+	name := cniArg(a.Args, "K8S_POD_NAME")
+	if name == "" || len(name) > maxNameLen || strings.ContainsAny(name, "/ \t\n") {
+		id := a.ContainerID
+		if len(id) > idLen {
+			id = id[:idLen]
+		}
+		name = "cni-" + id
+	}
+	if a.IfName != "" && a.IfName != api.DefaultIface {
+		name += "-" + a.IfName
+	}
+	return name
+}
+
+// cniArg returns key's value in CNI_ARGS (KEY=VALUE;KEY=VALUE).
+func cniArg(args, key string) string {
+	for kv := range strings.SplitSeq(args, ";") {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+// Add puts the attachment's interface inline and writes the previous
+// result to stdout unchanged.
+func Add(a *skel.CmdArgs, stdout, log io.Writer) error {
+	conf, err := parse(a.StdinData, true)
+	if err != nil {
+		return err
+	}
+	name := Name(a)
+	if a.Netns == "" {
+		return fmt.Errorf("%s: no CNI_NETNS", name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), addTimeout)
+	defer cancel()
+	req := api.ProtectRequest{Target: a.Netns, Iface: a.IfName, Mode: conf.Mode, FailClosed: conf.failClosed(), Name: name}
+	var st api.PortStatus
+	if err := api.NewClient(conf.Socket).Do(ctx, http.MethodPost, "/v1/ports", nil, req, &st); err != nil {
+		err = fmt.Errorf("put %s (%s %s) inline: %w", name, a.Netns, a.IfName, err)
+		if conf.failClosed() {
+			return err
+		}
+		fmt.Fprintf(log, "%s: failClosed false: container %s starts UNPROTECTED: %v\n", Type, a.ContainerID, err)
+	}
+	res, err := conf.PrevResult.GetAsVersion(conf.CNIVersion)
+	if err != nil {
+		return fmt.Errorf("prevResult as version %s: %w", conf.CNIVersion, err)
+	}
+	return res.PrintTo(stdout)
+}
+
+// Del releases the attachment. Something the agent does not know is
+// released already; with no agent, what it protected is released by its
+// next start (the namespace is gone), so DEL succeeds either way.
+func Del(a *skel.CmdArgs, log io.Writer) error {
+	conf, err := parse(a.StdinData, false)
+	if err != nil {
+		return err
+	}
+	name := Name(a)
+	ctx, cancel := context.WithTimeout(context.Background(), delTimeout)
+	defer cancel()
+	err = api.NewClient(conf.Socket).Do(ctx, http.MethodDelete, "/v1/ports/"+url.PathEscape(name), nil, nil, nil)
+	var ce *api.CallError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ce) && ce.Status == http.StatusNotFound:
+		return nil
+	case errors.As(err, &ce):
+		return fmt.Errorf("release %s: %w", name, err)
+	}
+	fmt.Fprintf(log, "%s: release %s: %v (the agent releases it when it starts)\n", Type, name, err)
+	return nil
+}
+
+// Check fails unless the agent has the attachment inline (state running,
+// on this interface). With no agent and failClosed false it succeeds, as
+// ADD did.
+func Check(a *skel.CmdArgs) error {
+	conf, err := parse(a.StdinData, true)
+	if err != nil {
+		return err
+	}
+	name := Name(a)
+	ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+	defer cancel()
+	var pl api.PortList
+	if err := api.NewClient(conf.Socket).Do(ctx, http.MethodGet, "/v1/ports", nil, nil, &pl); err != nil {
+		var ce *api.CallError
+		if !conf.failClosed() && !errors.As(err, &ce) {
+			return nil
+		}
+		return fmt.Errorf("check %s: %w", name, err)
+	}
+	for _, p := range pl.Ports {
+		if p.Name != name {
+			continue
+		}
+		if p.State != "running" || p.Iface != a.IfName {
+			return fmt.Errorf("%s: %w: state %s, interface %s %s", name, ErrNotInline, p.State, p.Iface, p.Reason)
+		}
+		return nil
+	}
+	return fmt.Errorf("%s: %w: the agent at %s does not protect it", name, ErrNotInline, conf.Socket)
+}
