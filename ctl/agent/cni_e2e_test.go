@@ -1,0 +1,171 @@
+package agent_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deepwall/deepwall/ctl/agent"
+	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/ctl/eve"
+	"github.com/deepwall/deepwall/internal/testctr"
+	"github.com/deepwall/deepwall/internal/testnet"
+)
+
+// TestPrivilegedCNI runs podman (CNI backend) with deepwall-cni chained
+// after the bridge plugin of a network: the container's entrypoint sends
+// an attack as its very first connection, to a server on the host, and
+// it is blocked (the entrypoint records that its request got no answer,
+// the agent's alert exists); the container is protected under its podman
+// name, CHECK-able, and `podman rm` (CNI DEL) releases it, leaving the
+// host's wiring as it was. Installed with `deepwall-cni install`.
+func TestPrivilegedCNI(t *testing.T) {
+	dir := t.TempDir()
+	plugins := filepath.Join(dir, "cni-bin")
+	bin := filepath.Join(dir, "deepwall-cni")
+	if out, err := exec.Command("go", "build", "-trimpath", "-o", bin, "github.com/deepwall/deepwall/cmd/deepwall-cni").CombinedOutput(); err != nil {
+		t.Fatalf("build deepwall-cni: %v\n%s", err, out)
+	}
+	// podman finds its CNI plugins in containers.conf's cni_plugin_dirs:
+	// this test's copy first, Debian's bridge and host-local after.
+	conf := filepath.Join(dir, "containers.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("[network]\ncni_plugin_dirs = [%q, \"/usr/lib/cni\"]\n", plugins)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CONTAINERS_CONF", conf)
+	pm := testctr.NewPodman(t)
+	a := startHostAgent(t, &testnet.Host{NS: pm.NS}, t.TempDir())
+	out, err := exec.Command(bin, "install", "-dir", plugins, "-socket", a.Socket).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"socket": "`+a.Socket+`"`) {
+		t.Fatalf("deepwall-cni install: %v\n%s", err, out)
+	}
+	t.Logf("deepwall-cni install:\n%s", out)
+
+	// A network of the test's with deepwall-cni chained last.
+	octet := 248 + os.Getpid()%8
+	gw := netip.MustParseAddr(fmt.Sprintf("198.19.%d.1", octet))
+	network := fmt.Sprintf("dwt-%d-cni", os.Getpid())
+	pm.Command(t, "network", "create", "--subnet", fmt.Sprintf("198.19.%d.0/24", octet), network)
+	t.Cleanup(func() {
+		_, _ = exec.Command("podman", "network", "rm", "-f", network).CombinedOutput()
+		_ = os.RemoveAll(filepath.Join("/var/lib/cni/networks", network))
+	})
+	chainPlugin(t, filepath.Join("/etc/cni/net.d", network+".conflist"),
+		map[string]any{"type": "deepwall-cni", "socket": a.Socket, "failClosed": true})
+	webServer(t, pm.NS, netip.IPv4Unspecified())
+	before := testnet.WiringDump(t, pm.NS)
+
+	// busybox's wget (static) crashes resolving; nc speaks HTTP/1.0.
+	get := func(path, out string) string {
+		return fmt.Sprintf("printf 'GET %%s HTTP/1.0\\r\\n\\r\\n' '%s' | nc -w 5 %s 8080 >%s", path, gw, out)
+	}
+	entry := get("/?id=1%20UNION%20SELECT%20password%20FROM%20users", "/www/r1") +
+		"; if [ -s /www/r1 ]; then echo answered; else echo blocked; fi >/www/first; " +
+		get("/", "/www/benign") + fmt.Sprintf("; exec /bin/httpd -f -p %d -h /www", testctr.HTTPPort)
+	start := time.Now()
+	web := pm.Run(t, "web", testctr.Options{Network: network, Cmd: []string{"/bin/sh", "-c", entry}})
+	t.Logf("podman run with deepwall-cni: %v", time.Since(start).Round(time.Millisecond))
+	p := waitPort(t, a, web.Name, func(p api.PortStatus) bool { return p.State == "running" })
+	if p.Iface != "eth0" || !p.FailClosed {
+		t.Errorf("port %+v: want eth0, fail-closed", p)
+	}
+	waitBenign(t, pm.NS, web.IP)
+	if got := fetch(pm.NS, web.IP, "/first"); got != "blocked\n" {
+		t.Errorf("the entrypoint's first request (an attack): %q, want blocked", got)
+	}
+	if got := fetch(pm.NS, web.IP, "/benign"); !strings.HasSuffix(got, "\r\n\r\nok") {
+		t.Errorf("the entrypoint's benign request: %q, want ok", got)
+	}
+	a.waitEvents(t, "the blocked alert of the entrypoint's first request", func(evs []eve.Event) bool {
+		for _, ev := range evs {
+			if ev.Alert != nil && ev.Alert.Action == "blocked" && ev.DestIP == gw.String() && ev.SrcIP == web.IP.String() {
+				return true
+			}
+		}
+		return false
+	})
+	checkInline(t, pm.NS, web.IP)
+
+	// CNI DEL (podman rm) releases it; the bridge plugin's DEL removes
+	// the veth: the host is as before but for the bridge, which the
+	// bridge plugin keeps for the network's next container.
+	pm.Command(t, "rm", "-f", "-t", "0", web.Name)
+	if pl := portsOfAgent(t, a); len(pl.Ports) != 0 {
+		t.Errorf("ports after podman rm: %+v", pl)
+	}
+	deleteBridge(t, pm.NS, gw)
+	if after := testnet.WiringDump(t, pm.NS); after != before {
+		t.Errorf("host wiring differs after CNI DEL:\n--- before\n%s\n--- after\n%s", before, after)
+	}
+	var ops []string
+	for _, e := range agent.ReadAudit(t, a.Audit) {
+		if e.OK && strings.Contains(e.Detail, web.Name) {
+			ops = append(ops, e.Op)
+		}
+	}
+	if strings.Join(ops, " ") != "protect unprotect" {
+		t.Errorf("audited ops naming %s: %v, want protect (ADD) and unprotect (DEL)", web.Name, ops)
+	}
+}
+
+// chainPlugin appends plugin to the plugins of the conflist file.
+func chainPlugin(tb testing.TB, file string, plugin map[string]any) {
+	tb.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var list map[string]any
+	if err := json.Unmarshal(b, &list); err != nil {
+		tb.Fatalf("%s: %v", file, err)
+	}
+	list["plugins"] = append(list["plugins"].([]any), plugin)
+	if b, err = json.MarshalIndent(list, "", "  "); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// deleteBridge deletes the bridge holding gw in ns.
+func deleteBridge(tb testing.TB, ns *testnet.NS, gw netip.Addr) {
+	tb.Helper()
+	h := ns.Netlink(tb)
+	links, err := h.LinkList()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, l := range links {
+		if l.Type() != "bridge" {
+			continue
+		}
+		addrs, _ := h.AddrList(l, 0)
+		for _, ad := range addrs {
+			if ad.IP.String() == gw.String() {
+				if err := h.LinkDel(l); err != nil {
+					tb.Fatal(err)
+				}
+				return
+			}
+		}
+	}
+}
+
+// fetch gets path from ip's test server from ns; "" when it fails.
+func fetch(ns *testnet.NS, ip netip.Addr, path string) string {
+	resp, err := nsHTTPClient(ns, false).Get(fmt.Sprintf("http://%s:%d%s", ip, testctr.HTTPPort, path))
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
