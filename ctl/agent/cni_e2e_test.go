@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -41,6 +42,12 @@ func TestPrivilegedCNI(t *testing.T) {
 	}
 	t.Setenv("CONTAINERS_CONF", conf)
 	pm := testctr.NewPodman(t)
+	if backend := pm.Command(t, "info", "--format", "{{.Host.NetworkBackend}}"); backend != "cni" {
+		if os.Getenv(testnet.RequireEnv) == "1" {
+			t.Fatalf("podman's network backend is %s, not cni", backend)
+		}
+		t.Skipf("podman's network backend is %s, not cni", backend)
+	}
 	a := startHostAgent(t, &testnet.Host{NS: pm.NS}, t.TempDir())
 	out, err := exec.Command(bin, "install", "-dir", plugins, "-socket", a.Socket).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), `"socket": "`+a.Socket+`"`) {
@@ -113,6 +120,23 @@ func TestPrivilegedCNI(t *testing.T) {
 	if strings.Join(ops, " ") != "protect unprotect" {
 		t.Errorf("audited ops naming %s: %v, want protect (ADD) and unprotect (DEL)", web.Name, ops)
 	}
+
+	// failClosed with no agent: ADD fails, the container does not start.
+	a.stop(t)
+	var runOut []byte
+	err = pm.NS.Do(func() error {
+		var err error
+		runOut, err = exec.Command("podman", "run", "-d", "--name", web.Name, "--network", network, "--runtime", "runc", testctr.Image, "/bin/sleep", "60").CombinedOutput()
+		return err
+	})
+	if err == nil || !strings.Contains(string(runOut), "no agent listening") {
+		t.Errorf("podman run with no agent, failClosed: %v: %s", err, runOut)
+	}
+	t.Logf("podman run with no agent: %s", bytes.TrimSpace(runOut))
+	if out := pm.Command(t, "ps", "--filter", "name="+web.Name, "--format", "{{.Names}}"); out != "" {
+		t.Errorf("a container runs unprotected: %s", out)
+	}
+	pm.Command(t, "rm", "-f", "--ignore", web.Name) // created, never started
 }
 
 // chainPlugin appends plugin to the plugins of the conflist file.
