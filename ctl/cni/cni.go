@@ -17,6 +17,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -37,9 +38,6 @@ const (
 	addTimeout   = 30 * time.Second
 	delTimeout   = 30 * time.Second
 	checkTimeout = 10 * time.Second
-	// maxNameLen bounds the protection's name taken from CNI_ARGS (a
-	// Kubernetes pod name is at most 253 bytes).
-	maxNameLen = 253
 	// idLen is how much of CNI_CONTAINERID names an attachment whose
 	// runtime gives no name.
 	idLen = 12
@@ -115,20 +113,28 @@ func parse(stdin []byte, needPrev bool) (*NetConf, error) {
 // of the container (K8S_POD_NAME, which podman and CRI set) or the
 // first 12 characters of CNI_CONTAINERID, followed by "-IFNAME" for an
 // interface other than eth0 (a second network of the same container).
+// A name rules cannot use (rules.ValidContainerName) is replaced by the
+// id's.
 func Name(a *skel.CmdArgs) string {
-	name := cniArg(a.Args, "K8S_POD_NAME")
-	if name == "" || len(name) > maxNameLen || strings.ContainsAny(name, "/ \t\n") {
-		id := a.ContainerID
-		if len(id) > idLen {
-			id = id[:idLen]
-		}
-		name = "cni-" + id
-	}
+	suffix := ""
 	if a.IfName != "" && a.IfName != api.DefaultIface {
-		name += "-" + a.IfName
+		suffix = "-" + a.IfName
 	}
-	return name
+	if name := cniArg(a.Args, "K8S_POD_NAME") + suffix; validName(name) {
+		return name
+	}
+	id := a.ContainerID
+	if len(id) > idLen {
+		id = id[:idLen]
+	}
+	return "cni-" + id + suffix
 }
+
+// containerNameRE is rules.ValidContainerName's (the rules package is
+// not linked into the plugin; a test checks they agree).
+var containerNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+func validName(name string) bool { return containerNameRE.MatchString(name) }
 
 // cniArg returns key's value in CNI_ARGS (KEY=VALUE;KEY=VALUE).
 func cniArg(args, key string) string {

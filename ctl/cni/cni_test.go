@@ -15,6 +15,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/rules"
 )
 
 func TestName(t *testing.T) {
@@ -24,11 +25,21 @@ func TestName(t *testing.T) {
 		{"K8S_POD_NAME=web", "net1", "web-net1"},
 		{"", "eth0", "cni-0123456789ab"},
 		{"K8S_POD_NAME=a/b", "", "cni-0123456789ab"},
-		{"K8S_POD_NAME=" + strings.Repeat("x", maxNameLen+1), "eth0", "cni-0123456789ab"},
+		{"K8S_POD_NAME=" + strings.Repeat("x", 129), "eth0", "cni-0123456789ab"},
+		{"K8S_POD_NAME=" + strings.Repeat("x", 126), "net1", "cni-0123456789ab-net1"},
+		{"K8S_POD_NAME=-x", "eth0", "cni-0123456789ab"},
 	} {
 		a := &skel.CmdArgs{ContainerID: "0123456789abcdef", IfName: tc.ifname, Args: tc.args}
 		if got := Name(a); got != tc.want {
 			t.Errorf("Name(%q, %q) = %q, want %q", tc.args, tc.ifname, got, tc.want)
+		}
+	}
+}
+
+func TestValidNameIsRules(t *testing.T) {
+	for _, name := range []string{"web", "web-1.a_b", "", "-x", ".x", "a/b", "a b", strings.Repeat("x", 128), strings.Repeat("x", 129), "é"} {
+		if validName(name) != rules.ValidContainerName(name) {
+			t.Errorf("validName(%q) = %v, rules says %v", name, validName(name), !validName(name))
 		}
 	}
 }
