@@ -17,7 +17,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 
@@ -26,6 +25,7 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/rules"
 )
 
 // Type is the plugin's name: its binary in the runtime's CNI path and
@@ -120,7 +120,7 @@ func Name(a *skel.CmdArgs) string {
 	if a.IfName != "" && a.IfName != api.DefaultIface {
 		suffix = "-" + a.IfName
 	}
-	if name := cniArg(a.Args, "K8S_POD_NAME") + suffix; validName(name) {
+	if name := cniArg(a.Args, "K8S_POD_NAME") + suffix; rules.ValidContainerName(name) {
 		return name
 	}
 	id := a.ContainerID
@@ -129,12 +129,6 @@ func Name(a *skel.CmdArgs) string {
 	}
 	return "cni-" + id + suffix
 }
-
-// containerNameRE is rules.ValidContainerName's (the rules package is
-// not linked into the plugin; a test checks they agree).
-var containerNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
-
-func validName(name string) bool { return containerNameRE.MatchString(name) }
 
 // cniArg returns key's value in CNI_ARGS (KEY=VALUE;KEY=VALUE).
 func cniArg(args, key string) string {

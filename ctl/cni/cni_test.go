@@ -15,7 +15,6 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/deepwall/deepwall/ctl/api"
-	"github.com/deepwall/deepwall/rules"
 )
 
 func TestName(t *testing.T) {
@@ -32,14 +31,6 @@ func TestName(t *testing.T) {
 		a := &skel.CmdArgs{ContainerID: "0123456789abcdef", IfName: tc.ifname, Args: tc.args}
 		if got := Name(a); got != tc.want {
 			t.Errorf("Name(%q, %q) = %q, want %q", tc.args, tc.ifname, got, tc.want)
-		}
-	}
-}
-
-func TestValidNameIsRules(t *testing.T) {
-	for _, name := range []string{"web", "web-1.a_b", "", "-x", ".x", "a/b", "a b", strings.Repeat("x", 128), strings.Repeat("x", 129), "é"} {
-		if validName(name) != rules.ValidContainerName(name) {
-			t.Errorf("validName(%q) = %v, rules says %v", name, validName(name), !validName(name))
 		}
 	}
 }
