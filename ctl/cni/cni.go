@@ -54,7 +54,7 @@ var (
 
 // NetConf is the plugin's entry in a conflist.
 type NetConf struct {
-	types.PluginConf
+	types.NetConf
 	// Socket is the agent's API socket (default api.DefaultSocket).
 	Socket string `json:"socket,omitempty"`
 	// FailClosed (default true): when the container cannot be put inline
@@ -102,7 +102,7 @@ func parse(stdin []byte, needPrev bool) (*NetConf, error) {
 		if conf.RawPrevResult == nil {
 			return nil, ErrNoPrevResult
 		}
-		if err := version.ParsePrevResult(&conf.PluginConf); err != nil {
+		if err := version.ParsePrevResult(&conf.NetConf); err != nil {
 			return nil, fmt.Errorf("parse prevResult: %w", err)
 		}
 	}
