@@ -43,6 +43,10 @@ const (
 	idLen = 12
 )
 
+// errPluginNotAvailable is spec 1.1's well-known error of a STATUS that
+// cannot service ADD (not named in the library's types).
+const errPluginNotAvailable uint = 50
+
 // Errors of the plugin.
 var (
 	// ErrNoPrevResult is ADD or CHECK called without the result of a
@@ -77,6 +81,11 @@ func Funcs(stdout, log io.Writer) skel.CNIFuncs {
 		Add:   func(a *skel.CmdArgs) error { return Add(a, stdout, log) },
 		Del:   func(a *skel.CmdArgs) error { return Del(a, log) },
 		Check: Check,
+		// GC (spec 1.1) has nothing to do: the agent releases the
+		// protections of namespaces that are gone by itself (every
+		// second and at start).
+		GC:     func(*skel.CmdArgs) error { return nil },
+		Status: Status,
 	}
 }
 
@@ -169,9 +178,10 @@ func Add(a *skel.CmdArgs, stdout, log io.Writer) error {
 	return res.PrintTo(stdout)
 }
 
-// Del releases the attachment. Something the agent does not know is
-// released already; with no agent, what it protected is released by its
-// next start (the namespace is gone), so DEL succeeds either way.
+// Del releases the attachment. DEL always succeeds (the runtime could
+// not remove the container otherwise): something the agent does not know
+// is released already; what it could not release now (no agent, or a
+// refusal, logged) it releases by itself once the namespace is gone.
 func Del(a *skel.CmdArgs, log io.Writer) error {
 	conf, err := parse(a.StdinData, false)
 	if err != nil {
@@ -181,16 +191,25 @@ func Del(a *skel.CmdArgs, log io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), delTimeout)
 	defer cancel()
 	err = api.NewClient(conf.Socket).Do(ctx, http.MethodDelete, "/v1/ports/"+url.PathEscape(name), nil, nil, nil)
-	var ce *api.CallError
-	switch {
-	case err == nil:
+	if ce := (*api.CallError)(nil); err == nil || errors.As(err, &ce) && ce.Status == http.StatusNotFound {
 		return nil
-	case errors.As(err, &ce) && ce.Status == http.StatusNotFound:
-		return nil
-	case errors.As(err, &ce):
-		return fmt.Errorf("release %s: %w", name, err)
 	}
-	fmt.Fprintf(log, "%s: release %s: %v (the agent releases it when it starts)\n", Type, name, err)
+	fmt.Fprintf(log, "%s: release %s: %v (the agent releases it once the namespace is gone)\n", Type, name, err)
+	return nil
+}
+
+// Status (spec 1.1) reports whether ADD can succeed: the agent answers,
+// or failClosed is false.
+func Status(a *skel.CmdArgs) error {
+	conf, err := parse(a.StdinData, false)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+	defer cancel()
+	if _, err := api.NewClient(conf.Socket).Status(ctx); err != nil && conf.failClosed() {
+		return types.NewError(errPluginNotAvailable, "deepwall agent not available", err.Error())
+	}
 	return nil
 }
 

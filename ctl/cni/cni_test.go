@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/deepwall/deepwall/ctl/api"
@@ -67,6 +68,11 @@ func newFakeAgent(tb testing.TB) *fakeAgent {
 	mux.HandleFunc("DELETE /v1/ports/{name}", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
+		if f.refuse {
+			w.WriteHeader(http.StatusBadRequest)
+			_ = json.NewEncoder(w).Encode(api.ErrorBody{Error: "web is protected by selector:label:tier=web: unprotect that"})
+			return
+		}
 		if _, ok := f.ports[r.PathValue("name")]; !ok {
 			w.WriteHeader(http.StatusNotFound)
 			_ = json.NewEncoder(w).Encode(api.ErrorBody{Error: "not protected"})
@@ -165,13 +171,23 @@ func TestAgentDown(t *testing.T) {
 			if err := Check(a); tc.ok != (err == nil) {
 				t.Errorf("CHECK: %v", err)
 			}
+			var te *types.Error
+			if err := Status(a); tc.ok != (err == nil) || err != nil && (!errors.As(err, &te) || te.Code != errPluginNotAvailable) {
+				t.Errorf("STATUS: %v", err)
+			}
 		})
 	}
 	f := newFakeAgent(t)
-	f.refuse = true
+	f.refuse = true // set before any request: no lock needed
 	var out, log bytes.Buffer
 	if err := Add(cmdArgs(t, `,"socket":"`+f.socket+`"`), &out, &log); err == nil || !strings.Contains(err.Error(), "Link not found") {
 		t.Errorf("ADD refused by the agent: %v", err)
+	}
+	// A DEL the agent refuses succeeds (the runtime must be able to
+	// remove the container), logged.
+	log.Reset()
+	if err := Del(cmdArgs(t, `,"socket":"`+f.socket+`"`), &log); err != nil || !strings.Contains(log.String(), "release web") {
+		t.Errorf("DEL refused by the agent: %v, log %q", err, log.String())
 	}
 }
 
