@@ -83,8 +83,8 @@ func TestPrivilegedCNI(t *testing.T) {
 	web := pm.Run(t, "web", testctr.Options{Network: network, Cmd: []string{"/bin/sh", "-c", entry}})
 	t.Logf("podman run with deepwall-cni: %v", time.Since(start).Round(time.Millisecond))
 	p := waitPort(t, a, web.Name, func(p api.PortStatus) bool { return p.State == "running" })
-	if p.Iface != "eth0" || !p.FailClosed {
-		t.Errorf("port %+v: want eth0, fail-closed", p)
+	if p.Iface != "eth0" || !p.FailClosed || p.Kind != "cni" || p.ContainerID != web.ID {
+		t.Errorf("port %+v: want eth0, fail-closed, kind cni, container id %s", p, web.ID)
 	}
 	waitBenign(t, pm.NS, web.IP)
 	if got := fetch(pm.NS, web.IP, "/first"); got != "blocked\n" {
@@ -95,13 +95,16 @@ func TestPrivilegedCNI(t *testing.T) {
 	}
 	a.waitEvents(t, "the blocked alert of the entrypoint's first request", func(evs []eve.Event) bool {
 		for _, ev := range evs {
-			if ev.Alert != nil && ev.Alert.Action == "blocked" && ev.DestIP == gw.String() && ev.SrcIP == web.IP.String() {
+			if ev.Alert != nil && ev.Alert.Action == "blocked" && ev.DestIP == gw.String() && ev.SrcIP == web.IP.String() &&
+				ev.Container != nil && *ev.Container == (eve.Container{Name: web.Name, ID: web.ID}) {
 				return true
 			}
 		}
 		return false
 	})
 	checkInline(t, pm.NS, web.IP)
+	_, ports, _ := a.cli(t, "ports")
+	t.Logf("deepwall ports:\n%s", ports)
 
 	// CHECK: inline;
 	// not after an unprotect by hand. podman restart (CNI DEL, which

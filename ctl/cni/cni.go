@@ -162,7 +162,8 @@ func Add(a *skel.CmdArgs, stdout, log io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), addTimeout)
 	defer cancel()
-	req := api.ProtectRequest{Target: a.Netns, Iface: a.IfName, Mode: conf.Mode, FailClosed: conf.failClosed(), Name: name}
+	req := api.ProtectRequest{Target: a.Netns, Iface: a.IfName, Mode: conf.Mode, FailClosed: conf.failClosed(), Name: name,
+		CNIContainerID: a.ContainerID}
 	var st api.PortStatus
 	if err := api.NewClient(conf.Socket).Do(ctx, http.MethodPost, "/v1/ports", nil, req, &st); err != nil {
 		err = fmt.Errorf("put %s (%s %s) inline: %w", name, a.Netns, a.IfName, err)

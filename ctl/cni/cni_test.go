@@ -115,7 +115,7 @@ func TestAddDelCheck(t *testing.T) {
 	if err := Add(a, &out, &log); err != nil {
 		t.Fatal(err)
 	}
-	want := api.ProtectRequest{Target: "/run/netns/n1", Iface: "eth0", Mode: api.ModeMonitor, FailClosed: true, Name: "web"}
+	want := api.ProtectRequest{Target: "/run/netns/n1", Iface: "eth0", Mode: api.ModeMonitor, FailClosed: true, Name: "web", CNIContainerID: "ctr1"}
 	if got := f.ports["web"]; got != want {
 		t.Errorf("protect request %+v, want %+v", got, want)
 	}
