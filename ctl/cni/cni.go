@@ -49,15 +49,15 @@ const errPluginNotAvailable uint = 50
 
 // Errors of the plugin.
 var (
-	// ErrNoPrevResult is ADD or CHECK called without the result of a
+	// errNoPrevResult is ADD or CHECK called without the result of a
 	// previous plugin: deepwall-cni is chained, it makes no interface.
-	ErrNoPrevResult = errors.New("no prevResult: " + Type + " must be chained after the plugin that makes the interface (bridge, ptp)")
-	// ErrNotInline is CHECK of an attachment the agent does not protect.
-	ErrNotInline = errors.New("not inline")
+	errNoPrevResult = errors.New("no prevResult: " + Type + " must be chained after the plugin that makes the interface (bridge, ptp)")
+	// errNotInline is CHECK of an attachment the agent does not protect.
+	errNotInline = errors.New("not inline")
 )
 
-// NetConf is the plugin's entry in a conflist.
-type NetConf struct {
+// netConf is the plugin's entry in a conflist.
+type netConf struct {
 	types.NetConf
 	// Socket is the agent's API socket (default api.DefaultSocket).
 	Socket string `json:"socket,omitempty"`
@@ -71,21 +71,21 @@ type NetConf struct {
 	Mode string `json:"mode,omitempty"`
 }
 
-func (c *NetConf) failClosed() bool { return c.FailClosed == nil || *c.FailClosed }
+func (c *netConf) failClosed() bool { return c.FailClosed == nil || *c.FailClosed }
 
-// Funcs are the plugin's ADD, DEL and CHECK for skel.PluginMainFuncs;
-// Log gets what a fail-open ADD let through (the runtime shows the
-// plugin's stderr in its logs).
+// Funcs are the plugin's commands for skel.PluginMainFuncs, writing
+// results to stdout and to log what a fail-open ADD or a DEL let through
+// (the runtime shows the plugin's stderr in its logs).
 func Funcs(stdout, log io.Writer) skel.CNIFuncs {
 	return skel.CNIFuncs{
-		Add:   func(a *skel.CmdArgs) error { return Add(a, stdout, log) },
-		Del:   func(a *skel.CmdArgs) error { return Del(a, log) },
-		Check: Check,
+		Add:   func(a *skel.CmdArgs) error { return cmdAdd(a, stdout, log) },
+		Del:   func(a *skel.CmdArgs) error { return cmdDel(a, log) },
+		Check: cmdCheck,
 		// GC (spec 1.1) has nothing to do: the agent releases the
 		// protections of namespaces that are gone by itself (every
 		// second and at start).
 		GC:     func(*skel.CmdArgs) error { return nil },
-		Status: Status,
+		Status: cmdStatus,
 	}
 }
 
@@ -96,8 +96,8 @@ const About = Type + ": puts a container's interface inline in deepwall's agent 
 var Versions = version.PluginSupports("0.4.0", "1.0.0", "1.1.0")
 
 // parse reads the plugin's configuration and its previous result.
-func parse(stdin []byte, needPrev bool) (*NetConf, error) {
-	conf := &NetConf{}
+func parse(stdin []byte, needPrev bool) (*netConf, error) {
+	conf := &netConf{}
 	if err := json.Unmarshal(stdin, conf); err != nil {
 		return nil, fmt.Errorf("parse network configuration: %w", err)
 	}
@@ -109,7 +109,7 @@ func parse(stdin []byte, needPrev bool) (*NetConf, error) {
 	}
 	if needPrev {
 		if conf.RawPrevResult == nil {
-			return nil, ErrNoPrevResult
+			return nil, errNoPrevResult
 		}
 		if err := version.ParsePrevResult(&conf.NetConf); err != nil {
 			return nil, fmt.Errorf("parse prevResult: %w", err)
@@ -118,13 +118,13 @@ func parse(stdin []byte, needPrev bool) (*NetConf, error) {
 	return conf, nil
 }
 
-// Name is the protection's name for an attachment: the runtime's name
-// of the container (K8S_POD_NAME, which podman and CRI set) or the
-// first 12 characters of CNI_CONTAINERID, followed by "-IFNAME" for an
-// interface other than eth0 (a second network of the same container).
-// A name rules cannot use (rules.ValidContainerName) is replaced by the
-// id's.
-func Name(a *skel.CmdArgs) string {
+// attachmentName is the protection's name for an attachment: the
+// runtime's name of the container (K8S_POD_NAME, which podman and CRI
+// set) or "cni-" and the first 12 characters of CNI_CONTAINERID,
+// followed by "-IFNAME" for an interface other than eth0 (a second
+// network of the same container). A name rules cannot use
+// (rules.ValidContainerName) is replaced by the id's.
+func attachmentName(a *skel.CmdArgs) string {
 	suffix := ""
 	if a.IfName != "" && a.IfName != api.DefaultIface {
 		suffix = "-" + a.IfName
@@ -149,14 +149,14 @@ func cniArg(args, key string) string {
 	return ""
 }
 
-// Add puts the attachment's interface inline and writes the previous
+// cmdAdd puts the attachment's interface inline and writes the previous
 // result to stdout unchanged.
-func Add(a *skel.CmdArgs, stdout, log io.Writer) error {
+func cmdAdd(a *skel.CmdArgs, stdout, log io.Writer) error {
 	conf, err := parse(a.StdinData, true)
 	if err != nil {
 		return err
 	}
-	name := Name(a)
+	name := attachmentName(a)
 	if a.Netns == "" {
 		return fmt.Errorf("%s: no CNI_NETNS", name)
 	}
@@ -179,16 +179,16 @@ func Add(a *skel.CmdArgs, stdout, log io.Writer) error {
 	return res.PrintTo(stdout)
 }
 
-// Del releases the attachment. DEL always succeeds (the runtime could
+// cmdDel releases the attachment. DEL always succeeds (the runtime could
 // not remove the container otherwise): something the agent does not know
 // is released already; what it could not release now (no agent, or a
 // refusal, logged) it releases by itself once the namespace is gone.
-func Del(a *skel.CmdArgs, log io.Writer) error {
+func cmdDel(a *skel.CmdArgs, log io.Writer) error {
 	conf, err := parse(a.StdinData, false)
 	if err != nil {
 		return err
 	}
-	name := Name(a)
+	name := attachmentName(a)
 	ctx, cancel := context.WithTimeout(context.Background(), delTimeout)
 	defer cancel()
 	err = api.NewClient(conf.Socket).Do(ctx, http.MethodDelete, "/v1/ports/"+url.PathEscape(name), nil, nil, nil)
@@ -199,9 +199,9 @@ func Del(a *skel.CmdArgs, log io.Writer) error {
 	return nil
 }
 
-// Status (spec 1.1) reports whether ADD can succeed: the agent answers,
+// cmdStatus (spec 1.1) reports whether ADD can succeed: the agent answers,
 // or failClosed is false.
-func Status(a *skel.CmdArgs) error {
+func cmdStatus(a *skel.CmdArgs) error {
 	conf, err := parse(a.StdinData, false)
 	if err != nil {
 		return err
@@ -214,15 +214,15 @@ func Status(a *skel.CmdArgs) error {
 	return nil
 }
 
-// Check fails unless the agent has the attachment inline (state running,
+// cmdCheck fails unless the agent has the attachment inline (state running,
 // on this interface). With no agent and failClosed false it succeeds, as
 // ADD did.
-func Check(a *skel.CmdArgs) error {
+func cmdCheck(a *skel.CmdArgs) error {
 	conf, err := parse(a.StdinData, true)
 	if err != nil {
 		return err
 	}
-	name := Name(a)
+	name := attachmentName(a)
 	ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
 	defer cancel()
 	var pl api.PortList
@@ -238,9 +238,9 @@ func Check(a *skel.CmdArgs) error {
 			continue
 		}
 		if p.State != "running" || p.Iface != a.IfName {
-			return fmt.Errorf("%s: %w: state %s, interface %s %s", name, ErrNotInline, p.State, p.Iface, p.Reason)
+			return fmt.Errorf("%s: %w: state %s, interface %s %s", name, errNotInline, p.State, p.Iface, p.Reason)
 		}
 		return nil
 	}
-	return fmt.Errorf("%s: %w: the agent at %s does not protect it", name, ErrNotInline, conf.Socket)
+	return fmt.Errorf("%s: %w: the agent at %s does not protect it", name, errNotInline, conf.Socket)
 }

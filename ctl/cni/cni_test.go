@@ -30,8 +30,8 @@ func TestName(t *testing.T) {
 		{"K8S_POD_NAME=-x", "eth0", "cni-0123456789ab"},
 	} {
 		a := &skel.CmdArgs{ContainerID: "0123456789abcdef", IfName: tc.ifname, Args: tc.args}
-		if got := Name(a); got != tc.want {
-			t.Errorf("Name(%q, %q) = %q, want %q", tc.args, tc.ifname, got, tc.want)
+		if got := attachmentName(a); got != tc.want {
+			t.Errorf("attachmentName(%q, %q) = %q, want %q", tc.args, tc.ifname, got, tc.want)
 		}
 	}
 }
@@ -108,11 +108,11 @@ func cmdArgs(tb testing.TB, extra string) *skel.CmdArgs {
 func TestAddDelCheck(t *testing.T) {
 	f := newFakeAgent(t)
 	a := cmdArgs(t, `,"socket":"`+f.socket+`","mode":"monitor"`)
-	if err := Check(a); !errors.Is(err, ErrNotInline) {
-		t.Errorf("CHECK before ADD: %v, want %v", err, ErrNotInline)
+	if err := cmdCheck(a); !errors.Is(err, errNotInline) {
+		t.Errorf("CHECK before ADD: %v, want %v", err, errNotInline)
 	}
 	var out, log bytes.Buffer
-	if err := Add(a, &out, &log); err != nil {
+	if err := cmdAdd(a, &out, &log); err != nil {
 		t.Fatal(err)
 	}
 	want := api.ProtectRequest{Target: "/run/netns/n1", Iface: "eth0", Mode: api.ModeMonitor, FailClosed: true, Name: "web", CNIContainerID: "ctr1"}
@@ -123,11 +123,11 @@ func TestAddDelCheck(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &res); err != nil || len(res.Interfaces) != 2 || res.Interfaces[0].Name != "veth1" || len(res.IPs) != 1 {
 		t.Errorf("ADD result (%v): %s: want prevResult passed through", err, out.String())
 	}
-	if err := Check(a); err != nil {
+	if err := cmdCheck(a); err != nil {
 		t.Errorf("CHECK after ADD: %v", err)
 	}
 	for range 2 { // DEL is idempotent
-		if err := Del(a, &log); err != nil {
+		if err := cmdDel(a, &log); err != nil {
 			t.Errorf("DEL: %v", err)
 		}
 	}
@@ -155,7 +155,7 @@ func TestAgentDown(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			a := cmdArgs(t, tc.extra)
 			var out, log bytes.Buffer
-			err := Add(a, &out, &log)
+			err := cmdAdd(a, &out, &log)
 			if tc.ok != (err == nil) {
 				t.Fatalf("ADD: %v", err)
 			}
@@ -165,14 +165,14 @@ func TestAgentDown(t *testing.T) {
 			if tc.ok && (!strings.Contains(log.String(), "UNPROTECTED") || !strings.Contains(out.String(), "veth1")) {
 				t.Errorf("fail-open ADD: log %q, result %q", log.String(), out.String())
 			}
-			if err := Del(a, &log); err != nil {
+			if err := cmdDel(a, &log); err != nil {
 				t.Errorf("DEL: %v", err)
 			}
-			if err := Check(a); tc.ok != (err == nil) {
+			if err := cmdCheck(a); tc.ok != (err == nil) {
 				t.Errorf("CHECK: %v", err)
 			}
 			var te *types.Error
-			if err := Status(a); tc.ok != (err == nil) || err != nil && (!errors.As(err, &te) || te.Code != errPluginNotAvailable) {
+			if err := cmdStatus(a); tc.ok != (err == nil) || err != nil && (!errors.As(err, &te) || te.Code != errPluginNotAvailable) {
 				t.Errorf("STATUS: %v", err)
 			}
 		})
@@ -180,20 +180,20 @@ func TestAgentDown(t *testing.T) {
 	f := newFakeAgent(t)
 	f.refuse = true // set before any request: no lock needed
 	var out, log bytes.Buffer
-	if err := Add(cmdArgs(t, `,"socket":"`+f.socket+`"`), &out, &log); err == nil || !strings.Contains(err.Error(), "Link not found") {
+	if err := cmdAdd(cmdArgs(t, `,"socket":"`+f.socket+`"`), &out, &log); err == nil || !strings.Contains(err.Error(), "Link not found") {
 		t.Errorf("ADD refused by the agent: %v", err)
 	}
 	// A DEL the agent refuses succeeds (the runtime must be able to
 	// remove the container), logged.
 	log.Reset()
-	if err := Del(cmdArgs(t, `,"socket":"`+f.socket+`"`), &log); err != nil || !strings.Contains(log.String(), "release web") {
+	if err := cmdDel(cmdArgs(t, `,"socket":"`+f.socket+`"`), &log); err != nil || !strings.Contains(log.String(), "release web") {
 		t.Errorf("DEL refused by the agent: %v, log %q", err, log.String())
 	}
 }
 
 func TestNoPrevResult(t *testing.T) {
 	a := &skel.CmdArgs{ContainerID: "c", Netns: "/run/netns/n", IfName: "eth0", StdinData: []byte(`{"cniVersion":"1.0.0","name":"n","type":"deepwall-cni"}`)}
-	if err := Add(a, &bytes.Buffer{}, &bytes.Buffer{}); !errors.Is(err, ErrNoPrevResult) {
+	if err := cmdAdd(a, &bytes.Buffer{}, &bytes.Buffer{}); !errors.Is(err, errNoPrevResult) {
 		t.Errorf("ADD without prevResult: %v", err)
 	}
 }

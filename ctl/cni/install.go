@@ -10,8 +10,8 @@ import (
 	"github.com/deepwall/deepwall/ctl/api"
 )
 
-// DefaultBinDir is where runtimes look for CNI plugins.
-const DefaultBinDir = "/opt/cni/bin"
+// defaultBinDir is where runtimes look for CNI plugins.
+const defaultBinDir = "/opt/cni/bin"
 
 // Install is `deepwall-cni install [-dir DIR] [-socket PATH]`: it copies
 // the running binary to DIR/deepwall-cni (replaced atomically: a runtime
@@ -20,7 +20,7 @@ const DefaultBinDir = "/opt/cni/bin"
 func Install(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet(Type+" install", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dir := fs.String("dir", DefaultBinDir, "the runtime's CNI plugin directory")
+	dir := fs.String("dir", defaultBinDir, "the runtime's CNI plugin directory")
 	socket := fs.String("socket", api.DefaultSocket, "the agent's API socket")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -30,12 +30,12 @@ func Install(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "installed %s\nadd to the \"plugins\" of the network's conflist, after the bridge (or ptp) plugin:\n%s",
-		filepath.Join(*dir, Type), Snippet(*socket))
+		filepath.Join(*dir, Type), snippet(*socket))
 	return 0
 }
 
-// Snippet is the plugin's conflist entry.
-func Snippet(socket string) string {
+// snippet is the plugin's conflist entry.
+func snippet(socket string) string {
 	return fmt.Sprintf("    {\n      \"type\": %q,\n      \"socket\": %q,\n      \"failClosed\": true,\n      \"mode\": %q\n    }\n", Type, socket, api.ModeProtect)
 }
 
