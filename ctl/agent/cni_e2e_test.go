@@ -31,19 +31,6 @@ import (
 // name, CHECK-able, and `podman rm` (CNI DEL) releases it, leaving the
 // host's wiring as it was. Installed with `deepwall-cni install`.
 func TestPrivilegedCNI(t *testing.T) {
-	dir := t.TempDir()
-	plugins := filepath.Join(dir, "cni-bin")
-	bin := filepath.Join(dir, "deepwall-cni")
-	if out, err := exec.Command("go", "build", "-trimpath", "-o", bin, "github.com/deepwall/deepwall/cmd/deepwall-cni").CombinedOutput(); err != nil {
-		t.Fatalf("build deepwall-cni: %v\n%s", err, out)
-	}
-	// podman finds its CNI plugins in containers.conf's cni_plugin_dirs:
-	// this test's copy first, Debian's bridge and host-local after.
-	conf := filepath.Join(dir, "containers.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf("[network]\ncni_plugin_dirs = [%q, \"/usr/lib/cni\"]\n", plugins)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("CONTAINERS_CONF", conf)
 	pm := testctr.NewPodman(t)
 	if backend := pm.Command(t, "info", "--format", "{{.Host.NetworkBackend}}"); backend != "cni" {
 		if os.Getenv(testnet.RequireEnv) == "1" {
@@ -52,11 +39,14 @@ func TestPrivilegedCNI(t *testing.T) {
 		t.Skipf("podman's network backend is %s, not cni", backend)
 	}
 	a := startHostAgent(t, &testnet.Host{NS: pm.NS}, t.TempDir())
-	out, err := exec.Command(bin, "install", "-dir", plugins, "-socket", a.Socket).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), `"socket": "`+a.Socket+`"`) {
-		t.Fatalf("deepwall-cni install: %v\n%s", err, out)
+	plugins := installCNIPlugin(t, a.Socket)
+	// podman finds its CNI plugins in containers.conf's cni_plugin_dirs:
+	// this test's copy first, Debian's bridge and host-local after.
+	conf := filepath.Join(t.TempDir(), "containers.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("[network]\ncni_plugin_dirs = [%q, \"/usr/lib/cni\"]\n", plugins)), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	t.Logf("deepwall-cni install:\n%s", out)
+	t.Setenv("CONTAINERS_CONF", conf)
 
 	// A network of the test's with deepwall-cni chained last.
 	octet := 248 + os.Getpid()%8
@@ -72,42 +62,20 @@ func TestPrivilegedCNI(t *testing.T) {
 	webServer(t, pm.NS, netip.IPv4Unspecified())
 	before := testnet.WiringDump(t, pm.NS)
 
-	// busybox's wget (static) crashes resolving; nc speaks HTTP/1.0.
-	get := func(path, out string) string {
-		return fmt.Sprintf("printf 'GET %%s HTTP/1.0\\r\\n\\r\\n' '%s' | nc -w 5 %s 8080 >%s", path, gw, out)
-	}
-	entry := get("/?id=1%20UNION%20SELECT%20password%20FROM%20users", "/www/r1") +
-		"; if [ -s /www/r1 ]; then echo answered; else echo blocked; fi >/www/first; " +
-		get("/", "/www/benign") + fmt.Sprintf("; exec /bin/httpd -f -p %d -h /www", testctr.HTTPPort)
 	start := time.Now()
-	web := pm.Run(t, "web", testctr.Options{Network: network, Cmd: []string{"/bin/sh", "-c", entry}})
+	web := pm.Run(t, "web", testctr.Options{Network: network, Cmd: []string{"/bin/sh", "-c", firstRequestEntry(gw)}})
 	t.Logf("podman run with deepwall-cni: %v", time.Since(start).Round(time.Millisecond))
 	p := waitPort(t, a, web.Name, func(p api.PortStatus) bool { return p.State == "running" })
 	if p.Iface != "eth0" || !p.FailClosed || p.Kind != "cni" || p.ContainerID != web.ID {
 		t.Errorf("port %+v: want eth0, fail-closed, kind cni, container id %s", p, web.ID)
 	}
-	waitBenign(t, pm.NS, web.IP)
-	if got := fetch(pm.NS, web.IP, "/first"); got != "blocked\n" {
-		t.Errorf("the entrypoint's first request (an attack): %q, want blocked", got)
-	}
-	if got := fetch(pm.NS, web.IP, "/benign"); !strings.HasSuffix(got, "\r\n\r\nok") {
-		t.Errorf("the entrypoint's benign request: %q, want ok", got)
-	}
-	a.waitEvents(t, "the blocked alert of the entrypoint's first request", func(evs []eve.Event) bool {
-		for _, ev := range evs {
-			if ev.Alert != nil && ev.Alert.Action == "blocked" && ev.DestIP == gw.String() && ev.SrcIP == web.IP.String() &&
-				ev.Container != nil && *ev.Container == (eve.Container{Name: web.Name, ID: web.ID}) {
-				return true
-			}
-		}
-		return false
-	})
+	checkFirstRequests(t, pm.NS, web.IP)
+	waitFirstBlocked(t, a, gw, web.Name, web.ID, web.IP)
 	checkInline(t, pm.NS, web.IP)
 	_, ports, _ := a.cli(t, "ports")
 	t.Logf("deepwall ports:\n%s", ports)
 
-	// CHECK: inline;
-	// not after an unprotect by hand. podman restart (CNI DEL, which
+	// CHECK: inline; not after an unprotect by hand. podman restart (CNI DEL, which
 	// finds nothing to release, then ADD) protects it again.
 	if err := cniCheck(t, pm.NS, network, plugins, a.Socket, web); err != nil {
 		t.Errorf("CNI CHECK of a protected container: %v", err)
@@ -152,7 +120,7 @@ func TestPrivilegedCNI(t *testing.T) {
 	// failClosed with no agent: ADD fails, the container does not start.
 	a.stop(t)
 	var runOut []byte
-	err = pm.NS.Do(func() error {
+	err := pm.NS.Do(func() error {
 		var err error
 		runOut, err = exec.Command("podman", "run", "-d", "--name", web.Name, "--network", network, "--runtime", "runc", testctr.Image, "/bin/sleep", "60").CombinedOutput()
 		return err
@@ -165,6 +133,64 @@ func TestPrivilegedCNI(t *testing.T) {
 		t.Errorf("a container runs unprotected: %s", out)
 	}
 	pm.Command(t, "rm", "-f", "--ignore", web.Name) // created, never started
+}
+
+// installCNIPlugin builds deepwall-cni and installs it with
+// `deepwall-cni install` in a directory of the test's, which it returns.
+func installCNIPlugin(tb testing.TB, socket string) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	bin := filepath.Join(dir, "deepwall-cni")
+	if out, err := exec.Command("go", "build", "-trimpath", "-o", bin, "github.com/deepwall/deepwall/cmd/deepwall-cni").CombinedOutput(); err != nil {
+		tb.Fatalf("build deepwall-cni: %v\n%s", err, out)
+	}
+	plugins := filepath.Join(dir, "bin")
+	out, err := exec.Command(bin, "install", "-dir", plugins, "-socket", socket).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"socket": "`+socket+`"`) {
+		tb.Fatalf("deepwall-cni install: %v\n%s", err, out)
+	}
+	return plugins
+}
+
+// firstRequestEntry is a container command that sends, as its first
+// connection, a SQL injection to gw:8080 (the answer, if any, in
+// /www/first), then a benign request (/www/benign), then serves /www on
+// HTTPPort. busybox's static wget crashes resolving; nc speaks HTTP/1.0.
+func firstRequestEntry(gw netip.Addr) string {
+	get := func(path, out string) string {
+		return fmt.Sprintf("printf 'GET %%s HTTP/1.0\\r\\n\\r\\n' '%s' | nc -w 5 %s 8080 >%s", path, gw, out)
+	}
+	return get("/?id=1%20UNION%20SELECT%20password%20FROM%20users", "/www/r1") +
+		"; if [ -s /www/r1 ]; then echo answered; else echo blocked; fi >/www/first; " +
+		get("/", "/www/benign") + fmt.Sprintf("; exec /bin/httpd -f -p %d -h /www", testctr.HTTPPort)
+}
+
+// checkFirstRequests checks, from ns, what firstRequestEntry recorded in
+// the container at ip: the attack blocked, the benign request answered.
+func checkFirstRequests(tb testing.TB, ns *testnet.NS, ip netip.Addr) {
+	tb.Helper()
+	waitBenign(tb, ns, ip)
+	if got := fetch(ns, ip, "/first"); got != "blocked\n" {
+		tb.Errorf("the entrypoint's first request (an attack): %q, want blocked", got)
+	}
+	if got := fetch(ns, ip, "/benign"); !strings.HasSuffix(got, "\r\n\r\nok") {
+		tb.Errorf("the entrypoint's benign request: %q, want ok", got)
+	}
+}
+
+// waitFirstBlocked waits for the blocked alert of c's first request to
+// gw, naming c by its CNI name and id.
+func waitFirstBlocked(tb testing.TB, a *agentProc, gw netip.Addr, name, id string, src netip.Addr) {
+	tb.Helper()
+	a.waitEvents(tb, "the blocked alert of the entrypoint's first request", func(evs []eve.Event) bool {
+		for _, ev := range evs {
+			if ev.Alert != nil && ev.Alert.Action == "blocked" && ev.DestIP == gw.String() && ev.SrcIP == src.String() &&
+				ev.Container != nil && *ev.Container == (eve.Container{Name: name, ID: id}) {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // cniCheck runs deepwall-cni's CHECK (plugins in dir) of c's attachment
