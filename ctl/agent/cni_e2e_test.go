@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/deepwall/deepwall/ctl/agent"
 	"github.com/deepwall/deepwall/ctl/api"
@@ -262,4 +264,67 @@ func fetch(ns *testnet.NS, ip netip.Addr, path string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// TestPrivilegedContainerdCNI is what containerd's CRI does, through
+// libcni: a namespace made for the container, the chain bridge +
+// host-local + deepwall-cni ADDed, then the container run in it (ctr run
+// --with-ns): its entrypoint's first request, an attack, is blocked; DEL
+// releases it and leaves the host's wiring as it was.
+func TestPrivilegedContainerdCNI(t *testing.T) {
+	cd := testctr.NewContainerd(t)
+	a := startHostAgent(t, cd.Host, t.TempDir())
+	plugins := installCNIPlugin(t, a.Socket)
+	octet := 240 + os.Getpid()%8
+	gw := netip.MustParseAddr(fmt.Sprintf("198.19.%d.1", octet))
+	list, err := libcni.ConfListFromBytes([]byte(fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "dwt-cni", "plugins": [
+		{"type": "bridge", "bridge": "dwcni0", "isGateway": true,
+		 "ipam": {"type": "host-local", "dataDir": %q, "ranges": [[{"subnet": "198.19.%d.0/24"}]]}},
+		{"type": "deepwall-cni", "socket": %q}]}`, t.TempDir(), octet, a.Socket)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	webServer(t, cd.Host.NS, netip.IPv4Unspecified())
+	before := testnet.WiringDump(t, cd.Host.NS)
+
+	cfg := libcni.NewCNIConfigWithCacheDir([]string{plugins, "/usr/lib/cni"}, t.TempDir(), nil)
+	sandbox := testnet.NewNS(t, "sandbox")
+	rt := &libcni.RuntimeConf{ContainerID: fmt.Sprintf("sandbox%d", os.Getpid()), NetNS: sandbox.Path, IfName: "eth0",
+		Args: [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAME", "web"}}}
+	var res types.Result
+	start := time.Now()
+	if err := cd.Host.NS.Do(func() error {
+		var err error
+		res, err = cfg.AddNetworkList(context.Background(), list, rt)
+		return err
+	}); err != nil {
+		t.Fatalf("CNI ADD: %v", err)
+	}
+	t.Logf("CNI ADD (bridge, host-local, deepwall-cni): %v", time.Since(start).Round(time.Millisecond))
+	r, err := current.NewResultFromResult(res)
+	if err != nil || len(r.IPs) != 1 {
+		t.Fatalf("CNI ADD result %v: %v", res, err)
+	}
+	ip, _ := netip.AddrFromSlice(r.IPs[0].Address.IP.To4())
+	p := waitPort(t, a, "web", func(p api.PortStatus) bool { return p.State == "running" })
+	if p.Kind != "cni" || p.ContainerID != rt.ContainerID || p.Target != sandbox.Path {
+		t.Errorf("port %+v: want kind cni, container id %s, target %s", p, rt.ContainerID, sandbox.Path)
+	}
+
+	cd.RunIn(t, "web", sandbox.Path, "/bin/sh", "-c", firstRequestEntry(gw))
+	checkFirstRequests(t, cd.Host.NS, ip)
+	waitFirstBlocked(t, a, gw, "web", rt.ContainerID, ip)
+
+	for range 2 { // DEL is idempotent
+		if err := cd.Host.NS.Do(func() error { return cfg.DelNetworkList(context.Background(), list, rt) }); err != nil {
+			t.Fatalf("CNI DEL: %v", err)
+		}
+	}
+	if pl := portsOfAgent(t, a); len(pl.Ports) != 0 {
+		t.Errorf("ports after CNI DEL: %+v", pl)
+	}
+	deleteBridge(t, cd.Host.NS, gw)
+	if after := testnet.WiringDump(t, cd.Host.NS); after != before {
+		t.Errorf("host wiring differs after CNI DEL:\n--- before\n%s\n--- after\n%s", before, after)
+	}
 }
