@@ -9,7 +9,7 @@ LDFLAGS := -X github.com/deepwall/deepwall/ctl.Version=$(VERSION)
 # DEEPWALL_REQUIRE_PRIVILEGED=1, fail) otherwise.
 TESTFLAGS ?= -count=1 -timeout 45m
 
-.PHONY: all generate build man test vet fuzz-smoke bench bench-harness bench-packages bench-quick bench-smoke detect demo check-generate clean
+.PHONY: all generate build cni cni-install man test vet fuzz-smoke bench bench-harness bench-packages bench-quick bench-smoke detect demo check-generate clean
 
 all: build
 
@@ -20,6 +20,14 @@ generate:
 ## build: the deepwall binary in bin/
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/deepwall
+
+## cni: the chained CNI plugin in bin/ (docs/containers.md, "CNI")
+cni:
+	$(GO) build -trimpath -o bin/deepwall-cni ./cmd/deepwall-cni
+
+## cni-install: install it in /opt/cni/bin and print its conflist entry
+cni-install: cni
+	bin/deepwall-cni install
 
 ## man: the manual pages (section 8) of every command, generated from the
 ## command tree, in man/ (shell completion: deepwall completion bash|zsh|fish)

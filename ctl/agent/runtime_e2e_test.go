@@ -1,8 +1,6 @@
 package agent_test
 
 import (
-	"fmt"
-	"io"
 	"net/netip"
 	"os/exec"
 	"path/filepath"
@@ -156,15 +154,7 @@ func unprotectRestores(tb testing.TB, a *agentProc, name string, host *testnet.N
 }
 
 // benign fetches / from ip's test server from ns; "" when it fails.
-func benign(ns *testnet.NS, ip netip.Addr) string {
-	resp, err := nsHTTPClient(ns, false).Get(fmt.Sprintf("http://%s:%d/", ip, testctr.HTTPPort))
-	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
+func benign(ns *testnet.NS, ip netip.Addr) string { return fetch(ns, ip, "/") }
 
 // waitBenign waits until ip's test server answers (it starts with its
 // container, not before).

@@ -31,6 +31,11 @@ type ProtectRequest struct {
 	FailClosed bool   `json:"fail_closed,omitempty"`
 	// Name overrides the container's name in rules (container:NAME).
 	Name string `json:"name,omitempty"`
+	// CNIContainerID is set by deepwall-cni (CNI_CONTAINERID): the
+	// target is the namespace of a container being created, whose
+	// process does not run yet; the protection's kind is "cni" and,
+	// when no runtime knows the namespace, this is its container id.
+	CNIContainerID string `json:"cni_container_id,omitempty"`
 }
 
 // PortStatus is one protected container.

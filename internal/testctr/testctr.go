@@ -415,6 +415,29 @@ func (c *Containerd) start(tb testing.TB, ct *Container, role string) {
 	tb.Helper()
 	ns := c.Host.AddBridged(tb, role, ct.IP)
 	ct.hostIf = ns.HostIf
+	c.run(tb, ct, ns.NS.Path, []string{"/bin/httpd", "-f", "-p", strconv.Itoa(HTTPPort), "-h", "/www"})
+}
+
+// RunIn starts a container (its id named after role) with cmd in the
+// network namespace at netns, as a CNI runtime does once its plugins
+// have set the namespace up; it is removed at cleanup.
+func (c *Containerd) RunIn(tb testing.TB, role, netns string, cmd ...string) *Container {
+	tb.Helper()
+	id := fmt.Sprintf("%s%d-%s-%d", namePrefix, os.Getpid(), role, seq.Add(1))
+	ct := &Container{Name: id, ID: id, Netns: netns}
+	c.run(tb, ct, netns, cmd)
+	tb.Cleanup(func() {
+		if err := c.remove(id); err != nil {
+			tb.Errorf("remove containerd container %s: %v", id, err)
+		}
+	})
+	return ct
+}
+
+// run runs ct with cmd in the namespace at netns, from a copy of the
+// test root filesystem.
+func (c *Containerd) run(tb testing.TB, ct *Container, netns string, cmd []string) {
+	tb.Helper()
 	rootfs := filepath.Join(tb.TempDir(), "rootfs")
 	if err := os.Mkdir(rootfs, 0o755); err != nil {
 		tb.Fatal(err)
@@ -422,8 +445,7 @@ func (c *Containerd) start(tb testing.TB, ct *Container, role string) {
 	if out, err := exec.Command("tar", "-xf", Rootfs(tb), "-C", rootfs).CombinedOutput(); err != nil {
 		tb.Fatalf("unpack the test root filesystem: %v: %s", err, out)
 	}
-	if _, err := c.ctr("run", "-d", "--with-ns", "network:"+ns.NS.Path, "--rootfs", rootfs, ct.ID,
-		"/bin/httpd", "-f", "-p", strconv.Itoa(HTTPPort), "-h", "/www"); err != nil {
+	if _, err := c.ctr(append([]string{"run", "-d", "--with-ns", "network:" + netns, "--rootfs", rootfs, ct.ID}, cmd...)...); err != nil {
 		tb.Fatal(err)
 	}
 	b, err := os.ReadFile(filepath.Join(c.State, c.Namespace, ct.ID, "init.pid"))

@@ -579,6 +579,15 @@ func (p *Protector) Protect(ctx context.Context, req api.ProtectRequest, who Cal
 	if req.Name != "" {
 		t.Name = req.Name
 	}
+	if req.CNIContainerID != "" && !known {
+		if !rules.ValidContainerName(req.CNIContainerID) { // CNI's ids: alphanumerics, - _ .
+			return st, fmt.Errorf("%w: CNI container id %.64q", api.ErrInvalid, req.CNIContainerID)
+		}
+		t.Kind = "cni"
+		if t.Runtime == "" {
+			t.ID = req.CNIContainerID
+		}
+	}
 	if !rules.ValidContainerName(t.Name) { // a netns name may be anything ip netns accepts
 		return st, fmt.Errorf("%w: target %q: name %.64q cannot be used in rules: give a --name", api.ErrInvalid, t.Spec, t.Name)
 	}
