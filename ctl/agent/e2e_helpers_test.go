@@ -382,3 +382,27 @@ func (a *agentProc) waitCardAlert(tb testing.TB, port uint16) {
 		return false
 	})
 }
+
+// udpExchange sends msg from ns to server and waits up to 2s for one
+// datagram back.
+func udpExchange(ns *testnet.NS, server netip.AddrPort, msg []byte) ([]byte, error) {
+	var c net.Conn
+	if err := ns.Do(func() error {
+		var err error
+		c, err = net.Dial("udp", server.String())
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write(msg); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 65536)
+	n, err := c.Read(buf)
+	if err != nil {
+		return nil, err
+	}
+	return buf[:n], nil
+}

@@ -214,26 +214,12 @@ func dnsLookup(ns *testnet.NS, server netip.AddrPort, id uint16) error {
 	if err != nil {
 		return err
 	}
-	var c net.Conn
-	if err := ns.Do(func() error {
-		var err error
-		c, err = net.Dial("udp", server.String())
-		return err
-	}); err != nil {
-		return err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := c.Write(query); err != nil {
-		return err
-	}
-	buf := make([]byte, 512)
-	n, err := c.Read(buf)
+	answer, err := udpExchange(ns, server, query)
 	if err != nil {
 		return err
 	}
 	var p dnsmessage.Parser
-	h, err := p.Start(buf[:n])
+	h, err := p.Start(answer)
 	if err != nil {
 		return err
 	}
