@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dpi/decode"
 	"github.com/deepwall/deepwall/dpi/flow"
@@ -45,35 +43,18 @@ func TestPrivilegedDifferentialTCP(t *testing.T) {
 		b, _ := io.ReadAll(c)
 		reads <- b
 	})
-	var fd, ifindex int
-	topo.Client.MustDo(t, func() error {
-		ifi, err := net.InterfaceByName(testnet.EndpointIf)
-		if err != nil {
-			return err
-		}
-		ifindex = ifi.Index
-		proto := int(unix.ETH_P_ALL>>8 | unix.ETH_P_ALL&0xff<<8)
-		if fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, proto); err != nil {
-			return err
-		}
-		tv := unix.Timeval{Usec: 200000}
-		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-			return err
-		}
-		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: uint16(proto), Ifindex: ifindex})
-	})
-	t.Cleanup(func() { unix.Close(fd) })
+	ps := testnet.OpenPacketSocket(t, topo.Client, 200*time.Millisecond)
 
 	const rounds = 40
 	for round := range rounds {
 		seed := uint64(round) + 1
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
-			diffRound(t, topo, fd, ifindex, seed, reads)
+			diffRound(t, topo, ps, seed, reads)
 		})
 	}
 }
 
-func diffRound(t *testing.T, topo *testnet.Topology, fd, ifindex int, seed uint64, reads chan []byte) {
+func diffRound(t *testing.T, topo *testnet.Topology, ps *testnet.PacketSocket, seed uint64, reads chan []byte) {
 	r := rand.New(rand.NewPCG(seed, 13))
 	h := newHarness(t, compileRules(t, "rules:\n"+block("1", "payload", "zzzzzzzz")), Config{})
 	w := h.e.workers[0]
@@ -92,7 +73,7 @@ func diffRound(t *testing.T, topo *testnet.Topology, fd, ifindex int, seed uint6
 				return
 			}
 		}
-		if err := unix.Sendto(fd, fr, 0, &unix.SockaddrLinklayer{Ifindex: ifindex}); err != nil {
+		if err := ps.Send(fr); err != nil {
 			t.Fatalf("send: %v", err)
 		}
 	}
@@ -111,7 +92,7 @@ func diffRound(t *testing.T, topo *testnet.Topology, fd, ifindex int, seed uint6
 		if time.Now().After(deadline) {
 			t.Fatal("no SYN-ACK")
 		}
-		n, _, err := unix.Recvfrom(fd, buf, 0)
+		n, err := ps.Recv(buf)
 		if err != nil || dec.Decode(buf[:n], &p) != nil || p.Proto != 6 || p.DstPort != cli.Port() ||
 			p.TCPFlags&(decode.TCPSyn|decode.TCPAck) != decode.TCPSyn|decode.TCPAck {
 			continue

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/deepwall/deepwall/dpi/decode"
 	"github.com/deepwall/deepwall/internal/agenttest"
 	"github.com/deepwall/deepwall/internal/testnet"
@@ -55,34 +53,13 @@ func (r *recorder) of(addr net.Addr) []byte {
 // injector writes crafted frames onto the client's eth0 and learns a
 // connection's addresses and initial sequence number from its SYN.
 type injector struct {
-	fd      int
-	ifindex int
+	*testnet.PacketSocket
 }
 
 func newInjector(tb testing.TB, ns *testnet.NS) *injector {
 	tb.Helper()
-	in := &injector{}
-	ns.MustDo(tb, func() error {
-		ifi, err := net.InterfaceByName(testnet.EndpointIf)
-		if err != nil {
-			return err
-		}
-		in.ifindex = ifi.Index
-		proto := int(htons(unix.ETH_P_ALL))
-		if in.fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, proto); err != nil {
-			return err
-		}
-		tv := unix.Timeval{Sec: 5}
-		if err := unix.SetsockoptTimeval(in.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-			return err
-		}
-		return unix.Bind(in.fd, &unix.SockaddrLinklayer{Protocol: uint16(proto), Ifindex: in.ifindex})
-	})
-	tb.Cleanup(func() { unix.Close(in.fd) })
-	return in
+	return &injector{testnet.OpenPacketSocket(tb, ns, 5*time.Second)}
 }
-
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // syn waits for the SYN the client sends from port and returns the
 // template of its later segments and its next sequence number.
@@ -108,7 +85,7 @@ func (in *injector) nextSYN(port uint16, d time.Duration) ([]byte, *decode.Packe
 	dec := decode.NewDecoder()
 	var p decode.Packet
 	for deadline := time.Now().Add(d); time.Now().Before(deadline); {
-		n, _, err := unix.Recvfrom(in.fd, buf, 0)
+		n, err := in.Recv(buf)
 		if err != nil {
 			return nil, nil, false
 		}
@@ -129,7 +106,7 @@ func (in *injector) send(tb testing.TB, spec testnet.FrameSpec, flags uint8, seq
 		off := 14 + 20 + 16
 		binary.BigEndian.PutUint16(b[off:], binary.BigEndian.Uint16(b[off:])^0x5a5a)
 	}
-	if err := unix.Sendto(in.fd, b, 0, &unix.SockaddrLinklayer{Ifindex: in.ifindex}); err != nil {
+	if err := in.Send(b); err != nil {
 		tb.Fatalf("inject: %v", err)
 	}
 }

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dpi/decode"
 	"github.com/deepwall/deepwall/dpi/defrag"
@@ -31,18 +29,7 @@ func TestPrivilegedDifferentialDefrag(t *testing.T) {
 	for i, ip := range []netip.Addr{testnet.ServerIP, testnet.ServerIP6} {
 		socks[i] = testnet.ListenPacket(t, topo.Server, "udp", netip.AddrPortFrom(ip, testnet.Server4.Port()))
 	}
-	var fd int
-	var sll unix.SockaddrLinklayer
-	topo.Client.MustDo(t, func() error {
-		ifi, err := net.InterfaceByName(testnet.EndpointIf)
-		if err != nil {
-			return err
-		}
-		sll = unix.SockaddrLinklayer{Ifindex: ifi.Index}
-		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
-		return err
-	})
-	t.Cleanup(func() { unix.Close(fd) })
+	ps := testnet.OpenPacketSocket(t, topo.Client, 100*time.Millisecond)
 	dec := decode.NewDecoder()
 	var p decode.Packet
 	buf := make([]byte, 65536)
@@ -74,7 +61,7 @@ func TestPrivilegedDifferentialDefrag(t *testing.T) {
 					out = bytes.Clone(dp.Payload)
 				}
 			}
-			if err := unix.Sendto(fd, fr, 0, &sll); err != nil {
+			if err := ps.Send(fr); err != nil {
 				t.Fatalf("send piece %d: %v", j, err)
 			}
 		}
@@ -98,7 +85,7 @@ func TestPrivilegedDifferentialDefrag(t *testing.T) {
 		spec := testnet.FrameSpec{SrcMAC: topo.ClientMAC, DstMAC: topo.ServerMAC, Src: netip.AddrPortFrom(testnet.ClientIP, 999)}
 		probe := datagramSpec(t, v6, 16, spec)
 		if !testutil.WaitFor(5*time.Second, func() bool {
-			if err := unix.Sendto(fd, probe, 0, &sll); err != nil {
+			if err := ps.Send(probe); err != nil {
 				return false
 			}
 			socks[i].SetReadDeadline(time.Now().Add(100 * time.Millisecond))
