@@ -18,6 +18,7 @@ import (
 func newRunCommand() *cobra.Command {
 	var cfg agent.Config
 	var level string
+	var noSandbox bool
 	cmd := &cobra.Command{
 		Use:   "run --inner IFACE --outer IFACE",
 		Short: "Run the agent inline between two ports until SIGINT/SIGTERM",
@@ -37,6 +38,12 @@ If it is killed (SIGKILL, crash) the XDP program stays: ports fail open
 (forward uninspected traffic) or, with --fail-closed, drop it, until an agent
 starts again and takes over the pinned flows. SIGHUP reopens the verdict log
 (for logrotate).
+
+Once started, the agent drops every capability but CAP_NET_ADMIN,
+CAP_NET_RAW, CAP_BPF, CAP_SYS_ADMIN and CAP_IPC_LOCK, sets no_new_privs and installs a
+seccomp allow-list of the system calls it makes (other calls fail with
+EPERM and are logged by the kernel); --no-sandbox leaves it as root with
+every call allowed, for debugging.
 
 Every problem found at start (missing interface, no native XDP, another agent
 on a port, unwritable log, corrupt store or audit log) is one line on stderr
@@ -70,6 +77,12 @@ and exit status 1, with nothing left attached.`,
 			if err != nil {
 				return err
 			}
+			if !noSandbox {
+				if err := a.Sandbox(); err != nil {
+					_ = a.Close()
+					return err
+				}
+			}
 			return a.Run(cmd.Context())
 		},
 	}
@@ -91,6 +104,7 @@ and exit status 1, with nothing left attached.`,
 	f.StringVar(&cfg.AdminGroup, "admin-group", "", "group (name or gid) allowed to change rules besides root")
 	f.StringVar(&cfg.ViewerGroup, "viewer-group", "", "group (name or gid) allowed read-only API calls")
 	f.StringVar(&level, "log-level", "info", "agent log level on stderr: debug, info, warn, error")
+	f.BoolVar(&noSandbox, "no-sandbox", false, "keep full root and allow every system call after start-up (debugging only: no capability drop, no seccomp filter)")
 	f.StringVar(&cfg.RunDir, "run-dir", agent.DefaultRunDir, "runtime directory (port locks, port records)")
 	f.StringVar(&cfg.BPFFS, "bpffs", "", "bpf filesystem for the pins (mounted when needed; default /sys/fs/bpf)")
 	_ = f.MarkHidden("run-dir")

@@ -532,6 +532,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer signal.Stop(hup)
 	tick := time.NewTicker(tickInterval)
 	defer tick.Stop()
+	wd := newWatchdog() // sdnotify.go
+	a.notifyReady(wd)
 
 	var runErr error
 loop:
@@ -554,10 +556,12 @@ loop:
 			} else {
 				a.log.Info("event log reopened", "path", a.cfg.LogPath)
 			}
-		case <-tick.C:
+		case now := <-tick.C:
 			a.engine.Tick(dataplane.MonoNow())
+			_ = wd.ping(now)
 		}
 	}
+	a.notifyStopping()
 	cancel()
 	if err := <-pairDone; err != nil && runErr == nil {
 		runErr = fmt.Errorf("dataplane: %w", err)
