@@ -131,6 +131,11 @@ func testAgentSandbox(t *testing.T, m agentMode) {
 	if out := a.Output(); !strings.Contains(out, "sandbox on") || !strings.Contains(out, fmt.Sprintf("syscalls=%d", agent.SandboxSyscallCount())) {
 		t.Errorf("no sandbox line in the agent's log:\n%s", out)
 	}
+	// The agent starts only if the kernel refused its probe call (getcpu)
+	// with EPERM: a live check that calls outside the list are refused.
+	if out := a.Output(); os.Getenv(agent.SeccompLogEnv) == "" && !strings.Contains(out, `seccomp="allow-list, others EPERM"`) {
+		t.Errorf("filter not enforcing:\n%s", out)
+	}
 
 	// Work that needs the kept privileges: a rule change (kernel ACL and
 	// flow-map writes), the log reopened for logrotate.
