@@ -112,6 +112,14 @@ func testAgentSandbox(t *testing.T, m agentMode) {
 	waitNotify(t, notes, "WATCHDOG=1", 3*time.Second)
 	waitNotify(t, notes, "WATCHDOG=1", 3*time.Second)
 
+	// The agent inherits the filters of whoever started it (systemd's, a
+	// test wrapper's) and stacks its own on them.
+	self := procStatus(t, os.Getpid())[fmt.Sprintf("/proc/%d/task/%d/status", os.Getpid(), os.Getpid())]
+	inherited, err := strconv.Atoi(self["Seccomp_filters"])
+	if err != nil {
+		t.Fatalf("Seccomp_filters of the test: %q", self["Seccomp_filters"])
+	}
+	wantFilters := strconv.Itoa(inherited + 1)
 	want := agent.KeptCapMask()
 	for path, st := range procStatus(t, a.PID()) {
 		for _, k := range []string{"CapEff", "CapPrm", "CapBnd"} {
@@ -124,8 +132,8 @@ func testAgentSandbox(t *testing.T, m agentMode) {
 				t.Errorf("%s: %s %016x, want 0", path, k, got)
 			}
 		}
-		if st["NoNewPrivs"] != "1" || st["Seccomp"] != "2" || st["Seccomp_filters"] != "1" {
-			t.Errorf("%s: NoNewPrivs %s Seccomp %s Seccomp_filters %s, want 1 2 1", path, st["NoNewPrivs"], st["Seccomp"], st["Seccomp_filters"])
+		if st["NoNewPrivs"] != "1" || st["Seccomp"] != "2" || st["Seccomp_filters"] != wantFilters {
+			t.Errorf("%s: NoNewPrivs %s Seccomp %s Seccomp_filters %s, want 1 2 %s", path, st["NoNewPrivs"], st["Seccomp"], st["Seccomp_filters"], wantFilters)
 		}
 	}
 	if out := a.Output(); !strings.Contains(out, "sandbox on") || !strings.Contains(out, fmt.Sprintf("syscalls=%d", agent.SandboxSyscallCount())) {
@@ -171,8 +179,8 @@ func testAgentSandbox(t *testing.T, m agentMode) {
 	t.Setenv("WATCHDOG_USEC", "")
 	b := startAgent(t, testnet.NewTopology(t, m.topo), t.TempDir(), "--no-sandbox")
 	for path, st := range procStatus(t, b.PID()) {
-		if st["Seccomp"] != "0" || st["NoNewPrivs"] != "0" || capMask(t, st["CapEff"]) == want {
-			t.Errorf("--no-sandbox: %s: CapEff %s NoNewPrivs %s Seccomp %s", path, st["CapEff"], st["NoNewPrivs"], st["Seccomp"])
+		if st["Seccomp_filters"] != self["Seccomp_filters"] || st["NoNewPrivs"] != self["NoNewPrivs"] || capMask(t, st["CapEff"]) == want {
+			t.Errorf("--no-sandbox: %s: CapEff %s NoNewPrivs %s Seccomp_filters %s, want the test's (%s %s)", path, st["CapEff"], st["NoNewPrivs"], st["Seccomp_filters"], self["NoNewPrivs"], self["Seccomp_filters"])
 		}
 	}
 	b.stop(t)
