@@ -13,24 +13,23 @@ import (
 
 // keptCaps are the capabilities the agent keeps after start-up, in every
 // set (effective, permitted, bounding; inheritable and ambient are
-// emptied). What needs each one after start-up (docs/operations.md,
-// "Privileges"; found by running the e2e tests with one left out):
-//   - CAP_NET_ADMIN: netlink changes (veth pairs, attaching and detaching
-//     XDP at shutdown and for protected containers), iptables in NFQUEUE
-//     mode, binding NFQUEUE queues.
-//   - CAP_NET_RAW: AF_XDP sockets for newly protected containers, and the
-//     raw sockets iptables opens.
-//   - CAP_BPF: bpf(2) on the pinned maps and new programs (kernel ACL and
-//     flow-map writes use open fds, but re-opening pins and loading the
-//     programs of a newly protected container need it).
+// emptied). What fails without each one (docs/operations.md,
+// "Privileges"; measured by running the e2e tests with it left out):
+//   - CAP_NET_ADMIN: netlink and ethtool changes (wiring a protected
+//     container: veth pairs, XDP; restoring ports at shutdown), iptables
+//     in NFQUEUE mode.
+//   - CAP_NET_RAW: AF_XDP sockets for containers protected after start.
 //   - CAP_SYS_ADMIN: setns(2) into another network namespace (a protected
-//     container's, --netns) has no narrower capability.
+//     container's, the ports' for rule changes in NFQUEUE mode) has no
+//     narrower capability. It also satisfies the kernel's bpf_capable()
+//     and perfmon_capable(), which is why CAP_BPF and CAP_PERFMON, which
+//     would add nothing, are not kept.
 //   - CAP_IPC_LOCK: the AF_XDP memory (UMEM, 16 MiB per queue) of a
 //     container protected later is locked memory; without the capability
 //     the kernel charges it to RLIMIT_MEMLOCK (8 MiB by default) and
 //     registering it fails with ENOBUFS. Lifting the limit instead needs
 //     CAP_SYS_RESOURCE at start, which not every host grants.
-var keptCaps = []cap.Value{cap.NET_ADMIN, cap.NET_RAW, cap.BPF, cap.SYS_ADMIN, cap.IPC_LOCK}
+var keptCaps = []cap.Value{cap.NET_ADMIN, cap.NET_RAW, cap.SYS_ADMIN, cap.IPC_LOCK}
 
 // Sandbox limits what the running agent may do, once Open has done
 // everything that needs full root (maps created, programs attached,
