@@ -19,6 +19,7 @@ import (
 func newRunCommand() *cobra.Command {
 	var cfg agent.Config
 	var level string
+	var noSandbox bool
 	cmd := &cobra.Command{
 		Use:   "run --inner IFACE --outer IFACE",
 		Short: "Run the agent inline between two ports until SIGINT/SIGTERM",
@@ -38,6 +39,12 @@ If it is killed (SIGKILL, crash) the XDP program stays: ports fail open
 (forward uninspected traffic) or, with --fail-closed, drop it, until an agent
 starts again and takes over the pinned flows. SIGHUP reopens the verdict log
 (for logrotate).
+
+Once started, the agent drops every capability but CAP_NET_ADMIN,
+CAP_NET_RAW, CAP_SYS_ADMIN and CAP_IPC_LOCK, sets no_new_privs and installs a
+seccomp allow-list of the system calls it makes (other calls fail with
+EPERM and are logged by the kernel); --no-sandbox leaves it as root with
+every call allowed, for debugging.
 
 Every problem found at start (missing interface, no native XDP, another agent
 on a port, unwritable log, corrupt store or audit log) is one line on stderr
@@ -79,6 +86,12 @@ runtime that is not there is skipped.`,
 			if err != nil {
 				return err
 			}
+			if !noSandbox {
+				if err := a.Sandbox(); err != nil {
+					_ = a.Close()
+					return err
+				}
+			}
 			return a.Run(cmd.Context())
 		},
 	}
@@ -103,6 +116,7 @@ runtime that is not there is skipped.`,
 	f.StringVar(&cfg.PodmanSocket, "podman-socket", resolve.Default.PodmanSocket, "podman's API socket (podman.socket or `podman system service`), where protect finds podman containers by name or id")
 	f.StringVar(&cfg.ContainerdState, "containerd-state", resolve.Default.ContainerdState, "containerd's v2 shim state directory, where protect finds containerd containers by [NAMESPACE/]ID")
 	f.StringVar(&level, "log-level", "info", "agent log level on stderr: debug, info, warn, error")
+	f.BoolVar(&noSandbox, "no-sandbox", false, "keep full root and allow every system call after start-up (debugging only: no capability drop, no seccomp filter)")
 	f.StringVar(&cfg.RunDir, "run-dir", agent.DefaultRunDir, "runtime directory (port locks, port records)")
 	f.StringVar(&cfg.BPFFS, "bpffs", "", "bpf filesystem for the pins (mounted when needed; default /sys/fs/bpf)")
 	_ = f.MarkHidden("run-dir")

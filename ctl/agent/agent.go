@@ -535,6 +535,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer signal.Stop(hup)
 	tick := time.NewTicker(tickInterval)
 	defer tick.Stop()
+	wd := newWatchdog() // sdnotify.go
+	a.notifyReady(wd)
 
 	var runErr error
 loop:
@@ -557,10 +559,12 @@ loop:
 			} else {
 				a.log.Info("event log reopened", "path", a.cfg.LogPath)
 			}
-		case <-tick.C:
+		case now := <-tick.C:
 			a.engine.Tick(dataplane.MonoNow())
+			_ = wd.ping(now)
 		}
 	}
+	a.notifyStopping()
 	cancel()
 	if err := <-pairDone; err != nil && runErr == nil {
 		runErr = fmt.Errorf("dataplane: %w", err)

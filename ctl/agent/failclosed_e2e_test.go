@@ -25,7 +25,7 @@ import (
 func TestPrivilegedAgentKilledDecided(t *testing.T) { forModes(t, testAgentKilledDecided) }
 
 func testAgentKilledDecided(t *testing.T, m agentMode) {
-	const transfer = 64 << 20 // bytes, under way when the agent dies
+	const transfer = 64 << 20                     // bytes, under way when the agent dies
 	failClosed := []bool{true, true, true, false} // per round
 	topo := m.topology(t)
 	httpSrv, tlsSrv := testServer(t, topo), sizeServer(t, topo)
