@@ -41,7 +41,7 @@ starts again and takes over the pinned flows. SIGHUP reopens the verdict log
 (for logrotate).
 
 Once started, the agent drops every capability but CAP_NET_ADMIN,
-CAP_NET_RAW, CAP_SYS_ADMIN and CAP_IPC_LOCK, sets no_new_privs and installs a
+CAP_NET_RAW, CAP_SYS_ADMIN, CAP_IPC_LOCK and CAP_SYS_PTRACE, sets no_new_privs and installs a
 seccomp allow-list of the system calls it makes (other calls fail with
 EPERM and are logged by the kernel); --no-sandbox leaves it as root with
 every call allowed, for debugging.

@@ -29,7 +29,12 @@ import (
 //     the kernel charges it to RLIMIT_MEMLOCK (8 MiB by default) and
 //     registering it fails with ENOBUFS. Lifting the limit instead needs
 //     CAP_SYS_RESOURCE at start, which not every host grants.
-var keptCaps = []cap.Value{cap.NET_ADMIN, cap.NET_RAW, cap.SYS_ADMIN, cap.IPC_LOCK}
+//   - CAP_SYS_PTRACE: opening a container's /proc/PID/ns/net passes the
+//     kernel's ptrace_may_access check, which requires it whenever the
+//     container's process holds a capability the agent no longer has (a
+//     root container of podman or containerd keeps CAP_CHOWN, CAP_SETUID,
+//     ...): "statfs /proc/PID/ns/net: permission denied" without it.
+var keptCaps = []cap.Value{cap.NET_ADMIN, cap.NET_RAW, cap.SYS_ADMIN, cap.IPC_LOCK, cap.SYS_PTRACE}
 
 // Sandbox limits what the running agent may do, once Open has done
 // everything that needs full root (maps created, programs attached,
