@@ -35,13 +35,8 @@ const (
 // (any run of A-Z, '_' and '-') to the backend, as it does in production.
 func startNginx(tb testing.TB, ns *testnet.NS, backend *recorder) {
 	tb.Helper()
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		if os.Getenv(testnet.RequireEnv) == "1" {
-			tb.Fatalf("nginx not installed (scripts/dev.sh installs nginx-light) and %s=1", testnet.RequireEnv)
-		}
-		tb.Skip("nginx not installed (apt-get install nginx-light)")
-	}
+	testnet.RequireTools(tb, "apt-get install nginx-light", "nginx")
+	bin, _ := exec.LookPath("nginx")
 	ln := testnet.Listen(tb, ns, "tcp", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), backendPort))
 	go testnet.Serve(ln, backend.serve)
 	dir := tb.TempDir()

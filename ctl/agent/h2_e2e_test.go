@@ -30,11 +30,7 @@ import (
 func TestPrivilegedAgentHTTP2(t *testing.T) { forModes(t, testAgentHTTP2) }
 
 func testAgentHTTP2(t *testing.T, m agentMode) {
-	for _, bin := range []string{"nghttpd", "nghttp", "curl"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("%s not installed (apt-get install nghttp2-server nghttp2-client curl)", bin)
-		}
-	}
+	testnet.RequireTools(t, "apt-get install nghttp2-server nghttp2-client curl", "nghttpd", "nghttp", "curl")
 	topo := m.topology(t)
 	root := t.TempDir()
 	page := bytes.Repeat([]byte("<p>hello over h2</p>\n"), 2000) // 42 KB: several DATA frames and segments
@@ -96,9 +92,7 @@ func testAgentHTTP2(t *testing.T, m agentMode) {
 func TestPrivilegedAgentH2CUpgrade(t *testing.T) { forModes(t, testAgentH2CUpgrade) }
 
 func testAgentH2CUpgrade(t *testing.T, m agentMode) {
-	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("curl not installed")
-	}
+	testnet.RequireTools(t, "apt-get install curl", "curl")
 	topo := m.topology(t)
 	page := bytes.Repeat([]byte("upgraded\n"), 3000)
 	var mu sync.Mutex
@@ -155,14 +149,14 @@ func testAgentH2CUpgrade(t *testing.T, m agentMode) {
 func TestPrivilegedAgentGRPC(t *testing.T) { forModes(t, testAgentGRPC) }
 
 func testAgentGRPC(t *testing.T, m agentMode) {
+	topo := m.topology(t)
 	peer := filepath.Join(t.TempDir(), "grpcpeer")
 	build := exec.Command("go", "build", "-o", peer, ".")
 	build.Dir = "../../dpi/proto/http2/testdata/grpcpeer"
 	build.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Skipf("build grpcpeer (needs google.golang.org/grpc): %v\n%s", err, out)
+		t.Fatalf("build grpcpeer (needs google.golang.org/grpc from the module proxy): %v\n%s", err, out)
 	}
-	topo := m.topology(t)
 	addr := net.JoinHostPort(testnet.ServerIP.String(), "8082")
 	topo.Server.Start(t, exec.Command(peer, "-serve", addr))
 	waitListening(t, topo, 8082)
@@ -206,9 +200,7 @@ func waitListening(tb testing.TB, topo *testnet.Topology, port int) {
 // in each mode and through the plain bridge (no deepwall): requests per
 // second, and the ratio. A figure, logged (go test -v), not a bound.
 func TestPrivilegedAgentH2Load(t *testing.T) {
-	if _, err := exec.LookPath("h2load"); err != nil {
-		t.Skip("h2load not installed (apt-get install nghttp2-client)")
-	}
+	testnet.RequireTools(t, "apt-get install nghttp2-client", "h2load")
 	if testing.Short() {
 		t.Skip("a measurement")
 	}

@@ -15,6 +15,8 @@ import (
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 	"kernel.org/pub/linux/libs/security/libcap/cap"
+
+	"github.com/deepwall/deepwall/internal/testnet"
 )
 
 // seccomp_data as the filter sees it: nr, arch, instruction pointer,
@@ -173,10 +175,8 @@ func TestSystemdUnit(t *testing.T) {
 			t.Errorf("unit lacks %s", want)
 		}
 	}
-	tool, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		t.Skip("no systemd-analyze")
-	}
+	testnet.RequireTools(t, "apt-get install systemd", "systemd-analyze")
+	tool, _ := exec.LookPath("systemd-analyze")
 	// verify wants ExecStart's binary to exist: point it at this one.
 	self, err := os.Executable()
 	if err != nil {

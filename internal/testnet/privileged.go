@@ -2,6 +2,7 @@ package testnet
 
 import (
 	"os"
+	"os/exec"
 	"sync"
 	"testing"
 
@@ -61,4 +62,21 @@ func probePrivileges() string {
 		return "no network namespaces: " + err.Error()
 	}
 	return ""
+}
+
+// RequireTools skips tb unless every program in names is on PATH, saying
+// which is missing and how to get it (hint, e.g. the Debian packages).
+// Under DEEPWALL_REQUIRE_PRIVILEGED=1 a missing program fails the test:
+// scripts/dev.sh installs every one the tests use, so CI never passes by
+// skipping a real peer.
+func RequireTools(tb testing.TB, hint string, names ...string) {
+	tb.Helper()
+	for _, n := range names {
+		if _, err := exec.LookPath(n); err != nil {
+			if os.Getenv(RequireEnv) == "1" {
+				tb.Fatalf("%s not installed (%s) and %s=1", n, hint, RequireEnv)
+			}
+			tb.Skipf("%s not installed (%s)", n, hint)
+		}
+	}
 }
