@@ -198,7 +198,7 @@ func (l *ioLoop) receive(side Side) int {
 	}
 	ts := monoNow()
 	peer := side.Peer()
-	nw := uint32(len(l.open))
+	nw := len(l.open)
 	var nonIP, malformed, inspect uint64
 	for _, d := range l.rx[:n] {
 		frame := l.umem.Frame(d.Addr, d.Len)
@@ -212,7 +212,7 @@ func (l *ioLoop) receive(side Side) int {
 			malformed++
 			continue
 		}
-		w := l.scratch.Key.Hash() % nw
+		w := l.scratch.Key.Worker(nw)
 		b := l.open[w]
 		if b == nil {
 			b = l.getBatch()
@@ -224,7 +224,7 @@ func (l *ioLoop) receive(side Side) int {
 		b.n++
 		inspect++
 		if b.n == len(b.items) {
-			l.send(int(w))
+			l.send(w)
 		}
 	}
 	c := &l.side[side]

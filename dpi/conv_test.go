@@ -228,7 +228,7 @@ func (h *harness) run(c *capture) []dataplane.Verdict {
 		if n := h.e.Workers(); n > 1 {
 			var p = h.e.workers[0].pkt
 			_ = h.e.workers[0].dec.Decode(f.data, &p)
-			w = int(p.Key.Hash() % uint32(n))
+			w = p.Key.Worker(n)
 		}
 		out = append(out, h.e.Inspect(w, &fr))
 	}

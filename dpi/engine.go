@@ -357,7 +357,7 @@ func (e *Engine) closeWorkers() {
 // counters, indexed by xdp.Direction. The flow's event is emitted with the
 // counters merged. It reports false for a flow the engine does not know.
 func (e *Engine) FlowEnded(key xdp.FlowKey, pkts, bytes [2]uint64) bool {
-	w := e.workers[key.Hash()%uint32(len(e.workers))]
+	w := e.workers[key.Worker(len(e.workers))]
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.flowEnded(key, pkts, bytes, e.now(w))

@@ -154,7 +154,7 @@ func replayParallel(e *Engine, src *replaySource) {
 	for f, ok := src.next(); ok; f, ok = src.next() {
 		w := 0
 		if dec.Decode(f.Data, &p) == nil {
-			w = int(p.Key.Hash() % uint32(n))
+			w = p.Key.Worker(n)
 		}
 		open[w] = append(open[w], dataplane.Frame{Data: f.Data, Timestamp: f.Timestamp.UnixNano()})
 		if len(open[w]) == replayBatch {

@@ -417,7 +417,7 @@ func (e *Engine) inspectDatagram(from int, d *defrag.Datagram, f *dataplane.Fram
 	var pk dataplane.Packet
 	w := e.workers[from]
 	if dataplane.ParsePacket(d.Frame, &pk) == dataplane.KindIP && pk.Keyed {
-		w = e.workers[pk.Key.Hash()%uint32(len(e.workers))]
+		w = e.workers[pk.Key.Worker(len(e.workers))]
 	}
 	// The datagram's checksum was checked by no one: a partial-looking
 	// one is wrong (fragmenting completes checksums), so the receiver

@@ -78,6 +78,12 @@ func (k *FlowKey) Hash() uint32 {
 	return h
 }
 
+// Worker is the one of n workers that handles the key's flow. Every
+// dataplane dispatches frames by it, and the engine relies on it to find
+// the worker of a flow it did not receive a frame of (a datagram
+// reassembled from fragments, which carry no ports).
+func (k *FlowKey) Worker(n int) int { return int(k.Hash() % uint32(n)) }
+
 // String formats the key as "proto lo <-> hi".
 func (k FlowKey) String() string {
 	return fmt.Sprintf("%s %s <-> %s", ProtoName(k.Proto), k.Lo(), k.Hi())

@@ -52,7 +52,7 @@ func (p *Pair) Flows(fn func(xdp.FlowKey, xdp.FlowValue) bool) error {
 
 // LookupFlow returns one flow's kernel view.
 func (p *Pair) LookupFlow(k xdp.FlowKey) (xdp.FlowValue, bool, error) {
-	w := p.work[k.Hash()%uint32(len(p.work))]
+	w := p.work[k.Worker(len(p.work))]
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	e := w.flows[k]
@@ -66,7 +66,7 @@ func (p *Pair) LookupFlow(k xdp.FlowKey) (xdp.FlowValue, bool, error) {
 // packets go back to the Inspector once ForgetVerdicts has moved the
 // fast path to a new generation.
 func (p *Pair) SetFlow(k xdp.FlowKey, v xdp.Verdict, ruleID uint32) error {
-	w := p.work[k.Hash()%uint32(len(p.work))]
+	w := p.work[k.Worker(len(p.work))]
 	w.mu.Lock()
 	e := w.flows[k]
 	if e == nil {
@@ -166,7 +166,7 @@ func (p *Pair) readCT() error {
 	}
 	stamp := dataplane.MonoNow()
 	err := dumpConntrack(p.ct, func(c *ctEntry) {
-		w := p.work[c.Key.Hash()%uint32(len(p.work))]
+		w := p.work[c.Key.Worker(len(p.work))]
 		w.mu.Lock()
 		if e := w.flows[c.Key]; e != nil {
 			for d := range 2 {

@@ -246,7 +246,7 @@ func (q *queue) handle(b []byte, m nlMsg) {
 		q.verdict(id, nfDrop, 0, 0, nil)
 		return
 	}
-	w := q.p.work[q.pkt.Key.Hash()%uint32(len(q.p.work))]
+	w := q.p.work[q.pkt.Key.Worker(len(q.p.work))]
 	w.mu.Lock()
 	act, reset, mk := w.judge(q, frame, side)
 	w.mu.Unlock()
