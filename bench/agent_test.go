@@ -40,9 +40,10 @@ type agent struct {
 
 // startAgent runs the agent on topo's fw ports with the rule file
 // rulesPath, workers DPI workers (0: the agent's default, one per CPU) and
-// --mode mode ("": the agent's default), waits until its API answers, and
-// stops it (SIGTERM: it detaches and restores the ports) at cleanup.
-func startAgent(tb testing.TB, topo *testnet.Topology, rulesPath string, workers int, mode string) *agent {
+// --mode mode and --datapath datapath ("": the agent's defaults), waits
+// until its API answers, and stops it (SIGTERM: it detaches and restores
+// the ports) at cleanup.
+func startAgent(tb testing.TB, topo *testnet.Topology, rulesPath string, workers int, mode, datapath string) *agent {
 	tb.Helper()
 	agentBinary(tb)
 	a := &agent{agenttest.New(tb.TempDir())}
@@ -53,6 +54,9 @@ func startAgent(tb testing.TB, topo *testnet.Topology, rulesPath string, workers
 	}
 	if mode != "" {
 		args = append(args, "--mode", mode)
+	}
+	if datapath != "" {
+		args = append(args, "--datapath", datapath)
 	}
 	a.Start(tb, topo.FW, args...) // stopped with SIGTERM at cleanup
 	return a

@@ -35,7 +35,7 @@ func BenchmarkHTTP(b *testing.B) {
 	s := h.scenario("http")
 	requireRoot(b, s)
 	cfg := h.cfg
-	specs := []sysSpec{specBridge, specFastPath, specDPI}
+	specs := []sysSpec{specBridgeDefault, specBridge, specProxy, specModSec, specFastPath, specDPI, specDPIXDP}
 	specs = append(specs, nfqueueSpecs(rulesDefault)...)
 	envs := upAll(b, "http", specs)
 	tr := newTraffic(11)
@@ -52,13 +52,14 @@ func BenchmarkHTTP(b *testing.B) {
 		serveHTTP(b, e.topo, page)
 	}
 	const c = "keep-alive, closed loop"
-	s.ratioTo(c, sysBridge)
+	s.ratioTo(c, sysBridgeDefault)
 	for _, e := range envs {
 		s.declare(c, e.spec.name, "req/s", "requests/s")
 	}
 	s.note("%d connections, each sending its next request when the previous answer arrived (fasthttp.HostClient, keep-alive, 5 s timeouts); %s per measurement. Ordinary requests are browser-like (GET with query strings and cookies, form and JSON POSTs; %d distinct), answered with a %d-byte HTML page. One request in %d is an attack (%d kinds: SQLi, XSS, traversal, command injection, Shellshock, Log4Shell, scanner, SSRF), answered 200 by the server if it gets through.", cfg.httpConns, cfg.dur, len(benign), httpPageSize, attackEvery, len(attacks))
 	s.note("req/s counts answered ordinary requests; latency percentiles are computed per round over its answered ordinary requests (nearest rank), and the table gives their median and range over the rounds. An attack counts as blocked when its connection is reset before an answer; the agent's own block counter is checked against it. The bridge blocks nothing: its attacks get answers. A blocked attack costs its connection, which fasthttp reopens.")
-	s.note("%s. deepwall fast path: an L3/L4-only rule set (nothing inspected, attacks pass), to separate the cost of inspection from the cost of the XDP path.", offloadNote)
+	s.note("%s. deepwall fast path: an L3/L4-only rule set (nothing inspected, attacks pass), to separate the cost of inspection from the cost of the data path. \"XDP path\": the agent with --datapath xdp.", offloadNote)
+	s.note("%s: nginx in the fw namespace as a reverse proxy on the bridge's address (the client sends to it), 2 workers, keep-alive to the server. %s: the same with ModSecurity v3 (Debian's nginx module, libmodsecurity 3.0.9) running Debian's OWASP CRS 3.3 at paranoia level 1 (that libmodsecurity cannot parse CRS v4), request and response bodies inspected; it blocks with 403. Machine CPU per request is every busy core of the machine (generator, server and the system under test) over the requests answered, so the systems compare by what they add.", sysProxy, sysModSec)
 	s.addChart(chart{Name: "rps", Title: "HTTP requests per second (closed loop)", Metric: "req/s"})
 	s.addChart(chart{Name: "latency", Title: "HTTP latency, 99th percentile", Metric: "p99 ms"})
 
@@ -69,7 +70,7 @@ func BenchmarkHTTP(b *testing.B) {
 			settle()
 			c0 := e.counters(b)
 			w := startCPU(e)
-			r := loadHTTP(e.topo, cfg.httpConns, cfg.dur, benign, attacks)
+			r := loadHTTP(e.topo, e.target(httpPort), cfg.httpConns, cfg.dur, benign, attacks)
 			mc, ac := w.stop()
 			// Blocks are counted by the agent when the verdict is made;
 			// give the last ones a moment.
@@ -93,6 +94,7 @@ func BenchmarkHTTP(b *testing.B) {
 			s.add(c, e.spec.name, "attacks blocked", "requests", float64(r.blocked))
 			s.add(c, e.spec.name, "ordinary failed", "requests", float64(r.errors))
 			s.add(c, e.spec.name, "busy cores", "cores", mc)
+			s.add(c, e.spec.name, "machine CPU µs/request", "µs", mc*cfg.dur.Seconds()/float64(r.ok+r.attacks)*1e6)
 			if e.agent != nil {
 				s.add(c, e.spec.name, "agent cores", "cores", ac)
 				s.add(c, e.spec.name, "agent blocks", "flows", float64(c1.blocks-c0.blocks))
@@ -184,9 +186,10 @@ type httpResult struct {
 	firstErr         error
 }
 
-// loadHTTP runs conns closed-loop clients for d against topo's server.
-func loadHTTP(topo *testnet.Topology, conns int, d time.Duration, benign, attacks []*fasthttp.Request) httpResult {
-	addr := netip.AddrPortFrom(testnet.ServerIP, httpPort).String()
+// loadHTTP runs conns closed-loop clients in topo's client namespace for d
+// against addr.
+func loadHTTP(topo *testnet.Topology, target netip.AddrPort, conns int, d time.Duration, benign, attacks []*fasthttp.Request) httpResult {
+	addr := target.String()
 	hc := &fasthttp.HostClient{
 		Addr: addr,
 		Dial: func(a string) (net.Conn, error) {
@@ -232,7 +235,8 @@ func loadHTTP(topo *testnet.Topology, conns int, d time.Duration, benign, attack
 				switch {
 				case attack:
 					r.attacks++
-					if err != nil && blockedErr(err) {
+					// deepwall resets; a WAF in a proxy answers 403.
+					if (err != nil && blockedErr(err)) || (err == nil && resp.StatusCode() == fasthttp.StatusForbidden) {
 						r.blocked++
 					}
 				case err == nil && resp.StatusCode() == fasthttp.StatusOK:

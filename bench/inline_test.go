@@ -25,7 +25,7 @@ func BenchmarkInline(b *testing.B) {
 	s := h.scenario("inline")
 	requireRoot(b, s)
 	cfg := h.cfg
-	specs := []sysSpec{specBridgeDefault, specBridge, specRedirect, specFastPath, specDPI}
+	specs := []sysSpec{specBridgeDefault, specBridge, specRedirect, specFastPath, specFastPathXDP, specDPI, specDPIXDP}
 	specs = append(specs, nfqueueSpecs(rulesDefault)...)
 	envs := upAll(b, "inline", specs)
 	srv := make([]netip.AddrPort, len(envs))
@@ -38,14 +38,14 @@ func BenchmarkInline(b *testing.B) {
 		streams int
 	}{{"1 connection", 1}, {fmt.Sprintf("%d connections", cfg.streams), cfg.streams}}
 	for _, c := range cases {
-		s.ratioTo(c.name, sysRedirect)
+		s.ratioTo(c.name, sysBridgeDefault)
 		for _, e := range envs {
 			s.declare(c.name, e.spec.name, "Gbit/s", "Gbit/s")
 		}
 	}
 	s.note("Every system has its own topology (client ns ↔ fw ns ↔ server ns, veth pairs, MTU 1500); the systems are set up once and measured in turn, the order rotating each round. Gbit/s counts response body bytes received by the client over the measurement (%s each).", cfg.dur)
-	s.note("%s, for every system except \"%s\", which shows what the bridge reaches when the endpoints keep TSO and checksum offload (no XDP path can: an XDP program on a veth takes its peer's TSO away, see docs/performance.md).", offloadNote, sysBridgeDefault)
-	s.note("deepwall fast path: the agent with an L3/L4-only rule set, every flow's verdict is final at its SYN and the kernel carries the rest. deepwall DPI: the agent with the default pack and no inspection depth, every frame of the HTTP flows goes through AF_XDP and the engine (request and response bodies scanned); the share of frames inspected is written beside the figures.")
+	s.note("%s. An XDP program on a veth takes its peer's TSO away, so no XDP path can keep them; deepwall's tc path (its default) does, see docs/performance.md.", offloadNote)
+	s.note("deepwall fast path: the agent with an L3/L4-only rule set, every flow's verdict is final at its SYN and the kernel carries the rest. deepwall DPI: the agent with the default pack and no inspection depth, every frame of the HTTP flows goes through AF_XDP and the engine (request and response bodies scanned); the share of frames inspected is written beside the figures. \"XDP path\": the agent with --datapath xdp.")
 	s.addChart(chart{Name: "throughput", Title: "Inline TCP throughput (HTTP bulk download)", Metric: "Gbit/s"})
 
 	st := h.steps("inline", cfg.rounds*len(cases)*len(envs))

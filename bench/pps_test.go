@@ -26,7 +26,7 @@ func BenchmarkPacketRate(b *testing.B) {
 	requireRoot(b, s)
 	cfg := h.cfg
 	genAlone := sysSpec{name: sysGenerator, kind: -1}
-	specs := []sysSpec{genAlone, specBridge, specRedirect, specFastPath, specDPIPayload}
+	specs := []sysSpec{genAlone, specBridge, specRedirect, specFastPath, specFastPathXDP, specDPIPayload}
 	specs = append(specs, nfqueueSpecs(rulesPayload)...)
 	type env struct {
 		*sysEnv

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +33,9 @@ const (
 	kindRedirect
 	// kindAgent: `deepwall run` on inner and outer (XDP + AF_XDP).
 	kindAgent
+	// kindProxy: a Linux bridge, and nginx in fw as a reverse proxy on
+	// the bridge's address (proxy_test.go).
+	kindProxy
 )
 
 // ruleKind selects the rule file an agent system runs.
@@ -63,9 +67,13 @@ type sysSpec struct {
 	// mode is the agent's --mode flag ("" = its default, XDP + AF_XDP
 	// on veth).
 	mode string
+	// datapath is the agent's --datapath flag ("" = its default, tc).
+	datapath string
 	// bridge puts a Linux bridge between inner and outer for an agent
 	// whose mode works on bridged traffic (NFQUEUE through br_netfilter).
 	bridge bool
+	// modsec runs ModSecurity and CRS in a kindProxy's nginx.
+	modsec bool
 }
 
 // The systems, by the names of names.go.
@@ -73,12 +81,27 @@ var (
 	specBridgeDefault = sysSpec{name: sysBridgeDefault, kind: kindBridge, defaultOffloads: true}
 	specBridge        = sysSpec{name: sysBridge, kind: kindBridge}
 	specRedirect      = sysSpec{name: sysRedirect, kind: kindRedirect}
-	specFastPath      = sysSpec{name: sysFastPath, kind: kindAgent, rules: rulesL4}
-	specDPI           = sysSpec{name: sysDPI, kind: kindAgent, rules: rulesDefault}
-	specDPIPayload    = sysSpec{name: sysDPI, kind: kindAgent, rules: rulesPayload}
-	specDPI1          = sysSpec{name: sysDPI1, kind: kindAgent, rules: rulesDefault, workers: 1}
-	specDPI2          = sysSpec{name: sysDPI2, kind: kindAgent, rules: rulesDefault, workers: 2}
+	// deepwall's tc path leaves the endpoints' offloads alone; its XDP
+	// path turns their TX checksum offload off itself.
+	specFastPath    = sysSpec{name: sysFastPath, kind: kindAgent, rules: rulesL4, defaultOffloads: true}
+	specFastPathXDP = sysSpec{name: sysFastPathXDP, kind: kindAgent, rules: rulesL4, datapath: "xdp"}
+	specDPI         = sysSpec{name: sysDPI, kind: kindAgent, rules: rulesDefault, defaultOffloads: true}
+	specDPIXDP      = sysSpec{name: sysDPIXDP, kind: kindAgent, rules: rulesDefault, datapath: "xdp"}
+	specDPIPayload  = sysSpec{name: sysDPI, kind: kindAgent, rules: rulesPayload, defaultOffloads: true}
+	specDPI1        = sysSpec{name: sysDPI1, kind: kindAgent, rules: rulesDefault, workers: 1, defaultOffloads: true}
+	specDPI2        = sysSpec{name: sysDPI2, kind: kindAgent, rules: rulesDefault, workers: 2, defaultOffloads: true}
+	specProxy       = sysSpec{name: sysProxy, kind: kindProxy, defaultOffloads: true}
+	specModSec      = sysSpec{name: sysModSec, kind: kindProxy, defaultOffloads: true, modsec: true}
 )
+
+// target is where e's clients send their requests to reach a server on
+// port: the server, or the proxy.
+func (e *sysEnv) target(port uint16) netip.AddrPort {
+	if e.spec.kind == kindProxy {
+		return netip.AddrPortFrom(proxyIP, port)
+	}
+	return netip.AddrPortFrom(testnet.ServerIP, port)
+}
 
 // sysEnv is a system set up on its topology.
 type sysEnv struct {
@@ -92,7 +115,7 @@ type sysEnv struct {
 func up(tb testing.TB, spec sysSpec) *sysEnv {
 	tb.Helper()
 	e := &sysEnv{spec: spec}
-	e.topo = testnet.NewTopology(tb, testnet.TopologyOptions{Bridge: spec.kind == kindBridge || spec.bridge})
+	e.topo = testnet.NewTopology(tb, testnet.TopologyOptions{Bridge: spec.kind == kindBridge || spec.kind == kindProxy || spec.bridge})
 	if !spec.defaultOffloads {
 		setEndpointOffloads(tb, e.topo)
 	}
@@ -110,8 +133,10 @@ func up(tb testing.TB, spec sysSpec) *sysEnv {
 			}
 			return f.Attach(e.topo.OuterIndex, e.topo.InnerIndex)
 		})
+	case kindProxy:
+		startProxy(tb, e)
 	case kindAgent:
-		e.agent = startAgent(tb, e.topo, writeRules(tb, spec.rules), spec.workers, spec.mode)
+		e.agent = startAgent(tb, e.topo, writeRules(tb, spec.rules), spec.workers, spec.mode, spec.datapath)
 	}
 	return e
 }
@@ -162,7 +187,7 @@ var endpointOffloads = []string{"tx", "off", "gro", "on"}
 
 // offloadNote is written beside the figures of the systems that run with
 // endpointOffloads.
-const offloadNote = "endpoints: TX checksum offload and TSO off, GRO on (what deepwall sets on its port peers; needed by every XDP path on veth)"
+const offloadNote = "\"same endpoint offloads\": the endpoints' TX checksum offload and TSO off, GRO on (what deepwall's XDP path sets on its port peers; needed by every XDP path on veth); the other systems keep the kernel's default offloads"
 
 func setEndpointOffloads(tb testing.TB, topo *testnet.Topology) {
 	tb.Helper()

@@ -130,7 +130,7 @@ func runDoctor(names []string) doctorReport {
 		d.AFXDP = doctorCheck{true, "AF_XDP socket created"}
 	}
 	d.BPFMaps = doctorCheck{true, "LPM trie, LRU hash, XSKMAP, DEVMAP, per-CPU array"}
-	if err := probe.CheckXDP(nil); err != nil { // maps and AF_XDP only: no interfaces
+	if err := probe.CheckXDP(nil, false); err != nil { // maps and AF_XDP only: no interfaces
 		d.BPFMaps = doctorCheck{false, err.Error()}
 	}
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err == nil {

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/deepwall/deepwall/dataplane"
+
 	"github.com/spf13/cobra"
 
 	"github.com/deepwall/deepwall/ctl/agent"
@@ -99,6 +101,7 @@ runtime that is not there is skipped.`,
 	f.StringVar(&cfg.Inner, "inner", "", "the port facing the protected container (required)")
 	f.StringVar(&cfg.Outer, "outer", "", "the port facing the bridge or host (required)")
 	f.StringVar(&cfg.Backend, "mode", probe.BackendAuto, "dataplane: auto (XDP when the ports and kernel support it, else NFQUEUE), xdp, or nfqueue (iptables; set "+probe.HideXDPEnv+"=1 to make auto skip XDP, for tests)")
+	f.StringVar((*string)(&cfg.DataPath), "datapath", string(dataplane.PathTC), "eBPF data path: tc (tc programs on the ports keep the containers' TSO and checksum offload; inspected traffic reaches user space through a shadow veth pair per port) or xdp (XDP on the ports: turns the ports' peers' TX checksum offload off)")
 	f.StringVar(&cfg.NetNS, "netns", "", "network namespace of the ports: a name in /run/netns or a path (default: the agent's own)")
 	f.StringVar(&cfg.RulesFile, "rules", "", "rule file that replaces the stored rule set at start")
 	f.StringVar(&cfg.LogPath, "log", eve.DefaultPath, "verdict log (EVE JSON lines)")

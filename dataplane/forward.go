@@ -81,7 +81,7 @@ func newIOLoop(p *Pair, q int) (*ioLoop, error) {
 	}
 	l := &ioLoop{p: p, q: q, umem: u, alloc: u.Allocator(), batchSize: p.cfg.BatchSize}
 	for side, port := range p.ports {
-		s, err := afxdp.NewSocket(u, port.ifindex, q, p.socketConfig())
+		s, err := afxdp.NewSocket(u, port.sockIfindex(), q, p.socketConfig())
 		if err != nil {
 			_ = l.close()
 			return nil, fmt.Errorf("socket on %s: %w", port.name, err)

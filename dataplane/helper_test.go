@@ -29,6 +29,7 @@ const (
 	helperStateDir   = "DEEPWALL_HELPER_STATE_DIR"
 	helperFailClosed = "DEEPWALL_HELPER_FAIL_CLOSED"
 	helperAllowPort  = "DEEPWALL_HELPER_ALLOW_PORT"
+	helperPath       = "DEEPWALL_HELPER_PATH"
 	helperReady      = "DEEPWALL-HELPER-READY"
 )
 
@@ -48,6 +49,7 @@ func TestHelperProcess(t *testing.T) {
 		Inner: testnet.InnerIf, Outer: testnet.OuterIf,
 		PinDir: os.Getenv(helperPinDir), StateDir: os.Getenv(helperStateDir),
 		FailClosed: os.Getenv(helperFailClosed) == "1",
+		Path:       dataplane.Path(os.Getenv(helperPath)),
 		Inspector:  insp,
 		Logger:     slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	})
@@ -64,17 +66,24 @@ func TestHelperProcess(t *testing.T) {
 	os.Exit(3)
 }
 
+// helperOpts configure a helper's pair.
+type helperOpts struct {
+	failClosed bool
+	allowPort  int // a flow to or from this port is allowed finally
+	path       dataplane.Path
+}
+
 // startHelper runs a pair in a helper process inside the fw namespace and
 // waits until it is forwarding.
-func startHelper(tb testing.TB, topo *testnet.Topology, pinDir, stateDir string, failClosed bool, allowPort int) *exec.Cmd {
+func startHelper(tb testing.TB, topo *testnet.Topology, pinDir, stateDir string, o helperOpts) *exec.Cmd {
 	tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
 	fc := "0"
-	if failClosed {
+	if o.failClosed {
 		fc = "1"
 	}
 	cmd.Env = append(os.Environ(), helperEnv+"=1", helperPinDir+"="+pinDir, helperStateDir+"="+stateDir,
-		helperFailClosed+"="+fc, helperAllowPort+"="+strconv.Itoa(allowPort))
+		helperFailClosed+"="+fc, helperAllowPort+"="+strconv.Itoa(o.allowPort), helperPath+"="+string(o.path))
 	cmd.Stderr = testWriter{tb}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -194,15 +203,19 @@ func loadPinned(tb testing.TB, dir string) *xdp.Program {
 // fail-closed it stops.
 func TestPrivilegedFailPolicy(t *testing.T) {
 	testnet.RequirePrivileged(t)
-	for _, failClosed := range []bool{false, true} {
+	for _, tc := range []struct {
+		failClosed bool
+		path       dataplane.Path
+	}{{false, dataplane.PathTC}, {true, dataplane.PathTC}, {false, dataplane.PathXDP}, {true, dataplane.PathXDP}} {
+		failClosed := tc.failClosed
 		name := "fail-open"
 		if failClosed {
 			name = "fail-closed"
 		}
-		t.Run(name, func(t *testing.T) {
+		t.Run(string(tc.path)+"/"+name, func(t *testing.T) {
 			topo := testnet.NewTopology(t, testnet.TopologyOptions{})
 			dir := pinDir(t)
-			helper := startHelper(t, topo, dir, t.TempDir(), failClosed, 0)
+			helper := startHelper(t, topo, dir, t.TempDir(), helperOpts{failClosed: failClosed, path: tc.path})
 			s := startStream(t, topo, netip.AddrPortFrom(testnet.ServerIP, 9100), 8<<10, 2*time.Millisecond)
 			if !testutil.WaitFor(10*time.Second, func() bool { return s.received.Load() > 256<<10 }) {
 				t.Fatalf("transfer did not start: %d bytes", s.received.Load())
@@ -248,12 +261,24 @@ func TestPrivilegedFailPolicy(t *testing.T) {
 // TestPrivilegedRestart: an agent marks a flow ALLOW and is killed; the
 // flow keeps flowing in the kernel with no agent (even fail-closed), a
 // second agent adopts the pins, the flow still flows, and new traffic is
-// inspected by the new agent.
+// inspected by the new agent. The second agent may run the other data
+// path: it takes the first one's programs off the ports.
 func TestPrivilegedRestart(t *testing.T) {
+	for _, paths := range [][2]dataplane.Path{
+		{dataplane.PathTC, dataplane.PathTC},
+		{dataplane.PathXDP, dataplane.PathXDP},
+		{dataplane.PathXDP, dataplane.PathTC},
+		{dataplane.PathTC, dataplane.PathXDP},
+	} {
+		t.Run(string(paths[0])+"-"+string(paths[1]), func(t *testing.T) { testRestart(t, paths) })
+	}
+}
+
+func testRestart(t *testing.T, paths [2]dataplane.Path) {
 	topo := testnet.NewTopology(t, testnet.TopologyOptions{})
 	dir, state := pinDir(t), t.TempDir()
 	const allowPort = 9200
-	a := startHelper(t, topo, dir, state, true, allowPort)
+	a := startHelper(t, topo, dir, state, helperOpts{failClosed: true, allowPort: allowPort, path: paths[0]})
 	s := startStream(t, topo, netip.AddrPortFrom(testnet.ServerIP, allowPort), 8<<10, 2*time.Millisecond)
 	if !testutil.WaitFor(10*time.Second, func() bool { return s.received.Load() > 128<<10 }) {
 		t.Fatalf("transfer did not start: %d bytes", s.received.Load())
@@ -280,7 +305,7 @@ func TestPrivilegedRestart(t *testing.T) {
 		t.Fatal("a new flow passed with no agent and fail-closed")
 	}
 
-	startHelper(t, topo, dir, state, true, allowPort)
+	startHelper(t, topo, dir, state, helperOpts{failClosed: true, allowPort: allowPort, path: paths[1]})
 	atStart := s.received.Load()
 	if !testutil.WaitFor(10*time.Second, func() bool { return s.received.Load() > atStart+512<<10 }) {
 		t.Fatalf("after restart: allowed flow stopped at %d bytes", s.received.Load())

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/deepwall/deepwall/dataplane/afxdp"
+	"github.com/deepwall/deepwall/internal/nsexec"
 	"github.com/deepwall/deepwall/xdp"
 )
 
@@ -40,6 +41,34 @@ const (
 	DefaultSpin = 200
 )
 
+// Path is how a pair's ports carry traffic.
+type Path string
+
+// Data paths.
+const (
+	// PathTC runs tc (tcx) programs on the ports: decided flows are
+	// forwarded by bpf_redirect with their GSO packets whole and their
+	// checksum state kept, so the ports' veth peers keep TSO and checksum
+	// offload; undecided traffic reaches the AF_XDP sockets through a
+	// shadow veth pair per port (xdp.EnsureShadow). The default.
+	PathTC Path = "tc"
+	// PathXDP runs the XDP program on the ports and binds the sockets to
+	// them: one hop less for inspected traffic, but the ports' peers lose
+	// TSO, and OpenPair turns their TX checksum offload off.
+	PathXDP Path = "xdp"
+)
+
+// ParsePath checks a --datapath value; "" is PathTC.
+func ParsePath(s string) (Path, error) {
+	switch Path(s) {
+	case "", PathTC:
+		return PathTC, nil
+	case PathXDP:
+		return PathXDP, nil
+	}
+	return "", fmt.Errorf("data path %q: want %q or %q", s, PathTC, PathXDP)
+}
+
 // PairConfig configures a port pair.
 type PairConfig struct {
 	// Inner and Outer are interface names in the calling thread's network
@@ -55,6 +84,9 @@ type PairConfig struct {
 	// FailClosed: while no socket serves a queue (agent down), drop its
 	// uninspected traffic instead of forwarding it.
 	FailClosed bool
+	// Path is the data path; default PathTC. A pair opened on pins of
+	// the other path switches them over.
+	Path Path
 	// Workers is the number of inspection workers; default
 	// runtime.NumCPU().
 	Workers int
@@ -122,6 +154,10 @@ func (c *PairConfig) setDefaults() error {
 	if c.Inspector == nil {
 		return errors.New("pair needs an inspector")
 	}
+	var err error
+	if c.Path, err = ParsePath(string(c.Path)); err != nil {
+		return err
+	}
 	if c.BPFFS == "" {
 		c.BPFFS = DefaultBPFFS
 	}
@@ -185,6 +221,16 @@ type portInfo struct {
 	name    string
 	ifindex int
 	queues  int
+	shadow  *xdp.Shadow // the tc path's shadow pair
+}
+
+// sockIfindex is where the port's AF_XDP sockets bind: the port, or on the
+// tc path its shadow's far end.
+func (p *portInfo) sockIfindex() int {
+	if p.shadow != nil {
+		return p.shadow.Far
+	}
+	return p.ifindex
 }
 
 // OpenPair prepares both ports and their peers, loads (or adopts) the XDP
@@ -249,9 +295,24 @@ func OpenPair(cfg PairConfig) (_ *Pair, err error) {
 	if undo.peers, err = loadState(p.state); err != nil {
 		return nil, fmt.Errorf("open pair: %w", err)
 	}
-	undo.peersTouched = true
-	if err := p.preparePeers(h); err != nil {
-		return nil, fmt.Errorf("open pair: %w", err)
+	if cfg.Path == PathXDP {
+		undo.peersTouched = true
+		if err := p.preparePeers(h); err != nil {
+			return nil, fmt.Errorf("open pair: %w", err)
+		}
+	} else {
+		for i := range p.ports {
+			port := &p.ports[i]
+			near, _ := xdp.ShadowNames(port.ifindex)
+			if _, err := h.LinkByName(near); err != nil {
+				undo.shadows = append(undo.shadows, port.ifindex)
+			}
+			s, err := xdp.EnsureShadow(port.ifindex, port.queues)
+			if err != nil {
+				return nil, fmt.Errorf("open pair: %w", err)
+			}
+			port.shadow = &s
+		}
 	}
 	if err := xdp.EnsureBPFFS(cfg.BPFFS); err != nil {
 		return nil, fmt.Errorf("open pair: %w", err)
@@ -287,7 +348,7 @@ func OpenPair(cfg PairConfig) (_ *Pair, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("open pair: %w", err)
 		}
-		pc := xdp.PortConfig{Slot: uint32(i), Peer: p.ports[1-i].ifindex, FailClosed: cfg.FailClosed}
+		pc := xdp.PortConfig{Slot: uint32(i), Peer: p.ports[1-i].ifindex, FailClosed: cfg.FailClosed, Shadow: port.shadow}
 		if err := p.prog.Attach(port.ifindex, pc); err != nil {
 			return nil, fmt.Errorf("open pair: %w", err)
 		}
@@ -295,7 +356,15 @@ func OpenPair(cfg PairConfig) (_ *Pair, err error) {
 			undo.attached = append(undo.attached, port.ifindex)
 		}
 	}
-	p.log.Info("port pair open", "queues", len(p.loops), "workers", cfg.Workers, "pin_dir", cfg.PinDir,
+	if cfg.Path == PathTC && len(undo.peers.Peers) > 0 {
+		// An XDP-path agent changed the peers; the tc path needs none of
+		// that, and the XDP program is off the ports now.
+		undo.peersTouched = true
+		if err := p.restorePeers(&portState{}); err != nil {
+			return nil, fmt.Errorf("open pair: %w", err)
+		}
+	}
+	p.log.Info("port pair open", "path", cfg.Path, "queues", len(p.loops), "workers", cfg.Workers, "pin_dir", cfg.PinDir,
 		"fail_closed", cfg.FailClosed, "zero_copy", p.loops[0].socks[0].ZeroCopy(), "adopted_pins", !undo.freshPins)
 	return p, nil
 }
@@ -311,6 +380,8 @@ type openUndo struct {
 	// peersTouched says preparePeers may have changed peers since.
 	peers        *portState
 	peersTouched bool
+	// shadows lists the ports whose shadow pair this call created.
+	shadows []int
 }
 
 // hasPins reports whether dir holds any of deepwall's map pins.
@@ -349,6 +420,9 @@ func (p *Pair) abortOpen(u *openUndo) error {
 	}
 	if u.peersTouched && p.ns.IsOpen() {
 		errs = append(errs, p.restorePeers(u.peers))
+	}
+	for _, port := range u.shadows {
+		errs = append(errs, xdp.RemoveShadow(port))
 	}
 	if p.stopFD >= 0 {
 		errs = append(errs, unix.Close(p.stopFD))
@@ -594,7 +668,8 @@ func (p *Pair) teardown(detach bool) error {
 	p.mu.Unlock()
 	if p.prog != nil {
 		if detach {
-			errs = append(errs, p.prog.Remove())
+			// Shadow pairs are found by name in the ports' namespace.
+			errs = append(errs, nsexec.Do(p.ns, p.prog.Remove))
 		} else {
 			errs = append(errs, p.prog.Close())
 		}

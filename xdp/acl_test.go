@@ -525,7 +525,7 @@ func aclFromBytes(data []byte) ACL {
 
 // TestPrivilegedACL runs the worked examples through the kernel.
 func TestPrivilegedACL(t *testing.T) {
-	h := newHarness(t, PortConfig{})
+	h := newHarness(t, PortConfig{Shadow: tcShadow})
 	for _, tc := range aclCases {
 		t.Run(tc.name, func(t *testing.T) {
 			h.setACL(tc.acl)
@@ -575,9 +575,17 @@ func TestPrivilegedACL(t *testing.T) {
 }
 
 // aclVerdict runs a packet built from pk and reports what the ACL did.
+// On a harness of the tc path the tc program must agree.
 func (h *harness) aclVerdict(pk aclPacket) ACLAction {
 	h.tb.Helper()
-	got, stats := h.run(aclFrame(h.tb, pk))
+	f := aclFrame(h.tb, pk)
+	got, stats := h.run(f)
+	if cfg, _, _ := h.p.Port(loIfindex); cfg.Shadow != nil {
+		want, wantStats := tcOutcome(got, stats)
+		if tgot, tstats := h.runTC(f); tgot != want || tstats != wantStats {
+			h.tb.Fatalf("%v: tc %d %+v, xdp %s %+v", pk, tgot, tstats, actionName(got), stats)
+		}
+	}
 	switch {
 	case got == xdpDrop && stats == (Stats{ACLDrop: 1}):
 		return ACLDeny
@@ -605,8 +613,9 @@ func aclFrame(tb testing.TB, pk aclPacket) []byte {
 // TestPrivilegedACLDifferential compares the kernel with the reference
 // evaluator on random rule sets and packets. The rule sets replace each
 // other on one program, so both generations are rewritten many times.
+// The harness is on the tc path, so both programs are compared (aclVerdict).
 func TestPrivilegedACLDifferential(t *testing.T) {
-	h := newHarness(t, PortConfig{})
+	h := newHarness(t, PortConfig{Shadow: tcShadow})
 	r := rand.New(rand.NewPCG(42, 1))
 	sizes := []int{0, 1, 2, 5, 20, 60, MaxACLRules}
 	var seen coverage

@@ -23,6 +23,17 @@ type PortConfig struct {
 	// FailClosed: with no AF_XDP socket bound for the packet's queue, drop
 	// (true) or forward to Peer (false).
 	FailClosed bool
+	// Shadow, when set, puts the port on the tc path: the tc program on
+	// the port forwards decided flows itself and sends undecided traffic
+	// through this shadow pair (see EnsureShadow), whose far end holds the
+	// port's AF_XDP sockets. Unset: the XDP path, with the XDP program and
+	// the sockets on the port.
+	Shadow *Shadow
+}
+
+// Shadow is a port's shadow veth pair on the tc path (ifindexes).
+type Shadow struct {
+	Near, Far int
 }
 
 // Attach attaches the program to ifindex in native XDP mode through a
@@ -35,10 +46,10 @@ type PortConfig struct {
 // ifindexes are resolved in the calling thread's network namespace: call
 // Attach from inside the namespace that holds the ports.
 func (p *Program) Attach(ifindex int, cfg PortConfig) error {
-	if ifindex <= 0 || cfg.Peer <= 0 || cfg.Slot >= MaxSlots {
-		return fmt.Errorf("attach ifindex %d (peer %d, slot %d): %w", ifindex, cfg.Peer, cfg.Slot, ErrRange)
+	if err := cfg.check(ifindex); err != nil {
+		return fmt.Errorf("attach ifindex %d (peer %d, slot %d): %w", ifindex, cfg.Peer, cfg.Slot, err)
 	}
-	_, configured, err := p.Port(ifindex)
+	old, configured, err := p.Port(ifindex)
 	if err != nil {
 		return fmt.Errorf("attach ifindex %d: %w", ifindex, err)
 	}
@@ -47,22 +58,104 @@ func (p *Program) Attach(ifindex int, cfg PortConfig) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	l, err := p.attachLink(ifindex)
-	if err != nil {
-		if !configured {
-			_ = p.deletePort(ifindex)
+	for _, h := range cfg.hooks(ifindex) {
+		if err := p.attachLink(h); err != nil {
+			if !configured {
+				_ = p.deletePort(ifindex)
+			}
+			return fmt.Errorf("attach ifindex %d: %w", ifindex, err)
 		}
-		return fmt.Errorf("attach ifindex %d: %w", ifindex, err)
 	}
-	p.links[ifindex] = l
+	// The port was on the other path (pins of an agent run with the other
+	// --datapath): take that path's programs off, now that this one's
+	// are in place. XDP runs before tcx, so until then the old path
+	// carried the traffic.
+	var errs []error
+	if cfg.Shadow != nil {
+		errs = append(errs, p.detachHook(hook{ifindex, false}))
+	} else {
+		errs = append(errs, p.detachHook(hook{ifindex, true}))
+	}
+	if s := old.Shadow; s != nil && (cfg.Shadow == nil || *s != *cfg.Shadow) {
+		for _, h := range old.hooks(ifindex)[:3] {
+			errs = append(errs, p.detachHook(h))
+		}
+		if cfg.Shadow == nil {
+			errs = append(errs, RemoveShadow(ifindex))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("attach ifindex %d: switch path: %w", ifindex, err)
+	}
 	return nil
+}
+
+// hasLink reports whether a link is held or pinned at h. p.mu is held.
+func (p *Program) hasLink(h hook) bool {
+	if _, ok := p.links[h]; ok {
+		return true
+	}
+	pin := p.linkPin(h)
+	if pin == "" {
+		return false
+	}
+	_, err := os.Stat(pin)
+	return err == nil
+}
+
+// detachHook removes the link at h, held or pinned, if there is one. p.mu
+// is held.
+func (p *Program) detachHook(h hook) error {
+	if l, ok := p.links[h]; ok {
+		delete(p.links, h)
+		return detachLink(l)
+	}
+	pin := p.linkPin(h)
+	if pin == "" {
+		return nil
+	}
+	l, err := link.LoadPinnedLink(pin, nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load pinned link %s: %w", pin, err)
+	}
+	return detachLink(l)
+}
+
+func (cfg *PortConfig) check(ifindex int) error {
+	if ifindex <= 0 || cfg.Peer <= 0 || cfg.Slot >= MaxSlots {
+		return ErrRange
+	}
+	if s := cfg.Shadow; s != nil && (s.Near <= 0 || s.Far <= 0) {
+		return ErrRange
+	}
+	return nil
+}
+
+// hook is one place a program of the pair runs: an interface and XDP or
+// tcx ingress.
+type hook struct {
+	ifindex int
+	tc      bool
+}
+
+// hooks lists where a port's programs run: XDP on the port, or on the tc
+// path tcx on the port and both shadow ends and XDP on the far end.
+func (cfg *PortConfig) hooks(ifindex int) []hook {
+	s := cfg.Shadow
+	if s == nil {
+		return []hook{{ifindex, false}}
+	}
+	return []hook{{s.Far, false}, {s.Far, true}, {s.Near, true}, {ifindex, true}}
 }
 
 // SetPort rewrites an attached port's config (for example its fail policy)
 // without touching the link.
 func (p *Program) SetPort(ifindex int, cfg PortConfig) error {
-	if ifindex <= 0 || cfg.Peer <= 0 || cfg.Slot >= MaxSlots {
-		return fmt.Errorf("set port %d: %w", ifindex, ErrRange)
+	if err := cfg.check(ifindex); err != nil {
+		return fmt.Errorf("set port %d: %w", ifindex, err)
 	}
 	if err := p.setPort(ifindex, cfg); err != nil {
 		return fmt.Errorf("set port %d: %w", ifindex, err)
@@ -78,7 +171,15 @@ func (p *Program) Port(ifindex int) (PortConfig, bool, error) {
 	}
 	for _, pc := range ports {
 		if ifindex > 0 && pc.Ifindex == uint32(ifindex) {
-			return PortConfig{Slot: pc.Slot, Peer: int(pc.Peer), FailClosed: pc.FailClosed != 0}, true, nil
+			cfg := PortConfig{Slot: pc.Slot, Peer: int(pc.Peer), FailClosed: pc.FailClosed != 0}
+			var sh deepwallShadowConfig
+			if err := p.objs.DwShadows.Lookup(pc.Slot, &sh); err != nil {
+				return PortConfig{}, false, fmt.Errorf("port %d: shadow: %w", ifindex, err)
+			}
+			if sh.Near != 0 {
+				cfg.Shadow = &Shadow{Near: int(sh.Near), Far: int(sh.Far)}
+			}
+			return cfg, true, nil
 		}
 	}
 	return PortConfig{}, false, nil
@@ -113,12 +214,24 @@ func (p *Program) setPort(ifindex int, cfg PortConfig) error {
 	if cfg.FailClosed {
 		v.FailClosed = 1
 	}
+	var sh deepwallShadowConfig
+	if s := cfg.Shadow; s != nil {
+		sh = deepwallShadowConfig{Near: uint32(s.Near), Far: uint32(s.Far)}
+	}
+	// The shadow before the port: the tc programs read a slot's shadow
+	// only once its port config names the port.
+	if err := p.objs.DwShadows.Update(cfg.Slot, &sh, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("shadow config: %w", err)
+	}
 	if err := p.objs.DwPorts.Update(cfg.Slot, &v, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("port config: %w", err)
 	}
 	for slot, pc := range ports {
 		if uint32(slot) != cfg.Slot && pc.Ifindex == uint32(ifindex) {
 			if err := p.objs.DwPorts.Update(uint32(slot), &deepwallPortConfig{}, ebpf.UpdateAny); err != nil {
+				return fmt.Errorf("clear old slot %d: %w", slot, err)
+			}
+			if err := p.objs.DwShadows.Update(uint32(slot), &deepwallShadowConfig{}, ebpf.UpdateAny); err != nil {
 				return fmt.Errorf("clear old slot %d: %w", slot, err)
 			}
 		}
@@ -136,6 +249,7 @@ func (p *Program) deletePort(ifindex int) error {
 	for slot, pc := range ports {
 		if pc.Ifindex == uint32(ifindex) {
 			errs = append(errs, p.objs.DwPorts.Update(uint32(slot), &deepwallPortConfig{}, ebpf.UpdateAny))
+			errs = append(errs, p.objs.DwShadows.Update(uint32(slot), &deepwallShadowConfig{}, ebpf.UpdateAny))
 		}
 	}
 	if err := p.objs.DwPeers.Delete(uint32(ifindex)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -144,48 +258,90 @@ func (p *Program) deletePort(ifindex int) error {
 	return errors.Join(errs...)
 }
 
-func (p *Program) linkPin(ifindex int) string {
+func (p *Program) linkPin(h hook) string {
 	if p.opts.PinDir == "" {
 		return ""
 	}
-	return filepath.Join(p.opts.PinDir, linkPinPrefix+strconv.Itoa(ifindex))
+	prefix := linkPinPrefix
+	if h.tc {
+		prefix = tcxPinPrefix
+	}
+	return filepath.Join(p.opts.PinDir, prefix+strconv.Itoa(h.ifindex))
 }
 
-// attachLink returns a link of this program on ifindex: the one this
-// process holds, a pinned one switched to this program, or a new one.
-// p.mu is held.
-func (p *Program) attachLink(ifindex int) (link.Link, error) {
+// attachLink makes sure this program runs at h, with a link this process
+// holds: the one it has, a pinned one switched to this program, or a new
+// one. p.mu is held.
+func (p *Program) attachLink(h hook) error {
 	prog := p.objs.DeepwallXdp
-	if l, ok := p.links[ifindex]; ok {
+	switch {
+	case h.tc:
+		prog = p.objs.DeepwallTc
+	case p.shadowFar(h.ifindex):
+		prog = p.objs.DeepwallXsk
+	}
+	if l, ok := p.links[h]; ok {
 		if err := l.Update(prog); err != nil {
-			return nil, fmt.Errorf("update link: %w", err)
+			return fmt.Errorf("update link: %w", err)
 		}
-		return l, nil
+		return nil
 	}
-	pin := p.linkPin(ifindex)
+	pin := p.linkPin(h)
 	if pin != "" {
-		l, err := adoptLink(pin, ifindex, prog)
-		if err != nil || l != nil {
-			return l, err
+		l, err := adoptLink(pin, h, prog)
+		if err != nil {
+			return err
+		}
+		if l != nil {
+			p.links[h] = l
+			return nil
 		}
 	}
-	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode})
-	if err != nil {
-		return nil, fmt.Errorf("attach xdp (native): %w", err)
+	var l link.Link
+	var err error
+	if h.tc {
+		l, err = link.AttachTCX(link.TCXOptions{Program: prog, Interface: h.ifindex, Attach: ebpf.AttachTCXIngress})
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			return fmt.Errorf("attach tcx ingress on ifindex %d: %w (tcx needs Linux 6.6 or later; the XDP path does not: --datapath xdp)", h.ifindex, err)
+		}
+		if err != nil {
+			return fmt.Errorf("attach tcx ingress on ifindex %d: %w", h.ifindex, err)
+		}
+	} else {
+		l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: h.ifindex, Flags: link.XDPDriverMode})
+		if err != nil {
+			return fmt.Errorf("attach xdp (native) on ifindex %d: %w", h.ifindex, err)
+		}
 	}
 	if pin != "" {
 		if err := l.Pin(pin); err != nil {
 			_ = detachLink(l)
-			return nil, fmt.Errorf("pin link: %w", err)
+			return fmt.Errorf("pin link: %w", err)
 		}
 	}
-	return l, nil
+	p.links[h] = l
+	return nil
+}
+
+// shadowFar reports whether ifindex is a configured shadow's far end.
+func (p *Program) shadowFar(ifindex int) bool {
+	ports, err := p.ports()
+	if err != nil {
+		return false
+	}
+	for slot, pc := range ports {
+		var sh deepwallShadowConfig
+		if pc.Ifindex != 0 && p.objs.DwShadows.Lookup(uint32(slot), &sh) == nil && sh.Near != 0 && sh.Far == uint32(ifindex) {
+			return true
+		}
+	}
+	return false
 }
 
 // adoptLink loads the link pinned at pin and points it at prog. A pin whose
-// link no longer serves ifindex (the interface was deleted, or the index
-// now names another one) is stale: it is removed and (nil, nil) returned.
-func adoptLink(pin string, ifindex int, prog *ebpf.Program) (link.Link, error) {
+// link no longer serves h (the interface was deleted, or the index now
+// names another one) is stale: it is removed and (nil, nil) returned.
+func adoptLink(pin string, h hook, prog *ebpf.Program) (link.Link, error) {
 	l, err := link.LoadPinnedLink(pin, nil)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -194,7 +350,15 @@ func adoptLink(pin string, ifindex int, prog *ebpf.Program) (link.Link, error) {
 		return nil, fmt.Errorf("load pinned link %s: %w", pin, err)
 	}
 	info, err := l.Info()
-	if err == nil && info.XDP() != nil && int(info.XDP().Ifindex) == ifindex {
+	live := false
+	if err == nil {
+		if h.tc {
+			live = info.TCX() != nil && int(info.TCX().Ifindex) == h.ifindex
+		} else {
+			live = info.XDP() != nil && int(info.XDP().Ifindex) == h.ifindex
+		}
+	}
+	if live {
 		if err := l.Update(prog); err == nil {
 			return l, nil
 		} else if !errors.Is(err, unix.ENOLINK) {
@@ -228,28 +392,25 @@ func detachLink(l link.Link) error {
 // port's config and devmap entry. It fails with ErrNotAttached when there is
 // nothing to remove. Like Attach it runs in the ports' namespace.
 func (p *Program) Detach(ifindex int) error {
+	cfg, configured, _ := p.Port(ifindex)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	found := false
+	found := configured
 	var errs []error
-	if l, ok := p.links[ifindex]; ok {
-		found = true
-		errs = append(errs, detachLink(l))
-		delete(p.links, ifindex)
-	} else if pin := p.linkPin(ifindex); pin != "" {
-		l, err := link.LoadPinnedLink(pin, nil)
-		switch {
-		case err == nil:
-			found = true
-			errs = append(errs, detachLink(l))
-		case !errors.Is(err, os.ErrNotExist):
-			errs = append(errs, fmt.Errorf("load pinned link: %w", err))
-		}
+	hooks := []hook{{ifindex, false}, {ifindex, true}}
+	if cfg.Shadow != nil {
+		hooks = cfg.hooks(ifindex)
 	}
-	if _, ok, _ := p.Port(ifindex); ok {
-		found = true
+	for _, h := range hooks {
+		if p.hasLink(h) {
+			found = true
+		}
+		errs = append(errs, p.detachHook(h))
 	}
 	errs = append(errs, p.deletePort(ifindex))
+	if cfg.Shadow != nil {
+		errs = append(errs, RemoveShadow(ifindex))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("detach ifindex %d: %w", ifindex, err)
 	}

@@ -102,7 +102,7 @@ func TestPrivilegedAttachPinAdopt(t *testing.T) {
 		if prog, mode := attachedProg(ifindex); prog != uint32(id1) || mode != 1 /* XDP_ATTACHED_DRV */ {
 			t.Fatalf("ifindex %d: prog %d mode %d, want %d native", ifindex, prog, mode, id1)
 		}
-		info, err := p.links[ifindex].Info()
+		info, err := p.links[hook{ifindex: ifindex}].Info()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -184,7 +184,7 @@ func TestPrivilegedAttachPinAdopt(t *testing.T) {
 		if prog, _ := attachedProg(ifindex); prog != uint32(id2) || id2 == id1 {
 			t.Errorf("ifindex %d after adoption: prog %d, want %d (old %d)", ifindex, prog, id2, id1)
 		}
-		info, err := p2.links[ifindex].Info()
+		info, err := p2.links[hook{ifindex: ifindex}].Info()
 		if err != nil || info.ID != linkIDs[i] {
 			t.Errorf("ifindex %d: link %v (%v), want the adopted link %d", ifindex, info, err, linkIDs[i])
 		}

@@ -71,6 +71,12 @@ type deepwallPortConfig struct {
 	Pad        [3]uint8
 }
 
+type deepwallShadowConfig struct {
+	_    structs.HostLayout
+	Near uint32
+	Far  uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -88,9 +94,12 @@ const (
 	deepwallMapDwFlows      = "dw_flows"
 	deepwallMapDwPeers      = "dw_peers"
 	deepwallMapDwPorts      = "dw_ports"
+	deepwallMapDwShadows    = "dw_shadows"
 	deepwallMapDwStats      = "dw_stats"
 	deepwallMapDwXsks       = "dw_xsks"
+	deepwallProgDeepwallTc  = "deepwall_tc"
 	deepwallProgDeepwallXdp = "deepwall_xdp"
+	deepwallProgDeepwallXsk = "deepwall_xsk"
 )
 
 // loadDeepwall returns the embedded CollectionSpec for deepwall.
@@ -135,7 +144,9 @@ type deepwallSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type deepwallProgramSpecs struct {
+	DeepwallTc  *ebpf.ProgramSpec `ebpf:"deepwall_tc"`
 	DeepwallXdp *ebpf.ProgramSpec `ebpf:"deepwall_xdp"`
+	DeepwallXsk *ebpf.ProgramSpec `ebpf:"deepwall_xsk"`
 }
 
 // deepwallMapSpecs contains maps before they are loaded into the kernel.
@@ -155,6 +166,7 @@ type deepwallMapSpecs struct {
 	DwFlows     *ebpf.MapSpec `ebpf:"dw_flows"`
 	DwPeers     *ebpf.MapSpec `ebpf:"dw_peers"`
 	DwPorts     *ebpf.MapSpec `ebpf:"dw_ports"`
+	DwShadows   *ebpf.MapSpec `ebpf:"dw_shadows"`
 	DwStats     *ebpf.MapSpec `ebpf:"dw_stats"`
 	DwXsks      *ebpf.MapSpec `ebpf:"dw_xsks"`
 }
@@ -198,6 +210,7 @@ type deepwallMaps struct {
 	DwFlows     *ebpf.Map `ebpf:"dw_flows"`
 	DwPeers     *ebpf.Map `ebpf:"dw_peers"`
 	DwPorts     *ebpf.Map `ebpf:"dw_ports"`
+	DwShadows   *ebpf.Map `ebpf:"dw_shadows"`
 	DwStats     *ebpf.Map `ebpf:"dw_stats"`
 	DwXsks      *ebpf.Map `ebpf:"dw_xsks"`
 }
@@ -217,6 +230,7 @@ func (m *deepwallMaps) Close() error {
 		m.DwFlows,
 		m.DwPeers,
 		m.DwPorts,
+		m.DwShadows,
 		m.DwStats,
 		m.DwXsks,
 	)
@@ -232,12 +246,16 @@ type deepwallVariables struct {
 //
 // It can be passed to loadDeepwallObjects or ebpf.CollectionSpec.LoadAndAssign.
 type deepwallPrograms struct {
+	DeepwallTc  *ebpf.Program `ebpf:"deepwall_tc"`
 	DeepwallXdp *ebpf.Program `ebpf:"deepwall_xdp"`
+	DeepwallXsk *ebpf.Program `ebpf:"deepwall_xsk"`
 }
 
 func (p *deepwallPrograms) Close() error {
 	return _DeepwallClose(
+		p.DeepwallTc,
 		p.DeepwallXdp,
+		p.DeepwallXsk,
 	)
 }
 

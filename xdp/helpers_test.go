@@ -2,12 +2,14 @@ package xdp
 
 import (
 	"encoding/binary"
+	"errors"
 	"net/netip"
 	"testing"
 
 	"github.com/cilium/ebpf"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"golang.org/x/sys/unix"
 
 	"github.com/deepwall/deepwall/internal/testnet"
 )
@@ -34,6 +36,33 @@ func actionName(a uint32) string {
 		return "XDP_REDIRECT"
 	}
 	return "?"
+}
+
+// tc return codes (linux/pkt_cls.h).
+const (
+	tcShot     = 2
+	tcRedirect = 7
+)
+
+// tcShadow is the shadow pair of harnesses on the tc path. Only the port
+// role runs in BPF_PROG_TEST_RUN (its skb comes from the loopback device);
+// bpf_redirect checks no ifindex, so these need not exist.
+var tcShadow = &Shadow{Near: 1000, Far: 1001}
+
+// tcOutcome is the tc program's outcome at a port for a frame whose XDP
+// outcome is (action, s): drop is TC_ACT_SHOT, a redirect to the peer is a
+// redirect, and a frame for user space (a socket, or the fail policy) goes
+// into the shadow pair instead, with no outcome counted yet.
+func tcOutcome(action uint32, s Stats) (uint32, Stats) {
+	switch action {
+	case xdpDrop:
+		action = tcShot
+	case xdpRedirect:
+		action = tcRedirect
+	}
+	// The far end's XDP program counts the outcome.
+	s.ToUser, s.FailOpen, s.FailClosed = 0, 0, 0
+	return action, s
 }
 
 // loIfindex is the ingress ifindex BPF_PROG_TEST_RUN reports without a
@@ -72,6 +101,24 @@ func (h *harness) run(frame []byte) (uint32, Stats) {
 	ret, err := h.p.XDPProgram().Run(&ebpf.RunOptions{Data: frame})
 	if err != nil {
 		h.tb.Fatalf("prog run (%d bytes): %v", len(frame), err)
+	}
+	return ret, h.stats().sub(before)
+}
+
+// runTC runs the tc program once on frame, as the port's (tcx ingress),
+// and returns its verdict and what it added to the counters. The kernel
+// runs no skb program on a frame shorter than its Ethernet and IP headers
+// (EINVAL): such a frame is judged as its XDP outcome says the tc program
+// would (the parser is the same code).
+func (h *harness) runTC(frame []byte) (uint32, Stats) {
+	h.tb.Helper()
+	before := h.stats()
+	ret, err := h.p.objs.DeepwallTc.Run(&ebpf.RunOptions{Data: frame})
+	if errors.Is(err, unix.EINVAL) && len(frame) < ethLen+ipv6Len {
+		return tcOutcome(h.run(frame))
+	}
+	if err != nil {
+		h.tb.Fatalf("tc prog run (%d bytes): %v", len(frame), err)
 	}
 	return ret, h.stats().sub(before)
 }

@@ -17,9 +17,11 @@ var (
 )
 
 // TestPrivilegedParse runs every parse path of the program on crafted
-// frames and checks its action and counters.
+// frames and checks its action and counters; the tc program must judge
+// each frame the same way (tcOutcome).
 func TestPrivilegedParse(t *testing.T) {
 	h := newHarness(t, PortConfig{})
+	htc := newHarness(t, PortConfig{Shadow: tcShadow})
 	tcp4 := frame(t, testnet.Client4, testnet.Server4, testnet.ProtoTCP)
 	tcp6 := frame(t, testnet.Client6, testnet.Server6, testnet.ProtoTCP)
 	udp6 := frame(t, testnet.Client6, testnet.Server6, testnet.ProtoUDP)
@@ -103,6 +105,10 @@ func TestPrivilegedParse(t *testing.T) {
 			if got != tc.want || stats != tc.stats {
 				t.Errorf("got %s %+v, want %s %+v", actionName(got), stats, actionName(tc.want), tc.stats)
 			}
+			want, wantStats := tcOutcome(tc.want, tc.stats)
+			if got, stats := htc.runTC(tc.frame); got != want || stats != wantStats {
+				t.Errorf("tc: got %d %+v, want %d %+v", got, stats, want, wantStats)
+			}
 		})
 	}
 }
@@ -113,6 +119,7 @@ func TestPrivilegedParse(t *testing.T) {
 // is the IP length checks).
 func TestPrivilegedTruncated(t *testing.T) {
 	h := newHarness(t, PortConfig{})
+	htc := newHarness(t, PortConfig{Shadow: tcShadow})
 	for _, tc := range []struct {
 		name  string
 		frame []byte
@@ -130,6 +137,9 @@ func TestPrivilegedTruncated(t *testing.T) {
 				if got != xdpDrop || stats != wantErr {
 					t.Errorf("cut at %d of %d: got %s %+v, want XDP_DROP %+v", n, len(tc.frame), actionName(got), stats, wantErr)
 				}
+				if got, stats := htc.runTC(tc.frame[:n]); got != tcShot || stats != wantErr {
+					t.Errorf("tc: cut at %d of %d: got %d %+v, want TC_ACT_SHOT %+v", n, len(tc.frame), got, stats, wantErr)
+				}
 			}
 			if got, stats := h.run(tc.frame); got != xdpRedirect || stats.Errors != 0 {
 				t.Errorf("whole frame: got %s %+v", actionName(got), stats)
@@ -139,9 +149,11 @@ func TestPrivilegedTruncated(t *testing.T) {
 }
 
 // FuzzProgram runs the program on arbitrary frames: every run must end in
-// XDP_DROP or XDP_REDIRECT and count exactly one outcome.
+// XDP_DROP or XDP_REDIRECT and count exactly one outcome, and the tc
+// program must judge the frame the same way.
 func FuzzProgram(f *testing.F) {
 	h := newHarness(f, PortConfig{})
+	htc := newHarness(f, PortConfig{Shadow: tcShadow})
 	for _, s := range [][]byte{
 		frame(f, testnet.Client4, testnet.Server4, testnet.ProtoTCP),
 		testnet.WithIPv6Ext(frame(f, testnet.Client6, testnet.Server6, testnet.ProtoUDP), testnet.ExtHopByHop, testnet.ExtFirstFrag),
@@ -161,6 +173,11 @@ func FuzzProgram(f *testing.F) {
 		}
 		if got != xdpDrop && got != xdpRedirect {
 			t.Fatalf("action %s", actionName(got))
+		}
+		htc.tb = t
+		want, wantStats := tcOutcome(got, stats)
+		if got, stats := htc.runTC(data); got != want || stats != wantStats {
+			t.Fatalf("tc: got %d %+v, want %d %+v", got, stats, want, wantStats)
 		}
 	})
 }

@@ -72,7 +72,7 @@ type Program struct {
 	objs deepwallObjects
 
 	mu    sync.Mutex
-	links map[int]link.Link // ports attached (or adopted) by this process
+	links map[hook]link.Link // hooks attached (or adopted) by this process
 
 	aclMu   sync.Mutex
 	rcuSync *ebpf.Map // ARRAY_OF_MAPS whose update waits for an RCU grace period
@@ -81,7 +81,10 @@ type Program struct {
 
 // Names of the pins under PinDir besides the maps (which are pinned under
 // their C names, dw_*).
-const linkPinPrefix = "link_"
+const (
+	linkPinPrefix = "link_" // XDP links, by ifindex
+	tcxPinPrefix  = "tcx_"  // tcx ingress links, by ifindex
+)
 
 // Load creates the program's maps, or adopts them from Options.PinDir, and
 // loads the program. It attaches nothing.
@@ -109,7 +112,7 @@ func Load(opts Options) (*Program, error) {
 	if opts.MaxFlows > 0 {
 		flows.MaxEntries = opts.MaxFlows
 	}
-	p := &Program{opts: opts, links: map[int]link.Link{}}
+	p := &Program{opts: opts, links: map[hook]link.Link{}}
 	err = spec.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{
 		Maps: ebpf.MapOptions{PinPath: opts.PinDir},
 	})
@@ -153,11 +156,11 @@ func (p *Program) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var errs []error
-	for ifindex, l := range p.links {
+	for h, l := range p.links {
 		if err := l.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close link %d: %w", ifindex, err))
+			errs = append(errs, fmt.Errorf("close link %d: %w", h.ifindex, err))
 		}
-		delete(p.links, ifindex)
+		delete(p.links, h)
 	}
 	for _, m := range []*ebpf.Map{p.rcuSync, p.rcuElem} {
 		if m != nil {
@@ -197,7 +200,7 @@ func (p *Program) Remove() error {
 			name := e.Name()
 			path := filepath.Join(dir, name)
 			switch {
-			case strings.HasPrefix(name, linkPinPrefix):
+			case strings.HasPrefix(name, linkPinPrefix), strings.HasPrefix(name, tcxPinPrefix):
 				if l, err := link.LoadPinnedLink(path, nil); err == nil {
 					errs = append(errs, detachLink(l))
 				}

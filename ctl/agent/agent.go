@@ -69,6 +69,9 @@ type Config struct {
 	// Backend is the dataplane backend (flag --mode): auto (probe),
 	// xdp or nfqueue (backend.go).
 	Backend string
+	// DataPath is the eBPF backend's data path (flag --datapath): tc
+	// (default) or xdp.
+	DataPath dataplane.Path
 	// DockerSocket, PodmanSocket and ContainerdState are where protect
 	// finds containers by name or id ("": resolve.Default's).
 	DockerSocket, PodmanSocket, ContainerdState string
@@ -108,6 +111,11 @@ func (c *Config) setDefaults() error {
 	if c.Workers == 0 {
 		c.Workers = runtime.NumCPU()
 	}
+	p, err := dataplane.ParsePath(string(c.DataPath))
+	if err != nil {
+		return fmt.Errorf("--datapath: %w", err)
+	}
+	c.DataPath = p
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -463,7 +471,7 @@ func (a *Agent) openPair() error {
 	preexisting := statErr == nil
 	if err := a.inNS(func() error {
 		var err error
-		a.backend, err = chooseBackend(a.cfg.Backend, []int{a.ports[0].Ifindex, a.ports[1].Ifindex})
+		a.backend, err = chooseBackend(a.cfg.Backend, a.cfg.DataPath, []int{a.ports[0].Ifindex, a.ports[1].Ifindex})
 		return err
 	}); err != nil {
 		return err
@@ -473,7 +481,7 @@ func (a *Agent) openPair() error {
 		return a.openNFQueue()
 	}
 	cfg := dataplane.PairConfig{Inner: a.cfg.Inner, Outer: a.cfg.Outer, PinDir: pinDir, BPFFS: a.cfg.BPFFS,
-		StateDir: a.cfg.RunDir, FailClosed: a.cfg.FailClosed, Workers: a.cfg.Workers, Inspector: ruleInspector{a.timed, &a.blocks},
+		StateDir: a.cfg.RunDir, FailClosed: a.cfg.FailClosed, Path: a.cfg.DataPath, Workers: a.cfg.Workers, Inspector: ruleInspector{a.timed, &a.blocks},
 		Logger: a.log, Aging: dataplane.AgingConfig{OnFlowEnd: a.kernelFlowEnded}}
 	err := a.inNS(func() error {
 		p, err := dataplane.OpenPair(cfg)

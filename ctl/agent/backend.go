@@ -15,8 +15,8 @@ type backendChoice struct {
 }
 
 // chooseBackend resolves --mode: xdp and nfqueue are taken as asked; auto
-// probes the ports (run inside their namespace).
-func chooseBackend(asked string, ifindexes []int) (backendChoice, error) {
+// probes the ports for the data path (run inside their namespace).
+func chooseBackend(asked string, path dataplane.Path, ifindexes []int) (backendChoice, error) {
 	switch asked {
 	case probe.BackendXDP:
 		return backendChoice{probe.BackendXDP, "asked for (--mode xdp)"}, nil
@@ -26,8 +26,12 @@ func chooseBackend(asked string, ifindexes []int) (backendChoice, error) {
 	default:
 		return backendChoice{}, fmt.Errorf("--mode %q: want auto, xdp or nfqueue", asked)
 	}
-	if err := probe.CheckXDP(ifindexes); err != nil {
+	tc := path == dataplane.PathTC
+	if err := probe.CheckXDP(ifindexes, tc); err != nil {
 		return backendChoice{probe.BackendNFQueue, "auto: " + err.Error()}, nil
+	}
+	if tc {
+		return backendChoice{probe.BackendXDP, "auto: tcx on both ports, AF_XDP sockets and the BPF map types work"}, nil
 	}
 	return backendChoice{probe.BackendXDP, "auto: native XDP on both ports, AF_XDP sockets and the BPF map types work"}, nil
 }
@@ -63,9 +67,17 @@ func (a *Agent) backendName() string {
 	case a.pair == nil && a.backend.Name == probe.BackendNFQueue: // protected containers only
 		return "nfqueue (iptables, connmark fast path)"
 	case a.pair == nil:
-		return "xdp native, af_xdp" // protected containers only
+		return a.ebpfName() // protected containers only
 	case a.pair.Backend() == probe.BackendNFQueue:
 		return "nfqueue (iptables, connmark fast path)"
 	}
-	return "xdp native, af_xdp"
+	return a.ebpfName()
+}
+
+// ebpfName names the eBPF backend's data path.
+func (a *Agent) ebpfName() string {
+	if a.cfg.DataPath == dataplane.PathXDP {
+		return "xdp native, af_xdp"
+	}
+	return "tc (tcx), af_xdp through shadow veths"
 }

@@ -8,7 +8,8 @@ import (
 	"github.com/deepwall/deepwall/internal/testnet"
 )
 
-// TestPrivilegedAgentModeAuto: --mode auto picks XDP on veth ports and
+// TestPrivilegedAgentModeAuto: --mode auto picks the eBPF backend (tcx on
+// the ports, the default data path) on veth ports and
 // NFQUEUE when XDP is hidden (DEEPWALL_HIDE_XDP=1), says why in status;
 // the NFQUEUE agent leaves the user's iptables rules exactly as they
 // were, both after a clean stop and, once the next agent has started and
@@ -19,7 +20,7 @@ func TestPrivilegedAgentModeAuto(t *testing.T) {
 		a := startAgent(t, topo, t.TempDir())
 		st := a.status(t)
 		a.stop(t)
-		if !strings.HasPrefix(st.Backend, "xdp") || !strings.HasPrefix(st.BackendReason, "auto: native XDP") {
+		if !strings.HasPrefix(st.Backend, "tc (tcx)") || !strings.HasPrefix(st.BackendReason, "auto: tcx on both ports") {
 			t.Errorf("mode %q (%q)", st.Backend, st.BackendReason)
 		}
 	})

@@ -23,7 +23,7 @@ import (
 // back once the kernel side has its ACL.
 func (a *Agent) openProtector() error {
 	if a.backend.Name == "" { // no static pair: choose the dataplane here
-		m, err := chooseBackend(a.cfg.Backend, nil)
+		m, err := chooseBackend(a.cfg.Backend, a.cfg.DataPath, nil)
 		if err != nil {
 			return err
 		}
@@ -35,7 +35,7 @@ func (a *Agent) openProtector() error {
 		a.backend = m
 		a.log.Info("dataplane mode", "mode", m.Name, "why", m.Reason)
 	}
-	d := protect.Deps{StateDir: a.cfg.StateDir, Workers: a.cfg.Workers, BPFFS: a.cfg.BPFFS, RunDir: a.cfg.RunDir,
+	d := protect.Deps{StateDir: a.cfg.StateDir, Workers: a.cfg.Workers, BPFFS: a.cfg.BPFFS, DataPath: a.cfg.DataPath, RunDir: a.cfg.RunDir,
 		Log: a.log, NS: a.ns, Backend: a.backend.Name, InNS: a.inNS, PinDir: a.pinDir, RemovePins: a.removePins,
 		// Timed: status and the metrics read its latency
 		// (addProtectedStats).

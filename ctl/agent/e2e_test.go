@@ -504,7 +504,6 @@ func TestPrivilegedAgentBadInput(t *testing.T) { forModes(t, testAgentBadInput) 
 
 func testAgentBadInput(t *testing.T, m agentMode) {
 	topo := m.topology(t)
-	nl := topo.FW.Netlink(t)
 	for _, name := range []string{"nxa", "nxb"} {
 		if out, err := topo.FW.Run(execCommand("ip", "link", "add", name, "type", "bridge")); err != nil {
 			t.Fatalf("add bridge: %v %s", err, out)
@@ -534,7 +533,8 @@ func testAgentBadInput(t *testing.T, m agentMode) {
 		want string
 	}{
 		{"missing interface", []string{"--inner", "nope0", "--outer", testnet.OuterIf}, "interface nope0: no such interface"},
-		{"no XDP support", []string{"--inner", "nxa", "--outer", "nxb"}, "interface nxa does not support native XDP"},
+		// The tc path attaches to any device; the XDP path needs native XDP.
+		{"no XDP support", []string{"--inner", "nxa", "--outer", "nxb", "--datapath", "xdp"}, "interface nxa does not support native XDP"},
 		{"second agent", []string{"--inner", testnet.InnerIf, "--outer", testnet.OuterIf}, "port inner: in use by another deepwall agent (pid "},
 		{"unwritable log dir", []string{"--inner", "nxa", "--outer", "nxb", "--log", filepath.Join(notDir, "eve.json")}, "not a directory"},
 		{"corrupt store", []string{"--inner", "nxa", "--outer", "nxb", "--state", badStore}, "not a bbolt database"},
@@ -567,15 +567,7 @@ func testAgentBadInput(t *testing.T, m agentMode) {
 			if len(lines) != 1 || !strings.HasPrefix(last, "deepwall: ") || !strings.Contains(last, tc.want) {
 				t.Errorf("stderr %q, want one line with %q", stderr.String(), tc.want)
 			}
-			for _, name := range []string{"nxa", "nxb"} {
-				l, err := nl.LinkByName(name)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if x := l.Attrs().Xdp; x != nil && x.Attached {
-					t.Errorf("%s has an XDP program left", name)
-				}
-			}
+			testnet.CheckNoPrograms(t, topo.FW, "nxa", "nxb")
 			if pins, _ := filepath.Glob("/sys/fs/bpf/deepwall/*-nxa"); len(pins) != 0 {
 				t.Errorf("pins left: %v", pins)
 			}

@@ -30,10 +30,11 @@ const (
 // (tests of the fallback on hosts that have XDP). It changes nothing else.
 const HideXDPEnv = "DEEPWALL_HIDE_XDP"
 
-// CheckXDP checks what the XDP path needs: the BPF map types of the
-// program, AF_XDP sockets, and native XDP on every port (a no-op program
-// attached and detached again).
-func CheckXDP(ifindexes []int) error {
+// CheckXDP checks what the eBPF backend needs: the BPF map types of the
+// program, AF_XDP sockets, and on every port what its data path attaches
+// there (a no-op program attached and detached again): native XDP, or with
+// tc a tcx hook (the tc path's XDP program runs on its own veths).
+func CheckXDP(ifindexes []int, tc bool) error {
 	if os.Getenv(HideXDPEnv) == "1" {
 		return fmt.Errorf("XDP hidden by %s=1", HideXDPEnv)
 	}
@@ -48,6 +49,12 @@ func CheckXDP(ifindexes []int) error {
 	}
 	unix.Close(fd)
 	for _, idx := range ifindexes {
+		if tc {
+			if err := TCX(idx); err != nil {
+				return fmt.Errorf("no tcx hook on ifindex %d: %w", idx, err)
+			}
+			continue
+		}
 		if err := NativeXDP(idx); err != nil {
 			return fmt.Errorf("no native XDP on ifindex %d: %w", idx, err)
 		}
@@ -110,6 +117,23 @@ func NFQueueMissing() string {
 		return "missing " + strings.Join(missing, ", ")
 	}
 	return ""
+}
+
+// TCX attaches a tc program that passes everything at ifindex's tcx
+// ingress and removes it again: what the tc data path needs of a port
+// (Linux 6.6 or later, any device).
+func TCX(ifindex int) error {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SchedCLS, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, -1 /* TCX_NEXT */), asm.Return()}})
+	if err != nil {
+		return fmt.Errorf("load a tc program: %w", err)
+	}
+	defer prog.Close()
+	l, err := link.AttachTCX(link.TCXOptions{Program: prog, Interface: ifindex, Attach: ebpf.AttachTCXIngress})
+	if err != nil {
+		return err
+	}
+	return l.Close()
 }
 
 // GenericXDP is NativeXDP in generic (skb) mode.

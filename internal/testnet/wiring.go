@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -79,4 +81,43 @@ func WiringDump(tb testing.TB, ns *NS) string {
 	}
 	slices.Sort(out)
 	return strings.Join(out, "\n")
+}
+
+// CheckNoPrograms fails tb if an XDP program or a tcx ingress program is
+// attached to one of the named interfaces of ns, or a shadow veth of
+// deepwall's tc path (dw<ifindex>n or dw<ifindex>f) is left in ns: what a
+// detached or failed port must not keep.
+func CheckNoPrograms(tb testing.TB, ns *NS, names ...string) {
+	tb.Helper()
+	h := ns.Netlink(tb)
+	for _, name := range names {
+		l, err := h.LinkByName(name)
+		if err != nil {
+			tb.Fatalf("%s: %v", name, err)
+		}
+		if x := l.Attrs().Xdp; x != nil && x.Attached {
+			tb.Errorf("%s: %s still has an XDP program", ns.Name, name)
+		}
+		idx := l.Attrs().Index
+		ns.MustDo(tb, func() error {
+			res, err := link.QueryPrograms(link.QueryOptions{Target: idx, Attach: ebpf.AttachTCXIngress})
+			if err != nil {
+				return fmt.Errorf("query tcx on %s: %w", name, err)
+			}
+			if len(res.Programs) != 0 {
+				tb.Errorf("%s: %s still has %d tcx programs", ns.Name, name, len(res.Programs))
+			}
+			return nil
+		})
+	}
+	links, err := h.LinkList()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, l := range links {
+		n := l.Attrs().Name
+		if len(n) > 3 && strings.HasPrefix(n, "dw") && strings.Trim(n[2:len(n)-1], "0123456789") == "" && (strings.HasSuffix(n, "n") || strings.HasSuffix(n, "f")) {
+			tb.Errorf("%s: shadow veth %s left", ns.Name, n)
+		}
+	}
 }

@@ -1,9 +1,11 @@
 //go:build ignore
 
-/* deepwall.c — deepwall's XDP program.
+/* deepwall.c — deepwall's XDP and tc programs.
  *
- * One program serves both ports of a pair; it tells them apart by
- * ctx->ingress_ifindex and its port config. Per packet, in this order:
+ * Two data paths share the maps, the parser, the ACL and the flow verdicts.
+ *
+ * XDP path: deepwall_xdp runs on both ports of a pair; it tells them apart
+ * by ctx->ingress_ifindex and its port config. Per packet, in this order:
  *
  *   1. no port config for the ifindex  → XDP_PASS (not ours to judge)
  *   2. parse L2..L4, bounded            → malformed: XDP_DROP
@@ -14,6 +16,26 @@
  *                                         INSPECT or none: user space
  *   7. user space = the AF_XDP socket of (slot, rx queue) in dw_xsks; none
  *      bound → the port's fail policy (peer or drop).
+ *
+ * tc path: an XDP program on a veth takes TSO and checksum offload away
+ * from its peer, so decided flows through the XDP path lose most of their
+ * bulk throughput. In the tc path each port has a shadow veth pair
+ * (near, far) in its namespace. deepwall_tc runs at tcx ingress of the
+ * port, of the shadow's near end and of its far end, and acts by role:
+ *
+ *   port      steps 1–6 above on the skb; ALLOW and non-IP go to the peer
+ *             port's egress (bpf_redirect keeps GSO packets whole and their
+ *             checksum state), undecided traffic to the near end's egress
+ *   near end  frames user space sent on the far end (AF_XDP TX): out of
+ *             the port
+ *   far end   frames the far end's XDP program passed (fail-open): out of
+ *             the peer port
+ *
+ * and deepwall_xsk runs at XDP on the far end, where the kernel has
+ * segmented GSO packets (a veth whose peer has XDP has no TSO): the AF_XDP
+ * socket of (slot, rx queue), or with none bound the fail policy — drop, or
+ * XDP_PASS up to the far end's tc program, which keeps the skb's checksum
+ * state (an XDP redirect would not).
  *
  * Every outcome has a per-CPU counter (CNT_* in deepwall.h). There is no
  * loop except over named bounds (VLAN tags, IPv6 extension headers, bitmap
@@ -56,6 +78,15 @@ struct {
 	__uint(max_entries, MAX_SLOTS);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dw_ports SEC(".maps");
+
+/* The tc path's shadow pairs, by slot (struct shadow_config). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32); /* slot */
+	__type(value, struct shadow_config);
+	__uint(max_entries, MAX_SLOTS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dw_shadows SEC(".maps");
 
 /* Keyed by ingress ifindex, the value is the peer's ifindex: one lookup
  * both finds and targets the other port. */
@@ -216,6 +247,15 @@ struct icmp_echo_hdr {
 #define TCP_FLAG_RST 0x04
 #define TCP_FLAG_ACK 0x10
 
+/* tc and tcx verdicts (linux/pkt_cls.h, which the hermetic include/ lacks). */
+#define TC_ACT_UNSPEC (-1)
+#define TC_ACT_SHOT 2
+
+/* TC_LINEAR is how much of an skb the tc program makes linear before it
+ * parses: every header the parser reads fits in it, except long IPv6
+ * extension header chains, which go to user space instead. */
+#define TC_LINEAR 128
+
 /* struct pkt is what the later stages need to know of a packet. */
 struct pkt {
 	__u32 src[4];    /* IPv6, or IPv4-mapped */
@@ -237,10 +277,22 @@ enum parse_result {
 	PARSE_TOO_DEEP, /* more VLAN tags than MAX_VLAN_DEPTH */
 };
 
+/* A cursor reads headers between pos and end (the linear part of the
+ * packet); len is the whole packet's length from start, which is more than
+ * end - start for a non-linear skb (a GSO packet), so length fields are
+ * checked against len. */
 struct cursor {
+	void *start;
 	void *pos;
 	void *end;
+	__u32 len;
 };
+
+/* beyond reports whether n bytes from p run past the packet's end. */
+static __always_inline int beyond(const struct cursor *c, void *p, __u32 n)
+{
+	return (__u64)(p - c->start) + n > c->len;
+}
 
 static __always_inline void count(__u32 idx)
 {
@@ -359,7 +411,7 @@ static __always_inline int parse_ipv4(struct cursor *c, struct pkt *p)
 	__u32 tot = bpf_ntohs(ip->tot_len);
 
 	/* Shorter than the frame is Ethernet padding; longer is truncation. */
-	if (tot < hlen || (void *)ip + tot > c->end)
+	if (tot < hlen || beyond(c, ip, tot))
 		return PARSE_ERR;
 
 	p->family = ACL_FAMILY_V4;
@@ -399,7 +451,7 @@ static __always_inline int parse_ipv6(struct cursor *c, struct pkt *p)
 	__u32 remain = bpf_ntohs(ip6->payload_len);
 
 	/* 0 would be a jumbogram, which Ethernet cannot carry. */
-	if (remain == 0 || (void *)(ip6 + 1) + remain > c->end)
+	if (remain == 0 || beyond(c, ip6 + 1, remain))
 		return PARSE_ERR;
 
 	p->family = ACL_FAMILY_V6;
@@ -454,21 +506,17 @@ static __always_inline int parse_ipv6(struct cursor *c, struct pkt *p)
 	return parse_l4(c, p, remain);
 }
 
-static __always_inline int parse(struct xdp_md *ctx, struct pkt *p)
+static __always_inline int parse(struct cursor *c, struct pkt *p)
 {
-	struct cursor c = {
-		.pos = (void *)(long)ctx->data,
-		.end = (void *)(long)ctx->data_end,
-	};
 	__be16 type;
-	int r = parse_eth(&c, &type);
+	int r = parse_eth(c, &type);
 
 	if (r != PARSE_IP)
 		return r;
 	if (type == bpf_htons(ETH_P_IP))
-		return parse_ipv4(&c, p);
+		return parse_ipv4(c, p);
 	if (type == bpf_htons(ETH_P_IPV6))
-		return parse_ipv6(&c, p);
+		return parse_ipv6(c, p);
 	return PARSE_PEER; /* ARP, LLDP, … */
 }
 
@@ -713,16 +761,25 @@ static __always_inline __u32 flow_key_of(const struct pkt *p, struct flow_key *k
  * reaping, where tick resolution is plenty: the coarse clock costs ~10 ns
  * less per packet than bpf_ktime_get_ns and reads the same CLOCK_MONOTONIC
  * (a few ms behind at most). */
-static __always_inline void account(struct xdp_md *ctx, struct flow_value *v, __u32 dir)
+static __always_inline void account(struct flow_value *v, __u32 dir, __u32 len)
 {
 	dir &= 1;
 	__sync_fetch_and_add(&v->packets[dir], 1);
-	__sync_fetch_and_add(&v->bytes[dir], bpf_xdp_get_buff_len(ctx));
+	__sync_fetch_and_add(&v->bytes[dir], len);
 	v->last_seen = bpf_ktime_get_coarse_ns();
 }
 
-static __always_inline int flow_verdict(struct xdp_md *ctx, const struct port_config *port,
-					__u32 ifindex, const struct pkt *p)
+/* What judge decided for a packet. */
+enum fate {
+	FATE_INSPECT, /* user space decides */
+	FATE_ALLOW,   /* flow ALLOW: to the peer port */
+	FATE_PEER,    /* non-IP or ICMPv6 ND: to the peer port, no ACL */
+	FATE_DROP,    /* dropped (counted) */
+	FATE_BAD,     /* parse error (not counted yet) */
+};
+
+/* flow_fate looks the packet's flow up: ALLOW, DROP (counted) or INSPECT. */
+static __always_inline int flow_fate(const struct pkt *p, __u32 len)
 {
 	struct flow_key k = {};
 	__u32 dir = flow_key_of(p, &k);
@@ -730,7 +787,7 @@ static __always_inline int flow_verdict(struct xdp_md *ctx, const struct port_co
 
 	if (!v) {
 		count(CNT_FLOW_MISS);
-		return to_user(ctx, port, ifindex);
+		return FATE_INSPECT;
 	}
 	/* A SYN without ACK opens a connection. On a decided entry it means the
 	 * 5-tuple is being reused (the old connection ended, or its end was
@@ -743,25 +800,55 @@ static __always_inline int flow_verdict(struct xdp_md *ctx, const struct port_co
 		v->verdict = VERDICT_INSPECT;
 		v->flags = 0;
 		count(CNT_SYN_REOPEN);
-		return to_user(ctx, port, ifindex);
+		return FATE_INSPECT;
 	}
 	switch (v->verdict) {
 	case VERDICT_ALLOW:
-		account(ctx, v, dir);
+		account(v, dir, len);
 		/* Tell user space the flow is ending so it can reap the entry
 		 * (a plain store: the bit is only ever set here). */
 		if ((p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) && !(v->flags & FLOW_FLAG_CLOSING))
 			v->flags |= FLOW_FLAG_CLOSING;
-		return to_peer(ifindex, CNT_FAST_ALLOW);
+		return FATE_ALLOW;
 	case VERDICT_DROP:
-		account(ctx, v, dir);
+		account(v, dir, len);
 		count(CNT_FAST_DROP);
-		return XDP_DROP;
+		return FATE_DROP;
 	}
-	return to_user(ctx, port, ifindex);
+	return FATE_INSPECT;
 }
 
-/* ---- entry point ---------------------------------------------------------- */
+/* judge runs the stages both paths share on a port's packet: parse, ACL,
+ * flow verdict. */
+static __always_inline int judge(struct cursor *c)
+{
+	struct pkt p = {};
+
+	switch (parse(c, &p)) {
+	case PARSE_PEER:
+		return FATE_PEER;
+	case PARSE_ERR:
+		return FATE_BAD;
+	case PARSE_TOO_DEEP:
+		count(CNT_HDR_LIMIT);
+		count(CNT_PARSE_ERR);
+		return FATE_DROP;
+	}
+	if (acl_denies(&p)) {
+		count(CNT_ACL_DROP);
+		return FATE_DROP;
+	}
+	if (!p.l4) {
+		/* Fragment or extension-header chain too long: no ports to key
+		 * a flow on (CNT_HDR_LIMIT was counted by the parser). */
+		if (p.fragment)
+			count(CNT_FRAGMENT);
+		return FATE_INSPECT;
+	}
+	return flow_fate(&p, c->len);
+}
+
+/* ---- XDP path ------------------------------------------------------------- */
 
 SEC("xdp")
 int deepwall_xdp(struct xdp_md *ctx)
@@ -773,31 +860,154 @@ int deepwall_xdp(struct xdp_md *ctx)
 		count(CNT_UNCONFIGURED);
 		return XDP_PASS;
 	}
+	struct cursor c = {
+		.start = (void *)(long)ctx->data,
+		.pos = (void *)(long)ctx->data,
+		.end = (void *)(long)ctx->data_end,
+	};
+	c.len = c.end - c.start;
 
-	struct pkt p = {};
-
-	switch (parse(ctx, &p)) {
-	case PARSE_PEER:
+	switch (judge(&c)) {
+	case FATE_ALLOW:
+		return to_peer(ifindex, CNT_FAST_ALLOW);
+	case FATE_PEER:
 		return to_peer(ifindex, CNT_NON_IP);
-	case PARSE_ERR:
+	case FATE_BAD:
 		count(CNT_PARSE_ERR);
 		return XDP_DROP;
-	case PARSE_TOO_DEEP:
-		count(CNT_HDR_LIMIT);
-		count(CNT_PARSE_ERR);
+	case FATE_DROP:
 		return XDP_DROP;
+	}
+	return to_user(ctx, port, ifindex);
+}
+
+/* ---- tc path --------------------------------------------------------------- */
+
+/* Roles of an interface in the tc path. */
+enum role {
+	ROLE_NONE,
+	ROLE_PORT, /* a port of the pair */
+	ROLE_NEAR, /* a shadow's near end: frames from user space */
+	ROLE_FAR,  /* a shadow's far end: frames passed by its XDP program */
+};
+
+/* find_role returns the config of the slot ifindex belongs to on the tc
+ * path, its shadow pair and its role there. */
+static __always_inline struct port_config *find_role(__u32 ifindex, struct shadow_config **sh,
+						     int *role)
+{
+#pragma unroll
+	for (__u32 slot = 0; slot < MAX_SLOTS; slot++) {
+		__u32 key = slot;
+		struct port_config *pc = bpf_map_lookup_elem(&dw_ports, &key);
+		struct shadow_config *s = bpf_map_lookup_elem(&dw_shadows, &key);
+
+		if (!pc || !s || !s->near)
+			continue;
+		*sh = s;
+		if (pc->ifindex == ifindex) {
+			*role = ROLE_PORT;
+			return pc;
+		}
+		if (s->near == ifindex) {
+			*role = ROLE_NEAR;
+			return pc;
+		}
+		if (s->far == ifindex) {
+			*role = ROLE_FAR;
+			return pc;
+		}
+	}
+	*role = ROLE_NONE;
+	return 0;
+}
+
+/* tc_to sends the skb out of ifindex (its egress: to that veth's peer). */
+static __always_inline int tc_to(__u32 ifindex, __u32 counter)
+{
+	count(counter);
+	return bpf_redirect(ifindex, 0);
+}
+
+SEC("tc")
+int deepwall_tc(struct __sk_buff *skb)
+{
+	int role;
+	struct shadow_config *sh = 0;
+	struct port_config *pc = find_role(skb->ifindex, &sh, &role);
+
+	if (!pc || !sh) {
+		count(CNT_UNCONFIGURED);
+		return TC_ACT_UNSPEC;
+	}
+	switch (role) {
+	case ROLE_NEAR:
+		/* A frame user space sent (AF_XDP TX on the far end). */
+		return bpf_redirect(pc->ifindex, 0);
+	case ROLE_FAR:
+		/* Counted as CNT_FAIL_OPEN by deepwall_xsk. */
+		return bpf_redirect(pc->peer, 0);
 	}
 
-	if (acl_denies(&p)) {
-		count(CNT_ACL_DROP);
+	__u32 want = skb->len < TC_LINEAR ? skb->len : TC_LINEAR;
+
+	if (skb->data_end - skb->data < want)
+		bpf_skb_pull_data(skb, want);
+	struct cursor c = {
+		.start = (void *)(long)skb->data,
+		.pos = (void *)(long)skb->data,
+		.end = (void *)(long)skb->data_end,
+		.len = skb->len,
+	};
+
+	switch (judge(&c)) {
+	case FATE_ALLOW:
+		return tc_to(pc->peer, CNT_FAST_ALLOW);
+	case FATE_PEER:
+		return tc_to(pc->peer, CNT_NON_IP);
+	case FATE_DROP:
+		return TC_ACT_SHOT;
+	case FATE_BAD:
+		/* Headers past the linear part are not an error of the
+		 * packet's: user space sees it whole. */
+		if (c.end - c.start < c.len)
+			break;
+		count(CNT_PARSE_ERR);
+		return TC_ACT_SHOT;
+	}
+	/* The outcome is counted by deepwall_xsk on the far end. */
+	return bpf_redirect(sh->near, 0);
+}
+
+/* deepwall_xsk runs on a shadow's far end: everything goes to the AF_XDP
+ * socket of its slot and rx queue, or with none bound to the fail policy. */
+SEC("xdp")
+int deepwall_xsk(struct xdp_md *ctx)
+{
+	int role;
+	struct shadow_config *sh = 0;
+	struct port_config *pc = find_role(ctx->ingress_ifindex, &sh, &role);
+
+	if (!pc || role != ROLE_FAR) {
+		count(CNT_UNCONFIGURED);
+		return XDP_PASS;
+	}
+	__u32 queue = ctx->rx_queue_index;
+	__u32 slot = pc->slot;
+
+	if (queue < MAX_QUEUES && slot < MAX_SLOTS) {
+		if (bpf_redirect_map(&dw_xsks, slot * MAX_QUEUES + queue, 0) == XDP_REDIRECT) {
+			count(CNT_TO_USER);
+			return XDP_REDIRECT;
+		}
+	} else {
+		count(CNT_QUEUE_RANGE);
+	}
+	if (pc->fail_closed) {
+		count(CNT_FAIL_CLOSED);
 		return XDP_DROP;
 	}
-	if (!p.l4) {
-		/* Fragment or extension-header chain too long: no ports to key
-		 * a flow on (CNT_HDR_LIMIT was counted by the parser). */
-		if (p.fragment)
-			count(CNT_FRAGMENT);
-		return to_user(ctx, port, ifindex);
-	}
-	return flow_verdict(ctx, port, ifindex, &p);
+	/* Up to deepwall_tc on this interface, which sends it on. */
+	count(CNT_FAIL_OPEN);
+	return XDP_PASS;
 }

@@ -113,6 +113,14 @@ struct port_config {
 	__u8 pad[3];
 };
 
+/* struct shadow_config is the tc path's part of a port's setup, at index
+ * slot in dw_shadows (a map of its own, so that pins of an agent without
+ * the tc path keep their layout). near == 0: the port is on the XDP path. */
+struct shadow_config {
+	__u32 near; /* the shadow end undecided traffic enters */
+	__u32 far;  /* its peer, with deepwall_xsk and the sockets */
+};
+
 /* struct acl_lpm_key is the key of the dw_acl_src/dw_acl_dst tries. IPv4
  * addresses fill the first 4 bytes of addr. */
 struct acl_lpm_key {

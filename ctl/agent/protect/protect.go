@@ -96,6 +96,7 @@ type Deps struct {
 	StateDir string // where ports.db is
 	Workers  int
 	BPFFS    string // a pair's pins
+	DataPath dataplane.Path
 	RunDir   string // a pair's port records
 	Log      *slog.Logger
 	// NS is the ports' namespace, the host side of the containers.
@@ -396,7 +397,7 @@ func (p *Protector) attach(pp *protectedPort) error {
 			return err
 		}
 		xp, err := dataplane.OpenPair(dataplane.PairConfig{Inner: w.Inner.Name, Outer: w.Outer.Name,
-			PinDir: d.PinDir(w.Inner.Name), BPFFS: d.BPFFS, StateDir: d.RunDir,
+			PinDir: d.PinDir(w.Inner.Name), BPFFS: d.BPFFS, StateDir: d.RunDir, Path: d.DataPath,
 			FailClosed: pp.rec.FailClosed, Workers: d.Workers, Inspector: pp.insp, Logger: d.Log, Aging: aging})
 		if err == nil {
 			pp.pair = packetpath.XDP{Pair: xp}
