@@ -112,6 +112,7 @@ runtime that is not there is skipped.`,
 	f.StringVar(&cfg.MetricsAddr, "metrics", "", "serve Prometheus metrics on this address, e.g. 127.0.0.1:9464 (default off)")
 	f.StringVar(&cfg.AdminGroup, "admin-group", "", "group (name or gid) allowed to change rules besides root")
 	f.StringVar(&cfg.ViewerGroup, "viewer-group", "", "group (name or gid) allowed read-only API calls")
+	f.StringVar(&cfg.APIPolicy, "api-policy", "", "per-command API authorisation file: lines \"allow|deny COMMANDS WHO...\", first match decides (default: --admin-group may do everything, --viewer-group read; docs/api.md)")
 	f.StringVar(&cfg.DockerSocket, "docker-socket", resolve.Default.DockerSocket, "Docker's Engine API socket, where protect finds Docker containers by name or id")
 	f.StringVar(&cfg.PodmanSocket, "podman-socket", resolve.Default.PodmanSocket, "podman's API socket (podman.socket or `podman system service`), where protect finds podman containers by name or id")
 	f.StringVar(&cfg.ContainerdState, "containerd-state", resolve.Default.ContainerdState, "containerd's v2 shim state directory, where protect finds containerd containers by [NAMESPACE/]ID")

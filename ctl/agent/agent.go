@@ -65,6 +65,9 @@ type Config struct {
 	MetricsAddr string // "" = no metrics
 	AdminGroup  string // name or gid; "" = root only
 	ViewerGroup string // name or gid; "" = admins only
+	// APIPolicy is the per-command authorisation file ("": DefaultPolicy,
+	// the group flags alone). docs/api.md, "Authorisation".
+	APIPolicy string
 	BPFFS       string // default dataplane.DefaultBPFFS
 	// Backend is the dataplane backend (flag --mode): auto (probe),
 	// xdp or nfqueue (backend.go).
@@ -162,6 +165,11 @@ func Open(cfg Config) (_ *Agent, err error) {
 	auth, sockGID, err := resolveGroups(cfg.AdminGroup, cfg.ViewerGroup)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.APIPolicy != "" {
+		if auth.Policy, err = loadPolicy(cfg.APIPolicy); err != nil {
+			return nil, err
+		}
 	}
 	if err := a.openNetNS(); err != nil {
 		return nil, err
