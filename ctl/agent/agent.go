@@ -68,7 +68,7 @@ type Config struct {
 	// APIPolicy is the per-command authorisation file ("": DefaultPolicy,
 	// the group flags alone). docs/api.md, "Authorisation".
 	APIPolicy string
-	BPFFS       string // default dataplane.DefaultBPFFS
+	BPFFS     string // default dataplane.DefaultBPFFS
 	// Backend is the dataplane backend (flag --mode): auto (probe),
 	// xdp or nfqueue (backend.go).
 	Backend string

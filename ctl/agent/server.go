@@ -316,6 +316,9 @@ func (s *apiServer) guard(cmd string, h func(http.ResponseWriter, *http.Request,
 // the group flags grant, else the policy line (or that none matched).
 func (s *apiServer) refusal(cmd, where string) string {
 	if s.auth.Policy != nil {
+		if strings.HasPrefix(where, "no line") {
+			return where
+		}
 		return "refused by " + where
 	}
 	if changes(cmd) {
