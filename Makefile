@@ -36,18 +36,18 @@ man: build
 
 ## deb: the Debian package bin/deepwall_VERSION_ARCH.deb (nfpm, a Go tool of
 ## this module; deploy/deb/nfpm.yaml): binary, systemd unit, defaults,
-## logrotate, man pages, shell completions, maintainer scripts
+## logrotate, the API policy, man pages, shell completions, maintainer scripts
 DEB_STAGE   := bin/deb-stage
 DEB_ARCH    ?= $(shell $(GO) env GOARCH)
 DEB_VERSION ?= 0.1.0~git$(shell git log -1 --format=%cd.%h --date=format:%Y%m%d 2>/dev/null || echo 0)
-deb: build
+deb:
 	rm -rf $(DEB_STAGE) && mkdir -p $(DEB_STAGE)/man $(DEB_STAGE)/completion
 	$(GO) build -trimpath -buildmode=pie -ldflags '$(LDFLAGS) -s -w' -o $(DEB_STAGE)/deepwall ./cmd/deepwall
-	$(BIN) man --dir $(DEB_STAGE)/man >/dev/null
+	$(DEB_STAGE)/deepwall man --dir $(DEB_STAGE)/man >/dev/null
 	gzip -9n $(DEB_STAGE)/man/*.8
-	$(BIN) completion bash > $(DEB_STAGE)/completion/deepwall.bash
-	$(BIN) completion zsh > $(DEB_STAGE)/completion/_deepwall
-	$(BIN) completion fish > $(DEB_STAGE)/completion/deepwall.fish
+	$(DEB_STAGE)/deepwall completion bash > $(DEB_STAGE)/completion/deepwall.bash
+	$(DEB_STAGE)/deepwall completion zsh > $(DEB_STAGE)/completion/_deepwall
+	$(DEB_STAGE)/deepwall completion fish > $(DEB_STAGE)/completion/deepwall.fish
 	sed -e 's/@VERSION@/$(DEB_VERSION)/' -e "s/@DATE@/$$(git log -1 --format=%cD 2>/dev/null || date -R)/" \
 		deploy/deb/changelog | gzip -9n > $(DEB_STAGE)/changelog.Debian.gz
 	DEB_ARCH=$(DEB_ARCH) DEB_VERSION=$(DEB_VERSION) \

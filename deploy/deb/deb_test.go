@@ -28,6 +28,7 @@ const (
 	repoRoot   = "../.."
 	unitPath   = "/lib/systemd/system/deepwall.service"
 	defaults   = "/etc/default/deepwall"
+	policyPath = "/etc/deepwall/api-policy"
 	stateDir   = "/var/lib/deepwall"
 	logDir     = "/var/log/deepwall"
 	runDir     = "/run/deepwall"
@@ -52,7 +53,7 @@ func TestPrivilegedDebPackage(t *testing.T) {
 	if out, err := exec.Command("dpkg-query", "-W", "-f=${Status}", "deepwall").Output(); err == nil && strings.Contains(string(out), "installed") {
 		t.Fatalf("package deepwall is installed on this machine already (%s): this test would purge it", out)
 	}
-	for _, p := range []string{stateDir, logDir, unitPath, defaults} {
+	for _, p := range []string{stateDir, logDir, unitPath, defaults, policyPath} {
 		if _, err := os.Stat(p); err == nil {
 			t.Fatalf("%s exists before the package is installed: this test would remove it", p)
 		}
@@ -81,7 +82,11 @@ func TestPrivilegedDebPackage(t *testing.T) {
 	if err := os.WriteFile(rulesFile, []byte("rules:\n  - {id: 1, action: block, match: {field: http.path, regex: '^/forbidden'}}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	args := fmt.Sprintf("--netns %s --inner %s --outer %s --rules %s", topo.FW.Name, testnet.InnerIf, testnet.OuterIf, rulesFile)
+	shipped := envFile(t, defaults)["DEEPWALL_ARGS"]
+	if !strings.Contains(shipped, "--api-policy "+policyPath) {
+		t.Errorf("DEEPWALL_ARGS as shipped: %q, want --api-policy %s", shipped, policyPath)
+	}
+	args := fmt.Sprintf("%s --netns %s --inner %s --outer %s --rules %s", shipped, topo.FW.Name, testnet.InnerIf, testnet.OuterIf, rulesFile)
 	if err := os.WriteFile(defaults, []byte("DEEPWALL_ARGS=\""+args+"\"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -145,8 +150,11 @@ func TestPrivilegedDebPackage(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(pinRoot, "ns"+nsID+"-"+testnet.InnerIf)); err != nil {
 		t.Errorf("no pins while the agent runs: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(logDir, "audit.json")); err != nil {
+	// The shipped policy decided the calls, and the audit log says so.
+	if data, err := os.ReadFile(filepath.Join(logDir, "audit.json")); err != nil {
 		t.Errorf("audit log: %v", err)
+	} else if !strings.Contains(string(data), `"command":"rules.change","policy":"`+policyPath+`:`) {
+		t.Errorf("audit log has no decision of %s for the rule change:\n%s", policyPath, data)
 	}
 
 	agent.stop(t)
@@ -180,7 +188,7 @@ func build(t *testing.T) string {
 // nothing runs.
 func checkInstalled(t *testing.T, files []string) {
 	t.Helper()
-	for _, want := range []string{"/usr/bin/deepwall", unitPath, defaults, "/etc/logrotate.d/deepwall",
+	for _, want := range []string{"/usr/bin/deepwall", unitPath, defaults, policyPath, "/etc/logrotate.d/deepwall",
 		"/usr/share/man/man8/deepwall.8.gz", "/usr/share/man/man8/deepwall-rules-add.8.gz",
 		"/usr/share/bash-completion/completions/deepwall", "/usr/share/zsh/vendor-completions/_deepwall",
 		"/usr/share/fish/vendor_completions.d/deepwall.fish", "/usr/share/doc/deepwall/copyright"} {
@@ -199,7 +207,7 @@ func checkInstalled(t *testing.T, files []string) {
 			t.Errorf("postinst: %s: %v %v, want a directory of mode %v", dir, fi, err, mode)
 		}
 	}
-	if conf := run(t, "dpkg-query", "-W", "-f=${Conffiles}", "deepwall"); !strings.Contains(conf, defaults) || !strings.Contains(conf, "/etc/logrotate.d/deepwall") {
+	if conf := run(t, "dpkg-query", "-W", "-f=${Conffiles}", "deepwall"); !strings.Contains(conf, defaults) || !strings.Contains(conf, policyPath) || !strings.Contains(conf, "/etc/logrotate.d/deepwall") {
 		t.Errorf("conffiles: %s", conf)
 	}
 	// Depends names the package of every library the binary loads.
