@@ -38,7 +38,8 @@ On SIGINT or SIGTERM the agent detaches from both ports and removes its pins.
 If it is killed (SIGKILL, crash) the XDP program stays: ports fail open
 (forward uninspected traffic) or, with --fail-closed, drop it, until an agent
 starts again and takes over the pinned flows. SIGHUP reopens the verdict log
-(for logrotate).
+(for logrotate) and reads --api-policy again (a file that does not parse
+leaves the previous policy in force, with an error in the agent's log).
 
 Once started, the agent drops every capability but CAP_NET_ADMIN,
 CAP_NET_RAW, CAP_SYS_ADMIN, CAP_IPC_LOCK and CAP_SYS_PTRACE, sets no_new_privs and installs a

@@ -567,6 +567,13 @@ loop:
 			} else {
 				a.log.Info("event log reopened", "path", a.cfg.LogPath)
 			}
+			if a.cfg.APIPolicy != "" {
+				if err := a.api.reloadPolicy(a.cfg.APIPolicy); err != nil {
+					a.log.Error("api policy not reloaded, the previous one stays in force", "error", err)
+				} else {
+					a.log.Info("api policy reloaded", "path", a.cfg.APIPolicy)
+				}
+			}
 		case now := <-tick.C:
 			a.engine.Tick(dataplane.MonoNow())
 			_ = wd.ping(now)

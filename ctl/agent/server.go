@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -115,9 +116,12 @@ type agentView interface {
 type apiServer struct {
 	rules *ruleManager
 	view  agentView
-	auth  authorizer
-	log   *slog.Logger
-	srv   *http.Server
+	auth  authorizer // its Policy is the one at start; policy is in force
+	// policy is the policy in force (nil: DefaultPolicy), replaced by
+	// reloadPolicy while calls are decided.
+	policy atomic.Pointer[policy]
+	log    *slog.Logger
+	srv    *http.Server
 	// peer reads a connection's credentials; tests replace it.
 	peer func(net.Conn) (caller, error)
 }
@@ -132,6 +136,7 @@ type credResult struct {
 
 func newAPIServer(rm *ruleManager, view agentView, auth authorizer, log *slog.Logger) *apiServer {
 	s := &apiServer{rules: rm, view: view, auth: auth, log: log, peer: peerCred}
+	s.policy.Store(auth.Policy)
 	s.srv = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: apiReadHeader,
@@ -284,7 +289,9 @@ func (s *apiServer) guard(cmd string, h func(http.ResponseWriter, *http.Request,
 			writeError(w, http.StatusForbidden, fmt.Errorf("%w: no peer credentials", errForbidden))
 			return
 		}
-		allow, where := s.auth.decide(cmd, cr.c)
+		auth := s.auth
+		auth.Policy = s.policy.Load()
+		allow, where := auth.decide(cmd, cr.c)
 		cur := s.rules.current()
 		e := audit.Entry{UID: cr.c.UID, GID: cr.c.GID, PID: cr.c.PID, Op: audit.OpAccess, OK: allow,
 			Command: cmd, Policy: where, Detail: r.Method + " " + r.URL.Path,
@@ -315,7 +322,7 @@ func (s *apiServer) guard(cmd string, h func(http.ResponseWriter, *http.Request,
 // refusal says why a call was refused: under the default policy what
 // the group flags grant, else the policy line (or that none matched).
 func (s *apiServer) refusal(cmd, where string) string {
-	if s.auth.Policy != nil {
+	if s.policy.Load() != nil {
 		if strings.HasPrefix(where, "no line") {
 			return where
 		}
@@ -325,6 +332,18 @@ func (s *apiServer) refusal(cmd, where string) string {
 		return "changes need root or the admin group"
 	}
 	return "read-only calls need the viewer or admin group"
+}
+
+// reloadPolicy reads the policy file at path again (SIGHUP) and puts it
+// in force; a file that does not parse leaves the policy in force and
+// says why.
+func (s *apiServer) reloadPolicy(path string) error {
+	p, err := loadPolicy(path)
+	if err != nil {
+		return err
+	}
+	s.policy.Store(p)
+	return nil
 }
 
 // opName names a mutation for the audit log.

@@ -6,9 +6,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netns"
+
 	"github.com/deepwall/deepwall/ctl/agent/protect"
 	"github.com/deepwall/deepwall/ctl/api"
-	"github.com/vishvananda/netns"
 )
 
 // portsView is a fake agent with a protected set.

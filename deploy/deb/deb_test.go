@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,7 +44,8 @@ const (
 // EnvironmentFile, under setpriv with the unit's CapabilityBoundingSet and
 // NoNewPrivileges, $NOTIFY_SOCKET waiting for READY=1), protects a pair of
 // ports of a namespace topology with it (traffic forwarded, an ACL rule
-// added through the installed CLI blocks a port), stops it as systemctl
+// added through the installed CLI blocks a port, the shipped API policy
+// decides and audits, an edited one is reloaded on SIGHUP), stops it as systemctl
 // stop does (SIGTERM), purges the package and checks nothing is left:
 // the package's files, the state, log and runtime files, the pins and
 // the XDP links on the ports.
@@ -155,6 +157,26 @@ func TestPrivilegedDebPackage(t *testing.T) {
 		t.Errorf("audit log: %v", err)
 	} else if !strings.Contains(string(data), `"command":"rules.change","policy":"`+policyPath+`:`) {
 		t.Errorf("audit log has no decision of %s for the rule change:\n%s", policyPath, data)
+	}
+
+	// systemctl reload (SIGHUP) reads the edited policy again, under the
+	// agent's sandbox (a user name is resolved too).
+	if err := os.WriteFile(policyPath, []byte("deny status user:root\nallow * role:admin\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.cmd.Process.Signal(unix.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(agent.output(), "api policy reloaded") {
+		if time.Now().After(deadline) {
+			t.Fatalf("policy not reloaded on SIGHUP:\n%s", agent.output())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	out, err := exec.Command("/usr/bin/deepwall", "status").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "refused by "+policyPath+":1") {
+		t.Errorf("status after the reloaded policy denies it: %v %s", err, out)
 	}
 
 	agent.stop(t)
@@ -280,9 +302,29 @@ func agentsRunning(t *testing.T) []int {
 // unitAgent is the agent started as the unit starts it.
 type unitAgent struct {
 	cmd  *exec.Cmd
-	out  *strings.Builder
+	out  *syncBuffer
 	done chan error
 }
+
+// syncBuffer is the agent's output, read while the agent writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (a *unitAgent) output() string { return a.out.String() }
 
 // startAsUnit runs the installed unit's ExecStart as systemd would: the
 // EnvironmentFile's variables, $VAR split into words, the bounding set
@@ -322,7 +364,7 @@ func startAsUnit(t *testing.T) *unitAgent {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	a := &unitAgent{out: &strings.Builder{}, done: make(chan error, 1)}
+	a := &unitAgent{out: &syncBuffer{}, done: make(chan error, 1)}
 	a.cmd = exec.Command("setpriv", append(append(setpriv, "--"), argv...)...)
 	a.cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "NOTIFY_SOCKET=" + notify}
 	for k, v := range env {
