@@ -9,7 +9,7 @@ LDFLAGS := -X github.com/deepwall/deepwall/ctl.Version=$(VERSION)
 # DEEPWALL_REQUIRE_PRIVILEGED=1, fail) otherwise.
 TESTFLAGS ?= -count=1 -timeout 45m
 
-.PHONY: all generate build cni cni-install man test vet fuzz-smoke bench bench-harness bench-packages bench-quick bench-smoke detect demo check-generate clean
+.PHONY: all generate build cni cni-install man deb test vet fuzz-smoke bench bench-harness bench-packages bench-quick bench-smoke detect demo check-generate clean
 
 all: build
 
@@ -33,6 +33,26 @@ cni-install: cni
 ## command tree, in man/ (shell completion: deepwall completion bash|zsh|fish)
 man: build
 	$(BIN) man --dir man
+
+## deb: the Debian package bin/deepwall_VERSION_ARCH.deb (nfpm, a Go tool of
+## this module; deploy/deb/nfpm.yaml): binary, systemd unit, defaults,
+## logrotate, the API policy, man pages, shell completions, maintainer scripts
+DEB_STAGE   := bin/deb-stage
+DEB_ARCH    ?= $(shell $(GO) env GOARCH)
+DEB_VERSION ?= 0.1.0~git$(shell git log -1 --format=%cd.%h --date=format:%Y%m%d 2>/dev/null || echo 0)
+deb:
+	rm -rf $(DEB_STAGE) && mkdir -p $(DEB_STAGE)/man $(DEB_STAGE)/completion
+	$(GO) build -trimpath -buildmode=pie -ldflags '$(LDFLAGS) -s -w' -o $(DEB_STAGE)/deepwall ./cmd/deepwall
+	$(DEB_STAGE)/deepwall man --dir $(DEB_STAGE)/man >/dev/null
+	gzip -9n $(DEB_STAGE)/man/*.8
+	$(DEB_STAGE)/deepwall completion bash > $(DEB_STAGE)/completion/deepwall.bash
+	$(DEB_STAGE)/deepwall completion zsh > $(DEB_STAGE)/completion/_deepwall
+	$(DEB_STAGE)/deepwall completion fish > $(DEB_STAGE)/completion/deepwall.fish
+	sed -e 's/@VERSION@/$(DEB_VERSION)/' -e "s/@DATE@/$$(git log -1 --format=%cD 2>/dev/null || date -R)/" \
+		deploy/deb/changelog | gzip -9n > $(DEB_STAGE)/changelog.Debian.gz
+	DEB_ARCH=$(DEB_ARCH) DEB_VERSION=$(DEB_VERSION) \
+		$(GO) tool nfpm package --config deploy/deb/nfpm.yaml --packager deb --target bin/
+	@ls bin/deepwall_*.deb
 
 ## vet: static checks
 vet:

@@ -40,7 +40,8 @@ On SIGINT or SIGTERM the agent detaches from both ports and removes its pins.
 If it is killed (SIGKILL, crash) the XDP program stays: ports fail open
 (forward uninspected traffic) or, with --fail-closed, drop it, until an agent
 starts again and takes over the pinned flows. SIGHUP reopens the verdict log
-(for logrotate).
+(for logrotate) and reads --api-policy again (a file that does not parse
+leaves the previous policy in force, with an error in the agent's log).
 
 Once started, the agent drops every capability but CAP_NET_ADMIN,
 CAP_NET_RAW, CAP_SYS_ADMIN, CAP_IPC_LOCK and CAP_SYS_PTRACE, sets no_new_privs and installs a
@@ -115,6 +116,7 @@ runtime that is not there is skipped.`,
 	f.StringVar(&cfg.MetricsAddr, "metrics", "", "serve Prometheus metrics on this address, e.g. 127.0.0.1:9464 (default off)")
 	f.StringVar(&cfg.AdminGroup, "admin-group", "", "group (name or gid) allowed to change rules besides root")
 	f.StringVar(&cfg.ViewerGroup, "viewer-group", "", "group (name or gid) allowed read-only API calls")
+	f.StringVar(&cfg.APIPolicy, "api-policy", "", "per-command API authorisation file: lines \"allow|deny COMMANDS WHO...\", first match decides (default: --admin-group may do everything, --viewer-group read; docs/api.md)")
 	f.StringVar(&cfg.DockerSocket, "docker-socket", resolve.Default.DockerSocket, "Docker's Engine API socket, where protect finds Docker containers by name or id")
 	f.StringVar(&cfg.PodmanSocket, "podman-socket", resolve.Default.PodmanSocket, "podman's API socket (podman.socket or `podman system service`), where protect finds podman containers by name or id")
 	f.StringVar(&cfg.ContainerdState, "containerd-state", resolve.Default.ContainerdState, "containerd's v2 shim state directory, where protect finds containerd containers by [NAMESPACE/]ID")

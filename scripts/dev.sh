@@ -26,10 +26,10 @@ esac
 # The runtime tests (internal/testctr) run real containers: podman with
 # runc (crun fails on some kernels), containerd with ctr, the CNI plugins;
 # without their recommends (buildah, fuse-overlayfs, dbus-user-session ...),
-# as tested.
+# as tested. lintian checks the Debian package (deploy/deb).
 rtpkgs=""
 case "$*" in
-*test*) rtpkgs="podman runc containerd containernetworking-plugins" ;;
+*test*) rtpkgs="podman runc containerd containernetworking-plugins lintian" ;;
 esac
 missing() {
 	for p in "$@"; do

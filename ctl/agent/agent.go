@@ -65,7 +65,10 @@ type Config struct {
 	MetricsAddr string // "" = no metrics
 	AdminGroup  string // name or gid; "" = root only
 	ViewerGroup string // name or gid; "" = admins only
-	BPFFS       string // default dataplane.DefaultBPFFS
+	// APIPolicy is the per-command authorisation file ("": DefaultPolicy,
+	// the group flags alone). docs/api.md, "Authorisation".
+	APIPolicy string
+	BPFFS     string // default dataplane.DefaultBPFFS
 	// Backend is the dataplane backend (flag --mode): auto (probe),
 	// xdp or nfqueue (backend.go).
 	Backend string
@@ -170,6 +173,11 @@ func Open(cfg Config) (_ *Agent, err error) {
 	auth, sockGID, err := resolveGroups(cfg.AdminGroup, cfg.ViewerGroup)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.APIPolicy != "" {
+		if auth.Policy, err = loadPolicy(cfg.APIPolicy); err != nil {
+			return nil, err
+		}
 	}
 	if err := a.openNetNS(); err != nil {
 		return nil, err
@@ -566,6 +574,13 @@ loop:
 				a.log.Error("reopen event log", "error", err)
 			} else {
 				a.log.Info("event log reopened", "path", a.cfg.LogPath)
+			}
+			if a.cfg.APIPolicy != "" {
+				if err := a.api.reloadPolicy(a.cfg.APIPolicy); err != nil {
+					a.log.Error("api policy not reloaded, the previous one stays in force", "error", err)
+				} else {
+					a.log.Info("api policy reloaded", "path", a.cfg.APIPolicy)
+				}
 			}
 		case now := <-tick.C:
 			a.engine.Tick(dataplane.MonoNow())

@@ -9,9 +9,10 @@ import (
 // Test helpers the black-box tests (package agent_test) share with the
 // package's own.
 var (
-	WriteFile = writeFile
-	ReadAudit = readAudit
-	TestRules = testRules
+	WriteFile    = writeFile
+	ReadAudit    = readAudit
+	ReadAuditAll = readAuditAll
+	TestRules    = testRules
 )
 
 // MustJSON decodes data as a T or fails the test.

@@ -305,8 +305,34 @@ func (h *apiHarness) call(tb testing.TB, method, path string, body any) (int, []
 	return resp.StatusCode, data
 }
 
-// readAudit returns the audit log's entries.
+// readAudit returns the audit log's entries of changes and refused
+// changes; the authorisation decisions of op access are left out
+// (readAccess returns them).
 func readAudit(tb testing.TB, path string) []audit.Entry {
+	tb.Helper()
+	var out []audit.Entry
+	for _, e := range readAuditAll(tb, path) {
+		if e.Op != audit.OpAccess {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// readAccess returns the authorisation decisions of the audit log.
+func readAccess(tb testing.TB, path string) []audit.Entry {
+	tb.Helper()
+	var out []audit.Entry
+	for _, e := range readAuditAll(tb, path) {
+		if e.Op == audit.OpAccess {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// readAuditAll returns every entry of the audit log.
+func readAuditAll(tb testing.TB, path string) []audit.Entry {
 	tb.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {

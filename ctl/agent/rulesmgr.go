@@ -16,7 +16,6 @@ import (
 	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/ctl/audit"
 	"github.com/deepwall/deepwall/dpi"
-	"github.com/deepwall/deepwall/internal/atomicfile"
 	"github.com/deepwall/deepwall/rules"
 	"github.com/deepwall/deepwall/rules/store"
 	"github.com/deepwall/deepwall/xdp"
@@ -81,7 +80,6 @@ type ruleManager struct {
 	mu        sync.Mutex
 	store     *store.Store
 	audit     *audit.Log
-	headFile  string // where the audit chain's head is kept
 	cacheFile string
 	engine    dpiEngine
 	kernel    flowTable // nil until the pair is open
@@ -107,7 +105,10 @@ type ruleManager struct {
 // stateDir. The engine and the kernel side join once they are open (the
 // engine starts with the set loadInitial chooses).
 func newRuleManager(store *store.Store, al *audit.Log, stateDir string, log *slog.Logger) *ruleManager {
-	return &ruleManager{store: store, audit: al, headFile: filepath.Join(stateDir, audit.HeadFile),
+	if al != nil {
+		al.RecordHead(filepath.Join(stateDir, audit.HeadFile))
+	}
+	return &ruleManager{store: store, audit: al,
 		cacheFile: filepath.Join(stateDir, CompiledCache), log: log, settle: revokeSettle}
 }
 
@@ -560,19 +561,11 @@ func (m *ruleManager) appendAuditLocked(e audit.Entry) error {
 	return m.appendAudit(e)
 }
 
-// appendAudit appends e and records the new head beside the store, so
-// that removing or editing the last entries is noticed too.
+// appendAudit appends e; the log records the new head beside the store
+// (audit.Log.RecordHead), so that removing or editing the last entries
+// is noticed too.
 func (m *ruleManager) appendAudit(e audit.Entry) error {
-	if err := m.audit.Append(e); err != nil {
-		return err
-	}
-	if m.headFile == "" {
-		return nil
-	}
-	if err := atomicfile.Write(m.headFile, []byte(m.audit.Head()+"\n"), 0o600); err != nil {
-		return fmt.Errorf("audit head %s: %w", m.headFile, err)
-	}
-	return nil
+	return m.audit.Append(e)
 }
 
 // History lists the stored versions, newest first.

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -51,12 +52,38 @@ const (
 	accessAdmin        // everything
 )
 
-// authorizer decides access from a caller's credentials: uid 0 and the
-// agent's own uid are admins, then members (primary or supplementary) of
-// the admin groups, then of the viewer groups; everyone else is refused.
+// authorizer decides access from a caller's credentials. Its role: uid
+// 0 and the agent's own uid are admins, then members (primary or
+// supplementary) of the admin groups, then of the viewer groups; everyone
+// else has none. Policy (DefaultPolicy when nil) then decides per
+// command, from the role, uid and groups.
 type authorizer struct {
 	AdminGIDs, ViewerGIDs []int
+	Policy                *policy
 }
+
+// decide returns whether c may call cmd and the policy line that decided
+// (file:line; "no line matched" when none did).
+func (a authorizer) decide(cmd string, c caller) (bool, string) {
+	p := a.Policy
+	if p == nil {
+		p = defaultPolicyParsed
+	}
+	ok, where := p.decide(cmd, c, a.access(c))
+	if where == "" {
+		where = "no line of " + p.source + " matched"
+	}
+	return ok, where
+}
+
+// defaultPolicyParsed is DefaultPolicy, parsed once.
+var defaultPolicyParsed = func() *policy {
+	p, err := parsePolicy("default", []byte(DefaultPolicy))
+	if err != nil {
+		panic(err) // a constant: TestPolicyDefault
+	}
+	return p
+}()
 
 func (a authorizer) access(c caller) access {
 	if c.UID == 0 || c.UID == os.Getuid() {
@@ -89,9 +116,12 @@ type agentView interface {
 type apiServer struct {
 	rules *ruleManager
 	view  agentView
-	auth  authorizer
-	log   *slog.Logger
-	srv   *http.Server
+	auth  authorizer // its Policy is the one at start; policy is in force
+	// policy is the policy in force (nil: DefaultPolicy), replaced by
+	// reloadPolicy while calls are decided.
+	policy atomic.Pointer[policy]
+	log    *slog.Logger
+	srv    *http.Server
 	// peer reads a connection's credentials; tests replace it.
 	peer func(net.Conn) (caller, error)
 }
@@ -106,6 +136,7 @@ type credResult struct {
 
 func newAPIServer(rm *ruleManager, view agentView, auth authorizer, log *slog.Logger) *apiServer {
 	s := &apiServer{rules: rm, view: view, auth: auth, log: log, peer: peerCred}
+	s.policy.Store(auth.Policy)
 	s.srv = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: apiReadHeader,
@@ -228,31 +259,29 @@ func (s *apiServer) Shutdown(ctx context.Context) error {
 // Handler returns the API's routes.
 func (s *apiServer) Handler() http.Handler {
 	mux := http.NewServeMux()
-	view := func(h func(http.ResponseWriter, *http.Request, caller)) http.HandlerFunc {
-		return s.guard(accessView, h)
-	}
-	admin := func(h func(http.ResponseWriter, *http.Request, caller)) http.HandlerFunc {
-		return s.guard(accessAdmin, h)
-	}
-	mux.HandleFunc("GET /v1/status", view(s.getStatus))
-	mux.HandleFunc("GET /v1/flows", view(s.getFlows))
-	mux.HandleFunc("GET /v1/rules", view(s.listRules))
-	mux.HandleFunc("GET /v1/rules/export", view(s.exportRules))
-	mux.HandleFunc("GET /v1/rules/history", view(s.history))
-	mux.HandleFunc("GET /v1/rules/{id}", view(s.showRule))
-	mux.HandleFunc("POST /v1/rules", admin(s.addRules))
-	mux.HandleFunc("PUT /v1/rules", admin(s.applyRules))
-	mux.HandleFunc("DELETE /v1/rules/{id}", admin(s.deleteRule))
-	s.portRoutes(mux, view, admin) // server_ports.go
+	mux.HandleFunc("GET /v1/status", s.guard(cmdStatus, s.getStatus))
+	mux.HandleFunc("GET /v1/flows", s.guard(cmdFlowsRead, s.getFlows))
+	mux.HandleFunc("GET /v1/rules", s.guard(cmdRulesRead, s.listRules))
+	mux.HandleFunc("GET /v1/rules/export", s.guard(cmdRulesRead, s.exportRules))
+	mux.HandleFunc("GET /v1/rules/history", s.guard(cmdRulesRead, s.history))
+	mux.HandleFunc("GET /v1/rules/{id}", s.guard(cmdRulesRead, s.showRule))
+	mux.HandleFunc("POST /v1/rules", s.guard(cmdRulesChange, s.addRules))
+	mux.HandleFunc("PUT /v1/rules", s.guard(cmdRulesChange, s.applyRules))
+	mux.HandleFunc("DELETE /v1/rules/{id}", s.guard(cmdRulesChange, s.deleteRule))
+	s.portRoutes(mux) // server_ports.go
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no endpoint %s %s", r.Method, r.URL.Path))
 	})
 	return mux
 }
 
-// guard checks the caller's access before running h. A refused mutation
-// is audited.
-func (s *apiServer) guard(need access, h func(http.ResponseWriter, *http.Request, caller)) http.HandlerFunc {
+// guard lets the policy decide whether the caller may call cmd before
+// running h, and audits the decision: an allowed call or a refused read
+// as op access, a refused change under the op it would have had. A
+// decision that cannot be audited is logged and stands: a change is
+// audited again by its own entry, and undone if that cannot be written;
+// a read goes on, so that status still answers on a full disk.
+func (s *apiServer) guard(cmd string, h func(http.ResponseWriter, *http.Request, caller)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		cr, ok := r.Context().Value(ctxKey{}).(credResult)
 		if !ok || cr.err != nil {
@@ -260,25 +289,61 @@ func (s *apiServer) guard(need access, h func(http.ResponseWriter, *http.Request
 			writeError(w, http.StatusForbidden, fmt.Errorf("%w: no peer credentials", errForbidden))
 			return
 		}
-		if got := s.auth.access(cr.c); got < need {
-			what := "read-only calls need the viewer or admin group"
-			if need == accessAdmin {
-				what = "rule changes need root or the admin group"
+		auth := s.auth
+		auth.Policy = s.policy.Load()
+		allow, where := auth.decide(cmd, cr.c)
+		cur := s.rules.current()
+		e := audit.Entry{UID: cr.c.UID, GID: cr.c.GID, PID: cr.c.PID, Op: audit.OpAccess, OK: allow,
+			Command: cmd, Policy: where, Detail: r.Method + " " + r.URL.Path,
+			FromVersion: cur.version.Number, ToVersion: cur.version.Number}
+		if allow {
+			if err := s.rules.appendAudit(e); err != nil {
+				s.log.Error("audit an allowed call", "command", cmd, "error", err)
 			}
-			err := fmt.Errorf("%w: uid %d gid %d: %s", errForbidden, cr.c.UID, cr.c.GID, what)
-			if need == accessAdmin {
-				e := audit.Entry{UID: cr.c.UID, GID: cr.c.GID, PID: cr.c.PID, Op: s.mutationOp(r), Error: err.Error()}
-				cur := s.rules.current()
-				e.FromVersion, e.ToVersion = cur.version.Number, cur.version.Number
-				if aerr := s.rules.appendAuditLocked(e); aerr != nil {
-					s.log.Error("audit a refused call", "error", aerr)
-				}
-			}
-			writeError(w, http.StatusForbidden, err)
+			h(w, r, cr.c)
 			return
 		}
-		h(w, r, cr.c)
+		err := fmt.Errorf("%w: uid %d gid %d may not call %s (%s %s): %s", errForbidden, cr.c.UID, cr.c.GID,
+			cmd, r.Method, r.URL.Path, s.refusal(cmd, where))
+		e.Error = err.Error()
+		if changes(cmd) {
+			e.Op, e.Detail = s.mutationOp(r), ""
+			err2 := s.rules.appendAuditLocked(e) // after a running change, as before
+			if err2 != nil {
+				s.log.Error("audit a refused call", "error", err2)
+			}
+		} else if aerr := s.rules.appendAudit(e); aerr != nil {
+			s.log.Error("audit a refused call", "error", aerr)
+		}
+		writeError(w, http.StatusForbidden, err)
 	}
+}
+
+// refusal says why a call was refused: under the default policy what
+// the group flags grant, else the policy line (or that none matched).
+func (s *apiServer) refusal(cmd, where string) string {
+	if s.policy.Load() != nil {
+		if strings.HasPrefix(where, "no line") {
+			return where
+		}
+		return "refused by " + where
+	}
+	if changes(cmd) {
+		return "changes need root or the admin group"
+	}
+	return "read-only calls need the viewer or admin group"
+}
+
+// reloadPolicy reads the policy file at path again (SIGHUP) and puts it
+// in force; a file that does not parse leaves the policy in force and
+// says why.
+func (s *apiServer) reloadPolicy(path string) error {
+	p, err := loadPolicy(path)
+	if err != nil {
+		return err
+	}
+	s.policy.Store(p)
+	return nil
 }
 
 // opName names a mutation for the audit log.

@@ -41,12 +41,12 @@ func (a *Agent) protectorOf() protectedSet {
 const maxPortBody = 1 << 20
 
 // portRoutes registers the protected-container endpoints.
-func (s *apiServer) portRoutes(mux *http.ServeMux, view, admin func(func(http.ResponseWriter, *http.Request, caller)) http.HandlerFunc) {
-	mux.HandleFunc("GET /v1/ports", view(s.listPorts))
-	mux.HandleFunc("POST /v1/ports", admin(s.protectPort))
-	mux.HandleFunc("DELETE /v1/ports/{name}", admin(s.unprotectPort))
-	mux.HandleFunc("GET /v1/rules/learned", view(s.learnedRules))
-	mux.HandleFunc("POST /v1/rules/promote", admin(s.promoteRules))
+func (s *apiServer) portRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/ports", s.guard(cmdPortsRead, s.listPorts))
+	mux.HandleFunc("POST /v1/ports", s.guard(cmdPortsChange, s.protectPort))
+	mux.HandleFunc("DELETE /v1/ports/{name}", s.guard(cmdPortsChange, s.unprotectPort))
+	mux.HandleFunc("GET /v1/rules/learned", s.guard(cmdRulesRead, s.learnedRules))
+	mux.HandleFunc("POST /v1/rules/promote", s.guard(cmdRulesChange, s.promoteRules))
 }
 
 // mutationOp names a refused mutation for the audit log: the protected

@@ -6,9 +6,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netns"
+
 	"github.com/deepwall/deepwall/ctl/agent/protect"
 	"github.com/deepwall/deepwall/ctl/api"
-	"github.com/vishvananda/netns"
 )
 
 // portsView is a fake agent with a protected set.
@@ -66,10 +67,14 @@ func TestPortsAPIRefusedAudit(t *testing.T) {
 			t.Errorf("%s %s: audited as %+v, want op %s", tt.method, tt.path, l, tt.op)
 		}
 	}
-	// Read-only calls are not audited; viewers are refused them here.
+	// A refused read is an access decision of its own (no change entry).
 	n := len(readAudit(t, h.audit))
 	if code, _ := h.call(t, "GET", "/v1/ports", nil); code != http.StatusForbidden || len(readAudit(t, h.audit)) != n {
-		t.Errorf("GET /v1/ports: %d, audit grew", code)
+		t.Errorf("GET /v1/ports: %d, change entries grew", code)
+	}
+	acc := readAccess(t, h.audit)
+	if l := acc[len(acc)-1]; l.OK || l.Command != cmdPortsRead || l.UID != 65534 || !strings.Contains(l.Error, "viewer or admin group") {
+		t.Errorf("refused GET /v1/ports audited as %+v", l)
 	}
 }
 

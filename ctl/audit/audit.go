@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/deepwall/deepwall/internal/atomicfile"
 )
 
 // Entry is one line of the audit log: who changed the rules, how, and
@@ -34,8 +36,18 @@ type Entry struct {
 	Detail      string    `json:"detail,omitempty"`
 	OK          bool      `json:"ok"`
 	Error       string    `json:"error,omitempty"`
-	Prev        string    `json:"prev"`
+	// Command and Policy record an authorisation decision (op "access",
+	// or a refused change under the op it would have had): the API
+	// command asked for and the policy line that decided
+	// ("/etc/deepwall/api-policy:3", "default:2", "no line matched").
+	Command string `json:"command,omitempty"`
+	Policy  string `json:"policy,omitempty"`
+	Prev    string `json:"prev"`
 }
+
+// OpAccess is the op of an authorisation decision's entry: an allowed
+// API call, or a refused read (a refused change keeps its own op).
+const OpAccess = "access"
 
 // HeadFile is the file in the agent's state directory that records the
 // chain's head after every append, so that removing or editing the last
@@ -76,10 +88,20 @@ var ErrEntryTooLarge = errors.New("audit entry too large")
 // Log appends chained entries to a file; each append is synced to disk
 // before the change it records is reported done.
 type Log struct {
-	mu   sync.Mutex
-	f    *os.File
-	path string
-	head string // hash of the last line
+	mu       sync.Mutex
+	f        *os.File
+	path     string
+	head     string // hash of the last line
+	headFile string // where head is recorded after every append ("": nowhere)
+}
+
+// RecordHead makes every Append write the chain's new head to path
+// (atomically, under the same lock as the append, so concurrent appends
+// never leave an older head behind).
+func (a *Log) RecordHead(path string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.headFile = path
 }
 
 // Open opens (or creates) the audit log at path and verifies the
@@ -125,6 +147,11 @@ func (a *Log) Append(e Entry) error {
 		return fmt.Errorf("audit log %s: %w", a.path, err)
 	}
 	a.head = hashLine(line)
+	if a.headFile != "" {
+		if err := atomicfile.Write(a.headFile, []byte(a.head+"\n"), 0o600); err != nil {
+			return fmt.Errorf("audit head %s: %w", a.headFile, err)
+		}
+	}
 	return nil
 }
 
