@@ -104,6 +104,7 @@ runtime that is not there is skipped.`,
 	f.StringVar(&cfg.LogPath, "log", eve.DefaultPath, "verdict log (EVE JSON lines)")
 	f.Int64Var(&cfg.LogMaxBytes, "log-max-size", eve.DefaultMaxBytes, "rotate the verdict log past this many bytes")
 	f.IntVar(&cfg.LogKeep, "log-keep", eve.DefaultKeep, "rotated verdict logs kept")
+	f.Uint16Var(&cfg.CommunityIDSeed, "community-id-seed", 0, "seed of the events' Community ID (community_id); keep the default 0 unless every sensor whose events are joined uses the same other seed")
 	f.StringVar(&cfg.AuditPath, "audit-log", "", "audit log of rule changes (default: audit.json beside --log)")
 	f.StringVar(&cfg.Socket, "socket", api.DefaultSocket, "API socket")
 	f.StringVar(&cfg.StateDir, "state", agent.DefaultStateDir, "state directory: rule store, compiled rules cache")

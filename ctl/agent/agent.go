@@ -72,6 +72,10 @@ type Config struct {
 	// DockerSocket, PodmanSocket and ContainerdState are where protect
 	// finds containers by name or id ("": resolve.Default's).
 	DockerSocket, PodmanSocket, ContainerdState string
+	// CommunityIDSeed seeds the events' Community ID (0 by default, as
+	// Suricata and Zeek).
+	CommunityIDSeed uint16
+
 	// Version is what status reports as the agent's version.
 	Version string
 	Logger  *slog.Logger
@@ -180,7 +184,7 @@ func Open(cfg Config) (_ *Agent, err error) {
 	if a.store, err = store.Open(cfg.StateDir); err != nil {
 		return nil, err
 	}
-	if a.events, err = eve.Open(eve.Config{Path: cfg.LogPath, MaxBytes: cfg.LogMaxBytes, Keep: cfg.LogKeep}); err != nil {
+	if a.events, err = eve.Open(eve.Config{Path: cfg.LogPath, MaxBytes: cfg.LogMaxBytes, Keep: cfg.LogKeep, CommunityIDSeed: cfg.CommunityIDSeed}); err != nil {
 		return nil, err
 	}
 	if a.audit, err = openAuditChecked(cfg.AuditPath, filepath.Join(cfg.StateDir, audit.HeadFile)); err != nil {

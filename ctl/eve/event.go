@@ -25,6 +25,10 @@ type Event struct {
 	// Direction is "to_server" or "to_client", as in EVE.
 	Direction string `json:"direction,omitempty"`
 
+	// CommunityID is the flow's Community ID (package communityid), set
+	// by the writer (SetCommunityID).
+	CommunityID string `json:"community_id,omitempty"`
+
 	Alert *Alert     `json:"alert,omitempty"`
 	Drop  *Drop      `json:"drop,omitempty"`
 	Flow  *FlowStats `json:"flow,omitempty"`

@@ -31,6 +31,9 @@ type Config struct {
 	MaxBytes int64  // rotate when the live file would grow past this; 0 = DefaultMaxBytes, <0 = never
 	Keep     int    // rotated files kept; 0 = DefaultKeep
 	Queue    int    // events in flight; 0 = DefaultQueue
+	// CommunityIDSeed is the seed of the events' Community ID (0, the
+	// standard's default, unless every sensor of a site uses another).
+	CommunityIDSeed uint16
 }
 
 // Stats are the counters `deepwall status` reports.
@@ -159,6 +162,7 @@ func (l *Log) closeFile() {
 }
 
 func (l *Log) write(ev *Event) {
+	ev.SetCommunityID(l.cfg.CommunityIDSeed)
 	b, err := json.Marshal(ev)
 	if err != nil {
 		l.errs.Add(1)
