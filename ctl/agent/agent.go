@@ -75,6 +75,9 @@ type Config struct {
 	// CommunityIDSeed seeds the events' Community ID (0 by default, as
 	// Suricata and Zeek).
 	CommunityIDSeed uint16
+	// Outputs are where events go besides the file (--syslog,
+	// --event-socket).
+	Outputs []eve.Output
 
 	// Version is what status reports as the agent's version.
 	Version string
@@ -184,7 +187,7 @@ func Open(cfg Config) (_ *Agent, err error) {
 	if a.store, err = store.Open(cfg.StateDir); err != nil {
 		return nil, err
 	}
-	if a.events, err = eve.Open(eve.Config{Path: cfg.LogPath, MaxBytes: cfg.LogMaxBytes, Keep: cfg.LogKeep, CommunityIDSeed: cfg.CommunityIDSeed}); err != nil {
+	if a.events, err = eve.Open(eve.Config{Path: cfg.LogPath, MaxBytes: cfg.LogMaxBytes, Keep: cfg.LogKeep, CommunityIDSeed: cfg.CommunityIDSeed, Outputs: cfg.Outputs}); err != nil {
 		return nil, err
 	}
 	if a.audit, err = openAuditChecked(cfg.AuditPath, filepath.Join(cfg.StateDir, audit.HeadFile)); err != nil {
