@@ -147,6 +147,7 @@ type Agent struct {
 	metrics *http.Server
 	metLn   net.Listener
 	fast    fastBytes
+	wl      workloadCounters // per-workload events (workloads.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -203,6 +204,7 @@ func Open(cfg Config) (_ *Agent, err error) {
 	a.engine, err = newEngine(engineConfig(st.compiled, cfg.Workers, func(ev *eve.Event) {
 		a.prot.Annotate(ev)
 		a.blocks.noteEvent(ev)
+		a.wl.note(ev)
 		events.Emit(ev)
 	}))
 	if err != nil {

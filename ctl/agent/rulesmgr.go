@@ -100,6 +100,9 @@ type ruleManager struct {
 	// reclaim gives the memory a change freed back to the kernel
 	// (reclaimLater); nil until the first change.
 	reclaim *time.Timer
+	// changes counts the attempts appendAudit recorded: [0] applied
+	// (or unchanged), [1] refused.
+	changes [2]atomic.Uint64
 }
 
 // newRuleManager returns the rule manager of a store and an audit log,
@@ -565,6 +568,11 @@ func (m *ruleManager) appendAuditLocked(e audit.Entry) error {
 func (m *ruleManager) appendAudit(e audit.Entry) error {
 	if err := m.audit.Append(e); err != nil {
 		return err
+	}
+	if e.OK {
+		m.changes[0].Add(1)
+	} else {
+		m.changes[1].Add(1)
 	}
 	if m.headFile == "" {
 		return nil
