@@ -12,6 +12,8 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -89,3 +91,48 @@ func Check(tb testing.TB, evs []*eve.Event) {
 		}
 	}
 }
+
+// CheckFiles validates every line of the verdict log at path and of its
+// rotated files (path.1 ...), and fails tb for a TCP or UDP event
+// without a Community ID. A last line without its newline (an agent
+// killed while writing) is not read. It returns how many events it
+// checked.
+func CheckFiles(tb testing.TB, path string) int {
+	tb.Helper()
+	files, _ := filepath.Glob(path + ".*")
+	files = append(files, path)
+	n, bad := 0, 0
+	for _, name := range files {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			continue
+		}
+		if i := bytes.LastIndexByte(data, '\n'); i >= 0 {
+			data = data[:i]
+		} else {
+			continue
+		}
+		for i, line := range bytes.Split(data, []byte("\n")) {
+			n++
+			err := Validate(line)
+			if err == nil {
+				var ev eve.Event
+				if json.Unmarshal(line, &ev) == nil && (ev.Proto == "TCP" || ev.Proto == "UDP") && ev.CommunityID == "" {
+					err = fmt.Errorf("no community_id")
+				}
+			}
+			if err != nil {
+				if bad++; bad <= maxReported {
+					tb.Errorf("%s:%d: %s\n%#v", name, i+1, line, err)
+				}
+			}
+		}
+	}
+	if bad > maxReported {
+		tb.Errorf("%d more events of %s do not validate", bad-maxReported, path)
+	}
+	return n
+}
+
+// maxReported bounds the events CheckFiles prints.
+const maxReported = 5
