@@ -31,3 +31,26 @@ func TestEventJSON(t *testing.T) {
 		t.Errorf("round trip: %+v", back)
 	}
 }
+
+// TestEventJSONOldLayout reads events written before deepwall's own
+// fields moved into "deepwall" objects, and the new layout.
+func TestEventJSONOldLayout(t *testing.T) {
+	for _, line := range []string{
+		`{"event_type":"alert","alert":{"action":"allowed","signature_id":7,"field":"http.args","matched":"x","score":5,"rules":[1,2],"would_block":true},"flow":{"alerted":true,"bypassed":true}}`,
+		`{"event_type":"alert","alert":{"action":"allowed","signature_id":7,"deepwall":{"field":"http.args","matched":"x","score":5,"rules":[1,2],"would_block":true}},"flow":{"alerted":true,"deepwall":{"bypassed":true}}}`,
+	} {
+		var ev Event
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		a := ev.Alert
+		if a.SignatureID != 7 || a.Field != "http.args" || a.Matched != "x" || a.Score != 5 || len(a.Rules) != 2 || !a.WouldBlock || !ev.Flow.Bypassed || !ev.Flow.Alerted {
+			t.Errorf("%s read as %+v %+v", line, a, ev.Flow)
+		}
+	}
+	// Suricata's flow.bypassed object does not stop the reader.
+	var ev Event
+	if err := json.Unmarshal([]byte(`{"flow":{"bypassed":{"pkts_toserver":1}}}`), &ev); err != nil || ev.Flow.Bypassed {
+		t.Errorf("suricata bypassed: %v %+v", err, ev.Flow)
+	}
+}
