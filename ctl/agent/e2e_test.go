@@ -310,28 +310,19 @@ func listenEvents(tb testing.TB, path string) <-chan eve.Event {
 	}
 	tb.Cleanup(func() { ln.Close() })
 	out := make(chan eve.Event, 1<<14)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				sc := bufio.NewScanner(c)
-				sc.Buffer(nil, 1<<20)
-				for sc.Scan() {
-					var ev eve.Event
-					if json.Unmarshal(sc.Bytes(), &ev) == nil {
-						select {
-						case out <- ev:
-						default:
-						}
-					}
+	go testnet.Serve(ln, func(c net.Conn) {
+		sc := bufio.NewScanner(c)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			var ev eve.Event
+			if json.Unmarshal(sc.Bytes(), &ev) == nil {
+				select {
+				case out <- ev:
+				default:
 				}
-			}()
+			}
 		}
-	}()
+	})
 	return out
 }
 
