@@ -37,6 +37,11 @@ func (a *Alert) UnmarshalJSON(b []byte) error {
 	if v.WouldBlock != nil {
 		a.WouldBlock = *v.WouldBlock
 	}
+	if len(a.Rules) == 0 {
+		// An empty list is no list: written back it would make an empty
+		// "deepwall" object, which the schema refuses.
+		a.Rules = nil
+	}
 	return nil
 }
 

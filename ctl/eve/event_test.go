@@ -54,3 +54,29 @@ func TestEventJSONOldLayout(t *testing.T) {
 		t.Errorf("suricata bypassed: %v %+v", err, ev.Flow)
 	}
 }
+
+// FuzzEventJSON: an event read from any line (either layout) writes
+// back as JSON that reads to the same event.
+func FuzzEventJSON(f *testing.F) {
+	f.Add(`{"event_type":"alert","alert":{"action":"allowed","field":"x","rules":[1]},"flow":{"bypassed":true}}`)
+	f.Add(`{"alert":{"deepwall":{"matched":"y","would_block":true}},"flow":{"bypassed":{"pkts_toserver":1}}}`)
+	f.Add(`{"timestamp":"2026-12-07T20:00:00.000000+0000","dns":{"version":2}}`)
+	f.Fuzz(func(t *testing.T, line string) {
+		var ev Event
+		if json.Unmarshal([]byte(line), &ev) != nil {
+			return
+		}
+		b, err := json.Marshal(&ev)
+		if err != nil {
+			t.Fatalf("%q read, does not write: %v", line, err)
+		}
+		var back Event
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatalf("%s does not read back: %v", b, err)
+		}
+		b2, _ := json.Marshal(&back)
+		if string(b) != string(b2) {
+			t.Fatalf("round trip:\n%s\n%s", b, b2)
+		}
+	})
+}

@@ -300,3 +300,24 @@ func waitFor(tb testing.TB, ok func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// FuzzParseSyslog: any destination either parses into an output whose
+// name parses back to it, or is refused with ErrOutput; never a panic.
+func FuzzParseSyslog(f *testing.F) {
+	for _, s := range []string{"unix:///dev/log", "udp://127.0.0.1:514", "tcp://[::1]:601", "tcp://h", "unix://", "%zz", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		o, err := ParseSyslog(s)
+		if err != nil {
+			if !errors.Is(err, ErrOutput) {
+				t.Fatalf("%q: %v is not ErrOutput", s, err)
+			}
+			return
+		}
+		back, err := ParseSyslog(strings.TrimPrefix(o.String(), "syslog+"))
+		if err != nil || back != o {
+			t.Fatalf("%q → %+v → %q → %+v, %v", s, o, o.String(), back, err)
+		}
+	})
+}
