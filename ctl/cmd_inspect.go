@@ -97,6 +97,7 @@ func runInspect(stdout, stderr io.Writer, c *rules.Compiled, path string, worker
 	e, err := dpi.New(dpi.Config{
 		Rules: c, Workers: workers, Offline: true,
 		Emit: func(ev *eve.Event) {
+			ev.SetCommunityID(0)
 			mu.Lock()
 			if werr == nil {
 				werr = enc.Encode(ev)

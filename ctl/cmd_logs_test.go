@@ -22,18 +22,18 @@ func testEvents() []*eve.Event {
 		{Timestamp: ts, FlowID: 1, EventType: eve.EventAlert, SrcIP: "198.18.0.1", SrcPort: 40000, DestIP: "198.18.0.2", DestPort: 80,
 			Proto: "TCP", AppProto: "http", Direction: "to_server",
 			Alert: &eve.Alert{Action: "blocked", GID: 1, SignatureID: 942100, Rev: 1, Signature: "SQL injection: UNION SELECT",
-				Category: "sqli", Severity: 2, Field: "http.args", Matched: "union select"},
+				Category: "sqli", Severity: 2, AlertExtra: eve.AlertExtra{Field: "http.args", Matched: "union select"}},
 			HTTP: &eve.HTTPInfo{Hostname: "shop.example", URL: "/search?q=1 union select \x1b[31mred", Method: "GET"}},
 		{Timestamp: ts, FlowID: 2, EventType: eve.EventDrop, SrcIP: "2001:2::1", SrcPort: 5353, DestIP: "2001:2::2", DestPort: 53,
 			Proto: "UDP", Drop: &eve.Drop{Reason: "decode.truncated", Len: 20}},
 		{Timestamp: ts, FlowID: 3, EventType: eve.EventFlow, SrcIP: "198.18.0.1", SrcPort: 40001, DestIP: "198.18.0.2", DestPort: 443,
 			Proto: "TCP", AppProto: "tls", TLS: &eve.TLSInfo{SNI: "api.example", Version: "TLS 1.3"},
 			Flow: &eve.FlowStats{PktsToServer: 10, PktsToClient: 12, BytesToServer: 2048, BytesToClient: 1 << 20, Age: 3,
-				State: "closed", Reason: "closed", Action: "pass", Bypassed: true}},
+				State: "closed", Reason: "closed", Action: "pass", FlowExtra: eve.FlowExtra{Bypassed: true}}},
 		{Timestamp: ts, FlowID: 4, EventType: eve.EventAlert, SrcIP: "198.18.0.2", SrcPort: 80, DestIP: "198.18.0.1", DestPort: 40002,
 			Proto: "TCP", AppProto: "http", Direction: "to_client",
 			Alert: &eve.Alert{Action: "allowed", SignatureID: 5001, Signature: "card number", Category: "dlp", Severity: 3,
-				Field: "http.response_body", Matched: "4111********1111"}},
+				AlertExtra: eve.AlertExtra{Field: "http.response_body", Matched: "4111********1111"}}},
 	}
 }
 

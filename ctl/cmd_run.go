@@ -22,6 +22,7 @@ func newRunCommand() *cobra.Command {
 	var cfg agent.Config
 	var level string
 	var noSandbox bool
+	var syslogs, sockets []string
 	cmd := &cobra.Command{
 		Use:   "run --inner IFACE --outer IFACE",
 		Short: "Run the agent inline between two ports until SIGINT/SIGTERM",
@@ -76,6 +77,20 @@ runtime that is not there is skipped.`,
 					return fmt.Errorf("--rules: %w", err)
 				}
 			}
+			for _, s := range syslogs {
+				o, err := eve.ParseSyslog(s)
+				if err != nil {
+					return fmt.Errorf("--syslog: %w", err)
+				}
+				cfg.Outputs = append(cfg.Outputs, o)
+			}
+			for _, s := range sockets {
+				o, err := eve.ParseSocket(s)
+				if err != nil {
+					return fmt.Errorf("--event-socket: %w", err)
+				}
+				cfg.Outputs = append(cfg.Outputs, o)
+			}
 			cfg.Version = Version
 			a, err := agent.Open(cfg)
 			var list rules.ErrorList
@@ -108,6 +123,9 @@ runtime that is not there is skipped.`,
 	f.StringVar(&cfg.LogPath, "log", eve.DefaultPath, "verdict log (EVE JSON lines)")
 	f.Int64Var(&cfg.LogMaxBytes, "log-max-size", eve.DefaultMaxBytes, "rotate the verdict log past this many bytes")
 	f.IntVar(&cfg.LogKeep, "log-keep", eve.DefaultKeep, "rotated verdict logs kept")
+	f.StringArrayVar(&syslogs, "syslog", nil, "also send every event to syslog as RFC 5424 (facility local5, the JSON as message): unix:///dev/log, udp://HOST:PORT or tcp://HOST:PORT (octet counting); repeatable. A slow or absent receiver never slows inspection: its events are dropped and counted (deepwall_output_events_total)")
+	f.StringArrayVar(&sockets, "event-socket", nil, "also write every event as a JSON line to the unix stream socket another program listens on at this path (reconnected when it comes back); repeatable, dropped and counted like --syslog")
+	f.Uint16Var(&cfg.CommunityIDSeed, "community-id-seed", 0, "seed of the events' Community ID (community_id); keep the default 0 unless every sensor whose events are joined uses the same other seed")
 	f.StringVar(&cfg.AuditPath, "audit-log", "", "audit log of rule changes (default: audit.json beside --log)")
 	f.StringVar(&cfg.Socket, "socket", api.DefaultSocket, "API socket")
 	f.StringVar(&cfg.StateDir, "state", agent.DefaultStateDir, "state directory: rule store, compiled rules cache")

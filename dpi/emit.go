@@ -266,7 +266,7 @@ func (w *worker) addSections(ev *eve.Event, sc *scope) {
 		}
 	}
 	if sc != nil && sc.dns != nil && len(sc.dns.rrname) > 0 {
-		di := &eve.DNSInfo{Type: "answer", RRName: string(sc.dns.rrname), RRType: dns.TypeName(sc.dns.rrtype)}
+		di := &eve.DNSInfo{Version: 2, Type: "answer", RRName: string(sc.dns.rrname), RRType: dns.TypeName(sc.dns.rrtype)}
 		if sc.dns.query {
 			di.Type = "query"
 		}
@@ -291,7 +291,7 @@ func (w *worker) emitFlow(key *xdp.FlowKey, pk *parked, state, reason string, en
 			PktsToServer: pk.pkts[0], PktsToClient: pk.pkts[1], BytesToServer: pk.bytes[0], BytesToClient: pk.bytes[1],
 			Start: eve.EveTime(w.e.wall(pk.start)), End: eve.EveTime(w.e.wall(end)), Age: max(0, (end-pk.start)/1e9),
 			State: state, Reason: reason, Alerted: pk.flags&fAlerted != 0, Action: verdictName(pk.final),
-			Bypassed: pk.final == finalAllow,
+			FlowExtra: eve.FlowExtra{Bypassed: pk.final == finalAllow},
 		},
 	}
 	if pk.ident == identDone {

@@ -348,23 +348,28 @@ func label(c *capture, i int) string {
 	return c.frames[i].label
 }
 
+// sectionRules alert on a field of each protocol section of events
+// (tls, dns, http, ssh); sectionConvs has a conversation for each, its
+// HTTP request for path.
+const sectionRules = "  - {id: 1, action: alert, match: {field: tls.sni, regex: xample}}\n" +
+	"  - {id: 2, action: alert, match: {field: dns.query, regex: example}}\n" +
+	"  - {id: 3, action: alert, match: {field: http.response_headers, regex: nginx}}\n" +
+	"  - {id: 4, action: alert, match: {field: payload, regex: 'SSH-2.0-evil'}}\n"
+
+func sectionConvs(c *capture, path string) {
+	c.tcp(cli, "198.18.1.1:443").handshake().send(flow.ToServer, string(clientHello("www.Example.org"))).send(flow.ToClient, string(serverHello()))
+	q := dnsQuery(9, "WWW.example.org", 28)
+	c.udp("198.18.0.1:5353", "198.18.1.53:53", q)
+	c.udp("198.18.1.53:53", "198.18.0.1:5353", dnsResponse(q))
+	v := c.tcp("198.18.0.1:40001", srv).handshake()
+	v.send(flow.ToServer, "GET "+path+" HTTP/1.1\r\nHost: shop\r\nUser-Agent: ua/1\r\n\r\n").send(flow.ToClient, "HTTP/1.1 404 Not Found\r\nServer: nginx\r\nContent-Length: 0\r\n\r\n")
+	s := c.tcp("198.18.0.1:40002", "198.18.1.1:22").handshake()
+	s.send(flow.ToClient, "SSH-2.0-OpenSSH_9.6\r\n").send(flow.ToServer, "SSH-2.0-evil_1\r\n")
+}
+
 // TestEventSections checks the protocol sections of alert events.
 func TestEventSections(t *testing.T) {
-	rules := "rules:\n" +
-		"  - {id: 1, action: alert, match: {field: tls.sni, regex: xample}}\n" +
-		"  - {id: 2, action: alert, match: {field: dns.query, regex: example}}\n" +
-		"  - {id: 3, action: alert, match: {field: http.response_headers, regex: nginx}}\n" +
-		"  - {id: 4, action: alert, match: {field: payload, regex: 'SSH-2.0-evil'}}\n"
-	_, evs, _ := run(t, rules, func(c *capture) {
-		c.tcp(cli, "198.18.1.1:443").handshake().send(flow.ToServer, string(clientHello("www.Example.org"))).send(flow.ToClient, string(serverHello()))
-		q := dnsQuery(9, "WWW.example.org", 28)
-		c.udp("198.18.0.1:5353", "198.18.1.53:53", q)
-		c.udp("198.18.1.53:53", "198.18.0.1:5353", dnsResponse(q))
-		v := c.tcp("198.18.0.1:40001", srv).handshake()
-		v.send(flow.ToServer, "GET /x?a=1 HTTP/1.1\r\nHost: shop\r\nUser-Agent: ua/1\r\n\r\n").send(flow.ToClient, "HTTP/1.1 404 Not Found\r\nServer: nginx\r\nContent-Length: 0\r\n\r\n")
-		s := c.tcp("198.18.0.1:40002", "198.18.1.1:22").handshake()
-		s.send(flow.ToClient, "SSH-2.0-OpenSSH_9.6\r\n").send(flow.ToServer, "SSH-2.0-evil_1\r\n")
-	})
+	_, evs, _ := run(t, "rules:\n"+sectionRules, func(c *capture) { sectionConvs(c, "/x?a=1") })
 	got := map[uint32]*eve.Event{}
 	for _, ev := range evs {
 		if ev.EventType == eve.EventAlert {

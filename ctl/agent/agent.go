@@ -78,6 +78,13 @@ type Config struct {
 	// DockerSocket, PodmanSocket and ContainerdState are where protect
 	// finds containers by name or id ("": resolve.Default's).
 	DockerSocket, PodmanSocket, ContainerdState string
+	// CommunityIDSeed seeds the events' Community ID (0 by default, as
+	// Suricata and Zeek).
+	CommunityIDSeed uint16
+	// Outputs are where events go besides the file (--syslog,
+	// --event-socket).
+	Outputs []eve.Output
+
 	// Version is what status reports as the agent's version.
 	Version string
 	Logger  *slog.Logger
@@ -151,6 +158,7 @@ type Agent struct {
 	metrics *http.Server
 	metLn   net.Listener
 	fast    fastBytes
+	wl      workloadCounters // per-workload events (workloads.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -196,7 +204,7 @@ func Open(cfg Config) (_ *Agent, err error) {
 	if a.store, err = store.Open(cfg.StateDir); err != nil {
 		return nil, err
 	}
-	if a.events, err = eve.Open(eve.Config{Path: cfg.LogPath, MaxBytes: cfg.LogMaxBytes, Keep: cfg.LogKeep}); err != nil {
+	if a.events, err = eve.Open(eve.Config{Path: cfg.LogPath, MaxBytes: cfg.LogMaxBytes, Keep: cfg.LogKeep, CommunityIDSeed: cfg.CommunityIDSeed, Outputs: cfg.Outputs}); err != nil {
 		return nil, err
 	}
 	if a.audit, err = openAuditChecked(cfg.AuditPath, filepath.Join(cfg.StateDir, audit.HeadFile)); err != nil {
@@ -212,6 +220,7 @@ func Open(cfg Config) (_ *Agent, err error) {
 	a.engine, err = newEngine(engineConfig(st.compiled, cfg.Workers, func(ev *eve.Event) {
 		a.prot.Annotate(ev)
 		a.blocks.noteEvent(ev)
+		a.wl.note(ev)
 		events.Emit(ev)
 	}))
 	if err != nil {

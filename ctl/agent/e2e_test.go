@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -155,7 +156,10 @@ func TestPrivilegedAgentTraffic(t *testing.T) { forModes(t, testAgentTraffic) }
 func testAgentTraffic(t *testing.T, m agentMode) {
 	topo := m.topology(t)
 	server := testServer(t, topo)
-	a := startAgent(t, topo, t.TempDir())
+	dir := t.TempDir()
+	sockPath := filepath.Join(dir, "events.sock")
+	socketEvents := listenEvents(t, sockPath)
+	a := startAgent(t, topo, dir, "--event-socket", sockPath)
 	t.Cleanup(func() { a.stop(t) })
 
 	// Every blocking rule of the pack has an attack here, but those only
@@ -268,12 +272,59 @@ func testAgentTraffic(t *testing.T, m agentMode) {
 			`deepwall_verdicts_total{verdict="block"}`, `deepwall_rule_hits_total{rule_id="942190"}`,
 			`deepwall_drops_total{reason="acl"}`, `deepwall_worker_queue_depth{worker="1"}`,
 			`deepwall_inspection_latency_seconds_bucket{le="+Inf"}`, `deepwall_events_total{state="dropped"} 0`,
-			`deepwall_rules_version 1`} {
+			`deepwall_rules_version 1`, `deepwall_rule_changes_total{result="ok"} 1`,
+			`deepwall_workload_events_total{event="block",workload="_pair"}`,
+			`deepwall_output_events_total{output="socket:` + sockPath + `",state="sent"}`} {
 			if !strings.Contains(metrics, m) {
 				t.Errorf("metrics lack %s", m)
 			}
 		}
 	})
+
+	t.Run("event socket", func(t *testing.T) {
+		// The agent's alerts reach the unix socket listener too, with
+		// the flow's Community ID (the file's events are checked against
+		// the EVE schema when the agent stops: agenttest).
+		var blocked int
+		for deadline := time.Now().Add(10 * time.Second); blocked < len(packAttacks) && time.Now().Before(deadline); {
+			select {
+			case ev := <-socketEvents:
+				if ev.Alert != nil && ev.Alert.Action == "blocked" && ev.CommunityID != "" {
+					blocked++
+				}
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		if blocked < len(packAttacks) {
+			t.Errorf("event socket got %d blocked alerts, want at least %d", blocked, len(packAttacks))
+		}
+	})
+}
+
+// listenEvents listens on a unix stream socket at path, as a SIEM
+// shipper would for --event-socket, and returns the events it reads.
+func listenEvents(tb testing.TB, path string) <-chan eve.Event {
+	tb.Helper()
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	out := make(chan eve.Event, 1<<14)
+	go testnet.Serve(ln, func(c net.Conn) {
+		sc := bufio.NewScanner(c)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			var ev eve.Event
+			if json.Unmarshal(sc.Bytes(), &ev) == nil {
+				select {
+				case out <- ev:
+				default:
+				}
+			}
+		}
+	})
+	return out
 }
 
 // TestPrivilegedAgentRuleChanges: a rule added to the running agent blocks

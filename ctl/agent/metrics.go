@@ -17,6 +17,7 @@ type metricsCollector struct {
 	packets, bytes, verdicts, frames, ruleHits, drops *prometheus.Desc
 	queueDepth, latency, events, rotations            *prometheus.Desc
 	rulesVersion, flows, uptime, h2Streams            *prometheus.Desc
+	outputs, workloads, ruleChanges                   *prometheus.Desc
 }
 
 func newMetricsCollector(a *Agent) *metricsCollector {
@@ -39,6 +40,9 @@ func newMetricsCollector(a *Agent) *metricsCollector {
 		flows:        d("flows", "Flows the DPI engine tracks."),
 		h2Streams:    d("http2_streams_total", "HTTP/2 streams inspected, by kind: http2 (every stream) and grpc (the gRPC ones among them).", "kind"),
 		uptime:       d("uptime_seconds", "Seconds since the agent started."),
+		workloads:    d("workload_events_total", "Events per protected workload (container name; _pair for the --inner/--outer pair; _other past 64 workloads): flow (flows ended), alert, block, drop.", "workload", "event"),
+		ruleChanges:  d("rule_changes_total", "Rule set loads and changes recorded in the audit log, by result: ok (applied or unchanged), refused (invalid set, forbidden caller, failed swap).", "result"),
+		outputs:      d("output_events_total", "Events sent to an output beside the file (--syslog, --event-socket), or dropped because it fell behind or was away.", "output", "state"),
 	}
 }
 
@@ -84,6 +88,13 @@ func (m *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(m.events, s.events.Written, "written")
 	counter(m.events, s.events.Dropped, "dropped")
 	counter(m.rotations, s.events.Rotations)
+	m.a.wl.each(func(name, event string, n uint64) { counter(m.workloads, n, name, event) })
+	counter(m.ruleChanges, m.a.rules.changes[0].Load(), "ok")
+	counter(m.ruleChanges, m.a.rules.changes[1].Load(), "refused")
+	for _, o := range s.events.Outputs {
+		counter(m.outputs, o.Sent, o.Name, "sent")
+		counter(m.outputs, o.Dropped, o.Name, "dropped")
+	}
 	if st := m.a.rules.current(); st != nil {
 		gauge(m.rulesVersion, float64(st.version.Number))
 	}

@@ -98,6 +98,9 @@ type ruleManager struct {
 	// reclaim gives the memory a change freed back to the kernel
 	// (reclaimLater); nil until the first change.
 	reclaim *time.Timer
+	// changes counts the attempts appendAudit recorded: [0] applied
+	// (or unchanged), [1] refused.
+	changes [2]atomic.Uint64
 }
 
 // newRuleManager returns the rule manager of a store and an audit log,
@@ -565,7 +568,17 @@ func (m *ruleManager) appendAuditLocked(e audit.Entry) error {
 // (audit.Log.RecordHead), so that removing or editing the last entries
 // is noticed too.
 func (m *ruleManager) appendAudit(e audit.Entry) error {
-	return m.audit.Append(e)
+	if err := m.audit.Append(e); err != nil {
+		return err
+	}
+	switch {
+	case e.Op == audit.OpAccess: // an API decision, not a rule change
+	case e.OK:
+		m.changes[0].Add(1)
+	default:
+		m.changes[1].Add(1)
+	}
+	return nil
 }
 
 // History lists the stored versions, newest first.

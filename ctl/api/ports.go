@@ -9,7 +9,7 @@ const (
 	// and blocks nothing (would-block alerts are logged as in monitor).
 	ModeDiscover = "discover"
 	// ModeMonitor evaluates every rule and logs what it would block
-	// (alert.action "allowed", alert.would_block true) without blocking.
+	// (alert.action "allowed", alert.deepwall.would_block true) without blocking.
 	ModeMonitor = "monitor"
 	// ModeProtect enforces.
 	ModeProtect = "protect"

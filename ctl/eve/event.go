@@ -25,6 +25,10 @@ type Event struct {
 	// Direction is "to_server" or "to_client", as in EVE.
 	Direction string `json:"direction,omitempty"`
 
+	// CommunityID is the flow's Community ID (package communityid), set
+	// by the writer (SetCommunityID).
+	CommunityID string `json:"community_id,omitempty"`
+
 	Alert *Alert     `json:"alert,omitempty"`
 	Drop  *Drop      `json:"drop,omitempty"`
 	Flow  *FlowStats `json:"flow,omitempty"`
@@ -67,6 +71,14 @@ type Alert struct {
 	// Severity follows EVE: 1 is the most severe (critical=1, high=2,
 	// medium=3, low=4).
 	Severity int `json:"severity"`
+	// AlertExtra holds deepwall's own fields of an alert, written in
+	// the alert's "deepwall" object (Suricata's alert has no room for
+	// them; evetest checks the split).
+	AlertExtra `json:"deepwall,omitzero"`
+}
+
+// AlertExtra is deepwall's part of an alert.
+type AlertExtra struct {
 	// Field is the rule field that matched (http.args, payload…).
 	Field string `json:"field,omitempty"`
 	// Matched is the text that matched, bounded; for DLP rules it is masked
@@ -103,8 +115,15 @@ type FlowStats struct {
 	// Action is the flow's final verdict: "pass", "drop" or "" while
 	// undecided.
 	Action string `json:"action,omitempty"`
+	// FlowExtra holds deepwall's own fields of a flow, in its "deepwall"
+	// object (Suricata's flow.bypassed is an object of counters).
+	FlowExtra `json:"deepwall,omitzero"`
+}
+
+// FlowExtra is deepwall's part of a flow event.
+type FlowExtra struct {
 	// Bypassed is true when the kernel fast path carried the flow's tail.
-	Bypassed bool `json:"bypassed"`
+	Bypassed bool `json:"bypassed,omitempty"`
 }
 
 // HTTPInfo is EVE's http section.
@@ -116,6 +135,13 @@ type HTTPInfo struct {
 	Protocol  string `json:"protocol,omitempty"`
 	Status    int    `json:"status,omitempty"`
 	Length    int64  `json:"length,omitempty"`
+	// HTTPExtra holds deepwall's own fields of a transaction, in its
+	// "deepwall" object.
+	HTTPExtra `json:"deepwall,omitzero"`
+}
+
+// HTTPExtra is deepwall's part of an HTTP transaction.
+type HTTPExtra struct {
 	// StreamID is the HTTP/2 stream of the transaction (absent for
 	// HTTP/1).
 	StreamID uint32 `json:"stream_id,omitempty"`
@@ -129,10 +155,13 @@ type TLSInfo struct {
 
 // DNSInfo is EVE's dns section.
 type DNSInfo struct {
-	Type   string `json:"type,omitempty"` // "query" or "answer"
-	RRName string `json:"rrname,omitempty"`
-	RRType string `json:"rrtype,omitempty"`
-	RCode  string `json:"rcode,omitempty"`
+	// Version is the EVE DNS format: 2, whose records carry type, rrname
+	// and rrtype at the top (Suricata requires it).
+	Version int    `json:"version"`
+	Type    string `json:"type,omitempty"` // "query" or "answer"
+	RRName  string `json:"rrname,omitempty"`
+	RRType  string `json:"rrtype,omitempty"`
+	RCode   string `json:"rcode,omitempty"`
 }
 
 // SSHInfo is EVE's ssh section, with the client's or server's banner.

@@ -31,3 +31,52 @@ func TestEventJSON(t *testing.T) {
 		t.Errorf("round trip: %+v", back)
 	}
 }
+
+// TestEventJSONOldLayout reads events written before deepwall's own
+// fields moved into "deepwall" objects, and the new layout.
+func TestEventJSONOldLayout(t *testing.T) {
+	for _, line := range []string{
+		`{"event_type":"alert","alert":{"action":"allowed","signature_id":7,"field":"http.args","matched":"x","score":5,"rules":[1,2],"would_block":true},"flow":{"alerted":true,"bypassed":true}}`,
+		`{"event_type":"alert","alert":{"action":"allowed","signature_id":7,"deepwall":{"field":"http.args","matched":"x","score":5,"rules":[1,2],"would_block":true}},"flow":{"alerted":true,"deepwall":{"bypassed":true}}}`,
+	} {
+		var ev Event
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		a := ev.Alert
+		if a.SignatureID != 7 || a.Field != "http.args" || a.Matched != "x" || a.Score != 5 || len(a.Rules) != 2 || !a.WouldBlock || !ev.Flow.Bypassed || !ev.Flow.Alerted {
+			t.Errorf("%s read as %+v %+v", line, a, ev.Flow)
+		}
+	}
+	// Suricata's flow.bypassed object does not stop the reader.
+	var ev Event
+	if err := json.Unmarshal([]byte(`{"flow":{"bypassed":{"pkts_toserver":1}}}`), &ev); err != nil || ev.Flow.Bypassed {
+		t.Errorf("suricata bypassed: %v %+v", err, ev.Flow)
+	}
+}
+
+// FuzzEventJSON: an event read from any line (either layout) writes
+// back as JSON that reads to the same event.
+func FuzzEventJSON(f *testing.F) {
+	f.Add(`{"event_type":"alert","alert":{"action":"allowed","field":"x","rules":[1]},"flow":{"bypassed":true}}`)
+	f.Add(`{"alert":{"deepwall":{"matched":"y","would_block":true}},"flow":{"bypassed":{"pkts_toserver":1}}}`)
+	f.Add(`{"timestamp":"2026-12-07T20:00:00.000000+0000","dns":{"version":2}}`)
+	f.Fuzz(func(t *testing.T, line string) {
+		var ev Event
+		if json.Unmarshal([]byte(line), &ev) != nil {
+			return
+		}
+		b, err := json.Marshal(&ev)
+		if err != nil {
+			t.Fatalf("%q read, does not write: %v", line, err)
+		}
+		var back Event
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatalf("%s does not read back: %v", b, err)
+		}
+		b2, _ := json.Marshal(&back)
+		if string(b) != string(b2) {
+			t.Fatalf("round trip:\n%s\n%s", b, b2)
+		}
+	})
+}

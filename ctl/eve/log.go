@@ -31,6 +31,12 @@ type Config struct {
 	MaxBytes int64  // rotate when the live file would grow past this; 0 = DefaultMaxBytes, <0 = never
 	Keep     int    // rotated files kept; 0 = DefaultKeep
 	Queue    int    // events in flight; 0 = DefaultQueue
+	// CommunityIDSeed is the seed of the events' Community ID (0, the
+	// standard's default, unless every sensor of a site uses another).
+	CommunityIDSeed uint16
+	// Outputs are where events go besides the file (syslog, a unix
+	// stream socket), each with its own bounded queue.
+	Outputs []Output
 }
 
 // Stats are the counters `deepwall status` reports.
@@ -39,6 +45,7 @@ type Stats struct {
 	Dropped   uint64 // events refused because the writer fell behind
 	Rotations uint64
 	Errors    uint64 // write errors (the event is counted here, not in Written)
+	Outputs   []OutputStats
 }
 
 // Log writes verdict events as JSON lines. Emit never blocks: when
@@ -50,6 +57,7 @@ type Log struct {
 	reopen  chan chan error
 	done    chan struct{}
 	closing sync.Once
+	outs    []*output
 
 	written, dropped, rotations, errs atomic.Uint64
 
@@ -84,6 +92,9 @@ func Open(cfg Config) (*Log, error) {
 	if err := l.open(); err != nil {
 		return nil, err
 	}
+	for _, o := range cfg.Outputs {
+		l.outs = append(l.outs, newOutput(o))
+	}
 	go l.run()
 	return l, nil
 }
@@ -113,18 +124,28 @@ func (l *Log) Reopen() error {
 
 // Stats returns the log's counters.
 func (l *Log) Stats() Stats {
-	return Stats{
+	st := Stats{
 		Written:   l.written.Load(),
 		Dropped:   l.dropped.Load(),
 		Rotations: l.rotations.Load(),
 		Errors:    l.errs.Load(),
 	}
+	for _, o := range l.outs {
+		st.Outputs = append(st.Outputs, o.stats())
+	}
+	return st
 }
 
 // Close writes what is queued and closes the file. Emit must not be called
 // after Close.
 func (l *Log) Close() error {
-	l.closing.Do(func() { close(l.queue) })
+	l.closing.Do(func() {
+		close(l.queue)
+		<-l.done
+		for _, o := range l.outs {
+			o.close()
+		}
+	})
 	<-l.done
 	return nil
 }
@@ -159,12 +180,16 @@ func (l *Log) closeFile() {
 }
 
 func (l *Log) write(ev *Event) {
+	ev.SetCommunityID(l.cfg.CommunityIDSeed)
 	b, err := json.Marshal(ev)
 	if err != nil {
 		l.errs.Add(1)
 		return
 	}
 	b = append(b, '\n')
+	for _, o := range l.outs {
+		o.offer(ev, b)
+	}
 	if l.cfg.MaxBytes > 0 && l.size > 0 && l.size+int64(len(b)) > l.cfg.MaxBytes {
 		l.rotate()
 	}

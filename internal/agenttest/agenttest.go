@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/ctl/eve/evetest"
 	"github.com/deepwall/deepwall/internal/testnet"
 )
 
@@ -128,7 +129,12 @@ func (a *Agent) Start(tb testing.TB, ns *testnet.NS, args ...string) {
 	// Registered after ns.Start's own cleanup, so it runs first: the agent
 	// gets SIGTERM and detaches and restores its ports before a SIGKILL
 	// could leave them wired.
-	tb.Cleanup(func() { a.Stop(tb) })
+	tb.Cleanup(func() {
+		a.Stop(tb)
+		// Every event the agent wrote validates against Suricata's EVE
+		// schema and names its flow's Community ID.
+		evetest.CheckFiles(tb, a.Log)
+	})
 	deadline := time.Now().Add(startTimeout)
 	for {
 		_, err := a.Client.Status(context.Background())

@@ -98,7 +98,7 @@ func (m *modeInspector) checkACL(f *dataplane.Frame) {
 	}
 	ev := &eve.Event{Timestamp: eve.EveTime(time.Now()), EventType: eve.EventAlert, InIface: m.port.rec.Wire.Inner.Name,
 		SrcIP: src.Addr().String(), SrcPort: src.Port(), DestIP: dst.Addr().String(), DestPort: dst.Port(),
-		Proto: xdp.ProtoName(f.Key.Proto), Alert: &eve.Alert{Action: "allowed", WouldBlock: true, SignatureID: id,
+		Proto: xdp.ProtoName(f.Key.Proto), Alert: &eve.Alert{Action: "allowed", AlertExtra: eve.AlertExtra{WouldBlock: true}, SignatureID: id,
 			Signature: "acl default", Severity: 3, Category: "acl"}}
 	if r := c.Set.Rule(id); r != nil {
 		ev.Alert.Signature, ev.Alert.Category = r.Name, r.Category
@@ -128,7 +128,7 @@ func (p *Protector) portFor(addr netip.Addr) *protectedPort {
 // Annotate adjusts an engine event for the protected ports: an alert the
 // engine reports as blocked on a flow whose protected endpoint is in
 // monitor or discover mode (and no endpoint in protect mode) was let
-// through: action "allowed", would_block true. It names the inner port
+// through: action "allowed", deepwall.would_block true. It names the inner port
 // in in_iface and the container in container. Flow events feed
 // discovery.
 func (p *Protector) Annotate(ev *eve.Event) {
