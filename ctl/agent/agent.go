@@ -69,9 +69,10 @@ type Config struct {
 	// Backend is the dataplane backend (flag --mode): auto (probe),
 	// xdp or nfqueue (backend.go).
 	Backend string
-	// DockerSocket, PodmanSocket and ContainerdState are where protect
-	// finds containers by name or id ("": resolve.Default's).
-	DockerSocket, PodmanSocket, ContainerdState string
+	// DockerSocket, PodmanSocket, ContainerdState and ContainerdSocket
+	// are where protect finds containers by name or id and watches their
+	// starts ("": resolve.Default's).
+	DockerSocket, PodmanSocket, ContainerdState, ContainerdSocket string
 	// Version is what status reports as the agent's version.
 	Version string
 	Logger  *slog.Logger

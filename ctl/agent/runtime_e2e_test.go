@@ -79,18 +79,17 @@ func TestPrivilegedContainerd(t *testing.T) {
 	web := cd.Run(t, "web", netip.MustParseAddr("198.18.0.2"))
 	waitBenign(t, client.NS, web.IP)
 	before := testnet.WiringDump(t, cd.Host.NS)
-	a := startHostAgent(t, cd.Host, t.TempDir(), "--containerd-state", cd.State)
+	a := startHostAgent(t, cd.Host, t.TempDir(), "--containerd-state", cd.State, "--containerd-socket", cd.Socket)
 	for _, target := range []string{"containerd:" + cd.Namespace + "/" + web.ID, web.ID} {
-		if p := protectOnly(t, a, target); p.Name != web.ID || p.Runtime != "containerd" {
-			t.Fatalf("port %+v: want the containerd container %s", p, web.ID)
+		if p := protectOnly(t, a, target); p.Name != web.ID || p.Runtime != "containerd" || p.Labels[testctr.RoleLabel] != "web" {
+			t.Fatalf("port %+v: want the containerd container %s with its labels", p, web.ID)
 		}
 		checkInline(t, client.NS, web.IP)
 		unprotectRestores(t, a, web.ID, cd.Host.NS, before)
 	}
 
 	// Removed and run again under its id in a new namespace (CNI DEL and
-	// ADD): protected again by the periodic pass (containerd's events
-	// are not watched).
+	// ADD): protected again on containerd's task start event.
 	if code, _, errOut := a.cli(t, "protect", web.ID); code != 0 {
 		t.Fatalf("protect: %s", errOut)
 	}

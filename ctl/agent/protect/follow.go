@@ -177,12 +177,19 @@ func (p *Protector) kick() {
 	}
 }
 
-// watchStarts kicks a pass whenever Docker or podman start a container
-// while a protection waits or a selector may match it.
+// watchStarts kicks a pass whenever Docker, podman or containerd start
+// a container while a protection waits, a selector may match it, or a
+// followed protection names it (started again: its old veth is gone or
+// going, which the pass sees at once instead of at the next second).
 func (p *Protector) watchStarts(ctx context.Context) {
 	p.resolver.WatchStarts(ctx, func(runtime, name string) {
 		p.mu.Lock()
 		waiting := len(p.pending) > 0 || len(p.policies) > 0
+		for _, pp := range p.ports {
+			if t := pp.rec.Target; !waiting && follows(t) && t.Runtime == runtime && t.Container == name {
+				waiting = true
+			}
+		}
 		p.mu.Unlock()
 		if waiting {
 			p.kick()
