@@ -81,6 +81,9 @@ type protectedPort struct {
 	next  dataplane.Inspector
 	mode  atomic.Value // string
 	addrs atomic.Pointer[[]netip.Addr]
+	// eve is the workload its events name (workload), made once: events
+	// share it and never change it.
+	eve atomic.Pointer[eve.Container]
 
 	cancel context.CancelFunc
 	done   chan error // Run's result; nil until started
