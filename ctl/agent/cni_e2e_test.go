@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -187,7 +188,7 @@ func waitFirstBlocked(tb testing.TB, a *agentProc, gw netip.Addr, name, id strin
 	a.waitEvents(tb, "the blocked alert of the entrypoint's first request", func(evs []eve.Event) bool {
 		for _, ev := range evs {
 			if ev.Alert != nil && ev.Alert.Action == "blocked" && ev.DestIP == gw.String() && ev.SrcIP == src.String() &&
-				ev.Container != nil && *ev.Container == (eve.Container{Name: name, ID: id}) {
+				ev.Container != nil && reflect.DeepEqual(*ev.Container, eve.Container{Name: name, ID: id}) {
 				return true
 			}
 		}

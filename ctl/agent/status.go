@@ -106,7 +106,7 @@ func (a *Agent) Status() api.Status {
 func (a *Agent) Flows(f api.FlowFilter) (api.FlowList, error) {
 	var only []netip.Addr
 	if f.Container != "" {
-		if a.prot == nil || !a.prot.Protected(f.Container) {
+		if a.prot == nil || !a.prot.Has(f.Container) {
 			return api.FlowList{}, fmt.Errorf("%w %.64q", errNoContainer, f.Container)
 		}
 		only = a.prot.Addrs(f.Container)

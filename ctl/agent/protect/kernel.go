@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"sync"
 
 	"github.com/deepwall/deepwall/ctl/agent/packetpath"
@@ -131,11 +130,6 @@ func (k *KernelSet) ForgetVerdicts() {
 			pp.pair.ForgetVerdicts()
 		}
 	}
-}
-
-// Protected reports whether a container of that name is protected now.
-func (p *Protector) Protected(name string) bool {
-	return slices.ContainsFunc(p.portsOf(), func(pp *protectedPort) bool { return pp.name() == name })
 }
 
 // Addrs resolves container selectors to the protected containers'
