@@ -578,3 +578,24 @@ func readAllBounded(r io.Reader, limit int64) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// Identify asks every runtime for the container id (a CNI_CONTAINERID:
+// the container, or the pod sandbox of a CRI runtime) and returns what
+// the runtime that runs it says, if its process is in the network
+// namespace at netnsPath: a CNI protection is made before the container
+// runs, and named after its runtime once it does.
+func (r Resolver) Identify(ctx context.Context, id, netnsPath string) (Target, bool) {
+	var want unix.Stat_t
+	if id == "" || unix.Stat(netnsPath, &want) != nil {
+		return Target{}, false
+	}
+	for _, kind := range Runtimes {
+		t, err := r.runtime(ctx, kind, id)
+		var st unix.Stat_t
+		if err != nil || t.PID == 0 || unix.Stat(t.Path, &st) != nil || st.Ino != want.Ino || st.Dev != want.Dev {
+			continue
+		}
+		return t, true
+	}
+	return Target{}, false
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/ctl/eve"
+	"github.com/deepwall/deepwall/ctl/resolve"
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/rules"
 	"github.com/deepwall/deepwall/xdp"
@@ -206,10 +207,19 @@ func (pp *protectedPort) workload() *eve.Container {
 	if c := pp.eve.Load(); c != nil {
 		return c
 	}
-	t := pp.rec.Target
-	c := &eve.Container{Name: t.Name, Runtime: t.Runtime, ID: t.ID, Image: t.Image, Labels: eventLabels(t.Labels)}
-	pp.eve.CompareAndSwap(nil, c)
-	return pp.eve.Load()
+	pp.eveMu.Lock()
+	defer pp.eveMu.Unlock()
+	if c := pp.eve.Load(); c != nil {
+		return c
+	}
+	c := workloadOf(pp.rec.Target)
+	pp.eve.Store(c)
+	return c
+}
+
+// workloadOf is the container object of t's events.
+func workloadOf(t resolve.Target) *eve.Container {
+	return &eve.Container{Name: t.Name, Runtime: t.Runtime, ID: t.ID, Image: t.Image, Labels: eventLabels(t.Labels)}
 }
 
 // eventLabels bounds labels for events (maxEventLabels, maxEventLabelLen).

@@ -81,9 +81,13 @@ type protectedPort struct {
 	next  dataplane.Inspector
 	mode  atomic.Value // string
 	addrs atomic.Pointer[[]netip.Addr]
-	// eve is the workload its events name (workload), made once: events
-	// share it and never change it.
-	eve atomic.Pointer[eve.Container]
+	// eve is the workload its events name (workload), made once (under
+	// eveMu, which also covers identifyCNI's change of rec.Target):
+	// events share it and never change it.
+	eve   atomic.Pointer[eve.Container]
+	eveMu sync.Mutex
+	// identTries counts identifyCNI's passes over it (mu held).
+	identTries int
 
 	cancel context.CancelFunc
 	done   chan error // Run's result; nil until started
@@ -470,6 +474,7 @@ func (p *Protector) watch(ctx context.Context) {
 		case <-p.kicks:
 		}
 		p.check()
+		p.identifyCNI(ctx)
 		p.reconcile(ctx)
 		p.applyPolicies(ctx)
 		p.learn.poll()
