@@ -20,7 +20,7 @@ var update = flag.Bool("update", false, "record containerd's answers again into 
 
 // Recorded answers of containerd 1.6 (TestPrivilegedContainerdAPI -update).
 const (
-	recordedStart     = "testdata/containerd/task-start.bin"     // a /tasks/start envelope
+	recordedStart     = "testdata/containerd/task-start.bin"    // a /tasks/start envelope
 	recordedContainer = "testdata/containerd/get-container.bin" // Containers/Get of the id in recordedID
 	recordedID        = "testdata/containerd/get-container.id"
 	recordedNS        = "deepwall-test"

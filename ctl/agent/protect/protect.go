@@ -883,7 +883,7 @@ func (p *Protector) status(pp *protectedPort) api.PortStatus {
 	st := api.PortStatus{Name: r.Target.Name, Target: r.Target.Spec, Kind: r.Target.Kind, Iface: r.Iface,
 		Runtime: r.Target.Runtime, ContainerID: r.Target.ID, Image: r.Target.Image, Labels: r.Target.Labels,
 		Follows: follows(r.Target), Policy: r.Target.Policy,
-		Inner:  r.Wire.Inner.Name, Outer: r.Wire.Outer.Name, Place: r.Wire.Place.Name, Wiring: wiringName(r.Wire),
+		Inner: r.Wire.Inner.Name, Outer: r.Wire.Outer.Name, Place: r.Wire.Place.Name, Wiring: wiringName(r.Wire),
 		Mode: pp.protectionMode(), FailClosed: r.FailClosed, Since: r.Since, State: "stopped", Addrs: []string{}}
 	if a := pp.addrs.Load(); a != nil {
 		for _, ad := range *a {
