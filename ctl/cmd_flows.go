@@ -22,10 +22,13 @@ func newFlowsCommand() *cobra.Command {
 		Long: `flows lists the flows the agent tracks, oldest first: protocol, client and
 server, application protocol, verdict (inspect: still inspected in user space;
 pass or drop: final), whether the kernel fast path carries it (bypassed),
-packets and bytes each way and age. Filters combine.`,
+packets and bytes each way and age. Filters combine. --container NAME
+keeps the flows of a protected container (deepwall ports lists them):
+those with one of its addresses at either end.`,
 		Example: `  deepwall flows
   deepwall flows --verdict drop
-  deepwall flows --proto tcp --port 443 --app tls -o json`,
+  deepwall flows --proto tcp --port 443 --app tls -o json
+  deepwall flows --container web --verdict drop`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(out); err != nil {
@@ -66,6 +69,7 @@ packets and bytes each way and age. Filters combine.`,
 	cmd.Flags().Uint16Var(&f.Port, "port", 0, "only flows with this port at either end")
 	cmd.Flags().StringVar(&f.Verdict, "verdict", "", "only flows with this verdict: inspect, pass or drop")
 	cmd.Flags().StringVar(&f.App, "app", "", "only flows of this application protocol (http, tls, dns...)")
+	cmd.Flags().StringVar(&f.Container, "container", "", "only flows of this protected container (its name in deepwall ports)")
 	cmd.Flags().IntVar(&f.Limit, "limit", api.DefaultFlowLimit, fmt.Sprintf("at most this many rows (1 to %d)", api.MaxFlowLimit))
 	return cmd
 }

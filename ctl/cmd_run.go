@@ -58,7 +58,9 @@ Containers: without --inner/--outer the agent starts with no ports and puts
 itself in front of containers with deepwall protect. It finds them by name
 or id through the runtimes' APIs: Docker at --docker-socket, podman at
 --podman-socket (its API service: systemctl enable --now podman.socket, or
-podman system service --time=0), containerd in --containerd-state. A
+podman system service --time=0), containerd in --containerd-state (and
+its image and labels at --containerd-socket). Their start events (and a
+pass every second) protect again the containers protect follows. A
 runtime that is not there is skipped.`,
 		Example: `  deepwall run --inner veth-app1 --outer veth-app1-br
   deepwall run --netns app1 --inner eth1 --outer eth2 --rules /etc/deepwall/rules.yaml --metrics 127.0.0.1:9464
@@ -138,6 +140,7 @@ runtime that is not there is skipped.`,
 	f.StringVar(&cfg.DockerSocket, "docker-socket", resolve.Default.DockerSocket, "Docker's Engine API socket, where protect finds Docker containers by name or id")
 	f.StringVar(&cfg.PodmanSocket, "podman-socket", resolve.Default.PodmanSocket, "podman's API socket (podman.socket or `podman system service`), where protect finds podman containers by name or id")
 	f.StringVar(&cfg.ContainerdState, "containerd-state", resolve.Default.ContainerdState, "containerd's v2 shim state directory, where protect finds containerd containers by [NAMESPACE/]ID")
+	f.StringVar(&cfg.ContainerdSocket, "containerd-socket", resolve.Default.ContainerdSocket, "containerd's API socket: its task start events, and its containers' images and labels")
 	f.StringVar(&level, "log-level", "info", "agent log level on stderr: debug, info, warn, error")
 	f.BoolVar(&noSandbox, "no-sandbox", false, "keep full root and allow every system call after start-up (debugging only: no capability drop, no seccomp filter)")
 	f.StringVar(&cfg.RunDir, "run-dir", agent.DefaultRunDir, "runtime directory (port locks, port records)")

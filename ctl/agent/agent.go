@@ -75,9 +75,10 @@ type Config struct {
 	// DataPath is the eBPF backend's data path (flag --datapath): tc
 	// (default) or xdp.
 	DataPath dataplane.Path
-	// DockerSocket, PodmanSocket and ContainerdState are where protect
-	// finds containers by name or id ("": resolve.Default's).
-	DockerSocket, PodmanSocket, ContainerdState string
+	// DockerSocket, PodmanSocket, ContainerdState and ContainerdSocket
+	// are where protect finds containers by name or id and watches their
+	// starts ("": resolve.Default's).
+	DockerSocket, PodmanSocket, ContainerdState, ContainerdSocket string
 	// CommunityIDSeed seeds the events' Community ID (0 by default, as
 	// Suricata and Zeek).
 	CommunityIDSeed uint16

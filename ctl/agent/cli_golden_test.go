@@ -97,8 +97,8 @@ func TestCLIGolden(t *testing.T) {
 		})
 	}
 	// The filter travels to the agent.
-	code, _, errs := agenttest.CLI(t, "flows", "--socket", h.Socket, "--proto", "tcp", "--ip", "198.18.0.2", "--port", "80", "--verdict", "drop", "--app", "http", "--limit", "5")
-	want := api.FlowFilter{Proto: 6, Addr: netip.MustParseAddr("198.18.0.2"), Port: 80, Verdict: "drop", App: "http", Limit: 5}
+	code, _, errs := agenttest.CLI(t, "flows", "--socket", h.Socket, "--proto", "tcp", "--ip", "198.18.0.2", "--port", "80", "--verdict", "drop", "--app", "http", "--container", "web", "--limit", "5")
+	want := api.FlowFilter{Proto: 6, Addr: netip.MustParseAddr("198.18.0.2"), Port: 80, Verdict: "drop", App: "http", Container: "web", Limit: 5}
 	if code != 0 || h.Filter() != want {
 		t.Errorf("filter %+v (exit %d %s), want %+v", h.Filter(), code, errs, want)
 	}

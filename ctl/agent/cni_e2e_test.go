@@ -40,7 +40,7 @@ func TestPrivilegedCNI(t *testing.T) {
 		}
 		t.Skipf("podman's network backend is %s, not cni", backend)
 	}
-	a := startHostAgent(t, &testnet.Host{NS: pm.NS}, t.TempDir())
+	a := startHostAgent(t, &testnet.Host{NS: pm.NS}, t.TempDir(), "--podman-socket", pm.Socket)
 	plugins := installCNIPlugin(t, a.Socket)
 	// podman finds its CNI plugins in containers.conf's cni_plugin_dirs:
 	// this test's copy first, Debian's bridge and host-local after.
@@ -73,6 +73,14 @@ func TestPrivilegedCNI(t *testing.T) {
 	}
 	checkFirstRequests(t, pm.NS, web.IP)
 	waitFirstBlocked(t, a, gw, web.Name, web.ID, web.IP)
+	// Once it runs, the agent names it after its runtime (runtime,
+	// image) in ports and events; it stays the CNI's (not followed).
+	start = time.Now()
+	p = waitPort(t, a, web.Name, func(p api.PortStatus) bool { return p.Runtime == "podman" })
+	t.Logf("identified as podman's %v after the port ran", time.Since(start).Round(time.Millisecond))
+	if p.Image != testctr.Image || p.Kind != "cni" || p.Follows || p.ContainerID != web.ID {
+		t.Errorf("port %+v: want podman's image %s, kind cni, not followed", p, testctr.Image)
+	}
 	checkInline(t, pm.NS, web.IP)
 	_, ports, _ := a.cli(t, "ports")
 	t.Logf("deepwall ports:\n%s", ports)
@@ -181,13 +189,14 @@ func checkFirstRequests(tb testing.TB, ns *testnet.NS, ip netip.Addr) {
 }
 
 // waitFirstBlocked waits for the blocked alert of c's first request to
-// gw, naming c by its CNI name and id.
+// gw, naming c by its CNI name and id (and perhaps, when the agent knew
+// its runtime by then, runtime and image).
 func waitFirstBlocked(tb testing.TB, a *agentProc, gw netip.Addr, name, id string, src netip.Addr) {
 	tb.Helper()
 	a.waitEvents(tb, "the blocked alert of the entrypoint's first request", func(evs []eve.Event) bool {
 		for _, ev := range evs {
 			if ev.Alert != nil && ev.Alert.Action == "blocked" && ev.DestIP == gw.String() && ev.SrcIP == src.String() &&
-				ev.Container != nil && *ev.Container == (eve.Container{Name: name, ID: id}) {
+				ev.Container != nil && ev.Container.Name == name && ev.Container.ID == id {
 				return true
 			}
 		}

@@ -63,7 +63,8 @@ func (a *Agent) resolver() resolve.Resolver {
 		dst *string
 		v   string
 	}{{&r.DockerSocket, a.cfg.DockerSocket},
-		{&r.PodmanSocket, a.cfg.PodmanSocket}, {&r.ContainerdState, a.cfg.ContainerdState}} {
+		{&r.PodmanSocket, a.cfg.PodmanSocket}, {&r.ContainerdState, a.cfg.ContainerdState},
+		{&r.ContainerdSocket, a.cfg.ContainerdSocket}} {
 		if o.v != "" {
 			*o.dst = o.v
 		}

@@ -15,8 +15,11 @@ import (
 const maxKernelFlows = 1 << 20
 
 // matchFlow reports whether row r of a flow passes f.
-func matchFlow(f api.FlowFilter, r *api.FlowRow, proto uint8, client, server netip.AddrPort) bool {
+func matchFlow(f api.FlowFilter, only []netip.Addr, r *api.FlowRow, proto uint8, client, server netip.AddrPort) bool {
 	if f.Proto != 0 && proto != f.Proto {
+		return false
+	}
+	if f.Container != "" && !slices.Contains(only, client.Addr().Unmap()) && !slices.Contains(only, server.Addr().Unmap()) {
 		return false
 	}
 	if f.Addr.IsValid() && client.Addr().Unmap() != f.Addr && server.Addr().Unmap() != f.Addr {
@@ -48,8 +51,9 @@ func kernelVerdict(v xdp.Verdict) string {
 // the kernel carries (ALLOW/DROP) is bypassed and its fast-path counters
 // add to the engine's; kernel entries the engine does not know are listed
 // from the kernel alone. Rows come sorted by age, oldest first. mono and
-// wall are the current time on the kernel's clock and the wall clock.
-func mergeFlows(eng dpiEngine, kern flowTable, f api.FlowFilter, mono int64, wall time.Time) api.FlowList {
+// wall are the current time on the kernel's clock and the wall clock;
+// only are the addresses of f.Container.
+func mergeFlows(eng dpiEngine, kern flowTable, f api.FlowFilter, only []netip.Addr, mono int64, wall time.Time) api.FlowList {
 	type kentry struct {
 		v    xdp.FlowValue
 		seen bool
@@ -64,7 +68,7 @@ func mergeFlows(eng dpiEngine, kern flowTable, f api.FlowFilter, mono int64, wal
 	nsSecs := func(ns int64) float64 { return max(float64(ns)/1e9, 0) }
 	var out api.FlowList
 	add := func(r api.FlowRow, proto uint8, client, server netip.AddrPort) {
-		if !matchFlow(f, &r, proto, client, server) {
+		if !matchFlow(f, only, &r, proto, client, server) {
 			return
 		}
 		out.Total++

@@ -225,9 +225,9 @@ type fakeView struct {
 }
 
 func (v *fakeView) Status() api.Status { return v.status }
-func (v *fakeView) Flows(f api.FlowFilter) api.FlowList {
+func (v *fakeView) Flows(f api.FlowFilter) (api.FlowList, error) {
 	v.filter = f
-	return v.flows
+	return v.flows, nil
 }
 
 // apiHarness serves an apiServer on a unix socket with credentials the

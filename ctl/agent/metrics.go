@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/deepwall/deepwall/ctl/api"
 )
 
 // metricsCollector exports the agent's counters to Prometheus. It reads
@@ -18,7 +20,19 @@ type metricsCollector struct {
 	queueDepth, latency, events, rotations            *prometheus.Desc
 	rulesVersion, flows, uptime, h2Streams            *prometheus.Desc
 	outputs, workloads, ruleChanges                   *prometheus.Desc
+	ctrPackets, ctrProtected                          *prometheus.Desc
 }
+
+// maxMetricContainers bounds the series per-container metrics make: the
+// first this many protected containers by name have series of their
+// own, the others' counters are summed under container="_other" (a
+// container name in rules cannot begin with "_"), so that a host with
+// thousands of short-lived containers does not swell the scrape. A
+// container keeps its series across restarts (its name is stable).
+const maxMetricContainers = 64
+
+// otherContainers is the container label of the summed series.
+const otherContainers = "_other"
 
 func newMetricsCollector(a *Agent) *metricsCollector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
@@ -43,6 +57,10 @@ func newMetricsCollector(a *Agent) *metricsCollector {
 		workloads:    d("workload_events_total", "Events per protected workload (container name; _pair for the --inner/--outer pair; _other past 64 workloads): flow (flows ended), alert, block, drop.", "workload", "event"),
 		ruleChanges:  d("rule_changes_total", "Rule set loads and changes recorded in the audit log, by result: ok (applied or unchanged), refused (invalid set, forbidden caller, failed swap).", "result"),
 		outputs:      d("output_events_total", "Events sent to an output beside the file (--syslog, --event-socket), or dropped because it fell behind or was away.", "output", "state"),
+		ctrPackets: d("container_packets_total", "Packets of each protected container's pair by path: inspected, forwarded and dropped (user space), "+
+			"fast_allow, fast_drop and acl_drop (kernel), to_user. At most 64 containers by name have series; the others are summed as container=\"_other\". "+
+			"A counter starts again when its container is protected again (restart, re-creation).", "container", "path"),
+		ctrProtected: d("containers_protected", "Protected containers with a pair now; containers_protected minus the named series is how many _other sums."),
 	}
 }
 
@@ -102,6 +120,44 @@ func (m *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(m.h2Streams, s.engine.H2Streams, "http2")
 	counter(m.h2Streams, s.engine.GRPCStreams, "grpc")
 	gauge(m.uptime, time.Since(m.a.started).Seconds())
+	if m.a.prot != nil {
+		m.collectContainers(ch, m.a.prot.Ports().Ports)
+	}
+}
+
+// collectContainers exports each protected container's pair counters,
+// bounded by maxMetricContainers.
+func (m *metricsCollector) collectContainers(ch chan<- prometheus.Metric, ports []api.PortStatus) {
+	var other api.PortCount
+	n := 0
+	for _, p := range ports { // sorted by name
+		if p.Inner == "" { // a pending protection or a selector: no pair
+			continue
+		}
+		n++
+		if n > maxMetricContainers {
+			c := &p.Counters
+			other.Inspected, other.Forwarded, other.Dropped = other.Inspected+c.Inspected, other.Forwarded+c.Forwarded, other.Dropped+c.Dropped
+			other.FastAllow, other.FastDrop, other.ACLDrop = other.FastAllow+c.FastAllow, other.FastDrop+c.FastDrop, other.ACLDrop+c.ACLDrop
+			other.ToUser += c.ToUser
+			continue
+		}
+		m.containerCounters(ch, p.Name, p.Counters)
+	}
+	if n > maxMetricContainers {
+		m.containerCounters(ch, otherContainers, other)
+	}
+	ch <- prometheus.MustNewConstMetric(m.ctrProtected, prometheus.GaugeValue, float64(n))
+}
+
+func (m *metricsCollector) containerCounters(ch chan<- prometheus.Metric, name string, c api.PortCount) {
+	for _, v := range []struct {
+		path string
+		n    uint64
+	}{{"inspected", c.Inspected}, {"forwarded", c.Forwarded}, {"dropped", c.Dropped}, {"fast_allow", c.FastAllow},
+		{"fast_drop", c.FastDrop}, {"acl_drop", c.ACLDrop}, {"to_user", c.ToUser}} {
+		ch <- prometheus.MustNewConstMetric(m.ctrPackets, prometheus.CounterValue, float64(v.n), name, v.path)
+	}
 }
 
 // newMetricsServer serves /metrics from the agent's own registry (no Go

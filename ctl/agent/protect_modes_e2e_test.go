@@ -153,7 +153,7 @@ func TestPrivilegedProtectMonitor(t *testing.T) {
 	if err := ka.get("/"); err != nil {
 		t.Errorf("keep-alive after the blocked attack: %v", err)
 	}
-	checkProtectedCounters(t, a, host, web)
+	checkProtectedCounters(t, a, host, web, st.Name)
 	pl := portsOfAgent(t, a)
 	if len(pl.Ports) != 1 || pl.Ports[0].Mode != api.ModeProtect {
 		t.Errorf("ports: %+v", pl)
@@ -473,9 +473,10 @@ func TestPrivilegedProtectContainerRules(t *testing.T) {
 	}
 }
 
-// checkProtectedCounters: status, flows and the metrics count the
+// checkProtectedCounters: status, flows (by address and by container
+// name) and the metrics (also the container's own series) count the
 // protected pairs' traffic (the agent has no static pair).
-func checkProtectedCounters(t *testing.T, a *agentProc, host *testnet.Host, c *testnet.Container) {
+func checkProtectedCounters(t *testing.T, a *agentProc, host *testnet.Host, c *testnet.Container, name string) {
 	t.Helper()
 	st := a.status(t)
 	if st.Protected != 1 || st.Counters.ToUserSpace == 0 || st.Counters.Inspected == 0 || st.Counters.Forwarded == 0 ||
@@ -490,13 +491,21 @@ func checkProtectedCounters(t *testing.T, a *agentProc, host *testnet.Host, c *t
 	if code != 0 || fl.Total == 0 {
 		t.Errorf("flows --ip %s: %s %s", c.IP, out, errOut)
 	}
+	code, out, errOut = a.cli(t, "flows", "--container", name, "-o", "json")
+	if fl2 := agent.MustJSON[api.FlowList](t, []byte(out)); code != 0 || fl2.Total == 0 {
+		t.Errorf("flows --container %s: %s %s", name, out, errOut)
+	}
+	if code, _, errOut := a.cli(t, "flows", "--container", "absent"); code == 0 || !strings.Contains(errOut, `no protected container "absent"`) {
+		t.Errorf("flows --container absent: exit %d, %s", code, errOut)
+	}
 	resp, err := nsHTTPClient(host.NS, false).Get("http://" + a.metricsAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, m := range []string{`deepwall_packets_total{path="user"}`, `deepwall_frames_judged_total{action="forward"}`} {
+	for _, m := range []string{`deepwall_packets_total{path="user"}`, `deepwall_frames_judged_total{action="forward"}`,
+		`deepwall_container_packets_total{container="` + name + `",path="inspected"}`, `deepwall_containers_protected`} {
 		i := strings.Index(string(b), m+" ")
 		if i < 0 {
 			t.Errorf("metrics lack %s", m)

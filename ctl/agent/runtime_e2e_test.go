@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,7 +24,8 @@ import (
 // network mode none are refused, saying why.
 func TestPrivilegedPodman(t *testing.T) {
 	pm := testctr.NewPodman(t)
-	web := pm.Run(t, "web", testctr.Options{})
+	labels := map[string]string{"tier": "web", "app": "shop"}
+	web := pm.Run(t, "web", testctr.Options{Labels: labels})
 	waitBenign(t, pm.NS, web.IP)
 	if !attack(pm.NS, web.IP) {
 		t.Fatal("attack not answered before protection: the container does not serve")
@@ -39,7 +41,8 @@ func TestPrivilegedPodman(t *testing.T) {
 	// time under the container's podman name.
 	for _, target := range []string{"podman:" + web.Name, web.ID[:12], strconv.Itoa(web.PID), filepath.Base(web.Netns)} {
 		t.Run(strings.SplitN(target, ":", 2)[0], func(t *testing.T) {
-			if p := protectOnly(t, a, target); p.Name != web.Name || p.Runtime != "podman" || p.ContainerID != web.ID || p.Image != testctr.Image {
+			if p := protectOnly(t, a, target); p.Name != web.Name || p.Runtime != "podman" || p.ContainerID != web.ID || p.Image != testctr.Image ||
+				!reflect.DeepEqual(p.Labels, labels) {
 				t.Errorf("port %+v: want the podman container %s (%s)", p, web.Name, web.ID)
 			}
 			checkInline(t, pm.NS, web.IP)
@@ -50,7 +53,7 @@ func TestPrivilegedPodman(t *testing.T) {
 		})
 	}
 
-	waitAlertNaming(t, a, web)
+	waitAlertNaming(t, a, web, labels)
 
 	none := pm.Run(t, "none", testctr.Options{Network: "none", Cmd: []string{"/bin/sleep", "3600"}})
 	for _, tc := range []struct{ target, want string }{
@@ -79,18 +82,17 @@ func TestPrivilegedContainerd(t *testing.T) {
 	web := cd.Run(t, "web", netip.MustParseAddr("198.18.0.2"))
 	waitBenign(t, client.NS, web.IP)
 	before := testnet.WiringDump(t, cd.Host.NS)
-	a := startHostAgent(t, cd.Host, t.TempDir(), "--containerd-state", cd.State)
+	a := startHostAgent(t, cd.Host, t.TempDir(), "--containerd-state", cd.State, "--containerd-socket", cd.Socket)
 	for _, target := range []string{"containerd:" + cd.Namespace + "/" + web.ID, web.ID} {
-		if p := protectOnly(t, a, target); p.Name != web.ID || p.Runtime != "containerd" {
-			t.Fatalf("port %+v: want the containerd container %s", p, web.ID)
+		if p := protectOnly(t, a, target); p.Name != web.ID || p.Runtime != "containerd" || p.Labels[testctr.RoleLabel] != "web" {
+			t.Fatalf("port %+v: want the containerd container %s with its labels", p, web.ID)
 		}
 		checkInline(t, client.NS, web.IP)
 		unprotectRestores(t, a, web.ID, cd.Host.NS, before)
 	}
 
 	// Removed and run again under its id in a new namespace (CNI DEL and
-	// ADD): protected again by the periodic pass (containerd's events
-	// are not watched).
+	// ADD): protected again on containerd's task start event.
 	if code, _, errOut := a.cli(t, "protect", web.ID); code != 0 {
 		t.Fatalf("protect: %s", errOut)
 	}
@@ -241,7 +243,7 @@ func TestPrivilegedPodmanLifecycle(t *testing.T) {
 		})
 	}
 
-	waitAlertNaming(t, a, web) // the last id: the container re-created
+	waitAlertNaming(t, a, web, nil) // the last id: the container re-created
 	if code, _, errOut := a.cli(t, "unprotect", web.Name); code != 0 {
 		t.Fatalf("unprotect: %s", errOut)
 	}
@@ -261,13 +263,13 @@ func TestPrivilegedPodmanLifecycle(t *testing.T) {
 }
 
 // waitAlertNaming waits for a blocked alert in the verdict log whose
-// container object is c (name, podman, id, image).
-func waitAlertNaming(tb testing.TB, a *agentProc, c *testctr.Container) {
+// container object is c (name, podman, id, image, labels).
+func waitAlertNaming(tb testing.TB, a *agentProc, c *testctr.Container, labels map[string]string) {
 	tb.Helper()
 	a.waitEvents(tb, "a blocked alert naming "+c.Name, func(evs []eve.Event) bool {
 		for _, ev := range evs {
-			if ev.Alert != nil && ev.Alert.Action == "blocked" && ev.Container != nil && *ev.Container ==
-				(eve.Container{Name: c.Name, Runtime: "podman", ID: c.ID, Image: testctr.Image}) {
+			if ev.Alert != nil && ev.Alert.Action == "blocked" && ev.Container != nil && reflect.DeepEqual(*ev.Container,
+				eve.Container{Name: c.Name, Runtime: "podman", ID: c.ID, Image: testctr.Image, Labels: labels}) {
 				return true
 			}
 		}

@@ -109,7 +109,7 @@ func (a authorizer) access(c caller) access {
 // agentView is what the API reads from the running agent.
 type agentView interface {
 	Status() api.Status
-	Flows(api.FlowFilter) api.FlowList
+	Flows(api.FlowFilter) (api.FlowList, error)
 }
 
 // apiServer serves the agent's HTTP+JSON API on a unix socket.
@@ -369,7 +369,12 @@ func (s *apiServer) getFlows(w http.ResponseWriter, r *http.Request, _ caller) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.view.Flows(f))
+	fl, err := s.view.Flows(f)
+	if err != nil {
+		writeError(w, http.StatusNotFound, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, fl)
 }
 
 func (s *apiServer) listRules(w http.ResponseWriter, _ *http.Request, _ caller) {

@@ -1,7 +1,10 @@
 package agent
 
 import (
+	"errors"
+	"fmt"
 	"math/bits"
+	"net/netip"
 	"os"
 	"sync/atomic"
 	"time"
@@ -98,10 +101,21 @@ func (a *Agent) Status() api.Status {
 	return st
 }
 
-// Flows implements agentView.
-func (a *Agent) Flows(f api.FlowFilter) api.FlowList {
-	return mergeFlows(a.engine, a.kernelFlows(), f, dataplane.MonoNow(), time.Now())
+// Flows implements agentView. A container filter names a protected
+// container (errNoContainer otherwise: a typo is not an empty list).
+func (a *Agent) Flows(f api.FlowFilter) (api.FlowList, error) {
+	var only []netip.Addr
+	if f.Container != "" {
+		if a.prot == nil || !a.prot.Has(f.Container) {
+			return api.FlowList{}, fmt.Errorf("%w %.64q", errNoContainer, f.Container)
+		}
+		only = a.prot.Addrs(f.Container)
+	}
+	return mergeFlows(a.engine, a.kernelFlows(), f, only, dataplane.MonoNow(), time.Now()), nil
 }
+
+// errNoContainer: a flow filter names no protected container.
+var errNoContainer = errors.New("no protected container")
 
 // kernelFlows is every pair's kernel side: the static pair's and the
 // protected ones' (nil: none).

@@ -138,7 +138,7 @@ func TestMergeFlows(t *testing.T) {
 	// The client (198.18.0.9) sorts above the server: it is the key's hi end.
 	kern.flows[k] = xdp.FlowValue{Verdict: xdp.VerdictAllow, Packets: [2]uint64{10, 20}, Bytes: [2]uint64{1000, 2000}}
 	kern.flows[k2] = xdp.FlowValue{Verdict: xdp.VerdictDrop, RuleID: 7}
-	fl := mergeFlows(eng, kern, api.FlowFilter{}, 0, wall)
+	fl := mergeFlows(eng, kern, api.FlowFilter{}, nil, 0, wall)
 	if fl.Total != 2 {
 		t.Fatalf("%+v", fl)
 	}
@@ -150,13 +150,24 @@ func TestMergeFlows(t *testing.T) {
 	if r := fl.Flows[1]; r.Verdict != "drop" || r.RuleID != 7 || !r.Bypassed {
 		t.Errorf("kernel-only row %+v", r)
 	}
-	if fl := mergeFlows(eng, kern, api.FlowFilter{Verdict: "drop"}, 0, wall); fl.Total != 1 || fl.Flows[0].RuleID != 7 {
+	if fl := mergeFlows(eng, kern, api.FlowFilter{Verdict: "drop"}, nil, 0, wall); fl.Total != 1 || fl.Flows[0].RuleID != 7 {
 		t.Errorf("filtered %+v", fl)
 	}
-	if fl := mergeFlows(eng, kern, api.FlowFilter{Limit: 1}, 0, wall); fl.Total != 2 || len(fl.Flows) != 1 || !fl.Truncated {
+	if fl := mergeFlows(eng, kern, api.FlowFilter{Limit: 1}, nil, 0, wall); fl.Total != 2 || len(fl.Flows) != 1 || !fl.Truncated {
 		t.Errorf("limited %+v", fl)
 	}
-	if fl := mergeFlows(eng, kern, api.FlowFilter{Addr: netip.MustParseAddr("198.18.0.3")}, 0, wall); fl.Total != 0 || fl.Flows == nil {
+	if fl := mergeFlows(eng, kern, api.FlowFilter{Addr: netip.MustParseAddr("198.18.0.3")}, nil, 0, wall); fl.Total != 0 || fl.Flows == nil {
 		t.Errorf("no match %+v", fl)
+	}
+	// A container's flows: one of its addresses at either end.
+	web := []netip.Addr{netip.MustParseAddr("198.18.0.7"), server.Addr()}
+	if fl := mergeFlows(eng, kern, api.FlowFilter{Container: "web"}, web, 0, wall); fl.Total != 2 {
+		t.Errorf("container web %+v", fl)
+	}
+	if fl := mergeFlows(eng, kern, api.FlowFilter{Container: "db"}, []netip.Addr{netip.MustParseAddr("198.18.0.3")}, 0, wall); fl.Total != 0 {
+		t.Errorf("container db %+v", fl)
+	}
+	if fl := mergeFlows(eng, kern, api.FlowFilter{Container: "gone"}, nil, 0, wall); fl.Total != 0 {
+		t.Errorf("container without addresses %+v", fl)
 	}
 }

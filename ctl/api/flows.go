@@ -17,6 +17,10 @@ import (
 // have always read it; the agent answers it with status 400.
 var ErrInvalid = errors.New("bad request")
 
+// maxFilterName bounds a container name in a flow filter (a container
+// name in rules is shorter).
+const maxFilterName = 256
+
 // Limits of GET /v1/flows.
 const (
 	DefaultFlowLimit = 1000
@@ -30,14 +34,17 @@ type FlowFilter struct {
 	Port    uint16     // either endpoint
 	Verdict string     // inspect | pass | drop
 	App     string     // application protocol
-	Limit   int        // rows returned (the total is still counted)
+	// Container is a protected container's name: flows with one of its
+	// addresses at either end.
+	Container string
+	Limit     int // rows returned (the total is still counted)
 }
 
 // FlowVerdicts are the verdicts a flow filter selects.
 var FlowVerdicts = []string{"inspect", "pass", "drop"}
 
 // ParseFlowFilter reads a filter from query parameters proto, ip, port,
-// verdict, app and limit.
+// verdict, app, container and limit.
 func ParseFlowFilter(q url.Values) (FlowFilter, error) {
 	f := FlowFilter{Limit: DefaultFlowLimit}
 	if v := q.Get("proto"); v != "" {
@@ -68,6 +75,10 @@ func ParseFlowFilter(q url.Values) (FlowFilter, error) {
 		f.Verdict = v
 	}
 	f.App = q.Get("app")
+	f.Container = q.Get("container")
+	if len(f.Container) > maxFilterName {
+		return f, fmt.Errorf("%w: container name of %d bytes, at most %d", ErrInvalid, len(f.Container), maxFilterName)
+	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxFlowLimit {
@@ -95,6 +106,9 @@ func (f FlowFilter) Query() url.Values {
 	}
 	if f.App != "" {
 		q.Set("app", f.App)
+	}
+	if f.Container != "" {
+		q.Set("container", f.Container)
 	}
 	if f.Limit != 0 {
 		q.Set("limit", strconv.Itoa(f.Limit))

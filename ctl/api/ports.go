@@ -48,12 +48,14 @@ type PortStatus struct {
 	Runtime     string `json:"runtime,omitempty"`
 	ContainerID string `json:"container_id,omitempty"`
 	Image       string `json:"image,omitempty"`
-	Iface       string `json:"iface"`
-	Inner       string `json:"inner"`
-	Outer       string `json:"outer"`
-	Place       string `json:"place"`
-	Wiring      string `json:"wiring"` // "bridge NAME" or "routed"
-	Mode        string `json:"mode"`
+	// Labels are the container's labels as its runtime reported them.
+	Labels map[string]string `json:"labels,omitempty"`
+	Iface  string            `json:"iface"`
+	Inner  string            `json:"inner"`
+	Outer  string            `json:"outer"`
+	Place  string            `json:"place"`
+	Wiring string            `json:"wiring"` // "bridge NAME" or "routed"
+	Mode   string            `json:"mode"`
 	// Dataplane is the packet path: xdp, or nfqueue (a joint bridge
 	// between the ports, iptables NFQUEUE on it).
 	Dataplane  string    `json:"dataplane,omitempty"`

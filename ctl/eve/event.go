@@ -39,14 +39,16 @@ type Event struct {
 }
 
 // Container names the workload of an event's protected port: its name
-// in rules, and for a runtime's container the runtime, its id and image
-// (in_iface alone names a veth, which a runtime reuses for another
-// container later).
+// in rules, and for a runtime's container the runtime, its id, image and
+// labels (in_iface alone names a veth, which a runtime reuses for
+// another container later). Labels are bounded by whoever fills them in
+// (ctl/agent/protect: at most 32, each cut to 256 bytes).
 type Container struct {
-	Name    string `json:"name"`
-	Runtime string `json:"runtime,omitempty"`
-	ID      string `json:"id,omitempty"`
-	Image   string `json:"image,omitempty"`
+	Name    string            `json:"name"`
+	Runtime string            `json:"runtime,omitempty"`
+	ID      string            `json:"id,omitempty"`
+	Image   string            `json:"image,omitempty"`
+	Labels  map[string]string `json:"labels,omitempty"`
 }
 
 // EventType is EVE's event_type.

@@ -46,7 +46,8 @@ type dockerContainer struct {
 		Pid     int  `json:"Pid"`
 	} `json:"State"`
 	Config struct {
-		Image string `json:"Image"`
+		Image  string            `json:"Image"`
+		Labels map[string]string `json:"Labels"`
 	} `json:"Config"`
 	HostConfig struct {
 		NetworkMode string `json:"NetworkMode"`
@@ -69,6 +70,9 @@ func parseDockerContainer(b []byte) (*dockerContainer, error) {
 		if len(s) > maxContainerID {
 			return nil, fmt.Errorf("id, name, image or network mode longer than %d bytes", maxContainerID)
 		}
+	}
+	if err := checkLabels(c.Config.Labels); err != nil {
+		return nil, err
 	}
 	return &c, nil
 }
@@ -108,7 +112,7 @@ func (r Resolver) engine(ctx context.Context, e engine, ref string) (Target, err
 	if !c.State.Running || c.State.Pid <= 0 {
 		return t, fmt.Errorf("%s container %s is not running: %w", e.name, ref, ErrNoTarget)
 	}
-	t.ID, t.Image, t.NetworkMode = c.id(), c.Config.Image, c.HostConfig.NetworkMode
+	t.ID, t.Image, t.NetworkMode, t.Labels = c.id(), c.Config.Image, c.HostConfig.NetworkMode, c.Config.Labels
 	t.PID, t.Path = c.State.Pid, filepath.Join(r.ProcDir, strconv.Itoa(c.State.Pid), "ns", "net")
 	t.Name = strings.TrimPrefix(c.Name, "/")
 	t.Container = t.Name

@@ -14,10 +14,10 @@ import (
 )
 
 // Container start events from the Engine APIs (Docker's and podman's
-// GET /events, a stream of JSON lines), so that a protection that
-// follows a container is applied again as soon as it starts instead of
-// at the next periodic pass. containerd's events are gRPC: not watched
-// here; the periodic pass covers it.
+// GET /events, a stream of JSON lines) and containerd's (its gRPC event
+// stream, containerd_api.go), so that a protection that follows a
+// container is applied again as soon as it starts instead of at the
+// next periodic pass.
 
 // Limits of the event streams.
 const (
@@ -61,12 +61,13 @@ func parseStart(line []byte) string {
 }
 
 // WatchStarts calls started(runtime, name) for every container that
-// starts in Docker or podman, until ctx is done; it returns when its
-// watchers have. A runtime that is absent, or whose stream ends, is
-// tried again every eventRetry.
+// starts in Docker, podman or containerd (name: NAMESPACE/ID), until ctx
+// is done; it returns when its watchers have. A runtime that is absent,
+// or whose stream ends, is tried again every eventRetry.
 func (r Resolver) WatchStarts(ctx context.Context, started func(runtime, name string)) {
 	var wg sync.WaitGroup
-	for _, e := range []engine{{name: "docker", socket: r.DockerSocket}, {name: "podman", socket: r.PodmanSocket}} {
+	for _, e := range []engine{{name: "docker", socket: r.DockerSocket}, {name: "podman", socket: r.PodmanSocket},
+		{name: "containerd", socket: r.ContainerdSocket}} {
 		if e.socket == "" {
 			continue
 		}
@@ -75,7 +76,11 @@ func (r Resolver) WatchStarts(ctx context.Context, started func(runtime, name st
 			defer wg.Done()
 			for ctx.Err() == nil {
 				if _, err := os.Stat(e.socket); err == nil {
-					_ = streamStarts(ctx, e, started)
+					if e.name == "containerd" {
+						_ = streamContainerdStarts(ctx, e.socket, started)
+					} else {
+						_ = streamStarts(ctx, e, started)
+					}
 				}
 				select {
 				case <-ctx.Done():

@@ -49,6 +49,10 @@ type Target struct {
 	ID          string `json:"id,omitempty"`
 	Image       string `json:"image,omitempty"`
 	NetworkMode string `json:"network_mode,omitempty"`
+	// Labels are the container's labels as its runtime reported them
+	// (at most maxLabels, each at most maxLabelLen bytes; containerd's
+	// only when its API answers).
+	Labels map[string]string `json:"labels,omitempty"`
 	// Policy is the selector whose protection this is ("": protected by
 	// name).
 	Policy string `json:"policy,omitempty"`
@@ -65,6 +69,10 @@ type Resolver struct {
 	// `podman system service`): its Docker-compatible endpoints.
 	PodmanSocket    string
 	ContainerdState string // <namespace>/<id>/init.pid of the v2 runtime shim
+	// ContainerdSocket is containerd's gRPC API: its task start events,
+	// and the image and labels of its containers ("" or absent: the
+	// shim state alone, and the periodic pass).
+	ContainerdSocket string
 	// isNetns checks a namespace file; nil is checkNetns (tests of the
 	// resolution steps put plain files where namespaces would be).
 	isNetns func(path string) error
@@ -76,7 +84,7 @@ type Resolver struct {
 // Default is where the runtimes keep their state on a standard host.
 var Default = Resolver{NetnsDir: "/run/netns", ProcDir: "/proc", DockerSocket: "/var/run/docker.sock",
 	DockerRoot: "/var/lib/docker", PodmanSocket: "/run/podman/podman.sock",
-	ContainerdState: "/run/containerd/io.containerd.runtime.v2.task"}
+	ContainerdState: "/run/containerd/io.containerd.runtime.v2.task", ContainerdSocket: "/run/containerd/containerd.sock"}
 
 // Runtimes are the container runtimes a target may name as RUNTIME:REF.
 var Runtimes = []string{"containerd", "docker", "podman"}
@@ -236,7 +244,7 @@ func (r Resolver) runtime(ctx context.Context, kind, ref string) (Target, error)
 	case "podman":
 		return r.engine(ctx, engine{name: "podman", socket: r.PodmanSocket}, ref)
 	}
-	return r.containerd(ref)
+	return r.containerd(ctx, ref)
 }
 
 // nameByPID names a target given by pid or namespace path after the
@@ -253,7 +261,7 @@ func (r Resolver) nameByPID(ctx context.Context, t *Target) {
 	for _, kind := range Runtimes {
 		ft, err := r.runtime(ctx, kind, id)
 		if err == nil && ft.PID == t.PID && rules.ValidContainerName(ft.Name) {
-			t.Name, t.Runtime, t.ID, t.Container, t.Image, t.NetworkMode = ft.Name, ft.Runtime, ft.ID, ft.Container, ft.Image, ft.NetworkMode
+			t.Name, t.Runtime, t.ID, t.Container, t.Image, t.NetworkMode, t.Labels = ft.Name, ft.Runtime, ft.ID, ft.Container, ft.Image, ft.NetworkMode, ft.Labels
 			return
 		}
 	}
@@ -292,7 +300,7 @@ func (r Resolver) nameByNetns(ctx context.Context, t *Target) {
 		c.PID = pid
 		r.nameByPID(ctx, &c)
 		if c.Runtime != "" {
-			t.Name, t.Runtime, t.ID, t.Container, t.Image, t.NetworkMode = c.Name, c.Runtime, c.ID, c.Container, c.Image, c.NetworkMode
+			t.Name, t.Runtime, t.ID, t.Container, t.Image, t.NetworkMode, t.Labels = c.Name, c.Runtime, c.ID, c.Container, c.Image, c.NetworkMode, c.Labels
 			return
 		}
 	}
@@ -458,7 +466,8 @@ func (r Resolver) dockerFiles(ref string) (*dockerContainer, error) {
 
 // containerd resolves [NAMESPACE/]ID through the v2 shim's state
 // directories (NAMESPACE/ID/init.pid).
-func (r Resolver) containerd(ref string) (Target, error) {
+// Its image and labels come from containerd's API when it answers.
+func (r Resolver) containerd(ctx context.Context, ref string) (Target, error) {
 	t := Target{Kind: "containerd", Runtime: "containerd"}
 	if r.ContainerdState == "" {
 		return t, fmt.Errorf("containerd container %q: %w", ref, ErrNoTarget)
@@ -511,6 +520,9 @@ func (r Resolver) containerd(ref string) (Target, error) {
 	t.Container = inNS + "/" + id
 	if !rules.ValidContainerName(t.Name) {
 		t.Name = shortID(id)
+	}
+	if info, ok := r.containerdInfo(ctx, inNS, id); ok {
+		t.Image, t.Labels = info.Image, info.Labels
 	}
 	return t, r.checkNS(t)
 }
@@ -565,4 +577,25 @@ func readAllBounded(r io.Reader, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%w of %d bytes", errTooBig, limit)
 	}
 	return b, nil
+}
+
+// Identify asks every runtime for the container id (a CNI_CONTAINERID:
+// the container, or the pod sandbox of a CRI runtime) and returns what
+// the runtime that runs it says, if its process is in the network
+// namespace at netnsPath: a CNI protection is made before the container
+// runs, and named after its runtime once it does.
+func (r Resolver) Identify(ctx context.Context, id, netnsPath string) (Target, bool) {
+	var want unix.Stat_t
+	if id == "" || unix.Stat(netnsPath, &want) != nil {
+		return Target{}, false
+	}
+	for _, kind := range Runtimes {
+		t, err := r.runtime(ctx, kind, id)
+		var st unix.Stat_t
+		if err != nil || t.PID == 0 || unix.Stat(t.Path, &st) != nil || st.Ino != want.Ino || st.Dev != want.Dev {
+			continue
+		}
+		return t, true
+	}
+	return Target{}, false
 }

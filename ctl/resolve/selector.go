@@ -23,9 +23,25 @@ const (
 	maxSelectorTerms = 16
 	// maxListed bounds the containers one listing returns per runtime.
 	maxListed = 4096
-	// maxLabels bounds the labels kept of one listed container.
+	// maxLabels bounds the labels of one container: one with more is
+	// not believed (a listing skips it, a resolution refuses it).
 	maxLabels = 256
+	// maxLabelLen bounds a label's key and its value.
+	maxLabelLen = 4096
 )
+
+// checkLabels refuses labels past maxLabels or maxLabelLen.
+func checkLabels(labels map[string]string) error {
+	if len(labels) > maxLabels {
+		return fmt.Errorf("%d labels, at most %d", len(labels), maxLabels)
+	}
+	for k, v := range labels {
+		if len(k) > maxLabelLen || len(v) > maxLabelLen {
+			return fmt.Errorf("label %.64q: longer than %d bytes", k, maxLabelLen)
+		}
+	}
+	return nil
+}
 
 // ErrSelector: a selector that does not parse.
 var ErrSelector = errors.New("invalid selector")
@@ -139,7 +155,7 @@ func (r Resolver) List(ctx context.Context) ([]Listed, error) {
 		}
 		out = append(out, l...)
 	}
-	return append(out, r.listContainerd()...), errors.Join(errs...)
+	return append(out, r.listContainerd(ctx)...), errors.Join(errs...)
 }
 
 func (r Resolver) listEngine(ctx context.Context, e engine) ([]Listed, error) {
@@ -165,7 +181,7 @@ func parseEngineList(runtime string, body []byte) ([]Listed, error) {
 		if len(out) >= maxListed {
 			break
 		}
-		if c.State != "" && c.State != "running" || len(c.Names) == 0 || len(c.Labels) > maxLabels {
+		if c.State != "" && c.State != "running" || len(c.Names) == 0 || checkLabels(c.Labels) != nil {
 			continue
 		}
 		name := strings.TrimPrefix(c.Names[0], "/")
@@ -179,8 +195,9 @@ func parseEngineList(runtime string, body []byte) ([]Listed, error) {
 }
 
 // listContainerd lists the containers of the shim state (NAMESPACE/ID
-// with an init.pid).
-func (r Resolver) listContainerd() []Listed {
+// with an init.pid), with their image and labels when containerd's API
+// answers.
+func (r Resolver) listContainerd(ctx context.Context) []Listed {
 	if r.ContainerdState == "" {
 		return nil
 	}
@@ -202,7 +219,11 @@ func (r Resolver) listContainerd() []Listed {
 				break
 			}
 			if _, err := os.Lstat(r.ContainerdState + "/" + ns.Name() + "/" + id.Name() + "/init.pid"); err == nil {
-				out = append(out, Listed{Runtime: "containerd", ID: id.Name(), Name: ns.Name() + "/" + id.Name()})
+				l := Listed{Runtime: "containerd", ID: id.Name(), Name: ns.Name() + "/" + id.Name()}
+				if m, ok := r.containerdInfo(ctx, ns.Name(), id.Name()); ok {
+					l.Image, l.Labels = m.Image, m.Labels
+				}
+				out = append(out, l)
 			}
 		}
 	}

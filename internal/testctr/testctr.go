@@ -337,6 +337,10 @@ func (p *Podman) sweep() {
 	}
 }
 
+// RoleLabel is the label a containerd container of Run or RunIn carries,
+// its role as value.
+const RoleLabel = "deepwall.test/role"
+
 // Containerd is a containerd daemon of the test's (its own root, state
 // and socket) in Host's namespace, running containers with ctr and runc
 // in namespaces of Host's as CNI would give them: on Host's bridge.
@@ -415,7 +419,7 @@ func (c *Containerd) start(tb testing.TB, ct *Container, role string) {
 	tb.Helper()
 	ns := c.Host.AddBridged(tb, role, ct.IP)
 	ct.hostIf = ns.HostIf
-	c.run(tb, ct, ns.NS.Path, []string{"/bin/httpd", "-f", "-p", strconv.Itoa(HTTPPort), "-h", "/www"})
+	c.run(tb, ct, role, ns.NS.Path, []string{"/bin/httpd", "-f", "-p", strconv.Itoa(HTTPPort), "-h", "/www"})
 }
 
 // RunIn starts a container (its id named after role) with cmd in the
@@ -425,7 +429,7 @@ func (c *Containerd) RunIn(tb testing.TB, role, netns string, cmd ...string) *Co
 	tb.Helper()
 	id := fmt.Sprintf("%s%d-%s-%d", namePrefix, os.Getpid(), role, seq.Add(1))
 	ct := &Container{Name: id, ID: id, Netns: netns}
-	c.run(tb, ct, netns, cmd)
+	c.run(tb, ct, role, netns, cmd)
 	tb.Cleanup(func() {
 		if err := c.remove(id); err != nil {
 			tb.Errorf("remove containerd container %s: %v", id, err)
@@ -435,8 +439,8 @@ func (c *Containerd) RunIn(tb testing.TB, role, netns string, cmd ...string) *Co
 }
 
 // run runs ct with cmd in the namespace at netns, from a copy of the
-// test root filesystem.
-func (c *Containerd) run(tb testing.TB, ct *Container, netns string, cmd []string) {
+// test root filesystem, labelled with its role.
+func (c *Containerd) run(tb testing.TB, ct *Container, role, netns string, cmd []string) {
 	tb.Helper()
 	rootfs := filepath.Join(tb.TempDir(), "rootfs")
 	if err := os.Mkdir(rootfs, 0o755); err != nil {
@@ -445,7 +449,8 @@ func (c *Containerd) run(tb testing.TB, ct *Container, netns string, cmd []strin
 	if out, err := exec.Command("tar", "-xf", Rootfs(tb), "-C", rootfs).CombinedOutput(); err != nil {
 		tb.Fatalf("unpack the test root filesystem: %v: %s", err, out)
 	}
-	if _, err := c.ctr(append([]string{"run", "-d", "--with-ns", "network:" + netns, "--rootfs", rootfs, ct.ID}, cmd...)...); err != nil {
+	args := []string{"run", "-d", "--with-ns", "network:" + netns, "--label", RoleLabel + "=" + role, "--rootfs", rootfs, ct.ID}
+	if _, err := c.ctr(append(args, cmd...)...); err != nil {
 		tb.Fatal(err)
 	}
 	b, err := os.ReadFile(filepath.Join(c.State, c.Namespace, ct.ID, "init.pid"))

@@ -177,12 +177,19 @@ func (p *Protector) kick() {
 	}
 }
 
-// watchStarts kicks a pass whenever Docker or podman start a container
-// while a protection waits or a selector may match it.
+// watchStarts kicks a pass whenever Docker, podman or containerd start
+// a container while a protection waits, a selector may match it, or a
+// followed protection names it (started again: its old veth is gone or
+// going, which the pass sees at once instead of at the next second).
 func (p *Protector) watchStarts(ctx context.Context) {
 	p.resolver.WatchStarts(ctx, func(runtime, name string) {
 		p.mu.Lock()
 		waiting := len(p.pending) > 0 || len(p.policies) > 0
+		for _, pp := range p.ports {
+			if t := pp.rec.Target; !waiting && follows(t) && t.Runtime == runtime && t.Container == name {
+				waiting = true
+			}
+		}
 		p.mu.Unlock()
 		if waiting {
 			p.kick()
@@ -280,4 +287,50 @@ func pendingStatus(pend *pendingPort) api.PortStatus {
 	return api.PortStatus{Name: t.Name, Target: t.Spec, Kind: t.Kind, Runtime: t.Runtime, ContainerID: t.ID,
 		Image: t.Image, Iface: pend.Iface, Mode: pend.Mode, FailClosed: pend.FailClosed, Since: pend.Since,
 		State: pend.State, Reason: pend.Reason, Follows: true, Addrs: []string{}}
+}
+
+// maxIdentifyTries bounds the passes (one a second) that ask the
+// runtimes about a CNI protection's container: a namespace no runtime
+// runs (a CNI runtime deepwall does not know) is not asked about forever.
+const maxIdentifyTries = 30
+
+// identifyCNI names the containers deepwall-cni protected after the
+// runtime that runs them, once it does: at ADD no process runs in the
+// namespace and CNI_ARGS do not say which runtime calls. The runtime,
+// full id, image and labels go into ports, the record and the events;
+// the protection stays the CNI's (not followed: the runtime's DEL and
+// ADD carry it across restarts). The runtimes are asked without the lock.
+func (p *Protector) identifyCNI(ctx context.Context) {
+	type ask struct {
+		pp       *protectedPort
+		id, path string
+	}
+	var asks []ask
+	p.mu.Lock()
+	for _, pp := range p.ports {
+		if t := pp.rec.Target; t.Kind == "cni" && t.Runtime == "" && pp.identTries < maxIdentifyTries {
+			pp.identTries++
+			asks = append(asks, ask{pp, t.ID, t.Path})
+		}
+	}
+	p.mu.Unlock()
+	for _, a := range asks {
+		rt, ok := p.resolver.Identify(ctx, a.id, a.path)
+		if !ok {
+			continue
+		}
+		p.mu.Lock()
+		if p.ports[a.pp.name()] == a.pp && a.pp.rec.Target.Runtime == "" {
+			a.pp.eveMu.Lock()
+			t := &a.pp.rec.Target
+			t.Runtime, t.ID, t.Image, t.Labels, t.NetworkMode = rt.Runtime, rt.ID, rt.Image, rt.Labels, rt.NetworkMode
+			a.pp.eve.Store(workloadOf(*t))
+			a.pp.eveMu.Unlock()
+			if err := p.save(a.pp.rec); err != nil {
+				p.log.Error("save protected container", "name", a.pp.name(), "error", err)
+			}
+			p.log.Info("CNI protection identified", "name", a.pp.name(), "runtime", rt.Runtime, "id", rt.ID, "image", rt.Image)
+		}
+		p.mu.Unlock()
+	}
 }

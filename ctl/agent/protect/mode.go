@@ -1,12 +1,17 @@
 package protect
 
 import (
+	"maps"
 	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/ctl/eve"
+	"github.com/deepwall/deepwall/ctl/resolve"
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/rules"
 	"github.com/deepwall/deepwall/xdp"
@@ -157,8 +162,7 @@ func (p *Protector) Annotate(ev *eve.Event) {
 		ev.InIface = port.rec.Wire.Inner.Name
 	}
 	if ev.Container == nil {
-		t := port.rec.Target
-		ev.Container = &eve.Container{Name: t.Name, Runtime: t.Runtime, ID: t.ID, Image: t.Image}
+		ev.Container = port.workload()
 	}
 	if ev.Alert == nil || ev.Alert.Action != "blocked" {
 		return
@@ -180,4 +184,65 @@ func learnableProto(name string) (uint8, bool) {
 		}
 	}
 	return 0, false
+}
+
+// Limits of the labels an event carries: every event of a protected
+// port has them, so a container with many or long labels (Kubernetes
+// annotations as labels, build metadata) must not swell each event.
+const (
+	// maxEventLabels bounds the labels of an event's container: the
+	// first ones in key order are kept, and the others are counted in
+	// the label deepwall.io/labels-omitted.
+	maxEventLabels = 32
+	// maxEventLabelLen bounds a label's key and value in an event: a
+	// longer key drops the label (counted as omitted), a longer value is
+	// cut to this many bytes (at a UTF-8 boundary).
+	maxEventLabelLen = 256
+	// labelsOmitted is the label that counts the labels left out.
+	labelsOmitted = "deepwall.io/labels-omitted"
+)
+
+// workload is the container pp's events name, with its labels bounded.
+func (pp *protectedPort) workload() *eve.Container {
+	if c := pp.eve.Load(); c != nil {
+		return c
+	}
+	pp.eveMu.Lock()
+	defer pp.eveMu.Unlock()
+	if c := pp.eve.Load(); c != nil {
+		return c
+	}
+	c := workloadOf(pp.rec.Target)
+	pp.eve.Store(c)
+	return c
+}
+
+// workloadOf is the container object of t's events.
+func workloadOf(t resolve.Target) *eve.Container {
+	return &eve.Container{Name: t.Name, Runtime: t.Runtime, ID: t.ID, Image: t.Image, Labels: eventLabels(t.Labels)}
+}
+
+// eventLabels bounds labels for events (maxEventLabels, maxEventLabelLen).
+func eventLabels(labels map[string]string) map[string]string {
+	if len(labels) == 0 {
+		return nil
+	}
+	keys := slices.Sorted(maps.Keys(labels))
+	out := make(map[string]string, min(len(keys), maxEventLabels+1))
+	omitted := 0
+	for _, k := range keys {
+		v := labels[k]
+		if len(out) >= maxEventLabels || len(k) > maxEventLabelLen {
+			omitted++
+			continue
+		}
+		if len(v) > maxEventLabelLen {
+			v = strings.ToValidUTF8(v[:maxEventLabelLen], "")
+		}
+		out[k] = v
+	}
+	if omitted > 0 {
+		out[labelsOmitted] = strconv.Itoa(omitted)
+	}
+	return out
 }

@@ -1,11 +1,14 @@
 package protect
 
 import (
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/ctl/audit"
@@ -273,5 +276,45 @@ func TestAnnotate(t *testing.T) {
 	p.Annotate(ev)
 	if ev.Alert.Action != "blocked" || ev.Alert.WouldBlock || ev.InIface != "veth9" || ev.Container == nil || ev.Container.Name != "db" {
 		t.Errorf("monitor -> protect: %+v in_iface %q container %+v", ev.Alert, ev.InIface, ev.Container)
+	}
+}
+
+// TestEventLabels bounds the labels events carry: the first
+// maxEventLabels keys in order, long values cut, long keys and the rest
+// counted as omitted.
+func TestEventLabels(t *testing.T) {
+	many := map[string]string{}
+	for i := range maxEventLabels + 3 {
+		many[fmt.Sprintf("k%03d", i)] = "v"
+	}
+	long := "x" + strings.Repeat("é", maxEventLabelLen) // 2 bytes a rune: cut inside one
+	tests := []struct {
+		name  string
+		in    map[string]string
+		n     int
+		check func(map[string]string) bool
+	}{
+		{"none", nil, 0, func(m map[string]string) bool { return m == nil }},
+		{"few", map[string]string{"tier": "web", "app": "shop"}, 2, func(m map[string]string) bool { return m["tier"] == "web" }},
+		{"many", many, maxEventLabels + 1, func(m map[string]string) bool {
+			return m["k000"] == "v" && m[fmt.Sprintf("k%03d", maxEventLabels-1)] == "v" && m[labelsOmitted] == "3"
+		}},
+		{"long value cut", map[string]string{"note": long}, 1, func(m map[string]string) bool {
+			return len(m["note"]) <= maxEventLabelLen && utf8.ValidString(m["note"]) && strings.HasPrefix(long, m["note"])
+		}},
+		{"long key omitted", map[string]string{strings.Repeat("k", maxEventLabelLen+1): "v", "a": "b"}, 2, func(m map[string]string) bool {
+			return m["a"] == "b" && m[labelsOmitted] == "1"
+		}},
+	}
+	for _, tt := range tests {
+		got := eventLabels(tt.in)
+		if len(got) != tt.n || !tt.check(got) {
+			t.Errorf("%s: %d labels %v", tt.name, len(got), got)
+		}
+	}
+	// The event's container carries them, the same object for every event.
+	pp := &protectedPort{rec: portRecord{Target: resolve.Target{Name: "web", Runtime: "podman", Labels: many}}}
+	if c := pp.workload(); c != pp.workload() || len(c.Labels) != maxEventLabels+1 || c.Runtime != "podman" {
+		t.Errorf("workload %+v", c)
 	}
 }

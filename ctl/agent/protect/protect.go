@@ -81,6 +81,13 @@ type protectedPort struct {
 	next  dataplane.Inspector
 	mode  atomic.Value // string
 	addrs atomic.Pointer[[]netip.Addr]
+	// eve is the workload its events name (workload), made once (under
+	// eveMu, which also covers identifyCNI's change of rec.Target):
+	// events share it and never change it.
+	eve   atomic.Pointer[eve.Container]
+	eveMu sync.Mutex
+	// identTries counts identifyCNI's passes over it (mu held).
+	identTries int
 
 	cancel context.CancelFunc
 	done   chan error // Run's result; nil until started
@@ -468,6 +475,7 @@ func (p *Protector) watch(ctx context.Context) {
 		case <-p.kicks:
 		}
 		p.check()
+		p.identifyCNI(ctx)
 		p.reconcile(ctx)
 		p.applyPolicies(ctx)
 		p.learn.poll()
@@ -874,9 +882,9 @@ func wiringName(r *wire.Record) string {
 func (p *Protector) status(pp *protectedPort) api.PortStatus {
 	r := pp.rec
 	st := api.PortStatus{Name: r.Target.Name, Target: r.Target.Spec, Kind: r.Target.Kind, Iface: r.Iface,
-		Runtime: r.Target.Runtime, ContainerID: r.Target.ID, Image: r.Target.Image, Follows: follows(r.Target),
-		Policy: r.Target.Policy,
-		Inner:  r.Wire.Inner.Name, Outer: r.Wire.Outer.Name, Place: r.Wire.Place.Name, Wiring: wiringName(r.Wire),
+		Runtime: r.Target.Runtime, ContainerID: r.Target.ID, Image: r.Target.Image, Labels: r.Target.Labels,
+		Follows: follows(r.Target), Policy: r.Target.Policy,
+		Inner: r.Wire.Inner.Name, Outer: r.Wire.Outer.Name, Place: r.Wire.Place.Name, Wiring: wiringName(r.Wire),
 		Mode: pp.protectionMode(), FailClosed: r.FailClosed, Since: r.Since, State: "stopped", Addrs: []string{}}
 	if a := pp.addrs.Load(); a != nil {
 		for _, ad := range *a {
