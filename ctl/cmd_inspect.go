@@ -30,7 +30,7 @@ import (
 func newInspectCommand() *cobra.Command {
 	var (
 		rulesFile, capture, cacheDir string
-		summary                      bool
+		summary, noIdentify          bool
 		workers                      int
 	)
 	cmd := &cobra.Command{
@@ -43,7 +43,10 @@ through the DPI engine exactly as the agent inspects live traffic: TCP
 reassembly, protocol identification, HTTP/TLS/DNS parsing and the rules. Every event — alerts (allowed or blocked), drops the engine makes
 for other reasons (malformed frames, TCP evasion, protocol violations) and
 the end of every flow — is printed to standard output as one EVE JSON
-object per line, timestamped with the capture's time.
+object per line, timestamped with the capture's time. Every TCP and UDP
+flow's end names its application protocol (app_proto, "unknown" when
+identification could not tell), whatever the rules need; --no-identify
+names only those of flows some rule may apply to, which is faster.
 
 The ACL rules are applied by the engine, as where XDP is absent. Without
 --rules the built-in default pack is used ("deepwall rules default-pack").
@@ -77,13 +80,14 @@ the reason; events of the records before a damaged one are still printed).`,
 			if err != nil {
 				return interrupted(ctx, err)
 			}
-			return interrupted(ctx, runInspect(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), c, capture, workers, summary))
+			return interrupted(ctx, runInspect(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), c, capture, workers, summary, noIdentify))
 		},
 	}
 	f := cmd.Flags()
 	f.StringVarP(&capture, "read", "r", "", "capture file to inspect (pcap or pcapng, may be gzip-compressed)")
 	f.StringVar(&rulesFile, "rules", "", "rule file (default: the built-in default pack)")
 	f.BoolVar(&summary, "summary", false, "print a summary table to standard error")
+	f.BoolVar(&noIdentify, "no-identify", false, "identify the application protocol only of flows some rule may apply to (faster; the others carry no app_proto)")
 	f.StringVar(&cacheDir, "cache-dir", defaultInspectCache(), `directory of the compiled-rules cache ("" for none)`)
 	f.IntVar(&workers, "workers", 1, fmt.Sprintf("engine workers (1-%d); with more than one, events of different flows may interleave differently between runs", min(runtime.NumCPU(), dpi.MaxWorkers)))
 	return cmd
@@ -228,13 +232,13 @@ func loadRules(path string) (*rules.Compiled, error) {
 	return c, nil
 }
 
-func runInspect(ctx context.Context, stdout, stderr io.Writer, c *rules.Compiled, path string, workers int, summary bool) error {
+func runInspect(ctx context.Context, stdout, stderr io.Writer, c *rules.Compiled, path string, workers int, summary, noIdentify bool) error {
 	out := bufio.NewWriterSize(stdout, 64<<10)
 	enc := json.NewEncoder(out)
 	var mu sync.Mutex
 	var werr error
 	e, err := dpi.New(dpi.Config{
-		Rules: c, Workers: workers, Offline: true,
+		Rules: c, Workers: workers, Offline: true, NoIdentify: noIdentify,
 		Emit: func(ev *eve.Event) {
 			mu.Lock()
 			if werr == nil {

@@ -294,8 +294,14 @@ func (w *worker) emitFlow(key *xdp.FlowKey, pk *parked, state, reason string, en
 			Bypassed: pk.final == finalAllow,
 		},
 	}
-	if pk.ident == identDone {
+	switch {
+	case pk.ident == identDone:
 		ev.AppProto = appName(pk.app, pk.flags)
+	case !w.e.cfg.NoIdentify && (key.Proto == 6 || key.Proto == 17):
+		// Ended before identification decided (no payload, or too little):
+		// unknown, and counted so.
+		ev.AppProto = proto.Unknown.String()
+		w.st.apps[proto.Unknown]++
 	}
 	w.emit(ev)
 }

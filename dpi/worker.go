@@ -53,6 +53,7 @@ const (
 	fDepth                        // a direction reached the inspection depth
 	fKernelEnd                    // ended by FlowEnded: the kernel's counters are merged
 	fGRPC                         // an HTTP/2 flow carried a gRPC stream (app_proto shown as grpc)
+	fIdentOnly                    // no rule applies: inspected only to name its protocol (Config.NoIdentify unset)
 )
 
 // flowState is the engine's per-flow state, kept in the flow table entry.
@@ -504,8 +505,16 @@ func (w *worker) begin(fr *dataplane.Frame, f *flow.Flow[flowState], d flow.Dir)
 	if keep && st.ident == identDone {
 		keep = rs.Needs(st.app, rf, false)
 	}
+	st.flags &^= fIdentOnly
 	if !keep && st.acl[p.Dir^1] != aclDeny {
-		w.allowFinal(0)
+		if w.e.cfg.NoIdentify || st.ident == identDone || p.Proto != 6 && p.Proto != 17 {
+			w.allowFinal(0)
+		} else {
+			// Every flow is named, whatever the rules need: it stays
+			// until identification decides, without rules, hold or drops
+			// (conclude).
+			st.flags |= fIdentOnly
+		}
 	}
 	return dataplane.Verdict{}, false
 }
@@ -548,6 +557,12 @@ func (w *worker) finalVerdict(st *flowState, first bool) dataplane.Verdict {
 // fate when it became final.
 func (w *worker) conclude() dataplane.Verdict {
 	f, st := w.cur, w.cst
+	if st.flags&fIdentOnly != 0 && w.res.drop && !w.res.block {
+		// Identification alone never costs a frame: one the engine would
+		// refuse (an overlap conflict, data after a reset...) ends it
+		// instead, and the flow is unknown.
+		w.res.drop, w.res.allow = false, true
+	}
 	var v dataplane.Verdict
 	switch {
 	case w.res.block:
@@ -706,7 +721,7 @@ func (w *worker) tcp(fr *dataplane.Frame, f *flow.Flow[flowState], d flow.Dir) {
 func (w *worker) hold(fr *dataplane.Frame, d flow.Dir) {
 	st := w.cst
 	if st.ident == identDone || len(w.pkt.Payload) == 0 || w.stopped() || w.e.cfg.Hold < 0 ||
-		w.cur.Flags&flow.FlagMidstream != 0 {
+		w.cur.Flags&flow.FlagMidstream != 0 || st.flags&fIdentOnly != 0 {
 		return
 	}
 	ctx := w.ctxOf(w.cur)
@@ -774,7 +789,7 @@ func (w *worker) udp(f *flow.Flow[flowState], d flow.Dir) {
 		}
 	}
 	k := payloadKind(d)
-	if fp := rs.Stream[k]; fp.Used() {
+	if fp := rs.Stream[k]; fp.Used() && st.flags&fIdentOnly == 0 {
 		w.scanDatagram(k, fp, payload, d)
 	}
 	w.settle(&w.msg, d)

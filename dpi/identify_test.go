@@ -1,0 +1,49 @@
+package dpi
+
+import (
+	"testing"
+
+	"github.com/deepwall/deepwall/ctl/eve"
+	"github.com/deepwall/deepwall/dpi/flow"
+)
+
+// Every TCP and UDP flow is named in its flow event, whatever the rules
+// need: a DNS flow no rule applies to, and "unknown" for a flow
+// that ended before identification decided. Config.NoIdentify names only
+// what the rules need.
+func TestIdentifyAlways(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want map[uint16]string // app_proto by server port
+	}{
+		{"always", Config{}, map[uint16]string{53: "dns", 22: "ssh", 7000: "unknown", 80: "http"}},
+		{"no-identify", Config{NoIdentify: true}, map[uint16]string{53: "", 22: "ssh", 7000: "", 80: "http"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, compileRules(t, "rules:\n"+block("1", "http.uri", "attack")), tc.cfg)
+			c := newCapture(t)
+			c.udp("198.18.0.1:5353", "198.18.1.53:53", dnsQuery(1, "a.example", 1))
+			c.tcp("198.18.0.1:40001", "198.18.1.1:22").handshake().send(flow.ToClient, "SSH-2.0-OpenSSH_9.6\r\n")
+			c.tcp("198.18.0.1:40002", "198.18.1.1:7000").handshake().close()
+			c.tcp("198.18.0.1:40003", "198.18.1.1:80").handshake().send(flow.ToServer, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+			for i, v := range h.run(c) {
+				if v.Action != 0 {
+					t.Errorf("frame %d (%s): %v", i, label(c, i), v)
+				}
+			}
+			h.e.Flush()
+			got := map[uint16]string{}
+			for _, ev := range h.take() {
+				if ev.EventType == eve.EventFlow {
+					got[ev.DestPort] = ev.AppProto
+				}
+			}
+			for port, want := range tc.want {
+				if got[port] != want {
+					t.Errorf("port %d: app_proto %q, want %q", port, got[port], want)
+				}
+			}
+		})
+	}
+}
