@@ -1,6 +1,7 @@
 package dpi
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/deepwall/deepwall/ctl/eve"
@@ -45,5 +46,38 @@ func TestIdentifyAlways(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A flow picked up mid-stream whose server speaks first keeps its client
+// and server (the ports, then the server's first bytes, say which is
+// which) and is identified from those bytes; TLS after its handshake is
+// identified from its record headers.
+func TestIdentifyMidstream(t *testing.T) {
+	h := newHarness(t, compileRules(t, "rules:\n"+block("1", "http.uri", "attack")), Config{})
+	c := newCapture(t)
+	c.tcp("198.18.0.1:40010", "198.18.1.1:80").send(flow.ToClient, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	c.tcp("198.18.0.1:40011", "198.18.1.1:40012").send(flow.ToClient, "220 mail.example ESMTP\r\n")
+	record := func(n int) string { return "\x17\x03\x03\x00" + string(rune(n)) + strings.Repeat("x", n) }
+	c.tcp("198.18.0.1:40013", "198.18.1.1:9443").send(flow.ToServer, record(40)+record(30)).send(flow.ToClient, record(50))
+	for i, v := range h.run(c) {
+		if v.Action != 0 {
+			t.Errorf("frame %d (%s): %v", i, label(c, i), v)
+		}
+	}
+	h.e.Flush()
+	got := map[uint16]string{}
+	for _, ev := range h.take() {
+		if ev.EventType == eve.EventFlow {
+			if ev.SrcIP != "198.18.0.1" {
+				t.Errorf("flow to port %d: client %s:%d", ev.DestPort, ev.SrcIP, ev.SrcPort)
+			}
+			got[ev.DestPort] = ev.AppProto
+		}
+	}
+	for port, want := range map[uint16]string{80: "http", 40012: "smtp", 9443: "tls"} {
+		if got[port] != want {
+			t.Errorf("port %d: app_proto %q, want %q (flows %v)", port, got[port], want, got)
+		}
 	}
 }

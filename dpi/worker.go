@@ -201,6 +201,9 @@ func newWorker(e *Engine, id int, rs *ruleset) (*worker, error) {
 	// The TCP state follows what the receiver accepts: the reassembler
 	// knows which RST and FIN that is (tcp).
 	fc.CallerEnds = true
+	// A flow picked up mid-stream whose first bytes are a server's has
+	// its sender for the server (identification then reads them so).
+	fc.ServerFirst = proto.IsServerFirst
 	if w.flows, err = flow.New(fc, w.onEnd); err != nil {
 		w.scanner.Close()
 		return nil, err
