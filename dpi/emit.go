@@ -88,7 +88,7 @@ func (w *worker) dropStray(r dropReason, reason string, fr *dataplane.Frame) dat
 // verdict is the caller's.
 func (w *worker) dropOnce(r dropReason, reason string, fr *dataplane.Frame) {
 	st := w.cst
-	if st.dropEv&(1<<r) != 0 {
+	if st.dropEv&(1<<r) != 0 || st.flags&fIdentOnly != 0 { // identification alone drops nothing (conclude)
 		return
 	}
 	st.dropEv |= 1 << r

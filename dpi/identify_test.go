@@ -28,18 +28,7 @@ func TestIdentifyAlways(t *testing.T) {
 			c.tcp("198.18.0.1:40001", "198.18.1.1:22").handshake().send(flow.ToClient, "SSH-2.0-OpenSSH_9.6\r\n")
 			c.tcp("198.18.0.1:40002", "198.18.1.1:7000").handshake().close()
 			c.tcp("198.18.0.1:40003", "198.18.1.1:80").handshake().send(flow.ToServer, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-			for i, v := range h.run(c) {
-				if v.Action != 0 {
-					t.Errorf("frame %d (%s): %v", i, label(c, i), v)
-				}
-			}
-			h.e.Flush()
-			got := map[uint16]string{}
-			for _, ev := range h.take() {
-				if ev.EventType == eve.EventFlow {
-					got[ev.DestPort] = ev.AppProto
-				}
-			}
+			got := runApps(t, h, c)
 			for port, want := range tc.want {
 				if got[port] != want {
 					t.Errorf("port %d: app_proto %q, want %q", port, got[port], want)
@@ -60,9 +49,21 @@ func TestIdentifyMidstream(t *testing.T) {
 	c.tcp("198.18.0.1:40011", "198.18.1.1:40012").send(flow.ToClient, "220 mail.example ESMTP\r\n")
 	record := func(n int) string { return "\x17\x03\x03\x00" + string(rune(n)) + strings.Repeat("x", n) }
 	c.tcp("198.18.0.1:40013", "198.18.1.1:9443").send(flow.ToServer, record(40)+record(30)).send(flow.ToClient, record(50))
+	got := runApps(t, h, c)
+	for port, want := range map[uint16]string{80: "http", 40012: "smtp", 9443: "tls"} {
+		if got[port] != want {
+			t.Errorf("port %d: app_proto %q, want %q (flows %v)", port, got[port], want, got)
+		}
+	}
+}
+
+// runApps runs the capture, which must pass whole, ends its flows and
+// returns their app_proto by server port; every client is 198.18.0.1.
+func runApps(tb testing.TB, h *harness, c *capture) map[uint16]string {
+	tb.Helper()
 	for i, v := range h.run(c) {
 		if v.Action != 0 {
-			t.Errorf("frame %d (%s): %v", i, label(c, i), v)
+			tb.Errorf("frame %d (%s): %v", i, label(c, i), v)
 		}
 	}
 	h.e.Flush()
@@ -70,14 +71,10 @@ func TestIdentifyMidstream(t *testing.T) {
 	for _, ev := range h.take() {
 		if ev.EventType == eve.EventFlow {
 			if ev.SrcIP != "198.18.0.1" {
-				t.Errorf("flow to port %d: client %s:%d", ev.DestPort, ev.SrcIP, ev.SrcPort)
+				tb.Errorf("flow to port %d: client %s:%d", ev.DestPort, ev.SrcIP, ev.SrcPort)
 			}
 			got[ev.DestPort] = ev.AppProto
 		}
 	}
-	for port, want := range map[uint16]string{80: "http", 40012: "smtp", 9443: "tls"} {
-		if got[port] != want {
-			t.Errorf("port %d: app_proto %q, want %q (flows %v)", port, got[port], want, got)
-		}
-	}
+	return got
 }
