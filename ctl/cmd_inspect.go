@@ -40,10 +40,11 @@ func newInspectCommand() *cobra.Command {
 gzip-compressed; Ethernet, Linux cooked SLL/SLL2, raw IP, BSD loopback/null,
 PPP or Cisco HDLC frames, pcapng interfaces of different link types mixed)
 through the DPI engine exactly as the agent inspects live traffic: TCP
-reassembly, protocol identification, HTTP/TLS/DNS parsing and the rules. Every event — alerts (allowed or blocked), drops the engine makes
-for other reasons (malformed frames, TCP evasion, protocol violations) and
-the end of every flow — is printed to standard output as one EVE JSON
-object per line, timestamped with the capture's time. Every TCP and UDP
+reassembly, protocol identification, HTTP/TLS/DNS parsing and the rules.
+Every event — alerts (allowed or blocked), drops the engine makes for other
+reasons (malformed frames, TCP evasion, protocol violations) and the end of
+every flow — is printed to standard output as one EVE JSON object per
+line, timestamped with the capture's time. Every TCP and UDP
 flow's end names its application protocol (app_proto, "unknown" when
 identification could not tell), whatever the rules need; --no-identify
 names only those of flows some rule may apply to, which is faster.
@@ -66,8 +67,9 @@ stays valid JSON lines): frames, flows, application protocols, alerts by
 signature, drops by reason and the time taken.
 
 Exit status: 0 when the whole capture was inspected; 130 when interrupted;
-1 when the rules or the capture cannot be read (the message names the file, the record and
-the reason; events of the records before a damaged one are still printed).`,
+1 when the rules or the capture cannot be read (the message names the
+file, the record and the reason; events of the records before a damaged
+one are still printed).`,
 		Example: `  deepwall inspect -r traffic.pcap
   deepwall inspect --rules rules.yaml -r traffic.pcapng --summary | jq 'select(.event_type=="alert")'`,
 		Args: cobra.NoArgs,
@@ -84,7 +86,7 @@ the reason; events of the records before a damaged one are still printed).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&capture, "read", "r", "", "capture file to inspect (pcap or pcapng, may be gzip-compressed)")
+	f.StringVarP(&capture, "read", "r", "", "capture file to inspect (pcap or pcapng, may be gzip-compressed; see above for link types)")
 	f.StringVar(&rulesFile, "rules", "", "rule file (default: the built-in default pack)")
 	f.BoolVar(&summary, "summary", false, "print a summary table to standard error")
 	f.BoolVar(&noIdentify, "no-identify", false, "identify the application protocol only of flows some rule may apply to (faster; the others carry no app_proto)")
