@@ -133,6 +133,7 @@ runtime that is not there is skipped.`,
 	f.StringVar(&cfg.StateDir, "state", agent.DefaultStateDir, "state directory: rule store, compiled rules cache")
 	f.BoolVar(&cfg.FailClosed, "fail-closed", false, "while no agent runs, drop uninspected traffic instead of forwarding it")
 	f.IntVar(&cfg.Workers, "workers", 0, "DPI workers (default: one per CPU)")
+	f.BoolVar(&cfg.NoIdentify, "no-identify", false, "identify the application protocol only of flows some rule may apply to (the others pass to the kernel fast path at their first packet, with no app_proto in their events); by default every flow is named")
 	f.StringVar(&cfg.MetricsAddr, "metrics", "", "serve Prometheus metrics on this address, e.g. 127.0.0.1:9464 (default off)")
 	f.StringVar(&cfg.AdminGroup, "admin-group", "", "group (name or gid) allowed to change rules besides root")
 	f.StringVar(&cfg.ViewerGroup, "viewer-group", "", "group (name or gid) allowed read-only API calls")

@@ -83,7 +83,7 @@ func TestBypass(t *testing.T) {
 // TestParkedLimits checks the parked records' bounds: lifetime and count.
 func TestParkedLimits(t *testing.T) {
 	now := int64(1e12)
-	cfg := Config{Bypass: true, MaxParked: 2, Now: func() int64 { return now }}
+	cfg := Config{Bypass: true, MaxParked: 2, NoIdentify: true, Now: func() int64 { return now }}
 	cfg.Flow.Lifetime = time.Minute
 	h := newHarness(t, compileRules(t, "rules:\n  - {id: 1, action: block, dst_port: 80, match: {field: http.uri, regex: x}}\n"), cfg)
 	c := newCapture(t)

@@ -88,7 +88,7 @@ func (w *worker) dropStray(r dropReason, reason string, fr *dataplane.Frame) dat
 // verdict is the caller's.
 func (w *worker) dropOnce(r dropReason, reason string, fr *dataplane.Frame) {
 	st := w.cst
-	if st.dropEv&(1<<r) != 0 {
+	if st.dropEv&(1<<r) != 0 || st.flags&fIdentOnly != 0 { // identification alone drops nothing (conclude)
 		return
 	}
 	st.dropEv |= 1 << r
@@ -294,8 +294,14 @@ func (w *worker) emitFlow(key *xdp.FlowKey, pk *parked, state, reason string, en
 			FlowExtra: eve.FlowExtra{Bypassed: pk.final == finalAllow},
 		},
 	}
-	if pk.ident == identDone {
+	switch {
+	case pk.ident == identDone:
 		ev.AppProto = appName(pk.app, pk.flags)
+	case !w.e.cfg.NoIdentify && (key.Proto == 6 || key.Proto == 17):
+		// Ended before identification decided (no payload, or too little):
+		// unknown, and counted so.
+		ev.AppProto = proto.Unknown.String()
+		w.st.apps[proto.Unknown]++
 	}
 	w.emit(ev)
 }

@@ -114,6 +114,14 @@ type Config struct {
 	// longer held). Past Hold the flow is taken as unidentified (the rules
 	// for unknown traffic apply), with a tcp.hold_timeout drop event.
 	Hold time.Duration
+	// NoIdentify: only the flows some rule may apply to are identified.
+	// By default every TCP and UDP flow is, whatever the rules need, so
+	// that every flow event and the flow list name its protocol ("unknown"
+	// when identification gave up): a flow no rule applies to is followed
+	// until identification decides (a few packets), without being held
+	// or having frames dropped, before its final ALLOW. NoIdentify gives
+	// those flows their final ALLOW at their first packet, for speed.
+	NoIdentify bool
 	// ScoreEvents: alert rules with an anomaly score emit an event of
 	// their own when they hit. Without it they are only named in the
 	// event of the threshold rule they push over its threshold (one

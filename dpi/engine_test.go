@@ -255,11 +255,21 @@ func TestFinal(t *testing.T) {
 		cfg   Config
 		build func(c *capture) int
 	}{
-		{"no rule for the port", "  - {id: 1, action: block, dst_port: 80, match: {field: http.uri, regex: x}}\n", Config{}, func(c *capture) int {
+		{"no rule for the port", "  - {id: 1, action: block, dst_port: 80, match: {field: http.uri, regex: x}}\n", Config{NoIdentify: true}, func(c *capture) int {
 			c.tcp(cli, "198.18.1.1:443").handshake()
 			return 0 // the SYN
 		}},
-		{"udp without udp rules", httpRule, Config{}, func(c *capture) int {
+		{"no rule for the port, identified", "  - {id: 1, action: block, dst_port: 80, match: {field: http.uri, regex: x}}\n", Config{}, func(c *capture) int {
+			v := c.tcp(cli, "198.18.1.1:443").handshake()
+			n := len(c.frames)
+			v.send(flow.ToClient, "SSH-2.0-OpenSSH_9.6\r\n")
+			return n
+		}},
+		{"udp without udp rules, identified", httpRule, Config{}, func(c *capture) int {
+			c.udp("198.18.0.1:5353", "198.18.1.53:53", dnsQuery(1, "a.example", 1))
+			return 0
+		}},
+		{"udp without udp rules", httpRule, Config{NoIdentify: true}, func(c *capture) int {
 			c.udp("198.18.0.1:5353", "198.18.1.53:53", dnsQuery(1, "a.example", 1))
 			return 0
 		}},

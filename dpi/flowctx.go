@@ -229,6 +229,9 @@ func (c *flowCtx) start(w *worker, f *flow.Flow[flowState]) {
 		c.rflow.App = f.State.app.String()
 	}
 	c.ident.Reset()
+	if f.Flags&flow.FlagMidstream != 0 {
+		c.ident.SetMidstream()
+	}
 	c.holding = false
 	c.parser = parserNone
 	c.tunnel = [2]bool{}

@@ -23,7 +23,7 @@ func (w *worker) onData(d flow.Dir, chunk []byte) {
 	}
 	ctx := w.ctxOf(w.cur)
 	st := w.cst
-	if k := payloadKind(d); w.rs.Stream[k].Used() {
+	if k := payloadKind(d); w.rs.Stream[k].Used() && st.flags&fIdentOnly == 0 {
 		w.streamWrite(ctx, k, chunk, &ctx.flow, d)
 		w.settle(&ctx.flow, d)
 		if w.stopped() {

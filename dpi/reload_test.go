@@ -13,7 +13,7 @@ import (
 // bypassed flows.
 func TestReloadMidFlow(t *testing.T) {
 	a := compileRules(t, "rules:\n  - {id: 1, action: block, dst_port: 7000, match: {field: payload, regex: alpha}}\n")
-	h := newHarness(t, a, Config{})
+	h := newHarness(t, a, Config{NoIdentify: true})
 	c := newCapture(t)
 	inspected := c.tcp(cli, "198.18.1.1:7000").handshake()
 	inspected.send(flow.ToServer, "hello alph")

@@ -1,7 +1,9 @@
 package dpi
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strconv"
@@ -55,9 +57,18 @@ const replayBatch = 256
 // before it were inspected and flows were flushed; it is returned as is
 // (a *pcapio.Error names the file and the record).
 func Replay(e *Engine, r FrameReader) (Summary, error) {
+	return ReplayContext(context.Background(), e, r)
+}
+
+// ReplayContext is Replay stopping when ctx is done: the frames read until
+// then are inspected and their flows ended, as at the end of a capture, and
+// the error names ctx's cause and how far the replay got. A caller whose
+// reader may block (a pipe) closes it when ctx is done; the read error that
+// follows is reported as the interruption.
+func ReplayContext(ctx context.Context, e *Engine, r FrameReader) (Summary, error) {
 	start := time.Now()
 	before := e.Stats()
-	src := &replaySource{r: r}
+	src := &replaySource{r: r, done: ctx.Done()}
 	if e.Workers() == 1 {
 		var fr dataplane.Frame
 		for f, ok := src.next(); ok; f, ok = src.next() {
@@ -102,6 +113,11 @@ func Replay(e *Engine, r FrameReader) (Summary, error) {
 		}
 		return int(a.ID) - int(b.ID)
 	})
+	if ctx.Err() != nil && (src.stopped || src.err != nil) {
+		// A read error after ctx was done is the reader being closed
+		// to stop waiting for data.
+		src.err = fmt.Errorf("interrupted after %d frames: %w", src.frames, context.Cause(ctx))
+	}
 	return s, src.err
 }
 
@@ -111,10 +127,19 @@ type replaySource struct {
 	first, last time.Time
 	frames      uint64
 	err         error // the read error that ended the capture (not io.EOF)
+	done        <-chan struct{}
+	stopped     bool // done was closed before the end of the capture
 }
 
-// next returns the next frame, or false at the end of the capture.
+// next returns the next frame, or false at the end of the capture or once
+// done is closed.
 func (s *replaySource) next() (pcapio.Frame, bool) {
+	select {
+	case <-s.done:
+		s.stopped = true
+		return pcapio.Frame{}, false
+	default:
+	}
 	f, err := s.r.Next()
 	if err != nil {
 		if !errors.Is(err, io.EOF) {

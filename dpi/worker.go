@@ -53,6 +53,7 @@ const (
 	fDepth                        // a direction reached the inspection depth
 	fKernelEnd                    // ended by FlowEnded: the kernel's counters are merged
 	fGRPC                         // an HTTP/2 flow carried a gRPC stream (app_proto shown as grpc)
+	fIdentOnly                    // no rule applies: inspected only to name its protocol (Config.NoIdentify unset)
 )
 
 // flowState is the engine's per-flow state, kept in the flow table entry.
@@ -200,6 +201,9 @@ func newWorker(e *Engine, id int, rs *ruleset) (*worker, error) {
 	// The TCP state follows what the receiver accepts: the reassembler
 	// knows which RST and FIN that is (tcp).
 	fc.CallerEnds = true
+	// A flow picked up mid-stream whose first bytes are a server's has
+	// its sender for the server (identification then reads them so).
+	fc.ServerFirst = proto.IsServerFirst
 	if w.flows, err = flow.New(fc, w.onEnd); err != nil {
 		w.scanner.Close()
 		return nil, err
@@ -330,7 +334,10 @@ func (w *worker) badChecksum(fr *dataplane.Frame) string {
 	var end int
 	if p.IPVersion == 4 {
 		ihl := int(ip[0]&0x0f) * 4
-		if !dataplane.IPv4HeaderChecksumOK(ip[:ihl]) {
+		// Offline, a zero header checksum is one never computed: the
+		// capture was taken on the sending host, whose NIC fills it in
+		// (macOS captures are full of them; Linux computes it itself).
+		if !dataplane.IPv4HeaderChecksumOK(ip[:ihl]) && !(w.e.cfg.Offline && ip[10]|ip[11] == 0) {
 			return "ip.bad_checksum"
 		}
 		end = p.L3Off + int(binary.BigEndian.Uint16(ip[2:]))
@@ -504,8 +511,16 @@ func (w *worker) begin(fr *dataplane.Frame, f *flow.Flow[flowState], d flow.Dir)
 	if keep && st.ident == identDone {
 		keep = rs.Needs(st.app, rf, false)
 	}
+	st.flags &^= fIdentOnly
 	if !keep && st.acl[p.Dir^1] != aclDeny {
-		w.allowFinal(0)
+		if w.e.cfg.NoIdentify || st.ident == identDone || p.Proto != 6 && p.Proto != 17 {
+			w.allowFinal(0)
+		} else {
+			// Every flow is named, whatever the rules need: it stays
+			// until identification decides, without rules, hold or drops
+			// (conclude).
+			st.flags |= fIdentOnly
+		}
 	}
 	return dataplane.Verdict{}, false
 }
@@ -548,6 +563,12 @@ func (w *worker) finalVerdict(st *flowState, first bool) dataplane.Verdict {
 // fate when it became final.
 func (w *worker) conclude() dataplane.Verdict {
 	f, st := w.cur, w.cst
+	if st.flags&fIdentOnly != 0 && w.res.drop && !w.res.block {
+		// Identification alone never costs a frame: one the engine would
+		// refuse (an overlap conflict, data after a reset...) ends it
+		// instead, and the flow is unknown.
+		w.res.drop, w.res.allow = false, true
+	}
 	var v dataplane.Verdict
 	switch {
 	case w.res.block:
@@ -591,6 +612,12 @@ func (w *worker) conclude() dataplane.Verdict {
 // dropped, and both TCP ends are reset.
 func (w *worker) blockFlow(ruleID uint32, reason string) {
 	if w.res.block {
+		return
+	}
+	if w.cst.flags&fIdentOnly != 0 {
+		// No rule applies: the normaliser's reasons to block (an overlap
+		// conflict, urgent data) end identification instead (conclude).
+		w.allowFinal(0)
 		return
 	}
 	w.res.block, w.res.allow = true, false
@@ -706,7 +733,7 @@ func (w *worker) tcp(fr *dataplane.Frame, f *flow.Flow[flowState], d flow.Dir) {
 func (w *worker) hold(fr *dataplane.Frame, d flow.Dir) {
 	st := w.cst
 	if st.ident == identDone || len(w.pkt.Payload) == 0 || w.stopped() || w.e.cfg.Hold < 0 ||
-		w.cur.Flags&flow.FlagMidstream != 0 {
+		w.cur.Flags&flow.FlagMidstream != 0 || st.flags&fIdentOnly != 0 {
 		return
 	}
 	ctx := w.ctxOf(w.cur)
@@ -774,7 +801,7 @@ func (w *worker) udp(f *flow.Flow[flowState], d flow.Dir) {
 		}
 	}
 	k := payloadKind(d)
-	if fp := rs.Stream[k]; fp.Used() {
+	if fp := rs.Stream[k]; fp.Used() && st.flags&fIdentOnly == 0 {
 		w.scanDatagram(k, fp, payload, d)
 	}
 	w.settle(&w.msg, d)

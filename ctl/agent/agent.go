@@ -61,6 +61,10 @@ type Config struct {
 	StateDir    string
 	RunDir      string // port locks
 	FailClosed  bool
+	// NoIdentify identifies only the flows some rule may apply to
+	// (dpi.Config.NoIdentify): the others reach the kernel fast path at
+	// their first packet, and their flow events name no protocol.
+	NoIdentify  bool
 	Workers     int
 	MetricsAddr string // "" = no metrics
 	AdminGroup  string // name or gid; "" = root only
@@ -218,12 +222,14 @@ func Open(cfg Config) (_ *Agent, err error) {
 		return nil, err
 	}
 	events := a.events
-	a.engine, err = newEngine(engineConfig(st.compiled, cfg.Workers, func(ev *eve.Event) {
+	ecfg := engineConfig(st.compiled, cfg.Workers, func(ev *eve.Event) {
 		a.prot.Annotate(ev)
 		a.blocks.noteEvent(ev)
 		a.wl.note(ev)
 		events.Emit(ev)
-	}))
+	})
+	ecfg.NoIdentify = cfg.NoIdentify
+	a.engine, err = newEngine(ecfg)
 	if err != nil {
 		return nil, fmt.Errorf("dpi engine: %w", err)
 	}

@@ -98,6 +98,11 @@ type Config struct {
 	// an RST at exactly the next expected sequence number, a FIN once
 	// every byte before it arrived). LooseRST is then ignored.
 	CallerEnds bool
+	// ServerFirst reports whether payload, the data of the first packet
+	// of a flow picked up mid-stream, is what only a server sends (a
+	// response, a greeting, a ServerHello): its sender is then the server.
+	// Nil leaves the guess to the ports (see serverSent).
+	ServerFirst func(payload []byte) bool
 }
 
 // Stats counts what a table did.
@@ -288,6 +293,53 @@ func (t *Table[S]) Lookup(p *decode.Packet, now int64) (*Flow[S], Dir, error) {
 	return f, d, nil
 }
 
+// serverSent reports whether the packet that creates a flow comes from
+// its server. A SYN comes from the client and a SYN-ACK from the server.
+// Any other first packet (a TCP flow picked up mid-stream after a restart
+// or in a capture, a UDP flow seen from its answer) is judged by its
+// payload (Config.ServerFirst), then by the ports: a server listens on a
+// well-known port or a registered service port, a client on an ephemeral
+// one. Without a difference the sender is the client.
+func (t *Table[S]) serverSent(p *decode.Packet) bool {
+	if p.Flags&decode.FlagL4 == 0 || p.Proto != 6 && p.Proto != 17 {
+		return false
+	}
+	if p.Proto == 6 {
+		switch p.TCPFlags & (decode.TCPSyn | decode.TCPAck) {
+		case decode.TCPSyn:
+			return false
+		case decode.TCPSyn | decode.TCPAck:
+			return true
+		}
+	}
+	if t.cfg.ServerFirst != nil && len(p.Payload) > 0 && t.cfg.ServerFirst(p.Payload) {
+		return true
+	}
+	return serverPortRank(p.SrcPort) > serverPortRank(p.DstPort)
+}
+
+// serverPorts are registered ports (≥ 1024) that servers commonly listen
+// on; below 1024 every port counts as a server's.
+var serverPorts = map[uint16]bool{
+	1080: true, 1194: true, 1433: true, 1521: true, 1883: true, 2049: true, 2181: true, 2379: true,
+	3128: true, 3306: true, 3389: true, 4222: true, 5060: true, 5061: true, 5222: true, 5353: true,
+	5432: true, 5672: true, 5900: true, 6379: true, 6443: true, 8000: true, 8008: true, 8080: true,
+	8081: true, 8443: true, 8883: true, 9000: true, 9042: true, 9092: true, 9200: true, 9418: true,
+	11211: true, 27017: true,
+}
+
+// serverPortRank is how surely a port is a server's: 2 well-known, 1
+// registered service, 0 otherwise (ephemeral).
+func serverPortRank(port uint16) int {
+	switch {
+	case port < 1024 && port != 0:
+		return 2
+	case serverPorts[port]:
+		return 1
+	}
+	return 0
+}
+
 func isTCP(p *decode.Packet) bool {
 	return p.Proto == 6 && p.Flags&decode.FlagL4 != 0
 }
@@ -335,8 +387,8 @@ func (t *Table[S]) create(p *decode.Packet, h uint64, now int64) (*Flow[S], erro
 	f.Key, f.ID, f.FirstSeen, f.LastSeen = p.Key, t.lastID, now, now
 	f.tag, f.self, f.class = uint32(h), slot, noClass
 	f.client = p.Dir
-	if isTCP(p) && p.TCPFlags&(decode.TCPSyn|decode.TCPAck) == decode.TCPSyn|decode.TCPAck {
-		f.client = p.Dir ^ 1 // picked up at the SYN-ACK: its receiver opened the flow
+	if t.serverSent(p) {
+		f.client = p.Dir ^ 1
 	}
 	// insert into the index (the probe from find may be stale after an
 	// eviction shifted entries)

@@ -121,6 +121,10 @@ func TestTCPLifecycle(t *testing.T) {
 }
 
 func TestClientSide(t *testing.T) {
+	peer := netip.MustParseAddrPort("198.18.0.2:40001")
+	mysql := netip.MustParseAddrPort("198.18.0.2:3306")
+	greeting := tcp(peer, cli, ACK, 1, 2, 0)
+	greeting.Payload = []byte("greeting")
 	for _, tc := range []struct {
 		name       string
 		first      *decode.Packet
@@ -131,11 +135,16 @@ func TestClientSide(t *testing.T) {
 		{"syn", tcp(cli, srv, SYN, 1, 0, 0), cli, ToServer, TCPSynSent},
 		{"syn from the high side", tcp(srv, cli, SYN, 1, 0, 0), srv, ToServer, TCPSynSent},
 		{"picked up at syn-ack", tcp(srv, cli, SYN|ACK, 1, 2, 0), cli, ToClient, TCPSynRecv},
-		{"mid-stream", tcp(srv, cli, ACK, 1, 2, 100), srv, ToServer, TCPMidstream},
+		{"mid-stream from the server's port", tcp(srv, cli, ACK, 1, 2, 100), cli, ToClient, TCPMidstream},
+		{"mid-stream from a service port", tcp(mysql, cli, ACK, 1, 2, 100), cli, ToClient, TCPMidstream},
+		{"mid-stream to the server's port", tcp(cli, srv, ACK, 1, 2, 100), cli, ToServer, TCPMidstream},
+		{"mid-stream between ephemeral ports", tcp(peer, cli, ACK, 1, 2, 100), peer, ToServer, TCPMidstream},
+		{"mid-stream server-first payload", greeting, cli, ToClient, TCPMidstream},
 		{"udp", pkt(cli, srv, 17, 0, 0, 0, 10), cli, ToServer, TCPNone},
+		{"udp answer first", pkt(srv, cli, 17, 0, 0, 0, 10), cli, ToClient, TCPNone},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tb, _ := newTable(t, Config{})
+			tb, _ := newTable(t, Config{ServerFirst: func(b []byte) bool { return string(b) == "greeting" }})
 			f, d := mustLookup(t, tb, tc.first, 0)
 			if f.Client() != tc.wantClient || d != tc.wantDir || f.TCP != tc.state {
 				t.Errorf("client %v dir %v state %v, want %v %v %v", f.Client(), d, f.TCP, tc.wantClient, tc.wantDir, tc.state)

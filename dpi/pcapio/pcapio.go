@@ -1,11 +1,15 @@
 // Package pcapio reads and writes capture files of Ethernet frames for
-// tests, replays and offline inspection: pcap and pcapng (plain or
-// gzip-compressed) in, pcap out, in pure Go on gopacket's pcapgo.
+// tests, replays and offline inspection: pcap (every version libpcap reads,
+// 2.0 to 2.4) and pcapng with any number of interfaces (gopacket's pcapgo),
+// plain or gzip-compressed, in; pcap out.
 //
 // Capture files are input like any other: every error says which file,
-// which record and why (*Error), records are bounded by MaxFrameLen, and
-// only Ethernet link types are accepted since that is what deepwall
-// inspects.
+// which record and why (*Error), and records are bounded by MaxFrameLen.
+// deepwall inspects Ethernet frames, so records of the other link types
+// captures are commonly taken on (Linux cooked SLL and SLL2, raw IPv4 and
+// IPv6, BSD loopback and null, PPP, Cisco HDLC) are given an Ethernet
+// header with their network layer's EtherType; a capture whose link type is
+// none of these is refused (ErrLinkType).
 package pcapio
 
 import (
@@ -29,7 +33,8 @@ const MaxFrameLen = 262144
 // Sentinel errors, wrapped in *Error.
 var (
 	ErrFormat    = errors.New("not a pcap or pcapng file")
-	ErrLinkType  = errors.New("link type is not ethernet")
+	ErrLinkType  = errors.New("unsupported link type (ethernet, linux sll/sll2, raw ip, loopback/null, ppp, cisco hdlc are)")
+	ErrVersion   = errors.New("unsupported pcap version")
 	ErrTooLong   = fmt.Errorf("record longer than %d bytes", MaxFrameLen)
 	ErrTruncated = errors.New("file ends inside a record")
 )
@@ -52,25 +57,22 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Frame is one captured Ethernet frame.
+// Frame is one captured frame, as Ethernet.
 type Frame struct {
 	Data      []byte
 	Timestamp time.Time
 	// Length is the frame's length on the wire (≥ len(Data) when the
-	// capture truncated it).
+	// capture truncated it), counting the Ethernet header for records of
+	// other link types.
 	Length int
-}
-
-type packetReader interface {
-	ReadPacketData() ([]byte, gopacket.CaptureInfo, error)
 }
 
 // Reader reads frames from a pcap or pcapng file.
 type Reader struct {
 	name   string
 	rec    int
-	r      packetReader
-	ng     *pcapgo.NgReader // for per-interface link types
+	pcap   *classicReader
+	ng     *pcapgo.NgReader
 	closer io.Closer
 	err    error // sticky: after an error Next keeps returning it
 }
@@ -114,20 +116,20 @@ func NewReader(r io.Reader, name string) (*Reader, error) {
 	rd := &Reader{name: name}
 	switch m := uint32(magic[0])<<24 | uint32(magic[1])<<16 | uint32(magic[2])<<8 | uint32(magic[3]); m {
 	case 0x0a0d0d0a:
-		ng, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{SkipUnknownVersion: true})
+		ng, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{SkipUnknownVersion: true, WantMixedLinkType: true})
 		if err != nil {
 			return fail(fmt.Errorf("pcapng: %w", err))
 		}
-		rd.r, rd.ng = ng, ng
-	case 0xa1b2c3d4, 0xd4c3b2a1, 0xa1b23c4d, 0x4d3cb2a1:
-		pr, err := pcapgo.NewReader(br)
+		rd.ng = ng
+	case magicMicros, 0xd4c3b2a1, magicNanos, 0x4d3cb2a1:
+		pr, err := newClassicReader(br)
 		if err != nil {
-			return fail(fmt.Errorf("pcap: %w", err))
+			return fail(err)
 		}
-		if lt := pr.LinkType(); lt != layers.LinkTypeEthernet {
-			return fail(fmt.Errorf("%w: %v", ErrLinkType, lt))
+		if !supportedLink(pr.linkType) {
+			return fail(fmt.Errorf("%w: %d (%v)", ErrLinkType, pr.linkType, pr.linkType))
 		}
-		rd.r = pr
+		rd.pcap = pr
 	default:
 		return fail(fmt.Errorf("%w: magic %#08x", ErrFormat, m))
 	}
@@ -141,7 +143,18 @@ func (r *Reader) Next() (Frame, error) {
 		return Frame{}, r.err
 	}
 	r.rec++
-	data, ci, err := r.r.ReadPacketData()
+	if r.pcap != nil {
+		data, ts, wire, err := r.pcap.next()
+		if err != nil {
+			if err == io.EOF {
+				r.err = io.EOF
+				return Frame{}, io.EOF
+			}
+			return Frame{}, r.fail(err)
+		}
+		return frame(r.pcap.linkType, data, ts, wire), nil
+	}
+	data, ci, err := r.ng.ReadPacketData()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			r.err = io.EOF
@@ -155,16 +168,20 @@ func (r *Reader) Next() (Frame, error) {
 	if len(data) > MaxFrameLen {
 		return Frame{}, r.fail(fmt.Errorf("%w: %d", ErrTooLong, len(data)))
 	}
-	if r.ng != nil {
-		iface, err := r.ng.Interface(ci.InterfaceIndex)
-		if err != nil {
-			return Frame{}, r.fail(err)
-		}
-		if iface.LinkType != layers.LinkTypeEthernet {
-			return Frame{}, r.fail(fmt.Errorf("%w: interface %d is %v", ErrLinkType, ci.InterfaceIndex, iface.LinkType))
-		}
+	iface, err := r.ng.Interface(ci.InterfaceIndex)
+	if err != nil {
+		return Frame{}, r.fail(err)
 	}
-	return Frame{Data: data, Timestamp: ci.Timestamp, Length: max(ci.Length, len(data))}, nil
+	if !supportedLink(iface.LinkType) {
+		return Frame{}, r.fail(fmt.Errorf("%w: interface %d is %d (%v)", ErrLinkType, ci.InterfaceIndex, iface.LinkType, iface.LinkType))
+	}
+	return frame(iface.LinkType, data, ci.Timestamp, ci.Length), nil
+}
+
+// frame makes the Frame of one record of link type lt.
+func frame(lt layers.LinkType, data []byte, ts time.Time, wire int) Frame {
+	f := toEthernet(lt, data)
+	return Frame{Data: f, Timestamp: ts, Length: max(wire+len(f)-len(data), len(f))}
 }
 
 func (r *Reader) fail(err error) error {

@@ -157,9 +157,9 @@ func TestErrors(t *testing.T) {
 	long = binary.LittleEndian.AppendUint32(long, 0)
 	long = binary.LittleEndian.AppendUint32(long, MaxFrameLen+1)
 	long = binary.LittleEndian.AppendUint32(long, MaxFrameLen+1)
-	var raw bytes.Buffer
-	rw := pcapgo.NewWriter(&raw)
-	rw.WriteFileHeader(65535, layers.LinkTypeRaw)
+	var usb bytes.Buffer
+	rw := pcapgo.NewWriter(&usb)
+	rw.WriteFileHeader(65535, layers.LinkTypeLinuxUSB)
 	for _, tc := range []struct {
 		name   string
 		data   []byte
@@ -173,8 +173,8 @@ func TestErrors(t *testing.T) {
 		{"last record cut", good[:len(good)-5], 3, ErrTruncated, 2},
 		{"record header cut", good[:24+8], 1, ErrTruncated, 0},
 		{"record too long", long, 1, nil, 0},
-		{"raw ip link type", raw.Bytes(), 0, ErrLinkType, 0},
-		{"pcapng raw ip link type", pcapngBytes(t, frames, layers.LinkTypeRaw), 1, ErrLinkType, 0},
+		{"usb link type", usb.Bytes(), 0, ErrLinkType, 0},
+		{"pcapng usb link type", pcapngBytes(t, frames, layers.LinkTypeLinuxUSB), 1, ErrLinkType, 0},
 		{"gzip garbage", []byte{0x1f, 0x8b, 1, 2, 3, 4, 5}, 0, nil, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -219,6 +219,9 @@ func FuzzReader(f *testing.F) {
 	ng := pcapngBytes(f, frames, layers.LinkTypeEthernet)
 	for _, b := range [][]byte{good, ng, good[:40], ng[:len(ng)-3], gzipped(good)} {
 		f.Add(b)
+	}
+	for _, lt := range []layers.LinkType{layers.LinkTypeLinuxSLL, layers.LinkTypeLinuxSLL2, layers.LinkTypeNull, layers.LinkTypePPP} {
+		f.Add(classicPcap(lt, 1, frames, func(fr Frame) []byte { return asLink(f, lt, fr.Data) }))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := NewReader(bytes.NewReader(data), "fuzz")

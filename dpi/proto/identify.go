@@ -102,10 +102,29 @@ func IdentifyDatagram(dir Dir, b []byte) (Protocol, Status) {
 	if isDNSMessage(dir, b, false) == yes {
 		return DNS, Identified
 	}
-	if isQUIC(dir, b) {
+	if isQUIC(dir, b) || isGQUIC(dir, b) {
 		return QUIC, Identified
 	}
 	return Unknown, NotIdentified
+}
+
+// IsServerFirst reports whether b, the first payload of a TCP flow picked
+// up mid-stream, is what only a server sends: an HTTP response, a TLS
+// ServerHello or alert, an SMTP/FTP/POP3/IMAP greeting, a MySQL greeting.
+// The flow table then takes its sender for the server (flow.Config).
+func IsServerFirst(b []byte) bool {
+	if len(b) > MaxIdentifyBytes {
+		b = b[:MaxIdentifyBytes]
+	}
+	for _, d := range serverDetectors {
+		if d.proto == SSH || d.proto == DNS { // both sides send these
+			continue
+		}
+		if d.fn(b) == yes {
+			return true
+		}
+	}
+	return false
 }
 
 type streamDetector struct {
@@ -420,6 +439,48 @@ func isTLSHandshake(b []byte, msgType byte) verdict {
 }
 
 func isTLSClientHello(b []byte) verdict { return isTLSHandshake(b, 1) }
+
+// minTLSRecords is how many whole record headers in a row make a stream
+// picked up mid-stream TLS (or the bytes run out inside the last record).
+const minTLSRecords = 2
+
+// isTLSRecords matches TLS record headers from the start of b: content
+// type change_cipher_spec, alert, handshake or application_data, version
+// 3.0 to 3.4, a legal length; the next header where the record ends. Two
+// headers in a row, or one whose record b ends inside of at the bound,
+// are TLS (nDPI identifies mid-stream TLS from record headers too).
+func isTLSRecords(b []byte) verdict {
+	for n := 0; ; n++ {
+		if n == minTLSRecords {
+			return yes
+		}
+		if len(b) < 5 {
+			if len(b) == 0 && n > 0 {
+				return maybe
+			}
+			for i, c := range b {
+				if i == 0 && (c < 20 || c > 23) || i == 1 && c != 3 || i == 2 && c > 4 {
+					return no
+				}
+			}
+			return maybe
+		}
+		if b[0] < 20 || b[0] > 23 || b[1] != 3 || b[2] > 4 {
+			return no
+		}
+		l := int(b[3])<<8 | int(b[4])
+		if l == 0 || l > maxTLSRecord {
+			return no
+		}
+		if 5+l > len(b) {
+			if len(b) >= MaxIdentifyBytes {
+				return yes
+			}
+			return maybe
+		}
+		b = b[5+l:]
+	}
+}
 
 // isTLSServerFirst matches a ServerHello, or an alert record (a server
 // that refuses the ClientHello).
@@ -892,6 +953,26 @@ func isQUIC(dir Dir, b []byte) bool {
 	return true
 }
 
+// isGQUIC matches a client's first packet of Google QUIC, which came
+// before the IETF versions and is still seen: Q046 and later in a long
+// header with the version 'Q' or 'T' and three digits, Q043 and earlier
+// in a public header (version flag, 8-byte connection id, the version).
+// Both pad the client's first packet to at least gquicMinDatagram bytes.
+func isGQUIC(dir Dir, b []byte) bool {
+	const gquicMinDatagram = 1024
+	if dir != ToServer || len(b) < gquicMinDatagram {
+		return false
+	}
+	version := func(v []byte) bool {
+		return (v[0] == 'Q' || v[0] == 'T') && v[1] >= '0' && v[1] <= '9' && v[2] >= '0' && v[2] <= '9' && v[3] >= '0' && v[3] <= '9'
+	}
+	if b[0]&0x80 != 0 {
+		return version(b[1:5])
+	}
+	// public flags: version (0x01), 8-byte connection id (0x08); no reset.
+	return b[0]&0x0b == 0x09 && version(b[9:13])
+}
+
 // quicVarint decodes a QUIC variable-length integer; n is 0 if b is short.
 func quicVarint(b []byte) (v uint64, n int) {
 	if len(b) == 0 {
@@ -920,7 +1001,14 @@ type Identifier struct {
 	proto   Protocol
 	done    Status
 	saw220  bool // the server greeted with "220" without naming SMTP or FTP
+	mid     bool // picked up mid-stream (SetMidstream)
 }
+
+// SetMidstream says the flow was picked up mid-stream: its first bytes are
+// not the protocol's first message, so TLS is also recognised by its
+// record headers (isTLSRecords), as a connection after its handshake
+// shows.
+func (id *Identifier) SetMidstream() { id.mid = true }
 
 // Reset forgets the flow, keeping buffers for reuse.
 func (id *Identifier) Reset() {
@@ -951,6 +1039,14 @@ func (id *Identifier) Feed(dir Dir, chunk []byte) (Protocol, Status) {
 			data = id.buf[d]
 		}
 		p, st := IdentifyStream(d, data)
+		if st == NotIdentified && id.mid {
+			switch isTLSRecords(data) {
+			case yes:
+				p, st = TLS, Identified
+			case maybe:
+				st = NeedMore
+			}
+		}
 		if st == NotIdentified && d == ToClient {
 			if line, _ := firstLine(data); hasPrefix(line, "220") == yes {
 				id.saw220 = true

@@ -455,6 +455,14 @@ func FuzzIdentify(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data, seed []byte, dirb byte) {
 		dir := proto.Dir(dirb & 1)
 		proto.IdentifyDatagram(dir, data)
+		proto.IsServerFirst(data)
+		var mid proto.Identifier
+		mid.SetMidstream()
+		for _, ch := range prototest.RandomChunks(data, seed) {
+			if _, st := mid.Feed(dir, ch); st != proto.NeedMore {
+				break
+			}
+		}
 		wantP, wantSt := proto.IdentifyStream(dir, data)
 		if wantSt == proto.NotIdentified {
 			wantSt = proto.NeedMore

@@ -72,8 +72,9 @@
 //
 // FIN: the FIN's position is recorded; once every byte before it is
 // delivered the push reports FlagFIN. Data past the FIN is
-// StatusOutOfWindow (FlagAfterFIN), a second FIN elsewhere StatusConflict
-// (FlagBadFIN). RST: accepted (StatusReset, buffers freed) only at the exact
+// StatusOutOfWindow (FlagAfterFIN), a second FIN elsewhere or a FIN before
+// delivered bytes StatusOutOfWindow too (FlagBadFIN): it could only end the
+// receiver's stream early, never change its bytes. RST: accepted (StatusReset, buffers freed) only at the exact
 // next sequence number, as RFC 5961 receivers do; any other RST is ignored
 // with FlagInvalidRST. Keep-alives and zero-window probes one byte below
 // the next expected byte are recognised (FlagKeepAlive) and not compared.

@@ -64,18 +64,28 @@ func (r *Reassembler) Push(s *Stream, seg Segment, deliver func([]byte)) Result 
 	payload := seg.Payload
 	start := s.offset(seq)
 	end := start + int64(len(payload))
+	if end-s.next > int64(r.cfg.MaxAhead) {
+		// Past any window the receiver offers: it discards the segment,
+		// a FIN in it too (so a FIN there is not a second FIN).
+		r.stats.OutOfWindow++
+		res.Status = StatusOutOfWindow
+		return res
+	}
 	if fl&decode.TCPFin != 0 && ((s.flags&stFIN != 0 && end != s.fin) || (s.flags&stFIN == 0 && end < s.next)) {
-		return r.conflict(res, FlagBadFIN)
+		// A FIN before bytes already delivered, or a second FIN elsewhere:
+		// a receiver that has those bytes ignores it, one that has not
+		// would end the stream early — with fewer bytes than inspected,
+		// never others. Dropping this segment is enough; it is no evasion
+		// of the bytes (VPN gateways and middleboxes send such FINs on
+		// ordinary connections: nDPI's webex, waze, tunnelbear captures).
+		r.stats.OutOfWindow++
+		res.Status, res.Flags = StatusOutOfWindow, res.Flags|FlagBadFIN
+		return res
 	}
 	if s.flags&stFIN != 0 && end > s.fin && len(payload) > 0 {
 		// data past the FIN (bare ACKs after it carry the FIN's seq + 1)
 		r.stats.OutOfWindow++
 		res.Status, res.Flags = StatusOutOfWindow, res.Flags|FlagAfterFIN
-		return res
-	}
-	if end-s.next > int64(r.cfg.MaxAhead) {
-		r.stats.OutOfWindow++
-		res.Status = StatusOutOfWindow
 		return res
 	}
 	if len(payload) == 0 {

@@ -145,7 +145,8 @@ const (
 	FlagLimitSegments
 	FlagLimitPool
 	// FlagAfterFIN: data past the FIN (StatusOutOfWindow); FlagBadFIN: a
-	// FIN at another place than an earlier one (StatusConflict).
+	// FIN at another place than an earlier one, or before bytes already
+	// delivered (StatusOutOfWindow: dropped, the stream goes on).
 	FlagAfterFIN
 	FlagBadFIN
 	// FlagBadSYN: a SYN with another initial sequence number once data was
