@@ -28,7 +28,7 @@ const (
 	maxPrefix = 4096
 	// maxKeep bounds the bytes of one packet kept: the command byte, the
 	// query attributes and the query.
-	maxKeep = 1 + maxPrefix + MaxQuery
+	maxKeep   = 1 + maxPrefix + MaxQuery
 	headerLen = 4
 )
 

@@ -107,7 +107,7 @@ func TestParser(t *testing.T) {
 			packet(3, []byte{0xfe, 'a', 'u', 't', 'h'}), // auth switch response: skipped
 			packet(0, append([]byte{ComStmtPrepare}, "SELECT ?"...)),
 			packet(0, append([]byte{ComInitDB}, "other"...)),
-			packet(0, append([]byte{ComChangeUser}, "root\x00\x02ab" + "mysql\x00"...)),
+			packet(0, append([]byte{ComChangeUser}, "root\x00\x02ab"+"mysql\x00"...)),
 			packet(0, []byte{0x17, 1, 0, 0, 0}),
 			packet(0, []byte{ComQuit})},
 			"handshake user=\"app\" database=\"\" caps=0x8200 tls=false\n" +
