@@ -35,7 +35,7 @@ func (r *recorder) Finding(f proto.Finding) {
 }
 
 // run feeds chunks to a new parser and returns what it reported.
-func run(chunks []prototest.Chunk) string {
+func run(chunks []testutil.Chunk) string {
 	var r recorder
 	var p Parser
 	p.Reset(&r)
@@ -59,10 +59,10 @@ func TestGolden(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			chunks := prototest.Transcript(t, f)
+			chunks := testutil.Transcript(t, f)
 			want := run(chunks)
 			for _, n := range []int{0, 1, 2, 3, 5, 7, 64} {
-				if got := run(prototest.Rechunk(chunks, n)); got != want {
+				if got := run(testutil.Rechunk(chunks, n)); got != want {
 					t.Fatalf("in chunks of %d:\n%s\nwant (as recorded):\n%s", n, got, want)
 				}
 			}
@@ -139,7 +139,7 @@ func TestParser(t *testing.T) {
 				all = append(all, s...)
 			}
 			for _, n := range []int{0, 1, 3} {
-				got := run(prototest.Rechunk([]prototest.Chunk{{Data: all}}, n))
+				got := run(testutil.Rechunk([]testutil.Chunk{{Data: all}}, n))
 				if got != tt.want {
 					t.Fatalf("chunks of %d:\n%s\nwant:\n%s", n, got, tt.want)
 				}
@@ -151,10 +151,10 @@ func TestParser(t *testing.T) {
 // TestAllocs: parsing commands allocates nothing once the parser's
 // buffer has grown.
 func TestAllocs(t *testing.T) {
-	chunks := prototest.Transcript(t, "testdata/mariadb-client.txt")
+	chunks := testutil.Transcript(t, "testdata/mariadb-client.txt")
 	var p Parser
 	sink := &nopSink{}
-	data := prototest.Rechunk(chunks, 3)
+	data := testutil.Rechunk(chunks, 3)
 	n := testing.AllocsPerRun(50, func() {
 		p.Reset(sink)
 		for _, c := range data {
@@ -181,20 +181,20 @@ func (nopSink) Finding(proto.Finding) {}
 func FuzzParser(f *testing.F) {
 	files, _ := filepath.Glob("testdata/*.txt")
 	for _, path := range files {
-		for _, c := range prototest.Transcript(f, path) {
+		for _, c := range testutil.Transcript(f, path) {
 			if !c.ToClient {
 				f.Add(c.Data, []byte{3, 200})
 			}
 		}
 	}
 	f.Fuzz(func(t *testing.T, data, seed []byte) {
-		var greet []prototest.Chunk
-		greet = append(greet, prototest.Chunk{ToClient: true, Data: packet(0, []byte{10, '8', 0, 1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0xff, 0xff, 33, 2, 0, 0xff, 0xff})})
-		want := run(append(greet, prototest.Chunk{Data: data}))
-		var cs []prototest.Chunk
+		var greet []testutil.Chunk
+		greet = append(greet, testutil.Chunk{ToClient: true, Data: packet(0, []byte{10, '8', 0, 1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0xff, 0xff, 33, 2, 0, 0xff, 0xff})})
+		want := run(append(greet, testutil.Chunk{Data: data}))
+		var cs []testutil.Chunk
 		cs = append(cs, greet...)
 		for _, c := range prototest.RandomChunks(data, seed) {
-			cs = append(cs, prototest.Chunk{Data: c})
+			cs = append(cs, testutil.Chunk{Data: c})
 		}
 		if got := run(cs); got != want {
 			t.Fatalf("chunked:\n%s\nwhole:\n%s", got, want)

@@ -36,7 +36,7 @@ func (r *recorder) Finding(f proto.Finding) {
 	fmt.Fprintf(&r.b, "finding %s fatal=%v offset=%d\n", f.Kind, f.Fatal, f.Offset)
 }
 
-func run(chunks []prototest.Chunk) string {
+func run(chunks []testutil.Chunk) string {
 	var r recorder
 	var p Parser
 	p.Reset(&r)
@@ -60,10 +60,10 @@ func TestGolden(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			chunks := prototest.Transcript(t, f)
+			chunks := testutil.Transcript(t, f)
 			want := run(chunks)
 			for _, n := range []int{0, 1, 2, 3, 5, 7, 64} {
-				if got := run(prototest.Rechunk(chunks, n)); got != want {
+				if got := run(testutil.Rechunk(chunks, n)); got != want {
 					t.Fatalf("in chunks of %d:\n%s\nwant (as recorded):\n%s", n, got, want)
 				}
 			}
@@ -88,30 +88,30 @@ func TestParser(t *testing.T) {
 	long := strings.Repeat("y", MaxQuery+5)
 	tests := []struct {
 		name string
-		in   []prototest.Chunk
+		in   []testutil.Chunk
 		want string
 	}{
-		{"ssl accepted", []prototest.Chunk{{Data: untyped(codeSSL, "")}, {ToClient: true, Data: []byte("S")}, {Data: []byte{0x16, 3, 1}}},
+		{"ssl accepted", []testutil.Chunk{{Data: untyped(codeSSL, "")}, {ToClient: true, Data: []byte("S")}, {Data: []byte{0x16, 3, 1}}},
 			"encrypted ssl\n"},
-		{"gss refused then ssl refused", []prototest.Chunk{{Data: untyped(codeGSSENC, "")}, {ToClient: true, Data: []byte("N")},
+		{"gss refused then ssl refused", []testutil.Chunk{{Data: untyped(codeGSSENC, "")}, {ToClient: true, Data: []byte("N")},
 			{Data: untyped(codeSSL, "")}, {ToClient: true, Data: []byte("N")}, {Data: startup}, {Data: typed('Q', "SELECT 1\x00")}},
 			"startup 3.0 user=\"app\" database=\"app\" application=\"\"\nquery Q statement=\"\" text=\"SELECT 1\" truncated=false\n"},
-		{"parse", []prototest.Chunk{{Data: startup}, {Data: typed('p', "secret\x00")}, {Data: typed('P', "s1\x00SELECT $1\x00\x00\x00")}},
+		{"parse", []testutil.Chunk{{Data: startup}, {Data: typed('p', "secret\x00")}, {Data: typed('P', "s1\x00SELECT $1\x00\x00\x00")}},
 			"startup 3.0 user=\"app\" database=\"app\" application=\"\"\nquery P statement=\"s1\" text=\"SELECT $1\" truncated=false\n"},
-		{"long query", []prototest.Chunk{{Data: startup}, {Data: typed('Q', long+"\x00")}},
+		{"long query", []testutil.Chunk{{Data: startup}, {Data: typed('Q', long+"\x00")}},
 			"startup 3.0 user=\"app\" database=\"app\" application=\"\"\nfinding pgsql.query_too_long fatal=false offset=18\n" +
 				"query Q statement=\"\" text=\"yyyyyyyyyyyyyyyyyyyy... (65536 bytes)\" truncated=true\n"},
-		{"bad length", []prototest.Chunk{{Data: startup}, {Data: []byte{'Q', 0, 0, 0, 2}}},
+		{"bad length", []testutil.Chunk{{Data: startup}, {Data: []byte{'Q', 0, 0, 0, 2}}},
 			"startup 3.0 user=\"app\" database=\"app\" application=\"\"\nfinding pgsql.malformed fatal=true offset=18\n"},
-		{"protocol 2", []prototest.Chunk{{Data: untyped(2<<16, "user\x00x\x00\x00")}},
+		{"protocol 2", []testutil.Chunk{{Data: untyped(2<<16, "user\x00x\x00\x00")}},
 			"finding pgsql.malformed fatal=true offset=0\n"},
-		{"request before answer", []prototest.Chunk{{Data: untyped(codeSSL, "")}, {Data: startup}},
+		{"request before answer", []testutil.Chunk{{Data: untyped(codeSSL, "")}, {Data: startup}},
 			"finding pgsql.malformed fatal=true offset=8\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, n := range []int{0, 1, 3} {
-				if got := run(prototest.Rechunk(tt.in, n)); got != tt.want {
+				if got := run(testutil.Rechunk(tt.in, n)); got != tt.want {
 					t.Fatalf("chunks of %d:\n%s\nwant:\n%s", n, got, tt.want)
 				}
 			}
@@ -128,7 +128,7 @@ func (nopSink) Finding(proto.Finding) {}
 
 // TestAllocs: parsing allocates nothing once the buffer has grown.
 func TestAllocs(t *testing.T) {
-	data := prototest.Rechunk(prototest.Transcript(t, "testdata/pgbench-prepared.txt"), 3)
+	data := testutil.Rechunk(testutil.Transcript(t, "testdata/pgbench-prepared.txt"), 3)
 	var p Parser
 	n := testing.AllocsPerRun(50, func() {
 		p.Reset(nopSink{})
@@ -151,7 +151,7 @@ func FuzzParser(f *testing.F) {
 	files, _ := filepath.Glob("testdata/*.txt")
 	for _, path := range files {
 		var client []byte
-		for _, c := range prototest.Transcript(f, path) {
+		for _, c := range testutil.Transcript(f, path) {
 			if !c.ToClient {
 				client = append(client, c.Data...)
 			}
@@ -159,10 +159,10 @@ func FuzzParser(f *testing.F) {
 		f.Add(client, []byte{3, 200})
 	}
 	f.Fuzz(func(t *testing.T, data, seed []byte) {
-		want := run([]prototest.Chunk{{Data: data}})
-		var cs []prototest.Chunk
+		want := run([]testutil.Chunk{{Data: data}})
+		var cs []testutil.Chunk
 		for _, c := range prototest.RandomChunks(data, seed) {
-			cs = append(cs, prototest.Chunk{Data: c})
+			cs = append(cs, testutil.Chunk{Data: c})
 		}
 		if got := run(cs); got != want {
 			t.Fatalf("chunked:\n%s\nwhole:\n%s", got, want)

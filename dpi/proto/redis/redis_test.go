@@ -24,7 +24,7 @@ func (r *recorder) Finding(f proto.Finding) {
 	fmt.Fprintf(&r.b, "finding %s fatal=%v offset=%d\n", f.Kind, f.Fatal, f.Offset)
 }
 
-func run(chunks []prototest.Chunk) string {
+func run(chunks []testutil.Chunk) string {
 	var r recorder
 	var p Parser
 	p.Reset(&r)
@@ -47,10 +47,10 @@ func TestGolden(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			chunks := prototest.Transcript(t, f)
+			chunks := testutil.Transcript(t, f)
 			want := run(chunks)
 			for _, n := range []int{0, 1, 2, 3, 5, 7, 64} {
-				if got := run(prototest.Rechunk(chunks, n)); got != want {
+				if got := run(testutil.Rechunk(chunks, n)); got != want {
 					t.Fatalf("in chunks of %d:\n%s\nwant (as recorded):\n%s", n, got, want)
 				}
 			}
@@ -105,7 +105,7 @@ func TestParser(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, n := range []int{0, 1, 3} {
-				if got := run(prototest.Rechunk([]prototest.Chunk{{Data: []byte(tt.in)}}, n)); got != tt.want {
+				if got := run(testutil.Rechunk([]testutil.Chunk{{Data: []byte(tt.in)}}, n)); got != tt.want {
 					t.Fatalf("chunks of %d:\n%s\nwant:\n%s", n, got, tt.want)
 				}
 			}
@@ -120,7 +120,7 @@ func (nopSink) Finding(proto.Finding) {}
 
 // TestAllocs: parsing allocates nothing once the buffers have grown.
 func TestAllocs(t *testing.T) {
-	data := prototest.Rechunk(append(prototest.Transcript(t, "testdata/redis-cli.txt"), prototest.Transcript(t, "testdata/inline.txt")...), 3)
+	data := testutil.Rechunk(append(testutil.Transcript(t, "testdata/redis-cli.txt"), testutil.Transcript(t, "testdata/inline.txt")...), 3)
 	var p Parser
 	n := testing.AllocsPerRun(50, func() {
 		p.Reset(nopSink{})
@@ -140,7 +140,7 @@ func FuzzParser(f *testing.F) {
 	files, _ := filepath.Glob("testdata/*.txt")
 	for _, path := range files {
 		var client []byte
-		for _, c := range prototest.Transcript(f, path) {
+		for _, c := range testutil.Transcript(f, path) {
 			if !c.ToClient {
 				client = append(client, c.Data...)
 			}
@@ -148,10 +148,10 @@ func FuzzParser(f *testing.F) {
 		f.Add(client, []byte{3, 200})
 	}
 	f.Fuzz(func(t *testing.T, data, seed []byte) {
-		want := run([]prototest.Chunk{{Data: data}})
-		var cs []prototest.Chunk
+		want := run([]testutil.Chunk{{Data: data}})
+		var cs []testutil.Chunk
 		for _, c := range prototest.RandomChunks(data, seed) {
-			cs = append(cs, prototest.Chunk{Data: c})
+			cs = append(cs, testutil.Chunk{Data: c})
 		}
 		if got := run(cs); got != want {
 			t.Fatalf("chunked:\n%s\nwhole:\n%s", got, want)
