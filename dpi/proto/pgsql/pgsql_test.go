@@ -169,3 +169,29 @@ func FuzzParser(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkParser parses the recorded connections, whole chunks.
+func BenchmarkParser(b *testing.B) {
+	files, _ := filepath.Glob("testdata/*.txt")
+	var chunks []testutil.Chunk
+	n := 0
+	for _, f := range files {
+		for _, c := range testutil.Transcript(b, f) {
+			chunks = append(chunks, c)
+			n += len(c.Data)
+		}
+	}
+	var p Parser
+	b.SetBytes(int64(n))
+	b.ReportAllocs()
+	for b.Loop() {
+		p.Reset(nopSink{})
+		for _, c := range chunks {
+			dir := proto.ToServer
+			if c.ToClient {
+				dir = proto.ToClient
+			}
+			p.Feed(dir, c.Data)
+		}
+	}
+}
