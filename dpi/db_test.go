@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/deepwall/deepwall/ctl/eve"
+	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dpi/flow"
 	"github.com/deepwall/deepwall/internal/testutil"
 )
@@ -122,6 +123,89 @@ func TestDBFields(t *testing.T) {
 			h.e.Flush()
 			if s := h.e.Stats(); s.OpenStreams != 0 || s.Flows != 0 {
 				t.Errorf("after flush: %d streams, %d flows", s.OpenStreams, s.Flows)
+			}
+		})
+	}
+}
+
+// TestDBAllocs: steady-state commands of inspected MySQL, PostgreSQL and
+// Redis connections (queries classified, keys matched) allocate nothing.
+func TestDBAllocs(t *testing.T) {
+	yaml := "rules:\n" +
+		block("1", "sql.verb", "^(select|insert)$", ", not: true") +
+		block("2", "sql.class", "^ddl$") +
+		block("3", "mysql.user", "^root$") +
+		block("4", "pgsql.query", "pg_sleep") +
+		"  - {id: 5, action: block, app_proto: redis, match: {field: redis.command, regex: '^(get|set|command|ping|mset|del|eval)$', not: true}}\n" +
+		block("6", "redis.key", "^secret:")
+	tests := []struct {
+		name, path, server string
+		setup              int // chunks of the recording sent first
+		command, deny      func(v *conv)
+	}{
+		{"mysql", mariadbConn, mysqlSrv, 3, func(v *conv) {
+			v.send(flow.ToServer, mysqlPacket("\x03SELECT name FROM t WHERE id = 42; INSERT INTO t VALUES (1)"))
+			v.send(flow.ToClient, "\x07\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00")
+		}, func(v *conv) { v.send(flow.ToServer, mysqlPacket("\x03DROP TABLE t")) }},
+		{"pgsql", psqlConn, pgsqlSrv, 4, func(v *conv) {
+			q := "SELECT name FROM t WHERE id = 42\x00"
+			v.send(flow.ToServer, "Q\x00\x00\x00"+string(rune(4+len(q)))+q)
+			v.send(flow.ToClient, "Z\x00\x00\x00\x05I")
+		}, func(v *conv) { v.send(flow.ToServer, "Q\x00\x00\x00\x17SELECT pg_sleep(9)\x00") }},
+		{"redis", redisCLIConn, redisSrv, 0, func(v *conv) {
+			v.send(flow.ToServer, "*3\r\n$3\r\nSET\r\n$6\r\nuser:1\r\n$5\r\nalice\r\n")
+			v.send(flow.ToClient, "+OK\r\n")
+		}, func(v *conv) { v.send(flow.ToServer, "*2\r\n$3\r\nGET\r\n$8\r\nsecret:1\r\n") }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, compileRules(t, yaml), Config{}) // the engine owns its rules
+			c := newCapture(t)
+			v := c.tcp(cli, tt.server).handshake()
+			// The connection's start (greeting, login, startup) as recorded.
+			for _, ch := range testutil.Transcript(t, tt.path)[:tt.setup] {
+				d := flow.ToServer
+				if ch.ToClient {
+					d = flow.ToClient
+				}
+				v.send(d, string(ch.Data))
+			}
+			for range 4 {
+				tt.command(v)
+			}
+			h.run(c)
+			const runs = 50
+			var batches [][]capFrame
+			for range runs + 1 {
+				n := len(c.frames)
+				tt.command(v)
+				batches = append(batches, c.frames[n:])
+			}
+			next := 0
+			var fr dataplane.Frame
+			allocs := testing.AllocsPerRun(runs, func() {
+				for i := range batches[next] {
+					f := &batches[next][i]
+					fr = dataplane.Frame{Data: f.data, Timestamp: f.ts, Ingress: f.ingress}
+					if vd := h.e.Inspect(0, &fr); vd.Action != dataplane.Forward {
+						t.Fatalf("frame %d: %v", i, vd)
+					}
+				}
+				next++
+			})
+			if allocs != 0 {
+				t.Errorf("%.1f allocations per command", allocs)
+			}
+			if s := h.e.Stats(); s.Alerts != 0 || s.Flows != 1 {
+				t.Errorf("stats %+v", s)
+			}
+			// The commands were inspected: a denied one is blocked.
+			n := len(c.frames)
+			tt.deny(v)
+			f := &c.frames[n]
+			fr = dataplane.Frame{Data: f.data, Timestamp: f.ts, Ingress: f.ingress}
+			if vd := h.e.Inspect(0, &fr); vd.Action != dataplane.Drop {
+				t.Errorf("denied command: %v", vd)
 			}
 		})
 	}
