@@ -9,6 +9,9 @@ import (
 	"github.com/deepwall/deepwall/dpi/proto"
 	"github.com/deepwall/deepwall/dpi/proto/dns"
 	"github.com/deepwall/deepwall/dpi/proto/http"
+	"github.com/deepwall/deepwall/dpi/proto/mysql"
+	"github.com/deepwall/deepwall/dpi/proto/pgsql"
+	"github.com/deepwall/deepwall/dpi/proto/redis"
 	"github.com/deepwall/deepwall/dpi/proto/ssh"
 	"github.com/deepwall/deepwall/dpi/proto/tls"
 	"github.com/deepwall/deepwall/rules"
@@ -47,6 +50,9 @@ const (
 	parserDNS
 	parserSSH
 	parserHTTP2
+	parserMySQL
+	parserPgSQL
+	parserRedis
 )
 
 // Mask bits: which event fields carry text a DLP rule matched.
@@ -192,6 +198,10 @@ type flowCtx struct {
 	tls       *tls.Parser
 	dns       *dns.Parser
 	ssh       *ssh.Parser
+	mysql     *mysql.Parser
+	pgsql     *pgsql.Parser
+	redis     *redis.Parser
+	db        dbConn  // database flows (db.go)
 	tunnel    [2]bool // HTTP direction switched protocols: HTTP/2 after h2c, else no more parsing
 	h2        h2Conn
 
@@ -239,6 +249,7 @@ func (c *flowCtx) start(w *worker, f *flow.Flow[flowState]) {
 	c.forget()
 	c.reqSeq, c.rspSeq = -1, -1
 	c.sni, c.tlsVersion, c.helloSeen = c.sni[:0], 0, false
+	c.db.reset()
 	for i := range c.sshSW {
 		c.sshSW[i], c.sshProto[i] = c.sshSW[i][:0], c.sshProto[i][:0]
 	}

@@ -130,6 +130,8 @@ func (w *worker) identified(p proto.Protocol, d flow.Dir) {
 	case proto.HTTP2:
 		w.startH2(ctx)
 		ctx.parser = parserHTTP2
+	case proto.MySQL, proto.PostgreSQL, proto.Redis:
+		w.startDB(ctx, p)
 	}
 }
 
@@ -178,6 +180,8 @@ func (w *worker) feed(ctx *flowCtx, d flow.Dir, b []byte) {
 		ctx.dns.Feed(proto.Dir(d), b)
 	case parserHTTP2:
 		w.feedH2(ctx, d, b)
+	case parserMySQL, parserPgSQL, parserRedis:
+		w.feedDB(ctx, d, b)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/deepwall/deepwall/dpi/proto"
 	"github.com/deepwall/deepwall/dpi/proto/dns"
 	"github.com/deepwall/deepwall/dpi/proto/http"
+	"github.com/deepwall/deepwall/dpi/proto/sql"
 	"github.com/deepwall/deepwall/dpi/reasm"
 	"github.com/deepwall/deepwall/rules"
 	"github.com/deepwall/deepwall/xdp"
@@ -168,6 +169,7 @@ type worker struct {
 	req     reqBufs
 	msg     scope // DNS message or UDP datagram being inspected
 	msgDNS  dnsInfo
+	sqlq    sql.Query                         // the statements of the query being inspected (db.go)
 	dgram   [plan.NumStreamKinds][]streamSlot // per-datagram payload streams
 
 	lastExpire int64
@@ -829,6 +831,8 @@ func (w *worker) dirEnd(d flow.Dir, depth bool) {
 		ctx.tls.Close(proto.Dir(d))
 	case parserSSH:
 		ctx.ssh.Close(proto.Dir(d))
+	case parserMySQL, parserPgSQL, parserRedis:
+		w.closeDB(ctx, d)
 	}
 	if ctx.h2.on {
 		ctx.h2.p.Close(proto.Dir(d))

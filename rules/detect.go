@@ -42,6 +42,9 @@ var detectFields = map[FieldKind]bool{
 	FieldHTTPFile: true, FieldHTTPFileField: true, FieldHTTPPartHeader: true, FieldHTTPPlainBody: true,
 	FieldHTTPXMLText: true, FieldHTTPXMLAttr: true,
 	FieldGRPCString: true,
+	// Whole queries: libinjection reads a query as it reads an injected
+	// parameter, so it flags tautologies and comment tricks in them.
+	FieldMySQLQuery: true, FieldPgSQLQuery: true,
 }
 
 // IsSQLi runs libinjection's SQL injection tokenizer over b and returns its

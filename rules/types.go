@@ -142,6 +142,24 @@ const (
 	// gRPC parsing reports that does not stop the connection by itself
 	// ("http2.rapid_reset", "http.unknown_encoding", "grpc.walk_limit").
 	FieldHTTPFinding
+
+	// Database and cache fields: one command (query, prepared statement,
+	// database switch) at a time.
+	FieldMySQLQuery    // COM_QUERY and COM_STMT_PREPARE text
+	FieldMySQLUser     // user of the handshake (or of the last COM_CHANGE_USER)
+	FieldMySQLDatabase // database of the handshake, COM_INIT_DB, COM_CHANGE_USER
+	FieldMySQLCommand  // command name: query, init_db, stmt_prepare, stmt_execute, quit, ...
+	FieldPgSQLQuery    // simple query and Parse text
+	FieldPgSQLUser     // user of the startup message
+	FieldPgSQLDatabase // database of the startup message (the user when absent)
+	FieldRedisCommand  // command name, lower case
+	FieldRedisKey      // each key of the command
+	// FieldSQLVerb and FieldSQLClass are the statements of a mysql.query
+	// or pgsql.query: each one's first keyword, lower case, and its
+	// class (dql, dml, ddl, dcl, tcl, other), plus "multi" in sql.class
+	// when the query holds several statements.
+	FieldSQLVerb
+	FieldSQLClass
 )
 
 type fieldInfo struct {
@@ -197,6 +215,18 @@ var fieldInfos = [...]fieldInfo{
 	FieldGRPCString:        {name: "grpc.string", app: "http2", tcp: true, multi: true},
 	FieldGRPCMessageLength: {name: "grpc.message_length", app: "http2", tcp: true, multi: true},
 	FieldHTTPFinding:       {name: "http.finding", app: "http", tcp: true, multi: true},
+
+	FieldMySQLQuery:    {name: "mysql.query", app: "mysql", tcp: true},
+	FieldMySQLUser:     {name: "mysql.user", app: "mysql", tcp: true},
+	FieldMySQLDatabase: {name: "mysql.database", app: "mysql", tcp: true},
+	FieldMySQLCommand:  {name: "mysql.command", app: "mysql", tcp: true},
+	FieldPgSQLQuery:    {name: "pgsql.query", app: "postgresql", tcp: true},
+	FieldPgSQLUser:     {name: "pgsql.user", app: "postgresql", tcp: true},
+	FieldPgSQLDatabase: {name: "pgsql.database", app: "postgresql", tcp: true},
+	FieldRedisCommand:  {name: "redis.command", app: "redis", tcp: true},
+	FieldRedisKey:      {name: "redis.key", app: "redis", tcp: true, multi: true},
+	FieldSQLVerb:       {name: "sql.verb", app: "sql", tcp: true, multi: true},
+	FieldSQLClass:      {name: "sql.class", app: "sql", tcp: true, multi: true},
 }
 
 // Field is a match target: a kind, plus the header name for FieldHTTPHeader.
@@ -232,11 +262,12 @@ func (f Field) Stream() bool { return f.info().stream }
 func (f Field) AppProto() string { return f.info().app }
 
 // FilledBy reports whether flows of application protocol app fill the
-// field: its own protocol, and HTTP/2 for the http.* fields (every
-// stream fills them as an HTTP/1 transaction does).
+// field: its own protocol, HTTP/2 for the http.* fields (every stream
+// fills them as an HTTP/1 transaction does), and MySQL and PostgreSQL
+// for the sql.* fields (the statements of their queries).
 func (f Field) FilledBy(app string) bool {
 	a := f.info().app
-	return a == app || a == "http" && app == "http2"
+	return a == app || a == "http" && app == "http2" || a == "sql" && (app == "mysql" || app == "postgresql")
 }
 
 // Multi reports whether the field has several values that are matched
@@ -315,7 +346,7 @@ var appTransport = map[string][]uint8{
 	"http": {6}, "http2": {6}, "tls": {6}, "dns": {6, 17}, "ssh": {6}, "smtp": {6},
 	"ftp": {6}, "imap": {6}, "pop3": {6}, "mqtt": {6}, "redis": {6}, "mysql": {6},
 	"postgresql": {6}, "mongodb": {6}, "rdp": {6, 17}, "smb": {6}, "sip": {6, 17},
-	"ntp": {17}, "dhcp": {17}, "quic": {17},
+	"ntp": {17}, "dhcp": {17}, "quic": {17}, "sql": {6},
 }
 
 func knownAppProto(s string) bool {

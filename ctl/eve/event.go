@@ -36,6 +36,9 @@ type Event struct {
 	TLS   *TLSInfo   `json:"tls,omitempty"`
 	DNS   *DNSInfo   `json:"dns,omitempty"`
 	SSH   *SSHInfo   `json:"ssh,omitempty"`
+	MySQL *DBInfo    `json:"mysql,omitempty"`
+	PgSQL *DBInfo    `json:"pgsql,omitempty"`
+	Redis *DBInfo    `json:"redis,omitempty"`
 }
 
 // Container names the workload of an event's protected port: its name
@@ -176,6 +179,25 @@ type SSHInfo struct {
 type SSHHost struct {
 	ProtoVersion    string `json:"proto_version,omitempty"`
 	SoftwareVersion string `json:"software_version,omitempty"`
+}
+
+// DBInfo is the mysql, pgsql or redis section: the connection's user and
+// database, and the command the event is about (deepwall's own fields;
+// Suricata's pgsql section differs).
+type DBInfo struct {
+	User     string `json:"user,omitempty"`
+	Database string `json:"database,omitempty"`
+	// Command is MySQL's command name (query, init_db, stmt_prepare...),
+	// "query" or "parse" for PostgreSQL, the Redis command, or
+	// "handshake"/"startup" for the connection's start.
+	Command string `json:"command,omitempty"`
+	// Query is the SQL text (the first 1 KiB); Key the first key of a
+	// Redis command.
+	Query string `json:"query,omitempty"`
+	Key   string `json:"key,omitempty"`
+	// TLS is "ssl" or "gss" once the connection switched to encryption
+	// (its commands are no longer inspected).
+	TLS string `json:"tls,omitempty"`
 }
 
 // EveTime formats like Suricata: 2006-01-02T15:04:05.000000-0700.

@@ -186,6 +186,16 @@ const (
 	GRPCWalkLimit        // a message nested deeper than Limits.MaxDepth or with more than MaxFields fields
 	GRPCTruncated        // the stream ended inside a length-prefixed message
 
+	// Databases and caches (mysql, pgsql, redis packages).
+	MySQLMalformed    // a packet that breaks the grammar of its phase (fatal)
+	MySQLQueryTooLong // a query or statement longer than mysql.MaxQuery: its first MaxQuery bytes are inspected
+	MySQLCompressed   // the connection switched to the compressed protocol: its commands are not inspected
+	PgSQLMalformed    // a message with an impossible length or layout (fatal)
+	PgSQLQueryTooLong // a query longer than pgsql.MaxQuery: its first MaxQuery bytes are inspected
+	RedisMalformed    // a command that is neither a RESP array of bulk strings nor an inline command (fatal)
+	RedisArgTooLong   // a command name or key longer than redis.MaxArg: its first MaxArg bytes are inspected
+	RedisTooManyKeys  // a command with more than redis.MaxKeys keys: the first MaxKeys are inspected
+
 	numFindingKinds
 )
 
@@ -321,6 +331,15 @@ var kindInfos = [numFindingKinds]kindInfo{
 	GRPCMalformedMessage: {"grpc.malformed_message", ClassMalformed},
 	GRPCWalkLimit:        {"grpc.walk_limit", ClassLimit},
 	GRPCTruncated:        {"grpc.truncated", ClassMalformed},
+
+	MySQLMalformed:    {"mysql.malformed", ClassMalformed},
+	MySQLQueryTooLong: {"mysql.query_too_long", ClassLimit},
+	MySQLCompressed:   {"mysql.compressed", ClassLimit},
+	PgSQLMalformed:    {"pgsql.malformed", ClassMalformed},
+	PgSQLQueryTooLong: {"pgsql.query_too_long", ClassLimit},
+	RedisMalformed:    {"redis.malformed", ClassMalformed},
+	RedisArgTooLong:   {"redis.arg_too_long", ClassLimit},
+	RedisTooManyKeys:  {"redis.too_many_keys", ClassLimit},
 }
 
 // String returns the kind's stable name, "<protocol>.<anomaly>".

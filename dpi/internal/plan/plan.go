@@ -31,10 +31,10 @@ const (
 )
 
 // numFieldKinds bounds rules.FieldKind values (the rules package numbers
-// them from 1, FieldHTTPFinding last). TestFieldKinds fails when rules
+// them from 1, FieldSQLClass last). TestFieldKinds fails when rules
 // gains a kind past it; New refuses a field beyond it rather than leave it
 // uninspected.
-const numFieldKinds = int(rules.FieldHTTPFinding) + 1
+const numFieldKinds = int(rules.FieldSQLClass) + 1
 
 // Group is one Hyperscan database with what the engine needs to drive
 // it: the borrowed C database, the transform chain, and what lets the
@@ -182,7 +182,7 @@ func fieldTransports(r *rules.Rule) (tcp, udp bool) {
 		return true, true
 	}
 	switch r.Match.Field.AppProto() {
-	case "http", "tls", "ssh":
+	case "http", "tls", "ssh", "mysql", "postgresql", "redis", "sql":
 		return true, false
 	}
 	return true, true

@@ -1,0 +1,300 @@
+package dpi
+
+import (
+	"unsafe"
+
+	"github.com/deepwall/deepwall/dpi/flow"
+	"github.com/deepwall/deepwall/dpi/proto"
+	"github.com/deepwall/deepwall/dpi/proto/mysql"
+	"github.com/deepwall/deepwall/dpi/proto/pgsql"
+	"github.com/deepwall/deepwall/dpi/proto/redis"
+	"github.com/deepwall/deepwall/dpi/proto/sql"
+	"github.com/deepwall/deepwall/rules"
+
+	"github.com/deepwall/deepwall/ctl/eve"
+)
+
+// Bounds on what a database flow keeps for events.
+const (
+	// maxDBName bounds the user and database names kept per flow.
+	maxDBName = 256
+	// maxEventQuery bounds the query (or Redis key) an event shows.
+	maxEventQuery = 1024
+)
+
+// dbConn is a database or cache flow's state for rules and events: the
+// connection's user and database (copies), and while a command is
+// inspected, the command (pointing into the parser's buffers).
+type dbConn struct {
+	user, database []byte
+	command        string // mysql.command, or "query"/"parse" for PostgreSQL
+	redisCmd       []byte // Redis command name (valid during the command)
+	query          []byte // valid during the command
+	key            []byte // first Redis key, valid during the command
+	tls            string // "ssl" or "gss" when the connection switched to encryption
+}
+
+func (c *dbConn) reset() {
+	c.user, c.database = c.user[:0], c.database[:0]
+	c.command, c.redisCmd, c.query, c.key, c.tls = "", nil, nil, nil, ""
+}
+
+// dbSinks adapt the worker to the database parsers' sinks (whose method
+// names would clash on the worker itself).
+type (
+	mysqlSink struct{ w *worker }
+	pgsqlSink struct{ w *worker }
+	redisSink struct{ w *worker }
+)
+
+// startDB starts the parser of database protocol p for the current flow
+// (identified calls it when a rule uses the protocol's fields).
+func (w *worker) startDB(ctx *flowCtx, p proto.Protocol) {
+	ctx.db.reset()
+	switch p {
+	case proto.MySQL:
+		ctx.mysql = orNew(ctx.mysql)
+		ctx.mysql.Reset(mysqlSink{w})
+		ctx.parser = parserMySQL
+	case proto.PostgreSQL:
+		ctx.pgsql = orNew(ctx.pgsql)
+		ctx.pgsql.Reset(pgsqlSink{w})
+		ctx.parser = parserPgSQL
+	case proto.Redis:
+		ctx.redis = orNew(ctx.redis)
+		ctx.redis.Reset(redisSink{w})
+		ctx.parser = parserRedis
+	}
+}
+
+// feedDB gives an in-order chunk to the flow's database parser; once the
+// parser is done (the connection is encrypted or compressed) only raw
+// payload rules can still need the flow.
+func (w *worker) feedDB(ctx *flowCtx, d flow.Dir, b []byte) {
+	var done bool
+	switch ctx.parser {
+	case parserMySQL:
+		done = ctx.mysql.Feed(proto.Dir(d), b)
+	case parserPgSQL:
+		done = ctx.pgsql.Feed(proto.Dir(d), b)
+	case parserRedis:
+		done = ctx.redis.Feed(proto.Dir(d), b)
+	}
+	if done && !w.stopped() && !w.rs.Needs(w.cst.app, ctx.rflow, true) {
+		w.allowFinal(0)
+	}
+}
+
+// closeDB tells the flow's database parser that direction d ended.
+func (w *worker) closeDB(ctx *flowCtx, d flow.Dir) {
+	switch ctx.parser {
+	case parserMySQL:
+		ctx.mysql.Close(proto.Dir(d))
+	case parserPgSQL:
+		ctx.pgsql.Close(proto.Dir(d))
+	case parserRedis:
+		ctx.redis.Close(proto.Dir(d))
+	}
+}
+
+// dbCommand starts the inspection of one command (or handshake): its own
+// scope, in which the connection's user and database are evaluated again
+// so that a rule may combine them with the command.
+func (w *worker) dbCommand(user, database rules.FieldKind) *scope {
+	ctx := w.cctx
+	sc := &ctx.msg
+	sc.reset(nil, nil)
+	w.single(user, ctx.db.user, sc, flow.ToServer)
+	w.single(database, ctx.db.database, sc, flow.ToServer)
+	return sc
+}
+
+// dbDone decides the command's hits and forgets the command.
+func (w *worker) dbDone(sc *scope) {
+	w.settle(sc, flow.ToServer)
+	db := &w.cctx.db
+	db.command, db.redisCmd, db.query, db.key = "", nil, nil, nil
+}
+
+// sqlQuery evaluates a query's text and its statements (sql.verb,
+// sql.class).
+func (w *worker) sqlQuery(k rules.FieldKind, q []byte, sc *scope) {
+	w.single(k, q, sc, flow.ToServer)
+	fv, fc := w.rs.Block[rules.FieldSQLVerb], w.rs.Block[rules.FieldSQLClass]
+	if !fv.Used() && !fc.Used() || w.stopped() {
+		return
+	}
+	sq := &w.sqlq
+	sq.Classify(q)
+	for _, st := range sq.Statements {
+		if len(st.Verb) > 0 {
+			w.scanValue(fv, nil, st.Verb, sc, flow.ToServer)
+		}
+		w.scanValue(fc, nil, str(st.Class.String()), sc, flow.ToServer)
+	}
+	n := len(sq.Statements)
+	if sq.Multi() {
+		w.scanValue(fc, nil, str("multi"), sc, flow.ToServer)
+		n++
+	}
+	w.counts(fv, len(sq.Statements), nil, sc, flow.ToServer)
+	w.counts(fc, n, nil, sc, flow.ToServer)
+}
+
+// sqlStatement evaluates sql.verb and sql.class for a command that is a
+// statement of its own (MySQL's COM_CREATE_DB and COM_DROP_DB).
+func (w *worker) sqlStatement(verb string, class sql.Class, sc *scope) {
+	w.single(rules.FieldSQLVerb, str(verb), sc, flow.ToServer)
+	w.single(rules.FieldSQLClass, str(class.String()), sc, flow.ToServer)
+}
+
+// str returns a constant string's bytes without copying (never written).
+func str(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+// dbFinding counts a database parser's finding. A fatal one means the
+// parser lost the protocol: the flow's later commands could not be
+// inspected, so it is blocked (as HTTP does), unless the flow was picked
+// up mid-stream.
+func (w *worker) dbFinding(f proto.Finding) {
+	w.st.findings++
+	if !f.Fatal || w.stopped() || w.cctx == nil {
+		return
+	}
+	if w.cur.Flags&flow.FlagMidstream != 0 || w.cst.dir[f.Dir&1].Midstream() {
+		w.cctx.parser = parserNone
+		return
+	}
+	reason := f.Kind.String()
+	w.dropProto(reason, f.Dir)
+	w.blockFlow(0, reason)
+}
+
+// Handshake implements mysql.Sink.
+func (s mysqlSink) Handshake(h *mysql.Handshake) {
+	w := s.w
+	if w.stopped() {
+		return
+	}
+	db := &w.cctx.db
+	if h.TLS {
+		db.tls = "ssl"
+		return
+	}
+	db.user = appendBounded(db.user[:0], h.User, maxDBName)
+	db.database = appendBounded(db.database[:0], h.Database, maxDBName)
+	db.command = "handshake"
+	w.dbDone(w.dbCommand(rules.FieldMySQLUser, rules.FieldMySQLDatabase))
+}
+
+// Command implements mysql.Sink.
+func (s mysqlSink) Command(c *mysql.Command) {
+	w := s.w
+	if w.stopped() {
+		return
+	}
+	db := &w.cctx.db
+	switch c.Code {
+	case mysql.ComInitDB:
+		db.database = appendBounded(db.database[:0], c.Database, maxDBName)
+	case mysql.ComChangeUser:
+		db.user = appendBounded(db.user[:0], c.User, maxDBName)
+		db.database = appendBounded(db.database[:0], c.Database, maxDBName)
+	}
+	db.command, db.query = c.Name(), c.Query
+	sc := w.dbCommand(rules.FieldMySQLUser, rules.FieldMySQLDatabase)
+	w.single(rules.FieldMySQLCommand, str(db.command), sc, flow.ToServer)
+	switch c.Code {
+	case mysql.ComQuery, mysql.ComStmtPrepare:
+		w.sqlQuery(rules.FieldMySQLQuery, c.Query, sc)
+	case mysql.ComCreateDB:
+		w.sqlStatement("create", sql.ClassDDL, sc)
+	case mysql.ComDropDB:
+		w.sqlStatement("drop", sql.ClassDDL, sc)
+	}
+	w.dbDone(sc)
+}
+
+// Finding implements mysql.Sink.
+func (s mysqlSink) Finding(f proto.Finding) { s.w.dbFinding(f) }
+
+// Startup implements pgsql.Sink.
+func (s pgsqlSink) Startup(st *pgsql.Startup) {
+	w := s.w
+	if w.stopped() {
+		return
+	}
+	db := &w.cctx.db
+	db.user = appendBounded(db.user[:0], st.User, maxDBName)
+	db.database = appendBounded(db.database[:0], st.Database, maxDBName)
+	db.command = "startup"
+	w.dbDone(w.dbCommand(rules.FieldPgSQLUser, rules.FieldPgSQLDatabase))
+}
+
+// Encrypted implements pgsql.Sink.
+func (s pgsqlSink) Encrypted(kind string) { s.w.cctx.db.tls = kind }
+
+// Query implements pgsql.Sink.
+func (s pgsqlSink) Query(q *pgsql.Query) {
+	w := s.w
+	if w.stopped() {
+		return
+	}
+	db := &w.cctx.db
+	db.command, db.query = "query", q.Text
+	if q.Type == 'P' {
+		db.command = "parse"
+	}
+	sc := w.dbCommand(rules.FieldPgSQLUser, rules.FieldPgSQLDatabase)
+	w.sqlQuery(rules.FieldPgSQLQuery, q.Text, sc)
+	w.dbDone(sc)
+}
+
+// Finding implements pgsql.Sink.
+func (s pgsqlSink) Finding(f proto.Finding) { s.w.dbFinding(f) }
+
+// Command implements redis.Sink.
+func (s redisSink) Command(c *redis.Command) {
+	w := s.w
+	if w.stopped() {
+		return
+	}
+	db := &w.cctx.db
+	db.redisCmd = c.Name
+	if len(c.Keys) > 0 {
+		db.key = c.Keys[0]
+	}
+	sc := &w.cctx.msg
+	sc.reset(nil, nil)
+	const d = flow.ToServer
+	w.single(rules.FieldRedisCommand, c.Name, sc, d)
+	if fp := w.rs.Block[rules.FieldRedisKey]; fp.Used() {
+		for _, k := range c.Keys {
+			w.scanValue(fp, nil, k, sc, d)
+		}
+		w.counts(fp, len(c.Keys), nil, sc, d)
+	}
+	w.dbDone(sc)
+}
+
+// Finding implements redis.Sink.
+func (s redisSink) Finding(f proto.Finding) { s.w.dbFinding(f) }
+
+// dbSection returns the EVE section of a database flow: the connection's
+// user and database, and the command being inspected, if any.
+func (w *worker) dbSection(ctx *flowCtx) *eve.DBInfo {
+	db := &ctx.db
+	info := &eve.DBInfo{User: string(db.user), Database: string(db.database), Command: db.command, TLS: db.tls}
+	if len(db.redisCmd) > 0 {
+		info.Command = string(db.redisCmd)
+	}
+	if len(db.query) > 0 {
+		info.Query = scrub(db.query[:min(len(db.query), maxEventQuery)])
+	}
+	if len(db.key) > 0 {
+		info.Key = scrub(db.key[:min(len(db.key), maxEventQuery)])
+	}
+	if *info == (eve.DBInfo{}) {
+		return nil
+	}
+	return info
+}
