@@ -696,24 +696,32 @@ static __always_inline int to_peer(__u32 ifindex, __u32 counter)
 	return XDP_DROP;
 }
 
+/* to_socket redirects to the AF_XDP socket of slot and the packet's rx
+ * queue; it reports 0 when none is bound there. */
+static __always_inline int to_socket(struct xdp_md *ctx, __u32 slot)
+{
+	__u32 queue = ctx->rx_queue_index;
+
+	if (queue < MAX_QUEUES && slot < MAX_SLOTS) {
+		/* Flags 0: a missing entry returns XDP_ABORTED, not a redirect. */
+		if (bpf_redirect_map(&dw_xsks, slot * MAX_QUEUES + queue, 0) == XDP_REDIRECT) {
+			count(CNT_TO_USER);
+			return 1;
+		}
+	} else {
+		count(CNT_QUEUE_RANGE);
+	}
+	return 0;
+}
+
 /* to_user hands the packet to the AF_XDP socket of its port slot and rx
  * queue. With no socket bound (the agent is down or restarting) the port's
  * fail policy decides. */
 static __always_inline int to_user(struct xdp_md *ctx, const struct port_config *port,
 				   __u32 ifindex)
 {
-	__u32 queue = ctx->rx_queue_index;
-	__u32 slot = port->slot;
-
-	if (queue < MAX_QUEUES && slot < MAX_SLOTS) {
-		/* Flags 0: a missing entry returns XDP_ABORTED, not a redirect. */
-		if (bpf_redirect_map(&dw_xsks, slot * MAX_QUEUES + queue, 0) == XDP_REDIRECT) {
-			count(CNT_TO_USER);
-			return XDP_REDIRECT;
-		}
-	} else {
-		count(CNT_QUEUE_RANGE);
-	}
+	if (to_socket(ctx, port->slot))
+		return XDP_REDIRECT;
 	if (port->fail_closed) {
 		count(CNT_FAIL_CLOSED);
 		return XDP_DROP;
@@ -992,17 +1000,8 @@ int deepwall_xsk(struct xdp_md *ctx)
 		count(CNT_UNCONFIGURED);
 		return XDP_PASS;
 	}
-	__u32 queue = ctx->rx_queue_index;
-	__u32 slot = pc->slot;
-
-	if (queue < MAX_QUEUES && slot < MAX_SLOTS) {
-		if (bpf_redirect_map(&dw_xsks, slot * MAX_QUEUES + queue, 0) == XDP_REDIRECT) {
-			count(CNT_TO_USER);
-			return XDP_REDIRECT;
-		}
-	} else {
-		count(CNT_QUEUE_RANGE);
-	}
+	if (to_socket(ctx, pc->slot))
+		return XDP_REDIRECT;
 	if (pc->fail_closed) {
 		count(CNT_FAIL_CLOSED);
 		return XDP_DROP;
