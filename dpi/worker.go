@@ -107,13 +107,13 @@ type parkEntry struct {
 // result is what processing decided about the current frame.
 type result struct {
 	block  bool // the flow is blocked: drop, final, reset TCP
-	// rewritten: the frame was rewritten in place (a blocked HTTP/2
-	// stream) and is forwarded so.
-	rewritten bool
 	allow  bool // the flow's verdict is a final ALLOW
 	drop   bool // drop this frame only
 	reset  bool
 	reason string // drop reason for the counters
+	// rewritten: the frame was rewritten in place (a blocked HTTP/2
+	// stream) and is forwarded so.
+	rewritten bool
 }
 
 // worker is one worker's state. Everything but mu is owned by the worker
