@@ -13,6 +13,7 @@ import (
 	"github.com/deepwall/deepwall/ctl/eve"
 	"github.com/deepwall/deepwall/ctl/resolve"
 	"github.com/deepwall/deepwall/dataplane/probe"
+	"github.com/deepwall/deepwall/dpi"
 	"github.com/deepwall/deepwall/rules"
 )
 
@@ -20,6 +21,7 @@ func newRunCommand() *cobra.Command {
 	var cfg agent.Config
 	var level string
 	var noSandbox bool
+	var h2Block string
 	cmd := &cobra.Command{
 		Use:   "run --inner IFACE --outer IFACE",
 		Short: "Run the agent inline between two ports until SIGINT/SIGTERM",
@@ -68,6 +70,10 @@ runtime that is not there is skipped.`,
 				return fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lv}))
+			var ok bool
+			if cfg.H2Block, ok = dpi.ParseH2BlockPolicy(h2Block); !ok {
+				return fmt.Errorf("--h2-block %q: want stream or connection", h2Block)
+			}
 			if cfg.RulesFile != "" {
 				if _, err := os.Stat(cfg.RulesFile); err != nil {
 					return fmt.Errorf("--rules: %w", err)
@@ -109,6 +115,7 @@ runtime that is not there is skipped.`,
 	f.StringVar(&cfg.StateDir, "state", agent.DefaultStateDir, "state directory: rule store, compiled rules cache")
 	f.BoolVar(&cfg.FailClosed, "fail-closed", false, "while no agent runs, drop uninspected traffic instead of forwarding it")
 	f.IntVar(&cfg.Workers, "workers", 0, "DPI workers (default: one per CPU)")
+	f.StringVar(&h2Block, "h2-block", "stream", "what a blocking rule on an HTTP/2 stream resets: stream (RST_STREAM to both peers, the connection's other streams go on; the connection when the stream's frames cannot be rewritten) or connection (TCP reset, as for HTTP/1)")
 	f.StringVar(&cfg.MetricsAddr, "metrics", "", "serve Prometheus metrics on this address, e.g. 127.0.0.1:9464 (default off)")
 	f.StringVar(&cfg.AdminGroup, "admin-group", "", "group (name or gid) allowed to change rules besides root")
 	f.StringVar(&cfg.ViewerGroup, "viewer-group", "", "group (name or gid) allowed read-only API calls")

@@ -62,7 +62,7 @@ func streamBlockConv(t *testing.T) (segs []string, s2c []byte) {
 	must(fr.WriteHeaders(xhttp2.HeadersFrameParam{StreamID: 7, EndHeaders: true, BlockFragment: block(":method", "POST",
 		":scheme", "http", ":authority", "shop", ":path", "/api/items", "content-type", "application/json")}))
 	cut()
-	must(fr.WriteData(7, true, []byte(`{"id": "1' UNION SELECT password FROM users--", "note": "`+strings.Repeat("n", 40)+`"}`)))
+	must(fr.WriteData(7, true, []byte(`{"id": "1' UNION SELECT password FROM users--", "note": "`+strings.Repeat("n", 400)+`"}`)))
 	cut()
 	get(9, "/nine")
 	cut()

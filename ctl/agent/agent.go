@@ -30,6 +30,7 @@ import (
 	"github.com/deepwall/deepwall/ctl/resolve"
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dataplane/probe"
+	"github.com/deepwall/deepwall/dpi"
 	"github.com/deepwall/deepwall/internal/nsexec"
 	"github.com/deepwall/deepwall/rules/store"
 	"github.com/deepwall/deepwall/xdp"
@@ -62,6 +63,9 @@ type Config struct {
 	RunDir      string // port locks
 	FailClosed  bool
 	Workers     int
+	// H2Block is what a blocking rule on an HTTP/2 stream resets: the
+	// stream (default) or the connection (flag --h2-block).
+	H2Block     dpi.H2BlockPolicy
 	MetricsAddr string // "" = no metrics
 	AdminGroup  string // name or gid; "" = root only
 	ViewerGroup string // name or gid; "" = admins only
@@ -193,7 +197,7 @@ func Open(cfg Config) (_ *Agent, err error) {
 		return nil, err
 	}
 	events := a.events
-	a.engine, err = newEngine(engineConfig(st.compiled, cfg.Workers, func(ev *eve.Event) {
+	a.engine, err = newEngine(engineConfig(st.compiled, cfg.Workers, cfg.H2Block, func(ev *eve.Event) {
 		a.prot.Annotate(ev)
 		a.blocks.noteEvent(ev)
 		events.Emit(ev)

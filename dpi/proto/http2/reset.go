@@ -21,10 +21,9 @@ var (
 
 // Sizes of what a rewrite writes.
 const (
-	// windowUpdateLen is a WINDOW_UPDATE frame: its increment of 0 on an
-	// open stream is a stream error (RFC 9113 6.9), so the receiver
-	// resets the stream and tells the sender with RST_STREAM.
-	windowUpdateLen = frameHeaderLen + 4
+	// maxTrailers is the longest trailers frame payload a DATA frame
+	// becomes: the fields and at most maxPad octets of padding.
+	maxTrailers = 1 + len(malformedFields) + maxPad
 	// connectionName is the connection-specific field whose presence
 	// makes a request malformed (RFC 9113 8.2.2), so the server resets the
 	// stream (RST_STREAM PROTOCOL_ERROR) instead of serving it.
@@ -48,25 +47,26 @@ const (
 //     CONTINUATION layout) whose block keeps, byte for byte and in order,
 //     every HPACK representation that changes the dynamic table (literals
 //     with incremental indexing, table size updates), so the receiver's
-//     decoder stays in step with the sender's encoder, followed by one
-//     octet indexing a pseudo-header of the other kind of message
-//     (":status" in a request, ":method" in a response): the message is
-//     malformed (RFC 9113 8.3), the receiver resets the stream
+//     decoder stays in step with the sender's encoder, followed by
+//     malformedFields, a request's and a response's pseudo-headers: the
+//     message is malformed (RFC 9113 8.3), the receiver resets the stream
 //     (RST_STREAM PROTOCOL_ERROR to the sender) and never acts on it (a
 //     server's handler never runs). Padding fills the rest, and past 255
 //     octets a "connection" field, malformed too, whose value takes it.
-//     A request's block opens its stream, so nothing may come before it.
-//   - A DATA frame goes to an open stream: it becomes a WINDOW_UPDATE of
-//     increment 0 for the stream, a stream error (RFC 9113 6.9), so the
-//     receiver resets the stream and sends RST_STREAM to the sender, then
-//     in the remaining length a DATA frame for the stream of zeros, which
-//     the receiver discards on the reset stream but counts for
-//     connection flow control, so the connection's window is returned. A
-//     DATA frame whose payload is 4 bytes becomes the WINDOW_UPDATE
-//     alone.
+//   - A DATA frame goes to an open stream: it becomes a trailers HEADERS
+//     frame (END_STREAM) carrying malformedFields and padding, so the
+//     receiver resets the stream as above, then, past 258 octets of
+//     payload, a DATA frame for the stream of zeros, which the receiver
+//     discards on the reset stream but counts for connection flow
+//     control, so the connection's window is returned.
+//
+// (A WINDOW_UPDATE of increment 0, the shortest stream error of RFC 9113,
+// is a connection error for nghttp2; a HEADERS frame that is valid
+// trailers closes grpc-go's connection: the malformed fields are what
+// x/net, grpc-go and nghttp2 all take as a stream error.)
 //
 // It returns ErrNoRoom when the rewrite does not fit (a DATA payload of
-// 0-3 or 5-12 bytes; a header block made only of insertions) and
+// 0 or 1 octets; a header block made (almost) only of insertions) and
 // ErrNotFrames when b is not such frames; b is then unchanged.
 func ResetStream(b []byte, dir proto.Dir) error {
 	if len(b) < frameHeaderLen {
@@ -90,20 +90,33 @@ func ResetStream(b []byte, dir proto.Dir) error {
 }
 
 func resetData(b []byte, sid uint32, length int) error {
-	if length != 4 && length < windowUpdateLen {
+	// The trailers' payload p: the two pseudo-headers, after a pad
+	// length octet when longer; the rest, if any, a DATA frame of at
+	// least its header.
+	p := length
+	if p > maxTrailers {
+		p = maxTrailers
+		if length-p < frameHeaderLen {
+			p = length - frameHeaderLen
+		}
+	}
+	if p < len(malformedFields) {
 		return ErrNoRoom
 	}
-	putWindowUpdate(b, sid)
-	if rest := b[windowUpdateLen:]; len(rest) > 0 {
+	flags := uint8(flagEndStream | flagEndHeaders)
+	t := b[frameHeaderLen : frameHeaderLen+p]
+	if p > len(malformedFields) {
+		flags |= flagPadded
+		t[0] = byte(p - 1 - len(malformedFields))
+		t = t[1:]
+	}
+	putFrameHeader(b, p, frameHeaders, flags, sid)
+	clear(t[copy(t, malformedFields):])
+	if rest := b[frameHeaderLen+p:]; len(rest) > 0 {
 		putFrameHeader(rest, len(rest)-frameHeaderLen, frameData, 0, sid)
 		clear(rest[frameHeaderLen:])
 	}
 	return nil
-}
-
-func putWindowUpdate(b []byte, sid uint32) {
-	putFrameHeader(b, 4, frameWindowUpdate, 0, sid)
-	clear(b[frameHeaderLen:windowUpdateLen])
 }
 
 func putFrameHeader(b []byte, length int, typ, flags uint8, sid uint32) {
@@ -166,17 +179,11 @@ func resetBlock(b []byte, sid uint32, dir proto.Dir) error {
 	if !ok {
 		return ErrNotFrames
 	}
-	// The pseudo-header of the other kind of message makes the block's
-	// message malformed for its receiver.
-	other := byte(staticStatus200)
-	if dir == proto.ToClient {
-		other = staticMethodGET
-	}
 	if n > 1 && size[n-1] == 0 {
 		// The malformed field would come before an empty CONTINUATION.
 		return ErrNoRoom
 	}
-	nb, pad, ok := malformedBlock(kept, other, room, size[0])
+	nb, pad, ok := malformedBlock(kept, room, size[0])
 	if !ok {
 		return ErrNoRoom
 	}
@@ -215,17 +222,15 @@ func resetBlock(b []byte, sid uint32, dir proto.Dir) error {
 	return nil
 }
 
-// malformedBlock returns the block that replaces a blocked one: kept
-// (its table insertions), then other, one octet indexing a pseudo-header
-// of the static table that makes the message malformed (a response's in
-// a request, a request's in a response, after regular fields: RFC 9113
-// 8.3), then what fills
-// room octets of block and padding: padding alone (PADDED: one octet of
-// pad length, at most 255, all in the first frame of first bytes), or a
-// "connection" field (malformed too, RFC 9113 8.2.2) whose value takes
-// the rest. pad is -1 for no PADDED flag.
-func malformedBlock(kept []byte, other byte, room, first int) (nb []byte, pad int, ok bool) {
-	fill := room - len(kept) - 1
+// malformedBlock returns the block that replaces a blocked one and its
+// padding (-1: no PADDED flag), room octets in all: kept (the table
+// insertions); when padding (a pad length octet and at most 255, all in
+// the first frame of first octets) cannot fill the rest, a "connection"
+// field whose value does (malformed too, RFC 9113 8.2.2); and last
+// malformedFields, so in the block's last frame: x/net closes the
+// connection when a CONTINUATION follows a field it found invalid.
+func malformedBlock(kept []byte, room, first int) (nb []byte, pad int, ok bool) {
+	fill := room - len(kept) - len(malformedFields)
 	switch {
 	case fill < 0:
 		return nil, 0, false
@@ -241,18 +246,20 @@ func malformedBlock(kept []byte, other byte, room, first int) (nb []byte, pad in
 		}
 		nb = make([]byte, 0, room-pad-1)
 		nb = appendConnectionField(append(nb, kept...), value)
-		return append(nb, other), pad, true
+		return append(nb, malformedFields...), pad, true
 	}
-	nb = make([]byte, 0, len(kept)+1)
-	return append(append(nb, kept...), other), pad, true
+	nb = make([]byte, 0, len(kept)+len(malformedFields))
+	return append(append(nb, kept...), malformedFields...), pad, true
 }
 
-// ":status: 200" and ":method: GET" indexed from the HPACK static table
-// (indexes 8 and 2).
-const (
-	staticStatus200 = 0x88
-	staticMethodGET = 0x82
-)
+// malformedFields are ":method: GET" and ":status: 200" indexed from
+// the HPACK static table (indexes 2 and 8): a header list with both
+// pseudo-headers of a request and of a response is malformed (RFC 9113
+// 8.3) in any message, and they change no dynamic table. x/net's Framer
+// (Go's servers and clients, grpc-go) reports a stream error for it
+// before the peer acts on the frame; nghttp2 resets the stream on either
+// field (an unknown pseudo-header for its message, or any in trailers).
+const malformedFields = "\x82\x88"
 
 // fitFill chooses the padding and the value length of the connection
 // field that fill room bytes exactly: value -1 if none do.

@@ -139,11 +139,15 @@ func TestResetStreamData(t *testing.T) {
 		err     error
 		kinds   string
 	}{
-		{4, nil, "stream-error:PROTOCOL_ERROR"},
-		{13, nil, "stream-error:PROTOCOL_ERROR DATA"},
-		{1000, nil, "stream-error:PROTOCOL_ERROR DATA"},
+		{2, nil, "stream-error:PROTOCOL_ERROR"},
+		{13, nil, "stream-error:PROTOCOL_ERROR"},
+		{258, nil, "stream-error:PROTOCOL_ERROR"},
+		{259, nil, "stream-error:PROTOCOL_ERROR DATA"},
+		{266, nil, "stream-error:PROTOCOL_ERROR DATA"},
+		{267, nil, "stream-error:PROTOCOL_ERROR DATA"},
+		{16384, nil, "stream-error:PROTOCOL_ERROR DATA"},
 		{0, ErrNoRoom, ""},
-		{12, ErrNoRoom, ""},
+		{1, ErrNoRoom, ""},
 	} {
 		var out bytes.Buffer
 		fr := xhttp2.NewFramer(&out, nil)
