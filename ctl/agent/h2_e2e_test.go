@@ -3,6 +3,8 @@ package agent_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -250,13 +252,13 @@ func TestPrivilegedAgentH2Load(t *testing.T) {
 
 // TestPrivilegedAgentHTTP2StreamBlock: through the live inline path, with
 // the default pack and the default per-stream policy, nghttpd serving
-// HTTP/2 cleartext: on one connection of Go's HTTP/2 client, a 1 MiB
-// download in flight (64 KiB stream window, so the server is still
-// sending) survives an attack in a second stream's query and one in a
-// third stream's JSON body: both end in a stream error (RST_STREAM
-// PROTOCOL_ERROR from nghttpd, which got the rewritten frames), the
-// download completes byte-exact, no second connection is dialed, and the
-// alerts name the blocked streams. nghttp's two concurrent streams on one
+// HTTP/2 cleartext: on one connection of Go's HTTP/2 client
+// (golang.org/x/net/http2), an 8 MiB download in flight (past the
+// client's 4 MiB stream window the server waits for it to read) survives
+// an attack in a second stream's query; that stream and one whose JSON
+// body attacks end in a stream error (RST_STREAM PROTOCOL_ERROR from
+// nghttpd, which got the rewritten frames), the download completes
+// byte-exact, and the alerts name the blocked streams. nghttp's two concurrent streams on one
 // connection: the attack's gets RST_STREAM, the other its page, no
 // GOAWAY.
 func TestPrivilegedAgentHTTP2StreamBlock(t *testing.T) { forModes(t, testAgentHTTP2StreamBlock) }
@@ -265,7 +267,7 @@ func testAgentHTTP2StreamBlock(t *testing.T, m agentMode) {
 	testnet.RequireTools(t, "apt-get install nghttp2-server nghttp2-client", "nghttpd", "nghttp")
 	topo := m.topology(t)
 	root := t.TempDir()
-	big := make([]byte, 1<<20)
+	big := make([]byte, 8<<20)
 	for i := range big {
 		big[i] = byte(i*7 + i>>10)
 	}
@@ -285,14 +287,21 @@ func testAgentHTTP2StreamBlock(t *testing.T, m agentMode) {
 	const attack = "/index.html?id=1%20UNION%20SELECT%20password%20FROM%20users"
 
 	t.Run("go client", func(t *testing.T) {
+		defer func() {
+			if t.Failed() {
+				for _, ev := range a.events(t) {
+					b, _ := json.Marshal(ev)
+					t.Logf("%s", b)
+				}
+			}
+		}()
 		var dials atomic.Int32
 		var ports []uint16
 		var mu sync.Mutex
-		var protos http.Protocols
-		protos.SetUnencryptedHTTP2(true)
-		tr := &http.Transport{Protocols: &protos,
-			HTTP2: &http.HTTP2Config{MaxReceiveBufferPerStream: 64 << 10, MaxReceiveBufferPerConnection: 1 << 20},
-			DialContext: func(context.Context, string, string) (net.Conn, error) {
+		// x/net's Transport: net/http's retries a request its server reset
+		// with PROTOCOL_ERROR (golang/go#47635), six times with backoff.
+		tr := &http2.Transport{AllowHTTP: true,
+			DialTLSContext: func(context.Context, string, string, *tls.Config) (net.Conn, error) {
 				dials.Add(1)
 				c := testnet.Dial(t, topo.Client, "tcp", server)
 				mu.Lock()
@@ -338,14 +347,20 @@ func testAgentHTTP2StreamBlock(t *testing.T, m agentMode) {
 		if err != nil || !bytes.Equal(append(got, rest...), big) {
 			t.Fatalf("download: %v, %d bytes (want %d byte-exact)", err, len(got)+len(rest), len(big))
 		}
-		if n := dials.Load(); n != 1 {
-			t.Errorf("%d connections dialed, want 1", n)
+		// Go's client takes no new request on a connection whose server
+		// reset a stream with PROTOCOL_ERROR (it keeps it for the
+		// streams in flight): the body attack goes on a second one.
+		if n := dials.Load(); n > 2 {
+			t.Errorf("%d connections dialed, want at most 2", n)
 		}
+		mu.Lock()
+		defer mu.Unlock()
 		evs := a.waitEvents(t, "blocking alerts for both attack streams", func(evs []eve.Event) bool {
-			return len(blockedStreams(evs, ports[0])) >= 2
+			return len(blockedStreams(evs, ports[0])) > 0 && len(blockedStreams(evs, ports[len(ports)-1])) > 0 &&
+				(len(ports) == 2 || len(blockedStreams(evs, ports[0])) == 2)
 		})
-		if ids := blockedStreams(evs, ports[0]); len(ids) != 2 || ids[0] == ids[1] || ids[0] == 1 || ids[1] == 1 {
-			t.Errorf("blocked streams %v, want two besides the download's", ids)
+		if ids := blockedStreams(evs, ports[0]); slices.Contains(ids, 1) {
+			t.Errorf("blocked streams %v of the download's connection include the download's", ids)
 		}
 	})
 
