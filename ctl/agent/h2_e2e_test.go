@@ -32,7 +32,7 @@ import (
 // default pack, nghttpd serving HTTP/2 cleartext on a plain port in the
 // server namespace: curl with prior knowledge and nghttp fetch a page
 // byte-exact, and `?id=1 UNION SELECT password FROM users` over HTTP/2 is
-// blocked (the connection reset, a blocking alert with the stream id,
+// blocked (the stream reset, a blocking alert with the stream id,
 // app_proto http2).
 func TestPrivilegedAgentHTTP2(t *testing.T) { forModes(t, testAgentHTTP2) }
 
@@ -126,9 +126,10 @@ func testAgentH2CUpgrade(t *testing.T, m agentMode) {
 	if err == nil {
 		t.Fatalf("the attack after the upgrade was served: %d bytes", len(out))
 	}
-	// curl retries a request whose reused connection was reset, on a new
-	// connection with a new upgrade: that one is blocked as HTTP/1. The
-	// first must have been blocked as HTTP/2 stream 3.
+	// The attack is blocked as HTTP/2 stream 3 of the upgraded
+	// connection (its stream reset; had the connection been reset, curl
+	// would retry on a new connection with a new upgrade, blocked as
+	// HTTP/1).
 	a.waitEvents(t, "a blocking alert for stream 3 of the upgraded connection", func(evs []eve.Event) bool {
 		for _, ev := range evs {
 			if ev.Alert != nil && ev.SrcPort == 41235 && ev.Alert.Action == "blocked" &&
