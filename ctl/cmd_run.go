@@ -15,6 +15,7 @@ import (
 	"github.com/deepwall/deepwall/ctl/eve"
 	"github.com/deepwall/deepwall/ctl/resolve"
 	"github.com/deepwall/deepwall/dataplane/probe"
+	"github.com/deepwall/deepwall/dpi"
 	"github.com/deepwall/deepwall/rules"
 )
 
@@ -23,10 +24,12 @@ func newRunCommand() *cobra.Command {
 	var level string
 	var noSandbox bool
 	var syslogs, sockets []string
+	var h2Block string
 	cmd := &cobra.Command{
 		Use:   "run --inner IFACE --outer IFACE",
 		Short: "Run the agent inline between two ports until SIGINT/SIGTERM",
-		Long: `run puts deepwall inline between two interfaces: the XDP program on both,
+		Long: `run puts deepwall inline between two interfaces: its tc programs on both
+(XDP with --datapath xdp),
 an AF_XDP socket on every queue, the DPI engine with the rule set, final
 verdicts written back to the kernel's flow map. It serves the API on a unix
 socket (deepwall status, flows, rules ...), writes the verdict log (EVE JSON)
@@ -74,6 +77,10 @@ runtime that is not there is skipped.`,
 				return fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lv}))
+			var ok bool
+			if cfg.H2Block, ok = dpi.ParseH2BlockPolicy(h2Block); !ok {
+				return fmt.Errorf("--h2-block %q: want stream or connection", h2Block)
+			}
 			if cfg.RulesFile != "" {
 				if _, err := os.Stat(cfg.RulesFile); err != nil {
 					return fmt.Errorf("--rules: %w", err)
@@ -134,6 +141,7 @@ runtime that is not there is skipped.`,
 	f.BoolVar(&cfg.FailClosed, "fail-closed", false, "while no agent runs, drop uninspected traffic instead of forwarding it")
 	f.IntVar(&cfg.Workers, "workers", 0, "DPI workers (default: one per CPU)")
 	f.BoolVar(&cfg.NoIdentify, "no-identify", false, "identify the application protocol only of flows some rule may apply to (the others pass to the kernel fast path at their first packet, with no app_proto in their events); by default every flow is named")
+	f.StringVar(&h2Block, "h2-block", "stream", "what a blocking rule on an HTTP/2 stream resets: stream (RST_STREAM to both peers, the connection's other streams go on; the connection when the stream's frames cannot be rewritten) or connection (TCP reset, as for HTTP/1)")
 	f.StringVar(&cfg.MetricsAddr, "metrics", "", "serve Prometheus metrics on this address, e.g. 127.0.0.1:9464 (default off)")
 	f.StringVar(&cfg.AdminGroup, "admin-group", "", "group (name or gid) allowed to change rules besides root")
 	f.StringVar(&cfg.ViewerGroup, "viewer-group", "", "group (name or gid) allowed read-only API calls")

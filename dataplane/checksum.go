@@ -121,6 +121,25 @@ func l4ChecksumOK(frame []byte, p *Packet) bool {
 // checksum field is zero.
 func IPv4HeaderChecksum(hdr []byte) uint16 { return ^csumFold(csumAdd(0, hdr)) }
 
+// SetL4Checksum computes the checksum of a TCP or UDP segment into its
+// field (after a payload rewrite): ip is the IP header (its addresses),
+// l4 the transport header and its payload as the receiver checksums them.
+func SetL4Checksum(ip []byte, ipv6 bool, proto uint8, l4 []byte) {
+	off := 16
+	if proto == protoUDP {
+		off = 6
+	}
+	if len(l4) < off+2 || len(ip) < 20 || ipv6 && len(ip) < 40 {
+		return
+	}
+	binary.BigEndian.PutUint16(l4[off:], 0)
+	c := ^csumFold(csumAdd(pseudoHeaderSum(ip, ipv6, proto, len(l4)), l4))
+	if c == 0 && proto == protoUDP {
+		c = 0xffff // 0 means "no checksum" for UDP
+	}
+	binary.BigEndian.PutUint16(l4[off:], c)
+}
+
 // ChecksumStatus is what VerifyL4Checksum finds in a TCP or UDP checksum.
 type ChecksumStatus uint8
 

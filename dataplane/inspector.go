@@ -63,6 +63,12 @@ type Verdict struct {
 	// with the kernel's verdict so that a rule change can tell which
 	// verdicts it affects without asking the Inspector.
 	RuleID uint32
+	// Rewritten, with Forward, means the Inspector rewrote Frame.Data in
+	// place, keeping its length, with its checksums right: the dataplane
+	// transmits the rewritten bytes (AF_XDP forwards the UMEM frame it
+	// was given; NFQUEUE returns the packet with the verdict). The DPI
+	// engine rewrites the HTTP/2 frames of a blocked stream this way.
+	Rewritten bool
 	// Release are frames the Inspector held earlier (Hold) and now gives
 	// back: with Forward the dataplane transmits them on the peer port
 	// before this frame, in order; with any other action they are dropped

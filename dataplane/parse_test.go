@@ -203,6 +203,13 @@ func TestCompletePartialChecksum(t *testing.T) {
 			if s := verify(f[:p.L4Off+4]); s != ChecksumBad {
 				t.Fatalf("verify a truncated header: %d", s)
 			}
+			// SetL4Checksum after a payload rewrite (from a wrong, a
+			// partial or a right field alike).
+			f[len(f)-1] ^= 0x5a
+			SetL4Checksum(f[p.L3Off:], p.IPv6, p.Proto, f[p.L4Off:p.L4Off+p.L4Len])
+			if s := verify(f); s != ChecksumOK {
+				t.Fatalf("verify after SetL4Checksum: %d", s)
+			}
 		})
 	}
 	// IPv4 UDP with checksum 0 means "none": left alone.

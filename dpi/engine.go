@@ -127,6 +127,10 @@ type Config struct {
 	// event of the threshold rule they push over its threshold (one
 	// event per blocked request, as the Core Rule Set logs).
 	ScoreEvents bool
+	// H2Block is what a blocking rule deciding on an HTTP/2 stream does:
+	// reset the stream only (H2BlockStream, the default) or the
+	// connection (H2BlockConnection).
+	H2Block H2BlockPolicy
 }
 
 // Engine is the DPI engine: it decodes frames, tracks flows, reassembles
@@ -436,6 +440,9 @@ type Stats struct {
 	// H2Streams counts the HTTP/2 streams inspected (closed), GRPCStreams
 	// the gRPC ones among them.
 	H2Streams, GRPCStreams uint64
+	// H2StreamResets counts the HTTP/2 streams blocked alone (their
+	// frames rewritten, the connection kept).
+	H2StreamResets uint64
 	// Reloads counts SetRules calls; RulesGen is the set in force.
 	Reloads  uint64
 	RulesGen uint64

@@ -22,7 +22,8 @@ const (
 // outcome summarises what an engine did with a capture.
 type outcome struct {
 	alerts  []string // "action:sid" in order
-	blocked bool     // some frame got Drop+Final
+	blocked bool     // some frame got Drop+Final, or an HTTP/2 stream was reset (rewritten)
+	resets  int      // frames rewritten to reset an HTTP/2 stream
 	final   bool     // some frame got Forward+Final
 	drops   int      // frames dropped
 }

@@ -45,6 +45,10 @@ const (
 // h2Worker is a worker's HTTP/2 and gRPC state: the parsers' shared
 // buffers and the adapter the parsers call.
 type h2Worker struct {
+	// inFeed: the parser is being fed direction feeding (blockStream
+	// rewrites that direction's frames).
+	inFeed  bool
+	feeding flow.Dir
 	sink    h2Sink
 	decoded h2Decoded
 	sc      *http2.Scratch
@@ -65,7 +69,10 @@ type h2Stream struct {
 	body      []byte // request body kept for inspection
 	bodyFull  bool
 	grpc      bool
-	gr        [2]grpc.Reader
+	// blocked: a rule blocked the stream, its frames were rewritten so
+	// that both peers reset it; the rest of it is not inspected.
+	blocked bool
+	gr      [2]grpc.Reader
 	// dec decodes each side's Content-Encoding (inactive without one);
 	// allocated once per slot, as a Decoder must not move while active.
 	dec *[2]http.Decoder
@@ -92,6 +99,13 @@ type h2Conn struct {
 	upSeq      int64
 	upAsked    bool
 	upgraded   bool
+	// base maps the parser's offsets of each direction to the
+	// reassembler's (baseOK once known); rw are the ranges rewritten for
+	// blocked streams, kept for retransmissions (h2block.go).
+	base    [2]int64
+	baseOK  [2]bool
+	rw      []h2Rewrite
+	rwBytes int
 }
 
 func (c *h2Conn) reset() {
@@ -99,6 +113,8 @@ func (c *h2Conn) reset() {
 	c.streams = c.streams[:0]
 	c.on, c.seqBase, c.bodyBytes, c.grpcBytes, c.owner = false, 0, 0, 0, [2]uint32{}
 	c.upSettings, c.upSeq, c.upAsked, c.upgraded = c.upSettings[:0], -1, false, false
+	clear(c.rw)
+	c.base, c.baseOK, c.rw, c.rwBytes = [2]int64{}, [2]bool{}, c.rw[:0], 0
 }
 
 // release frees the streams still open (their body decoders park a
@@ -180,7 +196,10 @@ func (w *worker) feedH2(ctx *flowCtx, d flow.Dir, b []byte) {
 		return
 	}
 	ctx.h2.p.SetTime(w.now)
+	w.setFeedBase(&ctx.h2, d)
+	w.h2.inFeed, w.h2.feeding = true, d
 	ctx.h2.p.Feed(proto.Dir(d), b)
+	w.h2.inFeed = false
 }
 
 // upgradeAsked notes an HTTP/1 request asking for h2c (its settings, for
@@ -251,6 +270,9 @@ func (h *h2Sink) RequestHeaders(id uint32, r *http.Request) {
 	ctx.enter(s)
 	w.request(ctx, r, id)
 	ctx.leave(s)
+	if s.blocked {
+		return
+	}
 	if !w.stopped() {
 		s.dec[0].Start(w.httpSc, proto.ToServer, r.Headers, &w.h2.decoded)
 	}
@@ -268,7 +290,7 @@ func (h *h2Sink) RequestBody(id uint32, chunk []byte, end bool) {
 func (h *h2Sink) ResponseHeaders(id uint32, r *http.Response) {
 	w := h.w
 	s := w.cctx.h2.stream(id)
-	if s == nil || w.stopped() {
+	if s == nil || s.blocked || w.stopped() {
 		return
 	}
 	r.Seq = s.seq
@@ -295,7 +317,7 @@ func (h *h2Sink) body(id uint32, k plan.StreamKind, d flow.Dir, chunk []byte, en
 	w := h.w
 	ctx := w.cctx
 	s := ctx.h2.stream(id)
-	if s == nil || w.stopped() {
+	if s == nil || s.blocked || w.stopped() {
 		return
 	}
 	w.ownBody(ctx, k, d, id)
@@ -353,7 +375,7 @@ func (h *h2Decoded) DecodeFinding(f proto.Finding) { h.w.Finding(f) }
 // HTTP/1 field holds them) but gRPC's status comes in them.
 func (h *h2Sink) Trailers(id uint32, dir proto.Dir, hs []http.Header, _ []byte) {
 	w := h.w
-	if s := w.cctx.h2.stream(id); s != nil && s.grpc && dir == proto.ToClient && !w.stopped() {
+	if s := w.cctx.h2.stream(id); s != nil && s.grpc && !s.blocked && dir == proto.ToClient && !w.stopped() {
 		w.grpcStatus(s, hs)
 	}
 }
@@ -386,7 +408,7 @@ func (h *h2Sink) Finding(id uint32, f proto.Finding) {
 	w := h.w
 	if s := w.cctx.h2.stream(id); id != 0 && s != nil && !f.Fatal {
 		w.st.findings++
-		if !w.stopped() {
+		if !w.stopped() && !s.blocked {
 			w.findingField(f.Kind, &w.cctx.txnOf(s.seq).scope, flow.Dir(f.Dir&1))
 		}
 		return

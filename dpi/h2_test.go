@@ -107,6 +107,9 @@ func runConv(tb testing.TB, h *harness, parts ...[]byte) (outcome, []*eve.Event)
 		case vd.Action == dataplane.Drop && vd.Final:
 			o.blocked = true
 			o.drops++
+		case vd.Rewritten:
+			o.blocked = true
+			o.resets++
 		case vd.Action == dataplane.Drop:
 			o.drops++
 		case vd.Final:
@@ -227,24 +230,32 @@ func TestHTTP2Conversations(t *testing.T) {
 		blocked bool
 		alerts  []string
 		app     string
+		conn    bool // H2BlockConnection
 	}{
-		{"curl-prior.0", true, true, nil, "http2"},
-		{"nghttp-post.0", true, true, nil, "http2"},
-		{"nghttp-multi.0", true, false, nil, "http2"},
-		{"h2load.0", true, false, nil, "http2"},
-		{"curl-upgrade.0", false, false, []string{"allowed:7", "allowed:9"}, "http2"},
-		{"grpc.0", false, true, []string{"allowed:1", "allowed:2", "allowed:3", "blocked:4", "allowed:6"}, "grpc"},
-		{"grpc-go.0", false, true, nil, "grpc"},
+		{"curl-prior.0", true, true, nil, "http2", false},
+		{"nghttp-post.0", true, true, nil, "http2", false},
+		{"nghttp-multi.0", true, false, nil, "http2", false},
+		{"h2load.0", true, false, nil, "http2", false},
+		{"curl-upgrade.0", false, false, []string{"allowed:7", "allowed:9"}, "http2", false},
+		{"grpc.0", false, true, []string{"allowed:1", "allowed:2", "allowed:3", "blocked:4", "allowed:6"}, "grpc", false},
+		{"grpc-go.0", false, true, nil, "grpc", false},
 		// The default pack's libinjection rules on grpc.string.
-		{"grpc.0", true, true, []string{"blocked:942105"}, "grpc"},
-		{"grpc-go.0", true, true, []string{"blocked:942105"}, "grpc"},
+		{"grpc.0", true, true, []string{"blocked:942105"}, "grpc", false},
+		// grpc-go's three calls carry the attack: each stream is reset
+		// alone, or the connection with the first.
+		{"grpc-go.0", true, true, []string{"blocked:942105", "blocked:942105", "blocked:942105"}, "grpc", false},
+		{"grpc-go.0", true, true, []string{"blocked:942105"}, "grpc", true},
 	}
 	packH := newHarness(t, ruletest.DefaultPack(t), Config{})
+	connH := newHarness(t, ruletest.DefaultPack(t), Config{H2Block: H2BlockConnection})
 	customH := newHarness(t, compileRules(t, custom), Config{})
 	for _, tc := range tests {
 		t.Run(tc.conv, func(t *testing.T) {
 			h := customH
-			if tc.pack {
+			switch {
+			case tc.conn:
+				h = connH
+			case tc.pack:
 				h = packH
 			}
 			c2s, s2c := readConv(t, tc.conv)
@@ -256,9 +267,9 @@ func TestHTTP2Conversations(t *testing.T) {
 				parts = [][]byte{c2s[:i], s2c[:j], c2s[i:], s2c[j:]}
 			}
 			o, evs := runConv(t, h, parts...)
-			if o.blocked != tc.blocked {
+			if o.blocked != tc.blocked || tc.conn && o.resets > 0 {
 				dumpEvents(t, evs)
-				t.Errorf("blocked = %v, want %v", o.blocked, tc.blocked)
+				t.Errorf("blocked = %v (%d stream resets), want %v", o.blocked, o.resets, tc.blocked)
 			}
 			if tc.alerts != nil && !slices.Equal(o.alerts, tc.alerts) {
 				dumpEvents(t, evs)
@@ -271,8 +282,9 @@ func TestHTTP2Conversations(t *testing.T) {
 			}
 		})
 	}
-	if s := customH.e.Stats(); s.GRPCStreams != 2 || s.H2Streams != 3 {
-		t.Errorf("stats: %d streams, %d gRPC", s.H2Streams, s.GRPCStreams)
+	// Blocked streams leave the connection's other streams inspected.
+	if s := customH.e.Stats(); s.GRPCStreams != 4 || s.H2Streams != 5 || s.H2StreamResets != 4 {
+		t.Errorf("stats: %d streams, %d gRPC, %d reset", s.H2Streams, s.GRPCStreams, s.H2StreamResets)
 	}
 }
 

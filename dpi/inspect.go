@@ -23,6 +23,9 @@ func (w *worker) onData(d flow.Dir, chunk []byte) {
 	}
 	ctx := w.ctxOf(w.cur)
 	st := w.cst
+	// deliver runs before the reassembler counts chunk as delivered.
+	w.feedAt = st.dir[d].Delivered()
+	defer func() { w.feedAt = noOffset }()
 	if k := payloadKind(d); w.rs.Stream[k].Used() && st.flags&fIdentOnly == 0 {
 		w.streamWrite(ctx, k, chunk, &ctx.flow, d)
 		w.settle(&ctx.flow, d)
@@ -43,7 +46,9 @@ func (w *worker) onData(d flow.Dir, chunk []byte) {
 		return
 	}
 	w.identified(p, d)
+	at := w.feedAt
 	if w.replayPending(ctx) {
+		w.feedAt = at
 		w.feed(ctx, d, chunk)
 	}
 }
@@ -55,8 +60,15 @@ func (w *worker) replayPending(ctx *flowCtx) bool {
 	if w.stopped() || ctx.parser == parserNone {
 		return false
 	}
-	w.feed(ctx, flow.ToServer, ctx.ident.Pending(proto.ToServer))
-	w.feed(ctx, flow.ToClient, ctx.ident.Pending(proto.ToClient))
+	// What identification held of a direction ends where the
+	// reassembler delivered it to (for the direction being delivered,
+	// before the chunk that decided).
+	for _, d := range [...]flow.Dir{flow.ToServer, flow.ToClient} {
+		b := ctx.ident.Pending(proto.Dir(d))
+		w.feedAt = w.cst.dir[d].Delivered() - int64(len(b))
+		w.feed(ctx, d, b)
+	}
+	w.feedAt = noOffset
 	return true
 }
 
@@ -159,6 +171,9 @@ func (w *worker) feed(ctx *flowCtx, d flow.Dir, b []byte) {
 			// CONNECT or Upgrade: the rest is another protocol, HTTP/2
 			// after an h2c upgrade, else left to the raw payload rules.
 			ctx.tunnel[d] = true
+			if w.feedAt != noOffset {
+				w.feedAt += int64(n)
+			}
 			if w.tunnelH2(ctx, d, b[n:]) {
 				return
 			}

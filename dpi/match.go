@@ -692,7 +692,7 @@ func (w *worker) candidate(r *rules.Rule, field rules.Field, text []byte, sens b
 		// No room for an event; the block must still happen.
 		w.hitBuf = append(w.hitBuf[:0], r)
 		if dec := w.rs.Compiled.Decide(append(w.hitBuf, w.scopeHits(sc)...)); dec.Block != nil {
-			w.blockFlow(dec.Block.ID, "rule")
+			w.blockScope(sc, dec.Block.ID)
 		}
 	}
 }
@@ -744,7 +744,7 @@ func (w *worker) settle(sc *scope, d flow.Dir) {
 	}
 	w.pend = w.pend[:0]
 	if dec.Block != nil {
-		w.blockFlow(dec.Block.ID, "rule")
+		w.blockScope(sc, dec.Block.ID)
 		return
 	}
 	if dec.Exempt == nil || w.cst.ident != identDone {

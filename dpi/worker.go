@@ -113,6 +113,9 @@ type result struct {
 	drop   bool // drop this frame only
 	reset  bool
 	reason string // drop reason for the counters
+	// rewritten: the frame was rewritten in place (a blocked HTTP/2
+	// stream) and is forwarded so.
+	rewritten bool
 }
 
 // worker is one worker's state. Everything but mu is owned by the worker
@@ -153,6 +156,10 @@ type worker struct {
 	cctx *flowCtx
 	cdir flow.Dir
 	res  result
+	fr   *dataplane.Frame
+	// feedAt is the reassembly offset of the first byte of the chunk
+	// being fed to a parser (noOffset: unknown).
+	feedAt int64
 
 	deliver [2]func([]byte)
 
@@ -183,7 +190,7 @@ type workerStats struct {
 	finalAllow, finalDrop              uint64
 	events, alerts, blocks             uint64
 	findings, scanErrors               uint64
-	h2Streams, grpcStreams             uint64
+	h2Streams, grpcStreams, h2Resets   uint64
 	openStreams                        int
 	drops                              map[string]uint64
 	apps                               [proto.NumProtocols]uint64
@@ -195,6 +202,7 @@ func newWorker(e *Engine, id int, rs *ruleset) (*worker, error) {
 		parked: map[xdp.FlowKey]parked{}, quiet: newQuietCache()}
 	w.st.drops = map[string]uint64{}
 	w.st.sigs = map[uint32]uint64{}
+	w.feedAt = noOffset
 	var err error
 	if w.scanner, err = hs.NewScanner(0); err != nil {
 		return nil, err
@@ -323,6 +331,16 @@ func (w *worker) inspect(fr *dataplane.Frame) dataplane.Verdict {
 	return w.conclude()
 }
 
+// ipEnd is where the IP packet of decoded frame b ends: its IP length,
+// within the frame (a frame may carry Ethernet padding after it).
+func ipEnd(b []byte, p *decode.Packet) int {
+	ip := b[p.L3Off:]
+	if p.IPVersion == 4 {
+		return min(len(b), p.L3Off+int(binary.BigEndian.Uint16(ip[2:])))
+	}
+	return min(len(b), p.L3Off+40+int(binary.BigEndian.Uint16(ip[4:])))
+}
+
 // badChecksum returns the drop reason of a frame whose IPv4 header
 // checksum or TCP/UDP checksum the receiver would reject, or "". A
 // TCP/UDP checksum that looks partial (the pseudo-header sum a sender
@@ -333,26 +351,21 @@ func (w *worker) badChecksum(fr *dataplane.Frame) string {
 	p := &w.pkt
 	b := fr.Data
 	ip := b[p.L3Off:]
-	var end int
 	if p.IPVersion == 4 {
-		ihl := int(ip[0]&0x0f) * 4
 		// Offline, a zero header checksum is one never computed: the
 		// capture was taken on the sending host, whose NIC fills it in
 		// (macOS captures are full of them; Linux computes it itself).
-		if !dataplane.IPv4HeaderChecksumOK(ip[:ihl]) && !(w.e.cfg.Offline && ip[10]|ip[11] == 0) {
+		if !dataplane.IPv4HeaderChecksumOK(ip[:int(ip[0]&0x0f)*4]) && !(w.e.cfg.Offline && ip[10]|ip[11] == 0) {
 			return "ip.bad_checksum"
 		}
-		end = p.L3Off + int(binary.BigEndian.Uint16(ip[2:]))
-	} else {
-		end = p.L3Off + 40 + int(binary.BigEndian.Uint16(ip[4:]))
 	}
+	end := ipEnd(b, p)
 	if p.Flags&(decode.FlagL4|decode.FlagFragment) != decode.FlagL4 || p.Proto != 6 && p.Proto != 17 {
 		return ""
 	}
 	if p.Proto == 17 {
 		end = min(end, p.L4Off+int(binary.BigEndian.Uint16(b[p.L4Off+4:])))
 	}
-	end = min(end, len(b))
 	if end < p.L4Off {
 		return ""
 	}
@@ -597,10 +610,10 @@ func (w *worker) conclude() dataplane.Verdict {
 		st.flags |= fBypassed
 		w.st.finalAllow++
 		w.st.forwarded++
-		v = dataplane.Verdict{Action: dataplane.Forward, Final: true}
+		v = dataplane.Verdict{Action: dataplane.Forward, Final: true, Rewritten: w.res.rewritten}
 	default:
 		w.st.forwarded++
-		return dataplane.Verdict{Action: dataplane.Forward}
+		return dataplane.Verdict{Action: dataplane.Forward, Rewritten: w.res.rewritten}
 	}
 	w.releaseCtx(st)
 	if w.e.cfg.Bypass {
@@ -642,6 +655,8 @@ func (w *worker) allowFinal(ruleID uint32) {
 func (w *worker) tcp(fr *dataplane.Frame, f *flow.Flow[flowState], d flow.Dir) {
 	p := &w.pkt
 	st := &f.State
+	w.fr = fr
+	defer func() { w.fr = nil }()
 	if f.TCP == flow.TCPReset {
 		// Both sockets are gone after an accepted RST: the receiver
 		// answers any data with an RST of its own. Data is dropped, never
@@ -713,6 +728,9 @@ func (w *worker) tcp(fr *dataplane.Frame, f *flow.Flow[flowState], d flow.Dir) {
 	}
 	if res.Status == reasm.StatusDelivered || res.Status == reasm.StatusDuplicate {
 		w.hold(fr, d)
+	}
+	if !w.res.drop && !w.res.block {
+		w.applyRewrites(fr, d)
 	}
 	if st.flags&fDepth != 0 && st.flags&(fDoneTS|fDoneTC) == fDoneTS|fDoneTC {
 		w.allowFinal(0)
@@ -1217,6 +1235,7 @@ func (w *worker) addStats(s *Stats) {
 	s.Findings += t.findings
 	s.ScanErrors += t.scanErrors
 	s.H2Streams += t.h2Streams
+	s.H2StreamResets += t.h2Resets
 	s.GRPCStreams += t.grpcStreams
 	s.OpenStreams += t.openStreams
 	s.Flows += w.flows.Len()

@@ -30,6 +30,7 @@ import (
 	"github.com/deepwall/deepwall/ctl/resolve"
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/dataplane/probe"
+	"github.com/deepwall/deepwall/dpi"
 	"github.com/deepwall/deepwall/internal/nsexec"
 	"github.com/deepwall/deepwall/rules/store"
 	"github.com/deepwall/deepwall/xdp"
@@ -66,6 +67,9 @@ type Config struct {
 	// their first packet, and their flow events name no protocol.
 	NoIdentify  bool
 	Workers     int
+	// H2Block is what a blocking rule on an HTTP/2 stream resets: the
+	// stream (default) or the connection (flag --h2-block).
+	H2Block     dpi.H2BlockPolicy
 	MetricsAddr string // "" = no metrics
 	AdminGroup  string // name or gid; "" = root only
 	ViewerGroup string // name or gid; "" = admins only
@@ -222,7 +226,7 @@ func Open(cfg Config) (_ *Agent, err error) {
 		return nil, err
 	}
 	events := a.events
-	ecfg := engineConfig(st.compiled, cfg.Workers, func(ev *eve.Event) {
+	ecfg := engineConfig(st.compiled, cfg.Workers, cfg.H2Block, func(ev *eve.Event) {
 		a.prot.Annotate(ev)
 		a.blocks.noteEvent(ev)
 		a.wl.note(ev)

@@ -33,8 +33,8 @@ var _ dpiEngine = (*dpi.Engine)(nil)
 
 // engineConfig is the engine the agent runs: the kernel enforces the ACL
 // and carries final flows, events go to the verdict log.
-func engineConfig(c *rules.Compiled, workers int, emit func(*eve.Event)) dpi.Config {
-	return dpi.Config{Workers: workers, Rules: c, Emit: emit, KernelACL: true, Bypass: true}
+func engineConfig(c *rules.Compiled, workers int, h2 dpi.H2BlockPolicy, emit func(*eve.Event)) dpi.Config {
+	return dpi.Config{Workers: workers, Rules: c, Emit: emit, KernelACL: true, Bypass: true, H2Block: h2}
 }
 
 // newEngine builds the agent's engine; tests of the agent swap it.
@@ -118,6 +118,11 @@ type ruleInspector struct {
 // Inspect implements dataplane.Inspector.
 func (r ruleInspector) Inspect(w int, f *dataplane.Frame) dataplane.Verdict {
 	v := r.Inspector.Inspect(w, f)
+	if v.Rewritten {
+		// An HTTP/2 stream was blocked alone: the connection goes on,
+		// its note must not name a later verdict of the flow.
+		r.rules.take(f.Key)
+	}
 	if v.Final && v.Action == dataplane.Drop {
 		// Taken even when the engine named the rule, so no note outlives
 		// its flow's verdict.

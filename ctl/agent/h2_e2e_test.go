@@ -2,15 +2,22 @@ package agent_test
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,7 +32,7 @@ import (
 // default pack, nghttpd serving HTTP/2 cleartext on a plain port in the
 // server namespace: curl with prior knowledge and nghttp fetch a page
 // byte-exact, and `?id=1 UNION SELECT password FROM users` over HTTP/2 is
-// blocked (the connection reset, a blocking alert with the stream id,
+// blocked (the stream reset, a blocking alert with the stream id,
 // app_proto http2).
 func TestPrivilegedAgentHTTP2(t *testing.T) { forModes(t, testAgentHTTP2) }
 
@@ -119,9 +126,10 @@ func testAgentH2CUpgrade(t *testing.T, m agentMode) {
 	if err == nil {
 		t.Fatalf("the attack after the upgrade was served: %d bytes", len(out))
 	}
-	// curl retries a request whose reused connection was reset, on a new
-	// connection with a new upgrade: that one is blocked as HTTP/1. The
-	// first must have been blocked as HTTP/2 stream 3.
+	// The attack is blocked as HTTP/2 stream 3 of the upgraded
+	// connection (its stream reset; had the connection been reset, curl
+	// would retry on a new connection with a new upgrade, blocked as
+	// HTTP/1).
 	a.waitEvents(t, "a blocking alert for stream 3 of the upgraded connection", func(evs []eve.Event) bool {
 		for _, ev := range evs {
 			if ev.Alert != nil && ev.SrcPort == 41235 && ev.Alert.Action == "blocked" &&
@@ -241,4 +249,141 @@ func TestPrivilegedAgentH2Load(t *testing.T) {
 			t.Logf("deepwall %s: %.0f req/s (%.2f of the bridge)", m.name, v, v/bridge)
 		})
 	}
+}
+
+// TestPrivilegedAgentHTTP2StreamBlock: through the live inline path, with
+// the default pack and the default per-stream policy, nghttpd serving
+// HTTP/2 cleartext: on one connection of Go's HTTP/2 client
+// (golang.org/x/net/http2), an 8 MiB download in flight (past the
+// client's 4 MiB stream window the server waits for it to read) survives
+// an attack in a second stream's query; that stream and one whose JSON
+// body attacks end in a stream error (RST_STREAM PROTOCOL_ERROR from
+// nghttpd, which got the rewritten frames), the download completes
+// byte-exact, and the alerts name the blocked streams. nghttp's two concurrent streams on one
+// connection: the attack's gets RST_STREAM, the other its page, no
+// GOAWAY.
+func TestPrivilegedAgentHTTP2StreamBlock(t *testing.T) { forModes(t, testAgentHTTP2StreamBlock) }
+
+func testAgentHTTP2StreamBlock(t *testing.T, m agentMode) {
+	testnet.RequireTools(t, "apt-get install nghttp2-server nghttp2-client", "nghttpd", "nghttp")
+	topo := m.topology(t)
+	root := t.TempDir()
+	big := make([]byte, 8<<20)
+	for i := range big {
+		big[i] = byte(i*7 + i>>10)
+	}
+	page := bytes.Repeat([]byte("<p>hello over h2</p>\n"), 100)
+	for name, b := range map[string][]byte{"big.bin": big, "index.html": page} {
+		if err := os.WriteFile(filepath.Join(root, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const port = 8080
+	topo.Server.Start(t, exec.Command("nghttpd", "--no-tls", "-a", testnet.ServerIP.String(), "-d", root, strconv.Itoa(port)))
+	waitListening(t, topo, port)
+	a := startAgent(t, topo, t.TempDir())
+	t.Cleanup(func() { a.stop(t) })
+	server := netip.AddrPortFrom(testnet.ServerIP, port)
+	base := "http://" + server.String()
+	const attack = "/index.html?id=1%20UNION%20SELECT%20password%20FROM%20users"
+
+	t.Run("go client", func(t *testing.T) {
+		defer func() {
+			if t.Failed() {
+				for _, ev := range a.events(t) {
+					b, _ := json.Marshal(ev)
+					t.Logf("%s", b)
+				}
+			}
+		}()
+		var dials atomic.Int32
+		var ports []uint16
+		var mu sync.Mutex
+		// x/net's Transport: net/http's retries a request its server reset
+		// with PROTOCOL_ERROR (golang/go#47635), six times with backoff.
+		tr := &http2.Transport{AllowHTTP: true,
+			DialTLSContext: func(context.Context, string, string, *tls.Config) (net.Conn, error) {
+				dials.Add(1)
+				c := testnet.Dial(t, topo.Client, "tcp", server)
+				mu.Lock()
+				ports = append(ports, uint16(c.LocalAddr().(*net.TCPAddr).Port))
+				mu.Unlock()
+				return c, nil
+			}}
+		t.Cleanup(tr.CloseIdleConnections)
+		cl := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+		resp, err := cl.Get(base + "/big.bin")
+		if err != nil {
+			t.Fatalf("download: %v", err)
+		}
+		defer resp.Body.Close()
+		got := make([]byte, 100<<10)
+		if _, err := io.ReadFull(resp.Body, got); err != nil {
+			t.Fatalf("download start: %v", err)
+		}
+		// The download is in flight: the server waits for window.
+		served := func(r *http.Response, err error) error {
+			if err != nil {
+				return err
+			}
+			defer r.Body.Close()
+			_, err = io.ReadAll(r.Body)
+			if err == nil {
+				return fmt.Errorf("served: %s", r.Status)
+			}
+			return err
+		}
+		for name, do := range map[string]func() (*http.Response, error){
+			"query": func() (*http.Response, error) { return cl.Get(base + attack) },
+			"body": func() (*http.Response, error) {
+				return cl.Post(base+"/index.html", "application/json", strings.NewReader(`{"id": "1' UNION SELECT password FROM users--", "note": "leave at the door"}`))
+			},
+		} {
+			err := served(do())
+			if err == nil || !strings.Contains(err.Error(), "stream error") || !strings.Contains(err.Error(), "PROTOCOL_ERROR") {
+				t.Errorf("%s attack: %v, want a stream error PROTOCOL_ERROR", name, err)
+			}
+		}
+		rest, err := io.ReadAll(resp.Body)
+		if err != nil || !bytes.Equal(append(got, rest...), big) {
+			t.Fatalf("download: %v, %d bytes (want %d byte-exact)", err, len(got)+len(rest), len(big))
+		}
+		// Go's client takes no new request on a connection whose server
+		// reset a stream with PROTOCOL_ERROR (it keeps it for the
+		// streams in flight): the body attack goes on a second one.
+		if n := dials.Load(); n > 2 {
+			t.Errorf("%d connections dialed, want at most 2", n)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		evs := a.waitEvents(t, "blocking alerts for both attack streams", func(evs []eve.Event) bool {
+			return len(blockedStreams(evs, ports[0])) > 0 && len(blockedStreams(evs, ports[len(ports)-1])) > 0 &&
+				(len(ports) == 2 || len(blockedStreams(evs, ports[0])) == 2)
+		})
+		if ids := blockedStreams(evs, ports[0]); slices.Contains(ids, 1) {
+			t.Errorf("blocked streams %v of the download's connection include the download's", ids)
+		}
+	})
+
+	t.Run("nghttp", func(t *testing.T) {
+		out, _ := topo.Client.Run(exec.Command("nghttp", "-v", "-t", "10", base+"/index.html", base+attack))
+		s := string(out)
+		if strings.Count(s, "recv RST_STREAM frame") != 1 || !strings.Contains(s, "error_code=PROTOCOL_ERROR") ||
+			strings.Count(s, ":status: 200") != 1 || strings.Contains(s, "recv GOAWAY") || !strings.Contains(s, string(page[:200])) {
+			t.Fatalf("nghttp, want one stream served and one reset on one connection:\n%s", s)
+		}
+	})
+}
+
+// blockedStreams is the HTTP/2 streams of the connection from client
+// port that blocking alerts name, each once.
+func blockedStreams(evs []eve.Event, port uint16) []uint32 {
+	var ids []uint32
+	for _, ev := range evs {
+		if ev.Alert != nil && ev.Alert.Action == "blocked" && ev.SrcPort == port && ev.AppProto == "http2" &&
+			ev.HTTP != nil && !slices.Contains(ids, ev.HTTP.StreamID) {
+			ids = append(ids, ev.HTTP.StreamID)
+		}
+	}
+	return ids
 }

@@ -48,6 +48,8 @@ type queue struct {
 	// own packets of the flow from (set by judge when known).
 	peerMAC     [6]byte
 	havePeerMAC bool
+	// rewritten: the Inspector rewrote the packet being judged.
+	rewritten bool
 
 	side [2]sideCounters
 }
@@ -252,7 +254,14 @@ func (q *queue) handle(b []byte, m nlMsg) {
 	w.mu.Unlock()
 	if act == dataplane.Forward {
 		c.accepted.Add(1)
-		q.verdict(id, nfAccept, mk, pm, nil)
+		var payload []byte
+		if q.rewritten {
+			// The Inspector rewrote the packet in place (same length,
+			// checksums right): the kernel takes it back with the
+			// verdict.
+			payload = frame[ethLen:]
+		}
+		q.verdict(id, nfAccept, mk, pm, payload)
 		return
 	}
 	c.dropped.Add(1)
@@ -411,7 +420,7 @@ func (w *worker) judge(q *queue, frame []byte, side dataplane.Side) (dataplane.A
 	pk := &q.pkt
 	now := q.now
 	var e *entry
-	q.havePeerMAC = false
+	q.havePeerMAC, q.rewritten = false, false
 	if pk.Keyed {
 		e = w.flows[pk.Key]
 		if e == nil {
@@ -445,6 +454,7 @@ func (w *worker) judge(q *queue, frame []byte, side dataplane.Side) (dataplane.A
 	w.frame = dataplane.Frame{Data: frame, Ingress: side, Ifindex: int(q.p.ports[side].ifindex), Key: pk.Key, Dir: pk.Dir, Timestamp: now, ChecksumComplete: !q.cur.CsumNotReady}
 	v := w.p.cfg.Inspector.Inspect(w.id, &w.frame)
 	w.frame = dataplane.Frame{}
+	q.rewritten = v.Rewritten && v.Action == dataplane.Forward
 	w.inspected.Add(1)
 	var mk uint32
 	if v.Final && pk.Keyed {

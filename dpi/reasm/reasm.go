@@ -282,6 +282,13 @@ func (s *Stream) Midstream() bool { return s.flags&stMidstream != 0 }
 // delivered, reset, or depth reached.
 func (s *Stream) Done() bool { return s.flags&(stFINDone|stReset|stDepth) != 0 }
 
+// Acked is the offset up to which the receiver acknowledged the stream.
+func (s *Stream) Acked() int64 { return s.acked }
+
+// Offset is the stream offset of sequence number seq (serial-number
+// arithmetic around the next byte expected). Meaningful once Started.
+func (s *Stream) Offset(seq uint32) int64 { return s.offset(seq) }
+
 // NextSeq is the sequence number of the next byte the stream expects.
 func (s *Stream) NextSeq() uint32 { return s.base + uint32(s.next) }
 

@@ -89,6 +89,7 @@ type dirState struct {
 	sid     uint32
 	length  int
 	start   int64 // stream offset of the frame
+	end     int64 // stream offset just past the frame
 	pre     [8]byte
 	pn      int
 	preNeed int
@@ -250,6 +251,21 @@ func trimPad(b []byte) []byte {
 // window.
 func (p *Parser) SetTime(ns int64) { p.now = ns }
 
+// Offset is the stream offset of the next byte Feed takes in direction
+// dir: offset 0 is the first byte fed (after an h2c upgrade, the first
+// byte after the switch).
+func (p *Parser) Offset(dir proto.Dir) int64 { return p.d[dir&1].offset }
+
+// Span is, during a Sink call for a stream's frames, the stream offsets
+// [from, to) of the frames of direction dir it comes from: a header
+// block's HEADERS and CONTINUATION frames, or the DATA frame, padding
+// included (ResetStream rewrites exactly those), and the stream they
+// belong to.
+func (p *Parser) Span(dir proto.Dir) (from, to int64, sid uint32) {
+	d := &p.d[dir&1]
+	return d.start, d.end, d.sid
+}
+
 // Stopped reports whether a fatal finding stopped the parser.
 func (p *Parser) Stopped() bool { return p.stopped }
 
@@ -353,6 +369,7 @@ func (p *Parser) begin(d *dirState, h []byte) {
 	d.length = int(h[0])<<16 | int(h[1])<<8 | int(h[2])
 	d.typ, d.flags = h[3], h[4]
 	d.sid = streamBE(h[5:])
+	d.end = d.start + frameHeaderLen + int64(d.length)
 	d.pn, d.preNeed, d.content, d.skip, d.ended = 0, 0, 0, 0, false
 	if d.first {
 		d.first = false
