@@ -65,8 +65,8 @@ type Config struct {
 	// NoIdentify identifies only the flows some rule may apply to
 	// (dpi.Config.NoIdentify): the others reach the kernel fast path at
 	// their first packet, and their flow events name no protocol.
-	NoIdentify  bool
-	Workers     int
+	NoIdentify bool
+	Workers    int
 	// H2Block is what a blocking rule on an HTTP/2 stream resets: the
 	// stream (default) or the connection (flag --h2-block).
 	H2Block     dpi.H2BlockPolicy
