@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"github.com/deepwall/deepwall/ctl/agent"
 	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/ctl/eve"
+	"github.com/deepwall/deepwall/ctl/k8s"
 	"github.com/deepwall/deepwall/ctl/resolve"
 	"github.com/deepwall/deepwall/dataplane/probe"
 	"github.com/deepwall/deepwall/rules"
@@ -20,6 +22,8 @@ func newRunCommand() *cobra.Command {
 	var cfg agent.Config
 	var level string
 	var noSandbox bool
+	var kube k8s.Config
+	var kubernetes bool
 	cmd := &cobra.Command{
 		Use:   "run --inner IFACE --outer IFACE",
 		Short: "Run the agent inline between two ports until SIGINT/SIGTERM",
@@ -74,6 +78,17 @@ runtime that is not there is skipped.`,
 				}
 			}
 			cfg.Version = Version
+			var ctrl *k8s.Controller
+			if kubernetes {
+				// Before the sandbox: the kubeconfig and in-cluster
+				// credentials are read now.
+				kube.Agent, kube.Logger = api.NewClient(cfg.Socket), cfg.Logger
+				c, err := k8s.New(kube)
+				if err != nil {
+					return err
+				}
+				ctrl = c
+			}
 			a, err := agent.Open(cfg)
 			var list rules.ErrorList
 			if errors.As(err, &list) {
@@ -92,7 +107,19 @@ runtime that is not there is skipped.`,
 					return err
 				}
 			}
-			return a.Run(cmd.Context())
+			if ctrl == nil {
+				return a.Run(cmd.Context())
+			}
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- ctrl.Run(ctx) }()
+			err = a.Run(ctx)
+			cancel()
+			if cerr := <-done; err == nil && cerr != nil {
+				err = fmt.Errorf("kubernetes: %w", cerr)
+			}
+			return err
 		},
 	}
 	f := cmd.Flags()
@@ -115,6 +142,10 @@ runtime that is not there is skipped.`,
 	f.StringVar(&cfg.DockerSocket, "docker-socket", resolve.Default.DockerSocket, "Docker's Engine API socket, where protect finds Docker containers by name or id")
 	f.StringVar(&cfg.PodmanSocket, "podman-socket", resolve.Default.PodmanSocket, "podman's API socket (podman.socket or `podman system service`), where protect finds podman containers by name or id")
 	f.StringVar(&cfg.ContainerdState, "containerd-state", resolve.Default.ContainerdState, "containerd's v2 shim state directory, where protect finds containerd containers by [NAMESPACE/]ID")
+	f.BoolVar(&kubernetes, "kubernetes", false, "be this node's Kubernetes agent: protect the node's pods the DeepwallPolicy and ClusterDeepwallPolicy resources select, own the rule set (default pack + the policies' rules), report per-node status (docs/kubernetes.md)")
+	f.StringVar(&kube.Kubeconfig, "kubeconfig", "", "with --kubernetes: kubeconfig file (default: the pod's service account)")
+	f.StringVar(&kube.Node, "node-name", os.Getenv("NODE_NAME"), "with --kubernetes: this node's name, as pods' spec.nodeName has it (default $NODE_NAME)")
+	f.StringVar(&kube.Namespace, "kubernetes-namespace", envOr("POD_NAMESPACE", "deepwall"), "with --kubernetes: the namespace of the ConfigMaps ClusterDeepwallPolicy rules name (default $POD_NAMESPACE, else deepwall)")
 	f.StringVar(&level, "log-level", "info", "agent log level on stderr: debug, info, warn, error")
 	f.BoolVar(&noSandbox, "no-sandbox", false, "keep full root and allow every system call after start-up (debugging only: no capability drop, no seccomp filter)")
 	f.StringVar(&cfg.RunDir, "run-dir", agent.DefaultRunDir, "runtime directory (port locks, port records)")
@@ -122,4 +153,12 @@ runtime that is not there is skipped.`,
 	_ = f.MarkHidden("run-dir")
 	_ = f.MarkHidden("bpffs")
 	return cmd
+}
+
+// envOr is the environment variable's value, or def when it is unset.
+func envOr(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok && v != "" {
+		return v
+	}
+	return def
 }
