@@ -59,12 +59,23 @@ itself in front of containers with deepwall protect. It finds them by name
 or id through the runtimes' APIs: Docker at --docker-socket, podman at
 --podman-socket (its API service: systemctl enable --now podman.socket, or
 podman system service --time=0), containerd in --containerd-state. A
-runtime that is not there is skipped.`,
+runtime that is not there is skipped.
+
+Kubernetes: with --kubernetes the agent is its node's controller (run as a
+DaemonSet, deploy/kubernetes): it watches the DeepwallPolicy and
+ClusterDeepwallPolicy resources and the pods of --node-name, protects each
+selected pod under the name NAMESPACE.POD through the runtime that runs it
+(the pod's containerID: containerd in --containerd-state, or Docker), owns
+the rule set (the default pack plus the policies' rules; rules changed by
+hand are replaced at the next pass) and writes the node's entry of each
+policy's status. --kubeconfig names the API server; without it the pod's
+service account is used.`,
 		Example: `  deepwall run --inner veth-app1 --outer veth-app1-br
   deepwall run --netns app1 --inner eth1 --outer eth2 --rules /etc/deepwall/rules.yaml --metrics 127.0.0.1:9464
   deepwall run --inner in0 --outer out0 --fail-closed --admin-group deepwall --viewer-group adm
   deepwall run --inner eth1 --outer eth2 --mode nfqueue   # no XDP: iptables NFQUEUE, same rules and events
-  deepwall run --podman-socket /run/podman/podman.sock    # no ports: protect containers (deepwall protect podman:web)`,
+  deepwall run --podman-socket /run/podman/podman.sock    # no ports: protect containers (deepwall protect podman:web)
+  deepwall run --kubernetes --node-name node-1 --kubeconfig /etc/deepwall/kubeconfig`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var lv slog.Level

@@ -77,14 +77,16 @@ func TestSelects(t *testing.T) {
 }
 
 func TestBuildRules(t *testing.T) {
-	pol := func(uid, ns, name string) *policy { return &policy{kind: kindPolicy, uid: uid, namespace: ns, name: name} }
+	pol := func(uid, ns, name string) *policy {
+		return &policy{kind: kindPolicy, uid: uid, namespace: ns, name: name}
+	}
 	a, b, c, d := pol("a", "shop", "a"), pol("b", "shop", "b"), pol("c", "", "c"), pol("d", "shop", "d")
 	c.kind = kindClusterPolicy
 	text := map[string]string{
 		"a": "rules:\n  - {id: 9001, action: block, proto: tcp, dst_port: 23}\n",
 		"b": "rules:\n  - {id: 9001, action: block, proto: tcp, dst_port: 24}\n", // id taken by a
-		"c": "rules:\n  - {id: 9002, action: blok}\n",                             // bad action
-		"d": "",                                                                     // selection only
+		"c": "rules:\n  - {id: 9002, action: blok}\n",                            // bad action
+		"d": "",                                                                  // selection only
 	}
 	req, refused := buildRules([]*policy{a, b, c, d}, text)
 	if len(refused) != 2 || refused["b"] == nil || refused["c"] == nil {
