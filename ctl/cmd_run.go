@@ -67,7 +67,7 @@ ClusterDeepwallPolicy resources and the pods of --node-name, protects each
 selected pod under the name NAMESPACE.POD through the runtime that runs it
 (the pod's containerID: containerd in --containerd-state, or Docker), owns
 the rule set (the default pack plus the policies' rules; rules changed by
-hand are replaced at the next pass) and writes the node's entry of each
+hand are replaced when the policies change) and writes the node's entry of each
 policy's status. --kubeconfig names the API server; without it the pod's
 service account is used.`,
 		Example: `  deepwall run --inner veth-app1 --outer veth-app1-br

@@ -46,6 +46,12 @@ const maxNameLen = 128
 
 var everything = labels.Everything()
 
+// errIngress refuses a policy with an ingress ACL: the schema has it, this
+// agent does not enforce it yet (the kernel ACL judges each direction
+// without connection state, so a default deny in would also drop the
+// replies to the pod's own connections).
+var errIngress = errors.New("spec.ingress: not enforced by this agent version; remove it (rules with src/dst and container:NAMESPACE.POD express an ACL)")
+
 // policy is a DeepwallPolicy or a ClusterDeepwallPolicy as the pass sees it.
 type policy struct {
 	kind, namespace, name, uid string
@@ -235,6 +241,10 @@ func (c *Controller) reconcile(ctx context.Context) error {
 	live := map[string]bool{}
 	for _, p := range pols {
 		live[p.uid] = true
+		if p.spec.Ingress != nil {
+			invalid[p.uid] = errIngress
+			continue
+		}
 		t := ""
 		if r := p.spec.Rules; r != nil {
 			if r.ConfigMapRef != nil {
