@@ -2,10 +2,12 @@ package k8s_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -21,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/ctl/eve"
 	"github.com/deepwall/deepwall/ctl/k8s"
 	"github.com/deepwall/deepwall/ctl/k8s/apis/deepwall/v1alpha1"
 	"github.com/deepwall/deepwall/internal/agenttest"
@@ -121,6 +124,7 @@ func TestPrivilegedKubernetes(t *testing.T) {
 		t.Logf("status %s: rules version %d (%s), pods %v", n.Node, n.RulesVersion, n.RulesHash, n.Pods)
 	}
 	c.checkEnforced(t, []string{"web-node-1", "web-node-2", "web-node-3"})
+	c.waitAlert(t, "node-2", eve.K8s{Namespace: "default", Pod: "web-node-2", Labels: map[string]string{"app": "web"}})
 
 	// Relabel: db-node-1 comes under the policy, web-node-2 leaves it.
 	c.label(t, "db-node-1", "web")
@@ -348,6 +352,29 @@ func waitAnswer(t *testing.T, client *testnet.NS, ip netip.Addr, path string, wa
 		}
 		if got == want || time.Now().After(deadline) {
 			return got
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// waitAlert waits for a blocked alert of pod in node's EVE log naming
+// the pod in its k8s object.
+func (c *cluster) waitAlert(t *testing.T, node string, pod eve.K8s) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		data, _ := os.ReadFile(c.agents[node].Log)
+		for _, line := range strings.Split(string(data), "\n") {
+			var ev eve.Event
+			if json.Unmarshal([]byte(line), &ev) != nil || ev.Alert == nil || ev.Alert.Action != "blocked" || ev.K8s == nil {
+				continue
+			}
+			if reflect.DeepEqual(*ev.K8s, pod) && ev.Container != nil && ev.Container.Name == k8s.ProtectionName(pod.Namespace, pod.Pod) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no blocked alert with k8s %+v in %s's EVE log:\n%s", pod, node, data)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/ctl/eve"
 	"github.com/deepwall/deepwall/ctl/k8s/apis/deepwall/v1alpha1"
 	"github.com/deepwall/deepwall/rules"
 )
@@ -97,6 +98,7 @@ type nodeState struct {
 // want is a pod's protection as the policies that select it ask for it.
 type want struct {
 	pod        string // NAMESPACE/NAME
+	k8s        *eve.K8s
 	target     string // RUNTIME:REF
 	id         string // the container id in Target
 	mode       string
@@ -143,12 +145,31 @@ func podTarget(pod *corev1.Pod) (target, id string, ok bool) {
 	return "", "", false
 }
 
-// ours reports whether the controller made a protection: a runtime's
-// container under a NAMESPACE.POD name. The controller owns these on a
-// --kubernetes agent and releases those no policy selects.
-func ours(p api.PortStatus) bool {
-	return (p.Runtime == "containerd" || p.Runtime == "docker" || strings.HasPrefix(p.Target, "containerd:k8s.io/")) &&
-		strings.Contains(p.Name, ".") && p.Kind != "selector" && p.Kind != "cni"
+// ours reports whether the controller made a protection: those carry
+// their pod (ProtectRequest.K8s). The controller releases those no
+// policy selects; protections made otherwise (by hand, deepwall-cni, a
+// selector) are left alone.
+func ours(p api.PortStatus) bool { return p.K8s != nil }
+
+// podRef is the pod as EVE events name it: its labels, at most
+// api.MaxK8sLabels of them (the first in key order).
+func podRef(pod *corev1.Pod) *eve.K8s {
+	ref := &eve.K8s{Namespace: pod.Namespace, Pod: pod.Name}
+	keys := make([]string, 0, len(pod.Labels))
+	for k := range pod.Labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		if i == api.MaxK8sLabels {
+			break
+		}
+		if ref.Labels == nil {
+			ref.Labels = map[string]string{}
+		}
+		ref.Labels[k] = pod.Labels[k]
+	}
+	return ref
 }
 
 // selects reports whether the accepted form of a policy selects a pod.
@@ -319,7 +340,8 @@ func (c *Controller) reconcile(ctx context.Context) error {
 			name := ProtectionName(pod.Namespace, pod.Name)
 			w := wants[name]
 			if w == nil {
-				w = &want{pod: pod.Namespace + "/" + pod.Name, target: target, id: id, iface: a.spec.Interface}
+				w = &want{pod: pod.Namespace + "/" + pod.Name, target: target, id: id, iface: a.spec.Interface,
+					k8s: podRef(pod)}
 				wants[name] = w
 			}
 			mode := a.spec.Mode
@@ -365,7 +387,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		}
 		if !ok || cur.Mode != w.mode || cur.State == "failed" {
 			var st api.PortStatus
-			r := api.ProtectRequest{Target: w.target, Iface: w.iface, Mode: w.mode, FailClosed: w.failClosed, Name: name}
+			r := api.ProtectRequest{Target: w.target, Iface: w.iface, Mode: w.mode, FailClosed: w.failClosed, Name: name, K8s: w.k8s}
 			if err := c.cfg.Agent.Do(ctx, http.MethodPost, "/v1/ports", nil, r, &st); err != nil {
 				c.recordProtectErr(protectErr, w, fmt.Errorf("protect pod %s (%s): %w", w.pod, w.target, err))
 				continue

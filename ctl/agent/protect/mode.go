@@ -159,6 +159,7 @@ func (p *Protector) Annotate(ev *eve.Event) {
 	if ev.Container == nil {
 		t := port.rec.Target
 		ev.Container = &eve.Container{Name: t.Name, Runtime: t.Runtime, ID: t.ID, Image: t.Image}
+		ev.K8s = t.K8s
 	}
 	if ev.Alert == nil || ev.Alert.Action != "blocked" {
 		return
