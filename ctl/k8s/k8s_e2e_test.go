@@ -66,7 +66,7 @@ type pod struct {
 func (c *cluster) startAgent(t *testing.T, node string) {
 	t.Helper()
 	a := c.agents[node]
-	a.Start(t, c.cd.Host.NS, "--kubernetes", "--kubeconfig", c.cp.Kubeconfig(t, agentUser), "--node-name", node,
+	a.Start(t, c.cd.Host.NS, "--workers", "1", "--kubernetes", "--kubeconfig", c.cp.Kubeconfig(t, agentUser), "--node-name", node,
 		"--containerd-state", c.cd.State)
 }
 
@@ -102,6 +102,7 @@ func TestPrivilegedKubernetes(t *testing.T) {
 	for _, p := range c.pods {
 		waitAnswer(t, c.client, p.ip, benignPath, true)
 	}
+	t.Cleanup(func() { agenttest.RemovePins(t, cd.Host.NS) })
 	for _, node := range nodes {
 		c.agents[node] = agenttest.New(t.TempDir())
 		c.startAgent(t, node)
