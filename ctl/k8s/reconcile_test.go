@@ -122,3 +122,29 @@ func keys(m map[string]string) []string {
 	}
 	return out
 }
+
+// TestStatusCurrent: an entry is written once; the same state again is
+// not written (no write per pass), a changed one is, and a condition
+// keeps its transition time while its status holds.
+func TestStatusCurrent(t *testing.T) {
+	c := &Controller{cfg: Config{Node: "node-1"}}
+	c.node.accepted = map[string]accepted{}
+	p := &policy{kind: kindPolicy, namespace: "shop", name: "web", uid: "u", generation: 2}
+	st := c.nodeStatus(p, nil, nil, nil, []string{"shop/web-0"})
+	if c.statusCurrent(p, &st) {
+		t.Fatal("no entry yet: want a write")
+	}
+	p.status.Nodes = []v1alpha1.NodeStatus{{Node: "node-2"}, st}
+	again := c.nodeStatus(p, nil, nil, nil, []string{"shop/web-0"})
+	if !c.statusCurrent(p, &again) {
+		t.Errorf("same state written again:\n%+v\n%+v", st, again)
+	}
+	changed := c.nodeStatus(p, errIngress, nil, nil, nil)
+	if c.statusCurrent(p, &changed) {
+		t.Error("a refused policy's entry not written")
+	}
+	if cond := changed.Conditions[0]; cond.Status != metav1.ConditionFalse || cond.Reason != v1alpha1.ReasonInvalidRules ||
+		!strings.Contains(cond.Message, "nothing changed") {
+		t.Errorf("condition %+v", cond)
+	}
+}
