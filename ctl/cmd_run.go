@@ -67,9 +67,9 @@ ClusterDeepwallPolicy resources and the pods of --node-name, protects each
 selected pod under the name NAMESPACE.POD through the runtime that runs it
 (the pod's containerID: containerd in --containerd-state, or Docker), owns
 the rule set (the default pack plus the policies' rules; rules changed by
-hand are replaced when the policies change) and writes the node's entry of each
-policy's status. --kubeconfig names the API server; without it the pod's
-service account is used.`,
+hand are replaced when the policies change) and writes the node's entry
+of each policy's status. --kubeconfig names the API server; without it
+the pod's service account is used.`,
 		Example: `  deepwall run --inner veth-app1 --outer veth-app1-br
   deepwall run --netns app1 --inner eth1 --outer eth2 --rules /etc/deepwall/rules.yaml --metrics 127.0.0.1:9464
   deepwall run --inner in0 --outer out0 --fail-closed --admin-group deepwall --viewer-group adm
