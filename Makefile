@@ -13,9 +13,10 @@ TESTFLAGS ?= -count=1 -timeout 45m
 
 all: build
 
-## generate: rebuild the eBPF objects with bpf2go (needs clang and llvm-strip)
+## generate: rebuild the eBPF objects with bpf2go (needs clang and llvm-strip),
+## and the Kubernetes API's deep copies and CRD manifests with controller-gen
 generate:
-	$(GO) generate ./xdp/... ./bench/refxdp/...
+	$(GO) generate ./xdp/... ./bench/refxdp/... ./ctl/k8s/...
 
 ## build: the deepwall binary in bin/
 build:
@@ -117,9 +118,9 @@ detect:
 demo: build
 	scripts/demo.sh $(BIN)
 
-## check-generate: fail when regenerated eBPF objects differ from the committed ones
+## check-generate: fail when regenerated eBPF objects or CRDs differ from the committed ones
 check-generate: generate
-	git diff --exit-code -- xdp/ bench/ || { echo "generated eBPF objects are stale: run make generate and commit"; exit 1; }
+	git diff --exit-code -- xdp/ bench/ ctl/k8s/ deploy/kubernetes/crds/ || { echo "generated files are stale: run make generate and commit"; exit 1; }
 
 clean:
 	rm -rf bin/ man/

@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"github.com/deepwall/deepwall/ctl/agent"
 	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/ctl/eve"
+	"github.com/deepwall/deepwall/ctl/k8s"
 	"github.com/deepwall/deepwall/ctl/resolve"
 	"github.com/deepwall/deepwall/dataplane/probe"
 	"github.com/deepwall/deepwall/dpi"
@@ -25,6 +27,8 @@ func newRunCommand() *cobra.Command {
 	var noSandbox bool
 	var syslogs, sockets []string
 	var h2Block string
+	var kube k8s.Config
+	var kubernetes bool
 	cmd := &cobra.Command{
 		Use:   "run --inner IFACE --outer IFACE",
 		Short: "Run the agent inline between two ports until SIGINT/SIGTERM",
@@ -64,12 +68,23 @@ or id through the runtimes' APIs: Docker at --docker-socket, podman at
 podman system service --time=0), containerd in --containerd-state (and
 its image and labels at --containerd-socket). Their start events (and a
 pass every second) protect again the containers protect follows. A
-runtime that is not there is skipped.`,
+runtime that is not there is skipped.
+
+Kubernetes: with --kubernetes the agent is its node's controller (run as a
+DaemonSet, deploy/kubernetes): it watches the DeepwallPolicy and
+ClusterDeepwallPolicy resources and the pods of --node-name, protects each
+selected pod under the name NAMESPACE.POD through the runtime that runs it
+(the pod's containerID: containerd in --containerd-state, or Docker), owns
+the rule set (the default pack plus the policies' rules; rules changed by
+hand are replaced when the policies change) and writes the node's entry
+of each policy's status. --kubeconfig names the API server; without it
+the pod's service account is used.`,
 		Example: `  deepwall run --inner veth-app1 --outer veth-app1-br
   deepwall run --netns app1 --inner eth1 --outer eth2 --rules /etc/deepwall/rules.yaml --metrics 127.0.0.1:9464
   deepwall run --inner in0 --outer out0 --fail-closed --admin-group deepwall --viewer-group adm
   deepwall run --inner eth1 --outer eth2 --mode nfqueue   # no XDP: iptables NFQUEUE, same rules and events
-  deepwall run --podman-socket /run/podman/podman.sock    # no ports: protect containers (deepwall protect podman:web)`,
+  deepwall run --podman-socket /run/podman/podman.sock    # no ports: protect containers (deepwall protect podman:web)
+  deepwall run --kubernetes --node-name node-1 --kubeconfig /etc/deepwall/kubeconfig`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var lv slog.Level
@@ -101,6 +116,17 @@ runtime that is not there is skipped.`,
 				cfg.Outputs = append(cfg.Outputs, o)
 			}
 			cfg.Version = Version
+			var ctrl *k8s.Controller
+			if kubernetes {
+				// Before the sandbox: the kubeconfig and in-cluster
+				// credentials are read now.
+				kube.Agent, kube.Logger = api.NewClient(cfg.Socket), cfg.Logger
+				c, err := k8s.New(kube)
+				if err != nil {
+					return err
+				}
+				ctrl = c
+			}
 			a, err := agent.Open(cfg)
 			var list rules.ErrorList
 			if errors.As(err, &list) {
@@ -119,7 +145,19 @@ runtime that is not there is skipped.`,
 					return err
 				}
 			}
-			return a.Run(cmd.Context())
+			if ctrl == nil {
+				return a.Run(cmd.Context())
+			}
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- ctrl.Run(ctx) }()
+			err = a.Run(ctx)
+			cancel()
+			if cerr := <-done; err == nil && cerr != nil {
+				err = fmt.Errorf("kubernetes: %w", cerr)
+			}
+			return err
 		},
 	}
 	f := cmd.Flags()
@@ -150,6 +188,10 @@ runtime that is not there is skipped.`,
 	f.StringVar(&cfg.PodmanSocket, "podman-socket", resolve.Default.PodmanSocket, "podman's API socket (podman.socket or `podman system service`), where protect finds podman containers by name or id")
 	f.StringVar(&cfg.ContainerdState, "containerd-state", resolve.Default.ContainerdState, "containerd's v2 shim state directory, where protect finds containerd containers by [NAMESPACE/]ID")
 	f.StringVar(&cfg.ContainerdSocket, "containerd-socket", resolve.Default.ContainerdSocket, "containerd's API socket: its task start events, and its containers' images and labels")
+	f.BoolVar(&kubernetes, "kubernetes", false, "be this node's Kubernetes agent: protect the node's pods the DeepwallPolicy and ClusterDeepwallPolicy resources select, own the rule set (default pack + the policies' rules), report per-node status (docs/kubernetes.md)")
+	f.StringVar(&kube.Kubeconfig, "kubeconfig", "", "with --kubernetes: kubeconfig file (default: the pod's service account)")
+	f.StringVar(&kube.Node, "node-name", os.Getenv("NODE_NAME"), "with --kubernetes: this node's name, as pods' spec.nodeName has it (default $NODE_NAME)")
+	f.StringVar(&kube.Namespace, "kubernetes-namespace", envOr("POD_NAMESPACE", "deepwall"), "with --kubernetes: the namespace of the ConfigMaps ClusterDeepwallPolicy rules name (default $POD_NAMESPACE, else deepwall)")
 	f.StringVar(&level, "log-level", "info", "agent log level on stderr: debug, info, warn, error")
 	f.BoolVar(&noSandbox, "no-sandbox", false, "keep full root and allow every system call after start-up (debugging only: no capability drop, no seccomp filter)")
 	f.StringVar(&cfg.RunDir, "run-dir", agent.DefaultRunDir, "runtime directory (port locks, port records)")
@@ -157,4 +199,12 @@ runtime that is not there is skipped.`,
 	_ = f.MarkHidden("run-dir")
 	_ = f.MarkHidden("bpffs")
 	return cmd
+}
+
+// envOr is the environment variable's value, or def when it is unset.
+func envOr(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok && v != "" {
+		return v
+	}
+	return def
 }

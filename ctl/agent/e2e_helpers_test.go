@@ -234,19 +234,7 @@ func pseudoBytes(n int, seed uint64) []byte {
 
 // nsHTTPClient dials from inside ns.
 func nsHTTPClient(ns *testnet.NS, keepAlive bool) *http.Client {
-	tr := &http.Transport{
-		DisableKeepAlives: !keepAlive,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			var c net.Conn
-			err := ns.Do(func() error {
-				var err error
-				c, err = (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
-				return err
-			})
-			return c, err
-		},
-	}
-	return &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	return testnet.HTTPClient(ns, keepAlive)
 }
 
 // rawResult is what became of one raw HTTP request.

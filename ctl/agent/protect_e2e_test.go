@@ -6,8 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,11 +13,9 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
-
-	"github.com/deepwall/deepwall/dataplane"
 
 	"github.com/deepwall/deepwall/ctl/api"
+	"github.com/deepwall/deepwall/internal/agenttest"
 	"github.com/deepwall/deepwall/internal/testnet"
 )
 
@@ -40,16 +36,7 @@ func startHostAgent(tb testing.TB, host *testnet.Host, dir string, extra ...stri
 // protected pairs.
 func removeHostPins(tb testing.TB, host *testnet.Host) {
 	tb.Helper()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(host.NS.Handle()), &st); err != nil {
-		return
-	}
-	dirs, _ := filepath.Glob(filepath.Join(dataplane.DefaultBPFFS, "deepwall", fmt.Sprintf("ns%d-*", st.Ino)))
-	for _, d := range dirs {
-		if err := os.RemoveAll(d); err != nil {
-			tb.Errorf("remove pins %s: %v", d, err)
-		}
-	}
+	agenttest.RemovePins(tb, host.NS)
 }
 
 // webServer serves / (ok), /bulk (n bytes) in ns on ip:8080 and :9090.

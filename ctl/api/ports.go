@@ -1,6 +1,10 @@
 package api
 
-import "time"
+import (
+	"time"
+
+	"github.com/deepwall/deepwall/ctl/eve"
+)
 
 // Protection modes of a protected container (NeuVector's names). They are
 // not the dataplane mode of `deepwall run` (XDP or NFQUEUE).
@@ -36,7 +40,14 @@ type ProtectRequest struct {
 	// process does not run yet; the protection's kind is "cni" and,
 	// when no runtime knows the namespace, this is its container id.
 	CNIContainerID string `json:"cni_container_id,omitempty"`
+	// K8s is the pod, set by a --kubernetes agent's controller; events
+	// of the protection carry it (EVE k8s). At most MaxK8sLabels labels.
+	K8s *eve.K8s `json:"k8s,omitempty"`
 }
+
+// MaxK8sLabels bounds a ProtectRequest's pod labels (Kubernetes allows
+// more; EVE events carry them all, so they are kept few).
+const MaxK8sLabels = 64
 
 // PortStatus is one protected container.
 type PortStatus struct {
@@ -78,6 +89,9 @@ type PortStatus struct {
 	// Changed says what a protect call did: "protected", "mode" (changed)
 	// or "" (nothing to do).
 	Changed string `json:"changed,omitempty"`
+
+	// K8s is the pod (a --kubernetes agent's protection).
+	K8s *eve.K8s `json:"k8s,omitempty"`
 }
 
 // PortCount is a protected container's traffic counters.

@@ -39,6 +39,17 @@ type Event struct {
 	MySQL *DBInfo    `json:"mysql,omitempty"`
 	PgSQL *DBInfo    `json:"pgsql,omitempty"`
 	Redis *DBInfo    `json:"redis,omitempty"`
+
+	// K8s is the pod of Container, when a --kubernetes agent protects it.
+	K8s *K8s `json:"k8s,omitempty"`
+}
+
+// K8s names the Kubernetes pod of an event's protected port, with its
+// labels as they were when it was protected.
+type K8s struct {
+	Namespace string            `json:"namespace"`
+	Pod       string            `json:"pod"`
+	Labels    map[string]string `json:"labels,omitempty"`
 }
 
 // Container names the workload of an event's protected port: its name

@@ -18,6 +18,8 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/deepwall/deepwall/ctl/eve"
+
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -56,6 +58,8 @@ type Target struct {
 	// Policy is the selector whose protection this is ("": protected by
 	// name).
 	Policy string `json:"policy,omitempty"`
+	// K8s is the pod a --kubernetes agent protects (ProtectRequest.K8s).
+	K8s *eve.K8s `json:"k8s,omitempty"`
 }
 
 // Resolver says where the container runtimes keep what target resolution

@@ -18,8 +18,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/ctl/eve/evetest"
+	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/internal/testnet"
 )
 
@@ -228,4 +231,23 @@ func (s *buffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// RemovePins removes the pin directories of the pairs agents protected in
+// ns: an agent stopped with containers protected keeps their pins for the
+// next agent, and once the test's namespace is gone nobody will adopt
+// them. Register it before starting the agents, so that it runs after
+// their cleanup.
+func RemovePins(tb testing.TB, ns *testnet.NS) {
+	tb.Helper()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(ns.Handle()), &st); err != nil {
+		return
+	}
+	dirs, _ := filepath.Glob(filepath.Join(dataplane.DefaultBPFFS, "deepwall", fmt.Sprintf("ns%d-*", st.Ino)))
+	for _, d := range dirs {
+		if err := os.RemoveAll(d); err != nil {
+			tb.Errorf("remove pins %s: %v", d, err)
+		}
+	}
 }

@@ -163,6 +163,7 @@ func (p *Protector) Annotate(ev *eve.Event) {
 	}
 	if ev.Container == nil {
 		ev.Container = port.workload()
+		ev.K8s = port.rec.Target.K8s
 	}
 	if ev.Alert == nil || ev.Alert.Action != "blocked" {
 		return

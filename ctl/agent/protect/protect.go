@@ -588,6 +588,12 @@ func (p *Protector) Protect(ctx context.Context, req api.ProtectRequest, who Cal
 	if req.Name != "" {
 		t.Name = req.Name
 	}
+	if req.K8s != nil && !known {
+		if err := checkK8s(req.K8s); err != nil {
+			return st, err
+		}
+		t.K8s = req.K8s
+	}
 	if req.CNIContainerID != "" && !known {
 		if !rules.ValidContainerName(req.CNIContainerID) { // CNI's ids: alphanumerics, - _ .
 			return st, fmt.Errorf("%w: CNI container id %.64q", api.ErrInvalid, req.CNIContainerID)
@@ -882,7 +888,7 @@ func wiringName(r *wire.Record) string {
 func (p *Protector) status(pp *protectedPort) api.PortStatus {
 	r := pp.rec
 	st := api.PortStatus{Name: r.Target.Name, Target: r.Target.Spec, Kind: r.Target.Kind, Iface: r.Iface,
-		Runtime: r.Target.Runtime, ContainerID: r.Target.ID, Image: r.Target.Image, Labels: r.Target.Labels,
+		Runtime: r.Target.Runtime, ContainerID: r.Target.ID, Image: r.Target.Image, Labels: r.Target.Labels, K8s: r.Target.K8s,
 		Follows: follows(r.Target), Policy: r.Target.Policy,
 		Inner: r.Wire.Inner.Name, Outer: r.Wire.Outer.Name, Place: r.Wire.Place.Name, Wiring: wiringName(r.Wire),
 		Mode: pp.protectionMode(), FailClosed: r.FailClosed, Since: r.Since, State: "stopped", Addrs: []string{}}
@@ -979,4 +985,25 @@ func (p *Protector) Learned() api.LearnedList { return p.learn.list() }
 // container's allow rules followed by its default deny (learn.go).
 func (p *Protector) Promote(req api.PromoteRequest, who Caller) (api.ChangeResult, error) {
 	return p.learn.promote(req, who)
+}
+
+// Limits of a ProtectRequest's pod (Kubernetes' own: DNS names, label
+// keys with a prefix, label values).
+const (
+	maxK8sName       = 253
+	maxK8sLabelKey   = 317
+	maxK8sLabelValue = 63
+)
+
+// checkK8s bounds a request's pod reference: events carry it.
+func checkK8s(k *eve.K8s) error {
+	if k.Namespace == "" || len(k.Namespace) > maxK8sName || k.Pod == "" || len(k.Pod) > maxK8sName || len(k.Labels) > api.MaxK8sLabels {
+		return fmt.Errorf("%w: k8s: namespace and pod of 1-%d bytes and at most %d labels", api.ErrInvalid, maxK8sName, api.MaxK8sLabels)
+	}
+	for key, v := range k.Labels {
+		if key == "" || len(key) > maxK8sLabelKey || len(v) > maxK8sLabelValue {
+			return fmt.Errorf("%w: k8s: label %.64q: key 1-%d bytes, value at most %d", api.ErrInvalid, key, maxK8sLabelKey, maxK8sLabelValue)
+		}
+	}
+	return nil
 }
