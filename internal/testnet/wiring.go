@@ -84,9 +84,9 @@ func WiringDump(tb testing.TB, ns *NS) string {
 }
 
 // CheckNoPrograms fails tb if an XDP program or a tcx ingress program is
-// attached to one of the named interfaces of ns, or a shadow veth of
-// deepwall's tc path (dw<ifindex>n or dw<ifindex>f) is left in ns: what a
-// detached or failed port must not keep.
+// attached to one of the named interfaces of ns, or the shadow veths of
+// deepwall's tc path for one of them (dw<ifindex>n, dw<ifindex>f) are left
+// in ns: what a detached or failed port must not keep.
 func CheckNoPrograms(tb testing.TB, ns *NS, names ...string) {
 	tb.Helper()
 	h := ns.Netlink(tb)
@@ -109,15 +109,11 @@ func CheckNoPrograms(tb testing.TB, ns *NS, names ...string) {
 			}
 			return nil
 		})
-	}
-	links, err := h.LinkList()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, l := range links {
-		n := l.Attrs().Name
-		if len(n) > 3 && strings.HasPrefix(n, "dw") && strings.Trim(n[2:len(n)-1], "0123456789") == "" && (strings.HasSuffix(n, "n") || strings.HasSuffix(n, "f")) {
-			tb.Errorf("%s: shadow veth %s left", ns.Name, n)
+		for _, end := range []string{"n", "f"} {
+			shadow := fmt.Sprintf("dw%d%s", idx, end)
+			if _, err := h.LinkByName(shadow); err == nil {
+				tb.Errorf("%s: shadow veth %s of %s left", ns.Name, shadow, name)
+			}
 		}
 	}
 }
