@@ -218,8 +218,15 @@ func invalidURLEncoding(b []byte) bool {
 
 // harmlessFingerprint reports libinjection fingerprints that cannot change
 // a query: a number or word followed by a comment ("5/5 -- great" in a
-// review is "1c"; "id=1--" alone does nothing).
-func harmlessFingerprint(fp string) bool { return fp == "1c" || fp == "nc" }
+// review is "1c"; "id=1--" alone does nothing), a quoted word beside a
+// word or string ("sos": `"LIKE" STAMP`, `"NOT" STUFFER`, `"*"`) and two
+// numbers joined by and/or ("1&1": "35% cotton and 65% polyester"):
+// product titles and searches (libinjection's own false-positive list),
+// while the injections of these shapes (' or 'a'='a) carry a comparison
+// the pack's regex rules (942120, 942131) see.
+func harmlessFingerprint(fp string) bool {
+	return fp == "1c" || fp == "nc" || fp == "sos" || fp == "1&1"
+}
 
 // splitField calls visit for each unit of value until visit returns true.
 func splitField(f Field, value []byte, visit func([]byte) bool) {

@@ -3,7 +3,8 @@
 // ")(" before an item or a composition ("*)(uid=*))(|(uid=*"), a
 // composition of items ("(|(mail=*))", "(&(...)"), a wildcard closing a
 // filter ("admin*)", "*))\x00") —, which a name, an e-mail address or a
-// sentence with parentheses does not write.
+// sentence with parentheses does not write —, and the XPath predicate
+// break-outs the same lists carry (' or name()='x', ' or count(/*)).
 package ldapi
 
 import (
@@ -32,6 +33,9 @@ func (d *Detector) Match(value []byte) (bool, string) {
 	v := d.dec.Decode(value)
 	if bytes.IndexByte(v, '(') < 0 && bytes.IndexByte(v, ')') < 0 {
 		return false, ""
+	}
+	if xpath(v) {
+		return true, "xpath predicate"
 	}
 	for i := 0; i < len(v); i++ {
 		switch v[i] {
@@ -90,4 +94,35 @@ func item(v []byte) bool {
 		return true
 	}
 	return i+1 < len(v) && (v[i] == '~' || v[i] == '>' || v[i] == '<' || v[i] == ':') && v[i+1] == '='
+}
+
+// xpathFuncs are XPath 1.0 functions an injection probes the document
+// with.
+var xpathFuncs = [...]string{"name()", "local-name()", "count(", "string-length(", "substring(", "position()", "last()", "text()"}
+
+// xpath reports a quote closing a string literal followed by or/and and an
+// XPath function: "x' or name()='username' or 'x'='y".
+func xpath(v []byte) bool {
+	for i, c := range v {
+		if c != '\'' && c != '"' {
+			continue
+		}
+		rest := bytes.TrimLeft(v[i+1:], " ")
+		var ok bool
+		for _, op := range [...]string{"or ", "and ", "OR ", "AND ", "|"} {
+			if r, found := bytes.CutPrefix(rest, []byte(op)); found {
+				rest, ok = bytes.TrimLeft(r, " "), true
+				break
+			}
+		}
+		if !ok {
+			continue
+		}
+		for _, f := range xpathFuncs {
+			if bytes.HasPrefix(rest, []byte(f)) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -9,6 +9,7 @@ func TestMatch(t *testing.T) {
 		"admin*)((|userpassword=*)",
 		"%2A%28%7C%28mail%3D%2A%29%29",
 		"*)(&",
+		"x' or name()='username' or 'x'='y",
 		"*))%00",
 		"*()|&'",
 	}
