@@ -23,7 +23,7 @@ const (
 var unambiguousCommands = strings.Fields(`
 whoami uname ifconfig ipconfig netstat nslookup wget curl nc ncat netcat socat telnet bash sh zsh ksh csh tcsh dash
 busybox powershell pwsh cmd systeminfo tasklist taskkill id ls pwd chmod chown chgrp mkfifo mknod perl python python2
-python3 php ruby node lua jrunscript usleep useradd usermod sudo crontab nohup xterm base64 xxd awk gawk sed
+python3 php ruby node lua jrunscript usleep passwd useradd usermod sudo crontab nohup xterm base64 xxd awk gawk sed
 grep egrep fgrep printenv getent hostname certutil bitsadmin wmic regsvr32 rundll32 mshta cscript wscript
 dir ftp tftp scp ssh sftp rsync ps killall pkill pgrep tar unzip gzip gunzip bzip2 xz locate whereis uniq xargs tee
 mv cp ln rm rmdir mkdir mount umount traceroute tracert dig whois nmap reboot halt poweroff systemctl sysctl lsof strace
