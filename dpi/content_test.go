@@ -259,3 +259,31 @@ func TestLeadingEmptyLines(t *testing.T) {
 		})
 	}
 }
+
+// TestLimitDropEvent: a request over a named limit of the HTTP parser is
+// dropped with an event that names the finding and the limit with its
+// value (a benign long query must not fail silently).
+func TestLimitDropEvent(t *testing.T) {
+	h := newHarness(t, ruletest.DefaultPack(t), Config{})
+	for i, tc := range []struct {
+		req, reason, limit string
+	}{
+		{"GET /search?q=" + strings.Repeat("a", 9000) + " HTTP/1.1\r\nHost: shop.example\r\n\r\n", "http.request_line_too_long", "http.max_request_line=8192"},
+		{"GET / HTTP/1.1\r\nHost: shop.example\r\n" + strings.Repeat("X-A: b\r\n", 200) + "\r\n", "http.too_many_headers", "http.max_header_count=128"},
+	} {
+		r := runExchange(t, h, 60+i, exchange{req: tc.req})
+		if !r.blockedRequest() {
+			t.Errorf("%s: not blocked", tc.reason)
+			continue
+		}
+		var got *eve.Drop
+		for _, ev := range r.events {
+			if ev.EventType == eve.EventDrop {
+				got = ev.Drop
+			}
+		}
+		if got == nil || got.Reason != tc.reason || got.Limit != tc.limit {
+			t.Errorf("drop event %+v, want reason %s, limit %s", got, tc.reason, tc.limit)
+		}
+	}
+}

@@ -1,6 +1,8 @@
 package dpi
 
 import (
+	"strconv"
+
 	"github.com/deepwall/deepwall/dpi/flow"
 	"github.com/deepwall/deepwall/dpi/internal/plan"
 	"github.com/deepwall/deepwall/dpi/proto"
@@ -323,19 +325,48 @@ func (w *worker) Finding(f proto.Finding) {
 		return
 	}
 	reason := f.Kind.String()
-	w.dropProto(reason, f.Dir)
+	w.dropProtoLimit(reason, w.limitOf(f.Kind), f.Dir)
 	w.blockFlow(0, reason)
 }
 
+// limitOf names the configured HTTP limit behind a limit finding and its
+// value, so that the drop event says what to raise ("" for others).
+func (w *worker) limitOf(k proto.FindingKind) string {
+	l := w.e.cfg.HTTP
+	var name string
+	var v, def int // the configured value; the parser's default when unset
+	switch k {
+	case proto.HTTPRequestLineTooLong:
+		name, v, def = "http.max_request_line", l.MaxRequestLine, http.DefaultMaxRequestLine
+	case proto.HTTPHeadersTooLarge, proto.HTTPTrailerTooLarge:
+		name, v, def = "http.max_header_bytes", l.MaxHeaderBytes, http.DefaultMaxHeaderBytes
+	case proto.HTTPTooManyHeaders:
+		name, v, def = "http.max_header_count", l.MaxHeaderCount, http.DefaultMaxHeaderCount
+	case proto.HTTPChunkLineTooLong:
+		name, v, def = "http.max_chunk_line", l.MaxChunkLine, http.DefaultMaxChunkLine
+	case proto.HTTPPipelineTooDeep:
+		name, v, def = "http.max_pipelined", http.MaxPipelined, http.MaxPipelined
+	default:
+		return ""
+	}
+	if v <= 0 {
+		v = def
+	}
+	return name + "=" + strconv.Itoa(v)
+}
+
 // dropProto reports a flow blocked by a protocol violation.
-func (w *worker) dropProto(reason string, d proto.Dir) {
+func (w *worker) dropProto(reason string, d proto.Dir) { w.dropProtoLimit(reason, "", d) }
+
+// dropProtoLimit is dropProto for a violation of a named limit.
+func (w *worker) dropProtoLimit(reason, limit string, d proto.Dir) {
 	st := w.cst
 	if st.dropEv&(1<<dropProtocol) != 0 || !w.dropAllowed(dropProtocol) {
 		return
 	}
 	st.dropEv |= 1 << dropProtocol
 	ev := w.newEvent(eve.EventDrop, flow.Dir(d))
-	ev.Drop = &eve.Drop{Reason: reason, Len: len(w.pkt.Payload)}
+	ev.Drop = &eve.Drop{Reason: reason, Len: len(w.pkt.Payload), Limit: limit}
 	if w.cctx != nil && w.cctx.reqSeq >= 0 {
 		w.addSections(ev, &w.cctx.txnOf(w.cctx.reqSeq).scope)
 	}

@@ -9,6 +9,11 @@ import (
 	"github.com/corazawaf/libinjection-go"
 
 	"github.com/deepwall/deepwall/internal/ascii"
+	"github.com/deepwall/deepwall/rules/detect/cmdi"
+	"github.com/deepwall/deepwall/rules/detect/ldapi"
+	"github.com/deepwall/deepwall/rules/detect/nosqli"
+	"github.com/deepwall/deepwall/rules/detect/ssti"
+	"github.com/deepwall/deepwall/rules/detect/traversal"
 	"github.com/deepwall/deepwall/rules/transform"
 )
 
@@ -18,10 +23,16 @@ const (
 	DetectXSS                = "xss"                  // libinjection's HTML5 XSS detector
 	DetectInvalidUTF8        = "invalid_utf8"         // the value is not valid UTF-8
 	DetectInvalidURLEncoding = "invalid_url_encoding" // a '%' not followed by two hex digits
+	DetectTraversal          = "traversal"            // path traversal, sensitive files, file-inclusion wrappers (rules/detect/traversal)
+	DetectCmdi               = "cmdi"                 // shell command injection (rules/detect/cmdi)
+	DetectNoSQLi             = "nosqli"               // MongoDB operators and $where JavaScript (rules/detect/nosqli)
+	DetectLDAPi              = "ldapi"                // LDAP filter injection (rules/detect/ldapi)
+	DetectSSTI               = "ssti"                 // server-side template expressions (rules/detect/ssti)
 )
 
 // Detectors lists the detector names match.detect accepts.
-var Detectors = []string{DetectSQLi, DetectXSS, DetectInvalidUTF8, DetectInvalidURLEncoding}
+var Detectors = []string{DetectSQLi, DetectXSS, DetectInvalidUTF8, DetectInvalidURLEncoding,
+	DetectTraversal, DetectCmdi, DetectNoSQLi, DetectLDAPi, DetectSSTI}
 
 func knownDetector(s string) bool { return slices.Contains(Detectors, s) }
 
@@ -105,6 +116,46 @@ func IsXSS(b []byte) bool {
 // concurrent use; the engine keeps one per worker.
 type Detector struct {
 	t transform.Transformer
+	// The semantic detectors, made on first use: each decodes the value
+	// itself (every URL, HTML and JS layer) and keeps its own buffers.
+	traversal *traversal.Detector
+	cmdi      *cmdi.Detector
+	nosqli    *nosqli.Detector
+	ldapi     *ldapi.Detector
+	ssti      *ssti.Detector
+}
+
+// semantic runs the semantic detector name over p; reason says what it
+// found (the event's fingerprint).
+func (d *Detector) semantic(name string, p []byte) (bool, string) {
+	switch name {
+	case DetectTraversal:
+		if d.traversal == nil {
+			d.traversal = traversal.New()
+		}
+		return d.traversal.Match(p)
+	case DetectCmdi:
+		if d.cmdi == nil {
+			d.cmdi = cmdi.New()
+		}
+		return d.cmdi.Match(p)
+	case DetectNoSQLi:
+		if d.nosqli == nil {
+			d.nosqli = nosqli.New()
+		}
+		return d.nosqli.Match(p)
+	case DetectLDAPi:
+		if d.ldapi == nil {
+			d.ldapi = ldapi.New()
+		}
+		return d.ldapi.Match(p)
+	case DetectSSTI:
+		if d.ssti == nil {
+			d.ssti = ssti.New()
+		}
+		return d.ssti.Match(p)
+	}
+	return false, ""
 }
 
 // Match reports whether a detect rule fires on value, the untransformed
@@ -144,6 +195,8 @@ func (d *Detector) MatchField(m *Match, f Field, value []byte) (hit bool, finger
 			hit = !utf8.Valid(p)
 		case DetectInvalidURLEncoding:
 			hit = invalidURLEncoding(p)
+		default:
+			hit, fingerprint = d.semantic(m.Detect, p)
 		}
 		return hit
 	}
@@ -168,8 +221,15 @@ func invalidURLEncoding(b []byte) bool {
 
 // harmlessFingerprint reports libinjection fingerprints that cannot change
 // a query: a number or word followed by a comment ("5/5 -- great" in a
-// review is "1c"; "id=1--" alone does nothing).
-func harmlessFingerprint(fp string) bool { return fp == "1c" || fp == "nc" }
+// review is "1c"; "id=1--" alone does nothing), a quoted word beside a
+// word or string ("sos": `"LIKE" STAMP`, `"NOT" STUFFER`, `"*"`) and two
+// numbers joined by and/or ("1&1": "35% cotton and 65% polyester"):
+// product titles and searches (libinjection's own false-positive list),
+// while the injections of these shapes (' or 'a'='a) carry a comparison
+// the pack's regex rules (942120, 942131) see.
+func harmlessFingerprint(fp string) bool {
+	return fp == "1c" || fp == "nc" || fp == "sos" || fp == "1&1"
+}
 
 // splitField calls visit for each unit of value until visit returns true.
 func splitField(f Field, value []byte, visit func([]byte) bool) {

@@ -566,7 +566,7 @@ type Match struct {
 	// multiMatch).
 	MultiMatch bool
 	Validate   string // validator the matched text must pass ("" = none): luhn, ssn, iban, jwt
-	Detect     string // "sqli" | "xss" | "invalid_utf8" | "invalid_url_encoding": a detector instead of a regex
+	Detect     string // one of Detectors (sqli, xss, traversal, cmdi, ...): a detector instead of a regex
 	// Not inverts a regex or phrase condition: it holds when some value of
 	// the field does not match (a field without values never holds).
 	Not bool

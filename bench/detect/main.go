@@ -22,6 +22,9 @@ type Config struct {
 	Benign   int    // benign requests
 	NoCoraza bool
 	MaxPL    int // highest paranoia level for the false-positive table
+	// CorpusPL is the highest paranoia level Coraza runs the public
+	// corpora at (0: no corpora).
+	CorpusPL int
 }
 
 // report is everything Main measured (detect.json).
@@ -38,6 +41,8 @@ type report struct {
 	// DefaultPL splits DefaultPk by the paranoia level of the CRS rule
 	// each attack test targets (PL1..PL4, all).
 	DefaultPL []familyStats `json:"default_pack_930_944_by_paranoia"`
+	// Corpus is every runner on the public attack and benign corpora.
+	Corpus []*corpusResult `json:"public_corpora,omitempty"`
 }
 
 // testsDir finds the CRS tests of the coraza-coreruleset module in the
@@ -68,6 +73,25 @@ func Main(cfg Config, w io.Writer) error {
 		Tests: len(tests), Skipped: skipped}
 	corpus := benignCorpus(cfg.Benign)
 	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
+	var cases []corpusCase
+	benignSets := map[string]bool{"tokenizer": true, "useragents": true}
+	if cfg.CorpusPL > 0 {
+		att, err := attackCorpus()
+		if err != nil {
+			return err
+		}
+		ben, err := benignCorpora()
+		if err != nil {
+			return err
+		}
+		cases = append(att, ben...)
+	}
+	onCorpus := func(r runner) {
+		if len(cases) > 0 {
+			logf("%s: public corpora, %d requests", r.Name(), len(cases))
+			rep.Corpus = append(rep.Corpus, runCorpus(r, cases, benignSets))
+		}
+	}
 
 	// The default pack: an attack test is caught when the request is blocked.
 	pack, err := rules.DefaultPack()
@@ -81,6 +105,7 @@ func Main(cfg Config, w io.Writer) error {
 	logf("default pack: %d tests", len(tests))
 	dpRes := runSuite(dp, tests, true)
 	dpFP := runBenign(dp, corpus)
+	onCorpus(dp)
 	dp.Close()
 	attackFams := []string{"930", "931", "932", "933", "934", "941", "942", "943", "944"}
 	rep.DefaultPk = dpRes.subtotal(attackFams...)
@@ -107,6 +132,7 @@ func Main(cfg Config, w io.Writer) error {
 			logf("imported crs pl1: %d tests", len(tests))
 			crsPL1 = runSuite(o, tests, false)
 			rep.Suite = append(rep.Suite, crsPL1)
+			onCorpus(o)
 		}
 		logf("imported crs pl%d: benign", pl)
 		rep.Benign = append(rep.Benign, runBenign(o, corpus))
@@ -124,6 +150,17 @@ func Main(cfg Config, w io.Writer) error {
 			}
 			logf("coraza pl%d: benign", pl)
 			rep.Benign = append(rep.Benign, runBenign(c, corpus))
+			if pl <= cfg.CorpusPL {
+				onCorpus(c)
+			}
+		}
+		// The corpora at levels the false-positive table does not reach.
+		for pl := cfg.MaxPL + 1; pl <= cfg.CorpusPL; pl++ {
+			c, err := newCorazaRunner(pl)
+			if err != nil {
+				return err
+			}
+			onCorpus(c)
 		}
 	}
 	rep.Suite = append(rep.Suite, dpRes)
@@ -175,6 +212,9 @@ func writeMarkdown(w io.Writer, rep *report) {
 	}
 	if len(rep.DefaultPL) > 0 {
 		writeParanoiaTable(w, rep)
+	}
+	if len(rep.Corpus) > 0 {
+		writeCorpusTables(w, rep.Corpus, []string{"tokenizer", "useragents"})
 	}
 	fmt.Fprintf(w, "### Benign corpus (%d requests): false positives (blocked requests)\n\n| rule set | blocked | rate | requests/s (1 core) | rules that matched (top) |\n|---|---|---|---|---|\n", rep.Benign[0].Requests)
 	for _, b := range rep.Benign {

@@ -114,6 +114,9 @@ type AlertExtra struct {
 type Drop struct {
 	Reason string `json:"reason"`
 	Len    int    `json:"len,omitempty"`
+	// Limit names the configured limit a message exceeded and its value
+	// ("http.max_request_line=8192"), for drops caused by a limit.
+	Limit string `json:"limit,omitempty"`
 }
 
 // FlowStats is EVE's flow section, written when a flow ends.
