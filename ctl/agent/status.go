@@ -56,6 +56,9 @@ func (s *snapshot) drops() map[string]uint64 {
 		"fail_closed":    s.kernel.FailClosed,
 		"malformed":      s.kernel.Errors + s.pair.Inner.Malformed + s.pair.Outer.Malformed,
 		"redirect_error": s.kernel.RedirectErrors,
+		// Frames the kernel could not put on an AF_XDP socket's RX ring:
+		// the agent fell behind.
+		"socket_rx_full": s.pair.Inner.KernelDrops + s.pair.Outer.KernelDrops,
 	}
 	for k, v := range s.engine.Drops {
 		d[k] += v
