@@ -96,6 +96,17 @@ http {
 	}
 	cmd := exec.Command("nginx", "-c", path, "-e", filepath.Join(dir, "error.log"))
 	e.topo.FW.Start(tb, cmd)
+	// Start's cleanup kills the master only; its workers would live on.
+	// Cleanups run last-in first-out: this one stops them all first.
+	tb.Cleanup(func() {
+		_, _ = e.topo.FW.Run(exec.Command("nginx", "-c", path, "-e", filepath.Join(dir, "error.log"), "-s", "stop"))
+		for range 50 {
+			if _, err := os.Stat(filepath.Join(dir, "nginx.pid")); err != nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 	if !waitDial(e, netip.AddrPortFrom(proxyIP, httpPort), 30*time.Second) {
 		log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
 		tb.Fatalf("%s: nginx does not accept on %s: %s", e.spec.name, proxyIP, log)
