@@ -3,6 +3,7 @@ package testutil
 import (
 	"encoding/hex"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -60,4 +61,28 @@ func Rechunk(chunks []Chunk, n int) []Chunk {
 		i = j
 	}
 	return out
+}
+
+// TranscriptGoldens runs every recorded connection in testdata/*.txt
+// through run, in its own chunks and cut into pieces of 1, 2, 3, 5, 7 and
+// 64 bytes: what run reports must not depend on the cuts, and must match
+// the golden file beside the recording (rewritten with update).
+func TranscriptGoldens(t *testing.T, update bool, run func([]Chunk) string) {
+	t.Helper()
+	files, _ := filepath.Glob("testdata/*.txt")
+	if len(files) == 0 {
+		t.Fatal("no captures in testdata")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			chunks := Transcript(t, f)
+			want := run(chunks)
+			for _, n := range []int{0, 1, 2, 3, 5, 7, 64} {
+				if got := run(Rechunk(chunks, n)); got != want {
+					t.Fatalf("in chunks of %d:\n%s\nwant (as recorded):\n%s", n, got, want)
+				}
+			}
+			Golden(t, strings.TrimSuffix(f, ".txt")+".golden", []byte(want), update)
+		})
+	}
 }

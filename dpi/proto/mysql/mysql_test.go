@@ -52,24 +52,7 @@ func run(chunks []testutil.Chunk) string {
 // TestGolden feeds captures of real clients and servers in their own
 // chunks, then cut into pieces of every size from 1 byte: the fields
 // reported are the same and match the golden file.
-func TestGolden(t *testing.T) {
-	files, _ := filepath.Glob("testdata/*.txt")
-	if len(files) == 0 {
-		t.Fatal("no captures in testdata")
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			chunks := testutil.Transcript(t, f)
-			want := run(chunks)
-			for _, n := range []int{0, 1, 2, 3, 5, 7, 64} {
-				if got := run(testutil.Rechunk(chunks, n)); got != want {
-					t.Fatalf("in chunks of %d:\n%s\nwant (as recorded):\n%s", n, got, want)
-				}
-			}
-			testutil.Golden(t, strings.TrimSuffix(f, ".txt")+".golden", []byte(want), *update)
-		})
-	}
-}
+func TestGolden(t *testing.T) { testutil.TranscriptGoldens(t, *update, run) }
 
 // packet frames payload as a MySQL packet with sequence id seq.
 func packet(seq byte, payload []byte) []byte {
