@@ -63,11 +63,14 @@ func BenchmarkDataplane(b *testing.B) {
 	insp := &modeInspector{}
 	cfg := dataplane.PairConfig{Inner: testnet.InnerIf, Outer: testnet.OuterIf, PinDir: dir, StateDir: state, Inspector: insp}
 
-	// Let deepwall prepare the port peers, then take it off again: the
-	// reference runs with the same peer settings (GRO on, TX checksum
-	// offload off), which it needs to work at all.
+	// Let deepwall's XDP path prepare the port peers, then take it off
+	// again: the reference runs with the same peer settings (GRO on, TX
+	// checksum offload off), which it needs to work at all. (The tc path,
+	// the default, prepares nothing; its runs below put the peers back.)
+	prep := cfg
+	prep.Path = dataplane.PathXDP
 	topo.FW.MustDo(b, func() error {
-		p, err := dataplane.OpenPair(cfg)
+		p, err := dataplane.OpenPair(prep)
 		if err != nil {
 			return err
 		}
