@@ -303,13 +303,12 @@ func OpenPair(cfg PairConfig) (_ *Pair, err error) {
 	} else {
 		for i := range p.ports {
 			port := &p.ports[i]
-			near, _ := xdp.ShadowNames(port.ifindex)
-			if _, err := h.LinkByName(near); err != nil {
-				undo.shadows = append(undo.shadows, port.ifindex)
-			}
-			s, err := xdp.EnsureShadow(port.ifindex, port.queues)
+			s, created, err := xdp.EnsureShadow(port.ifindex, port.queues)
 			if err != nil {
 				return nil, fmt.Errorf("open pair: %w", err)
+			}
+			if created {
+				undo.shadows = append(undo.shadows, port.ifindex)
 			}
 			port.shadow = &s
 		}

@@ -71,14 +71,16 @@ func (p *Program) Attach(ifindex int, cfg PortConfig) error {
 	// are in place. XDP runs before tcx, so until then the old path
 	// carried the traffic.
 	var errs []error
+	other := hook{ifindex, hookTC}
 	if cfg.Shadow != nil {
-		errs = append(errs, p.detachHook(hook{ifindex, false}))
-	} else {
-		errs = append(errs, p.detachHook(hook{ifindex, true}))
+		other = hook{ifindex, hookXDP}
 	}
+	_, err = p.detachHook(other)
+	errs = append(errs, err)
 	if s := old.Shadow; s != nil && (cfg.Shadow == nil || *s != *cfg.Shadow) {
 		for _, h := range old.hooks(ifindex)[:3] {
-			errs = append(errs, p.detachHook(h))
+			_, err := p.detachHook(h)
+			errs = append(errs, err)
 		}
 		if cfg.Shadow == nil {
 			errs = append(errs, RemoveShadow(ifindex))
@@ -90,38 +92,25 @@ func (p *Program) Attach(ifindex int, cfg PortConfig) error {
 	return nil
 }
 
-// hasLink reports whether a link is held or pinned at h. p.mu is held.
-func (p *Program) hasLink(h hook) bool {
-	if _, ok := p.links[h]; ok {
-		return true
-	}
-	pin := p.linkPin(h)
-	if pin == "" {
-		return false
-	}
-	_, err := os.Stat(pin)
-	return err == nil
-}
-
-// detachHook removes the link at h, held or pinned, if there is one. p.mu
-// is held.
-func (p *Program) detachHook(h hook) error {
+// detachHook removes the link at h, held or pinned, and reports whether
+// there was one. p.mu is held.
+func (p *Program) detachHook(h hook) (bool, error) {
 	if l, ok := p.links[h]; ok {
 		delete(p.links, h)
-		return detachLink(l)
+		return true, detachLink(l)
 	}
 	pin := p.linkPin(h)
 	if pin == "" {
-		return nil
+		return false, nil
 	}
 	l, err := link.LoadPinnedLink(pin, nil)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("load pinned link %s: %w", pin, err)
+		return true, fmt.Errorf("load pinned link %s: %w", pin, err)
 	}
-	return detachLink(l)
+	return true, detachLink(l)
 }
 
 func (cfg *PortConfig) check(ifindex int) error {
@@ -134,21 +123,30 @@ func (cfg *PortConfig) check(ifindex int) error {
 	return nil
 }
 
-// hook is one place a program of the pair runs: an interface and XDP or
-// tcx ingress.
+// hook is one place a program of the pair runs: an interface and which
+// program runs there.
 type hook struct {
 	ifindex int
-	tc      bool
+	kind    hookKind
 }
+
+// hookKind is the program of a hook, and so its attach point.
+type hookKind uint8
+
+const (
+	hookXDP hookKind = iota // deepwall_xdp at XDP of a port (the XDP path)
+	hookXSK                 // deepwall_xsk at XDP of a shadow's far end
+	hookTC                  // deepwall_tc at tcx ingress
+)
 
 // hooks lists where a port's programs run: XDP on the port, or on the tc
 // path tcx on the port and both shadow ends and XDP on the far end.
 func (cfg *PortConfig) hooks(ifindex int) []hook {
 	s := cfg.Shadow
 	if s == nil {
-		return []hook{{ifindex, false}}
+		return []hook{{ifindex, hookXDP}}
 	}
-	return []hook{{s.Far, false}, {s.Far, true}, {s.Near, true}, {ifindex, true}}
+	return []hook{{s.Far, hookXSK}, {s.Far, hookTC}, {s.Near, hookTC}, {ifindex, hookTC}}
 }
 
 // SetPort rewrites an attached port's config (for example its fail policy)
@@ -263,7 +261,7 @@ func (p *Program) linkPin(h hook) string {
 		return ""
 	}
 	prefix := linkPinPrefix
-	if h.tc {
+	if h.kind == hookTC {
 		prefix = tcxPinPrefix
 	}
 	return filepath.Join(p.opts.PinDir, prefix+strconv.Itoa(h.ifindex))
@@ -274,10 +272,10 @@ func (p *Program) linkPin(h hook) string {
 // one. p.mu is held.
 func (p *Program) attachLink(h hook) error {
 	prog := p.objs.DeepwallXdp
-	switch {
-	case h.tc:
+	switch h.kind {
+	case hookTC:
 		prog = p.objs.DeepwallTc
-	case p.shadowFar(h.ifindex):
+	case hookXSK:
 		prog = p.objs.DeepwallXsk
 	}
 	if l, ok := p.links[h]; ok {
@@ -299,7 +297,7 @@ func (p *Program) attachLink(h hook) error {
 	}
 	var l link.Link
 	var err error
-	if h.tc {
+	if h.kind == hookTC {
 		l, err = link.AttachTCX(link.TCXOptions{Program: prog, Interface: h.ifindex, Attach: ebpf.AttachTCXIngress})
 		if errors.Is(err, ebpf.ErrNotSupported) {
 			return fmt.Errorf("attach tcx ingress on ifindex %d: %w (tcx needs Linux 6.6 or later; the XDP path does not: --datapath xdp)", h.ifindex, err)
@@ -323,21 +321,6 @@ func (p *Program) attachLink(h hook) error {
 	return nil
 }
 
-// shadowFar reports whether ifindex is a configured shadow's far end.
-func (p *Program) shadowFar(ifindex int) bool {
-	ports, err := p.ports()
-	if err != nil {
-		return false
-	}
-	for slot, pc := range ports {
-		var sh deepwallShadowConfig
-		if pc.Ifindex != 0 && p.objs.DwShadows.Lookup(uint32(slot), &sh) == nil && sh.Near != 0 && sh.Far == uint32(ifindex) {
-			return true
-		}
-	}
-	return false
-}
-
 // adoptLink loads the link pinned at pin and points it at prog. A pin whose
 // link no longer serves h (the interface was deleted, or the index now
 // names another one) is stale: it is removed and (nil, nil) returned.
@@ -352,7 +335,7 @@ func adoptLink(pin string, h hook, prog *ebpf.Program) (link.Link, error) {
 	info, err := l.Info()
 	live := false
 	if err == nil {
-		if h.tc {
+		if h.kind == hookTC {
 			live = info.TCX() != nil && int(info.TCX().Ifindex) == h.ifindex
 		} else {
 			live = info.XDP() != nil && int(info.XDP().Ifindex) == h.ifindex
@@ -397,15 +380,14 @@ func (p *Program) Detach(ifindex int) error {
 	defer p.mu.Unlock()
 	found := configured
 	var errs []error
-	hooks := []hook{{ifindex, false}, {ifindex, true}}
+	hooks := []hook{{ifindex, hookXDP}, {ifindex, hookTC}}
 	if cfg.Shadow != nil {
 		hooks = cfg.hooks(ifindex)
 	}
 	for _, h := range hooks {
-		if p.hasLink(h) {
-			found = true
-		}
-		errs = append(errs, p.detachHook(h))
+		had, err := p.detachHook(h)
+		found = found || had
+		errs = append(errs, err)
 	}
 	errs = append(errs, p.deletePort(ifindex))
 	if cfg.Shadow != nil {

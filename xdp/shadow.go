@@ -20,50 +20,51 @@ import (
 // "dw<port ifindex>f" (far), at most 13 bytes, under IFNAMSIZ.
 const shadowPrefix = "dw"
 
-// ShadowNames returns the names of the shadow pair of the port with this
+// shadowNames returns the names of the shadow pair of the port with this
 // ifindex.
-func ShadowNames(port int) (near, far string) {
+func shadowNames(port int) (near, far string) {
 	base := shadowPrefix + strconv.Itoa(port)
 	return base + "n", base + "f"
 }
 
 // EnsureShadow creates the shadow pair of a port, or adopts the one an
 // earlier agent left, with queues rx and tx queues on each end (one AF_XDP
-// socket per far-end queue) and the port's MTU. Call it in the port's
-// namespace, before binding sockets to the far end.
-func EnsureShadow(port, queues int) (Shadow, error) {
-	near, far := ShadowNames(port)
+// socket per far-end queue) and the port's MTU; created says which. Call
+// it in the port's namespace, before binding sockets to the far end.
+func EnsureShadow(port, queues int) (_ Shadow, created bool, _ error) {
+	near, far := shadowNames(port)
 	pl, err := netlink.LinkByIndex(port)
 	if err != nil {
-		return Shadow{}, fmt.Errorf("shadow of ifindex %d: %w", port, err)
+		return Shadow{}, false, fmt.Errorf("shadow of ifindex %d: %w", port, err)
 	}
 	mtu := pl.Attrs().MTU
 	s, err := findShadow(near, far)
 	if err != nil {
-		return Shadow{}, fmt.Errorf("shadow of %s: %w", pl.Attrs().Name, err)
+		return Shadow{}, false, fmt.Errorf("shadow of %s: %w", pl.Attrs().Name, err)
 	}
 	if s == nil {
+		created = true
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name, attrs.MTU = near, mtu
 		attrs.NumTxQueues, attrs.NumRxQueues = queues, queues
 		v := &netlink.Veth{LinkAttrs: attrs, PeerName: far,
 			PeerNumTxQueues: uint32(queues), PeerNumRxQueues: uint32(queues)}
 		if err := netlink.LinkAdd(v); err != nil {
-			return Shadow{}, fmt.Errorf("shadow of %s: create %s/%s: %w", pl.Attrs().Name, near, far, err)
+			return Shadow{}, false, fmt.Errorf("shadow of %s: create %s/%s: %w", pl.Attrs().Name, near, far, err)
 		}
 		if s, err = findShadow(near, far); err == nil && s == nil {
 			err = errors.New("created but not found")
 		}
 		if err != nil {
 			_ = RemoveShadow(port)
-			return Shadow{}, fmt.Errorf("shadow of %s: %w", pl.Attrs().Name, err)
+			return Shadow{}, false, fmt.Errorf("shadow of %s: %w", pl.Attrs().Name, err)
 		}
 	}
 	if err := s.up(mtu); err != nil {
 		_ = RemoveShadow(port)
-		return Shadow{}, fmt.Errorf("shadow of %s: %w", pl.Attrs().Name, err)
+		return Shadow{}, false, fmt.Errorf("shadow of %s: %w", pl.Attrs().Name, err)
 	}
-	return *s, nil
+	return *s, created, nil
 }
 
 // findShadow returns the pair named near/far, nil if near does not exist,
@@ -117,7 +118,7 @@ func (s *Shadow) up(mtu int) error {
 // RemoveShadow deletes the shadow pair of the port with this ifindex, if
 // there is one (deleting one end deletes both).
 func RemoveShadow(port int) error {
-	near, _ := ShadowNames(port)
+	near, _ := shadowNames(port)
 	l, err := netlink.LinkByName(near)
 	var nf netlink.LinkNotFoundError
 	if errors.As(err, &nf) {
