@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/deepwall/deepwall/internal/testnet"
+	"github.com/deepwall/deepwall/internal/testutil"
 )
 
 // The proxy systems: what users put in front of a service today. nginx
@@ -115,21 +116,15 @@ http {
 
 // waitDial waits until addr accepts a connection from e's client.
 func waitDial(e *sysEnv, addr netip.AddrPort, d time.Duration) bool {
-	end := time.Now().Add(d)
-	for time.Now().Before(end) {
-		err := e.topo.Client.Do(func() error {
+	return testutil.WaitFor(d, func() bool {
+		return e.topo.Client.Do(func() error {
 			c, err := net.DialTimeout("tcp", addr.String(), time.Second)
 			if err == nil {
 				c.Close()
 			}
 			return err
-		})
-		if err == nil {
-			return true
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return false
+		}) == nil
+	})
 }
 
 // Debian's CRS (modsecurity-crs, v3.3): Debian's libmodsecurity 3.0.9
