@@ -2,8 +2,6 @@ package agent
 
 import (
 	"net/netip"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -63,7 +61,7 @@ func (b *blockRules) noteEvent(ev *eve.Event) {
 	}
 	src, err1 := netip.ParseAddr(ev.SrcIP)
 	dst, err2 := netip.ParseAddr(ev.DestIP)
-	proto, ok := protoNumber(ev.Proto)
+	proto, ok := eve.ProtoNumber(ev.Proto)
 	if err1 != nil || err2 != nil || !ok {
 		return
 	}
@@ -88,24 +86,6 @@ func (b *blockRules) take(k xdp.FlowKey) uint32 {
 	b.n.Store(int32(len(b.m)))
 	b.mu.Unlock()
 	return id
-}
-
-// protoNumber maps an EVE proto name back to its IP protocol number.
-func protoNumber(name string) (uint8, bool) {
-	switch name {
-	case "TCP":
-		return 6, true
-	case "UDP":
-		return 17, true
-	case "ICMP":
-		return 1, true
-	case "IPv6-ICMP":
-		return 58, true
-	}
-	if n, err := strconv.ParseUint(strings.TrimPrefix(name, "proto-"), 10, 8); err == nil && strings.HasPrefix(name, "proto-") {
-		return uint8(n), true
-	}
-	return 0, false
 }
 
 // ruleInspector is the dpi→dataplane adapter: the engine's verdicts with

@@ -64,7 +64,7 @@ func TestRuleInspector(t *testing.T) {
 			}
 		})
 	}
-	if p, ok := protoNumber("proto-132"); !ok || p != 132 {
+	if p, ok := eve.ProtoNumber("proto-132"); !ok || p != 132 {
 		t.Errorf("proto-132: %d %v", p, ok)
 	}
 }

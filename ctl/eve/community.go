@@ -2,6 +2,8 @@ package eve
 
 import (
 	"net/netip"
+	"strconv"
+	"strings"
 
 	"github.com/deepwall/deepwall/ctl/eve/communityid"
 )
@@ -24,7 +26,8 @@ func (ev *Event) SetCommunityID(seed uint16) {
 	if err1 != nil || err2 != nil {
 		return
 	}
-	f := communityid.Flow{Proto: protoNumber(ev.Proto), Src: src, Dst: dst, SrcPort: ev.SrcPort, DstPort: ev.DestPort}
+	proto, _ := ProtoNumber(ev.Proto)
+	f := communityid.Flow{Proto: proto, Src: src, Dst: dst, SrcPort: ev.SrcPort, DstPort: ev.DestPort}
 	if f.Proto == communityid.ProtoICMP || f.Proto == communityid.ProtoICMPv6 {
 		var echo bool
 		if f.SrcPort, f.DstPort, echo = icmpEcho(f.Proto, ev.SrcPort, ev.DestPort, ev.Direction); !echo {
@@ -51,35 +54,26 @@ func icmpEcho(proto uint8, sport, dport uint16, dir string) (typ, code uint16, o
 	return req, 0, true
 }
 
-// protoNumber is the inverse of the names EVE's proto carries
-// (xdp.ProtoName: ICMP, TCP, UDP, IPv6-ICMP, proto-N).
-func protoNumber(name string) uint8 {
+// ProtoNumber is the inverse of the names EVE's proto carries
+// (xdp.ProtoName: ICMP, TCP, UDP, IPv6-ICMP, proto-N); false for any
+// other name.
+func ProtoNumber(name string) (uint8, bool) {
 	switch name {
 	case "TCP":
-		return communityid.ProtoTCP
+		return communityid.ProtoTCP, true
 	case "UDP":
-		return communityid.ProtoUDP
+		return communityid.ProtoUDP, true
 	case "ICMP":
-		return communityid.ProtoICMP
+		return communityid.ProtoICMP, true
 	case "IPv6-ICMP":
-		return communityid.ProtoICMPv6
+		return communityid.ProtoICMPv6, true
 	case "SCTP":
-		return communityid.ProtoSCTP
+		return communityid.ProtoSCTP, true
 	}
-	var n int
-	rest := name
-	if len(rest) > len("proto-") && rest[:len("proto-")] == "proto-" {
-		rest = rest[len("proto-"):]
+	rest, ok := strings.CutPrefix(name, "proto-")
+	n, err := strconv.ParseUint(rest, 10, 8)
+	if !ok || err != nil {
+		return 0, false
 	}
-	for i := 0; i < len(rest); i++ {
-		c := rest[i]
-		if c < '0' || c > '9' || n > 255 {
-			return 0
-		}
-		n = n*10 + int(c-'0')
-	}
-	if n > 255 {
-		return 0
-	}
-	return uint8(n)
+	return uint8(n), true
 }

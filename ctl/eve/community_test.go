@@ -42,8 +42,8 @@ func TestSetCommunityID(t *testing.T) {
 
 func TestProtoNumber(t *testing.T) {
 	for name, want := range map[string]uint8{"TCP": 6, "UDP": 17, "ICMP": 1, "IPv6-ICMP": 58, "SCTP": 132, "proto-46": 46, "proto-255": 255, "proto-256": 0, "proto-": 0, "x": 0, "": 0} {
-		if got := protoNumber(name); got != want {
-			t.Errorf("protoNumber(%q) = %d, want %d", name, got, want)
+		if got, _ := ProtoNumber(name); got != want {
+			t.Errorf("ProtoNumber(%q) = %d, want %d", name, got, want)
 		}
 	}
 }

@@ -179,12 +179,8 @@ func (p *Protector) Annotate(ev *eve.Event) {
 // learnableProto maps an EVE proto name (xdp.ProtoName) back to the
 // number of a protocol discover learns.
 func learnableProto(name string) (uint8, bool) {
-	for _, p := range learnedProtos {
-		if xdp.ProtoName(p) == name {
-			return p, true
-		}
-	}
-	return 0, false
+	p, ok := eve.ProtoNumber(name)
+	return p, ok && slices.Contains(learnedProtos, p)
 }
 
 // Limits of the labels an event carries: every event of a protected
