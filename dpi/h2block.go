@@ -121,7 +121,7 @@ func (w *worker) blockStream(id uint32, ruleID uint32) bool {
 		return false
 	}
 	from, to = from+c.base[d], to+c.base[d]
-	pay := w.tcpPayload(w.fr)
+	pay := w.pkt.Payload // in place in the frame
 	seg := w.cst.dir[d].Offset(w.pkt.Seq)
 	if w.pkt.TCPFlags&decode.TCPSyn != 0 || from < seg || to > seg+int64(len(pay)) ||
 		c.rwBytes+int(to-from) > maxRewriteBytes {
@@ -150,7 +150,7 @@ func (w *worker) applyRewrites(fr *dataplane.Frame, d flow.Dir) {
 		return
 	}
 	c := &ctx.h2
-	pay := w.tcpPayload(fr)
+	pay := w.pkt.Payload // in place in fr
 	seg := w.cst.dir[d].Offset(w.pkt.Seq)
 	acked := [2]int64{w.cst.dir[0].Acked(), w.cst.dir[1].Acked()}
 	keep := c.rw[:0]
@@ -172,21 +172,6 @@ func (w *worker) applyRewrites(fr *dataplane.Frame, d flow.Dir) {
 	c.rw = keep
 	if w.res.rewritten {
 		p := &w.pkt
-		dataplane.SetL4Checksum(fr.Data[p.L3Off:], p.IPVersion == 6, p.Proto, fr.Data[p.L4Off:ipEnd(fr.Data, p)])
+		dataplane.SetL4Checksum(fr.Data[p.L3Off:], p.IPVersion == 6, p.Proto, fr.Data[p.L4Off:p.PayloadOff+len(p.Payload)])
 	}
-}
-
-// tcpPayload is the current TCP segment's payload, in place in the frame
-// (what the receiver gets: up to the IP length, not the frame's padding).
-func (w *worker) tcpPayload(fr *dataplane.Frame) []byte {
-	p := &w.pkt
-	b := fr.Data
-	if p.L4Off+13 > len(b) {
-		return nil
-	}
-	at, end := p.L4Off+int(b[p.L4Off+12]>>4)*4, ipEnd(b, p)
-	if at > end {
-		return nil
-	}
-	return b[at:end]
 }

@@ -156,7 +156,6 @@ type worker struct {
 	cctx *flowCtx
 	cdir flow.Dir
 	res  result
-	fr   *dataplane.Frame
 	// feedAt is the reassembly offset of the first byte of the chunk
 	// being fed to a parser (noOffset: unknown).
 	feedAt int64
@@ -655,8 +654,6 @@ func (w *worker) allowFinal(ruleID uint32) {
 func (w *worker) tcp(fr *dataplane.Frame, f *flow.Flow[flowState], d flow.Dir) {
 	p := &w.pkt
 	st := &f.State
-	w.fr = fr
-	defer func() { w.fr = nil }()
 	if f.TCP == flow.TCPReset {
 		// Both sockets are gone after an accepted RST: the receiver
 		// answers any data with an RST of its own. Data is dropped, never
