@@ -105,7 +105,9 @@ func (w *worker) setFeedBase(c *h2Conn, d flow.Dir) {
 func (w *worker) blockStream(id uint32, ruleID uint32) bool {
 	ctx := w.cctx
 	c := &ctx.h2
-	if w.e.cfg.H2Block != H2BlockStream || id == 0 || !c.on || w.cur.Key.Proto != 6 {
+	// A segment reassembled from IP fragments cannot be rewritten: the
+	// fragments go out as they came. The connection is reset instead.
+	if w.e.cfg.H2Block != H2BlockStream || id == 0 || !c.on || w.cur.Key.Proto != 6 || w.reassembled {
 		return false
 	}
 	s := c.stream(id)
@@ -162,6 +164,13 @@ func (w *worker) applyRewrites(fr *dataplane.Frame, d flow.Dir) {
 		}
 		keep = append(keep, r)
 		if r.dir != d || len(pay) == 0 || end <= seg || r.from >= seg+int64(len(pay)) {
+			continue
+		}
+		if w.reassembled {
+			// A retransmission of rewritten bytes sent as IP fragments:
+			// they would go out unrewritten, so they do not go out.
+			w.dropOnce(dropProtocol, "http2.rewrite_fragmented", fr)
+			w.res.drop, w.res.reason = true, "http2.rewrite_fragmented"
 			continue
 		}
 		lo, hi := max(r.from, seg), min(end, seg+int64(len(pay)))

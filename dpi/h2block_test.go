@@ -190,6 +190,40 @@ func TestHTTP2StreamBlock(t *testing.T) {
 		}
 	})
 
+	// An attack segment sent as IP fragments: the engine judges a copy
+	// reassembled from them, and the fragments are what goes out, so the
+	// stream cannot be rewritten: the connection is reset, and no fragment
+	// of the attack reaches the server.
+	t.Run("fragmented attack", func(t *testing.T) {
+		h := newHarness(t, ruletest.DefaultPack(t), Config{})
+		c := newCapture(t)
+		convPort++
+		v := c.tcp("198.18.0.1:"+itoa(convPort), srv).handshake()
+		v.send(flow.ToClient, string(s2c[:18])) // SETTINGS
+		v.send(flow.ToServer, segs[0])
+		v.segment(flow.ToServer, 0, segs[1]) // the attack, then as IP fragments
+		v.advance(flow.ToServer, len(segs[1]))
+		c.fragmentLast(77, 64, false)
+		vs := h.run(c)
+		frags := 0
+		for i, vd := range vs {
+			f := c.frames[i]
+			if !strings.HasSuffix(f.label, "fragment") {
+				continue
+			}
+			frags++
+			if vd.Action == dataplane.Forward {
+				t.Fatalf("frame %d (%s): forwarded", i, f.label)
+			}
+		}
+		if frags < 2 {
+			t.Fatalf("%d fragments in the capture", frags)
+		}
+		if s := h.e.Stats(); s.H2StreamResets != 0 {
+			t.Errorf("%d stream resets, want the connection reset", s.H2StreamResets)
+		}
+	})
+
 	t.Run("connection", func(t *testing.T) {
 		h := newHarness(t, ruletest.DefaultPack(t), Config{H2Block: H2BlockConnection})
 		c := build(false)

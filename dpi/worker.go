@@ -156,6 +156,10 @@ type worker struct {
 	cctx *flowCtx
 	cdir flow.Dir
 	res  result
+	// reassembled: the frame being judged is a copy reassembled from IP
+	// fragments; what is forwarded are the fragments, so rewriting the
+	// copy changes nothing the receiver gets.
+	reassembled bool
 	// feedAt is the reassembly offset of the first byte of the chunk
 	// being fed to a parser (noOffset: unknown).
 	feedAt int64
@@ -449,7 +453,9 @@ func (e *Engine) inspectDatagram(from int, d *defrag.Datagram, f *dataplane.Fram
 	if rs := e.cur.Load(); rs != w.rs {
 		w.switchRules()
 	}
+	w.reassembled = true
 	v := w.inspect(&fr)
+	w.reassembled = false
 	w.mu.Unlock()
 	// The fragments are not the flow's keyed packets: the kernel's flow
 	// map is written by a later one, and resets go with those.
