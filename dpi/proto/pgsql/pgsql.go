@@ -93,7 +93,7 @@ type Parser struct {
 	offset  int64
 	start   int64
 	pending uint32 // an SSL or GSS request awaiting the server's answer
-	done    [2]bool
+	done    bool   // the client's direction ended
 	stopped bool
 	st      Startup
 	q       Query
@@ -107,10 +107,14 @@ func (p *Parser) Reset(sink Sink) {
 
 // Done reports whether nothing more is parsed: the connection is
 // encrypted, the client direction ended, or the parser stopped.
-func (p *Parser) Done() bool { return p.stopped || p.done[0] }
+func (p *Parser) Done() bool { return p.stopped || p.done }
 
 // Close tells p that direction dir ended.
-func (p *Parser) Close(dir proto.Dir) { p.done[dir&1] = true }
+func (p *Parser) Close(dir proto.Dir) {
+	if dir == proto.ToServer {
+		p.done = true
+	}
+}
 
 // Feed parses the next in-order chunk of direction dir and returns Done.
 func (p *Parser) Feed(dir proto.Dir, b []byte) bool {
@@ -230,7 +234,7 @@ func (p *Parser) startup(b []byte) {
 		p.pending = code
 		return
 	case code == codeCancel:
-		p.done[0] = true
+		p.done = true
 		return
 	case code>>16 != protoMajor3:
 		p.fatal(proto.PgSQLMalformed)

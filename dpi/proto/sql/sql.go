@@ -7,7 +7,11 @@
 // policy ("only SELECT and INSERT", "no DDL", "no stacked queries") needs.
 package sql
 
-import "github.com/deepwall/deepwall/internal/ascii"
+import (
+	"bytes"
+
+	"github.com/deepwall/deepwall/internal/ascii"
+)
 
 // Limits.
 const (
@@ -181,17 +185,14 @@ func skipLine(text []byte, i int) int {
 	return i
 }
 
-// skipBlock skips a /* */ comment (PostgreSQL nests them; MySQL does
-// not: nesting is honoured, which ends no later than MySQL's).
+// skipBlock skips a /* */ comment to its first "*/", as MySQL reads it
+// (PostgreSQL nests them; the first "*/" ends a comment no later than
+// PostgreSQL's does, so no text is hidden from the classifier).
 func skipBlock(text []byte, i int) int {
-	i += 2
-	for i < len(text) {
-		if text[i] == '*' && i+1 < len(text) && text[i+1] == '/' {
-			return i + 2
-		}
-		i++
+	if k := bytes.Index(text[i+2:], []byte("*/")); k >= 0 {
+		return i + 2 + k + 2
 	}
-	return i
+	return len(text)
 }
 
 // skipQuoted skips a literal or quoted identifier opened by q at i: a
@@ -227,10 +228,8 @@ func skipDollar(text []byte, i int) int {
 		return i + 1
 	}
 	tag := text[i : j+1]
-	for k := j + 1; k+len(tag) <= len(text); k++ {
-		if text[k] == '$' && string(text[k:k+len(tag)]) == string(tag) {
-			return k + len(tag)
-		}
+	if k := bytes.Index(text[j+1:], tag); k >= 0 {
+		return j + 1 + k + len(tag)
 	}
 	return len(text)
 }
