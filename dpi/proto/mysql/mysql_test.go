@@ -39,13 +39,7 @@ func run(chunks []testutil.Chunk) string {
 	var r recorder
 	var p Parser
 	p.Reset(&r)
-	for _, c := range chunks {
-		dir := proto.ToServer
-		if c.ToClient {
-			dir = proto.ToClient
-		}
-		p.Feed(dir, c.Data)
-	}
+	prototest.Feed(&p, chunks)
 	return r.b.String()
 }
 
@@ -170,43 +164,12 @@ func FuzzParser(f *testing.F) {
 			}
 		}
 	}
-	f.Fuzz(func(t *testing.T, data, seed []byte) {
-		var greet []testutil.Chunk
-		greet = append(greet, testutil.Chunk{ToClient: true, Data: packet(0, []byte{10, '8', 0, 1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0xff, 0xff, 33, 2, 0, 0xff, 0xff})})
-		want := run(append(greet, testutil.Chunk{Data: data}))
-		var cs []testutil.Chunk
-		cs = append(cs, greet...)
-		for _, c := range prototest.RandomChunks(data, seed) {
-			cs = append(cs, testutil.Chunk{Data: c})
-		}
-		if got := run(cs); got != want {
-			t.Fatalf("chunked:\n%s\nwhole:\n%s", got, want)
-		}
-	})
+	greet := []testutil.Chunk{{ToClient: true, Data: packet(0, []byte{10, '8', 0, 1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0xff, 0xff, 33, 2, 0, 0xff, 0xff})}}
+	prototest.FuzzChunked(f, greet, run)
 }
 
 // BenchmarkParser parses the recorded connections, whole chunks.
 func BenchmarkParser(b *testing.B) {
-	files, _ := filepath.Glob("testdata/*.txt")
-	var chunks []testutil.Chunk
-	n := 0
-	for _, f := range files {
-		for _, c := range testutil.Transcript(b, f) {
-			chunks = append(chunks, c)
-			n += len(c.Data)
-		}
-	}
 	var p Parser
-	b.SetBytes(int64(n))
-	b.ReportAllocs()
-	for b.Loop() {
-		p.Reset(nopSink{})
-		for _, c := range chunks {
-			dir := proto.ToServer
-			if c.ToClient {
-				dir = proto.ToClient
-			}
-			p.Feed(dir, c.Data)
-		}
-	}
+	prototest.BenchTranscripts(b, &p, func() { p.Reset(nopSink{}) })
 }

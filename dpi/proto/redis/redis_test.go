@@ -28,13 +28,7 @@ func run(chunks []testutil.Chunk) string {
 	var r recorder
 	var p Parser
 	p.Reset(&r)
-	for _, c := range chunks {
-		dir := proto.ToServer
-		if c.ToClient {
-			dir = proto.ToClient
-		}
-		p.Feed(dir, c.Data)
-	}
+	prototest.Feed(&p, chunks)
 	return r.b.String()
 }
 
@@ -130,40 +124,11 @@ func FuzzParser(f *testing.F) {
 		}
 		f.Add(client, []byte{3, 200})
 	}
-	f.Fuzz(func(t *testing.T, data, seed []byte) {
-		want := run([]testutil.Chunk{{Data: data}})
-		var cs []testutil.Chunk
-		for _, c := range prototest.RandomChunks(data, seed) {
-			cs = append(cs, testutil.Chunk{Data: c})
-		}
-		if got := run(cs); got != want {
-			t.Fatalf("chunked:\n%s\nwhole:\n%s", got, want)
-		}
-	})
+	prototest.FuzzChunked(f, nil, run)
 }
 
 // BenchmarkParser parses the recorded connections, whole chunks.
 func BenchmarkParser(b *testing.B) {
-	files, _ := filepath.Glob("testdata/*.txt")
-	var chunks []testutil.Chunk
-	n := 0
-	for _, f := range files {
-		for _, c := range testutil.Transcript(b, f) {
-			chunks = append(chunks, c)
-			n += len(c.Data)
-		}
-	}
 	var p Parser
-	b.SetBytes(int64(n))
-	b.ReportAllocs()
-	for b.Loop() {
-		p.Reset(nopSink{})
-		for _, c := range chunks {
-			dir := proto.ToServer
-			if c.ToClient {
-				dir = proto.ToClient
-			}
-			p.Feed(dir, c.Data)
-		}
-	}
+	prototest.BenchTranscripts(b, &p, func() { p.Reset(nopSink{}) })
 }

@@ -1,0 +1,63 @@
+package prototest
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/deepwall/deepwall/dpi/proto"
+	"github.com/deepwall/deepwall/internal/testutil"
+)
+
+// Feeder is a parser fed both directions of a connection, as the
+// database parsers are.
+type Feeder interface {
+	Feed(dir proto.Dir, b []byte) bool
+}
+
+// Feed gives p the chunks of a recorded connection in order.
+func Feed(p Feeder, chunks []testutil.Chunk) {
+	for _, c := range chunks {
+		dir := proto.ToServer
+		if c.ToClient {
+			dir = proto.ToClient
+		}
+		p.Feed(dir, c.Data)
+	}
+}
+
+// FuzzChunked runs run on the client bytes of each fuzz input after
+// prefix (chunks from the server, e.g. a greeting), whole and cut into
+// RandomChunks: what run reports must not depend on the cuts. Seeds are
+// the caller's.
+func FuzzChunked(f *testing.F, prefix []testutil.Chunk, run func([]testutil.Chunk) string) {
+	f.Fuzz(func(t *testing.T, data, seed []byte) {
+		want := run(append(append([]testutil.Chunk(nil), prefix...), testutil.Chunk{Data: data}))
+		cs := append([]testutil.Chunk(nil), prefix...)
+		for _, c := range RandomChunks(data, seed) {
+			cs = append(cs, testutil.Chunk{Data: c})
+		}
+		if got := run(cs); got != want {
+			t.Fatalf("chunked:\n%s\nwhole:\n%s", got, want)
+		}
+	})
+}
+
+// BenchTranscripts measures p over every recorded connection in
+// testdata/*.txt, reset before each pass.
+func BenchTranscripts(b *testing.B, p Feeder, reset func()) {
+	files, _ := filepath.Glob("testdata/*.txt")
+	var chunks []testutil.Chunk
+	n := 0
+	for _, f := range files {
+		for _, c := range testutil.Transcript(b, f) {
+			chunks = append(chunks, c)
+			n += len(c.Data)
+		}
+	}
+	b.SetBytes(int64(n))
+	b.ReportAllocs()
+	for b.Loop() {
+		reset()
+		Feed(p, chunks)
+	}
+}
