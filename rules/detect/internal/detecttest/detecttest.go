@@ -24,9 +24,14 @@ func Check(tb testing.TB, match MatchFunc, attacks, benign []string) {
 	}
 }
 
-// Fuzz runs match on every input of f (seeded by the caller): it must not
-// panic, and must not change its input.
-func Fuzz(f *testing.F, match MatchFunc) {
+// Fuzz seeds f with every value of the seed lists and runs match on every
+// input: it must not panic, and must not change its input.
+func Fuzz(f *testing.F, match MatchFunc, seeds ...[]string) {
+	for _, l := range seeds {
+		for _, v := range l {
+			f.Add([]byte(v))
+		}
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		in := string(b)
 		match(b)
