@@ -214,13 +214,17 @@ func runBenign(r runner, corpus []benign) *fpResult {
 }
 
 // topRules formats the rules that matched most.
-func (f *fpResult) topRules(n int) string {
+func (f *fpResult) topRules(n int) string { return topRules(f.ByRule, n) }
+
+// topRules formats the n rules of counts that matched most ("id×count",
+// most first, then by id).
+func topRules(counts map[uint32]int, n int) string {
 	type kv struct {
 		id uint32
 		n  int
 	}
 	var l []kv
-	for id, c := range f.ByRule {
+	for id, c := range counts {
 		l = append(l, kv{id, c})
 	}
 	sort.Slice(l, func(i, j int) bool { return l[i].n > l[j].n || l[i].n == l[j].n && l[i].id < l[j].id })

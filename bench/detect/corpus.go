@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"path"
-	"sort"
+	"slices"
 	"strings"
+
+	"github.com/deepwall/deepwall/internal/ascii"
 )
 
 // The public corpora (corpus/SOURCES.md names each list's repository,
@@ -116,7 +118,7 @@ func escape(v, special string) string {
 	for i := 0; i < len(v); i++ {
 		c := v[i]
 		switch {
-		case c == '%' && i+2 < len(v) && isHex(v[i+1]) && isHex(v[i+2]):
+		case c == '%' && i+2 < len(v) && ascii.IsHex(v[i+1]) && ascii.IsHex(v[i+2]):
 			b.WriteByte(c)
 		case c < 0x20 || c > 0x7e || c == '%' || strings.IndexByte(special, c) >= 0:
 			fmt.Fprintf(&b, "%%%02X", c)
@@ -126,8 +128,6 @@ func escape(v, special string) string {
 	}
 	return b.String()
 }
-
-func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
 
 // request is an HTTP/1.1 request from a desktop browser.
 func request(method, uri, ctype, body string, headers [][2]string) []byte {
@@ -201,7 +201,7 @@ func (c *corpusResult) sum(sets []string, pls []string) [2]int {
 	var t [2]int
 	for _, s := range sets {
 		for p, n := range c.Caught[s] {
-			if pls == nil || contains(pls, p) {
+			if pls == nil || slices.Contains(pls, p) {
 				t[0] += n[0]
 				t[1] += n[1]
 			}
@@ -210,21 +210,8 @@ func (c *corpusResult) sum(sets []string, pls []string) [2]int {
 	return t
 }
 
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-func ratio(n [2]int) string {
-	if n[1] == 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.1f%%", 100*float64(n[0])/float64(n[1]))
-}
+// ratio is n[0] out of n[1], as a percentage.
+func ratio(n [2]int) string { return pct(n[0], n[1]) }
 
 // writeCorpusTables writes the per-class, per-placement and benign tables
 // of the public corpora, one column per runner.
@@ -286,24 +273,8 @@ func writeCorpusTables(w io.Writer, rs []*corpusResult, benignSets []string) {
 			}
 			fmt.Fprintln(w)
 		}
-		type kv struct {
-			id uint32
-			n  int
-		}
-		var top []kv
-		for id, n := range r.FPRules {
-			top = append(top, kv{id, n})
-		}
-		sort.Slice(top, func(i, j int) bool { return top[i].n > top[j].n || top[i].n == top[j].n && top[i].id < top[j].id })
-		if len(top) > 0 {
-			fmt.Fprintf(w, "\nRules behind its false positives:")
-			for i, t := range top {
-				if i == 10 {
-					break
-				}
-				fmt.Fprintf(w, " %d×%d", t.id, t.n)
-			}
-			fmt.Fprintln(w)
+		if top := topRules(r.FPRules, 10); top != "" {
+			fmt.Fprintf(w, "\nRules behind its false positives: %s\n", top)
 		}
 		for _, cl := range attackClasses {
 			if m := r.Misses[cl]; len(m) > 0 {

@@ -16,6 +16,7 @@ import (
 	"bytes"
 
 	"github.com/deepwall/deepwall/rules/detect/internal/norm"
+	"github.com/deepwall/deepwall/rules/transform"
 )
 
 // Named limits.
@@ -55,14 +56,14 @@ func (d *Detector) Match(value []byte) (bool, string) {
 		value = value[:maxLen]
 	}
 	if !candidate(value) {
-		d.low = norm.AppendLower(d.low[:0], bytes.TrimSpace(value))
+		d.low = transform.Lowercase.Append(d.low[:0], bytes.TrimSpace(value))
 		if standalone[string(d.low)] {
 			return true, commandName[string(d.low)]
 		}
 		return false, ""
 	}
 	v := d.dec.Decode(value)
-	d.low = norm.AppendLower(d.low[:0], v)
+	d.low = transform.Lowercase.Append(d.low[:0], v)
 	if name, ok := d.scan(d.low, false); ok {
 		return true, name
 	}
@@ -160,7 +161,7 @@ func (d *Detector) tokenize(v []byte, quoteSep bool) {
 				inDouble = true
 			}
 		case '\\':
-			if i+1 < len(v) && v[i+1] != '\n' && isWordByte(v[i+1]) && len(d.buf) > d.cur.start && !hasColon(d.buf[d.cur.start:]) {
+			if i+1 < len(v) && v[i+1] != '\n' && isWordByte(v[i+1]) && len(d.buf) > d.cur.start && bytes.IndexByte(d.buf[d.cur.start:], ':') < 0 {
 				d.buf = append(d.buf, v[i+1]) // w\h\o\a\m\i; not c:\windows
 				d.cur.obfuscated = true
 				i++
@@ -200,15 +201,6 @@ func (d *Detector) tokenize(v []byte, quoteSep bool) {
 }
 
 func isWordByte(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
-
-func hasColon(b []byte) bool {
-	for _, c := range b {
-		if c == ':' {
-			return true
-		}
-	}
-	return false
-}
 
 // end closes the current word (if it has text) and prepares the next
 // one; sep says the next word is in command position.
@@ -263,7 +255,7 @@ func (d *Detector) dollar(v []byte, i int, cur *word) int {
 		switch {
 		case len(name) >= 3 && string(name[:3]) == "ifs":
 			d.end(false, false)
-		case hasColon(name):
+		case bytes.IndexByte(name, ':') >= 0:
 			d.buf = append(d.buf, '/') // ${PATH:0:1}, ${HOME:0:1}: '/'
 		}
 		return j
@@ -295,7 +287,7 @@ func (d *Detector) judge(w *word, args []word) (string, bool) {
 	name, pathed := text, false
 	// A command written with its directory (/bin/cat, /usr/bin/id,
 	// ./x, c:/windows/system32/cmd.exe): the basename counts.
-	if i := lastSlash(text); i >= 0 {
+	if i := bytes.LastIndexByte(text, '/'); i >= 0 {
 		name = text[i+1:]
 		pathed = text[0] == '/' || text[0] == '.' || len(text) > 2 && text[1] == ':'
 	}
@@ -307,7 +299,7 @@ func (d *Detector) judge(w *word, args []word) (string, bool) {
 		return "", false
 	}
 	nested := len(name) < len(text) // usr/bin/id after a separator
-	if hasGlob(name) {
+	if bytes.ContainsAny(name, "?*[") {
 		pathed = true
 	}
 	last := len(args) == 1
@@ -345,24 +337,6 @@ func (d *Detector) shellArgs(args []word, numbers bool) bool {
 	return false
 }
 
-func hasGlob(b []byte) bool {
-	for _, c := range b {
-		if c == '?' || c == '*' || c == '[' {
-			return true
-		}
-	}
-	return false
-}
-
-func lastSlash(b []byte) int {
-	for i := len(b) - 1; i >= 0; i-- {
-		if b[i] == '/' {
-			return i
-		}
-	}
-	return -1
-}
-
 // shellArg reports an argument only a command line has: an option (-la,
 // --help, /c after cmd), a path, a variable, a redirection, an address;
 // a number too when numbers count (sleep 5 after a separator).
@@ -390,10 +364,8 @@ func (d *Detector) shellArg(arg *word, numbers bool) bool {
 	if _, cl := lookup(a); cl == unambiguous {
 		return true // which curl
 	}
-	for _, c := range a {
-		if c == '/' || c == '\\' {
-			return true
-		}
+	if bytes.ContainsAny(a, `/\`) {
+		return true
 	}
 	if numbers {
 		for _, c := range a {

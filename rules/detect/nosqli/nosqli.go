@@ -10,6 +10,7 @@ import (
 	"bytes"
 
 	"github.com/deepwall/deepwall/rules/detect/internal/norm"
+	"github.com/deepwall/deepwall/rules/transform"
 )
 
 // maxLen bounds the bytes of a value read.
@@ -40,7 +41,7 @@ func (d *Detector) Match(value []byte) (bool, string) {
 		value = value[:maxLen]
 	}
 	v := d.dec.Decode(value)
-	d.low = norm.AppendLower(d.low[:0], v)
+	d.low = transform.Lowercase.Append(d.low[:0], v)
 	v = d.low
 	if op := operator(v); op != "" {
 		return true, "operator $" + op

@@ -15,6 +15,7 @@ import (
 	"bytes"
 
 	"github.com/deepwall/deepwall/rules/detect/internal/norm"
+	"github.com/deepwall/deepwall/rules/transform"
 )
 
 // Named limits.
@@ -52,11 +53,13 @@ func (d *Detector) Match(value []byte) (bool, string) {
 	if len(value) > maxLen {
 		value = value[:maxLen]
 	}
-	if !bytes.ContainsAny(value, "{%(#[&\\") {
+	// Every opener and directive holds one of these (or, encoded, % & \);
+	// not "(": a User-Agent has one, and no trigger needs it alone.
+	if !bytes.ContainsAny(value, "{%#[&\\@?") {
 		return false, ""
 	}
 	v := d.dec.Decode(value)
-	d.low = norm.AppendLower(d.low[:0], v)
+	d.low = transform.Lowercase.Append(d.low[:0], v)
 	v = d.low
 	for _, s := range directives {
 		if bytes.Contains(v, []byte(s)) {

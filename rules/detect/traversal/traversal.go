@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/deepwall/deepwall/rules/detect/internal/norm"
+	"github.com/deepwall/deepwall/rules/transform"
 )
 
 // Named limits.
@@ -44,7 +45,7 @@ func (d *Detector) Match(value []byte) (hit bool, reason string) {
 		return false, ""
 	}
 	v := d.dec.Decode(value)
-	d.low = norm.AppendLower(d.low[:0], v)
+	d.low = transform.Lowercase.Append(d.low[:0], v)
 	v = bytes.TrimSpace(d.low)
 	if r := wrapper(v); r != "" {
 		return true, r
@@ -60,7 +61,7 @@ func (d *Detector) Match(value []byte) (hit bool, reason string) {
 		}
 		d.b64 = d.b64[:n]
 		if m, err := base64.StdEncoding.Decode(d.b64, value); err == nil {
-			d.low = norm.AppendLower(d.low[:0], d.b64[:m])
+			d.low = transform.Lowercase.Append(d.low[:0], d.b64[:m])
 			if r := d.resolve(d.low); r != "" {
 				return true, "base64 " + r
 			}

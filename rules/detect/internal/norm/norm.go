@@ -134,14 +134,3 @@ func overlong2(c0, c1 byte) byte {
 	}
 	return 0
 }
-
-// AppendLower appends b with ASCII letters lower-cased to dst.
-func AppendLower(dst, b []byte) []byte {
-	for _, c := range b {
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		dst = append(dst, c)
-	}
-	return dst
-}
