@@ -7,18 +7,12 @@ import (
 	"github.com/deepwall/deepwall/ctl/eve"
 )
 
-// Bounds of the per-workload metrics.
-const (
-	// maxWorkloadSeries is how many workloads get their own series;
-	// events of later ones are counted under otherWorkload, so a host
-	// that churns containers cannot grow the scrape without bound.
-	maxWorkloadSeries = 64
-	// otherWorkload labels the events of workloads past the bound.
-	otherWorkload = "_other"
-	// hostWorkload labels events of the --inner/--outer pair, which
-	// name no container.
-	hostWorkload = "_pair"
-)
+// hostWorkload labels events of the --inner/--outer pair, which name no
+// container. The series are bounded like the per-container metrics
+// (maxMetricContainers, otherContainers): events of workloads past the
+// bound are counted under "_other", so a host that churns containers
+// cannot grow the scrape without bound.
+const hostWorkload = "_pair"
 
 // workloadEvent is a kind of event counted per workload.
 type workloadEvent uint8
@@ -68,8 +62,8 @@ func (w *workloadCounters) note(ev *eve.Event) {
 	}
 	c := w.n[name]
 	if c == nil {
-		if len(w.n) >= maxWorkloadSeries {
-			name = otherWorkload
+		if len(w.n) >= maxMetricContainers {
+			name = otherContainers
 			if c = w.n[name]; c == nil {
 				c = new([numWorkloadEvents]uint64)
 				w.n[name] = c

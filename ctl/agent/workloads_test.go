@@ -8,7 +8,7 @@ import (
 )
 
 // TestWorkloadCounters checks the per-workload counts and their bound:
-// past maxWorkloadSeries workloads, events go to _other.
+// past maxMetricContainers workloads, events go to _other.
 func TestWorkloadCounters(t *testing.T) {
 	var w workloadCounters
 	ev := func(name string, typ eve.EventType, action string) *eve.Event {
@@ -25,7 +25,7 @@ func TestWorkloadCounters(t *testing.T) {
 	w.note(ev("web", eve.EventAlert, "allowed"))
 	w.note(ev("web", eve.EventFlow, ""))
 	w.note(ev("", eve.EventDrop, ""))
-	for i := range 2 * maxWorkloadSeries {
+	for i := range 2 * maxMetricContainers {
 		w.note(ev("c"+strconv.Itoa(i), eve.EventFlow, ""))
 	}
 	got := map[string]uint64{}
@@ -39,12 +39,12 @@ func TestWorkloadCounters(t *testing.T) {
 			t.Errorf("%s = %d, want %d", k, got[k], want)
 		}
 	}
-	if len(names) != maxWorkloadSeries+1 {
-		t.Errorf("%d workload series, want %d and _other", len(names), maxWorkloadSeries)
+	if len(names) != maxMetricContainers+1 {
+		t.Errorf("%d workload series, want %d and _other", len(names), maxMetricContainers)
 	}
 	// web, _pair and 62 containers got their own series; the other 66
 	// flows are _other's.
-	if want := uint64(2*maxWorkloadSeries - (maxWorkloadSeries - 2)); got["_other/flow"] != want {
+	if want := uint64(2*maxMetricContainers - (maxMetricContainers - 2)); got["_other/flow"] != want {
 		t.Errorf("_other/flow = %d, want %d", got["_other/flow"], want)
 	}
 }
