@@ -191,8 +191,9 @@ func Open(cfg Config) (_ *Agent, err error) {
 	if err != nil {
 		return nil, err
 	}
+	var pol *policy // nil: DefaultPolicy
 	if cfg.APIPolicy != "" {
-		if auth.Policy, err = loadPolicy(cfg.APIPolicy); err != nil {
+		if pol, err = loadPolicy(cfg.APIPolicy); err != nil {
 			return nil, err
 		}
 	}
@@ -243,7 +244,7 @@ func Open(cfg Config) (_ *Agent, err error) {
 	if a.apiLn, err = listenUnix(cfg.Socket, sockGID); err != nil {
 		return nil, err
 	}
-	a.api = newAPIServer(a.rules, a, auth, a.log)
+	a.api = newAPIServer(a.rules, a, auth, pol, a.log)
 	if cfg.MetricsAddr != "" {
 		if a.metLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
 			return nil, fmt.Errorf("metrics: %w", err)

@@ -244,7 +244,7 @@ func newAPIHarness(tb testing.TB, initial string, auth authorizer) *apiHarness {
 	tb.Helper()
 	h := &apiHarness{testManager: newTestManager(tb, initial), view: &fakeView{}}
 	h.sock = filepath.Join(h.dir, "api.sock")
-	h.srv = newAPIServer(h.ruleManager, h.view, auth, h.log)
+	h.srv = newAPIServer(h.ruleManager, h.view, auth, nil, h.log)
 	h.srv.peer = func(net.Conn) (caller, error) {
 		c := h.caller.Load()
 		if c == nil {

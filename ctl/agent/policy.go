@@ -80,11 +80,9 @@ type policy struct {
 	lines  []policyLine
 }
 
-// loadPolicy reads the policy file at path; "" is DefaultPolicy.
+// loadPolicy reads the policy file at path (without one, DefaultPolicy
+// applies: defaultPolicyParsed).
 func loadPolicy(path string) (*policy, error) {
-	if path == "" {
-		return parsePolicy("default", []byte(DefaultPolicy))
-	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("api policy: %w", err)

@@ -81,7 +81,7 @@ allow * role:admin                   # line 5
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := authorizer{AdminGIDs: []int{50}, ViewerGIDs: []int{60}, Policy: p}
+	a := authorizer{AdminGIDs: []int{50}, ViewerGIDs: []int{60}}
 	tests := []struct {
 		who   caller
 		cmd   string
@@ -97,7 +97,7 @@ allow * role:admin                   # line 5
 		{caller{UID: 1004, GID: 60}, cmdRulesRead, false, "no line of /etc/deepwall/api-policy matched"},
 	}
 	for _, tc := range tests {
-		allow, where := a.decide(tc.cmd, tc.who)
+		allow, where := a.decide(p, tc.cmd, tc.who)
 		if allow != tc.allow || where != tc.where {
 			t.Errorf("%+v %s: %v by %q, want %v by %q", tc.who, tc.cmd, allow, where, tc.allow, tc.where)
 		}
@@ -113,7 +113,7 @@ allow * role:admin                   # line 5
 			{caller{UID: 1004, GID: 1, Groups: []int{60}}, !changes(cmd)},
 			{caller{UID: 1005, GID: 1}, false},
 		} {
-			if got, where := def.decide(cmd, tc.who); got != tc.want {
+			if got, where := def.decide(nil, cmd, tc.who); got != tc.want {
 				t.Errorf("default policy, %+v %s: %v by %s, want %v", tc.who, cmd, got, where, tc.want)
 			}
 		}
@@ -142,7 +142,8 @@ allow * role:admin
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newAPIHarness(t, testRules, authorizer{Policy: p})
+	h := newAPIHarness(t, testRules, authorizer{})
+	h.srv.policy.Store(p)
 	h.srv.peer = peerCred // the real credentials, not the harness's
 	// Let the other uids reach the socket (the agent's socket is 0660 and
 	// its group decides who connects; here everyone may).
@@ -243,7 +244,8 @@ func TestPolicyReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newAPIHarness(t, testRules, authorizer{Policy: p})
+	h := newAPIHarness(t, testRules, authorizer{})
+	h.srv.policy.Store(p)
 	h.as(caller{UID: 0, GID: 0, PID: 99})
 	if code, body := h.call(t, "GET", "/v1/status", nil); code != 200 {
 		t.Fatalf("status: %d %s", code, body)

@@ -55,17 +55,15 @@ const (
 // authorizer decides access from a caller's credentials. Its role: uid
 // 0 and the agent's own uid are admins, then members (primary or
 // supplementary) of the admin groups, then of the viewer groups; everyone
-// else has none. Policy (DefaultPolicy when nil) then decides per
+// else has none. A policy (DefaultPolicy when nil) then decides per
 // command, from the role, uid and groups.
 type authorizer struct {
 	AdminGIDs, ViewerGIDs []int
-	Policy                *policy
 }
 
-// decide returns whether c may call cmd and the policy line that decided
-// (file:line; "no line matched" when none did).
-func (a authorizer) decide(cmd string, c caller) (bool, string) {
-	p := a.Policy
+// decide returns whether policy p lets c call cmd and the policy line that
+// decided (file:line; "no line matched" when none did).
+func (a authorizer) decide(p *policy, cmd string, c caller) (bool, string) {
 	if p == nil {
 		p = defaultPolicyParsed
 	}
@@ -116,7 +114,7 @@ type agentView interface {
 type apiServer struct {
 	rules *ruleManager
 	view  agentView
-	auth  authorizer // its Policy is the one at start; policy is in force
+	auth  authorizer
 	// policy is the policy in force (nil: DefaultPolicy), replaced by
 	// reloadPolicy while calls are decided.
 	policy atomic.Pointer[policy]
@@ -134,9 +132,9 @@ type credResult struct {
 	err error
 }
 
-func newAPIServer(rm *ruleManager, view agentView, auth authorizer, log *slog.Logger) *apiServer {
+func newAPIServer(rm *ruleManager, view agentView, auth authorizer, pol *policy, log *slog.Logger) *apiServer {
 	s := &apiServer{rules: rm, view: view, auth: auth, log: log, peer: peerCred}
-	s.policy.Store(auth.Policy)
+	s.policy.Store(pol)
 	s.srv = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: apiReadHeader,
@@ -289,9 +287,7 @@ func (s *apiServer) guard(cmd string, h func(http.ResponseWriter, *http.Request,
 			writeError(w, http.StatusForbidden, fmt.Errorf("%w: no peer credentials", errForbidden))
 			return
 		}
-		auth := s.auth
-		auth.Policy = s.policy.Load()
-		allow, where := auth.decide(cmd, cr.c)
+		allow, where := s.auth.decide(s.policy.Load(), cmd, cr.c)
 		cur := s.rules.current()
 		e := audit.Entry{UID: cr.c.UID, GID: cr.c.GID, PID: cr.c.PID, Op: audit.OpAccess, OK: allow,
 			Command: cmd, Policy: where, Detail: r.Method + " " + r.URL.Path,
