@@ -197,7 +197,8 @@ func (o *output) run() {
 // JSON lines go as they are.
 func (o *output) frame(msg []byte) []byte {
 	if o.cfg.Kind == OutputSyslog && o.cfg.Network == "tcp" {
-		return append(strconv.AppendInt(make([]byte, 0, len(msg)+8), int64(len(msg)), 10), append([]byte{' '}, msg...)...)
+		b := strconv.AppendInt(make([]byte, 0, len(msg)+21), int64(len(msg)), 10)
+		return append(append(b, ' '), msg...)
 	}
 	return msg
 }

@@ -292,8 +292,7 @@ func (r Resolver) nameByNetns(ctx context.Context, t *Target) {
 		if !isPID(e.Name()) {
 			continue
 		}
-		var st unix.Stat_t
-		if unix.Stat(filepath.Join(r.ProcDir, e.Name(), "ns", "net"), &st) != nil || st.Ino != want.Ino || st.Dev != want.Dev {
+		if !sameFile(filepath.Join(r.ProcDir, e.Name(), "ns", "net"), &want) {
 			continue
 		}
 		pid, _ := strconv.Atoi(e.Name())
@@ -595,11 +594,17 @@ func (r Resolver) Identify(ctx context.Context, id, netnsPath string) (Target, b
 	}
 	for _, kind := range Runtimes {
 		t, err := r.runtime(ctx, kind, id)
-		var st unix.Stat_t
-		if err != nil || t.PID == 0 || unix.Stat(t.Path, &st) != nil || st.Ino != want.Ino || st.Dev != want.Dev {
+		if err != nil || t.PID == 0 || !sameFile(t.Path, &want) {
 			continue
 		}
 		return t, true
 	}
 	return Target{}, false
+}
+
+// sameFile reports whether path names the file want was stat'ed from (a
+// network namespace: its device and inode).
+func sameFile(path string, want *unix.Stat_t) bool {
+	var st unix.Stat_t
+	return unix.Stat(path, &st) == nil && st.Ino == want.Ino && st.Dev == want.Dev
 }
