@@ -266,7 +266,7 @@ func deleteBridge(tb testing.TB, ns *testnet.NS, gw netip.Addr) {
 
 // fetch gets path from ip's test server from ns; "" when it fails.
 func fetch(ns *testnet.NS, ip netip.Addr, path string) string {
-	resp, err := nsHTTPClient(ns, false).Get(fmt.Sprintf("http://%s:%d%s", ip, testctr.HTTPPort, path))
+	resp, err := testnet.HTTPClient(ns, false).Get(fmt.Sprintf("http://%s:%d%s", ip, testctr.HTTPPort, path))
 	if err != nil {
 		return ""
 	}

@@ -232,11 +232,6 @@ func pseudoBytes(n int, seed uint64) []byte {
 	return b
 }
 
-// nsHTTPClient dials from inside ns.
-func nsHTTPClient(ns *testnet.NS, keepAlive bool) *http.Client {
-	return testnet.HTTPClient(ns, keepAlive)
-}
-
 // rawResult is what became of one raw HTTP request.
 type rawResult struct {
 	port   uint16 // the client's port

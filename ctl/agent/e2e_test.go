@@ -191,7 +191,7 @@ func testAgentTraffic(t *testing.T, m agentMode) {
 	}
 
 	t.Run("benign byte-exact", func(t *testing.T) {
-		c := nsHTTPClient(topo.Client, true)
+		c := testnet.HTTPClient(topo.Client, true)
 		for i, n := range []int{0, 1, 1460, 1461, 65536, 1 << 20, 4<<20 + 3} {
 			resp, err := c.Get(fmt.Sprintf("http://%s/bytes?n=%d&seed=%d", server, n, i))
 			if err != nil {
@@ -266,7 +266,7 @@ func testAgentTraffic(t *testing.T, m agentMode) {
 		if code != 0 || fl.Total == 0 || fl.Flows[0].Verdict != "drop" {
 			t.Errorf("flows: %d %s %s", code, out, errs)
 		}
-		resp, err := nsHTTPClient(topo.FW, false).Get("http://" + a.metricsAddr + "/metrics")
+		resp, err := testnet.HTTPClient(topo.FW, false).Get("http://" + a.metricsAddr + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -495,7 +495,7 @@ func testAgentLogRotation(t *testing.T, m agentMode) {
 	t.Cleanup(func() { a.stop(t) })
 
 	const n = 600
-	c := nsHTTPClient(topo.Client, true)
+	c := testnet.HTTPClient(topo.Client, true)
 	errc := make(chan error, 4)
 	for w := range 4 {
 		go func() {
@@ -872,7 +872,7 @@ func testAgentReloadUnderLoad(t *testing.T, m agentMode) {
 	for w := range 3 {
 		go func() {
 			var r result
-			c := nsHTTPClient(topo.Client, true)
+			c := testnet.HTTPClient(topo.Client, true)
 			for i := 0; ; i++ {
 				select {
 				case <-stop:

@@ -68,7 +68,7 @@ func startLoad(client *testnet.NS, base string) *load {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			hc := nsHTTPClient(client, true)
+			hc := testnet.HTTPClient(client, true)
 			for {
 				select {
 				case <-l.stop:
@@ -108,7 +108,7 @@ func (l *load) finish(tb testing.TB, name string) {
 // attack sends a SQL injection from client to ip:8080 and reports whether
 // it was answered.
 func attack(client *testnet.NS, ip netip.Addr) (answered bool) {
-	hc := nsHTTPClient(client, false)
+	hc := testnet.HTTPClient(client, false)
 	hc.Timeout = 3 * time.Second
 	resp, err := hc.Get(fmt.Sprintf("http://%s:8080/?id=1%%20UNION%%20SELECT%%20password%%20FROM%%20users", ip))
 	if err != nil {

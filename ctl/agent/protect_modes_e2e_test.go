@@ -231,7 +231,7 @@ func dnsLookup(ns *testnet.NS, server netip.AddrPort, id uint16) error {
 
 // httpGet makes one request on a new connection from ns (2s timeout).
 func httpGet(ns *testnet.NS, url string) error {
-	hc := nsHTTPClient(ns, false)
+	hc := testnet.HTTPClient(ns, false)
 	hc.Timeout = 2 * time.Second
 	resp, err := hc.Get(url)
 	if err != nil {
@@ -498,7 +498,7 @@ func checkProtectedCounters(t *testing.T, a *agentProc, host *testnet.Host, c *t
 	if code, _, errOut := a.cli(t, "flows", "--container", "absent"); code == 0 || !strings.Contains(errOut, `no protected container "absent"`) {
 		t.Errorf("flows --container absent: exit %d, %s", code, errOut)
 	}
-	resp, err := nsHTTPClient(host.NS, false).Get("http://" + a.metricsAddr + "/metrics")
+	resp, err := testnet.HTTPClient(host.NS, false).Get("http://" + a.metricsAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 
 	"github.com/deepwall/deepwall/ctl/api"
 	"github.com/deepwall/deepwall/internal/testnet"
+	"github.com/deepwall/deepwall/internal/testutil"
 )
 
 // Where the package puts things, as the unit and the agent expect them.
@@ -302,26 +302,8 @@ func agentsRunning(t *testing.T) []int {
 // unitAgent is the agent started as the unit starts it.
 type unitAgent struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testutil.Buffer
 	done chan error
-}
-
-// syncBuffer is the agent's output, read while the agent writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func (a *unitAgent) output() string { return a.out.String() }
@@ -364,7 +346,7 @@ func startAsUnit(t *testing.T) *unitAgent {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	a := &unitAgent{out: &syncBuffer{}, done: make(chan error, 1)}
+	a := &unitAgent{out: &testutil.Buffer{}, done: make(chan error, 1)}
 	a.cmd = exec.Command("setpriv", append(append(setpriv, "--"), argv...)...)
 	a.cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "NOTIFY_SOCKET=" + notify}
 	for k, v := range env {

@@ -24,6 +24,7 @@ import (
 	"github.com/deepwall/deepwall/ctl/eve/evetest"
 	"github.com/deepwall/deepwall/dataplane"
 	"github.com/deepwall/deepwall/internal/testnet"
+	"github.com/deepwall/deepwall/internal/testutil"
 )
 
 // RaceEnv, when set, builds the agent with the race detector.
@@ -104,7 +105,7 @@ type Agent struct {
 	Client *api.Client
 
 	cmd  *exec.Cmd
-	out  *buffer
+	out  *testutil.Buffer
 	done chan error
 }
 
@@ -122,7 +123,7 @@ func New(dir string) *Agent {
 // else of the test is torn down.
 func (a *Agent) Start(tb testing.TB, ns *testnet.NS, args ...string) {
 	tb.Helper()
-	a.out, a.done = &buffer{}, make(chan error, 1)
+	a.out, a.done = &testutil.Buffer{}, make(chan error, 1)
 	a.cmd = exec.Command(Binary(tb), append([]string{"run", "--socket", a.Socket, "--state", a.State, "--log", a.Log}, args...)...)
 	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
 	// NS.Start only enters the network namespace: /sys and the bpffs
@@ -209,28 +210,6 @@ func (a *Agent) Output() string { return a.out.String() }
 func (a *Agent) CLI(tb testing.TB, args ...string) (code int, stdout, stderr string) {
 	tb.Helper()
 	return CLI(tb, append(args, "--socket", a.Socket)...)
-}
-
-// buffer collects a process's output for failure messages; it keeps the
-// first MiB.
-type buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *buffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.b.Len() > 1<<20 {
-		return len(p), nil
-	}
-	return s.b.Write(p)
-}
-
-func (s *buffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // RemovePins removes the pin directories of the pairs agents protected in

@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -202,17 +201,6 @@ func randHex(tb testing.TB) string {
 	return fmt.Sprintf("%x", b)
 }
 
-// dial connects inside the control plane's namespace.
-func (cp *ControlPlane) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	var c net.Conn
-	err := cp.NS.Do(func() error {
-		var err error
-		c, err = (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
-		return err
-	})
-	return c, err
-}
-
 func (cp *ControlPlane) httpClient() *http.Client {
 	cfg := cp.RESTConfig(Admin)
 	tr, err := rest.TransportFor(cfg)
@@ -226,7 +214,7 @@ func (cp *ControlPlane) httpClient() *http.Client {
 // control plane's namespace (the test process lives outside it).
 func (cp *ControlPlane) RESTConfig(u User) *rest.Config {
 	return &rest.Config{Host: "https://" + apiAddr, BearerToken: cp.tokens[u.Name],
-		TLSClientConfig: rest.TLSClientConfig{Insecure: true}, Dial: cp.dial, QPS: 200, Burst: 400}
+		TLSClientConfig: rest.TLSClientConfig{Insecure: true}, Dial: cp.NS.DialContext, QPS: 200, Burst: 400}
 }
 
 // Kubeconfig writes a kubeconfig file for user, for processes started

@@ -1,10 +1,8 @@
 package testctr
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"testing"
@@ -41,15 +39,7 @@ func TestPrivilegedContainerdRun(t *testing.T) {
 // get fetches ip's page from ns, retrying until the server listens.
 func get(tb testing.TB, ns *testnet.NS, ip netip.Addr) string {
 	tb.Helper()
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			var conn net.Conn
-			err := ns.Do(func() (err error) {
-				conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-				return err
-			})
-			return conn, err
-		}}}
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: ns.DialContext}}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		resp, err := hc.Get(fmt.Sprintf("http://%s:%d/", ip, HTTPPort))
