@@ -350,9 +350,17 @@ func (r Resolver) containerdInfo(ctx context.Context, ns, id string) (containerd
 	if r.ContainerdSocket == "" {
 		return containerdMeta{}, false
 	}
+	key := ns + "/" + id
+	if m, ok := r.ctrd.get(key); ok {
+		return m, true
+	}
 	if _, err := os.Stat(r.ContainerdSocket); err != nil {
 		return containerdMeta{}, false
 	}
 	m, err := containerdGet(ctx, r.ContainerdSocket, ns, id)
-	return m, err == nil
+	if err != nil {
+		return containerdMeta{}, false
+	}
+	r.ctrd.put(key, m)
+	return m, true
 }

@@ -77,7 +77,10 @@ func (r Resolver) WatchStarts(ctx context.Context, started func(runtime, name st
 			for ctx.Err() == nil {
 				if _, err := os.Stat(e.socket); err == nil {
 					if e.name == "containerd" {
-						_ = streamContainerdStarts(ctx, e.socket, started)
+						_ = streamContainerdStarts(ctx, e.socket, func(runtime, name string) {
+							r.ctrd.forget(name) // re-created: maybe new labels
+							started(runtime, name)
+						})
 					} else {
 						_ = streamStarts(ctx, e, started)
 					}

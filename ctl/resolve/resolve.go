@@ -83,6 +83,9 @@ type Resolver struct {
 	// links lists a namespace's interfaces for refusals; nil is
 	// netnsLinks (tests have no namespaces).
 	links func(path string) []string
+	// ctrd caches containerd's container metadata (WithContainerdCache);
+	// nil asks every time.
+	ctrd *metaCache
 }
 
 // Default is where the runtimes keep their state on a standard host.

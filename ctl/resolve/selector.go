@@ -206,6 +206,8 @@ func (r Resolver) listContainerd(ctx context.Context) []Listed {
 		return nil
 	}
 	var out []Listed
+	listed := map[string]bool{}
+	defer r.ctrd.keep(listed)
 	for i, ns := range nss {
 		if i >= maxRuntimeScan {
 			break
@@ -220,6 +222,7 @@ func (r Resolver) listContainerd(ctx context.Context) []Listed {
 			}
 			if _, err := os.Lstat(r.ContainerdState + "/" + ns.Name() + "/" + id.Name() + "/init.pid"); err == nil {
 				l := Listed{Runtime: "containerd", ID: id.Name(), Name: ns.Name() + "/" + id.Name()}
+				listed[l.Name] = true
 				if m, ok := r.containerdInfo(ctx, ns.Name(), id.Name()); ok {
 					l.Image, l.Labels = m.Image, m.Labels
 				}

@@ -213,6 +213,9 @@ func Open(d Deps) (*Protector, error) {
 	if p.resolver.ProcDir == "" { // not given
 		p.resolver = resolve.Default
 	}
+	// Selectors list the containers every pass: containerd is asked
+	// about each one once, not every second.
+	p.resolver = p.resolver.WithContainerdCache()
 	p.list.Store(&[]*protectedPort{})
 	p.kset = &KernelSet{static: d.Static, prot: p}
 	p.learn = newLearner(p)
