@@ -296,14 +296,16 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		}
 	}
 	// The set actually sent: each policy's accepted rules (an invalid
-	// policy's previous ones).
-	acc := map[string]string{}
-	for _, p := range pols {
-		if a, ok := c.node.accepted[p.uid]; ok {
-			acc[p.uid] = a.rules
+	// policy's previous ones). With no invalid policy that is req.
+	if len(invalid) > 0 {
+		acc := map[string]string{}
+		for _, p := range pols {
+			if a, ok := c.node.accepted[p.uid]; ok {
+				acc[p.uid] = a.rules
+			}
 		}
+		req, _ = buildRules(pols, acc)
 	}
-	req, _ = buildRules(pols, acc)
 
 	// 2. The rule set.
 	var rulesErr error
