@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -54,6 +55,51 @@ func (ti *testInspector) Inspect(_ int, f *dataplane.Frame) dataplane.Verdict {
 		}
 	}
 	return dataplane.Verdict{Action: dataplane.Forward}
+}
+
+// laterPacketReset resets a connection to srv (BLOCKME), then sends an ACK
+// on its tuple from the client and wants a reset back at that ACK's
+// acknowledgement number.
+func laterPacketReset(t *testing.T, topo *testnet.Topology, srv netip.AddrPort) {
+	t.Helper()
+	ps := testnet.OpenPacketSocket(t, topo.Client, 2*time.Second)
+	c := testnet.Dial(t, topo.Client, "tcp", srv)
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	local := c.LocalAddr().(*net.TCPAddr).AddrPort()
+	io.WriteString(c, "BLOCKME\n")
+	if _, err := io.ReadAll(c); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("blocked flow to %s: %v, want a reset", srv, err)
+	}
+	buf := make([]byte, 1<<16)
+	var p dataplane.Packet
+	next := func(want func(*dataplane.Packet) bool) []byte {
+		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
+			n, err := ps.Recv(buf)
+			if err != nil {
+				break
+			}
+			if dataplane.ParsePacket(buf[:n], &p) == dataplane.KindIP && p.Keyed && p.Proto == 6 && want(&p) {
+				return buf[:n]
+			}
+		}
+		return nil
+	}
+	syn := next(func(p *dataplane.Packet) bool { return p.SrcPort == local.Port() && p.TCPFlags&0x02 != 0 })
+	if syn == nil {
+		t.Fatalf("no SYN of %s captured", local)
+	}
+	const ack = 777777
+	spec := testnet.FrameSpec{DstMAC: slices.Clone(syn[0:6]), SrcMAC: slices.Clone(syn[6:12]),
+		Src: netip.AddrPortFrom(local.Addr().Unmap(), local.Port()), Dst: srv, Proto: testnet.ProtoTCP,
+		Flags: testnet.ACK, Seq: 4242, Ack: ack}
+	if err := ps.Send(testnet.Frame(t, spec)); err != nil {
+		t.Fatal(err)
+	}
+	if next(func(p *dataplane.Packet) bool {
+		return p.DstPort == local.Port() && p.TCPFlags&0x04 != 0 && p.Seq == ack
+	}) == nil {
+		t.Errorf("a later packet of the reset flow to %s got no reset at its acknowledgement", srv)
+	}
 }
 
 // userRules installs rules of "the user's own" in fw, to be left alone.
@@ -241,6 +287,12 @@ func TestPrivilegedNFQueue(t *testing.T) {
 				if !errors.Is(err, syscall.ECONNRESET) {
 					t.Errorf("blocked flow to %s: %v, want a reset", srv, err)
 				}
+			}
+			// A later packet of a reset flow is answered with a reset at its
+			// acknowledgement: a receiver that lost a segment before the
+			// blocked one answers the first reset with a challenge ACK.
+			for _, srv := range []netip.Addr{testnet.ServerIP, testnet.ServerIP6} {
+				laterPacketReset(t, topo, netip.AddrPortFrom(srv, 7000))
 			}
 			// The same for a server's bulk response (the endpoints keep
 			// TSO: GSO packets, queued whole): the client, the receiver,

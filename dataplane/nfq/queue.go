@@ -28,6 +28,7 @@ const (
 	etherTypeIPv4   = 0x0800
 	etherTypeIPv6   = 0x86dd
 	protoTCP        = 6
+	tcpFlagRST      = 0x04
 )
 
 // queue is one NFQUEUE queue: its socket, the goroutine that reads it
@@ -279,9 +280,8 @@ func (q *queue) handle(b []byte, m nlMsg) {
 // resetGSO is reset for a packet the kernel queued as GSO: replacing its
 // payload would leave the kernel a GSO packet shorter than one segment
 // (dropped, with a warning, by software segmentation on a port without
-// TSO), so it is dropped, with the flow's drop mark, and both resets go
-// out on the packet socket, the receiver's addressed to the MAC its own
-// packets of the flow came from.
+// TSO), so it is dropped and both resets go out on the packet socket, the
+// receiver's addressed to the MAC its own packets of the flow came from.
 func (q *queue) resetGSO(id uint32, frame []byte, side dataplane.Side, mk, pm uint32) {
 	q.verdict(id, nfDrop, mk, pm, nil)
 	select {
@@ -339,8 +339,8 @@ func (q *queue) reset(id uint32, frame []byte, side dataplane.Side, mk, pm uint3
 		q.verdict(id, nfDrop, mk, pm, nil)
 		return
 	}
-	// The flow's drop mark is set by its next packet (the table
-	// remembers the verdict): a marked reset would be dropped itself.
+	// Unmarked: a reset flow stays off the fast path (entry.reset), and
+	// a marked reset would be dropped itself.
 	q.verdict(id, nfAccept, 0, 0, ip[:ipLen])
 	q.side[side.Peer()].resets.Add(1)
 	// Conntrack saw neither reset (the rewrite happens after it, the
@@ -402,6 +402,14 @@ type entry struct {
 	// kernel: the flow had a final verdict (or a revoked one), so it is
 	// listed as a kernel flow and reported when it ends.
 	kernel bool
+	// reset: the flow was dropped with resets. Its packets are not put on
+	// the kernel's drop path: each one that comes later is answered with
+	// resets too. A receiver takes a reset only at the sequence it expects
+	// next, which is the dropped segment's only when nothing before it is
+	// missing; when a segment the verdicts let through is lost on its way,
+	// the receiver answers the first reset with a challenge ACK (RFC 5961)
+	// naming what it expects, and that ACK's reset lands.
+	reset  bool
 	queued [2][2]uint64 // [dir][packets, bytes] through the queue
 	ct     [2][2]uint64 // conntrack totals, last read
 	last   int64        // last packet through the queue (mono ns)
@@ -448,6 +456,10 @@ func (w *worker) judge(q *queue, frame []byte, side dataplane.Side) (dataplane.A
 				return dataplane.Forward, false, mk
 			}
 			w.dropped.Add(1)
+			if e.reset {
+				// Never a reset for a reset.
+				return dataplane.Drop, pk.TCPFlags&tcpFlagRST == 0, 0
+			}
 			return dataplane.Drop, false, mk
 		}
 	}
@@ -473,7 +485,11 @@ func (w *worker) judge(q *queue, frame []byte, side dataplane.Side) (dataplane.A
 		return dataplane.Forward, false, mk
 	}
 	w.dropped.Add(1)
-	return dataplane.Drop, v.Reset && pk.Keyed && pk.Proto == protoTCP, mk
+	reset := v.Reset && pk.Keyed && pk.Proto == protoTCP
+	if reset && e != nil && v.Final {
+		e.reset, mk = true, 0
+	}
+	return dataplane.Drop, reset, mk
 }
 
 // haveNetAdmin reports whether the calling thread has CAP_NET_ADMIN in
