@@ -626,6 +626,7 @@ rules:
   - {id: 3, action: block, match: {field: http.header.cookie, detect: sqli, transforms: [url_decode]}}
   - {id: 4, action: block, match: {field: http.headers, detect: sqli}}
   - {id: 5, action: block, match: {field: http.uri, detect: sqli, transforms: [url_decode]}}
+  - {id: 6, action: block, match: {field: http.args, detect: libinjection_sqli, transforms: [url_decode]}}
 `)
 	var d Detector
 	tests := []struct {
@@ -647,6 +648,13 @@ rules:
 		{4, "Host: a\r\nAccept: */*\r\n", false},
 		{5, "/p?id=1%27+union+select+1--", true},
 		{5, "/p/1?sort=name", false},
+		// The fingerprints sqli ignores, libinjection_sqli keeps.
+		{1, "q=%22LIKE%22+STAMP", false},
+		{6, "q=%22LIKE%22+STAMP", true},
+		{1, "q=35%25+cotton+and+65%25+polyester", false},
+		{6, "q=35%25+cotton+and+65%25+polyester", true},
+		{6, "id=1%27%20OR%20%271%27%3D%271", true},
+		{6, "name=O%27Brien", false},
 	}
 	for _, tc := range tests {
 		got, _ := d.Match(set.Rule(tc.rule).Match, []byte(tc.in))

@@ -19,7 +19,8 @@ import (
 
 // Detectors of match.detect.
 const (
-	DetectSQLi               = "sqli"                 // libinjection's SQL injection tokenizer
+	DetectSQLi               = "sqli"                 // libinjection's SQL injection tokenizer, harmless fingerprints ignored
+	DetectSQLiAll            = "libinjection_sqli"    // libinjection's verdict as is (ModSecurity's @detectSQLi)
 	DetectXSS                = "xss"                  // libinjection's HTML5 XSS detector
 	DetectInvalidUTF8        = "invalid_utf8"         // the value is not valid UTF-8
 	DetectInvalidURLEncoding = "invalid_url_encoding" // a '%' not followed by two hex digits
@@ -32,7 +33,7 @@ const (
 
 // Detectors lists the detector names match.detect accepts.
 var Detectors = []string{DetectSQLi, DetectXSS, DetectInvalidUTF8, DetectInvalidURLEncoding,
-	DetectTraversal, DetectCmdi, DetectNoSQLi, DetectLDAPi, DetectSSTI}
+	DetectTraversal, DetectCmdi, DetectNoSQLi, DetectLDAPi, DetectSSTI, DetectSQLiAll}
 
 func knownDetector(s string) bool { return slices.Contains(Detectors, s) }
 
@@ -184,9 +185,9 @@ func (d *Detector) MatchField(m *Match, f Field, value []byte) (hit bool, finger
 		}
 		p = d.t.Apply(m.Transforms, p)
 		switch m.Detect {
-		case DetectSQLi:
+		case DetectSQLi, DetectSQLiAll:
 			hit, fingerprint = IsSQLi(p)
-			if hit && harmlessFingerprint(fingerprint) {
+			if hit && m.Detect == DetectSQLi && harmlessFingerprint(fingerprint) {
 				hit, fingerprint = false, ""
 			}
 		case DetectXSS:
@@ -226,7 +227,9 @@ func invalidURLEncoding(b []byte) bool {
 // numbers joined by and/or ("1&1": "35% cotton and 65% polyester"):
 // product titles and searches (libinjection's own false-positive list),
 // while the injections of these shapes (' or 'a'='a) carry a comparison
-// the pack's regex rules (942120, 942131) see.
+// the pack's regex rules (942120, 942131) see. Imported CRS rules use
+// DetectSQLiAll instead: their 942100 is ModSecurity's, and CRS relies on
+// it for these shapes.
 func harmlessFingerprint(fp string) bool {
 	return fp == "1c" || fp == "nc" || fp == "sos" || fp == "1&1"
 }

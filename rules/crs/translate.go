@@ -821,7 +821,7 @@ func (t *translator) operator(d *draft, m *rules.MatchSpec, name, param string, 
 			m.Regex, m.Phrases = "(?:"+quoteAlternatives(m.Phrases)+")", nil
 		}
 	case "@detectsqli":
-		m.Detect = "sqli"
+		m.Detect = rules.DetectSQLiAll
 	case "@detectxss":
 		m.Detect = "xss"
 	case "@validateurlencoding":
