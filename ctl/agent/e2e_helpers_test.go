@@ -111,6 +111,32 @@ func (a *agentProc) launch(tb testing.TB, ns *testnet.NS, extra ...string) {
 	a.Start(tb, ns, append([]string{"--workers", "2", "--metrics", a.metricsAddr}, extra...)...)
 }
 
+// metrics scrapes the agent's Prometheus endpoint from ns, where it
+// listens.
+func (a *agentProc) metrics(tb testing.TB, ns *testnet.NS) string {
+	tb.Helper()
+	resp, err := testnet.HTTPClient(ns, false).Get("http://" + a.metricsAddr + "/metrics")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(b)
+}
+
+// metric returns the value of the series named exactly m (name and
+// labels as the endpoint writes them) in metrics, and whether it is there.
+func metric(metrics, m string) (string, bool) {
+	i := strings.Index(metrics, m+" ")
+	if i < 0 {
+		return "", false
+	}
+	return strings.Fields(metrics[i+len(m):])[0], true
+}
+
 func (a *agentProc) stop(tb testing.TB) {
 	tb.Helper()
 	a.Stop(tb)

@@ -266,13 +266,7 @@ func testAgentTraffic(t *testing.T, m agentMode) {
 		if code != 0 || fl.Total == 0 || fl.Flows[0].Verdict != "drop" {
 			t.Errorf("flows: %d %s %s", code, out, errs)
 		}
-		resp, err := testnet.HTTPClient(topo.FW, false).Get("http://" + a.metricsAddr + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		metrics := string(b)
+		metrics := a.metrics(t, topo.FW)
 		for _, m := range []string{`deepwall_packets_total{path="user"}`, `deepwall_bytes_total{path="user"}`,
 			`deepwall_verdicts_total{verdict="block"}`, `deepwall_rule_hits_total{rule_id="942190"}`,
 			`deepwall_drops_total{reason="acl"}`, `deepwall_worker_queue_depth{worker="1"}`,

@@ -373,6 +373,17 @@ func testAgentHTTP2StreamBlock(t *testing.T, m agentMode) {
 			t.Fatalf("nghttp, want one stream served and one reset on one connection:\n%s", s)
 		}
 	})
+
+	// The streams blocked alone are counted: the Go client's two and
+	// nghttp's one.
+	var resets float64
+	for deadline := time.Now().Add(5 * time.Second); resets < 3 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		v, _ := metric(a.metrics(t, topo.FW), `deepwall_http2_streams_total{kind="reset"}`)
+		resets, _ = strconv.ParseFloat(v, 64)
+	}
+	if resets < 3 {
+		t.Errorf("deepwall_http2_streams_total{kind=\"reset\"} %v, want ≥ 3", resets)
+	}
 }
 
 // blockedStreams is the HTTP/2 streams of the connection from client

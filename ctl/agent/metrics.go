@@ -52,7 +52,7 @@ func newMetricsCollector(a *Agent) *metricsCollector {
 		rotations:    d("event_log_rotations_total", "Verdict log rotations."),
 		rulesVersion: d("rules_version", "Version number of the running rule set."),
 		flows:        d("flows", "Flows the DPI engine tracks."),
-		h2Streams:    d("http2_streams_total", "HTTP/2 streams inspected, by kind: http2 (every stream) and grpc (the gRPC ones among them).", "kind"),
+		h2Streams:    d("http2_streams_total", "HTTP/2 streams inspected, by kind: http2 (every stream), grpc (the gRPC ones among them) and reset (those blocked alone, the connection kept).", "kind"),
 		uptime:       d("uptime_seconds", "Seconds since the agent started."),
 		workloads:    d("workload_events_total", "Events per protected workload (container name; _pair for the --inner/--outer pair; _other past 64 workloads): flow (flows ended), alert, block, drop.", "workload", "event"),
 		ruleChanges:  d("rule_changes_total", "Rule set loads and changes recorded in the audit log, by result: ok (applied or unchanged), refused (invalid set, forbidden caller, failed swap).", "result"),
@@ -119,6 +119,7 @@ func (m *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(m.flows, float64(s.engine.Flows))
 	counter(m.h2Streams, s.engine.H2Streams, "http2")
 	counter(m.h2Streams, s.engine.GRPCStreams, "grpc")
+	counter(m.h2Streams, s.engine.H2StreamResets, "reset")
 	gauge(m.uptime, time.Since(m.a.started).Seconds())
 	if m.a.prot != nil {
 		m.collectContainers(ch, m.a.prot.Ports().Ports)

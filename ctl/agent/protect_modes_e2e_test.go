@@ -498,20 +498,14 @@ func checkProtectedCounters(t *testing.T, a *agentProc, host *testnet.Host, c *t
 	if code, _, errOut := a.cli(t, "flows", "--container", "absent"); code == 0 || !strings.Contains(errOut, `no protected container "absent"`) {
 		t.Errorf("flows --container absent: exit %d, %s", code, errOut)
 	}
-	resp, err := testnet.HTTPClient(host.NS, false).Get("http://" + a.metricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	metrics := a.metrics(t, host.NS)
 	for _, m := range []string{`deepwall_packets_total{path="user"}`, `deepwall_frames_judged_total{action="forward"}`,
 		`deepwall_container_packets_total{container="` + name + `",path="inspected"}`, `deepwall_containers_protected`} {
-		i := strings.Index(string(b), m+" ")
-		if i < 0 {
+		v, ok := metric(metrics, m)
+		if !ok {
 			t.Errorf("metrics lack %s", m)
 			continue
 		}
-		v := strings.Fields(string(b[i+len(m):]))[0]
 		if v == "0" {
 			t.Errorf("metrics: %s %s, want the protected pair's traffic", m, v)
 		}
