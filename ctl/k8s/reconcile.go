@@ -487,9 +487,7 @@ func (c *Controller) nodeStatus(p *policy, invalid, rulesErr, protectErr error, 
 	default:
 		cond.Message = fmt.Sprintf("%d pods protected, rule set version %d", len(pods), c.node.result.ToVersion)
 	}
-	if len(cond.Message) > maxMessage {
-		cond.Message = cond.Message[:maxMessage]
-	}
+	cond.Message = cut(cond.Message, maxMessage)
 	st.Conditions = []metav1.Condition{cond}
 	return st
 }
