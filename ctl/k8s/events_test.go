@@ -196,4 +196,8 @@ func TestReportPolicy(t *testing.T) {
 	if ref := p.ref(); ref.Kind != "DeepwallPolicy" || ref.APIVersion != v1alpha1.SchemeGroupVersion.String() || ref.Namespace != "shop" || ref.UID != "u" {
 		t.Errorf("reference %+v", ref)
 	}
+	cp := &policy{kind: kindClusterPolicy, name: "all", uid: "c"}
+	if ref := cp.ref(); ref.Kind != "ClusterDeepwallPolicy" || ref.Namespace != "" || ref.Name != "all" {
+		t.Errorf("cluster policy's reference %+v", ref)
+	}
 }
