@@ -77,8 +77,10 @@ selected pod under the name NAMESPACE.POD through the runtime that runs it
 (the pod's containerID: containerd in --containerd-state, or Docker), owns
 the rule set (the default pack plus the policies' rules; rules changed by
 hand are replaced when the policies change) and writes the node's entry
-of each policy's status. --kubeconfig names the API server; without it
-the pod's service account is used.`,
+of each policy's status, with an Event on the policy when the node applies
+or refuses it and a Warning Event (reason Blocked) on a pod when a flow of
+it is blocked (bounded per pod and per node). --kubeconfig names the API
+server; without it the pod's service account is used.`,
 		Example: `  deepwall run --inner veth-app1 --outer veth-app1-br
   deepwall run --netns app1 --inner eth1 --outer eth2 --rules /etc/deepwall/rules.yaml --metrics 127.0.0.1:9464
   deepwall run --inner in0 --outer out0 --fail-closed --admin-group deepwall --viewer-group adm
@@ -126,6 +128,7 @@ the pod's service account is used.`,
 					return err
 				}
 				ctrl = c
+				cfg.EventTap = c.ObserveEvent
 			}
 			a, err := agent.Open(cfg)
 			var list rules.ErrorList

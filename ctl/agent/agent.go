@@ -93,6 +93,9 @@ type Config struct {
 	// Outputs are where events go besides the file (--syslog,
 	// --event-socket).
 	Outputs []eve.Output
+	// EventTap sees every event as it is written (eve.Config.Tap): the
+	// Kubernetes controller's Events on pods.
+	EventTap func(*eve.Event)
 
 	// Version is what status reports as the agent's version.
 	Version string
@@ -214,7 +217,7 @@ func Open(cfg Config) (_ *Agent, err error) {
 	if a.store, err = store.Open(cfg.StateDir); err != nil {
 		return nil, err
 	}
-	if a.events, err = eve.Open(eve.Config{Path: cfg.LogPath, MaxBytes: cfg.LogMaxBytes, Keep: cfg.LogKeep, CommunityIDSeed: cfg.CommunityIDSeed, Outputs: cfg.Outputs}); err != nil {
+	if a.events, err = eve.Open(eve.Config{Path: cfg.LogPath, MaxBytes: cfg.LogMaxBytes, Keep: cfg.LogKeep, CommunityIDSeed: cfg.CommunityIDSeed, Outputs: cfg.Outputs, Tap: cfg.EventTap}); err != nil {
 		return nil, err
 	}
 	if a.audit, err = openAuditChecked(cfg.AuditPath, filepath.Join(cfg.StateDir, audit.HeadFile)); err != nil {

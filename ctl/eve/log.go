@@ -37,6 +37,11 @@ type Config struct {
 	// Outputs are where events go besides the file (syslog, a unix
 	// stream socket), each with its own bounded queue.
 	Outputs []Output
+	// Tap, when set, is called by the writer with each event before it
+	// is written (the Kubernetes controller's Events on pods). It runs on
+	// the writer's goroutine: it must not block, and must not keep or
+	// modify ev.
+	Tap func(ev *Event)
 }
 
 // Stats are the counters `deepwall status` reports.
@@ -187,6 +192,9 @@ func (l *Log) write(ev *Event) {
 		return
 	}
 	b = append(b, '\n')
+	if l.cfg.Tap != nil {
+		l.cfg.Tap(ev)
+	}
 	for _, o := range l.outs {
 		o.offer(ev, b)
 	}

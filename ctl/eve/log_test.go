@@ -162,3 +162,33 @@ func TestEventLogUnwritable(t *testing.T) {
 		t.Fatalf("err = %v, want one naming %s", err, blocker)
 	}
 }
+
+// TestEventLogTap: the tap sees every event written, in order, with its
+// Community ID set, and the file has them too.
+func TestEventLogTap(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "eve.json")
+	var seen []uint64
+	var ids []string
+	l, err := Open(Config{Path: path, Tap: func(ev *Event) {
+		seen = append(seen, ev.FlowID)
+		ids = append(ids, ev.CommunityID)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 100
+	for i := range n {
+		l.Emit(&Event{FlowID: uint64(i), EventType: EventAlert, SrcIP: "198.18.0.1", SrcPort: 1, DestIP: "198.18.0.2", DestPort: 80, Proto: "TCP"})
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != n || len(readEvents(t, path)) != n {
+		t.Fatalf("tap saw %d events, file has %d, want %d each", len(seen), len(readEvents(t, path)), n)
+	}
+	for i, id := range seen {
+		if id != uint64(i) || ids[i] == "" {
+			t.Fatalf("tap event %d: flow %d, community id %q", i, id, ids[i])
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -16,10 +17,13 @@ import (
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	listersv1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/deepwall/deepwall/ctl/api"
@@ -66,6 +70,13 @@ type Controller struct {
 	cpolicies cache.GenericLister
 	synced    []cache.InformerSynced
 
+	// recorder writes the policies' Events (the pass's goroutine);
+	// podEvents the pods' ones, from the verdict log's writer
+	// (ObserveEvent), set while Run watches.
+	recorder  record.EventRecorder
+	podEvents atomic.Pointer[podEvents]
+	blocks    *blockLimiter
+
 	node nodeState
 }
 
@@ -108,7 +119,7 @@ func New(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	return &Controller{cfg: cfg, rest: rc, kube: kube, dyn: dyn}, nil
+	return &Controller{cfg: cfg, rest: rc, kube: kube, dyn: dyn, blocks: newBlockLimiter()}, nil
 }
 
 // Run watches and reconciles until ctx ends.
@@ -152,6 +163,13 @@ func (c *Controller) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
 		return ctx.Err()
 	}
+	// Events: core/v1 through the broadcaster's correlator (events.go).
+	eb := record.NewBroadcaster(record.WithContext(ctx))
+	defer eb.Shutdown()
+	eb.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.kube.CoreV1().Events("")})
+	c.recorder = eb.NewRecorder(scheme.Scheme, corev1.EventSource{Component: eventComponent, Host: c.cfg.Node})
+	c.podEvents.Store(&podEvents{rec: c.recorder, pods: c.pods})
+	defer c.podEvents.Store(nil)
 	c.queue.Add(nodeKey)
 	go func() {
 		<-ctx.Done()

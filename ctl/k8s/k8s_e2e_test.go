@@ -43,6 +43,9 @@ func TestMain(m *testing.M) {
 // exactly the permissions the manifests give.
 var agentUser = kubetest.User{Name: "system:serviceaccount:deepwall:deepwall-agent", Groups: []string{"system:serviceaccounts"}}
 
+// clientIP is the address of the pods' client.
+var clientIP = netip.MustParseAddr("198.18.0.1")
+
 // enforceTimeout bounds how long a change may take to reach every node.
 const enforceTimeout = 90 * time.Second
 
@@ -89,7 +92,7 @@ func TestPrivilegedKubernetes(t *testing.T) {
 	cp.Apply(t, crds...)
 
 	c := &cluster{cp: cp, kc: kc, dc: dc, cd: cd, agents: map[string]*agenttest.Agent{}, pods: map[string]*pod{}}
-	c.client = cd.Host.AddBridged(t, "client", netip.MustParseAddr("198.18.0.1")).NS
+	c.client = cd.Host.AddBridged(t, "client", clientIP).NS
 	nodes := []string{"node-1", "node-2", "node-3"}
 	ip := 10
 	for _, node := range nodes {
@@ -124,8 +127,15 @@ func TestPrivilegedKubernetes(t *testing.T) {
 	for _, n := range st.Nodes {
 		t.Logf("status %s: rules version %d (%s), pods %v", n.Node, n.RulesVersion, n.RulesHash, n.Pods)
 	}
+	firstBlocks := time.Now()
 	c.checkEnforced(t, []string{"web-node-1", "web-node-2", "web-node-3"})
 	c.waitAlert(t, "node-2", eve.K8s{Namespace: "default", Pod: "web-node-2", Labels: map[string]string{"app": "web"}})
+	// Events: the policy applied by every node; the blocks of a pod on
+	// the pod, from its node, bounded however many there are.
+	c.waitEvents(t, "DeepwallPolicy", "web", corev1.EventTypeNormal, v1alpha1.ReasonApplied, "generation 1 applied", nodes)
+	canaryBlocked := fmt.Sprintf("rule 9400000 blocked tcp/http from %s to port %d: the policy's own rule", clientIP, testctr.HTTPPort)
+	c.waitEvents(t, "Pod", "web-node-2", corev1.EventTypeWarning, k8s.ReasonBlocked, canaryBlocked, []string{"node-2"})
+	c.checkBlockedBound(t, "web-node-1", firstBlocks)
 
 	// Relabel: db-node-1 comes under the policy, web-node-2 leaves it.
 	c.label(t, "db-node-1", "web")
@@ -145,6 +155,7 @@ func TestPrivilegedKubernetes(t *testing.T) {
 		return cond != nil && cond.Reason == v1alpha1.ReasonInvalidRules && n.ObservedGeneration == 2
 	})
 	t.Logf("invalid change refused: %s", meta.FindStatusCondition(st.Nodes[0].Conditions, v1alpha1.ConditionApplied).Message)
+	c.waitEvents(t, "DeepwallPolicy", "web", corev1.EventTypeWarning, v1alpha1.ReasonInvalidRules, "deepwallpolicy/default/web.yaml:2:", nodes)
 	if after := c.rulesVersions(t); !maps(before, after) {
 		t.Errorf("rule set versions changed by an invalid policy: %v -> %v", before, after)
 	}
@@ -379,6 +390,89 @@ func (c *cluster) waitAlert(t *testing.T, node string, pod eve.K8s) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// eventTimeout bounds how long an Event takes to appear once the state
+// it reports is visible (the recorder writes asynchronously).
+const eventTimeout = 15 * time.Second
+
+// waitEvents waits until each node of nodes wrote an Event of the type
+// and reason on the object whose message contains text, and returns them.
+func (c *cluster) waitEvents(t *testing.T, kind, name, eventType, reason, text string, nodes []string) []corev1.Event {
+	t.Helper()
+	deadline := time.Now().Add(eventTimeout)
+	for {
+		evs := c.events(t, kind, name)
+		var got []corev1.Event
+		from := map[string]bool{}
+		for _, e := range evs {
+			if e.Type == eventType && e.Reason == reason && strings.Contains(e.Message, text) && e.Source.Component == "deepwall-agent" {
+				got = append(got, e)
+				from[e.Source.Host] = true
+			}
+		}
+		all := true
+		for _, n := range nodes {
+			all = all && from[n]
+		}
+		if all {
+			t.Logf("%s %s: %s %s from %v: %q", kind, name, eventType, reason, nodes, got[0].Message)
+			return got
+		}
+		if time.Now().After(deadline) {
+			var have []string
+			for _, e := range evs {
+				have = append(have, fmt.Sprintf("%s %s %s (x%d, %s): %s", e.Source.Host, e.Type, e.Reason, e.Count, e.InvolvedObject.Kind, e.Message))
+			}
+			t.Fatalf("%s %s: no %s %s Event containing %q from each of %v after %v; events:\n%s",
+				kind, name, eventType, reason, text, nodes, eventTimeout, strings.Join(have, "\n"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// events lists the Events of an object in the default namespace.
+func (c *cluster) events(t *testing.T, kind, name string) []corev1.Event {
+	t.Helper()
+	l, err := c.kc.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{
+		FieldSelector: "involvedObject.kind=" + kind + ",involvedObject.name=" + name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Items
+}
+
+// checkBlockedBound blocks many requests to a protected pod at once and
+// checks that its Blocked Events (each repeat counted in its Event's
+// count) stay within the pod's bound since its first block, the EVE log
+// having every block.
+func (c *cluster) checkBlockedBound(t *testing.T, name string, since time.Time) {
+	t.Helper()
+	const blocks = 3 * k8s.BlockBurst
+	p := c.pods[name]
+	for range blocks {
+		if waitAnswer(t, c.client, p.ip, canaryPath, false) {
+			t.Fatalf("%s: the policy's rule not blocked", name)
+		}
+	}
+	// The recorder writes asynchronously: the bound must hold once it
+	// has written everything it was given.
+	var n int32
+	for range 10 {
+		time.Sleep(300 * time.Millisecond)
+		n = 0
+		for _, e := range c.events(t, "Pod", name) {
+			if e.Reason == k8s.ReasonBlocked {
+				n += e.Count
+			}
+		}
+	}
+	// checkEnforced blocked two requests before.
+	bound := int32(k8s.BlockBurst + time.Since(since)/k8s.BlockEvery)
+	if n < 1 || n > bound {
+		t.Errorf("%s: %d Blocked events for at least %d blocks, want 1 to %d", name, n, blocks+2, bound)
+	}
+	t.Logf("%s: %d blocks -> %d Blocked events", name, blocks+2, n)
 }
 
 // rulesVersions is each node's running rule-set version.

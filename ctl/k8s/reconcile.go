@@ -93,6 +93,9 @@ type nodeState struct {
 	// result its answer.
 	rulesDigest string
 	result      api.ChangeResult
+	// reported is the key of the last Event written per policy uid
+	// (policyEvent).
+	reported map[string]string
 }
 
 // want is a pod's protection as the policies that select it ask for it.
@@ -249,6 +252,9 @@ func (c *Controller) reconcile(ctx context.Context) error {
 	if c.node.accepted == nil {
 		c.node.accepted = map[string]accepted{}
 	}
+	if c.node.reported == nil {
+		c.node.reported = map[string]string{}
+	}
 	pols, err := c.listPolicies()
 	if err != nil {
 		return err
@@ -293,6 +299,11 @@ func (c *Controller) reconcile(ctx context.Context) error {
 	for uid := range c.node.accepted {
 		if !live[uid] {
 			delete(c.node.accepted, uid)
+		}
+	}
+	for uid := range c.node.reported {
+		if !live[uid] {
+			delete(c.node.reported, uid)
 		}
 	}
 	// The set actually sent: each policy's accepted rules (an invalid
@@ -412,15 +423,17 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		c.cfg.Logger.Info("kubernetes: pod released", "node", c.cfg.Node, "name", p.Name)
 	}
 
-	// 4. Each policy's status entry for this node.
+	// 4. Each policy's status entry for this node, and its Event once
+	// the entry is written.
 	for _, p := range pols {
 		st := c.nodeStatus(p, invalid[p.uid], rulesErr, protectErr[p.uid], protected[p.uid])
-		if c.statusCurrent(p, &st) {
-			continue
+		if !c.statusCurrent(p, &st) {
+			if err := c.applyStatus(ctx, p, st); err != nil {
+				errs = append(errs, err)
+				continue
+			}
 		}
-		if err := c.applyStatus(ctx, p, st); err != nil {
-			errs = append(errs, err)
-		}
+		c.reportPolicy(p, st)
 	}
 	if rulesErr != nil {
 		errs = append(errs, rulesErr)
@@ -474,9 +487,7 @@ func (c *Controller) nodeStatus(p *policy, invalid, rulesErr, protectErr error, 
 	default:
 		cond.Message = fmt.Sprintf("%d pods protected, rule set version %d", len(pods), c.node.result.ToVersion)
 	}
-	if len(cond.Message) > maxMessage {
-		cond.Message = cond.Message[:maxMessage]
-	}
+	cond.Message = cut(cond.Message, maxMessage)
 	st.Conditions = []metav1.Condition{cond}
 	return st
 }
