@@ -5,6 +5,7 @@ import (
 
 	"github.com/deepwall/deepwall/dpi/flow"
 	"github.com/deepwall/deepwall/dpi/proto"
+	"github.com/deepwall/deepwall/dpi/proto/memcached"
 	"github.com/deepwall/deepwall/dpi/proto/mysql"
 	"github.com/deepwall/deepwall/dpi/proto/pgsql"
 	"github.com/deepwall/deepwall/dpi/proto/redis"
@@ -18,7 +19,8 @@ import (
 const (
 	// maxDBName bounds the user and database names kept per flow.
 	maxDBName = 256
-	// maxEventQuery bounds the query (or Redis key) an event shows.
+	// maxEventQuery bounds the query (or Redis or memcached key) an
+	// event shows.
 	maxEventQuery = 1024
 )
 
@@ -28,9 +30,9 @@ const (
 type dbConn struct {
 	user, database []byte
 	command        string // mysql.command, or "query"/"parse" for PostgreSQL
-	name           []byte // command name as sent (Redis), valid during the command
+	name           []byte // command name as sent (Redis, Memcached), valid during the command
 	query          []byte // valid during the command
-	key            []byte // first Redis key, valid during the command
+	key            []byte // first Redis or memcached key, valid during the command
 	tls            string // "ssl" or "gss" when the connection switched to encryption
 }
 
@@ -42,9 +44,10 @@ func (c *dbConn) reset() {
 // dbSinks adapt the worker to the database parsers' sinks (whose method
 // names would clash on the worker itself).
 type (
-	mysqlSink struct{ w *worker }
-	pgsqlSink struct{ w *worker }
-	redisSink struct{ w *worker }
+	mysqlSink     struct{ w *worker }
+	pgsqlSink     struct{ w *worker }
+	redisSink     struct{ w *worker }
+	memcachedSink struct{ w *worker }
 )
 
 // dbParser is a database or cache protocol's parser as the engine drives
@@ -74,6 +77,8 @@ var dbProtos = [proto.NumProtocols]dbProto{
 		func(ev *eve.Event, c *dbConn) { ev.PgSQL = c.section() }),
 	proto.Redis: dbEntry[redis.Parser](func(w *worker) redis.Sink { return redisSink{w} },
 		func(ev *eve.Event, c *dbConn) { ev.Redis = c.section() }),
+	proto.Memcached: dbEntry[memcached.Parser](func(w *worker) memcached.Sink { return memcachedSink{w} },
+		func(ev *eve.Event, c *dbConn) { ev.Memcached = c.section() }),
 }
 
 // dbEntry is the dbProto of parser type T, reset with the sink the
@@ -280,6 +285,14 @@ func (s redisSink) Command(c *redis.Command) {
 
 // Finding implements redis.Sink.
 func (s redisSink) Finding(f proto.Finding) { s.w.dbFinding(f) }
+
+// Command implements memcached.Sink.
+func (s memcachedSink) Command(c *memcached.Command) {
+	s.w.keyedCommand(rules.FieldMemcachedCommand, rules.FieldMemcachedKey, c.Name, c.Keys)
+}
+
+// Finding implements memcached.Sink.
+func (s memcachedSink) Finding(f proto.Finding) { s.w.dbFinding(f) }
 
 // keyedCommand inspects a cache command: its name (field cmd) and each
 // of its keys (field key), in a scope of its own.

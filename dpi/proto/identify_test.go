@@ -216,6 +216,18 @@ func identCases(tb testing.TB) []identCase {
 		{"mysql sequence 1", s, mysqlGreeting(1, 10, "8.0.36"), proto.Unknown, proto.NotIdentified},
 		{"mysql protocol 9", s, mysqlGreeting(0, 9, "8.0.36"), proto.Unknown, proto.NotIdentified},
 		{"mysql greeting from client", c, mysqlGreeting(0, 10, "8.0.36"), proto.Unknown, proto.NotIdentified},
+		{"memcached get", c, b("get user:1 user:2\r\n"), proto.Memcached, proto.Identified},
+		{"memcached set", c, b("set k 0 0 5\r\nhello\r\n"), proto.Memcached, proto.Identified},
+		{"memcached bare lf", c, b("  stats\n"), proto.Memcached, proto.Identified},
+		{"memcached line unterminated", c, b("get user:1"), proto.Unknown, proto.NeedMore},
+		{"memcached word prefix", c, b("flush_"), proto.Unknown, proto.NeedMore},
+		{"memcached set without length", c, b("set k v\r\n"), proto.Unknown, proto.NotIdentified},
+		{"memcached upper case", c, b("SET k 0 0 1\r\n"), proto.Unknown, proto.NotIdentified},
+		{"memcached get without key", c, b("get\r\n"), proto.Unknown, proto.NotIdentified},
+		{"memcached binary get", c, cat([]byte{0x80, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1}, make([]byte, 12), b("k")), proto.Memcached, proto.Identified},
+		{"memcached binary prefix", c, []byte{0x80, 0x00, 0, 1}, proto.Unknown, proto.NeedMore},
+		{"memcached binary key past body", c, cat([]byte{0x80, 0x00, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1}, make([]byte, 12)), proto.Unknown, proto.NotIdentified},
+		{"memcached binary unknown opcode", c, cat([]byte{0x80, 0x60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, make([]byte, 12)), proto.Unknown, proto.NotIdentified},
 
 		// Noise.
 		{"empty", c, nil, proto.Unknown, proto.NeedMore},

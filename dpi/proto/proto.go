@@ -28,6 +28,7 @@ const (
 	Redis               // Redis RESP command
 	PostgreSQL          // PostgreSQL startup, SSL or GSS request
 	MySQL               // MySQL/MariaDB server greeting (protocol 10)
+	Memcached           // memcached text command line or binary request
 	NumProtocols
 )
 
@@ -46,6 +47,7 @@ var protocolNames = [NumProtocols]string{
 	Redis:      "redis",
 	PostgreSQL: "postgresql",
 	MySQL:      "mysql",
+	Memcached:  "memcached",
 }
 
 // String returns the protocol's name as rules spell it in app-proto ("http",
