@@ -6,6 +6,7 @@ import (
 	"github.com/deepwall/deepwall/dpi/flow"
 	"github.com/deepwall/deepwall/dpi/proto"
 	"github.com/deepwall/deepwall/dpi/proto/memcached"
+	"github.com/deepwall/deepwall/dpi/proto/mqtt"
 	"github.com/deepwall/deepwall/dpi/proto/mysql"
 	"github.com/deepwall/deepwall/dpi/proto/pgsql"
 	"github.com/deepwall/deepwall/dpi/proto/redis"
@@ -17,7 +18,8 @@ import (
 
 // Bounds on what a database flow keeps for events.
 const (
-	// maxDBName bounds the user and database names kept per flow.
+	// maxDBName bounds the user and database names (and the MQTT client
+	// id) kept per flow.
 	maxDBName = 256
 	// maxEventQuery bounds the query (or Redis or memcached key) an
 	// event shows.
@@ -29,6 +31,7 @@ const (
 // inspected, the command (pointing into the parser's buffers).
 type dbConn struct {
 	user, database []byte
+	client         []byte // MQTT client id (a copy)
 	command        string // mysql.command, or "query"/"parse" for PostgreSQL
 	name           []byte // command name as sent (Redis, Memcached), valid during the command
 	query          []byte // valid during the command
@@ -37,7 +40,7 @@ type dbConn struct {
 }
 
 func (c *dbConn) reset() {
-	c.user, c.database = c.user[:0], c.database[:0]
+	c.user, c.database, c.client = c.user[:0], c.database[:0], c.client[:0]
 	c.command, c.name, c.query, c.key, c.tls = "", nil, nil, nil, ""
 }
 
@@ -48,6 +51,7 @@ type (
 	pgsqlSink     struct{ w *worker }
 	redisSink     struct{ w *worker }
 	memcachedSink struct{ w *worker }
+	mqttSink      struct{ w *worker }
 )
 
 // dbParser is a database or cache protocol's parser as the engine drives
@@ -79,6 +83,8 @@ var dbProtos = [proto.NumProtocols]dbProto{
 		func(ev *eve.Event, c *dbConn) { ev.Redis = c.section() }),
 	proto.Memcached: dbEntry[memcached.Parser](func(w *worker) memcached.Sink { return memcachedSink{w} },
 		func(ev *eve.Event, c *dbConn) { ev.Memcached = c.section() }),
+	proto.MQTT: dbEntry[mqtt.Parser](func(w *worker) mqtt.Sink { return mqttSink{w} },
+		func(ev *eve.Event, c *dbConn) { ev.MQTT = c.mqttSection() }),
 }
 
 // dbEntry is the dbProto of parser type T, reset with the sink the
@@ -293,6 +299,39 @@ func (s memcachedSink) Command(c *memcached.Command) {
 
 // Finding implements memcached.Sink.
 func (s memcachedSink) Finding(f proto.Finding) { s.w.dbFinding(f) }
+
+// Packet implements mqtt.Sink.
+func (s mqttSink) Packet(p *mqtt.Packet) {
+	w := s.w
+	if w.stopped() {
+		return
+	}
+	db := &w.cctx.db
+	if p.Type == mqtt.Connect {
+		db.user = appendBounded(db.user[:0], p.User, maxDBName)
+		db.client = appendBounded(db.client[:0], p.ClientID, maxDBName)
+	}
+	sc := &w.cctx.msg
+	sc.reset(nil, nil)
+	w.single(rules.FieldMQTTClientID, db.client, sc, flow.ToServer)
+	w.single(rules.FieldMQTTUser, db.user, sc, flow.ToServer)
+	w.keyed(sc, rules.FieldMQTTCommand, rules.FieldMQTTTopic, p.Name, p.Topics)
+}
+
+// Finding implements mqtt.Sink.
+func (s mqttSink) Finding(f proto.Finding) { s.w.dbFinding(f) }
+
+// mqttSection returns the EVE section of an MQTT flow.
+func (db *dbConn) mqttSection() *eve.MQTTInfo {
+	info := &eve.MQTTInfo{ClientID: string(db.client), User: string(db.user), Command: string(db.name)}
+	if len(db.key) > 0 {
+		info.Topic = scrub(db.key[:min(len(db.key), maxEventQuery)])
+	}
+	if *info == (eve.MQTTInfo{}) {
+		return nil
+	}
+	return info
+}
 
 // keyedCommand inspects a cache command: its name (field cmd) and each
 // of its keys (field key), in a scope of its own.

@@ -46,6 +46,9 @@ const (
 	pgsqlSrv     = "198.18.1.1:5432"
 	redisSrv     = "198.18.1.1:6379"
 	mcSrv        = "198.18.1.1:11211"
+	mqttPubConn  = "proto/mqtt/testdata/pub-v5.txt"
+	mqttSubConn  = "proto/mqtt/testdata/sub-v311.txt"
+	mqttSrv      = "198.18.1.1:1883"
 )
 
 // TestDBFields runs recorded connections of real clients and servers
@@ -117,6 +120,18 @@ func TestDBFields(t *testing.T) {
 		{"memcached value not a command", block("1", "memcached.command", "^(alice|hi)$"), replay(mcTextConn, mcSrv), nil, false, nil},
 		{"memcached binary flush", block("1", "memcached.command", "^flush_all$"), replay(mcBinConn, mcSrv), []string{"blocked:1"}, true,
 			func(ev *eve.Event) bool { return ev.Memcached.Command == "flush_all" && ev.AppProto == "memcached" }},
+		{"mqtt publish topic", block("1", "mqtt.topic", "^sensors/room2/"), replay(mqttPubConn, mqttSrv), []string{"blocked:1"}, true,
+			func(ev *eve.Event) bool {
+				return ev.MQTT != nil && *ev.MQTT == eve.MQTTInfo{ClientID: "pub-5", User: "bob", Command: "publish", Topic: "sensors/room2/hum"} && ev.AppProto == "mqtt"
+			}},
+		{"mqtt client may publish only", "  - {id: 1, action: block, match: [{field: mqtt.client_id, regex: '^pub-'}, {field: mqtt.command, regex: '^(connect|publish|pubrel|disconnect)$', not: true}]}\n",
+			replay(mqttPubConn, mqttSrv), nil, false, nil},
+		{"mqtt subscription filter", block("1", "mqtt.topic", "^\\$SYS/"), replay(mqttSubConn, mqttSrv), []string{"blocked:1"}, true,
+			func(ev *eve.Event) bool {
+				return ev.MQTT.Command == "subscribe" && ev.MQTT.Topic == "sensors/#" && ev.MQTT.User == "carol" && ev.MQTT.ClientID == "sub-311"
+			}},
+		{"mqtt user", block("1", "mqtt.user", "^carol$"), replay(mqttSubConn, mqttSrv), []string{"blocked:1"}, true,
+			func(ev *eve.Event) bool { return ev.MQTT.Command == "connect" }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -129,7 +144,7 @@ func TestDBFields(t *testing.T) {
 				for _, ev := range evs {
 					if ev.EventType == eve.EventAlert && !tc.check(ev) {
 						dumpEvents(t, evs)
-						t.Fatalf("event section: %+v %+v %+v %+v", ev.MySQL, ev.PgSQL, ev.Redis, ev.Memcached)
+						t.Fatalf("event section: %+v %+v %+v %+v %+v", ev.MySQL, ev.PgSQL, ev.Redis, ev.Memcached, ev.MQTT)
 					}
 				}
 			}
@@ -142,7 +157,7 @@ func TestDBFields(t *testing.T) {
 }
 
 // TestDBAllocs: steady-state commands of inspected MySQL, PostgreSQL,
-// Redis and memcached connections (queries classified, keys matched) allocate nothing.
+// Redis, memcached and MQTT connections (queries classified, keys matched) allocate nothing.
 func TestDBAllocs(t *testing.T) {
 	yaml := "rules:\n" +
 		block("1", "sql.verb", "^(select|insert)$", ", not: true") +
@@ -152,7 +167,8 @@ func TestDBAllocs(t *testing.T) {
 		"  - {id: 5, action: block, app_proto: redis, match: {field: redis.command, regex: '^(get|set|command|ping|mset|del|eval)$', not: true}}\n" +
 		block("6", "redis.key", "^secret:") +
 		"  - {id: 7, action: block, app_proto: memcached, match: {field: memcached.command, regex: '^(get|set)$', not: true}}\n" +
-		block("8", "memcached.key", "^secret:")
+		block("8", "memcached.key", "^secret:") +
+		"  - {id: 9, action: block, app_proto: mqtt, match: {field: mqtt.topic, regex: '^sensors/', not: true}}\n"
 	tests := []struct {
 		name, path, server string
 		setup              int // chunks of the recording sent first
@@ -175,6 +191,10 @@ func TestDBAllocs(t *testing.T) {
 			v.send(flow.ToServer, "set user:1 0 0 5\r\nalice\r\nget user:1 user:2\r\n")
 			v.send(flow.ToClient, "STORED\r\nVALUE user:1 0 5\r\nalice\r\nEND\r\n")
 		}, func(v *conv) { v.send(flow.ToServer, "get secret:1\r\n") }},
+		{"mqtt", mqttPubConn, mqttSrv, 2, func(v *conv) {
+			v.send(flow.ToServer, "\x32\x18\x00\x11sensors/room2/hum\x00\x02"+"\x00"+"40")
+			v.send(flow.ToClient, "\x40\x02\x00\x02")
+		}, func(v *conv) { v.send(flow.ToServer, "\x30\x0a\x00\x06secret"+"\x00"+"x") }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

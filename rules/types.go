@@ -162,6 +162,10 @@ const (
 	FieldSQLClass
 	FieldMemcachedCommand // command word (text) or the text command of the opcode (binary)
 	FieldMemcachedKey     // each key of the command
+	FieldMQTTCommand      // control packet type: connect, publish, subscribe, ...
+	FieldMQTTClientID     // client identifier of the CONNECT, evaluated with every packet
+	FieldMQTTUser         // user name of the CONNECT, evaluated with every packet
+	FieldMQTTTopic        // topic of a PUBLISH, each topic filter of a SUBSCRIBE or UNSUBSCRIBE
 )
 
 type fieldInfo struct {
@@ -232,6 +236,10 @@ var fieldInfos = [...]fieldInfo{
 
 	FieldMemcachedCommand: {name: "memcached.command", app: "memcached", tcp: true},
 	FieldMemcachedKey:     {name: "memcached.key", app: "memcached", tcp: true, multi: true},
+	FieldMQTTCommand:      {name: "mqtt.command", app: "mqtt", tcp: true},
+	FieldMQTTClientID:     {name: "mqtt.client_id", app: "mqtt", tcp: true},
+	FieldMQTTUser:         {name: "mqtt.user", app: "mqtt", tcp: true},
+	FieldMQTTTopic:        {name: "mqtt.topic", app: "mqtt", tcp: true, multi: true},
 }
 
 // Field is a match target: a kind, plus the header name for FieldHTTPHeader.

@@ -17,33 +17,36 @@ import (
 )
 
 // dbRules: the web tier may only SELECT and INSERT (MariaDB, PostgreSQL),
-// only GET, SET and PING Redis (plus what redis-cli sends first), and
-// only get, set and quit memcached.
+// only GET, SET and PING Redis (plus what redis-cli sends first), only
+// get, set and quit memcached, and no MQTT topic under admin/.
 const dbRules = `rules:
   - {id: 8101, action: block, app_proto: redis, match: {field: redis.command, regex: '^(get|set|ping|command|hello)$', not: true}}
   - {id: 8102, action: block, match: {field: sql.verb, regex: '^(select|insert)$', not: true}}
   - {id: 8103, action: block, app_proto: memcached, match: {field: memcached.command, regex: '^(get|set|quit)$', not: true}}
+  - {id: 8104, action: block, match: {field: mqtt.topic, regex: '^admin/'}}
 `
 
 // TestPrivilegedAgentDatabases: real servers from Debian in the server
-// namespace (redis-server, mariadbd, postgres, memcached), driven by their
-// own clients (redis-cli, mariadb, psql, libmemcached's memccp, memccat
-// and memcflush in the text and the binary protocol) through the live
-// inline path with
+// namespace (redis-server, mariadbd, postgres, memcached, mosquitto),
+// driven by their own clients (redis-cli, mariadb, psql, libmemcached's
+// memccp, memccat and memcflush in the text and the binary protocol,
+// mosquitto_pub and mosquitto_sub) through the live inline path with
 // rules per command: allowed commands are answered, denied ones are
 // blocked — the connection reset, which each client reports as a lost
 // connection — with an event naming the command.
 func TestPrivilegedAgentDatabases(t *testing.T) { forModes(t, testAgentDatabases) }
 
 func testAgentDatabases(t *testing.T, m agentMode) {
-	testnet.RequireTools(t, "apt-get install redis-server redis-tools mariadb-server mariadb-client postgresql memcached libmemcached-tools",
-		"redis-server", "redis-cli", "mariadbd", "mariadb-install-db", "mariadb", "psql", "memcached", "memccp", "memccat", "memcflush")
+	testnet.RequireTools(t, "apt-get install redis-server redis-tools mariadb-server mariadb-client postgresql memcached libmemcached-tools mosquitto mosquitto-clients",
+		"redis-server", "redis-cli", "mariadbd", "mariadb-install-db", "mariadb", "psql", "memcached", "memccp", "memccat", "memcflush",
+		"mosquitto", "mosquitto_pub", "mosquitto_sub")
 	topo := m.topology(t)
 	ip := testnet.ServerIP.String()
 	startRedis(t, topo, ip)
 	startMariaDB(t, topo, ip)
 	startPostgres(t, topo, ip)
 	startMemcached(t, topo, ip)
+	startMosquitto(t, topo, ip)
 	dir := t.TempDir()
 	// memccp stores a file under its base name.
 	greeting := filepath.Join(dir, "greeting")
@@ -84,6 +87,12 @@ func testAgentDatabases(t *testing.T, m agentMode) {
 		{"memcached flush_all", []string{"memcflush", mc}, false, "", "memcached", "flush_all", false},
 		{"memcached binary flush", []string{"memcflush", "--binary", mc}, false, "", "memcached", "flush_all", true},
 		{"memcached get after the flushes", []string{"memccat", mc, "greeting"}, true, "hello memcached", "", "", false},
+		// QoS 1: mosquitto_pub waits for the PUBACK, so a reset fails it
+		// (mosquitto_sub, reset, would connect again until the timeout:
+		// TestDBFields blocks a subscription).
+		{"mqtt publish", []string{"mosquitto_pub", "-h", ip, "-q", "1", "-i", "web-1", "-t", "sensors/temp", "-m", "21"}, true, "", "", "", false},
+		{"mqtt subscribe", []string{"mosquitto_sub", "-h", ip, "-V", "mqttv5", "-t", "sensors/#", "-E"}, true, "", "", "", false},
+		{"mqtt publish denied", []string{"mosquitto_pub", "-h", ip, "-q", "1", "-i", "web-1", "-t", "admin/reboot", "-m", "now"}, false, "", "mqtt", "publish", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -108,6 +117,9 @@ func testAgentDatabases(t *testing.T, m agentMode) {
 							return true
 						}
 					}
+					if ev.MQTT != nil && ev.MQTT.Command == tt.denied && strings.HasPrefix(ev.MQTT.Topic, "admin/") {
+						return true
+					}
 				}
 				return false
 			})
@@ -119,6 +131,17 @@ func startMemcached(t *testing.T, topo *testnet.Topology, ip string) {
 	t.Helper()
 	topo.Server.Start(t, exec.Command("memcached", "-u", "root", "-l", ip, "-p", "11211", "-U", "0", "-m", "16"))
 	waitListening(t, topo, 11211)
+}
+
+// startMosquitto runs mosquitto on ip:1883 with anonymous clients allowed.
+func startMosquitto(t *testing.T, topo *testnet.Topology, ip string) {
+	t.Helper()
+	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
+	if err := os.WriteFile(conf, []byte("listener 1883 "+ip+"\nallow_anonymous true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	topo.Server.Start(t, exec.Command("mosquitto", "-c", conf))
+	waitListening(t, topo, 1883)
 }
 
 func startRedis(t *testing.T, topo *testnet.Topology, ip string) {

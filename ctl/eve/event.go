@@ -40,7 +40,8 @@ type Event struct {
 	PgSQL *DBInfo    `json:"pgsql,omitempty"`
 	Redis *DBInfo    `json:"redis,omitempty"`
 
-	Memcached *DBInfo `json:"memcached,omitempty"`
+	Memcached *DBInfo   `json:"memcached,omitempty"`
+	MQTT      *MQTTInfo `json:"mqtt,omitempty"`
 
 	// K8s is the pod of Container, when a --kubernetes agent protects it.
 	K8s *K8s `json:"k8s,omitempty"`
@@ -222,6 +223,19 @@ type DBInfo struct {
 	// TLS is "ssl" or "gss" once the connection switched to encryption
 	// (its commands are no longer inspected).
 	TLS string `json:"tls,omitempty"`
+}
+
+// MQTTInfo is the mqtt section: the connection's client id and user (of
+// its CONNECT), and the packet the event is about (deepwall's own
+// fields).
+type MQTTInfo struct {
+	ClientID string `json:"client_id,omitempty"`
+	User     string `json:"user,omitempty"`
+	// Command is the packet type: connect, publish, subscribe...
+	Command string `json:"command,omitempty"`
+	// Topic is a PUBLISH's topic or the first filter of a SUBSCRIBE or
+	// UNSUBSCRIBE (the first 1 KiB).
+	Topic string `json:"topic,omitempty"`
 }
 
 // EveTime formats like Suricata: 2006-01-02T15:04:05.000000-0700.

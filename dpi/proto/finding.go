@@ -186,7 +186,8 @@ const (
 	GRPCWalkLimit        // a message nested deeper than Limits.MaxDepth or with more than MaxFields fields
 	GRPCTruncated        // the stream ended inside a length-prefixed message
 
-	// Databases and caches (mysql, pgsql, redis, memcached packages).
+	// Databases, caches and queues (mysql, pgsql, redis, memcached, mqtt
+	// packages).
 	MySQLMalformed    // a packet that breaks the grammar of its phase (fatal)
 	MySQLQueryTooLong // a query or statement longer than mysql.MaxQuery: its first MaxQuery bytes are inspected
 	MySQLCompressed   // the connection switched to the compressed protocol: its commands are not inspected
@@ -200,6 +201,10 @@ const (
 	MemcachedLineTooLong  // a text command line longer than memcached.MaxLine (fatal)
 	MemcachedTooManyKeys  // a command with more than memcached.MaxKeys keys: the first MaxKeys are inspected
 	MemcachedBadDataChunk // a data block that does not end in CR LF (memcached answers CLIENT_ERROR and goes on)
+	// MQTT.
+	MQTTMalformed     // a reserved packet type, a remaining length past 4 bytes, a packet shorter than its fields, a CONNECT of another protocol (fatal)
+	MQTTPacketTooLong // a CONNECT, SUBSCRIBE or UNSUBSCRIBE longer than mqtt.MaxKeep: what follows is not inspected
+	MQTTTooManyTopics // a SUBSCRIBE or UNSUBSCRIBE with more than mqtt.MaxTopics filters: the first MaxTopics are inspected
 
 	numFindingKinds
 )
@@ -350,6 +355,10 @@ var kindInfos = [numFindingKinds]kindInfo{
 	MemcachedLineTooLong:  {"memcached.line_too_long", ClassLimit},
 	MemcachedTooManyKeys:  {"memcached.too_many_keys", ClassLimit},
 	MemcachedBadDataChunk: {"memcached.bad_data_chunk", ClassMalformed},
+
+	MQTTMalformed:     {"mqtt.malformed", ClassMalformed},
+	MQTTPacketTooLong: {"mqtt.packet_too_long", ClassLimit},
+	MQTTTooManyTopics: {"mqtt.too_many_topics", ClassLimit},
 }
 
 // String returns the kind's stable name, "<protocol>.<anomaly>".

@@ -142,6 +142,7 @@ var clientDetectors = [...]streamDetector{
 	{SMTP, isSMTPClient},
 	{Redis, isRedisCommand},
 	{PostgreSQL, isPostgresStartup},
+	{MQTT, isMQTTConnect},
 	{HTTP1, isHTTPExtensionRequest},
 	{Memcached, isMemcachedCommand}, // after HTTP: "get / HTTP/1.1" is HTTP
 }
@@ -668,6 +669,43 @@ func isRedisCommand(b []byte) verdict {
 		return v
 	}
 	return num('$', 9)
+}
+
+// isMQTTConnect matches an MQTT CONNECT: packet type 1 with no flags, a
+// remaining length of at most 4 bytes, and the protocol name and level
+// of MQTT 3.1 ("MQIsdp", 3) or 3.1.1 and 5.0 ("MQTT", 4 or 5).
+func isMQTTConnect(b []byte) verdict {
+	if b[0] != 0x10 {
+		return no
+	}
+	i := 1
+	for ; i < len(b) && b[i]&0x80 != 0; i++ {
+		if i == 4 {
+			return no
+		}
+	}
+	if i >= len(b) {
+		return maybe
+	}
+	rest := b[i+1:]
+	for _, p := range [...]struct {
+		name  string
+		level [2]byte
+	}{{"\x00\x04MQTT", [2]byte{4, 5}}, {"\x00\x06MQIsdp", [2]byte{3, 3}}} {
+		switch hasPrefix(rest, p.name) {
+		case maybe:
+			return maybe
+		case yes:
+			if len(rest) == len(p.name) {
+				return maybe
+			}
+			if l := rest[len(p.name)]; l == p.level[0] || l == p.level[1] {
+				return yes
+			}
+			return no
+		}
+	}
+	return no
 }
 
 // memcachedWords are memcached's text commands with the number of words
