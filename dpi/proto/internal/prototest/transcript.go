@@ -87,21 +87,25 @@ func TranscriptAllocs(tb testing.TB, p Feeder, reset func()) float64 {
 }
 
 // BenchTranscripts measures p over every recorded connection in
-// testdata/*.txt, reset before each pass.
+// testdata/*.txt, reset before each connection (a parser's state, such
+// as memcached's protocol or MySQL's phase, is the connection's).
 func BenchTranscripts(b *testing.B, p Feeder, reset func()) {
 	files, _ := filepath.Glob("testdata/*.txt")
-	var chunks []testutil.Chunk
+	var conns [][]testutil.Chunk
 	n := 0
 	for _, f := range files {
-		for _, c := range testutil.Transcript(b, f) {
-			chunks = append(chunks, c)
+		chunks := testutil.Transcript(b, f)
+		for _, c := range chunks {
 			n += len(c.Data)
 		}
+		conns = append(conns, chunks)
 	}
 	b.SetBytes(int64(n))
 	b.ReportAllocs()
 	for b.Loop() {
-		reset()
-		Feed(p, chunks)
+		for _, chunks := range conns {
+			reset()
+			Feed(p, chunks)
+		}
 	}
 }
