@@ -5,6 +5,8 @@ import (
 
 	"github.com/deepwall/deepwall/dpi/flow"
 	"github.com/deepwall/deepwall/dpi/proto"
+	"github.com/deepwall/deepwall/dpi/proto/memcached"
+	"github.com/deepwall/deepwall/dpi/proto/mqtt"
 	"github.com/deepwall/deepwall/dpi/proto/mysql"
 	"github.com/deepwall/deepwall/dpi/proto/pgsql"
 	"github.com/deepwall/deepwall/dpi/proto/redis"
@@ -16,9 +18,11 @@ import (
 
 // Bounds on what a database flow keeps for events.
 const (
-	// maxDBName bounds the user and database names kept per flow.
+	// maxDBName bounds the user and database names (and the MQTT client
+	// id) kept per flow.
 	maxDBName = 256
-	// maxEventQuery bounds the query (or Redis key) an event shows.
+	// maxEventQuery bounds the query (or Redis or memcached key) an
+	// event shows.
 	maxEventQuery = 1024
 )
 
@@ -27,73 +31,101 @@ const (
 // inspected, the command (pointing into the parser's buffers).
 type dbConn struct {
 	user, database []byte
+	client         []byte // MQTT client id (a copy)
 	command        string // mysql.command, or "query"/"parse" for PostgreSQL
-	redisCmd       []byte // Redis command name (valid during the command)
+	name           []byte // command name as sent (Redis, Memcached), valid during the command
 	query          []byte // valid during the command
-	key            []byte // first Redis key, valid during the command
+	key            []byte // first Redis or memcached key, valid during the command
 	tls            string // "ssl" or "gss" when the connection switched to encryption
 }
 
 func (c *dbConn) reset() {
-	c.user, c.database = c.user[:0], c.database[:0]
-	c.command, c.redisCmd, c.query, c.key, c.tls = "", nil, nil, nil, ""
+	c.user, c.database, c.client = c.user[:0], c.database[:0], c.client[:0]
+	c.command, c.name, c.query, c.key, c.tls = "", nil, nil, nil, ""
 }
 
 // dbSinks adapt the worker to the database parsers' sinks (whose method
 // names would clash on the worker itself).
 type (
-	mysqlSink struct{ w *worker }
-	pgsqlSink struct{ w *worker }
-	redisSink struct{ w *worker }
+	mysqlSink     struct{ w *worker }
+	pgsqlSink     struct{ w *worker }
+	redisSink     struct{ w *worker }
+	memcachedSink struct{ w *worker }
+	mqttSink      struct{ w *worker }
 )
+
+// dbParser is a database or cache protocol's parser as the engine drives
+// it: fed both directions in order, told when one ends.
+type dbParser interface {
+	// Feed parses an in-order chunk and reports whether the parser is
+	// done (the connection is encrypted, compressed or lost).
+	Feed(dir proto.Dir, b []byte) bool
+	Close(dir proto.Dir)
+}
+
+// dbProto is how the engine runs one database protocol: a new protocol
+// is one entry of dbProtos.
+type dbProto struct {
+	// start readies the flow's parser of the protocol for a new
+	// connection: p, the one the flow context kept (nil at first).
+	start func(w *worker, p dbParser) dbParser
+	// section puts the flow's EVE section into the event.
+	section func(ev *eve.Event, c *dbConn)
+}
+
+// dbProtos are the database protocols the engine parses.
+var dbProtos = [proto.NumProtocols]dbProto{
+	proto.MySQL: dbEntry[mysql.Parser](func(w *worker) mysql.Sink { return mysqlSink{w} },
+		func(ev *eve.Event, c *dbConn) { ev.MySQL = c.section() }),
+	proto.PostgreSQL: dbEntry[pgsql.Parser](func(w *worker) pgsql.Sink { return pgsqlSink{w} },
+		func(ev *eve.Event, c *dbConn) { ev.PgSQL = c.section() }),
+	proto.Redis: dbEntry[redis.Parser](func(w *worker) redis.Sink { return redisSink{w} },
+		func(ev *eve.Event, c *dbConn) { ev.Redis = c.section() }),
+	proto.Memcached: dbEntry[memcached.Parser](func(w *worker) memcached.Sink { return memcachedSink{w} },
+		func(ev *eve.Event, c *dbConn) { ev.Memcached = c.section() }),
+	proto.MQTT: dbEntry[mqtt.Parser](func(w *worker) mqtt.Sink { return mqttSink{w} },
+		func(ev *eve.Event, c *dbConn) { ev.MQTT = c.mqttSection() }),
+}
+
+// dbEntry is the dbProto of parser type T, reset with the sink the
+// worker gives it. A flow context's parser outlives the flow (Reset
+// keeps its buffers); a new one is the zero T reset.
+func dbEntry[T any, P interface {
+	*T
+	dbParser
+	Reset(S)
+}, S any](sink func(*worker) S, section func(*eve.Event, *dbConn)) dbProto {
+	return dbProto{
+		start: func(w *worker, p dbParser) dbParser {
+			q, _ := p.(P)
+			if q == nil {
+				q = new(T)
+			}
+			q.Reset(sink(w))
+			return q
+		},
+		section: section,
+	}
+}
+
+// isDB reports whether the engine parses p as a database protocol.
+func isDB(p proto.Protocol) bool { return p < proto.NumProtocols && dbProtos[p].start != nil }
 
 // startDB starts the parser of database protocol p for the current flow
 // (identified calls it when a rule uses the protocol's fields).
 func (w *worker) startDB(ctx *flowCtx, p proto.Protocol) {
 	ctx.db.reset()
-	switch p {
-	case proto.MySQL:
-		ctx.mysql = orNew(ctx.mysql)
-		ctx.mysql.Reset(mysqlSink{w})
-		ctx.parser = parserMySQL
-	case proto.PostgreSQL:
-		ctx.pgsql = orNew(ctx.pgsql)
-		ctx.pgsql.Reset(pgsqlSink{w})
-		ctx.parser = parserPgSQL
-	case proto.Redis:
-		ctx.redis = orNew(ctx.redis)
-		ctx.redis.Reset(redisSink{w})
-		ctx.parser = parserRedis
-	}
+	ctx.dbParsers[p] = dbProtos[p].start(w, ctx.dbParsers[p])
+	ctx.dbCur = ctx.dbParsers[p]
+	ctx.parser = parserDB
 }
 
 // feedDB gives an in-order chunk to the flow's database parser; once the
 // parser is done (the connection is encrypted or compressed) only raw
 // payload rules can still need the flow.
 func (w *worker) feedDB(ctx *flowCtx, d flow.Dir, b []byte) {
-	var done bool
-	switch ctx.parser {
-	case parserMySQL:
-		done = ctx.mysql.Feed(proto.Dir(d), b)
-	case parserPgSQL:
-		done = ctx.pgsql.Feed(proto.Dir(d), b)
-	case parserRedis:
-		done = ctx.redis.Feed(proto.Dir(d), b)
-	}
-	if done && !w.stopped() && !w.rs.Needs(w.cst.app, ctx.rflow, true) {
+	if ctx.dbCur.Feed(proto.Dir(d), b) && !w.stopped() && !w.rs.Needs(w.cst.app, ctx.rflow, true) {
 		w.allowFinal(0)
-	}
-}
-
-// closeDB tells the flow's database parser that direction d ended.
-func (w *worker) closeDB(ctx *flowCtx, d flow.Dir) {
-	switch ctx.parser {
-	case parserMySQL:
-		ctx.mysql.Close(proto.Dir(d))
-	case parserPgSQL:
-		ctx.pgsql.Close(proto.Dir(d))
-	case parserRedis:
-		ctx.redis.Close(proto.Dir(d))
 	}
 }
 
@@ -113,7 +145,7 @@ func (w *worker) dbCommand(user, database rules.FieldKind) *scope {
 func (w *worker) dbDone(sc *scope) {
 	w.settle(sc, flow.ToServer)
 	db := &w.cctx.db
-	db.command, db.redisCmd, db.query, db.key = "", nil, nil, nil
+	db.command, db.name, db.query, db.key = "", nil, nil, nil
 }
 
 // sqlQuery evaluates a query's text and its statements (sql.verb,
@@ -254,38 +286,89 @@ func (s pgsqlSink) Finding(f proto.Finding) { s.w.dbFinding(f) }
 
 // Command implements redis.Sink.
 func (s redisSink) Command(c *redis.Command) {
-	w := s.w
-	if w.stopped() {
-		return
-	}
-	db := &w.cctx.db
-	db.redisCmd = c.Name
-	if len(c.Keys) > 0 {
-		db.key = c.Keys[0]
-	}
-	sc := &w.cctx.msg
-	sc.reset(nil, nil)
-	const d = flow.ToServer
-	w.single(rules.FieldRedisCommand, c.Name, sc, d)
-	if fp := w.rs.Block[rules.FieldRedisKey]; fp.Used() {
-		for _, k := range c.Keys {
-			w.scanValue(fp, nil, k, sc, d)
-		}
-		w.counts(fp, len(c.Keys), nil, sc, d)
-	}
-	w.dbDone(sc)
+	s.w.keyedCommand(rules.FieldRedisCommand, rules.FieldRedisKey, c.Name, c.Keys)
 }
 
 // Finding implements redis.Sink.
 func (s redisSink) Finding(f proto.Finding) { s.w.dbFinding(f) }
 
-// dbSection returns the EVE section of a database flow: the connection's
+// Command implements memcached.Sink.
+func (s memcachedSink) Command(c *memcached.Command) {
+	s.w.keyedCommand(rules.FieldMemcachedCommand, rules.FieldMemcachedKey, c.Name, c.Keys)
+}
+
+// Finding implements memcached.Sink.
+func (s memcachedSink) Finding(f proto.Finding) { s.w.dbFinding(f) }
+
+// Packet implements mqtt.Sink.
+func (s mqttSink) Packet(p *mqtt.Packet) {
+	w := s.w
+	if w.stopped() {
+		return
+	}
+	db := &w.cctx.db
+	if p.Type == mqtt.Connect {
+		db.user = appendBounded(db.user[:0], p.User, maxDBName)
+		db.client = appendBounded(db.client[:0], p.ClientID, maxDBName)
+	}
+	sc := &w.cctx.msg
+	sc.reset(nil, nil)
+	w.single(rules.FieldMQTTClientID, db.client, sc, flow.ToServer)
+	w.single(rules.FieldMQTTUser, db.user, sc, flow.ToServer)
+	w.keyed(sc, rules.FieldMQTTCommand, rules.FieldMQTTTopic, p.Name, p.Topics)
+}
+
+// Finding implements mqtt.Sink.
+func (s mqttSink) Finding(f proto.Finding) { s.w.dbFinding(f) }
+
+// mqttSection returns the EVE section of an MQTT flow.
+func (db *dbConn) mqttSection() *eve.MQTTInfo {
+	info := &eve.MQTTInfo{ClientID: string(db.client), User: string(db.user), Command: string(db.name)}
+	if len(db.key) > 0 {
+		info.Topic = scrub(db.key[:min(len(db.key), maxEventQuery)])
+	}
+	if *info == (eve.MQTTInfo{}) {
+		return nil
+	}
+	return info
+}
+
+// keyedCommand inspects a cache command: its name (field cmd) and each
+// of its keys (field key), in a scope of its own.
+func (w *worker) keyedCommand(cmd, key rules.FieldKind, name []byte, keys [][]byte) {
+	if w.stopped() {
+		return
+	}
+	sc := &w.cctx.msg
+	sc.reset(nil, nil)
+	w.keyed(sc, cmd, key, name, keys)
+}
+
+// keyed evaluates a command's name (field cmd) and each of its keys or
+// topics (field key) in scope sc, and decides it.
+func (w *worker) keyed(sc *scope, cmd, key rules.FieldKind, name []byte, keys [][]byte) {
+	db := &w.cctx.db
+	db.name = name
+	if len(keys) > 0 {
+		db.key = keys[0]
+	}
+	const d = flow.ToServer
+	w.single(cmd, name, sc, d)
+	if fp := w.rs.Block[key]; fp.Used() {
+		for _, k := range keys {
+			w.scanValue(fp, nil, k, sc, d)
+		}
+		w.counts(fp, len(keys), nil, sc, d)
+	}
+	w.dbDone(sc)
+}
+
+// section returns the EVE section of a database flow: the connection's
 // user and database, and the command being inspected, if any.
-func (w *worker) dbSection(ctx *flowCtx) *eve.DBInfo {
-	db := &ctx.db
+func (db *dbConn) section() *eve.DBInfo {
 	info := &eve.DBInfo{User: string(db.user), Database: string(db.database), Command: db.command, TLS: db.tls}
-	if len(db.redisCmd) > 0 {
-		info.Command = string(db.redisCmd)
+	if len(db.name) > 0 {
+		info.Command = string(db.name)
 	}
 	if len(db.query) > 0 {
 		info.Query = scrub(db.query[:min(len(db.query), maxEventQuery)])

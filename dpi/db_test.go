@@ -40,9 +40,15 @@ const (
 	pgbenchConn  = "proto/pgsql/testdata/pgbench-prepared.txt"
 	redisCLIConn = "proto/redis/testdata/redis-cli.txt"
 	redisInline  = "proto/redis/testdata/inline.txt"
+	mcTextConn   = "proto/memcached/testdata/nc-text.txt"
+	mcBinConn    = "proto/memcached/testdata/libmemcached-binary.txt"
 	mysqlSrv     = "198.18.1.1:3306"
 	pgsqlSrv     = "198.18.1.1:5432"
 	redisSrv     = "198.18.1.1:6379"
+	mcSrv        = "198.18.1.1:11211"
+	mqttPubConn  = "proto/mqtt/testdata/pub-v5.txt"
+	mqttSubConn  = "proto/mqtt/testdata/sub-v311.txt"
+	mqttSrv      = "198.18.1.1:1883"
 )
 
 // TestDBFields runs recorded connections of real clients and servers
@@ -104,6 +110,28 @@ func TestDBFields(t *testing.T) {
 			func(ev *eve.Event) bool { return ev.Redis.Command == "config" }},
 		{"redis alert per command", "  - {id: 1, action: alert, match: {field: redis.command, regex: '^(get|set)$'}}\n", replay(redisCLIConn, redisSrv),
 			[]string{"allowed:1", "allowed:1"}, false, nil},
+		{"memcached command list", "  - {id: 1, action: block, app_proto: memcached, match: {field: memcached.command, regex: '^(get|gets|set|add|append|prepend|cas|incr|decr)$', not: true}}\n",
+			replay(mcTextConn, mcSrv), []string{"blocked:1"}, true,
+			func(ev *eve.Event) bool {
+				return ev.Memcached != nil && ev.Memcached.Command == "touch" && ev.Memcached.Key == "user:1" && ev.AppProto == "memcached"
+			}},
+		{"memcached key", block("1", "memcached.key", "^counter$"), replay(mcTextConn, mcSrv), []string{"blocked:1"}, true,
+			func(ev *eve.Event) bool { return ev.Memcached.Command == "add" && ev.Memcached.Key == "counter" }},
+		{"memcached value not a command", block("1", "memcached.command", "^(alice|hi)$"), replay(mcTextConn, mcSrv), nil, false, nil},
+		{"memcached binary flush", block("1", "memcached.command", "^flush_all$"), replay(mcBinConn, mcSrv), []string{"blocked:1"}, true,
+			func(ev *eve.Event) bool { return ev.Memcached.Command == "flush_all" && ev.AppProto == "memcached" }},
+		{"mqtt publish topic", block("1", "mqtt.topic", "^sensors/room2/"), replay(mqttPubConn, mqttSrv), []string{"blocked:1"}, true,
+			func(ev *eve.Event) bool {
+				return ev.MQTT != nil && *ev.MQTT == eve.MQTTInfo{ClientID: "pub-5", User: "bob", Command: "publish", Topic: "sensors/room2/hum"} && ev.AppProto == "mqtt"
+			}},
+		{"mqtt client may publish only", "  - {id: 1, action: block, match: [{field: mqtt.client_id, regex: '^pub-'}, {field: mqtt.command, regex: '^(connect|publish|pubrel|disconnect)$', not: true}]}\n",
+			replay(mqttPubConn, mqttSrv), nil, false, nil},
+		{"mqtt subscription filter", block("1", "mqtt.topic", "^\\$SYS/"), replay(mqttSubConn, mqttSrv), []string{"blocked:1"}, true,
+			func(ev *eve.Event) bool {
+				return ev.MQTT.Command == "subscribe" && ev.MQTT.Topic == "sensors/#" && ev.MQTT.User == "carol" && ev.MQTT.ClientID == "sub-311"
+			}},
+		{"mqtt user", block("1", "mqtt.user", "^carol$"), replay(mqttSubConn, mqttSrv), []string{"blocked:1"}, true,
+			func(ev *eve.Event) bool { return ev.MQTT.Command == "connect" }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -116,7 +144,7 @@ func TestDBFields(t *testing.T) {
 				for _, ev := range evs {
 					if ev.EventType == eve.EventAlert && !tc.check(ev) {
 						dumpEvents(t, evs)
-						t.Fatalf("event section: %+v %+v %+v", ev.MySQL, ev.PgSQL, ev.Redis)
+						t.Fatalf("event section: %+v %+v %+v %+v %+v", ev.MySQL, ev.PgSQL, ev.Redis, ev.Memcached, ev.MQTT)
 					}
 				}
 			}
@@ -128,8 +156,8 @@ func TestDBFields(t *testing.T) {
 	}
 }
 
-// TestDBAllocs: steady-state commands of inspected MySQL, PostgreSQL and
-// Redis connections (queries classified, keys matched) allocate nothing.
+// TestDBAllocs: steady-state commands of inspected MySQL, PostgreSQL,
+// Redis, memcached and MQTT connections (queries classified, keys matched) allocate nothing.
 func TestDBAllocs(t *testing.T) {
 	yaml := "rules:\n" +
 		block("1", "sql.verb", "^(select|insert)$", ", not: true") +
@@ -137,7 +165,10 @@ func TestDBAllocs(t *testing.T) {
 		block("3", "mysql.user", "^root$") +
 		block("4", "pgsql.query", "pg_sleep") +
 		"  - {id: 5, action: block, app_proto: redis, match: {field: redis.command, regex: '^(get|set|command|ping|mset|del|eval)$', not: true}}\n" +
-		block("6", "redis.key", "^secret:")
+		block("6", "redis.key", "^secret:") +
+		"  - {id: 7, action: block, app_proto: memcached, match: {field: memcached.command, regex: '^(get|set)$', not: true}}\n" +
+		block("8", "memcached.key", "^secret:") +
+		"  - {id: 9, action: block, app_proto: mqtt, match: {field: mqtt.topic, regex: '^sensors/', not: true}}\n"
 	tests := []struct {
 		name, path, server string
 		setup              int // chunks of the recording sent first
@@ -156,6 +187,14 @@ func TestDBAllocs(t *testing.T) {
 			v.send(flow.ToServer, "*3\r\n$3\r\nSET\r\n$6\r\nuser:1\r\n$5\r\nalice\r\n")
 			v.send(flow.ToClient, "+OK\r\n")
 		}, func(v *conv) { v.send(flow.ToServer, "*2\r\n$3\r\nGET\r\n$8\r\nsecret:1\r\n") }},
+		{"memcached", mcTextConn, mcSrv, 0, func(v *conv) {
+			v.send(flow.ToServer, "set user:1 0 0 5\r\nalice\r\nget user:1 user:2\r\n")
+			v.send(flow.ToClient, "STORED\r\nVALUE user:1 0 5\r\nalice\r\nEND\r\n")
+		}, func(v *conv) { v.send(flow.ToServer, "get secret:1\r\n") }},
+		{"mqtt", mqttPubConn, mqttSrv, 2, func(v *conv) {
+			v.send(flow.ToServer, "\x32\x18\x00\x11sensors/room2/hum\x00\x02"+"\x00"+"40")
+			v.send(flow.ToClient, "\x40\x02\x00\x02")
+		}, func(v *conv) { v.send(flow.ToServer, "\x30\x0a\x00\x06secret"+"\x00"+"x") }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

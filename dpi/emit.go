@@ -264,12 +264,10 @@ func (w *worker) addSections(ev *eve.Event, sc *scope) {
 		if si.Client != nil || si.Server != nil {
 			ev.SSH = si
 		}
-	case proto.MySQL:
-		ev.MySQL = w.dbSection(ctx)
-	case proto.PostgreSQL:
-		ev.PgSQL = w.dbSection(ctx)
-	case proto.Redis:
-		ev.Redis = w.dbSection(ctx)
+	default:
+		if isDB(w.cst.app) {
+			dbProtos[w.cst.app].section(ev, &ctx.db)
+		}
 	}
 	if sc != nil && sc.dns != nil && len(sc.dns.rrname) > 0 {
 		di := &eve.DNSInfo{Version: 2, Type: "answer", RRName: string(sc.dns.rrname), RRType: dns.TypeName(sc.dns.rrtype)}

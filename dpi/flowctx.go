@@ -9,9 +9,6 @@ import (
 	"github.com/deepwall/deepwall/dpi/proto"
 	"github.com/deepwall/deepwall/dpi/proto/dns"
 	"github.com/deepwall/deepwall/dpi/proto/http"
-	"github.com/deepwall/deepwall/dpi/proto/mysql"
-	"github.com/deepwall/deepwall/dpi/proto/pgsql"
-	"github.com/deepwall/deepwall/dpi/proto/redis"
 	"github.com/deepwall/deepwall/dpi/proto/ssh"
 	"github.com/deepwall/deepwall/dpi/proto/tls"
 	"github.com/deepwall/deepwall/rules"
@@ -50,9 +47,7 @@ const (
 	parserDNS
 	parserSSH
 	parserHTTP2
-	parserMySQL
-	parserPgSQL
-	parserRedis
+	parserDB // dbCur (db.go)
 )
 
 // Mask bits: which event fields carry text a DLP rule matched.
@@ -198,11 +193,10 @@ type flowCtx struct {
 	tls       *tls.Parser
 	dns       *dns.Parser
 	ssh       *ssh.Parser
-	mysql     *mysql.Parser
-	pgsql     *pgsql.Parser
-	redis     *redis.Parser
-	db        dbConn  // database flows (db.go)
-	tunnel    [2]bool // HTTP direction switched protocols: HTTP/2 after h2c, else no more parsing
+	dbParsers [proto.NumProtocols]dbParser // per database protocol, kept across flows
+	dbCur     dbParser                     // the flow's, of dbParsers
+	db        dbConn                       // database flows (db.go)
+	tunnel    [2]bool                      // HTTP direction switched protocols: HTTP/2 after h2c, else no more parsing
 	h2        h2Conn
 
 	flow   scope

@@ -144,8 +144,10 @@ func (w *worker) identified(p proto.Protocol, d flow.Dir) {
 	case proto.HTTP2:
 		w.startH2(ctx)
 		ctx.parser = parserHTTP2
-	case proto.MySQL, proto.PostgreSQL, proto.Redis:
-		w.startDB(ctx, p)
+	default:
+		if isDB(p) {
+			w.startDB(ctx, p)
+		}
 	}
 }
 
@@ -197,7 +199,7 @@ func (w *worker) feed(ctx *flowCtx, d flow.Dir, b []byte) {
 		ctx.dns.Feed(proto.Dir(d), b)
 	case parserHTTP2:
 		w.feedH2(ctx, d, b)
-	case parserMySQL, parserPgSQL, parserRedis:
+	case parserDB:
 		w.feedDB(ctx, d, b)
 	}
 }

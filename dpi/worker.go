@@ -852,8 +852,8 @@ func (w *worker) dirEnd(d flow.Dir, depth bool) {
 		ctx.tls.Close(proto.Dir(d))
 	case parserSSH:
 		ctx.ssh.Close(proto.Dir(d))
-	case parserMySQL, parserPgSQL, parserRedis:
-		w.closeDB(ctx, d)
+	case parserDB:
+		ctx.dbCur.Close(proto.Dir(d))
 	}
 	if ctx.h2.on {
 		ctx.h2.p.Close(proto.Dir(d))

@@ -160,6 +160,12 @@ const (
 	// when the query holds several statements.
 	FieldSQLVerb
 	FieldSQLClass
+	FieldMemcachedCommand // command word (text) or the text command of the opcode (binary)
+	FieldMemcachedKey     // each key of the command
+	FieldMQTTCommand      // control packet type: connect, publish, subscribe, ...
+	FieldMQTTClientID     // client identifier of the CONNECT, evaluated with every packet
+	FieldMQTTUser         // user name of the CONNECT, evaluated with every packet
+	FieldMQTTTopic        // topic of a PUBLISH, each topic filter of a SUBSCRIBE or UNSUBSCRIBE
 )
 
 type fieldInfo struct {
@@ -227,6 +233,13 @@ var fieldInfos = [...]fieldInfo{
 	FieldRedisKey:      {name: "redis.key", app: "redis", tcp: true, multi: true},
 	FieldSQLVerb:       {name: "sql.verb", app: "sql", tcp: true, multi: true},
 	FieldSQLClass:      {name: "sql.class", app: "sql", tcp: true, multi: true},
+
+	FieldMemcachedCommand: {name: "memcached.command", app: "memcached", tcp: true},
+	FieldMemcachedKey:     {name: "memcached.key", app: "memcached", tcp: true, multi: true},
+	FieldMQTTCommand:      {name: "mqtt.command", app: "mqtt", tcp: true},
+	FieldMQTTClientID:     {name: "mqtt.client_id", app: "mqtt", tcp: true},
+	FieldMQTTUser:         {name: "mqtt.user", app: "mqtt", tcp: true},
+	FieldMQTTTopic:        {name: "mqtt.topic", app: "mqtt", tcp: true, multi: true},
 }
 
 // Field is a match target: a kind, plus the header name for FieldHTTPHeader.
@@ -338,7 +351,7 @@ func validHeaderName(s string) bool {
 var AppProtocols = []string{
 	"http", "http2", "tls", "dns", "ssh", "smtp", "ftp", "imap", "pop3",
 	"mqtt", "redis", "mysql", "postgresql", "mongodb", "rdp", "smb", "sip",
-	"ntp", "dhcp", "quic", "unknown",
+	"ntp", "dhcp", "quic", "memcached", "unknown",
 }
 
 // appTransport says which IP protocols an application protocol runs over.
@@ -346,7 +359,7 @@ var appTransport = map[string][]uint8{
 	"http": {6}, "http2": {6}, "tls": {6}, "dns": {6, 17}, "ssh": {6}, "smtp": {6},
 	"ftp": {6}, "imap": {6}, "pop3": {6}, "mqtt": {6}, "redis": {6}, "mysql": {6},
 	"postgresql": {6}, "mongodb": {6}, "rdp": {6, 17}, "smb": {6}, "sip": {6, 17},
-	"ntp": {17}, "dhcp": {17}, "quic": {17}, "sql": {6},
+	"ntp": {17}, "dhcp": {17}, "quic": {17}, "sql": {6}, "memcached": {6},
 }
 
 func knownAppProto(s string) bool {

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "dev.sh: run as root (namespaces, XDP and AF_XDP need it)" >&2; exit 1; }
 [ $# -ge 1 ] || { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
-pkgs="make gcc libc6-dev pkg-config libhyperscan-dev iproute2 ethtool iperf3 iptables ipset kmod ca-certificates curl unzip git nginx-light libnginx-mod-http-modsecurity modsecurity-crs nghttp2-server nghttp2-client systemd rsyslog mariadb-server mariadb-client postgresql redis-server redis-tools"
+pkgs="make gcc libc6-dev pkg-config libhyperscan-dev iproute2 ethtool iperf3 iptables ipset kmod ca-certificates curl unzip git nginx-light libnginx-mod-http-modsecurity modsecurity-crs nghttp2-server nghttp2-client systemd rsyslog mariadb-server mariadb-client postgresql redis-server redis-tools memcached libmemcached-tools mosquitto mosquitto-clients"
 case "$*" in
 *generate*) pkgs="$pkgs clang llvm libbpf-dev" ;;
 esac

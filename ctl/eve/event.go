@@ -40,6 +40,9 @@ type Event struct {
 	PgSQL *DBInfo    `json:"pgsql,omitempty"`
 	Redis *DBInfo    `json:"redis,omitempty"`
 
+	Memcached *DBInfo   `json:"memcached,omitempty"`
+	MQTT      *MQTTInfo `json:"mqtt,omitempty"`
+
 	// K8s is the pod of Container, when a --kubernetes agent protects it.
 	K8s *K8s `json:"k8s,omitempty"`
 }
@@ -203,23 +206,36 @@ type SSHHost struct {
 	SoftwareVersion string `json:"software_version,omitempty"`
 }
 
-// DBInfo is the mysql, pgsql or redis section: the connection's user and
+// DBInfo is the mysql, pgsql, redis or memcached section: the connection's user and
 // database, and the command the event is about (deepwall's own fields;
 // Suricata's pgsql section differs).
 type DBInfo struct {
 	User     string `json:"user,omitempty"`
 	Database string `json:"database,omitempty"`
 	// Command is MySQL's command name (query, init_db, stmt_prepare...),
-	// "query" or "parse" for PostgreSQL, the Redis command, or
+	// "query" or "parse" for PostgreSQL, the Redis or memcached command, or
 	// "handshake"/"startup" for the connection's start.
 	Command string `json:"command,omitempty"`
 	// Query is the SQL text (the first 1 KiB); Key the first key of a
-	// Redis command.
+	// Redis or memcached command.
 	Query string `json:"query,omitempty"`
 	Key   string `json:"key,omitempty"`
 	// TLS is "ssl" or "gss" once the connection switched to encryption
 	// (its commands are no longer inspected).
 	TLS string `json:"tls,omitempty"`
+}
+
+// MQTTInfo is the mqtt section: the connection's client id and user (of
+// its CONNECT), and the packet the event is about (deepwall's own
+// fields).
+type MQTTInfo struct {
+	ClientID string `json:"client_id,omitempty"`
+	User     string `json:"user,omitempty"`
+	// Command is the packet type: connect, publish, subscribe...
+	Command string `json:"command,omitempty"`
+	// Topic is a PUBLISH's topic or the first filter of a SUBSCRIBE or
+	// UNSUBSCRIBE (the first 1 KiB).
+	Topic string `json:"topic,omitempty"`
 }
 
 // EveTime formats like Suricata: 2006-01-02T15:04:05.000000-0700.

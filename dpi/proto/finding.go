@@ -186,7 +186,8 @@ const (
 	GRPCWalkLimit        // a message nested deeper than Limits.MaxDepth or with more than MaxFields fields
 	GRPCTruncated        // the stream ended inside a length-prefixed message
 
-	// Databases and caches (mysql, pgsql, redis packages).
+	// Databases, caches and queues (mysql, pgsql, redis, memcached, mqtt
+	// packages).
 	MySQLMalformed    // a packet that breaks the grammar of its phase (fatal)
 	MySQLQueryTooLong // a query or statement longer than mysql.MaxQuery: its first MaxQuery bytes are inspected
 	MySQLCompressed   // the connection switched to the compressed protocol: its commands are not inspected
@@ -195,6 +196,15 @@ const (
 	RedisMalformed    // a command that is neither a RESP array of bulk strings nor an inline command (fatal)
 	RedisArgTooLong   // a command name or key longer than redis.MaxArg: its first MaxArg bytes are inspected
 	RedisTooManyKeys  // a command with more than redis.MaxKeys keys: the first MaxKeys are inspected
+	// Memcached.
+	MemcachedMalformed    // a binary request with another magic or a key past its body or longer than 250 bytes (fatal)
+	MemcachedLineTooLong  // a text command line longer than memcached.MaxLine (fatal)
+	MemcachedTooManyKeys  // a command with more than memcached.MaxKeys keys: the first MaxKeys are inspected
+	MemcachedBadDataChunk // a data block that does not end in CR LF (memcached answers CLIENT_ERROR and goes on)
+	// MQTT.
+	MQTTMalformed     // a reserved packet type, a remaining length past 4 bytes, a packet shorter than its fields, a CONNECT of another protocol (fatal)
+	MQTTPacketTooLong // a CONNECT, SUBSCRIBE or UNSUBSCRIBE longer than mqtt.MaxKeep: what follows is not inspected
+	MQTTTooManyTopics // a SUBSCRIBE or UNSUBSCRIBE with more than mqtt.MaxTopics filters: the first MaxTopics are inspected
 
 	numFindingKinds
 )
@@ -340,6 +350,15 @@ var kindInfos = [numFindingKinds]kindInfo{
 	RedisMalformed:    {"redis.malformed", ClassMalformed},
 	RedisArgTooLong:   {"redis.arg_too_long", ClassLimit},
 	RedisTooManyKeys:  {"redis.too_many_keys", ClassLimit},
+
+	MemcachedMalformed:    {"memcached.malformed", ClassMalformed},
+	MemcachedLineTooLong:  {"memcached.line_too_long", ClassLimit},
+	MemcachedTooManyKeys:  {"memcached.too_many_keys", ClassLimit},
+	MemcachedBadDataChunk: {"memcached.bad_data_chunk", ClassMalformed},
+
+	MQTTMalformed:     {"mqtt.malformed", ClassMalformed},
+	MQTTPacketTooLong: {"mqtt.packet_too_long", ClassLimit},
+	MQTTTooManyTopics: {"mqtt.too_many_topics", ClassLimit},
 }
 
 // String returns the kind's stable name, "<protocol>.<anomaly>".

@@ -142,7 +142,9 @@ var clientDetectors = [...]streamDetector{
 	{SMTP, isSMTPClient},
 	{Redis, isRedisCommand},
 	{PostgreSQL, isPostgresStartup},
+	{MQTT, isMQTTConnect},
 	{HTTP1, isHTTPExtensionRequest},
+	{Memcached, isMemcachedCommand}, // after HTTP: "get / HTTP/1.1" is HTTP
 }
 
 var serverDetectors = [...]streamDetector{
@@ -667,6 +669,105 @@ func isRedisCommand(b []byte) verdict {
 		return v
 	}
 	return num('$', 9)
+}
+
+// isMQTTConnect matches an MQTT CONNECT: packet type 1 with no flags, a
+// remaining length of at most 4 bytes, and the protocol name and level
+// of MQTT 3.1 ("MQIsdp", 3) or 3.1.1 and 5.0 ("MQTT", 4 or 5).
+func isMQTTConnect(b []byte) verdict {
+	if b[0] != 0x10 {
+		return no
+	}
+	i := 1
+	for ; i < len(b) && b[i]&0x80 != 0; i++ {
+		if i == 4 {
+			return no
+		}
+	}
+	if i >= len(b) {
+		return maybe
+	}
+	rest := b[i+1:]
+	for _, p := range [...]struct {
+		name  string
+		level [2]byte
+	}{{"\x00\x04MQTT", [2]byte{4, 5}}, {"\x00\x06MQIsdp", [2]byte{3, 3}}} {
+		switch hasPrefix(rest, p.name) {
+		case maybe:
+			return maybe
+		case yes:
+			if len(rest) == len(p.name) {
+				return maybe
+			}
+			if l := rest[len(p.name)]; l == p.level[0] || l == p.level[1] {
+				return yes
+			}
+			return no
+		}
+	}
+	return no
+}
+
+// memcachedWords are memcached's text commands with the number of words
+// a line of each has (the command included): at least min, at most max
+// (0: any).
+var memcachedWords = map[string][2]int{
+	"get": {2, 0}, "gets": {2, 0}, "gat": {3, 0}, "gats": {3, 0},
+	"set": {5, 6}, "add": {5, 6}, "replace": {5, 6}, "append": {5, 6}, "prepend": {5, 6}, "cas": {6, 7},
+	"delete": {2, 4}, "incr": {3, 4}, "decr": {3, 4}, "touch": {3, 4},
+	"mg": {2, 0}, "ms": {3, 0}, "md": {2, 0}, "ma": {2, 0}, "me": {2, 2}, "mn": {1, 1},
+	"flush_all": {1, 3}, "stats": {1, 0}, "version": {1, 1}, "verbosity": {2, 3}, "quit": {1, 1},
+}
+
+// isMemcachedCommand matches a memcached binary request header (magic
+// 0x80, an opcode memcached knows, raw data type, a key and extras within
+// the body) or a first text line that is one of memcachedWords with its
+// number of words (memcached's commands are lower case, and a line of
+// them ends in LF: until it does, the line is a maybe while its first
+// word may still be one).
+func isMemcachedCommand(b []byte) verdict {
+	if b[0] == 0x80 {
+		if len(b) < 24 {
+			return maybe
+		}
+		keyExtras := int(b[2])<<8 | int(b[3]) + int(b[4])
+		body := int(b[8])<<24 | int(b[9])<<16 | int(b[10])<<8 | int(b[11])
+		if b[1] > 0x24 || b[1] == 0x1f || b[5] != 0 || keyExtras > body {
+			return no
+		}
+		return yes
+	}
+	line, complete := firstLine(b)
+	first, rest, spaced := bytes.Cut(skipSpaces(line), []byte(" "))
+	if len(first) == 0 {
+		return no
+	}
+	if !spaced && !complete {
+		// The first word may still grow into a command.
+		for w := range memcachedWords {
+			if len(first) <= len(w) && w[:len(first)] == string(first) {
+				return maybe
+			}
+		}
+		return no
+	}
+	n, ok := memcachedWords[string(first)]
+	switch {
+	case !ok:
+		return no
+	case !complete:
+		return maybe
+	}
+	words := 1
+	for i := range rest {
+		if rest[i] != ' ' && (i == 0 || rest[i-1] == ' ') {
+			words++
+		}
+	}
+	if words < n[0] || n[1] > 0 && words > n[1] {
+		return no
+	}
+	return yes
 }
 
 // PostgreSQL protocol codes in the startup packet (protocol.h).

@@ -28,6 +28,8 @@ const (
 	Redis               // Redis RESP command
 	PostgreSQL          // PostgreSQL startup, SSL or GSS request
 	MySQL               // MySQL/MariaDB server greeting (protocol 10)
+	Memcached           // memcached text command line or binary request
+	MQTT                // MQTT CONNECT (3.1, 3.1.1, 5.0)
 	NumProtocols
 )
 
@@ -46,6 +48,8 @@ var protocolNames = [NumProtocols]string{
 	Redis:      "redis",
 	PostgreSQL: "postgresql",
 	MySQL:      "mysql",
+	Memcached:  "memcached",
+	MQTT:       "mqtt",
 }
 
 // String returns the protocol's name as rules spell it in app-proto ("http",

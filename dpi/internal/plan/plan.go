@@ -31,10 +31,10 @@ const (
 )
 
 // numFieldKinds bounds rules.FieldKind values (the rules package numbers
-// them from 1, FieldSQLClass last). TestFieldKinds fails when rules
+// them from 1, FieldMQTTTopic last). TestFieldKinds fails when rules
 // gains a kind past it; New refuses a field beyond it rather than leave it
 // uninspected.
-const numFieldKinds = int(rules.FieldSQLClass) + 1
+const numFieldKinds = int(rules.FieldMQTTTopic) + 1
 
 // Group is one Hyperscan database with what the engine needs to drive
 // it: the borrowed C database, the transform chain, and what lets the

@@ -3,7 +3,6 @@ package redis
 import (
 	"flag"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -80,13 +79,7 @@ func TestParser(t *testing.T) {
 				"command \"get\" args=1 inline=false keys=[\"" + longKey[:MaxArg] + "\"]\n"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			for _, n := range []int{0, 1, 3} {
-				if got := run(testutil.Rechunk([]testutil.Chunk{{Data: []byte(tt.in)}}, n)); got != tt.want {
-					t.Fatalf("chunks of %d:\n%s\nwant:\n%s", n, got, tt.want)
-				}
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { prototest.ClientChunked(t, tt.in, tt.want, run) })
 	}
 }
 
@@ -114,16 +107,7 @@ func TestAllocs(t *testing.T) {
 
 // FuzzParser: no panic, and the same result however the bytes are cut.
 func FuzzParser(f *testing.F) {
-	files, _ := filepath.Glob("testdata/*.txt")
-	for _, path := range files {
-		var client []byte
-		for _, c := range testutil.Transcript(f, path) {
-			if !c.ToClient {
-				client = append(client, c.Data...)
-			}
-		}
-		f.Add(client, []byte{3, 200})
-	}
+	prototest.SeedTranscripts(f)
 	prototest.FuzzChunked(f, nil, run)
 }
 

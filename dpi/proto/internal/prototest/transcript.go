@@ -42,22 +42,70 @@ func FuzzChunked(f *testing.F, prefix []testutil.Chunk, run func([]testutil.Chun
 	})
 }
 
+// ClientChunked fails t unless run reports want for the client bytes in,
+// whole and cut in pieces of 1 and of 3 bytes.
+func ClientChunked(t *testing.T, in, want string, run func([]testutil.Chunk) string) {
+	t.Helper()
+	for _, n := range []int{0, 1, 3} {
+		if got := run(testutil.Rechunk([]testutil.Chunk{{Data: []byte(in)}}, n)); got != want {
+			t.Fatalf("chunks of %d:\n%s\nwant:\n%s", n, got, want)
+		}
+	}
+}
+
+// SeedTranscripts adds the client bytes of every recorded connection in
+// testdata/*.txt to f's corpus, with a chunking seed for FuzzChunked.
+func SeedTranscripts(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.txt")
+	for _, path := range files {
+		var client []byte
+		for _, c := range testutil.Transcript(f, path) {
+			if !c.ToClient {
+				client = append(client, c.Data...)
+			}
+		}
+		f.Add(client, []byte{3, 200})
+	}
+}
+
+// TranscriptAllocs returns the allocations of one pass of p over every
+// recorded connection in testdata/*.txt cut in 3-byte chunks, reset
+// before each connection, once its buffers have grown.
+func TranscriptAllocs(tb testing.TB, p Feeder, reset func()) float64 {
+	tb.Helper()
+	files, _ := filepath.Glob("testdata/*.txt")
+	var conns [][]testutil.Chunk
+	for _, f := range files {
+		conns = append(conns, testutil.Rechunk(testutil.Transcript(tb, f), 3))
+	}
+	return testing.AllocsPerRun(50, func() {
+		for _, data := range conns {
+			reset()
+			Feed(p, data)
+		}
+	})
+}
+
 // BenchTranscripts measures p over every recorded connection in
-// testdata/*.txt, reset before each pass.
+// testdata/*.txt, reset before each connection (a parser's state, such
+// as memcached's protocol or MySQL's phase, is the connection's).
 func BenchTranscripts(b *testing.B, p Feeder, reset func()) {
 	files, _ := filepath.Glob("testdata/*.txt")
-	var chunks []testutil.Chunk
+	var conns [][]testutil.Chunk
 	n := 0
 	for _, f := range files {
-		for _, c := range testutil.Transcript(b, f) {
-			chunks = append(chunks, c)
+		chunks := testutil.Transcript(b, f)
+		for _, c := range chunks {
 			n += len(c.Data)
 		}
+		conns = append(conns, chunks)
 	}
 	b.SetBytes(int64(n))
 	b.ReportAllocs()
 	for b.Loop() {
-		reset()
-		Feed(p, chunks)
+		for _, chunks := range conns {
+			reset()
+			Feed(p, chunks)
+		}
 	}
 }
