@@ -98,6 +98,11 @@ func checkExcept(r *Rule, m *Match, fields []Field, sink *errorSink, at func(str
 		if !qualified {
 			k, n = FieldHTTPHeaderValue, e
 		}
+		if qualified && !m.exceptFields {
+			// Written once: a set the engine runs is validated again
+			// when the agent merges rules into it.
+			m.exceptFields = true
+		}
 		switch {
 		case !slices.Contains(fields, Field{Kind: k}):
 			sink.errorf(at("except"), r, "except: %q skips values of %s, and the condition has no %s field (write FIELD:NAME for another named field: http.arg:password, http.cookie:_ga)", e, Field{Kind: k}, Field{Kind: k})

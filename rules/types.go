@@ -611,6 +611,10 @@ type Match struct {
 	Names     []string
 	NameRegex string
 	nameRx    *regexp.Regexp // NameRegex compiled, (?i) and unanchored
+	// exceptFields: some Except entry is FIELD:NAME (set by validation,
+	// as nameRx): without one, a value of a field other than
+	// http.header_value is never excluded, at the cost of one test.
+	exceptFields bool
 	// Compare, on a regex condition, also requires a capture group of the
 	// regex's first match in the value to compare with another request
 	// field's value (compare.go).
@@ -699,6 +703,9 @@ var NamedFields = []FieldKind{FieldHTTPArg, FieldHTTPCookie, FieldHTTPHeaderValu
 // Excluded reports whether the condition skips the value of field k
 // named name (except:, ASCII case-insensitive).
 func (m *Match) Excluded(k FieldKind, name []byte) bool {
+	if k != FieldHTTPHeaderValue && !m.exceptFields {
+		return false
+	}
 	for _, e := range m.Except {
 		if n, ok := exceptName(e, k); ok && ascii.EqualFold(name, n) {
 			return true
@@ -723,6 +730,11 @@ func (m *Match) ExceptNames(k FieldKind) []string {
 // entry names a header of http.header_value, "FIELD:NAME" a value of
 // FIELD.
 func exceptName(e string, k FieldKind) (string, bool) {
+	if !strings.HasPrefix(e, "http.") {
+		// A header (the engine asks for every header value a detector
+		// or pattern sees: the common case stays a compare).
+		return e, k == FieldHTTPHeaderValue
+	}
 	f, n, ok := splitExcept(e)
 	if !ok {
 		return e, k == FieldHTTPHeaderValue
