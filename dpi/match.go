@@ -405,13 +405,14 @@ func (w *worker) negated(gp *plan.Group, name []byte, sc *scope, d flow.Dir) {
 }
 
 // skipsName reports whether condition c does not apply to a value of
-// field k named name: except: leaves out a header value by its header
-// name, name:/name_regex: keep only the values of some names.
+// field k named name (nil: a value without a name): except: leaves out
+// the values of some names, name:/name_regex: keep only the values of
+// some names.
 func skipsName(c *rules.Match, k rules.FieldKind, name []byte) bool {
 	if c.NameFilter() && !c.Selects(name) {
 		return true
 	}
-	return name != nil && k == rules.FieldHTTPHeaderValue && c.Excluded(name)
+	return name != nil && c.Excluded(k, name)
 }
 
 // counts evaluates the count: conditions of fp over n values (values of
@@ -429,7 +430,7 @@ func (w *worker) counts(fp *plan.Field, n int, names []http.Header, sc *scope, d
 		if len(m.Except) > 0 && names != nil {
 			k = 0
 			for i := range names {
-				if !m.Excluded(names[i].Name) {
+				if !m.Excluded(rules.FieldHTTPHeaderValue, names[i].Name) {
 					k++
 				}
 			}
@@ -640,6 +641,9 @@ func (w *worker) scanDatagram(k plan.StreamKind, fp *plan.Field, payload []byte,
 // checkScore lets the threshold rules of direction i (0 inbound, 1
 // outbound) hit once sc's score reaches theirs.
 func (w *worker) checkScore(sc *scope, i int, d flow.Dir) {
+	if w.rs.Compiled.Exempts() && w.cctx != nil {
+		w.dropExempted(sc)
+	}
 	if sc.score[i] == 0 || sc.over[i] {
 		return
 	}
@@ -652,6 +656,29 @@ func (w *worker) checkScore(sc *scope, i int, d flow.Dir) {
 		}
 	}
 	sc.over[i] = all
+}
+
+// dropExempted takes out of sc's anomaly scores the scored rules that
+// hit before a scoped exclusion naming them (an allow rule with
+// exempts:) hit in sc or on the flow; candidate keeps later hits of them
+// out. Checked before each threshold test, so the fields of the
+// exclusion and of the exempted rule may come in either order. A rule
+// past the maxContrib contributors named per scope is not taken out.
+func (w *worker) dropExempted(sc *scope) {
+	c, flowHits := w.rs.Compiled, w.cctx.flow.hits
+	keep := sc.contrib[:0]
+	for _, r := range sc.contrib {
+		if !c.Exempted(sc.hits, r) && !c.Exempted(flowHits, r) {
+			keep = append(keep, r)
+			continue
+		}
+		i := 0
+		if r.Outbound() {
+			i = 1
+		}
+		sc.score[i] -= r.Score
+	}
+	sc.contrib = keep
 }
 
 // candidate records a confirmed match of rule r in field: it counts once
@@ -670,6 +697,9 @@ func (w *worker) candidate(r *rules.Rule, field rules.Field, text []byte, sens b
 	}
 	if hasRule(sc.hits, r) || hasRule(ctx.flow.hits, r) {
 		return
+	}
+	if c := w.rs.Compiled; c.Exempts() && (c.Exempted(sc.hits, r) || c.Exempted(ctx.flow.hits, r)) {
+		return // a scoped exclusion already hit: no event, no block, no score
 	}
 	if len(sc.hits) < maxHits {
 		sc.hits = append(sc.hits, r)

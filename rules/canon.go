@@ -3,6 +3,7 @@ package rules
 import (
 	"bytes"
 	"crypto/sha256"
+	"fmt"
 	"net/netip"
 	"strconv"
 
@@ -89,6 +90,7 @@ func canonicalRule(r *Rule) *yaml.Node {
 		addKV(an, "threshold", intNode(t.Score))
 		addKV(n, "anomaly", an)
 	}
+	addRanges(n, "exempts", r.Exempts, func(e IDRange) bool { return e.Lo == e.Hi })
 	switch conds := r.Conditions(); len(conds) {
 	case 0:
 	case 1:
@@ -218,13 +220,19 @@ func addPrefixes(m *yaml.Node, k string, ps []netip.Prefix, containers []string)
 }
 
 func addPorts(m *yaml.Node, k string, ps []PortRange) {
-	if len(ps) == 0 {
+	addRanges(m, k, ps, func(p PortRange) bool { return p.Lo == p.Hi })
+}
+
+// addRanges writes a flow list of ranges, single values as numbers and
+// ranges as "lo-hi" strings.
+func addRanges[R fmt.Stringer](m *yaml.Node, k string, rs []R, single func(R) bool) {
+	if len(rs) == 0 {
 		return
 	}
 	seq := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
-	for _, p := range ps {
-		n := str(p.String())
-		if p.Lo == p.Hi {
+	for _, r := range rs {
+		n := str(r.String())
+		if single(r) {
 			n.Tag = "!!int"
 		}
 		seq.Content = append(seq.Content, n)

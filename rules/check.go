@@ -63,6 +63,9 @@ func checkRule(r *Rule, sink *errorSink, regex bool) {
 	if r.Paranoia < 0 || r.Paranoia > MaxParanoia {
 		sink.errorf(at("paranoia"), r, "paranoia must be 1 to %d", MaxParanoia)
 	}
+	if len(r.Exempts) > 0 {
+		checkExempts(r, sink)
+	}
 	if t := r.Anomaly; t != nil {
 		switch {
 		case len(conds) > 0:
@@ -81,6 +84,84 @@ func checkRule(r *Rule, sink *errorSink, regex bool) {
 		for _, p := range r.AppProto {
 			if p != "http" {
 				sink.errorf(at("app_proto"), r, "anomaly scores are kept per HTTP transaction, but app_proto is %s", p)
+			}
+		}
+	}
+}
+
+// checkExcept checks except:, the names of the values a condition on
+// named values skips: header names for http.header_value, FIELD:NAME for
+// another field of NamedFields the condition has.
+func checkExcept(r *Rule, m *Match, fields []Field, sink *errorSink, at func(string) Position) {
+	for _, e := range m.Except {
+		k, n, qualified := splitExcept(e)
+		if !qualified {
+			k, n = FieldHTTPHeaderValue, e
+		}
+		if qualified && !m.exceptFields {
+			// Written once: a set the engine runs is validated again
+			// when the agent merges rules into it.
+			m.exceptFields = true
+		}
+		switch {
+		case !slices.Contains(fields, Field{Kind: k}):
+			sink.errorf(at("except"), r, "except: %q skips values of %s, and the condition has no %s field (write FIELD:NAME for another named field: http.arg:password, http.cookie:_ga)", e, Field{Kind: k}, Field{Kind: k})
+		case n == "":
+			sink.errorf(at("except"), r, "except: %q names no value", e)
+		case k == FieldHTTPHeaderValue && !validHeaderName(n):
+			sink.errorf(at("except"), r, "except: %q is not a header name", n)
+		case m.Count != nil && k != FieldHTTPHeaderValue:
+			sink.errorf(at("except"), r, "except: %q with count: (only http.header_value values are left out of a count)", e)
+		}
+	}
+}
+
+// checkExempts checks a scoped exclusion on its own; Set.validate checks
+// the ids against the set.
+func checkExempts(r *Rule, sink *errorSink) {
+	at := r.posOf("exempts")
+	switch {
+	case r.Action != ActionAllow:
+		sink.errorf(at, r, "exempts: belongs to an allow rule (a scoped exclusion), but the action is %s", r.Action)
+	case len(r.Conditions()) == 0:
+		sink.errorf(at, r, "an allow rule with exempts: needs a match: saying when the rules are exempted (field: http.path, ...); to switch a rule off everywhere, give it enabled: false")
+	}
+	if len(r.Exempts) > MaxListLen {
+		sink.errorf(at, r, "exempts has more than %d entries", MaxListLen)
+	}
+	for _, e := range r.Exempts {
+		switch {
+		case e.Lo == 0 || e.Lo > e.Hi:
+			sink.errorf(at, r, "exempts: range %s is empty or holds id 0", e)
+		case e.Contains(r.ID):
+			sink.errorf(at, r, "exempts: %s holds the rule's own id", e)
+		}
+	}
+}
+
+// checkExemptIDs checks the ids of every scoped exclusion against the
+// set ids (first rule of each id): a single id must name a block or
+// alert rule of layer 7, a range must hold at least one rule.
+func checkExemptIDs(rs []*Rule, ids map[uint32]*Rule, sink *errorSink) {
+	for _, r := range rs {
+		if r == nil {
+			continue
+		}
+		for _, e := range r.Exempts {
+			if e.Lo != e.Hi {
+				if !slices.ContainsFunc(rs, func(x *Rule) bool { return x != nil && x != r && e.Contains(x.ID) }) {
+					sink.errorf(r.posOf("exempts"), r, "exempts: no rule of the set has an id in %s", e)
+				}
+				continue
+			}
+			x := ids[e.Lo]
+			switch {
+			case x == nil:
+				sink.errorf(r.posOf("exempts"), r, "exempts: no rule %d in the set", e.Lo)
+			case x.Action == ActionAllow:
+				sink.errorf(r.posOf("exempts"), r, "exempts: rule %d is an allow rule; only block and alert rules are exempted", e.Lo)
+			case x.IsACL():
+				sink.errorf(r.posOf("exempts"), r, "exempts: rule %d is an ACL rule (no layer-7 condition), decided before layer 7", e.Lo)
 			}
 		}
 	}
@@ -124,8 +205,8 @@ func checkMatch(r *Rule, m *Match, sink *errorSink, regex bool) {
 	if m.Compare != nil {
 		checkCompare(r, m, sink, regex)
 	}
-	if len(m.Except) > 0 && !slices.Contains(fields, Field{Kind: FieldHTTPHeaderValue}) {
-		sink.errorf(at("except"), r, "except: names headers an http.header_value condition skips, and this condition has no http.header_value field")
+	if len(m.Except) > 0 {
+		checkExcept(r, m, fields, sink, at)
 	}
 	if m.NameFilter() {
 		checkNames(r, m, fields, sink, at)
@@ -468,6 +549,7 @@ func (s *Set) validate(regex bool) error {
 		}
 		checkRule(r, &sink, regex)
 	}
+	checkExemptIDs(s.Rules, ids, &sink)
 	return sink.err()
 }
 

@@ -32,6 +32,9 @@ type Compiled struct {
 	Scored bool
 
 	l7index map[*Rule]int
+	// exempters lists, per layer-7 rule that some scoped exclusion
+	// (an allow rule with exempts:) names, those allow rules.
+	exempters map[*Rule][]*Rule
 }
 
 // CondRef names one condition of a rule on one of its fields.
@@ -237,6 +240,19 @@ func layout(set *Set) *Compiled {
 		}
 		if hasDetect {
 			c.Detect = append(c.Detect, r)
+		}
+	}
+	for _, a := range c.L7 {
+		if len(a.Exempts) == 0 {
+			continue
+		}
+		for _, r := range c.L7 {
+			if r.Action != ActionAllow && slices.ContainsFunc(a.Exempts, func(e IDRange) bool { return e.Contains(r.ID) }) {
+				if c.exempters == nil {
+					c.exempters = map[*Rule][]*Rule{}
+				}
+				c.exempters[r] = append(c.exempters[r], a)
+			}
 		}
 	}
 	return c
@@ -653,23 +669,27 @@ func (r *Rule) MatchFlow(f Flow) bool {
 type Decision struct {
 	Block  *Rule // first block rule that hit above any exemption; nil = do not block
 	Exempt *Rule // allow rule that exempted the flow from the rules below it, or nil
+
+	hits []*Rule // as given to Decide, for the scoped exclusions
 }
 
 // Decide applies the layer-7 semantics to the rules that hit a flow (any
 // order, repeats allowed): in file order, an allow rule that hit exempts
-// the flow from every rule below it; any block rule that hit above that
-// point blocks (the first one is reported); alerts never block.
+// the flow from every rule below it; an allow rule with exempts: that
+// hit exempts only the rules it names, wherever they are; any other block
+// rule that hit above the cut blocks (the first one is reported); alerts
+// never block. The decision refers to hits: Counts needs them unchanged.
 func (c *Compiled) Decide(hits []*Rule) Decision {
-	var d Decision
+	d := Decision{hits: hits}
 	cut := len(c.L7)
 	for _, r := range hits {
-		if i, ok := c.l7index[r]; ok && r.Action == ActionAllow && i < cut {
+		if i, ok := c.l7index[r]; ok && r.Action == ActionAllow && len(r.Exempts) == 0 && i < cut {
 			cut, d.Exempt = i, r
 		}
 	}
 	best := cut
 	for _, r := range hits {
-		if i, ok := c.l7index[r]; ok && r.Action == ActionBlock && i < best {
+		if i, ok := c.l7index[r]; ok && r.Action == ActionBlock && i < best && !c.Exempted(hits, r) {
 			best, d.Block = i, r
 		}
 	}
@@ -677,16 +697,32 @@ func (c *Compiled) Decide(hits []*Rule) Decision {
 }
 
 // Counts reports whether a hit of r is to be logged under decision d: it
-// is above the exempting allow rule (or nothing exempted the flow).
+// is above the exempting allow rule (or nothing exempted the flow), and
+// no scoped exclusion among the decided hits names it.
 func (c *Compiled) Counts(d Decision, r *Rule) bool {
 	i, ok := c.l7index[r]
-	if !ok {
+	if !ok || c.Exempted(d.hits, r) {
 		return false
 	}
 	if d.Exempt == nil {
 		return true
 	}
 	return i <= c.l7index[d.Exempt]
+}
+
+// Exempts reports whether some allow rule with exempts: names a rule of
+// the set (the engine checks Exempted only then).
+func (c *Compiled) Exempts() bool { return len(c.exempters) > 0 }
+
+// Exempted reports whether an allow rule among hits exempts r by its
+// exempts: list.
+func (c *Compiled) Exempted(hits []*Rule, r *Rule) bool {
+	for _, a := range c.exempters[r] {
+		if slices.Contains(hits, a) {
+			return true
+		}
+	}
+	return false
 }
 
 // Index returns r's position in c.L7, or -1.

@@ -430,25 +430,7 @@ rules:
 		{[]uint32{6}, 0, 0, nil}, // an ACL rule is not a layer-7 hit
 	}
 	for _, tc := range tests {
-		var hits []*Rule
-		for _, id := range tc.hits {
-			hits = append(hits, r(id))
-		}
-		d := c.Decide(hits)
-		var block, exempt uint32
-		if d.Block != nil {
-			block = d.Block.ID
-		}
-		if d.Exempt != nil {
-			exempt = d.Exempt.ID
-		}
-		var counted []uint32
-		for _, h := range hits {
-			if c.Counts(d, h) {
-				counted = append(counted, h.ID)
-			}
-		}
-		counted = sortedIDs(counted)
+		block, exempt, counted := decideIDs(c, tc.hits)
 		if block != tc.block || exempt != tc.exempt || !reflect.DeepEqual(counted, tc.counted) {
 			t.Errorf("hits %v: block %d exempt %d counted %v, want %d %d %v", tc.hits, block, exempt, counted, tc.block, tc.exempt, tc.counted)
 		}
@@ -456,6 +438,28 @@ rules:
 	if c.Index(r(4)) != 3 || c.Index(r(6)) != -1 {
 		t.Errorf("Index: %d %d", c.Index(r(4)), c.Index(r(6)))
 	}
+}
+
+// decideIDs decides the rules of ids that hit: the blocking and the
+// exempting rule (0 for none) and the hits that count, sorted.
+func decideIDs(c *Compiled, ids []uint32) (block, exempt uint32, counted []uint32) {
+	var hits []*Rule
+	for _, id := range ids {
+		hits = append(hits, c.Set.Rule(id))
+	}
+	d := c.Decide(hits)
+	if d.Block != nil {
+		block = d.Block.ID
+	}
+	if d.Exempt != nil {
+		exempt = d.Exempt.ID
+	}
+	for _, h := range hits {
+		if c.Counts(d, h) {
+			counted = append(counted, h.ID)
+		}
+	}
+	return block, exempt, sortedIDs(counted)
 }
 
 func sortedIDs(ids []uint32) []uint32 {
@@ -516,7 +520,7 @@ rules:
 	if !bytes.Equal(a.Canonical(), b.Canonical()) || a.Hash() != b.Hash() {
 		t.Errorf("equivalent sets differ:\n%s\n---\n%s", a.Canonical(), b.Canonical())
 	}
-	for _, f := range []string{"testdata/example.yaml", "testdata/full.yaml", "testdata/include/main.yaml", "packs/default.yaml"} {
+	for _, f := range []string{"testdata/example.yaml", "testdata/full.yaml", "testdata/exempts.yaml", "testdata/include/main.yaml", "packs/default.yaml"} {
 		s, err := ParseFile(f)
 		if err != nil {
 			t.Fatal(err)

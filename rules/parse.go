@@ -24,7 +24,7 @@ import (
 // Keys of the rule language, by level.
 var (
 	topKeys     = []string{"rules", "include", "acl_default", "paranoia_level"}
-	ruleKeys    = []string{"id", "name", "description", "action", "severity", "category", "enabled", "proto", "src", "dst", "src_port", "dst_port", "app_proto", "app_proto_not", "match", "score", "paranoia", "anomaly"}
+	ruleKeys    = []string{"id", "name", "description", "action", "severity", "category", "enabled", "proto", "src", "dst", "src_port", "dst_port", "app_proto", "app_proto_not", "match", "score", "paranoia", "anomaly", "exempts"}
 	matchKeys   = []string{"field", "fields", "regex", "phrases", "flags", "transforms", "multi_match", "validate", "detect", "not", "count", "except", "name", "name_regex", "compare"}
 	compareKeys = []string{"group", "op", "field", "with_group", "not"}
 	anomalyKeys = []string{"direction", "threshold"}
@@ -697,7 +697,29 @@ func (l *loader) ruleKey(f *fileCtx, kv keyVal, r *Rule) {
 		}
 	case "anomaly":
 		r.Anomaly = l.anomaly(f, kv.val, r)
+	case "exempts":
+		r.Exempts = listOf(l, f, kv, r, func(a *yaml.Node) (IDRange, bool) { return l.idRange(f, a, r) })
 	}
+}
+
+// idRange reads one entry of exempts:, a rule id (942100) or a range of
+// them ("942000-942999").
+func (l *loader) idRange(f *fileCtx, n *yaml.Node, r *Rule) (IDRange, bool) {
+	a, b, ok := l.numRange(f, n, r, "exempts", parseRuleID)
+	return IDRange{Lo: a, Hi: b}, ok
+}
+
+// parseRuleID reads a rule id as id: accepts it (0x1F, 942_100).
+func parseRuleID(s string) (uint32, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, errors.New("missing rule id (write 942100 or 942000-942999)")
+	}
+	v, err := strconv.ParseUint(strings.ReplaceAll(s, "_", ""), 0, 32)
+	if err != nil || v == 0 {
+		return 0, fmt.Errorf("%q is not a rule id (1 to %d)", s, uint32(1<<32-1))
+	}
+	return uint32(v), nil
 }
 
 // text reads a string of at most max bytes (name:, description:).
@@ -880,13 +902,19 @@ func cidrReason(err error) string {
 }
 
 func (l *loader) portRange(f *fileCtx, n *yaml.Node, r *Rule, key string) (PortRange, bool) {
+	a, b, ok := l.numRange(f, n, r, key, parsePort)
+	return PortRange{Lo: uint16(a), Hi: uint16(b)}, ok
+}
+
+// numRange reads "N" or "LO-HI" with parse reading each number.
+func (l *loader) numRange(f *fileCtx, n *yaml.Node, r *Rule, key string, parse func(string) (uint32, error)) (uint32, uint32, bool) {
 	s := strings.TrimSpace(n.Value)
 	lo, hi, isRange := strings.Cut(s, "-")
 	if !isRange {
 		hi = lo
 	}
-	a, errA := parsePort(lo)
-	b, errB := parsePort(hi)
+	a, errA := parse(lo)
+	b, errB := parse(hi)
 	switch {
 	case errA != nil:
 		l.errs.errorf(f.pos(n), r, "%s: %q: %v", key, s, errA)
@@ -895,12 +923,12 @@ func (l *loader) portRange(f *fileCtx, n *yaml.Node, r *Rule, key string) (PortR
 	case a > b:
 		l.errs.errorf(f.pos(n), r, "%s: range %q is empty: %d is above %d", key, s, a, b)
 	default:
-		return PortRange{Lo: uint16(a), Hi: uint16(b)}, true
+		return a, b, true
 	}
-	return PortRange{}, false
+	return 0, 0, false
 }
 
-func parsePort(s string) (int, error) {
+func parsePort(s string) (uint32, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return 0, errors.New("missing port number (write 80 or 8000-8080)")
@@ -912,7 +940,7 @@ func parsePort(s string) (int, error) {
 	if v > 65535 {
 		return 0, fmt.Errorf("port %d is above 65535", v)
 	}
-	return int(v), nil
+	return uint32(v), nil
 }
 
 // smallInt reads a whole number in [lo, hi].
@@ -1103,13 +1131,7 @@ func (c *condReader) key(kv keyVal) {
 	case "compare":
 		m.Compare = l.compare(f, kv.val, r)
 	case "except":
-		for _, a := range l.list(f, kv.val, r, "except") {
-			if !validHeaderName(a.Value) {
-				c.errorf(a, "except: %q is not a header name", a.Value)
-				continue
-			}
-			m.Except = append(m.Except, strings.ToLower(a.Value))
-		}
+		m.Except = c.nameList(kv, m.Except)
 	case "name":
 		c.names(kv)
 	case "name_regex":
@@ -1237,24 +1259,31 @@ func (c *condReader) phrases(n *yaml.Node) {
 }
 
 // names reads name:, the value names a condition selects.
-func (c *condReader) names(kv keyVal) {
-	items := c.l.list(c.f, kv.val, c.r, "name")
+func (c *condReader) names(kv keyVal) { c.m.Names = c.nameList(kv, c.m.Names) }
+
+// nameList reads the value names of name: or except: (lower case) onto
+// out.
+func (c *condReader) nameList(kv keyVal, out []string) []string {
+	items := c.l.list(c.f, kv.val, c.r, kv.key)
 	if len(items) > MaxNames {
-		c.errorf(kv.val, "name: lists more than %d names", MaxNames)
-		return
+		c.errorf(kv.val, "%s: lists more than %d names", kv.key, MaxNames)
+		return out
 	}
 	for _, a := range items {
 		switch {
+		case a.Value == "" && kv.key == "except":
+			c.errorf(a, "except: an empty name excludes nothing")
 		case a.Value == "":
 			c.errorf(a, "name: an empty name selects nothing")
 		case len(a.Value) > MaxValueNameLen:
-			c.errorf(a, "name: an entry is longer than %d bytes", MaxValueNameLen)
-		case slices.Contains(c.m.Names, strings.ToLower(a.Value)):
-			c.errorf(a, "name: %q is listed twice (names are case-insensitive)", a.Value)
+			c.errorf(a, "%s: an entry is longer than %d bytes", kv.key, MaxValueNameLen)
+		case slices.Contains(out, strings.ToLower(a.Value)):
+			c.errorf(a, "%s: %q is listed twice (names are case-insensitive)", kv.key, a.Value)
 		default:
-			c.m.Names = append(c.m.Names, strings.ToLower(a.Value))
+			out = append(out, strings.ToLower(a.Value))
 		}
 	}
+	return out
 }
 
 // flags reads flags:, the regex options.

@@ -261,18 +261,25 @@ func TestParseErrors(t *testing.T) {
 			if s != nil {
 				t.Error("a set came back with the errors")
 			}
-			var list ErrorList
-			if !errors.As(err, &list) || !errors.Is(err, ErrInvalid) {
-				t.Fatalf("error %T is not an ErrorList", err)
-			}
-			for _, e := range list {
-				if strings.HasPrefix(e.Error(), tc.want) {
-					return
-				}
-			}
-			t.Errorf("errors:\n%v\nwant one starting with:\n%s", err, tc.want)
+			wantError(t, err, tc.want)
 		})
 	}
+}
+
+// wantError checks that err is an ErrorList with an error starting with
+// want.
+func wantError(tb testing.TB, err error, want string) {
+	tb.Helper()
+	var list ErrorList
+	if !errors.As(err, &list) || !errors.Is(err, ErrInvalid) {
+		tb.Fatalf("error %T is not an ErrorList", err)
+	}
+	for _, e := range list {
+		if strings.HasPrefix(e.Error(), want) {
+			return
+		}
+	}
+	tb.Errorf("errors:\n%v\nwant one starting with:\n%s", err, want)
 }
 
 func TestParseValidSnippets(t *testing.T) {

@@ -428,6 +428,22 @@ func (r PortRange) String() string {
 	return strconv.Itoa(int(r.Lo)) + "-" + strconv.Itoa(int(r.Hi))
 }
 
+// IDRange is a range of rule ids, both ends included (Lo == Hi for one
+// id).
+type IDRange struct{ Lo, Hi uint32 }
+
+// Contains reports whether id lies in the range.
+func (r IDRange) Contains(id uint32) bool { return id >= r.Lo && id <= r.Hi }
+
+// String formats the range as rule files write it: "942100" or
+// "942000-942999".
+func (r IDRange) String() string {
+	if r.Lo == r.Hi {
+		return strconv.FormatUint(uint64(r.Lo), 10)
+	}
+	return strconv.FormatUint(uint64(r.Lo), 10) + "-" + strconv.FormatUint(uint64(r.Hi), 10)
+}
+
 // Position is a place in a rule file; Line and Column are 1-based.
 type Position struct {
 	File         string
@@ -480,6 +496,13 @@ type Rule struct {
 	// Anomaly makes the rule a threshold rule: it hits when a
 	// transaction's score in that direction reaches the threshold.
 	Anomaly *Threshold
+	// Exempts makes an allow rule a scoped exclusion (CRS's
+	// ctl:ruleRemoveById under a condition): when it hits, the rules
+	// with these ids are exempted in the scope where it hit (they log
+	// nothing, block nothing and add no anomaly score), wherever they
+	// are in the file, and the rules below it are not cut. Empty for an
+	// ordinary allow rule.
+	Exempts []IDRange
 
 	Pos Position // the rule's "- " entry
 
@@ -586,8 +609,11 @@ type Match struct {
 	// Count compares the number of values of the field (every header of
 	// that name, every argument...) instead of matching them.
 	Count *Count
-	// Except names request headers (lower case) whose values an
-	// http.header_value condition skips.
+	// Except names (lower case) the values a condition on named values
+	// (NamedFields) skips, ASCII case-insensitively: a plain entry is a
+	// request header of http.header_value, "FIELD:NAME" the values of
+	// NAME in the named field FIELD ("http.arg:password", SecLang's
+	// !ARGS:password). The negation of Names, per field.
 	Except []string
 	// Names (lower case) and NameRegex select, on a field of named values
 	// (NamedFields: arguments, cookies, header values, files), the values
@@ -598,6 +624,10 @@ type Match struct {
 	Names     []string
 	NameRegex string
 	nameRx    *regexp.Regexp // NameRegex compiled, (?i) and unanchored
+	// exceptFields: some Except entry is FIELD:NAME (set by validation,
+	// as nameRx): without one, a value of a field other than
+	// http.header_value is never excluded, at the cost of one test.
+	exceptFields bool
 	// Compare, on a regex condition, also requires a capture group of the
 	// regex's first match in the value to compare with another request
 	// field's value (compare.go).
@@ -683,15 +713,61 @@ func compileNameRegex(s string) (*regexp.Regexp, error) {
 // name_regex: select on.
 var NamedFields = []FieldKind{FieldHTTPArg, FieldHTTPCookie, FieldHTTPHeaderValue, FieldHTTPFile, FieldHTTPResponseHeaderValue}
 
-// Excluded reports whether an http.header_value condition skips the
-// values of header name (ASCII case-insensitive).
-func (m *Match) Excluded(name []byte) bool {
+// Excluded reports whether the condition skips the value of field k
+// named name (except:, ASCII case-insensitive).
+func (m *Match) Excluded(k FieldKind, name []byte) bool {
+	if k != FieldHTTPHeaderValue && !m.exceptFields {
+		return false
+	}
 	for _, e := range m.Except {
-		if ascii.EqualFold(name, e) {
+		if n, ok := exceptName(e, k); ok && ascii.EqualFold(name, n) {
 			return true
 		}
 	}
 	return false
+}
+
+// ExceptNames returns the names of the values of field k the condition
+// skips (except:).
+func (m *Match) ExceptNames(k FieldKind) []string {
+	var out []string
+	for _, e := range m.Except {
+		if n, ok := exceptName(e, k); ok {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// exceptName returns the name an except: entry skips in field k: a plain
+// entry names a header of http.header_value, "FIELD:NAME" a value of
+// FIELD.
+func exceptName(e string, k FieldKind) (string, bool) {
+	if !strings.HasPrefix(e, "http.") {
+		// A header (the engine asks for every header value a detector
+		// or pattern sees: the common case stays a compare).
+		return e, k == FieldHTTPHeaderValue
+	}
+	f, n, ok := splitExcept(e)
+	if !ok {
+		return e, k == FieldHTTPHeaderValue
+	}
+	return n, f == k
+}
+
+// splitExcept splits an except: entry "FIELD:NAME" whose FIELD is one of
+// NamedFields; ok is false for a plain (header) entry.
+func splitExcept(e string) (FieldKind, string, bool) {
+	f, n, ok := strings.Cut(e, ":")
+	if !ok {
+		return 0, "", false
+	}
+	for _, k := range NamedFields {
+		if fieldInfos[k].name == f {
+			return k, n, true
+		}
+	}
+	return 0, "", false
 }
 
 // CountOp compares a count with a number.

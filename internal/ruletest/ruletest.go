@@ -78,7 +78,7 @@ func EvalValues(c *rules.Compiled, fields Values, s *hyperscan.Scratch) ([]*rule
 				if fired[id] == p.Not {
 					continue
 				}
-				if g.Field.Kind == rules.FieldHTTPHeaderValue && g.Cond(id).Excluded(v.Name) || !g.Cond(id).Selects(v.Name) {
+				if v.Name != nil && g.Cond(id).Excluded(g.Field.Kind, v.Name) || !g.Cond(id).Selects(v.Name) {
 					continue
 				}
 				hold(r, p.Cond)
@@ -88,7 +88,7 @@ func EvalValues(c *rules.Compiled, fields Values, s *hyperscan.Scratch) ([]*rule
 	var d rules.Detector
 	for _, ref := range c.DetectConds {
 		for _, v := range fields[ref.Field] {
-			if ref.Field.Kind == rules.FieldHTTPHeaderValue && ref.Match().Excluded(v.Name) || !ref.Match().Selects(v.Name) {
+			if v.Name != nil && ref.Match().Excluded(ref.Field.Kind, v.Name) || !ref.Match().Selects(v.Name) {
 				continue
 			}
 			if h, _ := d.MatchField(ref.Match(), ref.Field, v.Data); h {
@@ -100,7 +100,7 @@ func EvalValues(c *rules.Compiled, fields Values, s *hyperscan.Scratch) ([]*rule
 	for _, ref := range c.CountConds {
 		n := 0
 		for _, v := range fields[ref.Field] {
-			if ref.Field.Kind != rules.FieldHTTPHeaderValue || !ref.Match().Excluded(v.Name) {
+			if ref.Field.Kind != rules.FieldHTTPHeaderValue || !ref.Match().Excluded(ref.Field.Kind, v.Name) {
 				n++
 			}
 		}

@@ -193,3 +193,23 @@ func TestCaptureCompare(t *testing.T) {
 		}
 	}
 }
+
+// TestNamedExclusions: !ARGS:x and !REQUEST_COOKIES:x beside their
+// collections become except: entries of those fields; one of a
+// collection the condition does not inspect removes nothing and is
+// dropped; one by regex is ignored and listed.
+func TestNamedExclusions(t *testing.T) {
+	src := `SecRule REQUEST_COOKIES|!REQUEST_COOKIES:FCCDCF|ARGS|!ARGS:Password|!REQUEST_COOKIES:/^_ga/ "@rx x" "id:1,block,` + score + `"
+SecRule ARGS|!REQUEST_COOKIES:sid "@rx y" "id:2,block,` + score + `"`
+	res, err := Import(fstest.MapFS{"t.conf": &fstest.MapFile{Data: []byte(src)}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := string(res.YAML)
+	if !strings.Contains(out, "except: ['http.cookie:fccdcf', 'http.arg:password']") || strings.Count(out, "except:") != 1 {
+		t.Errorf("output:\n%s", out)
+	}
+	if len(res.Approximations) != 1 || !strings.Contains(res.Approximations[0].Reason, "!REQUEST_COOKIES:/^_ga/") {
+		t.Errorf("approximations %v", res.Approximations)
+	}
+}

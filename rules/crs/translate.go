@@ -616,6 +616,7 @@ type condVars struct {
 func variables(d *draft, m *rules.MatchSpec, list string, prev *rules.MatchSpec) (condVars, error) {
 	var v condVars
 	var names []string // named selections (ARGS:x): name: / name_regex:
+	var excl []string  // !ARGS:x, !REQUEST_COOKIES:x as except: FIELD:NAME
 	nameRx, named, vars := "", 0, 0
 	for _, x := range strings.Split(list, "|") {
 		x = strings.TrimSpace(x)
@@ -624,9 +625,15 @@ func variables(d *draft, m *rules.MatchSpec, list string, prev *rules.MatchSpec)
 		}
 		if strings.HasPrefix(x, "!") {
 			base, sel, _ := strings.Cut(x[1:], ":")
-			if strings.EqualFold(base, "REQUEST_HEADERS") && sel != "" && !strings.HasPrefix(sel, "/") {
-				m.Except = append(m.Except, strings.ToLower(sel))
-				continue
+			if sel != "" && !strings.HasPrefix(sel, "/") {
+				switch strings.ToUpper(base) {
+				case "REQUEST_HEADERS":
+					m.Except = append(m.Except, strings.ToLower(sel))
+					continue
+				case "ARGS", "REQUEST_COOKIES":
+					excl = append(excl, varFields[strings.ToUpper(base)]+":"+strings.ToLower(sel))
+					continue
+				}
 			}
 			d.notes = append(d.notes, "exclusion "+x+" ignored (the values it removes are matched too)")
 			continue
@@ -714,6 +721,13 @@ func variables(d *draft, m *rules.MatchSpec, list string, prev *rules.MatchSpec)
 		// Named and whole variables together (ARGS:x|REQUEST_HEADERS):
 		// one condition cannot select names on some fields only.
 		d.notes = append(d.notes, fmt.Sprintf("named variables of %q matched as every value", list))
+	}
+	for _, e := range excl {
+		// An exclusion of a collection the condition does not inspect (or
+		// counts) removes nothing deepwall can leave out.
+		if f, _, _ := strings.Cut(e, ":"); slices.Contains(v.fields, f) && !v.counting && !slices.Contains(m.Except, e) {
+			m.Except = append(m.Except, e)
+		}
 	}
 	if len(v.fields) > rules.MaxCondFields {
 		return v, fmt.Errorf("%d fields (limit %d)", len(v.fields), rules.MaxCondFields)

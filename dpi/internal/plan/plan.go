@@ -49,14 +49,14 @@ type Group struct {
 	// negated one (hits go through the scope's condition state); Neg:
 	// the group has negated patterns (a value they miss holds them).
 	Multi, Neg bool
-	// Exc: some pattern's condition skips header values by name (except:).
+	// Exc: some pattern's condition skips or selects values by name
+	// (except:, name:, name_regex:).
 	Exc bool
 	// Alpha: byte classes over which no pattern of the group can match
 	// (groupAlphabet); a transformed value within them is not scanned.
 	Alpha transform.ByteClasses
-	// Skip: header names (lower case) every pattern's condition excludes
-	// (http.header_value except:): such values are neither transformed
-	// nor scanned.
+	// Skip: value names (lower case) every pattern's condition excludes
+	// (except:): such values are neither transformed nor scanned.
 	Skip []string
 }
 
@@ -310,9 +310,9 @@ func newGroup(g *rules.Group, alphabets alphabetCache) (*Group, error) {
 	gp.Multi, gp.Neg = g.Multi, len(g.Negated) > 0
 	for i := range g.Patterns {
 		c := g.Cond(i)
-		gp.Exc = gp.Exc || g.Field.Kind == rules.FieldHTTPHeaderValue && len(c.Except) > 0 || c.NameFilter()
+		gp.Exc = gp.Exc || len(c.ExceptNames(g.Field.Kind)) > 0 || c.NameFilter()
 	}
-	if gp.Exc && g.Field.Kind == rules.FieldHTTPHeaderValue {
+	if gp.Exc {
 		gp.Skip = commonExcept(g)
 	}
 	for i := range g.Patterns {
@@ -584,11 +584,11 @@ func (s *Set) Release() {
 	})
 }
 
-// commonExcept returns the header names every pattern of g excludes.
+// commonExcept returns the value names every pattern of g excludes.
 func commonExcept(g *rules.Group) []string {
 	var common []string
 	for i := range g.Patterns {
-		ex := g.Cond(i).Except
+		ex := g.Cond(i).ExceptNames(g.Field.Kind)
 		if i == 0 {
 			common = slices.Clone(ex)
 		} else {
