@@ -26,6 +26,9 @@ const (
 	maxEventQuery = 1024
 )
 
+// eventText is b as an event carries it: bounded, digit runs masked.
+func eventText(b []byte) string { return scrub(b[:min(len(b), maxEventQuery)]) }
+
 // dbConn is a database or cache flow's state for rules and events: the
 // connection's user and database (copies), and while a command is
 // inspected, the command (pointing into the parser's buffers).
@@ -325,7 +328,7 @@ func (s mqttSink) Finding(f proto.Finding) { s.w.dbFinding(f) }
 func (db *dbConn) mqttSection() *eve.MQTTInfo {
 	info := &eve.MQTTInfo{ClientID: string(db.client), User: string(db.user), Command: string(db.name)}
 	if len(db.key) > 0 {
-		info.Topic = scrub(db.key[:min(len(db.key), maxEventQuery)])
+		info.Topic = eventText(db.key)
 	}
 	if *info == (eve.MQTTInfo{}) {
 		return nil
@@ -371,10 +374,10 @@ func (db *dbConn) section() *eve.DBInfo {
 		info.Command = string(db.name)
 	}
 	if len(db.query) > 0 {
-		info.Query = scrub(db.query[:min(len(db.query), maxEventQuery)])
+		info.Query = eventText(db.query)
 	}
 	if len(db.key) > 0 {
-		info.Key = scrub(db.key[:min(len(db.key), maxEventQuery)])
+		info.Key = eventText(db.key)
 	}
 	if *info == (eve.DBInfo{}) {
 		return nil

@@ -430,7 +430,7 @@ func (w *worker) counts(fp *plan.Field, n int, names []http.Header, sc *scope, d
 		if len(m.Except) > 0 && names != nil {
 			k = 0
 			for i := range names {
-				if !m.Excluded(rules.FieldHTTPHeaderValue, names[i].Name) {
+				if !m.Excluded(fp.Field.Kind, names[i].Name) {
 					k++
 				}
 			}
@@ -641,7 +641,7 @@ func (w *worker) scanDatagram(k plan.StreamKind, fp *plan.Field, payload []byte,
 // checkScore lets the threshold rules of direction i (0 inbound, 1
 // outbound) hit once sc's score reaches theirs.
 func (w *worker) checkScore(sc *scope, i int, d flow.Dir) {
-	if w.rs.Compiled.Exempts() && w.cctx != nil {
+	if len(sc.contrib) > 0 && w.rs.Compiled.Exempts() && w.cctx != nil {
 		w.dropExempted(sc)
 	}
 	if sc.score[i] == 0 || sc.over[i] {
@@ -665,10 +665,9 @@ func (w *worker) checkScore(sc *scope, i int, d flow.Dir) {
 // exclusion and of the exempted rule may come in either order. A rule
 // past the maxContrib contributors named per scope is not taken out.
 func (w *worker) dropExempted(sc *scope) {
-	c, flowHits := w.rs.Compiled, w.cctx.flow.hits
 	keep := sc.contrib[:0]
 	for _, r := range sc.contrib {
-		if !c.Exempted(sc.hits, r) && !c.Exempted(flowHits, r) {
+		if !w.exempted(sc, r) {
 			keep = append(keep, r)
 			continue
 		}
@@ -679,6 +678,13 @@ func (w *worker) dropExempted(sc *scope) {
 		sc.score[i] -= r.Score
 	}
 	sc.contrib = keep
+}
+
+// exempted reports whether a scoped exclusion (an allow rule with
+// exempts:) that hit in sc or on the flow takes r out.
+func (w *worker) exempted(sc *scope, r *rules.Rule) bool {
+	c := w.rs.Compiled
+	return c.Exempts() && (c.Exempted(sc.hits, r) || c.Exempted(w.cctx.flow.hits, r))
 }
 
 // candidate records a confirmed match of rule r in field: it counts once
@@ -698,7 +704,7 @@ func (w *worker) candidate(r *rules.Rule, field rules.Field, text []byte, sens b
 	if hasRule(sc.hits, r) || hasRule(ctx.flow.hits, r) {
 		return
 	}
-	if c := w.rs.Compiled; c.Exempts() && (c.Exempted(sc.hits, r) || c.Exempted(ctx.flow.hits, r)) {
+	if w.exempted(sc, r) {
 		return // a scoped exclusion already hit: no event, no block, no score
 	}
 	if len(sc.hits) < maxHits {

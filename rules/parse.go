@@ -825,12 +825,12 @@ func (l *loader) ruleID(f *fileCtx, n *yaml.Node, r *Rule) {
 		l.errs.errorf(f.pos(n), r, "id must be a whole number from 1 to %d", uint32(1<<32-1))
 		return
 	}
-	v, err := strconv.ParseUint(strings.ReplaceAll(n.Value, "_", ""), 0, 32)
-	if err != nil || v == 0 {
+	v, err := parseRuleID(n.Value)
+	if err != nil {
 		l.errs.errorf(f.pos(n), r, "id %s is out of range: ids are 1 to %d (0 means no rule)", n.Value, uint32(1<<32-1))
 		return
 	}
-	r.ID = uint32(v)
+	r.ID = v
 	if prev, dup := l.ids[r.ID]; dup {
 		l.errs.errorf(f.pos(n), r, "duplicate id %d (first used at %s)", r.ID, prev.posOf("id"))
 		return

@@ -904,7 +904,7 @@ func testAgentReloadUnderLoad(t *testing.T, m agentMode) {
 			if res.reset {
 				r.ok++
 			} else {
-				r.bad, r.err = r.bad+1, fmt.Errorf("%+v", res)
+				r.bad, r.err = r.bad+1, fmt.Errorf("%+v: %v", res, res.err)
 			}
 		}
 	}()

@@ -2,6 +2,7 @@ package k8s
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -147,10 +148,7 @@ func blockMessage(ev *eve.Event, pod *corev1.Pod) string {
 }
 
 func hostPort(ip string, port uint16) string {
-	if strings.Contains(ip, ":") {
-		return "[" + ip + "]:" + strconv.Itoa(int(port))
-	}
-	return ip + ":" + strconv.Itoa(int(port))
+	return net.JoinHostPort(ip, strconv.Itoa(int(port)))
 }
 
 // addr parses an address; the zero Addr when it is none.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -296,16 +297,8 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		}
 		c.node.accepted[p.uid] = accepted{generation: p.generation, spec: p.spec, nsSelector: p.nsSelector, rules: text[p.uid]}
 	}
-	for uid := range c.node.accepted {
-		if !live[uid] {
-			delete(c.node.accepted, uid)
-		}
-	}
-	for uid := range c.node.reported {
-		if !live[uid] {
-			delete(c.node.reported, uid)
-		}
-	}
+	maps.DeleteFunc(c.node.accepted, func(uid string, _ accepted) bool { return !live[uid] })
+	maps.DeleteFunc(c.node.reported, func(uid string, _ string) bool { return !live[uid] })
 	// The set actually sent: each policy's accepted rules (an invalid
 	// policy's previous ones). With no invalid policy that is req.
 	if len(invalid) > 0 {
